@@ -1,0 +1,1 @@
+//! Host collectors (placeholder until the collectors land).

@@ -1,0 +1,366 @@
+//! YAML configuration: the agent's `agent.yaml` (the seed's layout, as written) and the
+//! loader that turns any bad input into one error naming the file, line and key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+
+/// A configuration file that could not be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    /// The file is not YAML, or a key is unknown, missing or has a bad value.
+    #[error("{file}:{line}:{column}: {}{message}", key_prefix(.key))]
+    Invalid { file: String, line: usize, column: usize, key: Option<String>, message: String },
+}
+
+fn key_prefix(key: &Option<String>) -> String {
+    key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default()
+}
+
+/// Parses YAML text into `T`, rejecting unknown keys; `origin` names the file in errors.
+pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let mut message = inner.to_string();
+        // serde_yaml_ng appends the location, which the error already carries.
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        // ...and prefixes its own (parent) path, which `path` already holds in full.
+        if let Some((head, rest)) = message.split_once(": ") {
+            if !head.contains(' ') && path.starts_with(head) {
+                message = rest.to_string();
+            }
+        }
+        let key = match unknown_field(&message) {
+            Some(field) if !path.ends_with(&field) => Some(format!("{path}.{field}")),
+            _ => (path != ".").then_some(path),
+        };
+        ConfigError::Invalid { file: origin.to_string(), line, column, key, message }
+    })
+}
+
+/// Reads and parses a YAML configuration file.
+pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_yaml(&text, &file)
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// The agent's configuration file (`/etc/secumon/agent.yaml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default)]
+    pub agent: AgentSection,
+    pub collector: CollectorSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub logs: LogsSection,
+    #[serde(default)]
+    pub probe_mode: ProbeModeSection,
+    #[serde(default)]
+    pub spool: SpoolSection,
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load_yaml(path)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Host name reported for this machine; defaults to the system host name.
+    pub name: Option<String>,
+    /// Labels added to every series this agent sends.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// The server's gRPC ingest address, `HOST:PORT`.
+    pub endpoint: Endpoint,
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// A `HOST:PORT` address, checked when the file is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint(pub String);
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let authority = text.split_once("://").map_or(text.as_str(), |(_, rest)| rest);
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Endpoint(text))
+            }
+            _ => Err(D::Error::custom(format!("expected HOST:PORT, got {text:?}"))),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    #[serde(default)]
+    pub enabled: bool,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+/// Metric families an agent can collect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricFamily {
+    /// CPU time and usage, total and per core, plus load averages.
+    Cpu,
+    /// Memory and swap.
+    Memory,
+    /// Filesystem space per mountpoint.
+    Disk,
+    /// Bytes and packets per network interface.
+    Network,
+    Processes,
+    Services,
+    Containers,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Time between two collection cycles.
+    #[serde(default = "default_interval", deserialize_with = "positive_duration")]
+    pub interval: Duration,
+    #[serde(default = "default_families")]
+    pub enabled: Vec<MetricFamily>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self { interval: default_interval(), enabled: default_families() }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_families() -> Vec<MetricFamily> {
+    vec![MetricFamily::Cpu, MetricFamily::Memory, MetricFamily::Disk, MetricFamily::Network]
+}
+
+/// A humantime duration (`10s`, `5m`) that must be greater than zero.
+pub fn positive_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let duration: Duration = humantime_serde::deserialize(deserializer)?;
+    if duration.is_zero() {
+        return Err(D::Error::custom("duration must be greater than zero"));
+    }
+    Ok(duration)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Files or globs to tail.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeModeSection {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub targets: Vec<ProbeTarget>,
+}
+
+/// One external check the agent runs in probe mode.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ProbeTarget {
+    Http {
+        url: String,
+        #[serde(default = "default_interval", deserialize_with = "positive_duration")]
+        interval: Duration,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+        #[serde(default = "default_interval", deserialize_with = "positive_duration")]
+        interval: Duration,
+    },
+    Ping {
+        host: String,
+        #[serde(default = "default_interval", deserialize_with = "positive_duration")]
+        interval: Duration,
+    },
+}
+
+/// The on-disk spool that keeps batches the server has not acknowledged yet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Directory for the spool and the agent's identity.
+    #[serde(default = "default_spool_dir")]
+    pub dir: PathBuf,
+    /// Bound on the spool's size on disk; the oldest batches are dropped beyond it.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        Self { dir: default_spool_dir(), max_bytes: default_spool_max_bytes() }
+    }
+}
+
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/lib/secumon/agent")
+}
+
+fn default_spool_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_AGENT_YAML: &str = r#"
+# /etc/secumon/agent.yaml
+agent:
+  name: "srv-prod-01"
+  labels:
+    environment: production
+    datacenter: bhs
+    role: webserver
+
+collector:
+  endpoint: "collector.secuaas.ovh:9090"
+  tls:
+    enabled: true
+    cert: "/etc/secumon/agent.crt"
+    key: "/etc/secumon/agent.key"
+    ca: "/etc/secumon/ca.crt"
+
+metrics:
+  interval: 60s
+  enabled:
+    - cpu
+    - memory
+    - disk
+    - network
+    - processes
+    - services
+
+logs:
+  enabled: true
+  sources:
+    - /var/log/syslog
+    - /var/log/auth.log
+    - /var/log/nginx/*.log
+
+probe_mode:
+  enabled: true
+  targets:
+    - type: http
+      url: "https://example.com"
+      interval: 5m
+    - type: tcp
+      host: "example.com"
+      port: 443
+      interval: 1m
+"#;
+
+    #[test]
+    fn accepts_the_seed_layout_as_written() {
+        let config: AgentConfig = parse_yaml(SEED_AGENT_YAML, "agent.yaml").expect("seed parses");
+        assert_eq!(config.agent.name.as_deref(), Some("srv-prod-01"));
+        assert_eq!(config.agent.labels["datacenter"], "bhs");
+        assert_eq!(config.collector.endpoint.0, "collector.secuaas.ovh:9090");
+        assert!(config.collector.tls.enabled);
+        assert_eq!(config.metrics.interval, Duration::from_secs(60));
+        assert_eq!(config.metrics.enabled.len(), 6);
+        assert_eq!(config.logs.sources[2], "/var/log/nginx/*.log");
+        assert_eq!(
+            config.probe_mode.targets[1],
+            ProbeTarget::Tcp {
+                host: "example.com".into(),
+                port: 443,
+                interval: Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "agent:\n  name: a\n  colour: blue\ncollector:\n  endpoint: h:1\n";
+        let err = parse_yaml::<AgentConfig>(text, "/etc/agent.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("/etc/agent.yaml:3:"), "{err}");
+        assert!(err.contains("key `agent.colour`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_a_probe_target_is_named() {
+        let text = "collector:\n  endpoint: h:1\nprobe_mode:\n  targets:\n    - type: tcp\n      host: x\n      port: 1\n      colour: red\n";
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+        assert!(err.starts_with("a.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn broken_yaml_names_file_and_line() {
+        let text = "agent:\n  name: [unclosed\ncollector:\n  endpoint: h:1\n";
+        let err = parse_yaml::<AgentConfig>(text, "agent.yaml").unwrap_err();
+        let ConfigError::Invalid { line, .. } = &err else { panic!("{err}") };
+        assert!(*line >= 2, "{err}");
+        assert!(err.to_string().starts_with("agent.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_key() {
+        let text = "collector:\n  endpoint: no-port\n";
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("a.yaml:2:"), "{err}");
+        assert!(err.contains("key `collector.endpoint`"), "{err}");
+
+        let text = "collector:\n  endpoint: h:1\nmetrics:\n  interval: 0s\n";
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
+        assert!(err.contains("key `metrics.interval`"), "{err}");
+        assert!(err.contains("greater than zero"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The data model shared by every SecuMon crate: samples and their series, check results,
+//! events, log records and vulnerability findings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Label set of a series, kept sorted by name so that equal sets compare and hash equal.
+pub type Labels = BTreeMap<String, String>;
+
+/// Label every stored series carries: the host the agent reports for.
+pub const HOST_LABEL: &str = "host";
+/// Label every stored series carries: the tenant that owns it.
+pub const TENANT_LABEL: &str = "tenant";
+
+/// A metric name plus its labels: the identity of a time series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    pub name: String,
+    pub labels: Labels,
+}
+
+impl SeriesKey {
+    pub fn new(name: impl Into<String>, labels: Labels) -> Self {
+        Self { name: name.into(), labels }
+    }
+}
+
+impl fmt::Display for SeriesKey {
+    /// Prometheus exposition style: `name{a="1",b="2"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.labels.is_empty() {
+            f.write_str("{")?;
+            for (i, (k, v)) in self.labels.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{k}={v:?}")?;
+            }
+            f.write_str("}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One value of one series at one instant. Values are in base units (bytes, seconds, ratios).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub series: SeriesKey,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn new(name: impl Into<String>, labels: Labels, timestamp_ms: i64, value: f64) -> Self {
+        Self { series: SeriesKey::new(name, labels), timestamp_ms, value }
+    }
+}
+
+/// Status of a check run, ordered from best to worst except `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The outcome of one run of a probe check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub check_id: String,
+    pub kind: String,
+    pub target: String,
+    pub status: CheckStatus,
+    pub timestamp_ms: i64,
+    pub duration_us: u64,
+    /// Structured, kind-specific details.
+    pub details: serde_json::Value,
+    pub samples: Vec<Sample>,
+}
+
+/// Severity shared by events and findings, ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// A discrete change: a service went down, a certificate changed, an agent connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub timestamp_ms: i64,
+    pub kind: String,
+    pub severity: Severity,
+    pub labels: Labels,
+    pub message: String,
+}
+
+/// One log line with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub timestamp_ms: i64,
+    /// A file path, or `journald`.
+    pub source: String,
+    pub labels: Labels,
+    pub line: String,
+}
+
+/// Lifecycle of a vulnerability finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingStatus {
+    Open,
+    Fixed,
+}
+
+/// A vulnerability reported by a scanner about an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// CVE id or scanner rule id.
+    pub id: String,
+    pub severity: Severity,
+    /// Host name, URL or image the finding is about.
+    pub asset: String,
+    pub title: String,
+    pub description: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub status: FindingStatus,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_key_displays_in_exposition_style() {
+        let labels = Labels::from([
+            ("mountpoint".to_string(), "/".to_string()),
+            ("device".to_string(), "sda1".to_string()),
+        ]);
+        let key = SeriesKey::new("filesystem_size_bytes", labels);
+        assert_eq!(key.to_string(), r#"filesystem_size_bytes{device="sda1",mountpoint="/"}"#);
+    }
+
+    #[test]
+    fn severities_are_ordered() {
+        assert!(Severity::Critical > Severity::High);
+        assert!(Severity::Info < Severity::Low);
+    }
+}
