@@ -1,0 +1,292 @@
+//! The embedded SQLite backend: one database file in WAL mode, one writer connection (SQLite
+//! allows a single writer; queueing in the pool beats SQLITE_BUSY retries) and a few readers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secumon_core::{IngestBatch, Labels, SeriesKey, now_ms};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use crate::query::{Point, RangeQuery, SeriesPoints, aggregate};
+use crate::{AgentRecord, Store, StoreError, WriteOutcome};
+
+/// Rows per multi-row INSERT: 3 bound values each stays far below SQLite's 32 766 limit.
+const ROWS_PER_INSERT: usize = 2_000;
+
+type SeriesCacheKey = (String, SeriesKey);
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    /// Ids of series known to be committed, so steady-state batches skip the lookups.
+    series_ids: Mutex<HashMap<SeriesCacheKey, i64>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                path: parent.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A batch is acknowledged once committed: FULL makes that survive power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        Ok(Self { writer, reader, series_ids: Mutex::new(HashMap::new()) })
+    }
+
+    /// Waits for in-flight work and closes every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Ids for `keys`, creating missing series inside `tx`. Returns the ids that are new to
+    /// the cache; the caller adds them once the transaction has committed.
+    async fn resolve_series(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        tenant: &str,
+        keys: impl Iterator<Item = SeriesKey>,
+    ) -> Result<(HashMap<SeriesKey, i64>, Vec<(SeriesCacheKey, i64)>), StoreError> {
+        let mut ids = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+            for key in keys {
+                if ids.contains_key(&key) {
+                    continue;
+                }
+                match cache.get(&(tenant.to_string(), key.clone())) {
+                    Some(&id) => {
+                        ids.insert(key, id);
+                    }
+                    None => missing.push(key),
+                }
+            }
+        }
+        let mut fresh = Vec::with_capacity(missing.len());
+        for key in missing {
+            if ids.contains_key(&key) {
+                continue;
+            }
+            let labels = serde_json::to_string(&key.labels)?;
+            sqlx::query("INSERT INTO series (tenant_id, name, labels) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                .bind(tenant)
+                .bind(&key.name)
+                .bind(&labels)
+                .execute(&mut **tx)
+                .await?;
+            let id: i64 = sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND name = ? AND labels = ?")
+                .bind(tenant)
+                .bind(&key.name)
+                .bind(&labels)
+                .fetch_one(&mut **tx)
+                .await?;
+            fresh.push(((tenant.to_string(), key.clone()), id));
+            ids.insert(key, id);
+        }
+        Ok((ids, fresh))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+        let now = now_ms();
+        let sequence = batch.sequence as i64;
+        let mut tx = self.writer.begin().await?;
+        let first_time = sqlx::query(
+            "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&batch.agent_id)
+        .bind(sequence)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !first_time {
+            tx.rollback().await?;
+            return Ok(WriteOutcome::Duplicate);
+        }
+
+        let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = ?")
+            .bind(&batch.agent_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if owner.as_deref().is_some_and(|owner| owner != tenant) {
+            return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
+        }
+        sqlx::query(
+            "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 1) \
+             ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
+             last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), \
+             last_sequence = max(last_sequence, excluded.last_sequence), batches = batches + 1",
+        )
+        .bind(&batch.agent_id)
+        .bind(tenant)
+        .bind(&batch.host)
+        .bind(serde_json::to_string(&batch.agent_labels)?)
+        .bind(now)
+        .bind(now)
+        .bind(sequence)
+        .execute(&mut *tx)
+        .await?;
+
+        let all_samples = batch
+            .samples
+            .iter()
+            .chain(batch.check_results.iter().flat_map(|c| c.samples.iter()));
+        let keys = all_samples.clone().map(|s| batch.stored_series_key(tenant, &s.series));
+        let (ids, fresh) = self.resolve_series(&mut tx, tenant, keys).await?;
+        let rows: Vec<(i64, i64, Option<f64>)> = all_samples
+            .map(|s| {
+                let id = ids[&batch.stored_series_key(tenant, &s.series)];
+                (id, s.timestamp_ms, (!s.value.is_nan()).then_some(s.value))
+            })
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ")
+                .push_values(chunk, |mut row, (id, ts, value)| {
+                    row.push_bind(*id).push_bind(*ts).push_bind(*value);
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        for check in &batch.check_results {
+            sqlx::query(
+                "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(tenant)
+            .bind(&batch.agent_id)
+            .bind(&check.check_id)
+            .bind(&check.kind)
+            .bind(&check.target)
+            .bind(check.status.as_str())
+            .bind(check.timestamp_ms)
+            .bind(check.duration_us as i64)
+            .bind(check.details.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for event in &batch.events {
+            sqlx::query("INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(tenant)
+                .bind(&batch.host)
+                .bind(event.timestamp_ms)
+                .bind(&event.kind)
+                .bind(event.severity.as_str())
+                .bind(serde_json::to_string(&event.labels)?)
+                .bind(&event.message)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in batch.logs.chunks(ROWS_PER_INSERT / 2) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO logs (tenant_id, host, ts, source, labels, line) ")
+                .push_values(chunk, |mut row, log| {
+                    row.push_bind(tenant)
+                        .push_bind(&batch.host)
+                        .push_bind(log.timestamp_ms)
+                        .push_bind(&log.source)
+                        .push_bind(serde_json::to_string(&log.labels).unwrap_or_else(|_| "{}".into()))
+                        .push_bind(&log.line);
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        tx.commit().await?;
+        self.series_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(fresh);
+        Ok(WriteOutcome::Committed)
+    }
+
+    async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches \
+             FROM agents WHERE tenant_id = ? ORDER BY host, agent_id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(AgentRecord {
+                    agent_id: row.try_get("agent_id")?,
+                    tenant: row.try_get("tenant_id")?,
+                    host: row.try_get("host")?,
+                    labels: serde_json::from_str(row.try_get("labels")?)?,
+                    first_seen_ms: row.try_get("first_seen_ms")?,
+                    last_seen_ms: row.try_get("last_seen_ms")?,
+                    last_sequence: row.try_get::<i64, _>("last_sequence")? as u64,
+                    batches: row.try_get::<i64, _>("batches")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
+        if query.step_ms <= 0 {
+            return Err(StoreError::InvalidQuery("step must be positive".into()));
+        }
+        if query.end_ms < query.start_ms {
+            return Err(StoreError::InvalidQuery("end is before start".into()));
+        }
+        let candidates = sqlx::query("SELECT id, labels FROM series WHERE tenant_id = ? AND name = ?")
+            .bind(tenant)
+            .bind(&query.selector.name)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut answer = Vec::new();
+        for row in candidates {
+            let labels: Labels = serde_json::from_str(row.try_get("labels")?)?;
+            let series = SeriesKey::new(query.selector.name.clone(), labels);
+            if !query.selector.matches(&series) {
+                continue;
+            }
+            let raw: Vec<Point> = sqlx::query_as::<_, (i64, Option<f64>)>(
+                "SELECT ts, value FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+            )
+            .bind(row.try_get::<i64, _>("id")?)
+            .bind(query.start_ms)
+            .bind(query.end_ms)
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(|(timestamp_ms, value)| Point { timestamp_ms, value: value.unwrap_or(f64::NAN) })
+            .collect();
+            if raw.is_empty() {
+                continue;
+            }
+            let points = aggregate(&raw, query.start_ms, query.step_ms, query.aggregation);
+            answer.push(SeriesPoints { series, points });
+        }
+        answer.sort_by(|a, b| a.series.cmp(&b.series));
+        Ok(answer)
+    }
+}
