@@ -13,14 +13,25 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     /// The file is not YAML, or a key is unknown, missing or has a bad value.
     #[error("{file}:{line}:{column}: {}{message}", key_prefix(.key))]
-    Invalid { file: String, line: usize, column: usize, key: Option<String>, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
 }
 
 fn key_prefix(key: &Option<String>) -> String {
-    key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default()
+    key.as_ref()
+        .map(|k| format!("key `{k}`: "))
+        .unwrap_or_default()
 }
 
 /// Parses YAML text into `T`, rejecting unknown keys; `origin` names the file in errors.
@@ -29,7 +40,10 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Co
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = inner
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         let mut message = inner.to_string();
         // serde_yaml_ng appends the location, which the error already carries.
         if let Some(at) = message.rfind(" at line ") {
@@ -45,7 +59,13 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Co
             Some(field) if !path.ends_with(&field) => Some(format!("{path}.{field}")),
             _ => (path != ".").then_some(path),
         };
-        ConfigError::Invalid { file: origin.to_string(), line, column, key, message }
+        ConfigError::Invalid {
+            file: origin.to_string(),
+            line,
+            column,
+            key,
+            message,
+        }
     })
 }
 
@@ -113,12 +133,16 @@ pub struct Endpoint(pub String);
 impl<'de> Deserialize<'de> for Endpoint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let authority = text.split_once("://").map_or(text.as_str(), |(_, rest)| rest);
+        let authority = text
+            .split_once("://")
+            .map_or(text.as_str(), |(_, rest)| rest);
         match authority.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(Endpoint(text))
             }
-            _ => Err(D::Error::custom(format!("expected HOST:PORT, got {text:?}"))),
+            _ => Err(D::Error::custom(format!(
+                "expected HOST:PORT, got {text:?}"
+            ))),
         }
     }
 }
@@ -168,7 +192,10 @@ pub struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        Self { interval: default_interval(), enabled: default_families() }
+        Self {
+            interval: default_interval(),
+            enabled: default_families(),
+        }
     }
 }
 
@@ -177,7 +204,12 @@ fn default_interval() -> Duration {
 }
 
 fn default_families() -> Vec<MetricFamily> {
-    vec![MetricFamily::Cpu, MetricFamily::Memory, MetricFamily::Disk, MetricFamily::Network]
+    vec![
+        MetricFamily::Cpu,
+        MetricFamily::Memory,
+        MetricFamily::Disk,
+        MetricFamily::Network,
+    ]
 }
 
 /// A humantime duration (`10s`, `5m`) that must be greater than zero.
@@ -244,7 +276,10 @@ pub struct SpoolSection {
 
 impl Default for SpoolSection {
     fn default() -> Self {
-        Self { dir: default_spool_dir(), max_bytes: default_spool_max_bytes() }
+        Self {
+            dir: default_spool_dir(),
+            max_bytes: default_spool_max_bytes(),
+        }
     }
 }
 
@@ -329,7 +364,9 @@ probe_mode:
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let text = "agent:\n  name: a\n  colour: blue\ncollector:\n  endpoint: h:1\n";
-        let err = parse_yaml::<AgentConfig>(text, "/etc/agent.yaml").unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>(text, "/etc/agent.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/etc/agent.yaml:3:"), "{err}");
         assert!(err.contains("key `agent.colour`"), "{err}");
     }
@@ -337,7 +374,9 @@ probe_mode:
     #[test]
     fn unknown_key_in_a_probe_target_is_named() {
         let text = "collector:\n  endpoint: h:1\nprobe_mode:\n  targets:\n    - type: tcp\n      host: x\n      port: 1\n      colour: red\n";
-        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("colour"), "{err}");
         assert!(err.starts_with("a.yaml:"), "{err}");
     }
@@ -346,7 +385,9 @@ probe_mode:
     fn broken_yaml_names_file_and_line() {
         let text = "agent:\n  name: [unclosed\ncollector:\n  endpoint: h:1\n";
         let err = parse_yaml::<AgentConfig>(text, "agent.yaml").unwrap_err();
-        let ConfigError::Invalid { line, .. } = &err else { panic!("{err}") };
+        let ConfigError::Invalid { line, .. } = &err else {
+            panic!("{err}")
+        };
         assert!(*line >= 2, "{err}");
         assert!(err.to_string().starts_with("agent.yaml:"), "{err}");
     }
@@ -354,12 +395,16 @@ probe_mode:
     #[test]
     fn bad_values_are_named_with_their_key() {
         let text = "collector:\n  endpoint: no-port\n";
-        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("a.yaml:2:"), "{err}");
         assert!(err.contains("key `collector.endpoint`"), "{err}");
 
         let text = "collector:\n  endpoint: h:1\nmetrics:\n  interval: 0s\n";
-        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("key `metrics.interval`"), "{err}");
         assert!(err.contains("greater than zero"), "{err}");
     }

@@ -23,7 +23,10 @@ pub struct SeriesKey {
 
 impl SeriesKey {
     pub fn new(name: impl Into<String>, labels: Labels) -> Self {
-        Self { name: name.into(), labels }
+        Self {
+            name: name.into(),
+            labels,
+        }
     }
 }
 
@@ -55,7 +58,11 @@ pub struct Sample {
 
 impl Sample {
     pub fn new(name: impl Into<String>, labels: Labels, timestamp_ms: i64, value: f64) -> Self {
-        Self { series: SeriesKey::new(name, labels), timestamp_ms, value }
+        Self {
+            series: SeriesKey::new(name, labels),
+            timestamp_ms,
+            value,
+        }
     }
 }
 
@@ -179,7 +186,10 @@ mod tests {
             ("device".to_string(), "sda1".to_string()),
         ]);
         let key = SeriesKey::new("filesystem_size_bytes", labels);
-        assert_eq!(key.to_string(), r#"filesystem_size_bytes{device="sda1",mountpoint="/"}"#);
+        assert_eq!(
+            key.to_string(),
+            r#"filesystem_size_bytes{device="sda1",mountpoint="/"}"#
+        );
     }
 
     #[test]

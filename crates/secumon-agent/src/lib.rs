@@ -1,0 +1,310 @@
+//! The SecuMon agent: every interval it runs the host collectors, makes one batch of their
+//! samples, appends it to the on-disk spool and lets the push client deliver it. Collection
+//! never waits for the server, so an outage costs disk space, not data.
+//!
+//! ```no_run
+//! # async fn demo(config: secumon_core::AgentConfig) -> Result<(), secumon_agent::AgentError> {
+//! use secumon_agent::{Agent, AgentSettings};
+//! let agent = Agent::open(AgentSettings::from_config(&config)?)?;
+//! agent.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::time::Duration;
+
+use secumon_collect::{Collector, collectors_for};
+use secumon_core::config::MetricFamily;
+use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
+use secumon_transport::{PushClient, PushClientConfig, TlsMaterial, TransportError};
+use tokio::sync::watch;
+
+/// Batches kept in memory when the spool cannot take them (disk full), at most.
+const MAX_MEMORY_BACKLOG: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot use state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot tell this machine's host name; set agent.name in the configuration")]
+    NoHostName,
+    #[error("collector.tls.enabled is true, so collector.tls.ca, .cert and .key must all be set")]
+    TlsIncomplete,
+}
+
+/// Everything an agent needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Host name reported as the `host` label.
+    pub host: String,
+    pub labels: Labels,
+    pub interval: Duration,
+    pub families: Vec<MetricFamily>,
+    /// Holds the agent's identity and its spool.
+    pub state_dir: PathBuf,
+    pub endpoint: String,
+    pub spool_max_bytes: u64,
+    /// Mutual TLS to the server; plaintext when `None`.
+    pub tls: Option<TlsMaterial>,
+}
+
+impl AgentSettings {
+    pub fn from_config(config: &AgentConfig) -> Result<Self, AgentError> {
+        let tls_files = &config.collector.tls;
+        let tls = match (
+            tls_files.enabled,
+            &tls_files.ca,
+            &tls_files.cert,
+            &tls_files.key,
+        ) {
+            (false, ..) => None,
+            (true, Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
+            (true, ..) => return Err(AgentError::TlsIncomplete),
+        };
+        let host = match &config.agent.name {
+            Some(name) => name.clone(),
+            None => system_host_name()?,
+        };
+        Ok(Self {
+            host,
+            labels: config.agent.labels.clone(),
+            interval: config.metrics.interval,
+            families: config.metrics.enabled.clone(),
+            state_dir: config.spool.dir.clone(),
+            endpoint: config.collector.endpoint.0.clone(),
+            spool_max_bytes: config.spool.max_bytes,
+            tls,
+        })
+    }
+}
+
+/// This machine's host name.
+pub fn system_host_name() -> Result<String, AgentError> {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if name.is_empty() {
+        Err(AgentError::NoHostName)
+    } else {
+        Ok(name)
+    }
+}
+
+pub struct Agent {
+    settings: AgentSettings,
+    agent_id: String,
+    client: PushClient,
+    collectors: Vec<Box<dyn Collector>>,
+    /// Collectors whose last run failed, so a lasting failure is logged once.
+    failing: HashSet<&'static str>,
+    /// Batches the spool could not take yet, oldest first.
+    backlog: VecDeque<IngestBatch>,
+    dropped_from_backlog: u64,
+}
+
+impl Agent {
+    /// Loads (or creates) the agent's identity in the state directory and opens its spool.
+    pub fn open(settings: AgentSettings) -> Result<Self, AgentError> {
+        let agent_id = load_or_create_agent_id(&settings.state_dir)?;
+        let mut push =
+            PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
+        push.spool_max_bytes = settings.spool_max_bytes;
+        push.tls = settings.tls.clone();
+        let client = PushClient::open(push)?;
+        let (collectors, missing) = collectors_for(&settings.families);
+        if !missing.is_empty() {
+            tracing::warn!(
+                ?missing,
+                "these metric families are not collected by this version"
+            );
+        }
+        tracing::info!(%agent_id, host = %settings.host, interval = ?settings.interval, "agent ready");
+        Ok(Self {
+            settings,
+            agent_id,
+            client,
+            collectors,
+            failing: HashSet::new(),
+            backlog: VecDeque::new(),
+            dropped_from_backlog: 0,
+        })
+    }
+
+    /// The stable id this agent pushes under.
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    /// The push client, for its counters.
+    pub fn push_client(&self) -> PushClient {
+        self.client.clone()
+    }
+
+    /// Collects every interval and delivers in the background until `shutdown` completes.
+    /// What was not delivered by then stays in the spool for the next run.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = pin!(shutdown);
+        let (stop, stopped) = watch::channel(false);
+        let client = self.client.clone();
+        let pusher = tokio::spawn(async move {
+            let mut stopped = stopped;
+            client
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        let mut ticker = tokio::time::interval(self.settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => self.collect_once().await,
+            }
+        }
+        stop.send_replace(true);
+        let _ = pusher.await;
+        tracing::info!(agent_id = %self.agent_id, "agent stopped");
+    }
+
+    /// Runs every collector once and spools the resulting batch.
+    pub async fn collect_once(&mut self) {
+        let timestamp_ms = now_ms();
+        let mut samples = Vec::new();
+        for collector in &mut self.collectors {
+            let name = collector.name();
+            match collector.collect(timestamp_ms, &mut samples) {
+                Ok(()) => {
+                    if self.failing.remove(name) {
+                        tracing::info!(collector = name, "collector works again");
+                    }
+                }
+                Err(error) => {
+                    if self.failing.insert(name) {
+                        tracing::warn!(collector = name, %error, "collector failed; retrying every cycle");
+                    }
+                }
+            }
+        }
+        self.self_samples(timestamp_ms, &mut samples);
+        self.backlog.push_back(IngestBatch {
+            agent_id: self.agent_id.clone(),
+            host: self.settings.host.clone(),
+            agent_labels: self.settings.labels.clone(),
+            created_at_ms: timestamp_ms,
+            samples,
+            ..Default::default()
+        });
+        self.flush_backlog().await;
+    }
+
+    /// Moves batches from memory to the spool; on failure (disk full) keeps them for the
+    /// next cycle, dropping the oldest beyond the bound with a count.
+    async fn flush_backlog(&mut self) {
+        while let Some(batch) = self.backlog.front() {
+            match self.client.enqueue(batch.clone()).await {
+                Ok(_) => {
+                    self.backlog.pop_front();
+                }
+                Err(error) => {
+                    if self.backlog.len() == 1 {
+                        tracing::error!(%error, "cannot write to the spool; keeping batches in memory");
+                    }
+                    break;
+                }
+            }
+        }
+        if self.backlog.len() > MAX_MEMORY_BACKLOG {
+            let excess = self.backlog.len() - MAX_MEMORY_BACKLOG;
+            self.backlog.drain(..excess);
+            self.dropped_from_backlog += excess as u64;
+            tracing::error!(
+                dropped = excess,
+                total = self.dropped_from_backlog,
+                "spool unwritable and memory backlog full: dropped the oldest batches"
+            );
+        }
+    }
+
+    /// The agent's own health, so spool trouble is visible on the server.
+    fn self_samples(&self, timestamp_ms: i64, out: &mut Vec<Sample>) {
+        let stats = self.client.stats();
+        let mut push = |name: &str, value: u64| {
+            out.push(Sample::new(name, Labels::new(), timestamp_ms, value as f64))
+        };
+        push(
+            "secumon_agent_spool_pending_batches",
+            stats.spool.pending_batches,
+        );
+        push("secumon_agent_spool_bytes", stats.spool.pending_bytes);
+        push(
+            "secumon_agent_spool_dropped_batches_total",
+            stats.spool.dropped_full + self.dropped_from_backlog,
+        );
+        push(
+            "secumon_agent_spool_corrupt_records_total",
+            stats.spool.corrupt_records,
+        );
+        push("secumon_agent_rejected_batches_total", stats.rejected);
+    }
+}
+
+/// Completes on SIGINT or SIGTERM: the shutdown trigger of the binaries.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The agent id is a UUID created on first start; it must survive restarts because the
+/// server deduplicates on `(agent_id, sequence)`.
+fn load_or_create_agent_id(state_dir: &Path) -> Result<String, AgentError> {
+    let state_error = |source| AgentError::StateDir {
+        path: state_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(state_error)?;
+    let path = state_dir.join("agent_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(state_error(e)),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let temporary = state_dir.join("agent_id.tmp");
+    std::fs::write(&temporary, &id).map_err(state_error)?;
+    std::fs::rename(&temporary, &path).map_err(state_error)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_id_survives_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_agent_id(dir.path()).unwrap();
+        assert_eq!(first.len(), 36);
+        assert_eq!(load_or_create_agent_id(dir.path()).unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(load_or_create_agent_id(other.path()).unwrap(), first);
+    }
+}

@@ -1,0 +1,207 @@
+//! `secumon`: the operator's command. It parses arguments and composes the library crates;
+//! exit codes are 0 for success, 1 when a command ran but its condition failed, 2 for a
+//! usage or configuration error.
+
+mod query;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secumon_agent::{Agent, AgentSettings, shutdown_signal, system_host_name};
+use secumon_core::AgentConfig;
+use secumon_core::config::MetricFamily;
+use secumon_server::{Server, ServerConfig};
+use secumon_transport::TlsMaterial;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "SecuMon: security and infrastructure monitoring for MSPs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server, a local agent and the embedded store in one process.
+    ///
+    /// Example: secumon up --data-dir ./secumon-data
+    Up {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Collection interval of the local agent.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// Run the server: gRPC ingest, REST API, embedded store.
+    ///
+    /// Example: secumon server --grpc 0.0.0.0:9090 --api 127.0.0.1:8080
+    Server {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a host's metric over a period, as a table or JSON.
+    ///
+    /// Example: secumon query cpu_usage_ratio --host web-1 --period 1h --step 1m
+    Query(query::QueryArgs),
+    /// Validate configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check an agent configuration file; errors name the file, line and key.
+    ///
+    /// Example: secumon config check /etc/secumon/agent.yaml
+    Check { file: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Directory of the embedded store (and of the local agent's spool for `up`).
+    #[arg(long, default_value = "./secumon-data", env = "SECUMON_DATA_DIR")]
+    data_dir: PathBuf,
+    /// gRPC ingest listen address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    grpc: SocketAddr,
+    /// REST API listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api: SocketAddr,
+    /// Server certificate (PEM) for mutual TLS on the gRPC ingest.
+    #[arg(long, requires_all = ["tls_key", "client_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, requires_all = ["tls_cert", "client_ca"])]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that agents' certificates must be signed by.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    client_ca: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        let tls = match (&self.client_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
+            _ => None,
+        };
+        Ok(ServerConfig {
+            grpc_addr: self.grpc,
+            api_addr: self.api,
+            database: self.data_dir.join("secumon.db"),
+            tls,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("secumon: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("secumon: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Server { server } => {
+            let running = Server::start(server.config()?)
+                .await
+                .context("cannot start the server")?;
+            println!(
+                "SecuMon server: REST API on http://{}/api/v1, gRPC ingest on {}",
+                running.api_addr(),
+                running.grpc_addr()
+            );
+            shutdown_signal().await;
+            running.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up { server, interval } => up(server, interval).await,
+        Command::Query(args) => query::run(args).await,
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match AgentConfig::load(&file) {
+            Ok(config) => {
+                if let Err(error) = AgentSettings::from_config(&config) {
+                    eprintln!("secumon: {}: {error}", file.display());
+                    return Ok(ExitCode::from(2));
+                }
+                println!("{}: ok", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("secumon: {error}");
+                Ok(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+/// Server and local agent in one process: the whole product on one machine.
+async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
+    if args.tls_cert.is_some() {
+        anyhow::bail!(
+            "`secumon up` talks to its own agent over loopback; use `secumon server` for mTLS"
+        );
+    }
+    let server = Server::start(args.config()?)
+        .await
+        .context("cannot start the server")?;
+    let host = system_host_name()?;
+    let agent = Agent::open(AgentSettings {
+        host: host.clone(),
+        labels: Default::default(),
+        interval,
+        families: vec![
+            MetricFamily::Cpu,
+            MetricFamily::Memory,
+            MetricFamily::Disk,
+            MetricFamily::Network,
+        ],
+        state_dir: args.data_dir.join("agent"),
+        endpoint: server.grpc_addr().to_string(),
+        spool_max_bytes: 256 * 1024 * 1024,
+        tls: None,
+    })
+    .context("cannot start the local agent")?;
+    println!("SecuMon is up.");
+    println!("  REST API     http://{}/api/v1", server.api_addr());
+    println!("  gRPC ingest  {}", server.grpc_addr());
+    println!("  data         {}", args.data_dir.display());
+    println!(
+        "  local agent  host {host:?}, every {}",
+        humantime::format_duration(interval)
+    );
+    println!(
+        "Try: secumon query cpu_usage_ratio --server http://{}",
+        server.api_addr()
+    );
+    agent.run(shutdown_signal()).await;
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

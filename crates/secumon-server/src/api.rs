@@ -1,0 +1,234 @@
+//! The REST API under `/api/v1`: agents, and a host's metric history. Errors are JSON
+//! `{"error": {"code", "message"}}` with the matching HTTP status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use secumon_core::{Labels, now_ms};
+use secumon_store::{AgentRecord, Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// An agent that has not pushed for this long is shown offline.
+const OFFLINE_AFTER_MS: i64 = 120_000;
+/// Points a history answers with when no step is given.
+const DEFAULT_POINTS: u32 = 60;
+/// A step finer than this over a long period would return millions of points.
+const MAX_POINTS: i64 = 11_000;
+
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub tenant: String,
+}
+
+pub(crate) fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .with_state(state)
+}
+
+/// An agent as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AgentView {
+    pub id: String,
+    pub host: String,
+    pub labels: Labels,
+    pub status: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub last_sequence: u64,
+    pub batches: u64,
+}
+
+impl From<AgentRecord> for AgentView {
+    fn from(a: AgentRecord) -> Self {
+        let online = now_ms() - a.last_seen_ms < OFFLINE_AFTER_MS;
+        Self {
+            id: a.agent_id,
+            host: a.host,
+            labels: a.labels,
+            status: if online { "online" } else { "offline" }.to_string(),
+            first_seen_ms: a.first_seen_ms,
+            last_seen_ms: a.last_seen_ms,
+            last_sequence: a.last_sequence,
+            batches: a.batches,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+}
+
+async fn list_agents(State(state): State<ApiState>) -> Result<Json<AgentList>, ApiError> {
+    let agents = state.store.list_agents(&state.tenant).await?;
+    Ok(Json(AgentList {
+        agents: agents.into_iter().map(AgentView::from).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryParams {
+    metric: Option<String>,
+    /// How far back from now: `15m`, `1h`, `7d`.
+    period: Option<String>,
+    /// Bucket width: `10s`, `5m`. Defaults to period / 60.
+    step: Option<String>,
+    /// avg (default), min, max, sum, count or last.
+    agg: Option<String>,
+}
+
+/// A host's metric over a period, one entry per matching series.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct History {
+    pub host: String,
+    pub metric: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step_ms: i64,
+    pub aggregation: Aggregation,
+    pub series: Vec<HistorySeries>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistorySeries {
+    pub labels: Labels,
+    /// `[timestamp_ms, value]` pairs; a NaN value is `null`.
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
+async fn host_history(
+    State(state): State<ApiState>,
+    Path(host): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<History>, ApiError> {
+    let metric = params
+        .metric
+        .ok_or_else(|| ApiError::bad_request("query parameter `metric` is required"))?;
+    let period = parse_duration("period", params.period.as_deref().unwrap_or("1h"))?;
+    let period_ms = period.as_millis() as i64;
+    let step_ms = match params.step.as_deref() {
+        Some(step) => parse_duration("step", step)?.as_millis() as i64,
+        None => (period_ms / i64::from(DEFAULT_POINTS)).max(1_000),
+    };
+    if step_ms <= 0 || period_ms / step_ms > MAX_POINTS {
+        return Err(ApiError::bad_request(format!(
+            "step must be positive and give at most {MAX_POINTS} points over the period"
+        )));
+    }
+    let aggregation = match params.agg.as_deref() {
+        Some(agg) => agg.parse().map_err(ApiError::bad_request)?,
+        None => Aggregation::Avg,
+    };
+    let end_ms = now_ms();
+    // Align buckets on the step so consecutive calls return the same bucket boundaries.
+    let start_ms = (end_ms - period_ms).div_euclid(step_ms) * step_ms;
+    let query = RangeQuery {
+        selector: SeriesSelector::new(metric.clone())
+            .with(secumon_core::model::HOST_LABEL, host.clone()),
+        start_ms,
+        end_ms,
+        step_ms,
+        aggregation,
+    };
+    let answer = state.store.query_range(&state.tenant, &query).await?;
+    if answer.is_empty()
+        && state
+            .store
+            .list_agents(&state.tenant)
+            .await?
+            .iter()
+            .all(|a| a.host != host)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no host {host:?}"),
+        ));
+    }
+    Ok(Json(History {
+        host,
+        metric,
+        start_ms,
+        end_ms,
+        step_ms,
+        aggregation,
+        series: answer
+            .into_iter()
+            .map(|s| HistorySeries {
+                labels: s.series.labels,
+                points: s
+                    .points
+                    .into_iter()
+                    .map(|p| (p.timestamp_ms, (!p.value.is_nan()).then_some(p.value)))
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`{name}` must be a duration such as 15m, 1h or 7d, got {text:?}"
+            ))
+        })
+}
+
+/// An API failure, rendered as `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::InvalidQuery(message) => Self::bad_request(message),
+            other => {
+                tracing::error!(error = %other, "store failure while serving the API");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "storage failure",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}

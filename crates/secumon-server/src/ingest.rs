@@ -1,0 +1,38 @@
+//! Connects the gRPC ingest service to the store: a batch is acknowledged once its
+//! transaction has committed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secumon_core::IngestBatch;
+use secumon_store::{Store, StoreError, WriteOutcome};
+use secumon_transport::{BatchSink, SinkError, SinkOutcome};
+
+/// A [`BatchSink`] that writes every batch to a [`Store`] for one tenant.
+pub struct StoreSink<S: ?Sized> {
+    store: Arc<S>,
+    tenant: String,
+}
+
+impl<S: Store + ?Sized> StoreSink<S> {
+    pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
+        Self {
+            store,
+            tenant: tenant.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
+    async fn commit(&self, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
+        match self.store.write_batch(&self.tenant, &batch).await {
+            Ok(WriteOutcome::Committed) => Ok(SinkOutcome::Committed),
+            Ok(WriteOutcome::Duplicate) => Ok(SinkOutcome::Duplicate),
+            Err(refused @ StoreError::TenantMismatch { .. }) => {
+                Err(SinkError::Refused(refused.to_string()))
+            }
+            Err(error) => Err(SinkError::Unavailable(error.to_string())),
+        }
+    }
+}

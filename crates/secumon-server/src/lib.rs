@@ -1,0 +1,165 @@
+//! The SecuMon server: agents push batches over gRPC into the store, operators read them
+//! back through the REST API. [`Server::start`] binds both listeners and returns a handle
+//! that reports their addresses and shuts everything down cleanly.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), secumon_server::ServerError> {
+//! use secumon_server::{Server, ServerConfig};
+//! let server = Server::start(ServerConfig::embedded("./secumon-data")).await?;
+//! println!("API on http://{}", server.api_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod ingest;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use secumon_store::{DEFAULT_TENANT, SqliteStore, Store, StoreError};
+use secumon_transport::{IngestService, TlsMaterial};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use api::{AgentList, AgentView, History, HistorySeries};
+pub use ingest::StoreSink;
+
+/// Where the server listens and keeps its data.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// gRPC ingest listener; port 0 picks a free one.
+    pub grpc_addr: SocketAddr,
+    /// REST API listener; port 0 picks a free one.
+    pub api_addr: SocketAddr,
+    /// The embedded store's database file.
+    pub database: PathBuf,
+    /// Mutual TLS on the gRPC ingest: agents must present a certificate signed by the CA.
+    pub tls: Option<TlsMaterial>,
+}
+
+impl ServerConfig {
+    /// Default ports on loopback, the database in `data_dir`.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: data_dir.into().join("secumon.db"),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid TLS configuration: {0}")]
+    Tls(#[from] tonic::transport::Error),
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
+pub struct Server {
+    grpc_addr: SocketAddr,
+    api_addr: SocketAddr,
+    store: Arc<SqliteStore>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store, binds both listeners and starts serving.
+    pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let store = Arc::new(SqliteStore::open(&config.database).await?);
+        let grpc_listener = bind(config.grpc_addr).await?;
+        let api_listener = bind(config.api_addr).await?;
+        let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
+        let api_addr = local_addr(&api_listener, config.api_addr)?;
+        let (stop, stopped) = watch::channel(false);
+
+        let sink = Arc::new(StoreSink::new(store.clone(), DEFAULT_TENANT));
+        let ingest = IngestService::new(sink, stopped.clone()).into_server();
+        let grpc_stop = wait_for_stop(stopped.clone());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(tls.server_config())?;
+        }
+        let router = builder.add_service(ingest);
+        let grpc = tokio::spawn(async move {
+            let served = router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop)
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "gRPC ingest stopped");
+            }
+        });
+
+        let state = api::ApiState {
+            store: store.clone() as Arc<dyn Store>,
+            tenant: DEFAULT_TENANT.to_string(),
+        };
+        let api_stop = wait_for_stop(stopped);
+        let rest = tokio::spawn(async move {
+            let served = axum::serve(api_listener, api::router(state))
+                .with_graceful_shutdown(api_stop)
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "REST API stopped");
+            }
+        });
+        tracing::info!(%grpc_addr, %api_addr, mtls = config.tls.is_some(), database = %config.database.display(), "server started");
+        Ok(Self {
+            grpc_addr,
+            api_addr,
+            store,
+            stop,
+            tasks: vec![grpc, rest],
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and closes the store.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.store.close().await;
+        tracing::info!("server stopped");
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,306 @@
+//! The agent side of `secumon.v1.Ingest/Push`: every batch is first made durable in the
+//! [`Spool`], then streamed to the server; the spool forgets a batch only when the server
+//! acknowledges it. Connection failures are retried with backoff and logged once per outage.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use secumon_core::IngestBatch;
+use secumon_core::proto::{AckStatus, Batch};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Endpoint;
+
+use crate::grpc::ingest_client::IngestClient;
+use crate::service::MAX_MESSAGE_BYTES;
+use crate::spool::{Spool, SpoolStats};
+use crate::{TlsMaterial, TransportError};
+
+/// Settings of a [`PushClient`].
+#[derive(Debug, Clone)]
+pub struct PushClientConfig {
+    /// The server's ingest address: `HOST:PORT` or `http://HOST:PORT`.
+    pub endpoint: String,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    /// Batches sent but not yet acknowledged, at most.
+    pub max_in_flight: usize,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Mutual TLS; plaintext HTTP/2 when `None`.
+    pub tls: Option<TlsMaterial>,
+}
+
+impl PushClientConfig {
+    pub fn new(endpoint: impl Into<String>, spool_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            spool_dir: spool_dir.into(),
+            spool_max_bytes: 256 * 1024 * 1024,
+            max_in_flight: 32,
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+/// Counters of a [`PushClient`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushStats {
+    pub spool: SpoolStats,
+    pub connected: bool,
+    pub committed: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+/// Spools batches and pushes them to the server. Cheap to clone; [`PushClient::run`] drives
+/// the connection while [`PushClient::enqueue`] may be called from anywhere.
+#[derive(Clone)]
+pub struct PushClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: PushClientConfig,
+    spool: Mutex<Spool>,
+    /// Highest sequence appended to the spool, to wake the sender.
+    appended: watch::Sender<u64>,
+    connected: AtomicBool,
+    committed: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl PushClient {
+    /// Opens the spool in `config.spool_dir`, recovering what an earlier run left there.
+    pub fn open(config: PushClientConfig) -> Result<Self, TransportError> {
+        let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
+        let last = spool.next_sequence().saturating_sub(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                spool: Mutex::new(spool),
+                appended: watch::Sender::new(last),
+                connected: AtomicBool::new(false),
+                committed: AtomicU64::new(0),
+                duplicates: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Gives `batch` the next sequence number and appends it durably to the spool; from
+    /// then on it is the spool's job to deliver it. Returns the sequence.
+    pub async fn enqueue(&self, mut batch: IngestBatch) -> Result<u64, TransportError> {
+        let inner = Arc::clone(&self.inner);
+        let sequence = tokio::task::spawn_blocking(move || {
+            let mut spool = inner.lock_spool();
+            let sequence = spool.next_sequence();
+            batch.sequence = sequence;
+            spool.append(sequence, &batch.to_proto().encode_to_vec())?;
+            Ok::<_, TransportError>(sequence)
+        })
+        .await??;
+        self.inner.appended.send_replace(sequence);
+        Ok(sequence)
+    }
+
+    pub fn stats(&self) -> PushStats {
+        PushStats {
+            spool: self.inner.lock_spool().stats(),
+            connected: self.inner.connected.load(Ordering::Relaxed),
+            committed: self.inner.committed.load(Ordering::Relaxed),
+            duplicates: self.inner.duplicates.load(Ordering::Relaxed),
+            rejected: self.inner.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Connects, delivers everything the spool holds and then each new batch, until
+    /// `shutdown` completes. Reconnects with exponential backoff after any failure.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = pin!(shutdown);
+        let config = &self.inner.config;
+        let mut backoff = config.backoff_min;
+        let mut outage: Option<Instant> = None;
+        loop {
+            let session = self.session(&mut outage, &mut backoff);
+            let failure = tokio::select! {
+                _ = &mut shutdown => break,
+                result = session => result,
+            };
+            self.inner.connected.store(false, Ordering::Relaxed);
+            if let Err(error) = failure {
+                if outage.is_none() {
+                    tracing::warn!(endpoint = %config.endpoint, %error,
+                        "server unreachable; batches are kept in the spool until it is back");
+                    outage = Some(Instant::now());
+                } else {
+                    tracing::debug!(endpoint = %config.endpoint, %error, "reconnect failed");
+                }
+            }
+            // Jitter spreads the reconnects of many agents after a server restart.
+            let jitter = backoff.mul_f64(0.2 * f64::from(fastrand_u8()) / 255.0);
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(backoff + jitter) => {}
+            }
+            backoff = (backoff * 2).min(config.backoff_max);
+        }
+        self.inner.connected.store(false, Ordering::Relaxed);
+    }
+
+    /// One connection: returns when it fails.
+    async fn session(
+        &self,
+        outage: &mut Option<Instant>,
+        backoff: &mut Duration,
+    ) -> Result<(), TransportError> {
+        let config = &self.inner.config;
+        let authority = config
+            .endpoint
+            .split_once("://")
+            .map_or(config.endpoint.as_str(), |(_, a)| a);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
+            .map_err(|e| TransportError::Endpoint(format!("{}: {e}", config.endpoint)))?;
+        if let Some(tls) = &config.tls {
+            endpoint = endpoint.tls_config(tls.client_config())?;
+        }
+        let channel = endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect()
+            .await?;
+        let mut client = IngestClient::new(channel)
+            .send_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+        let acked_through = self.inner.lock_spool().stats().acked_through;
+        let (requests, request_stream) = mpsc::channel::<Batch>(config.max_in_flight.max(1));
+        let mut acks = client
+            .push(ReceiverStream::new(request_stream))
+            .await?
+            .into_inner();
+
+        self.inner.connected.store(true, Ordering::Relaxed);
+        *backoff = config.backoff_min;
+        if let Some(since) = outage.take() {
+            let pending = self.inner.lock_spool().stats().pending_batches;
+            tracing::info!(endpoint = %config.endpoint, outage_secs = since.elapsed().as_secs(), pending,
+                "server reachable again; replaying the spool");
+        }
+
+        let (acked_tx, acked_rx) = watch::channel(acked_through);
+        let sender = self.send_pending(acked_through, requests, acked_rx);
+        let receiver = async {
+            while let Some(ack) = acks.message().await? {
+                match AckStatus::try_from(ack.status) {
+                    Ok(AckStatus::Committed) => {
+                        self.inner.committed.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Ok(AckStatus::Duplicate) => {
+                        self.inner.duplicates.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => {
+                        // The server will never accept it: keeping it would block the spool.
+                        tracing::error!(sequence = ack.sequence, error = %ack.error,
+                            "server rejected a batch; it is dropped");
+                        self.inner.rejected.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                let inner = Arc::clone(&self.inner);
+                let sequence = ack.sequence;
+                tokio::task::spawn_blocking(move || inner.lock_spool().ack(sequence)).await??;
+                acked_tx.send_replace(sequence);
+            }
+            Err(TransportError::StreamClosed)
+        };
+        tokio::select! {
+            result = sender => result,
+            result = receiver => result,
+        }
+    }
+
+    /// Streams spooled batches after `acked_through`, keeping at most `max_in_flight`
+    /// unacknowledged, and waits for new appends when caught up.
+    async fn send_pending(
+        &self,
+        acked_through: u64,
+        requests: mpsc::Sender<Batch>,
+        mut acked: watch::Receiver<u64>,
+    ) -> Result<(), TransportError> {
+        let window = self.inner.config.max_in_flight.max(1) as u64;
+        let mut appended = self.inner.appended.subscribe();
+        let mut sent_through = acked_through;
+        loop {
+            let in_flight = sent_through.saturating_sub(*acked.borrow_and_update());
+            if in_flight >= window {
+                acked
+                    .changed()
+                    .await
+                    .map_err(|_| TransportError::StreamClosed)?;
+                continue;
+            }
+            appended.borrow_and_update();
+            let inner = Arc::clone(&self.inner);
+            let limit = (window - in_flight) as usize;
+            let pending = tokio::task::spawn_blocking(move || {
+                inner.lock_spool().read_pending(sent_through, limit)
+            })
+            .await??;
+            if pending.is_empty() {
+                appended
+                    .changed()
+                    .await
+                    .map_err(|_| TransportError::StreamClosed)?;
+                continue;
+            }
+            for (sequence, payload) in pending {
+                sent_through = sequence;
+                match Batch::decode(payload.as_slice()) {
+                    Ok(batch) => requests
+                        .send(batch)
+                        .await
+                        .map_err(|_| TransportError::StreamClosed)?,
+                    // The checksum matched, so this was written by another version; skip it.
+                    Err(error) => {
+                        tracing::error!(sequence, %error, "undecodable batch in the spool; skipped")
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock_spool(&self) -> MutexGuard<'_, Spool> {
+        // A panic while holding the lock cannot leave the spool's files inconsistent.
+        self.spool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A cheap pseudo-random byte for backoff jitter.
+fn fastrand_u8() -> u8 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos ^ (nanos >> 8) ^ (nanos >> 16)) as u8
+}
