@@ -70,15 +70,28 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         bail!("{url}: {status}: {message}");
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
     } else {
         let history: History = serde_json::from_value(body).context("unexpected answer shape")?;
-        print!("{}", render_table(&history, &args.period));
+        emit(&render_table(&history, &args.period))?;
         if history.series.is_empty() {
             return Ok(ExitCode::from(1));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// One block per series: its labels, then a `time  value` row per point.
