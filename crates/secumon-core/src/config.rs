@@ -50,10 +50,11 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Co
             message.truncate(at);
         }
         // ...and prefixes its own (parent) path, which `path` already holds in full.
-        if let Some((head, rest)) = message.split_once(": ") {
-            if !head.contains(' ') && path.starts_with(head) {
-                message = rest.to_string();
-            }
+        if let Some((head, rest)) = message.split_once(": ")
+            && !head.contains(' ')
+            && path.starts_with(head)
+        {
+            message = rest.to_string();
         }
         let key = match unknown_field(&message) {
             Some(field) if !path.ends_with(&field) => Some(format!("{path}.{field}")),
