@@ -39,6 +39,10 @@ pub enum CollectError {
     },
     #[error("cannot parse {path}: {reason}")]
     Parse { path: String, reason: String },
+    /// This machine has no such thing to collect (no systemd, no Docker): the agent says so
+    /// once and the collector retries rarely.
+    #[error("{collector} unavailable: {reason}")]
+    Unavailable { collector: &'static str, reason: String },
 }
 
 /// A source of host samples, run once per agent cycle.
