@@ -54,9 +54,7 @@ fn decode_and_validate(c: &mut Criterion) {
 fn sqlite_write_batch(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = runtime
-        .block_on(SqliteStore::open(&dir.path().join("bench.db")))
-        .expect("store");
+    let store = runtime.block_on(SqliteStore::open(&dir.path().join("bench.db"))).expect("store");
     let mut sequence = 0;
     let mut group = c.benchmark_group("sqlite");
     group.throughput(Throughput::Elements((SERIES * SAMPLES_PER_SERIES) as u64));

@@ -6,8 +6,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "../secumon-core/proto/secumon/v1/secumon.proto";
     println!("cargo:rerun-if-changed={proto}");
     let descriptors = protox::compile([proto], [root])?;
-    tonic_prost_build::configure()
-        .extern_path(".secumon.v1", "::secumon_core::proto")
-        .compile_fds(descriptors)?;
+    tonic_prost_build::configure().extern_path(".secumon.v1", "::secumon_core::proto").compile_fds(descriptors)?;
     Ok(())
 }

@@ -14,10 +14,9 @@ use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::time::Duration;
 
 use secumon_collect::{Collector, collectors_for};
-use secumon_core::config::MetricFamily;
+use secumon_core::config::MetricsSection;
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
 use secumon_transport::{PushClient, PushClientConfig, TlsMaterial, TransportError};
 use tokio::sync::watch;
@@ -28,10 +27,7 @@ const MAX_MEMORY_BACKLOG: usize = 1_000;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cannot use state directory {path}: {source}")]
-    StateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    StateDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("cannot tell this machine's host name; set agent.name in the configuration")]
@@ -46,8 +42,8 @@ pub struct AgentSettings {
     /// Host name reported as the `host` label.
     pub host: String,
     pub labels: Labels,
-    pub interval: Duration,
-    pub families: Vec<MetricFamily>,
+    /// Which collectors, how often, and their settings.
+    pub metrics: MetricsSection,
     /// Holds the agent's identity and its spool.
     pub state_dir: PathBuf,
     pub endpoint: String,
@@ -59,12 +55,7 @@ pub struct AgentSettings {
 impl AgentSettings {
     pub fn from_config(config: &AgentConfig) -> Result<Self, AgentError> {
         let tls_files = &config.collector.tls;
-        let tls = match (
-            tls_files.enabled,
-            &tls_files.ca,
-            &tls_files.cert,
-            &tls_files.key,
-        ) {
+        let tls = match (tls_files.enabled, &tls_files.ca, &tls_files.cert, &tls_files.key) {
             (false, ..) => None,
             (true, Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
             (true, ..) => return Err(AgentError::TlsIncomplete),
@@ -76,8 +67,7 @@ impl AgentSettings {
         Ok(Self {
             host,
             labels: config.agent.labels.clone(),
-            interval: config.metrics.interval,
-            families: config.metrics.enabled.clone(),
+            metrics: config.metrics.clone(),
             state_dir: config.spool.dir.clone(),
             endpoint: config.collector.endpoint.0.clone(),
             spool_max_bytes: config.spool.max_bytes,
@@ -88,15 +78,8 @@ impl AgentSettings {
 
 /// This machine's host name.
 pub fn system_host_name() -> Result<String, AgentError> {
-    let name = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    if name.is_empty() {
-        Err(AgentError::NoHostName)
-    } else {
-        Ok(name)
-    }
+    let name = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    if name.is_empty() { Err(AgentError::NoHostName) } else { Ok(name) }
 }
 
 pub struct Agent {
@@ -115,19 +98,15 @@ impl Agent {
     /// Loads (or creates) the agent's identity in the state directory and opens its spool.
     pub fn open(settings: AgentSettings) -> Result<Self, AgentError> {
         let agent_id = load_or_create_agent_id(&settings.state_dir)?;
-        let mut push =
-            PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
+        let mut push = PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
         let client = PushClient::open(push)?;
-        let (collectors, missing) = collectors_for(&settings.families);
+        let (collectors, missing) = collectors_for(&settings.metrics);
         if !missing.is_empty() {
-            tracing::warn!(
-                ?missing,
-                "these metric families are not collected by this version"
-            );
+            tracing::warn!(?missing, "these metric families are not collected by this version");
         }
-        tracing::info!(%agent_id, host = %settings.host, interval = ?settings.interval, "agent ready");
+        tracing::info!(%agent_id, host = %settings.host, interval = ?settings.metrics.interval, "agent ready");
         Ok(Self {
             settings,
             agent_id,
@@ -163,7 +142,7 @@ impl Agent {
                 })
                 .await;
         });
-        let mut ticker = tokio::time::interval(self.settings.interval);
+        let mut ticker = tokio::time::interval(self.settings.metrics.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -238,22 +217,11 @@ impl Agent {
     /// The agent's own health, so spool trouble is visible on the server.
     fn self_samples(&self, timestamp_ms: i64, out: &mut Vec<Sample>) {
         let stats = self.client.stats();
-        let mut push = |name: &str, value: u64| {
-            out.push(Sample::new(name, Labels::new(), timestamp_ms, value as f64))
-        };
-        push(
-            "secumon_agent_spool_pending_batches",
-            stats.spool.pending_batches,
-        );
+        let mut push = |name: &str, value: u64| out.push(Sample::new(name, Labels::new(), timestamp_ms, value as f64));
+        push("secumon_agent_spool_pending_batches", stats.spool.pending_batches);
         push("secumon_agent_spool_bytes", stats.spool.pending_bytes);
-        push(
-            "secumon_agent_spool_dropped_batches_total",
-            stats.spool.dropped_full + self.dropped_from_backlog,
-        );
-        push(
-            "secumon_agent_spool_corrupt_records_total",
-            stats.spool.corrupt_records,
-        );
+        push("secumon_agent_spool_dropped_batches_total", stats.spool.dropped_full + self.dropped_from_backlog);
+        push("secumon_agent_spool_corrupt_records_total", stats.spool.corrupt_records);
         push("secumon_agent_rejected_batches_total", stats.rejected);
     }
 }
@@ -275,10 +243,7 @@ pub async fn shutdown_signal() {
 /// The agent id is a UUID created on first start; it must survive restarts because the
 /// server deduplicates on `(agent_id, sequence)`.
 fn load_or_create_agent_id(state_dir: &Path) -> Result<String, AgentError> {
-    let state_error = |source| AgentError::StateDir {
-        path: state_dir.display().to_string(),
-        source,
-    };
+    let state_error = |source| AgentError::StateDir { path: state_dir.display().to_string(), source };
     std::fs::create_dir_all(state_dir).map_err(state_error)?;
     let path = state_dir.join("agent_id");
     match std::fs::read_to_string(&path) {

@@ -24,9 +24,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let config = match AgentConfig::load(&args.config) {
         Ok(config) => config,
@@ -47,10 +45,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // One thread is plenty for a few file reads per interval and one gRPC stream.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("secumon-agent: cannot start the runtime: {error}");

@@ -13,8 +13,7 @@ fn run_with(config: &str) -> (Option<i32>, String) {
         .arg("--check")
         .output()
         .expect("run secumon-agent");
-    let stderr =
-        String::from_utf8_lossy(&output.stderr).replace(&*path.to_string_lossy(), "agent.yaml");
+    let stderr = String::from_utf8_lossy(&output.stderr).replace(&*path.to_string_lossy(), "agent.yaml");
     (output.status.code(), stderr)
 }
 
@@ -24,23 +23,16 @@ fn broken_yaml_names_file_and_line() {
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.starts_with("secumon-agent: agent.yaml:"), "{stderr}");
-    let line: usize = stderr
-        .split(':')
-        .nth(2)
-        .and_then(|l| l.parse().ok())
-        .expect("a line number");
+    let line: usize = stderr.split(':').nth(2).and_then(|l| l.parse().ok()).expect("a line number");
     assert!(line >= 2, "{stderr}");
 }
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let (code, stderr) =
-        run_with("agent:\n  name: web-1\ncollector:\n  endpoint: h:9090\n  timeout: 5s\n");
+    let (code, stderr) = run_with("agent:\n  name: web-1\ncollector:\n  endpoint: h:9090\n  timeout: 5s\n");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.starts_with(
-            "secumon-agent: agent.yaml:5:3: key `collector.timeout`: unknown field `timeout`"
-        ),
+        stderr.starts_with("secumon-agent: agent.yaml:5:3: key `collector.timeout`: unknown field `timeout`"),
         "{stderr}"
     );
 }
@@ -59,7 +51,5 @@ fn missing_file_is_a_config_error() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("/nonexistent/agent.yaml: cannot read")
-    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/agent.yaml: cannot read"));
 }

@@ -13,15 +13,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secumon_agent::{Agent, AgentSettings, shutdown_signal, system_host_name};
 use secumon_core::AgentConfig;
-use secumon_core::config::MetricFamily;
+use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_server::{Server, ServerConfig};
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "SecuMon: security and infrastructure monitoring for MSPs"
-)]
+#[command(version, about = "SecuMon: security and infrastructure monitoring for MSPs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,21 +90,14 @@ impl ServerArgs {
             (Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
             _ => None,
         };
-        Ok(ServerConfig {
-            grpc_addr: self.grpc,
-            api_addr: self.api,
-            database: self.data_dir.join("secumon.db"),
-            tls,
-        })
+        Ok(ServerConfig { grpc_addr: self.grpc, api_addr: self.api, database: self.data_dir.join("secumon.db"), tls })
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -129,9 +119,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Server { server } => {
-            let running = Server::start(server.config()?)
-                .await
-                .context("cannot start the server")?;
+            let running = Server::start(server.config()?).await.context("cannot start the server")?;
             println!(
                 "SecuMon server: REST API on http://{}/api/v1, gRPC ingest on {}",
                 running.api_addr(),
@@ -143,9 +131,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Up { server, interval } => up(server, interval).await,
         Command::Query(args) => query::run(args).await,
-        Command::Config {
-            command: ConfigCommand::Check { file },
-        } => match AgentConfig::load(&file) {
+        Command::Config { command: ConfigCommand::Check { file } } => match AgentConfig::load(&file) {
             Ok(config) => {
                 if let Err(error) = AgentSettings::from_config(&config) {
                     eprintln!("secumon: {}: {error}", file.display());
@@ -165,24 +151,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// Server and local agent in one process: the whole product on one machine.
 async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
     if args.tls_cert.is_some() {
-        anyhow::bail!(
-            "`secumon up` talks to its own agent over loopback; use `secumon server` for mTLS"
-        );
+        anyhow::bail!("`secumon up` talks to its own agent over loopback; use `secumon server` for mTLS");
     }
-    let server = Server::start(args.config()?)
-        .await
-        .context("cannot start the server")?;
+    let server = Server::start(args.config()?).await.context("cannot start the server")?;
     let host = system_host_name()?;
     let agent = Agent::open(AgentSettings {
         host: host.clone(),
         labels: Default::default(),
-        interval,
-        families: vec![
-            MetricFamily::Cpu,
-            MetricFamily::Memory,
-            MetricFamily::Disk,
-            MetricFamily::Network,
-        ],
+        metrics: MetricsSection { interval, enabled: MetricFamily::ALL.to_vec(), ..Default::default() },
         state_dir: args.data_dir.join("agent"),
         endpoint: server.grpc_addr().to_string(),
         spool_max_bytes: 256 * 1024 * 1024,
@@ -193,14 +169,8 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
     println!("  REST API     http://{}/api/v1", server.api_addr());
     println!("  gRPC ingest  {}", server.grpc_addr());
     println!("  data         {}", args.data_dir.display());
-    println!(
-        "  local agent  host {host:?}, every {}",
-        humantime::format_duration(interval)
-    );
-    println!(
-        "Try: secumon query cpu_usage_ratio --server http://{}",
-        server.api_addr()
-    );
+    println!("  local agent  host {host:?}, every {}", humantime::format_duration(interval));
+    println!("Try: secumon query cpu_usage_ratio --server http://{}", server.api_addr());
     agent.run(shutdown_signal()).await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)

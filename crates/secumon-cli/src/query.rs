@@ -37,15 +37,8 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         Some(host) => host,
         None => secumon_agent::system_host_name()?,
     };
-    let url = format!(
-        "{}/api/v1/metrics/hosts/{host}/history",
-        args.server.trim_end_matches('/')
-    );
-    let mut params = vec![
-        ("metric", args.metric.as_str()),
-        ("period", &args.period),
-        ("agg", &args.agg),
-    ];
+    let url = format!("{}/api/v1/metrics/hosts/{host}/history", args.server.trim_end_matches('/'));
+    let mut params = vec![("metric", args.metric.as_str()), ("period", &args.period), ("agg", &args.agg)];
     if let Some(step) = &args.step {
         params.push(("step", step));
     }
@@ -57,10 +50,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot reach {}", args.server))?;
     let status = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .context("the server's answer is not JSON")?;
+    let body: serde_json::Value = response.json().await.context("the server's answer is not JSON")?;
     if !status.is_success() {
         let message = body["error"]["message"].as_str().unwrap_or("unknown error");
         if status == reqwest::StatusCode::BAD_REQUEST {
@@ -85,10 +75,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
 fn emit(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
@@ -98,11 +85,7 @@ fn emit(text: &str) -> std::io::Result<()> {
 fn render_table(history: &History, period: &str) -> String {
     let mut out = String::new();
     if history.series.is_empty() {
-        let _ = writeln!(
-            out,
-            "no data for {} on {} in the last {period}",
-            history.metric, history.host
-        );
+        let _ = writeln!(out, "no data for {} on {} in the last {period}", history.metric, history.host);
         return out;
     }
     for series in &history.series {
@@ -123,16 +106,10 @@ fn render_table(history: &History, period: &str) -> String {
         );
         let _ = writeln!(out, "  {:<20}  {:>16}", "TIME (UTC)", "VALUE");
         for &(timestamp_ms, value) in &series.points {
-            let time = humantime::format_rfc3339_seconds(
-                UNIX_EPOCH + Duration::from_millis(timestamp_ms.max(0) as u64),
-            );
+            let time =
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(timestamp_ms.max(0) as u64));
             let value = value.map_or_else(|| "NaN".to_string(), format_value);
-            let _ = writeln!(
-                out,
-                "  {:<20}  {:>16}",
-                time.to_string().trim_end_matches('Z'),
-                value
-            );
+            let _ = writeln!(out, "  {:<20}  {:>16}", time.to_string().trim_end_matches('Z'), value);
         }
     }
     out
@@ -190,10 +167,7 @@ mod tests {
             aggregation: Default::default(),
             series: vec![],
         };
-        assert_eq!(
-            render_table(&history, "15m"),
-            "no data for load1 on h in the last 15m\n"
-        );
+        assert_eq!(render_table(&history, "15m"), "no data for load1 on h in the last 15m\n");
     }
 
     #[test]

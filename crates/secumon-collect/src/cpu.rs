@@ -8,9 +8,7 @@ use secumon_core::{Labels, Sample};
 
 use crate::{CollectError, Collector, parse_error, read_proc};
 
-const MODES: [&str; 8] = [
-    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
-];
+const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
 
 /// Kernel ticks per mode, in `MODES` order. Guest time is already inside user and nice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,12 +27,7 @@ impl CpuTicks {
     /// Share of time busy between `earlier` and `self`; `None` if no time passed or a
     /// counter went backwards (CPU hot-unplug, counter reset).
     fn usage_since(&self, earlier: &CpuTicks) -> Option<f64> {
-        if self
-            .0
-            .iter()
-            .zip(earlier.0.iter())
-            .any(|(now, before)| now < before)
-        {
+        if self.0.iter().zip(earlier.0.iter()).any(|(now, before)| now < before) {
             return None;
         }
         let total = self.total() - earlier.total();
@@ -48,6 +41,8 @@ impl CpuTicks {
 struct CpuStat {
     total: CpuTicks,
     cores: Vec<(String, CpuTicks)>,
+    context_switches: Option<u64>,
+    interrupts: Option<u64>,
 }
 
 fn parse_stat(path: &Path, text: &str) -> Result<CpuStat, CollectError> {
@@ -55,34 +50,34 @@ fn parse_stat(path: &Path, text: &str) -> Result<CpuStat, CollectError> {
     let mut seen_total = false;
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
-        let Some(label) = fields.next().filter(|l| l.starts_with("cpu")) else {
+        let Some(label) = fields.next() else { continue };
+        match label {
+            "ctxt" => stat.context_switches = fields.next().and_then(|n| n.parse().ok()),
+            "intr" => stat.interrupts = fields.next().and_then(|n| n.parse().ok()),
+            _ => {}
+        }
+        if !label.starts_with("cpu") {
             continue;
-        };
+        }
         let mut ticks = CpuTicks::default();
         for (slot, field) in ticks.0.iter_mut().zip(fields) {
-            *slot = field
-                .parse()
-                .map_err(|_| parse_error(path, format!("bad number {field:?} in {label}")))?;
+            *slot = field.parse().map_err(|_| parse_error(path, format!("bad number {field:?} in {label}")))?;
         }
         match &label[3..] {
             "" => {
                 stat.total = ticks;
                 seen_total = true;
             }
-            core if core.bytes().all(|b| b.is_ascii_digit()) => {
-                stat.cores.push((core.to_string(), ticks))
-            }
+            core if core.bytes().all(|b| b.is_ascii_digit()) => stat.cores.push((core.to_string(), ticks)),
             _ => {}
         }
     }
-    if seen_total {
-        Ok(stat)
-    } else {
-        Err(parse_error(path, "no cpu line"))
-    }
+    if seen_total { Ok(stat) } else { Err(parse_error(path, "no cpu line")) }
 }
 
-/// `cpu_seconds_total{mode}`, `cpu_usage_ratio`, `cpu_core_usage_ratio{core}`, `cpu_cores`.
+/// `cpu_seconds_total{mode}`, `cpu_mode_ratio{mode}`, `cpu_usage_ratio`,
+/// `cpu_core_usage_ratio{core}`, `cpu_cores`, `cpu_context_switches_total`,
+/// `cpu_interrupts_total`.
 pub struct CpuCollector {
     root: PathBuf,
     ticks_per_second: f64,
@@ -110,40 +105,29 @@ impl Collector for CpuCollector {
         let stat = parse_stat(&path, &text)?;
         for (mode, ticks) in MODES.iter().zip(stat.total.0) {
             let labels = Labels::from([("mode".to_string(), mode.to_string())]);
-            out.push(Sample::new(
-                "cpu_seconds_total",
-                labels,
-                timestamp_ms,
-                ticks as f64 / self.ticks_per_second,
-            ));
+            out.push(Sample::new("cpu_seconds_total", labels, timestamp_ms, ticks as f64 / self.ticks_per_second));
         }
-        out.push(Sample::new(
-            "cpu_cores",
-            Labels::new(),
-            timestamp_ms,
-            stat.cores.len() as f64,
-        ));
+        out.push(Sample::new("cpu_cores", Labels::new(), timestamp_ms, stat.cores.len() as f64));
+        if let Some(n) = stat.context_switches {
+            out.push(Sample::new("cpu_context_switches_total", Labels::new(), timestamp_ms, n as f64));
+        }
+        if let Some(n) = stat.interrupts {
+            out.push(Sample::new("cpu_interrupts_total", Labels::new(), timestamp_ms, n as f64));
+        }
         if let Some((total_before, cores_before)) = &self.previous {
             if let Some(ratio) = stat.total.usage_since(total_before) {
-                out.push(Sample::new(
-                    "cpu_usage_ratio",
-                    Labels::new(),
-                    timestamp_ms,
-                    ratio,
-                ));
+                out.push(Sample::new("cpu_usage_ratio", Labels::new(), timestamp_ms, ratio));
+                let elapsed = (stat.total.total() - total_before.total()) as f64;
+                for (i, mode) in MODES.iter().enumerate() {
+                    let share = (stat.total.0[i] - total_before.0[i]) as f64 / elapsed;
+                    let labels = Labels::from([("mode".to_string(), mode.to_string())]);
+                    out.push(Sample::new("cpu_mode_ratio", labels, timestamp_ms, share));
+                }
             }
             for (core, ticks) in &stat.cores {
-                if let Some(ratio) = cores_before
-                    .get(core)
-                    .and_then(|before| ticks.usage_since(before))
-                {
+                if let Some(ratio) = cores_before.get(core).and_then(|before| ticks.usage_since(before)) {
                     let labels = Labels::from([("core".to_string(), core.clone())]);
-                    out.push(Sample::new(
-                        "cpu_core_usage_ratio",
-                        labels,
-                        timestamp_ms,
-                        ratio,
-                    ));
+                    out.push(Sample::new("cpu_core_usage_ratio", labels, timestamp_ms, ratio));
                 }
             }
         }
@@ -159,9 +143,7 @@ pub struct LoadCollector {
 
 impl LoadCollector {
     pub fn new(proc_root: &Path) -> Self {
-        Self {
-            root: proc_root.to_path_buf(),
-        }
+        Self { root: proc_root.to_path_buf() }
     }
 }
 
@@ -174,12 +156,8 @@ impl Collector for LoadCollector {
         let (path, text) = read_proc(&self.root, "loadavg")?;
         let mut fields = text.split_ascii_whitespace();
         for name in ["load1", "load5", "load15"] {
-            let field = fields
-                .next()
-                .ok_or_else(|| parse_error(&path, "fewer than three load averages"))?;
-            let value: f64 = field
-                .parse()
-                .map_err(|_| parse_error(&path, format!("bad load average {field:?}")))?;
+            let field = fields.next().ok_or_else(|| parse_error(&path, "fewer than three load averages"))?;
+            let value: f64 = field.parse().map_err(|_| parse_error(&path, format!("bad load average {field:?}")))?;
             out.push(Sample::new(name, Labels::new(), timestamp_ms, value));
         }
         Ok(())
@@ -211,8 +189,7 @@ cpu1 450 5 250 4500 50 10 15 20 0 0\n";
             .iter()
             .find(|s| {
                 s.series.name == name
-                    && label
-                        .is_none_or(|(k, v)| s.series.labels.get(k).map(String::as_str) == Some(v))
+                    && label.is_none_or(|(k, v)| s.series.labels.get(k).map(String::as_str) == Some(v))
             })
             .map(|s| s.value)
     }
@@ -224,35 +201,23 @@ cpu1 450 5 250 4500 50 10 15 20 0 0\n";
         cpu.ticks_per_second = 100.0;
         let mut first = Vec::new();
         cpu.collect(1, &mut first).unwrap();
-        assert_eq!(
-            value(&first, "cpu_seconds_total", Some(("mode", "user"))),
-            Some(10.0)
-        );
-        assert_eq!(
-            value(&first, "cpu_seconds_total", Some(("mode", "steal"))),
-            Some(0.4)
-        );
+        assert_eq!(value(&first, "cpu_seconds_total", Some(("mode", "user"))), Some(10.0));
+        assert_eq!(value(&first, "cpu_seconds_total", Some(("mode", "steal"))), Some(0.4));
         assert_eq!(value(&first, "cpu_cores", None), Some(2.0));
-        assert_eq!(
-            value(&first, "cpu_usage_ratio", None),
-            None,
-            "no ratio without a previous cycle"
-        );
+        assert_eq!(value(&first, "cpu_usage_ratio", None), None, "no ratio without a previous cycle");
 
         std::fs::write(dir.path().join("stat"), STAT_2).unwrap();
         let mut second = Vec::new();
         cpu.collect(2, &mut second).unwrap();
         // total: +300 user +100 system +500 idle = 900 ticks, 400 busy.
         assert_eq!(value(&second, "cpu_usage_ratio", None), Some(400.0 / 900.0));
+        assert_eq!(value(&second, "cpu_mode_ratio", Some(("mode", "idle"))), Some(500.0 / 900.0));
+        assert_eq!(value(&second, "cpu_mode_ratio", Some(("mode", "user"))), Some(300.0 / 900.0));
+        assert_eq!(value(&first, "cpu_context_switches_total", None), Some(999.0));
+        assert_eq!(value(&first, "cpu_interrupts_total", None), Some(12345.0));
         // core 0: +250 user +50 system +100 idle; core 1: +50 +50 +400.
-        assert_eq!(
-            value(&second, "cpu_core_usage_ratio", Some(("core", "0"))),
-            Some(300.0 / 400.0)
-        );
-        assert_eq!(
-            value(&second, "cpu_core_usage_ratio", Some(("core", "1"))),
-            Some(100.0 / 500.0)
-        );
+        assert_eq!(value(&second, "cpu_core_usage_ratio", Some(("core", "0"))), Some(300.0 / 400.0));
+        assert_eq!(value(&second, "cpu_core_usage_ratio", Some(("core", "1"))), Some(100.0 / 500.0));
     }
 
     #[test]
@@ -270,15 +235,9 @@ cpu1 450 5 250 4500 50 10 15 20 0 0\n";
     #[test]
     fn garbage_is_a_parse_error_naming_the_file() {
         let dir = proc_dir(&[("stat", "cpu  1 2 x\n"), ("loadavg", "0.5\n")]);
-        let err = CpuCollector::new(dir.path())
-            .collect(1, &mut Vec::new())
-            .unwrap_err()
-            .to_string();
+        let err = CpuCollector::new(dir.path()).collect(1, &mut Vec::new()).unwrap_err().to_string();
         assert!(err.contains("stat") && err.contains("\"x\""), "{err}");
-        let err = LoadCollector::new(dir.path())
-            .collect(1, &mut Vec::new())
-            .unwrap_err()
-            .to_string();
+        let err = LoadCollector::new(dir.path()).collect(1, &mut Vec::new()).unwrap_err().to_string();
         assert!(err.contains("loadavg"), "{err}");
     }
 
@@ -286,17 +245,9 @@ cpu1 450 5 250 4500 50 10 15 20 0 0\n";
     fn load_averages() {
         let dir = proc_dir(&[("loadavg", "0.52 0.58 1.59 1/467 12345\n")]);
         let mut samples = Vec::new();
-        LoadCollector::new(dir.path())
-            .collect(5, &mut samples)
-            .unwrap();
-        let got: Vec<(&str, f64)> = samples
-            .iter()
-            .map(|s| (s.series.name.as_str(), s.value))
-            .collect();
-        assert_eq!(
-            got,
-            vec![("load1", 0.52), ("load5", 0.58), ("load15", 1.59)]
-        );
+        LoadCollector::new(dir.path()).collect(5, &mut samples).unwrap();
+        let got: Vec<(&str, f64)> = samples.iter().map(|s| (s.series.name.as_str(), s.value)).collect();
+        assert_eq!(got, vec![("load1", 0.52), ("load5", 0.58), ("load15", 1.59)]);
     }
 
     #[test]

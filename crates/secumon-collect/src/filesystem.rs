@@ -45,20 +45,17 @@ struct Mount {
     fstype: String,
 }
 
-/// Real filesystems from a mounts table, each device once (its first mountpoint).
-fn parse_mounts(text: &str) -> Vec<Mount> {
+/// Real filesystems from a mounts table (plus the `include` types), each device once (its
+/// first mountpoint).
+fn parse_mounts(text: &str, include: &[String]) -> Vec<Mount> {
     let mut seen = HashSet::new();
     text.lines()
         .filter_map(|line| {
             let mut fields = line.split_ascii_whitespace();
             let (device, mountpoint, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-            Some(Mount {
-                device: unescape(device),
-                mountpoint: unescape(mountpoint),
-                fstype: fstype.to_string(),
-            })
+            Some(Mount { device: unescape(device), mountpoint: unescape(mountpoint), fstype: fstype.to_string() })
         })
-        .filter(|m| !PSEUDO_FILESYSTEMS.contains(&m.fstype.as_str()))
+        .filter(|m| !PSEUDO_FILESYSTEMS.contains(&m.fstype.as_str()) || include.contains(&m.fstype))
         .filter(|m| seen.insert(m.device.clone()))
         .collect()
 }
@@ -69,16 +66,11 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal =
+            bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match octal {
             Some(digits) => {
-                out.push(
-                    digits
-                        .iter()
-                        .fold(0u8, |acc, d| acc.wrapping_mul(8).wrapping_add(d - b'0')),
-                );
+                out.push(digits.iter().fold(0u8, |acc, d| acc.wrapping_mul(8).wrapping_add(d - b'0')));
                 i += 4;
             }
             None => {
@@ -94,13 +86,13 @@ fn unescape(field: &str) -> String {
 /// labelled `mountpoint`, `device`, `fstype`.
 pub struct FilesystemCollector {
     root: PathBuf,
+    include_fstypes: Vec<String>,
 }
 
 impl FilesystemCollector {
-    pub fn new(proc_root: &Path) -> Self {
-        Self {
-            root: proc_root.to_path_buf(),
-        }
+    /// `include_fstypes` names pseudo filesystem types to report anyway (`tmpfs`).
+    pub fn new(proc_root: &Path, include_fstypes: &[String]) -> Self {
+        Self { root: proc_root.to_path_buf(), include_fstypes: include_fstypes.to_vec() }
     }
 }
 
@@ -111,7 +103,7 @@ impl Collector for FilesystemCollector {
 
     fn collect(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
         let (_, text) = read_proc(&self.root, "self/mounts")?;
-        for mount in parse_mounts(&text) {
+        for mount in parse_mounts(&text, &self.include_fstypes) {
             let stat = match rustix::fs::statvfs(mount.mountpoint.as_str()) {
                 Ok(stat) => stat,
                 // A stale network mount or a forbidden path must not hide the others.
@@ -120,11 +112,7 @@ impl Collector for FilesystemCollector {
                     continue;
                 }
             };
-            let block = if stat.f_frsize > 0 {
-                stat.f_frsize
-            } else {
-                stat.f_bsize
-            };
+            let block = if stat.f_frsize > 0 { stat.f_frsize } else { stat.f_bsize };
             let size = stat.f_blocks * block;
             let free = stat.f_bfree * block;
             let avail = stat.f_bavail * block;
@@ -133,9 +121,7 @@ impl Collector for FilesystemCollector {
                 ("device".to_string(), mount.device),
                 ("fstype".to_string(), mount.fstype),
             ]);
-            let mut push = |name: &str, value: f64| {
-                out.push(Sample::new(name, labels.clone(), timestamp_ms, value))
-            };
+            let mut push = |name: &str, value: f64| out.push(Sample::new(name, labels.clone(), timestamp_ms, value));
             push("filesystem_size_bytes", size as f64);
             push("filesystem_free_bytes", free as f64);
             push("filesystem_avail_bytes", avail as f64);
@@ -166,11 +152,13 @@ nas:/export /mnt/nas nfs4 rw 0 0\n";
 
     #[test]
     fn keeps_real_filesystems_once_and_unescapes_names() {
-        let mounts = parse_mounts(MOUNTS);
+        let mounts = parse_mounts(MOUNTS, &[]);
         let points: Vec<&str> = mounts.iter().map(|m| m.mountpoint.as_str()).collect();
         assert_eq!(points, vec!["/", "/mnt/my disk", "/mnt/nas"]);
         assert_eq!(mounts[1].fstype, "xfs");
         assert_eq!(unescape(r"a\011b\134c\012"), "a\tb\\c\n");
+        let with_tmpfs = parse_mounts(MOUNTS, &["tmpfs".to_string()]);
+        assert!(with_tmpfs.iter().any(|m| m.mountpoint == "/run"), "asked-for tmpfs is kept");
         assert_eq!(unescape(r"trailing\04"), r"trailing\04");
     }
 
@@ -179,66 +167,36 @@ nas:/export /mnt/nas nfs4 rw 0 0\n";
         let proc = tempfile::tempdir().unwrap();
         let target = tempfile::tempdir().unwrap();
         std::fs::create_dir(proc.path().join("self")).unwrap();
-        let mounts = format!(
-            "/dev/test {} ext4 rw 0 0\n/dev/gone /nonexistent/mount ext4 rw 0 0\n",
-            target.path().display()
-        );
+        let mounts =
+            format!("/dev/test {} ext4 rw 0 0\n/dev/gone /nonexistent/mount ext4 rw 0 0\n", target.path().display());
         std::fs::write(proc.path().join("self/mounts"), mounts).unwrap();
         let mut samples = Vec::new();
-        FilesystemCollector::new(proc.path())
-            .collect(3, &mut samples)
-            .unwrap();
-        assert!(
-            samples
-                .iter()
-                .all(|s| s.series.labels["device"] == "/dev/test")
-        );
+        FilesystemCollector::new(proc.path(), &[]).collect(3, &mut samples).unwrap();
+        assert!(samples.iter().all(|s| s.series.labels["device"] == "/dev/test"));
         let stat = rustix::fs::statvfs(target.path()).unwrap();
-        let size = samples
-            .iter()
-            .find(|s| s.series.name == "filesystem_size_bytes")
-            .unwrap();
+        let size = samples.iter().find(|s| s.series.name == "filesystem_size_bytes").unwrap();
         assert_eq!(size.value, (stat.f_blocks * stat.f_frsize) as f64);
         assert_eq!(size.series.labels["fstype"], "ext4");
-        let ratio = samples
-            .iter()
-            .find(|s| s.series.name == "filesystem_used_ratio")
-            .unwrap()
-            .value;
+        let ratio = samples.iter().find(|s| s.series.name == "filesystem_used_ratio").unwrap().value;
         assert!((0.0..=1.0).contains(&ratio));
     }
 
     #[test]
     fn root_size_matches_df() {
-        let Ok(output) = std::process::Command::new("df")
-            .args(["-B1", "--output=size", "/"])
-            .output()
-        else {
+        let Ok(output) = std::process::Command::new("df").args(["-B1", "--output=size", "/"]).output() else {
             eprintln!("skipped: df is not installed");
             return;
         };
-        let df_size: f64 = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let df_size: f64 = String::from_utf8_lossy(&output.stdout).lines().nth(1).unwrap().trim().parse().unwrap();
         let mut samples = Vec::new();
-        FilesystemCollector::new(Path::new("/proc"))
-            .collect(1, &mut samples)
-            .unwrap();
-        let Some(root) = samples.iter().find(|s| {
-            s.series.name == "filesystem_size_bytes" && s.series.labels["mountpoint"] == "/"
-        }) else {
+        FilesystemCollector::new(Path::new("/proc"), &[]).collect(1, &mut samples).unwrap();
+        let Some(root) =
+            samples.iter().find(|s| s.series.name == "filesystem_size_bytes" && s.series.labels["mountpoint"] == "/")
+        else {
             // In a container whose root is an overlay, "/" is rightly left out.
             eprintln!("skipped: / is a pseudo filesystem here");
             return;
         };
-        assert!(
-            (root.value - df_size).abs() / df_size < 0.01,
-            "ours {} df {df_size}",
-            root.value
-        );
+        assert!((root.value - df_size).abs() / df_size < 0.01, "ours {} df {df_size}", root.value);
     }
 }

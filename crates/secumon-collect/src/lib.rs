@@ -4,8 +4,9 @@
 //!
 //! ```
 //! use secumon_collect::collectors_for;
-//! use secumon_core::config::MetricFamily;
-//! let (mut collectors, _not_yet) = collectors_for(&[MetricFamily::Memory]);
+//! use secumon_core::config::{MetricFamily, MetricsSection};
+//! let metrics = MetricsSection { enabled: vec![MetricFamily::Memory], ..Default::default() };
+//! let (mut collectors, _not_yet) = collectors_for(&metrics);
 //! let mut samples = Vec::new();
 //! collectors[0].collect(secumon_core::now_ms(), &mut samples).unwrap();
 //! assert!(samples.iter().any(|s| s.series.name == "memory_total_bytes"));
@@ -16,27 +17,28 @@
 //! on fixture text, and the agent stays smaller.
 
 mod cpu;
+mod diskio;
 mod filesystem;
 mod memory;
 mod network;
+mod processes;
 
 use std::path::{Path, PathBuf};
 
 pub use cpu::{CpuCollector, LoadCollector};
+pub use diskio::DiskIoCollector;
 pub use filesystem::FilesystemCollector;
 pub use memory::MemoryCollector;
 pub use network::NetworkCollector;
+pub use processes::ProcessCollector;
 use secumon_core::Sample;
-use secumon_core::config::MetricFamily;
+use secumon_core::config::{MetricFamily, MetricsSection};
 
 /// Why a collector produced nothing this cycle.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot parse {path}: {reason}")]
     Parse { path: String, reason: String },
     /// This machine has no such thing to collect (no systemd, no Docker): the agent says so
@@ -53,12 +55,14 @@ pub trait Collector: Send {
     fn collect(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError>;
 }
 
-/// Collectors for `families` reading the real `/proc`, and the families asked for that this
-/// version does not collect yet.
-pub fn collectors_for(families: &[MetricFamily]) -> (Vec<Box<dyn Collector>>, Vec<MetricFamily>) {
+/// The collectors `metrics.enabled` asks for, reading the real `/proc`, and the families
+/// asked for that this version does not collect yet.
+pub fn collectors_for(metrics: &MetricsSection) -> (Vec<Box<dyn Collector>>, Vec<MetricFamily>) {
     let proc = Path::new("/proc");
     let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
     let mut missing = Vec::new();
+    let mut families = metrics.enabled.clone();
+    families.dedup();
     for family in families {
         match family {
             MetricFamily::Cpu => {
@@ -66,9 +70,13 @@ pub fn collectors_for(families: &[MetricFamily]) -> (Vec<Box<dyn Collector>>, Ve
                 collectors.push(Box::new(LoadCollector::new(proc)));
             }
             MetricFamily::Memory => collectors.push(Box::new(MemoryCollector::new(proc))),
-            MetricFamily::Disk => collectors.push(Box::new(FilesystemCollector::new(proc))),
+            MetricFamily::Disk => {
+                collectors.push(Box::new(FilesystemCollector::new(proc, &metrics.include_fstypes)));
+                collectors.push(Box::new(DiskIoCollector::new(proc)));
+            }
             MetricFamily::Network => collectors.push(Box::new(NetworkCollector::new(proc))),
-            other => missing.push(*other),
+            MetricFamily::Processes => collectors.push(Box::new(ProcessCollector::new(proc, metrics.top_processes))),
+            other => missing.push(other),
         }
     }
     (collectors, missing)
@@ -77,16 +85,11 @@ pub fn collectors_for(families: &[MetricFamily]) -> (Vec<Box<dyn Collector>>, Ve
 /// Reads a whole file under a proc root, naming it in the error.
 fn read_proc(root: &Path, relative: &str) -> Result<(PathBuf, String), CollectError> {
     let path = root.join(relative);
-    let text = std::fs::read_to_string(&path).map_err(|source| CollectError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| CollectError::Read { path: path.display().to_string(), source })?;
     Ok((path, text))
 }
 
 fn parse_error(path: &Path, reason: impl Into<String>) -> CollectError {
-    CollectError::Parse {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    }
+    CollectError::Parse { path: path.display().to_string(), reason: reason.into() }
 }

@@ -18,16 +18,15 @@ const COLUMNS: [(usize, &str); 8] = [
     (11, "network_transmit_drop_total"),
 ];
 
-/// `network_{receive,transmit}_{bytes,packets,errors,drop}_total{interface}`.
+/// `network_{receive,transmit}_{bytes,packets,errors,drop}_total{interface}`,
+/// `network_tcp_connections{family,state}`, `network_udp_sockets{family}`.
 pub struct NetworkCollector {
     root: PathBuf,
 }
 
 impl NetworkCollector {
     pub fn new(proc_root: &Path) -> Self {
-        Self {
-            root: proc_root.to_path_buf(),
-        }
+        Self { root: proc_root.to_path_buf() }
     }
 }
 
@@ -46,29 +45,18 @@ impl Collector for NetworkCollector {
             let numbers: Vec<u64> = counters
                 .split_ascii_whitespace()
                 .map(|n| {
-                    n.parse().map_err(|_| {
-                        parse_error(&path, format!("bad counter {n:?} for {}", interface.trim()))
-                    })
+                    n.parse().map_err(|_| parse_error(&path, format!("bad counter {n:?} for {}", interface.trim())))
                 })
                 .collect::<Result<_, _>>()?;
             if numbers.len() < 16 {
                 return Err(parse_error(
                     &path,
-                    format!(
-                        "{} has {} counters, expected 16",
-                        interface.trim(),
-                        numbers.len()
-                    ),
+                    format!("{} has {} counters, expected 16", interface.trim(), numbers.len()),
                 ));
             }
             let labels = Labels::from([("interface".to_string(), interface.trim().to_string())]);
             for (column, name) in COLUMNS {
-                out.push(Sample::new(
-                    name,
-                    labels.clone(),
-                    timestamp_ms,
-                    numbers[column] as f64,
-                ));
+                out.push(Sample::new(name, labels.clone(), timestamp_ms, numbers[column] as f64));
             }
         }
         Ok(())
@@ -87,11 +75,7 @@ lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0\n  \
 eth0: 987654321 12345 3 4 0 0 0 17 123456789 6789 5 6 0 0 0 0\n";
 
     fn value(samples: &[Sample], name: &str, interface: &str) -> f64 {
-        samples
-            .iter()
-            .find(|s| s.series.name == name && s.series.labels["interface"] == interface)
-            .unwrap()
-            .value
+        samples.iter().find(|s| s.series.name == name && s.series.labels["interface"] == interface).unwrap().value
     }
 
     #[test]
@@ -100,29 +84,15 @@ eth0: 987654321 12345 3 4 0 0 0 17 123456789 6789 5 6 0 0 0 0\n";
         std::fs::create_dir(dir.path().join("net")).unwrap();
         std::fs::write(dir.path().join("net/dev"), NET_DEV).unwrap();
         let mut samples = Vec::new();
-        NetworkCollector::new(dir.path())
-            .collect(1, &mut samples)
-            .unwrap();
+        NetworkCollector::new(dir.path()).collect(1, &mut samples).unwrap();
         assert_eq!(samples.len(), 16);
-        assert_eq!(
-            value(&samples, "network_receive_bytes_total", "eth0"),
-            987_654_321.0
-        );
+        assert_eq!(value(&samples, "network_receive_bytes_total", "eth0"), 987_654_321.0);
         assert_eq!(value(&samples, "network_receive_errors_total", "eth0"), 3.0);
         assert_eq!(value(&samples, "network_receive_drop_total", "eth0"), 4.0);
-        assert_eq!(
-            value(&samples, "network_transmit_bytes_total", "eth0"),
-            123_456_789.0
-        );
-        assert_eq!(
-            value(&samples, "network_transmit_packets_total", "eth0"),
-            6789.0
-        );
+        assert_eq!(value(&samples, "network_transmit_bytes_total", "eth0"), 123_456_789.0);
+        assert_eq!(value(&samples, "network_transmit_packets_total", "eth0"), 6789.0);
         assert_eq!(value(&samples, "network_transmit_drop_total", "eth0"), 6.0);
-        assert_eq!(
-            value(&samples, "network_transmit_bytes_total", "lo"),
-            1000.0
-        );
+        assert_eq!(value(&samples, "network_transmit_bytes_total", "lo"), 1000.0);
     }
 
     #[test]
@@ -139,8 +109,8 @@ eth0: 987654321 12345 3 4 0 0 0 17 123456789 6789 5 6 0 0 0 0\n";
         server.read_to_end(&mut received).unwrap();
         let mut after = Vec::new();
         collector.collect(2, &mut after).unwrap();
-        let grown = value(&after, "network_receive_bytes_total", "lo")
-            - value(&before, "network_receive_bytes_total", "lo");
+        let grown =
+            value(&after, "network_receive_bytes_total", "lo") - value(&before, "network_receive_bytes_total", "lo");
         assert!(grown >= 100_000.0, "lo received only {grown} more bytes");
     }
 }

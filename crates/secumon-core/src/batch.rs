@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    CheckResult, CheckStatus, Event, HOST_LABEL, Labels, LogRecord, Sample, SeriesKey, Severity,
-    TENANT_LABEL,
+    CheckResult, CheckStatus, Event, HOST_LABEL, Labels, LogRecord, Sample, SeriesKey, Severity, TENANT_LABEL,
 };
 use crate::proto;
 
@@ -32,11 +31,7 @@ pub enum BatchError {
     #[error("series {series}: label {label:?} value longer than {MAX_LABEL_VALUE_LEN} bytes")]
     LabelValueTooLong { series: String, label: String },
     #[error("series {series}: {timestamps} timestamps but {values} values")]
-    LengthMismatch {
-        series: String,
-        timestamps: usize,
-        values: usize,
-    },
+    LengthMismatch { series: String, timestamps: usize, values: usize },
     #[error("{what}: timestamp {timestamp_ms} is not milliseconds since 1970 before 2100")]
     BadTimestamp { what: String, timestamp_ms: i64 },
     #[error("batch carries more than {MAX_VALUES_PER_BATCH} values")]
@@ -77,12 +72,7 @@ impl IngestBatch {
 
     /// Number of sample values, including those of check results.
     pub fn value_count(&self) -> usize {
-        self.samples.len()
-            + self
-                .check_results
-                .iter()
-                .map(|c| c.samples.len())
-                .sum::<usize>()
+        self.samples.len() + self.check_results.iter().map(|c| c.samples.len()).sum::<usize>()
     }
 
     pub fn to_proto(&self) -> proto::Batch {
@@ -130,20 +120,15 @@ impl IngestBatch {
         let agent_labels = labels_from_proto("agent labels", batch.agent_labels)?;
         let mut budget = MAX_VALUES_PER_BATCH;
         let samples = series_from_proto(batch.series, &mut budget)?;
-        let check_results = batch
-            .check_results
-            .into_iter()
-            .map(|c| check_from_proto(c, &mut budget))
-            .collect::<Result<_, _>>()?;
+        let check_results =
+            batch.check_results.into_iter().map(|c| check_from_proto(c, &mut budget)).collect::<Result<_, _>>()?;
         let events = batch
             .events
             .into_iter()
             .map(|e| {
                 check_timestamp(&e.kind, e.timestamp_ms)?;
-                let severity =
-                    severity_from_proto(e.severity).ok_or_else(|| BatchError::MissingSeverity {
-                        kind: e.kind.clone(),
-                    })?;
+                let severity = severity_from_proto(e.severity)
+                    .ok_or_else(|| BatchError::MissingSeverity { kind: e.kind.clone() })?;
                 Ok(Event {
                     timestamp_ms: e.timestamp_ms,
                     severity,
@@ -198,35 +183,20 @@ fn check_timestamp(what: &str, timestamp_ms: i64) -> Result<(), BatchError> {
     if (0..MAX_TIMESTAMP_MS).contains(&timestamp_ms) {
         Ok(())
     } else {
-        Err(BatchError::BadTimestamp {
-            what: what.to_string(),
-            timestamp_ms,
-        })
+        Err(BatchError::BadTimestamp { what: what.to_string(), timestamp_ms })
     }
 }
 
-fn labels_from_proto(
-    series: &str,
-    labels: std::collections::HashMap<String, String>,
-) -> Result<Labels, BatchError> {
+fn labels_from_proto(series: &str, labels: std::collections::HashMap<String, String>) -> Result<Labels, BatchError> {
     for (name, value) in &labels {
         if !is_valid_label_name(name) {
-            return Err(BatchError::BadLabelName {
-                series: series.into(),
-                label: name.clone(),
-            });
+            return Err(BatchError::BadLabelName { series: series.into(), label: name.clone() });
         }
         if name == HOST_LABEL || name == TENANT_LABEL {
-            return Err(BatchError::ReservedLabel {
-                series: series.into(),
-                label: name.clone(),
-            });
+            return Err(BatchError::ReservedLabel { series: series.into(), label: name.clone() });
         }
         if value.len() > MAX_LABEL_VALUE_LEN {
-            return Err(BatchError::LabelValueTooLong {
-                series: series.into(),
-                label: name.clone(),
-            });
+            return Err(BatchError::LabelValueTooLong { series: series.into(), label: name.clone() });
         }
     }
     Ok(labels.into_iter().collect())
@@ -240,23 +210,18 @@ fn to_map(labels: &Labels) -> std::collections::HashMap<String, String> {
 fn series_to_proto(samples: &[Sample]) -> Vec<proto::SeriesSamples> {
     let mut grouped: BTreeMap<&SeriesKey, proto::SeriesSamples> = BTreeMap::new();
     for sample in samples {
-        let entry = grouped
-            .entry(&sample.series)
-            .or_insert_with(|| proto::SeriesSamples {
-                name: sample.series.name.clone(),
-                labels: to_map(&sample.series.labels),
-                ..Default::default()
-            });
+        let entry = grouped.entry(&sample.series).or_insert_with(|| proto::SeriesSamples {
+            name: sample.series.name.clone(),
+            labels: to_map(&sample.series.labels),
+            ..Default::default()
+        });
         entry.timestamps_ms.push(sample.timestamp_ms);
         entry.values.push(sample.value);
     }
     grouped.into_values().collect()
 }
 
-fn series_from_proto(
-    series: Vec<proto::SeriesSamples>,
-    budget: &mut usize,
-) -> Result<Vec<Sample>, BatchError> {
+fn series_from_proto(series: Vec<proto::SeriesSamples>, budget: &mut usize) -> Result<Vec<Sample>, BatchError> {
     let mut samples = Vec::new();
     for s in series {
         if !is_valid_metric_name(&s.name) {
@@ -269,17 +234,11 @@ fn series_from_proto(
                 values: s.values.len(),
             });
         }
-        *budget = budget
-            .checked_sub(s.values.len())
-            .ok_or(BatchError::TooLarge)?;
+        *budget = budget.checked_sub(s.values.len()).ok_or(BatchError::TooLarge)?;
         let key = SeriesKey::new(s.name.clone(), labels_from_proto(&s.name, s.labels)?);
         for (&timestamp_ms, &value) in s.timestamps_ms.iter().zip(&s.values) {
             check_timestamp(&key.name, timestamp_ms)?;
-            samples.push(Sample {
-                series: key.clone(),
-                timestamp_ms,
-                value,
-            });
+            samples.push(Sample { series: key.clone(), timestamp_ms, value });
         }
     }
     Ok(samples)
@@ -310,19 +269,15 @@ fn check_from_proto(c: proto::CheckResult, budget: &mut usize) -> Result<CheckRe
         Ok(proto::CheckStatus::Critical) => CheckStatus::Critical,
         Ok(proto::CheckStatus::Unknown) => CheckStatus::Unknown,
         _ => {
-            return Err(BatchError::MissingCheckStatus {
-                check_id: c.check_id,
-            });
+            return Err(BatchError::MissingCheckStatus { check_id: c.check_id });
         }
     };
     check_timestamp(&c.check_id, c.timestamp_ms)?;
     let details = if c.details_json.is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(&c.details_json).map_err(|e| BatchError::BadCheckDetails {
-            check_id: c.check_id.clone(),
-            reason: e.to_string(),
-        })?
+        serde_json::from_str(&c.details_json)
+            .map_err(|e| BatchError::BadCheckDetails { check_id: c.check_id.clone(), reason: e.to_string() })?
     };
     Ok(CheckResult {
         samples: series_from_proto(c.samples, budget)?,
@@ -370,12 +325,7 @@ mod tests {
             agent_labels: Labels::from([("env".to_string(), "prod".to_string())]),
             created_at_ms: 1_700_000_000_000,
             samples: vec![
-                Sample::new(
-                    "cpu_core_usage_ratio",
-                    core.clone(),
-                    1_700_000_000_000,
-                    0.25,
-                ),
+                Sample::new("cpu_core_usage_ratio", core.clone(), 1_700_000_000_000, 0.25),
                 Sample::new("load1", Labels::new(), 1_700_000_000_000, 1.5),
                 Sample::new("cpu_core_usage_ratio", core, 1_700_000_001_000, f64::NAN),
             ],
@@ -413,20 +363,14 @@ mod tests {
         assert_eq!(back.check_results, original.check_results);
         assert_eq!(back.events, original.events);
         assert_eq!(back.logs, original.logs);
-        let nan = back
-            .samples
-            .iter()
-            .find(|s| s.timestamp_ms == 1_700_000_001_000)
-            .unwrap();
+        let nan = back.samples.iter().find(|s| s.timestamp_ms == 1_700_000_001_000).unwrap();
         assert!(nan.value.is_nan(), "NaN survives the wire");
     }
 
     #[test]
     fn rejects_reserved_and_invalid_names() {
         let mut wire = batch().to_proto();
-        wire.series[0]
-            .labels
-            .insert("tenant".into(), "other".into());
+        wire.series[0].labels.insert("tenant".into(), "other".into());
         assert!(matches!(
             IngestBatch::from_proto(wire),
             Err(BatchError::ReservedLabel { label, .. }) if label == "tenant"
@@ -434,36 +378,24 @@ mod tests {
 
         let mut wire = batch().to_proto();
         wire.series[0].name = "9bad name".into();
-        assert_eq!(
-            IngestBatch::from_proto(wire),
-            Err(BatchError::BadMetricName("9bad name".into()))
-        );
+        assert_eq!(IngestBatch::from_proto(wire), Err(BatchError::BadMetricName("9bad name".into())));
     }
 
     #[test]
     fn rejects_mismatched_lengths_and_microsecond_timestamps() {
         let mut wire = batch().to_proto();
         wire.series[0].values.pop();
-        assert!(matches!(
-            IngestBatch::from_proto(wire),
-            Err(BatchError::LengthMismatch { .. })
-        ));
+        assert!(matches!(IngestBatch::from_proto(wire), Err(BatchError::LengthMismatch { .. })));
 
         let mut wire = batch().to_proto();
         wire.series[0].timestamps_ms[0] = 1_700_000_000_000_000;
-        assert!(matches!(
-            IngestBatch::from_proto(wire),
-            Err(BatchError::BadTimestamp { .. })
-        ));
+        assert!(matches!(IngestBatch::from_proto(wire), Err(BatchError::BadTimestamp { .. })));
     }
 
     #[test]
     fn stored_key_adds_agent_labels_host_and_tenant() {
         let b = batch();
         let key = b.stored_series_key("acme", &b.samples[0].series);
-        assert_eq!(
-            key.to_string(),
-            r#"cpu_core_usage_ratio{core="0",env="prod",host="web-1",tenant="acme"}"#
-        );
+        assert_eq!(key.to_string(), r#"cpu_core_usage_ratio{core="0",env="prod",host="web-1",tenant="acme"}"#);
     }
 }

@@ -13,25 +13,14 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     /// The file is not YAML, or a key is unknown, missing or has a bad value.
     #[error("{file}:{line}:{column}: {}{message}", key_prefix(.key))]
-    Invalid {
-        file: String,
-        line: usize,
-        column: usize,
-        key: Option<String>,
-        message: String,
-    },
+    Invalid { file: String, line: usize, column: usize, key: Option<String>, message: String },
 }
 
 fn key_prefix(key: &Option<String>) -> String {
-    key.as_ref()
-        .map(|k| format!("key `{k}`: "))
-        .unwrap_or_default()
+    key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default()
 }
 
 /// Parses YAML text into `T`, rejecting unknown keys; `origin` names the file in errors.
@@ -40,10 +29,7 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Co
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let (line, column) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
+        let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let mut message = inner.to_string();
         // serde_yaml_ng appends the location, which the error already carries.
         if let Some(at) = message.rfind(" at line ") {
@@ -60,23 +46,14 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, Co
             Some(field) if !path.ends_with(&field) => Some(format!("{path}.{field}")),
             _ => (path != ".").then_some(path),
         };
-        ConfigError::Invalid {
-            file: origin.to_string(),
-            line,
-            column,
-            key,
-            message,
-        }
+        ConfigError::Invalid { file: origin.to_string(), line, column, key, message }
     })
 }
 
 /// Reads and parses a YAML configuration file.
 pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
     parse_yaml(&text, &file)
 }
 
@@ -134,16 +111,10 @@ pub struct Endpoint(pub String);
 impl<'de> Deserialize<'de> for Endpoint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let authority = text
-            .split_once("://")
-            .map_or(text.as_str(), |(_, rest)| rest);
+        let authority = text.split_once("://").map_or(text.as_str(), |(_, rest)| rest);
         match authority.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                Ok(Endpoint(text))
-            }
-            _ => Err(D::Error::custom(format!(
-                "expected HOST:PORT, got {text:?}"
-            ))),
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(Endpoint(text)),
+            _ => Err(D::Error::custom(format!("expected HOST:PORT, got {text:?}"))),
         }
     }
 }
@@ -172,12 +143,15 @@ pub enum MetricFamily {
     Cpu,
     /// Memory and swap.
     Memory,
-    /// Filesystem space per mountpoint.
+    /// Filesystem space and inodes per mountpoint, I/O per block device.
     Disk,
-    /// Bytes and packets per network interface.
+    /// Traffic per interface, TCP connections by state, UDP sockets.
     Network,
+    /// Process counts by state, threads, top processes by CPU and memory.
     Processes,
+    /// systemd units through D-Bus.
     Services,
+    /// Docker containers through the Engine API.
     Containers,
 }
 
@@ -189,6 +163,18 @@ pub struct MetricsSection {
     pub interval: Duration,
     #[serde(default = "default_families")]
     pub enabled: Vec<MetricFamily>,
+    /// How many processes to report by CPU and by memory.
+    #[serde(default = "default_top_processes")]
+    pub top_processes: usize,
+    /// Filesystem types to report although they are usually pseudo filesystems (`tmpfs`).
+    #[serde(default)]
+    pub include_fstypes: Vec<String>,
+    /// systemd units to report besides every failed one (`nginx.service`).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// The Docker Engine API socket.
+    #[serde(default = "default_docker_socket")]
+    pub docker_socket: PathBuf,
 }
 
 impl Default for MetricsSection {
@@ -196,21 +182,33 @@ impl Default for MetricsSection {
         Self {
             interval: default_interval(),
             enabled: default_families(),
+            top_processes: default_top_processes(),
+            include_fstypes: Vec::new(),
+            services: Vec::new(),
+            docker_socket: default_docker_socket(),
         }
     }
+}
+
+fn default_top_processes() -> usize {
+    10
+}
+
+fn default_docker_socket() -> PathBuf {
+    PathBuf::from("/var/run/docker.sock")
 }
 
 fn default_interval() -> Duration {
     Duration::from_secs(60)
 }
 
+impl MetricFamily {
+    pub const ALL: [MetricFamily; 7] =
+        [Self::Cpu, Self::Memory, Self::Disk, Self::Network, Self::Processes, Self::Services, Self::Containers];
+}
+
 fn default_families() -> Vec<MetricFamily> {
-    vec![
-        MetricFamily::Cpu,
-        MetricFamily::Memory,
-        MetricFamily::Disk,
-        MetricFamily::Network,
-    ]
+    vec![MetricFamily::Cpu, MetricFamily::Memory, MetricFamily::Disk, MetricFamily::Network]
 }
 
 /// A humantime duration (`10s`, `5m`) that must be greater than zero.
@@ -222,7 +220,7 @@ pub fn positive_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<D
     Ok(duration)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsSection {
     #[serde(default)]
@@ -230,6 +228,19 @@ pub struct LogsSection {
     /// Files or globs to tail.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Also follow the systemd journal (through `journalctl`) where there is one.
+    #[serde(default = "default_true")]
+    pub journald: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for LogsSection {
+    fn default() -> Self {
+        Self { enabled: false, sources: Vec::new(), journald: true }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -277,10 +288,7 @@ pub struct SpoolSection {
 
 impl Default for SpoolSection {
     fn default() -> Self {
-        Self {
-            dir: default_spool_dir(),
-            max_bytes: default_spool_max_bytes(),
-        }
+        Self { dir: default_spool_dir(), max_bytes: default_spool_max_bytes() }
     }
 }
 
@@ -354,20 +362,14 @@ probe_mode:
         assert_eq!(config.logs.sources[2], "/var/log/nginx/*.log");
         assert_eq!(
             config.probe_mode.targets[1],
-            ProbeTarget::Tcp {
-                host: "example.com".into(),
-                port: 443,
-                interval: Duration::from_secs(60)
-            }
+            ProbeTarget::Tcp { host: "example.com".into(), port: 443, interval: Duration::from_secs(60) }
         );
     }
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let text = "agent:\n  name: a\n  colour: blue\ncollector:\n  endpoint: h:1\n";
-        let err = parse_yaml::<AgentConfig>(text, "/etc/agent.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = parse_yaml::<AgentConfig>(text, "/etc/agent.yaml").unwrap_err().to_string();
         assert!(err.starts_with("/etc/agent.yaml:3:"), "{err}");
         assert!(err.contains("key `agent.colour`"), "{err}");
     }
@@ -375,9 +377,7 @@ probe_mode:
     #[test]
     fn unknown_key_in_a_probe_target_is_named() {
         let text = "collector:\n  endpoint: h:1\nprobe_mode:\n  targets:\n    - type: tcp\n      host: x\n      port: 1\n      colour: red\n";
-        let err = parse_yaml::<AgentConfig>(text, "a.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
         assert!(err.contains("colour"), "{err}");
         assert!(err.starts_with("a.yaml:"), "{err}");
     }
@@ -386,9 +386,7 @@ probe_mode:
     fn broken_yaml_names_file_and_line() {
         let text = "agent:\n  name: [unclosed\ncollector:\n  endpoint: h:1\n";
         let err = parse_yaml::<AgentConfig>(text, "agent.yaml").unwrap_err();
-        let ConfigError::Invalid { line, .. } = &err else {
-            panic!("{err}")
-        };
+        let ConfigError::Invalid { line, .. } = &err else { panic!("{err}") };
         assert!(*line >= 2, "{err}");
         assert!(err.to_string().starts_with("agent.yaml:"), "{err}");
     }
@@ -396,16 +394,12 @@ probe_mode:
     #[test]
     fn bad_values_are_named_with_their_key() {
         let text = "collector:\n  endpoint: no-port\n";
-        let err = parse_yaml::<AgentConfig>(text, "a.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
         assert!(err.starts_with("a.yaml:2:"), "{err}");
         assert!(err.contains("key `collector.endpoint`"), "{err}");
 
         let text = "collector:\n  endpoint: h:1\nmetrics:\n  interval: 0s\n";
-        let err = parse_yaml::<AgentConfig>(text, "a.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
         assert!(err.contains("key `metrics.interval`"), "{err}");
         assert!(err.contains("greater than zero"), "{err}");
     }

@@ -29,6 +29,5 @@ pub mod proto {
 pub use batch::{BatchError, IngestBatch};
 pub use config::{AgentConfig, ConfigError};
 pub use model::{
-    CheckResult, CheckStatus, Event, Finding, FindingStatus, Labels, LogRecord, Sample, SeriesKey,
-    Severity, now_ms,
+    CheckResult, CheckStatus, Event, Finding, FindingStatus, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms,
 };

@@ -23,10 +23,7 @@ pub struct SeriesKey {
 
 impl SeriesKey {
     pub fn new(name: impl Into<String>, labels: Labels) -> Self {
-        Self {
-            name: name.into(),
-            labels,
-        }
+        Self { name: name.into(), labels }
     }
 }
 
@@ -58,11 +55,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn new(name: impl Into<String>, labels: Labels, timestamp_ms: i64, value: f64) -> Self {
-        Self {
-            series: SeriesKey::new(name, labels),
-            timestamp_ms,
-            value,
-        }
+        Self { series: SeriesKey::new(name, labels), timestamp_ms, value }
     }
 }
 
@@ -169,10 +162,7 @@ pub struct Finding {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -181,15 +171,10 @@ mod tests {
 
     #[test]
     fn series_key_displays_in_exposition_style() {
-        let labels = Labels::from([
-            ("mountpoint".to_string(), "/".to_string()),
-            ("device".to_string(), "sda1".to_string()),
-        ]);
+        let labels =
+            Labels::from([("mountpoint".to_string(), "/".to_string()), ("device".to_string(), "sda1".to_string())]);
         let key = SeriesKey::new("filesystem_size_bytes", labels);
-        assert_eq!(
-            key.to_string(),
-            r#"filesystem_size_bytes{device="sda1",mountpoint="/"}"#
-        );
+        assert_eq!(key.to_string(), r#"filesystem_size_bytes{device="sda1",mountpoint="/"}"#);
     }
 
     #[test]

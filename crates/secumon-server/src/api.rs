@@ -30,9 +30,7 @@ pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
 
@@ -72,9 +70,7 @@ pub struct AgentList {
 
 async fn list_agents(State(state): State<ApiState>) -> Result<Json<AgentList>, ApiError> {
     let agents = state.store.list_agents(&state.tenant).await?;
-    Ok(Json(AgentList {
-        agents: agents.into_iter().map(AgentView::from).collect(),
-    }))
+    Ok(Json(AgentList { agents: agents.into_iter().map(AgentView::from).collect() }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,9 +108,7 @@ async fn host_history(
     Path(host): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
-    let metric = params
-        .metric
-        .ok_or_else(|| ApiError::bad_request("query parameter `metric` is required"))?;
+    let metric = params.metric.ok_or_else(|| ApiError::bad_request("query parameter `metric` is required"))?;
     let period = parse_duration("period", params.period.as_deref().unwrap_or("1h"))?;
     let period_ms = period.as_millis() as i64;
     let step_ms = match params.step.as_deref() {
@@ -134,27 +128,15 @@ async fn host_history(
     // Align buckets on the step so consecutive calls return the same bucket boundaries.
     let start_ms = (end_ms - period_ms).div_euclid(step_ms) * step_ms;
     let query = RangeQuery {
-        selector: SeriesSelector::new(metric.clone())
-            .with(secumon_core::model::HOST_LABEL, host.clone()),
+        selector: SeriesSelector::new(metric.clone()).with(secumon_core::model::HOST_LABEL, host.clone()),
         start_ms,
         end_ms,
         step_ms,
         aggregation,
     };
     let answer = state.store.query_range(&state.tenant, &query).await?;
-    if answer.is_empty()
-        && state
-            .store
-            .list_agents(&state.tenant)
-            .await?
-            .iter()
-            .all(|a| a.host != host)
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no host {host:?}"),
-        ));
+    if answer.is_empty() && state.store.list_agents(&state.tenant).await?.iter().all(|a| a.host != host) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));
     }
     Ok(Json(History {
         host,
@@ -178,14 +160,9 @@ async fn host_history(
 }
 
 fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(text)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`{name}` must be a duration such as 15m, 1h or 7d, got {text:?}"
-            ))
-        })
+    humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+        ApiError::bad_request(format!("`{name}` must be a duration such as 15m, 1h or 7d, got {text:?}"))
+    })
 }
 
 /// An API failure, rendered as `{"error": {"code", "message"}}`.
@@ -198,11 +175,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -216,11 +189,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidQuery(message) => Self::bad_request(message),
             other => {
                 tracing::error!(error = %other, "store failure while serving the API");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "storage failure",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failure")
             }
         }
     }

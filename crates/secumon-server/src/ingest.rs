@@ -16,10 +16,7 @@ pub struct StoreSink<S: ?Sized> {
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
-        Self {
-            store,
-            tenant: tenant.into(),
-        }
+        Self { store, tenant: tenant.into() }
     }
 }
 
@@ -29,9 +26,7 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         match self.store.write_batch(&self.tenant, &batch).await {
             Ok(WriteOutcome::Committed) => Ok(SinkOutcome::Committed),
             Ok(WriteOutcome::Duplicate) => Ok(SinkOutcome::Duplicate),
-            Err(refused @ StoreError::TenantMismatch { .. }) => {
-                Err(SinkError::Refused(refused.to_string()))
-            }
+            Err(refused @ StoreError::TenantMismatch { .. }) => Err(SinkError::Refused(refused.to_string())),
             Err(error) => Err(SinkError::Unavailable(error.to_string())),
         }
     }

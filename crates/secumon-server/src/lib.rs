@@ -56,10 +56,7 @@ impl ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("invalid TLS configuration: {0}")]
@@ -94,35 +91,22 @@ impl Server {
         }
         let router = builder.add_service(ingest);
         let grpc = tokio::spawn(async move {
-            let served = router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop)
-                .await;
+            let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop).await;
             if let Err(error) = served {
                 tracing::error!(%error, "gRPC ingest stopped");
             }
         });
 
-        let state = api::ApiState {
-            store: store.clone() as Arc<dyn Store>,
-            tenant: DEFAULT_TENANT.to_string(),
-        };
+        let state = api::ApiState { store: store.clone() as Arc<dyn Store>, tenant: DEFAULT_TENANT.to_string() };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {
-            let served = axum::serve(api_listener, api::router(state))
-                .with_graceful_shutdown(api_stop)
-                .await;
+            let served = axum::serve(api_listener, api::router(state)).with_graceful_shutdown(api_stop).await;
             if let Err(error) = served {
                 tracing::error!(%error, "REST API stopped");
             }
         });
         tracing::info!(%grpc_addr, %api_addr, mtls = config.tls.is_some(), database = %config.database.display(), "server started");
-        Ok(Self {
-            grpc_addr,
-            api_addr,
-            store,
-            stop,
-            tasks: vec![grpc, rest],
-        })
+        Ok(Self { grpc_addr, api_addr, store, stop, tasks: vec![grpc, rest] })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -149,15 +133,11 @@ impl Server {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
 }
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
-    listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind { addr, source })
+    listener.local_addr().map_err(|source| ServerError::Bind { addr, source })
 }
 
 async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {

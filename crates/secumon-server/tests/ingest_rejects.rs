@@ -37,11 +37,7 @@ async fn open_stream(addr: SocketAddr) -> (mpsc::Sender<Batch>, tonic::Streaming
         .send_compressed(CompressionEncoding::Zstd)
         .accept_compressed(CompressionEncoding::Zstd);
     let (tx, rx) = mpsc::channel(16);
-    let acks = client
-        .push(ReceiverStream::new(rx))
-        .await
-        .expect("push")
-        .into_inner();
+    let acks = client.push(ReceiverStream::new(rx)).await.expect("push").into_inner();
     (tx, acks)
 }
 
@@ -65,58 +61,30 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
     let (good_tx, mut good_acks) = open_stream(server.grpc_addr()).await;
 
     good_tx.send(batch("good", 1, "load1")).await.unwrap();
-    bad_tx
-        .send(batch("bad", 1, "not a metric name"))
-        .await
-        .unwrap();
+    bad_tx.send(batch("bad", 1, "not a metric name")).await.unwrap();
     let mut reserved = batch("bad", 2, "load1");
-    reserved.series[0]
-        .labels
-        .insert("tenant".into(), "someone-else".into());
+    reserved.series[0].labels.insert("tenant".into(), "someone-else".into());
     bad_tx.send(reserved).await.unwrap();
     bad_tx.send(batch("bad", 3, "load1")).await.unwrap();
     good_tx.send(batch("good", 2, "load1")).await.unwrap();
     good_tx.send(batch("good", 2, "load1")).await.unwrap();
 
     let rejected = next_ack(&mut bad_acks).await;
-    assert_eq!(
-        (rejected.sequence, rejected.status()),
-        (1, AckStatus::Rejected)
-    );
-    assert!(
-        rejected.error.contains("not a metric name"),
-        "{}",
-        rejected.error
-    );
+    assert_eq!((rejected.sequence, rejected.status()), (1, AckStatus::Rejected));
+    assert!(rejected.error.contains("not a metric name"), "{}", rejected.error);
     let rejected = next_ack(&mut bad_acks).await;
-    assert_eq!(
-        (rejected.sequence, rejected.status()),
-        (2, AckStatus::Rejected)
-    );
+    assert_eq!((rejected.sequence, rejected.status()), (2, AckStatus::Rejected));
     assert!(rejected.error.contains("tenant"), "{}", rejected.error);
     // The same stream still works after rejections.
     let accepted = next_ack(&mut bad_acks).await;
-    assert_eq!(
-        (accepted.sequence, accepted.status()),
-        (3, AckStatus::Committed)
-    );
+    assert_eq!((accepted.sequence, accepted.status()), (3, AckStatus::Committed));
 
-    let statuses: Vec<_> = [
-        next_ack(&mut good_acks).await,
-        next_ack(&mut good_acks).await,
-        next_ack(&mut good_acks).await,
-    ]
-    .iter()
-    .map(|a| (a.sequence, a.status()))
-    .collect();
-    assert_eq!(
-        statuses,
-        vec![
-            (1, AckStatus::Committed),
-            (2, AckStatus::Committed),
-            (2, AckStatus::Duplicate)
-        ]
-    );
+    let statuses: Vec<_> =
+        [next_ack(&mut good_acks).await, next_ack(&mut good_acks).await, next_ack(&mut good_acks).await]
+            .iter()
+            .map(|a| (a.sequence, a.status()))
+            .collect();
+    assert_eq!(statuses, vec![(1, AckStatus::Committed), (2, AckStatus::Committed), (2, AckStatus::Duplicate)]);
 
     let store = server.store();
     let query = |host: &str| RangeQuery {
@@ -126,26 +94,12 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
         step_ms: 1,
         aggregation: Aggregation::Sum,
     };
-    let good = store
-        .query_range("default", &query("good-host"))
-        .await
-        .unwrap();
+    let good = store.query_range("default", &query("good-host")).await.unwrap();
     let values: Vec<f64> = good[0].points.iter().map(|p| p.value).collect();
-    assert_eq!(
-        values,
-        vec![1.0, 2.0],
-        "the good agent's data is whole and not doubled"
-    );
-    let bad = store
-        .query_range("default", &query("bad-host"))
-        .await
-        .unwrap();
+    assert_eq!(values, vec![1.0, 2.0], "the good agent's data is whole and not doubled");
+    let bad = store.query_range("default", &query("bad-host")).await.unwrap();
     let values: Vec<f64> = bad[0].points.iter().map(|p| p.value).collect();
-    assert_eq!(
-        values,
-        vec![3.0],
-        "only the valid batch of the bad agent was stored"
-    );
+    assert_eq!(values, vec![3.0], "only the valid batch of the bad agent was stored");
 
     drop((bad_tx, good_tx));
     server.shutdown().await;
@@ -171,15 +125,9 @@ async fn undecodable_bytes_end_only_that_stream() {
         frame.extend_from_slice(&body);
         frame
     };
-    let http = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let response = http
-        .post(format!(
-            "http://{}/secumon.v1.Ingest/Push",
-            server.grpc_addr()
-        ))
+        .post(format!("http://{}/secumon.v1.Ingest/Push", server.grpc_addr()))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(garbage)

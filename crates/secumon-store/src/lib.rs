@@ -70,19 +70,11 @@ pub struct AgentRecord {
 pub trait Store: Send + Sync {
     /// Stores every part of `batch` for `tenant`, unless its `(agent_id, sequence)` was
     /// committed before.
-    async fn write_batch(
-        &self,
-        tenant: &str,
-        batch: &IngestBatch,
-    ) -> Result<WriteOutcome, StoreError>;
+    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError>;
 
     /// Agents of `tenant`, by host name.
     async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError>;
 
     /// Step-aggregated points of every series of `tenant` that the query's selector matches.
-    async fn query_range(
-        &self,
-        tenant: &str,
-        query: &RangeQuery,
-    ) -> Result<Vec<SeriesPoints>, StoreError>;
+    async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError>;
 }

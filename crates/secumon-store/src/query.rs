@@ -17,10 +17,7 @@ pub struct SeriesSelector {
 
 impl SeriesSelector {
     pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            matchers: Labels::new(),
-        }
+        Self { name: name.into(), matchers: Labels::new() }
     }
 
     pub fn with(mut self, label: impl Into<String>, value: impl Into<String>) -> Self {
@@ -29,11 +26,7 @@ impl SeriesSelector {
     }
 
     pub fn matches(&self, series: &SeriesKey) -> bool {
-        series.name == self.name
-            && self
-                .matchers
-                .iter()
-                .all(|(k, v)| series.labels.get(k) == Some(v))
+        series.name == self.name && self.matchers.iter().all(|(k, v)| series.labels.get(k) == Some(v))
     }
 }
 
@@ -62,9 +55,7 @@ impl FromStr for Aggregation {
             "count" => Self::Count,
             "last" => Self::Last,
             other => {
-                return Err(format!(
-                    "unknown aggregation {other:?}: expected avg, min, max, sum, count or last"
-                ));
+                return Err(format!("unknown aggregation {other:?}: expected avg, min, max, sum, count or last"));
             }
         })
     }
@@ -109,12 +100,7 @@ pub struct SeriesPoints {
 
 /// Buckets time-ordered raw points by step and aggregates each bucket. NaN values are
 /// ignored by avg/min/max/sum (and not counted), but `last` reports what was last stored.
-pub fn aggregate(
-    raw: &[Point],
-    start_ms: i64,
-    step_ms: i64,
-    aggregation: Aggregation,
-) -> Vec<Point> {
+pub fn aggregate(raw: &[Point], start_ms: i64, step_ms: i64, aggregation: Aggregation) -> Vec<Point> {
     let step = step_ms.max(1);
     let mut out = Vec::new();
     let mut i = 0;
@@ -137,10 +123,7 @@ pub fn aggregate(
                 if n == 0 { f64::NAN } else { sum / n as f64 }
             }
         };
-        out.push(Point {
-            timestamp_ms: bucket,
-            value,
-        });
+        out.push(Point { timestamp_ms: bucket, value });
         i = j;
     }
     out
@@ -151,12 +134,7 @@ mod tests {
     use super::*;
 
     fn points(raw: &[(i64, f64)]) -> Vec<Point> {
-        raw.iter()
-            .map(|&(timestamp_ms, value)| Point {
-                timestamp_ms,
-                value,
-            })
-            .collect()
+        raw.iter().map(|&(timestamp_ms, value)| Point { timestamp_ms, value }).collect()
     }
 
     #[test]
@@ -167,15 +145,9 @@ mod tests {
         assert_eq!(aggregate(&raw, 1000, 1000, Aggregation::Max)[0].value, 3.0);
         assert_eq!(aggregate(&raw, 1000, 1000, Aggregation::Min)[0].value, 1.0);
         assert_eq!(aggregate(&raw, 1000, 1000, Aggregation::Sum)[0].value, 4.0);
-        assert_eq!(
-            aggregate(&raw, 1000, 1000, Aggregation::Count)[0].value,
-            2.0
-        );
+        assert_eq!(aggregate(&raw, 1000, 1000, Aggregation::Count)[0].value, 2.0);
         assert_eq!(aggregate(&raw, 1000, 1000, Aggregation::Last)[0].value, 3.0);
-        assert_eq!(
-            aggregate(&raw, 0, 10_000, Aggregation::Count),
-            points(&[(0, 4.0)])
-        );
+        assert_eq!(aggregate(&raw, 0, 10_000, Aggregation::Count), points(&[(0, 4.0)]));
     }
 
     #[test]
@@ -183,29 +155,15 @@ mod tests {
         let raw = points(&[(0, f64::NAN), (1, 2.0)]);
         assert_eq!(aggregate(&raw, 0, 10, Aggregation::Avg)[0].value, 2.0);
         assert_eq!(aggregate(&raw, 0, 10, Aggregation::Count)[0].value, 1.0);
-        assert!(
-            aggregate(&raw[..1], 0, 10, Aggregation::Max)[0]
-                .value
-                .is_nan()
-        );
+        assert!(aggregate(&raw[..1], 0, 10, Aggregation::Max)[0].value.is_nan());
     }
 
     #[test]
     fn selector_requires_every_matcher() {
-        let series = SeriesKey::new(
-            "load1",
-            Labels::from([("host".into(), "a".into()), ("env".into(), "prod".into())]),
-        );
-        assert!(
-            SeriesSelector::new("load1")
-                .with("host", "a")
-                .matches(&series)
-        );
-        assert!(
-            !SeriesSelector::new("load1")
-                .with("host", "b")
-                .matches(&series)
-        );
+        let series =
+            SeriesKey::new("load1", Labels::from([("host".into(), "a".into()), ("env".into(), "prod".into())]));
+        assert!(SeriesSelector::new("load1").with("host", "a").matches(&series));
+        assert!(!SeriesSelector::new("load1").with("host", "b").matches(&series));
         assert!(!SeriesSelector::new("load5").matches(&series));
     }
 }

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use secumon_core::{IngestBatch, Labels, SeriesKey, now_ms};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::query::{Point, RangeQuery, SeriesPoints, aggregate};
@@ -32,10 +30,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-                path: parent.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Open { path: parent.display().to_string(), reason: e.to_string() })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -48,20 +44,10 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        Ok(Self {
-            writer,
-            reader,
-            series_ids: Mutex::new(HashMap::new()),
-        })
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        Ok(Self { writer, reader, series_ids: Mutex::new(HashMap::new()) })
     }
 
     /// Waits for in-flight work and closes every connection (checkpointing the WAL).
@@ -106,14 +92,12 @@ impl SqliteStore {
                 .bind(&labels)
                 .execute(&mut **tx)
                 .await?;
-            let id: i64 = sqlx::query_scalar(
-                "SELECT id FROM series WHERE tenant_id = ? AND name = ? AND labels = ?",
-            )
-            .bind(tenant)
-            .bind(&key.name)
-            .bind(&labels)
-            .fetch_one(&mut **tx)
-            .await?;
+            let id: i64 = sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND name = ? AND labels = ?")
+                .bind(tenant)
+                .bind(&key.name)
+                .bind(&labels)
+                .fetch_one(&mut **tx)
+                .await?;
             fresh.push(((tenant.to_string(), key.clone()), id));
             ids.insert(key, id);
         }
@@ -123,11 +107,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn write_batch(
-        &self,
-        tenant: &str,
-        batch: &IngestBatch,
-    ) -> Result<WriteOutcome, StoreError> {
+    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
         let now = now_ms();
         let sequence = batch.sequence as i64;
         let mut tx = self.writer.begin().await?;
@@ -147,15 +127,12 @@ impl Store for SqliteStore {
             return Ok(WriteOutcome::Duplicate);
         }
 
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = ?")
-                .bind(&batch.agent_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = ?")
+            .bind(&batch.agent_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if owner.as_deref().is_some_and(|owner| owner != tenant) {
-            return Err(StoreError::TenantMismatch {
-                agent_id: batch.agent_id.clone(),
-            });
+            return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
         }
         sqlx::query(
             "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
@@ -174,13 +151,8 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        let all_samples = batch
-            .samples
-            .iter()
-            .chain(batch.check_results.iter().flat_map(|c| c.samples.iter()));
-        let keys = all_samples
-            .clone()
-            .map(|s| batch.stored_series_key(tenant, &s.series));
+        let all_samples = batch.samples.iter().chain(batch.check_results.iter().flat_map(|c| c.samples.iter()));
+        let keys = all_samples.clone().map(|s| batch.stored_series_key(tenant, &s.series));
         let (ids, fresh) = self.resolve_series(&mut tx, tenant, keys).await?;
         let rows: Vec<(i64, i64, Option<f64>)> = all_samples
             .map(|s| {
@@ -228,27 +200,22 @@ impl Store for SqliteStore {
                 .await?;
         }
         for chunk in batch.logs.chunks(ROWS_PER_INSERT / 2) {
-            QueryBuilder::<Sqlite>::new(
-                "INSERT INTO logs (tenant_id, host, ts, source, labels, line) ",
-            )
-            .push_values(chunk, |mut row, log| {
-                row.push_bind(tenant)
-                    .push_bind(&batch.host)
-                    .push_bind(log.timestamp_ms)
-                    .push_bind(&log.source)
-                    .push_bind(serde_json::to_string(&log.labels).unwrap_or_else(|_| "{}".into()))
-                    .push_bind(&log.line);
-            })
-            .build()
-            .execute(&mut *tx)
-            .await?;
+            QueryBuilder::<Sqlite>::new("INSERT INTO logs (tenant_id, host, ts, source, labels, line) ")
+                .push_values(chunk, |mut row, log| {
+                    row.push_bind(tenant)
+                        .push_bind(&batch.host)
+                        .push_bind(log.timestamp_ms)
+                        .push_bind(&log.source)
+                        .push_bind(serde_json::to_string(&log.labels).unwrap_or_else(|_| "{}".into()))
+                        .push_bind(&log.line);
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
         }
 
         tx.commit().await?;
-        self.series_ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(fresh);
+        self.series_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(fresh);
         Ok(WriteOutcome::Committed)
     }
 
@@ -276,23 +243,18 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn query_range(
-        &self,
-        tenant: &str,
-        query: &RangeQuery,
-    ) -> Result<Vec<SeriesPoints>, StoreError> {
+    async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
         if query.step_ms <= 0 {
             return Err(StoreError::InvalidQuery("step must be positive".into()));
         }
         if query.end_ms < query.start_ms {
             return Err(StoreError::InvalidQuery("end is before start".into()));
         }
-        let candidates =
-            sqlx::query("SELECT id, labels FROM series WHERE tenant_id = ? AND name = ?")
-                .bind(tenant)
-                .bind(&query.selector.name)
-                .fetch_all(&self.reader)
-                .await?;
+        let candidates = sqlx::query("SELECT id, labels FROM series WHERE tenant_id = ? AND name = ?")
+            .bind(tenant)
+            .bind(&query.selector.name)
+            .fetch_all(&self.reader)
+            .await?;
         let mut answer = Vec::new();
         for row in candidates {
             let labels: Labels = serde_json::from_str(row.try_get("labels")?)?;

@@ -1,12 +1,8 @@
 //! The SQLite store against a real database file: atomic batches, duplicate filtering,
 //! range queries, tenant separation and persistence across reopen.
 
-use secumon_core::{
-    CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity,
-};
-use secumon_store::{
-    Aggregation, RangeQuery, SeriesSelector, SqliteStore, Store, StoreError, WriteOutcome,
-};
+use secumon_core::{CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity};
+use secumon_store::{Aggregation, RangeQuery, SeriesSelector, SqliteStore, Store, StoreError, WriteOutcome};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -42,90 +38,43 @@ async fn stores_queries_and_drops_duplicates() {
     let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
 
     let first = batch("a1", 1, "web-1", vec![load(T0, 1.0), load(T0 + 1_000, 3.0)]);
-    assert_eq!(
-        store.write_batch("default", &first).await.unwrap(),
-        WriteOutcome::Committed
-    );
+    assert_eq!(store.write_batch("default", &first).await.unwrap(), WriteOutcome::Committed);
     // The same sequence again, even with other content, is a duplicate and writes nothing.
     let replay = batch("a1", 1, "web-1", vec![load(T0 + 2_000, 100.0)]);
-    assert_eq!(
-        store.write_batch("default", &replay).await.unwrap(),
-        WriteOutcome::Duplicate
-    );
+    assert_eq!(store.write_batch("default", &replay).await.unwrap(), WriteOutcome::Duplicate);
     let second = batch("a1", 2, "web-1", vec![load(T0 + 60_000, 5.0)]);
-    assert_eq!(
-        store.write_batch("default", &second).await.unwrap(),
-        WriteOutcome::Committed
-    );
+    assert_eq!(store.write_batch("default", &second).await.unwrap(), WriteOutcome::Committed);
 
-    let answer = store
-        .query_range(
-            "default",
-            &range("load1", "web-1", 60_000, Aggregation::Avg),
-        )
-        .await
-        .unwrap();
+    let answer = store.query_range("default", &range("load1", "web-1", 60_000, Aggregation::Avg)).await.unwrap();
     assert_eq!(answer.len(), 1);
     assert_eq!(answer[0].series.labels["env"], "test");
     assert_eq!(answer[0].series.labels["tenant"], "default");
-    let points: Vec<(i64, f64)> = answer[0]
-        .points
-        .iter()
-        .map(|p| (p.timestamp_ms, p.value))
-        .collect();
+    let points: Vec<(i64, f64)> = answer[0].points.iter().map(|p| (p.timestamp_ms, p.value)).collect();
     assert_eq!(points, vec![(T0, 2.0), (T0 + 60_000, 5.0)]);
 
-    let count = store
-        .query_range(
-            "default",
-            &range("load1", "web-1", 3_600_000, Aggregation::Count),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        count[0].points[0].value, 3.0,
-        "the duplicate's sample was not stored"
-    );
+    let count = store.query_range("default", &range("load1", "web-1", 3_600_000, Aggregation::Count)).await.unwrap();
+    assert_eq!(count[0].points[0].value, 3.0, "the duplicate's sample was not stored");
 
     let agents = store.list_agents("default").await.unwrap();
     assert_eq!(agents.len(), 1);
-    assert_eq!(
-        (
-            agents[0].host.as_str(),
-            agents[0].last_sequence,
-            agents[0].batches
-        ),
-        ("web-1", 2, 2)
-    );
+    assert_eq!((agents[0].host.as_str(), agents[0].last_sequence, agents[0].batches), ("web-1", 2, 2));
 }
 
 #[tokio::test]
 async fn tenants_do_not_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
-    store
-        .write_batch("acme", &batch("a1", 1, "web-1", vec![load(T0, 1.0)]))
-        .await
-        .unwrap();
-    store
-        .write_batch("globex", &batch("b1", 1, "web-1", vec![load(T0, 9.0)]))
-        .await
-        .unwrap();
+    store.write_batch("acme", &batch("a1", 1, "web-1", vec![load(T0, 1.0)])).await.unwrap();
+    store.write_batch("globex", &batch("b1", 1, "web-1", vec![load(T0, 9.0)])).await.unwrap();
 
-    let acme = store
-        .query_range("acme", &range("load1", "web-1", 60_000, Aggregation::Max))
-        .await
-        .unwrap();
+    let acme = store.query_range("acme", &range("load1", "web-1", 60_000, Aggregation::Max)).await.unwrap();
     assert_eq!(acme.len(), 1);
     assert_eq!(acme[0].points[0].value, 1.0);
     assert_eq!(store.list_agents("acme").await.unwrap().len(), 1);
     assert_eq!(store.list_agents("nobody").await.unwrap().len(), 0);
 
     // An agent cannot move to another tenant by pushing there.
-    let err = store
-        .write_batch("globex", &batch("a1", 2, "web-1", vec![load(T0, 1.0)]))
-        .await
-        .unwrap_err();
+    let err = store.write_batch("globex", &batch("a1", 2, "web-1", vec![load(T0, 1.0)])).await.unwrap_err();
     assert!(matches!(err, StoreError::TenantMismatch { .. }), "{err}");
     let acme_agent = &store.list_agents("acme").await.unwrap()[0];
     assert_eq!(acme_agent.batches, 1, "the rejected batch left no trace");
@@ -140,12 +89,7 @@ async fn large_batches_with_every_part_survive_reopen() {
     for core in 0..50 {
         let labels = Labels::from([("core".to_string(), core.to_string())]);
         for i in 0..200 {
-            samples.push(Sample::new(
-                "cpu_core_usage_ratio",
-                labels.clone(),
-                T0 + i * 1_000,
-                f64::from(core) / 100.0,
-            ));
+            samples.push(Sample::new("cpu_core_usage_ratio", labels.clone(), T0 + i * 1_000, f64::from(core) / 100.0));
         }
     }
     samples.push(load(T0, f64::NAN));
@@ -158,12 +102,7 @@ async fn large_batches_with_every_part_survive_reopen() {
         timestamp_ms: T0,
         duration_us: 10,
         details: serde_json::json!({"code": 200}),
-        samples: vec![Sample::new(
-            "http_duration_seconds",
-            Labels::new(),
-            T0,
-            0.01,
-        )],
+        samples: vec![Sample::new("http_duration_seconds", Labels::new(), T0, 0.01)],
     });
     big.events.push(Event {
         timestamp_ms: T0,
@@ -182,12 +121,7 @@ async fn large_batches_with_every_part_survive_reopen() {
     store.close().await;
 
     let store = SqliteStore::open(&path).await.unwrap();
-    let mut query = range(
-        "cpu_core_usage_ratio",
-        "db-1",
-        3_600_000,
-        Aggregation::Count,
-    );
+    let mut query = range("cpu_core_usage_ratio", "db-1", 3_600_000, Aggregation::Count);
     let all = store.query_range("default", &query).await.unwrap();
     assert_eq!(all.len(), 50);
     assert!(all.iter().all(|s| s.points[0].value == 200.0));
@@ -197,27 +131,13 @@ async fn large_batches_with_every_part_survive_reopen() {
     assert_eq!(one.len(), 1);
     assert!((one[0].points[0].value - 0.07).abs() < 1e-12);
 
-    let nan = store
-        .query_range("default", &range("load1", "db-1", 1_000, Aggregation::Last))
-        .await
-        .unwrap();
-    assert!(
-        nan[0].points[0].value.is_nan(),
-        "NaN is stored as such, not lost"
-    );
-    let http = store
-        .query_range(
-            "default",
-            &range("http_duration_seconds", "db-1", 1_000, Aggregation::Last),
-        )
-        .await
-        .unwrap();
+    let nan = store.query_range("default", &range("load1", "db-1", 1_000, Aggregation::Last)).await.unwrap();
+    assert!(nan[0].points[0].value.is_nan(), "NaN is stored as such, not lost");
+    let http =
+        store.query_range("default", &range("http_duration_seconds", "db-1", 1_000, Aggregation::Last)).await.unwrap();
     assert_eq!(http[0].points[0].value, 0.01);
     // The duplicate filter survives the reopen.
-    assert_eq!(
-        store.write_batch("default", &big).await.unwrap(),
-        WriteOutcome::Duplicate
-    );
+    assert_eq!(store.write_batch("default", &big).await.unwrap(), WriteOutcome::Duplicate);
 }
 
 #[tokio::test]
@@ -225,14 +145,8 @@ async fn rejects_nonsense_queries() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
     let mut q = range("load1", "h", 0, Aggregation::Avg);
-    assert!(matches!(
-        store.query_range("default", &q).await,
-        Err(StoreError::InvalidQuery(_))
-    ));
+    assert!(matches!(store.query_range("default", &q).await, Err(StoreError::InvalidQuery(_))));
     q.step_ms = 1000;
     q.end_ms = q.start_ms - 1;
-    assert!(matches!(
-        store.query_range("default", &q).await,
-        Err(StoreError::InvalidQuery(_))
-    ));
+    assert!(matches!(store.query_range("default", &q).await, Err(StoreError::InvalidQuery(_))));
 }

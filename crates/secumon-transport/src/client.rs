@@ -158,21 +158,10 @@ impl PushClient {
     }
 
     /// One connection: returns when it fails.
-    async fn session(
-        &self,
-        outage: &mut Option<Instant>,
-        backoff: &mut Duration,
-    ) -> Result<(), TransportError> {
+    async fn session(&self, outage: &mut Option<Instant>, backoff: &mut Duration) -> Result<(), TransportError> {
         let config = &self.inner.config;
-        let authority = config
-            .endpoint
-            .split_once("://")
-            .map_or(config.endpoint.as_str(), |(_, a)| a);
-        let scheme = if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let authority = config.endpoint.split_once("://").map_or(config.endpoint.as_str(), |(_, a)| a);
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
             .map_err(|e| TransportError::Endpoint(format!("{}: {e}", config.endpoint)))?;
         if let Some(tls) = &config.tls {
@@ -192,10 +181,7 @@ impl PushClient {
 
         let acked_through = self.inner.lock_spool().stats().acked_through;
         let (requests, request_stream) = mpsc::channel::<Batch>(config.max_in_flight.max(1));
-        let mut acks = client
-            .push(ReceiverStream::new(request_stream))
-            .await?
-            .into_inner();
+        let mut acks = client.push(ReceiverStream::new(request_stream)).await?.into_inner();
 
         self.inner.connected.store(true, Ordering::Relaxed);
         *backoff = config.backoff_min;
@@ -210,12 +196,8 @@ impl PushClient {
         let receiver = async {
             while let Some(ack) = acks.message().await? {
                 match AckStatus::try_from(ack.status) {
-                    Ok(AckStatus::Committed) => {
-                        self.inner.committed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Ok(AckStatus::Duplicate) => {
-                        self.inner.duplicates.fetch_add(1, Ordering::Relaxed)
-                    }
+                    Ok(AckStatus::Committed) => self.inner.committed.fetch_add(1, Ordering::Relaxed),
+                    Ok(AckStatus::Duplicate) => self.inner.duplicates.fetch_add(1, Ordering::Relaxed),
                     _ => {
                         // The server will never accept it: keeping it would block the spool.
                         tracing::error!(sequence = ack.sequence, error = %ack.error,
@@ -250,33 +232,22 @@ impl PushClient {
         loop {
             let in_flight = sent_through.saturating_sub(*acked.borrow_and_update());
             if in_flight >= window {
-                acked
-                    .changed()
-                    .await
-                    .map_err(|_| TransportError::StreamClosed)?;
+                acked.changed().await.map_err(|_| TransportError::StreamClosed)?;
                 continue;
             }
             appended.borrow_and_update();
             let inner = Arc::clone(&self.inner);
             let limit = (window - in_flight) as usize;
-            let pending = tokio::task::spawn_blocking(move || {
-                inner.lock_spool().read_pending(sent_through, limit)
-            })
-            .await??;
+            let pending =
+                tokio::task::spawn_blocking(move || inner.lock_spool().read_pending(sent_through, limit)).await??;
             if pending.is_empty() {
-                appended
-                    .changed()
-                    .await
-                    .map_err(|_| TransportError::StreamClosed)?;
+                appended.changed().await.map_err(|_| TransportError::StreamClosed)?;
                 continue;
             }
             for (sequence, payload) in pending {
                 sent_through = sequence;
                 match Batch::decode(payload.as_slice()) {
-                    Ok(batch) => requests
-                        .send(batch)
-                        .await
-                        .map_err(|_| TransportError::StreamClosed)?,
+                    Ok(batch) => requests.send(batch).await.map_err(|_| TransportError::StreamClosed)?,
                     // The checksum matched, so this was written by another version; skip it.
                     Err(error) => {
                         tracing::error!(sequence, %error, "undecodable batch in the spool; skipped")
@@ -290,17 +261,13 @@ impl PushClient {
 impl Inner {
     fn lock_spool(&self) -> MutexGuard<'_, Spool> {
         // A panic while holding the lock cannot leave the spool's files inconsistent.
-        self.spool
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.spool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// A cheap pseudo-random byte for backoff jitter.
 fn fastrand_u8() -> u8 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     (nanos ^ (nanos >> 8) ^ (nanos >> 16)) as u8
 }

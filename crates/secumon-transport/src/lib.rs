@@ -41,10 +41,7 @@ pub enum TransportError {
     #[error("the push stream was closed")]
     StreamClosed,
     #[error("cannot read TLS file {path}: {source}")]
-    TlsFile {
-        path: String,
-        source: std::io::Error,
-    },
+    TlsFile { path: String, source: std::io::Error },
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -74,10 +74,7 @@ type AckStream = Pin<Box<dyn Stream<Item = Result<PushAck, Status>> + Send>>;
 impl<S: BatchSink> Ingest for IngestService<S> {
     type PushStream = AckStream;
 
-    async fn push(
-        &self,
-        request: Request<Streaming<Batch>>,
-    ) -> Result<Response<AckStream>, Status> {
+    async fn push(&self, request: Request<Streaming<Batch>>) -> Result<Response<AckStream>, Status> {
         let peer = request.remote_addr();
         let mut batches = request.into_inner();
         let sink = Arc::clone(&self.sink);
@@ -105,12 +102,8 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                         ack(sequence, AckStatus::Rejected, invalid.to_string())
                     }
                     Ok(batch) => match sink.commit(batch).await {
-                        Ok(SinkOutcome::Committed) => {
-                            ack(sequence, AckStatus::Committed, String::new())
-                        }
-                        Ok(SinkOutcome::Duplicate) => {
-                            ack(sequence, AckStatus::Duplicate, String::new())
-                        }
+                        Ok(SinkOutcome::Committed) => ack(sequence, AckStatus::Committed, String::new()),
+                        Ok(SinkOutcome::Duplicate) => ack(sequence, AckStatus::Duplicate, String::new()),
                         Err(SinkError::Refused(reason)) => {
                             tracing::warn!(?peer, sequence, %reason, "refused a batch");
                             ack(sequence, AckStatus::Rejected, reason)
@@ -119,9 +112,7 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                             // Later batches must not be committed ahead of this one: end the
                             // stream so the agent reconnects and resends from here.
                             tracing::error!(?peer, sequence, error = %failure, "could not store a batch");
-                            let _ = acks
-                                .send(Err(Status::unavailable(failure.to_string())))
-                                .await;
+                            let _ = acks.send(Err(Status::unavailable(failure.to_string()))).await;
                             break;
                         }
                     },
@@ -136,9 +127,5 @@ impl<S: BatchSink> Ingest for IngestService<S> {
 }
 
 fn ack(sequence: u64, status: AckStatus, error: String) -> PushAck {
-    PushAck {
-        sequence,
-        status: status as i32,
-        error,
-    }
+    PushAck { sequence, status: status as i32, error }
 }

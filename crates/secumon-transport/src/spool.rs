@@ -26,10 +26,7 @@ const SEGMENT_SUFFIX: &str = ".seg";
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("spool: appended sequence {got}, expected {expected}")]
     OutOfOrder { expected: u64, got: u64 },
     #[error("spool: a batch of {0} bytes is larger than a record may be")]
@@ -37,10 +34,7 @@ pub enum SpoolError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| SpoolError::Io { path: path.display().to_string(), source }
 }
 
 /// Counters of a [`Spool`].
@@ -123,26 +117,15 @@ impl Spool {
             spool.corrupt_records += scan.corrupt;
             if scan.valid_end < data.len() {
                 // A torn tail: cut it so later appends do not sit behind garbage.
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_error(&path))?;
-                file.set_len(scan.valid_end as u64)
-                    .map_err(io_error(&path))?;
+                let file = OpenOptions::new().write(true).open(&path).map_err(io_error(&path))?;
+                file.set_len(scan.valid_end as u64).map_err(io_error(&path))?;
                 file.sync_data().map_err(io_error(&path))?;
             }
-            let segment = Segment {
-                path,
-                bytes: scan.valid_end as u64,
-                records: scan.records,
-            };
+            let segment = Segment { path, bytes: scan.valid_end as u64, records: scan.records };
             if let Some(last) = segment.last_sequence() {
                 spool.last_appended = spool.last_appended.max(last);
             }
-            if segment
-                .last_sequence()
-                .is_none_or(|last| last <= acked_through)
-            {
+            if segment.last_sequence().is_none_or(|last| last <= acked_through) {
                 fs::remove_file(&segment.path).map_err(io_error(&segment.path))?;
             } else {
                 spool.segments.push(segment);
@@ -164,32 +147,22 @@ impl Spool {
     /// grown past its bound.
     pub fn append(&mut self, sequence: u64, payload: &[u8]) -> Result<(), SpoolError> {
         if sequence != self.next_sequence() {
-            return Err(SpoolError::OutOfOrder {
-                expected: self.next_sequence(),
-                got: sequence,
-            });
+            return Err(SpoolError::OutOfOrder { expected: self.next_sequence(), got: sequence });
         }
         if payload.len() > MAX_RECORD_LEN {
             return Err(SpoolError::TooLarge(payload.len()));
         }
         let record_len = (HEADER_LEN + payload.len()) as u64;
-        let roll = self.segments.last().is_none_or(|s| {
-            self.active.is_none() || (s.bytes > 0 && s.bytes + record_len > self.segment_max_bytes)
-        });
+        let roll = self
+            .segments
+            .last()
+            .is_none_or(|s| self.active.is_none() || (s.bytes > 0 && s.bytes + record_len > self.segment_max_bytes));
         if roll {
             let path = self.dir.join(format!("{sequence:020}{SEGMENT_SUFFIX}"));
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_error(&path))?;
+            let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_error(&path))?;
             // The new file's name must be durable too, or a crash could lose the segment.
             sync_dir(&self.dir)?;
-            self.segments.push(Segment {
-                path,
-                bytes: 0,
-                records: Vec::new(),
-            });
+            self.segments.push(Segment { path, bytes: 0, records: Vec::new() });
             self.active = Some(file);
         }
         let (segment, file) = match (self.segments.last_mut(), self.active.as_mut()) {
@@ -201,27 +174,16 @@ impl Spool {
         if let Err(source) = file.write_all(&record).and_then(|()| file.sync_data()) {
             // Cut a partial write so the file stays a clean run of records.
             let _ = file.set_len(offset);
-            return Err(SpoolError::Io {
-                path: segment.path.display().to_string(),
-                source,
-            });
+            return Err(SpoolError::Io { path: segment.path.display().to_string(), source });
         }
         segment.bytes += record_len;
-        segment.records.push(RecordIndex {
-            sequence,
-            offset,
-            payload_len: payload.len() as u32,
-        });
+        segment.records.push(RecordIndex { sequence, offset, payload_len: payload.len() as u32 });
         self.last_appended = sequence;
         self.enforce_bound()
     }
 
     /// Unacknowledged batches after `after`, oldest first, at most `limit`.
-    pub fn read_pending(
-        &mut self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
+    pub fn read_pending(&mut self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
         let floor = after.max(self.acked_through);
         let mut out = Vec::new();
         for segment in &self.segments {
@@ -234,12 +196,9 @@ impl Spool {
                     return Ok(out);
                 }
                 let mut buffer = vec![0u8; HEADER_LEN + record.payload_len as usize];
-                file.read_exact_at(&mut buffer, record.offset)
-                    .map_err(io_error(&segment.path))?;
+                file.read_exact_at(&mut buffer, record.offset).map_err(io_error(&segment.path))?;
                 match decode_record(&buffer) {
-                    Some((sequence, payload)) if sequence == record.sequence => {
-                        out.push((sequence, payload.to_vec()))
-                    }
+                    Some((sequence, payload)) if sequence == record.sequence => out.push((sequence, payload.to_vec())),
                     // Damaged since it was written; the next open will count it.
                     _ => tracing::warn!(sequence = record.sequence, "damaged spool record skipped"),
                 }
@@ -258,11 +217,7 @@ impl Spool {
         // The state must be durable before segments go, or the sequence could be reused.
         write_state(&self.dir, self.acked_through, self.last_appended)?;
         let acked = self.acked_through;
-        let done = self
-            .segments
-            .iter()
-            .take_while(|s| s.last_sequence().is_none_or(|l| l <= acked))
-            .count();
+        let done = self.segments.iter().take_while(|s| s.last_sequence().is_none_or(|l| l <= acked)).count();
         if done == self.segments.len() {
             self.active = None;
         }
@@ -295,11 +250,7 @@ impl Spool {
         while total > self.max_bytes && self.segments.len() > 1 {
             let oldest = self.segments.remove(0);
             total -= oldest.bytes;
-            dropped += oldest
-                .records
-                .iter()
-                .filter(|r| r.sequence > self.acked_through)
-                .count() as u64;
+            dropped += oldest.records.iter().filter(|r| r.sequence > self.acked_through).count() as u64;
             fs::remove_file(&oldest.path).map_err(io_error(&oldest.path))?;
         }
         if dropped > 0 {
@@ -331,8 +282,7 @@ fn encode_record(sequence: u64, payload: &[u8]) -> Vec<u8> {
 /// The record at the start of `data`, if it is whole and its checksum matches.
 fn decode_record(data: &[u8]) -> Option<(u64, &[u8])> {
     let header = data.get(..HEADER_LEN)?;
-    let word =
-        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     if word(0) != MAGIC {
         return None;
     }
@@ -358,19 +308,11 @@ struct Scan {
 /// Walks a segment's bytes, skipping damaged stretches by searching for the next valid
 /// record; each damaged stretch counts as one corrupt record.
 fn scan_records(data: &[u8]) -> Scan {
-    let mut scan = Scan {
-        records: Vec::new(),
-        corrupt: 0,
-        valid_end: 0,
-    };
+    let mut scan = Scan { records: Vec::new(), corrupt: 0, valid_end: 0 };
     let mut pos = 0;
     while pos < data.len() {
         if let Some((sequence, payload)) = decode_record(&data[pos..]) {
-            scan.records.push(RecordIndex {
-                sequence,
-                offset: pos as u64,
-                payload_len: payload.len() as u32,
-            });
+            scan.records.push(RecordIndex { sequence, offset: pos as u64, payload_len: payload.len() as u32 });
             pos += HEADER_LEN + payload.len();
             scan.valid_end = pos;
             continue;
@@ -418,9 +360,7 @@ fn write_state(dir: &Path, acked_through: u64, last_appended: u64) -> Result<(),
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
 #[cfg(test)]
@@ -462,21 +402,12 @@ mod tests {
         assert_eq!(sequences(&pending), vec![1, 2, 3, 4, 5]);
         assert_eq!(pending[2].1, payload(3));
         assert_eq!(sequences(&spool.read_pending(3, 1).unwrap()), vec![4]);
-        assert!(matches!(
-            spool.append(9, b"x"),
-            Err(SpoolError::OutOfOrder {
-                expected: 6,
-                got: 9
-            })
-        ));
+        assert!(matches!(spool.append(9, b"x"), Err(SpoolError::OutOfOrder { expected: 6, got: 9 })));
 
         spool.ack(2).unwrap();
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(
-            sequences(&spool.read_pending(0, 100).unwrap()),
-            vec![3, 4, 5]
-        );
+        assert_eq!(sequences(&spool.read_pending(0, 100).unwrap()), vec![3, 4, 5]);
         assert_eq!(spool.stats().pending_batches, 3);
         assert_eq!(spool.next_sequence(), 6);
 
@@ -501,29 +432,16 @@ mod tests {
         let len = fs::metadata(&segment).unwrap().len();
         let record = (HEADER_LEN + payload(3).len()) as u64;
         // The agent died halfway through writing record 3.
-        OpenOptions::new()
-            .write(true)
-            .open(&segment)
-            .unwrap()
-            .set_len(len - record / 2)
-            .unwrap();
+        OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - record / 2).unwrap();
 
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(spool.stats().corrupt_records, 1);
         assert_eq!(sequences(&spool.read_pending(0, 100).unwrap()), vec![1, 2]);
-        assert_eq!(
-            spool.next_sequence(),
-            3,
-            "the torn batch was never acknowledged, its number is free"
-        );
+        assert_eq!(spool.next_sequence(), 3, "the torn batch was never acknowledged, its number is free");
         fill(&mut spool, 2);
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(
-            spool.stats().corrupt_records,
-            0,
-            "the tail was cut, not left behind"
-        );
+        assert_eq!(spool.stats().corrupt_records, 0, "the tail was cut, not left behind");
         let pending = spool.read_pending(0, 100).unwrap();
         assert_eq!(sequences(&pending), vec![1, 2, 3, 4]);
         assert_eq!(pending[3].1, payload(4));
@@ -576,22 +494,11 @@ mod tests {
         let stats = spool.stats();
         assert!(stats.pending_bytes <= max_bytes, "{stats:?}");
         assert!(stats.dropped_full > 0);
-        assert_eq!(
-            stats.dropped_full + stats.pending_batches,
-            100,
-            "every batch is either kept or counted"
-        );
+        assert_eq!(stats.dropped_full + stats.pending_batches, 100, "every batch is either kept or counted");
         let pending = sequences(&spool.read_pending(0, 1000).unwrap());
         assert_eq!(*pending.last().unwrap(), 100, "the newest is kept");
-        assert_eq!(
-            pending.first().copied(),
-            Some(stats.dropped_full + 1),
-            "the oldest went first"
-        );
-        let on_disk: u64 = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum();
+        assert_eq!(pending.first().copied(), Some(stats.dropped_full + 1), "the oldest went first");
+        let on_disk: u64 = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(on_disk <= max_bytes + 1024, "on disk {on_disk}");
     }
 }

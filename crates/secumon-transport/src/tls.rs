@@ -26,16 +26,9 @@ impl TlsMaterial {
     /// Reads the three PEM files.
     pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TransportError> {
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| TransportError::TlsFile {
-                path: path.display().to_string(),
-                source,
-            })
+            std::fs::read(path).map_err(|source| TransportError::TlsFile { path: path.display().to_string(), source })
         };
-        Ok(Self {
-            ca_pem: read(ca)?,
-            cert_pem: read(cert)?,
-            key_pem: read(key)?,
-        })
+        Ok(Self { ca_pem: read(ca)?, cert_pem: read(cert)?, key_pem: read(key)? })
     }
 
     /// Client side: trust the CA, present our certificate.

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use secumon_core::{IngestBatch, Labels, Sample};
-use secumon_transport::{
-    BatchSink, IngestService, PushClient, PushClientConfig, SinkError, SinkOutcome, TlsMaterial,
-};
+use secumon_transport::{BatchSink, IngestService, PushClient, PushClientConfig, SinkError, SinkOutcome, TlsMaterial};
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -34,17 +32,13 @@ impl Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
-        Self {
-            ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
+        Self { ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap() }
     }
 
     /// A leaf certificate for `names`, signed by this CA, with the CA to trust.
     fn issue(&self, names: &[&str]) -> TlsMaterial {
         let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         TlsMaterial {
             ca_pem: self.ca.pem().into_bytes(),
@@ -54,25 +48,16 @@ impl Pki {
     }
 }
 
-async fn start_server(
-    tls: TlsMaterial,
-    sink: Arc<MemorySink>,
-) -> (SocketAddr, watch::Sender<bool>) {
+async fn start_server(tls: TlsMaterial, sink: Arc<MemorySink>) -> (SocketAddr, watch::Sender<bool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = watch::channel(false);
     let service = IngestService::new(sink, stopped.clone()).into_server();
-    let router = tonic::transport::Server::builder()
-        .tls_config(tls.server_config())
-        .unwrap()
-        .add_service(service);
+    let router = tonic::transport::Server::builder().tls_config(tls.server_config()).unwrap().add_service(service);
     let mut stopped = stopped;
-    tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        },
-    ));
+    tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     (addr, stop)
 }
 
@@ -126,9 +111,5 @@ async fn only_agents_with_a_certificate_from_our_ca_deliver() {
     // No TLS at all.
     let stats = push_one(addr, None).await;
     assert_eq!(stats.committed, 0, "{stats:?}");
-    assert_eq!(
-        sink.0.lock().unwrap().len(),
-        1,
-        "nothing but the trusted agent's batch arrived"
-    );
+    assert_eq!(sink.0.lock().unwrap().len(), 1, "nothing but the trusted agent's batch arrived");
 }
