@@ -226,6 +226,25 @@ impl Agent {
     }
 }
 
+/// Runs the collectors `metrics` asks for twice, `warmup` apart (ratios need two readings),
+/// and returns the second cycle's samples and what failed.
+pub fn collect_snapshot(metrics: &MetricsSection, warmup: std::time::Duration) -> (Vec<Sample>, Vec<String>) {
+    let (mut collectors, missing) = collectors_for(metrics);
+    let mut failures: Vec<String> = missing.iter().map(|m| format!("{m:?}: not collected by this version")).collect();
+    for collector in &mut collectors {
+        let _ = collector.collect(now_ms(), &mut Vec::new());
+    }
+    std::thread::sleep(warmup);
+    let timestamp_ms = now_ms();
+    let mut samples = Vec::new();
+    for collector in &mut collectors {
+        if let Err(error) = collector.collect(timestamp_ms, &mut samples) {
+            failures.push(format!("{}: {error}", collector.name()));
+        }
+    }
+    (samples, failures)
+}
+
 /// Completes on SIGINT or SIGTERM: the shutdown trigger of the binaries.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

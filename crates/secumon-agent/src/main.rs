@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use secumon_agent::{Agent, AgentSettings, shutdown_signal};
 use secumon_core::AgentConfig;
+use secumon_core::config::{MetricFamily, MetricsSection};
 
 /// Collects this host's metrics and pushes them to the SecuMon server.
 ///
@@ -19,6 +20,15 @@ struct Args {
     /// Only validate the configuration, then exit.
     #[arg(long)]
     check: bool,
+    /// Collect once (two cycles a second apart, so ratios exist), print, and exit.
+    #[arg(long)]
+    once: bool,
+    /// With --once: print JSON (one object per sample) instead of exposition lines.
+    #[arg(long, requires = "once")]
+    json: bool,
+    /// Watch this systemd unit besides the failed ones (repeatable).
+    #[arg(long, value_name = "NAME")]
+    monitor_service: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +43,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut config = config;
+    if !args.monitor_service.is_empty() {
+        config.metrics.services.extend(args.monitor_service.iter().cloned());
+        if !config.metrics.enabled.contains(&MetricFamily::Services) {
+            config.metrics.enabled.push(MetricFamily::Services);
+        }
+    }
+    if args.once {
+        return print_snapshot(&config.metrics, args.json);
+    }
     let settings = match AgentSettings::from_config(&config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -64,4 +84,30 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `--once`: one collection to stdout, collector failures to stderr.
+fn print_snapshot(metrics: &MetricsSection, json: bool) -> ExitCode {
+    let (samples, failures) = secumon_agent::collect_snapshot(metrics, std::time::Duration::from_secs(1));
+    for failure in &failures {
+        eprintln!("secumon-agent: {failure}");
+    }
+    let mut out = String::new();
+    for sample in &samples {
+        if json {
+            let line = serde_json::json!({
+                "name": sample.series.name,
+                "labels": sample.series.labels,
+                "timestamp_ms": sample.timestamp_ms,
+                "value": sample.value,
+            });
+            out.push_str(&line.to_string());
+        } else {
+            out.push_str(&format!("{} {}", sample.series, sample.value));
+        }
+        out.push('\n');
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    ExitCode::SUCCESS
 }
