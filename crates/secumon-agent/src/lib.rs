@@ -15,8 +15,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 
-use secumon_collect::{Collector, collectors_for};
-use secumon_core::config::MetricsSection;
+use secumon_collect::{Collector, LogError, LogTailer, collectors_for};
+use secumon_core::config::{LogsSection, MetricsSection};
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
 use secumon_transport::{PushClient, PushClientConfig, TlsMaterial, TransportError};
 use tokio::sync::watch;
@@ -30,6 +30,8 @@ pub enum AgentError {
     StateDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error(transparent)]
+    Logs(#[from] LogError),
     #[error("cannot tell this machine's host name; set agent.name in the configuration")]
     NoHostName,
     #[error("collector.tls.enabled is true, so collector.tls.ca, .cert and .key must all be set")]
@@ -50,6 +52,8 @@ pub struct AgentSettings {
     pub spool_max_bytes: u64,
     /// Mutual TLS to the server; plaintext when `None`.
     pub tls: Option<TlsMaterial>,
+    /// Log files and journal to ship.
+    pub logs: LogsSection,
 }
 
 impl AgentSettings {
@@ -72,6 +76,7 @@ impl AgentSettings {
             endpoint: config.collector.endpoint.0.clone(),
             spool_max_bytes: config.spool.max_bytes,
             tls,
+            logs: config.logs.clone(),
         })
     }
 }
@@ -92,12 +97,22 @@ pub struct Agent {
     /// Batches the spool could not take yet, oldest first.
     backlog: VecDeque<IngestBatch>,
     dropped_from_backlog: u64,
+    logs: Option<LogTailer>,
 }
 
 impl Agent {
     /// Loads (or creates) the agent's identity in the state directory and opens its spool.
     pub fn open(settings: AgentSettings) -> Result<Self, AgentError> {
         let agent_id = load_or_create_agent_id(&settings.state_dir)?;
+        let logs = if settings.logs.enabled {
+            let mut tailer = LogTailer::open(&settings.logs.sources, &settings.state_dir.join("log-positions.json"))?;
+            if settings.logs.journald {
+                tailer.follow_journal(Path::new("journalctl"));
+            }
+            Some(tailer)
+        } else {
+            None
+        };
         let mut push = PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
@@ -115,6 +130,7 @@ impl Agent {
             failing: HashSet::new(),
             backlog: VecDeque::new(),
             dropped_from_backlog: 0,
+            logs,
         })
     }
 
@@ -175,15 +191,24 @@ impl Agent {
             }
         }
         self.self_samples(timestamp_ms, &mut samples);
+        let logs = self.logs.as_mut().map(|tailer| tailer.poll(timestamp_ms)).unwrap_or_default();
         self.backlog.push_back(IngestBatch {
             agent_id: self.agent_id.clone(),
             host: self.settings.host.clone(),
             agent_labels: self.settings.labels.clone(),
             created_at_ms: timestamp_ms,
             samples,
+            logs,
             ..Default::default()
         });
         self.flush_backlog().await;
+        // Positions move on only once every line read so far is in the spool.
+        if let Some(tailer) = &self.logs
+            && self.backlog.is_empty()
+            && let Err(error) = tailer.commit()
+        {
+            tracing::error!(%error, "cannot save log positions; lines may be sent again after a restart");
+        }
     }
 
     /// Moves batches from memory to the spool; on failure (disk full) keeps them for the

@@ -163,6 +163,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         endpoint: server.grpc_addr().to_string(),
         spool_max_bytes: 256 * 1024 * 1024,
         tls: None,
+        logs: Default::default(),
     })
     .context("cannot start the local agent")?;
     println!("SecuMon is up.");

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secumon_agent::{Agent, AgentSettings};
-use secumon_core::config::{MetricFamily, MetricsSection};
+use secumon_core::config::{LogsSection, MetricFamily, MetricsSection};
 use secumon_server::{AgentList, History, Server, ServerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,6 +21,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr, interval: Duration, families
         endpoint: endpoint.to_string(),
         spool_max_bytes: 64 * 1024 * 1024,
         tls: None,
+        logs: Default::default(),
     }
 }
 
@@ -91,8 +92,14 @@ async fn agent_metrics_reach_the_rest_api() {
     .await
     .expect("server starts");
     let families = vec![MetricFamily::Cpu, MetricFamily::Memory, MetricFamily::Disk, MetricFamily::Network];
-    let agent = start_agent(settings(&dir.path().join("agent"), server.grpc_addr(), Duration::from_secs(1), families));
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let mut agent_settings = settings(&dir.path().join("agent"), server.grpc_addr(), Duration::from_secs(1), families);
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "before the agent started\n").unwrap();
+    agent_settings.logs = LogsSection { enabled: true, sources: vec![log.display().to_string()], journald: false };
+    let agent = start_agent(agent_settings);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    std::fs::write(&log, "before the agent started\nGET /index.html 200\nGET /missing 404\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
     agent.wait_drained(Duration::from_secs(10)).await;
     let client = agent.stop().await;
     let stats = client.stats();
@@ -105,6 +112,11 @@ async fn agent_metrics_reach_the_rest_api() {
     assert_eq!(agents.agents[0].host, "e2e-host");
     assert_eq!(agents.agents[0].status, "online");
     assert_eq!(agents.agents[0].batches, stats.committed);
+
+    let logs = server.store().recent_logs("default", "e2e-host", 10).await.unwrap();
+    let lines: Vec<&str> = logs.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(lines, vec!["GET /index.html 200", "GET /missing 404"], "new lines shipped once, history not");
+    assert_eq!(logs[0].source, log.display().to_string());
 
     let history = |metric: &str| format!("{api}/metrics/hosts/e2e-host/history?metric={metric}&period=5m&step=1s");
     let cpu: History = get_json(&history("cpu_usage_ratio")).await;
@@ -227,6 +239,12 @@ async fn no_batch_lost_or_doubled_across_server_kill_and_agent_restart() {
     let points = &load.series[0].points;
     assert_eq!(points.len() as u64, produced, "one sample per batch");
     assert!(points.iter().all(|&(_, count)| count == Some(1.0)), "no sample stored twice: {points:?}");
+    // Only the cpu family was enabled: nothing else was collected.
+    let memory: History = get_json(&format!(
+        "http://127.0.0.1:{api}/api/v1/metrics/hosts/e2e-host/history?metric=memory_total_bytes&period=1m"
+    ))
+    .await;
+    assert!(memory.series.is_empty(), "a disabled collector stays off");
 
     server.kill().expect("kill server");
     server.wait().expect("reap server");

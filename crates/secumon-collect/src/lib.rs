@@ -19,6 +19,7 @@
 mod cpu;
 mod diskio;
 mod filesystem;
+mod logs;
 mod memory;
 mod network;
 mod processes;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub use cpu::{CpuCollector, LoadCollector};
 pub use diskio::DiskIoCollector;
 pub use filesystem::FilesystemCollector;
+pub use logs::{LogError, LogTailer};
 pub use memory::MemoryCollector;
 pub use network::NetworkCollector;
 pub use processes::ProcessCollector;

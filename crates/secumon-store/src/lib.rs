@@ -15,7 +15,7 @@ mod query;
 mod sqlite;
 
 use async_trait::async_trait;
-use secumon_core::{IngestBatch, Labels};
+use secumon_core::{IngestBatch, Labels, LogRecord};
 use serde::{Deserialize, Serialize};
 
 pub use query::{Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, aggregate};
@@ -74,6 +74,9 @@ pub trait Store: Send + Sync {
 
     /// Agents of `tenant`, by host name.
     async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// The latest `limit` log records of `host`, oldest first.
+    async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError>;
 
     /// Step-aggregated points of every series of `tenant` that the query's selector matches.
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError>;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secumon_core::{IngestBatch, Labels, SeriesKey, now_ms};
+use secumon_core::{IngestBatch, Labels, LogRecord, SeriesKey, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -241,6 +241,31 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts, source, labels, line FROM logs WHERE tenant_id = ? AND host = ? \
+             ORDER BY ts DESC, rowid DESC LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(host)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut records = rows
+            .into_iter()
+            .map(|row| {
+                Ok(LogRecord {
+                    timestamp_ms: row.try_get("ts")?,
+                    source: row.try_get("source")?,
+                    labels: serde_json::from_str(row.try_get("labels")?)?,
+                    line: row.try_get("line")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        records.reverse();
+        Ok(records)
     }
 
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
