@@ -23,6 +23,7 @@ mod logs;
 mod memory;
 mod network;
 mod processes;
+mod services;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,7 @@ pub use network::NetworkCollector;
 pub use processes::ProcessCollector;
 use secumon_core::Sample;
 use secumon_core::config::{MetricFamily, MetricsSection};
+pub use services::ServiceCollector;
 
 /// Why a collector produced nothing this cycle.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,7 @@ pub fn collectors_for(metrics: &MetricsSection) -> (Vec<Box<dyn Collector>>, Vec
             }
             MetricFamily::Network => collectors.push(Box::new(NetworkCollector::new(proc))),
             MetricFamily::Processes => collectors.push(Box::new(ProcessCollector::new(proc, metrics.top_processes))),
+            MetricFamily::Services => collectors.push(Box::new(ServiceCollector::new(&metrics.services))),
             other => missing.push(other),
         }
     }
