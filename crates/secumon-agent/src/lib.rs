@@ -117,10 +117,7 @@ impl Agent {
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
         let client = PushClient::open(push)?;
-        let (collectors, missing) = collectors_for(&settings.metrics);
-        if !missing.is_empty() {
-            tracing::warn!(?missing, "these metric families are not collected by this version");
-        }
+        let collectors = collectors_for(&settings.metrics);
         tracing::info!(%agent_id, host = %settings.host, interval = ?settings.metrics.interval, "agent ready");
         Ok(Self {
             settings,
@@ -254,8 +251,8 @@ impl Agent {
 /// Runs the collectors `metrics` asks for twice, `warmup` apart (ratios need two readings),
 /// and returns the second cycle's samples and what failed.
 pub fn collect_snapshot(metrics: &MetricsSection, warmup: std::time::Duration) -> (Vec<Sample>, Vec<String>) {
-    let (mut collectors, missing) = collectors_for(metrics);
-    let mut failures: Vec<String> = missing.iter().map(|m| format!("{m:?}: not collected by this version")).collect();
+    let mut collectors = collectors_for(metrics);
+    let mut failures = Vec::new();
     for collector in &mut collectors {
         let _ = collector.collect(now_ms(), &mut Vec::new());
     }

@@ -6,7 +6,7 @@
 //! use secumon_collect::collectors_for;
 //! use secumon_core::config::{MetricFamily, MetricsSection};
 //! let metrics = MetricsSection { enabled: vec![MetricFamily::Memory], ..Default::default() };
-//! let (mut collectors, _not_yet) = collectors_for(&metrics);
+//! let mut collectors = collectors_for(&metrics);
 //! let mut samples = Vec::new();
 //! collectors[0].collect(secumon_core::now_ms(), &mut samples).unwrap();
 //! assert!(samples.iter().any(|s| s.series.name == "memory_total_bytes"));
@@ -18,6 +18,7 @@
 
 mod cpu;
 mod diskio;
+mod docker;
 mod filesystem;
 mod logs;
 mod memory;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use cpu::{CpuCollector, LoadCollector};
 pub use diskio::DiskIoCollector;
+pub use docker::DockerCollector;
 pub use filesystem::FilesystemCollector;
 pub use logs::{LogError, LogTailer};
 pub use memory::MemoryCollector;
@@ -59,14 +61,16 @@ pub trait Collector: Send {
     fn collect(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError>;
 }
 
-/// The collectors `metrics.enabled` asks for, reading the real `/proc`, and the families
-/// asked for that this version does not collect yet.
-pub fn collectors_for(metrics: &MetricsSection) -> (Vec<Box<dyn Collector>>, Vec<MetricFamily>) {
+/// The collectors `metrics.enabled` asks for, reading the real `/proc`.
+pub fn collectors_for(metrics: &MetricsSection) -> Vec<Box<dyn Collector>> {
     let proc = Path::new("/proc");
     let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
-    let mut missing = Vec::new();
-    let mut families = metrics.enabled.clone();
-    families.dedup();
+    let mut families: Vec<MetricFamily> = Vec::new();
+    for family in &metrics.enabled {
+        if !families.contains(family) {
+            families.push(*family);
+        }
+    }
     for family in families {
         match family {
             MetricFamily::Cpu => {
@@ -81,10 +85,10 @@ pub fn collectors_for(metrics: &MetricsSection) -> (Vec<Box<dyn Collector>>, Vec
             MetricFamily::Network => collectors.push(Box::new(NetworkCollector::new(proc))),
             MetricFamily::Processes => collectors.push(Box::new(ProcessCollector::new(proc, metrics.top_processes))),
             MetricFamily::Services => collectors.push(Box::new(ServiceCollector::new(&metrics.services))),
-            other => missing.push(other),
+            MetricFamily::Containers => collectors.push(Box::new(DockerCollector::new(&metrics.docker_socket))),
         }
     }
-    (collectors, missing)
+    collectors
 }
 
 /// Reads a whole file under a proc root, naming it in the error.
