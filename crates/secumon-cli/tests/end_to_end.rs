@@ -157,16 +157,33 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A child process killed when dropped, so a failing test leaves nothing running.
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// `secumon server` as a child process, so it can be killed like a crashing server.
-fn spawn_server(data_dir: &Path, grpc: u16, api: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_secumon"))
+fn spawn_server(data_dir: &Path, grpc: u16, api: u16) -> ChildGuard {
+    let child = Command::new(env!("CARGO_BIN_EXE_secumon"))
         .args(["server", "--data-dir"])
         .arg(data_dir)
         .args(["--grpc", &format!("127.0.0.1:{grpc}"), "--api", &format!("127.0.0.1:{api}")])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .expect("secumon server starts")
+        .expect("secumon server starts");
+    ChildGuard(child)
 }
 
 async fn wait_for_api(api: u16) {
@@ -191,8 +208,7 @@ async fn no_batch_lost_or_doubled_across_server_kill_and_agent_restart() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     // The server dies without warning while the agent keeps collecting.
-    server.kill().expect("kill server");
-    server.wait().expect("reap server");
+    server.kill();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(agent.client.stats().spool.pending_batches >= 3, "batches piled up in the spool during the outage");
 
@@ -246,6 +262,5 @@ async fn no_batch_lost_or_doubled_across_server_kill_and_agent_restart() {
     .await;
     assert!(memory.series.is_empty(), "a disabled collector stays off");
 
-    server.kill().expect("kill server");
-    server.wait().expect("reap server");
+    server.kill();
 }
