@@ -82,15 +82,7 @@ fn mem_total_bytes() -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_metrics_reach_the_rest_api() {
     let dir = tempfile::tempdir().unwrap();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = Server::start(ServerConfig {
-        grpc_addr: loopback,
-        api_addr: loopback,
-        database: dir.path().join("db/secumon.db"),
-        tls: None,
-    })
-    .await
-    .expect("server starts");
+    let server = Server::start(ServerConfig::loopback(dir.path().join("db/secumon.db"))).await.expect("server starts");
     let families = vec![MetricFamily::Cpu, MetricFamily::Memory, MetricFamily::Disk, MetricFamily::Network];
     let mut agent_settings = settings(&dir.path().join("agent"), server.grpc_addr(), Duration::from_secs(1), families);
     let log = dir.path().join("app.log");

@@ -42,6 +42,12 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Both listeners on free loopback ports, no TLS: for tests and local tools.
+    pub fn loopback(database: impl Into<PathBuf>) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self { grpc_addr: any_port, api_addr: any_port, database: database.into(), tls: None }
+    }
+
     /// Default ports on loopback, the database in `data_dir`.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         Self {

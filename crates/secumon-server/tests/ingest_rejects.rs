@@ -48,15 +48,7 @@ async fn next_ack(acks: &mut tonic::Streaming<PushAck>) -> PushAck {
 #[tokio::test]
 async fn invalid_batches_are_rejected_to_their_sender_only() {
     let dir = tempfile::tempdir().unwrap();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = Server::start(ServerConfig {
-        grpc_addr: loopback,
-        api_addr: loopback,
-        database: dir.path().join("s.db"),
-        tls: None,
-    })
-    .await
-    .unwrap();
+    let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
     let (bad_tx, mut bad_acks) = open_stream(server.grpc_addr()).await;
     let (good_tx, mut good_acks) = open_stream(server.grpc_addr()).await;
 
@@ -108,15 +100,7 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
 #[tokio::test]
 async fn undecodable_bytes_end_only_that_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = Server::start(ServerConfig {
-        grpc_addr: loopback,
-        api_addr: loopback,
-        database: dir.path().join("s.db"),
-        tls: None,
-    })
-    .await
-    .unwrap();
+    let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
     // A raw HTTP/2 gRPC request whose message is not a protobuf Batch.
     let garbage = {
         let mut frame = vec![0u8];
