@@ -15,7 +15,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 
-use secumon_collect::{Collector, LogError, LogTailer, collectors_for};
+use secumon_collect::{CollectError, Collector, LogError, LogTailer, collectors_for};
 use secumon_core::config::{LogsSection, MetricsSection};
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
 use secumon_transport::{PushClient, PushClientConfig, TlsMaterial, TransportError};
@@ -178,6 +178,11 @@ impl Agent {
                 Ok(()) => {
                     if self.failing.remove(name) {
                         tracing::info!(collector = name, "collector works again");
+                    }
+                }
+                Err(error @ CollectError::Unavailable { .. }) => {
+                    if self.failing.insert(name) {
+                        tracing::info!(collector = name, %error, "not available on this machine; checking again every few minutes");
                     }
                 }
                 Err(error) => {

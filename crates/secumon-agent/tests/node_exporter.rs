@@ -136,6 +136,19 @@ fn agent_agrees_with_node_exporter() {
         );
     }
 
+    for (_, labels, _) in before.iter().filter(|(n, l, _)| n == "node_cpu_seconds_total" && l["mode"] == "user") {
+        let core = labels["cpu"].as_str();
+        for mode in ["user", "system", "idle"] {
+            assert_between(
+                &format!("cpu {core} seconds {mode}"),
+                sum(&ours, "cpu_core_seconds_total", &[("core", core), ("mode", mode)]).unwrap(),
+                sum(&before, "node_cpu_seconds_total", &[("cpu", core), ("mode", mode)]).unwrap(),
+                sum(&after, "node_cpu_seconds_total", &[("cpu", core), ("mode", mode)]).unwrap(),
+                0.05,
+            );
+        }
+    }
+
     assert_eq!(sum(&ours, "memory_total_bytes", &[]), sum(&before, "node_memory_MemTotal_bytes", &[]), "memory total");
     for (ours_name, theirs) in [
         ("memory_available_bytes", "node_memory_MemAvailable_bytes"),

@@ -75,7 +75,7 @@ fn parse_stat(path: &Path, text: &str) -> Result<CpuStat, CollectError> {
     if seen_total { Ok(stat) } else { Err(parse_error(path, "no cpu line")) }
 }
 
-/// `cpu_seconds_total{mode}`, `cpu_mode_ratio{mode}`, `cpu_usage_ratio`,
+/// `cpu_seconds_total{mode}`, `cpu_core_seconds_total{core,mode}`, `cpu_mode_ratio{mode}`, `cpu_usage_ratio`,
 /// `cpu_core_usage_ratio{core}`, `cpu_cores`, `cpu_context_switches_total`,
 /// `cpu_interrupts_total`.
 pub struct CpuCollector {
@@ -106,6 +106,17 @@ impl Collector for CpuCollector {
         for (mode, ticks) in MODES.iter().zip(stat.total.0) {
             let labels = Labels::from([("mode".to_string(), mode.to_string())]);
             out.push(Sample::new("cpu_seconds_total", labels, timestamp_ms, ticks as f64 / self.ticks_per_second));
+        }
+        for (core, ticks) in &stat.cores {
+            for (mode, value) in MODES.iter().zip(ticks.0) {
+                let labels = Labels::from([("core".to_string(), core.clone()), ("mode".to_string(), mode.to_string())]);
+                out.push(Sample::new(
+                    "cpu_core_seconds_total",
+                    labels,
+                    timestamp_ms,
+                    value as f64 / self.ticks_per_second,
+                ));
+            }
         }
         out.push(Sample::new("cpu_cores", Labels::new(), timestamp_ms, stat.cores.len() as f64));
         if let Some(n) = stat.context_switches {
@@ -203,6 +214,12 @@ cpu1 450 5 250 4500 50 10 15 20 0 0\n";
         cpu.collect(1, &mut first).unwrap();
         assert_eq!(value(&first, "cpu_seconds_total", Some(("mode", "user"))), Some(10.0));
         assert_eq!(value(&first, "cpu_seconds_total", Some(("mode", "steal"))), Some(0.4));
+        let core1_idle = first.iter().find(|s| {
+            s.series.name == "cpu_core_seconds_total"
+                && s.series.labels["core"] == "1"
+                && s.series.labels["mode"] == "idle"
+        });
+        assert_eq!(core1_idle.map(|s| s.value), Some(41.0));
         assert_eq!(value(&first, "cpu_cores", None), Some(2.0));
         assert_eq!(value(&first, "cpu_usage_ratio", None), None, "no ratio without a previous cycle");
 
