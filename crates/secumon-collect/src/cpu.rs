@@ -274,9 +274,8 @@ cpu1 450 5 250 4500 50 10 15 20 0 0\n";
         std::thread::sleep(std::time::Duration::from_millis(100));
         let mut samples = Vec::new();
         cpu.collect(2, &mut samples).unwrap();
-        if let Some(ratio) = value(&samples, "cpu_usage_ratio", None) {
-            assert!((0.0..=1.0).contains(&ratio), "{ratio}");
-        }
+        let ratio = value(&samples, "cpu_usage_ratio", None).expect("a ratio on the second cycle");
+        assert!((0.0..=1.0).contains(&ratio), "{ratio}");
         let cores = std::fs::read_to_string("/proc/stat")
             .unwrap()
             .lines()

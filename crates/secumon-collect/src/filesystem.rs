@@ -45,10 +45,8 @@ struct Mount {
     fstype: String,
 }
 
-/// Real filesystems from a mounts table (plus the `include` types), each device once (its
-/// first mountpoint).
+/// Real filesystems from a mounts table (plus the `include` types).
 fn parse_mounts(text: &str, include: &[String]) -> Vec<Mount> {
-    let mut seen = HashSet::new();
     text.lines()
         .filter_map(|line| {
             let mut fields = line.split_ascii_whitespace();
@@ -56,7 +54,6 @@ fn parse_mounts(text: &str, include: &[String]) -> Vec<Mount> {
             Some(Mount { device: unescape(device), mountpoint: unescape(mountpoint), fstype: fstype.to_string() })
         })
         .filter(|m| !PSEUDO_FILESYSTEMS.contains(&m.fstype.as_str()) || include.contains(&m.fstype))
-        .filter(|m| seen.insert(m.device.clone()))
         .collect()
 }
 
@@ -103,7 +100,13 @@ impl Collector for FilesystemCollector {
 
     fn collect(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
         let (_, text) = read_proc(&self.root, "self/mounts")?;
+        // A device mounted twice (bind mounts) is reported once, at its first mountpoint that
+        // answers statvfs.
+        let mut reported = HashSet::new();
         for mount in parse_mounts(&text, &self.include_fstypes) {
+            if reported.contains(&mount.device) {
+                continue;
+            }
             let stat = match rustix::fs::statvfs(mount.mountpoint.as_str()) {
                 Ok(stat) => stat,
                 // A stale network mount or a forbidden path must not hide the others.
@@ -112,6 +115,7 @@ impl Collector for FilesystemCollector {
                     continue;
                 }
             };
+            reported.insert(mount.device.clone());
             let block = if stat.f_frsize > 0 { stat.f_frsize } else { stat.f_bsize };
             let size = stat.f_blocks * block;
             let free = stat.f_bfree * block;
@@ -154,8 +158,8 @@ nas:/export /mnt/nas nfs4 rw 0 0\n";
     fn keeps_real_filesystems_once_and_unescapes_names() {
         let mounts = parse_mounts(MOUNTS, &[]);
         let points: Vec<&str> = mounts.iter().map(|m| m.mountpoint.as_str()).collect();
-        assert_eq!(points, vec!["/", "/mnt/my disk", "/mnt/nas"]);
-        assert_eq!(mounts[1].fstype, "xfs");
+        assert_eq!(points, vec!["/", "/srv/bind", "/mnt/my disk", "/mnt/nas"]);
+        assert_eq!(mounts[2].fstype, "xfs");
         assert_eq!(unescape(r"a\011b\134c\012"), "a\tb\\c\n");
         let with_tmpfs = parse_mounts(MOUNTS, &["tmpfs".to_string()]);
         assert!(with_tmpfs.iter().any(|m| m.mountpoint == "/run"), "asked-for tmpfs is kept");
@@ -167,12 +171,17 @@ nas:/export /mnt/nas nfs4 rw 0 0\n";
         let proc = tempfile::tempdir().unwrap();
         let target = tempfile::tempdir().unwrap();
         std::fs::create_dir(proc.path().join("self")).unwrap();
-        let mounts =
-            format!("/dev/test {} ext4 rw 0 0\n/dev/gone /nonexistent/mount ext4 rw 0 0\n", target.path().display());
+        // /dev/test's first mountpoint is gone: it is reported at its second; /dev/gone not at all.
+        let mounts = format!(
+            "/dev/test /nonexistent/first ext4 rw 0 0\n/dev/test {} ext4 rw 0 0\n/dev/test /tmp ext4 rw 0 0\n/dev/gone /nonexistent/mount ext4 rw 0 0\n",
+            target.path().display()
+        );
         std::fs::write(proc.path().join("self/mounts"), mounts).unwrap();
         let mut samples = Vec::new();
         FilesystemCollector::new(proc.path(), &[]).collect(3, &mut samples).unwrap();
         assert!(samples.iter().all(|s| s.series.labels["device"] == "/dev/test"));
+        let mountpoints: HashSet<&str> = samples.iter().map(|s| s.series.labels["mountpoint"].as_str()).collect();
+        assert_eq!(mountpoints, HashSet::from([target.path().to_str().unwrap()]), "reported once, where it answers");
         let stat = rustix::fs::statvfs(target.path()).unwrap();
         let size = samples.iter().find(|s| s.series.name == "filesystem_size_bytes").unwrap();
         assert_eq!(size.value, (stat.f_blocks * stat.f_frsize) as f64);
@@ -183,8 +192,9 @@ nas:/export /mnt/nas nfs4 rw 0 0\n";
 
     #[test]
     fn root_size_matches_df() {
-        let Ok(output) = std::process::Command::new("df").args(["-B1", "--output=size", "/"]).output() else {
-            eprintln!("skipped: df is not installed");
+        let output = std::process::Command::new("df").args(["-B1", "--output=size", "/"]).output();
+        let Some(output) = output.ok().filter(|o| o.status.success()) else {
+            eprintln!("SKIPPED: df is not installed or failed");
             return;
         };
         let df_size: f64 = String::from_utf8_lossy(&output.stdout).lines().nth(1).unwrap().trim().parse().unwrap();

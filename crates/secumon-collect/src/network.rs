@@ -59,9 +59,50 @@ impl Collector for NetworkCollector {
                 out.push(Sample::new(name, labels.clone(), timestamp_ms, numbers[column] as f64));
             }
         }
+        for (file, family) in [("net/tcp", "ipv4"), ("net/tcp6", "ipv6")] {
+            // A kernel without IPv6 has no tcp6: nothing to count.
+            let Ok((path, table)) = read_proc(&self.root, file) else { continue };
+            let mut by_state = [0u64; TCP_STATES.len()];
+            for line in table.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+                let code = line.split_ascii_whitespace().nth(3).and_then(|st| u8::from_str_radix(st, 16).ok());
+                match code {
+                    Some(code @ 1..=12) => by_state[usize::from(code) - 1] += 1,
+                    _ => return Err(parse_error(&path, format!("bad socket line {line:?}"))),
+                }
+            }
+            for (state, count) in TCP_STATES.iter().zip(by_state) {
+                let labels = Labels::from([
+                    ("family".to_string(), family.to_string()),
+                    ("state".to_string(), state.to_string()),
+                ]);
+                out.push(Sample::new("network_tcp_connections", labels, timestamp_ms, count as f64));
+            }
+        }
+        for (file, family) in [("net/udp", "ipv4"), ("net/udp6", "ipv6")] {
+            let Ok((_, table)) = read_proc(&self.root, file) else { continue };
+            let sockets = table.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+            let labels = Labels::from([("family".to_string(), family.to_string())]);
+            out.push(Sample::new("network_udp_sockets", labels, timestamp_ms, sockets as f64));
+        }
         Ok(())
     }
 }
+
+/// TCP states in the kernel's numbering (`st` column of `/proc/net/tcp`), from 1.
+const TCP_STATES: [&str; 12] = [
+    "established",
+    "syn_sent",
+    "syn_recv",
+    "fin_wait1",
+    "fin_wait2",
+    "time_wait",
+    "close",
+    "close_wait",
+    "last_ack",
+    "listen",
+    "closing",
+    "new_syn_recv",
+];
 
 #[cfg(test)]
 mod tests {
@@ -93,6 +134,58 @@ eth0: 987654321 12345 3 4 0 0 0 17 123456789 6789 5 6 0 0 0 0\n";
         assert_eq!(value(&samples, "network_transmit_packets_total", "eth0"), 6789.0);
         assert_eq!(value(&samples, "network_transmit_drop_total", "eth0"), 6.0);
         assert_eq!(value(&samples, "network_transmit_bytes_total", "lo"), 1000.0);
+    }
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n\
+   2: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1\n\
+   3: 0100007F:C352 0100007F:1F90 06 00000000:00000000 03:00001000 00000000     0        0 0 3 0\n";
+
+    #[test]
+    fn counts_tcp_states_and_udp_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("net")).unwrap();
+        std::fs::write(dir.path().join("net/dev"), NET_DEV).unwrap();
+        std::fs::write(dir.path().join("net/tcp"), TCP).unwrap();
+        let udp: Vec<&str> = TCP.lines().take(3).collect();
+        std::fs::write(dir.path().join("net/udp"), udp.join("\n")).unwrap();
+        let mut samples = Vec::new();
+        NetworkCollector::new(dir.path()).collect(1, &mut samples).unwrap();
+        let count = |name: &str, family: &str, state: Option<&str>| {
+            samples
+                .iter()
+                .find(|s| {
+                    s.series.name == name
+                        && s.series.labels["family"] == family
+                        && state.is_none_or(|st| s.series.labels["state"] == st)
+                })
+                .map(|s| s.value)
+        };
+        assert_eq!(count("network_tcp_connections", "ipv4", Some("established")), Some(2.0));
+        assert_eq!(count("network_tcp_connections", "ipv4", Some("listen")), Some(1.0));
+        assert_eq!(count("network_tcp_connections", "ipv4", Some("time_wait")), Some(1.0));
+        assert_eq!(count("network_tcp_connections", "ipv4", Some("close_wait")), Some(0.0));
+        assert_eq!(count("network_tcp_connections", "ipv6", None), None, "no tcp6 file, no series");
+        assert_eq!(count("network_udp_sockets", "ipv4", None), Some(2.0));
+
+        std::fs::write(dir.path().join("net/tcp"), "header\n   0: garbage\n").unwrap();
+        let err = NetworkCollector::new(dir.path()).collect(1, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("net/tcp"), "{err}");
+    }
+
+    #[test]
+    fn live_listening_socket_is_counted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut samples = Vec::new();
+        NetworkCollector::new(Path::new("/proc")).collect(1, &mut samples).unwrap();
+        let listening = samples.iter().find(|s| {
+            s.series.name == "network_tcp_connections"
+                && s.series.labels["family"] == "ipv4"
+                && s.series.labels["state"] == "listen"
+        });
+        assert!(listening.is_some_and(|s| s.value >= 1.0), "our listener is counted: {listening:?}");
+        drop(listener);
     }
 
     #[test]
