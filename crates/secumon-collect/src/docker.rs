@@ -20,6 +20,7 @@ const API: &str = "/v1.43";
 const RETRY_UNAVAILABLE: Duration = Duration::from_secs(300);
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
+const KNOWN_STATES: [&str; 6] = ["created", "running", "paused", "restarting", "exited", "dead"];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -99,9 +100,12 @@ impl DockerCollector {
         }
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, CollectError> {
-        let body = http_get(&self.socket, path)?;
-        serde_json::from_slice(&body).map_err(|e| CollectError::Parse { path: path.to_string(), reason: e.to_string() })
+    /// `None` when the object is gone (a container removed between list and inspect).
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, CollectError> {
+        let Some(body) = http_get(&self.socket, path)? else { return Ok(None) };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| CollectError::Parse { path: path.to_string(), reason: e.to_string() })
     }
 }
 
@@ -114,7 +118,7 @@ impl Collector for DockerCollector {
         if self.unavailable_since.is_some_and(|since| since.elapsed() < RETRY_UNAVAILABLE) {
             return Err(CollectError::Unavailable { collector: "containers", reason: self.last_reason.clone() });
         }
-        let containers: Vec<ContainerSummary> = match self.get(&format!("{API}/containers/json?all=1")) {
+        let containers: Option<Vec<ContainerSummary>> = match self.get(&format!("{API}/containers/json?all=1")) {
             Err(CollectError::Read { path, source }) => {
                 self.unavailable_since = Some(Instant::now());
                 self.last_reason = format!("no Docker Engine on {path}: {source}");
@@ -122,9 +126,11 @@ impl Collector for DockerCollector {
             }
             other => other?,
         };
+        let containers = containers.unwrap_or_default();
         self.unavailable_since = None;
 
-        let mut states: BTreeMap<String, u64> = BTreeMap::new();
+        // Every known state is reported, so a count falls to zero when its last container goes.
+        let mut states: BTreeMap<String, u64> = KNOWN_STATES.iter().map(|s| (s.to_string(), 0)).collect();
         let mut seen = HashMap::new();
         for container in &containers {
             *states.entry(container.state.clone()).or_default() += 1;
@@ -137,14 +143,20 @@ impl Collector for DockerCollector {
                 out.push(Sample::new(metric, labels.clone(), timestamp_ms, value))
             };
             let running = container.state == "running";
+            let Some(inspect) = self.get::<ContainerInspect>(&format!("{API}/containers/{}/json", container.id))?
+            else {
+                continue;
+            };
             push(out, "container_up", &labels, f64::from(u8::from(running)));
-            let inspect: ContainerInspect = self.get(&format!("{API}/containers/{}/json", container.id))?;
             push(out, "container_restarts_total", &labels, inspect.restart_count as f64);
             if !running {
                 continue;
             }
-            let stats: Stats =
-                self.get(&format!("{API}/containers/{}/stats?stream=false&one-shot=true", container.id))?;
+            let Some(stats) =
+                self.get::<Stats>(&format!("{API}/containers/{}/stats?stream=false&one-shot=true", container.id))?
+            else {
+                continue;
+            };
             let cpu = stats.cpu_stats.cpu_usage.total_usage;
             push(out, "container_cpu_seconds_total", &labels, cpu as f64 / 1e9);
             if let Some(system) = stats.cpu_stats.system_cpu_usage {
@@ -191,8 +203,9 @@ impl Collector for DockerCollector {
     }
 }
 
-/// One `GET` over the unix socket; the body of a 2xx answer.
-fn http_get(socket: &std::path::Path, path: &str) -> Result<Vec<u8>, CollectError> {
+/// One `GET` over the unix socket: the body of a 2xx answer, `None` for 404 and 409 (the
+/// container went away or is being removed).
+fn http_get(socket: &std::path::Path, path: &str) -> Result<Option<Vec<u8>>, CollectError> {
     let read_error = |source| CollectError::Read { path: socket.display().to_string(), source };
     let parse_error = |reason: String| CollectError::Parse { path: path.to_string(), reason };
     let mut stream = UnixStream::connect(socket).map_err(read_error)?;
@@ -212,6 +225,9 @@ fn http_get(socket: &std::path::Path, path: &str) -> Result<Vec<u8>, CollectErro
         Err(e) => return Err(parse_error(format!("bad HTTP answer: {e}"))),
     };
     let status = response.code.unwrap_or(0);
+    if status == 404 || status == 409 {
+        return Ok(None);
+    }
     if !(200..300).contains(&status) {
         return Err(parse_error(format!("Docker answered HTTP {status}")));
     }
@@ -219,11 +235,12 @@ fn http_get(socket: &std::path::Path, path: &str) -> Result<Vec<u8>, CollectErro
         h.name.eq_ignore_ascii_case("transfer-encoding") && String::from_utf8_lossy(h.value).contains("chunked")
     });
     let body = &raw[head_len..];
-    if chunked {
-        decode_chunked(body).ok_or_else(|| parse_error("bad chunked encoding".into()))
+    let body = if chunked {
+        decode_chunked(body).ok_or_else(|| parse_error("bad chunked encoding".into()))?
     } else {
-        Ok(body.to_vec())
-    }
+        body.to_vec()
+    };
+    Ok(Some(body))
 }
 
 /// Joins the chunks of a `Transfer-Encoding: chunked` body.
@@ -255,7 +272,8 @@ mod tests {
 
     const LIST: &str = r#"[
       {"Id":"a1","Names":["/web"],"Image":"nginx:1.25","State":"running","Status":"Up 2 hours"},
-      {"Id":"b2","Names":["/batch"],"Image":"busybox","State":"exited","Status":"Exited (0)"}
+      {"Id":"b2","Names":["/batch"],"Image":"busybox","State":"exited","Status":"Exited (0)"},
+      {"Id":"gone","Names":["/removed-meanwhile"],"Image":"busybox","State":"exited","Status":"Exited (0)"}
     ]"#;
 
     fn stats(cpu: u64, system: u64) -> String {
@@ -284,6 +302,8 @@ mod tests {
                 } else if path.ends_with("/a1/json") {
                     let body = r#"{"Id":"a1","RestartCount":3,"State":{"Status":"running"}}"#;
                     format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                } else if path.ends_with("/gone/json") {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string()
                 } else if path.ends_with("/b2/json") {
                     let body = r#"{"Id":"b2","RestartCount":0}"#;
                     format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
@@ -335,7 +355,17 @@ mod tests {
             .filter(|s| s.series.name == "containers")
             .map(|s| (s.series.labels["state"].clone(), s.value))
             .collect();
-        assert_eq!(states, vec![("exited".to_string(), 1.0), ("running".to_string(), 1.0)]);
+        let expected: Vec<(String, f64)> =
+            [("created", 0.0), ("dead", 0.0), ("exited", 2.0), ("paused", 0.0), ("restarting", 0.0), ("running", 1.0)]
+                .into_iter()
+                .map(|(s, n)| (s.to_string(), n))
+                .collect();
+        assert_eq!(states, expected);
+        assert_eq!(
+            value(&first, "container_up", "removed-meanwhile"),
+            None,
+            "a container gone before inspect is skipped"
+        );
 
         // Next cycle: against our own previous reading, 1 s over 20 s.
         *stats_body.lock().unwrap() = stats(4_000_000_000, 130_000_000_000);
@@ -364,6 +394,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("docker.sock");
         fake_docker(&socket, Arc::new(Mutex::new(String::new())));
+        assert_eq!(http_get(&socket, "/v1.43/containers/gone/json").unwrap(), None);
         let err = http_get(&socket, "/v1.43/nothing").unwrap_err().to_string();
         assert!(err.contains("/v1.43/nothing") && err.contains("500"), "{err}");
         assert_eq!(decode_chunked(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), Some(b"abcde".to_vec()));
