@@ -1,0 +1,369 @@
+//! The alert state machine: inactive → pending (`for`) → firing → resolved, evaluated when
+//! samples arrive rather than on a fixed tick, with timers for `for`, `resolve_after` and
+//! data going stale; acknowledgements and silences by label matchers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use secumon_core::{Labels, Sample};
+use serde::Serialize;
+
+use crate::expr::SampleWindow;
+use crate::rule::{AlertSeverity, Rule, render_template};
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Inactive,
+    Pending,
+    Firing,
+    Resolved,
+}
+
+/// One change of one alert: what notifiers and the history receive.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    pub rule: String,
+    /// The alert's identity: the matched series' labels, the rule's labels and `alertname`.
+    pub labels: Labels,
+    pub from: AlertState,
+    pub to: AlertState,
+    pub at_ms: i64,
+    pub value: f64,
+    pub severity: AlertSeverity,
+    pub annotations: BTreeMap<String, String>,
+    pub channels: Vec<String>,
+    /// A silence covered the alert at that moment: keep it in history, notify no one.
+    pub silenced: bool,
+}
+
+/// Who acknowledged a firing alert, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub at_ms: i64,
+    pub comment: String,
+}
+
+/// Mutes alerts whose labels include all of `matchers`, from `starts_ms` to `ends_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Silence {
+    pub matchers: Labels,
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+    pub created_by: String,
+    pub comment: String,
+}
+
+impl Silence {
+    fn covers(&self, labels: &Labels, at_ms: i64) -> bool {
+        (self.starts_ms..self.ends_ms).contains(&at_ms) && self.matchers.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// An alert that is pending or firing now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveAlert {
+    pub rule: String,
+    pub labels: Labels,
+    pub state: AlertState,
+    pub since_ms: i64,
+    pub value: f64,
+    pub severity: AlertSeverity,
+    pub acknowledged: Option<Acknowledgement>,
+    /// When the condition became false while firing (waiting out `resolve_after`).
+    #[serde(skip)]
+    clear_since_ms: Option<i64>,
+}
+
+/// Evaluates rules over incoming samples and tracks every alert's state.
+pub struct AlertEngine {
+    rules: Vec<Rule>,
+    window: SampleWindow,
+    keep: Duration,
+    alerts: HashMap<(usize, Labels), ActiveAlert>,
+    silences: Vec<Silence>,
+}
+
+impl AlertEngine {
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let keep = rules.iter().map(|r| r.condition.lookback()).max().unwrap_or_default();
+        Self { rules, window: SampleWindow::default(), keep, alerts: HashMap::new(), silences: Vec::new() }
+    }
+
+    /// Takes newly stored samples and re-evaluates, at `now_ms`, the rules they concern.
+    pub fn ingest(&mut self, samples: &[Sample], now_ms: i64) -> Vec<Transition> {
+        let mut touched = vec![false; self.rules.len()];
+        for sample in samples {
+            let mut wanted = false;
+            for (index, rule) in self.rules.iter().enumerate() {
+                if rule.condition.selectors().iter().any(|s| s.matches(&sample.series)) {
+                    touched[index] = true;
+                    wanted = true;
+                }
+            }
+            if wanted {
+                self.window.push(&sample.series, sample.timestamp_ms, sample.value);
+            }
+        }
+        let mut transitions = Vec::new();
+        for (index, _) in touched.iter().enumerate().filter(|(_, t)| **t) {
+            self.evaluate(index, now_ms, &mut transitions);
+        }
+        transitions
+    }
+
+    /// Re-evaluates every rule at `now_ms`: `for` and `resolve_after` timers, stale data.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Transition> {
+        self.window.trim(now_ms, self.keep);
+        let mut transitions = Vec::new();
+        for index in 0..self.rules.len() {
+            self.evaluate(index, now_ms, &mut transitions);
+        }
+        transitions
+    }
+
+    /// Alerts pending or firing now, most severe first.
+    pub fn active(&self) -> Vec<ActiveAlert> {
+        let mut alerts: Vec<ActiveAlert> = self.alerts.values().cloned().collect();
+        alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(&b.rule)).then(a.labels.cmp(&b.labels)));
+        alerts
+    }
+
+    /// Acknowledges the firing alert of `rule` with these labels; false if there is none.
+    pub fn acknowledge(&mut self, rule: &str, labels: &Labels, ack: Acknowledgement) -> bool {
+        match self.alerts.values_mut().find(|a| a.rule == rule && &a.labels == labels && a.state == AlertState::Firing)
+        {
+            Some(alert) => {
+                alert.acknowledged = Some(ack);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn add_silence(&mut self, silence: Silence) {
+        self.silences.push(silence);
+    }
+
+    fn evaluate(&mut self, index: usize, now_ms: i64, out: &mut Vec<Transition>) {
+        let rule = &self.rules[index];
+        let holding = rule.condition.firing(&self.window, now_ms);
+        let for_ms = rule.for_duration.as_millis() as i64;
+        let mut still: Vec<Labels> = Vec::with_capacity(holding.len());
+        for (series_labels, value) in holding {
+            let labels = alert_labels(rule, series_labels);
+            still.push(labels.clone());
+            let key = (index, labels.clone());
+            let change = match self.alerts.get_mut(&key) {
+                None => {
+                    let state = if for_ms == 0 { AlertState::Firing } else { AlertState::Pending };
+                    let alert = ActiveAlert {
+                        rule: rule.name.clone(),
+                        labels: labels.clone(),
+                        state,
+                        since_ms: now_ms,
+                        value,
+                        severity: rule.severity,
+                        acknowledged: None,
+                        clear_since_ms: None,
+                    };
+                    self.alerts.insert(key, alert);
+                    Some((AlertState::Inactive, state))
+                }
+                Some(alert) => {
+                    alert.value = value;
+                    alert.clear_since_ms = None;
+                    if alert.state == AlertState::Pending && now_ms - alert.since_ms >= for_ms {
+                        alert.state = AlertState::Firing;
+                        alert.since_ms = now_ms;
+                        Some((AlertState::Pending, AlertState::Firing))
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some((from, to)) = change {
+                out.push(self.transition(index, labels, from, to, now_ms, value));
+            }
+        }
+
+        let resolve_after_ms = rule.resolve_after.as_millis() as i64;
+        let mut ended = Vec::new();
+        for ((rule_index, labels), alert) in self.alerts.iter_mut() {
+            if *rule_index != index || still.contains(labels) {
+                continue;
+            }
+            match alert.state {
+                AlertState::Pending => {
+                    ended.push((labels.clone(), AlertState::Pending, AlertState::Inactive, alert.value))
+                }
+                _ => {
+                    let clear_since = *alert.clear_since_ms.get_or_insert(now_ms);
+                    if now_ms - clear_since >= resolve_after_ms {
+                        ended.push((labels.clone(), AlertState::Firing, AlertState::Resolved, alert.value));
+                    }
+                }
+            }
+        }
+        for (labels, from, to, value) in ended {
+            self.alerts.remove(&(index, labels.clone()));
+            out.push(self.transition(index, labels, from, to, now_ms, value));
+        }
+    }
+
+    fn transition(
+        &self,
+        index: usize,
+        labels: Labels,
+        from: AlertState,
+        to: AlertState,
+        at_ms: i64,
+        value: f64,
+    ) -> Transition {
+        let rule = &self.rules[index];
+        let annotations = rule
+            .annotations
+            .iter()
+            .map(|(k, template)| (k.clone(), render_template(template, &labels, value)))
+            .collect();
+        let silenced = self.silences.iter().any(|s| s.covers(&labels, at_ms));
+        Transition {
+            rule: rule.name.clone(),
+            labels,
+            from,
+            to,
+            at_ms,
+            value,
+            severity: rule.severity,
+            annotations,
+            channels: rule.channels.clone(),
+            silenced,
+        }
+    }
+}
+
+fn alert_labels(rule: &Rule, mut labels: Labels) -> Labels {
+    labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert("alertname".to_string(), rule.name.clone());
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::RuleFile;
+
+    fn engine(rules: &str) -> AlertEngine {
+        AlertEngine::new(RuleFile::parse(rules, "rules.yaml").unwrap().rules)
+    }
+
+    fn cpu(host: &str, ts: i64, value: f64) -> Sample {
+        Sample::new("cpu_usage_ratio", Labels::from([("host".to_string(), host.to_string())]), ts, value)
+    }
+
+    fn states(transitions: &[Transition]) -> Vec<(String, AlertState, AlertState)> {
+        transitions.iter().map(|t| (t.labels["host"].clone(), t.from, t.to)).collect()
+    }
+
+    const RULES: &str = r#"
+rules:
+  - name: CpuHigh
+    expr: cpu_usage_ratio > 0.9
+    for: 30s
+    resolve_after: 20s
+    severity: critical
+    labels: {team: ops}
+    annotations: {summary: "{{ $labels.host }} at {{ $value }}"}
+    channels: [ops]
+"#;
+
+    #[test]
+    fn pending_then_firing_then_resolved_with_flap_guard() {
+        let mut engine = engine(RULES);
+        let t = states(&engine.ingest(&[cpu("a", 0, 0.95), cpu("b", 0, 0.5)], 0));
+        assert_eq!(t, vec![("a".into(), AlertState::Inactive, AlertState::Pending)]);
+        assert!(engine.ingest(&[cpu("a", 10_000, 0.97)], 10_000).is_empty(), "still pending");
+
+        // The `for` timer fires without a new sample.
+        let fired = engine.tick(30_000);
+        assert_eq!(states(&fired), vec![("a".into(), AlertState::Pending, AlertState::Firing)]);
+        assert_eq!(fired[0].annotations["summary"], "a at 0.97");
+        assert_eq!(fired[0].labels["team"], "ops");
+        assert_eq!(fired[0].labels["alertname"], "CpuHigh");
+        assert_eq!(fired[0].channels, vec!["ops"]);
+
+        // A dip shorter than resolve_after does not resolve (no flapping)...
+        assert!(engine.ingest(&[cpu("a", 35_000, 0.2)], 35_000).is_empty());
+        assert!(engine.ingest(&[cpu("a", 45_000, 0.95)], 45_000).is_empty(), "back above: still firing");
+        // ...a longer one does.
+        assert!(engine.ingest(&[cpu("a", 50_000, 0.2)], 50_000).is_empty());
+        let resolved = engine.tick(70_000);
+        assert_eq!(states(&resolved), vec![("a".into(), AlertState::Firing, AlertState::Resolved)]);
+        assert!(engine.active().is_empty());
+    }
+
+    #[test]
+    fn a_pending_alert_that_clears_goes_back_to_inactive() {
+        let mut engine = engine(RULES);
+        engine.ingest(&[cpu("a", 0, 0.95)], 0);
+        let t = states(&engine.ingest(&[cpu("a", 5_000, 0.1)], 5_000));
+        assert_eq!(t, vec![("a".into(), AlertState::Pending, AlertState::Inactive)]);
+        assert!(engine.tick(60_000).is_empty(), "never fired");
+    }
+
+    #[test]
+    fn zero_for_fires_on_the_sample_that_crosses() {
+        let mut engine = engine("rules:\n  - {name: Down, expr: up == 0, severity: critical}\n");
+        let up = |ts, v| Sample::new("up", Labels::new(), ts, v);
+        assert!(engine.ingest(&[up(0, 1.0)], 0).is_empty());
+        let t = engine.ingest(&[up(1_000, 0.0)], 1_000);
+        assert_eq!((t[0].from, t[0].to, t[0].at_ms), (AlertState::Inactive, AlertState::Firing, 1_000));
+    }
+
+    #[test]
+    fn stale_data_resolves_and_silences_mark_transitions() {
+        let mut engine = engine("rules:\n  - {name: Hot, expr: temp > 50, severity: warning}\n");
+        let temp =
+            |host: &str, ts, v| Sample::new("temp", Labels::from([("host".to_string(), host.to_string())]), ts, v);
+        engine.add_silence(Silence {
+            matchers: Labels::from([("host".to_string(), "lab".to_string())]),
+            starts_ms: 0,
+            ends_ms: 60_000,
+            created_by: "ops".into(),
+            comment: "maintenance".into(),
+        });
+        let t = engine.ingest(&[temp("lab", 0, 70.0), temp("prod", 0, 70.0)], 0);
+        let silenced: Vec<(String, bool)> = t.iter().map(|t| (t.labels["host"].clone(), t.silenced)).collect();
+        assert_eq!(silenced, vec![("lab".into(), true), ("prod".into(), false)]);
+        // No sample for five minutes: the series is stale and the alerts resolve.
+        let t = engine.tick(301_000);
+        assert_eq!(t.len(), 2);
+        assert!(t.iter().all(|t| t.to == AlertState::Resolved && !t.silenced));
+    }
+
+    #[test]
+    fn acknowledge_only_firing_alerts() {
+        let mut engine = engine("rules:\n  - {name: Hot, expr: temp > 50, severity: warning}\n");
+        engine.ingest(&[Sample::new("temp", Labels::new(), 0, 70.0)], 0);
+        let labels = engine.active()[0].labels.clone();
+        let ack = Acknowledgement { by: "alice".into(), at_ms: 5, comment: "on it".into() };
+        assert!(engine.acknowledge("Hot", &labels, ack.clone()));
+        assert_eq!(engine.active()[0].acknowledged, Some(ack.clone()));
+        assert!(!engine.acknowledge("Other", &labels, ack));
+    }
+
+    #[test]
+    fn samples_no_rule_needs_are_not_kept() {
+        let mut engine = engine(RULES);
+        assert!(engine.ingest(&[Sample::new("memory_used_bytes", Labels::new(), 0, 1.0)], 0).is_empty());
+        assert!(engine.window_is_empty());
+    }
+
+    impl AlertEngine {
+        fn window_is_empty(&self) -> bool {
+            format!("{:?}", self.window) == format!("{:?}", SampleWindow::default())
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The PromQL subset alert rules are written in, compiled from promql-parser's AST into a
+//! small tree we can evaluate incrementally over recent samples:
+//! selectors with label matchers, `rate`/`increase`, `avg|min|max|sum|count_over_time`,
+//! `avg|sum|min|max|count [by|without (...)]`, compared with a number.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{self, Expr, LabelModifier};
+use secumon_core::{Labels, SeriesKey};
+
+/// Why a rule expression cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExprError {
+    #[error("not PromQL: {0}")]
+    Syntax(String),
+    #[error("outside the supported subset: {0}")]
+    Unsupported(String),
+}
+
+/// A metric name and label matchers.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    pub name: String,
+    matchers: Vec<Matcher>,
+}
+
+impl Selector {
+    pub fn matches(&self, series: &SeriesKey) -> bool {
+        series.name == self.name
+            && self.matchers.iter().filter(|m| m.name != "__name__").all(|m| {
+                let value = series.labels.get(&m.name).map(String::as_str).unwrap_or("");
+                match &m.op {
+                    MatchOp::Equal => value == m.value,
+                    MatchOp::NotEqual => value != m.value,
+                    MatchOp::Re(_) | MatchOp::NotRe(_) => m.is_match(value),
+                }
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeFunction {
+    Rate,
+    Increase,
+    AvgOverTime,
+    MinOverTime,
+    MaxOverTime,
+    SumOverTime,
+    CountOverTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregation {
+    Avg,
+    Sum,
+    Min,
+    Max,
+    Count,
+}
+
+/// Which labels an aggregation keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grouping {
+    By(Vec<String>),
+    Without(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub enum VectorExpr {
+    /// The latest value of each matching series.
+    Instant(Selector),
+    /// A function over each matching series' samples in the last `range`.
+    Range {
+        function: RangeFunction,
+        selector: Selector,
+        range: Duration,
+    },
+    Aggregate {
+        op: Aggregation,
+        grouping: Grouping,
+        inner: Box<VectorExpr>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+    Equal,
+    NotEqual,
+}
+
+impl Comparison {
+    fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Self::Greater => left > right,
+            Self::GreaterOrEqual => left >= right,
+            Self::Less => left < right,
+            Self::LessOrEqual => left <= right,
+            Self::Equal => left == right,
+            Self::NotEqual => left != right,
+        }
+    }
+}
+
+/// `vector OP threshold`: true for each element where the comparison holds.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub vector: VectorExpr,
+    pub comparison: Comparison,
+    pub threshold: f64,
+}
+
+impl Condition {
+    pub fn parse(text: &str) -> Result<Self, ExprError> {
+        let expr = parser::parse(text).map_err(ExprError::Syntax)?;
+        let Expr::Binary(binary) = unparen(&expr) else {
+            return Err(ExprError::Unsupported(
+                "a rule must compare an expression with a number, e.g. `x > 0.9`".into(),
+            ));
+        };
+        let op = binary.op.to_string();
+        let (vector_side, number_side, flipped) = match (unparen(&binary.lhs), unparen(&binary.rhs)) {
+            (vector, Expr::NumberLiteral(n)) => (vector, n.val, false),
+            (Expr::NumberLiteral(n), vector) => (vector, n.val, true),
+            _ => return Err(ExprError::Unsupported("one side of the comparison must be a number".into())),
+        };
+        let comparison = match (op.as_str(), flipped) {
+            (">", false) | ("<", true) => Comparison::Greater,
+            (">=", false) | ("<=", true) => Comparison::GreaterOrEqual,
+            ("<", false) | (">", true) => Comparison::Less,
+            ("<=", false) | (">=", true) => Comparison::LessOrEqual,
+            ("==", _) => Comparison::Equal,
+            ("!=", _) => Comparison::NotEqual,
+            (other, _) => return Err(ExprError::Unsupported(format!("operator {other} is not a comparison"))),
+        };
+        Ok(Self { vector: compile_vector(vector_side)?, comparison, threshold: number_side })
+    }
+
+    /// Every selector in the expression, to route samples.
+    pub fn selectors(&self) -> Vec<&Selector> {
+        fn walk<'a>(expr: &'a VectorExpr, out: &mut Vec<&'a Selector>) {
+            match expr {
+                VectorExpr::Instant(selector) | VectorExpr::Range { selector, .. } => out.push(selector),
+                VectorExpr::Aggregate { inner, .. } => walk(inner, out),
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.vector, &mut out);
+        out
+    }
+
+    /// How much history the expression needs.
+    pub fn lookback(&self) -> Duration {
+        fn walk(expr: &VectorExpr) -> Duration {
+            match expr {
+                VectorExpr::Instant(_) => STALENESS,
+                VectorExpr::Range { range, .. } => *range,
+                VectorExpr::Aggregate { inner, .. } => walk(inner),
+            }
+        }
+        walk(&self.vector)
+    }
+
+    /// The elements (labels, value) for which the condition holds at `now_ms`.
+    pub fn firing(&self, window: &SampleWindow, now_ms: i64) -> Vec<(Labels, f64)> {
+        evaluate(&self.vector, window, now_ms)
+            .into_iter()
+            .filter(|(_, value)| self.comparison.holds(*value, self.threshold))
+            .collect()
+    }
+}
+
+/// A series whose latest sample is older than this is no longer in an instant vector.
+pub const STALENESS: Duration = Duration::from_secs(300);
+
+fn unparen(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+fn selector(vs: &parser::VectorSelector) -> Result<Selector, ExprError> {
+    if vs.offset.is_some() || vs.at.is_some() {
+        return Err(ExprError::Unsupported("offset and @ are not supported in rules".into()));
+    }
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(ExprError::Unsupported("`or` matchers are not supported".into()));
+    }
+    let name = vs
+        .name
+        .clone()
+        .or_else(|| {
+            vs.matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
+                .map(|m| m.value.clone())
+        })
+        .ok_or_else(|| ExprError::Unsupported("a selector needs a metric name".into()))?;
+    Ok(Selector { name, matchers: vs.matchers.matchers.clone() })
+}
+
+fn compile_vector(expr: &Expr) -> Result<VectorExpr, ExprError> {
+    match unparen(expr) {
+        Expr::VectorSelector(vs) => Ok(VectorExpr::Instant(selector(vs)?)),
+        Expr::Call(call) => {
+            let function = match call.func.name {
+                "rate" => RangeFunction::Rate,
+                "increase" => RangeFunction::Increase,
+                "avg_over_time" => RangeFunction::AvgOverTime,
+                "min_over_time" => RangeFunction::MinOverTime,
+                "max_over_time" => RangeFunction::MaxOverTime,
+                "sum_over_time" => RangeFunction::SumOverTime,
+                "count_over_time" => RangeFunction::CountOverTime,
+                other => return Err(ExprError::Unsupported(format!("function {other}"))),
+            };
+            match call.args.args.first().map(|a| unparen(a)) {
+                Some(Expr::MatrixSelector(ms)) => {
+                    Ok(VectorExpr::Range { function, selector: selector(&ms.vs)?, range: ms.range })
+                }
+                _ => Err(ExprError::Unsupported(format!("{} needs a range selector like x[5m]", call.func.name))),
+            }
+        }
+        Expr::Aggregate(aggregate) => {
+            let op = match aggregate.op.to_string().as_str() {
+                "avg" => Aggregation::Avg,
+                "sum" => Aggregation::Sum,
+                "min" => Aggregation::Min,
+                "max" => Aggregation::Max,
+                "count" => Aggregation::Count,
+                other => return Err(ExprError::Unsupported(format!("aggregation {other}"))),
+            };
+            let grouping = match &aggregate.modifier {
+                None => Grouping::By(Vec::new()),
+                Some(LabelModifier::Include(labels)) => Grouping::By(labels.labels.clone()),
+                Some(LabelModifier::Exclude(labels)) => Grouping::Without(labels.labels.clone()),
+            };
+            Ok(VectorExpr::Aggregate { op, grouping, inner: Box::new(compile_vector(&aggregate.expr)?) })
+        }
+        other => Err(ExprError::Unsupported(format!("expression {other}"))),
+    }
+}
+
+/// Recent samples of the series rules look at, oldest first, trimmed to what rules need.
+#[derive(Debug, Default)]
+pub struct SampleWindow {
+    series: HashMap<SeriesKey, VecDeque<(i64, f64)>>,
+}
+
+impl SampleWindow {
+    pub fn push(&mut self, series: &SeriesKey, timestamp_ms: i64, value: f64) {
+        let samples = self.series.entry(series.clone()).or_default();
+        // Out-of-order samples are placed where they belong; equal timestamps: last write wins.
+        let at = samples.partition_point(|(ts, _)| *ts < timestamp_ms);
+        match samples.get_mut(at) {
+            Some(existing) if existing.0 == timestamp_ms => existing.1 = value,
+            _ => samples.insert(at, (timestamp_ms, value)),
+        }
+    }
+
+    /// Forgets samples older than `keep` before `now_ms`.
+    pub fn trim(&mut self, now_ms: i64, keep: Duration) {
+        let oldest = now_ms - keep.as_millis() as i64;
+        self.series.retain(|_, samples| {
+            while samples.front().is_some_and(|(ts, _)| *ts < oldest) {
+                samples.pop_front();
+            }
+            !samples.is_empty()
+        });
+    }
+
+    fn matching<'a>(
+        &'a self,
+        selector: &'a Selector,
+    ) -> impl Iterator<Item = (&'a SeriesKey, &'a VecDeque<(i64, f64)>)> {
+        self.series.iter().filter(move |(key, _)| selector.matches(key))
+    }
+}
+
+fn evaluate(expr: &VectorExpr, window: &SampleWindow, now_ms: i64) -> Vec<(Labels, f64)> {
+    match expr {
+        VectorExpr::Instant(selector) => {
+            let fresh_after = now_ms - STALENESS.as_millis() as i64;
+            window
+                .matching(selector)
+                .filter_map(|(key, samples)| {
+                    let &(ts, value) = samples.iter().rev().find(|(ts, _)| *ts <= now_ms)?;
+                    (ts >= fresh_after).then(|| (key.labels.clone(), value))
+                })
+                .collect()
+        }
+        VectorExpr::Range { function, selector, range } => {
+            let start = now_ms - range.as_millis() as i64;
+            window
+                .matching(selector)
+                .filter_map(|(key, samples)| {
+                    let points: Vec<(i64, f64)> =
+                        samples.iter().copied().filter(|(ts, _)| *ts > start && *ts <= now_ms).collect();
+                    range_value(*function, &points, *range).map(|v| (key.labels.clone(), v))
+                })
+                .collect()
+        }
+        VectorExpr::Aggregate { op, grouping, inner } => {
+            let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
+            for (labels, value) in evaluate(inner, window, now_ms) {
+                let key: Labels = match grouping {
+                    Grouping::By(keep) => labels.into_iter().filter(|(k, _)| keep.contains(k)).collect(),
+                    Grouping::Without(drop) => labels.into_iter().filter(|(k, _)| !drop.contains(k)).collect(),
+                };
+                groups.entry(key).or_default().push(value);
+            }
+            groups
+                .into_iter()
+                .map(|(labels, values)| {
+                    let value = match op {
+                        Aggregation::Sum => values.iter().sum(),
+                        Aggregation::Avg => values.iter().sum::<f64>() / values.len() as f64,
+                        Aggregation::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
+                        Aggregation::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        Aggregation::Count => values.len() as f64,
+                    };
+                    (labels, value)
+                })
+                .collect()
+        }
+    }
+}
+
+/// A range function over a series' points in its window; `None` when there are too few.
+fn range_value(function: RangeFunction, points: &[(i64, f64)], range: Duration) -> Option<f64> {
+    let values = points.iter().map(|(_, v)| *v);
+    match function {
+        RangeFunction::Rate | RangeFunction::Increase => {
+            if points.len() < 2 {
+                return None;
+            }
+            // Counter resets: a drop means the counter restarted from zero.
+            let mut increase = 0.0;
+            for pair in points.windows(2) {
+                let (before, after) = (pair[0].1, pair[1].1);
+                increase += if after >= before { after - before } else { after };
+            }
+            let covered = (points[points.len() - 1].0 - points[0].0) as f64 / 1000.0;
+            if covered <= 0.0 {
+                return None;
+            }
+            // Like Prometheus, extrapolate the observed increase to the whole range.
+            let extrapolated = increase * range.as_secs_f64() / covered;
+            Some(if function == RangeFunction::Rate { extrapolated / range.as_secs_f64() } else { extrapolated })
+        }
+        RangeFunction::AvgOverTime => (!points.is_empty()).then(|| values.sum::<f64>() / points.len() as f64),
+        RangeFunction::MinOverTime => values.reduce(f64::min),
+        RangeFunction::MaxOverTime => values.reduce(f64::max),
+        RangeFunction::SumOverTime => (!points.is_empty()).then(|| values.sum()),
+        RangeFunction::CountOverTime => (!points.is_empty()).then_some(points.len() as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, labels: &[(&str, &str)]) -> SeriesKey {
+        SeriesKey::new(name, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn instant_selector_with_matchers() {
+        let condition = Condition::parse(r#"cpu_usage_ratio{host=~"web-.*", env!="dev"} > 0.9"#).unwrap();
+        let mut window = SampleWindow::default();
+        window.push(&key("cpu_usage_ratio", &[("host", "web-1"), ("env", "prod")]), 1_000, 0.95);
+        window.push(&key("cpu_usage_ratio", &[("host", "web-2"), ("env", "prod")]), 1_000, 0.5);
+        window.push(&key("cpu_usage_ratio", &[("host", "web-3"), ("env", "dev")]), 1_000, 0.99);
+        window.push(&key("cpu_usage_ratio", &[("host", "db-1"), ("env", "prod")]), 1_000, 0.99);
+        let firing = condition.firing(&window, 2_000);
+        assert_eq!(firing, vec![(labels(&[("env", "prod"), ("host", "web-1")]), 0.95)]);
+        assert!(condition.firing(&window, 1_000 + 301_000).is_empty(), "stale after five minutes");
+    }
+
+    #[test]
+    fn reversed_comparison_and_parentheses() {
+        let condition = Condition::parse("(0.1 > memory_free_ratio)").unwrap();
+        assert_eq!(condition.comparison, Comparison::Less);
+        assert_eq!(condition.threshold, 0.1);
+    }
+
+    #[test]
+    fn rate_handles_counter_resets_and_extrapolates() {
+        let condition = Condition::parse("rate(network_receive_bytes_total[1m]) > 50").unwrap();
+        let mut window = SampleWindow::default();
+        let series = key("network_receive_bytes_total", &[("interface", "eth0")]);
+        // 0 → 3000 over 30 s, a reset to 500, then 1500: increase 3000 + 500 + 1000 over 45 s.
+        for (ts, v) in [(10_000, 0.0), (40_000, 3_000.0), (50_000, 500.0), (55_000, 1_500.0)] {
+            window.push(&series, ts, v);
+        }
+        let firing = condition.firing(&window, 60_000);
+        assert_eq!(firing.len(), 1);
+        let expected = 4_500.0 * 60.0 / 45.0 / 60.0;
+        assert!((firing[0].1 - expected).abs() < 1e-9, "{} vs {expected}", firing[0].1);
+    }
+
+    #[test]
+    fn aggregations_group_by_and_without() {
+        let mut window = SampleWindow::default();
+        for (host, core, v) in [("a", "0", 0.9), ("a", "1", 0.7), ("b", "0", 0.2), ("b", "1", 0.1)] {
+            window.push(&key("cpu_core_usage_ratio", &[("host", host), ("core", core)]), 1_000, v);
+        }
+        let by_host = Condition::parse("avg by (host) (cpu_core_usage_ratio) > 0.5").unwrap();
+        let firing = by_host.firing(&window, 1_000);
+        assert_eq!(firing.len(), 1);
+        assert_eq!(firing[0].0, labels(&[("host", "a")]));
+        assert!((firing[0].1 - 0.8).abs() < 1e-12);
+        let without_core = Condition::parse("max without (core) (cpu_core_usage_ratio) >= 0.2").unwrap();
+        let hosts: Vec<Labels> = without_core.firing(&window, 1_000).into_iter().map(|(l, _)| l).collect();
+        assert_eq!(hosts, vec![labels(&[("host", "a")]), labels(&[("host", "b")])]);
+        let count = Condition::parse("count(cpu_core_usage_ratio) == 4").unwrap();
+        assert_eq!(count.firing(&window, 1_000), vec![(Labels::new(), 4.0)]);
+    }
+
+    #[test]
+    fn over_time_functions() {
+        let mut window = SampleWindow::default();
+        let series = key("load1", &[]);
+        for (ts, v) in [(1_000, 1.0), (2_000, 3.0), (3_000, 5.0)] {
+            window.push(&series, ts, v);
+        }
+        let value = |text: &str| Condition::parse(text).unwrap().firing(&window, 3_000).first().map(|f| f.1);
+        assert_eq!(value("avg_over_time(load1[10s]) > 0"), Some(3.0));
+        assert_eq!(value("max_over_time(load1[10s]) > 0"), Some(5.0));
+        assert_eq!(value("min_over_time(load1[1500ms]) > 0"), Some(3.0));
+        assert_eq!(value("count_over_time(load1[10s]) > 0"), Some(3.0));
+        assert_eq!(value("sum_over_time(load1[10s]) > 100"), None);
+    }
+
+    #[test]
+    fn out_of_order_and_duplicate_samples() {
+        let mut window = SampleWindow::default();
+        let series = key("load1", &[]);
+        window.push(&series, 3_000, 3.0);
+        window.push(&series, 1_000, 1.0);
+        window.push(&series, 3_000, 4.0);
+        let condition = Condition::parse("count_over_time(load1[10s]) > 0").unwrap();
+        assert_eq!(condition.firing(&window, 3_000)[0].1, 2.0);
+        let latest = Condition::parse("load1 > 0").unwrap();
+        assert_eq!(latest.firing(&window, 3_000)[0].1, 4.0, "last write wins");
+        window.trim(3_000, Duration::from_secs(1));
+        assert_eq!(condition.firing(&window, 3_000)[0].1, 1.0);
+    }
+
+    #[test]
+    fn unsupported_and_invalid_expressions_say_why() {
+        assert!(matches!(Condition::parse("cpu_usage_ratio >"), Err(ExprError::Syntax(_))));
+        let err = Condition::parse("cpu_usage_ratio").unwrap_err().to_string();
+        assert!(err.contains("compare"), "{err}");
+        let err = Condition::parse("histogram_quantile(0.9, x) > 1").unwrap_err().to_string();
+        assert!(err.contains("histogram_quantile"), "{err}");
+        let err = Condition::parse("rate(x) > 1").unwrap_err().to_string();
+        assert!(err.contains("range") || err.contains("not PromQL"), "{err}");
+        let err = Condition::parse("x > y").unwrap_err().to_string();
+        assert!(err.contains("number"), "{err}");
+    }
+}

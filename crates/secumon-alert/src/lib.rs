@@ -1,0 +1,25 @@
+//! SecuMon alerting. Rules are written in a PromQL subset ([`Condition`]) and evaluated as
+//! samples arrive ([`AlertEngine::ingest`]), not on a scrape tick; [`AlertEngine::tick`] runs
+//! the `for` and `resolve_after` timers. Every state change comes out as a [`Transition`]
+//! for notifiers and history.
+//!
+//! ```
+//! use secumon_alert::{AlertEngine, AlertState, RuleFile};
+//! use secumon_core::{Labels, Sample};
+//! let rules = RuleFile::parse("rules:\n  - {name: Hot, expr: temp > 50, severity: warning}\n", "inline")?.rules;
+//! let mut engine = AlertEngine::new(rules);
+//! let changes = engine.ingest(&[Sample::new("temp", Labels::new(), 1_000, 71.0)], 1_000);
+//! assert_eq!(changes[0].to, AlertState::Firing);
+//! # Ok::<(), secumon_core::ConfigError>(())
+//! ```
+//!
+//! Not yet here (issue #7): notifiers and escalation, grouping of notifications, the API,
+//! persistence of alert state across restarts, check/agent/log/finding rules.
+
+mod engine;
+mod expr;
+mod rule;
+
+pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, Silence, Transition};
+pub use expr::{Condition, ExprError};
+pub use rule::{AlertSeverity, Rule, RuleFile, render_template};
