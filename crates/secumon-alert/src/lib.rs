@@ -13,13 +13,20 @@
 //! # Ok::<(), secumon_core::ConfigError>(())
 //! ```
 //!
-//! Not yet here (issue #7): notifiers and escalation, grouping of notifications, the API,
+//! Notifications go through [`Dispatcher`] to [`Notifier`]s (the generic signed webhook so
+//! far), retried with backoff and every attempt recorded.
+//!
+//! Not yet here (issue #7): email, Slack and PagerDuty channels, escalation, grouping of notifications, the API,
 //! persistence of alert state across restarts, check/agent/log/finding rules.
 
 mod engine;
 mod expr;
+mod notify;
 mod rule;
 
 pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, Silence, Transition};
 pub use expr::{Condition, ExprError};
+pub use notify::{
+    ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, WebhookNotifier, signature,
+};
 pub use rule::{AlertSeverity, Rule, RuleFile, render_template};

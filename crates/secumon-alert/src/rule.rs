@@ -24,6 +24,9 @@ pub enum AlertSeverity {
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     pub rules: Vec<Rule>,
+    /// Notification channels the rules name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, crate::notify::ChannelConfig>,
 }
 
 impl RuleFile {

@@ -1,0 +1,284 @@
+//! Delivering alert transitions: the [`Notifier`] trait, the generic webhook channel (JSON
+//! body signed with HMAC-SHA256), and the [`Dispatcher`] that retries with backoff and
+//! records every attempt, so a failed delivery is visible, never silently dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::engine::Transition;
+
+/// Header carrying `sha256=<hex HMAC of the body>` when the channel has a secret.
+pub const SIGNATURE_HEADER: &str = "X-SecuMon-Signature";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("receiver answered HTTP {0}")]
+    Status(u16),
+}
+
+/// A notification channel.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn send(&self, transition: &Transition) -> Result<(), NotifyError>;
+}
+
+/// Channels as configured, by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChannelConfig {
+    /// POSTs each transition as JSON.
+    Webhook {
+        url: String,
+        /// Signs the body with HMAC-SHA256 so the receiver can check it came from us.
+        secret: Option<String>,
+    },
+}
+
+impl ChannelConfig {
+    pub fn build(&self) -> Arc<dyn Notifier> {
+        match self {
+            Self::Webhook { url, secret } => Arc::new(WebhookNotifier::new(url.clone(), secret.clone())),
+        }
+    }
+}
+
+pub struct WebhookNotifier {
+    client: reqwest::Client,
+    url: String,
+    secret: Option<String>,
+}
+
+impl WebhookNotifier {
+    pub fn new(url: String, secret: Option<String>) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        Self { client, url, secret }
+    }
+}
+
+/// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[async_trait]
+impl Notifier for WebhookNotifier {
+    async fn send(&self, transition: &Transition) -> Result<(), NotifyError> {
+        let body = serde_json::to_vec(transition).unwrap_or_default();
+        let mut request = self.client.post(&self.url).header("content-type", "application/json");
+        if let Some(secret) = &self.secret {
+            request = request.header(SIGNATURE_HEADER, signature(secret, &body));
+        }
+        let response = request.body(body).send().await?;
+        if response.status().is_success() { Ok(()) } else { Err(NotifyError::Status(response.status().as_u16())) }
+    }
+}
+
+/// One delivery attempt, kept for operators to see.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryAttempt {
+    pub channel: String,
+    pub rule: String,
+    pub labels: BTreeMap<String, String>,
+    pub attempt: u32,
+    /// `None` on success.
+    pub error: Option<String>,
+    /// True when this was the last try and it failed.
+    pub gave_up: bool,
+}
+
+/// Sends transitions to their rules' channels, retrying failures with backoff.
+pub struct Dispatcher {
+    channels: HashMap<String, Arc<dyn Notifier>>,
+    retry_delays: Vec<Duration>,
+    attempts: Mutex<Vec<DeliveryAttempt>>,
+}
+
+impl Dispatcher {
+    pub fn new(channels: HashMap<String, Arc<dyn Notifier>>) -> Self {
+        Self {
+            channels,
+            retry_delays: vec![Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(5)],
+            attempts: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Waits between tries (the first try is immediate); one try per entry plus one.
+    pub fn with_retry_delays(mut self, delays: Vec<Duration>) -> Self {
+        self.retry_delays = delays;
+        self
+    }
+
+    /// Delivers to every channel of the transition (none when silenced). Returns once each
+    /// channel succeeded or ran out of tries.
+    pub async fn deliver(&self, transition: &Transition) {
+        if transition.silenced {
+            return;
+        }
+        for name in &transition.channels {
+            let Some(channel) = self.channels.get(name) else {
+                self.record(name, transition, 1, Some(format!("no channel named {name:?}")), true);
+                tracing::error!(channel = %name, rule = %transition.rule, "alert names an unknown channel");
+                continue;
+            };
+            let tries = self.retry_delays.len() as u32 + 1;
+            for attempt in 1..=tries {
+                match channel.send(transition).await {
+                    Ok(()) => {
+                        self.record(name, transition, attempt, None, false);
+                        break;
+                    }
+                    Err(error) => {
+                        let gave_up = attempt == tries;
+                        self.record(name, transition, attempt, Some(error.to_string()), gave_up);
+                        if gave_up {
+                            tracing::error!(channel = %name, rule = %transition.rule, %error, "alert notification failed for good");
+                        } else {
+                            tracing::warn!(channel = %name, attempt, %error, "alert notification failed; retrying");
+                            tokio::time::sleep(self.retry_delays[attempt as usize - 1]).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every attempt so far, oldest first.
+    pub fn attempts(&self) -> Vec<DeliveryAttempt> {
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, channel: &str, t: &Transition, attempt: u32, error: Option<String>, gave_up: bool) {
+        let entry = DeliveryAttempt {
+            channel: channel.to_string(),
+            rule: t.rule.clone(),
+            labels: t.labels.clone(),
+            attempt,
+            error,
+            gave_up,
+        };
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+
+    use super::*;
+    use crate::engine::AlertState;
+    use crate::rule::AlertSeverity;
+
+    fn transition(channels: &[&str], silenced: bool) -> Transition {
+        Transition {
+            rule: "Hot".into(),
+            labels: BTreeMap::from([("host".to_string(), "web-1".to_string())]),
+            from: AlertState::Pending,
+            to: AlertState::Firing,
+            at_ms: 1,
+            value: 71.0,
+            severity: AlertSeverity::Critical,
+            annotations: BTreeMap::new(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            silenced,
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Receiver {
+        calls: Arc<AtomicU32>,
+        fail_first: u32,
+        received: Arc<Mutex<Vec<(Option<String>, Bytes)>>>,
+    }
+
+    async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        let call = r.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call <= r.fail_first {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        r.received.lock().unwrap().push((signature, body));
+        StatusCode::NO_CONTENT
+    }
+
+    /// A local HTTP receiver on loopback; returns its URL.
+    async fn start_receiver(receiver: Receiver) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/hook", post(receive)).with_state(receiver);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn signed_json_arrives_once_after_two_failures() {
+        let receiver = Receiver { fail_first: 2, ..Default::default() };
+        let url = start_receiver(receiver.clone()).await;
+        let channel = ChannelConfig::Webhook { url, secret: Some("s3cret".into()) }.build();
+        let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), channel)])).with_retry_delays(vec![
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ]);
+        dispatcher.deliver(&transition(&["ops"], false)).await;
+
+        assert_eq!(receiver.calls.load(Ordering::SeqCst), 3);
+        let received = receiver.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 1, "exactly one successful delivery");
+        let (signature, body) = &received[0];
+        assert_eq!(signature.as_deref(), Some(signature_of(body).as_str()));
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(json["rule"], "Hot");
+        assert_eq!(json["to"], "firing");
+        assert_eq!(json["labels"]["host"], "web-1");
+        assert_eq!(json["severity"], "critical");
+        let attempts = dispatcher.attempts();
+        let outcomes: Vec<(u32, bool)> = attempts.iter().map(|a| (a.attempt, a.error.is_none())).collect();
+        assert_eq!(outcomes, vec![(1, false), (2, false), (3, true)]);
+    }
+
+    fn signature_of(body: &[u8]) -> String {
+        signature("s3cret", body)
+    }
+
+    #[tokio::test]
+    async fn failures_are_recorded_and_silenced_alerts_not_sent() {
+        let receiver = Receiver { fail_first: u32::MAX, ..Default::default() };
+        let url = start_receiver(receiver.clone()).await;
+        let channel = ChannelConfig::Webhook { url, secret: None }.build();
+        let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), channel)]))
+            .with_retry_delays(vec![Duration::from_millis(5)]);
+        dispatcher.deliver(&transition(&["ops", "nowhere"], false)).await;
+        let attempts = dispatcher.attempts();
+        assert_eq!(attempts.len(), 3);
+        assert!(attempts[1].gave_up && attempts[1].error.as_deref() == Some("receiver answered HTTP 500"));
+        assert!(attempts[2].gave_up && attempts[2].channel == "nowhere");
+
+        dispatcher.deliver(&transition(&["ops"], true)).await;
+        assert_eq!(receiver.calls.load(Ordering::SeqCst), 2, "a silenced alert is not sent");
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
