@@ -199,11 +199,14 @@ mod tests {
         }
     }
 
+    /// A request the receiver accepted: its signature header and body.
+    type Received = (Option<String>, Bytes);
+
     #[derive(Clone, Default)]
     struct Receiver {
         calls: Arc<AtomicU32>,
         fail_first: u32,
-        received: Arc<Mutex<Vec<(Option<String>, Bytes)>>>,
+        received: Arc<Mutex<Vec<Received>>>,
     }
 
     async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
