@@ -20,7 +20,7 @@ pub enum AlertSeverity {
 }
 
 /// A rules file: `rules: [ ... ]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     pub rules: Vec<Rule>,

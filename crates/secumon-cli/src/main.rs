@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secumon_agent::{Agent, AgentSettings, shutdown_signal, system_host_name};
+use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_server::{Server, ServerConfig};
@@ -79,6 +80,9 @@ struct ServerArgs {
     /// Server private key (PEM).
     #[arg(long, requires_all = ["tls_cert", "client_ca"])]
     tls_key: Option<PathBuf>,
+    /// Alert rules and notification channels (YAML with `rules:` and `channels:`).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
     /// CA (PEM) that agents' certificates must be signed by.
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     client_ca: Option<PathBuf>,
@@ -90,7 +94,17 @@ impl ServerArgs {
             (Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
             _ => None,
         };
-        Ok(ServerConfig { grpc_addr: self.grpc, api_addr: self.api, database: self.data_dir.join("secumon.db"), tls })
+        let alerting = match &self.rules {
+            Some(path) => Some(RuleFile::load(path).map_err(UsageError)?),
+            None => None,
+        };
+        Ok(ServerConfig {
+            grpc_addr: self.grpc,
+            api_addr: self.api,
+            database: self.data_dir.join("secumon.db"),
+            tls,
+            alerting,
+        })
     }
 }
 
@@ -111,10 +125,16 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("secumon: {error:#}");
-            ExitCode::FAILURE
+            // Bad configuration is a usage error (2); anything else a failure (1).
+            if error.downcast_ref::<UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
+
+/// A configuration file that cannot be used; the message names the file, line and key.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct UsageError(#[from] secumon_core::ConfigError);
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {

@@ -9,7 +9,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use secumon_alert::{ActiveAlert, Transition};
 use secumon_core::{Labels, now_ms};
+
+use crate::alerting::Alerting;
 use secumon_store::{AgentRecord, Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -24,12 +27,15 @@ const MAX_POINTS: i64 = 11_000;
 pub(crate) struct ApiState {
     pub store: Arc<dyn Store>,
     pub tenant: String,
+    pub alerting: Option<Arc<Alerting>>,
 }
 
 pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/history", get(alert_history))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
@@ -157,6 +163,32 @@ async fn host_history(
             })
             .collect(),
     }))
+}
+
+/// Alerts pending or firing now.
+#[derive(Debug, Serialize)]
+pub struct AlertList {
+    pub alerts: Vec<ActiveAlert>,
+}
+
+async fn list_alerts(State(state): State<ApiState>) -> Json<AlertList> {
+    Json(AlertList { alerts: state.alerting.map(|a| a.active()).unwrap_or_default() })
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryLimit {
+    limit: Option<usize>,
+}
+
+/// Every state change of every alert, newest first.
+#[derive(Debug, Serialize)]
+pub struct AlertHistory {
+    pub transitions: Vec<Transition>,
+}
+
+async fn alert_history(State(state): State<ApiState>, Query(params): Query<HistoryLimit>) -> Json<AlertHistory> {
+    let limit = params.limit.unwrap_or(100).min(10_000);
+    Json(AlertHistory { transitions: state.alerting.map(|a| a.history(limit)).unwrap_or_default() })
 }
 
 fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use secumon_core::IngestBatch;
+use secumon_core::{IngestBatch, Sample};
+
+use crate::alerting::Alerting;
 use secumon_store::{Store, StoreError, WriteOutcome};
 use secumon_transport::{BatchSink, SinkError, SinkOutcome};
 
@@ -12,11 +14,18 @@ use secumon_transport::{BatchSink, SinkError, SinkOutcome};
 pub struct StoreSink<S: ?Sized> {
     store: Arc<S>,
     tenant: String,
+    alerting: Option<Arc<Alerting>>,
 }
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
-        Self { store, tenant: tenant.into() }
+        Self { store, tenant: tenant.into(), alerting: None }
+    }
+
+    /// Also hands every committed sample to the alert engine.
+    pub fn with_alerting(mut self, alerting: Arc<Alerting>) -> Self {
+        self.alerting = Some(alerting);
+        self
     }
 }
 
@@ -24,7 +33,23 @@ impl<S: Store + ?Sized> StoreSink<S> {
 impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
     async fn commit(&self, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
         match self.store.write_batch(&self.tenant, &batch).await {
-            Ok(WriteOutcome::Committed) => Ok(SinkOutcome::Committed),
+            Ok(WriteOutcome::Committed) => {
+                if let Some(alerting) = &self.alerting {
+                    // Evaluated as stored (with host and tenant labels), right after commit.
+                    let stored: Vec<Sample> = batch
+                        .samples
+                        .iter()
+                        .chain(batch.check_results.iter().flat_map(|c| c.samples.iter()))
+                        .map(|s| Sample {
+                            series: batch.stored_series_key(&self.tenant, &s.series),
+                            timestamp_ms: s.timestamp_ms,
+                            value: s.value,
+                        })
+                        .collect();
+                    alerting.observe(&stored);
+                }
+                Ok(SinkOutcome::Committed)
+            }
             Ok(WriteOutcome::Duplicate) => Ok(SinkOutcome::Duplicate),
             Err(refused @ StoreError::TenantMismatch { .. }) => Err(SinkError::Refused(refused.to_string())),
             Err(error) => Err(SinkError::Unavailable(error.to_string())),

@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alerting;
 mod api;
 mod ingest;
 
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use secumon_alert::RuleFile;
 use secumon_store::{DEFAULT_TENANT, SqliteStore, Store, StoreError};
 use secumon_transport::{IngestService, TlsMaterial};
 use tokio::net::TcpListener;
@@ -25,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+pub use alerting::Alerting;
 pub use api::{AgentList, AgentView, History, HistorySeries};
 pub use ingest::StoreSink;
 
@@ -39,13 +42,15 @@ pub struct ServerConfig {
     pub database: PathBuf,
     /// Mutual TLS on the gRPC ingest: agents must present a certificate signed by the CA.
     pub tls: Option<TlsMaterial>,
+    /// Alert rules and notification channels.
+    pub alerting: Option<RuleFile>,
 }
 
 impl ServerConfig {
     /// Both listeners on free loopback ports, no TLS: for tests and local tools.
     pub fn loopback(database: impl Into<PathBuf>) -> Self {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self { grpc_addr: any_port, api_addr: any_port, database: database.into(), tls: None }
+        Self { grpc_addr: any_port, api_addr: any_port, database: database.into(), tls: None, alerting: None }
     }
 
     /// Default ports on loopback, the database in `data_dir`.
@@ -55,6 +60,7 @@ impl ServerConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: data_dir.into().join("secumon.db"),
             tls: None,
+            alerting: None,
         }
     }
 }
@@ -74,6 +80,7 @@ pub struct Server {
     grpc_addr: SocketAddr,
     api_addr: SocketAddr,
     store: Arc<SqliteStore>,
+    alerting: Option<Arc<Alerting>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -88,7 +95,12 @@ impl Server {
         let api_addr = local_addr(&api_listener, config.api_addr)?;
         let (stop, stopped) = watch::channel(false);
 
-        let sink = Arc::new(StoreSink::new(store.clone(), DEFAULT_TENANT));
+        let alerting = config.alerting.clone().map(|rules| Arc::new(Alerting::new(rules)));
+        let mut sink = StoreSink::new(store.clone(), DEFAULT_TENANT);
+        if let Some(alerting) = &alerting {
+            sink = sink.with_alerting(Arc::clone(alerting));
+        }
+        let sink = Arc::new(sink);
         let ingest = IngestService::new(sink, stopped.clone()).into_server();
         let grpc_stop = wait_for_stop(stopped.clone());
         let mut builder = tonic::transport::Server::builder();
@@ -103,7 +115,24 @@ impl Server {
             }
         });
 
-        let state = api::ApiState { store: store.clone() as Arc<dyn Store>, tenant: DEFAULT_TENANT.to_string() };
+        let mut tasks = Vec::new();
+        if let Some(alerting) = alerting.clone() {
+            let mut stopped = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = stopped.wait_for(|stop| *stop) => break,
+                        _ = ticker.tick() => alerting.tick(),
+                    }
+                }
+            }));
+        }
+        let state = api::ApiState {
+            store: store.clone() as Arc<dyn Store>,
+            tenant: DEFAULT_TENANT.to_string(),
+            alerting: alerting.clone(),
+        };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {
             let served = axum::serve(api_listener, api::router(state)).with_graceful_shutdown(api_stop).await;
@@ -112,7 +141,8 @@ impl Server {
             }
         });
         tracing::info!(%grpc_addr, %api_addr, mtls = config.tls.is_some(), database = %config.database.display(), "server started");
-        Ok(Self { grpc_addr, api_addr, store, stop, tasks: vec![grpc, rest] })
+        tasks.extend([grpc, rest]);
+        Ok(Self { grpc_addr, api_addr, store, alerting, stop, tasks })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -125,6 +155,11 @@ impl Server {
 
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    /// The alerting state, when the server was given rules.
+    pub fn alerting(&self) -> Option<Arc<Alerting>> {
+        self.alerting.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.

@@ -1,0 +1,76 @@
+//! The server's alerting: committed samples go through the alert engine as they arrive,
+//! a one-second tick runs the `for` and `resolve_after` timers, and every transition is
+//! kept in a bounded history and handed to the dispatcher without holding up ingest.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use secumon_alert::{ActiveAlert, AlertEngine, Dispatcher, RuleFile, Transition};
+use secumon_core::{Sample, now_ms};
+
+/// Transitions kept for the API, at most.
+const HISTORY: usize = 10_000;
+
+pub struct Alerting {
+    engine: Mutex<AlertEngine>,
+    dispatcher: Arc<Dispatcher>,
+    history: Mutex<VecDeque<Transition>>,
+}
+
+impl Alerting {
+    pub fn new(config: RuleFile) -> Self {
+        let channels =
+            config.channels.iter().map(|(name, channel)| (name.clone(), channel.build())).collect::<HashMap<_, _>>();
+        Self {
+            engine: Mutex::new(AlertEngine::new(config.rules)),
+            dispatcher: Arc::new(Dispatcher::new(channels)),
+            history: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Evaluates the rules these just-committed samples concern.
+    pub fn observe(&self, samples: &[Sample]) {
+        let transitions = lock(&self.engine).ingest(samples, now_ms());
+        self.publish(transitions);
+    }
+
+    /// Runs the timers; called every second.
+    pub fn tick(&self) {
+        let transitions = lock(&self.engine).tick(now_ms());
+        self.publish(transitions);
+    }
+
+    pub fn active(&self) -> Vec<ActiveAlert> {
+        lock(&self.engine).active()
+    }
+
+    /// The latest transitions, newest first.
+    pub fn history(&self, limit: usize) -> Vec<Transition> {
+        lock(&self.history).iter().rev().take(limit).cloned().collect()
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    fn publish(&self, transitions: Vec<Transition>) {
+        if transitions.is_empty() {
+            return;
+        }
+        let mut history = lock(&self.history);
+        for transition in transitions {
+            tracing::info!(rule = %transition.rule, labels = ?transition.labels, from = ?transition.from,
+                to = ?transition.to, value = transition.value, silenced = transition.silenced, "alert");
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(transition.clone());
+            let dispatcher = Arc::clone(&self.dispatcher);
+            tokio::spawn(async move { dispatcher.deliver(&transition).await });
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

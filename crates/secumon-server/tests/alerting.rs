@@ -1,0 +1,102 @@
+//! Alerting through the whole server: a sample pushed over gRPC crosses a rule's threshold,
+//! the alert fires on arrival, a signed webhook reaches a local receiver, and the REST API
+//! shows the alert and its history.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use secumon_alert::{RuleFile, SIGNATURE_HEADER, signature};
+use secumon_core::{IngestBatch, Labels, Sample, now_ms};
+use secumon_server::{Server, ServerConfig};
+use secumon_transport::{PushClient, PushClientConfig};
+
+type Deliveries = Arc<Mutex<Vec<(Instant, Option<String>, Bytes)>>>;
+
+async fn receive(State(deliveries): State<Deliveries>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    deliveries.lock().unwrap().push((Instant::now(), signature, body));
+    StatusCode::OK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crossing_sample_notifies_on_arrival() {
+    let deliveries: Deliveries = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/hook", post(receive)).with_state(deliveries.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let rules = format!(
+        r#"
+rules:
+  - name: RoomTooHot
+    expr: temperature_celsius > 30
+    severity: critical
+    annotations: {{summary: "{{{{ $labels.room }}}} is at {{{{ $value }}}}°C"}}
+    channels: [ops]
+channels:
+  ops: {{type: webhook, url: "{hook}", secret: "k3y"}}
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::loopback(dir.path().join("s.db"));
+    config.alerting = Some(RuleFile::parse(&rules, "rules.yaml").unwrap());
+    let server = Server::start(config).await.unwrap();
+
+    let client =
+        PushClient::open(PushClientConfig::new(server.grpc_addr().to_string(), dir.path().join("spool"))).unwrap();
+    let runner = client.clone();
+    let delivery = tokio::spawn(async move { runner.run(std::future::pending()).await });
+    let room = |name: &str| Labels::from([("room".to_string(), name.to_string())]);
+    let batch = |samples| IngestBatch { agent_id: "probe".into(), host: "dc-1".into(), samples, ..Default::default() };
+    client.enqueue(batch(vec![Sample::new("temperature_celsius", room("a"), now_ms(), 21.0)])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(deliveries.lock().unwrap().is_empty(), "below the threshold: nothing sent");
+
+    let sent = Instant::now();
+    client
+        .enqueue(batch(vec![
+            Sample::new("temperature_celsius", room("a"), now_ms(), 35.5),
+            Sample::new("temperature_celsius", room("b"), now_ms(), 22.0),
+        ]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while deliveries.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no notification arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (arrived, signature_header, body) = deliveries.lock().unwrap()[0].clone();
+    eprintln!("sample enqueued on the agent → webhook received: {:?}", arrived - sent);
+    assert_eq!(signature_header, Some(signature("k3y", &body)));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["rule"], "RoomTooHot");
+    assert_eq!(json["to"], "firing");
+    assert_eq!(json["labels"]["room"], "a");
+    assert_eq!(json["labels"]["host"], "dc-1");
+    assert_eq!(json["annotations"]["summary"], "a is at 35.5°C");
+
+    let api = format!("http://{}/api/v1", server.api_addr());
+    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    let alerts = alerts["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["state"], "firing");
+    let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+    assert_eq!(history["transitions"][0]["from"], "inactive");
+
+    // Back below the threshold: resolved, and the receiver hears about it.
+    client.enqueue(batch(vec![Sample::new("temperature_celsius", room("a"), now_ms(), 20.0)])).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while deliveries.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "no resolve notification arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let resolved: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
+    assert_eq!(resolved["to"], "resolved");
+    delivery.abort();
+    server.shutdown().await;
+}
