@@ -122,6 +122,13 @@ rules:
     }
 
     #[test]
+    fn the_example_file_parses() {
+        let file = RuleFile::parse(include_str!("../../../examples/alerting.yaml"), "examples/alerting.yaml").unwrap();
+        assert_eq!(file.rules.len(), 3);
+        assert!(file.rules.iter().all(|r| r.channels.iter().all(|c| file.channels.contains_key(c))));
+    }
+
+    #[test]
     fn a_bad_expression_names_file_line_and_key() {
         let text = "rules:\n  - name: X\n    expr: rate(x) > 1\n    severity: info\n";
         let err = RuleFile::parse(text, "rules.yaml").unwrap_err().to_string();
