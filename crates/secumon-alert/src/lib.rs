@@ -13,10 +13,10 @@
 //! # Ok::<(), secumon_core::ConfigError>(())
 //! ```
 //!
-//! Notifications go through [`Dispatcher`] to [`Notifier`]s (the generic signed webhook so
-//! far), retried with backoff and every attempt recorded.
+//! Notifications go through [`Dispatcher`] to [`Notifier`]s (signed webhook, Slack,
+//! PagerDuty), retried with backoff and every attempt recorded.
 //!
-//! Not yet here (issue #7): email, Slack and PagerDuty channels, escalation, grouping of notifications, the API,
+//! Not yet here (issue #7): email, escalation, grouping of notifications, the API,
 //! persistence of alert state across restarts, check/agent/log/finding rules.
 
 mod engine;

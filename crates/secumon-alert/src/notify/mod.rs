@@ -1,20 +1,23 @@
-//! Delivering alert transitions: the [`Notifier`] trait, the generic webhook channel (JSON
-//! body signed with HMAC-SHA256), and the [`Dispatcher`] that retries with backoff and
-//! records every attempt, so a failed delivery is visible, never silently dropped.
+//! Delivering alert transitions: the [`Notifier`] trait, the channel configurations (one
+//! file per channel), and the [`Dispatcher`] that retries with backoff and records every
+//! attempt, so a failed delivery is visible, never silently dropped.
+
+mod pagerduty;
+mod slack;
+mod webhook;
+
+pub use pagerduty::PagerDutyNotifier;
+pub use slack::SlackNotifier;
+pub use webhook::{SIGNATURE_HEADER, WebhookNotifier, signature};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::engine::Transition;
-
-/// Header carrying `sha256=<hex HMAC of the body>` when the channel has a secret.
-pub const SIGNATURE_HEADER: &str = "X-SecuMon-Signature";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -40,48 +43,33 @@ pub enum ChannelConfig {
         /// Signs the body with HMAC-SHA256 so the receiver can check it came from us.
         secret: Option<String>,
     },
+    /// A Slack incoming webhook; the message uses blocks, coloured by severity.
+    Slack { webhook_url: String },
+    /// PagerDuty Events API v2: trigger on firing, resolve on resolved, one incident per alert.
+    PagerDuty {
+        routing_key: String,
+        #[serde(default = "pagerduty::default_url")]
+        url: String,
+    },
 }
 
 impl ChannelConfig {
     pub fn build(&self) -> Arc<dyn Notifier> {
-        match self {
-            Self::Webhook { url, secret } => Arc::new(WebhookNotifier::new(url.clone(), secret.clone())),
-        }
-    }
-}
-
-pub struct WebhookNotifier {
-    client: reqwest::Client,
-    url: String,
-    secret: Option<String>,
-}
-
-impl WebhookNotifier {
-    pub fn new(url: String, secret: Option<String>) -> Self {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        Self { client, url, secret }
-    }
-}
-
-/// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-#[async_trait]
-impl Notifier for WebhookNotifier {
-    async fn send(&self, transition: &Transition) -> Result<(), NotifyError> {
-        let body = serde_json::to_vec(transition).unwrap_or_default();
-        let mut request = self.client.post(&self.url).header("content-type", "application/json");
-        if let Some(secret) = &self.secret {
-            request = request.header(SIGNATURE_HEADER, signature(secret, &body));
+        match self {
+            Self::Webhook { url, secret } => Arc::new(WebhookNotifier::new(client, url.clone(), secret.clone())),
+            Self::Slack { webhook_url } => Arc::new(SlackNotifier::new(client, webhook_url.clone())),
+            Self::PagerDuty { routing_key, url } => {
+                Arc::new(PagerDutyNotifier::new(client, url.clone(), routing_key.clone()))
+            }
         }
-        let response = request.body(body).send().await?;
-        if response.status().is_success() { Ok(()) } else { Err(NotifyError::Status(response.status().as_u16())) }
     }
+}
+
+/// POSTs a JSON body; any non-2xx answer is an error.
+async fn post_json(request: reqwest::RequestBuilder, body: Vec<u8>) -> Result<(), NotifyError> {
+    let response = request.header("content-type", "application/json").body(body).send().await?;
+    if response.status().is_success() { Ok(()) } else { Err(NotifyError::Status(response.status().as_u16())) }
 }
 
 /// One delivery attempt, kept for operators to see.
@@ -259,6 +247,53 @@ mod tests {
         signature("s3cret", body)
     }
 
+    /// Delivers `t` through the channel configured by `yaml` (with `URL` replaced by a local
+    /// receiver) and returns the JSON the receiver got.
+    async fn delivered_json(yaml: &str, t: &Transition) -> Vec<serde_json::Value> {
+        let receiver = Receiver::default();
+        let url = start_receiver(receiver.clone()).await;
+        let config: ChannelConfig = secumon_core::config::parse_yaml(&yaml.replace("URL", &url), "channel").unwrap();
+        let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), config.build())]));
+        dispatcher.deliver(t).await;
+        let received = receiver.received.lock().unwrap().clone();
+        received.iter().map(|(_, body)| serde_json::from_slice(body).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn slack_message_has_blocks_and_severity_colour() {
+        let mut t = transition(&["ops"], false);
+        t.annotations.insert("summary".into(), "web-1 is hot".into());
+        let sent = delivered_json("type: slack\nwebhook_url: URL\n", &t).await;
+        assert_eq!(sent.len(), 1);
+        let attachment = &sent[0]["attachments"][0];
+        assert_eq!(attachment["color"], "#d00000", "critical is red");
+        assert_eq!(attachment["blocks"][0]["type"], "header");
+        assert_eq!(attachment["blocks"][0]["text"]["text"], "[FIRING] Hot (Critical)");
+        assert_eq!(attachment["blocks"][1]["text"]["text"], "web-1 is hot");
+        assert_eq!(attachment["blocks"][2]["fields"][0]["text"], "*host*\nweb-1");
+        assert!(sent[0]["text"].as_str().unwrap().contains("web-1 is hot"));
+    }
+
+    #[tokio::test]
+    async fn pagerduty_triggers_then_resolves_the_same_incident() {
+        let yaml = "type: pagerduty\nrouting_key: R0UT1NG\nurl: URL\n";
+        let firing = transition(&["ops"], false);
+        let sent = delivered_json(yaml, &firing).await;
+        assert_eq!(sent[0]["routing_key"], "R0UT1NG");
+        assert_eq!(sent[0]["event_action"], "trigger");
+        assert_eq!(sent[0]["payload"]["severity"], "critical");
+        assert_eq!(sent[0]["payload"]["source"], "web-1");
+        let mut resolved = firing.clone();
+        resolved.from = AlertState::Firing;
+        resolved.to = AlertState::Resolved;
+        let sent_resolve = delivered_json(yaml, &resolved).await;
+        assert_eq!(sent_resolve[0]["event_action"], "resolve");
+        assert_eq!(sent_resolve[0]["dedup_key"], sent[0]["dedup_key"]);
+        let mut pending = firing.clone();
+        pending.to = AlertState::Pending;
+        assert!(delivered_json(yaml, &pending).await.is_empty(), "pending is not paged");
+    }
+
     #[tokio::test]
     async fn failures_are_recorded_and_silenced_alerts_not_sent() {
         let receiver = Receiver { fail_first: u32::MAX, ..Default::default() };
@@ -274,14 +309,5 @@ mod tests {
 
         dispatcher.deliver(&transition(&["ops"], true)).await;
         assert_eq!(receiver.calls.load(Ordering::SeqCst), 2, "a silenced alert is not sent");
-    }
-
-    #[test]
-    fn signature_is_hmac_sha256_hex() {
-        // RFC 4231 test case 2.
-        assert_eq!(
-            signature("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
     }
 }
