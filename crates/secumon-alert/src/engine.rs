@@ -207,6 +207,8 @@ impl AlertEngine {
                 }
             }
         }
+        // Deterministic order for notifications and history.
+        ended.sort_by(|a, b| a.0.cmp(&b.0));
         for (labels, from, to, value) in ended {
             self.alerts.remove(&(index, labels.clone()));
             out.push(self.transition(index, labels, from, to, now_ms, value));

@@ -166,12 +166,14 @@ impl Condition {
         walk(&self.vector)
     }
 
-    /// The elements (labels, value) for which the condition holds at `now_ms`.
+    /// The elements (labels, value) for which the condition holds at `now_ms`, by labels.
     pub fn firing(&self, window: &SampleWindow, now_ms: i64) -> Vec<(Labels, f64)> {
-        evaluate(&self.vector, window, now_ms)
+        let mut holding: Vec<(Labels, f64)> = evaluate(&self.vector, window, now_ms)
             .into_iter()
             .filter(|(_, value)| self.comparison.holds(*value, self.threshold))
-            .collect()
+            .collect();
+        holding.sort_by(|a, b| a.0.cmp(&b.0));
+        holding
     }
 }
 
