@@ -36,10 +36,12 @@ pub struct Transition {
     pub channels: Vec<String>,
     /// A silence covered the alert at that moment: keep it in history, notify no one.
     pub silenced: bool,
+    /// 0 for a change of state; n for the n-th escalation of a firing alert.
+    pub escalation_level: u32,
 }
 
 /// Who acknowledged a firing alert, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Acknowledgement {
     pub by: String,
     pub at_ms: i64,
@@ -47,7 +49,7 @@ pub struct Acknowledgement {
 }
 
 /// Mutes alerts whose labels include all of `matchers`, from `starts_ms` to `ends_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Silence {
     pub matchers: Labels,
     pub starts_ms: i64,
@@ -65,6 +67,8 @@ impl Silence {
 /// An alert that is pending or firing now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActiveAlert {
+    /// Stable for a rule and label set: the same alert has the same id after it comes back.
+    pub id: String,
     pub rule: String,
     pub labels: Labels,
     pub state: AlertState,
@@ -72,6 +76,8 @@ pub struct ActiveAlert {
     pub value: f64,
     pub severity: AlertSeverity,
     pub acknowledged: Option<Acknowledgement>,
+    /// Escalation levels notified so far.
+    pub escalation_level: u32,
     /// When the condition became false while firing (waiting out `resolve_after`).
     #[serde(skip)]
     clear_since_ms: Option<i64>,
@@ -133,8 +139,12 @@ impl AlertEngine {
 
     /// Acknowledges the firing alert of `rule` with these labels; false if there is none.
     pub fn acknowledge(&mut self, rule: &str, labels: &Labels, ack: Acknowledgement) -> bool {
-        match self.alerts.values_mut().find(|a| a.rule == rule && &a.labels == labels && a.state == AlertState::Firing)
-        {
+        self.acknowledge_id(&alert_id(rule, labels), ack)
+    }
+
+    /// Acknowledges the firing alert with this id; false if there is none.
+    pub fn acknowledge_id(&mut self, id: &str, ack: Acknowledgement) -> bool {
+        match self.alerts.values_mut().find(|a| a.id == id && a.state == AlertState::Firing) {
             Some(alert) => {
                 alert.acknowledged = Some(ack);
                 true
@@ -145,6 +155,12 @@ impl AlertEngine {
 
     pub fn add_silence(&mut self, silence: Silence) {
         self.silences.push(silence);
+    }
+
+    /// Silences not yet over at `now_ms` (ended ones are forgotten).
+    pub fn silences(&mut self, now_ms: i64) -> Vec<Silence> {
+        self.silences.retain(|s| s.ends_ms > now_ms);
+        self.silences.clone()
     }
 
     fn evaluate(&mut self, index: usize, now_ms: i64, out: &mut Vec<Transition>) {
@@ -160,6 +176,7 @@ impl AlertEngine {
                 None => {
                     let state = if for_ms == 0 { AlertState::Firing } else { AlertState::Pending };
                     let alert = ActiveAlert {
+                        id: alert_id(&rule.name, &labels),
                         rule: rule.name.clone(),
                         labels: labels.clone(),
                         state,
@@ -167,6 +184,7 @@ impl AlertEngine {
                         value,
                         severity: rule.severity,
                         acknowledged: None,
+                        escalation_level: 0,
                         clear_since_ms: None,
                     };
                     self.alerts.insert(key, alert);
@@ -185,8 +203,38 @@ impl AlertEngine {
                 }
             };
             if let Some((from, to)) = change {
-                out.push(self.transition(index, labels, from, to, now_ms, value));
+                // Only firing is worth waking someone for; pending is history.
+                let channels = if to == AlertState::Firing { rule.channels.clone() } else { Vec::new() };
+                out.push(self.transition(index, labels, from, to, now_ms, value, channels, 0));
             }
+        }
+
+        // Escalate firing alerts nobody acknowledged, one level at a time.
+        let mut escalations = Vec::new();
+        for ((rule_index, labels), alert) in self.alerts.iter_mut() {
+            if *rule_index != index || alert.state != AlertState::Firing || alert.acknowledged.is_some() {
+                continue;
+            }
+            while let Some(level) = rule.escalation.get(alert.escalation_level as usize) {
+                if now_ms - alert.since_ms < level.after.as_millis() as i64 {
+                    break;
+                }
+                alert.escalation_level += 1;
+                escalations.push((labels.clone(), alert.value, level.channels.clone(), alert.escalation_level));
+            }
+        }
+        escalations.sort_by(|a, b| a.0.cmp(&b.0).then(a.3.cmp(&b.3)));
+        for (labels, value, channels, level) in escalations {
+            out.push(self.transition(
+                index,
+                labels,
+                AlertState::Firing,
+                AlertState::Firing,
+                now_ms,
+                value,
+                channels,
+                level,
+            ));
         }
 
         let resolve_after_ms = rule.resolve_after.as_millis() as i64;
@@ -210,8 +258,21 @@ impl AlertEngine {
         // Deterministic order for notifications and history.
         ended.sort_by(|a, b| a.0.cmp(&b.0));
         for (labels, from, to, value) in ended {
-            self.alerts.remove(&(index, labels.clone()));
-            out.push(self.transition(index, labels, from, to, now_ms, value));
+            let Some(alert) = self.alerts.remove(&(index, labels.clone())) else { continue };
+            // A resolution reaches every level that heard about the alert; a pending one, no one.
+            let channels = match to {
+                AlertState::Resolved => {
+                    let mut channels = rule.channels.clone();
+                    for level in rule.escalation.iter().take(alert.escalation_level as usize) {
+                        channels.extend(
+                            level.channels.iter().filter(|c| !channels.contains(c)).cloned().collect::<Vec<_>>(),
+                        );
+                    }
+                    channels
+                }
+                _ => Vec::new(),
+            };
+            out.push(self.transition(index, labels, from, to, now_ms, value, channels, 0));
         }
     }
 
@@ -223,6 +284,8 @@ impl AlertEngine {
         to: AlertState,
         at_ms: i64,
         value: f64,
+        channels: Vec<String>,
+        escalation_level: u32,
     ) -> Transition {
         let rule = &self.rules[index];
         let annotations = rule
@@ -240,10 +303,18 @@ impl AlertEngine {
             value,
             severity: rule.severity,
             annotations,
-            channels: rule.channels.clone(),
+            channels,
             silenced,
+            escalation_level,
         }
     }
+}
+
+/// FNV-1a of the rule name and labels, in hex.
+fn alert_id(rule: &str, labels: &Labels) -> String {
+    let text = labels.iter().fold(rule.to_string(), |acc, (k, v)| format!("{acc}\u{0}{k}={v}"));
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 fn alert_labels(rule: &Rule, mut labels: Labels) -> Labels {
@@ -345,12 +416,71 @@ rules:
         assert!(t.iter().all(|t| t.to == AlertState::Resolved && !t.silenced));
     }
 
+    const ESCALATING: &str = r#"
+rules:
+  - name: Down
+    expr: up == 0
+    severity: critical
+    channels: [team]
+    escalation:
+      - {after: 10m, channels: [oncall]}
+      - {after: 30m, channels: [manager, team]}
+"#;
+
+    fn up(ts: i64, value: f64) -> Sample {
+        Sample::new("up", Labels::from([("host".to_string(), "db".to_string())]), ts, value)
+    }
+
+    fn routing(transitions: &[Transition]) -> Vec<(u32, Vec<String>)> {
+        transitions.iter().map(|t| (t.escalation_level, t.channels.clone())).collect()
+    }
+
+    #[test]
+    fn unacknowledged_alerts_escalate_and_resolution_reaches_every_level() {
+        let mut engine = engine(ESCALATING);
+        let minute = 60_000;
+        assert_eq!(routing(&engine.ingest(&[up(0, 0.0)], 0)), vec![(0, vec!["team".to_string()])]);
+        assert!(engine.ingest(&[up(9 * minute, 0.0)], 9 * minute).is_empty());
+        assert_eq!(
+            routing(&engine.ingest(&[up(10 * minute, 0.0)], 10 * minute)),
+            vec![(1, vec!["oncall".to_string()])]
+        );
+        assert!(engine.ingest(&[up(11 * minute, 0.0)], 11 * minute).is_empty(), "each level once");
+        let resolved = engine.ingest(&[up(12 * minute, 1.0)], 12 * minute);
+        assert_eq!(resolved[0].to, AlertState::Resolved);
+        assert_eq!(resolved[0].channels, vec!["team", "oncall"], "levels 1 and 2 heard of it, not level 3");
+    }
+
+    #[test]
+    fn acknowledging_stops_escalation() {
+        let mut engine = engine(ESCALATING);
+        engine.ingest(&[up(0, 0.0)], 0);
+        let labels = engine.active()[0].labels.clone();
+        assert!(engine.acknowledge(
+            "Down",
+            &labels,
+            Acknowledgement { by: "bob".into(), at_ms: 1, comment: String::new() }
+        ));
+        assert!(engine.ingest(&[up(40 * 60_000, 0.0)], 40 * 60_000).is_empty(), "no escalation once acknowledged");
+    }
+
+    #[test]
+    fn pending_changes_notify_no_one() {
+        let mut engine = engine(RULES);
+        let t = engine.ingest(&[cpu("a", 0, 0.95)], 0);
+        assert_eq!(t[0].to, AlertState::Pending);
+        assert!(t[0].channels.is_empty());
+    }
+
     #[test]
     fn acknowledge_only_firing_alerts() {
         let mut engine = engine("rules:\n  - {name: Hot, expr: temp > 50, severity: warning}\n");
         engine.ingest(&[Sample::new("temp", Labels::new(), 0, 70.0)], 0);
         let labels = engine.active()[0].labels.clone();
         let ack = Acknowledgement { by: "alice".into(), at_ms: 5, comment: "on it".into() };
+        let id = engine.active()[0].id.clone();
+        assert_eq!(id.len(), 16);
+        assert!(engine.acknowledge_id(&id, ack.clone()));
         assert!(engine.acknowledge("Hot", &labels, ack.clone()));
         assert_eq!(engine.active()[0].acknowledged, Some(ack.clone()));
         assert!(!engine.acknowledge("Other", &labels, ack));

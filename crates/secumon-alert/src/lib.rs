@@ -16,7 +16,10 @@
 //! Notifications go through [`Dispatcher`] to [`Notifier`]s (signed webhook, Slack,
 //! PagerDuty), retried with backoff and every attempt recorded.
 //!
-//! Not yet here (issue #7): email, escalation, grouping of notifications, the API,
+//! Rules may escalate: further channels after a delay while a firing alert stays
+//! unacknowledged; a resolution reaches every level that was told.
+//!
+//! Not yet here (issue #7): email, grouping of notifications, the API,
 //! persistence of alert state across restarts, check/agent/log/finding rules.
 
 mod engine;
@@ -29,4 +32,4 @@ pub use expr::{Condition, ExprError};
 pub use notify::{
     ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, WebhookNotifier, signature,
 };
-pub use rule::{AlertSeverity, Rule, RuleFile, render_template};
+pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, render_template};

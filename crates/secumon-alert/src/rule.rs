@@ -61,8 +61,20 @@ pub struct Rule {
     /// Texts with `{{ $labels.NAME }}` and `{{ $value }}` filled in per alert.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// Notification channels, by name.
+    /// Notification channels, by name: the first level.
     #[serde(default)]
+    pub channels: Vec<String>,
+    /// Further levels, notified in turn while a firing alert stays unacknowledged.
+    #[serde(default)]
+    pub escalation: Vec<EscalationLevel>,
+}
+
+/// One escalation step: `after` this long firing and unacknowledged, tell `channels` too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLevel {
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
     pub channels: Vec<String>,
 }
 

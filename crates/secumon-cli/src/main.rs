@@ -2,6 +2,7 @@
 //! exit codes are 0 for success, 1 when a command ran but its condition failed, 2 for a
 //! usage or configuration error.
 
+mod alerts;
 mod query;
 
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ enum Command {
     ///
     /// Example: secumon query cpu_usage_ratio --host web-1 --period 1h --step 1m
     Query(query::QueryArgs),
+    /// List, acknowledge and silence alerts.
+    Alerts(alerts::AlertsArgs),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -151,6 +154,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Up { server, interval } => up(server, interval).await,
         Command::Query(args) => query::run(args).await,
+        Command::Alerts(args) => alerts::run(args).await,
         Command::Config { command: ConfigCommand::Check { file } } => match AgentConfig::load(&file) {
             Ok(config) => {
                 if let Err(error) = AgentSettings::from_config(&config) {

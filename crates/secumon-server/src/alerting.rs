@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use secumon_alert::{ActiveAlert, AlertEngine, Dispatcher, RuleFile, Transition};
+use secumon_alert::{Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, RuleFile, Silence, Transition};
 use secumon_core::{Sample, now_ms};
 
 /// Transitions kept for the API, at most.
@@ -42,6 +42,24 @@ impl Alerting {
 
     pub fn active(&self) -> Vec<ActiveAlert> {
         lock(&self.engine).active()
+    }
+
+    /// Acknowledges a firing alert (which stops its escalation); false if there is none.
+    pub fn acknowledge(&self, id: &str, ack: Acknowledgement) -> bool {
+        let done = lock(&self.engine).acknowledge_id(id, ack.clone());
+        if done {
+            tracing::info!(alert = id, by = %ack.by, comment = %ack.comment, "alert acknowledged");
+        }
+        done
+    }
+
+    pub fn add_silence(&self, silence: Silence) {
+        tracing::info!(matchers = ?silence.matchers, by = %silence.created_by, "silence added");
+        lock(&self.engine).add_silence(silence);
+    }
+
+    pub fn silences(&self) -> Vec<Silence> {
+        lock(&self.engine).silences(now_ms())
     }
 
     /// The latest transitions, newest first.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use secumon_alert::{ActiveAlert, Transition};
+use secumon_alert::{Acknowledgement, ActiveAlert, Silence, Transition};
 use secumon_core::{Labels, now_ms};
 
 use crate::alerting::Alerting;
@@ -36,6 +36,8 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/history", get(alert_history))
+        .route("/api/v1/alerts/{id}/acknowledge", post(acknowledge_alert))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
@@ -189,6 +191,74 @@ pub struct AlertHistory {
 async fn alert_history(State(state): State<ApiState>, Query(params): Query<HistoryLimit>) -> Json<AlertHistory> {
     let limit = params.limit.unwrap_or(100).min(10_000);
     Json(AlertHistory { transitions: state.alerting.map(|a| a.history(limit)).unwrap_or_default() })
+}
+
+fn alerting(state: &ApiState) -> Result<&Arc<Alerting>, ApiError> {
+    state.alerting.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "alerting is not configured (start the server with --rules)")
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AcknowledgeRequest {
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn acknowledge_alert(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Json(request): Json<AcknowledgeRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if request.by.trim().is_empty() {
+        return Err(ApiError::bad_request("`by` must name who acknowledges"));
+    }
+    let ack = Acknowledgement { by: request.by, at_ms: now_ms(), comment: request.comment };
+    if alerting(&state)?.acknowledge(&id, ack) {
+        Ok(Json(serde_json::json!({"acknowledged": true})))
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing alert {id:?}")))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SilenceList {
+    pub silences: Vec<Silence>,
+}
+
+async fn list_silences(State(state): State<ApiState>) -> Result<Json<SilenceList>, ApiError> {
+    Ok(Json(SilenceList { silences: alerting(&state)?.silences() }))
+}
+
+#[derive(Debug, Deserialize)]
+struct SilenceRequest {
+    matchers: Labels,
+    /// How long from now: `2h`.
+    duration: String,
+    created_by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn add_silence(
+    State(state): State<ApiState>,
+    Json(request): Json<SilenceRequest>,
+) -> Result<(StatusCode, Json<Silence>), ApiError> {
+    if request.matchers.is_empty() {
+        return Err(ApiError::bad_request("a silence needs at least one label matcher"));
+    }
+    let duration = parse_duration("duration", &request.duration)?;
+    let starts_ms = now_ms();
+    let silence = Silence {
+        matchers: request.matchers,
+        starts_ms,
+        ends_ms: starts_ms + duration.as_millis() as i64,
+        created_by: request.created_by,
+        comment: request.comment,
+    };
+    alerting(&state)?.add_silence(silence.clone());
+    Ok((StatusCode::CREATED, Json(silence)))
 }
 
 fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {

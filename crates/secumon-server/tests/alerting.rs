@@ -88,6 +88,45 @@ channels:
     let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
     assert_eq!(history["transitions"][0]["from"], "inactive");
 
+    // Acknowledge through the API.
+    let http = reqwest::Client::new();
+    let id = alerts[0]["id"].as_str().unwrap();
+    let acked = http
+        .post(format!("{api}/alerts/{id}/acknowledge"))
+        .json(&serde_json::json!({"by": "alice", "comment": "opening the window"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), 200);
+    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    assert_eq!(alerts["alerts"][0]["acknowledged"]["by"], "alice");
+    let missing =
+        http.post(format!("{api}/alerts/nope/acknowledge")).json(&serde_json::json!({"by": "x"})).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // A silence on room c: its alert fires in history but nobody is told.
+    let silenced = http
+        .post(format!("{api}/silences"))
+        .json(&serde_json::json!({"matchers": {"room": "c"}, "duration": "1h", "created_by": "bob", "comment": "heater test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(silenced.status(), 201);
+    client.enqueue(batch(vec![Sample::new("temperature_celsius", room("c"), now_ms(), 40.0)])).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let history: serde_json::Value =
+            reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+        if history["transitions"][0]["labels"]["room"] == "c" {
+            assert_eq!(history["transitions"][0]["silenced"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "room c never fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(deliveries.lock().unwrap().len(), 1, "the silenced alert sent nothing");
+
     // Back below the threshold: resolved, and the receiver hears about it.
     client.enqueue(batch(vec![Sample::new("temperature_celsius", room("a"), now_ms(), 20.0)])).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

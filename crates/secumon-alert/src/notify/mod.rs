@@ -184,6 +184,7 @@ mod tests {
             annotations: BTreeMap::new(),
             channels: channels.iter().map(|c| c.to_string()).collect(),
             silenced,
+            escalation_level: 0,
         }
     }
 
