@@ -205,7 +205,7 @@ impl AlertEngine {
             if let Some((from, to)) = change {
                 // Only firing is worth waking someone for; pending is history.
                 let channels = if to == AlertState::Firing { rule.channels.clone() } else { Vec::new() };
-                out.push(self.transition(index, labels, from, to, now_ms, value, channels, 0));
+                out.push(self.transition(index, labels, (from, to), now_ms, value, channels));
             }
         }
 
@@ -225,16 +225,10 @@ impl AlertEngine {
         }
         escalations.sort_by(|a, b| a.0.cmp(&b.0).then(a.3.cmp(&b.3)));
         for (labels, value, channels, level) in escalations {
-            out.push(self.transition(
-                index,
-                labels,
-                AlertState::Firing,
-                AlertState::Firing,
-                now_ms,
-                value,
-                channels,
-                level,
-            ));
+            let mut escalation =
+                self.transition(index, labels, (AlertState::Firing, AlertState::Firing), now_ms, value, channels);
+            escalation.escalation_level = level;
+            out.push(escalation);
         }
 
         let resolve_after_ms = rule.resolve_after.as_millis() as i64;
@@ -272,20 +266,19 @@ impl AlertEngine {
                 }
                 _ => Vec::new(),
             };
-            out.push(self.transition(index, labels, from, to, now_ms, value, channels, 0));
+            out.push(self.transition(index, labels, (from, to), now_ms, value, channels));
         }
     }
 
+    /// The record of a change; escalations set `escalation_level` on it afterwards.
     fn transition(
         &self,
         index: usize,
         labels: Labels,
-        from: AlertState,
-        to: AlertState,
+        (from, to): (AlertState, AlertState),
         at_ms: i64,
         value: f64,
         channels: Vec<String>,
-        escalation_level: u32,
     ) -> Transition {
         let rule = &self.rules[index];
         let annotations = rule
@@ -305,7 +298,7 @@ impl AlertEngine {
             annotations,
             channels,
             silenced,
-            escalation_level,
+            escalation_level: 0,
         }
     }
 }
