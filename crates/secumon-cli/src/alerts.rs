@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use serde_json::{Value, json};
+
+use crate::api_client::send;
 
 #[derive(clap::Args)]
 pub struct AlertsArgs {
@@ -59,33 +60,23 @@ fn parse_matcher(text: &str) -> Result<(String, String), String> {
 pub async fn run(args: AlertsArgs) -> anyhow::Result<ExitCode> {
     let api = format!("{}/api/v1", args.server.trim_end_matches('/'));
     let http = reqwest::Client::new();
-    let (response, print) = match args.command {
-        AlertsCommand::List => (http.get(format!("{api}/alerts")).send().await, Printed::Alerts),
+    let (request, print) = match args.command {
+        AlertsCommand::List => (http.get(format!("{api}/alerts")), Printed::Alerts),
         AlertsCommand::Ack { id, by, comment } => (
-            http.post(format!("{api}/alerts/{id}/acknowledge"))
-                .json(&json!({"by": by, "comment": comment}))
-                .send()
-                .await,
+            http.post(format!("{api}/alerts/{id}/acknowledge")).json(&json!({"by": by, "comment": comment})),
             Printed::Done("acknowledged"),
         ),
         AlertsCommand::Silence { matchers, duration, by, comment } => {
             let matchers: serde_json::Map<String, Value> =
                 matchers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
             let body = json!({"matchers": matchers, "duration": duration, "created_by": by, "comment": comment});
-            (http.post(format!("{api}/silences")).json(&body).send().await, Printed::Done("silenced"))
+            (http.post(format!("{api}/silences")).json(&body), Printed::Done("silenced"))
         }
     };
-    let response = response.with_context(|| format!("cannot reach {}", args.server))?;
-    let status = response.status();
-    let body: Value = response.json().await.context("the server's answer is not JSON")?;
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("unknown error");
-        if status == reqwest::StatusCode::BAD_REQUEST {
-            eprintln!("secumon: {message}");
-            return Ok(ExitCode::from(2));
-        }
-        bail!("{status}: {message}");
-    }
+    let body = match send(request, &args.server).await? {
+        Ok(body) => body,
+        Err(code) => return Ok(code),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
     }

@@ -3,6 +3,7 @@
 //! usage or configuration error.
 
 mod alerts;
+mod api_client;
 mod query;
 
 use std::net::SocketAddr;

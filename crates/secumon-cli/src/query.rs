@@ -5,8 +5,10 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use secumon_server::History;
+
+use crate::api_client::{emit, send};
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
@@ -42,23 +44,10 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     if let Some(step) = &args.step {
         params.push(("step", step));
     }
-    let response = reqwest::Client::new()
-        .get(&url)
-        .query(&params)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", args.server))?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.context("the server's answer is not JSON")?;
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("unknown error");
-        if status == reqwest::StatusCode::BAD_REQUEST {
-            eprintln!("secumon: {message}");
-            return Ok(ExitCode::from(2));
-        }
-        bail!("{url}: {status}: {message}");
-    }
+    let body = match send(reqwest::Client::new().get(&url).query(&params), &args.server).await? {
+        Ok(body) => body,
+        Err(code) => return Ok(code),
+    };
     if args.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
     } else {
@@ -69,16 +58,6 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes to stdout; a reader that went away (`| head`) is not an error.
-fn emit(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
 }
 
 /// One block per series: its labels, then a `time  value` row per point.

@@ -1,0 +1,36 @@
+//! Calls to the server's REST API shared by the commands: one place that turns the API's
+//! `{"error": {...}}` answers into the command's exit codes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// Sends `request` and returns the JSON answer; a 400 (the caller asked for something
+/// invalid) is printed and becomes `Err(exit code 2)`, other failures are errors.
+pub async fn send(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<Result<Value, ExitCode>> {
+    let response =
+        request.timeout(Duration::from_secs(30)).send().await.with_context(|| format!("cannot reach {server}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.context("the server's answer is not JSON")?;
+    if status.is_success() {
+        return Ok(Ok(body));
+    }
+    let message = body["error"]["message"].as_str().unwrap_or("unknown error");
+    if status == reqwest::StatusCode::BAD_REQUEST {
+        eprintln!("secumon: {message}");
+        return Ok(Err(ExitCode::from(2)));
+    }
+    bail!("{status}: {message}")
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+pub fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
