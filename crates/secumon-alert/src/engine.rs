@@ -12,7 +12,7 @@ use crate::expr::SampleWindow;
 use crate::rule::{AlertSeverity, Rule, render_template};
 
 /// Where an alert stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
     Inactive,

@@ -13,7 +13,8 @@
 //! # Ok::<(), secumon_core::ConfigError>(())
 //! ```
 //!
-//! Notifications go through [`Dispatcher`] to [`Notifier`]s (signed webhook, Slack,
+//! A [`Grouper`] turns transitions into [`Notification`]s (one per group of alerts that
+//! changed together); notifications go through [`Dispatcher`] to [`Notifier`]s (signed webhook, Slack,
 //! PagerDuty), retried with backoff and every attempt recorded.
 //!
 //! Rules may escalate: further channels after a delay while a firing alert stays
@@ -24,11 +25,13 @@
 
 mod engine;
 mod expr;
+mod group;
 mod notify;
 mod rule;
 
 pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, Silence, Transition};
 pub use expr::{Condition, ExprError};
+pub use group::{Grouper, Notification};
 pub use notify::{
     ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, WebhookNotifier, signature,
 };

@@ -67,6 +67,12 @@ pub struct Rule {
     /// Further levels, notified in turn while a firing alert stays unacknowledged.
     #[serde(default)]
     pub escalation: Vec<EscalationLevel>,
+    /// Alerts sharing these labels are notified together; unset, each alert alone.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    /// How long a group gathers alerts before it is sent (0: only those changing together).
+    #[serde(default, with = "humantime_serde")]
+    pub group_wait: Duration,
 }
 
 /// One escalation step: `after` this long firing and unacknowledged, tell `channels` too.
@@ -136,7 +142,7 @@ rules:
     #[test]
     fn the_example_file_parses() {
         let file = RuleFile::parse(include_str!("../../../examples/alerting.yaml"), "examples/alerting.yaml").unwrap();
-        assert_eq!(file.rules.len(), 3);
+        assert_eq!(file.rules.len(), 4);
         assert!(file.rules.iter().all(|r| r.channels.iter().all(|c| file.channels.contains_key(c))));
     }
 

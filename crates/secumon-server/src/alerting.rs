@@ -5,7 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use secumon_alert::{Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, RuleFile, Silence, Transition};
+use secumon_alert::{
+    Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, Grouper, Notification, RuleFile, Silence, Transition,
+};
 use secumon_core::{Sample, now_ms};
 
 /// Transitions kept for the API, at most.
@@ -13,6 +15,7 @@ const HISTORY: usize = 10_000;
 
 pub struct Alerting {
     engine: Mutex<AlertEngine>,
+    grouper: Mutex<Grouper>,
     dispatcher: Arc<Dispatcher>,
     history: Mutex<VecDeque<Transition>>,
 }
@@ -22,6 +25,7 @@ impl Alerting {
         let channels =
             config.channels.iter().map(|(name, channel)| (name.clone(), channel.build())).collect::<HashMap<_, _>>();
         Self {
+            grouper: Mutex::new(Grouper::new(&config.rules)),
             engine: Mutex::new(AlertEngine::new(config.rules)),
             dispatcher: Arc::new(Dispatcher::new(channels)),
             history: Mutex::new(VecDeque::new()),
@@ -36,8 +40,11 @@ impl Alerting {
 
     /// Runs the timers; called every second.
     pub fn tick(&self) {
-        let transitions = lock(&self.engine).tick(now_ms());
+        let now = now_ms();
+        let transitions = lock(&self.engine).tick(now);
         self.publish(transitions);
+        let due = lock(&self.grouper).due(now);
+        self.send(due);
     }
 
     pub fn active(&self) -> Vec<ActiveAlert> {
@@ -75,16 +82,26 @@ impl Alerting {
         if transitions.is_empty() {
             return;
         }
-        let mut history = lock(&self.history);
-        for transition in transitions {
-            tracing::info!(rule = %transition.rule, labels = ?transition.labels, from = ?transition.from,
-                to = ?transition.to, value = transition.value, silenced = transition.silenced, "alert");
-            if history.len() == HISTORY {
-                history.pop_front();
+        {
+            let mut history = lock(&self.history);
+            for transition in &transitions {
+                tracing::info!(rule = %transition.rule, labels = ?transition.labels, from = ?transition.from,
+                    to = ?transition.to, value = transition.value, silenced = transition.silenced, "alert");
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back(transition.clone());
             }
-            history.push_back(transition.clone());
+        }
+        let ready = lock(&self.grouper).add(transitions, now_ms());
+        self.send(ready);
+    }
+
+    /// Hands notifications to the dispatcher without making ingest wait for receivers.
+    fn send(&self, notifications: Vec<Notification>) {
+        for notification in notifications {
             let dispatcher = Arc::clone(&self.dispatcher);
-            tokio::spawn(async move { dispatcher.deliver(&transition).await });
+            tokio::spawn(async move { dispatcher.deliver(&notification).await });
         }
     }
 }

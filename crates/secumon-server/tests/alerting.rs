@@ -75,10 +75,11 @@ channels:
     assert_eq!(signature_header, Some(signature("k3y", &body)));
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["rule"], "RoomTooHot");
-    assert_eq!(json["to"], "firing");
-    assert_eq!(json["labels"]["room"], "a");
-    assert_eq!(json["labels"]["host"], "dc-1");
-    assert_eq!(json["annotations"]["summary"], "a is at 35.5°C");
+    assert_eq!(json["status"], "firing");
+    assert_eq!(json["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(json["alerts"][0]["labels"]["room"], "a");
+    assert_eq!(json["alerts"][0]["labels"]["host"], "dc-1");
+    assert_eq!(json["alerts"][0]["annotations"]["summary"], "a is at 35.5°C");
 
     let api = format!("http://{}/api/v1", server.api_addr());
     let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
@@ -135,7 +136,7 @@ channels:
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let resolved: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
-    assert_eq!(resolved["to"], "resolved");
+    assert_eq!(resolved["status"], "resolved");
     delivery.abort();
     server.shutdown().await;
 }

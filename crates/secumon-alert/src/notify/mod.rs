@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Transition;
+use crate::group::Notification;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -30,14 +30,14 @@ pub enum NotifyError {
 /// A notification channel.
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    async fn send(&self, transition: &Transition) -> Result<(), NotifyError>;
+    async fn send(&self, notification: &Notification) -> Result<(), NotifyError>;
 }
 
 /// Channels as configured, by name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ChannelConfig {
-    /// POSTs each transition as JSON.
+    /// POSTs each notification as JSON.
     Webhook {
         url: String,
         /// Signs the body with HMAC-SHA256 so the receiver can check it came from us.
@@ -77,6 +77,7 @@ async fn post_json(request: reqwest::RequestBuilder, body: Vec<u8>) -> Result<()
 pub struct DeliveryAttempt {
     pub channel: String,
     pub rule: String,
+    /// The notification's group labels.
     pub labels: BTreeMap<String, String>,
     pub attempt: u32,
     /// `None` on success.
@@ -107,30 +108,27 @@ impl Dispatcher {
         self
     }
 
-    /// Delivers to every channel of the transition (none when silenced). Returns once each
-    /// channel succeeded or ran out of tries.
-    pub async fn deliver(&self, transition: &Transition) {
-        if transition.silenced {
-            return;
-        }
-        for name in &transition.channels {
+    /// Delivers to every channel of the notification. Returns once each channel succeeded
+    /// or ran out of tries.
+    pub async fn deliver(&self, notification: &Notification) {
+        for name in &notification.channels {
             let Some(channel) = self.channels.get(name) else {
-                self.record(name, transition, 1, Some(format!("no channel named {name:?}")), true);
-                tracing::error!(channel = %name, rule = %transition.rule, "alert names an unknown channel");
+                self.record(name, notification, 1, Some(format!("no channel named {name:?}")), true);
+                tracing::error!(channel = %name, rule = %notification.rule, "alert names an unknown channel");
                 continue;
             };
             let tries = self.retry_delays.len() as u32 + 1;
             for attempt in 1..=tries {
-                match channel.send(transition).await {
+                match channel.send(notification).await {
                     Ok(()) => {
-                        self.record(name, transition, attempt, None, false);
+                        self.record(name, notification, attempt, None, false);
                         break;
                     }
                     Err(error) => {
                         let gave_up = attempt == tries;
-                        self.record(name, transition, attempt, Some(error.to_string()), gave_up);
+                        self.record(name, notification, attempt, Some(error.to_string()), gave_up);
                         if gave_up {
-                            tracing::error!(channel = %name, rule = %transition.rule, %error, "alert notification failed for good");
+                            tracing::error!(channel = %name, rule = %notification.rule, %error, "alert notification failed for good");
                         } else {
                             tracing::warn!(channel = %name, attempt, %error, "alert notification failed; retrying");
                             tokio::time::sleep(self.retry_delays[attempt as usize - 1]).await;
@@ -146,11 +144,11 @@ impl Dispatcher {
         self.attempts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn record(&self, channel: &str, t: &Transition, attempt: u32, error: Option<String>, gave_up: bool) {
+    fn record(&self, channel: &str, n: &Notification, attempt: u32, error: Option<String>, gave_up: bool) {
         let entry = DeliveryAttempt {
             channel: channel.to_string(),
-            rule: t.rule.clone(),
-            labels: t.labels.clone(),
+            rule: n.rule.clone(),
+            labels: n.group_labels.clone(),
             attempt,
             error,
             gave_up,
@@ -169,11 +167,11 @@ mod tests {
     use axum::routing::post;
 
     use super::*;
-    use crate::engine::AlertState;
+    use crate::engine::{AlertState, Transition};
     use crate::rule::AlertSeverity;
 
-    fn transition(channels: &[&str], silenced: bool) -> Transition {
-        Transition {
+    fn notification(channels: &[&str]) -> Notification {
+        Notification::single(Transition {
             rule: "Hot".into(),
             labels: BTreeMap::from([("host".to_string(), "web-1".to_string())]),
             from: AlertState::Pending,
@@ -183,9 +181,9 @@ mod tests {
             severity: AlertSeverity::Critical,
             annotations: BTreeMap::new(),
             channels: channels.iter().map(|c| c.to_string()).collect(),
-            silenced,
+            silenced: false,
             escalation_level: 0,
-        }
+        })
     }
 
     /// A request the receiver accepted: its signature header and body.
@@ -227,7 +225,7 @@ mod tests {
             Duration::from_millis(10),
             Duration::from_millis(10),
         ]);
-        dispatcher.deliver(&transition(&["ops"], false)).await;
+        dispatcher.deliver(&notification(&["ops"])).await;
 
         assert_eq!(receiver.calls.load(Ordering::SeqCst), 3);
         let received = receiver.received.lock().unwrap().clone();
@@ -236,8 +234,8 @@ mod tests {
         assert_eq!(signature.as_deref(), Some(signature_of(body).as_str()));
         let json: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(json["rule"], "Hot");
-        assert_eq!(json["to"], "firing");
-        assert_eq!(json["labels"]["host"], "web-1");
+        assert_eq!(json["status"], "firing");
+        assert_eq!(json["alerts"][0]["labels"]["host"], "web-1");
         assert_eq!(json["severity"], "critical");
         let attempts = dispatcher.attempts();
         let outcomes: Vec<(u32, bool)> = attempts.iter().map(|a| (a.attempt, a.error.is_none())).collect();
@@ -250,21 +248,21 @@ mod tests {
 
     /// Delivers `t` through the channel configured by `yaml` (with `URL` replaced by a local
     /// receiver) and returns the JSON the receiver got.
-    async fn delivered_json(yaml: &str, t: &Transition) -> Vec<serde_json::Value> {
+    async fn delivered_json(yaml: &str, n: &Notification) -> Vec<serde_json::Value> {
         let receiver = Receiver::default();
         let url = start_receiver(receiver.clone()).await;
         let config: ChannelConfig = secumon_core::config::parse_yaml(&yaml.replace("URL", &url), "channel").unwrap();
         let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), config.build())]));
-        dispatcher.deliver(t).await;
+        dispatcher.deliver(n).await;
         let received = receiver.received.lock().unwrap().clone();
         received.iter().map(|(_, body)| serde_json::from_slice(body).unwrap()).collect()
     }
 
     #[tokio::test]
     async fn slack_message_has_blocks_and_severity_colour() {
-        let mut t = transition(&["ops"], false);
-        t.annotations.insert("summary".into(), "web-1 is hot".into());
-        let sent = delivered_json("type: slack\nwebhook_url: URL\n", &t).await;
+        let mut n = notification(&["ops"]);
+        n.alerts[0].annotations.insert("summary".into(), "web-1 is hot".into());
+        let sent = delivered_json("type: slack\nwebhook_url: URL\n", &n).await;
         assert_eq!(sent.len(), 1);
         let attachment = &sent[0]["attachments"][0];
         assert_eq!(attachment["color"], "#d00000", "critical is red");
@@ -278,37 +276,33 @@ mod tests {
     #[tokio::test]
     async fn pagerduty_triggers_then_resolves_the_same_incident() {
         let yaml = "type: pagerduty\nrouting_key: R0UT1NG\nurl: URL\n";
-        let firing = transition(&["ops"], false);
+        let firing = notification(&["ops"]);
         let sent = delivered_json(yaml, &firing).await;
         assert_eq!(sent[0]["routing_key"], "R0UT1NG");
         assert_eq!(sent[0]["event_action"], "trigger");
         assert_eq!(sent[0]["payload"]["severity"], "critical");
         assert_eq!(sent[0]["payload"]["source"], "web-1");
         let mut resolved = firing.clone();
-        resolved.from = AlertState::Firing;
-        resolved.to = AlertState::Resolved;
+        resolved.status = AlertState::Resolved;
         let sent_resolve = delivered_json(yaml, &resolved).await;
         assert_eq!(sent_resolve[0]["event_action"], "resolve");
         assert_eq!(sent_resolve[0]["dedup_key"], sent[0]["dedup_key"]);
         let mut pending = firing.clone();
-        pending.to = AlertState::Pending;
+        pending.status = AlertState::Pending;
         assert!(delivered_json(yaml, &pending).await.is_empty(), "pending is not paged");
     }
 
     #[tokio::test]
-    async fn failures_are_recorded_and_silenced_alerts_not_sent() {
+    async fn failures_are_recorded() {
         let receiver = Receiver { fail_first: u32::MAX, ..Default::default() };
         let url = start_receiver(receiver.clone()).await;
         let channel = ChannelConfig::Webhook { url, secret: None }.build();
         let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), channel)]))
             .with_retry_delays(vec![Duration::from_millis(5)]);
-        dispatcher.deliver(&transition(&["ops", "nowhere"], false)).await;
+        dispatcher.deliver(&notification(&["ops", "nowhere"])).await;
         let attempts = dispatcher.attempts();
         assert_eq!(attempts.len(), 3);
         assert!(attempts[1].gave_up && attempts[1].error.as_deref() == Some("receiver answered HTTP 500"));
         assert!(attempts[2].gave_up && attempts[2].channel == "nowhere");
-
-        dispatcher.deliver(&transition(&["ops"], true)).await;
-        assert_eq!(receiver.calls.load(Ordering::SeqCst), 2, "a silenced alert is not sent");
     }
 }

@@ -1,11 +1,12 @@
-//! PagerDuty Events API v2: a firing alert triggers an incident, its resolution resolves it;
-//! the dedup key ties both to the same incident.
+//! PagerDuty Events API v2: a firing notification triggers an incident, its resolution
+//! resolves it; the dedup key (rule and group) ties both to the same incident.
 
 use async_trait::async_trait;
 use serde_json::json;
 
 use super::{Notifier, NotifyError, post_json};
-use crate::engine::{AlertState, Transition};
+use crate::engine::AlertState;
+use crate::group::Notification;
 use crate::rule::AlertSeverity;
 
 pub(crate) fn default_url() -> String {
@@ -24,44 +25,44 @@ impl PagerDutyNotifier {
     }
 }
 
-/// One incident per alert: the rule and its labels.
-pub(crate) fn dedup_key(t: &Transition) -> String {
-    let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("secumon/{}/{}", t.rule, labels.join(","))
+/// One incident per notified group: the rule and the group's labels.
+pub(crate) fn dedup_key(n: &Notification) -> String {
+    let labels: Vec<String> = n.group_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("secumon/{}/{}", n.rule, labels.join(","))
 }
 
-/// The event for a transition; `None` for changes PagerDuty has no use for (pending).
-pub(crate) fn event(routing_key: &str, t: &Transition) -> Option<serde_json::Value> {
-    let action = match t.to {
+/// The event for a notification; `None` for changes PagerDuty has no use for (pending).
+pub(crate) fn event(routing_key: &str, n: &Notification) -> Option<serde_json::Value> {
+    let action = match n.status {
         AlertState::Firing => "trigger",
         AlertState::Resolved => "resolve",
         AlertState::Pending | AlertState::Inactive => return None,
     };
-    let severity = match t.severity {
+    let severity = match n.severity {
         AlertSeverity::Critical => "critical",
         AlertSeverity::Warning => "warning",
         AlertSeverity::Info => "info",
     };
-    let summary = t.annotations.get("summary").cloned().unwrap_or_else(|| format!("{} at {}", t.rule, t.value));
-    let source = t.labels.get("host").cloned().unwrap_or_else(|| "secumon".to_string());
+    let source = n.alerts[0].labels.get("host").cloned().unwrap_or_else(|| "secumon".to_string());
+    let alerts: Vec<&secumon_core::Labels> = n.alerts.iter().map(|a| &a.labels).collect();
     Some(json!({
         "routing_key": routing_key,
         "event_action": action,
-        "dedup_key": dedup_key(t),
+        "dedup_key": dedup_key(n),
         "payload": {
-            "summary": summary,
+            "summary": n.summary(),
             "source": source,
             "severity": severity,
-            "component": t.rule,
-            "custom_details": {"labels": t.labels, "annotations": t.annotations, "value": t.value},
+            "component": n.rule,
+            "custom_details": {"group": n.group_labels, "alerts": alerts, "annotations": n.alerts[0].annotations},
         },
     }))
 }
 
 #[async_trait]
 impl Notifier for PagerDutyNotifier {
-    async fn send(&self, transition: &Transition) -> Result<(), NotifyError> {
-        let Some(event) = event(&self.routing_key, transition) else { return Ok(()) };
+    async fn send(&self, notification: &Notification) -> Result<(), NotifyError> {
+        let Some(event) = event(&self.routing_key, notification) else { return Ok(()) };
         post_json(self.client.post(&self.url), serde_json::to_vec(&event).unwrap_or_default()).await
     }
 }

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::{Notifier, NotifyError, post_json};
-use crate::engine::Transition;
+use crate::group::Notification;
 
 /// Header carrying `sha256=<hex HMAC of the body>` when the channel has a secret.
 pub const SIGNATURE_HEADER: &str = "X-SecuMon-Signature";
@@ -33,8 +33,8 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 #[async_trait]
 impl Notifier for WebhookNotifier {
-    async fn send(&self, transition: &Transition) -> Result<(), NotifyError> {
-        let body = serde_json::to_vec(transition).unwrap_or_default();
+    async fn send(&self, notification: &Notification) -> Result<(), NotifyError> {
+        let body = serde_json::to_vec(notification).unwrap_or_default();
         let mut request = self.client.post(&self.url);
         if let Some(secret) = &self.secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, &body));
