@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use secumon_core::{Labels, Sample};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::expr::SampleWindow;
 use crate::rule::{AlertSeverity, Rule, render_template};
 
 /// Where an alert stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
     Inactive,
@@ -41,7 +41,7 @@ pub struct Transition {
 }
 
 /// Who acknowledged a firing alert, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acknowledgement {
     pub by: String,
     pub at_ms: i64,
@@ -49,7 +49,7 @@ pub struct Acknowledgement {
 }
 
 /// Mutes alerts whose labels include all of `matchers`, from `starts_ms` to `ends_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silence {
     pub matchers: Labels,
     pub starts_ms: i64,
@@ -65,7 +65,7 @@ impl Silence {
 }
 
 /// An alert that is pending or firing now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActiveAlert {
     /// Stable for a rule and label set: the same alert has the same id after it comes back.
     pub id: String,
@@ -79,8 +79,15 @@ pub struct ActiveAlert {
     /// Escalation levels notified so far.
     pub escalation_level: u32,
     /// When the condition became false while firing (waiting out `resolve_after`).
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     clear_since_ms: Option<i64>,
+}
+
+/// What must survive a restart: the alerts pending or firing, and the silences.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineState {
+    pub alerts: Vec<ActiveAlert>,
+    pub silences: Vec<Silence>,
 }
 
 /// Evaluates rules over incoming samples and tracks every alert's state.
@@ -96,6 +103,40 @@ impl AlertEngine {
     pub fn new(rules: Vec<Rule>) -> Self {
         let keep = rules.iter().map(|r| r.condition.lookback()).max().unwrap_or_default();
         Self { rules, window: SampleWindow::default(), keep, alerts: HashMap::new(), silences: Vec::new() }
+    }
+
+    /// The state to save for a restart.
+    pub fn state(&self) -> EngineState {
+        EngineState { alerts: self.active(), silences: self.silences.clone() }
+    }
+
+    /// Takes back a saved state: alerts stay pending or firing without being notified
+    /// again. Alerts of rules that no longer exist are dropped.
+    pub fn restore(&mut self, state: EngineState) {
+        for alert in state.alerts {
+            if let Some(index) = self.rules.iter().position(|r| r.name == alert.rule) {
+                self.alerts.insert((index, alert.labels.clone()), alert);
+            }
+        }
+        self.silences = state.silences;
+    }
+
+    /// Metric names the rules read, and how far back they look: what to preload.
+    pub fn inputs(&self) -> (Vec<String>, Duration) {
+        let mut names: Vec<String> =
+            self.rules.iter().flat_map(|r| r.condition.selectors()).map(|s| s.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        (names, self.keep)
+    }
+
+    /// Fills the recent-sample window (after a restart) without evaluating anything.
+    pub fn preload(&mut self, samples: &[Sample]) {
+        for sample in samples {
+            if self.rules.iter().any(|r| r.condition.selectors().iter().any(|s| s.matches(&sample.series))) {
+                self.window.push(&sample.series, sample.timestamp_ms, sample.value);
+            }
+        }
     }
 
     /// Takes newly stored samples and re-evaluates, at `now_ms`, the rules they concern.
@@ -463,6 +504,26 @@ rules:
         let t = engine.ingest(&[cpu("a", 0, 0.95)], 0);
         assert_eq!(t[0].to, AlertState::Pending);
         assert!(t[0].channels.is_empty());
+    }
+
+    #[test]
+    fn a_restored_engine_does_not_notify_again() {
+        let mut engine = engine(RULES);
+        engine.ingest(&[cpu("a", 0, 0.95)], 0);
+        engine.tick(30_000); // firing
+        let saved = serde_json::to_string(&engine.state()).unwrap();
+
+        let mut restarted = self::engine(RULES);
+        restarted.restore(serde_json::from_str(&saved).unwrap());
+        restarted.preload(&[cpu("a", 25_000, 0.97)]);
+        assert!(restarted.tick(31_000).is_empty(), "still firing, nothing new to say");
+        assert!(restarted.ingest(&[cpu("a", 32_000, 0.99)], 32_000).is_empty());
+        assert_eq!(restarted.active()[0].state, AlertState::Firing);
+        assert_eq!(restarted.active()[0].since_ms, 30_000);
+        restarted.ingest(&[cpu("a", 40_000, 0.1)], 40_000);
+        let resolved = restarted.tick(60_000);
+        assert_eq!(states(&resolved), vec![("a".into(), AlertState::Firing, AlertState::Resolved)]);
+        assert_eq!(restarted.inputs(), (vec!["cpu_usage_ratio".to_string()], Duration::from_secs(300)));
     }
 
     #[test]

@@ -15,13 +15,14 @@
 //!
 //! A [`Grouper`] turns transitions into [`Notification`]s (one per group of alerts that
 //! changed together); notifications go through [`Dispatcher`] to [`Notifier`]s (signed webhook, Slack,
-//! PagerDuty), retried with backoff and every attempt recorded.
+//! PagerDuty), retried with backoff and every attempt recorded. [`EngineState`] is what a
+//! server saves so alerts stay firing across a restart without being notified twice.
 //!
 //! Rules may escalate: further channels after a delay while a firing alert stays
 //! unacknowledged; a resolution reaches every level that was told.
 //!
-//! Not yet here (issue #7): email, grouping of notifications, the API,
-//! persistence of alert state across restarts, check/agent/log/finding rules.
+//! Not yet here (issue #7): the email channel, rules over checks, agents, logs and
+//! findings.
 
 mod engine;
 mod expr;
@@ -29,7 +30,7 @@ mod group;
 mod notify;
 mod rule;
 
-pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, Silence, Transition};
+pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, EngineState, Silence, Transition};
 pub use expr::{Condition, ExprError};
 pub use group::{Grouper, Notification};
 pub use notify::{

@@ -1,19 +1,31 @@
 //! The server's alerting: committed samples go through the alert engine as they arrive,
 //! a one-second tick runs the `for` and `resolve_after` timers, and every transition is
-//! kept in a bounded history and handed to the dispatcher without holding up ingest.
+//! kept in a bounded history and handed to the dispatcher without holding up ingest. The
+//! engine's state is saved in the store after every change and restored at start, with the
+//! recent samples the rules need, so a restart neither forgets nor repeats an alert.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use secumon_alert::{
-    Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, Grouper, Notification, RuleFile, Silence, Transition,
+    Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, EngineState, Grouper, Notification, RuleFile, Silence,
+    Transition,
 };
 use secumon_core::{Sample, now_ms};
+use secumon_store::{Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
+use tokio::sync::watch;
+
+/// Where the engine's state is kept in the store.
+const STATE_KEY: &str = "alerting";
 
 /// Transitions kept for the API, at most.
 const HISTORY: usize = 10_000;
 
 pub struct Alerting {
+    store: Arc<dyn Store>,
+    tenant: String,
+    /// The latest engine state to save; a background task writes it, newest wins.
+    unsaved: watch::Sender<String>,
     engine: Mutex<AlertEngine>,
     grouper: Mutex<Grouper>,
     dispatcher: Arc<Dispatcher>,
@@ -21,12 +33,64 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    pub fn new(config: RuleFile) -> Self {
+    /// Builds the engine, restores its saved state and the recent samples its rules read,
+    /// and starts saving changes.
+    pub async fn start(config: RuleFile, store: Arc<dyn Store>, tenant: &str) -> Result<Arc<Self>, StoreError> {
+        let mut engine = AlertEngine::new(config.rules.clone());
+        if let Some(saved) = store.get_state(tenant, STATE_KEY).await? {
+            match serde_json::from_str::<EngineState>(&saved) {
+                Ok(state) => engine.restore(state),
+                Err(error) => tracing::error!(%error, "saved alert state unreadable; starting afresh"),
+            }
+        }
+        let (names, lookback) = engine.inputs();
+        let now = now_ms();
+        for name in names {
+            let query = RangeQuery {
+                selector: SeriesSelector::new(name),
+                start_ms: now - lookback.as_millis() as i64,
+                end_ms: now,
+                step_ms: 1,
+                aggregation: Aggregation::Last,
+            };
+            let recent: Vec<Sample> = store
+                .query_range(tenant, &query)
+                .await?
+                .into_iter()
+                .flat_map(|s| {
+                    let series = s.series;
+                    s.points.into_iter().map(move |p| Sample {
+                        series: series.clone(),
+                        timestamp_ms: p.timestamp_ms,
+                        value: p.value,
+                    })
+                })
+                .collect();
+            engine.preload(&recent);
+        }
+        let alerting = Arc::new(Self::new(config, engine, store, tenant));
+        let mut unsaved = alerting.unsaved.subscribe();
+        let (store, tenant) = (Arc::clone(&alerting.store), alerting.tenant.clone());
+        tokio::spawn(async move {
+            while unsaved.changed().await.is_ok() {
+                let state = unsaved.borrow_and_update().clone();
+                if let Err(error) = store.put_state(&tenant, STATE_KEY, &state).await {
+                    tracing::error!(%error, "cannot save alert state");
+                }
+            }
+        });
+        Ok(alerting)
+    }
+
+    fn new(config: RuleFile, engine: AlertEngine, store: Arc<dyn Store>, tenant: &str) -> Self {
         let channels =
             config.channels.iter().map(|(name, channel)| (name.clone(), channel.build())).collect::<HashMap<_, _>>();
         Self {
+            store,
+            tenant: tenant.to_string(),
+            unsaved: watch::Sender::new(String::new()),
             grouper: Mutex::new(Grouper::new(&config.rules)),
-            engine: Mutex::new(AlertEngine::new(config.rules)),
+            engine: Mutex::new(engine),
             dispatcher: Arc::new(Dispatcher::new(channels)),
             history: Mutex::new(VecDeque::new()),
         }
@@ -55,6 +119,7 @@ impl Alerting {
     pub fn acknowledge(&self, id: &str, ack: Acknowledgement) -> bool {
         let done = lock(&self.engine).acknowledge_id(id, ack.clone());
         if done {
+            self.persist();
             tracing::info!(alert = id, by = %ack.by, comment = %ack.comment, "alert acknowledged");
         }
         done
@@ -63,6 +128,21 @@ impl Alerting {
     pub fn add_silence(&self, silence: Silence) {
         tracing::info!(matchers = ?silence.matchers, by = %silence.created_by, "silence added");
         lock(&self.engine).add_silence(silence);
+        self.persist();
+    }
+
+    /// Saves the engine's state now; the server calls it on the way down.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let state = self.state_json();
+        self.store.put_state(&self.tenant, STATE_KEY, &state).await
+    }
+
+    fn state_json(&self) -> String {
+        serde_json::to_string(&lock(&self.engine).state()).unwrap_or_default()
+    }
+
+    fn persist(&self) {
+        self.unsaved.send_replace(self.state_json());
     }
 
     pub fn silences(&self) -> Vec<Silence> {
@@ -93,6 +173,7 @@ impl Alerting {
                 history.push_back(transition.clone());
             }
         }
+        self.persist();
         let ready = lock(&self.grouper).add(transitions, now_ms());
         self.send(ready);
     }

@@ -95,7 +95,10 @@ impl Server {
         let api_addr = local_addr(&api_listener, config.api_addr)?;
         let (stop, stopped) = watch::channel(false);
 
-        let alerting = config.alerting.clone().map(|rules| Arc::new(Alerting::new(rules)));
+        let alerting = match config.alerting.clone() {
+            Some(rules) => Some(Alerting::start(rules, store.clone() as Arc<dyn Store>, DEFAULT_TENANT).await?),
+            None => None,
+        };
         let mut sink = StoreSink::new(store.clone(), DEFAULT_TENANT);
         if let Some(alerting) = &alerting {
             sink = sink.with_alerting(Arc::clone(alerting));
@@ -167,6 +170,11 @@ impl Server {
         self.stop.send_replace(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(alerting) = &self.alerting
+            && let Err(error) = alerting.flush().await
+        {
+            tracing::error!(%error, "cannot save alert state on shutdown");
         }
         self.store.close().await;
         tracing::info!("server stopped");

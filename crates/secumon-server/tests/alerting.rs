@@ -22,15 +22,18 @@ async fn receive(State(deliveries): State<Deliveries>, headers: HeaderMap, body:
     StatusCode::OK
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crossing_sample_notifies_on_arrival() {
+/// A webhook receiver on loopback: its URL and what it received.
+async fn start_receiver() -> (String, Deliveries) {
     let deliveries: Deliveries = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     let app = axum::Router::new().route("/hook", post(receive)).with_state(deliveries.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (hook, deliveries)
+}
 
-    let rules = format!(
+fn rules(hook: &str) -> RuleFile {
+    let text = format!(
         r#"
 rules:
   - name: RoomTooHot
@@ -42,17 +45,37 @@ channels:
   ops: {{type: webhook, url: "{hook}", secret: "k3y"}}
 "#
     );
+    RuleFile::parse(&text, "rules.yaml").unwrap()
+}
+
+async fn wait_for(deliveries: &Deliveries, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while deliveries.lock().unwrap().len() < count {
+        assert!(Instant::now() < deadline, "only {} notifications arrived", deliveries.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn room(name: &str) -> Labels {
+    Labels::from([("room".to_string(), name.to_string())])
+}
+
+fn batch(samples: Vec<Sample>) -> IngestBatch {
+    IngestBatch { agent_id: "probe".into(), host: "dc-1".into(), samples, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crossing_sample_notifies_on_arrival() {
+    let (hook, deliveries) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::loopback(dir.path().join("s.db"));
-    config.alerting = Some(RuleFile::parse(&rules, "rules.yaml").unwrap());
+    config.alerting = Some(rules(&hook));
     let server = Server::start(config).await.unwrap();
 
     let client =
         PushClient::open(PushClientConfig::new(server.grpc_addr().to_string(), dir.path().join("spool"))).unwrap();
     let runner = client.clone();
     let delivery = tokio::spawn(async move { runner.run(std::future::pending()).await });
-    let room = |name: &str| Labels::from([("room".to_string(), name.to_string())]);
-    let batch = |samples| IngestBatch { agent_id: "probe".into(), host: "dc-1".into(), samples, ..Default::default() };
     client.enqueue(batch(vec![Sample::new("temperature_celsius", room("a"), now_ms(), 21.0)])).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(deliveries.lock().unwrap().is_empty(), "below the threshold: nothing sent");
@@ -138,5 +161,50 @@ channels:
     let resolved: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
     assert_eq!(resolved["status"], "resolved");
     delivery.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firing_alerts_survive_a_restart_without_a_second_notification() {
+    let (hook, deliveries) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let mut config = ServerConfig::loopback(dir.path().join("s.db"));
+        config.alerting = Some(rules(&hook));
+        Server::start(config).await.unwrap()
+    };
+    let push = |server: &Server, samples: Vec<Sample>| {
+        let client =
+            PushClient::open(PushClientConfig::new(server.grpc_addr().to_string(), dir.path().join("spool"))).unwrap();
+        async move {
+            client.enqueue(batch(samples)).await.unwrap();
+            let runner = client.clone();
+            let delivery = tokio::spawn(async move { runner.run(std::future::pending()).await });
+            while client.stats().spool.pending_batches > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            delivery.abort();
+        }
+    };
+
+    let server = start().await;
+    push(&server, vec![Sample::new("temperature_celsius", room("a"), now_ms(), 35.0)]).await;
+    wait_for(&deliveries, 1).await;
+    let api = format!("http://{}/api/v1", server.api_addr());
+    let before: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    server.shutdown().await;
+
+    let server = start().await;
+    let api = format!("http://{}/api/v1", server.api_addr());
+    let after: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    assert_eq!(after["alerts"], before["alerts"], "the same alert, firing since the same instant");
+    push(&server, vec![Sample::new("temperature_celsius", room("a"), now_ms(), 36.0)]).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await; // a tick passes too
+    assert_eq!(deliveries.lock().unwrap().len(), 1, "not notified twice");
+
+    push(&server, vec![Sample::new("temperature_celsius", room("a"), now_ms(), 20.0)]).await;
+    wait_for(&deliveries, 2).await;
+    let resolved: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
+    assert_eq!(resolved["status"], "resolved");
     server.shutdown().await;
 }

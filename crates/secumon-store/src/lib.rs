@@ -78,6 +78,12 @@ pub trait Store: Send + Sync {
     /// The latest `limit` log records of `host`, oldest first.
     async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError>;
 
+    /// Saves a component's state document under `key`, replacing the previous one.
+    async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// The state document saved under `key`, if any.
+    async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
+
     /// Step-aggregated points of every series of `tenant` that the query's selector matches.
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError>;
 }

@@ -243,6 +243,28 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO component_state (tenant_id, key, value, updated_ms) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM component_state WHERE tenant_id = ? AND key = ?")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
     async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT ts, source, labels, line FROM logs WHERE tenant_id = ? AND host = ? \

@@ -141,6 +141,20 @@ async fn large_batches_with_every_part_survive_reopen() {
 }
 
 #[tokio::test]
+async fn state_documents_survive_reopen_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.get_state("acme", "alerts").await.unwrap(), None);
+    store.put_state("acme", "alerts", "{\"v\":1}").await.unwrap();
+    store.put_state("acme", "alerts", "{\"v\":2}").await.unwrap();
+    store.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.get_state("acme", "alerts").await.unwrap().as_deref(), Some("{\"v\":2}"));
+    assert_eq!(store.get_state("globex", "alerts").await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn rejects_nonsense_queries() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
