@@ -14,15 +14,14 @@
 //! ```
 //!
 //! A [`Grouper`] turns transitions into [`Notification`]s (one per group of alerts that
-//! changed together); notifications go through [`Dispatcher`] to [`Notifier`]s (signed webhook, Slack,
-//! PagerDuty), retried with backoff and every attempt recorded. [`EngineState`] is what a
+//! changed together); notifications go through [`Dispatcher`] to [`Notifier`]s (signed
+//! webhook, Slack, PagerDuty, email), retried with backoff and every attempt recorded. [`EngineState`] is what a
 //! server saves so alerts stay firing across a restart without being notified twice.
 //!
 //! Rules may escalate: further channels after a delay while a firing alert stays
 //! unacknowledged; a resolution reaches every level that was told.
 //!
-//! Not yet here (issue #7): the email channel, rules over checks, agents, logs and
-//! findings.
+//! Not yet here (issue #7): rules over checks, agents, logs and findings.
 
 mod engine;
 mod expr;

@@ -8,12 +8,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use secumon_alert::{
-    Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, EngineState, Grouper, Notification, RuleFile, Silence,
-    Transition,
+    Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, EngineState, Grouper, Notification, Notifier, RuleFile,
+    Silence, Transition,
 };
 use secumon_core::{Sample, now_ms};
 use secumon_store::{Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
 use tokio::sync::watch;
+
+use crate::ServerError;
 
 /// Where the engine's state is kept in the store.
 const STATE_KEY: &str = "alerting";
@@ -35,7 +37,13 @@ pub struct Alerting {
 impl Alerting {
     /// Builds the engine, restores its saved state and the recent samples its rules read,
     /// and starts saving changes.
-    pub async fn start(config: RuleFile, store: Arc<dyn Store>, tenant: &str) -> Result<Arc<Self>, StoreError> {
+    pub async fn start(config: RuleFile, store: Arc<dyn Store>, tenant: &str) -> Result<Arc<Self>, ServerError> {
+        let mut channels = HashMap::new();
+        for (name, channel) in &config.channels {
+            let notifier =
+                channel.build().map_err(|error| ServerError::Alerting(format!("channel {name:?}: {error}")))?;
+            channels.insert(name.clone(), notifier);
+        }
         let mut engine = AlertEngine::new(config.rules.clone());
         if let Some(saved) = store.get_state(tenant, STATE_KEY).await? {
             match serde_json::from_str::<EngineState>(&saved) {
@@ -68,7 +76,7 @@ impl Alerting {
                 .collect();
             engine.preload(&recent);
         }
-        let alerting = Arc::new(Self::new(config, engine, store, tenant));
+        let alerting = Arc::new(Self::new(config, engine, channels, store, tenant));
         let mut unsaved = alerting.unsaved.subscribe();
         let (store, tenant) = (Arc::clone(&alerting.store), alerting.tenant.clone());
         tokio::spawn(async move {
@@ -82,9 +90,13 @@ impl Alerting {
         Ok(alerting)
     }
 
-    fn new(config: RuleFile, engine: AlertEngine, store: Arc<dyn Store>, tenant: &str) -> Self {
-        let channels =
-            config.channels.iter().map(|(name, channel)| (name.clone(), channel.build())).collect::<HashMap<_, _>>();
+    fn new(
+        config: RuleFile,
+        engine: AlertEngine,
+        channels: HashMap<String, Arc<dyn Notifier>>,
+        store: Arc<dyn Store>,
+        tenant: &str,
+    ) -> Self {
         Self {
             store,
             tenant: tenant.to_string(),

@@ -71,6 +71,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("alerting: {0}")]
+    Alerting(String),
     #[error("invalid TLS configuration: {0}")]
     Tls(#[from] tonic::transport::Error),
 }

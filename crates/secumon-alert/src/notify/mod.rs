@@ -2,10 +2,12 @@
 //! file per channel), and the [`Dispatcher`] that retries with backoff and records every
 //! attempt, so a failed delivery is visible, never silently dropped.
 
+mod email;
 mod pagerduty;
 mod slack;
 mod webhook;
 
+pub use email::{EmailNotifier, SmtpSecurity, SmtpSettings};
 pub use pagerduty::PagerDutyNotifier;
 pub use slack::SlackNotifier;
 pub use webhook::{SIGNATURE_HEADER, WebhookNotifier, signature};
@@ -25,6 +27,8 @@ pub enum NotifyError {
     Http(#[from] reqwest::Error),
     #[error("receiver answered HTTP {0}")]
     Status(u16),
+    #[error("email: {0}")]
+    Email(String),
 }
 
 /// A notification channel.
@@ -51,18 +55,42 @@ pub enum ChannelConfig {
         #[serde(default = "pagerduty::default_url")]
         url: String,
     },
+    /// Email over SMTP, plain text and HTML.
+    Email {
+        smtp_host: String,
+        #[serde(default = "email::default_port")]
+        smtp_port: u16,
+        #[serde(default)]
+        security: SmtpSecurity,
+        username: Option<String>,
+        password: Option<String>,
+        #[serde(deserialize_with = "email::mailbox")]
+        from: lettre::message::Mailbox,
+        #[serde(deserialize_with = "email::mailboxes")]
+        to: Vec<lettre::message::Mailbox>,
+    },
 }
 
 impl ChannelConfig {
-    pub fn build(&self) -> Arc<dyn Notifier> {
+    pub fn build(&self) -> Result<Arc<dyn Notifier>, NotifyError> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        match self {
+        Ok(match self {
             Self::Webhook { url, secret } => Arc::new(WebhookNotifier::new(client, url.clone(), secret.clone())),
             Self::Slack { webhook_url } => Arc::new(SlackNotifier::new(client, webhook_url.clone())),
             Self::PagerDuty { routing_key, url } => {
                 Arc::new(PagerDutyNotifier::new(client, url.clone(), routing_key.clone()))
             }
-        }
+            Self::Email { smtp_host, smtp_port, security, username, password, from, to } => {
+                let smtp = SmtpSettings {
+                    host: smtp_host,
+                    port: *smtp_port,
+                    security: *security,
+                    username: username.as_deref(),
+                    password: password.as_deref(),
+                };
+                Arc::new(EmailNotifier::new(smtp, from.clone(), to.clone())?)
+            }
+        })
     }
 }
 
@@ -219,7 +247,7 @@ mod tests {
     async fn signed_json_arrives_once_after_two_failures() {
         let receiver = Receiver { fail_first: 2, ..Default::default() };
         let url = start_receiver(receiver.clone()).await;
-        let channel = ChannelConfig::Webhook { url, secret: Some("s3cret".into()) }.build();
+        let channel = ChannelConfig::Webhook { url, secret: Some("s3cret".into()) }.build().unwrap();
         let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), channel)])).with_retry_delays(vec![
             Duration::from_millis(10),
             Duration::from_millis(10),
@@ -252,7 +280,7 @@ mod tests {
         let receiver = Receiver::default();
         let url = start_receiver(receiver.clone()).await;
         let config: ChannelConfig = secumon_core::config::parse_yaml(&yaml.replace("URL", &url), "channel").unwrap();
-        let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), config.build())]));
+        let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), config.build().unwrap())]));
         dispatcher.deliver(n).await;
         let received = receiver.received.lock().unwrap().clone();
         received.iter().map(|(_, body)| serde_json::from_slice(body).unwrap()).collect()
@@ -296,7 +324,7 @@ mod tests {
     async fn failures_are_recorded() {
         let receiver = Receiver { fail_first: u32::MAX, ..Default::default() };
         let url = start_receiver(receiver.clone()).await;
-        let channel = ChannelConfig::Webhook { url, secret: None }.build();
+        let channel = ChannelConfig::Webhook { url, secret: None }.build().unwrap();
         let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), channel)]))
             .with_retry_delays(vec![Duration::from_millis(5)]);
         dispatcher.deliver(&notification(&["ops", "nowhere"])).await;
