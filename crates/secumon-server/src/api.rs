@@ -36,6 +36,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/history", get(alert_history))
+        .route("/api/v1/alerts/stats", get(alert_stats))
         .route("/api/v1/alerts/{id}/acknowledge", post(acknowledge_alert))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -173,8 +174,53 @@ pub struct AlertList {
     pub alerts: Vec<ActiveAlert>,
 }
 
-async fn list_alerts(State(state): State<ApiState>) -> Json<AlertList> {
-    Json(AlertList { alerts: state.alerting.map(|a| a.active()).unwrap_or_default() })
+#[derive(Debug, Deserialize)]
+struct AlertFilter {
+    /// `pending` or `firing`.
+    status: Option<String>,
+    /// `info`, `warning` or `critical`.
+    severity: Option<String>,
+}
+
+async fn list_alerts(State(state): State<ApiState>, Query(filter): Query<AlertFilter>) -> Json<AlertList> {
+    let alerts = state
+        .alerting
+        .map(|a| a.active())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| filter.status.as_deref().is_none_or(|s| enum_name(&a.state) == s))
+        .filter(|a| filter.severity.as_deref().is_none_or(|s| enum_name(&a.severity) == s))
+        .collect();
+    Json(AlertList { alerts })
+}
+
+/// The serialized name of a unit enum variant (`firing`, `critical`).
+fn enum_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Counts of the alerts pending or firing now.
+#[derive(Debug, Serialize)]
+pub struct AlertStats {
+    pub total: usize,
+    pub by_status: std::collections::BTreeMap<String, usize>,
+    pub by_severity: std::collections::BTreeMap<String, usize>,
+    pub acknowledged: usize,
+}
+
+async fn alert_stats(State(state): State<ApiState>) -> Json<AlertStats> {
+    let alerts = state.alerting.map(|a| a.active()).unwrap_or_default();
+    let mut stats = AlertStats {
+        total: alerts.len(),
+        by_status: Default::default(),
+        by_severity: Default::default(),
+        acknowledged: alerts.iter().filter(|a| a.acknowledged.is_some()).count(),
+    };
+    for alert in &alerts {
+        *stats.by_status.entry(enum_name(&alert.state)).or_default() += 1;
+        *stats.by_severity.entry(enum_name(&alert.severity)).or_default() += 1;
+    }
+    Json(stats)
 }
 
 #[derive(Debug, Deserialize)]

@@ -112,6 +112,17 @@ async fn a_crossing_sample_notifies_on_arrival() {
     let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
     assert_eq!(history["transitions"][0]["from"], "inactive");
 
+    let stats: serde_json::Value = reqwest::get(format!("{api}/alerts/stats")).await.unwrap().json().await.unwrap();
+    assert_eq!(stats["total"], 1);
+    assert_eq!(stats["by_status"]["firing"], 1);
+    assert_eq!(stats["by_severity"]["critical"], 1);
+    let none: serde_json::Value =
+        reqwest::get(format!("{api}/alerts?severity=warning")).await.unwrap().json().await.unwrap();
+    assert_eq!(none["alerts"].as_array().unwrap().len(), 0, "filtered by severity");
+    let firing: serde_json::Value =
+        reqwest::get(format!("{api}/alerts?status=firing")).await.unwrap().json().await.unwrap();
+    assert_eq!(firing["alerts"].as_array().unwrap().len(), 1);
+
     // Acknowledge through the API.
     let http = reqwest::Client::new();
     let id = alerts[0]["id"].as_str().unwrap();
