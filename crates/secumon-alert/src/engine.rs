@@ -2,14 +2,14 @@
 //! samples arrive rather than on a fixed tick, with timers for `for`, `resolve_after` and
 //! data going stale; acknowledgements and silences by label matchers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use secumon_core::{Labels, Sample};
+use secumon_core::{Finding, FindingStatus, Labels, LogRecord, Sample};
 use serde::{Deserialize, Serialize};
 
 use crate::expr::SampleWindow;
-use crate::rule::{AlertSeverity, Rule, render_template};
+use crate::rule::{AlertSeverity, Rule, RuleSource, render_template};
 
 /// Where an alert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -97,12 +97,60 @@ pub struct AlertEngine {
     keep: Duration,
     alerts: HashMap<(usize, Labels), ActiveAlert>,
     silences: Vec<Silence>,
+    /// When each agent (by its `host` and `agent_id` labels) last sent a batch.
+    agents: HashMap<Labels, i64>,
+    /// Log rules: when lines matched, by rule name and the line's `host`/`source`.
+    log_hits: HashMap<(String, Labels), VecDeque<i64>>,
+    /// Open findings, by asset and id.
+    findings: BTreeMap<(String, String), Finding>,
 }
 
 impl AlertEngine {
     pub fn new(rules: Vec<Rule>) -> Self {
-        let keep = rules.iter().map(|r| r.condition.lookback()).max().unwrap_or_default();
-        Self { rules, window: SampleWindow::default(), keep, alerts: HashMap::new(), silences: Vec::new() }
+        let mut engine = Self {
+            rules: Vec::new(),
+            window: SampleWindow::default(),
+            keep: Duration::ZERO,
+            alerts: HashMap::new(),
+            silences: Vec::new(),
+            agents: HashMap::new(),
+            log_hits: HashMap::new(),
+            findings: BTreeMap::new(),
+        };
+        engine.set_rules(rules, 0);
+        engine
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Replaces the rules. Alerts of rules kept (by name) carry on; those of rules removed
+    /// resolve, so no receiver is left with an incident nobody will close.
+    pub fn set_rules(&mut self, rules: Vec<Rule>, now_ms: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let mut removed: Vec<(usize, ActiveAlert)> = Vec::new();
+        let alerts = std::mem::take(&mut self.alerts);
+        for ((index, labels), alert) in alerts {
+            match rules.iter().position(|r| r.name() == self.rules[index].name()) {
+                Some(new_index) => {
+                    self.alerts.insert((new_index, labels), alert);
+                }
+                None => removed.push((index, alert)),
+            }
+        }
+        removed.sort_by(|a, b| a.1.labels.cmp(&b.1.labels));
+        for (index, alert) in removed {
+            if alert.state == AlertState::Firing {
+                let channels = resolution_channels(&self.rules[index], &alert);
+                let states = (AlertState::Firing, AlertState::Resolved);
+                out.push(self.transition(index, alert.labels, states, now_ms, alert.value, channels));
+            }
+        }
+        self.log_hits.retain(|(name, _), _| rules.iter().any(|r| r.name() == name));
+        self.keep = rules.iter().filter_map(|r| r.condition()).map(|c| c.lookback()).max().unwrap_or_default();
+        self.rules = rules;
+        out
     }
 
     /// The state to save for a restart.
@@ -114,7 +162,7 @@ impl AlertEngine {
     /// again. Alerts of rules that no longer exist are dropped.
     pub fn restore(&mut self, state: EngineState) {
         for alert in state.alerts {
-            if let Some(index) = self.rules.iter().position(|r| r.name == alert.rule) {
+            if let Some(index) = self.rules.iter().position(|r| r.name() == alert.rule) {
                 self.alerts.insert((index, alert.labels.clone()), alert);
             }
         }
@@ -124,7 +172,7 @@ impl AlertEngine {
     /// Metric names the rules read, and how far back they look: what to preload.
     pub fn inputs(&self) -> (Vec<String>, Duration) {
         let mut names: Vec<String> =
-            self.rules.iter().flat_map(|r| r.condition.selectors()).map(|s| s.name.clone()).collect();
+            self.rules.iter().filter_map(Rule::condition).flat_map(|c| c.selectors()).map(|s| s.name.clone()).collect();
         names.sort();
         names.dedup();
         (names, self.keep)
@@ -133,7 +181,7 @@ impl AlertEngine {
     /// Fills the recent-sample window (after a restart) without evaluating anything.
     pub fn preload(&mut self, samples: &[Sample]) {
         for sample in samples {
-            if self.rules.iter().any(|r| r.condition.selectors().iter().any(|s| s.matches(&sample.series))) {
+            if self.rules.iter().any(|r| reads(r, sample)) {
                 self.window.push(&sample.series, sample.timestamp_ms, sample.value);
             }
         }
@@ -145,7 +193,7 @@ impl AlertEngine {
         for sample in samples {
             let mut wanted = false;
             for (index, rule) in self.rules.iter().enumerate() {
-                if rule.condition.selectors().iter().any(|s| s.matches(&sample.series)) {
+                if reads(rule, sample) {
                     touched[index] = true;
                     wanted = true;
                 }
@@ -161,14 +209,72 @@ impl AlertEngine {
         transitions
     }
 
+    /// Notes that an agent (by its `host` and `agent_id` labels) sent data at `at_ms`; its
+    /// no-data alerts resolve.
+    pub fn agent_seen(&mut self, agent: Labels, at_ms: i64, now_ms: i64) -> Vec<Transition> {
+        // Only an alert about this agent can change; firing waits for `tick`.
+        let alerting = self.alerts.iter().any(|((index, labels), _)| {
+            matches!(self.rules[*index].source, RuleSource::Agent { .. })
+                && agent.iter().all(|(k, v)| labels.get(k) == Some(v))
+        });
+        let last = self.agents.entry(agent).or_insert(at_ms);
+        *last = (*last).max(at_ms);
+        if !alerting {
+            return Vec::new();
+        }
+        self.evaluate_where(now_ms, |source| matches!(source, RuleSource::Agent { .. }))
+    }
+
+    /// Counts log lines (from the host these labels name) against log rules.
+    pub fn ingest_logs(&mut self, host: &Labels, records: &[LogRecord], now_ms: i64) -> Vec<Transition> {
+        let mut touched = false;
+        for rule in &self.rules {
+            let RuleSource::Log { pattern, source, .. } = &rule.source else { continue };
+            for record in records {
+                if source.as_ref().is_some_and(|s| !record.source.contains(s.as_str()))
+                    || !pattern.is_match(&record.line)
+                {
+                    continue;
+                }
+                let mut labels = host.clone();
+                labels.insert("source".to_string(), record.source.clone());
+                self.log_hits.entry((rule.name().to_string(), labels)).or_default().push_back(record.timestamp_ms);
+                touched = true;
+            }
+        }
+        if !touched {
+            return Vec::new();
+        }
+        self.evaluate_where(now_ms, |source| matches!(source, RuleSource::Log { .. }))
+    }
+
+    /// Takes new or updated findings: open ones count against finding rules, fixed ones
+    /// resolve their alerts.
+    pub fn ingest_findings(&mut self, findings: &[Finding], now_ms: i64) -> Vec<Transition> {
+        for finding in findings {
+            let key = (finding.asset.clone(), finding.id.clone());
+            match finding.status {
+                FindingStatus::Open => self.findings.insert(key, finding.clone()),
+                FindingStatus::Fixed => self.findings.remove(&key),
+            };
+        }
+        self.evaluate_where(now_ms, |source| matches!(source, RuleSource::Finding { .. }))
+    }
+
+    fn evaluate_where(&mut self, now_ms: i64, wanted: impl Fn(&RuleSource) -> bool) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        for index in 0..self.rules.len() {
+            if wanted(&self.rules[index].source) {
+                self.evaluate(index, now_ms, &mut transitions);
+            }
+        }
+        transitions
+    }
+
     /// Re-evaluates every rule at `now_ms`: `for` and `resolve_after` timers, stale data.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Transition> {
         self.window.trim(now_ms, self.keep);
-        let mut transitions = Vec::new();
-        for index in 0..self.rules.len() {
-            self.evaluate(index, now_ms, &mut transitions);
-        }
-        transitions
+        self.evaluate_where(now_ms, |_| true)
     }
 
     /// Alerts pending or firing now, most severe first.
@@ -204,10 +310,60 @@ impl AlertEngine {
         self.silences.clone()
     }
 
-    fn evaluate(&mut self, index: usize, now_ms: i64, out: &mut Vec<Transition>) {
+    /// What holds for a rule at `now_ms`: each alert's labels (before the rule's own) and value.
+    fn holding(&mut self, index: usize, now_ms: i64) -> Vec<(Labels, f64)> {
         let rule = &self.rules[index];
-        let holding = rule.condition.firing(&self.window, now_ms);
-        let for_ms = rule.for_duration.as_millis() as i64;
+        let mut holding: Vec<(Labels, f64)> = match &rule.source {
+            RuleSource::Series(condition) => condition.firing(&self.window, now_ms),
+            RuleSource::Agent { no_data } => {
+                let silent_ms = no_data.as_millis() as i64;
+                self.agents
+                    .iter()
+                    .filter(|(_, last)| now_ms - **last >= silent_ms)
+                    .map(|(labels, last)| (labels.clone(), (now_ms - last) as f64 / 1000.0))
+                    .collect()
+            }
+            RuleSource::Log { window, comparison, threshold, .. } => {
+                let oldest = now_ms - window.as_millis() as i64;
+                let mut counts = Vec::new();
+                self.log_hits.retain(|(name, labels), hits| {
+                    if name != rule.name() {
+                        return true;
+                    }
+                    while hits.front().is_some_and(|ts| *ts <= oldest) {
+                        hits.pop_front();
+                    }
+                    let count = hits.iter().filter(|ts| **ts <= now_ms).count() as f64;
+                    if comparison.holds(count, *threshold) {
+                        counts.push((labels.clone(), count));
+                    }
+                    !hits.is_empty()
+                });
+                counts
+            }
+            RuleSource::Finding { comparison, severity } => self
+                .findings
+                .values()
+                .filter(|f| comparison.holds(f.severity as u8 as f64, *severity as u8 as f64))
+                .map(|f| {
+                    let labels = Labels::from([
+                        ("asset".to_string(), f.asset.clone()),
+                        ("finding".to_string(), f.id.clone()),
+                        ("finding_severity".to_string(), f.severity.as_str().to_string()),
+                        ("title".to_string(), f.title.clone()),
+                    ]);
+                    (labels, f.severity as u8 as f64)
+                })
+                .collect(),
+        };
+        holding.sort_by(|a, b| a.0.cmp(&b.0));
+        holding
+    }
+
+    fn evaluate(&mut self, index: usize, now_ms: i64, out: &mut Vec<Transition>) {
+        let holding = self.holding(index, now_ms);
+        let rule = &self.rules[index];
+        let for_ms = rule.spec.for_duration.as_millis() as i64;
         let mut still: Vec<Labels> = Vec::with_capacity(holding.len());
         for (series_labels, value) in holding {
             let labels = alert_labels(rule, series_labels);
@@ -217,13 +373,13 @@ impl AlertEngine {
                 None => {
                     let state = if for_ms == 0 { AlertState::Firing } else { AlertState::Pending };
                     let alert = ActiveAlert {
-                        id: alert_id(&rule.name, &labels),
-                        rule: rule.name.clone(),
+                        id: alert_id(rule.name(), &labels),
+                        rule: rule.name().to_string(),
                         labels: labels.clone(),
                         state,
                         since_ms: now_ms,
                         value,
-                        severity: rule.severity,
+                        severity: rule.spec.severity,
                         acknowledged: None,
                         escalation_level: 0,
                         clear_since_ms: None,
@@ -245,7 +401,7 @@ impl AlertEngine {
             };
             if let Some((from, to)) = change {
                 // Only firing is worth waking someone for; pending is history.
-                let channels = if to == AlertState::Firing { rule.channels.clone() } else { Vec::new() };
+                let channels = if to == AlertState::Firing { rule.spec.channels.clone() } else { Vec::new() };
                 out.push(self.transition(index, labels, (from, to), now_ms, value, channels));
             }
         }
@@ -256,7 +412,7 @@ impl AlertEngine {
             if *rule_index != index || alert.state != AlertState::Firing || alert.acknowledged.is_some() {
                 continue;
             }
-            while let Some(level) = rule.escalation.get(alert.escalation_level as usize) {
+            while let Some(level) = rule.spec.escalation.get(alert.escalation_level as usize) {
                 if now_ms - alert.since_ms < level.after.as_millis() as i64 {
                     break;
                 }
@@ -272,7 +428,7 @@ impl AlertEngine {
             out.push(escalation);
         }
 
-        let resolve_after_ms = rule.resolve_after.as_millis() as i64;
+        let resolve_after_ms = rule.spec.resolve_after.as_millis() as i64;
         let mut ended = Vec::new();
         for ((rule_index, labels), alert) in self.alerts.iter_mut() {
             if *rule_index != index || still.contains(labels) {
@@ -296,15 +452,7 @@ impl AlertEngine {
             let Some(alert) = self.alerts.remove(&(index, labels.clone())) else { continue };
             // A resolution reaches every level that heard about the alert; a pending one, no one.
             let channels = match to {
-                AlertState::Resolved => {
-                    let mut channels = rule.channels.clone();
-                    for level in rule.escalation.iter().take(alert.escalation_level as usize) {
-                        channels.extend(
-                            level.channels.iter().filter(|c| !channels.contains(c)).cloned().collect::<Vec<_>>(),
-                        );
-                    }
-                    channels
-                }
+                AlertState::Resolved => resolution_channels(&self.rules[index], &alert),
                 _ => Vec::new(),
             };
             out.push(self.transition(index, labels, (from, to), now_ms, value, channels));
@@ -323,19 +471,20 @@ impl AlertEngine {
     ) -> Transition {
         let rule = &self.rules[index];
         let annotations = rule
+            .spec
             .annotations
             .iter()
             .map(|(k, template)| (k.clone(), render_template(template, &labels, value)))
             .collect();
         let silenced = self.silences.iter().any(|s| s.covers(&labels, at_ms));
         Transition {
-            rule: rule.name.clone(),
+            rule: rule.name().to_string(),
             labels,
             from,
             to,
             at_ms,
             value,
-            severity: rule.severity,
+            severity: rule.spec.severity,
             annotations,
             channels,
             silenced,
@@ -352,9 +501,27 @@ fn alert_id(rule: &str, labels: &Labels) -> String {
 }
 
 fn alert_labels(rule: &Rule, mut labels: Labels) -> Labels {
-    labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    labels.insert("alertname".to_string(), rule.name.clone());
+    labels.extend(rule.spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert("alertname".to_string(), rule.name().to_string());
     labels
+}
+
+/// Whether a series rule reads this sample.
+fn reads(rule: &Rule, sample: &Sample) -> bool {
+    rule.condition().is_some_and(|c| c.selectors().iter().any(|s| s.matches(&sample.series)))
+}
+
+/// A resolution reaches every level that heard of the alert.
+fn resolution_channels(rule: &Rule, alert: &ActiveAlert) -> Vec<String> {
+    let mut channels = rule.spec.channels.clone();
+    for level in rule.spec.escalation.iter().take(alert.escalation_level as usize) {
+        for channel in &level.channels {
+            if !channels.contains(channel) {
+                channels.push(channel.clone());
+            }
+        }
+    }
+    channels
 }
 
 #[cfg(test)]
@@ -545,6 +712,135 @@ rules:
         let mut engine = engine(RULES);
         assert!(engine.ingest(&[Sample::new("memory_used_bytes", Labels::new(), 0, 1.0)], 0).is_empty());
         assert!(engine.window_is_empty());
+    }
+
+    fn host(name: &str) -> Labels {
+        Labels::from([("host".to_string(), name.to_string())])
+    }
+
+    #[test]
+    fn check_rules_watch_status_and_duration() {
+        use secumon_core::{CheckResult, CheckStatus};
+        let mut engine = engine(
+            r#"
+rules:
+  - {name: SiteDown, source: check, check: {kind: http}, expr: status != ok, severity: critical}
+  - {name: SiteSlow, source: check, expr: duration > 2s, severity: warning}
+"#,
+        );
+        let run = |status, duration_us, ts| CheckResult {
+            check_id: "shop".into(),
+            kind: "http".into(),
+            target: "https://shop.example".into(),
+            status,
+            timestamp_ms: ts,
+            duration_us,
+            details: serde_json::Value::Null,
+            samples: vec![],
+        };
+        let samples = |r: CheckResult| r.metric_samples();
+        assert!(engine.ingest(&samples(run(CheckStatus::Ok, 300_000, 0)), 0).is_empty());
+        let t = engine.ingest(&samples(run(CheckStatus::Critical, 2_500_000, 1_000)), 1_000);
+        let fired: Vec<(&str, &str, f64)> =
+            t.iter().map(|t| (t.rule.as_str(), t.labels["target"].as_str(), t.value)).collect();
+        assert_eq!(fired, vec![("SiteDown", "https://shop.example", 2.0), ("SiteSlow", "https://shop.example", 2.5)]);
+        let t = engine.ingest(&samples(run(CheckStatus::Ok, 100_000, 2_000)), 2_000);
+        assert!(t.iter().all(|t| t.to == AlertState::Resolved) && t.len() == 2);
+    }
+
+    #[test]
+    fn agents_that_fall_silent_fire_and_resolve_when_back() {
+        let mut engine = engine("rules:\n  - {name: AgentDown, source: agent, no_data: 2m, severity: critical}\n");
+        assert!(engine.agent_seen(host("web-1"), 0, 0).is_empty());
+        assert!(engine.agent_seen(host("web-2"), 0, 0).is_empty());
+        assert!(engine.agent_seen(host("web-2"), 100_000, 100_000).is_empty());
+        assert!(engine.tick(119_000).is_empty());
+        let t = engine.tick(120_000);
+        assert_eq!(states(&t), vec![("web-1".into(), AlertState::Inactive, AlertState::Firing)]);
+        assert_eq!(t[0].value, 120.0, "seconds without data");
+        let t = engine.agent_seen(host("web-1"), 130_000, 130_000);
+        assert_eq!(states(&t), vec![("web-1".into(), AlertState::Firing, AlertState::Resolved)]);
+    }
+
+    #[test]
+    fn log_rules_count_matching_lines_over_their_window() {
+        let mut engine = engine(
+            r#"
+rules:
+  - name: SshBruteForce
+    source: log
+    pattern: "Failed password for .* from"
+    log_source: auth
+    window: 1m
+    expr: count >= 3
+    severity: warning
+"#,
+        );
+        let line = |ts, source: &str, text: &str| LogRecord {
+            timestamp_ms: ts,
+            source: source.into(),
+            labels: Labels::new(),
+            line: text.into(),
+        };
+        let failed = "sshd[1]: Failed password for root from 203.0.113.9 port 22";
+        let lines = [
+            line(0, "/var/log/auth.log", failed),
+            line(1_000, "/var/log/auth.log", "sshd[1]: Accepted publickey for ops"),
+            line(2_000, "/var/log/syslog", failed),
+            line(3_000, "/var/log/auth.log", failed),
+        ];
+        assert!(engine.ingest_logs(&host("bastion"), &lines, 3_000).is_empty(), "two matches in auth.log so far");
+        let t = engine.ingest_logs(&host("bastion"), &[line(4_000, "/var/log/auth.log", failed)], 4_000);
+        assert_eq!(states(&t), vec![("bastion".into(), AlertState::Inactive, AlertState::Firing)]);
+        assert_eq!((t[0].value, t[0].labels["source"].as_str()), (3.0, "/var/log/auth.log"));
+        // A minute later the lines have left the window.
+        let t = engine.tick(62_000);
+        assert_eq!(states(&t), vec![("bastion".into(), AlertState::Firing, AlertState::Resolved)]);
+    }
+
+    #[test]
+    fn finding_rules_fire_on_open_findings_at_or_above_the_severity() {
+        use secumon_core::{Finding, FindingStatus, Severity};
+        let mut engine =
+            engine("rules:\n  - {name: CriticalVuln, source: finding, expr: severity >= high, severity: critical}\n");
+        let finding = |id: &str, severity, status| Finding {
+            id: id.into(),
+            severity,
+            asset: "web-1".into(),
+            title: format!("{id} in openssl"),
+            description: String::new(),
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            status,
+        };
+        let t = engine.ingest_findings(
+            &[
+                finding("CVE-2024-0001", Severity::Medium, FindingStatus::Open),
+                finding("CVE-2024-0002", Severity::Critical, FindingStatus::Open),
+            ],
+            0,
+        );
+        let fired: Vec<&str> = t.iter().map(|t| t.labels["finding"].as_str()).collect();
+        assert_eq!(fired, vec!["CVE-2024-0002"]);
+        assert_eq!(t[0].labels["asset"], "web-1");
+        let t = engine.ingest_findings(&[finding("CVE-2024-0002", Severity::Critical, FindingStatus::Fixed)], 5_000);
+        assert_eq!(t[0].to, AlertState::Resolved);
+    }
+
+    #[test]
+    fn replacing_rules_keeps_alerts_of_kept_rules_and_resolves_the_rest() {
+        let two = "rules:\n  - {name: Hot, expr: temp > 50, severity: warning, channels: [ops]}\n  - {name: Cold, expr: temp < 60, severity: info}\n";
+        let mut engine = engine(two);
+        assert_eq!(engine.ingest(&[Sample::new("temp", Labels::new(), 0, 55.0)], 0).len(), 2);
+        let only_hot =
+            RuleFile::parse("rules:\n  - {name: Hot, expr: temp > 50, severity: warning, channels: [ops]}\n", "x")
+                .unwrap()
+                .rules;
+        let t = engine.set_rules(only_hot.clone(), 1_000);
+        assert_eq!(t.iter().map(|t| (t.rule.as_str(), t.to)).collect::<Vec<_>>(), vec![("Cold", AlertState::Resolved)]);
+        assert_eq!(engine.active().len(), 1);
+        assert!(engine.set_rules(only_hot, 2_000).is_empty());
+        assert!(engine.ingest(&[Sample::new("temp", Labels::new(), 3_000, 56.0)], 3_000).is_empty(), "still firing");
     }
 
     impl AlertEngine {

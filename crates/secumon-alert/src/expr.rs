@@ -95,7 +95,42 @@ pub enum Comparison {
 }
 
 impl Comparison {
-    fn holds(self, left: f64, right: f64) -> bool {
+    /// `>`, `>=`, `<`, `<=`, `==` or `!=`.
+    pub fn from_symbol(symbol: &str) -> Option<Self> {
+        Some(match symbol {
+            ">" => Self::Greater,
+            ">=" => Self::GreaterOrEqual,
+            "<" => Self::Less,
+            "<=" => Self::LessOrEqual,
+            "==" => Self::Equal,
+            "!=" => Self::NotEqual,
+            _ => return None,
+        })
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Greater => ">",
+            Self::GreaterOrEqual => ">=",
+            Self::Less => "<",
+            Self::LessOrEqual => "<=",
+            Self::Equal => "==",
+            Self::NotEqual => "!=",
+        }
+    }
+
+    /// The same comparison with its sides swapped: `1 < x` is `x > 1`.
+    fn flipped(self) -> Self {
+        match self {
+            Self::Greater => Self::Less,
+            Self::GreaterOrEqual => Self::LessOrEqual,
+            Self::Less => Self::Greater,
+            Self::LessOrEqual => Self::GreaterOrEqual,
+            other => other,
+        }
+    }
+
+    pub fn holds(self, left: f64, right: f64) -> bool {
         match self {
             Self::Greater => left > right,
             Self::GreaterOrEqual => left >= right,
@@ -129,15 +164,9 @@ impl Condition {
             (Expr::NumberLiteral(n), vector) => (vector, n.val, true),
             _ => return Err(ExprError::Unsupported("one side of the comparison must be a number".into())),
         };
-        let comparison = match (op.as_str(), flipped) {
-            (">", false) | ("<", true) => Comparison::Greater,
-            (">=", false) | ("<=", true) => Comparison::GreaterOrEqual,
-            ("<", false) | (">", true) => Comparison::Less,
-            ("<=", false) | (">=", true) => Comparison::LessOrEqual,
-            ("==", _) => Comparison::Equal,
-            ("!=", _) => Comparison::NotEqual,
-            (other, _) => return Err(ExprError::Unsupported(format!("operator {other} is not a comparison"))),
-        };
+        let comparison = Comparison::from_symbol(&op)
+            .map(|c| if flipped { c.flipped() } else { c })
+            .ok_or_else(|| ExprError::Unsupported(format!("operator {op} is not a comparison")))?;
         Ok(Self { vector: compile_vector(vector_side)?, comparison, threshold: number_side })
     }
 

@@ -67,8 +67,15 @@ pub struct Grouper {
 
 impl Grouper {
     pub fn new(rules: &[Rule]) -> Self {
-        let rules = rules.iter().map(|r| (r.name.clone(), (r.group_by.clone(), r.group_wait))).collect();
-        Self { rules, waiting: BTreeMap::new() }
+        let mut grouper = Self { rules: HashMap::new(), waiting: BTreeMap::new() };
+        grouper.set_rules(rules);
+        grouper
+    }
+
+    /// Takes changed rules; groups already waiting are sent as they are.
+    pub fn set_rules(&mut self, rules: &[Rule]) {
+        self.rules =
+            rules.iter().map(|r| (r.name().to_string(), (r.spec.group_by.clone(), r.spec.group_wait))).collect();
     }
 
     /// Takes transitions (silenced ones and those for no channel are left out) and returns

@@ -21,7 +21,10 @@
 //! Rules may escalate: further channels after a delay while a firing alert stays
 //! unacknowledged; a resolution reaches every level that was told.
 //!
-//! Not yet here (issue #7): rules over checks, agents, logs and findings.
+//! Besides metrics, rules watch probe checks (as series: `status != ok`), agents that fall
+//! silent (`no_data: 2m`, see [`AlertEngine::agent_seen`]), log lines matching a pattern
+//! ([`AlertEngine::ingest_logs`]) and open vulnerability findings
+//! ([`AlertEngine::ingest_findings`]).
 
 mod engine;
 mod expr;
@@ -30,9 +33,9 @@ mod notify;
 mod rule;
 
 pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, EngineState, Silence, Transition};
-pub use expr::{Condition, ExprError};
+pub use expr::{Comparison, Condition, ExprError};
 pub use group::{Grouper, Notification};
 pub use notify::{
     ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, WebhookNotifier, signature,
 };
-pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, render_template};
+pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, RuleSource, RuleSpec, SourceKind, render_template};

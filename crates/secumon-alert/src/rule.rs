@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use regex::Regex;
 use secumon_core::config::{ConfigError, load_yaml, parse_yaml};
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
+use secumon_core::{CheckStatus, Labels, Severity};
+use serde::{Deserialize, Serialize};
 
-use crate::expr::Condition;
+use crate::expr::{Comparison, Condition};
 
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
@@ -41,14 +42,48 @@ impl RuleFile {
     }
 }
 
-/// One metric alert rule.
-#[derive(Debug, Clone, Deserialize)]
+/// What a rule watches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Series, in the PromQL subset.
+    #[default]
+    Metric,
+    /// Probe check results: `status != ok`, `duration > 2s`, `tls_cert_days_to_expiry < 14`.
+    Check,
+    /// Agents that stopped sending: `no_data: 2m`.
+    Agent,
+    /// Log lines matching `pattern`, counted over `window`: `count > 10`.
+    Log,
+    /// Open vulnerability findings: `severity >= critical`.
+    Finding,
+}
+
+/// A rule as written in a rules file or sent to the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rule {
+pub struct RuleSpec {
     pub name: String,
-    /// A comparison in the supported PromQL subset, e.g. `avg by (host) (cpu_usage_ratio) > 0.9`.
-    #[serde(rename = "expr", deserialize_with = "condition")]
-    pub condition: Condition,
+    #[serde(default)]
+    pub source: SourceKind,
+    /// The condition, in the language of the source (see [`SourceKind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
+    /// Check rules: which checks, by `check`, `kind` or `target` (all when empty).
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub check: Labels,
+    /// Agent rules: silence this long means the agent is down.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<Duration>,
+    /// Log rules: a regular expression lines must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Log rules: only lines from sources containing this text (a path, `journald`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_source: Option<String>,
+    /// Log rules: how far back matching lines are counted (default 5m).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub window: Option<Duration>,
     /// How long the condition must hold before the alert fires.
     #[serde(default, rename = "for", with = "humantime_serde")]
     pub for_duration: Duration,
@@ -76,7 +111,7 @@ pub struct Rule {
 }
 
 /// One escalation step: `after` this long firing and unacknowledged, tell `channels` too.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationLevel {
     #[serde(with = "humantime_serde")]
@@ -84,9 +119,164 @@ pub struct EscalationLevel {
     pub channels: Vec<String>,
 }
 
-fn condition<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Condition, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    Condition::parse(&text).map_err(|e| D::Error::custom(format!("{e} in {text:?}")))
+/// A rule's condition, compiled.
+#[derive(Debug, Clone)]
+pub enum RuleSource {
+    /// Metric and check rules: a PromQL condition over series (check results are series
+    /// too, see [`secumon_core::CheckResult::metric_samples`]).
+    Series(Condition),
+    Agent {
+        no_data: Duration,
+    },
+    Log {
+        pattern: Regex,
+        source: Option<String>,
+        window: Duration,
+        comparison: Comparison,
+        threshold: f64,
+    },
+    Finding {
+        comparison: Comparison,
+        severity: Severity,
+    },
+}
+
+/// A validated rule: what was written and its compiled condition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(try_from = "RuleSpec", into = "RuleSpec")]
+pub struct Rule {
+    pub spec: RuleSpec,
+    pub source: RuleSource,
+}
+
+impl From<Rule> for RuleSpec {
+    fn from(rule: Rule) -> Self {
+        rule.spec
+    }
+}
+
+impl TryFrom<RuleSpec> for Rule {
+    type Error = String;
+
+    fn try_from(spec: RuleSpec) -> Result<Self, String> {
+        let source = compile(&spec).map_err(|e| format!("rule {:?}: {e}", spec.name))?;
+        Ok(Self { spec, source })
+    }
+}
+
+impl Rule {
+    /// Checks a rule sent to the API the way a rules file is checked.
+    pub fn from_spec(spec: RuleSpec) -> Result<Self, String> {
+        Self::try_from(spec)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The PromQL condition of metric and check rules.
+    pub fn condition(&self) -> Option<&Condition> {
+        match &self.source {
+            RuleSource::Series(condition) => Some(condition),
+            _ => None,
+        }
+    }
+}
+
+fn compile(spec: &RuleSpec) -> Result<RuleSource, String> {
+    let expr = spec.expr.as_deref().map(str::trim);
+    let allowed: &[&str] = match spec.source {
+        SourceKind::Metric | SourceKind::Finding => &["expr"],
+        SourceKind::Check => &["expr", "check"],
+        SourceKind::Agent => &["no_data"],
+        SourceKind::Log => &["expr", "pattern", "log_source", "window"],
+    };
+    let given = [
+        ("expr", spec.expr.is_some()),
+        ("check", !spec.check.is_empty()),
+        ("no_data", spec.no_data.is_some()),
+        ("pattern", spec.pattern.is_some()),
+        ("log_source", spec.log_source.is_some()),
+        ("window", spec.window.is_some()),
+    ];
+    if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
+        return Err(format!("`{key}` does not apply to {:?} rules", spec.source));
+    }
+    let needs = |key: &str| format!("{:?} rules need `{key}`", spec.source).to_lowercase();
+    match spec.source {
+        SourceKind::Metric => {
+            let text = expr.ok_or_else(|| needs("expr"))?;
+            Ok(RuleSource::Series(Condition::parse(text).map_err(|e| format!("`expr`: {e} in {text:?}"))?))
+        }
+        SourceKind::Check => {
+            let text = expr.ok_or_else(|| needs("expr"))?;
+            check_condition(text, &spec.check).map(RuleSource::Series).map_err(|e| format!("`expr`: {e} in {text:?}"))
+        }
+        SourceKind::Agent => Ok(RuleSource::Agent { no_data: spec.no_data.ok_or_else(|| needs("no_data"))? }),
+        SourceKind::Log => {
+            let pattern = spec.pattern.as_deref().ok_or_else(|| needs("pattern"))?;
+            let pattern = Regex::new(pattern).map_err(|e| format!("`pattern`: {e}"))?;
+            let (comparison, threshold) = match expr {
+                None => (Comparison::Greater, 0.0),
+                Some(text) => match split_comparison(text) {
+                    Some(("count", comparison, number)) => (
+                        comparison,
+                        number.parse().map_err(|_| format!("`expr`: {number:?} is not a number in {text:?}"))?,
+                    ),
+                    _ => return Err(format!("`expr`: log rules compare the count, e.g. `count > 10`, not {text:?}")),
+                },
+            };
+            let window = spec.window.unwrap_or(Duration::from_secs(300));
+            Ok(RuleSource::Log { pattern, source: spec.log_source.clone(), window, comparison, threshold })
+        }
+        SourceKind::Finding => {
+            let text = expr.unwrap_or("severity >= critical");
+            match split_comparison(text) {
+                Some(("severity", comparison, level)) => {
+                    let severity = serde_json::from_value(serde_json::Value::String(level.to_lowercase()))
+                        .map_err(|_| format!("`expr`: {level:?} is not info, low, medium, high or critical"))?;
+                    Ok(RuleSource::Finding { comparison, severity })
+                }
+                _ => Err(format!("`expr`: finding rules compare the severity, e.g. `severity >= high`, not {text:?}")),
+            }
+        }
+    }
+}
+
+/// `NAME OP VALUE` on a check's series: `status` against ok/warning/critical/unknown,
+/// `duration` against seconds or a duration like `2s`, any other name against a number.
+fn check_condition(text: &str, matchers: &Labels) -> Result<Condition, String> {
+    let (name, comparison, value) =
+        split_comparison(text).ok_or("a check condition looks like `status != ok` or `duration > 2s`")?;
+    let (metric, number) = match name {
+        "status" => {
+            let status: CheckStatus = serde_json::from_value(serde_json::Value::String(value.to_lowercase()))
+                .map_err(|_| format!("{value:?} is not ok, warning, critical or unknown"))?;
+            ("check_status", status.code())
+        }
+        "duration" | "latency" => {
+            let seconds = match value.parse::<f64>() {
+                Ok(seconds) => seconds,
+                Err(_) => humantime::parse_duration(value)
+                    .map_err(|_| format!("{value:?} is neither seconds nor a duration like 2s"))?
+                    .as_secs_f64(),
+            };
+            ("check_duration_seconds", seconds)
+        }
+        other => (other, value.parse().map_err(|_| format!("{value:?} is not a number"))?),
+    };
+    let matchers: Vec<String> =
+        matchers.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    let promql = format!("{metric}{{{}}} {} {number}", matchers.join(","), comparison.symbol());
+    Condition::parse(&promql).map_err(|e| e.to_string())
+}
+
+/// Splits `left OP right` at the first comparison operator.
+fn split_comparison(text: &str) -> Option<(&str, Comparison, &str)> {
+    let at = text.find(['<', '>', '=', '!'])?;
+    let op_len = if text[at + 1..].starts_with('=') { 2 } else { 1 };
+    let comparison = Comparison::from_symbol(&text[at..at + op_len])?;
+    Some((text[..at].trim(), comparison, text[at + op_len..].trim()))
 }
 
 /// Fills `{{ $labels.NAME }}` and `{{ $value }}` in an annotation.
@@ -131,19 +321,19 @@ rules:
 "#;
         let file = RuleFile::parse(text, "rules.yaml").unwrap();
         let rule = &file.rules[0];
-        assert_eq!(rule.name, "HostCpuHigh");
-        assert_eq!(rule.for_duration, Duration::from_secs(120));
-        assert_eq!(rule.resolve_after, Duration::from_secs(60));
-        assert_eq!(rule.severity, AlertSeverity::Critical);
-        assert_eq!(rule.channels, vec!["ops-mail", "ops-slack"]);
-        assert_eq!(rule.condition.threshold, 0.9);
+        assert_eq!(rule.name(), "HostCpuHigh");
+        assert_eq!(rule.spec.for_duration, Duration::from_secs(120));
+        assert_eq!(rule.spec.resolve_after, Duration::from_secs(60));
+        assert_eq!(rule.spec.severity, AlertSeverity::Critical);
+        assert_eq!(rule.spec.channels, vec!["ops-mail", "ops-slack"]);
+        assert_eq!(rule.condition().unwrap().threshold, 0.9);
     }
 
     #[test]
     fn the_example_file_parses() {
         let file = RuleFile::parse(include_str!("../../../examples/alerting.yaml"), "examples/alerting.yaml").unwrap();
         assert_eq!(file.rules.len(), 4);
-        assert!(file.rules.iter().all(|r| r.channels.iter().all(|c| file.channels.contains_key(c))));
+        assert!(file.rules.iter().all(|r| r.spec.channels.iter().all(|c| file.channels.contains_key(c))));
     }
 
     #[test]
@@ -153,7 +343,52 @@ rules:
         // serde_yaml_ng places errors raised inside a value at the start of its mapping.
         assert!(err.starts_with("rules.yaml:2:") || err.starts_with("rules.yaml:3:"), "{err}");
         assert!(err.contains("rate"), "{err}");
-        assert!(err.contains("rules[0].expr"), "{err}");
+        assert!(err.contains("rules[0]") && err.contains("`expr`"), "{err}");
+    }
+
+    #[test]
+    fn each_source_checks_its_own_keys() {
+        let err = |rule: &str| RuleFile::parse(&format!("rules:\n  - {rule}\n"), "r.yaml").unwrap_err().to_string();
+        assert!(err("{name: A, source: agent, severity: info}").contains("agent rules need `no_data`"));
+        assert!(
+            err("{name: A, source: agent, no_data: 2m, expr: x > 1, severity: info}").contains("`expr` does not apply")
+        );
+        assert!(err("{name: L, source: log, pattern: '(', severity: info}").contains("`pattern`"));
+        assert!(err("{name: L, source: log, pattern: x, expr: lines > 2, severity: info}").contains("count > 10"));
+        assert!(err("{name: C, source: check, expr: status != broken, severity: info}").contains("broken"));
+        assert!(err("{name: C, source: check, expr: duration > soon, severity: info}").contains("soon"));
+        assert!(err("{name: F, source: finding, expr: severity >= dire, severity: info}").contains("dire"));
+        assert!(err("{name: M, severity: info}").contains("metric rules need `expr`"));
+    }
+
+    #[test]
+    fn check_rules_compile_to_series_conditions_with_their_matchers() {
+        let file = RuleFile::parse(
+            "rules:\n  - {name: C, source: check, check: {target: 'a\"b'}, expr: tls_cert_days_to_expiry < 14, severity: info}\n",
+            "r.yaml",
+        )
+        .unwrap();
+        let condition = file.rules[0].condition().unwrap();
+        assert_eq!(condition.threshold, 14.0);
+        let series = |target: &str| {
+            secumon_core::SeriesKey::new(
+                "tls_cert_days_to_expiry",
+                Labels::from([("target".to_string(), target.to_string())]),
+            )
+        };
+        assert!(condition.selectors()[0].matches(&series("a\"b")));
+        assert!(!condition.selectors()[0].matches(&series("other")));
+    }
+
+    #[test]
+    fn a_rule_serialises_back_to_what_was_written() {
+        let text = "rules:\n  - {name: L, source: log, pattern: oops, window: 2m, expr: count > 1, severity: info}\n";
+        let rule = &RuleFile::parse(text, "r.yaml").unwrap().rules[0];
+        let json = serde_json::to_value(rule).unwrap();
+        assert_eq!(json["source"], "log");
+        assert_eq!(json["window"], "2m");
+        let back: Rule = serde_json::from_value(json).unwrap();
+        assert_eq!(back.spec, rule.spec);
     }
 
     #[test]

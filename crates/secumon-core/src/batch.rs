@@ -1,6 +1,7 @@
 //! `IngestBatch`: what an agent pushes in one go, its validation, and its conversion to and
 //! from the wire type `proto::Batch`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::model::{
@@ -68,6 +69,15 @@ impl IngestBatch {
         labels.insert(HOST_LABEL.to_string(), self.host.clone());
         labels.insert(TENANT_LABEL.to_string(), tenant.to_string());
         SeriesKey::new(series.name.clone(), labels)
+    }
+
+    /// Every sample the batch adds to a series: its own, then those of its check results
+    /// ([`CheckResult::metric_samples`]).
+    pub fn metric_samples(&self) -> impl Iterator<Item = Cow<'_, Sample>> + Clone {
+        self.samples
+            .iter()
+            .map(Cow::Borrowed)
+            .chain(self.check_results.iter().flat_map(|c| c.metric_samples().into_iter().map(Cow::Owned)))
     }
 
     /// Number of sample values, including those of check results.

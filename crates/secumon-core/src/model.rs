@@ -78,6 +78,16 @@ impl CheckStatus {
             Self::Unknown => "unknown",
         }
     }
+
+    /// The value of the `check_status` sample: 0 ok, 1 warning, 2 critical, 3 unknown.
+    pub fn code(self) -> f64 {
+        match self {
+            Self::Ok => 0.0,
+            Self::Warning => 1.0,
+            Self::Critical => 2.0,
+            Self::Unknown => 3.0,
+        }
+    }
 }
 
 /// The outcome of one run of a probe check.
@@ -92,6 +102,38 @@ pub struct CheckResult {
     /// Structured, kind-specific details.
     pub details: serde_json::Value,
     pub samples: Vec<Sample>,
+}
+
+impl CheckResult {
+    /// Labels that tie a sample to this check: `check`, `kind` and `target`.
+    pub fn labels(&self) -> Labels {
+        Labels::from([
+            ("check".to_string(), self.check_id.clone()),
+            ("kind".to_string(), self.kind.clone()),
+            ("target".to_string(), self.target.clone()),
+        ])
+    }
+
+    /// The samples this run adds to the check's series, each under [`CheckResult::labels`]
+    /// (its own labels win): `check_status` ([`CheckStatus::code`]),
+    /// `check_duration_seconds`, then the check's own samples.
+    pub fn metric_samples(&self) -> Vec<Sample> {
+        let labels = self.labels();
+        let mut out = Vec::with_capacity(self.samples.len() + 2);
+        out.push(Sample::new("check_status", labels.clone(), self.timestamp_ms, self.status.code()));
+        out.push(Sample::new(
+            "check_duration_seconds",
+            labels.clone(),
+            self.timestamp_ms,
+            self.duration_us as f64 / 1e6,
+        ));
+        for sample in &self.samples {
+            let mut merged = labels.clone();
+            merged.extend(sample.series.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            out.push(Sample::new(sample.series.name.clone(), merged, sample.timestamp_ms, sample.value));
+        }
+        out
+    }
 }
 
 /// Severity shared by events and findings, ordered from least to most severe.

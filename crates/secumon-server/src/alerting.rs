@@ -11,7 +11,7 @@ use secumon_alert::{
     Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, EngineState, Grouper, Notification, Notifier, RuleFile,
     Silence, Transition,
 };
-use secumon_core::{Sample, now_ms};
+use secumon_core::{IngestBatch, Labels, Sample, now_ms};
 use secumon_store::{Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
 use tokio::sync::watch;
 
@@ -76,6 +76,11 @@ impl Alerting {
                 .collect();
             engine.preload(&recent);
         }
+        // Agents get a full `no_data` from the server's start: while it was down they could
+        // not have sent anything.
+        for agent in store.list_agents(tenant).await? {
+            engine.agent_seen(agent_labels(&agent.host, &agent.agent_id), now, now);
+        }
         let alerting = Arc::new(Self::new(config, engine, channels, store, tenant));
         let mut unsaved = alerting.unsaved.subscribe();
         let (store, tenant) = (Arc::clone(&alerting.store), alerting.tenant.clone());
@@ -108,9 +113,24 @@ impl Alerting {
         }
     }
 
-    /// Evaluates the rules these just-committed samples concern.
-    pub fn observe(&self, samples: &[Sample]) {
-        let transitions = lock(&self.engine).ingest(samples, now_ms());
+    /// Evaluates the rules a just-committed batch concerns: its samples and check results
+    /// as stored (with `host` and `tenant` labels), its logs, and the agent being alive.
+    pub fn observe_batch(&self, tenant: &str, batch: &IngestBatch) {
+        let samples: Vec<Sample> = batch
+            .metric_samples()
+            .map(|s| Sample { series: batch.stored_series_key(tenant, &s.series), ..s.into_owned() })
+            .collect();
+        let now = now_ms();
+        let transitions = {
+            let mut engine = lock(&self.engine);
+            let mut transitions = engine.agent_seen(agent_labels(&batch.host, &batch.agent_id), now, now);
+            transitions.extend(engine.ingest(&samples, now));
+            if !batch.logs.is_empty() {
+                let host = Labels::from([("host".to_string(), batch.host.clone())]);
+                transitions.extend(engine.ingest_logs(&host, &batch.logs, now));
+            }
+            transitions
+        };
         self.publish(transitions);
     }
 
@@ -197,6 +217,11 @@ impl Alerting {
             tokio::spawn(async move { dispatcher.deliver(&notification).await });
         }
     }
+}
+
+/// What identifies an agent in no-data alerts.
+fn agent_labels(host: &str, agent_id: &str) -> Labels {
+    Labels::from([("host".to_string(), host.to_string()), ("agent_id".to_string(), agent_id.to_string())])
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

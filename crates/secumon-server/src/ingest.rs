@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use secumon_core::{IngestBatch, Sample};
+use secumon_core::IngestBatch;
 
 use crate::alerting::Alerting;
 use secumon_store::{Store, StoreError, WriteOutcome};
@@ -35,18 +35,7 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         match self.store.write_batch(&self.tenant, &batch).await {
             Ok(WriteOutcome::Committed) => {
                 if let Some(alerting) = &self.alerting {
-                    // Evaluated as stored (with host and tenant labels), right after commit.
-                    let stored: Vec<Sample> = batch
-                        .samples
-                        .iter()
-                        .chain(batch.check_results.iter().flat_map(|c| c.samples.iter()))
-                        .map(|s| Sample {
-                            series: batch.stored_series_key(&self.tenant, &s.series),
-                            timestamp_ms: s.timestamp_ms,
-                            value: s.value,
-                        })
-                        .collect();
-                    alerting.observe(&stored);
+                    alerting.observe_batch(&self.tenant, &batch);
                 }
                 Ok(SinkOutcome::Committed)
             }

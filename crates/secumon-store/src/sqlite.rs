@@ -151,7 +151,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        let all_samples = batch.samples.iter().chain(batch.check_results.iter().flat_map(|c| c.samples.iter()));
+        let all_samples = batch.metric_samples();
         let keys = all_samples.clone().map(|s| batch.stored_series_key(tenant, &s.series));
         let (ids, fresh) = self.resolve_series(&mut tx, tenant, keys).await?;
         let rows: Vec<(i64, i64, Option<f64>)> = all_samples
