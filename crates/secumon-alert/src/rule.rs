@@ -21,7 +21,7 @@ pub enum AlertSeverity {
 }
 
 /// A rules file: `rules: [ ... ]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     pub rules: Vec<Rule>,

@@ -1,27 +1,91 @@
-//! The server's alerting: committed samples go through the alert engine as they arrive,
-//! a one-second tick runs the `for` and `resolve_after` timers, and every transition is
-//! kept in a bounded history and handed to the dispatcher without holding up ingest. The
-//! engine's state is saved in the store after every change and restored at start, with the
-//! recent samples the rules need, so a restart neither forgets nor repeats an alert.
+//! The server's alerting: committed batches go through the alert engine as they arrive,
+//! a one-second tick runs the timers (`for`, `resolve_after`, agents gone silent), and
+//! every change is appended to the stored history and handed to delivery lanes without
+//! holding up ingest. Rules come from the rules file (read-only) and from the API (kept in
+//! the store). The engine's state is saved after every change and restored at start, with
+//! the recent data the rules need, so a restart neither forgets nor repeats an alert.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use secumon_alert::{
-    Acknowledgement, ActiveAlert, AlertEngine, Dispatcher, EngineState, Grouper, Notification, Notifier, RuleFile,
-    Silence, Transition,
+    Acknowledgement, ActiveAlert, AlertEngine, AlertState, DeliveryAttempt, Dispatcher, EngineState, Grouper,
+    Notification, Notifier, Rule, RuleFile, RuleSource, RuleSpec, Silence, Transition,
 };
 use secumon_core::{IngestBatch, Labels, Sample, now_ms};
-use secumon_store::{Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
-use tokio::sync::watch;
+use secumon_store::{Aggregation, AlertHistoryEntry, RangeQuery, SeriesSelector, Store, StoreError};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ServerError;
 
 /// Where the engine's state is kept in the store.
 const STATE_KEY: &str = "alerting";
+/// Where rules created through the API are kept.
+const RULES_KEY: &str = "alert-rules";
+/// Deliveries run in this many ordered lanes: one alert's notifications always share a
+/// lane, so its resolution never overtakes its firing; different alerts go in parallel.
+const DELIVERY_LANES: usize = 16;
+/// Log lines read back per agent at start, for log rules' windows.
+const LOG_PRELOAD: u32 = 2_000;
 
-/// Transitions kept for the API, at most.
-const HISTORY: usize = 10_000;
+/// Where a rule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleOrigin {
+    /// The rules file given at start: changed by editing the file.
+    File,
+    /// Created through the API and kept in the store.
+    Api,
+}
+
+/// A rule as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    /// The rule's name, which identifies it.
+    pub id: String,
+    pub origin: RuleOrigin,
+    pub rule: RuleSpec,
+}
+
+/// What a rule would do now, evaluated against stored data.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTest {
+    pub rule: String,
+    pub evaluated_at_ms: i64,
+    /// Alerts the rule would raise now: `firing`, or `pending` while its `for` runs.
+    pub alerts: Vec<RuleTestAlert>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTestAlert {
+    pub labels: Labels,
+    pub value: f64,
+    pub state: AlertState,
+}
+
+/// Why a rule change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a rule named {0:?} exists already")]
+    Exists(String),
+    #[error("no rule named {0:?}")]
+    NotFound(String),
+    #[error("rule {0:?} comes from the rules file; edit the file to change it")]
+    ReadOnly(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum HistoryWrite {
+    Append(Vec<AlertHistoryEntry>),
+    Flush(oneshot::Sender<()>),
+}
 
 pub struct Alerting {
     store: Arc<dyn Store>,
@@ -31,57 +95,71 @@ pub struct Alerting {
     engine: Mutex<AlertEngine>,
     grouper: Mutex<Grouper>,
     dispatcher: Arc<Dispatcher>,
-    history: Mutex<VecDeque<Transition>>,
+    channels: BTreeSet<String>,
+    file_rules: Vec<Rule>,
+    /// Rules made through the API; the async lock serialises changes and their saving.
+    api_rules: tokio::sync::Mutex<Vec<Rule>>,
+    history: mpsc::UnboundedSender<HistoryWrite>,
+    lanes: Vec<mpsc::UnboundedSender<Notification>>,
+    delivery_failures: Arc<AtomicU64>,
 }
 
 impl Alerting {
-    /// Builds the engine, restores its saved state and the recent samples its rules read,
-    /// and starts saving changes.
+    /// Builds the engine from the rules file and the stored API rules, restores its saved
+    /// state and the recent data its rules read, and starts the saving, history and
+    /// delivery tasks.
     pub async fn start(config: RuleFile, store: Arc<dyn Store>, tenant: &str) -> Result<Arc<Self>, ServerError> {
-        let mut channels = HashMap::new();
+        let mut notifiers: HashMap<String, Arc<dyn Notifier>> = HashMap::new();
         for (name, channel) in &config.channels {
             let notifier =
                 channel.build().map_err(|error| ServerError::Alerting(format!("channel {name:?}: {error}")))?;
-            channels.insert(name.clone(), notifier);
+            notifiers.insert(name.clone(), notifier);
         }
-        let mut engine = AlertEngine::new(config.rules.clone());
+        let channels: BTreeSet<String> = notifiers.keys().cloned().collect();
+        let file_rules = config.rules;
+        let api_rules = stored_api_rules(store.as_ref(), tenant, &file_rules, &channels).await?;
+        let all: Vec<Rule> = file_rules.iter().chain(&api_rules).cloned().collect();
+        let mut engine = AlertEngine::new(all.clone());
         if let Some(saved) = store.get_state(tenant, STATE_KEY).await? {
             match serde_json::from_str::<EngineState>(&saved) {
                 Ok(state) => engine.restore(state),
                 Err(error) => tracing::error!(%error, "saved alert state unreadable; starting afresh"),
             }
         }
-        let (names, lookback) = engine.inputs();
-        let now = now_ms();
-        for name in names {
-            let query = RangeQuery {
-                selector: SeriesSelector::new(name),
-                start_ms: now - lookback.as_millis() as i64,
-                end_ms: now,
-                step_ms: 1,
-                aggregation: Aggregation::Last,
-            };
-            let recent: Vec<Sample> = store
-                .query_range(tenant, &query)
-                .await?
-                .into_iter()
-                .flat_map(|s| {
-                    let series = s.series;
-                    s.points.into_iter().map(move |p| Sample {
-                        series: series.clone(),
-                        timestamp_ms: p.timestamp_ms,
-                        value: p.value,
-                    })
-                })
-                .collect();
-            engine.preload(&recent);
-        }
         // Agents get a full `no_data` from the server's start: while it was down they could
         // not have sent anything.
-        for agent in store.list_agents(tenant).await? {
-            engine.agent_seen(agent_labels(&agent.host, &agent.agent_id), now, now);
-        }
-        let alerting = Arc::new(Self::new(config, engine, channels, store, tenant));
+        load_inputs(&mut engine, store.as_ref(), tenant, now_ms(), AgentClock::ServerStart).await?;
+
+        let (history, history_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_history(Arc::clone(&store), tenant.to_string(), history_rx));
+        let dispatcher = Arc::new(Dispatcher::new(notifiers));
+        let delivery_failures = Arc::new(AtomicU64::new(0));
+        let lanes = (0..DELIVERY_LANES)
+            .map(|_| {
+                let (lane, queue) = mpsc::unbounded_channel();
+                tokio::spawn(deliver_in_order(
+                    queue,
+                    Arc::clone(&dispatcher),
+                    history.clone(),
+                    Arc::clone(&delivery_failures),
+                ));
+                lane
+            })
+            .collect();
+        let alerting = Arc::new(Self {
+            store,
+            tenant: tenant.to_string(),
+            unsaved: watch::Sender::new(String::new()),
+            grouper: Mutex::new(Grouper::new(&all)),
+            engine: Mutex::new(engine),
+            dispatcher,
+            channels,
+            file_rules,
+            api_rules: tokio::sync::Mutex::new(api_rules),
+            history,
+            lanes,
+            delivery_failures,
+        });
         let mut unsaved = alerting.unsaved.subscribe();
         let (store, tenant) = (Arc::clone(&alerting.store), alerting.tenant.clone());
         tokio::spawn(async move {
@@ -93,24 +171,6 @@ impl Alerting {
             }
         });
         Ok(alerting)
-    }
-
-    fn new(
-        config: RuleFile,
-        engine: AlertEngine,
-        channels: HashMap<String, Arc<dyn Notifier>>,
-        store: Arc<dyn Store>,
-        tenant: &str,
-    ) -> Self {
-        Self {
-            store,
-            tenant: tenant.to_string(),
-            unsaved: watch::Sender::new(String::new()),
-            grouper: Mutex::new(Grouper::new(&config.rules)),
-            engine: Mutex::new(engine),
-            dispatcher: Arc::new(Dispatcher::new(channels)),
-            history: Mutex::new(VecDeque::new()),
-        }
     }
 
     /// Evaluates the rules a just-committed batch concerns: its samples and check results
@@ -126,8 +186,7 @@ impl Alerting {
             let mut transitions = engine.agent_seen(agent_labels(&batch.host, &batch.agent_id), now, now);
             transitions.extend(engine.ingest(&samples, now));
             if !batch.logs.is_empty() {
-                let host = Labels::from([("host".to_string(), batch.host.clone())]);
-                transitions.extend(engine.ingest_logs(&host, &batch.logs, now));
+                transitions.extend(engine.ingest_logs(&host_labels(&batch.host), &batch.logs, now));
             }
             transitions
         };
@@ -149,24 +208,158 @@ impl Alerting {
 
     /// Acknowledges a firing alert (which stops its escalation); false if there is none.
     pub fn acknowledge(&self, id: &str, ack: Acknowledgement) -> bool {
+        let rule = lock(&self.engine).active().into_iter().find(|a| a.id == id).map(|a| a.rule);
         let done = lock(&self.engine).acknowledge_id(id, ack.clone());
         if done {
             self.persist();
             tracing::info!(alert = id, by = %ack.by, comment = %ack.comment, "alert acknowledged");
+            let record = serde_json::json!({"alert": id, "by": ack.by, "comment": ack.comment});
+            self.record(vec![entry(rule.as_deref().unwrap_or(""), ack.at_ms, "acknowledged", record)]);
         }
         done
     }
 
     pub fn add_silence(&self, silence: Silence) {
         tracing::info!(matchers = ?silence.matchers, by = %silence.created_by, "silence added");
+        self.record(vec![entry("", silence.starts_ms, "silence_added", &silence)]);
         lock(&self.engine).add_silence(silence);
         self.persist();
     }
 
-    /// Saves the engine's state now; the server calls it on the way down.
+    pub fn silences(&self) -> Vec<Silence> {
+        lock(&self.engine).silences(now_ms())
+    }
+
+    /// Every rule, those of the file first.
+    pub async fn rules(&self) -> Vec<RuleView> {
+        let api_rules = self.api_rules.lock().await;
+        let view =
+            |origin| move |rule: &Rule| RuleView { id: rule.name().to_string(), origin, rule: rule.spec.clone() };
+        self.file_rules.iter().map(view(RuleOrigin::File)).chain(api_rules.iter().map(view(RuleOrigin::Api))).collect()
+    }
+
+    /// Adds a rule; it is evaluated from the next sample on.
+    pub async fn create_rule(&self, spec: RuleSpec) -> Result<(), RuleError> {
+        let rule = self.validate(spec)?;
+        let mut api_rules = self.api_rules.lock().await;
+        if self.file_rules.iter().chain(api_rules.iter()).any(|r| r.name() == rule.name()) {
+            return Err(RuleError::Exists(rule.name().to_string()));
+        }
+        let mut changed = api_rules.clone();
+        changed.push(rule.clone());
+        self.apply_rules(&mut api_rules, changed, entry(rule.name(), now_ms(), "rule_created", &rule.spec)).await
+    }
+
+    /// Replaces the API rule named `id`; its alerts carry on under the new definition.
+    pub async fn update_rule(&self, id: &str, spec: RuleSpec) -> Result<(), RuleError> {
+        if spec.name != id {
+            return Err(RuleError::Invalid(format!("the rule's name {:?} must be its id {id:?}", spec.name)));
+        }
+        let rule = self.validate(spec)?;
+        let mut api_rules = self.api_rules.lock().await;
+        let position = self.api_rule_position(&api_rules, id)?;
+        let mut changed = api_rules.clone();
+        changed[position] = rule.clone();
+        self.apply_rules(&mut api_rules, changed, entry(id, now_ms(), "rule_updated", &rule.spec)).await
+    }
+
+    /// Removes the API rule named `id`; its firing alerts resolve.
+    pub async fn delete_rule(&self, id: &str) -> Result<(), RuleError> {
+        let mut api_rules = self.api_rules.lock().await;
+        let position = self.api_rule_position(&api_rules, id)?;
+        let mut changed = api_rules.clone();
+        let removed = changed.remove(position);
+        self.apply_rules(&mut api_rules, changed, entry(id, now_ms(), "rule_deleted", &removed.spec)).await
+    }
+
+    /// Evaluates a rule now against stored data, in an engine of its own: nothing is
+    /// notified and the live alerts are untouched.
+    pub async fn test_rule(&self, id: &str) -> Result<RuleTest, RuleError> {
+        let rule =
+            self.rules().await.into_iter().find(|r| r.id == id).ok_or_else(|| RuleError::NotFound(id.to_string()))?;
+        let mut engine = AlertEngine::new(vec![Rule::from_spec(rule.rule).map_err(RuleError::Invalid)?]);
+        let now = now_ms();
+        load_inputs(&mut engine, self.store.as_ref(), &self.tenant, now, AgentClock::LastSeen).await?;
+        engine.tick(now);
+        let alerts = engine
+            .active()
+            .into_iter()
+            .map(|a| RuleTestAlert { labels: a.labels, value: a.value, state: a.state })
+            .collect();
+        Ok(RuleTest { rule: id.to_string(), evaluated_at_ms: now, alerts })
+    }
+
+    /// The latest history entries (transitions, acknowledgements, rule changes, failed
+    /// deliveries), of one rule or all, newest first.
+    pub async fn history(&self, rule: Option<&str>, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.flush_history().await;
+        let entries = self.store.alert_history(&self.tenant, rule, limit).await?;
+        Ok(entries.into_iter().filter_map(|e| serde_json::from_str(&e.record).ok()).collect())
+    }
+
+    /// Deliveries that failed for good since the server started.
+    pub fn delivery_failures(&self) -> u64 {
+        self.delivery_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Saves the engine's state and the pending history now; the server calls it on the
+    /// way down.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_history().await;
         let state = self.state_json();
         self.store.put_state(&self.tenant, STATE_KEY, &state).await
+    }
+
+    async fn flush_history(&self) {
+        let (done, written) = oneshot::channel();
+        if self.history.send(HistoryWrite::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+
+    fn validate(&self, spec: RuleSpec) -> Result<Rule, RuleError> {
+        if spec.name.trim().is_empty() || spec.name.len() > 200 || spec.name.contains('/') {
+            return Err(RuleError::Invalid("a rule needs a name of 1 to 200 characters without `/`".into()));
+        }
+        let rule = Rule::from_spec(spec).map_err(RuleError::Invalid)?;
+        let named = rule.spec.channels.iter().chain(rule.spec.escalation.iter().flat_map(|l| l.channels.iter()));
+        if let Some(unknown) = named.into_iter().find(|c| !self.channels.contains(*c)) {
+            let known: Vec<&String> = self.channels.iter().collect();
+            return Err(RuleError::Invalid(format!("no channel named {unknown:?} (channels: {known:?})")));
+        }
+        Ok(rule)
+    }
+
+    fn api_rule_position(&self, api_rules: &[Rule], id: &str) -> Result<usize, RuleError> {
+        if self.file_rules.iter().any(|r| r.name() == id) {
+            return Err(RuleError::ReadOnly(id.to_string()));
+        }
+        api_rules.iter().position(|r| r.name() == id).ok_or_else(|| RuleError::NotFound(id.to_string()))
+    }
+
+    /// Saves the new API rules, then puts them to work.
+    async fn apply_rules(
+        &self,
+        api_rules: &mut Vec<Rule>,
+        changed: Vec<Rule>,
+        change: AlertHistoryEntry,
+    ) -> Result<(), RuleError> {
+        let specs: Vec<&RuleSpec> = changed.iter().map(|r| &r.spec).collect();
+        let json = serde_json::to_string(&specs).map_err(|e| RuleError::Invalid(e.to_string()))?;
+        self.store.put_state(&self.tenant, RULES_KEY, &json).await?;
+        tracing::info!(rule = %change.rule, change = %change.record, "alert rules changed");
+        self.record(vec![change]);
+        *api_rules = changed;
+        let all: Vec<Rule> = self.file_rules.iter().chain(api_rules.iter()).cloned().collect();
+        lock(&self.grouper).set_rules(&all);
+        let transitions = lock(&self.engine).set_rules(all, now_ms());
+        self.persist();
+        self.publish(transitions);
+        Ok(())
     }
 
     fn state_json(&self) -> String {
@@ -177,51 +370,190 @@ impl Alerting {
         self.unsaved.send_replace(self.state_json());
     }
 
-    pub fn silences(&self) -> Vec<Silence> {
-        lock(&self.engine).silences(now_ms())
-    }
-
-    /// The latest transitions, newest first.
-    pub fn history(&self, limit: usize) -> Vec<Transition> {
-        lock(&self.history).iter().rev().take(limit).cloned().collect()
-    }
-
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
+    fn record(&self, entries: Vec<AlertHistoryEntry>) {
+        if self.history.send(HistoryWrite::Append(entries)).is_err() {
+            tracing::error!("alert history writer is gone; entries not stored");
+        }
     }
 
     fn publish(&self, transitions: Vec<Transition>) {
         if transitions.is_empty() {
             return;
         }
-        {
-            let mut history = lock(&self.history);
-            for transition in &transitions {
-                tracing::info!(rule = %transition.rule, labels = ?transition.labels, from = ?transition.from,
-                    to = ?transition.to, value = transition.value, silenced = transition.silenced, "alert");
-                if history.len() == HISTORY {
-                    history.pop_front();
-                }
-                history.push_back(transition.clone());
-            }
+        for transition in &transitions {
+            tracing::info!(rule = %transition.rule, labels = ?transition.labels, from = ?transition.from,
+                to = ?transition.to, value = transition.value, silenced = transition.silenced, "alert");
         }
+        self.record(transitions.iter().map(|t| entry(&t.rule, t.at_ms, "transition", t)).collect());
         self.persist();
         let ready = lock(&self.grouper).add(transitions, now_ms());
         self.send(ready);
     }
 
-    /// Hands notifications to the dispatcher without making ingest wait for receivers.
+    /// Queues notifications on their lanes without making ingest wait for receivers.
     fn send(&self, notifications: Vec<Notification>) {
         for notification in notifications {
-            let dispatcher = Arc::clone(&self.dispatcher);
-            tokio::spawn(async move { dispatcher.deliver(&notification).await });
+            let mut hasher = DefaultHasher::new();
+            (&notification.rule, &notification.group_labels).hash(&mut hasher);
+            let lane = &self.lanes[hasher.finish() as usize % self.lanes.len()];
+            if lane.send(notification).is_err() {
+                tracing::error!("alert delivery lane is gone; notification not sent");
+            }
         }
     }
+}
+
+/// Delivers one lane's notifications one after the other; a delivery that fails for good
+/// is counted, logged and written to the history.
+async fn deliver_in_order(
+    mut queue: mpsc::UnboundedReceiver<Notification>,
+    dispatcher: Arc<Dispatcher>,
+    history: mpsc::UnboundedSender<HistoryWrite>,
+    failures: Arc<AtomicU64>,
+) {
+    while let Some(notification) = queue.recv().await {
+        let failed: Vec<DeliveryAttempt> = dispatcher.deliver(&notification).await;
+        if failed.is_empty() {
+            continue;
+        }
+        failures.fetch_add(failed.len() as u64, Ordering::Relaxed);
+        let at = now_ms();
+        let entries = failed
+            .iter()
+            .map(|attempt| {
+                let record = serde_json::json!({"channel": attempt.channel, "attempts": attempt.attempt,
+                    "error": attempt.error, "labels": attempt.labels, "status": notification.status});
+                entry(&notification.rule, at, "delivery_failed", record)
+            })
+            .collect();
+        let _ = history.send(HistoryWrite::Append(entries));
+    }
+}
+
+/// Appends history entries as they come, batching what queued up meanwhile.
+async fn write_history(store: Arc<dyn Store>, tenant: String, mut queue: mpsc::UnboundedReceiver<HistoryWrite>) {
+    while let Some(first) = queue.recv().await {
+        let mut pending = Vec::new();
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        while let Some(write) = next {
+            match write {
+                HistoryWrite::Append(entries) => pending.extend(entries),
+                HistoryWrite::Flush(done) => waiting.push(done),
+            }
+            next = queue.try_recv().ok();
+        }
+        if !pending.is_empty()
+            && let Err(error) = store.append_alert_history(&tenant, &pending).await
+        {
+            tracing::error!(%error, entries = pending.len(), "cannot store alert history");
+        }
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn entry(rule: &str, at_ms: i64, kind: &str, record: impl Serialize) -> AlertHistoryEntry {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("kind".to_string(), kind.into());
+        object.entry("rule").or_insert_with(|| rule.into());
+        object.entry("at_ms").or_insert_with(|| at_ms.into());
+    }
+    AlertHistoryEntry { rule: rule.to_string(), at_ms, record: value.to_string() }
+}
+
+/// API rules saved in the store; one that no longer validates is skipped with an error.
+async fn stored_api_rules(
+    store: &dyn Store,
+    tenant: &str,
+    file_rules: &[Rule],
+    channels: &BTreeSet<String>,
+) -> Result<Vec<Rule>, ServerError> {
+    let Some(saved) = store.get_state(tenant, RULES_KEY).await? else { return Ok(Vec::new()) };
+    let specs: Vec<serde_json::Value> = serde_json::from_str(&saved).unwrap_or_else(|error| {
+        tracing::error!(%error, "stored alert rules unreadable; ignoring them");
+        Vec::new()
+    });
+    let mut rules = Vec::new();
+    for spec in specs {
+        match serde_json::from_value::<Rule>(spec) {
+            Ok(rule) if file_rules.iter().any(|r| r.name() == rule.name()) => {
+                tracing::warn!(rule = rule.name(), "the rules file defines this rule too; the file's wins")
+            }
+            Ok(rule) if rule.spec.channels.iter().any(|c| !channels.contains(c)) => {
+                tracing::warn!(rule = rule.name(), "stored rule names a channel that no longer exists");
+                rules.push(rule);
+            }
+            Ok(rule) => rules.push(rule),
+            Err(error) => tracing::error!(%error, "a stored alert rule no longer validates; skipped"),
+        }
+    }
+    Ok(rules)
+}
+
+/// When agents count as last seen while loading an engine.
+#[derive(Clone, Copy, PartialEq)]
+enum AgentClock {
+    /// At the server's start: a restart is no reason to call every agent silent.
+    ServerStart,
+    /// When they really were: what a rule test wants to see.
+    LastSeen,
+}
+
+/// Fills an engine with the recent stored data its rules read: samples of the series they
+/// select, agents' last contact, and recent log lines when a log rule exists.
+async fn load_inputs(
+    engine: &mut AlertEngine,
+    store: &dyn Store,
+    tenant: &str,
+    now: i64,
+    agents: AgentClock,
+) -> Result<(), StoreError> {
+    let (names, lookback) = engine.inputs();
+    for name in names {
+        let query = RangeQuery {
+            selector: SeriesSelector::new(name),
+            start_ms: now - lookback.as_millis() as i64,
+            end_ms: now,
+            step_ms: 1,
+            aggregation: Aggregation::Last,
+        };
+        let recent: Vec<Sample> = store
+            .query_range(tenant, &query)
+            .await?
+            .into_iter()
+            .flat_map(|s| {
+                let series = s.series;
+                s.points.into_iter().map(move |p| Sample {
+                    series: series.clone(),
+                    timestamp_ms: p.timestamp_ms,
+                    value: p.value,
+                })
+            })
+            .collect();
+        engine.preload(&recent);
+    }
+    let reads_logs = engine.rules().iter().any(|r| matches!(r.source, RuleSource::Log { .. }));
+    for agent in store.list_agents(tenant).await? {
+        let seen = if agents == AgentClock::ServerStart { now } else { agent.last_seen_ms };
+        engine.agent_seen(agent_labels(&agent.host, &agent.agent_id), seen, now);
+        if reads_logs {
+            let logs = store.recent_logs(tenant, &agent.host, LOG_PRELOAD).await?;
+            engine.ingest_logs(&host_labels(&agent.host), &logs, now);
+        }
+    }
+    Ok(())
 }
 
 /// What identifies an agent in no-data alerts.
 fn agent_labels(host: &str, agent_id: &str) -> Labels {
     Labels::from([("host".to_string(), host.to_string()), ("agent_id".to_string(), agent_id.to_string())])
+}
+
+fn host_labels(host: &str) -> Labels {
+    Labels::from([("host".to_string(), host.to_string())])
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

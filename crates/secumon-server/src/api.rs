@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use secumon_alert::{Acknowledgement, ActiveAlert, Silence, Transition};
+use secumon_alert::RuleSpec;
+use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
 use secumon_core::{Labels, now_ms};
 
-use crate::alerting::Alerting;
+use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
 use secumon_store::{AgentRecord, Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,7 @@ const MAX_POINTS: i64 = 11_000;
 pub(crate) struct ApiState {
     pub store: Arc<dyn Store>,
     pub tenant: String,
-    pub alerting: Option<Arc<Alerting>>,
+    pub alerting: Arc<Alerting>,
 }
 
 pub(crate) fn router(state: ApiState) -> Router {
@@ -39,6 +40,10 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/stats", get(alert_stats))
         .route("/api/v1/alerts/{id}/acknowledge", post(acknowledge_alert))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/alert-rules", get(list_rules).post(create_rule))
+        .route("/api/v1/alert-rules/{id}", get(get_rule).put(update_rule).delete(delete_rule))
+        .route("/api/v1/alert-rules/{id}/test", get(test_rule))
+        .route("/api/v1/alert-rules/{id}/history", get(rule_history))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
@@ -185,8 +190,7 @@ struct AlertFilter {
 async fn list_alerts(State(state): State<ApiState>, Query(filter): Query<AlertFilter>) -> Json<AlertList> {
     let alerts = state
         .alerting
-        .map(|a| a.active())
-        .unwrap_or_default()
+        .active()
         .into_iter()
         .filter(|a| filter.status.as_deref().is_none_or(|s| enum_name(&a.state) == s))
         .filter(|a| filter.severity.as_deref().is_none_or(|s| enum_name(&a.severity) == s))
@@ -206,15 +210,18 @@ pub struct AlertStats {
     pub by_status: std::collections::BTreeMap<String, usize>,
     pub by_severity: std::collections::BTreeMap<String, usize>,
     pub acknowledged: usize,
+    /// Notifications that failed for good since the server started.
+    pub delivery_failures: u64,
 }
 
 async fn alert_stats(State(state): State<ApiState>) -> Json<AlertStats> {
-    let alerts = state.alerting.map(|a| a.active()).unwrap_or_default();
+    let alerts = state.alerting.active();
     let mut stats = AlertStats {
         total: alerts.len(),
         by_status: Default::default(),
         by_severity: Default::default(),
         acknowledged: alerts.iter().filter(|a| a.acknowledged.is_some()).count(),
+        delivery_failures: state.alerting.delivery_failures(),
     };
     for alert in &alerts {
         *stats.by_status.entry(enum_name(&alert.state)).or_default() += 1;
@@ -224,25 +231,87 @@ async fn alert_stats(State(state): State<ApiState>) -> Json<AlertStats> {
 }
 
 #[derive(Debug, Deserialize)]
-struct HistoryLimit {
-    limit: Option<usize>,
+struct HistoryFilter {
+    rule: Option<String>,
+    limit: Option<u32>,
 }
 
-/// Every state change of every alert, newest first.
+/// Alert history entries, newest first: `kind` is `transition`, `acknowledged`,
+/// `silence_added`, `rule_created|updated|deleted` or `delivery_failed`.
 #[derive(Debug, Serialize)]
 pub struct AlertHistory {
-    pub transitions: Vec<Transition>,
+    pub history: Vec<serde_json::Value>,
 }
 
-async fn alert_history(State(state): State<ApiState>, Query(params): Query<HistoryLimit>) -> Json<AlertHistory> {
-    let limit = params.limit.unwrap_or(100).min(10_000);
-    Json(AlertHistory { transitions: state.alerting.map(|a| a.history(limit)).unwrap_or_default() })
+async fn alert_history(
+    State(state): State<ApiState>,
+    Query(filter): Query<HistoryFilter>,
+) -> Result<Json<AlertHistory>, ApiError> {
+    let limit = filter.limit.unwrap_or(100).min(10_000);
+    Ok(Json(AlertHistory { history: state.alerting.history(filter.rule.as_deref(), limit).await? }))
 }
 
-fn alerting(state: &ApiState) -> Result<&Arc<Alerting>, ApiError> {
-    state.alerting.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "alerting is not configured (start the server with --rules)")
+#[derive(Debug, Serialize)]
+pub struct RuleList {
+    pub rules: Vec<RuleView>,
+}
+
+async fn list_rules(State(state): State<ApiState>) -> Json<RuleList> {
+    Json(RuleList { rules: state.alerting.rules().await })
+}
+
+async fn get_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<RuleView>, ApiError> {
+    let rule = state.alerting.rules().await.into_iter().find(|r| r.id == id);
+    rule.map(Json).ok_or_else(|| RuleError::NotFound(id).into())
+}
+
+/// The body of a rule request, checked here so a wrong key gets a clear message.
+fn rule_spec(body: serde_json::Value) -> Result<RuleSpec, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!("`{path}`: ") };
+        ApiError::bad_request(format!("{at}{}", e.into_inner()))
     })
+}
+
+async fn create_rule(
+    State(state): State<ApiState>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let spec = rule_spec(body)?;
+    let id = spec.name.clone();
+    state.alerting.create_rule(spec).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))))
+}
+
+async fn update_rule(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.alerting.update_rule(&id, rule_spec(body)?).await?;
+    Ok(Json(serde_json::json!({"id": id})))
+}
+
+async fn delete_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.alerting.delete_rule(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn test_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<RuleTest>, ApiError> {
+    Ok(Json(state.alerting.test_rule(&id).await?))
+}
+
+async fn rule_history(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(filter): Query<HistoryFilter>,
+) -> Result<Json<AlertHistory>, ApiError> {
+    if !state.alerting.rules().await.iter().any(|r| r.id == id) {
+        return Err(RuleError::NotFound(id).into());
+    }
+    let limit = filter.limit.unwrap_or(100).min(10_000);
+    Ok(Json(AlertHistory { history: state.alerting.history(Some(&id), limit).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,7 +330,7 @@ async fn acknowledge_alert(
         return Err(ApiError::bad_request("`by` must name who acknowledges"));
     }
     let ack = Acknowledgement { by: request.by, at_ms: now_ms(), comment: request.comment };
-    if alerting(&state)?.acknowledge(&id, ack) {
+    if state.alerting.acknowledge(&id, ack) {
         Ok(Json(serde_json::json!({"acknowledged": true})))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing alert {id:?}")))
@@ -274,7 +343,7 @@ pub struct SilenceList {
 }
 
 async fn list_silences(State(state): State<ApiState>) -> Result<Json<SilenceList>, ApiError> {
-    Ok(Json(SilenceList { silences: alerting(&state)?.silences() }))
+    Ok(Json(SilenceList { silences: state.alerting.silences() }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,7 +372,7 @@ async fn add_silence(
         created_by: request.created_by,
         comment: request.comment,
     };
-    alerting(&state)?.add_silence(silence.clone());
+    state.alerting.add_silence(silence.clone());
     Ok((StatusCode::CREATED, Json(silence)))
 }
 
@@ -339,6 +408,19 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "store failure while serving the API");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failure")
             }
+        }
+    }
+}
+
+impl From<RuleError> for ApiError {
+    fn from(error: RuleError) -> Self {
+        match error {
+            RuleError::Invalid(message) => Self::bad_request(message),
+            RuleError::Exists(_) | RuleError::ReadOnly(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            RuleError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+            RuleError::Store(store) => store.into(),
         }
     }
 }

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-pub use alerting::Alerting;
+pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
 pub use api::{AgentList, AgentView, History, HistorySeries};
 pub use ingest::StoreSink;
 
@@ -82,7 +82,7 @@ pub struct Server {
     grpc_addr: SocketAddr,
     api_addr: SocketAddr,
     store: Arc<SqliteStore>,
-    alerting: Option<Arc<Alerting>>,
+    alerting: Arc<Alerting>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -97,15 +97,9 @@ impl Server {
         let api_addr = local_addr(&api_listener, config.api_addr)?;
         let (stop, stopped) = watch::channel(false);
 
-        let alerting = match config.alerting.clone() {
-            Some(rules) => Some(Alerting::start(rules, store.clone() as Arc<dyn Store>, DEFAULT_TENANT).await?),
-            None => None,
-        };
-        let mut sink = StoreSink::new(store.clone(), DEFAULT_TENANT);
-        if let Some(alerting) = &alerting {
-            sink = sink.with_alerting(Arc::clone(alerting));
-        }
-        let sink = Arc::new(sink);
+        let rules = config.alerting.clone().unwrap_or_default();
+        let alerting = Alerting::start(rules, store.clone() as Arc<dyn Store>, DEFAULT_TENANT).await?;
+        let sink = Arc::new(StoreSink::new(store.clone(), DEFAULT_TENANT).with_alerting(Arc::clone(&alerting)));
         let ingest = IngestService::new(sink, stopped.clone()).into_server();
         let grpc_stop = wait_for_stop(stopped.clone());
         let mut builder = tonic::transport::Server::builder();
@@ -121,18 +115,16 @@ impl Server {
         });
 
         let mut tasks = Vec::new();
-        if let Some(alerting) = alerting.clone() {
-            let mut stopped = stopped.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
-                loop {
-                    tokio::select! {
-                        _ = stopped.wait_for(|stop| *stop) => break,
-                        _ = ticker.tick() => alerting.tick(),
-                    }
+        let (ticking, mut stopped_ticking) = (Arc::clone(&alerting), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stopped_ticking.wait_for(|stop| *stop) => break,
+                    _ = ticker.tick() => ticking.tick(),
                 }
-            }));
-        }
+            }
+        }));
         let state = api::ApiState {
             store: store.clone() as Arc<dyn Store>,
             tenant: DEFAULT_TENANT.to_string(),
@@ -162,9 +154,9 @@ impl Server {
         self.store.clone()
     }
 
-    /// The alerting state, when the server was given rules.
-    pub fn alerting(&self) -> Option<Arc<Alerting>> {
-        self.alerting.clone()
+    /// Alert rules, alerts and their history.
+    pub fn alerting(&self) -> Arc<Alerting> {
+        Arc::clone(&self.alerting)
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
@@ -173,9 +165,7 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Some(alerting) = &self.alerting
-            && let Err(error) = alerting.flush().await
-        {
+        if let Err(error) = self.alerting.flush().await {
             tracing::error!(%error, "cannot save alert state on shutdown");
         }
         self.store.close().await;

@@ -110,7 +110,7 @@ async fn a_crossing_sample_notifies_on_arrival() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["state"], "firing");
     let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
-    assert_eq!(history["transitions"][0]["from"], "inactive");
+    assert_eq!(history["history"][0]["from"], "inactive");
 
     let stats: serde_json::Value = reqwest::get(format!("{api}/alerts/stats")).await.unwrap().json().await.unwrap();
     assert_eq!(stats["total"], 1);
@@ -152,8 +152,8 @@ async fn a_crossing_sample_notifies_on_arrival() {
     loop {
         let history: serde_json::Value =
             reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
-        if history["transitions"][0]["labels"]["room"] == "c" {
-            assert_eq!(history["transitions"][0]["silenced"], true);
+        if history["history"][0]["labels"]["room"] == "c" {
+            assert_eq!(history["history"][0]["silenced"], true);
             break;
         }
         assert!(Instant::now() < deadline, "room c never fired");

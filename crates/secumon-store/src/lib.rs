@@ -64,6 +64,15 @@ pub struct AgentRecord {
     pub batches: u64,
 }
 
+/// One line of the alert history: which rule, when, and the event itself as JSON (a
+/// transition, an acknowledgement, a rule change, a failed delivery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertHistoryEntry {
+    pub rule: String,
+    pub at_ms: i64,
+    pub record: String,
+}
+
 /// A storage backend. Implementations must make `write_batch` atomic: a batch is stored
 /// whole, with its `(agent_id, sequence)` recorded in the same transaction, or not at all.
 #[async_trait]
@@ -83,6 +92,17 @@ pub trait Store: Send + Sync {
 
     /// The state document saved under `key`, if any.
     async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Appends entries to the alert history.
+    async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError>;
+
+    /// The latest `limit` history entries, of one rule or of all, newest first.
+    async fn alert_history(
+        &self,
+        tenant: &str,
+        rule: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
 
     /// Step-aggregated points of every series of `tenant` that the query's selector matches.
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError>;

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::query::{Point, RangeQuery, SeriesPoints, aggregate};
-use crate::{AgentRecord, Store, StoreError, WriteOutcome};
+use crate::{AgentRecord, AlertHistoryEntry, Store, StoreError, WriteOutcome};
 
 /// Rows per multi-row INSERT: 3 bound values each stays far below SQLite's 32 766 limit.
 const ROWS_PER_INSERT: usize = 2_000;
@@ -255,6 +255,48 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for chunk in entries.chunks(ROWS_PER_INSERT / 4) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO alert_history (tenant_id, rule, ts, record) ")
+                .push_values(chunk, |mut row, entry| {
+                    row.push_bind(tenant).push_bind(&entry.rule).push_bind(entry.at_ms).push_bind(&entry.record);
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn alert_history(
+        &self,
+        tenant: &str,
+        rule: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AlertHistoryEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule, ts, record FROM alert_history WHERE tenant_id = ? AND (? IS NULL OR rule = ?) \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(rule)
+        .bind(rule)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(AlertHistoryEntry {
+                    rule: row.try_get("rule")?,
+                    at_ms: row.try_get("ts")?,
+                    record: row.try_get("record")?,
+                })
+            })
+            .collect()
     }
 
     async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {

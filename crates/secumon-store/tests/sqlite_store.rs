@@ -2,7 +2,9 @@
 //! range queries, tenant separation and persistence across reopen.
 
 use secumon_core::{CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity};
-use secumon_store::{Aggregation, RangeQuery, SeriesSelector, SqliteStore, Store, StoreError, WriteOutcome};
+use secumon_store::{
+    Aggregation, AlertHistoryEntry, RangeQuery, SeriesSelector, SqliteStore, Store, StoreError, WriteOutcome,
+};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -152,6 +154,27 @@ async fn state_documents_survive_reopen_per_tenant() {
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.get_state("acme", "alerts").await.unwrap().as_deref(), Some("{\"v\":2}"));
     assert_eq!(store.get_state("globex", "alerts").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn alert_history_is_kept_per_tenant_and_rule_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let entry =
+        |rule: &str, at_ms| AlertHistoryEntry { rule: rule.into(), at_ms, record: format!("{{\"at\":{at_ms}}}") };
+    let entries: Vec<AlertHistoryEntry> = (0..500).map(|i| entry(if i % 2 == 0 { "Hot" } else { "Cold" }, i)).collect();
+    store.append_alert_history("acme", &entries).await.unwrap();
+    store.append_alert_history("globex", &[entry("Hot", 1_000)]).await.unwrap();
+    store.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let hot = store.alert_history("acme", Some("Hot"), 3).await.unwrap();
+    assert_eq!(hot.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![498, 496, 494]);
+    assert_eq!(hot[0].record, "{\"at\":498}");
+    assert_eq!(store.alert_history("acme", None, 1000).await.unwrap().len(), 500);
+    assert_eq!(store.alert_history("globex", None, 10).await.unwrap(), vec![entry("Hot", 1_000)]);
+    assert!(store.alert_history("acme", Some("Nope"), 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ pub use pagerduty::PagerDutyNotifier;
 pub use slack::SlackNotifier;
 pub use webhook::{SIGNATURE_HEADER, WebhookNotifier, signature};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -114,11 +114,15 @@ pub struct DeliveryAttempt {
     pub gave_up: bool,
 }
 
+/// Delivery attempts a [`Dispatcher`] remembers.
+pub const ATTEMPTS_KEPT: usize = 10_000;
+
 /// Sends transitions to their rules' channels, retrying failures with backoff.
 pub struct Dispatcher {
     channels: HashMap<String, Arc<dyn Notifier>>,
     retry_delays: Vec<Duration>,
-    attempts: Mutex<Vec<DeliveryAttempt>>,
+    /// The latest attempts, at most [`ATTEMPTS_KEPT`].
+    attempts: Mutex<VecDeque<DeliveryAttempt>>,
 }
 
 impl Dispatcher {
@@ -126,7 +130,7 @@ impl Dispatcher {
         Self {
             channels,
             retry_delays: vec![Duration::from_millis(200), Duration::from_secs(1), Duration::from_secs(5)],
-            attempts: Mutex::new(Vec::new()),
+            attempts: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -137,11 +141,12 @@ impl Dispatcher {
     }
 
     /// Delivers to every channel of the notification. Returns once each channel succeeded
-    /// or ran out of tries.
-    pub async fn deliver(&self, notification: &Notification) {
+    /// or ran out of tries, with the last attempt of each channel that never succeeded.
+    pub async fn deliver(&self, notification: &Notification) -> Vec<DeliveryAttempt> {
+        let mut failed = Vec::new();
         for name in &notification.channels {
             let Some(channel) = self.channels.get(name) else {
-                self.record(name, notification, 1, Some(format!("no channel named {name:?}")), true);
+                failed.push(self.record(name, notification, 1, Some(format!("no channel named {name:?}")), true));
                 tracing::error!(channel = %name, rule = %notification.rule, "alert names an unknown channel");
                 continue;
             };
@@ -154,8 +159,9 @@ impl Dispatcher {
                     }
                     Err(error) => {
                         let gave_up = attempt == tries;
-                        self.record(name, notification, attempt, Some(error.to_string()), gave_up);
+                        let record = self.record(name, notification, attempt, Some(error.to_string()), gave_up);
                         if gave_up {
+                            failed.push(record);
                             tracing::error!(channel = %name, rule = %notification.rule, %error, "alert notification failed for good");
                         } else {
                             tracing::warn!(channel = %name, attempt, %error, "alert notification failed; retrying");
@@ -165,14 +171,22 @@ impl Dispatcher {
                 }
             }
         }
+        failed
     }
 
     /// Every attempt so far, oldest first.
     pub fn attempts(&self) -> Vec<DeliveryAttempt> {
-        self.attempts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
-    fn record(&self, channel: &str, n: &Notification, attempt: u32, error: Option<String>, gave_up: bool) {
+    fn record(
+        &self,
+        channel: &str,
+        n: &Notification,
+        attempt: u32,
+        error: Option<String>,
+        gave_up: bool,
+    ) -> DeliveryAttempt {
         let entry = DeliveryAttempt {
             channel: channel.to_string(),
             rule: n.rule.clone(),
@@ -181,7 +195,12 @@ impl Dispatcher {
             error,
             gave_up,
         };
-        self.attempts.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if attempts.len() == ATTEMPTS_KEPT {
+            attempts.pop_front();
+        }
+        attempts.push_back(entry.clone());
+        entry
     }
 }
 
