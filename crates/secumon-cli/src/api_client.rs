@@ -13,7 +13,13 @@ pub async fn send(request: reqwest::RequestBuilder, server: &str) -> anyhow::Res
     let response =
         request.timeout(Duration::from_secs(30)).send().await.with_context(|| format!("cannot reach {server}"))?;
     let status = response.status();
-    let body: Value = response.json().await.context("the server's answer is not JSON")?;
+    let bytes = response.bytes().await.context("the server's answer was cut off")?;
+    // 204 No Content and the like carry no body.
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).context("the server's answer is not JSON")?
+    };
     if status.is_success() {
         return Ok(Ok(body));
     }

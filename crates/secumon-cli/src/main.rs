@@ -5,6 +5,7 @@
 mod alerts;
 mod api_client;
 mod query;
+mod rules;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Command {
     Query(query::QueryArgs),
     /// List, acknowledge and silence alerts.
     Alerts(alerts::AlertsArgs),
+    /// List, add, test and delete alert rules.
+    Rules(rules::RulesArgs),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -156,6 +159,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Up { server, interval } => up(server, interval).await,
         Command::Query(args) => query::run(args).await,
         Command::Alerts(args) => alerts::run(args).await,
+        Command::Rules(args) => rules::run(args).await,
         Command::Config { command: ConfigCommand::Check { file } } => match AgentConfig::load(&file) {
             Ok(config) => {
                 if let Err(error) = AgentSettings::from_config(&config) {
