@@ -1,13 +1,14 @@
 //! The PromQL subset alert rules are written in, compiled from promql-parser's AST into a
 //! small tree we can evaluate incrementally over recent samples:
 //! selectors with label matchers, `rate`/`increase`, `avg|min|max|sum|count_over_time`,
-//! `avg|sum|min|max|count [by|without (...)]`, compared with a number.
+//! `avg|sum|min|max|count [by|without (...)]`, arithmetic (`+ - * / % ^`) with numbers and
+//! between vectors (one-to-one, optionally `on`/`ignoring`), compared with a number.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, Expr, LabelModifier};
+use promql_parser::parser::{self, Expr, LabelModifier, VectorMatchCardinality};
 use secumon_core::{Labels, SeriesKey};
 
 /// Why a rule expression cannot be used.
@@ -82,6 +83,56 @@ pub enum VectorExpr {
         grouping: Grouping,
         inner: Box<VectorExpr>,
     },
+    /// `vector OP number` or `number OP vector`, element by element.
+    Scalar {
+        op: Arithmetic,
+        inner: Box<VectorExpr>,
+        number: f64,
+        number_first: bool,
+    },
+    /// `vector OP vector`, pairing elements whose labels agree (all of them, or those of
+    /// `on (...)` / all but those of `ignoring (...)`); the left side's labels are kept.
+    Vectors {
+        op: Arithmetic,
+        lhs: Box<VectorExpr>,
+        rhs: Box<VectorExpr>,
+        matching: Option<Grouping>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+}
+
+impl Arithmetic {
+    fn from_symbol(symbol: &str) -> Option<Self> {
+        Some(match symbol {
+            "+" => Self::Add,
+            "-" => Self::Sub,
+            "*" => Self::Mul,
+            "/" => Self::Div,
+            "%" => Self::Mod,
+            "^" => Self::Pow,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, left: f64, right: f64) -> f64 {
+        match self {
+            Self::Add => left + right,
+            Self::Sub => left - right,
+            Self::Mul => left * right,
+            Self::Div => left / right,
+            Self::Mod => left % right,
+            Self::Pow => left.powf(right),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +226,11 @@ impl Condition {
         fn walk<'a>(expr: &'a VectorExpr, out: &mut Vec<&'a Selector>) {
             match expr {
                 VectorExpr::Instant(selector) | VectorExpr::Range { selector, .. } => out.push(selector),
-                VectorExpr::Aggregate { inner, .. } => walk(inner, out),
+                VectorExpr::Aggregate { inner, .. } | VectorExpr::Scalar { inner, .. } => walk(inner, out),
+                VectorExpr::Vectors { lhs, rhs, .. } => {
+                    walk(lhs, out);
+                    walk(rhs, out);
+                }
             }
         }
         let mut out = Vec::new();
@@ -189,7 +244,8 @@ impl Condition {
             match expr {
                 VectorExpr::Instant(_) => STALENESS,
                 VectorExpr::Range { range, .. } => *range,
-                VectorExpr::Aggregate { inner, .. } => walk(inner),
+                VectorExpr::Aggregate { inner, .. } | VectorExpr::Scalar { inner, .. } => walk(inner),
+                VectorExpr::Vectors { lhs, rhs, .. } => walk(lhs).max(walk(rhs)),
             }
         }
         walk(&self.vector)
@@ -274,7 +330,60 @@ fn compile_vector(expr: &Expr) -> Result<VectorExpr, ExprError> {
             };
             Ok(VectorExpr::Aggregate { op, grouping, inner: Box::new(compile_vector(&aggregate.expr)?) })
         }
+        Expr::Binary(binary) => {
+            let symbol = binary.op.to_string();
+            let op = Arithmetic::from_symbol(&symbol).ok_or_else(|| {
+                ExprError::Unsupported(format!("{symbol} inside an expression: only the outermost operator compares"))
+            })?;
+            match (unparen(&binary.lhs), unparen(&binary.rhs)) {
+                (Expr::NumberLiteral(_), Expr::NumberLiteral(_)) => {
+                    Err(ExprError::Unsupported("arithmetic between two numbers: write the result".into()))
+                }
+                (Expr::NumberLiteral(n), vector) => Ok(VectorExpr::Scalar {
+                    op,
+                    inner: Box::new(compile_vector(vector)?),
+                    number: n.val,
+                    number_first: true,
+                }),
+                (vector, Expr::NumberLiteral(n)) => Ok(VectorExpr::Scalar {
+                    op,
+                    inner: Box::new(compile_vector(vector)?),
+                    number: n.val,
+                    number_first: false,
+                }),
+                (lhs, rhs) => {
+                    let modifier = binary.modifier.as_ref();
+                    if modifier.is_some_and(|m| !matches!(m.card, VectorMatchCardinality::OneToOne)) {
+                        return Err(ExprError::Unsupported("group_left/group_right matching".into()));
+                    }
+                    let matching = match modifier.and_then(|m| m.matching.as_ref()) {
+                        None => None,
+                        Some(LabelModifier::Include(labels)) => Some(Grouping::By(labels.labels.clone())),
+                        Some(LabelModifier::Exclude(labels)) => Some(Grouping::Without(labels.labels.clone())),
+                    };
+                    Ok(VectorExpr::Vectors {
+                        op,
+                        lhs: Box::new(compile_vector(lhs)?),
+                        rhs: Box::new(compile_vector(rhs)?),
+                        matching,
+                    })
+                }
+            }
+        }
         other => Err(ExprError::Unsupported(format!("expression {other}"))),
+    }
+}
+
+/// The labels two elements are paired on.
+fn match_key(labels: &Labels, matching: &Option<Grouping>) -> Labels {
+    match matching {
+        None => labels.clone(),
+        Some(Grouping::By(keep)) => {
+            labels.iter().filter(|(k, _)| keep.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+        Some(Grouping::Without(drop)) => {
+            labels.iter().filter(|(k, _)| !drop.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
     }
 }
 
@@ -357,6 +466,26 @@ fn evaluate(expr: &VectorExpr, window: &SampleWindow, now_ms: i64) -> Vec<(Label
                         Aggregation::Count => values.len() as f64,
                     };
                     (labels, value)
+                })
+                .collect()
+        }
+        VectorExpr::Scalar { op, inner, number, number_first } => evaluate(inner, window, now_ms)
+            .into_iter()
+            .map(|(labels, value)| {
+                (labels, if *number_first { op.apply(*number, value) } else { op.apply(value, *number) })
+            })
+            .collect(),
+        VectorExpr::Vectors { op, lhs, rhs, matching } => {
+            let mut right: HashMap<Labels, Option<f64>> = HashMap::new();
+            for (labels, value) in evaluate(rhs, window, now_ms) {
+                // Two right elements on one key are ambiguous: Prometheus refuses, we skip.
+                right.entry(match_key(&labels, matching)).and_modify(|v| *v = None).or_insert(Some(value));
+            }
+            evaluate(lhs, window, now_ms)
+                .into_iter()
+                .filter_map(|(labels, value)| {
+                    let other = (*right.get(&match_key(&labels, matching))?)?;
+                    Some((labels, op.apply(value, other)))
                 })
                 .collect()
         }
@@ -499,5 +628,35 @@ mod tests {
         assert!(err.contains("range") || err.contains("not PromQL"), "{err}");
         let err = Condition::parse("x > y").unwrap_err().to_string();
         assert!(err.contains("number"), "{err}");
+        let err = Condition::parse("(x > 1) > 0").unwrap_err().to_string();
+        assert!(err.contains("outermost"), "{err}");
+        let err = Condition::parse("x / on(host) group_left y > 1").unwrap_err().to_string();
+        assert!(err.contains("group_left"), "{err}");
+    }
+
+    #[test]
+    fn arithmetic_with_numbers_and_between_vectors() {
+        let mut window = SampleWindow::default();
+        for (mount, avail) in [("/", 5.0), ("/data", 50.0)] {
+            window.push(&key("fs_avail_bytes", &[("host", "a"), ("mount", mount)]), 1_000, avail);
+            window.push(&key("fs_size_bytes", &[("host", "a"), ("mount", mount)]), 1_000, 100.0);
+        }
+        window.push(&key("fs_avail_bytes", &[("host", "b"), ("mount", "/")]), 1_000, 1.0);
+        let condition = Condition::parse("(fs_avail_bytes / fs_size_bytes) * 100 < 10").unwrap();
+        assert_eq!(condition.firing(&window, 2_000), vec![(labels(&[("host", "a"), ("mount", "/")]), 5.0)]);
+        assert_eq!(condition.selectors().len(), 2);
+
+        window.push(&key("cpu_idle_ratio", &[("host", "a")]), 1_000, 0.05);
+        let condition = Condition::parse("100 - cpu_idle_ratio * 100 > 90").unwrap();
+        assert_eq!(condition.firing(&window, 2_000), vec![(labels(&[("host", "a")]), 95.0)]);
+
+        window.push(&key("requests", &[("host", "a"), ("code", "500")]), 1_000, 30.0);
+        window.push(&key("capacity", &[("host", "a"), ("dc", "x")]), 1_000, 60.0);
+        let on = Condition::parse("requests / on(host) capacity >= 0.5").unwrap();
+        assert_eq!(on.firing(&window, 2_000), vec![(labels(&[("code", "500"), ("host", "a")]), 0.5)]);
+        let ignoring = Condition::parse("requests / ignoring(code, dc) capacity >= 0.5").unwrap();
+        assert_eq!(ignoring.firing(&window, 2_000).len(), 1);
+        let unmatched = Condition::parse("requests / capacity >= 0.5").unwrap();
+        assert!(unmatched.firing(&window, 2_000).is_empty(), "labels differ: no pair");
     }
 }
