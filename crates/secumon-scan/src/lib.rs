@@ -1,0 +1,20 @@
+//! SecuMon's probe checks. Each check implements [`Check`]; [`run_check`] runs one with a
+//! timeout and turns whatever happens (success, a failed expectation, an unresolvable name,
+//! a timeout) into a [`CheckResult`], never a panic or an error. The [`Scheduler`] runs many
+//! on their intervals under a global concurrency limit.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::time::Duration;
+//! use secumon_scan::{PortList, TcpScan, run_check};
+//! let scan = TcpScan::new("web", "127.0.0.1", PortList::parse("22,80,8000-8100").unwrap());
+//! let result = run_check(&scan, Duration::from_secs(30)).await;
+//! println!("{:?}: {}", result.status, result.details);
+//! # }
+//! ```
+
+mod check;
+mod ports;
+
+pub use check::{Check, CheckError, Outcome, run_check};
+pub use ports::{PortList, PortReport, PortState, TcpScan, UdpScan, scan_tcp, scan_udp};

@@ -1,0 +1,377 @@
+//! TCP connect and UDP port scans. TCP: a completed handshake is `open`, a reset `closed`,
+//! silence until the timeout (or an ICMP unreachable from a router) `filtered`. UDP: any
+//! answer is `open`, ICMP port unreachable `closed`, silence `open|filtered`; well-known
+//! ports get a payload their service answers (DNS, SNMP, NTP), as nmap does.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use secumon_core::{CheckStatus, Labels};
+use serde::Serialize;
+use tokio::net::{TcpSocket, UdpSocket};
+
+use crate::check::{Check, CheckError, Outcome, resolve};
+
+/// Ports to scan, from text such as `22,80,443,8000-8100`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortList(Vec<u16>);
+
+impl PortList {
+    pub fn parse(text: &str) -> Result<Self, CheckError> {
+        let mut ports = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let port = |p: &str| -> Result<u16, CheckError> {
+                match p.trim().parse::<u16>() {
+                    Ok(0) | Err(_) => Err(CheckError::Invalid(format!("{p:?} is not a port (1-65535) in {text:?}"))),
+                    Ok(port) => Ok(port),
+                }
+            };
+            match part.split_once('-') {
+                Some((low, high)) => {
+                    let (low, high) = (port(low)?, port(high)?);
+                    if low > high {
+                        return Err(CheckError::Invalid(format!("range {part:?} runs backwards in {text:?}")));
+                    }
+                    ports.extend(low..=high);
+                }
+                None => ports.push(port(part)?),
+            }
+        }
+        if ports.is_empty() {
+            return Err(CheckError::Invalid(format!("no port in {text:?}")));
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(Self(ports))
+    }
+
+    /// Every port, 1 to 65535.
+    pub fn all() -> Self {
+        Self((1..=u16::MAX).collect())
+    }
+
+    pub fn ports(&self) -> &[u16] {
+        &self.0
+    }
+}
+
+/// What a scan learnt about one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum PortState {
+    #[serde(rename = "open")]
+    Open,
+    #[serde(rename = "closed")]
+    Closed,
+    #[serde(rename = "filtered")]
+    Filtered,
+    #[serde(rename = "open|filtered")]
+    OpenFiltered,
+}
+
+impl PortState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Filtered => "filtered",
+            Self::OpenFiltered => "open|filtered",
+        }
+    }
+}
+
+/// A scan's findings: every port's state, by port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortReport {
+    pub address: IpAddr,
+    pub states: BTreeMap<u16, PortState>,
+}
+
+impl PortReport {
+    pub fn with_state(&self, state: PortState) -> Vec<u16> {
+        self.states.iter().filter(|(_, s)| **s == state).map(|(p, _)| *p).collect()
+    }
+}
+
+/// Connect-scans `ports` of `address`, `concurrency` at a time.
+pub async fn scan_tcp(address: IpAddr, ports: &PortList, concurrency: usize, timeout: Duration) -> PortReport {
+    scan_tcp_with_progress(address, ports, concurrency, timeout, |_| {}).await
+}
+
+/// [`scan_tcp`], calling `progress` with each port as it is done (for progress bars).
+pub async fn scan_tcp_with_progress(
+    address: IpAddr,
+    ports: &PortList,
+    concurrency: usize,
+    timeout: Duration,
+    mut progress: impl FnMut(u16),
+) -> PortReport {
+    let mut results = futures::stream::iter(ports.ports().iter().copied())
+        .map(|port| async move { (port, tcp_state(SocketAddr::new(address, port), timeout).await) })
+        .buffer_unordered(concurrency.max(1));
+    let mut states = BTreeMap::new();
+    while let Some((port, state)) = results.next().await {
+        progress(port);
+        states.insert(port, state);
+    }
+    PortReport { address, states }
+}
+
+async fn tcp_state(target: SocketAddr, timeout: Duration) -> PortState {
+    let socket = match if target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() } {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!(%target, %error, "cannot open a socket for the scan");
+            return PortState::Filtered;
+        }
+    };
+    // Close open ports with a reset: a full scan must not leave thousands of TIME_WAITs.
+    // (Linger zero never blocks the drop, which is what tokio's deprecation is about.)
+    let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+    match tokio::time::timeout(timeout, socket.connect(target)).await {
+        Ok(Ok(_stream)) => PortState::Open,
+        Ok(Err(error)) if error.kind() == ErrorKind::ConnectionRefused => PortState::Closed,
+        Ok(Err(_)) | Err(_) => PortState::Filtered,
+    }
+}
+
+/// UDP-scans `ports` of `address`: each port gets its protocol's probe, and one retry
+/// when silent.
+pub async fn scan_udp(address: IpAddr, ports: &PortList, concurrency: usize, timeout: Duration) -> PortReport {
+    let results: Vec<(u16, PortState)> = futures::stream::iter(ports.ports().iter().copied())
+        .map(|port| async move { (port, udp_state(SocketAddr::new(address, port), timeout).await) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    PortReport { address, states: results.into_iter().collect() }
+}
+
+async fn udp_state(target: SocketAddr, timeout: Duration) -> PortState {
+    let local: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let socket = match UdpSocket::bind(local).await {
+        Ok(socket) => socket,
+        Err(_) => return PortState::OpenFiltered,
+    };
+    // A connected UDP socket reports the ICMP port unreachable as ECONNREFUSED.
+    if socket.connect(target).await.is_err() {
+        return PortState::OpenFiltered;
+    }
+    let payload = udp_payload(target.port());
+    let mut buffer = [0u8; 1500];
+    for _ in 0..2 {
+        match socket.send(&payload).await {
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return PortState::Closed,
+            Err(_) => return PortState::OpenFiltered,
+            Ok(_) => {}
+        }
+        match tokio::time::timeout(timeout, socket.recv(&mut buffer)).await {
+            Ok(Ok(_)) => return PortState::Open,
+            Ok(Err(error)) if error.kind() == ErrorKind::ConnectionRefused => return PortState::Closed,
+            Ok(Err(_)) => return PortState::OpenFiltered,
+            Err(_) => continue,
+        }
+    }
+    PortState::OpenFiltered
+}
+
+/// A request the service usually behind `port` answers; empty for others.
+pub(crate) fn udp_payload(port: u16) -> Vec<u8> {
+    match port {
+        // DNS: a standard query for the root's NS records.
+        53 | 5353 => vec![0x53, 0x4d, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x02, 0x00, 0x01],
+        // SNMP v2c GetRequest, community "public", sysDescr.0.
+        161 => vec![
+            0x30, 0x29, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa0, 0x1c, 0x02, 0x04, 0x53,
+            0x4d, 0x4f, 0x4e, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b, 0x06, 0x01,
+            0x02, 0x01, 0x01, 0x01, 0x00, 0x05, 0x00,
+        ],
+        // NTP v3 client request.
+        123 => {
+            let mut packet = vec![0u8; 48];
+            packet[0] = 0x1b;
+            packet
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Scan settings shared by the TCP and UDP checks.
+#[derive(Debug, Clone)]
+struct ScanSettings {
+    id: String,
+    host: String,
+    ports: PortList,
+    concurrency: usize,
+    timeout: Duration,
+    /// Ports that must be open; any other open port is unexpected. `None`: report only.
+    expect_open: Option<Vec<u16>>,
+}
+
+impl ScanSettings {
+    fn outcome(&self, protocol: &str, report: &PortReport) -> Outcome {
+        let open = report.with_state(PortState::Open);
+        let (status, problems) = match &self.expect_open {
+            None => (CheckStatus::Ok, Vec::new()),
+            Some(expected) => {
+                let mut problems: Vec<String> = expected
+                    .iter()
+                    .filter(|p| !open.contains(p))
+                    .map(|p| format!("{p}/{protocol} expected open, is {}", state_name(report, *p)))
+                    .collect();
+                problems.extend(
+                    open.iter().filter(|p| !expected.contains(p)).map(|p| format!("{p}/{protocol} open unexpectedly")),
+                );
+                (if problems.is_empty() { CheckStatus::Ok } else { CheckStatus::Critical }, problems)
+            }
+        };
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for state in report.states.values() {
+            *counts.entry(state.as_str()).or_default() += 1;
+        }
+        let listed: BTreeMap<String, &str> = report
+            .states
+            .iter()
+            .filter(|(_, s)| !matches!(s, PortState::Closed))
+            .map(|(p, s)| (p.to_string(), s.as_str()))
+            .collect();
+        let details = serde_json::json!({
+            "address": report.address.to_string(), "protocol": protocol, "scanned": report.states.len(),
+            "counts": counts, "ports": listed, "problems": problems,
+        });
+        let mut outcome = Outcome::new(status, details).sample("scan_open_ports", Labels::new(), open.len() as f64);
+        for port in self.expect_open.iter().flatten() {
+            let labels =
+                Labels::from([("port".to_string(), port.to_string()), ("protocol".to_string(), protocol.to_string())]);
+            outcome = outcome.sample("port_open", labels, f64::from(u8::from(open.contains(port))));
+        }
+        outcome
+    }
+
+    async fn address(&self) -> Result<IpAddr, CheckError> {
+        Ok(resolve(&self.host).await?[0])
+    }
+}
+
+fn state_name(report: &PortReport, port: u16) -> &'static str {
+    report.states.get(&port).map(|s| s.as_str()).unwrap_or("not scanned")
+}
+
+macro_rules! scan_check {
+    ($name:ident, $kind:literal, $scan:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone)]
+        pub struct $name(ScanSettings);
+
+        impl $name {
+            /// 200 ports at a time, 1 s per port, report only.
+            pub fn new(id: impl Into<String>, host: impl Into<String>, ports: PortList) -> Self {
+                Self(ScanSettings {
+                    id: id.into(),
+                    host: host.into(),
+                    ports,
+                    concurrency: 200,
+                    timeout: Duration::from_secs(1),
+                    expect_open: None,
+                })
+            }
+
+            pub fn concurrency(mut self, concurrency: usize) -> Self {
+                self.0.concurrency = concurrency;
+                self
+            }
+
+            pub fn timeout(mut self, timeout: Duration) -> Self {
+                self.0.timeout = timeout;
+                self
+            }
+
+            /// Critical unless exactly these ports are open.
+            pub fn expect_open(mut self, ports: Vec<u16>) -> Self {
+                self.0.expect_open = Some(ports);
+                self
+            }
+        }
+
+        #[async_trait]
+        impl Check for $name {
+            fn id(&self) -> &str {
+                &self.0.id
+            }
+
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            fn target(&self) -> String {
+                self.0.host.clone()
+            }
+
+            async fn execute(&self) -> Result<Outcome, CheckError> {
+                let address = self.0.address().await?;
+                let report = $scan(address, &self.0.ports, self.0.concurrency, self.0.timeout).await;
+                Ok(self.0.outcome($kind, &report))
+            }
+        }
+    };
+}
+
+scan_check!(TcpScan, "tcp", scan_tcp, "A TCP connect scan as a check.");
+scan_check!(UdpScan, "udp", scan_udp, "A UDP scan as a check.");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_lists_parse_lists_and_ranges_and_say_what_is_wrong() {
+        assert_eq!(PortList::parse("80, 22,8000-8002,22").unwrap().ports(), &[22, 80, 8000, 8001, 8002]);
+        assert_eq!(PortList::all().ports().len(), 65_535);
+        for (bad, needle) in
+            [("0", "not a port"), ("70000", "not a port"), ("9-3", "backwards"), ("", "no port"), ("a-b", "not a port")]
+        {
+            let error = PortList::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(needle), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn snmp_probe_is_well_formed_ber() {
+        let packet = udp_payload(161);
+        assert_eq!(packet[0], 0x30);
+        assert_eq!(packet[1] as usize, packet.len() - 2, "outer length covers the rest");
+        assert_eq!(udp_payload(123).len(), 48);
+        assert!(udp_payload(9999).is_empty());
+    }
+
+    #[tokio::test]
+    async fn tcp_states_on_loopback() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let closed = {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap().port()
+        };
+        let ports = PortList::parse(&format!("{open},{closed}")).unwrap();
+        let report = scan_tcp("127.0.0.1".parse().unwrap(), &ports, 10, Duration::from_secs(1)).await;
+        assert_eq!(report.states[&open], PortState::Open);
+        assert_eq!(report.states[&closed], PortState::Closed);
+
+        let check = TcpScan::new("t", "127.0.0.1", ports).expect_open(vec![closed]);
+        let result = crate::run_check(&check, Duration::from_secs(5)).await;
+        assert_eq!(result.status, CheckStatus::Critical);
+        let problems = result.details["problems"].to_string();
+        assert!(problems.contains(&format!("{closed}/tcp expected open, is closed")), "{problems}");
+        assert!(problems.contains(&format!("{open}/tcp open unexpectedly")), "{problems}");
+    }
+
+    #[tokio::test]
+    async fn unresolvable_names_are_unknown_with_the_reason() {
+        let check = TcpScan::new("t", "no-such-host.invalid", PortList::parse("80").unwrap());
+        let result = crate::run_check(&check, Duration::from_secs(10)).await;
+        assert_eq!(result.status, CheckStatus::Unknown);
+        assert!(result.details["error"].as_str().unwrap().contains("no-such-host.invalid"), "{}", result.details);
+    }
+}
