@@ -14,7 +14,9 @@
 //! ```
 
 mod check;
+mod http;
 mod ports;
 
 pub use check::{Check, CheckError, Outcome, run_check};
+pub use http::{HttpCheck, HttpResponse, Timings, TlsSummary, request as http_request};
 pub use ports::{PortList, PortReport, PortState, TcpScan, UdpScan, scan_tcp, scan_udp};

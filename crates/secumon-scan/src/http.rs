@@ -1,0 +1,358 @@
+//! HTTP(S) checks: one request (and its redirects, if allowed) made step by step so each
+//! phase is timed (DNS, connect, TLS, time to first byte, total), then validated: status
+//! in the expected set, body substring or regex, latency bound; on HTTPS the certificate's
+//! days to expiry.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use regex::Regex;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use secumon_core::{CheckStatus, Labels};
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::check::{Check, CheckError, Outcome, resolve};
+
+/// Bodies longer than this are cut (and the check says so).
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// What to request and what to expect.
+#[derive(Debug, Clone)]
+pub struct HttpCheck {
+    pub id: String,
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// Acceptable status codes; empty means 200-399.
+    pub expect_status: Vec<u16>,
+    pub body_contains: Option<String>,
+    pub body_regex: Option<Regex>,
+    /// Slower than this is a warning.
+    pub max_latency: Option<Duration>,
+    /// Redirects to follow (0: report the redirect itself).
+    pub max_redirects: u32,
+    /// A PEM file of CAs to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Warn when the certificate expires within this many days.
+    pub cert_warning_days: i64,
+}
+
+impl HttpCheck {
+    pub fn get(id: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            url: url.into(),
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: None,
+            expect_status: Vec::new(),
+            body_contains: None,
+            body_regex: None,
+            max_latency: None,
+            max_redirects: 5,
+            ca_file: None,
+            cert_warning_days: 14,
+        }
+    }
+}
+
+/// How long each phase of one request took, in seconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub dns: f64,
+    pub connect: f64,
+    pub tls: f64,
+    pub first_byte: f64,
+    pub total: f64,
+}
+
+/// One request's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpResponse {
+    pub url: String,
+    pub address: String,
+    pub status: u16,
+    pub timings: Timings,
+    pub body_bytes: usize,
+    pub body_truncated: bool,
+    /// The `Location` header of a redirect.
+    pub location: Option<String>,
+    pub tls: Option<TlsSummary>,
+    #[serde(skip)]
+    pub body: Bytes,
+}
+
+/// What the TLS handshake showed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsSummary {
+    pub version: String,
+    pub cipher_suite: String,
+    pub subject: String,
+    pub issuer: String,
+    pub not_after_unix: i64,
+    pub days_to_expiry: f64,
+}
+
+/// Sends one request to `url` with `check`'s method, headers and body; no redirect.
+pub async fn request(check: &HttpCheck, url: &str) -> Result<HttpResponse, CheckError> {
+    let uri: Uri = url.parse().map_err(|e| CheckError::Invalid(format!("{url:?} is not a URL: {e}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(CheckError::Invalid(format!("{url:?} must start with http:// or https://"))),
+    };
+    let host = uri.host().ok_or_else(|| CheckError::Invalid(format!("{url:?} has no host")))?.to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let method = Method::from_bytes(check.method.as_bytes())
+        .map_err(|_| CheckError::Invalid(format!("{:?} is not an HTTP method", check.method)))?;
+
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let address = resolve(&host).await?[0];
+    timings.dns = started.elapsed().as_secs_f64();
+    let stream = TcpStream::connect((address, port))
+        .await
+        .map_err(|e| CheckError::Other(format!("cannot connect to {address}:{port}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    timings.connect = started.elapsed().as_secs_f64() - timings.dns;
+
+    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or(host.clone());
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut builder = Request::builder().method(method).uri(path).header(hyper::header::HOST, authority);
+    for (name, value) in &check.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let body = Full::new(Bytes::from(check.body.clone().unwrap_or_default()));
+    let request = builder.body(body).map_err(|e| CheckError::Invalid(format!("bad request header: {e}")))?;
+
+    let (response, tls) = if https {
+        let before_tls = started.elapsed().as_secs_f64();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(check.ca_file.as_ref())?));
+        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+            .map_err(|e| CheckError::Invalid(format!("{host:?} cannot be a TLS server name: {e}")))?;
+        let stream =
+            connector.connect(name, stream).await.map_err(|e| CheckError::Other(format!("TLS handshake: {e}")))?;
+        timings.tls = started.elapsed().as_secs_f64() - before_tls;
+        let tls = tls_summary(stream.get_ref().1);
+        (send(TokioIo::new(stream), request).await?, tls)
+    } else {
+        (send(TokioIo::new(stream), request).await?, None)
+    };
+    timings.first_byte = started.elapsed().as_secs_f64() - timings.dns - timings.connect - timings.tls;
+    let status = response.status().as_u16();
+    let location = response.headers().get(hyper::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (body, body_truncated) = match Limited::new(response.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => (collected.to_bytes(), false),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => (Bytes::new(), true),
+        Err(error) => return Err(CheckError::Other(format!("reading the body: {error}"))),
+    };
+    timings.total = started.elapsed().as_secs_f64();
+    Ok(HttpResponse {
+        url: url.to_string(),
+        address: format!("{address}:{port}"),
+        status,
+        timings,
+        body_bytes: body.len(),
+        body_truncated,
+        location,
+        tls,
+        body,
+    })
+}
+
+async fn send<T>(
+    io: TokioIo<T>,
+    request: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, CheckError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|e| CheckError::Other(format!("HTTP: {e}")))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.send_request(request).await.map_err(|e| CheckError::Other(format!("HTTP: {e}")))
+}
+
+fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, CheckError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .map_err(|e| CheckError::Invalid(format!("CA file {}: {e}", path.display())))?;
+            for certificate in certificates {
+                let certificate =
+                    certificate.map_err(|e| CheckError::Invalid(format!("CA file {}: {e}", path.display())))?;
+                roots.add(certificate).map_err(|e| CheckError::Invalid(format!("CA file {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            for certificate in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(certificate);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CheckError::Other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn tls_summary(connection: &rustls::ClientConnection) -> Option<TlsSummary> {
+    let leaf = connection.peer_certificates()?.first()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let not_after = certificate.validity().not_after.timestamp();
+    let now = secumon_core::now_ms() as f64 / 1000.0;
+    Some(TlsSummary {
+        version: connection.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+        cipher_suite: connection.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+        subject: certificate.subject().to_string(),
+        issuer: certificate.issuer().to_string(),
+        not_after_unix: not_after,
+        days_to_expiry: (not_after as f64 - now) / 86_400.0,
+    })
+}
+
+/// Resolves a redirect's `Location` against the URL that answered with it.
+fn follow(base: &str, location: &str) -> Result<String, CheckError> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Ok(location.to_string());
+    }
+    let uri: Uri = base.parse().map_err(|e| CheckError::Invalid(format!("{base:?}: {e}")))?;
+    let origin =
+        format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or(""));
+    if location.starts_with('/') {
+        return Ok(format!("{origin}{location}"));
+    }
+    let path = uri.path();
+    let directory = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
+    Ok(format!("{origin}{directory}{location}"))
+}
+
+#[async_trait]
+impl Check for HttpCheck {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn target(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn execute(&self) -> Result<Outcome, CheckError> {
+        let mut url = self.url.clone();
+        let mut chain = Vec::new();
+        let response = loop {
+            let response = request(self, &url).await?;
+            let redirect = (300..400).contains(&response.status) && response.location.is_some();
+            if !redirect || chain.len() as u32 >= self.max_redirects {
+                break response;
+            }
+            let next = follow(&url, response.location.as_deref().unwrap_or_default())?;
+            chain.push(serde_json::json!({"url": url, "status": response.status}));
+            url = next;
+        };
+
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let status_ok = if self.expect_status.is_empty() {
+            (200..400).contains(&response.status)
+        } else {
+            self.expect_status.contains(&response.status)
+        };
+        if !status_ok {
+            problems.push(format!("status {} is not expected", response.status));
+        }
+        let text = String::from_utf8_lossy(&response.body);
+        if let Some(needle) = &self.body_contains
+            && !text.contains(needle.as_str())
+        {
+            problems.push(format!("body does not contain {needle:?}"));
+        }
+        if let Some(pattern) = &self.body_regex
+            && !pattern.is_match(&text)
+        {
+            problems.push(format!("body does not match /{pattern}/"));
+        }
+        if response.body_truncated {
+            warnings.push(format!("body longer than {MAX_BODY} bytes; content checks saw none of it"));
+        }
+        let total = response.timings.total;
+        if let Some(limit) = self.max_latency
+            && total > limit.as_secs_f64()
+        {
+            warnings.push(format!("took {:.0} ms, more than {} ms", total * 1000.0, limit.as_millis()));
+        }
+        if let Some(tls) = &response.tls {
+            if tls.days_to_expiry < 0.0 {
+                problems.push(format!("certificate expired {:.0} days ago", -tls.days_to_expiry));
+            } else if tls.days_to_expiry < self.cert_warning_days as f64 {
+                warnings.push(format!("certificate expires in {:.0} days", tls.days_to_expiry));
+            }
+        }
+        let status = if !problems.is_empty() {
+            CheckStatus::Critical
+        } else if !warnings.is_empty() {
+            CheckStatus::Warning
+        } else {
+            CheckStatus::Ok
+        };
+        let details = serde_json::json!({
+            "response": response, "redirects": chain, "problems": problems, "warnings": warnings,
+        });
+        let t = &response.timings;
+        let mut outcome = Outcome::new(status, details)
+            .sample("http_status_code", Labels::new(), f64::from(response.status))
+            .sample("http_dns_seconds", Labels::new(), t.dns)
+            .sample("http_connect_seconds", Labels::new(), t.connect)
+            .sample("http_first_byte_seconds", Labels::new(), t.first_byte)
+            .sample("http_total_seconds", Labels::new(), t.total)
+            .sample("http_content_length_bytes", Labels::new(), response.body_bytes as f64);
+        if let Some(tls) = &response.tls {
+            outcome = outcome.sample("http_tls_seconds", Labels::new(), t.tls).sample(
+                "tls_cert_days_to_expiry",
+                Labels::new(),
+                tls.days_to_expiry,
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_answering_url() {
+        assert_eq!(follow("http://a:8080/x/y?q", "/z").unwrap(), "http://a:8080/z");
+        assert_eq!(follow("http://a/x/y", "z").unwrap(), "http://a/x/z");
+        assert_eq!(follow("http://a/x", "https://b/").unwrap(), "https://b/");
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_methods_are_invalid_checks() {
+        let check = HttpCheck::get("x", "ftp://example.com/");
+        assert!(request(&check, &check.url).await.unwrap_err().to_string().contains("http://"));
+        let check = HttpCheck { method: "GE T".into(), ..HttpCheck::get("x", "http://127.0.0.1:1/") };
+        assert!(request(&check, &check.url).await.unwrap_err().to_string().contains("method"));
+        let check = HttpCheck::get("x", "http://127.0.0.1:1/");
+        assert!(request(&check, &check.url).await.unwrap_err().to_string().contains("cannot connect"));
+    }
+}
