@@ -1,0 +1,191 @@
+//! DNS checks against two dnsmasq servers on loopback that serve different data for one
+//! zone: every record type compared with `dig` on the same server, expected answers, and
+//! a propagation check that says which resolver disagrees. Skipped, saying so, without
+//! dnsmasq or dig (`scripts/test` installs both).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use secumon_core::CheckStatus;
+use secumon_scan::{DnsCheck, RECORD_TYPES, dns_query, record_type, run_check};
+
+struct Dnsmasq(Child, SocketAddr);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A domain name in DNS wire format, as hex, for dnsmasq's `--dns-rr`.
+fn wire_name(name: &str) -> String {
+    let mut hex = String::new();
+    for label in name.trim_end_matches('.').split('.') {
+        hex.push_str(&format!("{:02x}", label.len()));
+        hex.extend(label.bytes().map(|b| format!("{b:02x}")));
+    }
+    hex + "00"
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// dnsmasq answering for test.example, with `www` at `www_address`.
+fn start_dnsmasq(www_address: &str) -> Dnsmasq {
+    let port = free_udp_port();
+    let soa = format!(
+        "{}{}{}",
+        wire_name("ns1.test.example"),
+        wire_name("hostmaster.test.example"),
+        "000000070000384000000e1000093a8000000e10" // serial 7, refresh, retry, expire, minimum
+    );
+    let caa = format!("0005{}{}", hex("issue"), hex("letsencrypt.org"));
+    let child = Command::new("/usr/sbin/dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--user=root",
+            "--pid-file",
+            &format!("--port={port}"),
+            &format!("--host-record=www.test.example,{www_address},2001:db8::10"),
+            "--cname=alias.test.example,www.test.example",
+            "--mx-host=test.example,mail.test.example,10",
+            "--txt-record=test.example,v=spf1 -all",
+            // A name that does not exist (NXDOMAIN), rather than one dnsmasq refuses.
+            "--address=/old.test.example/",
+            &format!("--dns-rr=test.example,2,{}", wire_name("ns1.test.example")),
+            &format!("--dns-rr=test.example,6,{soa}"),
+            &format!("--dns-rr=test.example,257,{caa}"),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Dnsmasq(child, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn tools_available() -> bool {
+    let found = Path::new("/usr/sbin/dnsmasq").exists() && Command::new("dig").arg("-v").output().is_ok();
+    if !found {
+        eprintln!("SKIPPED: dnsmasq or dig missing (apt-get install dnsmasq bind9-dnsutils)");
+    }
+    found
+}
+
+/// dig's answer section for a question, one record per line, sorted.
+fn dig(server: SocketAddr, name: &str, record_type: &str) -> Vec<String> {
+    let output = Command::new("dig")
+        .args([
+            &format!("@{}", server.ip()),
+            "-p",
+            &server.port().to_string(),
+            "+short",
+            "+norecurse",
+            name,
+            record_type,
+        ])
+        .output()
+        .unwrap();
+    let mut lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// dig quotes TXT and CAA values; presentation details aside, the data must agree.
+fn comparable(record: &str) -> String {
+    record.replace('"', "").to_lowercase()
+}
+
+#[tokio::test]
+async fn every_record_type_agrees_with_dig() {
+    if !tools_available() {
+        return;
+    }
+    let server = start_dnsmasq("192.0.2.10");
+    let questions = [
+        ("www.test.example", "A"),
+        ("www.test.example", "AAAA"),
+        ("alias.test.example", "CNAME"),
+        ("test.example", "MX"),
+        ("test.example", "TXT"),
+        ("test.example", "NS"),
+        ("test.example", "SOA"),
+        ("test.example", "CAA"),
+    ];
+    assert_eq!(questions.len(), RECORD_TYPES.len());
+    for (name, kind) in questions {
+        let answer = dns_query(Some(server.1), name, record_type(kind).unwrap(), Duration::from_secs(2)).await;
+        assert_eq!(answer.rcode, "NOERROR", "{name} {kind}: {answer:?}");
+        let reference = dig(server.1, name, kind);
+        assert!(!reference.is_empty(), "dig found nothing for {name} {kind}");
+        let ours: Vec<String> = answer.records.iter().map(|r| comparable(r)).collect();
+        let theirs: Vec<String> = reference.iter().map(|r| comparable(r)).collect();
+        assert_eq!(ours, theirs, "{name} {kind}");
+    }
+    let missing =
+        dns_query(Some(server.1), "nope.test.example", record_type("A").unwrap(), Duration::from_secs(2)).await;
+    assert!(missing.records.is_empty() && missing.rcode != "NOERROR", "{missing:?}");
+}
+
+#[tokio::test]
+async fn expectations_and_propagation() {
+    if !tools_available() {
+        return;
+    }
+    let (old, new_a, new_b) = (start_dnsmasq("192.0.2.20"), start_dnsmasq("192.0.2.10"), start_dnsmasq("192.0.2.10"));
+    let a = record_type("A").unwrap();
+
+    let exact = DnsCheck {
+        resolvers: vec![new_a.1],
+        expect: vec!["192.0.2.10".into()],
+        ..DnsCheck::new("www", "www.test.example", a)
+    };
+    assert_eq!(run_check(&exact, Duration::from_secs(5)).await.status, CheckStatus::Ok);
+    let wrong = DnsCheck { resolvers: vec![old.1], ..exact.clone() };
+    let result = run_check(&wrong, Duration::from_secs(5)).await;
+    assert_eq!(result.status, CheckStatus::Critical);
+    assert_eq!(result.details["answers"][0]["records"][0], "192.0.2.20");
+
+    let mx = DnsCheck {
+        resolvers: vec![new_a.1],
+        expect: vec!["10 mail.test.example".into()],
+        ..DnsCheck::new("mx", "test.example", record_type("MX").unwrap())
+    };
+    assert_eq!(run_check(&mx, Duration::from_secs(5)).await.status, CheckStatus::Ok, "names compare fully qualified");
+
+    // Propagation: two resolvers have the new address, one still the old.
+    let propagation =
+        DnsCheck { resolvers: vec![new_a.1, old.1, new_b.1], ..DnsCheck::new("prop", "www.test.example", a) };
+    let result = run_check(&propagation, Duration::from_secs(5)).await;
+    assert_eq!(result.status, CheckStatus::Warning);
+    assert_eq!(result.details["disagreeing"], serde_json::json!([old.1.to_string()]));
+    assert_eq!(result.details["agreeing"].as_array().unwrap().len(), 2);
+    let ratio = result.samples.iter().find(|s| s.series.name == "dns_resolvers_agreeing_ratio").unwrap();
+    assert!((ratio.value - 2.0 / 3.0).abs() < 1e-9);
+
+    // A resolver that does not answer makes the check unknown only when none answers.
+    let silent = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let unreachable = DnsCheck {
+        resolvers: vec![silent],
+        timeout: Duration::from_millis(300),
+        ..DnsCheck::new("x", "www.test.example", a)
+    };
+    assert_eq!(run_check(&unreachable, Duration::from_secs(5)).await.status, CheckStatus::Unknown);
+    let expect_gone = DnsCheck {
+        resolvers: vec![new_a.1],
+        expect: vec!["NXDOMAIN".into()],
+        ..DnsCheck::new("gone", "old.test.example", a)
+    };
+    assert_eq!(run_check(&expect_gone, Duration::from_secs(5)).await.status, CheckStatus::Ok);
+}
