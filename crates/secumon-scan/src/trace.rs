@@ -1,0 +1,442 @@
+//! Traceroute and MTR over IPv4: each round sends one probe per TTL at once (ICMP echo,
+//! UDP to a high port, or a TCP SYN), and one raw ICMP socket hears the routers' "time
+//! exceeded" and the destination's answer (echo reply, port unreachable, or the TCP
+//! handshake itself). Over rounds each hop gathers loss and last/avg/best/worst/stddev,
+//! as `mtr --report` shows them. Needs CAP_NET_RAW for the raw socket.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use secumon_core::{CheckStatus, Labels};
+use serde::Serialize;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::sync::oneshot;
+
+use crate::check::{Check, CheckError, Outcome, resolve};
+
+/// How probes are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceMode {
+    Icmp,
+    Udp,
+    Tcp,
+}
+
+impl std::str::FromStr for TraceMode {
+    type Err = CheckError;
+
+    fn from_str(text: &str) -> Result<Self, CheckError> {
+        match text.to_ascii_lowercase().as_str() {
+            "icmp" => Ok(Self::Icmp),
+            "udp" => Ok(Self::Udp),
+            "tcp" => Ok(Self::Tcp),
+            _ => Err(CheckError::Invalid(format!("trace mode {text:?} is not icmp, udp or tcp"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    pub mode: TraceMode,
+    pub max_hops: u8,
+    pub rounds: u32,
+    /// Pause between rounds.
+    pub interval: Duration,
+    /// How long a probe's answer is awaited.
+    pub timeout: Duration,
+    /// Destination port for UDP (first of a range, one per probe) and TCP probes.
+    pub port: u16,
+    pub reverse_dns: bool,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        Self {
+            mode: TraceMode::Icmp,
+            max_hops: 30,
+            rounds: 10,
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+            port: 33434,
+            reverse_dns: false,
+        }
+    }
+}
+
+/// One hop's statistics over every round, in milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Hop {
+    pub ttl: u8,
+    /// Every address that answered at this TTL, most frequent first; empty when none did.
+    pub addresses: Vec<IpAddr>,
+    pub names: Vec<String>,
+    pub sent: u32,
+    pub received: u32,
+    pub loss_ratio: f64,
+    pub last_ms: Option<f64>,
+    pub avg_ms: Option<f64>,
+    pub best_ms: Option<f64>,
+    pub worst_ms: Option<f64>,
+    pub stddev_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TraceReport {
+    pub destination: IpAddr,
+    pub mode: TraceMode,
+    pub reached: bool,
+    pub hops: Vec<Hop>,
+}
+
+/// What answered a probe.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    from: IpAddr,
+    at: Instant,
+    /// The destination itself answered (echo reply, port unreachable, TCP handshake/reset).
+    final_hop: bool,
+}
+
+/// Identifies a probe in the ICMP error that quotes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ProbeKey {
+    Echo { ident: u16, seq: u16 },
+    Port(u16),
+}
+
+type Waiters = Arc<Mutex<HashMap<ProbeKey, oneshot::Sender<Answer>>>>;
+
+/// Traces the path to `destination`.
+pub async fn trace(destination: IpAddr, options: &TraceOptions) -> Result<TraceReport, CheckError> {
+    let IpAddr::V4(target) = destination else {
+        return Err(CheckError::Invalid("traceroute supports IPv4 destinations".into()));
+    };
+    if options.max_hops == 0 || options.rounds == 0 {
+        return Err(CheckError::Invalid("max_hops and rounds must be at least 1".into()));
+    }
+    let listener = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|error| {
+        CheckError::Other(format!(
+            "traceroute needs a raw ICMP socket ({error}): run it as root or with CAP_NET_RAW \
+             (setcap cap_net_raw+ep on the binary)"
+        ))
+    })?;
+    listener.set_nonblocking(true)?;
+    // A raw socket reads like a datagram socket: tokio's UdpSocket can wait on it.
+    let listener = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(listener))?;
+    let waiters: Waiters = Arc::default();
+    let ident = fastrand::u16(..);
+    let receiving = {
+        let waiters = Arc::clone(&waiters);
+        async move { receive(&listener, &waiters, ident).await }
+    };
+    let probing = async {
+        let mut samples: Vec<Vec<Option<(IpAddr, f64)>>> = vec![Vec::new(); usize::from(options.max_hops)];
+        let mut last_hop = options.max_hops;
+        let mut reached = false;
+        for round in 0..options.rounds {
+            if round > 0 {
+                tokio::time::sleep(options.interval).await;
+            }
+            let probes = (1..=last_hop).map(|ttl| {
+                let sequence = (round * u32::from(options.max_hops) + u32::from(ttl)) as u16;
+                probe(target, ttl, sequence, ident, options, &waiters)
+            });
+            let answers: Vec<Result<Option<(Answer, Instant)>, CheckError>> = futures::future::join_all(probes).await;
+            for (index, answer) in answers.into_iter().enumerate() {
+                let answer = answer?;
+                samples[index].push(answer.map(|(a, sent)| (a.from, a.at.duration_since(sent).as_secs_f64() * 1000.0)));
+                if let Some((answer, _)) = answer
+                    && answer.final_hop
+                {
+                    reached = true;
+                    last_hop = last_hop.min(index as u8 + 1);
+                }
+            }
+        }
+        Ok::<_, CheckError>((samples, last_hop, reached))
+    };
+    let (samples, last_hop, reached) = tokio::select! {
+        result = probing => result?,
+        error = receiving => return Err(error),
+    };
+    let mut hops: Vec<Hop> =
+        samples.into_iter().take(usize::from(last_hop)).enumerate().map(|(i, s)| hop(i as u8 + 1, &s)).collect();
+    if options.reverse_dns {
+        for hop in &mut hops {
+            for address in &hop.addresses {
+                if let Ok(name) = reverse_name(*address).await {
+                    hop.names.push(name);
+                }
+            }
+        }
+    }
+    Ok(TraceReport { destination, mode: options.mode, reached, hops })
+}
+
+async fn reverse_name(address: IpAddr) -> Result<String, CheckError> {
+    let resolver =
+        hickory_resolver::TokioResolver::builder_tokio().map_err(|e| CheckError::Other(e.to_string()))?.build();
+    let names = resolver.reverse_lookup(address).await.map_err(|e| CheckError::Other(e.to_string()))?;
+    names.iter().next().map(|n| n.to_string()).ok_or_else(|| CheckError::Other("no name".into()))
+}
+
+/// Sends one probe with `ttl` and waits for what answers it.
+async fn probe(
+    target: Ipv4Addr,
+    ttl: u8,
+    sequence: u16,
+    ident: u16,
+    options: &TraceOptions,
+    waiters: &Waiters,
+) -> Result<Option<(Answer, Instant)>, CheckError> {
+    let (tell, told) = oneshot::channel();
+    match options.mode {
+        TraceMode::Icmp => {
+            let key = ProbeKey::Echo { ident, seq: sequence };
+            lock(waiters).insert(key, tell);
+            let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+            socket.set_ttl_v4(u32::from(ttl))?;
+            let sent = Instant::now();
+            socket.send_to(&echo_request(ident, sequence), &SockAddr::from(SocketAddrV4::new(target, 0)))?;
+            let answer = tokio::time::timeout(options.timeout, told).await.ok().and_then(Result::ok);
+            lock(waiters).remove(&key);
+            Ok(answer.map(|a| (a, sent)))
+        }
+        TraceMode::Udp => {
+            let port = options.port.wrapping_add(sequence);
+            let key = ProbeKey::Port(port);
+            lock(waiters).insert(key, tell);
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.set_ttl_v4(u32::from(ttl))?;
+            let sent = Instant::now();
+            socket.send_to(&[0u8; 32], &SockAddr::from(SocketAddrV4::new(target, port)))?;
+            let answer = tokio::time::timeout(options.timeout, told).await.ok().and_then(Result::ok);
+            lock(waiters).remove(&key);
+            Ok(answer.map(|a| (a, sent)))
+        }
+        TraceMode::Tcp => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket2::SockRef::from(&socket).set_ttl_v4(u32::from(ttl))?;
+            socket.bind(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+            let key = ProbeKey::Port(socket.local_addr()?.port());
+            lock(waiters).insert(key, tell);
+            let sent = Instant::now();
+            let connecting = socket.connect(SocketAddr::from((target, options.port)));
+            let answer = tokio::time::timeout(options.timeout, async {
+                tokio::pin!(told);
+                tokio::select! {
+                    // A handshake or a reset: the destination answered.
+                    connected = connecting => match connected {
+                        Ok(_) => Some(Answer { from: IpAddr::V4(target), at: Instant::now(), final_hop: true }),
+                        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                            Some(Answer { from: IpAddr::V4(target), at: Instant::now(), final_hop: true })
+                        }
+                        // The kernel fails the connect on the router's "time exceeded"; the
+                        // raw socket's copy, which names the router, is on its way.
+                        Err(_) => (&mut told).await.ok(),
+                    },
+                    answer = &mut told => answer.ok(),
+                }
+            })
+            .await
+            .ok()
+            .flatten();
+            lock(waiters).remove(&key);
+            Ok(answer.map(|a| (a, sent)))
+        }
+    }
+}
+
+/// Reads ICMP messages and hands each to the probe it answers.
+async fn receive(listener: &tokio::net::UdpSocket, waiters: &Waiters, ident: u16) -> CheckError {
+    let mut buffer = [0u8; 1500];
+    loop {
+        let length = match listener.recv(&mut buffer).await {
+            Ok(length) => length,
+            Err(error) => return CheckError::Io(error),
+        };
+        let at = Instant::now();
+        if let Some((key, from, final_hop)) = parse_icmp(&buffer[..length], ident)
+            && let Some(waiter) = lock(waiters).remove(&key)
+        {
+            let _ = waiter.send(Answer { from, at, final_hop });
+        }
+    }
+}
+
+fn lock(waiters: &Waiters) -> std::sync::MutexGuard<'_, HashMap<ProbeKey, oneshot::Sender<Answer>>> {
+    waiters.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads an IPv4 packet carrying ICMP: which probe it answers, who sent it, and whether
+/// that is the destination's own answer.
+fn parse_icmp(packet: &[u8], ident: u16) -> Option<(ProbeKey, IpAddr, bool)> {
+    let header = usize::from(packet.first()? & 0x0f) * 4;
+    let from = IpAddr::V4(Ipv4Addr::new(*packet.get(12)?, *packet.get(13)?, *packet.get(14)?, *packet.get(15)?));
+    let icmp = packet.get(header..)?;
+    let word =
+        |bytes: &[u8], at: usize| -> Option<u16> { Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])) };
+    match *icmp.first()? {
+        // Echo reply: the destination, in ICMP mode.
+        0 => {
+            let key = ProbeKey::Echo { ident: word(icmp, 4)?, seq: word(icmp, 6)? };
+            (word(icmp, 4)? == ident).then_some((key, from, true))
+        }
+        // Time exceeded (a router) or destination unreachable (port unreachable from the
+        // destination ends a UDP trace); both quote the probe's IP header and 8 bytes.
+        kind @ (3 | 11) => {
+            let quoted = icmp.get(8..)?;
+            let quoted_header = usize::from(quoted.first()? & 0x0f) * 4;
+            let protocol = *quoted.get(9)?;
+            let payload = quoted.get(quoted_header..)?;
+            let final_hop = kind == 3;
+            match protocol {
+                1 if word(payload, 4)? == ident => {
+                    Some((ProbeKey::Echo { ident, seq: word(payload, 6)? }, from, final_hop))
+                }
+                // UDP probes are told apart by destination port, TCP ones by source port.
+                17 => Some((ProbeKey::Port(word(payload, 2)?), from, final_hop)),
+                6 => Some((ProbeKey::Port(word(payload, 0)?), from, final_hop)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// An ICMP echo request with our identifier and sequence number.
+fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
+    let mut packet = vec![8, 0, 0, 0];
+    packet.extend_from_slice(&ident.to_be_bytes());
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(b"secumon-trace-probe-0123456789abcdef");
+    let checksum = internet_checksum(&packet);
+    packet[2..4].copy_from_slice(&checksum.to_be_bytes());
+    packet
+}
+
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn hop(ttl: u8, samples: &[Option<(IpAddr, f64)>]) -> Hop {
+    let rtts: Vec<f64> = samples.iter().flatten().map(|(_, rtt)| *rtt).collect();
+    let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+    for (address, _) in samples.iter().flatten() {
+        *counts.entry(*address).or_default() += 1;
+    }
+    let mut addresses: Vec<(IpAddr, usize)> = counts.into_iter().collect();
+    addresses.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let sent = samples.len() as u32;
+    let received = rtts.len() as u32;
+    let n = rtts.len() as f64;
+    let avg = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / n);
+    Hop {
+        ttl,
+        addresses: addresses.into_iter().map(|(a, _)| a).collect(),
+        names: Vec::new(),
+        sent,
+        received,
+        loss_ratio: if sent == 0 { 0.0 } else { f64::from(sent - received) / f64::from(sent) },
+        last_ms: samples.iter().rev().flatten().next().map(|(_, rtt)| *rtt),
+        avg_ms: avg,
+        best_ms: rtts.iter().copied().reduce(f64::min),
+        worst_ms: rtts.iter().copied().reduce(f64::max),
+        stddev_ms: avg.map(|avg| (rtts.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / n).sqrt()),
+    }
+}
+
+/// A traceroute check: critical when the destination is never reached, warning when its
+/// own loss exceeds `warn_loss`.
+#[derive(Debug, Clone)]
+pub struct TraceCheck {
+    pub id: String,
+    pub host: String,
+    pub options: TraceOptions,
+    pub warn_loss: f64,
+}
+
+#[async_trait]
+impl Check for TraceCheck {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "trace"
+    }
+
+    fn target(&self) -> String {
+        self.host.clone()
+    }
+
+    async fn execute(&self) -> Result<Outcome, CheckError> {
+        let address = resolve(&self.host)
+            .await?
+            .into_iter()
+            .find(IpAddr::is_ipv4)
+            .ok_or_else(|| CheckError::Invalid(format!("{} has no IPv4 address to trace", self.host)))?;
+        let report = trace(address, &self.options).await?;
+        let last = report.hops.last();
+        let status = match last {
+            Some(hop) if report.reached && hop.loss_ratio > self.warn_loss => CheckStatus::Warning,
+            _ if report.reached => CheckStatus::Ok,
+            _ => CheckStatus::Critical,
+        };
+        let distinct: BTreeSet<IpAddr> = report.hops.iter().flat_map(|h| h.addresses.iter().copied()).collect();
+        let mut outcome = Outcome::new(status, serde_json::to_value(&report).unwrap_or_default())
+            .sample("trace_hops", Labels::new(), report.hops.len() as f64)
+            .sample("trace_distinct_addresses", Labels::new(), distinct.len() as f64);
+        for hop in &report.hops {
+            let labels = Labels::from([("hop".to_string(), hop.ttl.to_string())]);
+            outcome = outcome.sample("trace_hop_loss_ratio", labels.clone(), hop.loss_ratio);
+            if let Some(avg) = hop.avg_ms {
+                outcome = outcome.sample("trace_hop_rtt_avg_seconds", labels, avg / 1000.0);
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_requests_carry_a_valid_checksum() {
+        let packet = echo_request(0x1234, 7);
+        assert_eq!(internet_checksum(&packet), 0, "a correct checksum sums to zero");
+        assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 7]);
+    }
+
+    #[test]
+    fn icmp_errors_are_matched_to_the_probe_they_quote() {
+        // Outer IPv4 header from 192.0.2.254, then time exceeded quoting a UDP probe to port 33500.
+        let mut packet = vec![0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 254, 192, 0, 2, 1];
+        packet.extend_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]);
+        packet.extend_from_slice(&[0x45, 0, 0, 60, 0, 0, 0, 0, 1, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1]);
+        packet.extend_from_slice(&[0x9c, 0x40, 0x82, 0xdc, 0, 40, 0, 0]);
+        let (key, from, final_hop) = parse_icmp(&packet, 1).unwrap();
+        assert_eq!((key, from, final_hop), (ProbeKey::Port(33500), "192.0.2.254".parse().unwrap(), false));
+        packet[20] = 3; // port unreachable: the destination
+        assert!(parse_icmp(&packet, 1).unwrap().2);
+        assert!(parse_icmp(&packet[..30], 1).is_none(), "truncated packets are ignored");
+    }
+
+    #[test]
+    fn hop_statistics_like_mtr() {
+        let a: IpAddr = "192.0.2.254".parse().unwrap();
+        let hop = hop(1, &[Some((a, 1.0)), None, Some((a, 3.0)), Some((a, 2.0))]);
+        assert_eq!((hop.sent, hop.received, hop.loss_ratio), (4, 3, 0.25));
+        assert_eq!((hop.last_ms, hop.avg_ms, hop.best_ms, hop.worst_ms), (Some(2.0), Some(2.0), Some(1.0), Some(3.0)));
+        assert_eq!(hop.addresses, vec![a]);
+    }
+}
