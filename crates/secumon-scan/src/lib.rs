@@ -18,6 +18,7 @@ mod dns;
 mod http;
 mod ping;
 mod ports;
+mod scheduler;
 mod trace;
 
 pub use check::{Check, CheckError, Outcome, run_check};
@@ -25,4 +26,5 @@ pub use dns::{DnsAnswer, DnsCheck, RECORD_TYPES, query as dns_query, record_type
 pub use http::{HttpCheck, HttpResponse, Timings, TlsSummary, request as http_request};
 pub use ping::{PingCheck, PingStats, ping};
 pub use ports::{PortList, PortReport, PortState, TcpScan, UdpScan, scan_tcp, scan_udp};
+pub use scheduler::{ScheduledCheck, Scheduler};
 pub use trace::{Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, trace};
