@@ -14,6 +14,7 @@
 //! ```
 
 mod check;
+mod config;
 mod dns;
 mod http;
 mod ping;
@@ -22,6 +23,7 @@ mod scheduler;
 mod trace;
 
 pub use check::{Check, CheckError, Outcome, run_check};
+pub use config::{CheckConfig, ProbeConfig, ProbeSection};
 pub use dns::{DnsAnswer, DnsCheck, RECORD_TYPES, query as dns_query, record_type, resolver_address};
 pub use http::{HttpCheck, HttpResponse, Timings, TlsSummary, request as http_request};
 pub use ping::{PingCheck, PingStats, ping};
