@@ -18,8 +18,17 @@ use std::pin::pin;
 use secumon_collect::{CollectError, Collector, LogError, LogTailer, collectors_for};
 use secumon_core::config::{LogsSection, MetricsSection};
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
+use secumon_scan::ScheduledCheck;
 use secumon_transport::{PushClient, PushClientConfig, TlsMaterial, TransportError};
+
+mod probe;
+
+use probe::{Origin, run_checks};
+pub use probe::{Probe, probe_mode_checks};
 use tokio::sync::watch;
+
+/// Probe-mode checks running at once, at most.
+const PROBE_MODE_CONCURRENCY: usize = 8;
 
 /// Batches kept in memory when the spool cannot take them (disk full), at most.
 const MAX_MEMORY_BACKLOG: usize = 1_000;
@@ -54,6 +63,8 @@ pub struct AgentSettings {
     pub tls: Option<TlsMaterial>,
     /// Log files and journal to ship.
     pub logs: LogsSection,
+    /// Checks of `probe_mode`, run beside the collectors.
+    pub probe_checks: Vec<ScheduledCheck>,
 }
 
 impl AgentSettings {
@@ -77,6 +88,7 @@ impl AgentSettings {
             spool_max_bytes: config.spool.max_bytes,
             tls,
             logs: config.logs.clone(),
+            probe_checks: probe_mode_checks(&config.probe_mode),
         })
     }
 }
@@ -155,6 +167,19 @@ impl Agent {
                 })
                 .await;
         });
+        let checks = std::mem::take(&mut self.settings.probe_checks);
+        let probing = (!checks.is_empty()).then(|| {
+            let origin = Origin {
+                agent_id: self.agent_id.clone(),
+                host: self.settings.host.clone(),
+                labels: self.settings.labels.clone(),
+            };
+            let mut stopped = stop.subscribe();
+            let done = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            tokio::spawn(run_checks(checks, PROBE_MODE_CONCURRENCY, self.client.clone(), origin, done))
+        });
         let mut ticker = tokio::time::interval(self.settings.metrics.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -164,6 +189,9 @@ impl Agent {
             }
         }
         stop.send_replace(true);
+        if let Some(probing) = probing {
+            let _ = probing.await;
+        }
         let _ = pusher.await;
         tracing::info!(agent_id = %self.agent_id, "agent stopped");
     }

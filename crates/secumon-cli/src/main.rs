@@ -6,6 +6,7 @@ mod alerts;
 mod api_client;
 mod query;
 mod rules;
+mod scan;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,10 +15,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use secumon_agent::{Agent, AgentSettings, shutdown_signal, system_host_name};
+use secumon_agent::{Agent, AgentSettings, Probe, shutdown_signal, system_host_name};
 use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
+use secumon_scan::ProbeConfig;
 use secumon_server::{Server, ServerConfig};
 use secumon_transport::TlsMaterial;
 
@@ -55,6 +57,15 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// List, add, test and delete alert rules.
     Rules(rules::RulesArgs),
+    /// Run one probe check now: ping, trace, ports, http, dns.
+    Scan(scan::ScanArgs),
+    /// Run a probe: the checks of a probe.yaml, pushed to the server.
+    ///
+    /// Example: secumon probe --config examples/probe.yaml
+    Probe {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -160,6 +171,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query::run(args).await,
         Command::Alerts(args) => alerts::run(args).await,
         Command::Rules(args) => rules::run(args).await,
+        Command::Scan(args) => scan::run(args).await,
+        Command::Probe { config } => {
+            let config = match ProbeConfig::load(&config) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("secumon: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let probe = Probe::open(&config).context("cannot start the probe")?;
+            println!("probe running {} checks, pushing to {}", config.checks.len(), config.collector.endpoint.0);
+            probe.run(shutdown_signal()).await;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config { command: ConfigCommand::Check { file } } => match AgentConfig::load(&file) {
             Ok(config) => {
                 if let Err(error) = AgentSettings::from_config(&config) {
@@ -193,6 +218,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         spool_max_bytes: 256 * 1024 * 1024,
         tls: None,
         logs: Default::default(),
+        probe_checks: Vec::new(),
     })
     .context("cannot start the local agent")?;
     println!("SecuMon is up.");

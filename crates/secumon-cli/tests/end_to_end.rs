@@ -22,6 +22,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr, interval: Duration, families
         spool_max_bytes: 64 * 1024 * 1024,
         tls: None,
         logs: Default::default(),
+        probe_checks: Vec::new(),
     }
 }
 

@@ -114,7 +114,7 @@ pub struct CheckConfig {
 
 impl std::fmt::Debug for CheckConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} every {:?}", self.check.kind(), self.check.target(), self.interval)
+        self.scheduled().fmt(f)
     }
 }
 

@@ -27,6 +27,8 @@ pub use config::{CheckConfig, ProbeConfig, ProbeSection};
 pub use dns::{DnsAnswer, DnsCheck, RECORD_TYPES, query as dns_query, record_type, resolver_address};
 pub use http::{HttpCheck, HttpResponse, Timings, TlsSummary, request as http_request};
 pub use ping::{PingCheck, PingStats, ping};
-pub use ports::{PortList, PortReport, PortState, TcpScan, UdpScan, scan_tcp, scan_udp};
+pub use ports::{
+    PortList, PortReport, PortState, TcpScan, UdpScan, port_outcome, scan_tcp, scan_tcp_with_progress, scan_udp,
+};
 pub use scheduler::{ScheduledCheck, Scheduler};
 pub use trace::{Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, trace};

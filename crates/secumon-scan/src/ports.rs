@@ -49,6 +49,11 @@ impl PortList {
         Ok(Self(ports))
     }
 
+    /// One port.
+    pub fn single(port: u16) -> Self {
+        Self(vec![port])
+    }
+
     /// Every port, 1 to 65535.
     pub fn all() -> Self {
         Self((1..=u16::MAX).collect())
@@ -211,48 +216,49 @@ struct ScanSettings {
 }
 
 impl ScanSettings {
-    fn outcome(&self, protocol: &str, report: &PortReport) -> Outcome {
-        let open = report.with_state(PortState::Open);
-        let (status, problems) = match &self.expect_open {
-            None => (CheckStatus::Ok, Vec::new()),
-            Some(expected) => {
-                let mut problems: Vec<String> = expected
-                    .iter()
-                    .filter(|p| !open.contains(p))
-                    .map(|p| format!("{p}/{protocol} expected open, is {}", state_name(report, *p)))
-                    .collect();
-                problems.extend(
-                    open.iter().filter(|p| !expected.contains(p)).map(|p| format!("{p}/{protocol} open unexpectedly")),
-                );
-                (if problems.is_empty() { CheckStatus::Ok } else { CheckStatus::Critical }, problems)
-            }
-        };
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for state in report.states.values() {
-            *counts.entry(state.as_str()).or_default() += 1;
-        }
-        let listed: BTreeMap<String, &str> = report
-            .states
-            .iter()
-            .filter(|(_, s)| !matches!(s, PortState::Closed))
-            .map(|(p, s)| (p.to_string(), s.as_str()))
-            .collect();
-        let details = serde_json::json!({
-            "address": report.address.to_string(), "protocol": protocol, "scanned": report.states.len(),
-            "counts": counts, "ports": listed, "problems": problems,
-        });
-        let mut outcome = Outcome::new(status, details).sample("scan_open_ports", Labels::new(), open.len() as f64);
-        for port in self.expect_open.iter().flatten() {
-            let labels =
-                Labels::from([("port".to_string(), port.to_string()), ("protocol".to_string(), protocol.to_string())]);
-            outcome = outcome.sample("port_open", labels, f64::from(u8::from(open.contains(port))));
-        }
-        outcome
-    }
-
     async fn address(&self) -> Result<IpAddr, CheckError> {
         Ok(resolve(&self.host).await?[0])
     }
+}
+
+/// Judges a scan: with `expect_open`, critical unless exactly those ports are open.
+pub fn port_outcome(protocol: &str, report: &PortReport, expect_open: Option<&[u16]>) -> Outcome {
+    let open = report.with_state(PortState::Open);
+    let (status, problems) = match expect_open {
+        None => (CheckStatus::Ok, Vec::new()),
+        Some(expected) => {
+            let mut problems: Vec<String> = expected
+                .iter()
+                .filter(|p| !open.contains(p))
+                .map(|p| format!("{p}/{protocol} expected open, is {}", state_name(report, *p)))
+                .collect();
+            problems.extend(
+                open.iter().filter(|p| !expected.contains(p)).map(|p| format!("{p}/{protocol} open unexpectedly")),
+            );
+            (if problems.is_empty() { CheckStatus::Ok } else { CheckStatus::Critical }, problems)
+        }
+    };
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for state in report.states.values() {
+        *counts.entry(state.as_str()).or_default() += 1;
+    }
+    let listed: BTreeMap<String, &str> = report
+        .states
+        .iter()
+        .filter(|(_, s)| !matches!(s, PortState::Closed))
+        .map(|(p, s)| (p.to_string(), s.as_str()))
+        .collect();
+    let details = serde_json::json!({
+        "address": report.address.to_string(), "protocol": protocol, "scanned": report.states.len(),
+        "counts": counts, "ports": listed, "problems": problems,
+    });
+    let mut outcome = Outcome::new(status, details).sample("scan_open_ports", Labels::new(), open.len() as f64);
+    for port in expect_open.into_iter().flatten() {
+        let labels =
+            Labels::from([("port".to_string(), port.to_string()), ("protocol".to_string(), protocol.to_string())]);
+        outcome = outcome.sample("port_open", labels, f64::from(u8::from(open.contains(port))));
+    }
+    outcome
 }
 
 fn state_name(report: &PortReport, port: u16) -> &'static str {
@@ -312,7 +318,7 @@ macro_rules! scan_check {
             async fn execute(&self) -> Result<Outcome, CheckError> {
                 let address = self.0.address().await?;
                 let report = $scan(address, &self.0.ports, self.0.concurrency, self.0.timeout).await;
-                Ok(self.0.outcome($kind, &report))
+                Ok(port_outcome($kind, &report, self.0.expect_open.as_deref()))
             }
         }
     };

@@ -20,6 +20,12 @@ pub struct ScheduledCheck {
     pub timeout: Duration,
 }
 
+impl std::fmt::Debug for ScheduledCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?} {} every {:?}", self.check.kind(), self.check.id(), self.check.target(), self.interval)
+    }
+}
+
 /// Runs [`ScheduledCheck`]s and sends every result to a channel.
 pub struct Scheduler {
     checks: Vec<ScheduledCheck>,
