@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -114,11 +116,30 @@ pub async fn scan_tcp_with_progress(
     timeout: Duration,
     mut progress: impl FnMut(u16),
 ) -> PortReport {
-    let mut results = futures::stream::iter(ports.ports().iter().copied())
-        .map(|port| async move { (port, tcp_state(SocketAddr::new(address, port), timeout).await) })
-        .buffer_unordered(concurrency.max(1));
+    // One worker task per core, each with its share of the connections in flight, taking
+    // ports from a common queue: a single task tops out at one core's worth of connects.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(concurrency.max(1));
+    let per_worker = (concurrency.max(1) / workers).max(1);
+    let queue: Arc<[u16]> = ports.ports().into();
+    let next = Arc::new(AtomicUsize::new(0));
+    let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..workers {
+        let (queue, next, done) = (Arc::clone(&queue), Arc::clone(&next), done.clone());
+        tokio::spawn(async move {
+            let ports = std::iter::from_fn(|| queue.get(next.fetch_add(1, Ordering::Relaxed)).copied());
+            let mut results = futures::stream::iter(ports)
+                .map(|port| async move { (port, tcp_state(SocketAddr::new(address, port), timeout).await) })
+                .buffer_unordered(per_worker);
+            while let Some(result) = results.next().await {
+                if done.send(result).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(done);
     let mut states = BTreeMap::new();
-    while let Some((port, state)) = results.next().await {
+    while let Some((port, state)) = finished.recv().await {
         progress(port);
         states.insert(port, state);
     }
@@ -137,6 +158,9 @@ async fn tcp_state(target: SocketAddr, timeout: Duration) -> PortState {
     // (Linger zero never blocks the drop, which is what tokio's deprecation is about.)
     let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
     match tokio::time::timeout(timeout, socket.connect(target)).await {
+        // On loopback the kernel may pick the target port as our own source port and the
+        // socket connects to itself (TCP simultaneous open): nothing listens there.
+        Ok(Ok(stream)) if stream.local_addr().is_ok_and(|local| local == target) => PortState::Closed,
         Ok(Ok(_stream)) => PortState::Open,
         Ok(Err(error)) if error.kind() == ErrorKind::ConnectionRefused => PortState::Closed,
         Ok(Err(_)) | Err(_) => PortState::Filtered,
