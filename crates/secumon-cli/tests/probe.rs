@@ -57,8 +57,6 @@ checks:
     assert_eq!(alert.labels["check"], "down");
     assert_eq!(alert.labels["host"], "probe-test");
     assert_eq!(alert.labels["site"], "lab");
-    let _ = stop.send(());
-    running.await.unwrap();
 
     let status = |check: &str| RangeQuery {
         selector: SeriesSelector::new("check_status").with("check", check),
@@ -68,6 +66,16 @@ checks:
         aggregation: Aggregation::Last,
     };
     let store = server.store();
+    // Each check first runs somewhere in its first interval: wait until all three have.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for check in ["api", "up", "down"] {
+        while store.query_range(DEFAULT_TENANT, &status(check)).await.unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "no result of {check} stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
     for (check, expected) in [("api", 0.0), ("up", 0.0), ("down", 2.0)] {
         let series = store.query_range(DEFAULT_TENANT, &status(check)).await.unwrap();
         assert_eq!(series.len(), 1, "{check}");

@@ -67,8 +67,15 @@ fn start_dnsmasq(www_address: &str) -> Dnsmasq {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    Dnsmasq(child, SocketAddr::from(([127, 0, 0, 1], port)))
+    let server = Dnsmasq(child, SocketAddr::from(([127, 0, 0, 1], port)));
+    // Ready once it answers.
+    for _ in 0..100 {
+        if !dig(server.1, "www.test.example", "A").is_empty() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("dnsmasq on port {port} never answered");
 }
 
 fn hex(text: &str) -> String {
