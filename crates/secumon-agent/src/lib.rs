@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 
 use secumon_collect::{CollectError, Collector, LogError, LogTailer, collectors_for};
-use secumon_core::config::{LogsSection, MetricsSection};
+use secumon_core::config::{LogsSection, MetricsSection, TlsSection};
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
 use secumon_scan::ScheduledCheck;
 use secumon_transport::{PushClient, PushClientConfig, TlsMaterial, TransportError};
@@ -69,18 +69,9 @@ pub struct AgentSettings {
 
 impl AgentSettings {
     pub fn from_config(config: &AgentConfig) -> Result<Self, AgentError> {
-        let tls_files = &config.collector.tls;
-        let tls = match (tls_files.enabled, &tls_files.ca, &tls_files.cert, &tls_files.key) {
-            (false, ..) => None,
-            (true, Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
-            (true, ..) => return Err(AgentError::TlsIncomplete),
-        };
-        let host = match &config.agent.name {
-            Some(name) => name.clone(),
-            None => system_host_name()?,
-        };
+        let tls = tls_material(&config.collector.tls)?;
         Ok(Self {
-            host,
+            host: host_name(config.agent.name.as_deref())?,
             labels: config.agent.labels.clone(),
             metrics: config.metrics.clone(),
             state_dir: config.spool.dir.clone(),
@@ -91,6 +82,20 @@ impl AgentSettings {
             probe_checks: probe_mode_checks(&config.probe_mode),
         })
     }
+}
+
+/// The client certificate a `collector.tls` section names, if it is enabled.
+pub(crate) fn tls_material(section: &TlsSection) -> Result<Option<TlsMaterial>, AgentError> {
+    match (section.enabled, &section.ca, &section.cert, &section.key) {
+        (false, ..) => Ok(None),
+        (true, Some(ca), Some(cert), Some(key)) => Ok(Some(TlsMaterial::load(ca, cert, key)?)),
+        (true, ..) => Err(AgentError::TlsIncomplete),
+    }
+}
+
+/// The configured name, or this machine's.
+pub(crate) fn host_name(configured: Option<&str>) -> Result<String, AgentError> {
+    configured.map_or_else(system_host_name, |name| Ok(name.to_string()))
 }
 
 /// This machine's host name.

@@ -11,10 +11,10 @@ use std::time::Duration;
 use secumon_core::config::{ProbeModeSection, ProbeTarget};
 use secumon_core::{CheckResult, IngestBatch, Labels, now_ms};
 use secumon_scan::{HttpCheck, PingCheck, PortList, ProbeConfig, ScheduledCheck, Scheduler, TcpScan};
-use secumon_transport::{PushClient, PushClientConfig, TlsMaterial};
+use secumon_transport::{PushClient, PushClientConfig};
 use tokio::sync::mpsc;
 
-use crate::{AgentError, load_or_create_agent_id, system_host_name};
+use crate::{AgentError, host_name, load_or_create_agent_id, tls_material};
 
 /// Results waiting for the spool when it cannot take them, at most.
 const MAX_PENDING_RESULTS: usize = 10_000;
@@ -109,16 +109,8 @@ pub struct Probe {
 
 impl Probe {
     pub fn open(config: &ProbeConfig) -> Result<Self, AgentError> {
-        let tls_files = &config.collector.tls;
-        let tls = match (tls_files.enabled, &tls_files.ca, &tls_files.cert, &tls_files.key) {
-            (false, ..) => None,
-            (true, Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
-            (true, ..) => return Err(AgentError::TlsIncomplete),
-        };
-        let host = match &config.probe.name {
-            Some(name) => name.clone(),
-            None => system_host_name()?,
-        };
+        let tls = tls_material(&config.collector.tls)?;
+        let host = host_name(config.probe.name.as_deref())?;
         let agent_id = load_or_create_agent_id(&config.spool.dir)?;
         let mut push = PushClientConfig::new(config.collector.endpoint.0.clone(), config.spool.dir.join("spool"));
         push.spool_max_bytes = config.spool.max_bytes;

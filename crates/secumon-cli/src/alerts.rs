@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::api_client::send;
+use crate::api_client::{alert_labels, send};
 
 #[derive(clap::Args)]
 pub struct AlertsArgs {
@@ -108,15 +108,6 @@ fn render_alerts(alerts: &[Value]) -> String {
     }
     let mut out = format!("{:<16}  {:<8}  {:<8}  {:<24}  LABELS\n", "ID", "STATE", "SEVERITY", "RULE");
     for alert in alerts {
-        let labels: Vec<String> = alert["labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "tenant"))
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect()
-            })
-            .unwrap_or_default();
         let ack = alert["acknowledged"]["by"].as_str().map(|by| format!("  (ack: {by})")).unwrap_or_default();
         out.push_str(&format!(
             "{:<16}  {:<8}  {:<8}  {:<24}  {}{ack}\n",
@@ -124,7 +115,7 @@ fn render_alerts(alerts: &[Value]) -> String {
             alert["state"].as_str().unwrap_or(""),
             alert["severity"].as_str().unwrap_or(""),
             alert["rule"].as_str().unwrap_or(""),
-            labels.join(","),
+            alert_labels(&alert["labels"]),
         ));
     }
     out

@@ -31,6 +31,18 @@ pub async fn send(request: reqwest::RequestBuilder, server: &str) -> anyhow::Res
     bail!("{status}: {message}")
 }
 
+/// An alert's labels as `k=v,k=v`, without the ones every alert has.
+pub fn alert_labels(labels: &Value) -> String {
+    let shown: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "tenant"))
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    shown.join(",")
+}
+
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
 pub fn emit(text: &str) -> std::io::Result<()> {
     use std::io::Write;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use secumon_alert::RuleFile;
 use serde_json::Value;
 
-use crate::api_client::{emit, send};
+use crate::api_client::{alert_labels, emit, send};
 
 #[derive(clap::Args)]
 pub struct RulesArgs {
@@ -163,20 +163,11 @@ fn render_test(id: &str, alerts: &[Value]) -> String {
     }
     let mut out = format!("{id}: {} alert(s) now\n{:<8}  {:<12}  LABELS\n", alerts.len(), "STATE", "VALUE");
     for alert in alerts {
-        let labels: Vec<String> = alert["labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "tenant"))
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect()
-            })
-            .unwrap_or_default();
         out.push_str(&format!(
             "{:<8}  {:<12}  {}\n",
             alert["state"].as_str().unwrap_or(""),
             alert["value"].as_f64().map(|v| format!("{v}")).unwrap_or_default(),
-            labels.join(",")
+            alert_labels(&alert["labels"])
         ));
     }
     out
