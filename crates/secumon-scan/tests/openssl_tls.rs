@@ -1,0 +1,267 @@
+//! TLS analysis against `openssl s_server` on loopback in several configurations (modern
+//! only; legacy TLS 1.0/1.1 with weak suites at @SECLEVEL=0; an expired certificate; a
+//! wrong host name; an incomplete chain), protocol and suite sets compared with sslscan on
+//! the same servers; STARTTLS through an SMTP front. Skipped, saying so, without openssl
+//! or sslscan (`scripts/test` installs sslscan).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use secumon_scan::tls::FindingSeverity;
+use secumon_scan::{StartTls, TlsOptions, TlsReport, analyse_tls};
+
+struct Server(Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tools() -> bool {
+    let found = ["openssl", "sslscan"].iter().all(|t| Command::new(t).arg("version").output().is_ok());
+    if !found {
+        eprintln!("SKIPPED: openssl or sslscan missing (apt-get install sslscan)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A CA, and leaves it signs.
+struct Pki {
+    dir: PathBuf,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "SecuMon TLS Test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Self { dir: dir.to_path_buf(), ca }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Writes `<tag>.crt` and `<tag>.key`; RSA keys come from `openssl genrsa`.
+    fn leaf(&self, tag: &str, names: &[&str], rsa: bool, days: (i64, i64)) -> (PathBuf, PathBuf) {
+        let key = if rsa {
+            let pem = Command::new("openssl").args(["genrsa", "2048"]).stderr(Stdio::null()).output().unwrap().stdout;
+            KeyPair::from_pem(&String::from_utf8(pem).unwrap()).unwrap()
+        } else {
+            KeyPair::generate().unwrap()
+        };
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(days.0);
+        params.not_after = now + time::Duration::days(days.1);
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (crt, pem) = (self.dir.join(format!("{tag}.crt")), self.dir.join(format!("{tag}.key")));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&pem, key.serialize_pem()).unwrap();
+        (crt, pem)
+    }
+}
+
+/// `openssl s_server` with these arguments, without Debian's system-wide policy.
+fn s_server(dir: &Path, cert: &(PathBuf, PathBuf), args: &[&str]) -> Server {
+    let port = free_port();
+    let empty = dir.join("openssl.cnf");
+    std::fs::write(&empty, "").unwrap();
+    let child = Command::new("openssl")
+        .env("OPENSSL_CONF", &empty)
+        .args(["s_server", "-quiet", "-accept", &format!("127.0.0.1:{port}")])
+        .arg("-cert")
+        .arg(&cert.0)
+        .arg("-key")
+        .arg(&cert.1)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Server(child, port);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("openssl s_server did not start with {args:?}");
+}
+
+/// Accepted suite codes per version, as sslscan reports them.
+fn sslscan(port: u16) -> BTreeMap<String, BTreeSet<String>> {
+    let output = Command::new("sslscan")
+        .args(["--no-colour", "--xml=-", "--no-heartbleed", "--no-compression", "--no-fallback", "--no-renegotiation"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let xml = String::from_utf8_lossy(&output.stdout);
+    let protocol = regex::Regex::new(r#"<protocol type="tls" version="([0-9.]+)" enabled="1""#).unwrap();
+    let cipher =
+        regex::Regex::new(r#"<cipher status="\w+" sslversion="(TLSv[0-9.]+)"[^>]*id="(0x[0-9A-Fa-f]+)""#).unwrap();
+    let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in protocol.captures_iter(&xml) {
+        map.entry(format!("TLSv{}", &c[1])).or_default();
+    }
+    for c in cipher.captures_iter(&xml) {
+        map.entry(c[1].to_string()).or_default().insert(c[2].to_uppercase().replace("0X", "0x"));
+    }
+    map
+}
+
+fn ours(report: &TlsReport) -> BTreeMap<String, BTreeSet<String>> {
+    let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (version, enabled) in &report.protocols {
+        if *enabled {
+            map.entry(version.replace("TLSv1.0", "TLSv1.0").to_string()).or_default();
+        }
+    }
+    for (version, suites) in &report.cipher_suites {
+        map.entry(version.to_string()).or_default().extend(suites.iter().map(|s| s.code.clone()));
+    }
+    map
+}
+
+/// sslscan names TLS 1.0 `TLSv1.0` in ciphers and `1.0` in protocols; both become `TLSv1.0`.
+fn normalise(map: BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+    map.into_iter().map(|(k, v)| (if k == "TLSv1" { "TLSv1.0".to_string() } else { k }, v)).collect()
+}
+
+async fn analyse(port: u16, options: TlsOptions) -> TlsReport {
+    analyse_tls("127.0.0.1", port, &TlsOptions { server_name: Some("localhost".into()), ..options }).await.unwrap()
+}
+
+fn titles(report: &TlsReport, severity: FindingSeverity) -> Vec<String> {
+    report.findings.iter().filter(|f| f.severity == severity).map(|f| f.title.clone()).collect()
+}
+
+#[tokio::test]
+async fn modern_and_legacy_servers_match_sslscan() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let trusted = TlsOptions { ca_file: Some(pki.ca_file()), ..TlsOptions::default() };
+
+    let ecdsa = pki.leaf("modern", &["localhost"], false, (-1, 90));
+    let modern = s_server(dir.path(), &ecdsa, &["-no_tls1", "-no_tls1_1", "-cipher", "ECDHE+AESGCM:ECDHE+CHACHA20"]);
+    let report = analyse(modern.1, trusted.clone()).await;
+    assert_eq!(normalise(ours(&report)), normalise(sslscan(modern.1)), "modern: {report:#?}");
+    assert_eq!(report.protocols["TLSv1.3"], true);
+    assert_eq!(report.protocols["TLSv1.1"], false);
+    assert_eq!(report.chain_validation, "trusted");
+    assert!(titles(&report, FindingSeverity::Critical).is_empty(), "{:?}", report.findings);
+    assert!(report.grade.starts_with('A'), "{}", report.grade);
+    assert!(report.groups.contains(&"x25519".to_string()), "{:?}", report.groups);
+    assert_eq!(report.chain[0].key_type, "EC");
+
+    let rsa = pki.leaf("legacy", &["localhost"], true, (-1, 90));
+    let legacy = s_server(dir.path(), &rsa, &["-no_tls1_3", "-cipher", "ALL:@SECLEVEL=0"]);
+    let report = analyse(legacy.1, trusted).await;
+    let reference = normalise(sslscan(legacy.1));
+    eprintln!("legacy server, per version, suites accepted by both: {:?}", reference.iter().map(|(v, s)| (v, s.len())).collect::<Vec<_>>());
+    assert_eq!(normalise(ours(&report)), reference, "legacy: {report:#?}");
+    assert_eq!((report.protocols["TLSv1.0"], report.protocols["TLSv1.1"]), (true, true));
+    let warnings = titles(&report, FindingSeverity::Warning).join("; ");
+    assert!(warnings.contains("TLSv1.0 enabled") && warnings.contains("TLSv1.1 enabled"), "{warnings}");
+    let critical = titles(&report, FindingSeverity::Critical).join("; ");
+    assert!(critical.contains("anonymous") || warnings.contains("3DES"), "weak suites found: {critical} / {warnings}");
+    assert_eq!(report.chain[0].key_type, "RSA");
+    assert_eq!(report.chain[0].key_bits, 2048);
+    assert!(!report.grade.starts_with('A'));
+}
+
+#[tokio::test]
+async fn certificate_problems_are_findings() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let trusted = TlsOptions { ca_file: Some(pki.ca_file()), ..TlsOptions::default() };
+
+    let expired = s_server(dir.path(), &pki.leaf("expired", &["localhost"], false, (-30, -2)), &[]);
+    let report = analyse(expired.1, trusted.clone()).await;
+    let critical = titles(&report, FindingSeverity::Critical).join("; ");
+    assert!(critical.contains("expired 2 days ago") || critical.contains("expired 1 days ago"), "{critical}");
+    assert_eq!(report.grade, "F");
+
+    let soon = s_server(dir.path(), &pki.leaf("soon", &["localhost"], false, (-1, 10)), &[]);
+    let report = analyse(soon.1, trusted.clone()).await;
+    assert!(titles(&report, FindingSeverity::Warning).join(";").contains("expires in"), "{:?}", report.findings);
+
+    let wrong = s_server(dir.path(), &pki.leaf("wrong", &["other.example"], false, (-1, 90)), &[]);
+    let report = analyse(wrong.1, trusted.clone()).await;
+    assert!(
+        titles(&report, FindingSeverity::Critical).join(";").contains("does not match localhost"),
+        "{:?}",
+        report.findings
+    );
+
+    // Without the CA the chain is untrusted.
+    let fine = s_server(dir.path(), &pki.leaf("fine", &["localhost"], false, (-1, 90)), &[]);
+    let report = analyse(fine.1, TlsOptions::default()).await;
+    assert!(titles(&report, FindingSeverity::Critical).join(";").contains("untrusted chain"), "{:?}", report.findings);
+    assert_eq!(report.chain[0].issuer, "CN=SecuMon TLS Test CA");
+}
+
+#[tokio::test]
+async fn starttls_smtp_in_front_of_a_tls_server() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let backend = s_server(dir.path(), &pki.leaf("mail", &["localhost"], false, (-1, 90)), &["-no_tls1", "-no_tls1_1"]);
+    // A minimal SMTP front: greeting, EHLO, STARTTLS, then bytes to the TLS server.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_port = front.local_addr().unwrap().port();
+    let backend_port = backend.1;
+    tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        while let Ok((client, _)) = front.accept().await {
+            tokio::spawn(async move {
+                let mut client = BufReader::new(client);
+                client.get_mut().write_all(b"220 mail.test ESMTP\r\n").await?;
+                let mut line = String::new();
+                client.read_line(&mut line).await?;
+                client.get_mut().write_all(b"250-mail.test\r\n250 STARTTLS\r\n").await?;
+                line.clear();
+                client.read_line(&mut line).await?;
+                client.get_mut().write_all(b"220 ready\r\n").await?;
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", backend_port)).await?;
+                tokio::io::copy_bidirectional(client.get_mut(), &mut server).await?;
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    let options = TlsOptions { starttls: Some(StartTls::Smtp), ca_file: Some(pki.ca_file()), ..TlsOptions::default() };
+    let report = analyse(front_port, options).await;
+    assert_eq!(report.chain_validation, "trusted");
+    assert_eq!(report.protocols["TLSv1.2"], true);
+    assert_eq!(report.protocols["TLSv1.0"], false);
+    // Plain TLS on the SMTP front fails cleanly.
+    let error = analyse_tls(
+        "127.0.0.1",
+        front_port,
+        &TlsOptions { timeout: Duration::from_millis(500), ..TlsOptions::default() },
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("TLS") || error.to_string().contains("answer"), "{error}");
+}
