@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use secumon_core::{CheckResult, CheckStatus, Sample, now_ms};
 use secumon_scan::{
-    Check, CheckError, DnsCheck, HttpCheck, PingCheck, PortList, TraceCheck, TraceMode, TraceOptions, port_outcome,
-    record_type, resolver_address, run_check, scan_tcp_with_progress, scan_udp,
+    Check, CheckError, DnsCheck, HttpCheck, PingCheck, PortList, TlsCheck, TlsOptions, TraceCheck, TraceMode,
+    TraceOptions, port_outcome, record_type, resolver_address, run_check, scan_tcp_with_progress, scan_udp,
 };
 use serde_json::Value;
 
@@ -102,6 +102,25 @@ enum ScanCommand {
         /// PEM file of CAs to trust instead of the system's.
         #[arg(long)]
         ca_file: Option<std::path::PathBuf>,
+    },
+    /// Deep TLS analysis: protocols, cipher suites, chain, findings and a grade.
+    ///
+    /// Example: secumon scan tls mail.example.com:25 --starttls smtp
+    Tls {
+        /// HOST:PORT (port 443 when left out).
+        target: String,
+        /// Name for SNI and the certificate match (default: the host).
+        #[arg(long)]
+        sni: Option<String>,
+        /// smtp, imap or pop3.
+        #[arg(long)]
+        starttls: Option<String>,
+        /// PEM file of CAs to trust instead of the system's.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+        /// Warn when the certificate expires within this many days.
+        #[arg(long, default_value_t = 30)]
+        warn_days: i64,
     },
     /// DNS lookup against chosen resolvers; several resolvers make a propagation check.
     ///
@@ -204,12 +223,37 @@ async fn check_result(command: ScanCommand, deadline: Duration, quiet: bool) -> 
                 ..HttpCheck::get("http", url)
             })
         }
+        ScanCommand::Tls { target, sni, starttls, ca_file, warn_days } => {
+            let (host, port) = host_port(&target, 443)?;
+            let options = TlsOptions {
+                server_name: sni,
+                starttls: starttls.as_deref().map(str::parse).transpose()?,
+                ca_file,
+                warn_days,
+                ..TlsOptions::default()
+            };
+            Box::new(TlsCheck { id: "tls".into(), host, port, options })
+        }
         ScanCommand::Dns { name, record_type: kind, resolvers, expect } => {
             let resolvers = resolvers.iter().map(|r| resolver_address(r)).collect::<Result<_, _>>()?;
             Box::new(DnsCheck { resolvers, expect, ..DnsCheck::new("dns", name, record_type(&kind)?) })
         }
     };
     Ok(run_check(check.as_ref(), deadline).await)
+}
+
+/// `host:port`, `[v6]:port` or a bare host with `default` as the port.
+fn host_port(target: &str, default: u16) -> Result<(String, u16), Usage> {
+    if let Ok(address) = target.parse::<std::net::SocketAddr>() {
+        return Ok((address.ip().to_string(), address.port()));
+    }
+    match target.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let port = port.parse().map_err(|_| Usage(format!("{port:?} in {target:?} is not a port")))?;
+            Ok((host.to_string(), port))
+        }
+        _ => Ok((target.trim_matches(['[', ']']).to_string(), default)),
+    }
 }
 
 /// Port scans run here rather than through their check, to drive a progress bar.
@@ -400,6 +444,7 @@ fn render(result: &CheckResult) -> String {
                     );
                 }
             }
+            "tls" => render_tls(d, &mut out),
             "dns" => {
                 let _ = writeln!(out, "{:<24}  {:<9}  {:>6}  ANSWERS", "RESOLVER", "RCODE", "TTL");
                 for answer in d["answers"].as_array().into_iter().flatten() {
@@ -417,6 +462,14 @@ fn render(result: &CheckResult) -> String {
             }
             _ => {}
         }
+        for finding in d["findings"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{:<8}  {}",
+                finding["severity"].as_str().unwrap_or(""),
+                finding["title"].as_str().unwrap_or("")
+            );
+        }
         for key in ["problems", "warnings"] {
             for line in d[key].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 let _ = writeln!(out, "{}: {line}", key.trim_end_matches('s'));
@@ -429,6 +482,70 @@ fn render(result: &CheckResult) -> String {
     }
     let _ = writeln!(out, "status: {} ({:.1} ms)", result.status.as_str(), result.duration_us as f64 / 1000.0);
     out
+}
+
+fn render_tls(d: &Value, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "TLS {} ({}), SNI {}",
+        d["target"].as_str().unwrap_or(""),
+        d["address"].as_str().unwrap_or(""),
+        d["server_name"].as_str().unwrap_or("")
+    );
+    let protocols: Vec<String> = d["protocols"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(version, on)| format!("{version} {}", if on == true { "yes" } else { "no" }))
+        .collect();
+    let _ = writeln!(out, "protocols: {}", protocols.join(", "));
+    for (version, suites) in d["cipher_suites"].as_object().into_iter().flatten() {
+        let order = match d["server_preference"][version].as_bool() {
+            Some(true) => "server's preference",
+            Some(false) => "the server follows the client's order",
+            None => "one suite",
+        };
+        let _ = writeln!(out, "{version} suites ({order}):");
+        for suite in suites.as_array().into_iter().flatten() {
+            let mut notes = Vec::new();
+            if suite["forward_secrecy"] == false {
+                notes.push("no forward secrecy".to_string());
+            }
+            if let Some(weakness) = suite["weakness"].as_str() {
+                notes.push(weakness.to_string());
+            }
+            let notes = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) };
+            let _ = writeln!(
+                out,
+                "  {}  {}{notes}",
+                suite["code"].as_str().unwrap_or(""),
+                suite["name"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let groups: Vec<&str> = d["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if !groups.is_empty() {
+        let _ = writeln!(out, "key exchange groups seen: {}", groups.join(", "));
+    }
+    for (depth, certificate) in d["chain"].as_array().into_iter().flatten().enumerate() {
+        let _ = writeln!(
+            out,
+            "certificate {depth}: {}  issued by {}  {} {} bits, {}, expires in {:.0} days",
+            certificate["subject"].as_str().unwrap_or(""),
+            certificate["issuer"].as_str().unwrap_or(""),
+            certificate["key_type"].as_str().unwrap_or(""),
+            certificate["key_bits"],
+            certificate["signature_algorithm"].as_str().unwrap_or(""),
+            certificate["days_to_expiry"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "chain: {}; OCSP stapled: {}; grade {}",
+        d["chain_validation"].as_str().unwrap_or(""),
+        if d["ocsp_stapled"] == true { "yes" } else { "no" },
+        d["grade"].as_str().unwrap_or("")
+    );
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::http::HttpCheck;
 use crate::ping::PingCheck;
 use crate::ports::{PortList, TcpScan, UdpScan};
 use crate::scheduler::ScheduledCheck;
+use crate::tls::{TlsCheck, TlsOptions};
 use crate::trace::{TraceCheck, TraceOptions};
 
 /// `probe.yaml`.
@@ -101,6 +102,8 @@ struct CheckFields {
     record: Option<String>,
     resolvers: Option<Vec<String>>,
     expect: Option<Vec<String>>,
+    server_name: Option<String>,
+    starttls: Option<String>,
 }
 
 /// A validated check from the file, ready to schedule.
@@ -158,8 +161,9 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
             "cert_warning_days",
         ],
         "dns" => &["host", "record", "resolvers", "expect"],
+        "tls" => &["host", "port", "server_name", "starttls", "ca_file", "cert_warning_days"],
         other => {
-            return Err(CheckError::Invalid(format!("type {other:?} is not ping, trace, tcp, udp, http or dns")));
+            return Err(CheckError::Invalid(format!("type {other:?} is not ping, trace, tcp, udp, http, dns or tls")));
         }
     };
     let given = [
@@ -189,6 +193,8 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
         ("record", f.record.is_some()),
         ("resolvers", f.resolvers.is_some()),
         ("expect", f.expect.is_some()),
+        ("server_name", f.server_name.is_some()),
+        ("starttls", f.starttls.is_some()),
     ];
     if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
         return Err(CheckError::Invalid(format!("`{key}` does not apply to {} checks", f.kind)));
@@ -256,6 +262,17 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
             check.cert_warning_days = f.cert_warning_days.unwrap_or(check.cert_warning_days);
             Arc::new(check)
         }
+        "tls" => {
+            let defaults = TlsOptions::default();
+            let options = TlsOptions {
+                server_name: f.server_name,
+                starttls: f.starttls.as_deref().map(str::parse).transpose()?,
+                ca_file: f.ca_file,
+                warn_days: f.cert_warning_days.unwrap_or(defaults.warn_days),
+                ..defaults
+            };
+            Arc::new(TlsCheck { id: f.name, host: host()?, port: f.port.unwrap_or(443), options })
+        }
         _ => {
             let mut check = DnsCheck::new(f.name, host()?, record_type(f.record.as_deref().unwrap_or("A"))?);
             check.resolvers =
@@ -276,7 +293,7 @@ mod tests {
     fn the_example_parses() {
         let config = ProbeConfig::parse(EXAMPLE, "examples/probe.yaml").unwrap();
         let kinds: Vec<&str> = config.checks.iter().map(|c| c.check.kind()).collect();
-        assert_eq!(kinds, vec!["http", "tcp", "ping", "dns", "dns", "udp", "trace"]);
+        assert_eq!(kinds, vec!["http", "tcp", "ping", "dns", "dns", "udp", "trace", "tls"]);
         assert_eq!(config.checks[0].interval, Duration::from_secs(30));
     }
 

@@ -174,7 +174,10 @@ async fn modern_and_legacy_servers_match_sslscan() {
     let legacy = s_server(dir.path(), &rsa, &["-no_tls1_3", "-cipher", "ALL:@SECLEVEL=0"]);
     let report = analyse(legacy.1, trusted).await;
     let reference = normalise(sslscan(legacy.1));
-    eprintln!("legacy server, per version, suites accepted by both: {:?}", reference.iter().map(|(v, s)| (v, s.len())).collect::<Vec<_>>());
+    eprintln!(
+        "legacy server, per version, suites accepted by both: {:?}",
+        reference.iter().map(|(v, s)| (v, s.len())).collect::<Vec<_>>()
+    );
     assert_eq!(normalise(ours(&report)), reference, "legacy: {report:#?}");
     assert_eq!((report.protocols["TLSv1.0"], report.protocols["TLSv1.1"]), (true, true));
     let warnings = titles(&report, FindingSeverity::Warning).join("; ");

@@ -123,8 +123,11 @@ pub struct TlsReport {
     pub server_name: String,
     /// Each version and whether the server accepts it.
     pub protocols: BTreeMap<&'static str, bool>,
-    /// Accepted suites per version, in the server's order of preference.
+    /// Accepted suites per version, in the order the server picked them from everything
+    /// offered: its own preference when it enforces one, our (ascending) order otherwise.
     pub cipher_suites: BTreeMap<&'static str, Vec<SuiteView>>,
+    /// Per version with two or more suites: whether the server picks by its own preference.
+    pub server_preference: BTreeMap<&'static str, bool>,
     pub groups: Vec<String>,
     pub dh_bits: Option<u32>,
     pub chain: Vec<CertificateView>,
@@ -246,6 +249,7 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
 
     let mut protocols = BTreeMap::new();
     let mut cipher_suites = BTreeMap::new();
+    let mut server_preference = BTreeMap::new();
     let mut groups = BTreeSet::new();
     let mut dh_bits = None;
     let mut clear_chain: Vec<Vec<u8>> = Vec::new();
@@ -271,6 +275,14 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
             remaining.retain(|s| *s != suite);
         }
         protocols.insert(version.label(), !accepted.is_empty());
+        if let [first, second, ..] = accepted[..] {
+            // Offered in both orders: a server with its own preference picks the same one.
+            let forward = probe(address, options, version, &[first, second], &name).await?;
+            let reverse = probe(address, options, version, &[second, first], &name).await?;
+            let picked = |a: &ServerAnswer| a.accepted.map(|(_, s)| s);
+            server_preference
+                .insert(version.label(), picked(&forward).is_some() && picked(&forward) == picked(&reverse));
+        }
         if !accepted.is_empty() {
             let views = accepted
                 .iter()
@@ -308,6 +320,7 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
         server_name: name,
         protocols,
         cipher_suites,
+        server_preference,
         groups: groups.into_iter().map(hello::group_name).collect(),
         dh_bits,
         chain,
