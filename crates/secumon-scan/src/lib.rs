@@ -20,6 +20,7 @@ mod http;
 mod ping;
 mod ports;
 mod scheduler;
+pub mod snmp;
 pub mod tls;
 mod trace;
 
@@ -32,5 +33,6 @@ pub use ports::{
     PortList, PortReport, PortState, TcpScan, UdpScan, port_outcome, scan_tcp, scan_tcp_with_progress, scan_udp,
 };
 pub use scheduler::{ScheduledCheck, Scheduler};
+pub use snmp::{Credentials, SnmpCheck, SnmpClient, SnmpValue};
 pub use tls::{StartTls, TlsCheck, TlsOptions, TlsReport, analyse as analyse_tls};
 pub use trace::{Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, trace};

@@ -1,0 +1,481 @@
+//! SNMP (snmp2): v1 and v2c with a community, v3 with authentication and privacy; get,
+//! getnext, walk and bulk walk; names for the common OIDs (system group, ifTable/ifXTable,
+//! hrStorage, hrProcessorLoad) so a user asks for `ifHCInOctets`, not a dotted string; and
+//! a check that turns interface counters into per-interface rates, like host network
+//! metrics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use secumon_core::{CheckStatus, Labels};
+use serde::Serialize;
+use snmp2::{AsyncSession, Oid, Value, v3};
+
+use crate::check::{Check, CheckError, Outcome, resolve};
+
+/// Names for common OIDs (columns and scalars, without the instance suffix).
+pub const NAMES: &[(&str, &str)] = &[
+    ("sysDescr", "1.3.6.1.2.1.1.1"),
+    ("sysObjectID", "1.3.6.1.2.1.1.2"),
+    ("sysUpTime", "1.3.6.1.2.1.1.3"),
+    ("sysContact", "1.3.6.1.2.1.1.4"),
+    ("sysName", "1.3.6.1.2.1.1.5"),
+    ("sysLocation", "1.3.6.1.2.1.1.6"),
+    ("sysServices", "1.3.6.1.2.1.1.7"),
+    ("ifNumber", "1.3.6.1.2.1.2.1"),
+    ("ifIndex", "1.3.6.1.2.1.2.2.1.1"),
+    ("ifDescr", "1.3.6.1.2.1.2.2.1.2"),
+    ("ifType", "1.3.6.1.2.1.2.2.1.3"),
+    ("ifMtu", "1.3.6.1.2.1.2.2.1.4"),
+    ("ifSpeed", "1.3.6.1.2.1.2.2.1.5"),
+    ("ifPhysAddress", "1.3.6.1.2.1.2.2.1.6"),
+    ("ifAdminStatus", "1.3.6.1.2.1.2.2.1.7"),
+    ("ifOperStatus", "1.3.6.1.2.1.2.2.1.8"),
+    ("ifInOctets", "1.3.6.1.2.1.2.2.1.10"),
+    ("ifInUcastPkts", "1.3.6.1.2.1.2.2.1.11"),
+    ("ifInDiscards", "1.3.6.1.2.1.2.2.1.13"),
+    ("ifInErrors", "1.3.6.1.2.1.2.2.1.14"),
+    ("ifOutOctets", "1.3.6.1.2.1.2.2.1.16"),
+    ("ifOutUcastPkts", "1.3.6.1.2.1.2.2.1.17"),
+    ("ifOutDiscards", "1.3.6.1.2.1.2.2.1.19"),
+    ("ifOutErrors", "1.3.6.1.2.1.2.2.1.20"),
+    ("ifName", "1.3.6.1.2.1.31.1.1.1.1"),
+    ("ifHCInOctets", "1.3.6.1.2.1.31.1.1.1.6"),
+    ("ifHCInUcastPkts", "1.3.6.1.2.1.31.1.1.1.7"),
+    ("ifHCOutOctets", "1.3.6.1.2.1.31.1.1.1.10"),
+    ("ifHCOutUcastPkts", "1.3.6.1.2.1.31.1.1.1.11"),
+    ("ifHighSpeed", "1.3.6.1.2.1.31.1.1.1.15"),
+    ("ifAlias", "1.3.6.1.2.1.31.1.1.1.18"),
+    ("hrStorageDescr", "1.3.6.1.2.1.25.2.3.1.3"),
+    ("hrStorageAllocationUnits", "1.3.6.1.2.1.25.2.3.1.4"),
+    ("hrStorageSize", "1.3.6.1.2.1.25.2.3.1.5"),
+    ("hrStorageUsed", "1.3.6.1.2.1.25.2.3.1.6"),
+    ("hrProcessorLoad", "1.3.6.1.2.1.25.3.3.1.2"),
+];
+
+/// `ifHCInOctets.2`, `sysDescr.0`, `1.3.6.1.2.1.1.5.0` or `.1.3...` to a dotted OID.
+pub fn oid_for(text: &str) -> Result<String, CheckError> {
+    let text = text.trim().trim_start_matches('.');
+    let (head, instance) = match text.split_once('.') {
+        Some((head, rest)) if !head.chars().all(|c| c.is_ascii_digit()) => (head, Some(rest)),
+        _ => (text, None),
+    };
+    let base = match NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(head)) {
+        Some((_, oid)) => oid.to_string(),
+        None if head.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) => head.to_string(),
+        None => {
+            return Err(CheckError::Invalid(format!(
+                "{text:?} is neither a dotted OID nor a known name (such as ifHCInOctets)"
+            )));
+        }
+    };
+    let oid = match instance {
+        Some(instance) if instance.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) => {
+            format!("{base}.{instance}")
+        }
+        Some(instance) => return Err(CheckError::Invalid(format!("instance {instance:?} in {text:?} is not numeric"))),
+        None => base,
+    };
+    if oid.split('.').count() < 2 {
+        return Err(CheckError::Invalid(format!("{text:?} is too short to be an OID")));
+    }
+    Ok(oid)
+}
+
+/// The known name of a dotted OID, with its instance: `ifHCInOctets.2`.
+pub fn name_for(oid: &str) -> String {
+    NAMES
+        .iter()
+        .filter(|(_, base)| oid == *base || oid.starts_with(&format!("{base}.")))
+        .max_by_key(|(_, base)| base.len())
+        .map(|(name, base)| format!("{name}{}", &oid[base.len()..]))
+        .unwrap_or_else(|| oid.to_string())
+}
+
+fn parse_oid(dotted: &str) -> Result<Oid<'static>, CheckError> {
+    let parts: Vec<u64> = dotted
+        .split('.')
+        .map(|p| p.parse().map_err(|_| CheckError::Invalid(format!("bad OID {dotted:?}"))))
+        .collect::<Result<_, _>>()?;
+    Oid::from(&parts).map_err(|e| CheckError::Invalid(format!("bad OID {dotted:?}: {e:?}")))
+}
+
+/// How to talk to an agent.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    V1 { community: String },
+    V2c { community: String },
+    V3 { user: String, auth_protocol: String, auth_password: String, privacy: Option<(String, String)> },
+}
+
+/// An owned SNMP value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "value", rename_all = "lowercase")]
+pub enum SnmpValue {
+    Integer(i64),
+    String(String),
+    Oid(String),
+    IpAddress(String),
+    Counter32(u32),
+    Gauge32(u32),
+    TimeTicks(u32),
+    Counter64(u64),
+    Null,
+    NoSuchObject,
+    NoSuchInstance,
+    EndOfMibView,
+    Other(String),
+}
+
+impl SnmpValue {
+    fn from_value(value: &Value<'_>) -> Self {
+        match value {
+            Value::Integer(n) => Self::Integer(*n),
+            Value::OctetString(bytes) => Self::String(String::from_utf8_lossy(bytes).into_owned()),
+            Value::ObjectIdentifier(oid) => Self::Oid(oid.to_id_string()),
+            Value::IpAddress(ip) => Self::IpAddress(std::net::Ipv4Addr::from(*ip).to_string()),
+            Value::Counter32(n) => Self::Counter32(*n),
+            Value::Unsigned32(n) => Self::Gauge32(*n),
+            Value::Timeticks(n) => Self::TimeTicks(*n),
+            Value::Counter64(n) => Self::Counter64(*n),
+            Value::Null => Self::Null,
+            Value::NoSuchObject => Self::NoSuchObject,
+            Value::NoSuchInstance => Self::NoSuchInstance,
+            Value::EndOfMibView => Self::EndOfMibView,
+            other => Self::Other(format!("{other:?}")),
+        }
+    }
+
+    /// The value as a number, for samples.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Self::Integer(n) => Some(*n as f64),
+            Self::Counter32(n) | Self::Gauge32(n) | Self::TimeTicks(n) => Some(f64::from(*n)),
+            Self::Counter64(n) => Some(*n as f64),
+            _ => None,
+        }
+    }
+
+    fn ends_walk(&self) -> bool {
+        matches!(self, Self::EndOfMibView | Self::NoSuchObject | Self::NoSuchInstance)
+    }
+}
+
+/// A session with one agent, every request bounded by `timeout` (and retried once).
+pub struct SnmpClient {
+    session: AsyncSession,
+    timeout: Duration,
+    bulk_capable: bool,
+}
+
+impl SnmpClient {
+    pub async fn connect(
+        address: SocketAddr,
+        credentials: &Credentials,
+        timeout: Duration,
+    ) -> Result<Self, CheckError> {
+        let request_id = fastrand::i32(1..i32::MAX / 2);
+        let io = |e: std::io::Error| CheckError::Other(format!("SNMP socket: {e}"));
+        let (session, bulk_capable) = match credentials {
+            Credentials::V1 { community } => {
+                (AsyncSession::new_v1(address, community.as_bytes(), request_id).await.map_err(io)?, false)
+            }
+            Credentials::V2c { community } => {
+                (AsyncSession::new_v2c(address, community.as_bytes(), request_id).await.map_err(io)?, true)
+            }
+            Credentials::V3 { user, auth_protocol, auth_password, privacy } => {
+                let protocol = match auth_protocol.to_ascii_uppercase().as_str() {
+                    "MD5" => v3::AuthProtocol::Md5,
+                    "SHA" | "SHA1" => v3::AuthProtocol::Sha1,
+                    "SHA224" => v3::AuthProtocol::Sha224,
+                    "SHA256" => v3::AuthProtocol::Sha256,
+                    "SHA384" => v3::AuthProtocol::Sha384,
+                    "SHA512" => v3::AuthProtocol::Sha512,
+                    other => {
+                        return Err(CheckError::Invalid(format!(
+                            "auth protocol {other:?} is not MD5, SHA, SHA224, SHA256, SHA384 or SHA512"
+                        )));
+                    }
+                };
+                let auth = match privacy {
+                    None => v3::Auth::AuthNoPriv,
+                    Some((cipher, password)) => v3::Auth::AuthPriv {
+                        cipher: match cipher.to_ascii_uppercase().as_str() {
+                            "DES" => v3::Cipher::Des,
+                            "AES" | "AES128" => v3::Cipher::Aes128,
+                            "AES192" => v3::Cipher::Aes192,
+                            "AES256" => v3::Cipher::Aes256,
+                            other => {
+                                return Err(CheckError::Invalid(format!(
+                                    "privacy protocol {other:?} is not DES, AES, AES192 or AES256"
+                                )));
+                            }
+                        },
+                        privacy_password: password.as_bytes().to_vec(),
+                    },
+                };
+                let security = v3::Security::new(user.as_bytes(), auth_password.as_bytes())
+                    .with_auth_protocol(protocol)
+                    .with_auth(auth);
+                let mut session = AsyncSession::new_v3(address, request_id, security).await.map_err(io)?;
+                tokio::time::timeout(timeout, session.init())
+                    .await
+                    .map_err(|_| CheckError::Other(format!("no SNMPv3 answer from {address}")))?
+                    .map_err(|e| CheckError::Other(format!("SNMPv3 discovery with {address}: {e:?}")))?;
+                (session, true)
+            }
+        };
+        Ok(Self { session, timeout, bulk_capable })
+    }
+
+    /// Values of `oids`, each dotted.
+    pub async fn get(&mut self, oids: &[String]) -> Result<Vec<(String, SnmpValue)>, CheckError> {
+        let parsed: Vec<Oid<'static>> = oids.iter().map(|o| parse_oid(o)).collect::<Result<_, _>>()?;
+        let refs: Vec<&Oid<'_>> = parsed.iter().collect();
+        let timeout = self.timeout;
+        let pdu = tokio::time::timeout(timeout, self.session.get_many(&refs))
+            .await
+            .map_err(|_| CheckError::Other("SNMP get timed out".into()))?
+            .map_err(|e| CheckError::Other(format!("SNMP get: {e:?}")))?;
+        check_error(pdu.error_status)?;
+        Ok(pdu.varbinds.map(|(oid, value)| (oid.to_id_string(), SnmpValue::from_value(&value))).collect())
+    }
+
+    /// The next variable after `oid`.
+    pub async fn getnext(&mut self, oid: &str) -> Result<(String, SnmpValue), CheckError> {
+        let parsed = parse_oid(oid)?;
+        let pdu = tokio::time::timeout(self.timeout, self.session.getnext(&parsed))
+            .await
+            .map_err(|_| CheckError::Other("SNMP getnext timed out".into()))?
+            .map_err(|e| CheckError::Other(format!("SNMP getnext: {e:?}")))?;
+        check_error(pdu.error_status)?;
+        let mut varbinds = pdu.varbinds;
+        varbinds
+            .next()
+            .map(|(oid, value)| (oid.to_id_string(), SnmpValue::from_value(&value)))
+            .ok_or_else(|| CheckError::Other("empty SNMP answer".into()))
+    }
+
+    /// Every variable under `root`: GETBULK (v2c/v3) when `bulk`, GETNEXT otherwise.
+    pub async fn walk(&mut self, root: &str, bulk: bool) -> Result<Vec<(String, SnmpValue)>, CheckError> {
+        let prefix = format!("{root}.");
+        let mut out = Vec::new();
+        let mut current = root.to_string();
+        loop {
+            let batch: Vec<(String, SnmpValue)> = if bulk && self.bulk_capable {
+                let parsed = parse_oid(&current)?;
+                let pdu = tokio::time::timeout(self.timeout, self.session.getbulk(&[&parsed], 0, 25))
+                    .await
+                    .map_err(|_| CheckError::Other("SNMP getbulk timed out".into()))?
+                    .map_err(|e| CheckError::Other(format!("SNMP getbulk: {e:?}")))?;
+                check_error(pdu.error_status)?;
+                pdu.varbinds.map(|(oid, value)| (oid.to_id_string(), SnmpValue::from_value(&value))).collect()
+            } else {
+                vec![self.getnext(&current).await?]
+            };
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            for (oid, value) in batch {
+                if !oid.starts_with(&prefix) || value.ends_walk() || oid == current {
+                    return Ok(out);
+                }
+                current.clone_from(&oid);
+                out.push((oid, value));
+            }
+            if out.len() > 100_000 {
+                return Err(CheckError::Other(format!("walk of {root} returned over 100 000 variables; stopped")));
+            }
+        }
+    }
+}
+
+fn check_error(status: u32) -> Result<(), CheckError> {
+    const NAMES: [&str; 19] = [
+        "noError",
+        "tooBig",
+        "noSuchName",
+        "badValue",
+        "readOnly",
+        "genErr",
+        "noAccess",
+        "wrongType",
+        "wrongLength",
+        "wrongEncoding",
+        "wrongValue",
+        "noCreation",
+        "inconsistentValue",
+        "resourceUnavailable",
+        "commitFailed",
+        "undoFailed",
+        "authorizationError",
+        "notWritable",
+        "inconsistentName",
+    ];
+    match status {
+        0 => Ok(()),
+        n => Err(CheckError::Other(format!("SNMP error {}", NAMES.get(n as usize).copied().unwrap_or("unknown")))),
+    }
+}
+
+/// An SNMP check: the values of `oids` as samples, and with `interfaces`, per-interface
+/// traffic, error and status samples (rates from the second run on).
+pub struct SnmpCheck {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub credentials: Credentials,
+    pub oids: Vec<String>,
+    pub interfaces: bool,
+    pub timeout: Duration,
+    /// Counters of the previous run, for rates: (interface, counter) → (value, when).
+    previous: Mutex<HashMap<(String, &'static str), (u64, Instant)>>,
+}
+
+impl std::fmt::Debug for SnmpCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snmp {}:{}", self.host, self.port)
+    }
+}
+
+impl SnmpCheck {
+    pub fn new(id: impl Into<String>, host: impl Into<String>, credentials: Credentials) -> Self {
+        Self {
+            id: id.into(),
+            host: host.into(),
+            port: 161,
+            credentials,
+            oids: vec!["sysUpTime.0".into()],
+            interfaces: false,
+            timeout: Duration::from_secs(2),
+            previous: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// The interface columns turned into samples: (column, sample name, is a counter).
+const INTERFACE_COLUMNS: &[(&str, &str, bool)] = &[
+    ("ifHCInOctets", "snmp_if_receive_bytes", true),
+    ("ifHCOutOctets", "snmp_if_transmit_bytes", true),
+    ("ifInErrors", "snmp_if_receive_errors", true),
+    ("ifOutErrors", "snmp_if_transmit_errors", true),
+    ("ifInDiscards", "snmp_if_receive_drops", true),
+    ("ifOutDiscards", "snmp_if_transmit_drops", true),
+    ("ifOperStatus", "snmp_if_oper_up", false),
+];
+
+#[async_trait]
+impl Check for SnmpCheck {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "snmp"
+    }
+
+    fn target(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    async fn execute(&self) -> Result<Outcome, CheckError> {
+        let address = SocketAddr::new(resolve(&self.host).await?[0], self.port);
+        let mut client = SnmpClient::connect(address, &self.credentials, self.timeout).await?;
+        let oids: Vec<String> = self.oids.iter().map(|o| oid_for(o)).collect::<Result<_, _>>()?;
+        let values = if oids.is_empty() { Vec::new() } else { client.get(&oids).await? };
+        let mut details = serde_json::Map::new();
+        let mut outcome_samples = Vec::new();
+        let mut missing = Vec::new();
+        for (oid, value) in &values {
+            let name = name_for(oid);
+            if matches!(value, SnmpValue::NoSuchObject | SnmpValue::NoSuchInstance) {
+                missing.push(name.clone());
+            }
+            if let Some(number) = value.number() {
+                outcome_samples.push((
+                    "snmp_value".to_string(),
+                    Labels::from([("oid".to_string(), name.clone())]),
+                    number,
+                ));
+            }
+            details.insert(name, serde_json::to_value(value).unwrap_or_default());
+        }
+        if self.interfaces {
+            let names = client.walk(&oid_for("ifName")?, true).await?;
+            let descriptions = if names.is_empty() { client.walk(&oid_for("ifDescr")?, true).await? } else { names };
+            let label_of: HashMap<String, String> = descriptions
+                .into_iter()
+                .filter_map(|(oid, value)| match value {
+                    SnmpValue::String(name) => Some((oid.rsplit('.').next()?.to_string(), name)),
+                    _ => None,
+                })
+                .collect();
+            let mut columns = Vec::with_capacity(INTERFACE_COLUMNS.len());
+            for (column, sample, counter) in INTERFACE_COLUMNS {
+                columns.push((sample, *counter, client.walk(&oid_for(column)?, true).await?));
+            }
+            let now = Instant::now();
+            let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+            let mut interfaces = Vec::new();
+            for (sample, counter, walked) in columns {
+                for (oid, value) in walked {
+                    let index = oid.rsplit('.').next().unwrap_or_default().to_string();
+                    let interface = label_of.get(&index).cloned().unwrap_or_else(|| index.clone());
+                    let labels = Labels::from([("interface".to_string(), interface.clone())]);
+                    let Some(number) = value.number() else { continue };
+                    if counter {
+                        outcome_samples.push((format!("{sample}_total"), labels.clone(), number));
+                        let raw = number as u64;
+                        if let Some((before, at)) = previous.insert((interface.clone(), sample), (raw, now)) {
+                            let seconds = now.duration_since(at).as_secs_f64();
+                            // A counter that went down wrapped or restarted: no rate this time.
+                            if raw >= before && seconds > 0.0 {
+                                outcome_samples.push((
+                                    format!("{sample}_per_second"),
+                                    labels,
+                                    (raw - before) as f64 / seconds,
+                                ));
+                            }
+                        }
+                    } else {
+                        // ifOperStatus: 1 up, 2 down, others testing/unknown/dormant...
+                        outcome_samples.push((sample.to_string(), labels, f64::from(u8::from(number == 1.0))));
+                        interfaces.push(serde_json::json!({"index": index, "name": interface, "up": number == 1.0}));
+                    }
+                }
+            }
+            details.insert("interfaces".into(), serde_json::Value::Array(interfaces));
+        }
+        let status = if missing.is_empty() { CheckStatus::Ok } else { CheckStatus::Warning };
+        if !missing.is_empty() {
+            details.insert(
+                "problems".into(),
+                serde_json::json!(missing.iter().map(|m| format!("{m}: no such object")).collect::<Vec<_>>()),
+            );
+        }
+        let mut outcome = Outcome::new(status, serde_json::Value::Object(details));
+        outcome.samples = outcome_samples;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_dotted_oids() {
+        assert_eq!(oid_for("ifHCInOctets.2").unwrap(), "1.3.6.1.2.1.31.1.1.1.6.2");
+        assert_eq!(oid_for("sysDescr.0").unwrap(), "1.3.6.1.2.1.1.1.0");
+        assert_eq!(oid_for(".1.3.6.1.2.1.1.5.0").unwrap(), "1.3.6.1.2.1.1.5.0");
+        assert_eq!(oid_for("hrProcessorLoad").unwrap(), "1.3.6.1.2.1.25.3.3.1.2");
+        assert!(oid_for("ifBogus.1").unwrap_err().to_string().contains("ifBogus"));
+        assert!(oid_for("sysDescr.x").is_err());
+        assert_eq!(name_for("1.3.6.1.2.1.31.1.1.1.6.2"), "ifHCInOctets.2");
+        assert_eq!(name_for("1.3.6.1.2.1.1.1.0"), "sysDescr.0");
+        assert_eq!(name_for("1.3.6.1.4.1.9"), "1.3.6.1.4.1.9");
+    }
+}
