@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use secumon_core::{CheckResult, CheckStatus, Sample, now_ms};
+use secumon_scan::snmp::{name_for, oid_for};
 use secumon_scan::{
-    Check, CheckError, DnsCheck, HttpCheck, PingCheck, PortList, TlsCheck, TlsOptions, TraceCheck, TraceMode,
-    TraceOptions, port_outcome, record_type, resolver_address, run_check, scan_tcp_with_progress, scan_udp,
+    Check, CheckError, Credentials, DnsCheck, HttpCheck, PingCheck, PortList, SnmpCheck, SnmpClient, TlsCheck,
+    TlsOptions, TraceCheck, TraceMode, TraceOptions, port_outcome, record_type, resolver_address, run_check,
+    scan_tcp_with_progress, scan_udp,
 };
 use serde_json::Value;
 
@@ -121,6 +123,38 @@ enum ScanCommand {
         /// Warn when the certificate expires within this many days.
         #[arg(long, default_value_t = 30)]
         warn_days: i64,
+    },
+    /// SNMP get or walk by name (`ifHCInOctets`) or dotted OID; v1, v2c or v3.
+    ///
+    /// Example: secumon scan snmp 192.0.2.1 sysDescr.0 sysUpTime.0
+    /// Example: secumon scan snmp 192.0.2.1:1161 ifName --walk --snmp-version 3 --user ops --auth-password ... --priv-password ...
+    Snmp {
+        /// HOST or HOST:PORT (port 161 when left out).
+        target: String,
+        /// Names or dotted OIDs; `sysDescr.0 sysName.0 sysUpTime.0` when none.
+        oids: Vec<String>,
+        /// Walk each OID's subtree instead of getting it.
+        #[arg(long)]
+        walk: bool,
+        /// Per-interface counters, rates need two runs: use the probe for those.
+        #[arg(long)]
+        interfaces: bool,
+        #[arg(long = "snmp-version", default_value = "2c")]
+        version: String,
+        #[arg(long, default_value = "public")]
+        community: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value = "SHA")]
+        auth_protocol: String,
+        #[arg(long)]
+        auth_password: Option<String>,
+        #[arg(long, default_value = "AES")]
+        priv_protocol: String,
+        #[arg(long)]
+        priv_password: Option<String>,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// DNS lookup against chosen resolvers; several resolvers make a propagation check.
     ///
@@ -234,6 +268,46 @@ async fn check_result(command: ScanCommand, deadline: Duration, quiet: bool) -> 
             };
             Box::new(TlsCheck { id: "tls".into(), host, port, options })
         }
+        ScanCommand::Snmp {
+            target,
+            oids,
+            walk,
+            interfaces,
+            version,
+            community,
+            user,
+            auth_protocol,
+            auth_password,
+            priv_protocol,
+            priv_password,
+            timeout,
+        } => {
+            let (host, port) = host_port(&target, 161)?;
+            let credentials = Credentials::from_settings(
+                &version,
+                Some(&community),
+                user.as_deref(),
+                (Some(&auth_protocol), auth_password.as_deref()),
+                (Some(&priv_protocol), priv_password.as_deref()),
+            )?;
+            let oids = if oids.is_empty() {
+                vec!["sysDescr.0".into(), "sysName.0".into(), "sysUpTime.0".into()]
+            } else {
+                oids
+            };
+            for oid in &oids {
+                oid_for(oid)?;
+            }
+            if walk {
+                return Ok(snmp_walk(host, port, credentials, oids, timeout, deadline).await);
+            }
+            let mut check = SnmpCheck::new("snmp", host, credentials);
+            check.port = port;
+            check.oids = oids;
+            check.interfaces = interfaces;
+            check.timeout = timeout;
+            Box::new(check)
+        }
         ScanCommand::Dns { name, record_type: kind, resolvers, expect } => {
             let resolvers = resolvers.iter().map(|r| resolver_address(r)).collect::<Result<_, _>>()?;
             Box::new(DnsCheck { resolvers, expect, ..DnsCheck::new("dns", name, record_type(&kind)?) })
@@ -253,6 +327,51 @@ fn host_port(target: &str, default: u16) -> Result<(String, u16), Usage> {
             Ok((host.to_string(), port))
         }
         _ => Ok((target.trim_matches(['[', ']']).to_string(), default)),
+    }
+}
+
+/// Walks are not a scheduled check: the variables go straight into the result.
+async fn snmp_walk(
+    host: String,
+    port: u16,
+    credentials: Credentials,
+    roots: Vec<String>,
+    timeout: Duration,
+    deadline: Duration,
+) -> CheckResult {
+    let started = std::time::Instant::now();
+    let timestamp_ms = now_ms();
+    let walked = tokio::time::timeout(deadline, async {
+        let address = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {host}"))?;
+        let mut client = SnmpClient::connect(address, &credentials, timeout).await.map_err(|e| e.to_string())?;
+        let mut variables = Vec::new();
+        for root in &roots {
+            let oid = oid_for(root).map_err(|e| e.to_string())?;
+            for (oid, value) in client.walk(&oid, true).await.map_err(|e| e.to_string())? {
+                variables.push(serde_json::json!({"oid": oid, "name": name_for(&oid), "value": value}));
+            }
+        }
+        Ok::<_, String>(variables)
+    })
+    .await
+    .unwrap_or_else(|_| Err("the walk took longer than --deadline".into()));
+    let (status, details) = match walked {
+        Ok(variables) => (CheckStatus::Ok, serde_json::json!({"variables": variables})),
+        Err(error) => (CheckStatus::Unknown, serde_json::json!({"error": error})),
+    };
+    CheckResult {
+        check_id: "snmp".into(),
+        kind: "snmp".into(),
+        target: format!("{host}:{port}"),
+        status,
+        timestamp_ms,
+        duration_us: started.elapsed().as_micros() as u64,
+        details,
+        samples: Vec::new(),
     }
 }
 
@@ -445,6 +564,29 @@ fn render(result: &CheckResult) -> String {
                 }
             }
             "tls" => render_tls(d, &mut out),
+            "snmp" => {
+                let mut rows: Vec<(String, String)> = Vec::new();
+                for variable in d["variables"].as_array().into_iter().flatten() {
+                    rows.push((variable["name"].as_str().unwrap_or("").to_string(), snmp_text(&variable["value"])));
+                }
+                for (name, value) in d.as_object().into_iter().flatten() {
+                    if value.get("type").is_some() {
+                        rows.push((name.clone(), snmp_text(value)));
+                    }
+                }
+                for (name, value) in rows {
+                    let _ = writeln!(out, "{name:<36}  {value}");
+                }
+                for interface in d["interfaces"].as_array().into_iter().flatten() {
+                    let state = if interface["up"] == true { "up" } else { "down" };
+                    let _ = writeln!(
+                        out,
+                        "interface {:<8} {:<16} {state}",
+                        interface["index"].as_str().unwrap_or(""),
+                        interface["name"].as_str().unwrap_or("")
+                    );
+                }
+            }
             "dns" => {
                 let _ = writeln!(out, "{:<24}  {:<9}  {:>6}  ANSWERS", "RESOLVER", "RCODE", "TTL");
                 for answer in d["answers"].as_array().into_iter().flatten() {
@@ -482,6 +624,16 @@ fn render(result: &CheckResult) -> String {
     }
     let _ = writeln!(out, "status: {} ({:.1} ms)", result.status.as_str(), result.duration_us as f64 / 1000.0);
     out
+}
+
+/// `Counter64: 42`, `STRING: "lo"`.
+fn snmp_text(value: &Value) -> String {
+    let kind = value["type"].as_str().unwrap_or("");
+    match &value["value"] {
+        Value::String(text) => format!("{kind}: {text:?}"),
+        Value::Null => kind.to_string(),
+        other => format!("{kind}: {other}"),
+    }
 }
 
 fn render_tls(d: &Value, out: &mut String) {

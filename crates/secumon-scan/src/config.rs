@@ -16,6 +16,7 @@ use crate::http::HttpCheck;
 use crate::ping::PingCheck;
 use crate::ports::{PortList, TcpScan, UdpScan};
 use crate::scheduler::ScheduledCheck;
+use crate::snmp::{Credentials, SnmpCheck, oid_for};
 use crate::tls::{TlsCheck, TlsOptions};
 use crate::trace::{TraceCheck, TraceOptions};
 
@@ -104,6 +105,15 @@ struct CheckFields {
     expect: Option<Vec<String>>,
     server_name: Option<String>,
     starttls: Option<String>,
+    version: Option<String>,
+    community: Option<String>,
+    user: Option<String>,
+    auth_protocol: Option<String>,
+    auth_password: Option<String>,
+    priv_protocol: Option<String>,
+    priv_password: Option<String>,
+    oids: Option<Vec<String>>,
+    interfaces: Option<bool>,
 }
 
 /// A validated check from the file, ready to schedule.
@@ -162,8 +172,23 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
         ],
         "dns" => &["host", "record", "resolvers", "expect"],
         "tls" => &["host", "port", "server_name", "starttls", "ca_file", "cert_warning_days"],
+        "snmp" => &[
+            "host",
+            "port",
+            "version",
+            "community",
+            "user",
+            "auth_protocol",
+            "auth_password",
+            "priv_protocol",
+            "priv_password",
+            "oids",
+            "interfaces",
+        ],
         other => {
-            return Err(CheckError::Invalid(format!("type {other:?} is not ping, trace, tcp, udp, http, dns or tls")));
+            return Err(CheckError::Invalid(format!(
+                "type {other:?} is not ping, trace, tcp, udp, http, dns, tls or snmp"
+            )));
         }
     };
     let given = [
@@ -195,6 +220,15 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
         ("expect", f.expect.is_some()),
         ("server_name", f.server_name.is_some()),
         ("starttls", f.starttls.is_some()),
+        ("version", f.version.is_some()),
+        ("community", f.community.is_some()),
+        ("user", f.user.is_some()),
+        ("auth_protocol", f.auth_protocol.is_some()),
+        ("auth_password", f.auth_password.is_some()),
+        ("priv_protocol", f.priv_protocol.is_some()),
+        ("priv_password", f.priv_password.is_some()),
+        ("oids", f.oids.is_some()),
+        ("interfaces", f.interfaces.is_some()),
     ];
     if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
         return Err(CheckError::Invalid(format!("`{key}` does not apply to {} checks", f.kind)));
@@ -273,6 +307,26 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
             };
             Arc::new(TlsCheck { id: f.name, host: host()?, port: f.port.unwrap_or(443), options })
         }
+        "snmp" => {
+            let credentials = Credentials::from_settings(
+                f.version.as_deref().unwrap_or("2c"),
+                f.community.as_deref(),
+                f.user.as_deref(),
+                (f.auth_protocol.as_deref(), f.auth_password.as_deref()),
+                (f.priv_protocol.as_deref(), f.priv_password.as_deref()),
+            )?;
+            let mut check = SnmpCheck::new(f.name, host()?, credentials);
+            check.port = f.port.unwrap_or(161);
+            if let Some(oids) = f.oids {
+                // Checked now, so a typo is a configuration error rather than a run-time one.
+                for oid in &oids {
+                    oid_for(oid)?;
+                }
+                check.oids = oids;
+            }
+            check.interfaces = f.interfaces.unwrap_or(false);
+            Arc::new(check)
+        }
         _ => {
             let mut check = DnsCheck::new(f.name, host()?, record_type(f.record.as_deref().unwrap_or("A"))?);
             check.resolvers =
@@ -293,7 +347,7 @@ mod tests {
     fn the_example_parses() {
         let config = ProbeConfig::parse(EXAMPLE, "examples/probe.yaml").unwrap();
         let kinds: Vec<&str> = config.checks.iter().map(|c| c.check.kind()).collect();
-        assert_eq!(kinds, vec!["http", "tcp", "ping", "dns", "dns", "udp", "trace", "tls"]);
+        assert_eq!(kinds, vec!["http", "tcp", "ping", "dns", "dns", "udp", "trace", "tls", "snmp"]);
         assert_eq!(config.checks[0].interval, Duration::from_secs(30));
     }
 
@@ -309,6 +363,8 @@ mod tests {
             ("{name: a, type: trace, host: h, mode: sctp}", "sctp"),
             ("{name: a, type: dns, host: h, resolvers: [dns.example]}", "dns.example"),
             ("{name: a, type: tcp, host: h, port: 1, colour: red}", "colour"),
+            ("{name: a, type: snmp, host: h, oids: [ifBogus.1]}", "ifBogus"),
+            ("{name: a, type: snmp, host: h, version: '3', user: u}", "authentication password"),
         ];
         for (check, needle) in cases {
             let text = format!("collector: {{endpoint: '127.0.0.1:9090'}}\nchecks:\n  - {check}\n");

@@ -111,6 +111,36 @@ pub enum Credentials {
     V3 { user: String, auth_protocol: String, auth_password: String, privacy: Option<(String, String)> },
 }
 
+impl Credentials {
+    /// From the usual settings: version `1`, `2c` or `3`; v3 needs a user and an
+    /// authentication password, privacy is used when its password is given.
+    pub fn from_settings(
+        version: &str,
+        community: Option<&str>,
+        user: Option<&str>,
+        auth: (Option<&str>, Option<&str>),
+        privacy: (Option<&str>, Option<&str>),
+    ) -> Result<Self, CheckError> {
+        let community = community.unwrap_or("public").to_string();
+        match version {
+            "1" | "v1" => Ok(Self::V1 { community }),
+            "2c" | "v2c" | "2" => Ok(Self::V2c { community }),
+            "3" | "v3" => {
+                let user = user.ok_or_else(|| CheckError::Invalid("SNMPv3 needs a user".into()))?;
+                let auth_password =
+                    auth.1.ok_or_else(|| CheckError::Invalid("SNMPv3 needs an authentication password".into()))?;
+                Ok(Self::V3 {
+                    user: user.to_string(),
+                    auth_protocol: auth.0.unwrap_or("SHA").to_string(),
+                    auth_password: auth_password.to_string(),
+                    privacy: privacy.1.map(|password| (privacy.0.unwrap_or("AES").to_string(), password.to_string())),
+                })
+            }
+            other => Err(CheckError::Invalid(format!("SNMP version {other:?} is not 1, 2c or 3"))),
+        }
+    }
+}
+
 /// An owned SNMP value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
@@ -321,6 +351,9 @@ fn check_error(status: u32) -> Result<(), CheckError> {
     }
 }
 
+/// Counters of the previous run, for rates: (interface, counter) → (value, when).
+type PreviousCounters = HashMap<(String, &'static str), (u64, Instant)>;
+
 /// An SNMP check: the values of `oids` as samples, and with `interfaces`, per-interface
 /// traffic, error and status samples (rates from the second run on).
 pub struct SnmpCheck {
@@ -331,8 +364,7 @@ pub struct SnmpCheck {
     pub oids: Vec<String>,
     pub interfaces: bool,
     pub timeout: Duration,
-    /// Counters of the previous run, for rates: (interface, counter) → (value, when).
-    previous: Mutex<HashMap<(String, &'static str), (u64, Instant)>>,
+    previous: Mutex<PreviousCounters>,
 }
 
 impl std::fmt::Debug for SnmpCheck {

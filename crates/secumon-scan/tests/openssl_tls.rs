@@ -93,9 +93,10 @@ fn s_server(dir: &Path, cert: &(PathBuf, PathBuf), args: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let server = Server(child, port);
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Server(child, port);
+            return server;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -127,7 +128,7 @@ fn ours(report: &TlsReport) -> BTreeMap<String, BTreeSet<String>> {
     let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (version, enabled) in &report.protocols {
         if *enabled {
-            map.entry(version.replace("TLSv1.0", "TLSv1.0").to_string()).or_default();
+            map.entry(version.to_string()).or_default();
         }
     }
     for (version, suites) in &report.cipher_suites {
@@ -162,8 +163,8 @@ async fn modern_and_legacy_servers_match_sslscan() {
     let modern = s_server(dir.path(), &ecdsa, &["-no_tls1", "-no_tls1_1", "-cipher", "ECDHE+AESGCM:ECDHE+CHACHA20"]);
     let report = analyse(modern.1, trusted.clone()).await;
     assert_eq!(normalise(ours(&report)), normalise(sslscan(modern.1)), "modern: {report:#?}");
-    assert_eq!(report.protocols["TLSv1.3"], true);
-    assert_eq!(report.protocols["TLSv1.1"], false);
+    assert!(report.protocols["TLSv1.3"]);
+    assert!(!report.protocols["TLSv1.1"]);
     assert_eq!(report.chain_validation, "trusted");
     assert!(titles(&report, FindingSeverity::Critical).is_empty(), "{:?}", report.findings);
     assert!(report.grade.starts_with('A'), "{}", report.grade);
@@ -256,8 +257,8 @@ async fn starttls_smtp_in_front_of_a_tls_server() {
     let options = TlsOptions { starttls: Some(StartTls::Smtp), ca_file: Some(pki.ca_file()), ..TlsOptions::default() };
     let report = analyse(front_port, options).await;
     assert_eq!(report.chain_validation, "trusted");
-    assert_eq!(report.protocols["TLSv1.2"], true);
-    assert_eq!(report.protocols["TLSv1.0"], false);
+    assert!(report.protocols["TLSv1.2"]);
+    assert!(!report.protocols["TLSv1.0"]);
     // Plain TLS on the SMTP front fails cleanly.
     let error = analyse_tls(
         "127.0.0.1",

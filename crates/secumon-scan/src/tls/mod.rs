@@ -571,7 +571,7 @@ fn findings(report: &TlsReport, options: &TlsOptions) -> Vec<TlsFinding> {
     if !report.ocsp_stapled {
         add(Info, "no OCSP response stapled".into());
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
 
