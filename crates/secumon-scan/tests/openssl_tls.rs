@@ -269,3 +269,39 @@ async fn starttls_smtp_in_front_of_a_tls_server() {
     .unwrap_err();
     assert!(error.to_string().contains("TLS") || error.to_string().contains("answer"), "{error}");
 }
+
+#[tokio::test]
+async fn an_incomplete_chain_is_untrusted_until_the_intermediate_is_sent() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    // Root → intermediate → leaf.
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "SecuMon Intermediate CA");
+    let intermediate = CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), &pki.ca).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    let leaf = leaf.signed_by(&key, &intermediate).unwrap();
+    let cert = (dir.path().join("chain-leaf.crt"), dir.path().join("chain-leaf.key"));
+    std::fs::write(&cert.0, leaf.pem()).unwrap();
+    std::fs::write(&cert.1, key.serialize_pem()).unwrap();
+    let chain_file = dir.path().join("intermediate.crt");
+    std::fs::write(&chain_file, intermediate.pem()).unwrap();
+    let trusted = TlsOptions { ca_file: Some(pki.ca_file()), ..TlsOptions::default() };
+
+    let leaf_only = s_server(dir.path(), &cert, &[]);
+    let report = analyse(leaf_only.1, trusted.clone()).await;
+    assert_eq!(report.chain.len(), 1);
+    let critical = titles(&report, FindingSeverity::Critical).join("; ");
+    assert!(critical.contains("untrusted chain") && critical.contains("UnknownIssuer"), "{critical}");
+
+    let complete = s_server(dir.path(), &cert, &["-cert_chain", chain_file.to_str().unwrap()]);
+    let report = analyse(complete.1, trusted).await;
+    assert_eq!(report.chain.len(), 2);
+    assert_eq!(report.chain[1].subject, "CN=SecuMon Intermediate CA");
+    assert_eq!(report.chain_validation, "trusted");
+}
