@@ -691,6 +691,18 @@ fn render_tls(d: &Value, out: &mut String) {
             certificate["days_to_expiry"].as_f64().unwrap_or(0.0)
         );
     }
+    if let Some(responder) = d["ocsp_responder"].as_object() {
+        let answer = responder
+            .get("status")
+            .and_then(Value::as_str)
+            .or_else(|| responder.get("error").and_then(Value::as_str))
+            .unwrap_or("no answer");
+        let _ = writeln!(
+            out,
+            "OCSP responder {}: {answer}",
+            responder.get("responder").and_then(Value::as_str).unwrap_or("")
+        );
+    }
     let _ = writeln!(
         out,
         "chain: {}; OCSP stapled: {}; grade {}",

@@ -47,6 +47,7 @@ impl Pki {
         params.distinguished_name.push(DnType::CommonName, "SecuMon TLS Test CA");
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("ca.key"), ca.key().serialize_pem()).unwrap();
         Self { dir: dir.to_path_buf(), ca }
     }
 
@@ -304,4 +305,71 @@ async fn an_incomplete_chain_is_untrusted_until_the_intermediate_is_sent() {
     assert_eq!(report.chain.len(), 2);
     assert_eq!(report.chain[1].subject, "CN=SecuMon Intermediate CA");
     assert_eq!(report.chain_validation, "trusted");
+}
+
+#[tokio::test]
+async fn ocsp_responder_says_good_or_revoked() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let responder_port = free_port();
+    // Leaves naming our responder (Authority Information Access, OCSP), serials 0x1001 and 0x1002.
+    let leaf = |tag: &str, serial: u64| {
+        let uri = format!("http://127.0.0.1:{responder_port}/");
+        let location = [&[0x86, uri.len() as u8][..], uri.as_bytes()].concat();
+        let method = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+        let description = [&[0x30, (method.len() + location.len()) as u8][..], &method, &location].concat();
+        let aia = [&[0x30, description.len() as u8][..], &description].concat();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "localhost");
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        params.custom_extensions.push(rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia));
+        let cert = params.signed_by(&key, &pki.ca).unwrap();
+        let files = (dir.path().join(format!("{tag}.crt")), dir.path().join(format!("{tag}.key")));
+        std::fs::write(&files.0, cert.pem()).unwrap();
+        std::fs::write(&files.1, key.serialize_pem()).unwrap();
+        files
+    };
+    let (good, revoked) = (leaf("good", 0x1001), leaf("revoked", 0x1002));
+    std::fs::write(
+        dir.path().join("index.txt"),
+        "V\t301231000000Z\t\t1001\tunknown\t/CN=localhost\nR\t301231000000Z\t240101000000Z\t1002\tunknown\t/CN=localhost\n",
+    )
+    .unwrap();
+    // openssl's responder listens on every interface; only loopback talks to it here.
+    let responder = Command::new("openssl")
+        .current_dir(dir.path())
+        .args(["ocsp", "-index", "index.txt", "-CA", "ca.pem", "-rsigner", "ca.pem", "-rkey", "ca.key"])
+        .args(["-port", &responder_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("ocsp.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _responder = Server(responder, responder_port);
+    // Ready once it says so: a connection to probe it would hold its single-threaded loop.
+    for _ in 0..250 {
+        if std::fs::read_to_string(dir.path().join("ocsp.log")).unwrap_or_default().contains("waiting for OCSP client")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let trusted = TlsOptions { ca_file: Some(pki.ca_file()), ..TlsOptions::default() };
+    // The issuer must be in the chain the server sends for the request's CertID.
+    let ca_file = pki.ca_file();
+    let chain = ["-cert_chain", ca_file.to_str().unwrap()];
+
+    let server = s_server(dir.path(), &good, &chain);
+    let report = analyse(server.1, trusted.clone()).await;
+    let answer = report.ocsp_responder.clone().expect("the leaf names a responder");
+    assert_eq!(answer.status, Some(secumon_scan::tls::ocsp::OcspStatus::Good), "{answer:?}");
+    assert!(!report.findings.iter().any(|f| f.title.contains("revoked")));
+
+    let server = s_server(dir.path(), &revoked, &chain);
+    let report = analyse(server.1, trusted).await;
+    assert_eq!(report.ocsp_responder.as_ref().unwrap().status, Some(secumon_scan::tls::ocsp::OcspStatus::Revoked));
+    assert!(titles(&report, FindingSeverity::Critical).contains(&"certificate revoked (OCSP)".to_string()));
 }

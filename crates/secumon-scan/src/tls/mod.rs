@@ -6,6 +6,7 @@
 //! whole an overall grade.
 
 mod hello;
+pub mod ocsp;
 pub mod suites;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -134,6 +135,10 @@ pub struct TlsReport {
     /// `trusted`, or why the chain is not.
     pub chain_validation: String,
     pub ocsp_stapled: bool,
+    /// What a stapled response says about the leaf.
+    pub ocsp_stapled_status: Option<ocsp::OcspStatus>,
+    /// The leaf's own OCSP responder, when it names one.
+    pub ocsp_responder: Option<ocsp::OcspAnswer>,
     pub findings: Vec<TlsFinding>,
     pub grade: String,
 }
@@ -253,7 +258,7 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
     let mut groups = BTreeSet::new();
     let mut dh_bits = None;
     let mut clear_chain: Vec<Vec<u8>> = Vec::new();
-    let mut ocsp_stapled = false;
+    let mut stapled_response: Option<Vec<u8>> = None;
     let mut answered = false;
     for version in Version::ALL {
         let mut remaining = offered(version);
@@ -270,7 +275,9 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
             if clear_chain.is_empty() && !answer.certificates.is_empty() && chosen_version != Version::Tls13 {
                 clear_chain = answer.certificates.clone();
             }
-            ocsp_stapled |= answer.ocsp_response.is_some();
+            if stapled_response.is_none() {
+                stapled_response = answer.ocsp_response.clone();
+            }
             accepted.push(suite);
             remaining.retain(|s| *s != suite);
         }
@@ -308,9 +315,15 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
     let captured = capture_chain(address, options, &name, Arc::clone(&roots)).await;
     let (chain_der, stapled) = match captured {
         Some((chain, ocsp)) if !chain.is_empty() => (chain, ocsp),
-        _ => (clear_chain, false),
+        _ => (clear_chain, None),
     };
-    ocsp_stapled |= stapled;
+    let stapled_response = stapled.or(stapled_response);
+    let ocsp_responder = match chain_der.first() {
+        Some(leaf) if ocsp::responder_url(leaf).is_some() => {
+            Some(ocsp::ask(leaf, chain_der.get(1).map(Vec::as_slice), options.timeout).await)
+        }
+        _ => None,
+    };
     let chain_validation = validate(&chain_der, &name, roots);
     let chain: Vec<CertificateView> = chain_der.iter().filter_map(|der| certificate_view(der)).collect();
 
@@ -325,7 +338,9 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
         dh_bits,
         chain,
         chain_validation,
-        ocsp_stapled,
+        ocsp_stapled: stapled_response.is_some(),
+        ocsp_stapled_status: stapled_response.as_deref().and_then(|r| ocsp::parse_response(r).ok()),
+        ocsp_responder,
         findings: Vec::new(),
         grade: String::new(),
     };
@@ -384,7 +399,7 @@ fn validate(chain: &[Vec<u8>], name: &str, roots: Arc<rustls::RootCertStore>) ->
 #[derive(Debug)]
 struct Recorder {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
-    seen: Mutex<Option<(Vec<Vec<u8>>, bool)>>,
+    seen: Mutex<Option<(Vec<Vec<u8>>, Option<Vec<u8>>)>>,
 }
 
 impl ServerCertVerifier for Recorder {
@@ -397,7 +412,8 @@ impl ServerCertVerifier for Recorder {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let chain = std::iter::once(end_entity).chain(intermediates).map(|c| c.as_ref().to_vec()).collect();
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((chain, !ocsp_response.is_empty()));
+        let stapled = (!ocsp_response.is_empty()).then(|| ocsp_response.to_vec());
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((chain, stapled));
         Ok(ServerCertVerified::assertion())
     }
 
@@ -424,13 +440,13 @@ impl ServerCertVerifier for Recorder {
     }
 }
 
-/// The chain and whether an OCSP response was stapled, through a real rustls handshake.
+/// The chain and the stapled OCSP response, if any, through a real rustls handshake.
 async fn capture_chain(
     address: SocketAddr,
     options: &TlsOptions,
     name: &str,
     roots: Arc<rustls::RootCertStore>,
-) -> Option<(Vec<Vec<u8>>, bool)> {
+) -> Option<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider()).build().ok()?;
     let recorder = Arc::new(Recorder { inner, seen: Mutex::new(None) });
     let config = rustls::ClientConfig::builder_with_provider(provider())
@@ -570,6 +586,15 @@ fn findings(report: &TlsReport, options: &TlsOptions) -> Vec<TlsFinding> {
     }
     if !report.ocsp_stapled {
         add(Info, "no OCSP response stapled".into());
+    }
+    let responder = report.ocsp_responder.as_ref();
+    if report.ocsp_stapled_status == Some(ocsp::OcspStatus::Revoked)
+        || responder.and_then(|r| r.status.as_ref()) == Some(&ocsp::OcspStatus::Revoked)
+    {
+        add(Critical, "certificate revoked (OCSP)".into());
+    }
+    if let Some(error) = responder.and_then(|r| r.error.as_ref()) {
+        add(Info, format!("OCSP responder not answering: {error}"));
     }
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
