@@ -395,11 +395,14 @@ fn validate(chain: &[Vec<u8>], name: &str, roots: Arc<rustls::RootCertStore>) ->
     }
 }
 
+/// A chain, leaf first, and the stapled OCSP response if there was one.
+type Presented = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
 /// Records what the server presented and lets the handshake go on whatever it is.
 #[derive(Debug)]
 struct Recorder {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
-    seen: Mutex<Option<(Vec<Vec<u8>>, Option<Vec<u8>>)>>,
+    seen: Mutex<Option<Presented>>,
 }
 
 impl ServerCertVerifier for Recorder {
@@ -446,7 +449,7 @@ async fn capture_chain(
     options: &TlsOptions,
     name: &str,
     roots: Arc<rustls::RootCertStore>,
-) -> Option<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+) -> Option<Presented> {
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider()).build().ok()?;
     let recorder = Arc::new(Recorder { inner, seen: Mutex::new(None) });
     let config = rustls::ClientConfig::builder_with_provider(provider())
