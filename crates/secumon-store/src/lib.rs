@@ -15,7 +15,7 @@ mod query;
 mod sqlite;
 
 use async_trait::async_trait;
-use secumon_core::{IngestBatch, Labels, LogRecord};
+use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
 use serde::{Deserialize, Serialize};
 
 pub use query::{Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, aggregate};
@@ -73,6 +73,41 @@ pub struct AlertHistoryEntry {
     pub record: String,
 }
 
+/// One scanner report to store, whole or not at all.
+#[derive(Debug, Clone)]
+pub struct FindingsImport {
+    /// The report's format or scanner, kept with each finding.
+    pub source: String,
+    pub findings: Vec<Finding>,
+    /// The report covers its assets completely: their open findings from the same source
+    /// that it no longer lists are fixed.
+    pub full_scan: bool,
+    pub at_ms: i64,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ImportSummary {
+    pub new: Vec<Finding>,
+    pub reopened: Vec<Finding>,
+    pub fixed: Vec<Finding>,
+    /// Findings seen again, still open.
+    pub unchanged: usize,
+    /// `findings_open{host=asset, severity}` written for every asset the report touched.
+    pub samples: Vec<Sample>,
+}
+
+/// Which findings to list.
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    pub asset: Option<String>,
+    /// At least this severe.
+    pub severity: Option<Severity>,
+    pub status: Option<FindingStatus>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
 /// A storage backend. Implementations must make `write_batch` atomic: a batch is stored
 /// whole, with its `(agent_id, sequence)` recorded in the same transaction, or not at all.
 #[async_trait]
@@ -92,6 +127,14 @@ pub trait Store: Send + Sync {
 
     /// The state document saved under `key`, if any.
     async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stores a scanner report in one transaction: new findings open, known ones seen
+    /// again (fixed ones reopened), and with `full_scan` the ones no longer reported fixed;
+    /// writes `findings_open` samples and an event per new critical finding.
+    async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError>;
+
+    /// Findings of `tenant`, most severe and most recent first.
+    async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError>;
 
     /// Appends entries to the alert history.
     async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError>;

@@ -1,18 +1,20 @@
 //! The embedded SQLite backend: one database file in WAL mode, one writer connection (SQLite
 //! allows a single writer; queueing in the pool beats SQLITE_BUSY retries) and a few readers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secumon_core::{IngestBatch, Labels, LogRecord, SeriesKey, now_ms};
+use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::query::{Point, RangeQuery, SeriesPoints, aggregate};
-use crate::{AgentRecord, AlertHistoryEntry, Store, StoreError, WriteOutcome};
+use crate::{
+    AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, Store, StoreError, WriteOutcome,
+};
 
 /// Rows per multi-row INSERT: 3 bound values each stays far below SQLite's 32 766 limit.
 const ROWS_PER_INSERT: usize = 2_000;
@@ -257,6 +259,170 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
+        let mut summary = ImportSummary::default();
+        let mut tx = self.writer.begin().await?;
+        let mut assets: BTreeSet<&str> = BTreeSet::new();
+        let mut reported: HashSet<(&str, &str)> = HashSet::new();
+        for finding in &import.findings {
+            assets.insert(&finding.asset);
+            if !reported.insert((&finding.asset, &finding.id)) {
+                continue; // the same finding twice in one report
+            }
+            let known: Option<(String, i64)> = sqlx::query_as(
+                "SELECT status, first_seen_ms FROM findings WHERE tenant_id = ? AND asset = ? AND finding_id = ?",
+            )
+            .bind(tenant)
+            .bind(&finding.asset)
+            .bind(&finding.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let first_seen = known.as_ref().map_or(import.at_ms, |(_, first)| *first);
+            sqlx::query(
+                "INSERT INTO findings (tenant_id, asset, finding_id, source, severity, title, description, status, \
+                 first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) \
+                 ON CONFLICT (tenant_id, asset, finding_id) DO UPDATE SET source = excluded.source, \
+                 severity = excluded.severity, title = excluded.title, description = excluded.description, \
+                 status = 'open', last_seen_ms = excluded.last_seen_ms",
+            )
+            .bind(tenant)
+            .bind(&finding.asset)
+            .bind(&finding.id)
+            .bind(&import.source)
+            .bind(finding.severity.as_str())
+            .bind(&finding.title)
+            .bind(&finding.description)
+            .bind(first_seen)
+            .bind(import.at_ms)
+            .execute(&mut *tx)
+            .await?;
+            let stored = Finding {
+                first_seen_ms: first_seen,
+                last_seen_ms: import.at_ms,
+                status: FindingStatus::Open,
+                ..finding.clone()
+            };
+            match known.as_ref().map(|(status, _)| status.as_str()) {
+                None => summary.new.push(stored),
+                Some("fixed") => summary.reopened.push(stored),
+                Some(_) => summary.unchanged += 1,
+            }
+        }
+        if import.full_scan {
+            for asset in &assets {
+                let rows = sqlx::query(
+                    "SELECT finding_id, severity, title, description, first_seen_ms, last_seen_ms FROM findings \
+                     WHERE tenant_id = ? AND asset = ? AND source = ? AND status = 'open'",
+                )
+                .bind(tenant)
+                .bind(*asset)
+                .bind(&import.source)
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in rows {
+                    let id: String = row.try_get("finding_id")?;
+                    if reported.contains(&(*asset, id.as_str())) {
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE findings SET status = 'fixed' WHERE tenant_id = ? AND asset = ? AND finding_id = ?",
+                    )
+                    .bind(tenant)
+                    .bind(*asset)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                    summary.fixed.push(finding_row(&row, asset, FindingStatus::Fixed)?);
+                }
+            }
+        }
+        // Open findings per asset and severity, every severity written so a count can fall to 0.
+        let mut keys = Vec::new();
+        for asset in &assets {
+            let counts: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = ? AND asset = ? AND status = 'open' GROUP BY severity",
+            )
+            .bind(tenant)
+            .bind(*asset)
+            .fetch_all(&mut *tx)
+            .await?;
+            for severity in [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
+                let count = counts.iter().find(|(s, _)| s == severity.as_str()).map_or(0, |(_, n)| *n);
+                let labels = Labels::from([
+                    ("host".to_string(), asset.to_string()),
+                    ("severity".to_string(), severity.as_str().to_string()),
+                    ("tenant".to_string(), tenant.to_string()),
+                ]);
+                let sample = Sample::new("findings_open", labels, import.at_ms, count as f64);
+                keys.push(sample.series.clone());
+                summary.samples.push(sample);
+            }
+        }
+        let (ids, fresh) = self.resolve_series(&mut tx, tenant, keys.into_iter()).await?;
+        for sample in &summary.samples {
+            sqlx::query("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)")
+                .bind(ids[&sample.series])
+                .bind(sample.timestamp_ms)
+                .bind(sample.value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for finding in summary.new.iter().chain(&summary.reopened).filter(|f| f.severity == Severity::Critical) {
+            let labels = Labels::from([("finding".to_string(), finding.id.clone())]);
+            sqlx::query("INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(tenant)
+                .bind(&finding.asset)
+                .bind(import.at_ms)
+                .bind("finding_critical")
+                .bind(Severity::Critical.as_str())
+                .bind(serde_json::to_string(&labels)?)
+                .bind(format!("new critical finding {}: {}", finding.id, finding.title))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.series_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(fresh);
+        Ok(summary)
+    }
+
+    async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
+        let severities: Vec<&str> =
+            [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
+                .into_iter()
+                .filter(|s| filter.severity.is_none_or(|least| *s >= least))
+                .map(Severity::as_str)
+                .collect();
+        let status = filter.status.map(|s| if s == FindingStatus::Open { "open" } else { "fixed" });
+        let rows = sqlx::query(
+            "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms FROM findings \
+             WHERE tenant_id = ? AND (? IS NULL OR asset = ?) AND (? IS NULL OR status = ?) \
+             AND severity IN (SELECT value FROM json_each(?)) \
+             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END, \
+             last_seen_ms DESC, asset, finding_id LIMIT ? OFFSET ?",
+        )
+        .bind(tenant)
+        .bind(&filter.asset)
+        .bind(&filter.asset)
+        .bind(status)
+        .bind(status)
+        .bind(serde_json::to_string(&severities)?)
+        .bind(filter.limit)
+        .bind(filter.offset)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let asset: String = row.try_get("asset")?;
+                let status = if row.try_get::<String, _>("status")? == "fixed" {
+                    FindingStatus::Fixed
+                } else {
+                    FindingStatus::Open
+                };
+                finding_row(row, &asset, status)
+            })
+            .collect()
+    }
+
     async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         for chunk in entries.chunks(ROWS_PER_INSERT / 4) {
@@ -371,4 +537,19 @@ impl Store for SqliteStore {
         answer.sort_by(|a, b| a.series.cmp(&b.series));
         Ok(answer)
     }
+}
+
+/// A finding from a `findings` row (asset given, as queries already know it).
+fn finding_row(row: &sqlx::sqlite::SqliteRow, asset: &str, status: FindingStatus) -> Result<Finding, StoreError> {
+    let severity: String = row.try_get("severity")?;
+    Ok(Finding {
+        id: row.try_get("finding_id")?,
+        severity: serde_json::from_value(serde_json::Value::String(severity))?,
+        asset: asset.to_string(),
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        first_seen_ms: row.try_get("first_seen_ms")?,
+        last_seen_ms: row.try_get("last_seen_ms")?,
+        status,
+    })
 }

@@ -187,3 +187,88 @@ async fn rejects_nonsense_queries() {
     q.end_ms = q.start_ms - 1;
     assert!(matches!(store.query_range("default", &q).await, Err(StoreError::InvalidQuery(_))));
 }
+
+fn vuln(id: &str, asset: &str, severity: Severity) -> secumon_core::Finding {
+    secumon_core::Finding {
+        id: id.into(),
+        severity,
+        asset: asset.into(),
+        title: format!("{id} title"),
+        description: String::new(),
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+        status: secumon_core::FindingStatus::Open,
+    }
+}
+
+#[tokio::test]
+async fn findings_open_fix_reopen_with_samples_and_events() {
+    use secumon_core::FindingStatus;
+    use secumon_store::{FindingFilter, FindingsImport};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("f.db")).await.unwrap();
+    let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
+
+    let first = import(
+        vec![
+            vuln("CVE-1", "web", Severity::Critical),
+            vuln("CVE-2", "web", Severity::Medium),
+            vuln("CVE-2", "web", Severity::Medium),
+            vuln("CVE-3", "db", Severity::High),
+        ],
+        T0,
+    );
+    let summary = store.import_findings("acme", &first).await.unwrap();
+    assert_eq!((summary.new.len(), summary.fixed.len(), summary.unchanged), (3, 0, 0), "duplicates count once");
+    let open = |summary: &secumon_store::ImportSummary, host: &str, severity: &str| {
+        summary
+            .samples
+            .iter()
+            .find(|s| s.series.labels["host"] == host && s.series.labels["severity"] == severity)
+            .unwrap()
+            .value
+    };
+    assert_eq!(open(&summary, "web", "critical"), 1.0);
+    assert_eq!(open(&summary, "web", "low"), 0.0, "every severity is written");
+
+    // A later full scan of web no longer reports CVE-1: fixed. db is not in it: untouched.
+    let summary =
+        store.import_findings("acme", &import(vec![vuln("CVE-2", "web", Severity::Medium)], T0 + 1_000)).await.unwrap();
+    assert_eq!(summary.fixed.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), vec!["CVE-1"]);
+    assert_eq!(summary.unchanged, 1);
+    assert_eq!(open(&summary, "web", "critical"), 0.0);
+    // It comes back: reopened, first seen kept.
+    let summary = store
+        .import_findings("acme", &import(vec![vuln("CVE-1", "web", Severity::Critical)], T0 + 2_000))
+        .await
+        .unwrap();
+    assert_eq!(summary.reopened.len(), 1);
+    assert_eq!(summary.reopened[0].first_seen_ms, T0);
+
+    let all = |filter: FindingFilter| {
+        let store = &store;
+        async move { store.list_findings("acme", &FindingFilter { limit: 100, ..filter }).await.unwrap() }
+    };
+    let listed = all(FindingFilter::default()).await;
+    assert_eq!(
+        listed.iter().map(|f| (f.id.as_str(), f.status)).collect::<Vec<_>>(),
+        vec![("CVE-1", FindingStatus::Open), ("CVE-3", FindingStatus::Open), ("CVE-2", FindingStatus::Fixed),]
+    );
+    assert_eq!(all(FindingFilter { severity: Some(Severity::High), ..Default::default() }).await.len(), 2);
+    assert_eq!(all(FindingFilter { asset: Some("db".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(FindingFilter { status: Some(FindingStatus::Fixed), ..Default::default() }).await.len(), 1);
+    assert!(
+        store.list_findings("globex", &FindingFilter { limit: 100, ..Default::default() }).await.unwrap().is_empty()
+    );
+
+    // The samples are series like any other.
+    let query = RangeQuery {
+        selector: SeriesSelector::new("findings_open").with("host", "web").with("severity", "critical"),
+        start_ms: T0,
+        end_ms: T0 + 10_000,
+        step_ms: 1,
+        aggregation: Aggregation::Last,
+    };
+    let points: Vec<f64> = store.query_range("acme", &query).await.unwrap()[0].points.iter().map(|p| p.value).collect();
+    assert_eq!(points, vec![1.0, 0.0, 1.0]);
+}
