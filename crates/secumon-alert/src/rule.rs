@@ -55,7 +55,8 @@ pub enum SourceKind {
     Agent,
     /// Log lines matching `pattern`, counted over `window`: `count > 10`.
     Log,
-    /// Open vulnerability findings: `severity >= critical`.
+    /// Open vulnerability findings: `severity >= critical` (`secuscan` is the seed's name).
+    #[serde(alias = "secuscan")]
     Finding,
 }
 
@@ -66,8 +67,9 @@ pub struct RuleSpec {
     pub name: String,
     #[serde(default)]
     pub source: SourceKind,
-    /// The condition, in the language of the source (see [`SourceKind`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The condition, in the language of the source (see [`SourceKind`]); `condition` is
+    /// accepted too, as the seed writes it.
+    #[serde(default, alias = "condition", skip_serializing_if = "Option::is_none")]
     pub expr: Option<String>,
     /// Check rules: which checks, by `check`, `kind` or `target` (all when empty).
     #[serde(default, skip_serializing_if = "Labels::is_empty")]

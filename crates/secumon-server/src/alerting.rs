@@ -15,8 +15,8 @@ use secumon_alert::{
     Acknowledgement, ActiveAlert, AlertEngine, AlertState, DeliveryAttempt, Dispatcher, EngineState, Grouper,
     Notification, Notifier, Rule, RuleFile, RuleSource, RuleSpec, Silence, Transition,
 };
-use secumon_core::{IngestBatch, Labels, Sample, now_ms};
-use secumon_store::{Aggregation, AlertHistoryEntry, RangeQuery, SeriesSelector, Store, StoreError};
+use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, Sample, now_ms};
+use secumon_store::{Aggregation, AlertHistoryEntry, FindingFilter, RangeQuery, SeriesSelector, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -188,6 +188,19 @@ impl Alerting {
             if !batch.logs.is_empty() {
                 transitions.extend(engine.ingest_logs(&host_labels(&batch.host), &batch.logs, now));
             }
+            transitions
+        };
+        self.publish(transitions);
+    }
+
+    /// Evaluates finding rules against findings that were just stored (new, reopened or
+    /// fixed) and the `findings_open` samples the import wrote.
+    pub fn observe_findings(&self, findings: &[Finding], samples: &[Sample]) {
+        let now = now_ms();
+        let transitions = {
+            let mut engine = lock(&self.engine);
+            let mut transitions = engine.ingest_findings(findings, now);
+            transitions.extend(engine.ingest(samples, now));
             transitions
         };
         self.publish(transitions);
@@ -535,6 +548,9 @@ async fn load_inputs(
             .collect();
         engine.preload(&recent);
     }
+    // Open findings, so finding rules (from the file or added later) see them all.
+    let open = FindingFilter { status: Some(FindingStatus::Open), limit: u32::MAX, ..Default::default() };
+    engine.ingest_findings(&store.list_findings(tenant, &open).await?, now);
     let reads_logs = engine.rules().iter().any(|r| matches!(r.source, RuleSource::Log { .. }));
     for agent in store.list_agents(tenant).await? {
         let seen = if agents == AgentClock::ServerStart { now } else { agent.last_seen_ms };

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,10 +12,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secumon_alert::RuleSpec;
 use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
-use secumon_core::{Labels, now_ms};
+use secumon_core::{Finding, Labels, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
-use secumon_store::{AgentRecord, Aggregation, RangeQuery, SeriesSelector, Store, StoreError};
+use secumon_store::{
+    AgentRecord, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 /// An agent that has not pushed for this long is shown offline.
@@ -44,8 +47,107 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/alert-rules/{id}", get(get_rule).put(update_rule).delete(delete_rule))
         .route("/api/v1/alert-rules/{id}/test", get(test_rule))
         .route("/api/v1/alert-rules/{id}/history", get(rule_history))
+        .route("/api/v1/findings", get(list_findings).post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
+        .route("/api/v1/integrations/secuscan", post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
+}
+
+/// Largest scanner report accepted in one request.
+const MAX_REPORT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct ImportParams {
+    /// `sarif`, `trivy`, `nuclei`, `secumon` or `auto` (the default).
+    format: Option<String>,
+    /// The report covers its assets completely (default true): what it no longer lists is fixed.
+    full_scan: Option<bool>,
+    /// A name for the report in error messages.
+    origin: Option<String>,
+}
+
+/// What an import did, by count.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImportResult {
+    pub format: String,
+    pub findings: usize,
+    pub new: usize,
+    pub reopened: usize,
+    pub fixed: usize,
+    pub unchanged: usize,
+}
+
+/// A scanner report, taken whole or refused with the position of the problem.
+async fn import_findings(
+    State(state): State<ApiState>,
+    Query(params): Query<ImportParams>,
+    body: axum::body::Bytes,
+) -> Result<Json<ImportResult>, ApiError> {
+    let origin = params.origin.unwrap_or_else(|| "report".into());
+    let text =
+        std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("{origin}: not UTF-8 text: {e}")))?;
+    let report = secumon_findings::parse(text, &origin, params.format.as_deref())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let import = FindingsImport {
+        source: report.format.to_string(),
+        findings: report.findings,
+        full_scan: params.full_scan.unwrap_or(true),
+        at_ms: now_ms(),
+    };
+    let summary = state.store.import_findings(&state.tenant, &import).await?;
+    let changed: Vec<Finding> = summary.new.iter().chain(&summary.reopened).chain(&summary.fixed).cloned().collect();
+    state.alerting.observe_findings(&changed, &summary.samples);
+    tracing::info!(
+        format = report.format,
+        findings = import.findings.len(),
+        new = summary.new.len(),
+        fixed = summary.fixed.len(),
+        "findings imported"
+    );
+    Ok(Json(ImportResult {
+        format: report.format.to_string(),
+        findings: import.findings.len(),
+        new: summary.new.len(),
+        reopened: summary.reopened.len(),
+        fixed: summary.fixed.len(),
+        unchanged: summary.unchanged,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct FindingsQuery {
+    asset: Option<String>,
+    /// At least this severe: info, low, medium, high, critical.
+    severity: Option<String>,
+    /// open or fixed.
+    status: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FindingList {
+    pub findings: Vec<Finding>,
+}
+
+/// A lower-case enum name from a query parameter.
+fn named<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::String(value.to_lowercase()))
+        .map_err(|_| ApiError::bad_request(format!("`{field}` {value:?} is not recognised")))
+}
+
+async fn list_findings(
+    State(state): State<ApiState>,
+    Query(query): Query<FindingsQuery>,
+) -> Result<Json<FindingList>, ApiError> {
+    let filter = FindingFilter {
+        asset: query.asset,
+        severity: query.severity.as_deref().map(|s| named("severity", s)).transpose()?,
+        status: query.status.as_deref().map(|s| named("status", s)).transpose()?,
+        limit: query.limit.unwrap_or(100).min(10_000),
+        offset: query.offset.unwrap_or(0),
+    };
+    Ok(Json(FindingList { findings: state.store.list_findings(&state.tenant, &filter).await? }))
 }
 
 /// An agent as the API shows it.

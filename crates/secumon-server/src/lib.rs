@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
-pub use api::{AgentList, AgentView, History, HistorySeries};
+pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult};
 pub use ingest::StoreSink;
 
 /// Where the server listens and keeps its data.
