@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api_client;
+mod findings;
 mod query;
 mod rules;
 mod scan;
@@ -57,6 +58,8 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// List, add, test and delete alert rules.
     Rules(rules::RulesArgs),
+    /// Import scanner reports and list vulnerability findings.
+    Findings(findings::FindingsArgs),
     /// Run one probe check now: ping, trace, ports, http, dns.
     Scan(scan::ScanArgs),
     /// Run a probe: the checks of a probe.yaml, pushed to the server.
@@ -172,6 +175,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Alerts(args) => alerts::run(args).await,
         Command::Rules(args) => rules::run(args).await,
         Command::Scan(args) => scan::run(args).await,
+        Command::Findings(args) => findings::run(args).await,
         Command::Probe { config } => {
             let config = match ProbeConfig::load(&config) {
                 Ok(config) => config,
