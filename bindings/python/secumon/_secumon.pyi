@@ -1,0 +1,59 @@
+from os import PathLike
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+class CheckResult:
+    check_id: str
+    kind: str
+    target: str
+    status: str
+    duration_ms: float
+    timestamp_ms: int
+    json: str
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def details(self) -> Dict[str, Any]: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+
+class Finding:
+    id: str
+    severity: str
+    asset: str
+    title: str
+    description: str
+    status: str
+    first_seen_ms: int
+    last_seen_ms: int
+    def to_dict(self) -> Dict[str, Any]: ...
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8080", token: Optional[str] = None) -> None: ...
+    def import_findings(
+        self, source: Union[str, "PathLike[str]", bytes], format: str = "auto", full_scan: bool = True
+    ) -> Dict[str, Any]: ...
+    def findings(
+        self, asset: Optional[str] = None, severity: Optional[str] = None, status: Optional[str] = None, limit: int = 100
+    ) -> List[Finding]: ...
+    def alerts(self, status: Optional[str] = None, severity: Optional[str] = None) -> List[Dict[str, Any]]: ...
+    def query(
+        self, host: str, metric: str, period: str = "1h", step: Optional[str] = None, agg: str = "avg"
+    ) -> Dict[str, Any]: ...
+
+def ping(host: str, count: int = 5, interval: float = 0.2, timeout: float = 1.0) -> CheckResult: ...
+def scan_ports(
+    host: str, ports: str = "1-1024", concurrency: int = 500, timeout: float = 1.0, expect_open: Optional[Sequence[int]] = None
+) -> CheckResult: ...
+def tls(
+    host: str, port: int = 443, server_name: Optional[str] = None, starttls: Optional[str] = None,
+    ca_file: Optional[Union[str, "PathLike[str]"]] = None,
+) -> CheckResult: ...
+def http_check(
+    url: str, method: str = "GET", headers: Optional[Sequence[Tuple[str, str]]] = None, body: Optional[str] = None,
+    expect_status: Optional[Sequence[int]] = None, contains: Optional[str] = None, regex: Optional[str] = None,
+    max_latency: Optional[float] = None, max_redirects: int = 5, ca_file: Optional[Union[str, "PathLike[str]"]] = None,
+) -> CheckResult: ...
+def dns(
+    name: str, record_type: str = "A", resolvers: Optional[Sequence[str]] = None, expect: Optional[Sequence[str]] = None,
+    timeout: float = 3.0,
+) -> CheckResult: ...
+def parse_findings(source: Union[str, "PathLike[str]", bytes], format: str = "auto") -> List[Finding]: ...

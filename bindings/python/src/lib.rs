@@ -1,0 +1,374 @@
+//! The `secumon` Python module's native part: probe checks (ping, ports, TLS, HTTP, DNS),
+//! findings parsing and an HTTP client for the server. Every call releases the GIL while
+//! Rust works; bad arguments raise `ValueError` with the reason, while a target that
+//! cannot be checked gives a result with status `unknown` and the reason, as in the CLI.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use secumon_scan::{
+    Check, CheckError, DnsCheck, HttpCheck, PingCheck, PortList, TcpScan, TlsCheck, TlsOptions,
+    resolver_address, run_check,
+};
+
+fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the async runtime: {e}")))?;
+    Ok(RUNTIME.get_or_init(|| runtime))
+}
+
+fn invalid(error: CheckError) -> PyErr {
+    PyValueError::new_err(error.to_string())
+}
+
+fn seconds(value: f64, name: &str) -> PyResult<Duration> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(PyValueError::new_err(format!("{name} must be a positive number of seconds, got {value}")))
+    }
+}
+
+/// The outcome of one check.
+#[pyclass(module = "secumon", frozen, get_all)]
+struct CheckResult {
+    check_id: String,
+    kind: String,
+    target: String,
+    /// `ok`, `warning`, `critical` or `unknown`.
+    status: String,
+    duration_ms: f64,
+    timestamp_ms: i64,
+    /// The whole result as JSON text (see `to_dict`).
+    json: String,
+}
+
+#[pymethods]
+impl CheckResult {
+    /// True when the status is `ok`.
+    #[getter]
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+
+    /// The check's kind-specific details as a dict.
+    #[getter]
+    fn details<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value: serde_json::Value = serde_json::from_str(&self.json).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        pythonize::pythonize(py, &value["details"]).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// Everything: status, details and samples, as plain Python values.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value: serde_json::Value = serde_json::from_str(&self.json).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        pythonize::pythonize(py, &value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("CheckResult(kind={:?}, target={:?}, status={:?}, duration_ms={:.1})", self.kind, self.target, self.status, self.duration_ms)
+    }
+}
+
+fn run(py: Python<'_>, check: Box<dyn Check>, deadline: Duration) -> PyResult<CheckResult> {
+    let runtime = runtime()?;
+    let result = py.detach(|| runtime.block_on(run_check(check.as_ref(), deadline)));
+    Ok(CheckResult {
+        check_id: result.check_id.clone(),
+        kind: result.kind.clone(),
+        target: result.target.clone(),
+        status: result.status.as_str().to_string(),
+        duration_ms: result.duration_us as f64 / 1000.0,
+        timestamp_ms: result.timestamp_ms,
+        json: serde_json::to_string(&result).map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
+    })
+}
+
+/// ICMP echo: loss, round trips and jitter.
+#[pyfunction]
+#[pyo3(signature = (host, count=5, interval=0.2, timeout=1.0))]
+fn ping(py: Python<'_>, host: String, count: u32, interval: f64, timeout: f64) -> PyResult<CheckResult> {
+    if count == 0 {
+        return Err(PyValueError::new_err("count must be at least 1"));
+    }
+    let check = PingCheck {
+        count,
+        interval: seconds(interval, "interval")?,
+        timeout: seconds(timeout, "timeout")?,
+        ..PingCheck::new("ping", host)
+    };
+    let deadline = check.interval * count + check.timeout * 2;
+    run(py, Box::new(check), deadline)
+}
+
+/// TCP connect scan; `ports` like "22,80,8000-8100"; `expect_open` makes it a check.
+#[pyfunction]
+#[pyo3(signature = (host, ports="1-1024", concurrency=500, timeout=1.0, expect_open=None))]
+fn scan_ports(
+    py: Python<'_>,
+    host: String,
+    ports: &str,
+    concurrency: usize,
+    timeout: f64,
+    expect_open: Option<Vec<u16>>,
+) -> PyResult<CheckResult> {
+    let mut check = TcpScan::new("ports", host, PortList::parse(ports).map_err(invalid)?)
+        .concurrency(concurrency.max(1))
+        .timeout(seconds(timeout, "timeout")?);
+    if let Some(expected) = expect_open {
+        check = check.expect_open(expected);
+    }
+    run(py, Box::new(check), Duration::from_secs(600))
+}
+
+/// Deep TLS analysis: protocols, suites, chain, findings, grade.
+#[pyfunction]
+#[pyo3(signature = (host, port=443, server_name=None, starttls=None, ca_file=None))]
+fn tls(
+    py: Python<'_>,
+    host: String,
+    port: u16,
+    server_name: Option<String>,
+    starttls: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
+) -> PyResult<CheckResult> {
+    let options = TlsOptions {
+        server_name,
+        starttls: starttls.as_deref().map(str::parse).transpose().map_err(invalid)?,
+        ca_file,
+        ..TlsOptions::default()
+    };
+    run(py, Box::new(TlsCheck { id: "tls".into(), host, port, options }), Duration::from_secs(120))
+}
+
+/// An HTTP(S) request with timing breakdown and validation.
+#[pyfunction]
+#[pyo3(signature = (url, method="GET", headers=None, body=None, expect_status=None, contains=None, regex=None, max_latency=None, max_redirects=5, ca_file=None))]
+#[allow(clippy::too_many_arguments)]
+fn http_check(
+    py: Python<'_>,
+    url: String,
+    method: &str,
+    headers: Option<Vec<(String, String)>>,
+    body: Option<String>,
+    expect_status: Option<Vec<u16>>,
+    contains: Option<String>,
+    regex: Option<&str>,
+    max_latency: Option<f64>,
+    max_redirects: u32,
+    ca_file: Option<std::path::PathBuf>,
+) -> PyResult<CheckResult> {
+    let body_regex =
+        regex.map(regex::Regex::new).transpose().map_err(|e| PyValueError::new_err(format!("regex: {e}")))?;
+    let check = HttpCheck {
+        method: method.to_string(),
+        headers: headers.unwrap_or_default(),
+        body,
+        expect_status: expect_status.unwrap_or_default(),
+        body_contains: contains,
+        body_regex,
+        max_latency: max_latency.map(|s| seconds(s, "max_latency")).transpose()?,
+        max_redirects,
+        ca_file,
+        ..HttpCheck::get("http", url)
+    };
+    run(py, Box::new(check), Duration::from_secs(60))
+}
+
+/// DNS lookup; several resolvers make a propagation check.
+#[pyfunction]
+#[pyo3(signature = (name, record_type="A", resolvers=None, expect=None, timeout=3.0))]
+fn dns(
+    py: Python<'_>,
+    name: String,
+    record_type: &str,
+    resolvers: Option<Vec<String>>,
+    expect: Option<Vec<String>>,
+    timeout: f64,
+) -> PyResult<CheckResult> {
+    let kind = secumon_scan::record_type(record_type).map_err(invalid)?;
+    let resolvers = resolvers.unwrap_or_default().iter().map(|r| resolver_address(r)).collect::<Result<_, _>>().map_err(invalid)?;
+    let check = DnsCheck { resolvers, expect: expect.unwrap_or_default(), timeout: seconds(timeout, "timeout")?, ..DnsCheck::new("dns", name, kind) };
+    run(py, Box::new(check), Duration::from_secs(60))
+}
+
+/// One vulnerability finding.
+#[pyclass(module = "secumon", frozen, get_all)]
+#[derive(Clone)]
+struct Finding {
+    id: String,
+    severity: String,
+    asset: String,
+    title: String,
+    description: String,
+    status: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+impl From<secumon_core::Finding> for Finding {
+    fn from(f: secumon_core::Finding) -> Self {
+        Self {
+            id: f.id,
+            severity: f.severity.as_str().to_string(),
+            asset: f.asset,
+            title: f.title,
+            description: f.description,
+            status: if f.status == secumon_core::FindingStatus::Open { "open" } else { "fixed" }.to_string(),
+            first_seen_ms: f.first_seen_ms,
+            last_seen_ms: f.last_seen_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl Finding {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = serde_json::json!({"id": self.id, "severity": self.severity, "asset": self.asset, "title": self.title,
+            "description": self.description, "status": self.status, "first_seen_ms": self.first_seen_ms,
+            "last_seen_ms": self.last_seen_ms});
+        pythonize::pythonize(py, &value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Finding(id={:?}, severity={:?}, asset={:?})", self.id, self.severity, self.asset)
+    }
+}
+
+/// Report text from a path (str/PathBuf) or the report's bytes, and its name for errors.
+fn report_text(source: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
+    if let Ok(bytes) = source.cast::<PyBytes>() {
+        let text = String::from_utf8(bytes.as_bytes().to_vec()).map_err(|e| PyValueError::new_err(format!("report is not UTF-8: {e}")))?;
+        return Ok((text, "<bytes>".into()));
+    }
+    let path: std::path::PathBuf = source.extract().map_err(|_| PyValueError::new_err("give a path or the report's bytes"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| PyValueError::new_err(format!("{}: {e}", path.display())))?;
+    Ok((text, path.display().to_string()))
+}
+
+/// Parses a scanner report (SARIF 2.1.0, Trivy JSON, Nuclei JSONL, SecuMon JSON).
+#[pyfunction]
+#[pyo3(signature = (source, format="auto"))]
+fn parse_findings(source: &Bound<'_, PyAny>, format: &str) -> PyResult<Vec<Finding>> {
+    let (text, origin) = report_text(source)?;
+    let report = secumon_findings::parse(&text, &origin, Some(format)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(report.findings.into_iter().map(Finding::from).collect())
+}
+
+/// The SecuMon server's REST API.
+#[pyclass(module = "secumon")]
+struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn call(&self, py: Python<'_>, request: reqwest::RequestBuilder) -> PyResult<serde_json::Value> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let runtime = runtime()?;
+        let base = self.base.clone();
+        py.detach(|| {
+            runtime.block_on(async move {
+                let response = request
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+                    .map_err(|e| PyConnectionError::new_err(format!("cannot reach {base}: {e}")))?;
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+                if status.is_success() {
+                    Ok(body)
+                } else {
+                    let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
+                    let error = format!("{status}: {message}");
+                    Err(if status.is_client_error() { PyValueError::new_err(error) } else { PyRuntimeError::new_err(error) })
+                }
+            })
+        })
+    }
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (url="http://127.0.0.1:8080", token=None))]
+    fn new(url: &str, token: Option<String>) -> Self {
+        Self { base: format!("{}/api/v1", url.trim_end_matches('/')), token, http: reqwest::Client::new() }
+    }
+
+    /// Sends a scanner report; returns counts of new, reopened, fixed and unchanged findings.
+    #[pyo3(signature = (source, format="auto", full_scan=true))]
+    fn import_findings<'py>(&self, py: Python<'py>, source: &Bound<'py, PyAny>, format: &str, full_scan: bool) -> PyResult<Bound<'py, PyAny>> {
+        let (text, origin) = report_text(source)?;
+        let request = self.http.post(format!("{}/findings", self.base)).query(&[
+            ("format", format),
+            ("full_scan", if full_scan { "true" } else { "false" }),
+            ("origin", origin.as_str()),
+        ]);
+        let body = self.call(py, request.body(text))?;
+        pythonize::pythonize(py, &body).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// Findings, most severe first.
+    #[pyo3(signature = (asset=None, severity=None, status=None, limit=100))]
+    fn findings(&self, py: Python<'_>, asset: Option<String>, severity: Option<String>, status: Option<String>, limit: u32) -> PyResult<Vec<Finding>> {
+        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        query.extend(asset.map(|a| ("asset", a)));
+        query.extend(severity.map(|s| ("severity", s)));
+        query.extend(status.map(|s| ("status", s)));
+        let body = self.call(py, self.http.get(format!("{}/findings", self.base)).query(&query))?;
+        let findings: Vec<secumon_core::Finding> =
+            serde_json::from_value(body["findings"].clone()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Ok(findings.into_iter().map(Finding::from).collect())
+    }
+
+    /// Alerts pending or firing now, as dicts.
+    #[pyo3(signature = (status=None, severity=None))]
+    fn alerts<'py>(&self, py: Python<'py>, status: Option<String>, severity: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        query.extend(status.map(|s| ("status", s)));
+        query.extend(severity.map(|s| ("severity", s)));
+        let body = self.call(py, self.http.get(format!("{}/alerts", self.base)).query(&query))?;
+        pythonize::pythonize(py, &body["alerts"]).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// A host's metric over a period: `{"series": [{"labels": ..., "points": [...]}], ...}`.
+    #[pyo3(signature = (host, metric, period="1h", step=None, agg="avg"))]
+    fn query<'py>(&self, py: Python<'py>, host: &str, metric: &str, period: &str, step: Option<&str>, agg: &str) -> PyResult<Bound<'py, PyAny>> {
+        let mut query = vec![("metric", metric), ("period", period), ("agg", agg)];
+        query.extend(step.map(|s| ("step", s)));
+        let body = self.call(py, self.http.get(format!("{}/metrics/hosts/{host}/history", self.base)).query(&query))?;
+        pythonize::pythonize(py, &body).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Client({:?})", self.base.trim_end_matches("/api/v1"))
+    }
+}
+
+#[pymodule]
+fn _secumon(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<CheckResult>()?;
+    module.add_class::<Finding>()?;
+    module.add_class::<Client>()?;
+    module.add_function(wrap_pyfunction!(ping, module)?)?;
+    module.add_function(wrap_pyfunction!(scan_ports, module)?)?;
+    module.add_function(wrap_pyfunction!(tls, module)?)?;
+    module.add_function(wrap_pyfunction!(http_check, module)?)?;
+    module.add_function(wrap_pyfunction!(dns, module)?)?;
+    module.add_function(wrap_pyfunction!(parse_findings, module)?)?;
+    Ok(())
+}

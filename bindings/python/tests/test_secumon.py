@@ -1,0 +1,178 @@
+"""The `secumon` module on loopback targets and against a running server (the debug
+`secumon` binary, found through $SECUMON_BIN or target/debug/secumon)."""
+
+import http.server
+import os
+import pathlib
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import secumon
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+REPORTS = ROOT / "crates" / "secumon-findings" / "tests" / "reports"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ping_loopback():
+    result = secumon.ping("127.0.0.1", count=3, interval=0.05)
+    assert result.ok, result.to_dict()
+    assert result.details["received"] == 3
+    assert any(s["series"]["name"] == "ping_rtt_avg_seconds" for s in result.to_dict()["samples"])
+
+
+def test_scan_ports_states_and_expectations():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = secumon.scan_ports("127.0.0.1", ports=str(port), expect_open=[port])
+        assert result.ok
+        assert result.details["ports"] == {str(port): "open"}
+    closed = secumon.scan_ports("127.0.0.1", ports=str(port), expect_open=[port])
+    assert closed.status == "critical"
+    with pytest.raises(ValueError, match="backwards"):
+        secumon.scan_ports("127.0.0.1", ports="90-80")
+    with pytest.raises(ValueError, match="timeout"):
+        secumon.scan_ports("127.0.0.1", ports="80", timeout=-1)
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello secumon"
+        self.send_response(200 if self.path == "/" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def web():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http_check(web):
+    ok = secumon.http_check(web + "/", contains="secumon", expect_status=[200])
+    assert ok.ok, ok.to_dict()
+    assert ok.details["response"]["timings"]["total"] > 0
+    missing = secumon.http_check(web + "/missing")
+    assert missing.status == "critical"
+    refused = secumon.http_check(f"http://127.0.0.1:{free_port()}/")
+    assert refused.status == "unknown" and "connect" in refused.details["error"]
+    with pytest.raises(ValueError, match="regex"):
+        secumon.http_check(web + "/", regex="(")
+
+
+def test_dns():
+    result = secumon.dns("localhost", "A")
+    assert result.ok, result.to_dict()
+    assert result.details["answers"][0]["records"] == ["127.0.0.1"]
+    with pytest.raises(ValueError, match="record type"):
+        secumon.dns("localhost", "SRV")
+    with pytest.raises(ValueError, match="resolver"):
+        secumon.dns("localhost", "A", resolvers=["not-an-address"])
+
+
+def test_tls_against_a_python_tls_server(tmp_path):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp_path / "key.pem",
+         "-out", tmp_path / "cert.pem", "-days", "5", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(connection, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    result = secumon.tls("127.0.0.1", port, server_name="localhost")
+    listener.close()
+    details = result.details
+    assert details["protocols"]["TLSv1.3"] is True
+    titles = [f["title"] for f in details["findings"]]
+    assert "self-signed certificate" in titles
+    assert result.status == "critical" and details["grade"] == "F"
+    with pytest.raises(ValueError, match="STARTTLS"):
+        secumon.tls("127.0.0.1", port, starttls="ftp")
+
+
+def test_findings_parse_paths_bytes_and_errors():
+    findings = secumon.findings.parse(REPORTS / "trivy.json")
+    assert [f.severity for f in findings] == ["high", "critical", "low", "high"]
+    assert findings[1].to_dict()["id"] == "CVE-2024-3094:liblzma5"
+    from_bytes = secumon.findings.parse((REPORTS / "nuclei.jsonl").read_bytes(), format="nuclei")
+    assert len(from_bytes) == 3
+    with pytest.raises(ValueError, match=r"trivy-cut\.json:\d+:\d+"):
+        path = pathlib.Path(tempfile.mkdtemp()) / "trivy-cut.json"
+        path.write_text((REPORTS / "trivy.json").read_text()[:500])
+        secumon.findings.parse(path)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    binary = os.environ.get("SECUMON_BIN", str(ROOT / "target" / "debug" / "secumon"))
+    if not os.path.exists(binary):
+        pytest.skip(f"SKIPPED: no secumon binary at {binary} (cargo build --bin secumon)")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - {name: CriticalVuln, source: secuscan, condition: severity >= CRITICAL, severity: critical}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "server", "--data-dir", str(tmp_path), "--grpc", "127.0.0.1:0", "--api", "127.0.0.1:0",
+         "--rules", str(rules)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    line = process.stdout.readline()
+    url = line.split("REST API on ")[1].split("/api/v1")[0]
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_client_imports_findings_and_sees_the_alert(server):
+    client = secumon.Client(server)
+    summary = client.import_findings(REPORTS / "trivy.json")
+    assert summary["new"] == 4 and summary["format"] == "trivy"
+    assert [f.id for f in client.findings(severity="critical")] == ["CVE-2024-3094:liblzma5"]
+    deadline = time.time() + 10
+    while not client.alerts():
+        assert time.time() < deadline, "the finding rule never fired"
+        time.sleep(0.05)
+    alert = client.alerts()[0]
+    assert alert["rule"] == "CriticalVuln" and alert["state"] == "firing"
+    assert alert["labels"]["finding"] == "CVE-2024-3094:liblzma5"
+    with pytest.raises(ValueError, match="400"):
+        client.import_findings(b"not a report")
+    with pytest.raises(ConnectionError):
+        secumon.Client(f"http://127.0.0.1:{free_port()}").alerts()
