@@ -34,6 +34,13 @@ class Client:
     def findings(
         self, asset: Optional[str] = None, severity: Optional[str] = None, status: Optional[str] = None, limit: int = 100
     ) -> List[Finding]: ...
+    def push(
+        self,
+        host: str,
+        samples: Optional[Sequence[Union[Tuple[str, float], Tuple[str, float, Dict[str, str]], Dict[str, Any]]]] = None,
+        events: Optional[Sequence[Dict[str, Any]]] = None,
+        source: str = "python",
+    ) -> Dict[str, Any]: ...
     def alerts(self, status: Optional[str] = None, severity: Optional[str] = None) -> List[Dict[str, Any]]: ...
     def query(
         self, host: str, metric: str, period: str = "1h", step: Optional[str] = None, agg: str = "avg"

@@ -10,8 +10,8 @@ use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use secumon_scan::{
-    Check, CheckError, DnsCheck, HttpCheck, PingCheck, PortList, TcpScan, TlsCheck, TlsOptions,
-    resolver_address, run_check,
+    Check, CheckError, DnsCheck, HttpCheck, PingCheck, PortList, TcpScan, TlsCheck, TlsOptions, resolver_address,
+    run_check,
 };
 
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
@@ -64,18 +64,23 @@ impl CheckResult {
     /// The check's kind-specific details as a dict.
     #[getter]
     fn details<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value: serde_json::Value = serde_json::from_str(&self.json).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&self.json).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         pythonize::pythonize(py, &value["details"]).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
     /// Everything: status, details and samples, as plain Python values.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value: serde_json::Value = serde_json::from_str(&self.json).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&self.json).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         pythonize::pythonize(py, &value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
     fn __repr__(&self) -> String {
-        format!("CheckResult(kind={:?}, target={:?}, status={:?}, duration_ms={:.1})", self.kind, self.target, self.status, self.duration_ms)
+        format!(
+            "CheckResult(kind={:?}, target={:?}, status={:?}, duration_ms={:.1})",
+            self.kind, self.target, self.status, self.duration_ms
+        )
     }
 }
 
@@ -196,8 +201,14 @@ fn dns(
     timeout: f64,
 ) -> PyResult<CheckResult> {
     let kind = secumon_scan::record_type(record_type).map_err(invalid)?;
-    let resolvers = resolvers.unwrap_or_default().iter().map(|r| resolver_address(r)).collect::<Result<_, _>>().map_err(invalid)?;
-    let check = DnsCheck { resolvers, expect: expect.unwrap_or_default(), timeout: seconds(timeout, "timeout")?, ..DnsCheck::new("dns", name, kind) };
+    let resolvers =
+        resolvers.unwrap_or_default().iter().map(|r| resolver_address(r)).collect::<Result<_, _>>().map_err(invalid)?;
+    let check = DnsCheck {
+        resolvers,
+        expect: expect.unwrap_or_default(),
+        timeout: seconds(timeout, "timeout")?,
+        ..DnsCheck::new("dns", name, kind)
+    };
     run(py, Box::new(check), Duration::from_secs(60))
 }
 
@@ -247,10 +258,12 @@ impl Finding {
 /// Report text from a path (str/PathBuf) or the report's bytes, and its name for errors.
 fn report_text(source: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
     if let Ok(bytes) = source.cast::<PyBytes>() {
-        let text = String::from_utf8(bytes.as_bytes().to_vec()).map_err(|e| PyValueError::new_err(format!("report is not UTF-8: {e}")))?;
+        let text = String::from_utf8(bytes.as_bytes().to_vec())
+            .map_err(|e| PyValueError::new_err(format!("report is not UTF-8: {e}")))?;
         return Ok((text, "<bytes>".into()));
     }
-    let path: std::path::PathBuf = source.extract().map_err(|_| PyValueError::new_err("give a path or the report's bytes"))?;
+    let path: std::path::PathBuf =
+        source.extract().map_err(|_| PyValueError::new_err("give a path or the report's bytes"))?;
     let text = std::fs::read_to_string(&path).map_err(|e| PyValueError::new_err(format!("{}: {e}", path.display())))?;
     Ok((text, path.display().to_string()))
 }
@@ -260,7 +273,8 @@ fn report_text(source: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
 #[pyo3(signature = (source, format="auto"))]
 fn parse_findings(source: &Bound<'_, PyAny>, format: &str) -> PyResult<Vec<Finding>> {
     let (text, origin) = report_text(source)?;
-    let report = secumon_findings::parse(&text, &origin, Some(format)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let report =
+        secumon_findings::parse(&text, &origin, Some(format)).map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(report.findings.into_iter().map(Finding::from).collect())
 }
 
@@ -294,7 +308,11 @@ impl Client {
                 } else {
                     let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
                     let error = format!("{status}: {message}");
-                    Err(if status.is_client_error() { PyValueError::new_err(error) } else { PyRuntimeError::new_err(error) })
+                    Err(if status.is_client_error() {
+                        PyValueError::new_err(error)
+                    } else {
+                        PyRuntimeError::new_err(error)
+                    })
                 }
             })
         })
@@ -311,7 +329,13 @@ impl Client {
 
     /// Sends a scanner report; returns counts of new, reopened, fixed and unchanged findings.
     #[pyo3(signature = (source, format="auto", full_scan=true))]
-    fn import_findings<'py>(&self, py: Python<'py>, source: &Bound<'py, PyAny>, format: &str, full_scan: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn import_findings<'py>(
+        &self,
+        py: Python<'py>,
+        source: &Bound<'py, PyAny>,
+        format: &str,
+        full_scan: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (text, origin) = report_text(source)?;
         let request = self.http.post(format!("{}/findings", self.base)).query(&[
             ("format", format),
@@ -324,7 +348,14 @@ impl Client {
 
     /// Findings, most severe first.
     #[pyo3(signature = (asset=None, severity=None, status=None, limit=100))]
-    fn findings(&self, py: Python<'_>, asset: Option<String>, severity: Option<String>, status: Option<String>, limit: u32) -> PyResult<Vec<Finding>> {
+    fn findings(
+        &self,
+        py: Python<'_>,
+        asset: Option<String>,
+        severity: Option<String>,
+        status: Option<String>,
+        limit: u32,
+    ) -> PyResult<Vec<Finding>> {
         let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
         query.extend(asset.map(|a| ("asset", a)));
         query.extend(severity.map(|s| ("severity", s)));
@@ -335,9 +366,52 @@ impl Client {
         Ok(findings.into_iter().map(Finding::from).collect())
     }
 
+    /// Pushes samples and events for `host` as one batch (validated like an agent's).
+    /// A sample is `(name, value)`, `(name, value, labels)` or a dict with `name`, `value`,
+    /// optional `labels` and `timestamp_ms`; an event a dict with `kind`, `severity`,
+    /// optional `labels`, `message`, `timestamp_ms`.
+    #[pyo3(signature = (host, samples=None, events=None, source="python"))]
+    fn push<'py>(
+        &self,
+        py: Python<'py>,
+        host: &str,
+        samples: Option<Vec<Bound<'py, PyAny>>>,
+        events: Option<Vec<Bound<'py, PyAny>>>,
+        source: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut sample_values = Vec::new();
+        for sample in samples.unwrap_or_default() {
+            let value: serde_json::Value = if let Ok((name, value)) = sample.extract::<(String, f64)>() {
+                serde_json::json!({"name": name, "value": value})
+            } else if let Ok((name, value, labels)) =
+                sample.extract::<(String, f64, std::collections::BTreeMap<String, String>)>()
+            {
+                serde_json::json!({"name": name, "value": value, "labels": labels})
+            } else {
+                pythonize::depythonize(&sample).map_err(|e| PyValueError::new_err(format!("sample {sample}: {e}")))?
+            };
+            sample_values.push(value);
+        }
+        let mut event_values: Vec<serde_json::Value> = Vec::new();
+        for event in events.unwrap_or_default() {
+            event_values.push(
+                pythonize::depythonize(&event).map_err(|e| PyValueError::new_err(format!("event {event}: {e}")))?,
+            );
+        }
+        let body =
+            serde_json::json!({"source": source, "host": host, "samples": sample_values, "events": event_values});
+        let answer = self.call(py, self.http.post(format!("{}/ingest", self.base)).json(&body))?;
+        pythonize::pythonize(py, &answer).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
     /// Alerts pending or firing now, as dicts.
     #[pyo3(signature = (status=None, severity=None))]
-    fn alerts<'py>(&self, py: Python<'py>, status: Option<String>, severity: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn alerts<'py>(
+        &self,
+        py: Python<'py>,
+        status: Option<String>,
+        severity: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut query: Vec<(&str, String)> = Vec::new();
         query.extend(status.map(|s| ("status", s)));
         query.extend(severity.map(|s| ("severity", s)));
@@ -347,7 +421,15 @@ impl Client {
 
     /// A host's metric over a period: `{"series": [{"labels": ..., "points": [...]}], ...}`.
     #[pyo3(signature = (host, metric, period="1h", step=None, agg="avg"))]
-    fn query<'py>(&self, py: Python<'py>, host: &str, metric: &str, period: &str, step: Option<&str>, agg: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        host: &str,
+        metric: &str,
+        period: &str,
+        step: Option<&str>,
+        agg: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut query = vec![("metric", metric), ("period", period), ("agg", agg)];
         query.extend(step.map(|s| ("step", s)));
         let body = self.call(py, self.http.get(format!("{}/metrics/hosts/{host}/history", self.base)).query(&query))?;

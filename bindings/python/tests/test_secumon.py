@@ -174,5 +174,21 @@ def test_client_imports_findings_and_sees_the_alert(server):
     assert alert["labels"]["finding"] == "CVE-2024-3094:liblzma5"
     with pytest.raises(ValueError, match="400"):
         client.import_findings(b"not a report")
+
+    # Samples and events pushed from a script, then read back as a series.
+    now = int(time.time() * 1000)
+    pushed = client.push(
+        "backup-1",
+        samples=[("backup_age_seconds", 3600.0), ("backup_size_bytes", 1e9, {"job": "nightly"}),
+                 {"name": "backup_age_seconds", "value": 60.0, "timestamp_ms": now - 1000}],
+        events=[{"kind": "backup_done", "severity": "info", "message": "nightly backup finished"}],
+        source="backup-script",
+    )
+    assert pushed == {"samples": 3, "events": 1}
+    series = client.query("backup-1", "backup_age_seconds", period="5m", step="1s", agg="max")
+    values = [value for s in series["series"] for _, value in s["points"]]
+    assert values == [60.0, 3600.0], "in time order"
+    with pytest.raises(ValueError, match="400"):
+        client.push("backup-1", samples=[("bad metric name!", 1.0)])
     with pytest.raises(ConnectionError):
         secumon.Client(f"http://127.0.0.1:{free_port()}").alerts()

@@ -26,7 +26,11 @@ async fn import_then_list() {
     let nuclei = format!("{reports}/nuclei.jsonl");
     let output = run(&["findings", "import", &nuclei]).await.unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(text(&output).ends_with("3 findings (nuclei): 3 new, 0 reopened, 0 fixed, 0 unchanged\n"), "{}", text(&output));
+    assert!(
+        text(&output).ends_with("3 findings (nuclei): 3 new, 0 reopened, 0 fixed, 0 unchanged\n"),
+        "{}",
+        text(&output)
+    );
 
     let output = run(&["findings", "list", "--severity", "medium"]).await.unwrap();
     let listing = text(&output);
@@ -34,7 +38,11 @@ async fn import_then_list() {
     assert!(listing.lines().nth(1).unwrap().starts_with("critical"));
 
     let broken = dir.path().join("broken.jsonl");
-    std::fs::write(&broken, "{\"template-id\": \"x\", \"host\": \"h\", \"info\": {\"name\": \"n\", \"severity\": \"low\"}}\n{oops\n").unwrap();
+    std::fs::write(
+        &broken,
+        "{\"template-id\": \"x\", \"host\": \"h\", \"info\": {\"name\": \"n\", \"severity\": \"low\"}}\n{oops\n",
+    )
+    .unwrap();
     let output = run(&["findings", "import", broken.to_str().unwrap()]).await.unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).contains("broken.jsonl:2:"), "{}", text(&output));

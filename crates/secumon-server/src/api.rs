@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secumon_alert::RuleSpec;
 use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
-use secumon_core::{Finding, Labels, now_ms};
+use secumon_core::{Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
 use secumon_store::{
@@ -48,9 +48,90 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/alert-rules/{id}/test", get(test_rule))
         .route("/api/v1/alert-rules/{id}/history", get(rule_history))
         .route("/api/v1/findings", get(list_findings).post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
+        .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/integrations/secuscan", post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
+}
+
+/// Samples and events pushed over HTTP by scripts (agents use gRPC).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestRequest {
+    /// Names the script: data is stored under the agent id `api:<source>`.
+    source: String,
+    host: String,
+    #[serde(default)]
+    samples: Vec<IngestSample>,
+    #[serde(default)]
+    events: Vec<IngestEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestSample {
+    name: String,
+    #[serde(default)]
+    labels: Labels,
+    value: f64,
+    timestamp_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestEvent {
+    kind: String,
+    severity: Severity,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    message: String,
+    timestamp_ms: Option<i64>,
+}
+
+/// A batch sequence for HTTP pushes: increasing, never reused while the clock moves on.
+fn next_sequence() -> u64 {
+    static LAST: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    *last = (*last + 1).max(now_ms() as u64 * 1_000);
+    *last
+}
+
+/// Stores a script's samples and events as one batch, validated like an agent's.
+async fn ingest(
+    State(state): State<ApiState>,
+    body: Result<Json<IngestRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let now = now_ms();
+    let batch = IngestBatch {
+        agent_id: format!("api:{}", request.source),
+        sequence: next_sequence(),
+        host: request.host,
+        created_at_ms: now,
+        samples: request
+            .samples
+            .into_iter()
+            .map(|s| Sample::new(s.name, s.labels, s.timestamp_ms.unwrap_or(now), s.value))
+            .collect(),
+        events: request
+            .events
+            .into_iter()
+            .map(|e| Event {
+                timestamp_ms: e.timestamp_ms.unwrap_or(now),
+                kind: e.kind,
+                severity: e.severity,
+                labels: e.labels,
+                message: e.message,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    // The wire validation, so an HTTP push meets the rules an agent's batch does.
+    let batch = IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.store.write_batch(&state.tenant, &batch).await?;
+    state.alerting.observe_batch(&state.tenant, &batch);
+    Ok(Json(serde_json::json!({"samples": batch.samples.len(), "events": batch.events.len()})))
 }
 
 /// Largest scanner report accepted in one request.
