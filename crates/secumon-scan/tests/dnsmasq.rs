@@ -34,8 +34,18 @@ fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// dnsmasq answering for test.example, with `www` at `www_address`.
+/// dnsmasq answering for test.example, with `www` at `www_address`; another port when the
+/// chosen one was taken meanwhile (dnsmasq then exits).
 fn start_dnsmasq(www_address: &str) -> Dnsmasq {
+    for _ in 0..5 {
+        if let Some(server) = try_dnsmasq(www_address) {
+            return server;
+        }
+    }
+    panic!("dnsmasq did not start");
+}
+
+fn try_dnsmasq(www_address: &str) -> Option<Dnsmasq> {
     let port = free_udp_port();
     let soa = format!(
         "{}{}{}",
@@ -67,15 +77,18 @@ fn start_dnsmasq(www_address: &str) -> Dnsmasq {
         ])
         .spawn()
         .unwrap();
-    let server = Dnsmasq(child, SocketAddr::from(([127, 0, 0, 1], port)));
-    // Ready once it answers.
+    let mut server = Dnsmasq(child, SocketAddr::from(([127, 0, 0, 1], port)));
+    // Ready once it answers, as long as it is ours that runs.
     for _ in 0..100 {
+        if server.0.try_wait().ok().flatten().is_some() {
+            return None;
+        }
         if !dig(server.1, "www.test.example", "A").is_empty() {
-            return server;
+            return server.0.try_wait().ok().flatten().is_none().then_some(server);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("dnsmasq on port {port} never answered");
+    None
 }
 
 fn hex(text: &str) -> String {

@@ -57,10 +57,13 @@ fn start_nginx(days: i64) -> Option<Nginx> {
     std::fs::write(path.join("cert.pem"), leaf.pem()).unwrap();
     std::fs::write(path.join("key.pem"), key.serialize_pem()).unwrap();
 
-    let (plain, tls) = (free_port(), free_port());
-    let p = path.display();
-    let config = format!(
-        r#"daemon off;
+    // A port another test takes between our choosing and nginx binding makes nginx exit:
+    // then try other ports.
+    for _ in 0..5 {
+        let (plain, tls) = (free_port(), free_port());
+        let p = path.display();
+        let config = format!(
+            r#"daemon off;
 master_process off;
 user root;
 pid {p}/nginx.pid;
@@ -86,18 +89,24 @@ http {{
   }}
 }}
 "#
-    );
-    std::fs::write(path.join("nginx.conf"), config).unwrap();
-    let child = Command::new(NGINX)
-        .args(["-p", &p.to_string(), "-c", &format!("{p}/nginx.conf"), "-e", &format!("{p}/error.log")])
-        .spawn()
-        .unwrap();
-    let nginx = Nginx { child, plain, tls, ca_file: path.join("ca.pem"), _dir: dir };
-    for _ in 0..200 {
-        if [plain, tls].iter().all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()) {
-            return Some(nginx);
+        );
+        std::fs::write(path.join("nginx.conf"), config).unwrap();
+        let child = Command::new(NGINX)
+            .args(["-p", &p.to_string(), "-c", &format!("{p}/nginx.conf"), "-e", &format!("{p}/error.log")])
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        for _ in 0..200 {
+            if child.try_wait().ok().flatten().is_some() {
+                break; // ours exited: a listener on those ports would be another test's
+            }
+            if [plain, tls].iter().all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()) {
+                return Some(Nginx { child, plain, tls, ca_file: path.join("ca.pem"), _dir: dir });
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let _ = child.kill();
+        let _ = child.wait();
     }
     panic!("nginx did not start: {}", std::fs::read_to_string(path.join("error.log")).unwrap_or_default());
 }

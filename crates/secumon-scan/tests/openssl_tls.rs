@@ -76,8 +76,18 @@ impl Pki {
     }
 }
 
-/// `openssl s_server` with these arguments, without Debian's system-wide policy.
+/// `openssl s_server` with these arguments, without Debian's system-wide policy. A port
+/// another test took between our choosing and its binding makes it exit: then try another.
 fn s_server(dir: &Path, cert: &(PathBuf, PathBuf), args: &[&str]) -> Server {
+    for _ in 0..5 {
+        if let Some(server) = try_s_server(dir, cert, args) {
+            return server;
+        }
+    }
+    panic!("openssl s_server did not start with {args:?}");
+}
+
+fn try_s_server(dir: &Path, cert: &(PathBuf, PathBuf), args: &[&str]) -> Option<Server> {
     let port = free_port();
     let empty = dir.join("openssl.cnf");
     std::fs::write(&empty, "").unwrap();
@@ -94,14 +104,19 @@ fn s_server(dir: &Path, cert: &(PathBuf, PathBuf), args: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(child, port);
+    let mut server = Server(child, port);
     for _ in 0..200 {
+        // Ours must still run: a listener on the port could be another test's.
+        if server.0.try_wait().ok().flatten().is_some() {
+            return None;
+        }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
+            std::thread::sleep(Duration::from_millis(20));
+            return server.0.try_wait().ok().flatten().is_none().then_some(server);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("openssl s_server did not start with {args:?}");
+    None
 }
 
 /// Accepted suite codes per version, as sslscan reports them.

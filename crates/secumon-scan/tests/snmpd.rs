@@ -48,8 +48,12 @@ fn start() -> Option<Snmpd> {
         .arg(format!("udp:127.0.0.1:{port}"))
         .spawn()
         .unwrap();
-    let server = Snmpd(child, SocketAddr::from(([127, 0, 0, 1], port)), dir);
+    let mut server = Snmpd(child, SocketAddr::from(([127, 0, 0, 1], port)), dir);
     for _ in 0..100 {
+        // A port another test took meanwhile makes ours exit: start again on another.
+        if server.0.try_wait().ok().flatten().is_some() {
+            return start();
+        }
         if !net_snmp(&server, "snmpget", &["-v2c", "-c", "public"], "1.3.6.1.2.1.1.5.0").is_empty() {
             return Some(server);
         }
