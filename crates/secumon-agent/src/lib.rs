@@ -98,6 +98,19 @@ pub(crate) fn host_name(configured: Option<&str>) -> Result<String, AgentError> 
     configured.map_or_else(system_host_name, |name| Ok(name.to_string()))
 }
 
+/// Delivers the spool in the background until the returned sender says `true`.
+pub(crate) fn spawn_pusher(client: PushClient) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, mut stopped) = watch::channel(false);
+    let pusher = tokio::spawn(async move {
+        client
+            .run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    (stop, pusher)
+}
+
 /// This machine's host name.
 pub fn system_host_name() -> Result<String, AgentError> {
     let name = rustix::system::uname().nodename().to_string_lossy().into_owned();
@@ -162,16 +175,7 @@ impl Agent {
     /// What was not delivered by then stays in the spool for the next run.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = pin!(shutdown);
-        let (stop, stopped) = watch::channel(false);
-        let client = self.client.clone();
-        let pusher = tokio::spawn(async move {
-            let mut stopped = stopped;
-            client
-                .run(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+        let (stop, pusher) = spawn_pusher(self.client.clone());
         let checks = std::mem::take(&mut self.settings.probe_checks);
         let probing = (!checks.is_empty()).then(|| {
             let origin = Origin {

@@ -14,7 +14,7 @@ use secumon_scan::{HttpCheck, PingCheck, PortList, ProbeConfig, ScheduledCheck, 
 use secumon_transport::{PushClient, PushClientConfig};
 use tokio::sync::mpsc;
 
-use crate::{AgentError, host_name, load_or_create_agent_id, tls_material};
+use crate::{AgentError, host_name, load_or_create_agent_id, spawn_pusher, tls_material};
 
 /// Results waiting for the spool when it cannot take them, at most.
 const MAX_PENDING_RESULTS: usize = 10_000;
@@ -132,16 +132,7 @@ impl Probe {
     /// Runs the checks and delivers their results until `shutdown` completes; what was not
     /// delivered stays in the spool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let client = self.client.clone();
-        let pusher = tokio::spawn(async move {
-            let mut stopped = stopped;
-            client
-                .run(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-        });
+        let (stop, pusher) = spawn_pusher(self.client.clone());
         run_checks(self.checks, self.concurrency, self.client, self.origin, shutdown).await;
         stop.send_replace(true);
         let _ = pusher.await;
