@@ -58,6 +58,23 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// List, add, test and delete alert rules.
     Rules(rules::RulesArgs),
+    /// The operator console: hosts, host charts, alerts (acknowledge), findings.
+    ///
+    /// Example: secumon console --server http://127.0.0.1:8080
+    Console {
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "SECUMON_SERVER")]
+        server: String,
+        /// API token (sent as a bearer token).
+        #[arg(long, env = "SECUMON_TOKEN")]
+        token: Option<String>,
+        /// Name recorded on acknowledgements (default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        user: String,
+    },
+    /// Shell completions, to source or install.
+    ///
+    /// Example: secumon completions bash > /etc/bash_completion.d/secumon
+    Completions { shell: clap_complete::Shell },
     /// Import scanner reports and list vulnerability findings.
     Findings(findings::FindingsArgs),
     /// Run one probe check now: ping, trace, ports, http, dns.
@@ -176,6 +193,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rules(args) => rules::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Findings(args) => findings::run(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Into memory first: `| head` must not make the generator panic on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "secumon", &mut script);
+            api_client::emit(&String::from_utf8_lossy(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Console { server, token, user } => {
+            secumon_console::run(&server, token, &user).await.context("console terminal failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Probe { config } => {
             let config = match ProbeConfig::load(&config) {
                 Ok(config) => config,

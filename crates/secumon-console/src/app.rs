@@ -1,0 +1,401 @@
+//! The console's state and how events change it: keys and fresh data in, state and the
+//! commands to run (fetch, acknowledge) out. No I/O here, so every behaviour is testable.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde::Deserialize;
+
+/// The screens, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Host,
+    Alerts,
+    Findings,
+}
+
+impl View {
+    pub const TABS: [View; 4] = [View::Overview, View::Host, View::Alerts, View::Findings];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Host => "Host",
+            View::Alerts => "Alerts",
+            View::Findings => "Findings",
+        }
+    }
+}
+
+/// Time ranges for host charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    Minutes15,
+    Hour,
+    Day,
+    Week,
+}
+
+impl Range {
+    pub fn period(self) -> &'static str {
+        match self {
+            Range::Minutes15 => "15m",
+            Range::Hour => "1h",
+            Range::Day => "24h",
+            Range::Week => "7d",
+        }
+    }
+}
+
+/// One host on the overview.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostRow {
+    pub host: String,
+    pub status: String,
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+    pub disk: Option<f64>,
+    pub last_seen_ms: i64,
+    pub firing: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AlertRow {
+    pub id: String,
+    pub rule: String,
+    pub state: String,
+    pub severity: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub since_ms: i64,
+    pub value: f64,
+    #[serde(default)]
+    pub acknowledged: Option<Acknowledged>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Acknowledged {
+    pub by: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FindingRow {
+    pub id: String,
+    pub severity: String,
+    pub asset: String,
+    pub title: String,
+    pub status: String,
+}
+
+/// One host's charts: `(timestamp_ms, value)` per metric.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostDetail {
+    pub host: String,
+    pub range: Option<Range>,
+    pub cpu: Vec<(i64, f64)>,
+    pub memory: Vec<(i64, f64)>,
+    pub load: Vec<(i64, f64)>,
+    pub logs: Vec<String>,
+}
+
+/// Everything fetched in one refresh.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snapshot {
+    pub hosts: Vec<HostRow>,
+    pub alerts: Vec<AlertRow>,
+    pub findings: Vec<FindingRow>,
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Key(KeyEvent),
+    Data(Snapshot),
+    Host(HostDetail),
+    /// The server cannot be reached (or answered an error); the console keeps its data.
+    Failed(String),
+    /// An action went through: a message for the status bar.
+    Done(String),
+}
+
+/// What the caller must do for the state to move on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Refresh,
+    LoadHost { host: String, range: Range },
+    Acknowledge { id: String, comment: String },
+    Quit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub server: String,
+    pub view: View,
+    pub selected: usize,
+    pub filter: String,
+    /// Typing a filter (after `/`) or an acknowledgement comment (after `a`).
+    pub input: Option<Input>,
+    pub range: Range,
+    pub help: bool,
+    pub data: Snapshot,
+    pub host: Option<HostDetail>,
+    pub connected: bool,
+    pub status: String,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Filter,
+    Comment { alert: String, text: String },
+}
+
+impl App {
+    pub fn new(server: &str) -> Self {
+        Self {
+            server: server.to_string(),
+            view: View::Overview,
+            selected: 0,
+            filter: String::new(),
+            input: None,
+            range: Range::Hour,
+            help: false,
+            data: Snapshot::default(),
+            host: None,
+            connected: false,
+            status: "connecting…".into(),
+            now_ms: 0,
+        }
+    }
+
+    /// Hosts the filter lets through, in name order.
+    pub fn visible_hosts(&self) -> Vec<&HostRow> {
+        let filter = self.filter.to_lowercase();
+        let mut hosts: Vec<&HostRow> =
+            self.data.hosts.iter().filter(|h| filter.is_empty() || h.host.to_lowercase().contains(&filter)).collect();
+        hosts.sort_by(|a, b| b.firing.cmp(&a.firing).then(a.host.cmp(&b.host)));
+        hosts
+    }
+
+    fn rows(&self) -> usize {
+        match self.view {
+            View::Overview => self.visible_hosts().len(),
+            View::Alerts => self.data.alerts.len(),
+            View::Findings => self.data.findings.len(),
+            View::Host => 0,
+        }
+    }
+
+    /// Applies an event; returns what must be done next.
+    pub fn update(&mut self, event: Event) -> Option<Command> {
+        match event {
+            Event::Data(snapshot) => {
+                self.data = snapshot;
+                self.connected = true;
+                self.status = format!("connected to {}", self.server);
+                self.selected = self.selected.min(self.rows().saturating_sub(1));
+                None
+            }
+            Event::Host(detail) => {
+                self.host = Some(detail);
+                None
+            }
+            Event::Failed(reason) => {
+                self.connected = false;
+                self.status = format!("{reason}; retrying");
+                None
+            }
+            Event::Done(message) => {
+                self.status = message;
+                Some(Command::Refresh)
+            }
+            Event::Key(key) => self.key(key),
+        }
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Option<Command> {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Some(Command::Quit);
+        }
+        if let Some(input) = &mut self.input {
+            return match (input, key.code) {
+                (_, KeyCode::Esc) => {
+                    self.input = None;
+                    None
+                }
+                (Input::Filter, KeyCode::Enter) => {
+                    self.input = None;
+                    None
+                }
+                (Input::Filter, KeyCode::Backspace) => {
+                    self.filter.pop();
+                    self.selected = 0;
+                    None
+                }
+                (Input::Filter, KeyCode::Char(c)) => {
+                    self.filter.push(c);
+                    self.selected = 0;
+                    None
+                }
+                (Input::Comment { alert, text }, KeyCode::Enter) => {
+                    let command = Command::Acknowledge { id: alert.clone(), comment: text.clone() };
+                    self.input = None;
+                    Some(command)
+                }
+                (Input::Comment { text, .. }, KeyCode::Backspace) => {
+                    text.pop();
+                    None
+                }
+                (Input::Comment { text, .. }, KeyCode::Char(c)) => {
+                    text.push(c);
+                    None
+                }
+                _ => None,
+            };
+        }
+        if self.help {
+            self.help = false;
+            return None;
+        }
+        match key.code {
+            KeyCode::Char('q') => Some(Command::Quit),
+            KeyCode::Char('?') => {
+                self.help = true;
+                None
+            }
+            KeyCode::Tab | KeyCode::Right => self.switch(1),
+            KeyCode::BackTab | KeyCode::Left => self.switch(View::TABS.len() - 1),
+            KeyCode::Char(c @ '1'..='4') if self.view != View::Host => {
+                self.view = View::TABS[c as usize - '1' as usize];
+                self.selected = 0;
+                None
+            }
+            KeyCode::Char(c @ '1'..='4') => {
+                self.range = [Range::Minutes15, Range::Hour, Range::Day, Range::Week][c as usize - '1' as usize];
+                self.host.as_ref().map(|h| Command::LoadHost { host: h.host.clone(), range: self.range })
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.selected = (self.selected + 1).min(self.rows().saturating_sub(1));
+                None
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.selected = self.selected.saturating_sub(1);
+                None
+            }
+            KeyCode::Char('/') if self.view == View::Overview => {
+                self.input = Some(Input::Filter);
+                None
+            }
+            KeyCode::Char('r') => Some(Command::Refresh),
+            KeyCode::Enter if self.view == View::Overview => {
+                let host = self.visible_hosts().get(self.selected).map(|h| h.host.clone())?;
+                self.view = View::Host;
+                self.host = Some(HostDetail { host: host.clone(), ..Default::default() });
+                Some(Command::LoadHost { host, range: self.range })
+            }
+            KeyCode::Esc if self.view == View::Host => {
+                self.view = View::Overview;
+                None
+            }
+            KeyCode::Char('a') if self.view == View::Alerts => {
+                let alert = self.data.alerts.get(self.selected).filter(|a| a.state == "firing")?;
+                self.input = Some(Input::Comment { alert: alert.id.clone(), text: String::new() });
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn switch(&mut self, step: usize) -> Option<Command> {
+        let index = View::TABS.iter().position(|v| *v == self.view).unwrap_or(0);
+        self.view = View::TABS[(index + step) % View::TABS.len()];
+        self.selected = 0;
+        match (self.view, &self.host) {
+            (View::Host, Some(host)) => Some(Command::LoadHost { host: host.host.clone(), range: self.range }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode) -> Event {
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn hosts() -> Snapshot {
+        let host =
+            |name: &str, firing| HostRow { host: name.into(), status: "online".into(), firing, ..Default::default() };
+        Snapshot { hosts: vec![host("web-2", 0), host("db-1", 0), host("web-1", 2)], ..Default::default() }
+    }
+
+    #[test]
+    fn filtering_selecting_and_opening_a_host() {
+        let mut app = App::new("http://x");
+        app.update(Event::Data(hosts()));
+        assert_eq!(app.visible_hosts()[0].host, "web-1", "hosts with firing alerts first");
+        app.update(key(KeyCode::Char('/')));
+        for c in "web".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        app.update(key(KeyCode::Enter));
+        assert_eq!(app.visible_hosts().len(), 2);
+        app.update(key(KeyCode::Down));
+        app.update(key(KeyCode::Down));
+        assert_eq!(app.selected, 1, "selection stops at the last row");
+        let command = app.update(key(KeyCode::Enter));
+        assert_eq!(command, Some(Command::LoadHost { host: "web-2".into(), range: Range::Hour }));
+        assert_eq!(app.view, View::Host);
+        assert_eq!(
+            app.update(key(KeyCode::Char('3'))),
+            Some(Command::LoadHost { host: "web-2".into(), range: Range::Day })
+        );
+        app.update(key(KeyCode::Esc));
+        assert_eq!(app.view, View::Overview);
+    }
+
+    #[test]
+    fn acknowledging_an_alert_asks_for_a_comment() {
+        let mut app = App::new("http://x");
+        let alert = AlertRow {
+            id: "a1".into(),
+            rule: "DiskFull".into(),
+            state: "firing".into(),
+            severity: "critical".into(),
+            labels: Default::default(),
+            since_ms: 0,
+            value: 0.97,
+            acknowledged: None,
+        };
+        app.update(Event::Data(Snapshot { alerts: vec![alert], ..Default::default() }));
+        app.update(key(KeyCode::Char('3')));
+        assert_eq!(app.view, View::Alerts);
+        app.update(key(KeyCode::Char('a')));
+        for c in "on it".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            Some(Command::Acknowledge { id: "a1".into(), comment: "on it".into() })
+        );
+        assert_eq!(app.update(Event::Done("acknowledged".into())), Some(Command::Refresh));
+    }
+
+    #[test]
+    fn a_lost_server_keeps_the_data_and_says_so() {
+        let mut app = App::new("http://x");
+        app.update(Event::Data(hosts()));
+        app.update(Event::Failed("cannot reach http://x".into()));
+        assert!(!app.connected);
+        assert_eq!(app.data.hosts.len(), 3);
+        assert!(app.status.contains("retrying"));
+        app.update(key(KeyCode::Char('?')));
+        assert!(app.help);
+        app.update(key(KeyCode::Char('x')));
+        assert!(!app.help, "any key closes the help");
+        assert_eq!(app.update(key(KeyCode::Char('q'))), Some(Command::Quit));
+    }
+}

@@ -1,0 +1,122 @@
+//! What the console reads from and sends to the server's REST API.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Range, Snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("unexpected answer from the server: {0}")]
+    Shape(String),
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(server: &str, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        Self { base: format!("{}/api/v1", server.trim_end_matches('/')), token, http }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(ClientError::Refused(body["error"]["message"].as_str().unwrap_or("request refused").to_string()))
+        }
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+    }
+
+    /// The latest value of a host's metric (the largest across its series, e.g. filesystems).
+    async fn latest(&self, host: &str, metric: &str) -> Option<f64> {
+        let body = self
+            .get(&format!("/metrics/hosts/{host}/history"), &[("metric", metric), ("period", "5m"), ("agg", "last")])
+            .await
+            .ok()?;
+        body["series"]
+            .as_array()?
+            .iter()
+            .filter_map(|s| s["points"].as_array()?.iter().rev().find_map(|p| p[1].as_f64()))
+            .reduce(f64::max)
+    }
+
+    /// Hosts with their gauges, alerts and findings.
+    pub async fn snapshot(&self) -> Result<Snapshot, ClientError> {
+        let agents = self.get("/agents", &[]).await?;
+        let alerts: Vec<AlertRow> = serde_json::from_value(self.get("/alerts", &[]).await?["alerts"].clone())
+            .map_err(|e| ClientError::Shape(e.to_string()))?;
+        let findings: Vec<FindingRow> =
+            serde_json::from_value(self.get("/findings", &[("limit", "500")]).await?["findings"].clone())
+                .map_err(|e| ClientError::Shape(e.to_string()))?;
+        let mut hosts = Vec::new();
+        for agent in agents["agents"].as_array().into_iter().flatten() {
+            let host = agent["host"].as_str().unwrap_or_default().to_string();
+            let firing = alerts.iter().filter(|a| a.state == "firing" && a.labels.get("host") == Some(&host)).count();
+            hosts.push(HostRow {
+                cpu: self.latest(&host, "cpu_usage_ratio").await,
+                memory: self.latest(&host, "memory_used_ratio").await,
+                disk: self.latest(&host, "filesystem_used_ratio").await,
+                status: agent["status"].as_str().unwrap_or("unknown").to_string(),
+                last_seen_ms: agent["last_seen_ms"].as_i64().unwrap_or(0),
+                firing,
+                host,
+            });
+        }
+        Ok(Snapshot { hosts, alerts, findings })
+    }
+
+    /// A host's charts over `range`.
+    pub async fn host(&self, host: &str, range: Range) -> Result<HostDetail, ClientError> {
+        let series = |metric: &'static str| async move {
+            let body = self
+                .get(
+                    &format!("/metrics/hosts/{host}/history"),
+                    &[("metric", metric), ("period", range.period()), ("agg", "avg")],
+                )
+                .await?;
+            // The first series, or the busiest filesystem's for ratios spread over several.
+            Ok::<_, ClientError>(
+                body["series"]
+                    .as_array()
+                    .and_then(|all| all.first())
+                    .and_then(|s| s["points"].as_array())
+                    .map(|points| points.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?))).collect())
+                    .unwrap_or_default(),
+            )
+        };
+        Ok(HostDetail {
+            host: host.to_string(),
+            range: Some(range),
+            cpu: series("cpu_usage_ratio").await?,
+            memory: series("memory_used_ratio").await?,
+            load: series("load1").await?,
+            logs: Vec::new(),
+        })
+    }
+
+    pub async fn acknowledge(&self, id: &str, by: &str, comment: &str) -> Result<(), ClientError> {
+        let body = serde_json::json!({"by": by, "comment": comment});
+        self.send(self.http.post(format!("{}/alerts/{id}/acknowledge", self.base)).json(&body)).await.map(|_| ())
+    }
+}

@@ -1,0 +1,103 @@
+//! The operator console: `secumon console`. [`app`] holds the state and turns events into
+//! state and commands, [`render`] draws the state (a pure function), [`client`] talks to
+//! the server; [`run`] wires them to a terminal. The server is polled every two seconds;
+//! when it goes away the last data stays on screen and the status bar says so until it
+//! comes back.
+
+pub mod app;
+pub mod client;
+pub mod render;
+
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event as TerminalEvent, KeyEventKind};
+use tokio::sync::{Notify, mpsc};
+
+use app::{App, Command, Event};
+use client::ApiClient;
+
+/// How often the data is fetched again.
+const REFRESH: Duration = Duration::from_secs(2);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Runs the console on this terminal until the operator quits.
+pub async fn run(server: &str, token: Option<String>, user: &str) -> std::io::Result<()> {
+    let mut terminal = ratatui::init();
+    let result = drive(&mut terminal, server, token, user).await;
+    ratatui::restore();
+    result
+}
+
+async fn drive(
+    terminal: &mut ratatui::DefaultTerminal,
+    server: &str,
+    token: Option<String>,
+    user: &str,
+) -> std::io::Result<()> {
+    let client = ApiClient::new(server, token);
+    let (events, mut incoming) = mpsc::unbounded_channel::<Event>();
+
+    // Keys come from a blocking read on a thread of their own.
+    let keys = events.clone();
+    std::thread::spawn(move || {
+        while let Ok(read) = event::read() {
+            if let TerminalEvent::Key(key) = read
+                && key.kind == KeyEventKind::Press
+                && keys.send(Event::Key(key)).is_err()
+            {
+                return;
+            }
+        }
+    });
+
+    let refresh_now = std::sync::Arc::new(Notify::new());
+    let (refresher, poller, wake) = (client.clone(), events.clone(), refresh_now.clone());
+    tokio::spawn(async move {
+        loop {
+            let event = match refresher.snapshot().await {
+                Ok(snapshot) => Event::Data(snapshot),
+                Err(error) => Event::Failed(error.to_string()),
+            };
+            if poller.send(event).is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH) => {}
+                _ = wake.notified() => {}
+            }
+        }
+    });
+
+    let mut app = App::new(server);
+    loop {
+        app.now_ms = now_ms();
+        terminal.draw(|frame| render::render(&app, frame))?;
+        let Some(event) = incoming.recv().await else { return Ok(()) };
+        match app.update(event) {
+            Some(Command::Quit) => return Ok(()),
+            Some(Command::Refresh) => refresh_now.notify_one(),
+            Some(Command::LoadHost { host, range }) => {
+                let (client, events) = (client.clone(), events.clone());
+                tokio::spawn(async move {
+                    let _ = events.send(match client.host(&host, range).await {
+                        Ok(detail) => Event::Host(detail),
+                        Err(error) => Event::Failed(error.to_string()),
+                    });
+                });
+            }
+            Some(Command::Acknowledge { id, comment }) => {
+                let (client, events, user) = (client.clone(), events.clone(), user.to_string());
+                tokio::spawn(async move {
+                    let _ = events.send(match client.acknowledge(&id, &user, &comment).await {
+                        Ok(()) => Event::Done(format!("alert {id} acknowledged")),
+                        Err(error) => Event::Failed(error.to_string()),
+                    });
+                });
+            }
+            None => {}
+        }
+    }
+}

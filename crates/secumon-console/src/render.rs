@@ -1,0 +1,387 @@
+//! Drawing: a pure function of [`App`] onto a frame, so a view is tested by rendering it
+//! into ratatui's `TestBackend` and reading the buffer.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, Tabs};
+
+use crate::app::{App, Input, Range, View};
+
+fn severity_colour(severity: &str) -> Color {
+    match severity {
+        "critical" => Color::Red,
+        "high" | "warning" => Color::LightRed,
+        "medium" => Color::Yellow,
+        "info" | "low" => Color::Blue,
+        _ => Color::Gray,
+    }
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map(|v| format!("{:>5.1}%", v * 100.0)).unwrap_or_else(|| "    -".into())
+}
+
+/// "12s ago", "3m ago", "2h ago", "4d ago".
+pub fn ago(now_ms: i64, then_ms: i64) -> String {
+    let seconds = ((now_ms - then_ms) / 1000).max(0);
+    match seconds {
+        0..60 => format!("{seconds}s ago"),
+        60..3600 => format!("{}m ago", seconds / 60),
+        3600..86400 => format!("{}h ago", seconds / 3600),
+        _ => format!("{}d ago", seconds / 86400),
+    }
+}
+
+/// Draws the whole console.
+pub fn render(app: &App, frame: &mut Frame) {
+    let [tabs, body, status] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
+    let titles: Vec<Line> =
+        View::TABS.iter().enumerate().map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title()))).collect();
+    let selected = View::TABS.iter().position(|v| *v == app.view).unwrap_or(0);
+    frame.render_widget(
+        Tabs::new(titles).select(selected).highlight_style(Style::new().add_modifier(Modifier::REVERSED)).divider("│"),
+        tabs,
+    );
+    match app.view {
+        View::Overview => overview(app, frame, body),
+        View::Host => host(app, frame, body),
+        View::Alerts => alerts(app, frame, body),
+        View::Findings => findings(app, frame, body),
+    }
+    let (text, colour) = match &app.input {
+        Some(Input::Filter) => (format!("filter: {}▏ (Enter to keep, Esc to leave)", app.filter), Color::Cyan),
+        Some(Input::Comment { text, .. }) => {
+            (format!("acknowledge, comment: {text}▏ (Enter to send, Esc to cancel)"), Color::Cyan)
+        }
+        None if app.connected => (format!("{}   ? help  q quit", app.status), Color::Green),
+        None => (format!("{}   ? help  q quit", app.status), Color::Red),
+    };
+    frame.render_widget(Paragraph::new(text).style(Style::new().fg(colour)), status);
+    if app.help {
+        help(frame);
+    }
+}
+
+fn overview(app: &App, frame: &mut Frame, area: Rect) {
+    let hosts = app.visible_hosts();
+    let title = if app.filter.is_empty() {
+        format!(" Hosts ({}) ", hosts.len())
+    } else {
+        format!(" Hosts ({} matching {:?}) ", hosts.len(), app.filter)
+    };
+    if hosts.is_empty() {
+        let text = if app.data.hosts.is_empty() { "No host has reported yet." } else { "No host matches the filter." };
+        frame.render_widget(Paragraph::new(text).block(Block::bordered().title(title)), area);
+        return;
+    }
+    let rows = hosts.iter().enumerate().map(|(i, h)| {
+        let style = if i == app.selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        let status = if h.status == "online" { Color::Green } else { Color::Red };
+        let firing = if h.firing > 0 { Color::Red } else { Color::Reset };
+        Row::new(vec![
+            Cell::from(h.host.clone()),
+            Cell::from(h.status.clone()).style(Style::new().fg(status)),
+            Cell::from(percent(h.cpu)),
+            Cell::from(percent(h.memory)),
+            Cell::from(percent(h.disk)),
+            Cell::from(ago(app.now_ms, h.last_seen_ms)),
+            Cell::from(h.firing.to_string()).style(Style::new().fg(firing)),
+        ])
+        .style(style)
+    });
+    let widths = [
+        Constraint::Min(12),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(9),
+        Constraint::Length(6),
+    ];
+    let header = Row::new(["HOST", "STATUS", "CPU", "MEMORY", "DISK", "SEEN", "ALERTS"])
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
+}
+
+fn chart<'a>(title: &'a str, points: &'a [(f64, f64)], bounds: ([f64; 2], [f64; 2]), unit: &'a str) -> Chart<'a> {
+    let dataset = Dataset::default().marker(symbols::Marker::Braille).graph_type(GraphType::Line).data(points);
+    let latest = points.last().map(|(_, v)| format!("{v:.2}{unit}")).unwrap_or_else(|| "no data".into());
+    Chart::new(vec![dataset])
+        .block(Block::bordered().title(format!(" {title}: {latest} ")))
+        .x_axis(Axis::default().bounds(bounds.0))
+        .y_axis(Axis::default().bounds(bounds.1).labels([format!("{:.0}", bounds.1[0]), format!("{:.0}", bounds.1[1])]))
+}
+
+fn host(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(detail) = &app.host else {
+        frame.render_widget(
+            Paragraph::new("Pick a host on the overview (Enter).").block(Block::bordered().title(" Host ")),
+            area,
+        );
+        return;
+    };
+    let range = detail.range.unwrap_or(app.range);
+    let [charts, logs] = Layout::vertical([Constraint::Min(6), Constraint::Length(6)]).areas(area);
+    let [left, middle, right] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(charts);
+    let scaled = |points: &[(i64, f64)], scale: f64| -> Vec<(f64, f64)> {
+        points.iter().map(|(t, v)| (*t as f64 / 1000.0, v * scale)).collect()
+    };
+    let cpu = scaled(&detail.cpu, 100.0);
+    let memory = scaled(&detail.memory, 100.0);
+    let load = scaled(&detail.load, 1.0);
+    let x = |points: &[(f64, f64)]| {
+        let first = points.first().map_or(0.0, |p| p.0);
+        [first, points.last().map_or(1.0, |p| p.0).max(first + 1.0)]
+    };
+    let load_max = load.iter().map(|p| p.1).fold(1.0, f64::max).ceil();
+    frame.render_widget(chart("CPU %", &cpu, (x(&cpu), [0.0, 100.0]), "%"), left);
+    frame.render_widget(chart("Memory %", &memory, (x(&memory), [0.0, 100.0]), "%"), middle);
+    frame.render_widget(chart("Load", &load, (x(&load), [0.0, load_max]), ""), right);
+    let lines: Vec<Line> = detail
+        .logs
+        .iter()
+        .rev()
+        .take(usize::from(logs.height.saturating_sub(2)))
+        .rev()
+        .map(|l| Line::from(l.as_str()))
+        .collect();
+    let ranges = [Range::Minutes15, Range::Hour, Range::Day, Range::Week]
+        .iter()
+        .enumerate()
+        .map(
+            |(i, r)| {
+                if *r == range { format!("[{} {}]", i + 1, r.period()) } else { format!("{} {}", i + 1, r.period()) }
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(Block::bordered().title(format!(" {} — recent logs — range: {ranges} — Esc back ", detail.host))),
+        logs,
+    );
+}
+
+fn alerts(app: &App, frame: &mut Frame, area: Rect) {
+    let title = " Alerts (a acknowledge) ";
+    if app.data.alerts.is_empty() {
+        frame.render_widget(Paragraph::new("No alert pending or firing.").block(Block::bordered().title(title)), area);
+        return;
+    }
+    let rows = app.data.alerts.iter().enumerate().map(|(i, a)| {
+        let style = if i == app.selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        let state = match (&a.acknowledged, a.state.as_str()) {
+            (Some(ack), _) => format!("ack by {}", ack.by),
+            (None, state) => state.to_string(),
+        };
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "tenant"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        Row::new(vec![
+            Cell::from(a.severity.clone()).style(Style::new().fg(severity_colour(&a.severity))),
+            Cell::from(state),
+            Cell::from(a.rule.clone()),
+            Cell::from(ago(app.now_ms, a.since_ms)),
+            Cell::from(labels.join(",")),
+        ])
+        .style(style)
+    });
+    let widths = [
+        Constraint::Length(9),
+        Constraint::Length(24),
+        Constraint::Length(22),
+        Constraint::Length(9),
+        Constraint::Min(10),
+    ];
+    let header =
+        Row::new(["SEVERITY", "STATE", "RULE", "SINCE", "LABELS"]).style(Style::new().add_modifier(Modifier::BOLD));
+    frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
+}
+
+fn findings(app: &App, frame: &mut Frame, area: Rect) {
+    let title = format!(" Findings ({}) ", app.data.findings.len());
+    if app.data.findings.is_empty() {
+        frame.render_widget(Paragraph::new("No finding imported.").block(Block::bordered().title(title)), area);
+        return;
+    }
+    let rows = app.data.findings.iter().enumerate().map(|(i, f)| {
+        let style = if i == app.selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        Row::new(vec![
+            Cell::from(f.severity.clone()).style(Style::new().fg(severity_colour(&f.severity))),
+            Cell::from(f.status.clone()),
+            Cell::from(f.asset.clone()),
+            Cell::from(f.id.clone()),
+            Cell::from(f.title.clone()),
+        ])
+        .style(style)
+    });
+    let widths = [
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(20),
+        Constraint::Length(24),
+        Constraint::Min(10),
+    ];
+    let header =
+        Row::new(["SEVERITY", "STATUS", "ASSET", "ID", "TITLE"]).style(Style::new().add_modifier(Modifier::BOLD));
+    frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
+}
+
+fn help(frame: &mut Frame) {
+    let lines = [
+        "1-4 / Tab   switch view (on Host: 1-4 pick the range)",
+        "↑↓ j k      move",
+        "Enter       open the host (Overview)",
+        "/           filter hosts by name",
+        "a           acknowledge the alert (Alerts)",
+        "r           refresh now",
+        "Esc         back / cancel",
+        "q Ctrl-C    quit",
+    ];
+    let area = frame.area();
+    let width = 58.min(area.width);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
+    frame.render_widget(Clear, popup);
+    let text: Vec<Line> = lines.iter().map(|l| Line::from(Span::raw(*l))).collect();
+    frame.render_widget(
+        Paragraph::new(text).block(Block::default().borders(Borders::ALL).title(" Help — any key closes ")),
+        popup,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Snapshot};
+
+    fn screen(app: &App, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| render(app, frame)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        (0..height)
+            .map(|y| (0..width).map(|x| buffer[(x, y)].symbol().to_string()).collect::<String>().trim_end().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn app() -> App {
+        let mut app = App::new("http://127.0.0.1:8080");
+        app.now_ms = 1_000_000;
+        app.connected = true;
+        app.status = "connected to http://127.0.0.1:8080".into();
+        app.data = Snapshot {
+            hosts: vec![
+                HostRow {
+                    host: "web-1".into(),
+                    status: "online".into(),
+                    cpu: Some(0.423),
+                    memory: Some(0.61),
+                    disk: Some(0.9),
+                    last_seen_ms: 990_000,
+                    firing: 1,
+                },
+                HostRow { host: "db-1".into(), status: "offline".into(), last_seen_ms: 100_000, ..Default::default() },
+            ],
+            alerts: vec![AlertRow {
+                id: "a1".into(),
+                rule: "DiskFull".into(),
+                state: "firing".into(),
+                severity: "critical".into(),
+                labels: [("host".to_string(), "web-1".to_string())].into(),
+                since_ms: 880_000,
+                value: 0.9,
+                acknowledged: None,
+            }],
+            findings: vec![FindingRow {
+                id: "CVE-2024-3094".into(),
+                severity: "critical".into(),
+                asset: "web-1".into(),
+                title: "xz backdoor".into(),
+                status: "open".into(),
+            }],
+        };
+        app
+    }
+
+    #[test]
+    fn overview_lists_hosts_with_gauges() {
+        let text = screen(&app(), 80, 24);
+        let web = text.lines().find(|l| l.contains("web-1")).unwrap();
+        assert!(
+            web.contains("online") && web.contains("42.3%") && web.contains("61.0%") && web.contains("90.0%"),
+            "{web}"
+        );
+        assert!(web.contains("10s ago"), "{web}");
+        assert!(text.lines().find(|l| l.contains("db-1")).unwrap().contains("15m ago"));
+        assert!(text.lines().last().unwrap().contains("connected to http://127.0.0.1:8080"));
+        assert!(text.contains("Hosts (2)"));
+    }
+
+    #[test]
+    fn alerts_findings_host_and_help_views() {
+        let mut state = app();
+        state.view = View::Alerts;
+        let text = screen(&state, 80, 24);
+        assert!(
+            text.lines().any(|l| l.contains("critical")
+                && l.contains("firing")
+                && l.contains("DiskFull")
+                && l.contains("host=web-1")),
+            "{text}"
+        );
+        state.data.alerts[0].acknowledged =
+            Some(crate::app::Acknowledged { by: "alice".into(), comment: String::new() });
+        assert!(screen(&state, 80, 24).contains("ack by alice"));
+
+        state.view = View::Findings;
+        let text = screen(&state, 80, 24);
+        assert!(text.lines().any(|l| l.contains("CVE-2024-3094") && l.contains("xz backdoor")), "{text}");
+
+        state.view = View::Host;
+        state.host = Some(HostDetail {
+            host: "web-1".into(),
+            range: Some(Range::Hour),
+            cpu: vec![(0, 0.2), (60_000, 0.5)],
+            memory: vec![(0, 0.6)],
+            load: vec![],
+            logs: vec!["sshd[1]: Accepted publickey for ops".into()],
+        });
+        let text = screen(&state, 100, 30);
+        assert!(
+            text.contains("CPU %: 50.00%") && text.contains("Memory %: 60.00%") && text.contains("Load: no data"),
+            "{text}"
+        );
+        assert!(text.contains("Accepted publickey") && text.contains("[2 1h]"), "{text}");
+
+        state.help = true;
+        assert!(screen(&state, 80, 24).contains("Help — any key closes"));
+    }
+
+    #[test]
+    fn empty_server_tiny_terminal_and_disconnection_do_not_panic() {
+        let mut empty = App::new("http://127.0.0.1:8080");
+        assert!(screen(&empty, 80, 24).contains("No host has reported yet."));
+        for view in View::TABS {
+            empty.view = view;
+            for (w, h) in [(80, 24), (20, 5), (1, 1), (200, 60)] {
+                screen(&empty, w, h);
+            }
+        }
+        let mut lost = app();
+        lost.connected = false;
+        lost.status = "cannot reach http://127.0.0.1:8080; retrying".into();
+        assert!(screen(&lost, 80, 24).contains("retrying"));
+        assert!(screen(&lost, 80, 24).contains("web-1"), "the last data stays on screen");
+    }
+}
