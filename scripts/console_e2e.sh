@@ -50,7 +50,7 @@ expect "CPU %" "host detail charts"
 # Escape and a key sent together read as Alt+key: leave the terminal a moment between.
 tmux send-keys -t "$session" Escape
 expect "Hosts (" "back on the overview"
-tmux send-keys -t "$session" 3
+tmux send-keys -t "$session" 4
 expect "AlwaysOn" "the alert in the alerts centre"
 expect "firing" "its state"
 tmux send-keys -t "$session" a

@@ -81,6 +81,25 @@ checks:
         assert_eq!(series.len(), 1, "{check}");
         assert!(series[0].points.iter().all(|p| p.value == expected), "{check}: {:?}", series[0].points);
     }
+    // The API's view: the latest run of each check, with the probe that ran it.
+    let checks: serde_json::Value =
+        reqwest::get(format!("http://{}/api/v1/checks", server.api_addr())).await.unwrap().json().await.unwrap();
+    let latest: Vec<(&str, &str, &str)> = checks["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["result"]["check_id"].as_str().unwrap(),
+                c["result"]["status"].as_str().unwrap(),
+                c["host"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        latest,
+        vec![("api", "ok", "probe-test"), ("down", "critical", "probe-test"), ("up", "ok", "probe-test")]
+    );
     let latency = RangeQuery { selector: SeriesSelector::new("http_total_seconds"), ..status("api") };
     assert!(!store.query_range(DEFAULT_TENANT, &latency).await.unwrap().is_empty());
     server.shutdown().await;

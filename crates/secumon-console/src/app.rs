@@ -9,17 +9,19 @@ use serde::Deserialize;
 pub enum View {
     Overview,
     Host,
+    Checks,
     Alerts,
     Findings,
 }
 
 impl View {
-    pub const TABS: [View; 4] = [View::Overview, View::Host, View::Alerts, View::Findings];
+    pub const TABS: [View; 5] = [View::Overview, View::Host, View::Checks, View::Alerts, View::Findings];
 
     pub fn title(self) -> &'static str {
         match self {
             View::Overview => "Overview",
             View::Host => "Host",
+            View::Checks => "Checks",
             View::Alerts => "Alerts",
             View::Findings => "Findings",
         }
@@ -79,6 +81,25 @@ pub struct Acknowledged {
     pub comment: String,
 }
 
+/// A probe check's latest run.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CheckRow {
+    pub host: String,
+    pub result: CheckRun,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CheckRun {
+    pub check_id: String,
+    pub kind: String,
+    pub target: String,
+    pub status: String,
+    pub timestamp_ms: i64,
+    pub duration_us: u64,
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FindingRow {
     pub id: String,
@@ -105,6 +126,7 @@ pub struct Snapshot {
     pub hosts: Vec<HostRow>,
     pub alerts: Vec<AlertRow>,
     pub findings: Vec<FindingRow>,
+    pub checks: Vec<CheckRow>,
 }
 
 /// What happened.
@@ -138,6 +160,8 @@ pub struct App {
     pub input: Option<Input>,
     pub range: Range,
     pub help: bool,
+    /// The selected check's details are shown (Checks, Enter).
+    pub check_detail: bool,
     pub data: Snapshot,
     pub host: Option<HostDetail>,
     pub connected: bool,
@@ -161,6 +185,7 @@ impl App {
             input: None,
             range: Range::Hour,
             help: false,
+            check_detail: false,
             data: Snapshot::default(),
             host: None,
             connected: false,
@@ -183,6 +208,7 @@ impl App {
             View::Overview => self.visible_hosts().len(),
             View::Alerts => self.data.alerts.len(),
             View::Findings => self.data.findings.len(),
+            View::Checks => self.data.checks.len(),
             View::Host => 0,
         }
     }
@@ -254,8 +280,9 @@ impl App {
                 _ => None,
             };
         }
-        if self.help {
+        if self.help || self.check_detail {
             self.help = false;
+            self.check_detail = false;
             return None;
         }
         match key.code {
@@ -266,7 +293,7 @@ impl App {
             }
             KeyCode::Tab | KeyCode::Right => self.switch(1),
             KeyCode::BackTab | KeyCode::Left => self.switch(View::TABS.len() - 1),
-            KeyCode::Char(c @ '1'..='4') if self.view != View::Host => {
+            KeyCode::Char(c @ '1'..='5') if self.view != View::Host => {
                 self.view = View::TABS[c as usize - '1' as usize];
                 self.selected = 0;
                 None
@@ -293,6 +320,10 @@ impl App {
                 self.view = View::Host;
                 self.host = Some(HostDetail { host: host.clone(), ..Default::default() });
                 Some(Command::LoadHost { host, range: self.range })
+            }
+            KeyCode::Enter if self.view == View::Checks && !self.data.checks.is_empty() => {
+                self.check_detail = true;
+                None
             }
             KeyCode::Esc if self.view == View::Host => {
                 self.view = View::Overview;
@@ -371,7 +402,7 @@ mod tests {
             acknowledged: None,
         };
         app.update(Event::Data(Snapshot { alerts: vec![alert], ..Default::default() }));
-        app.update(key(KeyCode::Char('3')));
+        app.update(key(KeyCode::Char('4')));
         assert_eq!(app.view, View::Alerts);
         app.update(key(KeyCode::Char('a')));
         for c in "on it".chars() {

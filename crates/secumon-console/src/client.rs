@@ -69,6 +69,9 @@ impl ApiClient {
         let findings: Vec<FindingRow> =
             serde_json::from_value(self.get("/findings", &[("limit", "500")]).await?["findings"].clone())
                 .map_err(|e| ClientError::Shape(e.to_string()))?;
+        let checks: Vec<crate::app::CheckRow> =
+            serde_json::from_value(self.get("/checks", &[]).await?["checks"].clone())
+                .map_err(|e| ClientError::Shape(e.to_string()))?;
         let mut hosts = Vec::new();
         for agent in agents["agents"].as_array().into_iter().flatten() {
             let host = agent["host"].as_str().unwrap_or_default().to_string();
@@ -83,7 +86,7 @@ impl ApiClient {
                 host,
             });
         }
-        Ok(Snapshot { hosts, alerts, findings })
+        Ok(Snapshot { hosts, alerts, findings, checks })
     }
 
     /// A host's charts over `range`.

@@ -49,6 +49,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     match app.view {
         View::Overview => overview(app, frame, body),
         View::Host => host(app, frame, body),
+        View::Checks => checks(app, frame, body),
         View::Alerts => alerts(app, frame, body),
         View::Findings => findings(app, frame, body),
     }
@@ -63,6 +64,11 @@ pub fn render(app: &App, frame: &mut Frame) {
     frame.render_widget(Paragraph::new(text).style(Style::new().fg(colour)), status);
     if app.help {
         help(frame);
+    }
+    if app.check_detail
+        && let Some(check) = app.data.checks.get(app.selected)
+    {
+        check_detail(check, frame);
     }
 }
 
@@ -166,6 +172,98 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
+/// One line about a check's last run: its error, or what matters for its kind.
+fn check_summary(run: &crate::app::CheckRun) -> String {
+    let d = &run.details;
+    if let Some(error) = d["error"].as_str() {
+        return error.to_string();
+    }
+    match run.kind.as_str() {
+        "http" => format!(
+            "HTTP {} in {:.0} ms{}",
+            d["response"]["status"],
+            d["response"]["timings"]["total"].as_f64().unwrap_or(0.0) * 1000.0,
+            d["response"]["tls"]["days_to_expiry"]
+                .as_f64()
+                .map(|days| format!(", cert {days:.0} days"))
+                .unwrap_or_default()
+        ),
+        "tls" => format!(
+            "grade {}, cert {:.0} days, {}",
+            d["grade"].as_str().unwrap_or("?"),
+            d["chain"][0]["days_to_expiry"].as_f64().unwrap_or(0.0),
+            d["chain_validation"].as_str().unwrap_or("")
+        ),
+        "ping" => format!(
+            "loss {:.0}%, avg {:.2} ms",
+            d["loss_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+            d["avg_ms"].as_f64().unwrap_or(0.0)
+        ),
+        _ => d["problems"].as_array().and_then(|p| p.first()).and_then(|p| p.as_str()).unwrap_or("").to_string(),
+    }
+}
+
+fn checks(app: &App, frame: &mut Frame, area: Rect) {
+    let title = format!(" Checks ({}) — Enter for details ", app.data.checks.len());
+    if app.data.checks.is_empty() {
+        frame.render_widget(
+            Paragraph::new("No probe check has reported yet.").block(Block::bordered().title(title)),
+            area,
+        );
+        return;
+    }
+    let rows = app.data.checks.iter().enumerate().map(|(i, c)| {
+        let style = if i == app.selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        let colour = match c.result.status.as_str() {
+            "ok" => Color::Green,
+            "warning" => Color::Yellow,
+            "critical" => Color::Red,
+            _ => Color::Magenta,
+        };
+        Row::new(vec![
+            Cell::from(c.result.status.clone()).style(Style::new().fg(colour)),
+            Cell::from(c.result.kind.clone()),
+            Cell::from(c.result.check_id.clone()),
+            Cell::from(c.result.target.clone()),
+            Cell::from(c.host.clone()),
+            Cell::from(ago(app.now_ms, c.result.timestamp_ms)),
+            Cell::from(check_summary(&c.result)),
+        ])
+        .style(style)
+    });
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(14),
+        Constraint::Length(26),
+        Constraint::Length(12),
+        Constraint::Length(8),
+        Constraint::Min(10),
+    ];
+    let header = Row::new(["STATUS", "KIND", "CHECK", "TARGET", "PROBE", "RUN", "LAST RESULT"])
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
+}
+
+fn check_detail(check: &crate::app::CheckRow, frame: &mut Frame) {
+    let area = frame.area();
+    let popup = Rect {
+        x: area.x + 2.min(area.width),
+        y: area.y + 1.min(area.height),
+        width: area.width.saturating_sub(4),
+        height: area.height.saturating_sub(2),
+    };
+    let text = serde_json::to_string_pretty(&check.result.details).unwrap_or_default();
+    let lines: Vec<Line> = text.lines().map(|l| Line::from(l.to_string())).collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered().title(format!(" {} {} — any key closes ", check.result.kind, check.result.target)),
+        ),
+        popup,
+    );
+}
+
 fn alerts(app: &App, frame: &mut Frame, area: Rect) {
     let title = " Alerts (a acknowledge) ";
     if app.data.alerts.is_empty() {
@@ -236,9 +334,9 @@ fn findings(app: &App, frame: &mut Frame, area: Rect) {
 
 fn help(frame: &mut Frame) {
     let lines = [
-        "1-4 / Tab   switch view (on Host: 1-4 pick the range)",
+        "1-5 / Tab   switch view (on Host: 1-4 pick the range)",
+        "Enter       open the host (Overview), a check's details (Checks)",
         "↑↓ j k      move",
-        "Enter       open the host (Overview)",
         "/           filter hosts by name",
         "a           acknowledge the alert (Alerts)",
         "r           refresh now",
@@ -303,6 +401,19 @@ mod tests {
                 value: 0.9,
                 acknowledged: None,
             }],
+            checks: vec![crate::app::CheckRow {
+                host: "probe-paris".into(),
+                result: crate::app::CheckRun {
+                    check_id: "shop".into(),
+                    kind: "http".into(),
+                    target: "https://shop.example".into(),
+                    status: "warning".into(),
+                    timestamp_ms: 995_000,
+                    duration_us: 120_000,
+                    details: serde_json::json!({"response": {"status": 200, "timings": {"total": 0.12},
+                        "tls": {"days_to_expiry": 9.6}}, "warnings": ["certificate expires in 10 days"]}),
+                },
+            }],
             findings: vec![FindingRow {
                 id: "CVE-2024-3094".into(),
                 severity: "critical".into(),
@@ -343,6 +454,19 @@ mod tests {
         state.data.alerts[0].acknowledged =
             Some(crate::app::Acknowledged { by: "alice".into(), comment: String::new() });
         assert!(screen(&state, 80, 24).contains("ack by alice"));
+
+        state.view = View::Checks;
+        let text = screen(&state, 120, 24);
+        let line = text.lines().find(|l| l.contains("shop")).unwrap();
+        assert!(
+            line.contains("warning")
+                && line.contains("probe-paris")
+                && line.contains("HTTP 200 in 120 ms, cert 10 days"),
+            "{line}"
+        );
+        state.check_detail = true;
+        assert!(screen(&state, 120, 24).contains("certificate expires in 10 days"));
+        state.check_detail = false;
 
         state.view = View::Findings;
         let text = screen(&state, 80, 24);

@@ -49,6 +49,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/alert-rules/{id}/history", get(rule_history))
         .route("/api/v1/findings", get(list_findings).post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
         .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/checks", get(latest_checks))
         .route("/api/v1/integrations/secuscan", post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
@@ -132,6 +133,12 @@ async fn ingest(
     state.store.write_batch(&state.tenant, &batch).await?;
     state.alerting.observe_batch(&state.tenant, &batch);
     Ok(Json(serde_json::json!({"samples": batch.samples.len(), "events": batch.events.len()})))
+}
+
+/// The latest result of every probe check.
+async fn latest_checks(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let checks = state.store.latest_checks(&state.tenant).await?;
+    Ok(Json(serde_json::json!({"checks": checks})))
 }
 
 /// Largest scanner report accepted in one request.

@@ -15,7 +15,7 @@ mod query;
 mod sqlite;
 
 use async_trait::async_trait;
-use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
+use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
 use serde::{Deserialize, Serialize};
 
 pub use query::{Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, aggregate};
@@ -71,6 +71,14 @@ pub struct AlertHistoryEntry {
     pub rule: String,
     pub at_ms: i64,
     pub record: String,
+}
+
+/// A check's latest run, with the probe (agent) that ran it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatestCheck {
+    pub agent_id: String,
+    pub host: String,
+    pub result: CheckResult,
 }
 
 /// One scanner report to store, whole or not at all.
@@ -132,6 +140,9 @@ pub trait Store: Send + Sync {
     /// again (fixed ones reopened), and with `full_scan` the ones no longer reported fixed;
     /// writes `findings_open` samples and an event per new critical finding.
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError>;
+
+    /// The latest result of every check of `tenant`, per probe, by check id.
+    async fn latest_checks(&self, tenant: &str) -> Result<Vec<LatestCheck>, StoreError>;
 
     /// Findings of `tenant`, most severe and most recent first.
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError>;

@@ -7,13 +7,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
+use secumon_core::{
+    CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::query::{Point, RangeQuery, SeriesPoints, aggregate};
 use crate::{
-    AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, Store, StoreError, WriteOutcome,
+    AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, Store, StoreError,
+    WriteOutcome,
 };
 
 /// Rows per multi-row INSERT: 3 bound values each stays far below SQLite's 32 766 limit.
@@ -383,6 +386,39 @@ impl Store for SqliteStore {
         tx.commit().await?;
         self.series_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(fresh);
         Ok(summary)
+    }
+
+    async fn latest_checks(&self, tenant: &str) -> Result<Vec<LatestCheck>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.agent_id, a.host, c.check_id, c.kind, c.target, c.status, c.ts, c.duration_us, c.details \
+             FROM check_results c JOIN agents a ON a.agent_id = c.agent_id \
+             WHERE c.tenant_id = ? AND c.ts = (SELECT MAX(ts) FROM check_results l \
+               WHERE l.tenant_id = c.tenant_id AND l.agent_id = c.agent_id AND l.check_id = c.check_id) \
+             GROUP BY c.agent_id, c.check_id ORDER BY c.check_id, a.host",
+        )
+        .bind(tenant)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                let details: String = row.try_get("details")?;
+                Ok(LatestCheck {
+                    agent_id: row.try_get("agent_id")?,
+                    host: row.try_get("host")?,
+                    result: CheckResult {
+                        check_id: row.try_get("check_id")?,
+                        kind: row.try_get("kind")?,
+                        target: row.try_get("target")?,
+                        status: serde_json::from_value(serde_json::Value::String(status))?,
+                        timestamp_ms: row.try_get("ts")?,
+                        duration_us: row.try_get::<i64, _>("duration_us")? as u64,
+                        details: serde_json::from_str(&details)?,
+                        samples: Vec::new(),
+                    },
+                })
+            })
+            .collect()
     }
 
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
