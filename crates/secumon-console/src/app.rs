@@ -52,6 +52,8 @@ impl Range {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HostRow {
     pub host: String,
+    /// The agent's labels, which the filter also searches (`env=prod`).
+    pub labels: std::collections::BTreeMap<String, String>,
     pub status: String,
     pub cpu: Option<f64>,
     pub memory: Option<f64>,
@@ -117,6 +119,10 @@ pub struct HostDetail {
     pub cpu: Vec<(i64, f64)>,
     pub memory: Vec<(i64, f64)>,
     pub load: Vec<(i64, f64)>,
+    /// Mount point and used ratio, fullest first.
+    pub filesystems: Vec<(String, f64)>,
+    /// Process name and CPU ratio, busiest first.
+    pub processes: Vec<(String, f64)>,
     pub logs: Vec<String>,
 }
 
@@ -197,8 +203,12 @@ impl App {
     /// Hosts the filter lets through, in name order.
     pub fn visible_hosts(&self) -> Vec<&HostRow> {
         let filter = self.filter.to_lowercase();
-        let mut hosts: Vec<&HostRow> =
-            self.data.hosts.iter().filter(|h| filter.is_empty() || h.host.to_lowercase().contains(&filter)).collect();
+        let matches = |h: &HostRow| {
+            filter.is_empty()
+                || h.host.to_lowercase().contains(&filter)
+                || h.labels.iter().any(|(k, v)| format!("{k}={v}").to_lowercase().contains(&filter))
+        };
+        let mut hosts: Vec<&HostRow> = self.data.hosts.iter().filter(|h| matches(h)).collect();
         hosts.sort_by(|a, b| b.firing.cmp(&a.firing).then(a.host.cmp(&b.host)));
         hosts
     }
@@ -374,6 +384,12 @@ mod tests {
         }
         app.update(key(KeyCode::Enter));
         assert_eq!(app.visible_hosts().len(), 2);
+        let mut by_label = App::new("http://x");
+        let mut snapshot = hosts();
+        snapshot.hosts[1].labels.insert("env".into(), "prod".into());
+        by_label.update(Event::Data(snapshot));
+        by_label.filter = "env=prod".into();
+        assert_eq!(by_label.visible_hosts().iter().map(|h| h.host.as_str()).collect::<Vec<_>>(), vec!["db-1"]);
         app.update(key(KeyCode::Down));
         app.update(key(KeyCode::Down));
         assert_eq!(app.selected, 1, "selection stops at the last row");

@@ -76,7 +76,9 @@ impl ApiClient {
         for agent in agents["agents"].as_array().into_iter().flatten() {
             let host = agent["host"].as_str().unwrap_or_default().to_string();
             let firing = alerts.iter().filter(|a| a.state == "firing" && a.labels.get("host") == Some(&host)).count();
+            let labels = serde_json::from_value(agent["labels"].clone()).unwrap_or_default();
             hosts.push(HostRow {
+                labels,
                 cpu: self.latest(&host, "cpu_usage_ratio").await,
                 memory: self.latest(&host, "memory_used_ratio").await,
                 disk: self.latest(&host, "filesystem_used_ratio").await,
@@ -87,6 +89,25 @@ impl ApiClient {
             });
         }
         Ok(Snapshot { hosts, alerts, findings, checks })
+    }
+
+    /// Each series' latest value with one of its labels: `(label value, value)`, largest first.
+    async fn latest_by(&self, host: &str, metric: &str, label: &str) -> Result<Vec<(String, f64)>, ClientError> {
+        let body = self
+            .get(&format!("/metrics/hosts/{host}/history"), &[("metric", metric), ("period", "5m"), ("agg", "last")])
+            .await?;
+        let mut values: Vec<(String, f64)> = body["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let value = s["points"].as_array()?.iter().rev().find_map(|p| p[1].as_f64())?;
+                Some((s["labels"][label].as_str()?.to_string(), value))
+            })
+            .collect();
+        values.sort_by(|a, b| b.1.total_cmp(&a.1));
+        values.dedup_by(|a, b| a.0 == b.0);
+        Ok(values)
     }
 
     /// A host's charts over `range`.
@@ -114,7 +135,14 @@ impl ApiClient {
             cpu: series("cpu_usage_ratio").await?,
             memory: series("memory_used_ratio").await?,
             load: series("load1").await?,
-            logs: Vec::new(),
+            filesystems: self.latest_by(host, "filesystem_used_ratio", "mountpoint").await?,
+            processes: self.latest_by(host, "process_cpu_ratio", "name").await?,
+            logs: self.get(&format!("/logs/hosts/{host}"), &[("limit", "50")]).await?["logs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| format!("{} {}", l["source"].as_str().unwrap_or(""), l["line"].as_str().unwrap_or("")))
+                .collect(),
         })
     }
 

@@ -131,7 +131,17 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let range = detail.range.unwrap_or(app.range);
-    let [charts, logs] = Layout::vertical([Constraint::Min(6), Constraint::Length(6)]).areas(area);
+    let [charts, tables, logs] =
+        Layout::vertical([Constraint::Min(6), Constraint::Length(7), Constraint::Length(6)]).areas(area);
+    let [filesystems, processes] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(tables);
+    let listed = |rows: &[(String, f64)], title: &'static str| {
+        let rows = rows
+            .iter()
+            .map(|(name, ratio)| Row::new(vec![Cell::from(name.clone()), Cell::from(percent(Some(*ratio)))]));
+        Table::new(rows, [Constraint::Min(10), Constraint::Length(7)]).block(Block::bordered().title(title))
+    };
+    frame.render_widget(listed(&detail.filesystems, " Filesystems (used) "), filesystems);
+    frame.render_widget(listed(&detail.processes, " Top processes (CPU) "), processes);
     let [left, middle, right] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(charts);
     let scaled = |points: &[(i64, f64)], scale: f64| -> Vec<(f64, f64)> {
         points.iter().map(|(t, v)| (*t as f64 / 1000.0, v * scale)).collect()
@@ -381,6 +391,7 @@ mod tests {
         app.data = Snapshot {
             hosts: vec![
                 HostRow {
+                    labels: [("env".to_string(), "prod".to_string())].into(),
                     host: "web-1".into(),
                     status: "online".into(),
                     cpu: Some(0.423),
@@ -479,9 +490,13 @@ mod tests {
             cpu: vec![(0, 0.2), (60_000, 0.5)],
             memory: vec![(0, 0.6)],
             load: vec![],
+            filesystems: vec![("/".into(), 0.91), ("/data".into(), 0.4)],
+            processes: vec![("postgres".into(), 0.35)],
             logs: vec!["sshd[1]: Accepted publickey for ops".into()],
         });
-        let text = screen(&state, 100, 30);
+        let text = screen(&state, 100, 36);
+        assert!(text.lines().any(|l| l.contains("/data") && l.contains("40.0%")), "{text}");
+        assert!(text.lines().any(|l| l.contains("postgres") && l.contains("35.0%")), "{text}");
         assert!(
             text.contains("CPU %: 50.00%") && text.contains("Memory %: 60.00%") && text.contains("Load: no data"),
             "{text}"

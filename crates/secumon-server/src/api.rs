@@ -50,6 +50,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/findings", get(list_findings).post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/checks", get(latest_checks))
+        .route("/api/v1/logs/hosts/{id}", get(host_logs))
         .route("/api/v1/integrations/secuscan", post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
@@ -133,6 +134,22 @@ async fn ingest(
     state.store.write_batch(&state.tenant, &batch).await?;
     state.alerting.observe_batch(&state.tenant, &batch);
     Ok(Json(serde_json::json!({"samples": batch.samples.len(), "events": batch.events.len()})))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    limit: Option<u32>,
+}
+
+/// A host's latest log lines, oldest first.
+async fn host_logs(
+    State(state): State<ApiState>,
+    Path(host): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100).min(5_000);
+    let logs = state.store.recent_logs(&state.tenant, &host, limit).await?;
+    Ok(Json(serde_json::json!({"host": host, "logs": logs})))
 }
 
 /// The latest result of every probe check.

@@ -221,6 +221,10 @@ async fn rules_are_managed_tested_and_kept_through_the_api() {
     let ooms = notified(&received, "OomKills", "firing").await;
     assert_eq!(ooms["alerts"][0]["labels"]["host"], "app-1");
     assert_eq!(ooms["alerts"][0]["value"], 2.0);
+    let (status, logs) = api.get("/logs/hosts/app-1?limit=10").await;
+    assert_eq!(status, 200);
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 2);
+    assert_eq!(logs["logs"][0]["source"], "journald");
 
     // Every agent above has gone quiet: after 2 s each is reported down; one comes back.
     let agent_down = notified(&received, "AgentDown", "firing").await;
