@@ -119,6 +119,16 @@ pub struct HostDetail {
     pub cpu: Vec<(i64, f64)>,
     pub memory: Vec<(i64, f64)>,
     pub load: Vec<(i64, f64)>,
+    /// Each core's usage ratio.
+    pub cpu_cores: Vec<(String, Vec<(i64, f64)>)>,
+    /// Bytes per second, `read` and `write`, all devices together.
+    pub disk: Vec<(String, Vec<(i64, f64)>)>,
+    /// Bytes per second, `receive` and `transmit`, all interfaces together.
+    pub network: Vec<(String, Vec<(i64, f64)>)>,
+    /// systemd units in the `failed` state.
+    pub failed_units: Vec<String>,
+    /// Containers up, and known.
+    pub containers: (usize, usize),
     /// Mount point and used ratio, fullest first.
     pub filesystems: Vec<(String, f64)>,
     /// Process name and CPU ratio, busiest first.

@@ -110,6 +110,48 @@ impl ApiClient {
         Ok(values)
     }
 
+    /// Every series of a host's metric: its labels and points.
+    async fn all_series(
+        &self,
+        host: &str,
+        metric: &str,
+        period: &str,
+        agg: &str,
+    ) -> Result<Vec<(Value, Vec<(i64, f64)>)>, ClientError> {
+        let body = self
+            .get(&format!("/metrics/hosts/{host}/history"), &[("metric", metric), ("period", period), ("agg", agg)])
+            .await?;
+        Ok(body["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let points = s["points"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?)))
+                    .collect();
+                (s["labels"].clone(), points)
+            })
+            .collect())
+    }
+
+    /// Per-second rate of counters, summed over their series (devices, interfaces).
+    async fn summed_rate(&self, host: &str, metric: &str, range: Range) -> Result<Vec<(i64, f64)>, ClientError> {
+        let mut sums: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+        for (_, points) in self.all_series(host, metric, range.period(), "last").await? {
+            for pair in points.windows(2) {
+                let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
+                // A counter that went down restarted: no rate across it.
+                if t1 > t0 && v1 >= v0 {
+                    *sums.entry(t1).or_default() += (v1 - v0) / ((t1 - t0) as f64 / 1000.0);
+                }
+            }
+        }
+        Ok(sums.into_iter().collect())
+    }
+
     /// A host's charts over `range`.
     pub async fn host(&self, host: &str, range: Range) -> Result<HostDetail, ClientError> {
         let series = |metric: &'static str| async move {
@@ -135,6 +177,31 @@ impl ApiClient {
             cpu: series("cpu_usage_ratio").await?,
             memory: series("memory_used_ratio").await?,
             load: series("load1").await?,
+            cpu_cores: self
+                .all_series(host, "cpu_core_usage_ratio", range.period(), "avg")
+                .await?
+                .into_iter()
+                .map(|(labels, points)| (labels["core"].as_str().unwrap_or("?").to_string(), points))
+                .collect(),
+            disk: vec![
+                ("read".into(), self.summed_rate(host, "disk_read_bytes_total", range).await?),
+                ("write".into(), self.summed_rate(host, "disk_written_bytes_total", range).await?),
+            ],
+            network: vec![
+                ("receive".into(), self.summed_rate(host, "network_receive_bytes_total", range).await?),
+                ("transmit".into(), self.summed_rate(host, "network_transmit_bytes_total", range).await?),
+            ],
+            failed_units: self
+                .all_series(host, "systemd_unit_state", "5m", "last")
+                .await?
+                .into_iter()
+                .filter(|(labels, points)| labels["state"] == "failed" && points.last().is_some_and(|p| p.1 > 0.0))
+                .filter_map(|(labels, _)| labels["unit"].as_str().map(str::to_string))
+                .collect(),
+            containers: {
+                let containers = self.latest_by(host, "container_up", "name").await?;
+                (containers.iter().filter(|(_, up)| *up > 0.0).count(), containers.len())
+            },
             filesystems: self.latest_by(host, "filesystem_used_ratio", "mountpoint").await?,
             processes: self.latest_by(host, "process_cpu_ratio", "name").await?,
             logs: self.get(&format!("/logs/hosts/{host}"), &[("limit", "50")]).await?["logs"]

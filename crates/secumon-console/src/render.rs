@@ -122,6 +122,62 @@ fn chart<'a>(title: &'a str, points: &'a [(f64, f64)], bounds: ([f64; 2], [f64; 
         .y_axis(Axis::default().bounds(bounds.1).labels([format!("{:.0}", bounds.1[0]), format!("{:.0}", bounds.1[1])]))
 }
 
+/// Named series in chart coordinates: seconds, and values times `scale`.
+type Plotted = Vec<(String, Vec<(f64, f64)>)>;
+
+fn plotted(series: &[(String, Vec<(i64, f64)>)], scale: f64) -> Plotted {
+    series
+        .iter()
+        .map(|(name, points)| (name.clone(), points.iter().map(|(t, v)| (*t as f64 / 1000.0, v * scale)).collect()))
+        .collect()
+}
+
+/// A chart of several named series (cores, read/write) in distinct colours.
+fn series_chart<'a>(title: &'a str, points: &'a Plotted, unit: &'a str) -> Chart<'a> {
+    const COLOURS: [Color; 6] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green, Color::Blue, Color::Red];
+    let all = points.iter().flat_map(|(_, p)| p.iter());
+    let (first, last, top) =
+        all.fold((f64::MAX, f64::MIN, 0.0f64), |(a, b, c), (t, v)| (a.min(*t), b.max(*t), c.max(*v)));
+    let x = if first <= last { [first, last.max(first + 1.0)] } else { [0.0, 1.0] };
+    let top = if top > 0.0 { top * 1.1 } else { 1.0 };
+    let latest: Vec<String> = points
+        .iter()
+        .filter_map(|(name, p)| p.last().map(|(_, v)| format!("{name} {}", human(*v, unit))))
+        .take(3)
+        .collect();
+    let datasets: Vec<Dataset> = points
+        .iter()
+        .enumerate()
+        .map(|(i, (name, data))| {
+            Dataset::default()
+                .name(name.clone())
+                .marker(symbols::Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(COLOURS[i % COLOURS.len()]))
+                .data(data)
+        })
+        .collect();
+    let latest = if latest.is_empty() { "no data".to_string() } else { latest.join(", ") };
+    Chart::new(datasets)
+        .block(Block::bordered().title(format!(" {title}: {latest} ")))
+        .x_axis(Axis::default().bounds(x))
+        .y_axis(Axis::default().bounds([0.0, top]).labels(["0".to_string(), human(top, unit)]))
+}
+
+/// 1.5 k, 2.3 M... for rates and sizes; percentages as they are.
+fn human(value: f64, unit: &str) -> String {
+    if unit == "%" {
+        return format!("{value:.0}%");
+    }
+    let (scaled, prefix) = match value.abs() {
+        v if v >= 1e9 => (value / 1e9, "G"),
+        v if v >= 1e6 => (value / 1e6, "M"),
+        v if v >= 1e3 => (value / 1e3, "k"),
+        _ => (value, ""),
+    };
+    format!("{scaled:.1} {prefix}{}", unit.trim())
+}
+
 fn host(app: &App, frame: &mut Frame, area: Rect) {
     let Some(detail) = &app.host else {
         frame.render_widget(
@@ -131,8 +187,19 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let range = detail.range.unwrap_or(app.range);
-    let [charts, tables, logs] =
-        Layout::vertical([Constraint::Min(6), Constraint::Length(7), Constraint::Length(6)]).areas(area);
+    let [charts, io, tables, logs] =
+        Layout::vertical([Constraint::Min(6), Constraint::Min(6), Constraint::Length(7), Constraint::Length(6)])
+            .areas(area);
+    let [disk, network, services] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(io);
+    let (disk_points, network_points) = (plotted(&detail.disk, 1.0), plotted(&detail.network, 1.0));
+    frame.render_widget(series_chart("Disk I/O", &disk_points, " B/s"), disk);
+    frame.render_widget(series_chart("Network", &network_points, " B/s"), network);
+    let failed = if detail.failed_units.is_empty() { "none".to_string() } else { detail.failed_units.join(", ") };
+    let info = vec![
+        Line::from(format!("failed units: {failed}")),
+        Line::from(format!("containers up: {} of {}", detail.containers.0, detail.containers.1)),
+    ];
+    frame.render_widget(Paragraph::new(info).block(Block::bordered().title(" Services and containers ")), services);
     let [filesystems, processes] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(tables);
     let listed = |rows: &[(String, f64)], title: &'static str| {
         let rows = rows
@@ -154,7 +221,12 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
         [first, points.last().map_or(1.0, |p| p.0).max(first + 1.0)]
     };
     let load_max = load.iter().map(|p| p.1).fold(1.0, f64::max).ceil();
-    frame.render_widget(chart("CPU %", &cpu, (x(&cpu), [0.0, 100.0]), "%"), left);
+    let cores = plotted(&detail.cpu_cores, 100.0);
+    if cores.len() > 1 {
+        frame.render_widget(series_chart("CPU % per core", &cores, "%"), left);
+    } else {
+        frame.render_widget(chart("CPU %", &cpu, (x(&cpu), [0.0, 100.0]), "%"), left);
+    }
     frame.render_widget(chart("Memory %", &memory, (x(&memory), [0.0, 100.0]), "%"), middle);
     frame.render_widget(chart("Load", &load, (x(&load), [0.0, load_max]), ""), right);
     let lines: Vec<Line> = detail
@@ -490,17 +562,22 @@ mod tests {
             cpu: vec![(0, 0.2), (60_000, 0.5)],
             memory: vec![(0, 0.6)],
             load: vec![],
+            cpu_cores: vec![("0".into(), vec![(0, 0.1), (60_000, 0.3)]), ("1".into(), vec![(0, 0.5), (60_000, 0.7)])],
+            disk: vec![("read".into(), vec![(60_000, 2_500_000.0)]), ("write".into(), vec![])],
+            network: vec![],
+            failed_units: vec!["backup.service".into()],
+            containers: (2, 3),
             filesystems: vec![("/".into(), 0.91), ("/data".into(), 0.4)],
             processes: vec![("postgres".into(), 0.35)],
             logs: vec!["sshd[1]: Accepted publickey for ops".into()],
         });
-        let text = screen(&state, 100, 36);
+        let text = screen(&state, 120, 44);
+        assert!(text.contains("CPU % per core: 0 30%, 1 70%"), "{text}");
+        assert!(text.contains("Disk I/O: read 2.5 MB/s"), "{text}");
+        assert!(text.contains("failed units: backup.service") && text.contains("containers up: 2 of 3"), "{text}");
         assert!(text.lines().any(|l| l.contains("/data") && l.contains("40.0%")), "{text}");
         assert!(text.lines().any(|l| l.contains("postgres") && l.contains("35.0%")), "{text}");
-        assert!(
-            text.contains("CPU %: 50.00%") && text.contains("Memory %: 60.00%") && text.contains("Load: no data"),
-            "{text}"
-        );
+        assert!(text.contains("Memory %: 60.00%") && text.contains("Load: no data"), "{text}");
         assert!(text.contains("Accepted publickey") && text.contains("[2 1h]"), "{text}");
 
         state.help = true;
