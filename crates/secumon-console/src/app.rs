@@ -88,6 +88,9 @@ pub struct Acknowledged {
 pub struct CheckRow {
     pub host: String,
     pub result: CheckRun,
+    /// Run durations over the last hour, in seconds, oldest first.
+    #[serde(skip)]
+    pub latency: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -155,6 +158,11 @@ pub enum Event {
     Failed(String),
     /// An action went through: a message for the status bar.
     Done(String),
+    /// A left click at this column and row.
+    Click {
+        column: u16,
+        row: u16,
+    },
 }
 
 /// What the caller must do for the state to move on.
@@ -257,6 +265,7 @@ impl App {
                 Some(Command::Refresh)
             }
             Event::Key(key) => self.key(key),
+            Event::Click { column, row } => self.click(column, row),
         }
     }
 
@@ -358,6 +367,34 @@ impl App {
         }
     }
 
+    /// The tab bar picks a view; a table row is selected (tables start on the fourth line,
+    /// under the tabs, the border and the header).
+    fn click(&mut self, column: u16, row: u16) -> Option<Command> {
+        if self.help || self.check_detail || self.input.is_some() {
+            return None;
+        }
+        if row == 0 {
+            let mut start = 0u16;
+            for (index, view) in View::TABS.iter().enumerate() {
+                let width = format!(" {} {} ", index + 1, view.title()).chars().count() as u16;
+                if column < start + width {
+                    self.view = *view;
+                    self.selected = 0;
+                    return None;
+                }
+                start += width + 1;
+            }
+            return None;
+        }
+        if self.view != View::Host && row >= 3 {
+            let index = usize::from(row - 3);
+            if index < self.rows() {
+                self.selected = index;
+            }
+        }
+        None
+    }
+
     fn switch(&mut self, step: usize) -> Option<Command> {
         let index = View::TABS.iter().position(|v| *v == self.view).unwrap_or(0);
         self.view = View::TABS[(index + step) % View::TABS.len()];
@@ -439,6 +476,20 @@ mod tests {
             Some(Command::Acknowledge { id: "a1".into(), comment: "on it".into() })
         );
         assert_eq!(app.update(Event::Done("acknowledged".into())), Some(Command::Refresh));
+    }
+
+    #[test]
+    fn clicks_pick_tabs_and_rows() {
+        let mut app = App::new("http://x");
+        app.update(Event::Data(hosts()));
+        app.update(Event::Click { column: 4, row: 5 });
+        assert_eq!(app.selected, 2, "third row");
+        app.update(Event::Click { column: 30, row: 0 });
+        assert_eq!(app.view, View::Checks, "` 1 Overview │ 2 Host │ 3 Checks` puts Checks at 22-31");
+        app.update(Event::Click { column: 2, row: 0 });
+        assert_eq!(app.view, View::Overview);
+        app.update(Event::Click { column: 2, row: 40 });
+        assert_eq!(app.selected, 0, "below the table: nothing");
     }
 
     #[test]

@@ -69,9 +69,20 @@ impl ApiClient {
         let findings: Vec<FindingRow> =
             serde_json::from_value(self.get("/findings", &[("limit", "500")]).await?["findings"].clone())
                 .map_err(|e| ClientError::Shape(e.to_string()))?;
-        let checks: Vec<crate::app::CheckRow> =
+        let mut checks: Vec<crate::app::CheckRow> =
             serde_json::from_value(self.get("/checks", &[]).await?["checks"].clone())
                 .map_err(|e| ClientError::Shape(e.to_string()))?;
+        // Each probe's check durations over the last hour, for the sparklines.
+        let probes: std::collections::BTreeSet<String> = checks.iter().map(|c| c.host.clone()).collect();
+        for probe in probes {
+            for (labels, points) in self.all_series(&probe, "check_duration_seconds", "1h", "avg").await? {
+                if let Some(check) =
+                    checks.iter_mut().find(|c| c.host == probe && labels["check"] == c.result.check_id.as_str())
+                {
+                    check.latency = points.into_iter().map(|(_, v)| v).collect();
+                }
+            }
+        }
         let mut hosts = Vec::new();
         for agent in agents["agents"].as_array().into_iter().flatten() {
             let host = agent["host"].as_str().unwrap_or_default().to_string();

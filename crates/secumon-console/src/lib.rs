@@ -10,7 +10,7 @@ pub mod render;
 
 use std::time::Duration;
 
-use ratatui::crossterm::event::{self, Event as TerminalEvent, KeyEventKind};
+use ratatui::crossterm::event::{self, Event as TerminalEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 use tokio::sync::{Notify, mpsc};
 
 use app::{App, Command, Event};
@@ -26,7 +26,9 @@ fn now_ms() -> i64 {
 /// Runs the console on this terminal until the operator quits.
 pub async fn run(server: &str, token: Option<String>, user: &str) -> std::io::Result<()> {
     let mut terminal = ratatui::init();
+    let _ = ratatui::crossterm::execute!(std::io::stdout(), ratatui::crossterm::event::EnableMouseCapture);
     let result = drive(&mut terminal, server, token, user).await;
+    let _ = ratatui::crossterm::execute!(std::io::stdout(), ratatui::crossterm::event::DisableMouseCapture);
     ratatui::restore();
     result
 }
@@ -44,10 +46,14 @@ async fn drive(
     let keys = events.clone();
     std::thread::spawn(move || {
         while let Ok(read) = event::read() {
-            if let TerminalEvent::Key(key) = read
-                && key.kind == KeyEventKind::Press
-                && keys.send(Event::Key(key)).is_err()
-            {
+            let event = match read {
+                TerminalEvent::Key(key) if key.kind == KeyEventKind::Press => Event::Key(key),
+                TerminalEvent::Mouse(MouseEvent {
+                    kind: MouseEventKind::Down(MouseButton::Left), column, row, ..
+                }) => Event::Click { column, row },
+                _ => continue,
+            };
+            if keys.send(event).is_err() {
                 return;
             }
         }

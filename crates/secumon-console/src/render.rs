@@ -285,6 +285,20 @@ fn check_summary(run: &crate::app::CheckRun) -> String {
     }
 }
 
+/// Values as a line of block characters, lowest to highest.
+pub fn sparkline(values: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let shown = &values[values.len().saturating_sub(width)..];
+    let (low, high) = shown.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    shown
+        .iter()
+        .map(|v| {
+            let level = if high > low { ((v - low) / (high - low) * 7.0).round() as usize } else { 0 };
+            BARS[level.min(7)]
+        })
+        .collect()
+}
+
 fn checks(app: &App, frame: &mut Frame, area: Rect) {
     let title = format!(" Checks ({}) — Enter for details ", app.data.checks.len());
     if app.data.checks.is_empty() {
@@ -309,6 +323,7 @@ fn checks(app: &App, frame: &mut Frame, area: Rect) {
             Cell::from(c.result.target.clone()),
             Cell::from(c.host.clone()),
             Cell::from(ago(app.now_ms, c.result.timestamp_ms)),
+            Cell::from(sparkline(&c.latency, 12)).style(Style::new().fg(Color::Cyan)),
             Cell::from(check_summary(&c.result)),
         ])
         .style(style)
@@ -320,9 +335,10 @@ fn checks(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Length(26),
         Constraint::Length(12),
         Constraint::Length(8),
+        Constraint::Length(12),
         Constraint::Min(10),
     ];
-    let header = Row::new(["STATUS", "KIND", "CHECK", "TARGET", "PROBE", "RUN", "LAST RESULT"])
+    let header = Row::new(["STATUS", "KIND", "CHECK", "TARGET", "PROBE", "RUN", "LATENCY 1H", "LAST RESULT"])
         .style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
 }
@@ -496,6 +512,7 @@ mod tests {
                     details: serde_json::json!({"response": {"status": 200, "timings": {"total": 0.12},
                         "tls": {"days_to_expiry": 9.6}}, "warnings": ["certificate expires in 10 days"]}),
                 },
+                latency: vec![0.1, 0.2, 0.8],
             }],
             findings: vec![FindingRow {
                 id: "CVE-2024-3094".into(),
@@ -539,8 +556,9 @@ mod tests {
         assert!(screen(&state, 80, 24).contains("ack by alice"));
 
         state.view = View::Checks;
-        let text = screen(&state, 120, 24);
+        let text = screen(&state, 140, 24);
         let line = text.lines().find(|l| l.contains("shop")).unwrap();
+        assert!(line.contains("▁▂█"), "{line}");
         assert!(
             line.contains("warning")
                 && line.contains("probe-paris")
@@ -582,6 +600,14 @@ mod tests {
 
         state.help = true;
         assert!(screen(&state, 80, 24).contains("Help — any key closes"));
+    }
+
+    #[test]
+    fn sparklines_scale_to_their_range() {
+        assert_eq!(sparkline(&[1.0, 2.0, 3.0], 10), "▁▅█");
+        assert_eq!(sparkline(&[5.0, 5.0], 10), "▁▁");
+        assert_eq!(sparkline(&[1.0, 2.0, 3.0, 4.0], 2), "▁█", "the latest values");
+        assert_eq!(sparkline(&[], 5), "");
     }
 
     #[test]
