@@ -13,8 +13,7 @@ use hyper::body::Bytes;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use regex::Regex;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use secumon_core::{CheckStatus, Labels};
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -185,28 +184,10 @@ where
 }
 
 fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, CheckError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certificates = CertificateDer::pem_file_iter(path)
-                .map_err(|e| CheckError::Invalid(format!("CA file {}: {e}", path.display())))?;
-            for certificate in certificates {
-                let certificate =
-                    certificate.map_err(|e| CheckError::Invalid(format!("CA file {}: {e}", path.display())))?;
-                roots.add(certificate).map_err(|e| CheckError::Invalid(format!("CA file {}: {e}", path.display())))?;
-            }
-        }
-        None => {
-            for certificate in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(certificate);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| CheckError::Other(e.to_string()))?
-        .with_root_certificates(roots)
+        .with_root_certificates(crate::tls::root_store(ca_file)?)
         .with_no_client_auth())
 }
 

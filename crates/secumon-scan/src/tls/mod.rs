@@ -349,7 +349,8 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
     Ok(report)
 }
 
-fn root_store(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::RootCertStore>, CheckError> {
+/// The CAs of `ca_file`, or the system's when none is given.
+pub(crate) fn root_store(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::RootCertStore>, CheckError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -367,7 +368,7 @@ fn root_store(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::RootCertStore>, C
     Ok(Arc::new(roots))
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
