@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use secumon_core::{CheckResult, CheckStatus, Sample, now_ms};
+use secumon_core::{CheckResult, CheckStatus};
 use secumon_scan::snmp::{name_for, oid_for};
 use secumon_scan::{
-    Check, CheckError, Credentials, DnsCheck, HttpCheck, PingCheck, PortList, SnmpCheck, SnmpClient, TlsCheck,
+    Check, CheckError, Credentials, DnsCheck, HttpCheck, Outcome, PingCheck, PortList, SnmpCheck, SnmpClient, TlsCheck,
     TlsOptions, TraceCheck, TraceMode, TraceOptions, port_outcome, record_type, resolver_address, run_check,
     scan_tcp_with_progress, scan_udp,
 };
@@ -219,7 +219,7 @@ async fn check_result(command: ScanCommand, deadline: Duration, quiet: bool) -> 
         ScanCommand::Ports { host, ports, udp, concurrency, timeout, expect_open } => {
             let ports = PortList::parse(&ports)?;
             let expect_open = expect_open.as_deref().map(|e| numbers(e, "--expect-open")).transpose()?;
-            return Ok(scan_ports(host, ports, udp, concurrency, timeout, expect_open, quiet).await);
+            Box::new(PortScan { host, ports, udp, concurrency, timeout, expect_open, quiet })
         }
         ScanCommand::Http {
             url,
@@ -299,7 +299,7 @@ async fn check_result(command: ScanCommand, deadline: Duration, quiet: bool) -> 
                 oid_for(oid)?;
             }
             if walk {
-                return Ok(snmp_walk(host, port, credentials, oids, timeout, deadline).await);
+                return Ok(run_check(&SnmpWalk { host, port, credentials, roots: oids, timeout }, deadline).await);
             }
             let mut check = SnmpCheck::new("snmp", host, credentials);
             check.port = port;
@@ -330,53 +330,54 @@ fn host_port(target: &str, default: u16) -> Result<(String, u16), Usage> {
     }
 }
 
-/// Walks are not a scheduled check: the variables go straight into the result.
-async fn snmp_walk(
+/// The first address of a host name, as a check error when there is none.
+async fn address_of(host: &str, port: u16) -> Result<std::net::SocketAddr, CheckError> {
+    let unresolved = |reason: String| CheckError::Resolve { name: host.to_string(), reason };
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| unresolved(e.to_string()))?
+        .next()
+        .ok_or_else(|| unresolved("no address".into()))
+}
+
+/// A walk of one or more subtrees: the variables go straight into the result.
+struct SnmpWalk {
     host: String,
     port: u16,
     credentials: Credentials,
     roots: Vec<String>,
     timeout: Duration,
-    deadline: Duration,
-) -> CheckResult {
-    let started = std::time::Instant::now();
-    let timestamp_ms = now_ms();
-    let walked = tokio::time::timeout(deadline, async {
-        let address = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {host}"))?;
-        let mut client = SnmpClient::connect(address, &credentials, timeout).await.map_err(|e| e.to_string())?;
+}
+
+#[async_trait::async_trait]
+impl Check for SnmpWalk {
+    fn id(&self) -> &str {
+        "snmp"
+    }
+
+    fn kind(&self) -> &'static str {
+        "snmp"
+    }
+
+    fn target(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    async fn execute(&self) -> Result<Outcome, CheckError> {
+        let address = address_of(&self.host, self.port).await?;
+        let mut client = SnmpClient::connect(address, &self.credentials, self.timeout).await?;
         let mut variables = Vec::new();
-        for root in &roots {
-            let oid = oid_for(root).map_err(|e| e.to_string())?;
-            for (oid, value) in client.walk(&oid, true).await.map_err(|e| e.to_string())? {
+        for root in &self.roots {
+            for (oid, value) in client.walk(&oid_for(root)?, true).await? {
                 variables.push(serde_json::json!({"oid": oid, "name": name_for(&oid), "value": value}));
             }
         }
-        Ok::<_, String>(variables)
-    })
-    .await
-    .unwrap_or_else(|_| Err("the walk took longer than --deadline".into()));
-    let (status, details) = match walked {
-        Ok(variables) => (CheckStatus::Ok, serde_json::json!({"variables": variables})),
-        Err(error) => (CheckStatus::Unknown, serde_json::json!({"error": error})),
-    };
-    CheckResult {
-        check_id: "snmp".into(),
-        kind: "snmp".into(),
-        target: format!("{host}:{port}"),
-        status,
-        timestamp_ms,
-        duration_us: started.elapsed().as_micros() as u64,
-        details,
-        samples: Vec::new(),
+        Ok(Outcome::new(CheckStatus::Ok, serde_json::json!({"variables": variables})))
     }
 }
 
-/// Port scans run here rather than through their check, to drive a progress bar.
-async fn scan_ports(
+/// A port scan that drives a progress bar (the library's checks have none).
+struct PortScan {
     host: String,
     ports: PortList,
     udp: bool,
@@ -384,41 +385,34 @@ async fn scan_ports(
     timeout: Duration,
     expect_open: Option<Vec<u16>>,
     quiet: bool,
-) -> CheckResult {
-    let started = std::time::Instant::now();
-    let timestamp_ms = now_ms();
-    let protocol = if udp { "udp" } else { "tcp" };
-    let outcome = match tokio::net::lookup_host((host.as_str(), 0)).await.map(|mut a| a.next()) {
-        Ok(Some(address)) => {
-            let report = if udp {
-                scan_udp(address.ip(), &ports, concurrency, timeout).await
-            } else {
-                let bar = progress_bar(ports.ports().len() as u64, quiet);
-                let report = scan_tcp_with_progress(address.ip(), &ports, concurrency, timeout, |_| bar.inc(1)).await;
-                bar.finish_and_clear();
-                report
-            };
-            Ok(port_outcome(protocol, &report, expect_open.as_deref()))
-        }
-        Ok(None) => Err(format!("cannot resolve {host}: no address")),
-        Err(error) => Err(format!("cannot resolve {host}: {error}")),
-    };
-    let (status, details, samples) = match outcome {
-        Ok(outcome) => (outcome.status, outcome.details, outcome.samples),
-        Err(error) => (CheckStatus::Unknown, serde_json::json!({"error": error}), Vec::new()),
-    };
-    CheckResult {
-        check_id: "ports".into(),
-        kind: protocol.into(),
-        target: host,
-        status,
-        timestamp_ms,
-        duration_us: started.elapsed().as_micros() as u64,
-        details,
-        samples: samples
-            .into_iter()
-            .map(|(name, labels, value)| Sample::new(name, labels, timestamp_ms, value))
-            .collect(),
+}
+
+#[async_trait::async_trait]
+impl Check for PortScan {
+    fn id(&self) -> &str {
+        "ports"
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.udp { "udp" } else { "tcp" }
+    }
+
+    fn target(&self) -> String {
+        self.host.clone()
+    }
+
+    async fn execute(&self) -> Result<Outcome, CheckError> {
+        let address = address_of(&self.host, 0).await?.ip();
+        let report = if self.udp {
+            scan_udp(address, &self.ports, self.concurrency, self.timeout).await
+        } else {
+            let bar = progress_bar(self.ports.ports().len() as u64, self.quiet);
+            let report =
+                scan_tcp_with_progress(address, &self.ports, self.concurrency, self.timeout, |_| bar.inc(1)).await;
+            bar.finish_and_clear();
+            report
+        };
+        Ok(port_outcome(self.kind(), &report, self.expect_open.as_deref()))
     }
 }
 
@@ -714,7 +708,7 @@ fn render_tls(d: &Value, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use secumon_core::Labels;
+    use secumon_core::{Labels, Sample};
 
     use super::*;
 
