@@ -48,17 +48,15 @@ impl ApiClient {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
     }
 
+    /// Each series' latest value with its labels, over the last five minutes.
+    async fn latest_values(&self, host: &str, metric: &str) -> Result<Vec<(Value, f64)>, ClientError> {
+        let series = self.all_series(host, metric, "5m", "last").await?;
+        Ok(series.into_iter().filter_map(|(labels, points)| Some((labels, points.last()?.1))).collect())
+    }
+
     /// The latest value of a host's metric (the largest across its series, e.g. filesystems).
     async fn latest(&self, host: &str, metric: &str) -> Option<f64> {
-        let body = self
-            .get(&format!("/metrics/hosts/{host}/history"), &[("metric", metric), ("period", "5m"), ("agg", "last")])
-            .await
-            .ok()?;
-        body["series"]
-            .as_array()?
-            .iter()
-            .filter_map(|s| s["points"].as_array()?.iter().rev().find_map(|p| p[1].as_f64()))
-            .reduce(f64::max)
+        self.latest_values(host, metric).await.ok()?.into_iter().map(|(_, v)| v).reduce(f64::max)
     }
 
     /// Hosts with their gauges, alerts and findings.
@@ -102,19 +100,13 @@ impl ApiClient {
         Ok(Snapshot { hosts, alerts, findings, checks })
     }
 
-    /// Each series' latest value with one of its labels: `(label value, value)`, largest first.
+    /// Each series' latest value under one of its labels: `(label value, value)`, largest first.
     async fn latest_by(&self, host: &str, metric: &str, label: &str) -> Result<Vec<(String, f64)>, ClientError> {
-        let body = self
-            .get(&format!("/metrics/hosts/{host}/history"), &[("metric", metric), ("period", "5m"), ("agg", "last")])
-            .await?;
-        let mut values: Vec<(String, f64)> = body["series"]
-            .as_array()
+        let mut values: Vec<(String, f64)> = self
+            .latest_values(host, metric)
+            .await?
             .into_iter()
-            .flatten()
-            .filter_map(|s| {
-                let value = s["points"].as_array()?.iter().rev().find_map(|p| p[1].as_f64())?;
-                Some((s["labels"][label].as_str()?.to_string(), value))
-            })
+            .filter_map(|(labels, value)| Some((labels[label].as_str()?.to_string(), value)))
             .collect();
         values.sort_by(|a, b| b.1.total_cmp(&a.1));
         values.dedup_by(|a, b| a.0 == b.0);
@@ -165,20 +157,14 @@ impl ApiClient {
 
     /// A host's charts over `range`.
     pub async fn host(&self, host: &str, range: Range) -> Result<HostDetail, ClientError> {
+        // The first series of a metric (one per host for these).
         let series = |metric: &'static str| async move {
-            let body = self
-                .get(
-                    &format!("/metrics/hosts/{host}/history"),
-                    &[("metric", metric), ("period", range.period()), ("agg", "avg")],
-                )
-                .await?;
-            // The first series, or the busiest filesystem's for ratios spread over several.
             Ok::<_, ClientError>(
-                body["series"]
-                    .as_array()
-                    .and_then(|all| all.first())
-                    .and_then(|s| s["points"].as_array())
-                    .map(|points| points.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?))).collect())
+                self.all_series(host, metric, range.period(), "avg")
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|(_, p)| p)
                     .unwrap_or_default(),
             )
         };
