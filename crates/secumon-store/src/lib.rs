@@ -1,6 +1,11 @@
 //! SecuMon storage. [`Store`] is what the server writes agent batches to and reads series
 //! from; [`SqliteStore`] is the embedded backend (one file, WAL mode) that needs no server.
 //!
+//! Samples are written as one write-ahead record per batch (durable when the batch is
+//! acknowledged) and kept in an in-memory head; the background maintenance compacts the
+//! head into per-series pco chunks with 5-minute and 1-hour rollups, merges small chunks and
+//! expires data past each tier's [`Retention`]. Queries read chunks, rollups and head alike.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), secumon_store::StoreError> {
 //! use secumon_store::{Aggregation, RangeQuery, SeriesSelector, SqliteStore, Store};
@@ -11,6 +16,9 @@
 //! # Ok(()) }
 //! ```
 
+mod chunked;
+mod codec;
+mod head;
 mod query;
 mod sqlite;
 
@@ -18,7 +26,9 @@ use async_trait::async_trait;
 use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
 use serde::{Deserialize, Serialize};
 
-pub use query::{Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, aggregate};
+pub use query::{
+    Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, Summary, aggregate, aggregate_summaries, summarize,
+};
 pub use sqlite::SqliteStore;
 
 /// Tenant that owns everything until tenants are managed.
@@ -38,6 +48,100 @@ pub enum StoreError {
     CorruptLabels(#[from] serde_json::Error),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    #[error("sample of {series} at {timestamp_ms} ms is more than {limit_ms} ms in the future")]
+    FutureTimestamp { series: String, timestamp_ms: i64, limit_ms: i64 },
+    #[error("stored samples are corrupt: {0}")]
+    Corrupt(#[from] codec::CodecError),
+    #[error("the store holds the maximum number of series ({})", u32::MAX)]
+    TooManySeries,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// How long each kind of data is kept, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    pub raw_ms: i64,
+    pub rollup_5m_ms: i64,
+    pub rollup_1h_ms: i64,
+    pub logs_ms: i64,
+    pub events_ms: i64,
+    pub alerts_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            raw_ms: 30 * DAY_MS,
+            rollup_5m_ms: 90 * DAY_MS,
+            rollup_1h_ms: 365 * DAY_MS,
+            logs_ms: 30 * DAY_MS,
+            events_ms: 180 * DAY_MS,
+            alerts_ms: 365 * DAY_MS,
+        }
+    }
+}
+
+/// Resolution of the two rollup tiers.
+pub const FIVE_MINUTES_MS: i64 = 300_000;
+pub const ONE_HOUR_MS: i64 = 3_600_000;
+
+/// The data a range query is answered from: the finest tier whose retention covers its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Raw,
+    FiveMinutes,
+    OneHour,
+}
+
+impl Tier {
+    pub fn for_query(query: &RangeQuery, now_ms: i64, retention: &Retention) -> Tier {
+        if query.aggregation == Aggregation::P95 || query.start_ms >= now_ms - retention.raw_ms {
+            Tier::Raw
+        } else if query.start_ms >= now_ms - retention.rollup_5m_ms {
+            Tier::FiveMinutes
+        } else {
+            Tier::OneHour
+        }
+    }
+}
+
+/// Tuning of a store; the defaults suit `secumon up`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub retention: Retention,
+    /// Samples kept in the head before it is compacted.
+    pub head_max_samples: usize,
+    /// Longest time a sample stays in the head.
+    pub head_max_age: std::time::Duration,
+    /// Samples stamped later than now plus this are refused.
+    pub max_future_ms: i64,
+    /// Run compaction, chunk merging and retention in the background.
+    pub background: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            retention: Retention::default(),
+            head_max_samples: 8_000_000,
+            head_max_age: std::time::Duration::from_secs(600),
+            max_future_ms: 3_600_000,
+            background: true,
+        }
+    }
+}
+
+/// What one [`Store::maintain`] pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MaintenanceReport {
+    /// Head samples written into chunks.
+    pub compacted_samples: u64,
+    /// Small chunks merged into bigger ones.
+    pub merged_chunks: u64,
+    /// Rows removed by retention, all tables together.
+    pub expired_rows: u64,
 }
 
 /// What became of a batch handed to [`Store::write_batch`].
@@ -158,6 +262,11 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
 
-    /// Step-aggregated points of every series of `tenant` that the query's selector matches.
+    /// Step-aggregated points of every series of `tenant` that the query's selector matches,
+    /// from the [`Tier`] the query's start calls for.
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError>;
+
+    /// Compacts everything pending and applies retention as of `now_ms`, now rather than on
+    /// the background schedule.
+    async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError>;
 }

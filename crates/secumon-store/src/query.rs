@@ -41,6 +41,8 @@ pub enum Aggregation {
     Sum,
     Count,
     Last,
+    /// 95th percentile (nearest rank) of the raw values; never answered from rollups.
+    P95,
 }
 
 impl FromStr for Aggregation {
@@ -54,8 +56,9 @@ impl FromStr for Aggregation {
             "sum" => Self::Sum,
             "count" => Self::Count,
             "last" => Self::Last,
+            "p95" => Self::P95,
             other => {
-                return Err(format!("unknown aggregation {other:?}: expected avg, min, max, sum, count or last"));
+                return Err(format!("unknown aggregation {other:?}: expected avg, min, max, sum, count, last or p95"));
             }
         })
     }
@@ -70,6 +73,7 @@ impl fmt::Display for Aggregation {
             Self::Sum => "sum",
             Self::Count => "count",
             Self::Last => "last",
+            Self::P95 => "p95",
         })
     }
 }
@@ -98,35 +102,129 @@ pub struct SeriesPoints {
     pub points: Vec<Point>,
 }
 
-/// Buckets time-ordered raw points by step and aggregates each bucket. NaN values are
-/// ignored by avg/min/max/sum (and not counted), but `last` reports what was last stored.
-pub fn aggregate(raw: &[Point], start_ms: i64, step_ms: i64, aggregation: Aggregation) -> Vec<Point> {
+/// What rollups keep of the values in a time bucket, enough for every aggregation but p95.
+/// NaN values are not counted by min/max/sum/count, but `last` reports what was stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: u64,
+    pub last_ts: i64,
+    pub last: f64,
+}
+
+impl Summary {
+    pub fn of(timestamp_ms: i64, value: f64) -> Self {
+        let finite = !value.is_nan();
+        Self {
+            min: value,
+            max: value,
+            sum: if finite { value } else { 0.0 },
+            count: u64::from(finite),
+            last_ts: timestamp_ms,
+            last: value,
+        }
+    }
+
+    /// Folds in a summary of values written later (it wins `last` on equal timestamps).
+    pub fn merge(&mut self, later: &Summary) {
+        // f64::min/max return the other operand when one is NaN.
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
+        self.sum += later.sum;
+        self.count += later.count;
+        if later.last_ts >= self.last_ts {
+            self.last_ts = later.last_ts;
+            self.last = later.last;
+        }
+    }
+
+    pub fn value(&self, aggregation: Aggregation) -> f64 {
+        match aggregation {
+            Aggregation::Last => self.last,
+            Aggregation::Count => self.count as f64,
+            Aggregation::Sum => self.sum,
+            Aggregation::Min => self.min,
+            Aggregation::Max => self.max,
+            Aggregation::Avg | Aggregation::P95 if self.count == 0 => f64::NAN,
+            Aggregation::Avg | Aggregation::P95 => self.sum / self.count as f64,
+        }
+    }
+}
+
+/// Start of the `step_ms` bucket, counted from `start_ms`, that holds `timestamp_ms`.
+pub fn bucket_of(timestamp_ms: i64, start_ms: i64, step_ms: i64) -> i64 {
     let step = step_ms.max(1);
+    start_ms + (timestamp_ms - start_ms).div_euclid(step) * step
+}
+
+/// Summaries per `resolution_ms` bucket (aligned to the epoch) of time-ordered points:
+/// what a rollup tier stores.
+pub fn summarize(points: &[(i64, f64)], resolution_ms: i64) -> Vec<(i64, Summary)> {
+    let mut out: Vec<(i64, Summary)> = Vec::new();
+    for &(ts, value) in points {
+        let bucket = bucket_of(ts, 0, resolution_ms);
+        match out.last_mut() {
+            Some((last_bucket, summary)) if *last_bucket == bucket => summary.merge(&Summary::of(ts, value)),
+            _ => out.push((bucket, Summary::of(ts, value))),
+        }
+    }
+    out
+}
+
+/// Combines time-stamped summaries (rollup rows, or raw points as [`Summary::of`]) into
+/// one point per `step_ms` bucket counted from `start_ms`. Summaries must come oldest
+/// written first, so `last` is right.
+pub fn aggregate_summaries(
+    summaries: impl IntoIterator<Item = (i64, Summary)>,
+    start_ms: i64,
+    step_ms: i64,
+    aggregation: Aggregation,
+) -> Vec<Point> {
+    let mut buckets: std::collections::BTreeMap<i64, Summary> = std::collections::BTreeMap::new();
+    for (ts, summary) in summaries {
+        buckets
+            .entry(bucket_of(ts, start_ms, step_ms))
+            .and_modify(|s| s.merge(&summary))
+            .or_insert(summary);
+    }
+    buckets.into_iter().map(|(timestamp_ms, s)| Point { timestamp_ms, value: s.value(aggregation) }).collect()
+}
+
+/// Buckets time-ordered raw points by step and aggregates each bucket. NaN values are
+/// ignored by avg/min/max/sum/p95 (and not counted), but `last` reports what was last stored.
+pub fn aggregate(raw: &[Point], start_ms: i64, step_ms: i64, aggregation: Aggregation) -> Vec<Point> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < raw.len() {
-        let bucket = start_ms + (raw[i].timestamp_ms - start_ms).div_euclid(step) * step;
+        let bucket = bucket_of(raw[i].timestamp_ms, start_ms, step_ms);
         let mut j = i;
-        while j < raw.len() && raw[j].timestamp_ms < bucket + step {
+        while j < raw.len() && bucket_of(raw[j].timestamp_ms, start_ms, step_ms) == bucket {
             j += 1;
         }
-        let values = raw[i..j].iter().map(|p| p.value);
-        let finite = values.clone().filter(|v| !v.is_nan());
-        let value = match aggregation {
-            Aggregation::Last => raw[j - 1].value,
-            Aggregation::Count => finite.count() as f64,
-            Aggregation::Sum => finite.sum(),
-            Aggregation::Min => finite.fold(f64::NAN, f64::min),
-            Aggregation::Max => finite.fold(f64::NAN, f64::max),
-            Aggregation::Avg => {
-                let (sum, n) = finite.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-                if n == 0 { f64::NAN } else { sum / n as f64 }
-            }
+        let value = if aggregation == Aggregation::P95 {
+            p95(raw[i..j].iter().map(|p| p.value))
+        } else {
+            let mut summary = Summary::of(raw[i].timestamp_ms, raw[i].value);
+            raw[i + 1..j].iter().for_each(|p| summary.merge(&Summary::of(p.timestamp_ms, p.value)));
+            summary.value(aggregation)
         };
         out.push(Point { timestamp_ms: bucket, value });
         i = j;
     }
     out
+}
+
+/// Nearest-rank 95th percentile of the non-NaN values; NaN when there are none.
+fn p95(values: impl Iterator<Item = f64>) -> f64 {
+    let mut finite: Vec<f64> = values.filter(|v| !v.is_nan()).collect();
+    if finite.is_empty() {
+        return f64::NAN;
+    }
+    finite.sort_by(f64::total_cmp);
+    let rank = (0.95 * finite.len() as f64).ceil() as usize;
+    finite[rank.clamp(1, finite.len()) - 1]
 }
 
 #[cfg(test)]
@@ -148,6 +246,26 @@ mod tests {
         assert_eq!(aggregate(&raw, 1000, 1000, Aggregation::Count)[0].value, 2.0);
         assert_eq!(aggregate(&raw, 1000, 1000, Aggregation::Last)[0].value, 3.0);
         assert_eq!(aggregate(&raw, 0, 10_000, Aggregation::Count), points(&[(0, 4.0)]));
+    }
+
+    #[test]
+    fn p95_is_nearest_rank_of_raw_values() {
+        let raw: Vec<Point> = (1..=100).map(|v| Point { timestamp_ms: v, value: v as f64 }).collect();
+        assert_eq!(aggregate(&raw, 0, 1000, Aggregation::P95)[0].value, 95.0);
+        assert_eq!(aggregate(&raw[..1], 0, 1000, Aggregation::P95)[0].value, 1.0);
+    }
+
+    #[test]
+    fn rollup_summaries_combine_like_raw_points() {
+        let raw = points(&[(0, 4.0), (100_000, f64::NAN), (299_999, 1.0), (300_000, 8.0), (650_000, 2.0)]);
+        let pairs: Vec<(i64, f64)> = raw.iter().map(|p| (p.timestamp_ms, p.value)).collect();
+        let five_min = summarize(&pairs, 300_000);
+        assert_eq!(five_min.len(), 3);
+        assert_eq!((five_min[0].1.count, five_min[0].1.min, five_min[0].1.last), (2, 1.0, 1.0));
+        for aggregation in [Aggregation::Avg, Aggregation::Min, Aggregation::Max, Aggregation::Sum, Aggregation::Count, Aggregation::Last] {
+            let from_rollups = aggregate_summaries(five_min.iter().copied(), 0, 600_000, aggregation);
+            assert_eq!(from_rollups, aggregate(&raw, 0, 600_000, aggregation), "{aggregation}");
+        }
     }
 
     #[test]

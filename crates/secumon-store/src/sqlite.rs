@@ -1,44 +1,64 @@
 //! The embedded SQLite backend: one database file in WAL mode, one writer connection (SQLite
 //! allows a single writer; queueing in the pool beats SQLITE_BUSY retries) and a few readers.
+//! Samples go through the [`SampleEngine`]; everything else is plain rows.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secumon_core::{
     CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::query::{Point, RangeQuery, SeriesPoints, aggregate};
+use crate::chunked::SampleEngine;
+use crate::codec::WalSample;
+use crate::query::{RangeQuery, SeriesPoints};
 use crate::{
-    AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, Store, StoreError,
-    WriteOutcome,
+    AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, MaintenanceReport,
+    Store, StoreError, StoreOptions, WriteOutcome,
 };
 
-/// Rows per multi-row INSERT: 3 bound values each stays far below SQLite's 32 766 limit.
+/// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
 const ROWS_PER_INSERT: usize = 2_000;
+/// How often the background task looks for due maintenance.
+const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
+/// How often retention and chunk merging run in the background.
+const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 
-type SeriesCacheKey = (String, SeriesKey);
+/// Series ids of one agent's series as it names them, valid while its host and labels stay.
+#[derive(Default)]
+struct AgentSeries {
+    host: String,
+    labels: Labels,
+    ids: HashMap<SeriesKey, u32>,
+}
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    /// Ids of series known to be committed, so steady-state batches skip the lookups.
-    series_ids: Mutex<HashMap<SeriesCacheKey, i64>>,
+    engine: Arc<SampleEngine>,
+    /// By (tenant, agent id), so steady-state batches skip every lookup.
+    series_ids: Mutex<HashMap<(String, String), AgentSeries>>,
+    background: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and applies migrations.
+    /// Opens (creating if needed) the database file at `path` with default options.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::default()).await
+    }
+
+    /// Opens the database at `path`, applies migrations, replays samples that were not yet
+    /// compacted and, if `options.background`, starts the maintenance task.
+    pub async fn open_with(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Open { path: parent.display().to_string(), reason: e.to_string() })?;
         }
-        let options = SqliteConnectOptions::new()
+        let connect = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -47,75 +67,119 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(connect.clone())
             .await
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        Ok(Self { writer, reader, series_ids: Mutex::new(HashMap::new()) })
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(connect).await?;
+        let background = options.background;
+        let engine = Arc::new(SampleEngine::new(writer, reader, options));
+        engine.recover().await?;
+        let store = Self { engine, series_ids: Mutex::new(HashMap::new()), background: Mutex::new(None) };
+        if background {
+            let task = tokio::spawn(run_maintenance(Arc::downgrade(&store.engine)));
+            *store.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
+        Ok(store)
     }
 
-    /// Waits for in-flight work and closes every connection (checkpointing the WAL).
+    /// Stops the maintenance task and closes every connection (checkpointing the WAL).
+    /// Samples still in the head are safe in their write-ahead records.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        let task = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.engine.reader.close().await;
+        self.engine.writer.close().await;
     }
 
-    /// Ids for `keys`, creating missing series inside `tx`. Returns the ids that are new to
-    /// the cache; the caller adds them once the transaction has committed.
-    async fn resolve_series(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        tenant: &str,
-        keys: impl Iterator<Item = SeriesKey>,
-    ) -> Result<(HashMap<SeriesKey, i64>, Vec<(SeriesCacheKey, i64)>), StoreError> {
-        let mut ids = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let cache = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-            for key in keys {
-                if ids.contains_key(&key) {
-                    continue;
-                }
-                match cache.get(&(tenant.to_string(), key.clone())) {
-                    Some(&id) => {
-                        ids.insert(key, id);
-                    }
-                    None => missing.push(key),
-                }
-            }
-        }
-        let mut fresh = Vec::with_capacity(missing.len());
-        for key in missing {
-            if ids.contains_key(&key) {
-                continue;
-            }
-            let labels = serde_json::to_string(&key.labels)?;
-            sqlx::query("INSERT INTO series (tenant_id, name, labels) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(tenant)
-                .bind(&key.name)
-                .bind(&labels)
-                .execute(&mut **tx)
-                .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM series WHERE tenant_id = ? AND name = ? AND labels = ?")
-                .bind(tenant)
-                .bind(&key.name)
-                .bind(&labels)
-                .fetch_one(&mut **tx)
-                .await?;
-            fresh.push(((tenant.to_string(), key.clone()), id));
-            ids.insert(key, id);
-        }
-        Ok((ids, fresh))
+    /// Samples waiting in memory for compaction (their batches are durable).
+    pub fn head_samples(&self) -> usize {
+        self.engine.head_samples()
     }
+}
+
+/// Compacts the head when due and, every [`EXPIRY_EVERY`], merges chunks and applies
+/// retention; ends when the store is dropped.
+async fn run_maintenance(engine: std::sync::Weak<SampleEngine>) {
+    let mut last_expiry = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(MAINTENANCE_TICK).await;
+        let Some(engine) = engine.upgrade() else { return };
+        let full = last_expiry.elapsed() >= EXPIRY_EVERY;
+        if !full && !engine.head_due() {
+            continue;
+        }
+        match engine.maintain(now_ms(), false).await {
+            Ok(report) => tracing::debug!(?report, "store maintenance"),
+            Err(error) => tracing::error!(%error, "store maintenance failed; retrying on the next tick"),
+        }
+        if full {
+            last_expiry = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// Ids for `keys`, creating missing series inside the caller's transaction, in order.
+async fn resolve_series(conn: &mut SqliteConnection, tenant: &str, keys: &[SeriesKey]) -> Result<Vec<u32>, StoreError> {
+    let labels: Vec<String> = keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
+    for part in keys.iter().zip(&labels).collect::<Vec<_>>().chunks(ROWS_PER_INSERT / 2) {
+        QueryBuilder::<Sqlite>::new("INSERT INTO series (tenant_id, name, labels) ")
+            .push_values(part, |mut row, (key, labels)| {
+                row.push_bind(tenant).push_bind(&key.name).push_bind(labels.as_str());
+            })
+            .push(" ON CONFLICT DO NOTHING")
+            .build()
+            .execute(&mut *conn)
+            .await?;
+    }
+    let wanted: Vec<(&str, &str)> = keys.iter().zip(&labels).map(|(k, l)| (k.name.as_str(), l.as_str())).collect();
+    let mut ids = vec![0u32; keys.len()];
+    for (part_no, part) in wanted.chunks(5_000).enumerate() {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT j.key, s.id FROM json_each(?) j JOIN series s \
+             ON s.tenant_id = ? AND s.name = j.value ->> 0 AND s.labels = j.value ->> 1",
+        )
+        .bind(serde_json::to_string(part)?)
+        .bind(tenant)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (index, id) in rows {
+            ids[part_no * 5_000 + index as usize] = u32::try_from(id).map_err(|_| StoreError::TooManySeries)?;
+        }
+    }
+    Ok(ids)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
         let now = now_ms();
+        let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
+        let latest_allowed = now.saturating_add(self.engine.options.max_future_ms);
+        if let Some(late) = samples.iter().find(|s| s.timestamp_ms > latest_allowed) {
+            return Err(StoreError::FutureTimestamp {
+                series: batch.stored_series_key(tenant, &late.series).to_string(),
+                timestamp_ms: late.timestamp_ms,
+                limit_ms: self.engine.options.max_future_ms,
+            });
+        }
+        let agent_key = (tenant.to_string(), batch.agent_id.clone());
+        let mut ids: Vec<Option<u32>> = Vec::with_capacity(samples.len());
+        {
+            let mut cache = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+            let known = cache.entry(agent_key.clone()).or_default();
+            if known.host != batch.host || known.labels != batch.agent_labels {
+                *known = AgentSeries { host: batch.host.clone(), labels: batch.agent_labels.clone(), ids: HashMap::new() };
+            }
+            ids.extend(samples.iter().map(|s| known.ids.get(&s.series).copied()));
+        }
+
         let sequence = batch.sequence as i64;
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.engine.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let first_time = sqlx::query(
             "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES (?, ?, ?) \
              ON CONFLICT DO NOTHING",
@@ -156,25 +220,22 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        let all_samples = batch.metric_samples();
-        let keys = all_samples.clone().map(|s| batch.stored_series_key(tenant, &s.series));
-        let (ids, fresh) = self.resolve_series(&mut tx, tenant, keys).await?;
-        let rows: Vec<(i64, i64, Option<f64>)> = all_samples
-            .map(|s| {
-                let id = ids[&batch.stored_series_key(tenant, &s.series)];
-                (id, s.timestamp_ms, (!s.value.is_nan()).then_some(s.value))
+        let missing: Vec<usize> = (0..samples.len()).filter(|i| ids[*i].is_none()).collect();
+        let keys: Vec<SeriesKey> = missing.iter().map(|i| batch.stored_series_key(tenant, &samples[*i].series)).collect();
+        let resolved = resolve_series(&mut tx, tenant, &keys).await?;
+        for (i, id) in missing.iter().zip(&resolved) {
+            ids[*i] = Some(*id);
+        }
+        let wal: Vec<WalSample> = samples
+            .iter()
+            .zip(&ids)
+            .map(|(s, id)| WalSample {
+                series_id: id.expect("every series resolved"),
+                timestamp_ms: s.timestamp_ms,
+                value: s.value,
             })
             .collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ")
-                .push_values(chunk, |mut row, (id, ts, value)| {
-                    row.push_bind(*id).push_bind(*ts).push_bind(*value);
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
-
+        let wal_id = SampleEngine::log(&mut tx, &wal).await?;
         for check in &batch.check_results {
             sqlx::query(
                 "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
@@ -220,7 +281,13 @@ impl Store for SqliteStore {
         }
 
         tx.commit().await?;
-        self.series_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(fresh);
+        self.engine.append(wal_id, &wal);
+        drop(writer);
+        if !missing.is_empty() {
+            let mut cache = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
+            let known = cache.entry(agent_key).or_default();
+            known.ids.extend(missing.iter().zip(resolved).map(|(i, id)| (samples[*i].series.clone(), id)));
+        }
         Ok(WriteOutcome::Committed)
     }
 
@@ -230,7 +297,7 @@ impl Store for SqliteStore {
              FROM agents WHERE tenant_id = ? ORDER BY host, agent_id",
         )
         .bind(tenant)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.engine.reader)
         .await?;
         rows.into_iter()
             .map(|row| {
@@ -257,14 +324,15 @@ impl Store for SqliteStore {
         .bind(key)
         .bind(value)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&self.engine.writer)
         .await?;
         Ok(())
     }
 
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
         let mut summary = ImportSummary::default();
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.engine.writer.acquire().await?;
+        let mut tx = writer.begin().await?;
         let mut assets: BTreeSet<&str> = BTreeSet::new();
         let mut reported: HashSet<(&str, &str)> = HashSet::new();
         for finding in &import.findings {
@@ -361,15 +429,14 @@ impl Store for SqliteStore {
                 summary.samples.push(sample);
             }
         }
-        let (ids, fresh) = self.resolve_series(&mut tx, tenant, keys.into_iter()).await?;
-        for sample in &summary.samples {
-            sqlx::query("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)")
-                .bind(ids[&sample.series])
-                .bind(sample.timestamp_ms)
-                .bind(sample.value)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let ids = resolve_series(&mut tx, tenant, &keys).await?;
+        let wal: Vec<WalSample> = summary
+            .samples
+            .iter()
+            .zip(ids)
+            .map(|(s, series_id)| WalSample { series_id, timestamp_ms: s.timestamp_ms, value: s.value })
+            .collect();
+        let wal_id = SampleEngine::log(&mut tx, &wal).await?;
         for finding in summary.new.iter().chain(&summary.reopened).filter(|f| f.severity == Severity::Critical) {
             let labels = Labels::from([("finding".to_string(), finding.id.clone())]);
             sqlx::query("INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -384,7 +451,8 @@ impl Store for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        self.series_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(fresh);
+        self.engine.append(wal_id, &wal);
+        drop(writer);
         Ok(summary)
     }
 
@@ -397,7 +465,7 @@ impl Store for SqliteStore {
              GROUP BY c.agent_id, c.check_id ORDER BY c.check_id, a.host",
         )
         .bind(tenant)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.engine.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -444,7 +512,7 @@ impl Store for SqliteStore {
         .bind(serde_json::to_string(&severities)?)
         .bind(filter.limit)
         .bind(filter.offset)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.engine.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -460,7 +528,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.engine.writer.begin().await?;
         for chunk in entries.chunks(ROWS_PER_INSERT / 4) {
             QueryBuilder::<Sqlite>::new("INSERT INTO alert_history (tenant_id, rule, ts, record) ")
                 .push_values(chunk, |mut row, entry| {
@@ -488,7 +556,7 @@ impl Store for SqliteStore {
         .bind(rule)
         .bind(rule)
         .bind(limit)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.engine.reader)
         .await?;
         rows.into_iter()
             .map(|row| {
@@ -505,7 +573,7 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("SELECT value FROM component_state WHERE tenant_id = ? AND key = ?")
             .bind(tenant)
             .bind(key)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&self.engine.reader)
             .await?)
     }
 
@@ -517,7 +585,7 @@ impl Store for SqliteStore {
         .bind(tenant)
         .bind(host)
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&self.engine.reader)
         .await?;
         let mut records = rows
             .into_iter()
@@ -544,34 +612,30 @@ impl Store for SqliteStore {
         let candidates = sqlx::query("SELECT id, labels FROM series WHERE tenant_id = ? AND name = ?")
             .bind(tenant)
             .bind(&query.selector.name)
-            .fetch_all(&self.reader)
+            .fetch_all(&self.engine.reader)
             .await?;
-        let mut answer = Vec::new();
+        let mut matched: HashMap<u32, SeriesKey> = HashMap::new();
         for row in candidates {
             let labels: Labels = serde_json::from_str(row.try_get("labels")?)?;
             let series = SeriesKey::new(query.selector.name.clone(), labels);
-            if !query.selector.matches(&series) {
-                continue;
+            if query.selector.matches(&series) {
+                matched.insert(row.try_get::<i64, _>("id")? as u32, series);
             }
-            let raw: Vec<Point> = sqlx::query_as::<_, (i64, Option<f64>)>(
-                "SELECT ts, value FROM samples WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
-            )
-            .bind(row.try_get::<i64, _>("id")?)
-            .bind(query.start_ms)
-            .bind(query.end_ms)
-            .fetch_all(&self.reader)
+        }
+        let ids: Vec<u32> = matched.keys().copied().collect();
+        let mut answer: Vec<SeriesPoints> = self
+            .engine
+            .query(&ids, query, now_ms())
             .await?
             .into_iter()
-            .map(|(timestamp_ms, value)| Point { timestamp_ms, value: value.unwrap_or(f64::NAN) })
+            .filter_map(|(id, points)| Some(SeriesPoints { series: matched.remove(&id)?, points }))
             .collect();
-            if raw.is_empty() {
-                continue;
-            }
-            let points = aggregate(&raw, query.start_ms, query.step_ms, query.aggregation);
-            answer.push(SeriesPoints { series, points });
-        }
         answer.sort_by(|a, b| a.series.cmp(&b.series));
         Ok(answer)
+    }
+
+    async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError> {
+        self.engine.maintain(now_ms, true).await
     }
 }
 
