@@ -144,7 +144,9 @@ impl SampleEngine {
         }
         let mut tx = self.writer.begin().await?;
         let rows: Vec<(i64, i64, Option<f64>)> =
-            sqlx::query_as("SELECT series_id, ts, value FROM legacy_samples ORDER BY rowid").fetch_all(&mut *tx).await?;
+            sqlx::query_as("SELECT series_id, ts, value FROM legacy_samples ORDER BY rowid")
+                .fetch_all(&mut *tx)
+                .await?;
         let samples = rows
             .into_iter()
             .map(|(series_id, timestamp_ms, value)| {
@@ -474,19 +476,21 @@ fn encode_points(series_id: u32, max_wal_id: i64, points: &[(i64, f64)], with_ro
 
 async fn insert_chunks(conn: &mut SqliteConnection, chunks: &[CompactedSeries], level: i64) -> Result<(), StoreError> {
     for part in chunks.chunks(1_000) {
-        QueryBuilder::<Sqlite>::new("INSERT INTO chunks (series_id, min_ts, max_ts, samples, level, max_wal_id, data) ")
-            .push_values(part, |mut row, c| {
-                row.push_bind(i64::from(c.series_id))
-                    .push_bind(c.min_ts)
-                    .push_bind(c.max_ts)
-                    .push_bind(c.samples as i64)
-                    .push_bind(level)
-                    .push_bind(c.max_wal_id)
-                    .push_bind(c.chunk.as_slice());
-            })
-            .build()
-            .execute(&mut *conn)
-            .await?;
+        QueryBuilder::<Sqlite>::new(
+            "INSERT INTO chunks (series_id, min_ts, max_ts, samples, level, max_wal_id, data) ",
+        )
+        .push_values(part, |mut row, c| {
+            row.push_bind(i64::from(c.series_id))
+                .push_bind(c.min_ts)
+                .push_bind(c.max_ts)
+                .push_bind(c.samples as i64)
+                .push_bind(level)
+                .push_bind(c.max_wal_id)
+                .push_bind(c.chunk.as_slice());
+        })
+        .build()
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }

@@ -269,4 +269,8 @@ pub trait Store: Send + Sync {
     /// Compacts everything pending and applies retention as of `now_ms`, now rather than on
     /// the background schedule.
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError>;
+
+    /// Stops background work and closes the connections. What was acknowledged is durable
+    /// whether or not this runs.
+    async fn close(&self);
 }

@@ -184,10 +184,7 @@ pub fn aggregate_summaries(
 ) -> Vec<Point> {
     let mut buckets: std::collections::BTreeMap<i64, Summary> = std::collections::BTreeMap::new();
     for (ts, summary) in summaries {
-        buckets
-            .entry(bucket_of(ts, start_ms, step_ms))
-            .and_modify(|s| s.merge(&summary))
-            .or_insert(summary);
+        buckets.entry(bucket_of(ts, start_ms, step_ms)).and_modify(|s| s.merge(&summary)).or_insert(summary);
     }
     buckets.into_iter().map(|(timestamp_ms, s)| Point { timestamp_ms, value: s.value(aggregation) }).collect()
 }
@@ -262,7 +259,14 @@ mod tests {
         let five_min = summarize(&pairs, 300_000);
         assert_eq!(five_min.len(), 3);
         assert_eq!((five_min[0].1.count, five_min[0].1.min, five_min[0].1.last), (2, 1.0, 1.0));
-        for aggregation in [Aggregation::Avg, Aggregation::Min, Aggregation::Max, Aggregation::Sum, Aggregation::Count, Aggregation::Last] {
+        for aggregation in [
+            Aggregation::Avg,
+            Aggregation::Min,
+            Aggregation::Max,
+            Aggregation::Sum,
+            Aggregation::Count,
+            Aggregation::Last,
+        ] {
             let from_rollups = aggregate_summaries(five_min.iter().copied(), 0, 600_000, aggregation);
             assert_eq!(from_rollups, aggregate(&raw, 0, 600_000, aggregation), "{aggregation}");
         }

@@ -83,18 +83,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Stops the maintenance task and closes every connection (checkpointing the WAL).
-    /// Samples still in the head are safe in their write-ahead records.
-    pub async fn close(&self) {
-        let task = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
-        self.engine.reader.close().await;
-        self.engine.writer.close().await;
-    }
-
     /// Samples waiting in memory for compaction (their batches are durable).
     pub fn head_samples(&self) -> usize {
         self.engine.head_samples()
@@ -172,7 +160,8 @@ impl Store for SqliteStore {
             let mut cache = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
             let known = cache.entry(agent_key.clone()).or_default();
             if known.host != batch.host || known.labels != batch.agent_labels {
-                *known = AgentSeries { host: batch.host.clone(), labels: batch.agent_labels.clone(), ids: HashMap::new() };
+                *known =
+                    AgentSeries { host: batch.host.clone(), labels: batch.agent_labels.clone(), ids: HashMap::new() };
             }
             ids.extend(samples.iter().map(|s| known.ids.get(&s.series).copied()));
         }
@@ -221,7 +210,8 @@ impl Store for SqliteStore {
         .await?;
 
         let missing: Vec<usize> = (0..samples.len()).filter(|i| ids[*i].is_none()).collect();
-        let keys: Vec<SeriesKey> = missing.iter().map(|i| batch.stored_series_key(tenant, &samples[*i].series)).collect();
+        let keys: Vec<SeriesKey> =
+            missing.iter().map(|i| batch.stored_series_key(tenant, &samples[*i].series)).collect();
         let resolved = resolve_series(&mut tx, tenant, &keys).await?;
         for (i, id) in missing.iter().zip(&resolved) {
             ids[*i] = Some(*id);
@@ -636,6 +626,18 @@ impl Store for SqliteStore {
 
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError> {
         self.engine.maintain(now_ms, true).await
+    }
+
+    /// Stops the maintenance task and closes every connection (checkpointing the WAL).
+    /// Samples still in the head are safe in their write-ahead records.
+    async fn close(&self) {
+        let task = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.engine.reader.close().await;
+        self.engine.writer.close().await;
     }
 }
 

@@ -1,0 +1,492 @@
+//! The store test suite, written once and run against every backend (`sqlite_store.rs`,
+//! `postgres_store.rs`): atomic batches, duplicates, range queries and tiers, compaction,
+//! retention, special values, tenants and persistence across reopen.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use secumon_core::{CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity};
+use secumon_store::{
+    Aggregation, AlertHistoryEntry, RangeQuery, SeriesSelector, Store, StoreError, StoreOptions, WriteOutcome,
+};
+
+/// A database that tests can open, close and open again.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// Opens the backend's database with the test options (no background maintenance).
+    async fn open(&self) -> Arc<dyn Store> {
+        self.open_with(test_options()).await
+    }
+    async fn open_with(&self, options: StoreOptions) -> Arc<dyn Store>;
+}
+
+pub fn test_options() -> StoreOptions {
+    StoreOptions { background: false, ..StoreOptions::default() }
+}
+
+/// Declares one `#[tokio::test]` per suite test; `$backend` is an async fn returning
+/// `Option<impl Backend>` (None: the backend is not available here; the test says so).
+#[macro_export]
+macro_rules! store_suite {
+    ($backend:path: $($test:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                match $backend().await {
+                    Some(backend) => suite::$test(&backend).await,
+                    None => eprintln!("SKIPPED {}: backend not available", stringify!($test)),
+                }
+            }
+        )+
+    };
+}
+
+/// An hour-aligned instant a day ago: recent enough for the raw tier.
+fn t0() -> i64 {
+    let now = secumon_core::now_ms();
+    now - now % 3_600_000 - 86_400_000
+}
+
+fn batch(agent: &str, sequence: u64, host: &str, samples: Vec<Sample>) -> IngestBatch {
+    IngestBatch {
+        agent_id: agent.into(),
+        sequence,
+        host: host.into(),
+        agent_labels: Labels::from([("env".to_string(), "test".to_string())]),
+        created_at_ms: t0(),
+        samples,
+        ..Default::default()
+    }
+}
+
+fn load(ts: i64, value: f64) -> Sample {
+    Sample::new("load1", Labels::new(), ts, value)
+}
+
+fn range(name: &str, host: &str, step_ms: i64, aggregation: Aggregation) -> RangeQuery {
+    RangeQuery {
+        selector: SeriesSelector::new(name).with("host", host),
+        start_ms: t0(),
+        end_ms: t0() + 3_600_000,
+        step_ms,
+        aggregation,
+    }
+}
+
+pub async fn stores_queries_and_drops_duplicates(backend: &dyn Backend) {
+    let store = backend.open().await;
+
+    let first = batch("a1", 1, "web-1", vec![load(t0(), 1.0), load(t0() + 1_000, 3.0)]);
+    assert_eq!(store.write_batch("default", &first).await.unwrap(), WriteOutcome::Committed);
+    // The same sequence again, even with other content, is a duplicate and writes nothing.
+    let replay = batch("a1", 1, "web-1", vec![load(t0() + 2_000, 100.0)]);
+    assert_eq!(store.write_batch("default", &replay).await.unwrap(), WriteOutcome::Duplicate);
+    let second = batch("a1", 2, "web-1", vec![load(t0() + 60_000, 5.0)]);
+    assert_eq!(store.write_batch("default", &second).await.unwrap(), WriteOutcome::Committed);
+
+    let answer = store.query_range("default", &range("load1", "web-1", 60_000, Aggregation::Avg)).await.unwrap();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].series.labels["env"], "test");
+    assert_eq!(answer[0].series.labels["tenant"], "default");
+    let points: Vec<(i64, f64)> = answer[0].points.iter().map(|p| (p.timestamp_ms, p.value)).collect();
+    assert_eq!(points, vec![(t0(), 2.0), (t0() + 60_000, 5.0)]);
+
+    let count = store.query_range("default", &range("load1", "web-1", 3_600_000, Aggregation::Count)).await.unwrap();
+    assert_eq!(count[0].points[0].value, 3.0, "the duplicate's sample was not stored");
+
+    let agents = store.list_agents("default").await.unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!((agents[0].host.as_str(), agents[0].last_sequence, agents[0].batches), ("web-1", 2, 2));
+}
+
+pub async fn tenants_do_not_see_each_other(backend: &dyn Backend) {
+    let store = backend.open().await;
+    store.write_batch("acme", &batch("a1", 1, "web-1", vec![load(t0(), 1.0)])).await.unwrap();
+    store.write_batch("globex", &batch("b1", 1, "web-1", vec![load(t0(), 9.0)])).await.unwrap();
+
+    let acme = store.query_range("acme", &range("load1", "web-1", 60_000, Aggregation::Max)).await.unwrap();
+    assert_eq!(acme.len(), 1);
+    assert_eq!(acme[0].points[0].value, 1.0);
+    assert_eq!(store.list_agents("acme").await.unwrap().len(), 1);
+    assert_eq!(store.list_agents("nobody").await.unwrap().len(), 0);
+
+    // An agent cannot move to another tenant by pushing there.
+    let err = store.write_batch("globex", &batch("a1", 2, "web-1", vec![load(t0(), 1.0)])).await.unwrap_err();
+    assert!(matches!(err, StoreError::TenantMismatch { .. }), "{err}");
+    let acme_agent = &store.list_agents("acme").await.unwrap()[0];
+    assert_eq!(acme_agent.batches, 1, "the rejected batch left no trace");
+}
+
+pub async fn large_batches_with_every_part_survive_reopen(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let mut samples = Vec::new();
+    for core in 0..50 {
+        let labels = Labels::from([("core".to_string(), core.to_string())]);
+        for i in 0..200 {
+            samples.push(Sample::new(
+                "cpu_core_usage_ratio",
+                labels.clone(),
+                t0() + i * 1_000,
+                f64::from(core) / 100.0,
+            ));
+        }
+    }
+    samples.push(load(t0(), f64::NAN));
+    let mut big = batch("a1", 1, "db-1", samples);
+    big.check_results.push(CheckResult {
+        check_id: "web".into(),
+        kind: "http".into(),
+        target: "http://127.0.0.1/".into(),
+        status: CheckStatus::Ok,
+        timestamp_ms: t0(),
+        duration_us: 10,
+        details: serde_json::json!({"code": 200}),
+        samples: vec![Sample::new("http_duration_seconds", Labels::new(), t0(), 0.01)],
+    });
+    big.events.push(Event {
+        timestamp_ms: t0(),
+        kind: "k".into(),
+        severity: Severity::Info,
+        labels: Labels::new(),
+        message: "m".into(),
+    });
+    big.logs.push(LogRecord {
+        timestamp_ms: t0(),
+        source: "/var/log/syslog".into(),
+        labels: Labels::new(),
+        line: "l".into(),
+    });
+    store.write_batch("default", &big).await.unwrap();
+    store.close().await;
+
+    let store = backend.open().await;
+    let mut query = range("cpu_core_usage_ratio", "db-1", 3_600_000, Aggregation::Count);
+    let all = store.query_range("default", &query).await.unwrap();
+    assert_eq!(all.len(), 50);
+    assert!(all.iter().all(|s| s.points[0].value == 200.0));
+    query.selector = query.selector.with("core", "7");
+    query.aggregation = Aggregation::Avg;
+    let one = store.query_range("default", &query).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert!((one[0].points[0].value - 0.07).abs() < 1e-12);
+
+    let nan = store.query_range("default", &range("load1", "db-1", 1_000, Aggregation::Last)).await.unwrap();
+    assert!(nan[0].points[0].value.is_nan(), "NaN is stored as such, not lost");
+    let http =
+        store.query_range("default", &range("http_duration_seconds", "db-1", 1_000, Aggregation::Last)).await.unwrap();
+    assert_eq!(http[0].points[0].value, 0.01);
+    // The duplicate filter survives the reopen.
+    assert_eq!(store.write_batch("default", &big).await.unwrap(), WriteOutcome::Duplicate);
+}
+
+pub async fn state_documents_survive_reopen_per_tenant(backend: &dyn Backend) {
+    let store = backend.open().await;
+    assert_eq!(store.get_state("acme", "alerts").await.unwrap(), None);
+    store.put_state("acme", "alerts", "{\"v\":1}").await.unwrap();
+    store.put_state("acme", "alerts", "{\"v\":2}").await.unwrap();
+    store.close().await;
+    let store = backend.open().await;
+    assert_eq!(store.get_state("acme", "alerts").await.unwrap().as_deref(), Some("{\"v\":2}"));
+    assert_eq!(store.get_state("globex", "alerts").await.unwrap(), None);
+}
+
+pub async fn alert_history_is_kept_per_tenant_and_rule_newest_first(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let entry =
+        |rule: &str, at_ms| AlertHistoryEntry { rule: rule.into(), at_ms, record: format!("{{\"at\":{at_ms}}}") };
+    let entries: Vec<AlertHistoryEntry> = (0..500).map(|i| entry(if i % 2 == 0 { "Hot" } else { "Cold" }, i)).collect();
+    store.append_alert_history("acme", &entries).await.unwrap();
+    store.append_alert_history("globex", &[entry("Hot", 1_000)]).await.unwrap();
+    store.close().await;
+
+    let store = backend.open().await;
+    let hot = store.alert_history("acme", Some("Hot"), 3).await.unwrap();
+    assert_eq!(hot.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![498, 496, 494]);
+    assert_eq!(hot[0].record, "{\"at\":498}");
+    assert_eq!(store.alert_history("acme", None, 1000).await.unwrap().len(), 500);
+    assert_eq!(store.alert_history("globex", None, 10).await.unwrap(), vec![entry("Hot", 1_000)]);
+    assert!(store.alert_history("acme", Some("Nope"), 10).await.unwrap().is_empty());
+}
+
+pub async fn rejects_nonsense_queries(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let mut q = range("load1", "h", 0, Aggregation::Avg);
+    assert!(matches!(store.query_range("default", &q).await, Err(StoreError::InvalidQuery(_))));
+    q.step_ms = 1000;
+    q.end_ms = q.start_ms - 1;
+    assert!(matches!(store.query_range("default", &q).await, Err(StoreError::InvalidQuery(_))));
+}
+
+fn vuln(id: &str, asset: &str, severity: Severity) -> secumon_core::Finding {
+    secumon_core::Finding {
+        id: id.into(),
+        severity,
+        asset: asset.into(),
+        title: format!("{id} title"),
+        description: String::new(),
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+        status: secumon_core::FindingStatus::Open,
+    }
+}
+
+pub async fn findings_open_fix_reopen_with_samples_and_events(backend: &dyn Backend) {
+    use secumon_core::FindingStatus;
+    use secumon_store::{FindingFilter, FindingsImport};
+    let store = backend.open().await;
+    let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
+
+    let first = import(
+        vec![
+            vuln("CVE-1", "web", Severity::Critical),
+            vuln("CVE-2", "web", Severity::Medium),
+            vuln("CVE-2", "web", Severity::Medium),
+            vuln("CVE-3", "db", Severity::High),
+        ],
+        t0(),
+    );
+    let summary = store.import_findings("acme", &first).await.unwrap();
+    assert_eq!((summary.new.len(), summary.fixed.len(), summary.unchanged), (3, 0, 0), "duplicates count once");
+    let open = |summary: &secumon_store::ImportSummary, host: &str, severity: &str| {
+        summary
+            .samples
+            .iter()
+            .find(|s| s.series.labels["host"] == host && s.series.labels["severity"] == severity)
+            .unwrap()
+            .value
+    };
+    assert_eq!(open(&summary, "web", "critical"), 1.0);
+    assert_eq!(open(&summary, "web", "low"), 0.0, "every severity is written");
+
+    // A later full scan of web no longer reports CVE-1: fixed. db is not in it: untouched.
+    let summary = store
+        .import_findings("acme", &import(vec![vuln("CVE-2", "web", Severity::Medium)], t0() + 1_000))
+        .await
+        .unwrap();
+    assert_eq!(summary.fixed.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), vec!["CVE-1"]);
+    assert_eq!(summary.unchanged, 1);
+    assert_eq!(open(&summary, "web", "critical"), 0.0);
+    // It comes back: reopened, first seen kept.
+    let summary = store
+        .import_findings("acme", &import(vec![vuln("CVE-1", "web", Severity::Critical)], t0() + 2_000))
+        .await
+        .unwrap();
+    assert_eq!(summary.reopened.len(), 1);
+    assert_eq!(summary.reopened[0].first_seen_ms, t0());
+
+    let all = |filter: FindingFilter| {
+        let store = &store;
+        async move { store.list_findings("acme", &FindingFilter { limit: 100, ..filter }).await.unwrap() }
+    };
+    let listed = all(FindingFilter::default()).await;
+    assert_eq!(
+        listed.iter().map(|f| (f.id.as_str(), f.status)).collect::<Vec<_>>(),
+        vec![("CVE-1", FindingStatus::Open), ("CVE-3", FindingStatus::Open), ("CVE-2", FindingStatus::Fixed),]
+    );
+    assert_eq!(all(FindingFilter { severity: Some(Severity::High), ..Default::default() }).await.len(), 2);
+    assert_eq!(all(FindingFilter { asset: Some("db".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(all(FindingFilter { status: Some(FindingStatus::Fixed), ..Default::default() }).await.len(), 1);
+    assert!(
+        store.list_findings("globex", &FindingFilter { limit: 100, ..Default::default() }).await.unwrap().is_empty()
+    );
+
+    // The samples are series like any other.
+    let query = RangeQuery {
+        selector: SeriesSelector::new("findings_open").with("host", "web").with("severity", "critical"),
+        start_ms: t0(),
+        end_ms: t0() + 10_000,
+        step_ms: 1,
+        aggregation: Aggregation::Last,
+    };
+    let points: Vec<f64> = store.query_range("acme", &query).await.unwrap()[0].points.iter().map(|p| p.value).collect();
+    assert_eq!(points, vec![1.0, 0.0, 1.0]);
+}
+
+const MINUTE: i64 = 60_000;
+
+fn gauge(name: &str, labels: &[(&str, &str)], ts: i64, value: f64) -> Sample {
+    Sample::new(name, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ts, value)
+}
+
+async fn raw_points(store: &dyn Store, name: &str, host: &str, start_ms: i64, end_ms: i64) -> Vec<(i64, f64)> {
+    let query = RangeQuery {
+        selector: SeriesSelector::new(name).with("host", host),
+        start_ms,
+        end_ms,
+        step_ms: 1,
+        aggregation: Aggregation::Last,
+    };
+    let answer = store.query_range("default", &query).await.unwrap();
+    answer.first().map(|s| s.points.iter().map(|p| (p.timestamp_ms, p.value)).collect()).unwrap_or_default()
+}
+
+fn same_bits(a: &[(i64, f64)], b: &[(i64, f64)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
+}
+
+pub async fn compaction_keeps_every_sample_and_queries_merge_chunks_and_head(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let t0 = t0();
+    let mut expected = Vec::new();
+    for seq in 0..30u64 {
+        let samples: Vec<Sample> = (0..10)
+            .map(|i| {
+                let ts = t0 + (seq as i64 * 10 + i) * 10_000;
+                gauge("mem_used_bytes", &[], ts, (ts % 977) as f64 * 1.5)
+            })
+            .collect();
+        expected.extend(samples.iter().map(|s| (s.timestamp_ms, s.value)));
+        store.write_batch("default", &batch("a1", seq + 1, "web-1", samples)).await.unwrap();
+        if seq % 10 == 9 {
+            store.maintain(secumon_core::now_ms()).await.unwrap();
+        }
+    }
+    // Out of order (an old gap filled late) and a duplicate timestamp whose later write wins.
+    let late = vec![gauge("mem_used_bytes", &[], t0 - 5_000, 7.0), gauge("mem_used_bytes", &[], t0, 42.0)];
+    store.write_batch("default", &batch("a1", 100, "web-1", late)).await.unwrap();
+    expected.insert(0, (t0 - 5_000, 7.0));
+    expected[1] = (t0, 42.0);
+    let end = t0 + 3_600_000;
+    assert_eq!(raw_points(&*store, "mem_used_bytes", "web-1", t0 - MINUTE, end).await, expected, "head + chunks");
+    store.maintain(secumon_core::now_ms()).await.unwrap();
+    assert_eq!(raw_points(&*store, "mem_used_bytes", "web-1", t0 - MINUTE, end).await, expected, "all compacted");
+    store.close().await;
+    let store = backend.open().await;
+    assert_eq!(raw_points(&*store, "mem_used_bytes", "web-1", t0 - MINUTE, end).await, expected, "after reopen");
+    // Aggregations over the compacted data agree with the raw values.
+    let query = RangeQuery {
+        selector: SeriesSelector::new("mem_used_bytes"),
+        start_ms: t0 - MINUTE,
+        end_ms: end,
+        step_ms: 3_600_000 + MINUTE,
+        aggregation: Aggregation::Sum,
+    };
+    let sum = store.query_range("default", &query).await.unwrap()[0].points[0].value;
+    assert_eq!(sum, expected.iter().map(|p| p.1).sum::<f64>());
+    let p95 = store.query_range("default", &RangeQuery { aggregation: Aggregation::P95, ..query }).await.unwrap();
+    let mut sorted: Vec<f64> = expected.iter().map(|p| p.1).collect();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(p95[0].points[0].value, sorted[(sorted.len() as f64 * 0.95).ceil() as usize - 1]);
+}
+
+pub async fn special_values_come_back_bit_for_bit(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let t0 = t0();
+    let values = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, f64::MIN_POSITIVE, f64::MAX, 1e-300];
+    let samples: Vec<Sample> =
+        values.iter().enumerate().map(|(i, v)| gauge("odd", &[], t0 + i as i64 * 1_000, *v)).collect();
+    let expected: Vec<(i64, f64)> = samples.iter().map(|s| (s.timestamp_ms, s.value)).collect();
+    store.write_batch("default", &batch("a1", 1, "h", samples)).await.unwrap();
+    let before = raw_points(&*store, "odd", "h", t0, t0 + MINUTE).await;
+    assert!(same_bits(&before, &expected), "{before:?}");
+    store.maintain(secumon_core::now_ms()).await.unwrap();
+    let after = raw_points(&*store, "odd", "h", t0, t0 + MINUTE).await;
+    assert!(same_bits(&after, &expected), "{after:?}");
+}
+
+pub async fn far_future_samples_are_refused_naming_the_series(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let now = secumon_core::now_ms();
+    let samples =
+        vec![gauge("ok_series", &[], now, 1.0), gauge("clock_skewed", &[("disk", "sda")], now + 86_400_000, 1.0)];
+    let err = store.write_batch("default", &batch("a1", 1, "h", samples)).await.unwrap_err();
+    assert!(matches!(err, StoreError::FutureTimestamp { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("clock_skewed") && message.contains("sda"), "{message}");
+    assert!(raw_points(&*store, "ok_series", "h", now - MINUTE, now + MINUTE).await.is_empty(), "nothing stored");
+    assert!(store.list_agents("default").await.unwrap().is_empty());
+}
+
+pub async fn many_labels_and_any_utf8_are_kept(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let t0 = t0();
+    let mut labels: Vec<(String, String)> = (0..60).map(|i| (format!("label_{i:02}"), format!("value {i}"))).collect();
+    labels.push(("path".into(), "C:\\Program Files\\\"x\" ✓ 日本語 🚀 \u{0}\n".into()));
+    let sample = Sample::new("weird", labels.iter().cloned().collect(), t0, 3.0);
+    store.write_batch("default", &batch("a1", 1, "h", vec![sample])).await.unwrap();
+    store.maintain(secumon_core::now_ms()).await.unwrap();
+    let query = RangeQuery {
+        selector: SeriesSelector::new("weird").with("path", labels[60].1.clone()).with("label_42", "value 42"),
+        start_ms: t0,
+        end_ms: t0 + 1,
+        step_ms: 1,
+        aggregation: Aggregation::Last,
+    };
+    let answer = store.query_range("default", &query).await.unwrap();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].series.labels["path"], labels[60].1);
+    assert_eq!(answer[0].series.labels.len(), 61 + 3, "own labels plus env, host and tenant");
+}
+
+pub async fn old_ranges_are_answered_from_rollups_after_raw_expires(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let now = secumon_core::now_ms();
+    let hour = 3_600_000;
+    // Two hours of 10 s data 40 days ago (past raw retention, within the 5 min tier) and
+    // 200 days ago (only the 1 h tier keeps it).
+    for (seq, days) in [(1u64, 40), (2, 200)] {
+        let start = now - now % hour - days * 86_400_000;
+        let samples: Vec<Sample> = (0..720).map(|i| gauge("cpu", &[], start + i * 10_000, (i % 30) as f64)).collect();
+        store.write_batch("default", &batch("a1", seq, "h", samples)).await.unwrap();
+    }
+    let report = store.maintain(now).await.unwrap();
+    assert!(report.expired_rows > 0, "{report:?}");
+    for (days, step, aggregation, expected) in [
+        (40, 300_000, Aggregation::Count, 30.0),
+        (40, 300_000, Aggregation::Max, 29.0),
+        (40, 300_000, Aggregation::Min, 0.0),
+        (40, hour, Aggregation::Avg, 14.5),
+        (40, hour, Aggregation::Last, 29.0),
+        (200, hour, Aggregation::Sum, 12.0 * 435.0),
+        (200, hour, Aggregation::Count, 360.0),
+    ] {
+        let start = now - now % hour - days * 86_400_000;
+        let query = RangeQuery {
+            selector: SeriesSelector::new("cpu"),
+            start_ms: start,
+            end_ms: start + 2 * hour - 1,
+            step_ms: step,
+            aggregation,
+        };
+        let answer = store.query_range("default", &query).await.unwrap();
+        assert_eq!(answer.len(), 1, "{days} days {aggregation}");
+        assert_eq!(answer[0].points.len() as i64, 2 * hour / step, "{days} days {aggregation}");
+        assert!(
+            answer[0].points.iter().all(|p| p.value == expected),
+            "{days} days {aggregation}: {:?}",
+            answer[0].points
+        );
+    }
+    // p95 needs raw data, which retention removed.
+    let start = now - now % hour - 40 * 86_400_000;
+    let p95 = RangeQuery {
+        selector: SeriesSelector::new("cpu"),
+        start_ms: start,
+        end_ms: start + hour,
+        step_ms: hour,
+        aggregation: Aggregation::P95,
+    };
+    assert!(store.query_range("default", &p95).await.unwrap().is_empty());
+}
+
+pub async fn retention_expires_logs_events_and_history(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let now = secumon_core::now_ms();
+    let day = 86_400_000;
+    let mut b = batch("a1", 1, "h", Vec::new());
+    for (age_days, line) in [(40, "old"), (1, "new")] {
+        b.logs.push(LogRecord {
+            timestamp_ms: now - age_days * day,
+            source: "syslog".into(),
+            labels: Labels::new(),
+            line: line.into(),
+        });
+    }
+    store.write_batch("default", &b).await.unwrap();
+    let history = |at_ms| AlertHistoryEntry { rule: "r".into(), at_ms, record: "{}".into() };
+    store.append_alert_history("default", &[history(now - 400 * day), history(now - day)]).await.unwrap();
+    store.maintain(now).await.unwrap();
+    let logs = store.recent_logs("default", "h", 10).await.unwrap();
+    assert_eq!(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), vec!["new"]);
+    assert_eq!(store.alert_history("default", None, 10).await.unwrap(), vec![history(now - day)]);
+}
