@@ -19,6 +19,7 @@
 mod chunked;
 mod codec;
 mod head;
+mod ingest;
 mod query;
 mod sqlite;
 

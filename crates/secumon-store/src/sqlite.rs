@@ -17,6 +17,7 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
+use crate::ingest::{SeriesCache, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
 use crate::{
     AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, MaintenanceReport,
@@ -30,18 +31,9 @@ const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
 /// How often retention and chunk merging run in the background.
 const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 
-/// Series ids of one agent's series as it names them, valid while its host and labels stay.
-#[derive(Default)]
-struct AgentSeries {
-    host: String,
-    labels: Labels,
-    ids: HashMap<SeriesKey, u32>,
-}
-
 pub struct SqliteStore {
     engine: Arc<SampleEngine>,
-    /// By (tenant, agent id), so steady-state batches skip every lookup.
-    series_ids: Mutex<HashMap<(String, String), AgentSeries>>,
+    series_ids: SeriesCache<u32>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -75,7 +67,7 @@ impl SqliteStore {
         let background = options.background;
         let engine = Arc::new(SampleEngine::new(writer, reader, options));
         engine.recover().await?;
-        let store = Self { engine, series_ids: Mutex::new(HashMap::new()), background: Mutex::new(None) };
+        let store = Self { engine, series_ids: SeriesCache::default(), background: Mutex::new(None) };
         if background {
             let task = tokio::spawn(run_maintenance(Arc::downgrade(&store.engine)));
             *store.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -146,25 +138,8 @@ impl Store for SqliteStore {
     async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
         let now = now_ms();
         let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
-        let latest_allowed = now.saturating_add(self.engine.options.max_future_ms);
-        if let Some(late) = samples.iter().find(|s| s.timestamp_ms > latest_allowed) {
-            return Err(StoreError::FutureTimestamp {
-                series: batch.stored_series_key(tenant, &late.series).to_string(),
-                timestamp_ms: late.timestamp_ms,
-                limit_ms: self.engine.options.max_future_ms,
-            });
-        }
-        let agent_key = (tenant.to_string(), batch.agent_id.clone());
-        let mut ids: Vec<Option<u32>> = Vec::with_capacity(samples.len());
-        {
-            let mut cache = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-            let known = cache.entry(agent_key.clone()).or_default();
-            if known.host != batch.host || known.labels != batch.agent_labels {
-                *known =
-                    AgentSeries { host: batch.host.clone(), labels: batch.agent_labels.clone(), ids: HashMap::new() };
-            }
-            ids.extend(samples.iter().map(|s| known.ids.get(&s.series).copied()));
-        }
+        refuse_future_samples(tenant, batch, &samples, now, self.engine.options.max_future_ms)?;
+        let mut ids = self.series_ids.lookup(tenant, batch, &samples);
 
         let sequence = batch.sequence as i64;
         let mut writer = self.engine.writer.acquire().await?;
@@ -273,11 +248,11 @@ impl Store for SqliteStore {
         tx.commit().await?;
         self.engine.append(wal_id, &wal);
         drop(writer);
-        if !missing.is_empty() {
-            let mut cache = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-            let known = cache.entry(agent_key).or_default();
-            known.ids.extend(missing.iter().zip(resolved).map(|(i, id)| (samples[*i].series.clone(), id)));
-        }
+        self.series_ids.remember(
+            tenant,
+            batch,
+            missing.iter().zip(resolved).map(|(i, id)| (samples[*i].series.clone(), id)),
+        );
         Ok(WriteOutcome::Committed)
     }
 
