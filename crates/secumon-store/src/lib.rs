@@ -20,6 +20,7 @@ mod chunked;
 mod codec;
 mod head;
 mod ingest;
+mod postgres;
 mod query;
 mod sqlite;
 
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PgStore;
 pub use query::{
     Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, Summary, aggregate, aggregate_summaries, summarize,
 };

@@ -141,11 +141,12 @@ CREATE INDEX findings_by_status ON findings (tenant_id, status, severity);
 DO $$
 BEGIN
     CREATE ROLE secumon_tenant NOLOGIN;
-EXCEPTION WHEN duplicate_object THEN NULL;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 DO $$
 DECLARE t TEXT;
 BEGIN
+    EXECUTE format('GRANT secumon_tenant TO %I', current_user);
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO secumon_tenant', current_schema());
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO secumon_tenant', current_schema());
     EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO secumon_tenant', current_schema());

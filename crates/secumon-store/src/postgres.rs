@@ -1,0 +1,867 @@
+//! The PostgreSQL backend, for production: the same [`Store`] as the embedded one.
+//!
+//! Samples are rows of a table range-partitioned by day (partitions are made as data
+//! arrives and dropped whole when raw retention passes), written with `UNNEST` arrays, one
+//! statement per batch. The rollup job folds rows written since its last run into the
+//! 5-minute and 1-hour tiers. Request paths run as the `secumon_tenant` role with the
+//! caller's tenant set, so row-level security stands behind every tenant filter.
+//! TimescaleDB is not used: this backend needs only stock PostgreSQL (≥ 13).
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secumon_core::{
+    CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
+
+use crate::head::sort_last_write_wins;
+use crate::ingest::{SeriesCache, refuse_future_samples};
+use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
+use crate::{
+    AgentRecord, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
+    MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, Tier, WriteOutcome,
+};
+
+const DAY_MS: i64 = 86_400_000;
+/// How often the background task rolls up and applies retention.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+pub struct PgStore {
+    pool: PgPool,
+    options: StoreOptions,
+    series_ids: SeriesCache<i64>,
+    /// Days whose sample partition is known to exist.
+    partitions: Mutex<HashSet<i64>>,
+    /// Write sequence numbers of batches not yet committed: the rollup job stops below them.
+    in_flight: Mutex<BTreeSet<i64>>,
+    background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Removes a batch's write sequence from the in-flight set however the batch ends.
+struct InFlight<'a>(&'a Mutex<BTreeSet<i64>>, i64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`) with default options.
+    pub async fn connect(url: &str) -> Result<std::sync::Arc<Self>, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open { path: redact(url), reason: e.to_string() })?;
+        Self::connect_with(connect, StoreOptions::default()).await
+    }
+
+    /// Connects, applies migrations and, if `options.background`, starts the rollup and
+    /// retention job.
+    pub async fn connect_with(
+        connect: PgConnectOptions,
+        options: StoreOptions,
+    ) -> Result<std::sync::Arc<Self>, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::Open { path: "postgres".into(), reason: e.to_string() })?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let background = options.background;
+        let store = std::sync::Arc::new(Self {
+            pool,
+            options,
+            series_ids: SeriesCache::default(),
+            partitions: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(BTreeSet::new()),
+            background: Mutex::new(None),
+        });
+        if background {
+            let weak = std::sync::Arc::downgrade(&store);
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(MAINTENANCE_EVERY).await;
+                    let Some(store) = weak.upgrade() else { return };
+                    if let Err(error) = store.maintain(now_ms()).await {
+                        tracing::error!(%error, "postgres store maintenance failed; retrying later");
+                    }
+                }
+            });
+            *store.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
+        Ok(store)
+    }
+
+    /// A transaction scoped to `tenant`: row-level security applies from here on.
+    async fn tenant_tx(&self, tenant: &str) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        enter_tenant(&mut tx, tenant).await?;
+        Ok(tx)
+    }
+
+    /// Creates the day partitions that `timestamps` fall in, outside any batch transaction.
+    async fn ensure_partitions(&self, timestamps: impl Iterator<Item = i64>) -> Result<(), StoreError> {
+        let days: BTreeSet<i64> = timestamps.map(|ts| ts.div_euclid(DAY_MS)).collect();
+        let missing: Vec<i64> = {
+            let known = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+            days.into_iter().filter(|d| !known.contains(d)).collect()
+        };
+        for day in missing {
+            let create = format!(
+                "CREATE TABLE IF NOT EXISTS \"samples_d{day}\" PARTITION OF samples FOR VALUES FROM ({}) TO ({})",
+                day * DAY_MS,
+                (day + 1) * DAY_MS
+            );
+            if let Err(error) = sqlx::query(&create).execute(&self.pool).await {
+                // Another writer creating the same partition at the same moment is fine.
+                let racing = error
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|code| code == "42P07" || code == "23505");
+                if !racing {
+                    return Err(error.into());
+                }
+            }
+            self.partitions.lock().unwrap_or_else(|p| p.into_inner()).insert(day);
+        }
+        Ok(())
+    }
+
+    /// Inserts samples in the caller's transaction under a fresh write sequence.
+    async fn insert_samples(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[i64],
+        samples: &[Cow<'_, Sample>],
+    ) -> Result<Option<InFlight<'_>>, StoreError> {
+        if samples.is_empty() {
+            return Ok(None);
+        }
+        let write_seq: i64 = sqlx::query_scalar("SELECT nextval('sample_writes')").fetch_one(&mut *conn).await?;
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(write_seq);
+        let guard = InFlight(&self.in_flight, write_seq);
+        let timestamps: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+        sqlx::query(
+            "INSERT INTO samples (series_id, ts, value, write_seq) \
+             SELECT s, t, v, $4 FROM UNNEST($1::int8[], $2::int8[], $3::float8[]) AS u(s, t, v)",
+        )
+        .bind(ids)
+        .bind(&timestamps)
+        .bind(&values)
+        .bind(write_seq)
+        .execute(&mut *conn)
+        .await?;
+        Ok(Some(guard))
+    }
+
+    /// Folds samples written since the last run into the rollup tiers; returns how many.
+    async fn roll_up(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done: i64 = sqlx::query_scalar("SELECT rolled_up FROM rollup_state WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let allocated: i64 = sqlx::query_scalar("SELECT last_value FROM sample_writes").fetch_one(&mut *tx).await?;
+        let first_in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).first().copied();
+        let upto = first_in_flight.map_or(allocated, |seq| seq - 1);
+        if upto <= done {
+            return Ok(0);
+        }
+        let samples: i64 = sqlx::query_scalar("SELECT count(*) FROM samples WHERE write_seq > $1 AND write_seq <= $2")
+            .bind(done)
+            .bind(upto)
+            .fetch_one(&mut *tx)
+            .await?;
+        for (table, resolution) in [("rollup_5m", FIVE_MINUTES_MS), ("rollup_1h", ONE_HOUR_MS)] {
+            sqlx::query(&format!(
+                "INSERT INTO {table} AS r (series_id, bucket, min, max, sum, count, last_ts, last) \
+                 SELECT series_id, ts - ((ts % $3) + $3) % $3, \
+                   min(value) FILTER (WHERE value <> 'NaN'), max(value) FILTER (WHERE value <> 'NaN'), \
+                   coalesce(sum(value) FILTER (WHERE value <> 'NaN'), 0), count(*) FILTER (WHERE value <> 'NaN'), \
+                   max(ts), (array_agg(value ORDER BY ts DESC, write_seq DESC))[1] \
+                 FROM samples WHERE write_seq > $1 AND write_seq <= $2 GROUP BY 1, 2 \
+                 ON CONFLICT (series_id, bucket) DO UPDATE SET \
+                   min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max), \
+                   sum = r.sum + excluded.sum, count = r.count + excluded.count, \
+                   last = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last ELSE r.last END, \
+                   last_ts = GREATEST(r.last_ts, excluded.last_ts)"
+            ))
+            .bind(done)
+            .bind(upto)
+            .bind(resolution)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE rollup_state SET rolled_up = $1 WHERE id = 1").bind(upto).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(samples as u64)
+    }
+
+    /// Drops sample partitions past raw retention and deletes expired rows elsewhere.
+    async fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let r = &self.options.retention;
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = 'samples' AND p.relnamespace = current_schema()::regnamespace",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = 0;
+        for name in partitions {
+            let Some(day) = name.strip_prefix("samples_d").and_then(|d| d.parse::<i64>().ok()) else { continue };
+            if (day + 1) * DAY_MS <= now_ms - r.raw_ms {
+                expired += sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{name}\""))
+                    .fetch_one(&self.pool)
+                    .await? as u64;
+                sqlx::query(&format!("DROP TABLE \"{name}\"")).execute(&self.pool).await?;
+                self.partitions.lock().unwrap_or_else(|p| p.into_inner()).remove(&day);
+            }
+        }
+        for (delete, keep_ms) in [
+            ("DELETE FROM rollup_5m WHERE bucket < $1", r.rollup_5m_ms),
+            ("DELETE FROM rollup_1h WHERE bucket < $1", r.rollup_1h_ms),
+            ("DELETE FROM check_results WHERE ts < $1", r.raw_ms),
+            ("DELETE FROM logs WHERE ts < $1", r.logs_ms),
+            ("DELETE FROM events WHERE ts < $1", r.events_ms),
+            ("DELETE FROM alert_history WHERE ts < $1", r.alerts_ms),
+            ("DELETE FROM ingested_batches WHERE committed_at_ms < $1", r.raw_ms),
+        ] {
+            expired +=
+                sqlx::query(delete).bind(now_ms.saturating_sub(keep_ms)).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(expired)
+    }
+
+    /// Ids for `keys`, creating missing series inside the caller's transaction, in order.
+    async fn resolve_series(conn: &mut PgConnection, tenant: &str, keys: &[SeriesKey]) -> Result<Vec<i64>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+        let labels: Vec<String> = keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
+        // Sorted inserts: concurrent batches creating the same series cannot deadlock.
+        sqlx::query(
+            "INSERT INTO series (tenant_id, name, labels) \
+             SELECT $1, n, l FROM UNNEST($2::text[], $3::text[]) AS u(n, l) ORDER BY n, l ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&names)
+        .bind(&labels)
+        .execute(&mut *conn)
+        .await?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT u.i, s.id FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS u(n, l, i) \
+             JOIN series s ON s.tenant_id = $1 AND s.name = u.n AND s.labels = u.l",
+        )
+        .bind(tenant)
+        .bind(&names)
+        .bind(&labels)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut ids = vec![0; keys.len()];
+        for (ordinal, id) in rows {
+            ids[ordinal as usize - 1] = id;
+        }
+        Ok(ids)
+    }
+}
+
+/// Switches the transaction to the tenant role with `tenant` set, for row-level security.
+async fn enter_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('secumon.tenant', $1, true)").bind(tenant).execute(&mut *conn).await?;
+    sqlx::query("SET LOCAL ROLE secumon_tenant").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) {
+        if let Some((user, _)) = url[scheme_end + 3..at].split_once(':') {
+            return format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]);
+        }
+    }
+    url.to_string()
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+        let now = now_ms();
+        let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
+        refuse_future_samples(tenant, batch, &samples, now, self.options.max_future_ms)?;
+        let mut ids = self.series_ids.lookup(tenant, batch, &samples);
+        self.ensure_partitions(samples.iter().map(|s| s.timestamp_ms)).await?;
+
+        let sequence = batch.sequence as i64;
+        let mut tx = self.pool.begin().await?;
+        let first_time = sqlx::query(
+            "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&batch.agent_id)
+        .bind(sequence)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !first_time {
+            tx.rollback().await?;
+            return Ok(WriteOutcome::Duplicate);
+        }
+        // The owner check must see every tenant's agents: it runs before the tenant role.
+        let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = $1")
+            .bind(&batch.agent_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if owner.as_deref().is_some_and(|owner| owner != tenant) {
+            return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
+        }
+        enter_tenant(&mut tx, tenant).await?;
+        sqlx::query(
+            "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, 1) \
+             ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
+             last_seen_ms = GREATEST(agents.last_seen_ms, excluded.last_seen_ms), \
+             last_sequence = GREATEST(agents.last_sequence, excluded.last_sequence), batches = agents.batches + 1",
+        )
+        .bind(&batch.agent_id)
+        .bind(tenant)
+        .bind(&batch.host)
+        .bind(serde_json::to_string(&batch.agent_labels)?)
+        .bind(now)
+        .bind(sequence)
+        .execute(&mut *tx)
+        .await?;
+
+        let missing: Vec<usize> = (0..samples.len()).filter(|i| ids[*i].is_none()).collect();
+        let keys: Vec<SeriesKey> =
+            missing.iter().map(|i| batch.stored_series_key(tenant, &samples[*i].series)).collect();
+        let resolved = Self::resolve_series(&mut tx, tenant, &keys).await?;
+        for (i, id) in missing.iter().zip(&resolved) {
+            ids[*i] = Some(*id);
+        }
+        let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();
+        let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
+
+        for check in &batch.check_results {
+            sqlx::query(
+                "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(tenant)
+            .bind(&batch.agent_id)
+            .bind(&check.check_id)
+            .bind(&check.kind)
+            .bind(&check.target)
+            .bind(check.status.as_str())
+            .bind(check.timestamp_ms)
+            .bind(check.duration_us as i64)
+            .bind(check.details.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for event in &batch.events {
+            insert_event(
+                &mut tx,
+                tenant,
+                &batch.host,
+                event.timestamp_ms,
+                &event.kind,
+                event.severity,
+                &event.labels,
+                &event.message,
+            )
+            .await?;
+        }
+        if !batch.logs.is_empty() {
+            let timestamps: Vec<i64> = batch.logs.iter().map(|l| l.timestamp_ms).collect();
+            let sources: Vec<&str> = batch.logs.iter().map(|l| l.source.as_str()).collect();
+            let labels: Vec<String> =
+                batch.logs.iter().map(|l| serde_json::to_string(&l.labels)).collect::<Result<_, _>>()?;
+            let lines: Vec<&str> = batch.logs.iter().map(|l| l.line.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO logs (tenant_id, host, ts, source, labels, line) \
+                 SELECT $1, $2, t, s, l, x FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[]) AS u(t, s, l, x)",
+            )
+            .bind(tenant)
+            .bind(&batch.host)
+            .bind(&timestamps)
+            .bind(&sources)
+            .bind(&labels)
+            .bind(&lines)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        drop(in_flight);
+        self.series_ids.remember(
+            tenant,
+            batch,
+            missing.iter().zip(resolved).map(|(i, id)| (samples[*i].series.clone(), id)),
+        );
+        Ok(WriteOutcome::Committed)
+    }
+
+    async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches \
+             FROM agents WHERE tenant_id = $1 ORDER BY host, agent_id",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(AgentRecord {
+                    agent_id: row.try_get("agent_id")?,
+                    tenant: row.try_get("tenant_id")?,
+                    host: row.try_get("host")?,
+                    labels: serde_json::from_str(row.try_get("labels")?)?,
+                    first_seen_ms: row.try_get("first_seen_ms")?,
+                    last_seen_ms: row.try_get("last_seen_ms")?,
+                    last_sequence: row.try_get::<i64, _>("last_sequence")? as u64,
+                    batches: row.try_get::<i64, _>("batches")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT ts, source, labels, line FROM logs WHERE tenant_id = $1 AND host = $2 \
+             ORDER BY ts DESC, id DESC LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(host)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut records = rows
+            .into_iter()
+            .map(|(timestamp_ms, source, labels, line)| {
+                Ok(LogRecord { timestamp_ms, source, labels: serde_json::from_str(&labels)?, line })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        records.reverse();
+        Ok(records)
+    }
+
+    async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO component_state (tenant_id, key, value, updated_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let value = sqlx::query_scalar("SELECT value FROM component_state WHERE tenant_id = $1 AND key = $2")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
+        self.ensure_partitions(std::iter::once(import.at_ms)).await?;
+        let mut summary = ImportSummary::default();
+        let mut tx = self.tenant_tx(tenant).await?;
+        let mut assets: BTreeSet<&str> = BTreeSet::new();
+        let mut reported: HashSet<(&str, &str)> = HashSet::new();
+        for finding in &import.findings {
+            assets.insert(&finding.asset);
+            if !reported.insert((&finding.asset, &finding.id)) {
+                continue; // the same finding twice in one report
+            }
+            let known: Option<(String, i64)> = sqlx::query_as(
+                "SELECT status, first_seen_ms FROM findings WHERE tenant_id = $1 AND asset = $2 AND finding_id = $3",
+            )
+            .bind(tenant)
+            .bind(&finding.asset)
+            .bind(&finding.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let first_seen = known.as_ref().map_or(import.at_ms, |(_, first)| *first);
+            sqlx::query(
+                "INSERT INTO findings (tenant_id, asset, finding_id, source, severity, title, description, status, \
+                 first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9) \
+                 ON CONFLICT (tenant_id, asset, finding_id) DO UPDATE SET source = excluded.source, \
+                 severity = excluded.severity, title = excluded.title, description = excluded.description, \
+                 status = 'open', last_seen_ms = excluded.last_seen_ms",
+            )
+            .bind(tenant)
+            .bind(&finding.asset)
+            .bind(&finding.id)
+            .bind(&import.source)
+            .bind(finding.severity.as_str())
+            .bind(&finding.title)
+            .bind(&finding.description)
+            .bind(first_seen)
+            .bind(import.at_ms)
+            .execute(&mut *tx)
+            .await?;
+            let stored = Finding {
+                first_seen_ms: first_seen,
+                last_seen_ms: import.at_ms,
+                status: FindingStatus::Open,
+                ..finding.clone()
+            };
+            match known.as_ref().map(|(status, _)| status.as_str()) {
+                None => summary.new.push(stored),
+                Some("fixed") => summary.reopened.push(stored),
+                Some(_) => summary.unchanged += 1,
+            }
+        }
+        if import.full_scan {
+            for asset in &assets {
+                let rows: Vec<FindingRow> = sqlx::query_as(
+                    "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms \
+                     FROM findings WHERE tenant_id = $1 AND asset = $2 AND source = $3 AND status = 'open'",
+                )
+                .bind(tenant)
+                .bind(*asset)
+                .bind(&import.source)
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in rows {
+                    if reported.contains(&(*asset, row.1.as_str())) {
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE findings SET status = 'fixed' WHERE tenant_id = $1 AND asset = $2 AND finding_id = $3",
+                    )
+                    .bind(tenant)
+                    .bind(*asset)
+                    .bind(&row.1)
+                    .execute(&mut *tx)
+                    .await?;
+                    let mut fixed = finding_from_row(row)?;
+                    fixed.status = FindingStatus::Fixed;
+                    summary.fixed.push(fixed);
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        for asset in &assets {
+            let counts: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = $1 AND asset = $2 AND status = 'open' \
+                 GROUP BY severity",
+            )
+            .bind(tenant)
+            .bind(*asset)
+            .fetch_all(&mut *tx)
+            .await?;
+            for severity in [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
+                let count = counts.iter().find(|(s, _)| s == severity.as_str()).map_or(0, |(_, n)| *n);
+                let labels = Labels::from([
+                    ("host".to_string(), asset.to_string()),
+                    ("severity".to_string(), severity.as_str().to_string()),
+                    ("tenant".to_string(), tenant.to_string()),
+                ]);
+                let sample = Sample::new("findings_open", labels, import.at_ms, count as f64);
+                keys.push(sample.series.clone());
+                summary.samples.push(sample);
+            }
+        }
+        let ids = Self::resolve_series(&mut tx, tenant, &keys).await?;
+        let samples: Vec<Cow<'_, Sample>> = summary.samples.iter().map(Cow::Borrowed).collect();
+        let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
+        for finding in summary.new.iter().chain(&summary.reopened).filter(|f| f.severity == Severity::Critical) {
+            let labels = Labels::from([("finding".to_string(), finding.id.clone())]);
+            let message = format!("new critical finding {}: {}", finding.id, finding.title);
+            insert_event(
+                &mut tx,
+                tenant,
+                &finding.asset,
+                import.at_ms,
+                "finding_critical",
+                Severity::Critical,
+                &labels,
+                &message,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        drop(in_flight);
+        Ok(summary)
+    }
+
+    async fn latest_checks(&self, tenant: &str) -> Result<Vec<LatestCheck>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (c.agent_id, c.check_id) c.agent_id, a.host, c.check_id, c.kind, c.target, c.status, \
+             c.ts, c.duration_us, c.details FROM check_results c JOIN agents a ON a.agent_id = c.agent_id \
+             WHERE c.tenant_id = $1 ORDER BY c.agent_id, c.check_id, c.ts DESC, c.id DESC",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut checks = rows
+            .iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                let details: String = row.try_get("details")?;
+                Ok(LatestCheck {
+                    agent_id: row.try_get("agent_id")?,
+                    host: row.try_get("host")?,
+                    result: CheckResult {
+                        check_id: row.try_get("check_id")?,
+                        kind: row.try_get("kind")?,
+                        target: row.try_get("target")?,
+                        status: serde_json::from_value(serde_json::Value::String(status))?,
+                        timestamp_ms: row.try_get("ts")?,
+                        duration_us: row.try_get::<i64, _>("duration_us")? as u64,
+                        details: serde_json::from_str(&details)?,
+                        samples: Vec::new(),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        checks.sort_by(|a, b| (&a.result.check_id, &a.host).cmp(&(&b.result.check_id, &b.host)));
+        Ok(checks)
+    }
+
+    async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
+        let severities: Vec<&str> =
+            [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
+                .into_iter()
+                .filter(|s| filter.severity.is_none_or(|least| *s >= least))
+                .map(Severity::as_str)
+                .collect();
+        let status = filter.status.map(|s| if s == FindingStatus::Open { "open" } else { "fixed" });
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<FindingRow> = sqlx::query_as(
+            "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms \
+             FROM findings WHERE tenant_id = $1 AND ($2::text IS NULL OR asset = $2) \
+             AND ($3::text IS NULL OR status = $3) AND severity = ANY($4) \
+             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 \
+             WHEN 'low' THEN 3 ELSE 4 END, last_seen_ms DESC, asset, finding_id LIMIT $5 OFFSET $6",
+        )
+        .bind(tenant)
+        .bind(&filter.asset)
+        .bind(status)
+        .bind(&severities)
+        .bind(i64::from(filter.limit))
+        .bind(i64::from(filter.offset))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(finding_from_row).collect()
+    }
+
+    async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError> {
+        let rules: Vec<&str> = entries.iter().map(|e| e.rule.as_str()).collect();
+        let times: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();
+        let records: Vec<&str> = entries.iter().map(|e| e.record.as_str()).collect();
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO alert_history (tenant_id, rule, ts, record) \
+             SELECT $1, r, t, x FROM UNNEST($2::text[], $3::int8[], $4::text[]) WITH ORDINALITY AS u(r, t, x, i) \
+             ORDER BY i",
+        )
+        .bind(tenant)
+        .bind(&rules)
+        .bind(&times)
+        .bind(&records)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn alert_history(
+        &self,
+        tenant: &str,
+        rule: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AlertHistoryEntry>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT rule, ts, record FROM alert_history WHERE tenant_id = $1 AND ($2::text IS NULL OR rule = $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(rule)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|(rule, at_ms, record)| AlertHistoryEntry { rule, at_ms, record }).collect())
+    }
+
+    async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
+        if query.step_ms <= 0 {
+            return Err(StoreError::InvalidQuery("step must be positive".into()));
+        }
+        if query.end_ms < query.start_ms {
+            return Err(StoreError::InvalidQuery("end is before start".into()));
+        }
+        let mut tx = self.pool.begin().await?;
+        // One snapshot for the rollup watermark, the rollups and the raw rows past it.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+        enter_tenant(&mut tx, tenant).await?;
+        let candidates: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, labels FROM series WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant)
+                .bind(&query.selector.name)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut matched: HashMap<i64, SeriesKey> = HashMap::new();
+        for (id, labels) in candidates {
+            let series = SeriesKey::new(query.selector.name.clone(), serde_json::from_str::<Labels>(&labels)?);
+            if query.selector.matches(&series) {
+                matched.insert(id, series);
+            }
+        }
+        let ids: Vec<i64> = matched.keys().copied().collect();
+        let tier = Tier::for_query(query, now_ms(), &self.options.retention);
+        let rolled_up: i64 = match tier {
+            Tier::Raw => 0,
+            _ => sqlx::query_scalar("SELECT rolled_up FROM rollup_state WHERE id = 1").fetch_one(&mut *tx).await?,
+        };
+        let raw: Vec<(i64, i64, f64)> = sqlx::query_as(
+            "SELECT series_id, ts, value FROM samples WHERE series_id = ANY($1) AND ts BETWEEN $2 AND $3 \
+             AND write_seq > $4 ORDER BY series_id, ts, write_seq",
+        )
+        .bind(&ids)
+        .bind(query.start_ms)
+        .bind(query.end_ms)
+        .bind(rolled_up)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut raw_by_series: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+        for (id, ts, value) in raw {
+            raw_by_series.entry(id).or_default().push((ts, value));
+        }
+        let mut rollups: HashMap<i64, Vec<(i64, Summary)>> = HashMap::new();
+        if tier != Tier::Raw {
+            let (table, resolution) =
+                if tier == Tier::FiveMinutes { ("rollup_5m", FIVE_MINUTES_MS) } else { ("rollup_1h", ONE_HOUR_MS) };
+            let rows: Vec<(i64, i64, Option<f64>, Option<f64>, f64, i64, i64, f64)> = sqlx::query_as(&format!(
+                "SELECT series_id, bucket, min, max, sum, count, last_ts, last FROM {table} \
+                 WHERE series_id = ANY($1) AND bucket BETWEEN $2 AND $3 ORDER BY series_id, bucket"
+            ))
+            .bind(&ids)
+            .bind(bucket_of(query.start_ms, 0, resolution))
+            .bind(query.end_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, bucket, min, max, sum, count, last_ts, last) in rows {
+                let summary = Summary {
+                    min: min.unwrap_or(f64::NAN),
+                    max: max.unwrap_or(f64::NAN),
+                    sum,
+                    count: count as u64,
+                    last_ts,
+                    last,
+                };
+                rollups.entry(id).or_default().push((bucket.max(query.start_ms), summary));
+            }
+        }
+        tx.commit().await?;
+        let mut answer = Vec::new();
+        for (id, series) in matched {
+            let mut raw = raw_by_series.remove(&id).unwrap_or_default();
+            sort_last_write_wins(&mut raw);
+            let points = if tier == Tier::Raw {
+                let raw: Vec<Point> =
+                    raw.into_iter().map(|(timestamp_ms, value)| Point { timestamp_ms, value }).collect();
+                aggregate(&raw, query.start_ms, query.step_ms, query.aggregation)
+            } else {
+                let summaries = rollups
+                    .remove(&id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(raw.into_iter().map(|(ts, v)| (ts, Summary::of(ts, v))));
+                aggregate_summaries(summaries, query.start_ms, query.step_ms, query.aggregation)
+            };
+            if !points.is_empty() {
+                answer.push(SeriesPoints { series, points });
+            }
+        }
+        answer.sort_by(|a, b| a.series.cmp(&b.series));
+        Ok(answer)
+    }
+
+    async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError> {
+        let compacted_samples = self.roll_up().await?;
+        let expired_rows = self.expire(now_ms).await?;
+        Ok(MaintenanceReport { compacted_samples, merged_chunks: 0, expired_rows })
+    }
+
+    async fn close(&self) {
+        let task = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.pool.close().await;
+    }
+}
+
+/// A `findings` row: asset, id, severity, title, description, status, first and last seen.
+type FindingRow = (String, String, String, String, String, String, i64, i64);
+
+fn finding_from_row(row: FindingRow) -> Result<Finding, StoreError> {
+    let (asset, id, severity, title, description, status, first_seen_ms, last_seen_ms) = row;
+    Ok(Finding {
+        id,
+        severity: serde_json::from_value(serde_json::Value::String(severity))?,
+        asset,
+        title,
+        description,
+        first_seen_ms,
+        last_seen_ms,
+        status: if status == "fixed" { FindingStatus::Fixed } else { FindingStatus::Open },
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_event(
+    conn: &mut PgConnection,
+    tenant: &str,
+    host: &str,
+    at_ms: i64,
+    kind: &str,
+    severity: Severity,
+    labels: &Labels,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant)
+    .bind(host)
+    .bind(at_ms)
+    .bind(kind)
+    .bind(severity.as_str())
+    .bind(serde_json::to_string(labels)?)
+    .bind(message)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
