@@ -282,10 +282,10 @@ async fn enter_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), Store
 
 /// The URL without its password, for error messages.
 fn redact(url: &str) -> String {
-    if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) {
-        if let Some((user, _)) = url[scheme_end + 3..at].split_once(':') {
-            return format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]);
-        }
+    if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@'))
+        && let Some((user, _)) = url[scheme_end + 3..at].split_once(':')
+    {
+        return format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]);
     }
     url.to_string()
 }
@@ -864,4 +864,13 @@ async fn insert_event(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        assert_eq!(super::redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(super::redact("postgres://app@db/x"), "postgres://app@db/x");
+    }
 }
