@@ -106,6 +106,9 @@ struct ServerArgs {
     /// Directory of the embedded store (and of the local agent's spool for `up`).
     #[arg(long, default_value = "./secumon-data", env = "SECUMON_DATA_DIR")]
     data_dir: PathBuf,
+    /// Store in PostgreSQL instead of the embedded database, e.g. postgres://secumon@db/secumon.
+    #[arg(long, value_name = "URL", env = "SECUMON_STORE")]
+    store: Option<String>,
     /// gRPC ingest listen address.
     #[arg(long, default_value = "127.0.0.1:9090")]
     grpc: SocketAddr,
@@ -140,6 +143,7 @@ impl ServerArgs {
             grpc_addr: self.grpc,
             api_addr: self.api,
             database: self.data_dir.join("secumon.db"),
+            postgres_url: self.store.clone(),
             tls,
             alerting,
         })

@@ -40,7 +40,9 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
                 Ok(SinkOutcome::Committed)
             }
             Ok(WriteOutcome::Duplicate) => Ok(SinkOutcome::Duplicate),
-            Err(refused @ StoreError::TenantMismatch { .. }) => Err(SinkError::Refused(refused.to_string())),
+            Err(refused @ (StoreError::TenantMismatch { .. } | StoreError::FutureTimestamp { .. })) => {
+                Err(SinkError::Refused(refused.to_string()))
+            }
             Err(error) => Err(SinkError::Unavailable(error.to_string())),
         }
     }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use secumon_alert::RuleFile;
-use secumon_store::{DEFAULT_TENANT, SqliteStore, Store, StoreError};
+use secumon_store::{DEFAULT_TENANT, PgStore, SqliteStore, Store, StoreError};
 use secumon_transport::{IngestService, TlsMaterial};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub api_addr: SocketAddr,
     /// The embedded store's database file.
     pub database: PathBuf,
+    /// PostgreSQL instead of the embedded store (`postgres://user@host/db`).
+    pub postgres_url: Option<String>,
     /// Mutual TLS on the gRPC ingest: agents must present a certificate signed by the CA.
     pub tls: Option<TlsMaterial>,
     /// Alert rules and notification channels.
@@ -50,7 +52,14 @@ impl ServerConfig {
     /// Both listeners on free loopback ports, no TLS: for tests and local tools.
     pub fn loopback(database: impl Into<PathBuf>) -> Self {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self { grpc_addr: any_port, api_addr: any_port, database: database.into(), tls: None, alerting: None }
+        Self {
+            grpc_addr: any_port,
+            api_addr: any_port,
+            database: database.into(),
+            postgres_url: None,
+            tls: None,
+            alerting: None,
+        }
     }
 
     /// Default ports on loopback, the database in `data_dir`.
@@ -59,6 +68,7 @@ impl ServerConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: data_dir.into().join("secumon.db"),
+            postgres_url: None,
             tls: None,
             alerting: None,
         }
@@ -81,7 +91,7 @@ pub enum ServerError {
 pub struct Server {
     grpc_addr: SocketAddr,
     api_addr: SocketAddr,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     alerting: Arc<Alerting>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -90,7 +100,10 @@ pub struct Server {
 impl Server {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
-        let store = Arc::new(SqliteStore::open(&config.database).await?);
+        let store: Arc<dyn Store> = match &config.postgres_url {
+            Some(url) => PgStore::connect(url).await?,
+            None => Arc::new(SqliteStore::open(&config.database).await?),
+        };
         let grpc_listener = bind(config.grpc_addr).await?;
         let api_listener = bind(config.api_addr).await?;
         let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
@@ -98,7 +111,7 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
 
         let rules = config.alerting.clone().unwrap_or_default();
-        let alerting = Alerting::start(rules, store.clone() as Arc<dyn Store>, DEFAULT_TENANT).await?;
+        let alerting = Alerting::start(rules, store.clone(), DEFAULT_TENANT).await?;
         let sink = Arc::new(StoreSink::new(store.clone(), DEFAULT_TENANT).with_alerting(Arc::clone(&alerting)));
         let ingest = IngestService::new(sink, stopped.clone()).into_server();
         let grpc_stop = wait_for_stop(stopped.clone());
@@ -125,11 +138,8 @@ impl Server {
                 }
             }
         }));
-        let state = api::ApiState {
-            store: store.clone() as Arc<dyn Store>,
-            tenant: DEFAULT_TENANT.to_string(),
-            alerting: alerting.clone(),
-        };
+        let state =
+            api::ApiState { store: store.clone(), tenant: DEFAULT_TENANT.to_string(), alerting: alerting.clone() };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {
             let served = axum::serve(api_listener, api::router(state)).with_graceful_shutdown(api_stop).await;
@@ -137,7 +147,11 @@ impl Server {
                 tracing::error!(%error, "REST API stopped");
             }
         });
-        tracing::info!(%grpc_addr, %api_addr, mtls = config.tls.is_some(), database = %config.database.display(), "server started");
+        let database = match &config.postgres_url {
+            Some(_) => "postgresql".to_string(),
+            None => config.database.display().to_string(),
+        };
+        tracing::info!(%grpc_addr, %api_addr, mtls = config.tls.is_some(), %database, "server started");
         tasks.extend([grpc, rest]);
         Ok(Self { grpc_addr, api_addr, store, alerting, stop, tasks })
     }

@@ -57,7 +57,10 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
     let mut reserved = batch("bad", 2, "load1");
     reserved.series[0].labels.insert("tenant".into(), "someone-else".into());
     bad_tx.send(reserved).await.unwrap();
-    bad_tx.send(batch("bad", 3, "load1")).await.unwrap();
+    let mut skewed = batch("bad", 3, "load1");
+    skewed.series[0].timestamps_ms[0] = secumon_core::now_ms() + 7 * 86_400_000;
+    bad_tx.send(skewed).await.unwrap();
+    bad_tx.send(batch("bad", 4, "load1")).await.unwrap();
     good_tx.send(batch("good", 2, "load1")).await.unwrap();
     good_tx.send(batch("good", 2, "load1")).await.unwrap();
 
@@ -67,9 +70,12 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
     let rejected = next_ack(&mut bad_acks).await;
     assert_eq!((rejected.sequence, rejected.status()), (2, AckStatus::Rejected));
     assert!(rejected.error.contains("tenant"), "{}", rejected.error);
+    let rejected = next_ack(&mut bad_acks).await;
+    assert_eq!((rejected.sequence, rejected.status()), (3, AckStatus::Rejected));
+    assert!(rejected.error.contains("in the future") && rejected.error.contains("load1"), "{}", rejected.error);
     // The same stream still works after rejections.
     let accepted = next_ack(&mut bad_acks).await;
-    assert_eq!((accepted.sequence, accepted.status()), (3, AckStatus::Committed));
+    assert_eq!((accepted.sequence, accepted.status()), (4, AckStatus::Committed));
 
     let statuses: Vec<_> =
         [next_ack(&mut good_acks).await, next_ack(&mut good_acks).await, next_ack(&mut good_acks).await]
@@ -91,7 +97,7 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
     assert_eq!(values, vec![1.0, 2.0], "the good agent's data is whole and not doubled");
     let bad = store.query_range("default", &query("bad-host")).await.unwrap();
     let values: Vec<f64> = bad[0].points.iter().map(|p| p.value).collect();
-    assert_eq!(values, vec![3.0], "only the valid batch of the bad agent was stored");
+    assert_eq!(values, vec![4.0], "only the valid batch of the bad agent was stored");
 
     drop((bad_tx, good_tx));
     server.shutdown().await;
