@@ -1,6 +1,7 @@
-//! The server's ingest hot path, piece by piece: decoding and validating a wire batch, and
+//! The server's ingest hot path, piece by piece: decoding and validating a wire batch,
 //! committing it to the embedded SQLite store through the `Store` trait (one transaction per
-//! batch, durable on return). Batches look like an agent's: 5 000 samples over 500 series.
+//! batch, durable on return), and the chunk codec that compaction and queries run.
+//! Batches look like an agent's: 5 000 samples over 500 series.
 
 use std::hint::black_box;
 
@@ -75,5 +76,40 @@ fn sqlite_write_batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode_and_validate, sqlite_write_batch);
+/// A host gauge as agents report it: a slow random walk with two decimals, every 10 s.
+fn gauge_points(n: usize) -> (Vec<i64>, Vec<f64>) {
+    let mut value = 37.5_f64;
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let values = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            value = (value + (state % 200) as f64 / 100.0 - 1.0).clamp(0.0, 100.0);
+            (value * 100.0).round() / 100.0
+        })
+        .collect();
+    ((0..n as i64).map(|i| T0 + i * 10_000).collect(), values)
+}
+
+fn chunk_codec(c: &mut Criterion) {
+    use secumon_store::codec::{Effort, decode_chunk, encode_chunk};
+    let mut group = c.benchmark_group("codec");
+    for n in [32, 120, 720, 8_192] {
+        let (timestamps, values) = gauge_points(n);
+        group.throughput(Throughput::Elements(n as u64));
+        for effort in [Effort::Fast, Effort::Best] {
+            let size = encode_chunk(&timestamps, &values, effort).len();
+            eprintln!("codec: {n} samples, {effort:?}: {size} bytes ({:.2} B/sample)", size as f64 / n as f64);
+            group.bench_function(format!("encode_{effort:?}_{n}"), |b| {
+                b.iter(|| encode_chunk(black_box(&timestamps), black_box(&values), effort))
+            });
+        }
+        let chunk = encode_chunk(&timestamps, &values, Effort::Best);
+        group.bench_function(format!("decode_{n}"), |b| b.iter(|| decode_chunk(black_box(&chunk)).expect("decodes")));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode_and_validate, sqlite_write_batch, chunk_codec);
 criterion_main!(benches);

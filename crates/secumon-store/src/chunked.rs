@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::codec::{WalSample, decode_chunk, decode_wal, encode_chunk, encode_wal};
+use crate::codec::{Effort, WalSample, decode_chunk, decode_wal, encode_chunk, encode_wal};
 use crate::head::{Generation, Head, sort_last_write_wins};
 use crate::query::{Point, Summary, aggregate, aggregate_summaries, bucket_of, summarize};
 use crate::{FIVE_MINUTES_MS, MaintenanceReport, ONE_HOUR_MS, RangeQuery, StoreError, StoreOptions, Tier};
@@ -255,7 +255,7 @@ impl SampleEngine {
                         sort_last_write_wins(&mut points);
                         let parts = points
                             .chunks(MAX_CHUNK_SAMPLES)
-                            .map(|part| encode_points(series_id, max_wal_id, part, false))
+                            .map(|part| encode_points(series_id, max_wal_id, part, Effort::Best))
                             .collect();
                         (old, parts)
                     })
@@ -456,10 +456,13 @@ fn evaluate(
 fn compact_series(series_id: u32, head: &crate::head::SeriesHead) -> CompactedSeries {
     let mut points: Vec<(i64, f64)> = head.timestamps.iter().copied().zip(head.values.iter().copied()).collect();
     sort_last_write_wins(&mut points);
-    encode_points(series_id, head.max_wal_id, &points, true)
+    encode_points(series_id, head.max_wal_id, &points, Effort::Fast)
 }
 
-fn encode_points(series_id: u32, max_wal_id: i64, points: &[(i64, f64)], with_rollups: bool) -> CompactedSeries {
+/// A chunk of `points`; chunks from the head (fast effort) also carry their rollups, since
+/// each sample leaves the head exactly once.
+fn encode_points(series_id: u32, max_wal_id: i64, points: &[(i64, f64)], effort: Effort) -> CompactedSeries {
+    let with_rollups = effort == Effort::Fast;
     let timestamps: Vec<i64> = points.iter().map(|p| p.0).collect();
     let values: Vec<f64> = points.iter().map(|p| p.1).collect();
     CompactedSeries {
@@ -468,7 +471,7 @@ fn encode_points(series_id: u32, max_wal_id: i64, points: &[(i64, f64)], with_ro
         max_ts: timestamps.last().copied().unwrap_or_default(),
         samples: points.len(),
         max_wal_id,
-        chunk: encode_chunk(&timestamps, &values),
+        chunk: encode_chunk(&timestamps, &values, effort),
         rollup_5m: if with_rollups { summarize(points, FIVE_MINUTES_MS) } else { Vec::new() },
         rollup_1h: if with_rollups { summarize(points, ONE_HOUR_MS) } else { Vec::new() },
     }

@@ -17,7 +17,7 @@
 //! ```
 
 mod chunked;
-mod codec;
+pub mod codec;
 mod head;
 mod ingest;
 mod postgres;
