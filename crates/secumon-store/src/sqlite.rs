@@ -117,10 +117,12 @@ async fn resolve_series(conn: &mut SqliteConnection, tenant: &str, keys: &[Serie
     }
     let wanted: Vec<(&str, &str)> = keys.iter().zip(&labels).map(|(k, l)| (k.name.as_str(), l.as_str())).collect();
     let mut ids = vec![0u32; keys.len()];
+    // CROSS JOIN keeps the wanted keys as the outer loop: each is one index lookup, where
+    // the planner's own order re-read the JSON for every row of `series`.
     for (part_no, part) in wanted.chunks(5_000).enumerate() {
         let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT j.key, s.id FROM json_each(?) j JOIN series s \
-             ON s.tenant_id = ? AND s.name = j.value ->> 0 AND s.labels = j.value ->> 1",
+            "SELECT w.key, s.id FROM json_each(?) w CROSS JOIN series s \
+             ON s.tenant_id = ? AND s.name = w.value ->> 0 AND s.labels = w.value ->> 1",
         )
         .bind(serde_json::to_string(part)?)
         .bind(tenant)
