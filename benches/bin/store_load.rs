@@ -155,7 +155,8 @@ struct Generator {
 impl Generator {
     fn new(hosts: usize, points: usize) -> Self {
         let series = host_series();
-        let mut rng: Vec<u64> = (0..hosts * series.len()).map(|i| 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1) * 0x2545_F491).collect();
+        let mut rng: Vec<u64> =
+            (0..hosts * series.len()).map(|i| 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1) * 0x2545_F491).collect();
         let values = rng.iter_mut().enumerate().map(|(i, r)| initial(series[i % series.len()].2, r)).collect();
         let now = secumon_core::now_ms();
         Self { series, values, rng, start_ms: now - now % STEP_MS - points as i64 * STEP_MS }
@@ -171,7 +172,9 @@ impl Generator {
             batch.samples = self
                 .series
                 .iter()
-                .flat_map(|(name, labels, _)| (from..to).map(move |_| Sample::new(name.clone(), labels.clone(), 0, 0.0)))
+                .flat_map(|(name, labels, _)| {
+                    (from..to).map(move |_| Sample::new(name.clone(), labels.clone(), 0, 0.0))
+                })
                 .collect();
         }
         let mut k = 0;
@@ -335,7 +338,10 @@ async fn run_store(args: &Args, name: &str, store: Arc<dyn Store>) -> Report {
         aggregation: Aggregation::Avg,
     };
     let one = time_queries(50, |run| {
-        let (store, query) = (Arc::clone(&store), day(SeriesSelector::new("query_cpu").with("host", format!("host-{:05}", run % args.query_hosts))));
+        let (store, query) = (
+            Arc::clone(&store),
+            day(SeriesSelector::new("query_cpu").with("host", format!("host-{:05}", run % args.query_hosts))),
+        );
         async move { store.query_range("default", &query).await.expect("query").iter().map(|s| s.points.len()).sum() }
     })
     .await;
@@ -358,15 +364,17 @@ async fn sqlite(args: &Args) -> Report {
     let mut report = run_store(args, "secumon-sqlite", Arc::clone(&store)).await;
     // Bytes in use (free pages left by compaction are reused, not counted).
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.expect("open");
-    let pages: i64 = sqlx::query_scalar("SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count")
-        .fetch_one(&pool)
-        .await
-        .expect("pragma");
+    let pages: i64 =
+        sqlx::query_scalar("SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count")
+            .fetch_one(&pool)
+            .await
+            .expect("pragma");
     let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&pool).await.expect("pragma");
     pool.close().await;
     store.close().await;
     report.bytes_on_disk = (pages * page_size) as u64;
-    report.bytes_per_sample = report.bytes_on_disk as f64 / (report.samples + (args.query_hosts * DAY_POINTS) as u64) as f64;
+    report.bytes_per_sample =
+        report.bytes_on_disk as f64 / (report.samples + (args.query_hosts * DAY_POINTS) as u64) as f64;
     report
 }
 
@@ -375,7 +383,8 @@ async fn postgres(args: &Args) -> Report {
     let admin = sqlx::PgPool::connect(&args.pg_url).await.expect("postgres");
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.expect("drop");
     sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("create");
-    let connect = args.pg_url.parse::<sqlx::postgres::PgConnectOptions>().expect("url").options([("search_path", schema)]);
+    let connect =
+        args.pg_url.parse::<sqlx::postgres::PgConnectOptions>().expect("url").options([("search_path", schema)]);
     let store: Arc<dyn Store> = PgStore::connect_with(connect, StoreOptions::default()).await.expect("pg store");
     let mut report = run_store(args, "secumon-postgres", Arc::clone(&store)).await;
     store.close().await;
@@ -476,7 +485,9 @@ async fn victoria(args: &Args) -> Report {
                 .json()
                 .await
                 .expect("json");
-            body["data"]["result"].as_array().map_or(0, |series| series.iter().map(|s| s["values"].as_array().map_or(0, Vec::len)).sum())
+            body["data"]["result"]
+                .as_array()
+                .map_or(0, |series| series.iter().map(|s| s["values"].as_array().map_or(0, Vec::len)).sum())
         }
     };
     let one = time_queries(50, |run| query(format!("query_cpu{{host=\"host-{:05}\"}}", run % args.query_hosts))).await;

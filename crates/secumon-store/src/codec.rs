@@ -2,8 +2,8 @@
 //! hot path spends no time compressing) and the compressed per-series chunk (pco, for the
 //! long run). Both are lossless: NaN payloads and ±Inf come back bit for bit.
 
-use pco::{ChunkConfig, DeltaSpec, ModeSpec};
 use pco::standalone::{simple_compress, simple_decompress};
+use pco::{ChunkConfig, DeltaSpec, ModeSpec};
 
 /// Bytes of one sample in a write-ahead record: series id u32, timestamp i64, value bits u64.
 const WAL_SAMPLE_BYTES: usize = 20;

@@ -2,9 +2,11 @@
 //! write-ahead table but not yet compacted into chunks. Queries read it beside the chunks;
 //! compaction freezes it, writes it out series by series and then forgets it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
+
+use foldhash::HashMap;
 
 use crate::codec::WalSample;
 

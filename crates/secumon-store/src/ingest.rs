@@ -2,9 +2,9 @@
 //! the future, and find series ids without building a series key per sample.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
+use foldhash::{HashMap, HashMapExt};
 use secumon_core::{IngestBatch, Labels, Sample, SeriesKey};
 
 use crate::StoreError;
@@ -68,5 +68,39 @@ impl<Id: Copy> SeriesCache<Id> {
         if let Some(known) = agents.get_mut(&(tenant.to_string(), batch.agent_id.clone())) {
             known.ids.extend(resolved);
         }
+    }
+}
+
+/// The distinct series of a batch that the cache did not know, to resolve once each.
+pub struct Unresolved {
+    /// Stored keys (with host, tenant and agent labels) to look up or create.
+    pub keys: Vec<SeriesKey>,
+    /// The same series as the agent names them, for the cache.
+    named: Vec<SeriesKey>,
+    /// (sample index, index in `keys`) for every sample still without an id.
+    pending: Vec<(usize, usize)>,
+}
+
+impl Unresolved {
+    pub fn new<Id>(tenant: &str, batch: &IngestBatch, samples: &[Cow<'_, Sample>], ids: &[Option<Id>]) -> Self {
+        let mut distinct: HashMap<&SeriesKey, usize> = HashMap::new();
+        let mut unresolved = Self { keys: Vec::new(), named: Vec::new(), pending: Vec::new() };
+        for (index, sample) in samples.iter().enumerate().filter(|(i, _)| ids[*i].is_none()) {
+            let slot = *distinct.entry(&sample.series).or_insert_with(|| {
+                unresolved.keys.push(batch.stored_series_key(tenant, &sample.series));
+                unresolved.named.push(sample.series.clone());
+                unresolved.keys.len() - 1
+            });
+            unresolved.pending.push((index, slot));
+        }
+        unresolved
+    }
+
+    /// Fills `ids` from the ids resolved for `keys`; returns what the cache should learn.
+    pub fn apply<Id: Copy>(self, resolved: &[Id], ids: &mut [Option<Id>]) -> Vec<(SeriesKey, Id)> {
+        for (index, slot) in self.pending {
+            ids[index] = Some(resolved[slot]);
+        }
+        self.named.into_iter().zip(resolved.iter().copied()).collect()
     }
 }

@@ -21,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use crate::head::sort_last_write_wins;
-use crate::ingest::{SeriesCache, refuse_future_samples};
+use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
 use crate::{
     AgentRecord, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
@@ -341,13 +341,9 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
 
-        let missing: Vec<usize> = (0..samples.len()).filter(|i| ids[*i].is_none()).collect();
-        let keys: Vec<SeriesKey> =
-            missing.iter().map(|i| batch.stored_series_key(tenant, &samples[*i].series)).collect();
-        let resolved = Self::resolve_series(&mut tx, tenant, &keys).await?;
-        for (i, id) in missing.iter().zip(&resolved) {
-            ids[*i] = Some(*id);
-        }
+        let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
+        let resolved = Self::resolve_series(&mut tx, tenant, &unresolved.keys).await?;
+        let learned = unresolved.apply(&resolved, &mut ids);
         let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();
         let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
 
@@ -402,11 +398,7 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         drop(in_flight);
-        self.series_ids.remember(
-            tenant,
-            batch,
-            missing.iter().zip(resolved).map(|(i, id)| (samples[*i].series.clone(), id)),
-        );
+        self.series_ids.remember(tenant, batch, learned);
         Ok(WriteOutcome::Committed)
     }
 

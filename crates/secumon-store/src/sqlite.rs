@@ -17,7 +17,7 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
-use crate::ingest::{SeriesCache, refuse_future_samples};
+use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
 use crate::{
     AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, MaintenanceReport,
@@ -186,13 +186,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        let missing: Vec<usize> = (0..samples.len()).filter(|i| ids[*i].is_none()).collect();
-        let keys: Vec<SeriesKey> =
-            missing.iter().map(|i| batch.stored_series_key(tenant, &samples[*i].series)).collect();
-        let resolved = resolve_series(&mut tx, tenant, &keys).await?;
-        for (i, id) in missing.iter().zip(&resolved) {
-            ids[*i] = Some(*id);
-        }
+        let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
+        let resolved = resolve_series(&mut tx, tenant, &unresolved.keys).await?;
+        let learned = unresolved.apply(&resolved, &mut ids);
         let wal: Vec<WalSample> = samples
             .iter()
             .zip(&ids)
@@ -250,11 +246,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         self.engine.append(wal_id, &wal);
         drop(writer);
-        self.series_ids.remember(
-            tenant,
-            batch,
-            missing.iter().zip(resolved).map(|(i, id)| (samples[*i].series.clone(), id)),
-        );
+        self.series_ids.remember(tenant, batch, learned);
         Ok(WriteOutcome::Committed)
     }
 
