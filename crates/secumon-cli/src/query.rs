@@ -23,7 +23,7 @@ pub struct QueryArgs {
     /// Bucket width (default: period / 60).
     #[arg(long)]
     step: Option<String>,
-    /// avg, min, max, sum, count or last.
+    /// avg, min, max, sum, count, last or p95.
     #[arg(long, default_value = "avg")]
     agg: String,
     /// Server REST address.

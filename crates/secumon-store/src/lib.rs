@@ -57,6 +57,8 @@ pub enum StoreError {
     Corrupt(#[from] codec::CodecError),
     #[error("the store holds the maximum number of series ({})", u32::MAX)]
     TooManySeries,
+    #[error("a background task of the store failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -114,7 +116,8 @@ impl Tier {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub retention: Retention,
-    /// Samples kept in the head before it is compacted.
+    /// Samples kept in the head before it is compacted (16 bytes each in memory): the more
+    /// series, the more it takes for compaction to write chunks worth the name.
     pub head_max_samples: usize,
     /// Longest time a sample stays in the head.
     pub head_max_age: std::time::Duration,
@@ -128,7 +131,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             retention: Retention::default(),
-            head_max_samples: 8_000_000,
+            head_max_samples: 32_000_000,
             head_max_age: std::time::Duration::from_secs(600),
             max_future_ms: 3_600_000,
             background: true,

@@ -239,36 +239,36 @@ impl PgStore {
         Ok(expired)
     }
 
-    /// Ids for `keys`, creating missing series inside the caller's transaction, in order.
+    /// Ids for `keys` (distinct), creating missing series inside the caller's transaction, in order.
     async fn resolve_series(conn: &mut PgConnection, tenant: &str, keys: &[SeriesKey]) -> Result<Vec<i64>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
         let labels: Vec<String> = keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
+        // One statement that inserts new series and returns every id: a join against
+        // `series` would be planned from stale statistics while the table grows fast.
         // Sorted inserts: concurrent batches creating the same series cannot deadlock.
-        sqlx::query(
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "INSERT INTO series (tenant_id, name, labels) \
-             SELECT $1, n, l FROM UNNEST($2::text[], $3::text[]) AS u(n, l) ORDER BY n, l ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(&names)
-        .bind(&labels)
-        .execute(&mut *conn)
-        .await?;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT u.i, s.id FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS u(n, l, i) \
-             JOIN series s ON s.tenant_id = $1 AND s.name = u.n AND s.labels = u.l",
+             SELECT $1, n, l FROM UNNEST($2::text[], $3::text[]) AS u(n, l) ORDER BY n, l \
+             ON CONFLICT (tenant_id, name, labels) DO UPDATE SET name = excluded.name \
+             RETURNING name, labels, id",
         )
         .bind(tenant)
         .bind(&names)
         .bind(&labels)
         .fetch_all(&mut *conn)
         .await?;
-        let mut ids = vec![0; keys.len()];
-        for (ordinal, id) in rows {
-            ids[ordinal as usize - 1] = id;
-        }
+        let by_key: HashMap<(&str, &str), i64> =
+            rows.iter().map(|(n, l, id)| ((n.as_str(), l.as_str()), *id)).collect();
+        let ids = names
+            .iter()
+            .zip(&labels)
+            .map(|(name, labels)| {
+                by_key.get(&(*name, labels.as_str())).copied().ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+            })
+            .collect::<Result<Vec<i64>, StoreError>>()?;
         Ok(ids)
     }
 }
