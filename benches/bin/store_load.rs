@@ -156,7 +156,7 @@ impl Generator {
     fn new(hosts: usize, points: usize) -> Self {
         let series = host_series();
         let mut rng: Vec<u64> =
-            (0..hosts * series.len()).map(|i| 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1) * 0x2545_F491).collect();
+            (0..hosts * series.len()).map(|i| 0x9E37_79B9_7F4A_7C15 ^ ((i as u64 + 1) * 0x2545_F491)).collect();
         let values = rng.iter_mut().enumerate().map(|(i, r)| initial(series[i % series.len()].2, r)).collect();
         let now = secumon_core::now_ms();
         Self { series, values, rng, start_ms: now - now % STEP_MS - points as i64 * STEP_MS }

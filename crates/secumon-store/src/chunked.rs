@@ -397,8 +397,7 @@ impl SampleEngine {
         // Decoding dominates big queries: split the series over the cores.
         let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).min(series_ids.len()).max(1);
         let part_of = |id: u32| id as usize % parts;
-        let mut work: Vec<(Vec<u32>, Vec<Stored>, HashMap<u32, Vec<(i64, f64)>>)> =
-            (0..parts).map(|_| Default::default()).collect();
+        let mut work: Vec<QueryPart> = (0..parts).map(|_| Default::default()).collect();
         for id in series_ids {
             work[part_of(*id)].0.push(*id);
         }
@@ -425,6 +424,9 @@ impl SampleEngine {
         Ok(answer)
     }
 }
+
+/// One core's share of a query: its series, their stored data and their head samples.
+type QueryPart = (Vec<u32>, Vec<Stored>, HashMap<u32, Vec<(i64, f64)>>);
 
 /// What the database gave for a query, before decoding.
 enum Stored {
