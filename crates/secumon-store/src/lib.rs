@@ -22,6 +22,7 @@ mod head;
 mod ingest;
 mod postgres;
 mod query;
+mod records;
 mod sqlite;
 
 use async_trait::async_trait;

@@ -14,15 +14,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secumon_core::{
-    CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms,
-};
+use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
+use crate::records::{
+    CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, findings_open_samples,
+    latest_check, status_text,
+};
 use crate::{
     AgentRecord, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
     MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, Tier, WriteOutcome,
@@ -365,17 +367,10 @@ impl Store for PgStore {
             .await?;
         }
         for event in &batch.events {
-            insert_event(
-                &mut tx,
-                tenant,
-                &batch.host,
-                event.timestamp_ms,
-                &event.kind,
-                event.severity,
-                &event.labels,
-                &event.message,
-            )
-            .await?;
+            let labels = serde_json::to_string(&event.labels)?;
+            let (kind, severity) = (&event.kind, event.severity);
+            insert_event(&mut tx, tenant, &batch.host, event.timestamp_ms, kind, severity, &labels, &event.message)
+                .await?;
         }
         if !batch.logs.is_empty() {
             let timestamps: Vec<i64> = batch.logs.iter().map(|l| l.timestamp_ms).collect();
@@ -556,7 +551,6 @@ impl Store for PgStore {
                 }
             }
         }
-        let mut keys = Vec::new();
         for asset in &assets {
             let counts: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = $1 AND asset = $2 AND status = 'open' \
@@ -566,35 +560,15 @@ impl Store for PgStore {
             .bind(*asset)
             .fetch_all(&mut *tx)
             .await?;
-            for severity in [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
-                let count = counts.iter().find(|(s, _)| s == severity.as_str()).map_or(0, |(_, n)| *n);
-                let labels = Labels::from([
-                    ("host".to_string(), asset.to_string()),
-                    ("severity".to_string(), severity.as_str().to_string()),
-                    ("tenant".to_string(), tenant.to_string()),
-                ]);
-                let sample = Sample::new("findings_open", labels, import.at_ms, count as f64);
-                keys.push(sample.series.clone());
-                summary.samples.push(sample);
-            }
+            summary.samples.extend(findings_open_samples(tenant, asset, &counts, import.at_ms));
         }
+        let keys: Vec<SeriesKey> = summary.samples.iter().map(|s| s.series.clone()).collect();
         let ids = Self::resolve_series(&mut tx, tenant, &keys).await?;
         let samples: Vec<Cow<'_, Sample>> = summary.samples.iter().map(Cow::Borrowed).collect();
         let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
-        for finding in summary.new.iter().chain(&summary.reopened).filter(|f| f.severity == Severity::Critical) {
-            let labels = Labels::from([("finding".to_string(), finding.id.clone())]);
-            let message = format!("new critical finding {}: {}", finding.id, finding.title);
-            insert_event(
-                &mut tx,
-                tenant,
-                &finding.asset,
-                import.at_ms,
-                "finding_critical",
-                Severity::Critical,
-                &labels,
-                &message,
-            )
-            .await?;
+        for event in critical_finding_events(&summary)? {
+            let (asset, kind, severity) = (&event.finding.asset, event.kind, event.severity);
+            insert_event(&mut tx, tenant, asset, import.at_ms, kind, severity, &event.labels, &event.message).await?;
         }
         tx.commit().await?;
         drop(in_flight);
@@ -603,7 +577,7 @@ impl Store for PgStore {
 
     async fn latest_checks(&self, tenant: &str) -> Result<Vec<LatestCheck>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(
+        let rows: Vec<CheckRow> = sqlx::query_as(
             "SELECT DISTINCT ON (c.agent_id, c.check_id) c.agent_id, a.host, c.check_id, c.kind, c.target, c.status, \
              c.ts, c.duration_us, c.details FROM check_results c JOIN agents a ON a.agent_id = c.agent_id \
              WHERE c.tenant_id = $1 ORDER BY c.agent_id, c.check_id, c.ts DESC, c.id DESC",
@@ -612,39 +586,14 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut checks = rows
-            .iter()
-            .map(|row| {
-                let status: String = row.try_get("status")?;
-                let details: String = row.try_get("details")?;
-                Ok(LatestCheck {
-                    agent_id: row.try_get("agent_id")?,
-                    host: row.try_get("host")?,
-                    result: CheckResult {
-                        check_id: row.try_get("check_id")?,
-                        kind: row.try_get("kind")?,
-                        target: row.try_get("target")?,
-                        status: serde_json::from_value(serde_json::Value::String(status))?,
-                        timestamp_ms: row.try_get("ts")?,
-                        duration_us: row.try_get::<i64, _>("duration_us")? as u64,
-                        details: serde_json::from_str(&details)?,
-                        samples: Vec::new(),
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut checks = rows.into_iter().map(latest_check).collect::<Result<Vec<_>, StoreError>>()?;
         checks.sort_by(|a, b| (&a.result.check_id, &a.host).cmp(&(&b.result.check_id, &b.host)));
         Ok(checks)
     }
 
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
-        let severities: Vec<&str> =
-            [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
-                .into_iter()
-                .filter(|s| filter.severity.is_none_or(|least| *s >= least))
-                .map(Severity::as_str)
-                .collect();
-        let status = filter.status.map(|s| if s == FindingStatus::Open { "open" } else { "fixed" });
+        let severities = admitted_severities(filter);
+        let status = status_text(filter.status);
         let mut tx = self.tenant_tx(tenant).await?;
         let rows: Vec<FindingRow> = sqlx::query_as(
             "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms \
@@ -815,23 +764,6 @@ impl Store for PgStore {
     }
 }
 
-/// A `findings` row: asset, id, severity, title, description, status, first and last seen.
-type FindingRow = (String, String, String, String, String, String, i64, i64);
-
-fn finding_from_row(row: FindingRow) -> Result<Finding, StoreError> {
-    let (asset, id, severity, title, description, status, first_seen_ms, last_seen_ms) = row;
-    Ok(Finding {
-        id,
-        severity: serde_json::from_value(serde_json::Value::String(severity))?,
-        asset,
-        title,
-        description,
-        first_seen_ms,
-        last_seen_ms,
-        status: if status == "fixed" { FindingStatus::Fixed } else { FindingStatus::Open },
-    })
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn insert_event(
     conn: &mut PgConnection,
@@ -840,7 +772,7 @@ async fn insert_event(
     at_ms: i64,
     kind: &str,
     severity: Severity,
-    labels: &Labels,
+    labels_json: &str,
     message: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -851,7 +783,7 @@ async fn insert_event(
     .bind(at_ms)
     .bind(kind)
     .bind(severity.as_str())
-    .bind(serde_json::to_string(labels)?)
+    .bind(labels_json)
     .bind(message)
     .execute(conn)
     .await?;

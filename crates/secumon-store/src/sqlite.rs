@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secumon_core::{
-    CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms,
-};
+use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -19,6 +17,10 @@ use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
+use crate::records::{
+    CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, findings_open_samples,
+    latest_check, status_text,
+};
 use crate::{
     AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, MaintenanceReport,
     Store, StoreError, StoreOptions, WriteOutcome,
@@ -340,9 +342,9 @@ impl Store for SqliteStore {
         }
         if import.full_scan {
             for asset in &assets {
-                let rows = sqlx::query(
-                    "SELECT finding_id, severity, title, description, first_seen_ms, last_seen_ms FROM findings \
-                     WHERE tenant_id = ? AND asset = ? AND source = ? AND status = 'open'",
+                let rows: Vec<FindingRow> = sqlx::query_as(
+                    "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms \
+                     FROM findings WHERE tenant_id = ? AND asset = ? AND source = ? AND status = 'open'",
                 )
                 .bind(tenant)
                 .bind(*asset)
@@ -350,8 +352,7 @@ impl Store for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
                 for row in rows {
-                    let id: String = row.try_get("finding_id")?;
-                    if reported.contains(&(*asset, id.as_str())) {
+                    if reported.contains(&(*asset, row.1.as_str())) {
                         continue;
                     }
                     sqlx::query(
@@ -359,15 +360,16 @@ impl Store for SqliteStore {
                     )
                     .bind(tenant)
                     .bind(*asset)
-                    .bind(&id)
+                    .bind(&row.1)
                     .execute(&mut *tx)
                     .await?;
-                    summary.fixed.push(finding_row(&row, asset, FindingStatus::Fixed)?);
+                    let mut fixed = finding_from_row(row)?;
+                    fixed.status = FindingStatus::Fixed;
+                    summary.fixed.push(fixed);
                 }
             }
         }
         // Open findings per asset and severity, every severity written so a count can fall to 0.
-        let mut keys = Vec::new();
         for asset in &assets {
             let counts: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = ? AND asset = ? AND status = 'open' GROUP BY severity",
@@ -376,18 +378,9 @@ impl Store for SqliteStore {
             .bind(*asset)
             .fetch_all(&mut *tx)
             .await?;
-            for severity in [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
-                let count = counts.iter().find(|(s, _)| s == severity.as_str()).map_or(0, |(_, n)| *n);
-                let labels = Labels::from([
-                    ("host".to_string(), asset.to_string()),
-                    ("severity".to_string(), severity.as_str().to_string()),
-                    ("tenant".to_string(), tenant.to_string()),
-                ]);
-                let sample = Sample::new("findings_open", labels, import.at_ms, count as f64);
-                keys.push(sample.series.clone());
-                summary.samples.push(sample);
-            }
+            summary.samples.extend(findings_open_samples(tenant, asset, &counts, import.at_ms));
         }
+        let keys: Vec<SeriesKey> = summary.samples.iter().map(|s| s.series.clone()).collect();
         let ids = resolve_series(&mut tx, tenant, &keys).await?;
         let wal: Vec<WalSample> = summary
             .samples
@@ -396,16 +389,15 @@ impl Store for SqliteStore {
             .map(|(s, series_id)| WalSample { series_id, timestamp_ms: s.timestamp_ms, value: s.value })
             .collect();
         let wal_id = SampleEngine::log(&mut tx, &wal).await?;
-        for finding in summary.new.iter().chain(&summary.reopened).filter(|f| f.severity == Severity::Critical) {
-            let labels = Labels::from([("finding".to_string(), finding.id.clone())]);
+        for event in critical_finding_events(&summary)? {
             sqlx::query("INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) VALUES (?, ?, ?, ?, ?, ?, ?)")
                 .bind(tenant)
-                .bind(&finding.asset)
+                .bind(&event.finding.asset)
                 .bind(import.at_ms)
-                .bind("finding_critical")
-                .bind(Severity::Critical.as_str())
-                .bind(serde_json::to_string(&labels)?)
-                .bind(format!("new critical finding {}: {}", finding.id, finding.title))
+                .bind(event.kind)
+                .bind(event.severity.as_str())
+                .bind(&event.labels)
+                .bind(&event.message)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -416,7 +408,7 @@ impl Store for SqliteStore {
     }
 
     async fn latest_checks(&self, tenant: &str) -> Result<Vec<LatestCheck>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<CheckRow> = sqlx::query_as(
             "SELECT c.agent_id, a.host, c.check_id, c.kind, c.target, c.status, c.ts, c.duration_us, c.details \
              FROM check_results c JOIN agents a ON a.agent_id = c.agent_id \
              WHERE c.tenant_id = ? AND c.ts = (SELECT MAX(ts) FROM check_results l \
@@ -426,37 +418,13 @@ impl Store for SqliteStore {
         .bind(tenant)
         .fetch_all(&self.engine.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let status: String = row.try_get("status")?;
-                let details: String = row.try_get("details")?;
-                Ok(LatestCheck {
-                    agent_id: row.try_get("agent_id")?,
-                    host: row.try_get("host")?,
-                    result: CheckResult {
-                        check_id: row.try_get("check_id")?,
-                        kind: row.try_get("kind")?,
-                        target: row.try_get("target")?,
-                        status: serde_json::from_value(serde_json::Value::String(status))?,
-                        timestamp_ms: row.try_get("ts")?,
-                        duration_us: row.try_get::<i64, _>("duration_us")? as u64,
-                        details: serde_json::from_str(&details)?,
-                        samples: Vec::new(),
-                    },
-                })
-            })
-            .collect()
+        rows.into_iter().map(latest_check).collect()
     }
 
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
-        let severities: Vec<&str> =
-            [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
-                .into_iter()
-                .filter(|s| filter.severity.is_none_or(|least| *s >= least))
-                .map(Severity::as_str)
-                .collect();
-        let status = filter.status.map(|s| if s == FindingStatus::Open { "open" } else { "fixed" });
-        let rows = sqlx::query(
+        let severities = admitted_severities(filter);
+        let status = status_text(filter.status);
+        let rows: Vec<FindingRow> = sqlx::query_as(
             "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms FROM findings \
              WHERE tenant_id = ? AND (? IS NULL OR asset = ?) AND (? IS NULL OR status = ?) \
              AND severity IN (SELECT value FROM json_each(?)) \
@@ -473,17 +441,7 @@ impl Store for SqliteStore {
         .bind(filter.offset)
         .fetch_all(&self.engine.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let asset: String = row.try_get("asset")?;
-                let status = if row.try_get::<String, _>("status")? == "fixed" {
-                    FindingStatus::Fixed
-                } else {
-                    FindingStatus::Open
-                };
-                finding_row(row, &asset, status)
-            })
-            .collect()
+        rows.into_iter().map(finding_from_row).collect()
     }
 
     async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError> {
@@ -608,19 +566,4 @@ impl Store for SqliteStore {
         self.engine.reader.close().await;
         self.engine.writer.close().await;
     }
-}
-
-/// A finding from a `findings` row (asset given, as queries already know it).
-fn finding_row(row: &sqlx::sqlite::SqliteRow, asset: &str, status: FindingStatus) -> Result<Finding, StoreError> {
-    let severity: String = row.try_get("severity")?;
-    Ok(Finding {
-        id: row.try_get("finding_id")?,
-        severity: serde_json::from_value(serde_json::Value::String(severity))?,
-        asset: asset.to_string(),
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        first_seen_ms: row.try_get("first_seen_ms")?,
-        last_seen_ms: row.try_get("last_seen_ms")?,
-        status,
-    })
 }

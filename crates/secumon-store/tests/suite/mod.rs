@@ -28,7 +28,24 @@ pub fn test_options() -> StoreOptions {
 /// `Option<impl Backend>` (None: the backend is not available here; the test says so).
 #[macro_export]
 macro_rules! store_suite {
-    ($backend:path: $($test:ident),+ $(,)?) => {
+    ($backend:path) => {
+        store_suite!(@each $backend:
+            stores_queries_and_drops_duplicates,
+            tenants_do_not_see_each_other,
+            large_batches_with_every_part_survive_reopen,
+            state_documents_survive_reopen_per_tenant,
+            alert_history_is_kept_per_tenant_and_rule_newest_first,
+            rejects_nonsense_queries,
+            findings_open_fix_reopen_with_samples_and_events,
+            compaction_keeps_every_sample_and_queries_merge_chunks_and_head,
+            special_values_come_back_bit_for_bit,
+            far_future_samples_are_refused_naming_the_series,
+            many_labels_and_any_utf8_are_kept,
+            old_ranges_are_answered_from_rollups_after_raw_expires,
+            retention_expires_logs_events_and_history
+        );
+    };
+    (@each $backend:path: $($test:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
