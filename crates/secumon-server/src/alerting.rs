@@ -101,7 +101,14 @@ pub struct Alerting {
     api_rules: tokio::sync::Mutex<Vec<Rule>>,
     history: mpsc::UnboundedSender<HistoryWrite>,
     lanes: Vec<mpsc::UnboundedSender<Notification>>,
-    delivery_failures: Arc<AtomicU64>,
+    deliveries: Arc<DeliveryCounters>,
+}
+
+/// Notifications handed to the channels, and channel deliveries that failed for good.
+#[derive(Debug, Default)]
+struct DeliveryCounters {
+    notifications: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl Alerting {
@@ -133,7 +140,7 @@ impl Alerting {
         let (history, history_rx) = mpsc::unbounded_channel();
         tokio::spawn(write_history(Arc::clone(&store), tenant.to_string(), history_rx));
         let dispatcher = Arc::new(Dispatcher::new(notifiers));
-        let delivery_failures = Arc::new(AtomicU64::new(0));
+        let deliveries = Arc::new(DeliveryCounters::default());
         let lanes = (0..DELIVERY_LANES)
             .map(|_| {
                 let (lane, queue) = mpsc::unbounded_channel();
@@ -141,7 +148,7 @@ impl Alerting {
                     queue,
                     Arc::clone(&dispatcher),
                     history.clone(),
-                    Arc::clone(&delivery_failures),
+                    Arc::clone(&deliveries),
                 ));
                 lane
             })
@@ -158,7 +165,7 @@ impl Alerting {
             api_rules: tokio::sync::Mutex::new(api_rules),
             history,
             lanes,
-            delivery_failures,
+            deliveries,
         });
         let mut unsaved = alerting.unsaved.subscribe();
         let (store, tenant) = (Arc::clone(&alerting.store), alerting.tenant.clone());
@@ -312,7 +319,12 @@ impl Alerting {
 
     /// Deliveries that failed for good since the server started.
     pub fn delivery_failures(&self) -> u64 {
-        self.delivery_failures.load(Ordering::Relaxed)
+        self.deliveries.failures.load(Ordering::Relaxed)
+    }
+
+    /// Notifications handed to their channels since the server started.
+    pub fn notifications_sent(&self) -> u64 {
+        self.deliveries.notifications.load(Ordering::Relaxed)
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {
@@ -422,14 +434,15 @@ async fn deliver_in_order(
     mut queue: mpsc::UnboundedReceiver<Notification>,
     dispatcher: Arc<Dispatcher>,
     history: mpsc::UnboundedSender<HistoryWrite>,
-    failures: Arc<AtomicU64>,
+    counters: Arc<DeliveryCounters>,
 ) {
     while let Some(notification) = queue.recv().await {
         let failed: Vec<DeliveryAttempt> = dispatcher.deliver(&notification).await;
+        counters.notifications.fetch_add(1, Ordering::Relaxed);
         if failed.is_empty() {
             continue;
         }
-        failures.fetch_add(failed.len() as u64, Ordering::Relaxed);
+        counters.failures.fetch_add(failed.len() as u64, Ordering::Relaxed);
         let at = now_ms();
         let entries = failed
             .iter()

@@ -15,6 +15,7 @@ use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
 use secumon_core::{Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
+use crate::metrics::IngestMetrics;
 use secumon_store::{
     AgentRecord, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError,
 };
@@ -32,10 +33,12 @@ pub(crate) struct ApiState {
     pub store: Arc<dyn Store>,
     pub tenant: String,
     pub alerting: Arc<Alerting>,
+    pub ingest_metrics: Arc<IngestMetrics>,
 }
 
 pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/metrics", get(server_metrics))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
         .route("/api/v1/alerts", get(list_alerts))
@@ -419,6 +422,11 @@ pub struct AlertStats {
     pub acknowledged: usize,
     /// Notifications that failed for good since the server started.
     pub delivery_failures: u64,
+}
+
+async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    let body = crate::metrics::render(&state.ingest_metrics, &state.alerting);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 async fn alert_stats(State(state): State<ApiState>) -> Json<AlertStats> {

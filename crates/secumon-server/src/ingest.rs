@@ -6,7 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use secumon_core::IngestBatch;
 
+use std::time::Instant;
+
 use crate::alerting::Alerting;
+use crate::metrics::{BatchOutcome, IngestMetrics};
 use secumon_store::{Store, StoreError, WriteOutcome};
 use secumon_transport::{BatchSink, SinkError, SinkOutcome};
 
@@ -15,11 +18,18 @@ pub struct StoreSink<S: ?Sized> {
     store: Arc<S>,
     tenant: String,
     alerting: Option<Arc<Alerting>>,
+    metrics: Arc<IngestMetrics>,
 }
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
-        Self { store, tenant: tenant.into(), alerting: None }
+        Self { store, tenant: tenant.into(), alerting: None, metrics: Arc::default() }
+    }
+
+    /// Counts every batch's outcome and store time into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<IngestMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Also hands every committed sample to the alert engine.
@@ -32,7 +42,16 @@ impl<S: Store + ?Sized> StoreSink<S> {
 #[async_trait]
 impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
     async fn commit(&self, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
-        match self.store.write_batch(&self.tenant, &batch).await {
+        let started = Instant::now();
+        let written = self.store.write_batch(&self.tenant, &batch).await;
+        let outcome = match &written {
+            Ok(WriteOutcome::Committed) => BatchOutcome::Committed { samples: batch.value_count() },
+            Ok(WriteOutcome::Duplicate) => BatchOutcome::Duplicate,
+            Err(StoreError::TenantMismatch { .. } | StoreError::FutureTimestamp { .. }) => BatchOutcome::Refused,
+            Err(_) => BatchOutcome::Failed,
+        };
+        self.metrics.record(outcome, started.elapsed());
+        match written {
             Ok(WriteOutcome::Committed) => {
                 if let Some(alerting) = &self.alerting {
                     alerting.observe_batch(&self.tenant, &batch);

@@ -14,6 +14,7 @@
 mod alerting;
 mod api;
 mod ingest;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,7 +113,12 @@ impl Server {
 
         let rules = config.alerting.clone().unwrap_or_default();
         let alerting = Alerting::start(rules, store.clone(), DEFAULT_TENANT).await?;
-        let sink = Arc::new(StoreSink::new(store.clone(), DEFAULT_TENANT).with_alerting(Arc::clone(&alerting)));
+        let ingest_metrics = Arc::new(metrics::IngestMetrics::default());
+        let sink = Arc::new(
+            StoreSink::new(store.clone(), DEFAULT_TENANT)
+                .with_alerting(Arc::clone(&alerting))
+                .with_metrics(Arc::clone(&ingest_metrics)),
+        );
         let ingest = IngestService::new(sink, stopped.clone()).into_server();
         let grpc_stop = wait_for_stop(stopped.clone());
         let mut builder = tonic::transport::Server::builder();
@@ -138,8 +144,12 @@ impl Server {
                 }
             }
         }));
-        let state =
-            api::ApiState { store: store.clone(), tenant: DEFAULT_TENANT.to_string(), alerting: alerting.clone() };
+        let state = api::ApiState {
+            store: store.clone(),
+            tenant: DEFAULT_TENANT.to_string(),
+            alerting: alerting.clone(),
+            ingest_metrics,
+        };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {
             let served = axum::serve(api_listener, api::router(state)).with_graceful_shutdown(api_stop).await;

@@ -99,6 +99,22 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
     let values: Vec<f64> = bad[0].points.iter().map(|p| p.value).collect();
     assert_eq!(values, vec![4.0], "only the valid batch of the bad agent was stored");
 
+    // The server's own health: what reached the store, in Prometheus text format. Batches
+    // refused by validation never reach it; the far-future one is refused by the store.
+    let metrics = reqwest::get(format!("http://{}/metrics", server.api_addr())).await.unwrap().text().await.unwrap();
+    for line in [
+        "secumon_ingest_batches_total{outcome=\"committed\"} 3",
+        "secumon_ingest_batches_total{outcome=\"duplicate\"} 1",
+        "secumon_ingest_batches_total{outcome=\"refused\"} 1",
+        "secumon_ingest_batches_total{outcome=\"failed\"} 0",
+        "secumon_ingest_samples_total 3",
+        "secumon_store_write_seconds_count 5",
+        "# TYPE secumon_notifications_failed_total counter",
+        "secumon_alerts{state=\"firing\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
+
     drop((bad_tx, good_tx));
     server.shutdown().await;
 }

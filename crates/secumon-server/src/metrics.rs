@@ -1,0 +1,106 @@
+//! The server's own health in Prometheus text format at `/metrics`: what ingest committed,
+//! refused and failed, how long store writes take, and the alert engine's state.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use secumon_alert::AlertState;
+
+use crate::alerting::Alerting;
+
+/// Counters the ingest path updates; read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    committed: AtomicU64,
+    duplicate: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+    samples: AtomicU64,
+    write_micros: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// What became of one batch at the store.
+#[derive(Debug, Clone, Copy)]
+pub enum BatchOutcome {
+    Committed {
+        samples: usize,
+    },
+    Duplicate,
+    /// The store refused it for good (another tenant's agent, a far-future sample).
+    Refused,
+    /// The store failed; the agent will resend.
+    Failed,
+}
+
+impl IngestMetrics {
+    pub fn record(&self, outcome: BatchOutcome, took: Duration) {
+        let counter = match outcome {
+            BatchOutcome::Committed { samples } => {
+                self.samples.fetch_add(samples as u64, Ordering::Relaxed);
+                &self.committed
+            }
+            BatchOutcome::Duplicate => &self.duplicate,
+            BatchOutcome::Refused => &self.refused,
+            BatchOutcome::Failed => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.write_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Renders every metric in the Prometheus text exposition format.
+pub fn render(ingest: &IngestMetrics, alerting: &Alerting) -> String {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    family(
+        "secumon_ingest_batches_total",
+        "counter",
+        "Batches that reached the store, by outcome.",
+        &[
+            ("{outcome=\"committed\"}", load(&ingest.committed)),
+            ("{outcome=\"duplicate\"}", load(&ingest.duplicate)),
+            ("{outcome=\"refused\"}", load(&ingest.refused)),
+            ("{outcome=\"failed\"}", load(&ingest.failed)),
+        ],
+    );
+    family(
+        "secumon_ingest_samples_total",
+        "counter",
+        "Samples committed to the store.",
+        &[("", load(&ingest.samples))],
+    );
+    family("secumon_store_write_seconds", "summary", "Time the store took to write a batch.", &[]);
+    let _ = writeln!(out, "secumon_store_write_seconds_sum {:.6}", load(&ingest.write_micros) as f64 / 1e6);
+    let _ = writeln!(out, "secumon_store_write_seconds_count {}", load(&ingest.writes));
+    let alerts = alerting.active();
+    let _ = writeln!(out, "# HELP secumon_alerts Alerts the engine holds, by state.\n# TYPE secumon_alerts gauge");
+    for state in [AlertState::Pending, AlertState::Firing, AlertState::Resolved] {
+        let count = alerts.iter().filter(|a| a.state == state).count();
+        let _ = writeln!(out, "secumon_alerts{{state=\"{}\"}} {count}", format!("{state:?}").to_lowercase());
+    }
+    let mut family = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    family(
+        "secumon_notifications_sent_total",
+        "counter",
+        "Notifications handed to their channels.",
+        alerting.notifications_sent(),
+    );
+    family(
+        "secumon_notifications_failed_total",
+        "counter",
+        "Notifications that failed for good after their retries.",
+        alerting.delivery_failures(),
+    );
+    out
+}
