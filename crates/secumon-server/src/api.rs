@@ -619,6 +619,10 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::InvalidQuery(message) => Self::bad_request(message),
+            refused @ StoreError::FutureTimestamp { .. } => Self::bad_request(refused.to_string()),
+            refused @ StoreError::TenantMismatch { .. } => {
+                Self::new(StatusCode::CONFLICT, "conflict", refused.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "store failure while serving the API");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failure")

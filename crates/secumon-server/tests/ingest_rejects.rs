@@ -149,3 +149,32 @@ async fn undecodable_bytes_end_only_that_stream() {
     drop(tx);
     server.shutdown().await;
 }
+
+/// Scripts pushing through the REST API get the store's refusal as a 400 naming the series,
+/// and nothing of their request is stored.
+#[tokio::test]
+async fn api_ingest_refuses_far_future_samples_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
+    let url = format!("http://{}/api/v1/ingest", server.api_addr());
+    let future = secumon_core::now_ms() + 30 * 86_400_000;
+    let body = serde_json::json!({"source": "scanner", "host": "web-1", "samples": [
+        {"name": "scan_ok", "value": 1.0},
+        {"name": "scan_duration_seconds", "value": 2.5, "timestamp_ms": future}]});
+    let response = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "bad_request");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("scan_duration_seconds") && message.contains("in the future"), "{message}");
+    let now = secumon_core::now_ms();
+    let query = RangeQuery {
+        selector: SeriesSelector::new("scan_ok"),
+        start_ms: now - 3_600_000,
+        end_ms: now + 3_600_000,
+        step_ms: 1_000,
+        aggregation: Aggregation::Last,
+    };
+    assert!(server.store().query_range("default", &query).await.unwrap().is_empty(), "nothing stored");
+    server.shutdown().await;
+}
