@@ -8,6 +8,7 @@ mod findings;
 mod query;
 mod rules;
 mod scan;
+mod units;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use secumon_server::History;
 
 use crate::api_client::{emit, send};
+use crate::units::human_value;
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
@@ -87,23 +88,11 @@ fn render_table(history: &History, period: &str) -> String {
         for &(timestamp_ms, value) in &series.points {
             let time =
                 humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(timestamp_ms.max(0) as u64));
-            let value = value.map_or_else(|| "NaN".to_string(), format_value);
+            let value = value.map_or_else(|| "NaN".to_string(), |v| human_value(&history.metric, v));
             let _ = writeln!(out, "  {:<20}  {:>16}", time.to_string().trim_end_matches('Z'), value);
         }
     }
     out
-}
-
-/// Large values in engineering form, small ones with enough digits to matter.
-fn format_value(value: f64) -> String {
-    if value.abs() >= 1e6 && value.fract() == 0.0 {
-        format!("{value:.0}")
-    } else if value.abs() >= 1e6 {
-        format!("{value:.3e}")
-    } else {
-        let text = format!("{value:.4}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
 }
 
 #[cfg(test)]
@@ -131,7 +120,7 @@ mod tests {
         let table = render_table(&history, "1h");
         assert_eq!(
             table,
-            "cpu_core_usage_ratio{core=\"0\"} on web-1 (avg per 1m)\n  TIME (UTC)                       VALUE\n  2023-11-14T22:13:20               0.25\n  2023-11-14T22:14:20                NaN\n"
+            "cpu_core_usage_ratio{core=\"0\"} on web-1 (avg per 1m)\n  TIME (UTC)                       VALUE\n  2023-11-14T22:13:20             25.0 %\n  2023-11-14T22:14:20                NaN\n"
         );
     }
 
@@ -147,12 +136,5 @@ mod tests {
             series: vec![],
         };
         assert_eq!(render_table(&history, "15m"), "no data for load1 on h in the last 15m\n");
-    }
-
-    #[test]
-    fn formats_values_for_people() {
-        assert_eq!(format_value(16_777_216_000.0), "16777216000");
-        assert_eq!(format_value(0.123456), "0.1235");
-        assert_eq!(format_value(2.0), "2");
     }
 }
