@@ -35,7 +35,7 @@ fn bytes(value: f64) -> String {
 
 fn seconds(value: f64) -> String {
     match value.abs() {
-        v if v == 0.0 => "0 s".to_string(),
+        0.0 => "0 s".to_string(),
         v if v < 1e-3 => format!("{:.0} µs", value * 1e6),
         v if v < 1.0 => format!("{:.1} ms", value * 1e3),
         v if v < 120.0 => format!("{value:.2} s"),
