@@ -90,11 +90,6 @@ impl SampleEngine {
         }
     }
 
-    /// Samples waiting in memory for compaction.
-    pub fn head_samples(&self) -> usize {
-        self.head().samples()
-    }
-
     /// Whether the head is due for compaction.
     pub fn head_due(&self) -> bool {
         let head = self.head();

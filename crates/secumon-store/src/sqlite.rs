@@ -76,11 +76,6 @@ impl SqliteStore {
         }
         Ok(store)
     }
-
-    /// Samples waiting in memory for compaction (their batches are durable).
-    pub fn head_samples(&self) -> usize {
-        self.engine.head_samples()
-    }
 }
 
 /// Compacts the head when due and, every [`EXPIRY_EVERY`], merges chunks and applies
