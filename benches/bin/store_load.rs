@@ -282,6 +282,27 @@ struct Report {
     query_1000_series_24h_ms_p50: f64,
 }
 
+impl Report {
+    fn after_ingest(backend: &str, args: &Args, samples: u64, elapsed: Duration) -> Self {
+        eprintln!("{backend}: {samples} samples in {:.1} s", elapsed.as_secs_f64());
+        Self {
+            backend: backend.into(),
+            hosts: args.hosts,
+            series: args.hosts * host_series().len(),
+            samples,
+            ingest_seconds: elapsed.as_secs_f64(),
+            samples_per_second: samples as f64 / elapsed.as_secs_f64(),
+            ..Default::default()
+        }
+    }
+
+    /// Records the size on disk, per sample of both the bulk and the query data.
+    fn on_disk(&mut self, bytes: u64, args: &Args) {
+        self.bytes_on_disk = bytes;
+        self.bytes_per_sample = bytes as f64 / (self.samples + (args.query_hosts * DAY_POINTS) as u64) as f64;
+    }
+}
+
 fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     values[((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1]
@@ -312,16 +333,7 @@ async fn run_store(args: &Args, name: &str, store: Arc<dyn Store>) -> Report {
         }
     })
     .await;
-    let mut report = Report {
-        backend: name.into(),
-        hosts: args.hosts,
-        series: args.hosts * host_series().len(),
-        samples,
-        ingest_seconds: elapsed.as_secs_f64(),
-        samples_per_second: samples as f64 / elapsed.as_secs_f64(),
-        ..Default::default()
-    };
-    eprintln!("{name}: {samples} samples in {:.1} s", elapsed.as_secs_f64());
+    let mut report = Report::after_ingest(name, args, samples, elapsed);
     let started = Instant::now();
     store.maintain(secumon_core::now_ms()).await.expect("maintenance");
     report.compaction_seconds = started.elapsed().as_secs_f64();
@@ -372,9 +384,7 @@ async fn sqlite(args: &Args) -> Report {
     let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&pool).await.expect("pragma");
     pool.close().await;
     store.close().await;
-    report.bytes_on_disk = (pages * page_size) as u64;
-    report.bytes_per_sample =
-        report.bytes_on_disk as f64 / (report.samples + (args.query_hosts * DAY_POINTS) as u64) as f64;
+    report.on_disk((pages * page_size) as u64, args);
     report
 }
 
@@ -396,8 +406,7 @@ async fn postgres(args: &Args) -> Report {
     .fetch_one(&admin)
     .await
     .expect("size");
-    report.bytes_on_disk = bytes as u64;
-    report.bytes_per_sample = bytes as f64 / (report.samples + (args.query_hosts * DAY_POINTS) as u64) as f64;
+    report.on_disk(bytes as u64, args);
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.expect("drop");
     report
 }
@@ -435,16 +444,7 @@ async fn victoria(args: &Args) -> Report {
         }
     };
     let (samples, elapsed) = bulk_ingest(args, send.clone()).await;
-    eprintln!("victoria: {samples} samples in {:.1} s", elapsed.as_secs_f64());
-    let mut report = Report {
-        backend: "victoria-metrics".into(),
-        hosts: args.hosts,
-        series: args.hosts * host_series().len(),
-        samples,
-        ingest_seconds: elapsed.as_secs_f64(),
-        samples_per_second: samples as f64 / elapsed.as_secs_f64(),
-        ..Default::default()
-    };
+    let mut report = Report::after_ingest("victoria-metrics", args, samples, elapsed);
     let started = Instant::now();
     for path in ["/internal/force_flush", "/internal/force_merge"] {
         client.get(format!("{}{path}", args.vm_url)).send().await.expect("flush");
@@ -464,8 +464,7 @@ async fn victoria(args: &Args) -> Report {
         }
         size = now;
     }
-    report.bytes_on_disk = size;
-    report.bytes_per_sample = size as f64 / (report.samples + (args.query_hosts * DAY_POINTS) as u64) as f64;
+    report.on_disk(size, args);
     let now = secumon_core::now_ms() / 1000;
     let query = |selector: String| {
         let (client, url) = (client.clone(), format!("{}/api/v1/query_range", args.vm_url));
