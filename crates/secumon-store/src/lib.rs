@@ -227,6 +227,15 @@ pub struct FindingFilter {
     pub offset: u32,
 }
 
+/// A document of the server's own, as [`Store::list_records`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub id: String,
+    /// JSON, as written.
+    pub body: String,
+    pub updated_ms: i64,
+}
+
 /// A storage backend. Implementations must make `write_batch` atomic: a batch is stored
 /// whole, with its `(agent_id, sequence)` recorded in the same transaction, or not at all.
 #[async_trait]
@@ -268,6 +277,31 @@ pub trait Store: Send + Sync {
         rule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
+
+    /// Stores a document under `(kind, id)` unless one is there already; `false` when it was.
+    async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError>;
+
+    /// Stores a document under `(kind, id)`, replacing any.
+    async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError>;
+
+    /// The document under `(kind, id)`, if any.
+    async fn get_record(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Up to `limit` documents of `kind` by id, those after `after` (a page's last id).
+    async fn list_records(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// Removes the document under `(kind, id)`; `false` when there was none. Exactly one of
+    /// several concurrent callers sees `true`, which makes it a one-time token's consumption.
+    async fn delete_record(&self, tenant: &str, kind: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Forgets an agent (its data stays until retention removes it); `false` when unknown.
+    async fn delete_agent(&self, tenant: &str, agent_id: &str) -> Result<bool, StoreError>;
 
     /// Step-aggregated points of every series of `tenant` that the query's selector matches,
     /// from the [`Tier`] the query's start calls for.

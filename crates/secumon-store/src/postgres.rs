@@ -27,7 +27,7 @@ use crate::records::{
 };
 use crate::{
     AgentRecord, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
-    MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, Tier, WriteOutcome,
+    MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -459,6 +459,97 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(kind)
+        .bind(id)
+        .bind(body)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
+        )
+        .bind(tenant)
+        .bind(kind)
+        .bind(id)
+        .bind(body)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_record(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let body = sqlx::query_scalar("SELECT body FROM records WHERE tenant_id = $1 AND kind = $2 AND id = $3")
+            .bind(tenant)
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(body)
+    }
+
+    async fn list_records(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, body, updated_ms FROM records WHERE tenant_id = $1 AND kind = $2 AND id > $3 \
+             ORDER BY id LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(kind)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|(id, body, updated_ms)| StoredRecord { id, body, updated_ms }).collect())
+    }
+
+    async fn delete_record(&self, tenant: &str, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let deleted = sqlx::query("DELETE FROM records WHERE tenant_id = $1 AND kind = $2 AND id = $3")
+            .bind(tenant)
+            .bind(kind)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn delete_agent(&self, tenant: &str, agent_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let deleted = sqlx::query("DELETE FROM agents WHERE tenant_id = $1 AND agent_id = $2")
+            .bind(tenant)
+            .bind(agent_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() == 1)
     }
 
     async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {

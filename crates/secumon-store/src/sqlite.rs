@@ -23,7 +23,7 @@ use crate::records::{
 };
 use crate::{
     AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, MaintenanceReport,
-    Store, StoreError, StoreOptions, WriteOutcome,
+    Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
 };
 
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
@@ -479,6 +479,82 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(kind)
+        .bind(id)
+        .bind(body)
+        .bind(now_ms())
+        .execute(&self.engine.writer)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
+        )
+        .bind(tenant)
+        .bind(kind)
+        .bind(id)
+        .bind(body)
+        .bind(now_ms())
+        .execute(&self.engine.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_record(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT body FROM records WHERE tenant_id = ? AND kind = ? AND id = ?")
+            .bind(tenant)
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&self.engine.reader)
+            .await?)
+    }
+
+    async fn list_records(
+        &self,
+        tenant: &str,
+        kind: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, body, updated_ms FROM records WHERE tenant_id = ? AND kind = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(kind)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.engine.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(id, body, updated_ms)| StoredRecord { id, body, updated_ms }).collect())
+    }
+
+    async fn delete_record(&self, tenant: &str, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM records WHERE tenant_id = ? AND kind = ? AND id = ?")
+            .bind(tenant)
+            .bind(kind)
+            .bind(id)
+            .execute(&self.engine.writer)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn delete_agent(&self, tenant: &str, agent_id: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM agents WHERE tenant_id = ? AND agent_id = ?")
+            .bind(tenant)
+            .bind(agent_id)
+            .execute(&self.engine.writer)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
     }
 
     async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {

@@ -34,6 +34,7 @@ macro_rules! store_suite {
             tenants_do_not_see_each_other,
             large_batches_with_every_part_survive_reopen,
             state_documents_survive_reopen_per_tenant,
+            records_page_by_id_per_tenant_and_kind_and_delete_once,
             alert_history_is_kept_per_tenant_and_rule_newest_first,
             rejects_nonsense_queries,
             findings_open_fix_reopen_with_samples_and_events,
@@ -205,6 +206,41 @@ pub async fn state_documents_survive_reopen_per_tenant(backend: &dyn Backend) {
     let store = backend.open().await;
     assert_eq!(store.get_state("acme", "alerts").await.unwrap().as_deref(), Some("{\"v\":2}"));
     assert_eq!(store.get_state("globex", "alerts").await.unwrap(), None);
+}
+
+pub async fn records_page_by_id_per_tenant_and_kind_and_delete_once(backend: &dyn Backend) {
+    let store = backend.open().await;
+    for id in ["b", "a", "c", "é"] {
+        assert!(store.insert_record("acme", "dashboard", id, &format!("{{\"id\":\"{id}\"}}")).await.unwrap());
+    }
+    assert!(!store.insert_record("acme", "dashboard", "a", "{}").await.unwrap(), "an id is taken once");
+    store.put_record("acme", "dashboard", "a", "{\"v\":2}").await.unwrap();
+    store.insert_record("acme", "user", "z", "{}").await.unwrap();
+    store.insert_record("globex", "dashboard", "a", "{}").await.unwrap();
+
+    let first = store.list_records("acme", "dashboard", None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(first[0].body, "{\"v\":2}");
+    let rest = store.list_records("acme", "dashboard", Some("b"), 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["c", "é"],
+        "byte order, kind and tenant kept apart"
+    );
+    assert_eq!(store.get_record("globex", "dashboard", "b").await.unwrap(), None);
+
+    let (one, two) =
+        tokio::join!(store.delete_record("acme", "dashboard", "b"), store.delete_record("acme", "dashboard", "b"));
+    assert!(one.unwrap() ^ two.unwrap(), "exactly one delete wins");
+    store.close().await;
+    let store = backend.open().await;
+    assert_eq!(store.get_record("acme", "dashboard", "b").await.unwrap(), None);
+    assert_eq!(store.get_record("acme", "dashboard", "c").await.unwrap().as_deref(), Some("{\"id\":\"c\"}"));
+
+    store.write_batch("acme", &batch("a1", 1, "web-1", vec![load(t0(), 1.0)])).await.unwrap();
+    assert!(!store.delete_agent("globex", "a1").await.unwrap(), "another tenant's agent is not deleted");
+    assert!(store.delete_agent("acme", "a1").await.unwrap());
+    assert!(store.list_agents("acme").await.unwrap().is_empty());
 }
 
 pub async fn alert_history_is_kept_per_tenant_and_rule_newest_first(backend: &dyn Backend) {
