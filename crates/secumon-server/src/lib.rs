@@ -13,6 +13,7 @@
 
 mod alerting;
 mod api;
+pub mod auth;
 mod ingest;
 mod metrics;
 

@@ -1,0 +1,743 @@
+//! Who is calling, and what they may do. [`Accounts`] keeps tenants, users (argon2id
+//! passwords, TOTP second factor, roles per tenant, lockout after failed logins), API keys
+//! and refresh tokens as records in the store, and turns a bearer credential into a
+//! [`Caller`]: a subject, the one tenant it acts in, and its role there.
+//!
+//! Access tokens are short-lived Ed25519-signed JWTs; refresh tokens and API keys are random
+//! secrets stored as digests, so they can be revoked and a database dump does not reveal them.
+
+mod crypto;
+mod mfa;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use secumon_core::now_ms;
+use secumon_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+pub use crypto::SecretBox;
+use crypto::{TokenSigner, decoy_hash, digest, hash_password, random_id, random_token, same_secret, verify_password};
+
+/// Records of the whole installation (users, tenants, keys) live under this tenant id,
+/// which no tenant can be named.
+const SYSTEM: &str = "_system";
+const KIND_USER: &str = "user";
+const KIND_TENANT: &str = "tenant";
+const KIND_API_KEY: &str = "api_key";
+const KIND_REFRESH: &str = "refresh_token";
+const KIND_SIGNING_KEY: &str = "signing_key";
+
+/// The tenant that exists from the start.
+pub const DEFAULT_TENANT: &str = secumon_store::DEFAULT_TENANT;
+/// How long an access token is good for.
+pub const ACCESS_TOKEN_SECONDS: i64 = 15 * 60;
+const REFRESH_TOKEN_MS: i64 = 30 * 24 * 3_600_000;
+const MFA_TOKEN_SECONDS: i64 = 5 * 60;
+/// Consecutive failed logins (password or second factor) before the account locks.
+pub const LOCKOUT_AFTER: u32 = 5;
+const LOCKOUT_MS: i64 = 15 * 60_000;
+const MIN_PASSWORD_CHARS: usize = 10;
+/// Pages of records read when one listing must see every record of a kind.
+const SCAN_PAGE: u32 = 500;
+
+/// What a caller may do in its tenant; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything of the tenant.
+    Viewer,
+    /// Also acknowledges and silences alerts, pushes data and imports reports.
+    Operator,
+    /// Also changes rules, settings, agents, users and API keys.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = AuthError;
+    fn from_str(text: &str) -> Result<Self, AuthError> {
+        match text {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(AuthError::Invalid(format!("role must be viewer, operator or admin, not {other:?}"))),
+        }
+    }
+}
+
+/// An authenticated request's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// A user name, or `key:<id>` for an API key.
+    pub subject: String,
+    /// The one tenant this request reads and changes.
+    pub tenant: String,
+    pub role: Role,
+    /// May act in any tenant and manage tenants.
+    pub super_admin: bool,
+}
+
+impl Caller {
+    /// `Forbidden` unless the caller has at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), AuthError> {
+        if self.role >= role || self.super_admin {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!("this needs the {role:?} role; {} is {:?}", self.subject, self.role)))
+        }
+    }
+
+    pub fn require_super_admin(&self) -> Result<(), AuthError> {
+        if self.super_admin { Ok(()) } else { Err(AuthError::Forbidden("this needs a super-admin".into())) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credential, or one that is wrong, expired or revoked. The text never says which
+    /// part of a login was wrong.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many failed logins: the account is locked for {retry_after_s} s more")]
+    Locked { retry_after_s: i64 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("secret key: {0}")]
+    SecretKey(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<serde_json::Error> for AuthError {
+    fn from(error: serde_json::Error) -> Self {
+        AuthError::Internal(format!("an account record is unreadable: {error}"))
+    }
+}
+
+/// A user as stored under the system tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UserRecord {
+    name: String,
+    password_hash: String,
+    #[serde(default)]
+    super_admin: bool,
+    #[serde(default)]
+    roles: BTreeMap<String, Role>,
+    #[serde(default)]
+    mfa: Option<mfa::MfaRecord>,
+    #[serde(default)]
+    failed_logins: u32,
+    #[serde(default)]
+    locked_until_ms: i64,
+    created_ms: i64,
+}
+
+impl UserRecord {
+    fn mfa_enabled(&self) -> bool {
+        self.mfa.as_ref().is_some_and(|m| m.confirmed)
+    }
+
+    fn view(&self) -> UserView {
+        UserView {
+            name: self.name.clone(),
+            super_admin: self.super_admin,
+            roles: self.roles.clone(),
+            mfa_enabled: self.mfa_enabled(),
+            locked: self.locked_until_ms > now_ms(),
+            created_ms: self.created_ms,
+        }
+    }
+}
+
+/// A user as shown to administrators: no hash, no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub super_admin: bool,
+    pub roles: BTreeMap<String, Role>,
+    pub mfa_enabled: bool,
+    pub locked: bool,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ApiKeyRecord {
+    id: String,
+    tenant: String,
+    name: String,
+    role: Role,
+    digest: String,
+    created_by: String,
+    created_ms: i64,
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_by: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RefreshRecord {
+    user: String,
+    tenant: String,
+    digest: String,
+    expires_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SigningKeyRecord {
+    key_id: String,
+    sealed_pkcs8: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    tenant: String,
+    role: Role,
+    #[serde(default)]
+    sa: bool,
+    /// `access`, or `mfa` for the half-way token between password and second factor.
+    typ: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Tokens handed out by a login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub tenant: String,
+    pub role: Role,
+}
+
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Session(Session),
+    /// The second factor is due: present this token with a code to `verify_mfa`.
+    MfaRequired {
+        mfa_token: String,
+    },
+}
+
+/// What a user needs to add the second factor to an authenticator app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MfaEnrolment {
+    pub otpauth_uri: String,
+    pub secret: String,
+}
+
+/// Tenants, users, API keys and sessions, kept in the store.
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    secrets: SecretBox,
+    signer: TokenSigner,
+    /// Serialises read-modify-write of user records (failed-login counts, TOTP steps), so
+    /// that two logins racing with one code cannot both use it.
+    user_updates: tokio::sync::Mutex<()>,
+}
+
+impl Accounts {
+    /// Loads the token signing key (creating it on first start) and makes sure the default
+    /// tenant exists.
+    pub async fn open(store: Arc<dyn Store>, secrets: SecretBox) -> Result<Self, AuthError> {
+        let fresh =
+            SigningKeyRecord { key_id: random_id(), sealed_pkcs8: secrets.seal(&TokenSigner::generate_pkcs8()) };
+        // Insert-once, then read: servers starting together agree on one key.
+        store.insert_record(SYSTEM, KIND_SIGNING_KEY, "current", &serde_json::to_string(&fresh)?).await?;
+        let stored: SigningKeyRecord = match store.get_record(SYSTEM, KIND_SIGNING_KEY, "current").await? {
+            Some(body) => serde_json::from_str(&body)?,
+            None => return Err(AuthError::Internal("the token signing key was not saved".into())),
+        };
+        let signer = TokenSigner::from_pkcs8(&secrets.open(&stored.sealed_pkcs8)?, stored.key_id)?;
+        store.insert_record(SYSTEM, KIND_TENANT, DEFAULT_TENANT, "{}").await?;
+        Ok(Self { store, secrets, signer, user_updates: tokio::sync::Mutex::new(()) })
+    }
+
+    // ----- tenants -----
+
+    pub async fn create_tenant(&self, name: &str) -> Result<bool, AuthError> {
+        validate_tenant_name(name)?;
+        Ok(self.store.insert_record(SYSTEM, KIND_TENANT, name, "{}").await?)
+    }
+
+    pub async fn tenant_exists(&self, name: &str) -> Result<bool, AuthError> {
+        Ok(self.store.get_record(SYSTEM, KIND_TENANT, name).await?.is_some())
+    }
+
+    pub async fn tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<String>, AuthError> {
+        Ok(self.store.list_records(SYSTEM, KIND_TENANT, after, limit).await?.into_iter().map(|r| r.id).collect())
+    }
+
+    // ----- users -----
+
+    /// Whether any user exists (else `secumon up` bootstraps the first admin).
+    pub async fn has_users(&self) -> Result<bool, AuthError> {
+        Ok(!self.store.list_records(SYSTEM, KIND_USER, None, 1).await?.is_empty())
+    }
+
+    /// Adds a user with `role` in `tenant` (created if new); `Conflict` if the name is taken.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        tenant: &str,
+        role: Role,
+        super_admin: bool,
+    ) -> Result<UserView, AuthError> {
+        validate_user_name(name)?;
+        validate_password(password)?;
+        validate_tenant_name(tenant)?;
+        self.store.insert_record(SYSTEM, KIND_TENANT, tenant, "{}").await?;
+        let user = UserRecord {
+            name: name.to_string(),
+            password_hash: hash_password(password)?,
+            super_admin,
+            roles: BTreeMap::from([(tenant.to_string(), role)]),
+            mfa: None,
+            failed_logins: 0,
+            locked_until_ms: 0,
+            created_ms: now_ms(),
+        };
+        if !self.store.insert_record(SYSTEM, KIND_USER, name, &serde_json::to_string(&user)?).await? {
+            return Err(AuthError::Conflict(format!("user {name:?} exists")));
+        }
+        Ok(user.view())
+    }
+
+    /// Users with a role in `tenant`, or every user for `None`.
+    pub async fn users(&self, tenant: Option<&str>) -> Result<Vec<UserView>, AuthError> {
+        let mut users = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_records(SYSTEM, KIND_USER, after.as_deref(), SCAN_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for record in &page {
+                let user: UserRecord = serde_json::from_str(&record.body)?;
+                if tenant.is_none_or(|t| user.roles.contains_key(t)) {
+                    users.push(user.view());
+                }
+            }
+        }
+        Ok(users)
+    }
+
+    /// The user, if `tenant` is one of theirs (or `None`).
+    pub async fn user(&self, name: &str, tenant: Option<&str>) -> Result<UserView, AuthError> {
+        match self.load_user(name).await? {
+            Some(user) if tenant.is_none_or(|t| user.roles.contains_key(t)) => Ok(user.view()),
+            _ => Err(AuthError::NotFound(format!("no user {name:?}"))),
+        }
+    }
+
+    /// Removes the second factor (the user enrols again) and unlocks the account.
+    pub async fn reset_mfa(&self, name: &str, tenant: Option<&str>) -> Result<UserView, AuthError> {
+        self.user(name, tenant).await?;
+        self.update_user(name, |user| {
+            user.mfa = None;
+            user.failed_logins = 0;
+            user.locked_until_ms = 0;
+            Ok(())
+        })
+        .await
+        .map(|u| u.view())
+    }
+
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        validate_password(password)?;
+        let hash = hash_password(password)?;
+        self.update_user(name, move |user| {
+            user.password_hash = hash;
+            user.failed_logins = 0;
+            user.locked_until_ms = 0;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn load_user(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
+        match self.store.get_record(SYSTEM, KIND_USER, name).await? {
+            Some(body) => Ok(Some(serde_json::from_str(&body)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `change` to the stored user under the update lock and saves it, even when
+    /// `change` fails (a failed login is recorded as such).
+    async fn update_user<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut UserRecord) -> Result<T, AuthError>,
+    ) -> Result<UserRecord, AuthError>
+    where
+        T: Sized,
+    {
+        let _guard = self.user_updates.lock().await;
+        let Some(mut user) = self.load_user(name).await? else {
+            return Err(AuthError::NotFound(format!("no user {name:?}")));
+        };
+        let outcome = change(&mut user);
+        self.store.put_record(SYSTEM, KIND_USER, name, &serde_json::to_string(&user)?).await?;
+        outcome.map(|_| user)
+    }
+
+    // ----- logins -----
+
+    /// Checks a password. With MFA on, the answer is a token for [`Accounts::verify_mfa`].
+    /// `LOCKOUT_AFTER` failures in a row lock the account for 15 minutes.
+    pub async fn login(&self, name: &str, password: &str, tenant: Option<&str>) -> Result<LoginOutcome, AuthError> {
+        const REFUSED: AuthError = AuthError::Unauthenticated("wrong user name or password");
+        let Some(stored) = self.load_user(name).await? else {
+            verify_password(password, decoy_hash());
+            return Err(REFUSED);
+        };
+        refuse_if_locked(&stored)?;
+        // The slow hash runs outside the lock so that logins do not queue behind each other.
+        if !verify_password(password, &stored.password_hash) {
+            self.update_user(name, |user| Err::<(), _>(record_failure(user))).await?;
+            return Err(REFUSED);
+        }
+        let (tenant, role) = tenant_of(&stored, tenant)?;
+        if stored.mfa_enabled() {
+            let now = now_ms() / 1000;
+            let claims = Claims {
+                sub: name.to_string(),
+                tenant,
+                role,
+                sa: stored.super_admin,
+                typ: "mfa".into(),
+                iat: now,
+                exp: now + MFA_TOKEN_SECONDS,
+            };
+            return Ok(LoginOutcome::MfaRequired { mfa_token: self.signer.sign(&claims)? });
+        }
+        self.update_user(name, |user| {
+            user.failed_logins = 0;
+            Ok(())
+        })
+        .await?;
+        Ok(LoginOutcome::Session(self.new_session(&stored, &tenant, role).await?))
+    }
+
+    /// Completes a login with a TOTP code (each accepted once) or a recovery code (each
+    /// usable once).
+    pub async fn verify_mfa(&self, mfa_token: &str, code: &str) -> Result<Session, AuthError> {
+        let claims: Claims = self.signer.verify(mfa_token)?;
+        if claims.typ != "mfa" {
+            return Err(AuthError::Unauthenticated("not an MFA token"));
+        }
+        let secrets = &self.secrets;
+        let user = self
+            .update_user(&claims.sub, |user| {
+                refuse_if_locked(user)?;
+                let account = user.name.clone();
+                let Some(mfa) = user.mfa.as_mut().filter(|m| m.confirmed) else {
+                    return Err(AuthError::Unauthenticated("MFA is not enabled for this user"));
+                };
+                let secret = secrets.open(&mfa.sealed_secret)?;
+                let accepted = match mfa::accept_code(&secret, &account, code.trim(), unix_seconds(), mfa.last_step) {
+                    Some(step) => {
+                        mfa.last_step = step;
+                        true
+                    }
+                    None => mfa::redeem_recovery_code(&mut mfa.recovery_digests, code),
+                };
+                if accepted {
+                    user.failed_logins = 0;
+                    Ok(())
+                } else {
+                    Err(record_failure(user))
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                AuthError::NotFound(_) => AuthError::Unauthenticated("the MFA token is not valid"),
+                other => other,
+            })?;
+        let role = tenant_of(&user, Some(&claims.tenant))?.1;
+        self.new_session(&user, &claims.tenant, role).await
+    }
+
+    /// Starts TOTP enrolment for `name`; MFA is on once [`Accounts::confirm_mfa`] succeeds.
+    pub async fn enroll_mfa(&self, name: &str) -> Result<MfaEnrolment, AuthError> {
+        let secret = mfa::new_secret();
+        let (otpauth_uri, base32) = mfa::enrolment(&secret, name)?;
+        let sealed_secret = self.secrets.seal(&secret);
+        self.update_user(name, move |user| {
+            if user.mfa_enabled() {
+                return Err(AuthError::Conflict("MFA is already enabled; an admin can reset it".into()));
+            }
+            user.mfa =
+                Some(mfa::MfaRecord { sealed_secret, confirmed: false, last_step: 0, recovery_digests: Vec::new() });
+            Ok(())
+        })
+        .await?;
+        Ok(MfaEnrolment { otpauth_uri, secret: base32 })
+    }
+
+    /// Turns MFA on with a first valid code; returns the recovery codes, shown only now.
+    pub async fn confirm_mfa(&self, name: &str, code: &str) -> Result<Vec<String>, AuthError> {
+        let (codes, digests) = mfa::recovery_codes();
+        let secrets = &self.secrets;
+        self.update_user(name, move |user| {
+            let account = user.name.clone();
+            let Some(mfa) = user.mfa.as_mut().filter(|m| !m.confirmed) else {
+                return Err(AuthError::Conflict("no MFA enrolment is pending".into()));
+            };
+            let secret = secrets.open(&mfa.sealed_secret)?;
+            let step = mfa::accept_code(&secret, &account, code.trim(), unix_seconds(), mfa.last_step)
+                .ok_or(AuthError::Invalid("the code does not match: check the authenticator app's clock".into()))?;
+            mfa.last_step = step;
+            mfa.confirmed = true;
+            mfa.recovery_digests = digests;
+            Ok(())
+        })
+        .await?;
+        Ok(codes)
+    }
+
+    /// Trades a refresh token for a new session; the old refresh token is used up.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, AuthError> {
+        const REFUSED: AuthError = AuthError::Unauthenticated("the refresh token is not valid");
+        let (id, secret) = split_credential(refresh_token, "smr_").ok_or(REFUSED)?;
+        let Some(body) = self.store.get_record(SYSTEM, KIND_REFRESH, id).await? else { return Err(REFUSED) };
+        let record: RefreshRecord = serde_json::from_str(&body)?;
+        if !same_secret(&record.digest, &digest(secret)) {
+            return Err(REFUSED);
+        }
+        // Deleting is the use: of two racing refreshes, one wins.
+        if !self.store.delete_record(SYSTEM, KIND_REFRESH, id).await? || record.expires_ms < now_ms() {
+            return Err(REFUSED);
+        }
+        let user = self.load_user(&record.user).await?.ok_or(REFUSED)?;
+        let (tenant, role) = tenant_of(&user, Some(&record.tenant)).map_err(|_| REFUSED)?;
+        self.new_session(&user, &tenant, role).await
+    }
+
+    /// Revokes a refresh token; `false` when it was not valid.
+    pub async fn logout(&self, refresh_token: &str) -> Result<bool, AuthError> {
+        let Some((id, secret)) = split_credential(refresh_token, "smr_") else { return Ok(false) };
+        let Some(body) = self.store.get_record(SYSTEM, KIND_REFRESH, id).await? else { return Ok(false) };
+        let record: RefreshRecord = serde_json::from_str(&body)?;
+        Ok(same_secret(&record.digest, &digest(secret)) && self.store.delete_record(SYSTEM, KIND_REFRESH, id).await?)
+    }
+
+    async fn new_session(&self, user: &UserRecord, tenant: &str, role: Role) -> Result<Session, AuthError> {
+        let now = now_ms();
+        let claims = Claims {
+            sub: user.name.clone(),
+            tenant: tenant.to_string(),
+            role,
+            sa: user.super_admin,
+            typ: "access".into(),
+            iat: now / 1000,
+            exp: now / 1000 + ACCESS_TOKEN_SECONDS,
+        };
+        let (id, secret) = (random_id(), random_token());
+        let record = RefreshRecord {
+            user: user.name.clone(),
+            tenant: tenant.to_string(),
+            digest: digest(&secret),
+            expires_ms: now + REFRESH_TOKEN_MS,
+        };
+        self.store.insert_record(SYSTEM, KIND_REFRESH, &id, &serde_json::to_string(&record)?).await?;
+        Ok(Session {
+            access_token: self.signer.sign(&claims)?,
+            refresh_token: format!("smr_{id}.{secret}"),
+            token_type: "Bearer".into(),
+            expires_in: ACCESS_TOKEN_SECONDS,
+            tenant: tenant.to_string(),
+            role,
+        })
+    }
+
+    // ----- API keys -----
+
+    /// A new key for scripts; the returned secret (`smk_<id>.<secret>`) is shown only now.
+    pub async fn create_api_key(
+        &self,
+        tenant: &str,
+        name: &str,
+        role: Role,
+        created_by: &str,
+    ) -> Result<(ApiKeyView, String), AuthError> {
+        if name.trim().is_empty() || name.len() > 100 {
+            return Err(AuthError::Invalid("an API key needs a name of 1 to 100 characters".into()));
+        }
+        let (id, secret) = (random_id(), random_token());
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            role,
+            digest: digest(&secret),
+            created_by: created_by.to_string(),
+            created_ms: now_ms(),
+        };
+        self.store.insert_record(SYSTEM, KIND_API_KEY, &id, &serde_json::to_string(&record)?).await?;
+        Ok((api_key_view(&record), format!("smk_{id}.{secret}")))
+    }
+
+    /// The API keys of `tenant`.
+    pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyView>, AuthError> {
+        let mut keys = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_records(SYSTEM, KIND_API_KEY, after.as_deref(), SCAN_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for record in &page {
+                let key: ApiKeyRecord = serde_json::from_str(&record.body)?;
+                if key.tenant == tenant {
+                    keys.push(api_key_view(&key));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Revokes a key of `tenant`; `false` when `tenant` has no such key.
+    pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<bool, AuthError> {
+        match self.store.get_record(SYSTEM, KIND_API_KEY, id).await? {
+            Some(body) if serde_json::from_str::<ApiKeyRecord>(&body)?.tenant == tenant => {
+                Ok(self.store.delete_record(SYSTEM, KIND_API_KEY, id).await?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    // ----- requests -----
+
+    /// The caller behind a bearer credential: an access token or an API key.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Caller, AuthError> {
+        if let Some((id, secret)) = split_credential(bearer, "smk_") {
+            const REFUSED: AuthError = AuthError::Unauthenticated("the API key is not valid or was revoked");
+            let Some(body) = self.store.get_record(SYSTEM, KIND_API_KEY, id).await? else { return Err(REFUSED) };
+            let key: ApiKeyRecord = serde_json::from_str(&body)?;
+            if !same_secret(&key.digest, &digest(secret)) {
+                return Err(REFUSED);
+            }
+            return Ok(Caller {
+                subject: format!("key:{}", key.id),
+                tenant: key.tenant,
+                role: key.role,
+                super_admin: false,
+            });
+        }
+        let claims: Claims = self.signer.verify(bearer)?;
+        if claims.typ != "access" {
+            return Err(AuthError::Unauthenticated("not an access token"));
+        }
+        Ok(Caller { subject: claims.sub, tenant: claims.tenant, role: claims.role, super_admin: claims.sa })
+    }
+
+    /// The secret box, for other secrets at rest.
+    pub fn secrets(&self) -> &SecretBox {
+        &self.secrets
+    }
+}
+
+fn api_key_view(key: &ApiKeyRecord) -> ApiKeyView {
+    ApiKeyView {
+        id: key.id.clone(),
+        name: key.name.clone(),
+        role: key.role,
+        created_by: key.created_by.clone(),
+        created_ms: key.created_ms,
+    }
+}
+
+/// Counts a failed login and locks the account at the limit; the error to answer with.
+fn record_failure(user: &mut UserRecord) -> AuthError {
+    user.failed_logins += 1;
+    if user.failed_logins >= LOCKOUT_AFTER {
+        user.failed_logins = 0;
+        user.locked_until_ms = now_ms() + LOCKOUT_MS;
+        tracing::warn!(user = %user.name, "account locked after {LOCKOUT_AFTER} failed logins");
+        return AuthError::Locked { retry_after_s: LOCKOUT_MS / 1000 };
+    }
+    AuthError::Unauthenticated("wrong user name, password or code")
+}
+
+fn refuse_if_locked(user: &UserRecord) -> Result<(), AuthError> {
+    let left = user.locked_until_ms - now_ms();
+    if left > 0 { Err(AuthError::Locked { retry_after_s: (left + 999) / 1000 }) } else { Ok(()) }
+}
+
+/// The tenant a login acts in (the one asked for, else the user's first) and the role there.
+fn tenant_of(user: &UserRecord, wanted: Option<&str>) -> Result<(String, Role), AuthError> {
+    match wanted {
+        Some(tenant) if user.super_admin => Ok((tenant.to_string(), Role::Admin)),
+        Some(tenant) => user
+            .roles
+            .get(tenant)
+            .map(|role| (tenant.to_string(), *role))
+            .ok_or_else(|| AuthError::Forbidden(format!("{} has no role in tenant {tenant:?}", user.name))),
+        None => match user.roles.iter().next() {
+            Some((tenant, role)) => Ok((tenant.clone(), if user.super_admin { Role::Admin } else { *role })),
+            None if user.super_admin => Ok((DEFAULT_TENANT.to_string(), Role::Admin)),
+            None => Err(AuthError::Forbidden(format!("{} has no role in any tenant", user.name))),
+        },
+    }
+}
+
+/// `<prefix><id>.<secret>` split in two.
+fn split_credential<'a>(text: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    text.strip_prefix(prefix)?.split_once('.').filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+}
+
+fn unix_seconds() -> u64 {
+    (now_ms() / 1000).max(0) as u64
+}
+
+/// Tenant names: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn validate_tenant_name(name: &str) -> Result<(), AuthError> {
+    let ok = (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid(format!(
+            "tenant {name:?}: 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        )))
+    }
+}
+
+fn validate_user_name(name: &str) -> Result<(), AuthError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok { Ok(()) } else { Err(AuthError::Invalid(format!("user name {name:?}: 1 to 64 of A-Z, a-z, 0-9, . _ - @"))) }
+}
+
+fn validate_password(password: &str) -> Result<(), AuthError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AuthError::Invalid(format!("a password needs at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if password.len() > 1024 {
+        return Err(AuthError::Invalid("a password is at most 1024 bytes".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
