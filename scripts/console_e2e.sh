@@ -24,13 +24,20 @@ RULES
 "$secumon" up --data-dir "$work" --api "127.0.0.1:$api" --grpc "127.0.0.1:$grpc" --interval 1s \
   --rules "$work/rules.yaml" > "$work/up.log" 2>&1 &
 up=$!
+# `up` writes the local CLI's API key on first start.
 for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$api/api/v1/alerts" | grep -q AlwaysOn && break
+  [ -s "$work/cli.token" ] && break
+  sleep 0.1
+done
+export SECUMON_TOKEN=$(cat "$work/cli.token")
+auth=(-H "Authorization: Bearer $SECUMON_TOKEN")
+for _ in $(seq 1 100); do
+  curl -sf "${auth[@]}" "http://127.0.0.1:$api/api/v1/alerts" | grep -q AlwaysOn && break
   sleep 0.1
 done
 host=$(hostname)
 
-tmux new-session -d -s "$session" -x 120 -y 32 "$secumon console --server http://127.0.0.1:$api --user e2e-operator"
+tmux new-session -d -s "$session" -x 120 -y 32 -e "SECUMON_TOKEN=$SECUMON_TOKEN" "$secumon console --server http://127.0.0.1:$api --user e2e-operator"
 screen() { tmux capture-pane -p -t "$session"; }
 expect() { # expect TEXT WHAT: wait up to 10 s for TEXT on screen
   for _ in $(seq 1 100); do
@@ -57,7 +64,7 @@ tmux send-keys -t "$session" a
 tmux send-keys -t "$session" -l "looking into it"
 tmux send-keys -t "$session" Enter
 expect "ack by e2e-operator" "the acknowledged state"
-curl -sf "http://127.0.0.1:$api/api/v1/alerts" | grep -q '"by":"e2e-operator"' \
+curl -sf "${auth[@]}" "http://127.0.0.1:$api/api/v1/alerts" | grep -q '"by":"e2e-operator"' \
   || { echo "console_e2e: FAILED, the server does not show the acknowledgement" >&2; exit 1; }
 tmux send-keys -t "$session" '?'
 expect "Help" "the help overlay"

@@ -1,12 +1,13 @@
 //! The `secumon` Python module's native part: probe checks (ping, ports, TLS, HTTP, DNS),
 //! findings parsing and an HTTP client for the server. Every call releases the GIL while
-//! Rust works; bad arguments raise `ValueError` with the reason, while a target that
-//! cannot be checked gives a result with status `unknown` and the reason, as in the CLI.
+//! Rust works; bad arguments raise `ValueError` with the reason and a refused credential
+//! `PermissionError`, while a target that cannot be checked gives a result with status
+//! `unknown` and the reason, as in the CLI.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyConnectionError, PyPermissionError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use secumon_scan::{
@@ -308,7 +309,10 @@ impl Client {
                 } else {
                     let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
                     let error = format!("{status}: {message}");
-                    Err(if status.is_client_error() {
+                    let denied = matches!(status.as_u16(), 401 | 403);
+                    Err(if denied {
+                        PyPermissionError::new_err(error)
+                    } else if status.is_client_error() {
                         PyValueError::new_err(error)
                     } else {
                         PyRuntimeError::new_err(error)

@@ -2,6 +2,7 @@
 `secumon` binary, found through $SECUMON_BIN or target/debug/secumon)."""
 
 import http.server
+import json
 import os
 import pathlib
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -155,13 +157,26 @@ def server(tmp_path):
     )
     line = process.stdout.readline()
     url = line.split("REST API on ")[1].split("/api/v1")[0]
-    yield url
+    # An operator account made with the CLI, and its access token from a login.
+    password = "python test password"
+    subprocess.run([binary, "users", "add", "script", "--role", "operator", "--password-stdin",
+                    "--data-dir", str(tmp_path)], input=password + "\n", text=True, check=True,
+                   stdout=subprocess.DEVNULL)
+    login = urllib.request.Request(
+        f"{url}/api/v1/auth/login", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"username": "script", "password": password}).encode())
+    with urllib.request.urlopen(login, timeout=10) as answer:
+        token = json.load(answer)["access_token"]
+    yield url, token
     process.terminate()
     process.wait(timeout=10)
 
 
 def test_client_imports_findings_and_sees_the_alert(server):
-    client = secumon.Client(server)
+    url, token = server
+    with pytest.raises(PermissionError, match="401"):
+        secumon.Client(url).alerts()
+    client = secumon.Client(url, token=token)
     summary = client.import_findings(REPORTS / "trivy.json")
     assert summary["new"] == 4 and summary["format"] == "trivy"
     assert [f.id for f in client.findings(severity="critical")] == ["CVE-2024-3094:liblzma5"]

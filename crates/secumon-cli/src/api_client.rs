@@ -9,7 +9,18 @@ use serde_json::Value;
 
 /// Sends `request` and returns the JSON answer; a 400 (the caller asked for something
 /// invalid) is printed and becomes `Err(exit code 2)`, other failures are errors.
+/// The `--token` / `SECUMON_TOKEN` every API call carries.
+static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+pub fn set_token(token: Option<String>) {
+    let _ = TOKEN.set(token);
+}
+
 pub async fn send(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<Result<Value, ExitCode>> {
+    let request = match TOKEN.get().cloned().flatten() {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
     let response =
         request.timeout(Duration::from_secs(30)).send().await.with_context(|| format!("cannot reach {server}"))?;
     let status = response.status();
@@ -24,6 +35,9 @@ pub async fn send(request: reqwest::RequestBuilder, server: &str) -> anyhow::Res
         return Ok(Ok(body));
     }
     let message = body["error"]["message"].as_str().unwrap_or("unknown error");
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        bail!("{server}: {message} (pass --token or set SECUMON_TOKEN)");
+    }
     if status == reqwest::StatusCode::BAD_REQUEST {
         eprintln!("secumon: {message}");
         return Ok(Err(ExitCode::from(2)));

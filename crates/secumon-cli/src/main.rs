@@ -9,6 +9,7 @@ mod query;
 mod rules;
 mod scan;
 mod units;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ use secumon_transport::TlsMaterial;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// API token or key for commands that call the server (sent as a bearer token).
+    #[arg(long, global = true, env = "SECUMON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -65,9 +69,6 @@ enum Command {
     Console {
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "SECUMON_SERVER")]
         server: String,
-        /// API token (sent as a bearer token).
-        #[arg(long, env = "SECUMON_TOKEN")]
-        token: Option<String>,
         /// Name recorded on acknowledgements (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         user: String,
@@ -87,6 +88,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Add and list users, reset a user's second factor (on the server's machine).
+    Users(users::UsersArgs),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -147,6 +150,8 @@ impl ServerArgs {
             postgres_url: self.store.clone(),
             tls,
             alerting,
+            secret_key: Some(users::secret_key(&self.data_dir)?),
+            open_access: false,
         })
     }
 }
@@ -164,7 +169,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    api_client::set_token(cli.token.clone());
+    match runtime.block_on(run(cli.command, cli.token)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("secumon: {error:#}");
@@ -179,7 +185,7 @@ fn main() -> ExitCode {
 #[error(transparent)]
 struct UsageError(#[from] secumon_core::ConfigError);
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Server { server } => {
             let running = Server::start(server.config()?).await.context("cannot start the server")?;
@@ -206,7 +212,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             api_client::emit(&String::from_utf8_lossy(&script))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Console { server, token, user } => {
+        Command::Users(args) => users::run(args).await,
+        Command::Console { server, user } => {
             secumon_console::run(&server, token, &user).await.context("console terminal failed")?;
             Ok(ExitCode::SUCCESS)
         }
@@ -246,6 +253,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         anyhow::bail!("`secumon up` talks to its own agent over loopback; use `secumon server` for mTLS");
     }
     let server = Server::start(args.config()?).await.context("cannot start the server")?;
+    let token_file = bootstrap_first_admin(&server, &args.data_dir).await?;
     let host = system_host_name()?;
     let agent = Agent::open(AgentSettings {
         host: host.clone(),
@@ -264,8 +272,38 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
     println!("  gRPC ingest  {}", server.grpc_addr());
     println!("  data         {}", args.data_dir.display());
     println!("  local agent  host {host:?}, every {}", humantime::format_duration(interval));
+    println!("  CLI token    export SECUMON_TOKEN=$(cat {})", token_file.display());
     println!("Try: secumon query cpu_usage_ratio --server http://{}", server.api_addr());
     agent.run(shutdown_signal()).await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// On a server without users, creates the super-admin `admin` (password printed once) and an
+/// admin API key for the local CLI and console, kept in `cli.token` (mode 0600). Returns
+/// that file's path.
+async fn bootstrap_first_admin(server: &Server, data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let token_file = data_dir.join("cli.token");
+    let accounts = server.accounts();
+    if accounts.has_users().await? {
+        return Ok(token_file);
+    }
+    let password = secumon_server::auth::generate_password();
+    accounts.add_user("admin", &password, "default", secumon_server::auth::Role::Admin, true).await?;
+    let (_, key) = accounts
+        .create_api_key("default", "secumon up (local CLI)", secumon_server::auth::Role::Admin, "admin")
+        .await?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&token_file)
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
+    writeln!(file, "{key}")?;
+    println!("First start: created the super-admin \"admin\" with password {password}");
+    println!("  (shown once; change it after logging in, add users with `secumon users add`)");
+    Ok(token_file)
 }

@@ -65,7 +65,16 @@ impl RunningAgent {
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
-    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    get_json_as(url, None).await
+}
+
+/// GET with a bearer token (a server started by `secumon server` requires one).
+async fn get_json_as<T: serde::de::DeserializeOwned>(url: &str, token: Option<&str>) -> T {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert!(response.status().is_success(), "GET {url}: {}", response.status());
     response.json().await.unwrap_or_else(|e| panic!("GET {url}: bad JSON: {e}"))
 }
@@ -166,6 +175,18 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A viewer API key in the data directory a `secumon server` will open, made before it starts.
+async fn viewer_key(data_dir: &Path) -> String {
+    use secumon_server::auth::{Accounts, Role, SecretBox};
+    let store = secumon_store::SqliteStore::open(&data_dir.join("secumon.db")).await.unwrap();
+    let store: std::sync::Arc<dyn secumon_store::Store> = std::sync::Arc::new(store);
+    let secrets = SecretBox::load_or_create(&data_dir.join("secret.key")).unwrap();
+    let accounts = Accounts::open(store.clone(), secrets).await.unwrap();
+    let (_, key) = accounts.create_api_key("default", "e2e", Role::Viewer, "test").await.unwrap();
+    store.close().await;
+    key
+}
+
 /// `secumon server` as a child process, so it can be killed like a crashing server.
 fn spawn_server(data_dir: &Path, grpc: u16, api: u16) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_secumon"))
@@ -195,6 +216,7 @@ async fn no_batch_lost_or_doubled_across_server_kill_and_agent_restart() {
     let agent_settings =
         settings(&dir.path().join("agent"), endpoint, Duration::from_millis(200), vec![MetricFamily::Cpu]);
 
+    let token = viewer_key(&dir.path().join("server")).await;
     let mut server = spawn_server(&dir.path().join("server"), grpc, api);
     wait_for_api(api).await;
     let agent = start_agent(agent_settings.clone());
@@ -236,22 +258,29 @@ async fn no_batch_lost_or_doubled_across_server_kill_and_agent_restart() {
     let produced = client.stats().spool.next_sequence - 1;
     assert!(produced >= 15, "produced {produced}");
 
-    let agents: AgentList = get_json(&format!("http://127.0.0.1:{api}/api/v1/agents")).await;
+    let url = format!("http://127.0.0.1:{api}/api/v1/agents");
+    let refused = reqwest::get(&url).await.unwrap();
+    assert_eq!(refused.status(), 401, "`secumon server` answers nobody without a token");
+    let agents: AgentList = get_json_as(&url, Some(&token)).await;
     assert_eq!(agents.agents.len(), 1);
     assert_eq!(agents.agents[0].batches, produced, "every sequence stored exactly once");
     assert_eq!(agents.agents[0].last_sequence, produced);
     // One load1 sample per batch: as many samples as batches, each at its own instant.
-    let load: History = get_json(&format!(
-        "http://127.0.0.1:{api}/api/v1/metrics/hosts/e2e-host/history?metric=load1&period=1m&step=10ms&agg=count"
-    ))
+    let load: History = get_json_as(
+        &format!(
+            "http://127.0.0.1:{api}/api/v1/metrics/hosts/e2e-host/history?metric=load1&period=1m&step=10ms&agg=count"
+        ),
+        Some(&token),
+    )
     .await;
     let points = &load.series[0].points;
     assert_eq!(points.len() as u64, produced, "one sample per batch");
     assert!(points.iter().all(|&(_, count)| count == Some(1.0)), "no sample stored twice: {points:?}");
     // Only the cpu family was enabled: nothing else was collected.
-    let memory: History = get_json(&format!(
-        "http://127.0.0.1:{api}/api/v1/metrics/hosts/e2e-host/history?metric=memory_total_bytes&period=1m"
-    ))
+    let memory: History = get_json_as(
+        &format!("http://127.0.0.1:{api}/api/v1/metrics/hosts/e2e-host/history?metric=memory_total_bytes&period=1m"),
+        Some(&token),
+    )
     .await;
     assert!(memory.series.is_empty(), "a disabled collector stays off");
 

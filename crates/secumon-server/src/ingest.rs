@@ -8,8 +8,8 @@ use secumon_core::IngestBatch;
 
 use std::time::Instant;
 
-use crate::alerting::Alerting;
 use crate::metrics::{BatchOutcome, IngestMetrics};
+use crate::tenants::AlertingByTenant;
 use secumon_store::{Store, StoreError, WriteOutcome};
 use secumon_transport::{BatchSink, SinkError, SinkOutcome};
 
@@ -17,7 +17,7 @@ use secumon_transport::{BatchSink, SinkError, SinkOutcome};
 pub struct StoreSink<S: ?Sized> {
     store: Arc<S>,
     tenant: String,
-    alerting: Option<Arc<Alerting>>,
+    alerting: Option<Arc<AlertingByTenant>>,
     metrics: Arc<IngestMetrics>,
 }
 
@@ -33,7 +33,7 @@ impl<S: Store + ?Sized> StoreSink<S> {
     }
 
     /// Also hands every committed sample to the alert engine.
-    pub fn with_alerting(mut self, alerting: Arc<Alerting>) -> Self {
+    pub fn with_alerting(mut self, alerting: Arc<AlertingByTenant>) -> Self {
         self.alerting = Some(alerting);
         self
     }
@@ -54,7 +54,12 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         match written {
             Ok(WriteOutcome::Committed) => {
                 if let Some(alerting) = &self.alerting {
-                    alerting.observe_batch(&self.tenant, &batch);
+                    match alerting.get(&self.tenant).await {
+                        Ok(engine) => engine.observe_batch(&self.tenant, &batch),
+                        Err(error) => {
+                            tracing::error!(%error, "the batch is stored but its tenant's alert engine is down")
+                        }
+                    }
                 }
                 Ok(SinkOutcome::Committed)
             }

@@ -16,6 +16,7 @@ mod api;
 pub mod auth;
 mod ingest;
 mod metrics;
+mod tenants;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
 pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult};
 pub use ingest::StoreSink;
+pub use tenants::AlertingByTenant;
+
+use auth::{Accounts, SecretBox};
 
 /// Where the server listens and keeps its data.
 #[derive(Debug, Clone)]
@@ -48,6 +52,12 @@ pub struct ServerConfig {
     pub tls: Option<TlsMaterial>,
     /// Alert rules and notification channels.
     pub alerting: Option<RuleFile>,
+    /// The key that seals secrets at rest; `None` reads (or creates) `secret.key` beside
+    /// the database.
+    pub secret_key: Option<SecretBox>,
+    /// Serve the API without tokens, every request acting as the super-admin of the default
+    /// tenant. For tests only; refused unless the API listens on loopback.
+    pub open_access: bool,
 }
 
 impl ServerConfig {
@@ -61,6 +71,8 @@ impl ServerConfig {
             postgres_url: None,
             tls: None,
             alerting: None,
+            secret_key: None,
+            open_access: true,
         }
     }
 
@@ -73,6 +85,8 @@ impl ServerConfig {
             postgres_url: None,
             tls: None,
             alerting: None,
+            secret_key: None,
+            open_access: false,
         }
     }
 }
@@ -87,6 +101,10 @@ pub enum ServerError {
     Alerting(String),
     #[error("invalid TLS configuration: {0}")]
     Tls(#[from] tonic::transport::Error),
+    #[error("accounts: {0}")]
+    Auth(#[from] auth::AuthError),
+    #[error("open access (no tokens) is only allowed on a loopback API address, not {0}")]
+    OpenAccessNotLoopback(SocketAddr),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
@@ -94,7 +112,8 @@ pub struct Server {
     grpc_addr: SocketAddr,
     api_addr: SocketAddr,
     store: Arc<dyn Store>,
-    alerting: Arc<Alerting>,
+    alerting: Arc<AlertingByTenant>,
+    accounts: Arc<Accounts>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -102,6 +121,9 @@ pub struct Server {
 impl Server {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        if config.open_access && !config.api_addr.ip().is_loopback() {
+            return Err(ServerError::OpenAccessNotLoopback(config.api_addr));
+        }
         let store: Arc<dyn Store> = match &config.postgres_url {
             Some(url) => PgStore::connect(url).await?,
             None => Arc::new(SqliteStore::open(&config.database).await?),
@@ -112,8 +134,13 @@ impl Server {
         let api_addr = local_addr(&api_listener, config.api_addr)?;
         let (stop, stopped) = watch::channel(false);
 
-        let rules = config.alerting.clone().unwrap_or_default();
-        let alerting = Alerting::start(rules, store.clone(), DEFAULT_TENANT).await?;
+        let secrets = match &config.secret_key {
+            Some(key) => key.clone(),
+            None => SecretBox::load_or_create(&config.database.with_file_name("secret.key"))?,
+        };
+        let accounts = Arc::new(Accounts::open(store.clone(), secrets).await?);
+        let alerting = Arc::new(AlertingByTenant::new(config.alerting.clone().unwrap_or_default(), store.clone()));
+        alerting.get(DEFAULT_TENANT).await?;
         let ingest_metrics = Arc::new(metrics::IngestMetrics::default());
         let sink = Arc::new(
             StoreSink::new(store.clone(), DEFAULT_TENANT)
@@ -141,15 +168,16 @@ impl Server {
             loop {
                 tokio::select! {
                     _ = stopped_ticking.wait_for(|stop| *stop) => break,
-                    _ = ticker.tick() => ticking.tick(),
+                    _ = ticker.tick() => ticking.all().iter().for_each(|engine| engine.tick()),
                 }
             }
         }));
         let state = api::ApiState {
             store: store.clone(),
-            tenant: DEFAULT_TENANT.to_string(),
+            accounts: Arc::clone(&accounts),
             alerting: alerting.clone(),
             ingest_metrics,
+            open_access: config.open_access,
         };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {
@@ -164,7 +192,7 @@ impl Server {
         };
         tracing::info!(%grpc_addr, %api_addr, mtls = config.tls.is_some(), %database, "server started");
         tasks.extend([grpc, rest]);
-        Ok(Self { grpc_addr, api_addr, store, alerting, stop, tasks })
+        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, stop, tasks })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -179,9 +207,14 @@ impl Server {
         self.store.clone()
     }
 
-    /// Alert rules, alerts and their history.
+    /// The default tenant's alert rules, alerts and their history.
     pub fn alerting(&self) -> Arc<Alerting> {
-        Arc::clone(&self.alerting)
+        self.alerting.running(DEFAULT_TENANT).expect("the default tenant's engine starts with the server")
+    }
+
+    /// Tenants, users, API keys.
+    pub fn accounts(&self) -> Arc<Accounts> {
+        Arc::clone(&self.accounts)
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
@@ -190,8 +223,10 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Err(error) = self.alerting.flush().await {
-            tracing::error!(%error, "cannot save alert state on shutdown");
+        for engine in self.alerting.all() {
+            if let Err(error) = engine.flush().await {
+                tracing::error!(%error, "cannot save alert state on shutdown");
+            }
         }
         self.store.close().await;
         tracing::info!("server stopped");

@@ -52,7 +52,7 @@ impl IngestMetrics {
 }
 
 /// Renders every metric in the Prometheus text exposition format.
-pub fn render(ingest: &IngestMetrics, alerting: &Alerting) -> String {
+pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>]) -> String {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -81,8 +81,11 @@ pub fn render(ingest: &IngestMetrics, alerting: &Alerting) -> String {
     family("secumon_store_write_seconds", "summary", "Time the store took to write a batch.", &[]);
     let _ = writeln!(out, "secumon_store_write_seconds_sum {:.6}", load(&ingest.write_micros) as f64 / 1e6);
     let _ = writeln!(out, "secumon_store_write_seconds_count {}", load(&ingest.writes));
-    let alerts = alerting.active();
-    let _ = writeln!(out, "# HELP secumon_alerts Alerts the engine holds, by state.\n# TYPE secumon_alerts gauge");
+    let alerts: Vec<_> = engines.iter().flat_map(|engine| engine.active()).collect();
+    let _ = writeln!(
+        out,
+        "# HELP secumon_alerts Alerts the engines hold (all tenants), by state.\n# TYPE secumon_alerts gauge"
+    );
     for state in [AlertState::Pending, AlertState::Firing, AlertState::Resolved] {
         let count = alerts.iter().filter(|a| a.state == state).count();
         let _ = writeln!(out, "secumon_alerts{{state=\"{}\"}} {count}", format!("{state:?}").to_lowercase());
@@ -94,13 +97,13 @@ pub fn render(ingest: &IngestMetrics, alerting: &Alerting) -> String {
         "secumon_notifications_sent_total",
         "counter",
         "Notifications handed to their channels.",
-        alerting.notifications_sent(),
+        engines.iter().map(|e| e.notifications_sent()).sum(),
     );
     family(
         "secumon_notifications_failed_total",
         "counter",
         "Notifications that failed for good after their retries.",
-        alerting.delivery_failures(),
+        engines.iter().map(|e| e.delivery_failures()).sum(),
     );
     out
 }

@@ -656,6 +656,12 @@ impl Accounts {
     }
 }
 
+/// A password to hand out (first admin, new users): 120 random bits, 20 characters.
+pub fn generate_password() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crypto::random_bytes::<15>())
+}
+
 fn api_key_view(key: &ApiKeyRecord) -> ApiKeyView {
     ApiKeyView {
         id: key.id.clone(),

@@ -1,11 +1,15 @@
-//! The REST API under `/api/v1`: agents, and a host's metric history. Errors are JSON
-//! `{"error": {"code", "message"}}` with the matching HTTP status.
+//! The REST API under `/api/v1`. Every handler takes the [`Caller`] and reads or changes
+//! only the caller's tenant. Errors are JSON `{"error": {"code", "message"}}` with the
+//! matching HTTP status; lists are paged with `limit` and `offset`.
+
+mod access;
+mod accounts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +19,10 @@ use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
 use secumon_core::{Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
+use crate::auth::{Accounts, Caller, Role};
 use crate::metrics::IngestMetrics;
+use crate::tenants::AlertingByTenant;
+use access::{ApiJson, ApiQuery};
 use secumon_store::{
     AgentRecord, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError,
 };
@@ -31,13 +38,58 @@ const MAX_POINTS: i64 = 11_000;
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub store: Arc<dyn Store>,
-    pub tenant: String,
-    pub alerting: Arc<Alerting>,
+    pub accounts: Arc<Accounts>,
+    pub alerting: Arc<AlertingByTenant>,
     pub ingest_metrics: Arc<IngestMetrics>,
+    /// Requests without a token act as the super-admin of the default tenant (tests).
+    pub open_access: bool,
+}
+
+impl ApiState {
+    async fn alerting(&self, caller: &Caller) -> Result<Arc<Alerting>, ApiError> {
+        self.alerting.get(&caller.tenant).await.map_err(|error| {
+            tracing::error!(%error, tenant = %caller.tenant, "cannot start the tenant's alert engine");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the alert engine is not available")
+        })
+    }
+}
+
+/// `limit` (default 100, at most 1000) and `offset` of a list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageParams {
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// Where a page sits in its list.
+#[derive(Debug, Serialize)]
+pub(crate) struct Page {
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    /// The offset of the next page, absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
+impl PageParams {
+    fn apply<T>(&self, all: Vec<T>) -> Result<(Vec<T>, Page), ApiError> {
+        let limit = self.limit.unwrap_or(100) as usize;
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::bad_request("`limit` must be 1 to 1000"));
+        }
+        let offset = self.offset.unwrap_or(0) as usize;
+        let total = all.len();
+        let items: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
+        let next_offset = (offset + items.len() < total).then_some(offset + items.len());
+        Ok((items, Page { total, offset, limit, next_offset }))
+    }
 }
 
 pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
+        .merge(accounts::routes())
         .route("/metrics", get(server_metrics))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
@@ -105,9 +157,10 @@ fn next_sequence() -> u64 {
 /// Stores a script's samples and events as one batch, validated like an agent's.
 async fn ingest(
     State(state): State<ApiState>,
-    body: Result<Json<IngestRequest>, axum::extract::rejection::JsonRejection>,
+    caller: Caller,
+    ApiJson(request): ApiJson<IngestRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    caller.require(Role::Operator)?;
     let now = now_ms();
     let batch = IngestBatch {
         agent_id: format!("api:{}", request.source),
@@ -134,8 +187,8 @@ async fn ingest(
     };
     // The wire validation, so an HTTP push meets the rules an agent's batch does.
     let batch = IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state.store.write_batch(&state.tenant, &batch).await?;
-    state.alerting.observe_batch(&state.tenant, &batch);
+    state.store.write_batch(&caller.tenant, &batch).await?;
+    state.alerting(&caller).await?.observe_batch(&caller.tenant, &batch);
     Ok(Json(serde_json::json!({"samples": batch.samples.len(), "events": batch.events.len()})))
 }
 
@@ -147,17 +200,18 @@ struct LogsQuery {
 /// A host's latest log lines, oldest first.
 async fn host_logs(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(host): Path<String>,
-    Query(query): Query<LogsQuery>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = query.limit.unwrap_or(100).min(5_000);
-    let logs = state.store.recent_logs(&state.tenant, &host, limit).await?;
+    let logs = state.store.recent_logs(&caller.tenant, &host, limit).await?;
     Ok(Json(serde_json::json!({"host": host, "logs": logs})))
 }
 
 /// The latest result of every probe check.
-async fn latest_checks(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let checks = state.store.latest_checks(&state.tenant).await?;
+async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    let checks = state.store.latest_checks(&caller.tenant).await?;
     Ok(Json(serde_json::json!({"checks": checks})))
 }
 
@@ -188,9 +242,11 @@ pub struct ImportResult {
 /// A scanner report, taken whole or refused with the position of the problem.
 async fn import_findings(
     State(state): State<ApiState>,
-    Query(params): Query<ImportParams>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ImportParams>,
     body: axum::body::Bytes,
 ) -> Result<Json<ImportResult>, ApiError> {
+    caller.require(Role::Operator)?;
     let origin = params.origin.unwrap_or_else(|| "report".into());
     let text =
         std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("{origin}: not UTF-8 text: {e}")))?;
@@ -202,9 +258,9 @@ async fn import_findings(
         full_scan: params.full_scan.unwrap_or(true),
         at_ms: now_ms(),
     };
-    let summary = state.store.import_findings(&state.tenant, &import).await?;
+    let summary = state.store.import_findings(&caller.tenant, &import).await?;
     let changed: Vec<Finding> = summary.new.iter().chain(&summary.reopened).chain(&summary.fixed).cloned().collect();
-    state.alerting.observe_findings(&changed, &summary.samples);
+    state.alerting(&caller).await?.observe_findings(&changed, &summary.samples);
     tracing::info!(
         format = report.format,
         findings = import.findings.len(),
@@ -246,7 +302,8 @@ fn named<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, 
 
 async fn list_findings(
     State(state): State<ApiState>,
-    Query(query): Query<FindingsQuery>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<FindingsQuery>,
 ) -> Result<Json<FindingList>, ApiError> {
     let filter = FindingFilter {
         asset: query.asset,
@@ -255,7 +312,7 @@ async fn list_findings(
         limit: query.limit.unwrap_or(100).min(10_000),
         offset: query.offset.unwrap_or(0),
     };
-    Ok(Json(FindingList { findings: state.store.list_findings(&state.tenant, &filter).await? }))
+    Ok(Json(FindingList { findings: state.store.list_findings(&caller.tenant, &filter).await? }))
 }
 
 /// An agent as the API shows it.
@@ -290,11 +347,23 @@ impl From<AgentRecord> for AgentView {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AgentList {
     pub agents: Vec<AgentView>,
+    pub total: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
 }
 
-async fn list_agents(State(state): State<ApiState>) -> Result<Json<AgentList>, ApiError> {
-    let agents = state.store.list_agents(&state.tenant).await?;
-    Ok(Json(AgentList { agents: agents.into_iter().map(AgentView::from).collect() }))
+async fn list_agents(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<AgentList>, ApiError> {
+    let agents = state.store.list_agents(&caller.tenant).await?;
+    let (agents, page) = page.apply(agents)?;
+    Ok(Json(AgentList {
+        agents: agents.into_iter().map(AgentView::from).collect(),
+        total: page.total,
+        next_offset: page.next_offset,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -329,8 +398,9 @@ pub struct HistorySeries {
 
 async fn host_history(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(host): Path<String>,
-    Query(params): Query<HistoryParams>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
     let metric = params.metric.ok_or_else(|| ApiError::bad_request("query parameter `metric` is required"))?;
     let period = parse_duration("period", params.period.as_deref().unwrap_or("1h"))?;
@@ -358,8 +428,8 @@ async fn host_history(
         step_ms,
         aggregation,
     };
-    let answer = state.store.query_range(&state.tenant, &query).await?;
-    if answer.is_empty() && state.store.list_agents(&state.tenant).await?.iter().all(|a| a.host != host) {
+    let answer = state.store.query_range(&caller.tenant, &query).await?;
+    if answer.is_empty() && state.store.list_agents(&caller.tenant).await?.iter().all(|a| a.host != host) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));
     }
     Ok(Json(History {
@@ -397,15 +467,20 @@ struct AlertFilter {
     severity: Option<String>,
 }
 
-async fn list_alerts(State(state): State<ApiState>, Query(filter): Query<AlertFilter>) -> Json<AlertList> {
+async fn list_alerts(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<AlertFilter>,
+) -> Result<Json<AlertList>, ApiError> {
     let alerts = state
-        .alerting
+        .alerting(&caller)
+        .await?
         .active()
         .into_iter()
         .filter(|a| filter.status.as_deref().is_none_or(|s| enum_name(&a.state) == s))
         .filter(|a| filter.severity.as_deref().is_none_or(|s| enum_name(&a.severity) == s))
         .collect();
-    Json(AlertList { alerts })
+    Ok(Json(AlertList { alerts }))
 }
 
 /// The serialized name of a unit enum variant (`firing`, `critical`).
@@ -425,24 +500,25 @@ pub struct AlertStats {
 }
 
 async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let body = crate::metrics::render(&state.ingest_metrics, &state.alerting);
+    let body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-async fn alert_stats(State(state): State<ApiState>) -> Json<AlertStats> {
-    let alerts = state.alerting.active();
+async fn alert_stats(State(state): State<ApiState>, caller: Caller) -> Result<Json<AlertStats>, ApiError> {
+    let alerting = state.alerting(&caller).await?;
+    let alerts = alerting.active();
     let mut stats = AlertStats {
         total: alerts.len(),
         by_status: Default::default(),
         by_severity: Default::default(),
         acknowledged: alerts.iter().filter(|a| a.acknowledged.is_some()).count(),
-        delivery_failures: state.alerting.delivery_failures(),
+        delivery_failures: alerting.delivery_failures(),
     };
     for alert in &alerts {
         *stats.by_status.entry(enum_name(&alert.state)).or_default() += 1;
         *stats.by_severity.entry(enum_name(&alert.severity)).or_default() += 1;
     }
-    Json(stats)
+    Ok(Json(stats))
 }
 
 #[derive(Debug, Deserialize)]
@@ -460,10 +536,11 @@ pub struct AlertHistory {
 
 async fn alert_history(
     State(state): State<ApiState>,
-    Query(filter): Query<HistoryFilter>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<HistoryFilter>,
 ) -> Result<Json<AlertHistory>, ApiError> {
     let limit = filter.limit.unwrap_or(100).min(10_000);
-    Ok(Json(AlertHistory { history: state.alerting.history(filter.rule.as_deref(), limit).await? }))
+    Ok(Json(AlertHistory { history: state.alerting(&caller).await?.history(filter.rule.as_deref(), limit).await? }))
 }
 
 #[derive(Debug, Serialize)]
@@ -471,12 +548,16 @@ pub struct RuleList {
     pub rules: Vec<RuleView>,
 }
 
-async fn list_rules(State(state): State<ApiState>) -> Json<RuleList> {
-    Json(RuleList { rules: state.alerting.rules().await })
+async fn list_rules(State(state): State<ApiState>, caller: Caller) -> Result<Json<RuleList>, ApiError> {
+    Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await }))
 }
 
-async fn get_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<RuleView>, ApiError> {
-    let rule = state.alerting.rules().await.into_iter().find(|r| r.id == id);
+async fn get_rule(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RuleView>, ApiError> {
+    let rule = state.alerting(&caller).await?.rules().await.into_iter().find(|r| r.id == id);
     rule.map(Json).ok_or_else(|| RuleError::NotFound(id).into())
 }
 
@@ -491,42 +572,57 @@ fn rule_spec(body: serde_json::Value) -> Result<RuleSpec, ApiError> {
 
 async fn create_rule(
     State(state): State<ApiState>,
-    Json(body): Json<serde_json::Value>,
+    caller: Caller,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(Role::Admin)?;
     let spec = rule_spec(body)?;
     let id = spec.name.clone();
-    state.alerting.create_rule(spec).await?;
+    state.alerting(&caller).await?.create_rule(spec).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))))
 }
 
 async fn update_rule(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
-    Json(body): Json<serde_json::Value>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.alerting.update_rule(&id, rule_spec(body)?).await?;
+    caller.require(Role::Admin)?;
+    state.alerting(&caller).await?.update_rule(&id, rule_spec(body)?).await?;
     Ok(Json(serde_json::json!({"id": id})))
 }
 
-async fn delete_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    state.alerting.delete_rule(&id).await?;
+async fn delete_rule(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    state.alerting(&caller).await?.delete_rule(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn test_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<RuleTest>, ApiError> {
-    Ok(Json(state.alerting.test_rule(&id).await?))
+async fn test_rule(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RuleTest>, ApiError> {
+    Ok(Json(state.alerting(&caller).await?.test_rule(&id).await?))
 }
 
 async fn rule_history(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
-    Query(filter): Query<HistoryFilter>,
+    ApiQuery(filter): ApiQuery<HistoryFilter>,
 ) -> Result<Json<AlertHistory>, ApiError> {
-    if !state.alerting.rules().await.iter().any(|r| r.id == id) {
+    let alerting = state.alerting(&caller).await?;
+    if !alerting.rules().await.iter().any(|r| r.id == id) {
         return Err(RuleError::NotFound(id).into());
     }
     let limit = filter.limit.unwrap_or(100).min(10_000);
-    Ok(Json(AlertHistory { history: state.alerting.history(Some(&id), limit).await? }))
+    Ok(Json(AlertHistory { history: alerting.history(Some(&id), limit).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -538,14 +634,16 @@ struct AcknowledgeRequest {
 
 async fn acknowledge_alert(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
-    Json(request): Json<AcknowledgeRequest>,
+    ApiJson(request): ApiJson<AcknowledgeRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Operator)?;
     if request.by.trim().is_empty() {
         return Err(ApiError::bad_request("`by` must name who acknowledges"));
     }
     let ack = Acknowledgement { by: request.by, at_ms: now_ms(), comment: request.comment };
-    if state.alerting.acknowledge(&id, ack) {
+    if state.alerting(&caller).await?.acknowledge(&id, ack) {
         Ok(Json(serde_json::json!({"acknowledged": true})))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing alert {id:?}")))
@@ -557,8 +655,8 @@ pub struct SilenceList {
     pub silences: Vec<Silence>,
 }
 
-async fn list_silences(State(state): State<ApiState>) -> Result<Json<SilenceList>, ApiError> {
-    Ok(Json(SilenceList { silences: state.alerting.silences() }))
+async fn list_silences(State(state): State<ApiState>, caller: Caller) -> Result<Json<SilenceList>, ApiError> {
+    Ok(Json(SilenceList { silences: state.alerting(&caller).await?.silences() }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -573,8 +671,10 @@ struct SilenceRequest {
 
 async fn add_silence(
     State(state): State<ApiState>,
-    Json(request): Json<SilenceRequest>,
+    caller: Caller,
+    ApiJson(request): ApiJson<SilenceRequest>,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
+    caller.require(Role::Operator)?;
     if request.matchers.is_empty() {
         return Err(ApiError::bad_request("a silence needs at least one label matcher"));
     }
@@ -587,7 +687,7 @@ async fn add_silence(
         created_by: request.created_by,
         comment: request.comment,
     };
-    state.alerting.add_silence(silence.clone());
+    state.alerting(&caller).await?.add_silence(silence.clone());
     Ok((StatusCode::CREATED, Json(silence)))
 }
 
@@ -606,11 +706,11 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 }

@@ -1,0 +1,152 @@
+//! `secumon users add|list|reset-mfa`: works on the server's store directly (as the server's
+//! operator, on the server's machine), so that it also serves when nobody can log in: the
+//! first admin, a lost second factor, a locked account.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use secumon_server::auth::{Accounts, AuthError, Role, SecretBox, generate_password};
+use secumon_store::{PgStore, SqliteStore, Store};
+
+#[derive(Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    command: UsersCommand,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Where the server keeps its data, as given to `secumon server`.
+#[derive(Args)]
+pub struct StoreArgs {
+    #[arg(long, global = true, default_value = "./secumon-data", env = "SECUMON_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The server's PostgreSQL store, if it uses one.
+    #[arg(long, global = true, value_name = "URL", env = "SECUMON_STORE")]
+    store: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user with a role in a tenant; prints a generated password unless one is piped in.
+    ///
+    /// Example: secumon users add ada --tenant acme --role operator
+    Add {
+        name: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// May act in every tenant and manage tenants.
+        #[arg(long)]
+        super_admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users, of one tenant or all.
+    ///
+    /// Example: secumon users list --tenant acme --json
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user's second factor (they enrol again at next login) and unlock the account.
+    ///
+    /// Example: secumon users reset-mfa ada
+    ResetMfa { name: String },
+}
+
+pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
+    let accounts = open_accounts(&args.store).await?;
+    let outcome = match args.command {
+        UsersCommand::Add { name, tenant, role, super_admin, password_stdin } => {
+            let role: Role = match role.parse() {
+                Ok(role) => role,
+                Err(error) => return usage(error),
+            };
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
+                (line.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (generate_password(), true)
+            };
+            accounts.add_user(&name, &password, &tenant, role, super_admin).await.map(|user| {
+                println!(
+                    "added {} ({:?} in {tenant}{})",
+                    user.name,
+                    role,
+                    if super_admin { ", super-admin" } else { "" }
+                );
+                if generated {
+                    println!("password: {password}");
+                }
+            })
+        }
+        UsersCommand::List { tenant, json } => accounts.users(tenant.as_deref()).await.map(|users| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users).unwrap_or_default());
+                return;
+            }
+            println!("{:<24} {:<36} {:<5} {:<6}", "NAME", "ROLES", "MFA", "LOCKED");
+            for user in users {
+                let mut roles: Vec<String> = user.roles.iter().map(|(t, r)| format!("{t}:{r:?}")).collect();
+                if user.super_admin {
+                    roles.insert(0, "super-admin".into());
+                }
+                let yes = |b: bool| if b { "yes" } else { "no" };
+                println!(
+                    "{:<24} {:<36} {:<5} {:<6}",
+                    user.name,
+                    roles.join(","),
+                    yes(user.mfa_enabled),
+                    yes(user.locked)
+                );
+            }
+        }),
+        UsersCommand::ResetMfa { name } => {
+            accounts.reset_mfa(&name, None).await.map(|_| println!("{name}: MFA removed, account unlocked"))
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error @ (AuthError::Invalid(_) | AuthError::Conflict(_) | AuthError::NotFound(_))) => usage(error),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn usage(error: AuthError) -> anyhow::Result<ExitCode> {
+    eprintln!("secumon: {error}");
+    Ok(ExitCode::from(2))
+}
+
+/// Opens the server's accounts with the server's own secret key.
+pub async fn open_accounts(args: &StoreArgs) -> anyhow::Result<Accounts> {
+    let store: Arc<dyn Store> = match &args.store {
+        Some(url) => PgStore::connect(url).await?,
+        None => {
+            let path = args.data_dir.join("secumon.db");
+            anyhow::ensure!(path.exists(), "no SecuMon data in {} (see --data-dir)", args.data_dir.display());
+            Arc::new(SqliteStore::open(&path).await?)
+        }
+    };
+    let secrets = secret_key(&args.data_dir)?;
+    Ok(Accounts::open(store, secrets).await?)
+}
+
+/// The key that seals secrets at rest: `SECUMON_SECRET_KEY` (base64 of 32 bytes), else the
+/// data directory's `secret.key`, created on first use.
+pub fn secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretBox> {
+    match std::env::var("SECUMON_SECRET_KEY") {
+        Ok(text) => Ok(SecretBox::from_base64(&text).context("SECUMON_SECRET_KEY")?),
+        Err(_) => Ok(SecretBox::load_or_create(&data_dir.join("secret.key"))?),
+    }
+}

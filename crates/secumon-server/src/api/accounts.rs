@@ -1,0 +1,288 @@
+//! Routes for logins and sessions (`auth/*`), users, API keys and tenants. Bodies carrying
+//! passwords, codes or tokens are never logged.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::access::ApiJson;
+use super::{ApiError, ApiState, Page, PageParams};
+use crate::api::access::ApiQuery;
+use crate::auth::{ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserView};
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/mfa/verify", post(verify_mfa))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+        .route("/api/v1/auth/mfa/enroll", post(enroll_mfa))
+        .route("/api/v1/auth/mfa/confirm", post(confirm_mfa))
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{name}", get(get_user))
+        .route("/api/v1/users/{name}/reset-mfa", post(reset_mfa))
+        .route("/api/v1/api-keys", get(list_api_keys).post(create_api_key))
+        .route("/api/v1/api-keys/{id}", delete(revoke_api_key))
+        .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    /// The tenant to act in, when the user has roles in several.
+    tenant: Option<String>,
+}
+
+/// A login's answer: a session, or the token to finish it with a second factor.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum LoginAnswer {
+    Session(Session),
+    Mfa { mfa_required: bool, mfa_token: String },
+}
+
+async fn login(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Json<LoginAnswer>, ApiError> {
+    let outcome = state.accounts.login(&request.username, &request.password, request.tenant.as_deref()).await;
+    match outcome {
+        Ok(LoginOutcome::Session(session)) => {
+            tracing::info!(user = %request.username, tenant = %session.tenant, "login");
+            Ok(Json(LoginAnswer::Session(session)))
+        }
+        Ok(LoginOutcome::MfaRequired { mfa_token }) => Ok(Json(LoginAnswer::Mfa { mfa_required: true, mfa_token })),
+        Err(error) => {
+            tracing::info!(user = %request.username, %error, "login refused");
+            Err(error.into())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaVerifyRequest {
+    mfa_token: String,
+    /// A 6-digit TOTP code or a recovery code.
+    code: String,
+}
+
+async fn verify_mfa(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<MfaVerifyRequest>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(state.accounts.verify_mfa(&request.mfa_token, &request.code).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<RefreshRequest>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(state.accounts.refresh(&request.refresh_token).await?))
+}
+
+async fn logout(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.logout(&request.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(caller: Caller) -> Json<Caller> {
+    Json(caller)
+}
+
+/// The user behind an access token; API keys have no second factor to manage.
+fn user_of(caller: &Caller) -> Result<&str, ApiError> {
+    if caller.subject.starts_with("key:") || caller.subject == "local" {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only a logged-in user manages their MFA"));
+    }
+    Ok(&caller.subject)
+}
+
+async fn enroll_mfa(State(state): State<ApiState>, caller: Caller) -> Result<Json<MfaEnrolment>, ApiError> {
+    Ok(Json(state.accounts.enroll_mfa(user_of(&caller)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    code: String,
+}
+
+#[derive(Serialize)]
+struct RecoveryCodes {
+    /// Each works once in place of a TOTP code; shown only now.
+    recovery_codes: Vec<String>,
+}
+
+async fn confirm_mfa(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ConfirmRequest>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let recovery_codes = state.accounts.confirm_mfa(user_of(&caller)?, &request.code).await?;
+    Ok(Json(RecoveryCodes { recovery_codes }))
+}
+
+#[derive(Serialize)]
+struct UserList {
+    users: Vec<UserView>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+async fn list_users(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<UserList>, ApiError> {
+    caller.require(Role::Admin)?;
+    let (users, page) = page.apply(state.accounts.users(Some(&caller.tenant)).await?)?;
+    Ok(Json(UserList { users, page }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    password: String,
+    role: Role,
+}
+
+async fn add_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    caller.require(Role::Admin)?;
+    let user = state.accounts.add_user(&request.name, &request.password, &caller.tenant, request.role, false).await?;
+    tracing::info!(user = %user.name, tenant = %caller.tenant, by = %caller.subject, "user added");
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+async fn get_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.accounts.user(&name, Some(&caller.tenant)).await?))
+}
+
+async fn reset_mfa(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(Role::Admin)?;
+    let user = state.accounts.reset_mfa(&name, Some(&caller.tenant)).await?;
+    tracing::info!(user = %name, by = %caller.subject, "MFA reset");
+    Ok(Json(user))
+}
+
+#[derive(Serialize)]
+struct ApiKeyList {
+    api_keys: Vec<ApiKeyView>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+async fn list_api_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<ApiKeyList>, ApiError> {
+    caller.require(Role::Admin)?;
+    let (api_keys, page) = page.apply(state.accounts.api_keys(&caller.tenant).await?)?;
+    Ok(Json(ApiKeyList { api_keys, page }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiKey {
+    name: String,
+    role: Role,
+}
+
+#[derive(Serialize)]
+struct CreatedApiKey {
+    #[serde(flatten)]
+    key: ApiKeyView,
+    /// The key itself, shown only now: send it as `Authorization: Bearer <key>`.
+    secret: String,
+}
+
+async fn create_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<NewApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    caller.require(Role::Admin)?;
+    let (key, secret) =
+        state.accounts.create_api_key(&caller.tenant, &request.name, request.role, &caller.subject).await?;
+    tracing::info!(key = %key.id, tenant = %caller.tenant, by = %caller.subject, "API key created");
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret })))
+}
+
+async fn revoke_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    if state.accounts.revoke_api_key(&caller.tenant, &id).await? {
+        tracing::info!(key = %id, by = %caller.subject, "API key revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API key {id:?}")))
+    }
+}
+
+#[derive(Serialize)]
+struct TenantList {
+    tenants: Vec<String>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+async fn list_tenants(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<TenantList>, ApiError> {
+    caller.require_super_admin()?;
+    let (tenants, page) = page.apply(state.accounts.tenants(None, u32::MAX).await?)?;
+    Ok(Json(TenantList { tenants, page }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+}
+
+async fn create_tenant(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<NewTenant>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_super_admin()?;
+    if state.accounts.create_tenant(&request.name).await? {
+        Ok(StatusCode::CREATED)
+    } else {
+        Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("tenant {:?} exists", request.name)))
+    }
+}
