@@ -115,7 +115,7 @@ pub(crate) fn router(state: ApiState) -> Router {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IngestRequest {
-    /// Names the script: data is stored under the agent id `api:<source>`.
+    /// Names the script: data is stored under the agent id `api:<tenant>:<source>`.
     source: String,
     host: String,
     #[serde(default)]
@@ -163,7 +163,8 @@ async fn ingest(
     caller.require(Role::Operator)?;
     let now = now_ms();
     let batch = IngestBatch {
-        agent_id: format!("api:{}", request.source),
+        // Per tenant: two tenants' scripts may share a name without meeting.
+        agent_id: format!("api:{}:{}", caller.tenant, request.source),
         sequence: next_sequence(),
         host: request.host,
         created_at_ms: now,

@@ -1,0 +1,344 @@
+//! The API's doors, over HTTP against a real server with tokens required: logins with and
+//! without a second factor, roles, bad input, and a matrix that calls every endpoint as
+//! tenant A on tenant B's objects and proves nothing leaks or changes.
+
+use reqwest::{Client, Method, StatusCode};
+use secumon_server::auth::Role;
+use secumon_server::{Server, ServerConfig};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a long test password";
+
+async fn server(dir: &tempfile::TempDir) -> Server {
+    let config = ServerConfig { open_access: false, ..ServerConfig::loopback(dir.path().join("s.db")) };
+    Server::start(config).await.expect("server starts")
+}
+
+struct Api {
+    base: String,
+    http: Client,
+}
+
+impl Api {
+    fn new(server: &Server) -> Self {
+        Self { base: format!("http://{}/api/v1", server.api_addr()), http: Client::new() }
+    }
+
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON answer") };
+        (status, body)
+    }
+
+    async fn login(&self, user: &str) -> String {
+        let (status, body) =
+            self.call(Method::POST, "/auth/login", None, Some(json!({"username": user, "password": PASSWORD}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().expect("an access token").to_string()
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an API error: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_checked_and_refreshable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server);
+    server.accounts().add_user("ada", PASSWORD, "acme", Role::Viewer, false).await.unwrap();
+
+    let (status, body) = api.call(Method::GET, "/agents", None, None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    for bad in ["nonsense", "smk_abc.def", "eyJhbGciOiJFZERTQSJ9.e30.AAAA"] {
+        let (status, _) = api.call(Method::GET, "/agents", Some(bad), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    let (status, body) =
+        api.call(Method::POST, "/auth/login", None, Some(json!({"username": "ada", "password": "wrong one!"}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+
+    let (status, session) =
+        api.call(Method::POST, "/auth/login", None, Some(json!({"username": "ada", "password": PASSWORD}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = session["access_token"].as_str().unwrap();
+    let (status, me) = api.call(Method::GET, "/auth/me", Some(token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (me["subject"].as_str(), me["tenant"].as_str(), me["role"].as_str()),
+        (Some("ada"), Some("acme"), Some("viewer"))
+    );
+
+    let refresh = json!({"refresh_token": session["refresh_token"]});
+    let (status, renewed) = api.call(Method::POST, "/auth/refresh", None, Some(refresh.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.call(Method::POST, "/auth/refresh", None, Some(refresh)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a refresh token is used once");
+    let (status, _) =
+        api.call(Method::POST, "/auth/logout", None, Some(json!({"refresh_token": renewed["refresh_token"]}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) =
+        api.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": renewed["refresh_token"]}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked by logout");
+
+    // A viewer reads but does not change.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/silences",
+            Some(token),
+            Some(json!({"matchers": {"a": "b"}, "duration": "1h", "created_by": "ada"})),
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_over_http_refuses_replayed_codes_and_locks_after_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server);
+    server.accounts().add_user("ada", PASSWORD, "acme", Role::Admin, false).await.unwrap();
+    let token = api.login("ada").await;
+
+    let (status, enrolment) = api.call(Method::POST, "/auth/mfa/enroll", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let secret = totp_rs::Secret::Encoded(enrolment["secret"].as_str().unwrap().into()).to_bytes().unwrap();
+    let app = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "ada".into()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (status, codes) =
+        api.call(Method::POST, "/auth/mfa/confirm", Some(&token), Some(json!({"code": app.generate(now - 30)}))).await;
+    assert_eq!(status, StatusCode::OK, "{codes}");
+    assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
+
+    let (status, half) =
+        api.call(Method::POST, "/auth/login", None, Some(json!({"username": "ada", "password": PASSWORD}))).await;
+    assert_eq!((status, half["mfa_required"].as_bool()), (StatusCode::OK, Some(true)));
+    assert!(half.get("access_token").is_none());
+    let verify = json!({"mfa_token": half["mfa_token"], "code": app.generate(now)});
+    let (status, session) = api.call(Method::POST, "/auth/mfa/verify", None, Some(verify.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let (status, body) = api.call(Method::POST, "/auth/mfa/verify", None, Some(verify)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthenticated"), "replayed code");
+
+    // Wrong codes count towards the lockout, which then refuses even a right password.
+    for _ in 0..4 {
+        let wrong = json!({"mfa_token": half["mfa_token"], "code": "not-a-code"});
+        api.call(Method::POST, "/auth/mfa/verify", None, Some(wrong)).await;
+    }
+    let (status, body) =
+        api.call(Method::POST, "/auth/login", None, Some(json!({"username": "ada", "password": PASSWORD}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "locked"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_get_a_clear_4xx_in_the_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server);
+    server.accounts().add_user("ada", PASSWORD, "acme", Role::Admin, false).await.unwrap();
+    let token = api.login("ada").await;
+    let url = format!("{}/silences", api.base);
+    let send = |body: Vec<u8>| {
+        api.http.post(&url).bearer_auth(&token).header("content-type", "application/json").body(body).send()
+    };
+    for (body, expected) in [
+        (b"{not json".to_vec(), StatusCode::BAD_REQUEST),
+        (br#"{"matchers": 5, "duration": "1h", "created_by": "x"}"#.to_vec(), StatusCode::BAD_REQUEST),
+        (vec![b' '; 3 * 1024 * 1024], StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let response = send(body).await.unwrap();
+        assert_eq!(response.status(), expected);
+        let body: Value = response.json().await.unwrap();
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "{body}");
+    }
+    let (status, silences) = api.call(Method::GET, "/silences", Some(&token), None).await;
+    assert_eq!((status, silences["silences"].as_array().unwrap().len()), (StatusCode::OK, 0), "nothing stored");
+    let (status, body) = api.call(Method::GET, "/agents?limit=0", Some(&token), None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let (status, body) = api.call(Method::GET, "/agents?limit=ten", Some(&token), None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+    server.shutdown().await;
+}
+
+/// Tenant B's objects, made through the API as B's admin.
+struct Globex {
+    token: String,
+    user: String,
+    key_id: String,
+    key: String,
+    rule: String,
+    alert: String,
+}
+
+async fn populate_globex(server: &Server, api: &Api) -> Globex {
+    server.accounts().add_user("gina", PASSWORD, "globex", Role::Admin, false).await.unwrap();
+    let token = api.login("gina").await;
+    let t = Some(token.as_str());
+    let ok = |(status, body): (StatusCode, Value)| {
+        assert!(status.is_success(), "{status}: {body}");
+        body
+    };
+    ok(api
+        .call(
+            Method::POST,
+            "/ingest",
+            t,
+            Some(json!({"source": "s", "host": "b-host",
+        "samples": [{"name": "b_secret_metric", "value": 42.0}],
+        "events": [{"kind": "b_event", "severity": "info", "message": "b"}]})),
+        )
+        .await);
+    let rule = "GlobexRule".to_string();
+    ok(api
+        .call(
+            Method::POST,
+            "/alert-rules",
+            t,
+            Some(json!({"name": rule, "expr": "b_secret_metric > 1",
+        "severity": "critical"})),
+        )
+        .await);
+    ok(api
+        .call(
+            Method::POST,
+            "/silences",
+            t,
+            Some(json!({"matchers": {"host": "b-host"}, "duration": "1h",
+        "created_by": "gina"})),
+        )
+        .await);
+    let user = ok(api
+        .call(Method::POST, "/users", t, Some(json!({"name": "gus", "password": PASSWORD, "role": "viewer"})))
+        .await);
+    let key = ok(api.call(Method::POST, "/api-keys", t, Some(json!({"name": "b-script", "role": "operator"}))).await);
+    // The rule fires on the next push.
+    ok(api
+        .call(
+            Method::POST,
+            "/ingest",
+            t,
+            Some(json!({"source": "s", "host": "b-host",
+        "samples": [{"name": "b_secret_metric", "value": 43.0}]})),
+        )
+        .await);
+    let mut alert = String::new();
+    for _ in 0..100 {
+        let alerts = ok(api.call(Method::GET, "/alerts", t, None).await);
+        if let Some(id) = alerts["alerts"][0]["id"].as_str() {
+            alert = id.to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!alert.is_empty(), "globex's rule fired");
+    Globex {
+        token,
+        user: user["name"].as_str().unwrap().into(),
+        key_id: key["id"].as_str().unwrap().into(),
+        key: key["secret"].as_str().unwrap().into(),
+        rule,
+        alert,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_a_can_neither_see_nor_change_tenant_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server);
+    let b = populate_globex(&server, &api).await;
+    server.accounts().add_user("alice", PASSWORD, "acme", Role::Admin, false).await.unwrap();
+    let a_token = api.login("alice").await;
+    let (_, a_key) = server.accounts().create_api_key("acme", "a-script", Role::Admin, "alice").await.unwrap();
+    let (rule, alert, user, key_id) = (&b.rule, &b.alert, &b.user, &b.key_id);
+    let rule_body = json!({"name": rule, "expr": "up > 0", "severity": "info"});
+
+    // Every endpoint, as A (by token and by API key), aimed at B's objects.
+    let calls: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/agents".into(), None),
+        (Method::GET, "/metrics/hosts/b-host/history?metric=b_secret_metric&period=1h".into(), None),
+        (Method::GET, "/logs/hosts/b-host".into(), None),
+        (Method::GET, "/checks".into(), None),
+        (Method::GET, "/findings".into(), None),
+        (Method::GET, "/alerts".into(), None),
+        (Method::GET, "/alerts/stats".into(), None),
+        (Method::GET, "/alerts/history".into(), None),
+        (Method::POST, format!("/alerts/{alert}/acknowledge"), Some(json!({"by": "alice"}))),
+        (Method::GET, "/silences".into(), None),
+        (Method::GET, "/alert-rules".into(), None),
+        (Method::GET, format!("/alert-rules/{rule}"), None),
+        (Method::PUT, format!("/alert-rules/{rule}"), Some(rule_body)),
+        (Method::GET, format!("/alert-rules/{rule}/test"), None),
+        (Method::GET, format!("/alert-rules/{rule}/history"), None),
+        (Method::DELETE, format!("/alert-rules/{rule}"), None),
+        (Method::GET, "/users".into(), None),
+        (Method::GET, format!("/users/{user}"), None),
+        (Method::POST, format!("/users/{user}/reset-mfa"), None),
+        (Method::GET, "/api-keys".into(), None),
+        (Method::DELETE, format!("/api-keys/{key_id}"), None),
+        (Method::GET, "/tenants".into(), None),
+        (Method::POST, "/tenants".into(), Some(json!({"name": "evil"}))),
+    ];
+    let secrets =
+        [rule.as_str(), alert.as_str(), user.as_str(), key_id.as_str(), "b-host", "b_secret_metric", "gina", "globex"];
+    for token in [a_token.as_str(), a_key.as_str()] {
+        for (method, path, body) in &calls {
+            let (status, answer) = api.call(method.clone(), path, Some(token), body.clone()).await;
+            assert!(
+                matches!(status, StatusCode::OK | StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+                "{method} {path}: {status} {answer}"
+            );
+            let text = answer.to_string();
+            // Error messages may repeat the id A asked for, never anything else of B's.
+            let asked = path.clone();
+            for secret in secrets.iter().filter(|s| !asked.contains(*s)) {
+                assert!(!text.contains(secret), "{method} {path} shows B's {secret:?}: {text}");
+            }
+            if status == StatusCode::OK && *method != Method::GET {
+                panic!("{method} {path} changed something: {answer}");
+            }
+        }
+        // Nor can A switch tenant with the super-admin header.
+        let response = api
+            .http
+            .get(format!("{}/agents", api.base))
+            .bearer_auth(token)
+            .header("x-secumon-tenant", "globex")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+
+    // B's objects are all as they were.
+    let t = Some(b.token.as_str());
+    let (_, rules) = api.call(Method::GET, &format!("/alert-rules/{rule}"), t, None).await;
+    assert_eq!(rules["rule"]["expr"].as_str(), Some("b_secret_metric > 1"), "{rules}");
+    let (_, alerts) = api.call(Method::GET, "/alerts", t, None).await;
+    assert!(alerts["alerts"][0]["acknowledged"].is_null(), "{alerts}");
+    let (status, _) = api.call(Method::GET, "/agents", Some(&b.key), None).await;
+    assert_eq!(status, StatusCode::OK, "B's key still works");
+    let (_, agents) = api.call(Method::GET, "/agents", t, None).await;
+    assert_eq!(agents["agents"][0]["host"].as_str(), Some("b-host"));
+    let (_, history) =
+        api.call(Method::GET, "/metrics/hosts/b-host/history?metric=b_secret_metric&period=1h&agg=max", t, None).await;
+    assert_eq!(history["series"].as_array().map(Vec::len), Some(1), "{history}");
+    assert!(
+        server.accounts().tenant_exists("globex").await.unwrap()
+            && !server.accounts().tenant_exists("evil").await.unwrap()
+    );
+    server.shutdown().await;
+}
