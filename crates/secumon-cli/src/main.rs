@@ -152,6 +152,7 @@ impl ServerArgs {
             alerting,
             secret_key: Some(users::secret_key(&self.data_dir)?),
             open_access: false,
+            rate_limit: Default::default(),
         })
     }
 }

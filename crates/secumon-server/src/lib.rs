@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
-pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult};
+pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, RateLimit};
 pub use ingest::StoreSink;
 pub use tenants::AlertingByTenant;
 
@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// Serve the API without tokens, every request acting as the super-admin of the default
     /// tenant. For tests only; refused unless the API listens on loopback.
     pub open_access: bool,
+    /// Request budgets per tenant and endpoint, and login attempts per client address.
+    pub rate_limit: RateLimit,
 }
 
 impl ServerConfig {
@@ -73,6 +75,7 @@ impl ServerConfig {
             alerting: None,
             secret_key: None,
             open_access: true,
+            rate_limit: RateLimit::default(),
         }
     }
 
@@ -87,6 +90,7 @@ impl ServerConfig {
             alerting: None,
             secret_key: None,
             open_access: false,
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -178,10 +182,14 @@ impl Server {
             alerting: alerting.clone(),
             ingest_metrics,
             open_access: config.open_access,
+            limits: Arc::new(api::RateLimits::new(config.rate_limit)),
         };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {
-            let served = axum::serve(api_listener, api::router(state)).with_graceful_shutdown(api_stop).await;
+            let served =
+                axum::serve(api_listener, api::router(state).into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(api_stop)
+                    .await;
             if let Err(error) = served {
                 tracing::error!(%error, "REST API stopped");
             }

@@ -269,6 +269,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     // Every endpoint, as A (by token and by API key), aimed at B's objects.
     let calls: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, "/agents".into(), None),
+        (Method::GET, "/agents/api:globex:s".into(), None),
+        (Method::DELETE, "/agents/api:globex:s".into(), None),
         (Method::GET, "/metrics/hosts/b-host/history?metric=b_secret_metric&period=1h".into(), None),
         (Method::GET, "/logs/hosts/b-host".into(), None),
         (Method::GET, "/checks".into(), None),
@@ -333,6 +335,10 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     assert_eq!(status, StatusCode::OK, "B's key still works");
     let (_, agents) = api.call(Method::GET, "/agents", t, None).await;
     assert_eq!(agents["agents"][0]["host"].as_str(), Some("b-host"));
+    let (status, _) = api.call(Method::DELETE, "/agents/api:globex:s", t, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "B's admin forgets B's agent");
+    let (status, _) = api.call(Method::GET, "/agents/api:globex:s", t, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, history) =
         api.call(Method::GET, "/metrics/hosts/b-host/history?metric=b_secret_metric&period=1h&agg=max", t, None).await;
     assert_eq!(history["series"].as_array().map(Vec::len), Some(1), "{history}");
@@ -340,5 +346,48 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         server.accounts().tenant_exists("globex").await.unwrap()
             && !server.accounts().tenant_exists("evil").await.unwrap()
     );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_are_per_tenant_and_endpoint_and_logins_per_client() {
+    use std::num::NonZeroU32;
+    let dir = tempfile::tempdir().unwrap();
+    let rate_limit = secumon_server::RateLimit {
+        per_second: NonZeroU32::new(1).unwrap(),
+        burst: NonZeroU32::new(2).unwrap(),
+        logins_per_minute: NonZeroU32::new(4).unwrap(),
+    };
+    let config = ServerConfig { open_access: false, rate_limit, ..ServerConfig::loopback(dir.path().join("s.db")) };
+    let server = Server::start(config).await.unwrap();
+    let api = Api::new(&server);
+    let accounts = server.accounts();
+    let (_, acme) = accounts.create_api_key("acme", "a", Role::Viewer, "t").await.unwrap();
+    let (_, globex) = accounts.create_api_key("globex", "b", Role::Viewer, "t").await.unwrap();
+
+    let statuses = |token: String, path: &'static str| {
+        let api = &api;
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                seen.push(api.call(Method::GET, path, Some(&token), None).await.0);
+            }
+            seen
+        }
+    };
+    assert_eq!(
+        statuses(acme.clone(), "/agents").await,
+        [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]
+    );
+    assert_eq!(statuses(acme, "/checks").await[0], StatusCode::OK, "another endpoint has its own budget");
+    assert_eq!(statuses(globex, "/agents").await[0], StatusCode::OK, "another tenant has its own budget");
+
+    accounts.add_user("ada", PASSWORD, "acme", Role::Viewer, false).await.unwrap();
+    for _ in 0..4 {
+        api.call(Method::POST, "/auth/login", None, Some(json!({"username": "x", "password": "wrong password"}))).await;
+    }
+    let (status, body) =
+        api.call(Method::POST, "/auth/login", None, Some(json!({"username": "ada", "password": PASSWORD}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{body}");
     server.shutdown().await;
 }

@@ -3,7 +3,7 @@
 //! answer in the API's error shape rather than axum's plain text.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -49,6 +49,8 @@ impl FromRequestParts<ApiState> for Caller {
                 caller.tenant = tenant.to_string();
             }
         }
+        let endpoint = parts.extensions.get::<MatchedPath>().map_or(parts.uri.path(), |path| path.as_str());
+        state.limits.request(&caller.tenant, endpoint)?;
         Ok(caller)
     }
 }

@@ -1,7 +1,9 @@
 //! Routes for logins and sessions (`auth/*`), users, API keys and tenants. Bodies carrying
 //! passwords, codes or tokens are never logged.
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -48,8 +50,10 @@ enum LoginAnswer {
 
 async fn login(
     State(state): State<ApiState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
+    state.limits.login(client.ip())?;
     let outcome = state.accounts.login(&request.username, &request.password, request.tenant.as_deref()).await;
     match outcome {
         Ok(LoginOutcome::Session(session)) => {
@@ -74,8 +78,10 @@ struct MfaVerifyRequest {
 
 async fn verify_mfa(
     State(state): State<ApiState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<MfaVerifyRequest>,
 ) -> Result<Json<Session>, ApiError> {
+    state.limits.login(client.ip())?;
     Ok(Json(state.accounts.verify_mfa(&request.mfa_token, &request.code).await?))
 }
 
@@ -87,8 +93,10 @@ struct RefreshRequest {
 
 async fn refresh(
     State(state): State<ApiState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<RefreshRequest>,
 ) -> Result<Json<Session>, ApiError> {
+    state.limits.login(client.ip())?;
     Ok(Json(state.accounts.refresh(&request.refresh_token).await?))
 }
 

@@ -4,6 +4,10 @@
 
 mod access;
 mod accounts;
+mod limits;
+
+pub use limits::RateLimit;
+pub(crate) use limits::RateLimits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +47,7 @@ pub(crate) struct ApiState {
     pub ingest_metrics: Arc<IngestMetrics>,
     /// Requests without a token act as the super-admin of the default tenant (tests).
     pub open_access: bool,
+    pub limits: Arc<limits::RateLimits>,
 }
 
 impl ApiState {
@@ -92,6 +97,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(accounts::routes())
         .route("/metrics", get(server_metrics))
         .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/{id}", get(get_agent).delete(delete_agent))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/history", get(alert_history))
@@ -365,6 +371,34 @@ async fn list_agents(
         total: page.total,
         next_offset: page.next_offset,
     }))
+}
+
+async fn get_agent(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let agent = state.store.list_agents(&caller.tenant).await?.into_iter().find(|a| a.agent_id == id);
+    agent.map(|a| Json(a.into())).ok_or_else(|| no_agent(&id))
+}
+
+/// Forgets a decommissioned agent; its data stays until retention removes it.
+async fn delete_agent(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    if state.store.delete_agent(&caller.tenant, &id).await? {
+        tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_agent(&id))
+    }
+}
+
+fn no_agent(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no agent {id:?}"))
 }
 
 #[derive(Debug, Deserialize)]

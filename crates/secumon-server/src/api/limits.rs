@@ -1,0 +1,65 @@
+//! Rate limits: each tenant gets its own budget per endpoint, so one tenant's scripts cannot
+//! starve the others, and logins are limited per client address, which slows password
+//! guessing before the per-account lockout even starts. Token buckets from `governor`.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use axum::http::StatusCode;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::ApiError;
+
+/// Request budgets; a bucket refills at its rate and holds `burst` requests.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// Requests a second per tenant and endpoint.
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// Login, MFA and refresh attempts a minute per client address.
+    pub logins_per_minute: NonZeroU32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: NonZeroU32::new(500).expect("non-zero"),
+            burst: NonZeroU32::new(1000).expect("non-zero"),
+            logins_per_minute: NonZeroU32::new(20).expect("non-zero"),
+        }
+    }
+}
+
+pub(crate) struct RateLimits {
+    endpoints: DefaultKeyedRateLimiter<(String, String)>,
+    logins: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl RateLimits {
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            endpoints: RateLimiter::keyed(Quota::per_second(limit.per_second).allow_burst(limit.burst)),
+            logins: RateLimiter::keyed(Quota::per_minute(limit.logins_per_minute)),
+        }
+    }
+
+    /// Spends one request of `tenant`'s budget for `endpoint` (the route pattern).
+    pub fn request(&self, tenant: &str, endpoint: &str) -> Result<(), ApiError> {
+        self.endpoints.check_key(&(tenant.to_string(), endpoint.to_string())).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            refused(format!("too many requests to {endpoint} for this tenant; retry in {} ms", wait.as_millis().max(1)))
+        })
+    }
+
+    /// Spends one login attempt of `client`'s budget.
+    pub fn login(&self, client: IpAddr) -> Result<(), ApiError> {
+        self.logins.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            refused(format!("too many login attempts from {client}; retry in {} s", wait.as_secs().max(1)))
+        })
+    }
+}
+
+fn refused(message: String) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+}
