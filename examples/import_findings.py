@@ -2,11 +2,13 @@
 """Import a scanner report into a SecuMon server and print the alerts it raised.
 
     secumon server --rules examples/alerting.yaml &      # any rules file with a finding rule
+    export SECUMON_TOKEN=...                             # an operator's API key or access token
     python3 examples/import_findings.py crates/secumon-findings/tests/reports/trivy.json
 
 Needs the `secumon` Python module (bindings/python: `maturin develop` in a virtualenv).
 """
 
+import os
 import sys
 import time
 
@@ -24,7 +26,7 @@ def main() -> int:
         print(f"cannot read the report: {error}", file=sys.stderr)
         return 2
     print(f"{report}: {len(findings)} findings, {sum(f.severity == 'critical' for f in findings)} critical")
-    client = secumon.Client(url)
+    client = secumon.Client(url, token=os.environ.get("SECUMON_TOKEN"))
     summary = client.import_findings(report)
     print(f"imported: {summary['new']} new, {summary['reopened']} reopened, {summary['fixed']} fixed")
     time.sleep(0.5)  # alerts are evaluated as the import commits; give the engine a moment
