@@ -324,20 +324,8 @@ impl Accounts {
 
     /// Users with a role in `tenant`, or every user for `None`.
     pub async fn users(&self, tenant: Option<&str>) -> Result<Vec<UserView>, AuthError> {
-        let mut users = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.list_records(SYSTEM, KIND_USER, after.as_deref(), SCAN_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for record in &page {
-                let user: UserRecord = serde_json::from_str(&record.body)?;
-                if tenant.is_none_or(|t| user.roles.contains_key(t)) {
-                    users.push(user.view());
-                }
-            }
-        }
-        Ok(users)
+        let users: Vec<UserRecord> = self.all_records(KIND_USER).await?;
+        Ok(users.iter().filter(|u| tenant.is_none_or(|t| u.roles.contains_key(t))).map(UserRecord::view).collect())
     }
 
     /// The user, if `tenant` is one of theirs (or `None`).
@@ -374,6 +362,20 @@ impl Accounts {
         .map(|_| ())
     }
 
+    /// Every system record of `kind`, read page by page.
+    async fn all_records<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, AuthError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_records(SYSTEM, kind, after.as_deref(), SCAN_PAGE).await?;
+            let Some(last) = page.last() else { return Ok(all) };
+            after = Some(last.id.clone());
+            for record in &page {
+                all.push(serde_json::from_str(&record.body)?);
+            }
+        }
+    }
+
     async fn load_user(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
         match self.store.get_record(SYSTEM, KIND_USER, name).await? {
             Some(body) => Ok(Some(serde_json::from_str(&body)?)),
@@ -387,10 +389,7 @@ impl Accounts {
         &self,
         name: &str,
         change: impl FnOnce(&mut UserRecord) -> Result<T, AuthError>,
-    ) -> Result<UserRecord, AuthError>
-    where
-        T: Sized,
-    {
+    ) -> Result<UserRecord, AuthError> {
         let _guard = self.user_updates.lock().await;
         let Some(mut user) = self.load_user(name).await? else {
             return Err(AuthError::NotFound(format!("no user {name:?}")));
@@ -413,8 +412,9 @@ impl Accounts {
         refuse_if_locked(&stored)?;
         // The slow hash runs outside the lock so that logins do not queue behind each other.
         if !verify_password(password, &stored.password_hash) {
-            self.update_user(name, |user| Err::<(), _>(record_failure(user))).await?;
-            return Err(REFUSED);
+            // The failure is counted (and may lock the account); its error is the answer.
+            let counted = self.update_user(name, |user| Err::<(), _>(record_failure(user))).await;
+            return Err(counted.err().unwrap_or(REFUSED));
         }
         let (tenant, role) = tenant_of(&stored, tenant)?;
         if stored.mfa_enabled() {
@@ -599,20 +599,8 @@ impl Accounts {
 
     /// The API keys of `tenant`.
     pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyView>, AuthError> {
-        let mut keys = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.list_records(SYSTEM, KIND_API_KEY, after.as_deref(), SCAN_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for record in &page {
-                let key: ApiKeyRecord = serde_json::from_str(&record.body)?;
-                if key.tenant == tenant {
-                    keys.push(api_key_view(&key));
-                }
-            }
-        }
-        Ok(keys)
+        let keys: Vec<ApiKeyRecord> = self.all_records(KIND_API_KEY).await?;
+        Ok(keys.iter().filter(|k| k.tenant == tenant).map(api_key_view).collect())
     }
 
     /// Revokes a key of `tenant`; `false` when `tenant` has no such key.
