@@ -19,12 +19,14 @@ use secumon_collect::{CollectError, Collector, LogError, LogTailer, collectors_f
 use secumon_core::config::{LogsSection, MetricsSection, TlsSection};
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
 use secumon_scan::ScheduledCheck;
-use secumon_transport::{PushClient, PushClientConfig, TlsMaterial, TransportError};
+use secumon_transport::{PushClient, PushClientConfig, SessionFile, TlsMaterial, TransportError};
 
 mod probe;
+mod setup;
 
 use probe::{Origin, run_checks};
 pub use probe::{Probe, probe_mode_checks};
+pub use setup::{SetupOptions, SetupReport, setup};
 use tokio::sync::watch;
 
 /// Probe-mode checks running at once, at most.
@@ -45,6 +47,8 @@ pub enum AgentError {
     NoHostName,
     #[error("collector.tls.enabled is true, so collector.tls.ca, .cert and .key must all be set")]
     TlsIncomplete,
+    #[error("setup: {0}")]
+    Setup(String),
 }
 
 /// Everything an agent needs to run, validated.
@@ -61,6 +65,8 @@ pub struct AgentSettings {
     pub spool_max_bytes: u64,
     /// Mutual TLS to the server; plaintext when `None`.
     pub tls: Option<TlsMaterial>,
+    /// The enrolled agent's session token file.
+    pub session: Option<SessionFile>,
     /// Log files and journal to ship.
     pub logs: LogsSection,
     /// Checks of `probe_mode`, run beside the collectors.
@@ -78,6 +84,7 @@ impl AgentSettings {
             endpoint: config.collector.endpoint.0.clone(),
             spool_max_bytes: config.spool.max_bytes,
             tls,
+            session: config.collector.tls.session.clone().map(SessionFile::new),
             logs: config.logs.clone(),
             probe_checks: probe_mode_checks(&config.probe_mode),
         })
@@ -146,6 +153,7 @@ impl Agent {
         let mut push = PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
+        push.session = settings.session.clone();
         let client = PushClient::open(push)?;
         let collectors = collectors_for(&settings.metrics);
         tracing::info!(%agent_id, host = %settings.host, interval = ?settings.metrics.interval, "agent ready");
@@ -325,7 +333,7 @@ pub async fn shutdown_signal() {
 
 /// The agent id is a UUID created on first start; it must survive restarts because the
 /// server deduplicates on `(agent_id, sequence)`.
-fn load_or_create_agent_id(state_dir: &Path) -> Result<String, AgentError> {
+pub(crate) fn load_or_create_agent_id(state_dir: &Path) -> Result<String, AgentError> {
     let state_error = |source| AgentError::StateDir { path: state_dir.display().to_string(), source };
     std::fs::create_dir_all(state_dir).map_err(state_error)?;
     let path = state_dir.join("agent_id");

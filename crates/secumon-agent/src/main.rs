@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use secumon_agent::{Agent, AgentSettings, shutdown_signal};
+use secumon_agent::{Agent, AgentSettings, SetupOptions, shutdown_signal};
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 
@@ -29,6 +29,33 @@ struct Args {
     /// Watch this systemd unit besides the failed ones (repeatable).
     #[arg(long, value_name = "NAME")]
     monitor_service: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Enroll this machine with a provisioning token and write the configuration (--config).
+    ///
+    /// Example: secumon-agent setup --collector monitor.example.net:9090 --token smp_…
+    /// (the token and the whole command come from `POST /api/v1/agents/provision`).
+    Setup {
+        /// The server's gRPC ingest, HOST:PORT.
+        #[arg(long)]
+        collector: String,
+        /// The provisioning token (one use; expires).
+        #[arg(long, env = "SECUMON_PROVISION_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The agent's state directory: identity, spool, certificate and session token.
+        #[arg(long, default_value = "/var/lib/secumon/agent")]
+        state_dir: PathBuf,
+        /// Host name to report (default: this machine's).
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace an existing configuration file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +63,22 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    if let Some(Command::Setup { collector, token, state_dir, name, force }) = args.command {
+        return run_setup(SetupOptions {
+            token: match token.parse() {
+                Ok(token) => token,
+                Err(error) => {
+                    eprintln!("secumon-agent: {error}");
+                    return ExitCode::from(2);
+                }
+            },
+            collector,
+            config_path: args.config,
+            state_dir,
+            name,
+            force,
+        });
+    }
     let config = match AgentConfig::load(&args.config) {
         Ok(config) => config,
         Err(error) => {
@@ -84,6 +127,29 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn run_setup(options: SetupOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("secumon-agent: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(secumon_agent::setup(&options)) {
+        Ok(report) => {
+            println!("Enrolled as agent {} (host {:?}).", report.agent_id, report.host);
+            println!("  certificate  {}", report.cert_path.display());
+            println!("  config       {}", report.config_path.display());
+            println!("Start it: secumon-agent --config {}", report.config_path.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("secumon-agent: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `--once`: one collection to stdout, collector failures to stderr.

@@ -115,6 +115,7 @@ impl Probe {
         let mut push = PushClientConfig::new(config.collector.endpoint.0.clone(), config.spool.dir.join("spool"));
         push.spool_max_bytes = config.spool.max_bytes;
         push.tls = tls;
+        push.session = config.collector.tls.session.clone().map(secumon_transport::SessionFile::new);
         let client = PushClient::open(push)?;
         tracing::info!(%agent_id, %host, checks = config.checks.len(), "probe ready");
         Ok(Self {

@@ -23,7 +23,7 @@ use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_scan::ProbeConfig;
-use secumon_server::{Server, ServerConfig};
+use secumon_server::{GrpcTls, Server, ServerConfig};
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
@@ -131,13 +131,23 @@ struct ServerArgs {
     /// CA (PEM) that agents' certificates must be signed by.
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     client_ca: Option<PathBuf>,
+    /// Mutual TLS under the server's own CA, with agent enrollment
+    /// (`POST /api/v1/agents/provision`, then `secumon-agent setup`). On by default when
+    /// --grpc is not a loopback address.
+    #[arg(long, conflicts_with = "tls_cert")]
+    mtls: bool,
+    /// A name or address agents reach the gRPC ingest by, for its certificate (repeatable;
+    /// default: localhost, the loopback addresses and this host's name).
+    #[arg(long, value_name = "NAME")]
+    tls_name: Vec<String>,
 }
 
 impl ServerArgs {
     fn config(&self) -> anyhow::Result<ServerConfig> {
-        let tls = match (&self.client_ca, &self.tls_cert, &self.tls_key) {
-            (Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::load(ca, cert, key)?),
-            _ => None,
+        let grpc_tls = match (&self.client_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => GrpcTls::Files(TlsMaterial::load(ca, cert, key)?),
+            _ if self.mtls || !self.grpc.ip().is_loopback() => GrpcTls::Managed { names: self.tls_name.clone() },
+            _ => GrpcTls::Off,
         };
         let alerting = match &self.rules {
             Some(path) => Some(RuleFile::load(path).map_err(UsageError)?),
@@ -148,7 +158,7 @@ impl ServerArgs {
             api_addr: self.api,
             database: self.data_dir.join("secumon.db"),
             postgres_url: self.store.clone(),
-            tls,
+            grpc_tls,
             alerting,
             secret_key: Some(users::secret_key(&self.data_dir)?),
             open_access: false,
@@ -250,7 +260,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
 
 /// Server and local agent in one process: the whole product on one machine.
 async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
-    if args.tls_cert.is_some() {
+    if args.tls_cert.is_some() || args.mtls {
         anyhow::bail!("`secumon up` talks to its own agent over loopback; use `secumon server` for mTLS");
     }
     let server = Server::start(args.config()?).await.context("cannot start the server")?;
@@ -264,6 +274,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         endpoint: server.grpc_addr().to_string(),
         spool_max_bytes: 256 * 1024 * 1024,
         tls: None,
+        session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),
     })

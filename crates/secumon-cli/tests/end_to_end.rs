@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use secumon_agent::{Agent, AgentSettings};
+use secumon_agent::{Agent, AgentSettings, SetupOptions};
 use secumon_core::config::{LogsSection, MetricFamily, MetricsSection};
-use secumon_server::{AgentList, History, Server, ServerConfig};
+use secumon_server::{AgentList, GrpcTls, History, Server, ServerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -21,6 +21,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr, interval: Duration, families
         endpoint: endpoint.to_string(),
         spool_max_bytes: 64 * 1024 * 1024,
         tls: None,
+        session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),
     }
@@ -285,4 +286,54 @@ async fn no_batch_lost_or_doubled_across_server_kill_and_agent_restart() {
     assert!(memory.series.is_empty(), "a disabled collector stays off");
 
     server.kill();
+}
+
+/// `secumon-agent setup` against a server under its own CA: the written configuration
+/// loads, and the agent it describes pushes over mutual TLS for the token's tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_enrolls_an_agent_that_pushes_for_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        grpc_tls: GrpcTls::Managed { names: vec![] },
+        ..ServerConfig::loopback(dir.path().join("secumon.db"))
+    };
+    let server = Server::start(config).await.expect("server starts");
+    server.accounts().create_tenant("acme").await.unwrap();
+    let authority = server.agent_authority().expect("managed TLS");
+    let token = authority.provision("acme", "test", Duration::from_secs(600)).await.unwrap().token;
+
+    let options = SetupOptions {
+        collector: format!("localhost:{}", server.grpc_addr().port()),
+        token: token.parse().unwrap(),
+        config_path: dir.path().join("etc/agent.yaml"),
+        state_dir: dir.path().join("agent"),
+        name: Some("enrolled-host".into()),
+        force: false,
+    };
+    let report = secumon_agent::setup(&options).await.expect("setup enrolls");
+    let written = secumon_core::AgentConfig::load(&options.config_path).expect("the written config loads");
+    assert!(written.collector.tls.enabled);
+    let mut settings = AgentSettings::from_config(&written).expect("and validates");
+    settings.metrics = MetricsSection {
+        interval: Duration::from_millis(200),
+        enabled: vec![MetricFamily::Memory],
+        ..Default::default()
+    };
+    let agent = start_agent(settings);
+    agent.wait_drained(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let agents = server.store().list_agents("acme").await.unwrap();
+        if agents.iter().any(|a| a.agent_id == report.agent_id && a.host == "enrolled-host") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the enrolled agent's data never reached tenant acme: {agents:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.store().list_agents("default").await.unwrap().is_empty());
+
+    let error = secumon_agent::setup(&options).await.expect_err("an existing config is not overwritten");
+    assert!(error.to_string().contains("--force"), "{error}");
+    agent.stop().await;
+    server.shutdown().await;
 }

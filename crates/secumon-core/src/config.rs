@@ -133,6 +133,9 @@ pub struct TlsSection {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca: Option<PathBuf>,
+    /// The session token file `secumon-agent setup` wrote; sent with every push and renewed
+    /// every 24 h.
+    pub session: Option<PathBuf>,
 }
 
 /// Metric families an agent can collect.

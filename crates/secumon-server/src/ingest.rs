@@ -11,9 +11,10 @@ use std::time::Instant;
 use crate::metrics::{BatchOutcome, IngestMetrics};
 use crate::tenants::AlertingByTenant;
 use secumon_store::{Store, StoreError, WriteOutcome};
-use secumon_transport::{BatchSink, SinkError, SinkOutcome};
+use secumon_transport::{BatchSink, Peer, SinkError, SinkOutcome};
 
-/// A [`BatchSink`] that writes every batch to a [`Store`] for one tenant.
+/// A [`BatchSink`] that writes every batch to a [`Store`], for its pusher's tenant or, for
+/// connections no gate assigned one, a default tenant.
 pub struct StoreSink<S: ?Sized> {
     store: Arc<S>,
     tenant: String,
@@ -41,9 +42,10 @@ impl<S: Store + ?Sized> StoreSink<S> {
 
 #[async_trait]
 impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
-    async fn commit(&self, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
+    async fn commit(&self, peer: &Peer, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
         let started = Instant::now();
-        let written = self.store.write_batch(&self.tenant, &batch).await;
+        let tenant = peer.tenant.as_deref().unwrap_or(&self.tenant);
+        let written = self.store.write_batch(tenant, &batch).await;
         let outcome = match &written {
             Ok(WriteOutcome::Committed) => BatchOutcome::Committed { samples: batch.value_count() },
             Ok(WriteOutcome::Duplicate) => BatchOutcome::Duplicate,
@@ -54,8 +56,8 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         match written {
             Ok(WriteOutcome::Committed) => {
                 if let Some(alerting) = &self.alerting {
-                    match alerting.get(&self.tenant).await {
-                        Ok(engine) => engine.observe_batch(&self.tenant, &batch),
+                    match alerting.get(tenant).await {
+                        Ok(engine) => engine.observe_batch(tenant, &batch),
                         Err(error) => {
                             tracing::error!(%error, "the batch is stored but its tenant's alert engine is down")
                         }

@@ -24,18 +24,18 @@ use std::sync::Arc;
 
 use secumon_alert::RuleFile;
 use secumon_store::{DEFAULT_TENANT, PgStore, SqliteStore, Store, StoreError};
-use secumon_transport::{IngestService, TlsMaterial};
+use secumon_transport::{AgentGate, EnrollmentService, IngestService, TlsMaterial};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
-pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, RateLimit};
+pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, Provisioned, RateLimit};
 pub use ingest::StoreSink;
 pub use tenants::AlertingByTenant;
 
-use auth::{Accounts, SecretBox};
+use auth::{Accounts, AgentAuthority, SecretBox};
 
 /// Where the server listens and keeps its data.
 #[derive(Debug, Clone)]
@@ -48,8 +48,8 @@ pub struct ServerConfig {
     pub database: PathBuf,
     /// PostgreSQL instead of the embedded store (`postgres://user@host/db`).
     pub postgres_url: Option<String>,
-    /// Mutual TLS on the gRPC ingest: agents must present a certificate signed by the CA.
-    pub tls: Option<TlsMaterial>,
+    /// Transport security of the gRPC ingest.
+    pub grpc_tls: GrpcTls,
     /// Alert rules and notification channels.
     pub alerting: Option<RuleFile>,
     /// The key that seals secrets at rest; `None` reads (or creates) `secret.key` beside
@@ -71,7 +71,7 @@ impl ServerConfig {
             api_addr: any_port,
             database: database.into(),
             postgres_url: None,
-            tls: None,
+            grpc_tls: GrpcTls::Off,
             alerting: None,
             secret_key: None,
             open_access: true,
@@ -86,13 +86,28 @@ impl ServerConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: data_dir.into().join("secumon.db"),
             postgres_url: None,
-            tls: None,
+            grpc_tls: GrpcTls::Off,
             alerting: None,
             secret_key: None,
             open_access: false,
             rate_limit: RateLimit::default(),
         }
     }
+}
+
+/// How agents connect to the gRPC ingest.
+#[derive(Debug, Clone)]
+pub enum GrpcTls {
+    /// Plaintext, every agent pushing for the default tenant: loopback only (`secumon up`).
+    Off,
+    /// Mutual TLS under the installation's own agent CA: agents enroll with a provisioning
+    /// token (`POST /api/v1/agents/provision`), then push with their certificate and a
+    /// session token, for their tenant. The listener's certificate is valid for `names`
+    /// (empty: localhost, the loopback addresses, this host's name and the listen address).
+    Managed { names: Vec<String> },
+    /// Mutual TLS with certificates from an outside CA; every agent it signed pushes for the
+    /// default tenant.
+    Files(TlsMaterial),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +124,8 @@ pub enum ServerError {
     Auth(#[from] auth::AuthError),
     #[error("open access (no tokens) is only allowed on a loopback API address, not {0}")]
     OpenAccessNotLoopback(SocketAddr),
+    #[error("plaintext gRPC is only allowed on a loopback address, not {0}: use mutual TLS")]
+    PlaintextNotLoopback(SocketAddr),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
@@ -118,6 +135,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     alerting: Arc<AlertingByTenant>,
     accounts: Arc<Accounts>,
+    agents: Option<Arc<AgentAuthority>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -127,6 +145,9 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
         if config.open_access && !config.api_addr.ip().is_loopback() {
             return Err(ServerError::OpenAccessNotLoopback(config.api_addr));
+        }
+        if matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
+            return Err(ServerError::PlaintextNotLoopback(config.grpc_addr));
         }
         let store: Arc<dyn Store> = match &config.postgres_url {
             Some(url) => PgStore::connect(url).await?,
@@ -151,13 +172,27 @@ impl Server {
                 .with_alerting(Arc::clone(&alerting))
                 .with_metrics(Arc::clone(&ingest_metrics)),
         );
-        let ingest = IngestService::new(sink, stopped.clone()).into_server();
+        let ingest = IngestService::new(sink, stopped.clone());
         let grpc_stop = wait_for_stop(stopped.clone());
         let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &config.tls {
-            builder = builder.tls_config(tls.server_config())?;
-        }
-        let router = builder.add_service(ingest);
+        let mut agents = None;
+        let router = match &config.grpc_tls {
+            GrpcTls::Off => builder.add_service(ingest.into_server()),
+            GrpcTls::Files(tls) => builder.tls_config(tls.server_config())?.add_service(ingest.into_server()),
+            GrpcTls::Managed { names } => {
+                let authority = Arc::new(AgentAuthority::open(store.clone(), accounts.secrets()).await?);
+                let names = if names.is_empty() { default_tls_names(grpc_addr) } else { names.clone() };
+                let identity = authority.server_identity(&names)?;
+                // Without a certificate a client may only enroll; pushes check for one.
+                let tls = identity.server_config().client_auth_optional(true);
+                let gate: Arc<dyn AgentGate> = authority.clone();
+                agents = Some(authority);
+                builder
+                    .tls_config(tls)?
+                    .add_service(ingest.with_gate(Arc::clone(&gate)).into_server())
+                    .add_service(EnrollmentService::new(gate).into_server())
+            }
+        };
         let grpc = tokio::spawn(async move {
             let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop).await;
             if let Err(error) = served {
@@ -182,6 +217,7 @@ impl Server {
             alerting: alerting.clone(),
             ingest_metrics,
             open_access: config.open_access,
+            agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
             limits: Arc::new(api::RateLimits::new(config.rate_limit)),
         };
         let api_stop = wait_for_stop(stopped);
@@ -198,9 +234,14 @@ impl Server {
             Some(_) => "postgresql".to_string(),
             None => config.database.display().to_string(),
         };
-        tracing::info!(%grpc_addr, %api_addr, mtls = config.tls.is_some(), %database, "server started");
+        let mtls = match &config.grpc_tls {
+            GrpcTls::Off => "off",
+            GrpcTls::Managed { .. } => "managed CA",
+            GrpcTls::Files(_) => "certificate files",
+        };
+        tracing::info!(%grpc_addr, %api_addr, mtls, %database, "server started");
         tasks.extend([grpc, rest]);
-        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, stop, tasks })
+        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, agents, stop, tasks })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -225,6 +266,11 @@ impl Server {
         Arc::clone(&self.accounts)
     }
 
+    /// The agent CA and enrollment, when the gRPC ingest runs under [`GrpcTls::Managed`].
+    pub fn agent_authority(&self) -> Option<Arc<AgentAuthority>> {
+        self.agents.clone()
+    }
+
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
@@ -239,6 +285,22 @@ impl Server {
         self.store.close().await;
         tracing::info!("server stopped");
     }
+}
+
+/// Names the gRPC listener's certificate is valid for when none are configured.
+fn default_tls_names(grpc_addr: SocketAddr) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Ok(host) = rustix_hostname() {
+        names.push(host);
+    }
+    if !grpc_addr.ip().is_unspecified() && !grpc_addr.ip().is_loopback() {
+        names.push(grpc_addr.ip().to_string());
+    }
+    names
+}
+
+fn rustix_hostname() -> Result<String, ()> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).map_err(|_| ())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use secumon_core::IngestBatch;
-use secumon_core::proto::{AckStatus, Batch};
+use secumon_core::proto::{AckStatus, AgentSession, Batch};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::Endpoint;
+use tonic::transport::Channel;
 
+use crate::enroll::{SessionFile, channel, insert_bearer};
 use crate::grpc::ingest_client::IngestClient;
 use crate::service::MAX_MESSAGE_BYTES;
 use crate::spool::{Spool, SpoolStats};
@@ -35,6 +36,10 @@ pub struct PushClientConfig {
     pub backoff_max: Duration,
     /// Mutual TLS; plaintext HTTP/2 when `None`.
     pub tls: Option<TlsMaterial>,
+    /// The enrolled agent's session token, sent with every push and renewed when due.
+    pub session: Option<SessionFile>,
+    /// How old a session token may get before it is renewed.
+    pub session_rotation: Duration,
 }
 
 impl PushClientConfig {
@@ -47,6 +52,8 @@ impl PushClientConfig {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             tls: None,
+            session: None,
+            session_rotation: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -74,6 +81,8 @@ struct Inner {
     /// Highest sequence appended to the spool, to wake the sender.
     appended: watch::Sender<u64>,
     connected: AtomicBool,
+    /// The server refused the session token: renew before the next push.
+    renew_now: AtomicBool,
     committed: AtomicU64,
     duplicates: AtomicU64,
     rejected: AtomicU64,
@@ -90,6 +99,7 @@ impl PushClient {
                 spool: Mutex::new(spool),
                 appended: watch::Sender::new(last),
                 connected: AtomicBool::new(false),
+                renew_now: AtomicBool::new(false),
                 committed: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
@@ -157,23 +167,15 @@ impl PushClient {
         self.inner.connected.store(false, Ordering::Relaxed);
     }
 
-    /// One connection: returns when it fails.
+    /// One connection: returns when it fails, or `Ok` when the session token is due for
+    /// renewal (the next connection renews it).
     async fn session(&self, outage: &mut Option<Instant>, backoff: &mut Duration) -> Result<(), TransportError> {
         let config = &self.inner.config;
-        let authority = config.endpoint.split_once("://").map_or(config.endpoint.as_str(), |(_, a)| a);
-        let scheme = if config.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
-            .map_err(|e| TransportError::Endpoint(format!("{}: {e}", config.endpoint)))?;
-        if let Some(tls) = &config.tls {
-            endpoint = endpoint.tls_config(tls.client_config())?;
-        }
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect()
-            .await?;
+        let channel = channel(&config.endpoint, config.tls.as_ref().map(TlsMaterial::client_config)).await?;
+        let session = match &config.session {
+            Some(file) => Some(self.current_session(file, channel.clone()).await?),
+            None => None,
+        };
         let mut client = IngestClient::new(channel)
             .send_compressed(CompressionEncoding::Zstd)
             .accept_compressed(CompressionEncoding::Zstd)
@@ -181,7 +183,25 @@ impl PushClient {
 
         let acked_through = self.inner.lock_spool().stats().acked_through;
         let (requests, request_stream) = mpsc::channel::<Batch>(config.max_in_flight.max(1));
-        let mut acks = client.push(ReceiverStream::new(request_stream)).await?.into_inner();
+        let mut push = tonic::Request::new(ReceiverStream::new(request_stream));
+        if let Some(session) = &session {
+            insert_bearer(&mut push, &session.token)?;
+        }
+        let mut acks = match client.push(push).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                if status.code() == tonic::Code::Unauthenticated && session.is_some() {
+                    self.inner.renew_now.store(true, Ordering::Relaxed);
+                }
+                return Err(status.into());
+            }
+        };
+        let rotation_due = async {
+            match &session {
+                Some(session) => tokio::time::sleep(self.until_rotation(session)).await,
+                None => std::future::pending().await,
+            }
+        };
 
         self.inner.connected.store(true, Ordering::Relaxed);
         *backoff = config.backoff_min;
@@ -215,7 +235,24 @@ impl PushClient {
         tokio::select! {
             result = sender => result,
             result = receiver => result,
+            () = rotation_due => Ok(()),
         }
+    }
+
+    /// The stored session token, renewed first if it is due or was refused.
+    async fn current_session(&self, file: &SessionFile, channel: Channel) -> Result<AgentSession, TransportError> {
+        let session = file.load()?;
+        if self.inner.renew_now.load(Ordering::Relaxed) || self.until_rotation(&session).is_zero() {
+            let next = file.renew(channel, &session).await?;
+            self.inner.renew_now.store(false, Ordering::Relaxed);
+            return Ok(next);
+        }
+        Ok(session)
+    }
+
+    fn until_rotation(&self, session: &AgentSession) -> Duration {
+        let age_ms = u64::try_from(secumon_core::now_ms().saturating_sub(session.issued_at_ms)).unwrap_or(0);
+        self.inner.config.session_rotation.saturating_sub(Duration::from_millis(age_ms))
     }
 
     /// Streams spooled batches after `acked_through`, keeping at most `max_in_flight`

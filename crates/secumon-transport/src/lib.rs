@@ -13,6 +13,8 @@
 //! ```
 
 mod client;
+mod enroll;
+mod gate;
 mod service;
 pub mod spool;
 mod tls;
@@ -24,7 +26,9 @@ pub mod grpc {
 }
 
 pub use client::{PushClient, PushClientConfig, PushStats};
-pub use service::{BatchSink, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
+pub use enroll::{Enrolled, ProvisioningToken, SessionFile, enroll};
+pub use gate::{AgentGate, GateError, Peer, PeerCredentials};
+pub use service::{BatchSink, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
 pub use spool::{Spool, SpoolError, SpoolStats};
 pub use tls::TlsMaterial;
 
@@ -42,6 +46,8 @@ pub enum TransportError {
     StreamClosed,
     #[error("cannot read TLS file {path}: {source}")]
     TlsFile { path: String, source: std::io::Error },
+    #[error("enrollment: {0}")]
+    Enrollment(String),
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::Stream;
 use secumon_core::IngestBatch;
-use secumon_core::proto::{AckStatus, Batch, PushAck};
+use secumon_core::proto::{AckStatus, AgentSession, Batch, EnrollRequest, EnrollResponse, PushAck, RenewRequest};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::gate::{AgentGate, Peer, PeerCredentials};
+use crate::grpc::enrollment_server::{Enrollment, EnrollmentServer};
 use crate::grpc::ingest_server::{Ingest, IngestServer};
 
 /// What a sink did with a batch.
@@ -38,22 +40,30 @@ pub enum SinkError {
 /// Where accepted batches go: the store, or a message queue in scale-out mode.
 #[async_trait]
 pub trait BatchSink: Send + Sync + 'static {
-    /// Makes `batch` durable. Called in sequence order for each agent stream; returning
-    /// means the batch may be acknowledged.
-    async fn commit(&self, batch: IngestBatch) -> Result<SinkOutcome, SinkError>;
+    /// Makes `batch`, pushed by `peer`, durable. Called in sequence order for each agent
+    /// stream; returning means the batch may be acknowledged.
+    async fn commit(&self, peer: &Peer, batch: IngestBatch) -> Result<SinkOutcome, SinkError>;
 }
 
 /// The gRPC ingest service over a [`BatchSink`].
 pub struct IngestService<S> {
     sink: Arc<S>,
     stopping: watch::Receiver<bool>,
+    gate: Option<Arc<dyn AgentGate>>,
 }
 
 impl<S: BatchSink> IngestService<S> {
     /// `stopping` turning true ends every open push stream, so a graceful server shutdown
     /// does not wait forever for agents' endless streams.
     pub fn new(sink: Arc<S>, stopping: watch::Receiver<bool>) -> Self {
-        Self { sink, stopping }
+        Self { sink, stopping, gate: None }
+    }
+
+    /// Admits each push connection through `gate` (without one, every connection that got
+    /// through the TLS handshake is admitted, for the sink's default tenant).
+    pub fn with_gate(mut self, gate: Arc<dyn AgentGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The tonic service, accepting and sending zstd-compressed messages.
@@ -75,6 +85,10 @@ impl<S: BatchSink> Ingest for IngestService<S> {
     type PushStream = AckStream;
 
     async fn push(&self, request: Request<Streaming<Batch>>) -> Result<Response<AckStream>, Status> {
+        let admitted = match &self.gate {
+            Some(gate) => gate.admit(&PeerCredentials::of(&request)).await?,
+            None => Peer::default(),
+        };
         let peer = request.remote_addr();
         let mut batches = request.into_inner();
         let sink = Arc::clone(&self.sink);
@@ -96,12 +110,20 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                     }
                 };
                 let sequence = batch.sequence;
+                if let Some(agent_id) = admitted.agent_id.as_deref().filter(|id| *id != batch.agent_id) {
+                    let reason = format!("this connection belongs to agent {agent_id}, not {}", batch.agent_id);
+                    tracing::warn!(?peer, sequence, %reason, "rejected a batch");
+                    if acks.send(Ok(ack(sequence, AckStatus::Rejected, reason))).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let ack = match IngestBatch::from_proto(batch) {
                     Err(invalid) => {
                         tracing::warn!(?peer, sequence, error = %invalid, "rejected a batch");
                         ack(sequence, AckStatus::Rejected, invalid.to_string())
                     }
-                    Ok(batch) => match sink.commit(batch).await {
+                    Ok(batch) => match sink.commit(&admitted, batch).await {
                         Ok(SinkOutcome::Committed) => ack(sequence, AckStatus::Committed, String::new()),
                         Ok(SinkOutcome::Duplicate) => ack(sequence, AckStatus::Duplicate, String::new()),
                         Err(SinkError::Refused(reason)) => {
@@ -128,4 +150,44 @@ impl<S: BatchSink> Ingest for IngestService<S> {
 
 fn ack(sequence: u64, status: AckStatus, error: String) -> PushAck {
     PushAck { sequence, status: status as i32, error }
+}
+
+/// The gRPC enrollment service: agents trade provisioning tokens for certificates and renew
+/// their session tokens, through the server's [`AgentGate`].
+pub struct EnrollmentService {
+    gate: Arc<dyn AgentGate>,
+}
+
+impl EnrollmentService {
+    pub fn new(gate: Arc<dyn AgentGate>) -> Self {
+        Self { gate }
+    }
+
+    pub fn into_server(self) -> EnrollmentServer<Self> {
+        EnrollmentServer::new(self).max_decoding_message_size(64 * 1024)
+    }
+}
+
+#[tonic::async_trait]
+impl Enrollment for EnrollmentService {
+    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        let peer = request.remote_addr();
+        let request = request.into_inner();
+        let agent_id = request.agent_id.clone();
+        match self.gate.enroll(request).await {
+            Ok(enrolled) => {
+                tracing::info!(?peer, agent_id = %enrolled.agent_id, "agent enrolled");
+                Ok(Response::new(enrolled))
+            }
+            Err(error) => {
+                tracing::warn!(?peer, %agent_id, %error, "enrollment refused");
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<AgentSession>, Status> {
+        let session = self.gate.renew(&PeerCredentials::of(&request)).await?;
+        Ok(Response::new(session))
+    }
 }

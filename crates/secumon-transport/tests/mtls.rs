@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use secumon_core::{IngestBatch, Labels, Sample};
-use secumon_transport::{BatchSink, IngestService, PushClient, PushClientConfig, SinkError, SinkOutcome, TlsMaterial};
+use secumon_transport::{
+    BatchSink, IngestService, Peer, PushClient, PushClientConfig, SinkError, SinkOutcome, TlsMaterial,
+};
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -17,7 +19,7 @@ struct MemorySink(Mutex<Vec<u64>>);
 
 #[async_trait]
 impl BatchSink for MemorySink {
-    async fn commit(&self, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
+    async fn commit(&self, _peer: &Peer, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
         self.0.lock().unwrap().push(batch.sequence);
         Ok(SinkOutcome::Committed)
     }

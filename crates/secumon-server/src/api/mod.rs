@@ -4,8 +4,11 @@
 
 mod access;
 mod accounts;
+mod agents;
 mod limits;
 
+pub(crate) use agents::Enrollment;
+pub use agents::{AgentList, AgentView, Provisioned};
 pub use limits::RateLimit;
 pub(crate) use limits::RateLimits;
 
@@ -27,13 +30,9 @@ use crate::auth::{Accounts, Caller, Role};
 use crate::metrics::IngestMetrics;
 use crate::tenants::AlertingByTenant;
 use access::{ApiJson, ApiQuery};
-use secumon_store::{
-    AgentRecord, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError,
-};
+use secumon_store::{Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-/// An agent that has not pushed for this long is shown offline.
-const OFFLINE_AFTER_MS: i64 = 120_000;
 /// Points a history answers with when no step is given.
 const DEFAULT_POINTS: u32 = 60;
 /// A step finer than this over a long period would return millions of points.
@@ -47,6 +46,8 @@ pub(crate) struct ApiState {
     pub ingest_metrics: Arc<IngestMetrics>,
     /// Requests without a token act as the super-admin of the default tenant (tests).
     pub open_access: bool,
+    /// Agent enrollment, when the gRPC ingest runs under the managed CA.
+    pub agents: Option<Enrollment>,
     pub limits: Arc<limits::RateLimits>,
 }
 
@@ -96,8 +97,7 @@ pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .merge(accounts::routes())
         .route("/metrics", get(server_metrics))
-        .route("/api/v1/agents", get(list_agents))
-        .route("/api/v1/agents/{id}", get(get_agent).delete(delete_agent))
+        .merge(agents::routes())
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/history", get(alert_history))
@@ -320,85 +320,6 @@ async fn list_findings(
         offset: query.offset.unwrap_or(0),
     };
     Ok(Json(FindingList { findings: state.store.list_findings(&caller.tenant, &filter).await? }))
-}
-
-/// An agent as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AgentView {
-    pub id: String,
-    pub host: String,
-    pub labels: Labels,
-    pub status: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub last_sequence: u64,
-    pub batches: u64,
-}
-
-impl From<AgentRecord> for AgentView {
-    fn from(a: AgentRecord) -> Self {
-        let online = now_ms() - a.last_seen_ms < OFFLINE_AFTER_MS;
-        Self {
-            id: a.agent_id,
-            host: a.host,
-            labels: a.labels,
-            status: if online { "online" } else { "offline" }.to_string(),
-            first_seen_ms: a.first_seen_ms,
-            last_seen_ms: a.last_seen_ms,
-            last_sequence: a.last_sequence,
-            batches: a.batches,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AgentList {
-    pub agents: Vec<AgentView>,
-    pub total: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_offset: Option<usize>,
-}
-
-async fn list_agents(
-    State(state): State<ApiState>,
-    caller: Caller,
-    ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<Json<AgentList>, ApiError> {
-    let agents = state.store.list_agents(&caller.tenant).await?;
-    let (agents, page) = page.apply(agents)?;
-    Ok(Json(AgentList {
-        agents: agents.into_iter().map(AgentView::from).collect(),
-        total: page.total,
-        next_offset: page.next_offset,
-    }))
-}
-
-async fn get_agent(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<AgentView>, ApiError> {
-    let agent = state.store.list_agents(&caller.tenant).await?.into_iter().find(|a| a.agent_id == id);
-    agent.map(|a| Json(a.into())).ok_or_else(|| no_agent(&id))
-}
-
-/// Forgets a decommissioned agent; its data stays until retention removes it.
-async fn delete_agent(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    caller.require(Role::Admin)?;
-    if state.store.delete_agent(&caller.tenant, &id).await? {
-        tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(no_agent(&id))
-    }
-}
-
-fn no_agent(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no agent {id:?}"))
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,8 +37,12 @@ pub fn random_id() -> String {
 /// SHA-256 of a high-entropy secret (API keys, refresh tokens, recovery codes), hex. Such
 /// secrets cannot be guessed, so a slow hash would only cost time on every request.
 pub fn digest(secret: &str) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(secret.as_bytes())
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Compares two secrets in time that does not depend on where they differ.

@@ -6,6 +6,7 @@
 //! Access tokens are short-lived Ed25519-signed JWTs; refresh tokens and API keys are random
 //! secrets stored as digests, so they can be revoked and a database dump does not reveal them.
 
+mod agents;
 mod crypto;
 mod mfa;
 
@@ -16,6 +17,7 @@ use secumon_core::now_ms;
 use secumon_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION};
 pub use crypto::SecretBox;
 use crypto::{TokenSigner, decoy_hash, digest, hash_password, random_id, random_token, same_secret, verify_password};
 

@@ -1,0 +1,169 @@
+//! Agents: the list and detail operators see, provisioning tokens that enroll new agents,
+//! and deletion, which also revokes the agent's certificate and session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secumon_core::{Labels, now_ms};
+use secumon_store::AgentRecord;
+use serde::{Deserialize, Serialize};
+
+use super::access::{ApiJson, ApiQuery};
+use super::{ApiError, ApiState, PageParams, parse_duration};
+use crate::auth::{AgentAuthority, Caller, Role};
+
+/// An agent that has not pushed for this long is shown offline.
+const OFFLINE_AFTER_MS: i64 = 120_000;
+
+/// The agent authority and the address agents enroll at.
+#[derive(Clone)]
+pub(crate) struct Enrollment {
+    pub authority: Arc<AgentAuthority>,
+    pub collector: SocketAddr,
+}
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/provision", post(provision))
+        .route("/api/v1/agents/{id}", get(get_agent).delete(delete_agent))
+}
+
+/// An agent as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AgentView {
+    pub id: String,
+    pub host: String,
+    pub labels: Labels,
+    pub status: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub last_sequence: u64,
+    pub batches: u64,
+}
+
+impl From<AgentRecord> for AgentView {
+    fn from(a: AgentRecord) -> Self {
+        let online = now_ms() - a.last_seen_ms < OFFLINE_AFTER_MS;
+        Self {
+            id: a.agent_id,
+            host: a.host,
+            labels: a.labels,
+            status: if online { "online" } else { "offline" }.to_string(),
+            first_seen_ms: a.first_seen_ms,
+            last_seen_ms: a.last_seen_ms,
+            last_sequence: a.last_sequence,
+            batches: a.batches,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+    pub total: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
+
+async fn list_agents(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<AgentList>, ApiError> {
+    let agents = state.store.list_agents(&caller.tenant).await?;
+    let (agents, page) = page.apply(agents)?;
+    Ok(Json(AgentList {
+        agents: agents.into_iter().map(AgentView::from).collect(),
+        total: page.total,
+        next_offset: page.next_offset,
+    }))
+}
+
+async fn get_agent(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let agent = state.store.list_agents(&caller.tenant).await?.into_iter().find(|a| a.agent_id == id);
+    agent.map(|a| Json(a.into())).ok_or_else(|| no_agent(&id))
+}
+
+/// Revokes an agent (its next connection is refused) and forgets it; its data stays until
+/// retention removes it.
+async fn delete_agent(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    let revoked = match &state.agents {
+        Some(enrollment) => enrollment.authority.revoke(&caller.tenant, &id).await?,
+        None => false,
+    };
+    if state.store.delete_agent(&caller.tenant, &id).await? || revoked {
+        tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_agent(&id))
+    }
+}
+
+fn no_agent(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no agent {id:?}"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionRequest {
+    /// How long the token may be used, e.g. `1h`; default 24 h, at most 7 days.
+    ttl: Option<String>,
+}
+
+/// A provisioning token, shown once, and the command that uses it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Provisioned {
+    pub id: String,
+    pub token: String,
+    pub tenant: String,
+    pub expires_ms: i64,
+    pub command: String,
+}
+
+/// Makes a one-time token that enrolls one agent into the caller's tenant.
+async fn provision(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ProvisionRequest>,
+) -> Result<(StatusCode, Json<Provisioned>), ApiError> {
+    caller.require(Role::Admin)?;
+    let Some(enrollment) = &state.agents else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "enrollment_off",
+            "agent enrollment needs the gRPC ingest under the managed CA (secumon server --mtls)",
+        ));
+    };
+    let ttl = match &request.ttl {
+        Some(text) => parse_duration("ttl", text)?,
+        None => Duration::from_secs(24 * 3600),
+    };
+    let made = enrollment.authority.provision(&caller.tenant, &caller.subject, ttl).await?;
+    tracing::info!(id = %made.id, tenant = %caller.tenant, by = %caller.subject, "provisioning token made");
+    let command = format!("secumon-agent setup --collector {} --token {}", enrollment.collector, made.token);
+    Ok((
+        StatusCode::CREATED,
+        Json(Provisioned {
+            id: made.id,
+            token: made.token,
+            tenant: caller.tenant.clone(),
+            expires_ms: made.expires_ms,
+            command,
+        }),
+    ))
+}

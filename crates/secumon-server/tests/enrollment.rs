@@ -1,0 +1,224 @@
+//! Agent enrollment over real gRPC with mutual TLS under the server's own CA: a provisioning
+//! token is used once, the agent gets a certificate for the key it made, pushes for its
+//! tenant with its session token, renews the token, and is refused once deleted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use secumon_core::proto::EnrollRequest;
+use secumon_core::{IngestBatch, Labels, Sample, now_ms};
+use secumon_server::auth::Role;
+use secumon_server::{GrpcTls, Server, ServerConfig};
+use secumon_transport::{
+    AgentGate, Enrolled, PeerCredentials, ProvisioningToken, PushClient, PushClientConfig, PushStats, SessionFile,
+    TlsMaterial, enroll,
+};
+use serde_json::{Value, json};
+
+struct Setup {
+    server: Server,
+    http: reqwest::Client,
+    admin_key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            open_access: false,
+            grpc_tls: GrpcTls::Managed { names: vec![] },
+            ..ServerConfig::loopback(dir.path().join("s.db"))
+        };
+        let server = Server::start(config).await.expect("server starts");
+        server.accounts().create_tenant("acme").await.unwrap();
+        let (_, admin_key) = server.accounts().create_api_key("acme", "test", Role::Admin, "test").await.unwrap();
+        Self { server, http: reqwest::Client::new(), admin_key, _dir: dir }
+    }
+
+    fn collector(&self) -> String {
+        format!("localhost:{}", self.server.grpc_addr().port())
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let url = format!("http://{}/api/v1{path}", self.server.api_addr());
+        let mut request = self.http.request(method, url).bearer_auth(&self.admin_key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+    }
+
+    async fn provision(&self) -> ProvisioningToken {
+        let (status, body) = self.call(reqwest::Method::POST, "/agents/provision", Some(json!({"ttl": "10m"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["tenant"], "acme");
+        let token = body["token"].as_str().unwrap();
+        assert!(body["command"].as_str().unwrap().ends_with(&format!("--token {token}")), "{body}");
+        token.parse().unwrap()
+    }
+}
+
+fn batch(agent_id: &str) -> IngestBatch {
+    IngestBatch {
+        agent_id: agent_id.into(),
+        host: "web-1".into(),
+        samples: vec![Sample::new("load1", Labels::new(), now_ms(), 1.0)],
+        ..Default::default()
+    }
+}
+
+/// Pushes one batch of `agent_id` with these credentials for up to 3 s.
+async fn push_one(
+    collector: &str,
+    agent_id: &str,
+    tls: Option<TlsMaterial>,
+    session: Option<SessionFile>,
+) -> PushStats {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = PushClientConfig::new(collector, dir.path());
+    config.tls = tls;
+    config.session = session;
+    config.backoff_max = Duration::from_millis(200);
+    let client = PushClient::open(config).unwrap();
+    client.enqueue(batch(agent_id)).await.unwrap();
+    let runner = client.clone();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let run = tokio::spawn(async move { runner.run(tokio::time::sleep_until(deadline.into())).await });
+    while Instant::now() < deadline && client.stats().committed + client.stats().rejected == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.abort();
+    client.stats()
+}
+
+fn session_file(dir: &tempfile::TempDir, enrolled: &Enrolled) -> SessionFile {
+    let file = SessionFile::new(dir.path().join("session"));
+    file.store(&enrolled.session).unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_agent_pushes_for_its_tenant_until_it_is_deleted() {
+    let setup = Setup::start().await;
+    let token = setup.provision().await;
+    let enrolled = enroll(&setup.collector(), &token, "agent-1", "web-1").await.expect("enrolls");
+    assert_eq!(enrolled.agent_id, "agent-1");
+    let cert = String::from_utf8(enrolled.tls.cert_pem.clone()).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+
+    // The token was for one agent only.
+    let again = enroll(&setup.collector(), &token, "agent-2", "web-2").await.err().expect("a used token is refused");
+    assert!(again.to_string().contains("unknown, used or expired"), "{again}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let session = session_file(&dir, &enrolled);
+    let stats = push_one(&setup.collector(), "agent-1", Some(enrolled.tls.clone()), Some(session.clone())).await;
+    assert_eq!((stats.committed, stats.rejected), (1, 0), "{stats:?}");
+    let agents = setup.server.store().list_agents("acme").await.unwrap();
+    assert_eq!(agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["agent-1"], "stored for acme");
+    assert!(setup.server.store().list_agents("default").await.unwrap().is_empty(), "nothing in the default tenant");
+
+    // Its certificate cannot push another agent's batches.
+    let stats = push_one(&setup.collector(), "agent-9", Some(enrolled.tls.clone()), Some(session.clone())).await;
+    assert_eq!((stats.committed, stats.rejected), (0, 1), "{stats:?}");
+
+    // Without the session token, or without a certificate, nothing is delivered.
+    let stats = push_one(&setup.collector(), "agent-1", Some(enrolled.tls.clone()), None).await;
+    assert_eq!((stats.committed, stats.spool.pending_batches), (0, 1), "{stats:?}");
+    let gate = setup.server.agent_authority().unwrap();
+    let no_cert = PeerCredentials { cert_der: None, session_token: Some(enrolled.session.token.clone()) };
+    let refused = gate.admit(&no_cert).await.err().unwrap();
+    assert!(refused.to_string().contains("client certificate is required"), "{refused}");
+
+    // Deleting the agent revokes it: its next connection is refused.
+    let (status, body) = setup.call(reqwest::Method::DELETE, "/agents/agent-1", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let stats = push_one(&setup.collector(), "agent-1", Some(enrolled.tls.clone()), Some(session)).await;
+    assert_eq!((stats.committed, stats.spool.pending_batches), (0, 1), "{stats:?}");
+    assert!(setup.server.store().list_agents("acme").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_before_they_are_used_up() {
+    let setup = Setup::start().await;
+    let token = setup.provision().await;
+
+    // A token pinning another CA: the agent will not talk to this server at all.
+    let foreign = ProvisioningToken::new(token.to_text().rsplit_once('.').unwrap().0.to_string(), b"another CA");
+    let error = enroll(&setup.collector(), &foreign, "agent-1", "web-1").await.err().unwrap();
+    assert!(error.to_string().contains("does not contain the CA the token pins"), "{error}");
+
+    // A bad signing request or agent id is refused without using the token up.
+    let gate = setup.server.agent_authority().expect("managed TLS has an authority");
+    let credential = token.to_text().rsplit_once('.').unwrap().0.to_string();
+    let request = |agent_id: &str, csr: &str| EnrollRequest {
+        token: credential.clone(),
+        csr_pem: csr.into(),
+        agent_id: agent_id.into(),
+        host: "web-1".into(),
+    };
+    let bad_csr = gate.enroll(request("agent-1", "not a CSR")).await.err().unwrap();
+    assert!(bad_csr.to_string().contains("signing request"), "{bad_csr}");
+    let bad_id = gate.enroll(request("../etc", "x")).await.err().unwrap();
+    assert!(bad_id.to_string().contains("not a valid agent id"), "{bad_id}");
+    enroll(&setup.collector(), &token, "agent-1", "web-1").await.expect("the token still works");
+
+    // An enrolled id cannot be taken over by a second token.
+    let second = setup.provision().await;
+    let taken = enroll(&setup.collector(), &second, "agent-1", "evil").await.err().unwrap();
+    assert!(taken.to_string().contains("enrolled already"), "{taken}");
+
+    // Provisioning is for admins, with a bounded lifetime.
+    let (status, _) = setup.call(reqwest::Method::POST, "/agents/provision", Some(json!({"ttl": "30d"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, viewer) = setup.server.accounts().create_api_key("acme", "v", Role::Viewer, "test").await.unwrap();
+    let response = setup
+        .http
+        .post(format!("http://{}/api/v1/agents/provision", setup.server.api_addr()))
+        .bearer_auth(viewer)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tokens_rotate_and_the_replaced_one_stops_admitting() {
+    let setup = Setup::start().await;
+    let token = setup.provision().await;
+    let enrolled = enroll(&setup.collector(), &token, "agent-1", "web-1").await.unwrap();
+    let gate: Arc<dyn AgentGate> = setup.server.agent_authority().unwrap();
+    let cert_der = pem::parse(&enrolled.tls.cert_pem).unwrap().into_contents();
+    let with = |token: &str| PeerCredentials { cert_der: Some(cert_der.clone()), session_token: Some(token.into()) };
+
+    let first = enrolled.session.token.clone();
+    let peer = gate.admit(&with(&first)).await.expect("the first token admits");
+    assert_eq!(peer.tenant.as_deref(), Some("acme"));
+    let second = gate.renew(&with(&first)).await.unwrap();
+    assert_ne!(second.token, first);
+    assert!(second.expires_at_ms > now_ms() + 24 * 3_600_000, "{second:?}");
+    assert!(gate.admit(&with(&first)).await.is_err(), "the replaced token no longer pushes");
+    gate.admit(&with(&second.token)).await.expect("the new token pushes");
+    // The replaced token may still renew once (its successor may never have arrived).
+    let third = gate.renew(&with(&first)).await.unwrap();
+    assert!(gate.renew(&with("sms_made_up")).await.is_err());
+    gate.admit(&with(&third.token)).await.unwrap();
+
+    // The push client renews a token that is due before it pushes, and stores the new one.
+    let dir = tempfile::tempdir().unwrap();
+    let file = SessionFile::new(dir.path().join("session"));
+    let mut stale = third.clone();
+    stale.issued_at_ms -= 24 * 3_600_000;
+    file.store(&stale).unwrap();
+    let stats = push_one(&setup.collector(), "agent-1", Some(enrolled.tls.clone()), Some(file.clone())).await;
+    assert_eq!(stats.committed, 1, "{stats:?}");
+    let renewed = file.load().unwrap();
+    assert_ne!(renewed.token, third.token, "rotated on connect");
+    gate.admit(&with(&renewed.token)).await.unwrap();
+}
