@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ServerError;
+use crate::live::{LiveEvent, LiveFeed};
 
 /// Where the engine's state is kept in the store.
 const STATE_KEY: &str = "alerting";
@@ -102,6 +103,7 @@ pub struct Alerting {
     history: mpsc::UnboundedSender<HistoryWrite>,
     lanes: Vec<mpsc::UnboundedSender<Notification>>,
     deliveries: Arc<DeliveryCounters>,
+    live: LiveFeed,
 }
 
 /// Notifications handed to the channels, and channel deliveries that failed for good.
@@ -115,7 +117,12 @@ impl Alerting {
     /// Builds the engine from the rules file and the stored API rules, restores its saved
     /// state and the recent data its rules read, and starts the saving, history and
     /// delivery tasks.
-    pub async fn start(config: RuleFile, store: Arc<dyn Store>, tenant: &str) -> Result<Arc<Self>, ServerError> {
+    pub async fn start(
+        config: RuleFile,
+        store: Arc<dyn Store>,
+        tenant: &str,
+        live: LiveFeed,
+    ) -> Result<Arc<Self>, ServerError> {
         let mut notifiers: HashMap<String, Arc<dyn Notifier>> = HashMap::new();
         for (name, channel) in &config.channels {
             let notifier =
@@ -166,6 +173,7 @@ impl Alerting {
             history,
             lanes,
             deliveries,
+            live,
         });
         let mut unsaved = alerting.unsaved.subscribe();
         let (store, tenant) = (Arc::clone(&alerting.store), alerting.tenant.clone());
@@ -408,6 +416,7 @@ impl Alerting {
         for transition in &transitions {
             tracing::info!(rule = %transition.rule, labels = ?transition.labels, from = ?transition.from,
                 to = ?transition.to, value = transition.value, silenced = transition.silenced, "alert");
+            self.live.publish(LiveEvent::Alert { tenant: self.tenant.clone(), transition: transition.clone() });
         }
         self.record(transitions.iter().map(|t| entry(&t.rule, t.at_ms, "transition", t)).collect());
         self.persist();

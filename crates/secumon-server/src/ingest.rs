@@ -8,6 +8,7 @@ use secumon_core::IngestBatch;
 
 use std::time::Instant;
 
+use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::{BatchOutcome, IngestMetrics};
 use crate::tenants::AlertingByTenant;
 use secumon_store::{Store, StoreError, WriteOutcome};
@@ -20,16 +21,23 @@ pub struct StoreSink<S: ?Sized> {
     tenant: String,
     alerting: Option<Arc<AlertingByTenant>>,
     metrics: Arc<IngestMetrics>,
+    live: Option<LiveFeed>,
 }
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
-        Self { store, tenant: tenant.into(), alerting: None, metrics: Arc::default() }
+        Self { store, tenant: tenant.into(), alerting: None, metrics: Arc::default(), live: None }
     }
 
     /// Counts every batch's outcome and store time into `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<IngestMetrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Also announces every committed batch on the live feed.
+    pub fn with_live_feed(mut self, live: LiveFeed) -> Self {
+        self.live = Some(live);
         self
     }
 
@@ -55,6 +63,10 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         self.metrics.record(outcome, started.elapsed());
         match written {
             Ok(WriteOutcome::Committed) => {
+                let batch = Arc::new(batch);
+                if let Some(live) = &self.live {
+                    live.publish(LiveEvent::Batch { tenant: tenant.to_string(), batch: Arc::clone(&batch) });
+                }
                 if let Some(alerting) = &self.alerting {
                     match alerting.get(tenant).await {
                         Ok(engine) => engine.observe_batch(tenant, &batch),

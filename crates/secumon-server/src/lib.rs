@@ -15,6 +15,7 @@ mod alerting;
 mod api;
 pub mod auth;
 mod ingest;
+pub mod live;
 mod metrics;
 mod tenants;
 
@@ -36,6 +37,7 @@ pub use ingest::StoreSink;
 pub use tenants::AlertingByTenant;
 
 use auth::{Accounts, AgentAuthority, SecretBox};
+use live::LiveFeed;
 
 /// Where the server listens and keeps its data.
 #[derive(Debug, Clone)]
@@ -136,6 +138,7 @@ pub struct Server {
     alerting: Arc<AlertingByTenant>,
     accounts: Arc<Accounts>,
     agents: Option<Arc<AgentAuthority>>,
+    live: LiveFeed,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -164,13 +167,16 @@ impl Server {
             None => SecretBox::load_or_create(&config.database.with_file_name("secret.key"))?,
         };
         let accounts = Arc::new(Accounts::open(store.clone(), secrets).await?);
-        let alerting = Arc::new(AlertingByTenant::new(config.alerting.clone().unwrap_or_default(), store.clone()));
+        let live = LiveFeed::default();
+        let alerting =
+            Arc::new(AlertingByTenant::new(config.alerting.clone().unwrap_or_default(), store.clone(), live.clone()));
         alerting.get(DEFAULT_TENANT).await?;
         let ingest_metrics = Arc::new(metrics::IngestMetrics::default());
         let sink = Arc::new(
             StoreSink::new(store.clone(), DEFAULT_TENANT)
                 .with_alerting(Arc::clone(&alerting))
-                .with_metrics(Arc::clone(&ingest_metrics)),
+                .with_metrics(Arc::clone(&ingest_metrics))
+                .with_live_feed(live.clone()),
         );
         let ingest = IngestService::new(sink, stopped.clone());
         let grpc_stop = wait_for_stop(stopped.clone());
@@ -217,6 +223,7 @@ impl Server {
             alerting: alerting.clone(),
             ingest_metrics,
             open_access: config.open_access,
+            live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
             limits: Arc::new(api::RateLimits::new(config.rate_limit)),
         };
@@ -241,7 +248,7 @@ impl Server {
         };
         tracing::info!(%grpc_addr, %api_addr, mtls, %database, "server started");
         tasks.extend([grpc, rest]);
-        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, agents, stop, tasks })
+        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, agents, live, stop, tasks })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -264,6 +271,11 @@ impl Server {
     /// Tenants, users, API keys.
     pub fn accounts(&self) -> Arc<Accounts> {
         Arc::clone(&self.accounts)
+    }
+
+    /// Committed batches and alert transitions as they happen (what `/api/v1/stream` serves).
+    pub fn live_feed(&self) -> LiveFeed {
+        self.live.clone()
     }
 
     /// The agent CA and enrollment, when the gRPC ingest runs under [`GrpcTls::Managed`].

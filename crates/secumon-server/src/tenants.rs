@@ -10,18 +10,20 @@ use secumon_store::Store;
 
 use crate::ServerError;
 use crate::alerting::Alerting;
+use crate::live::LiveFeed;
 
 pub struct AlertingByTenant {
     rules: RuleFile,
     store: Arc<dyn Store>,
+    live: LiveFeed,
     engines: RwLock<HashMap<String, Arc<Alerting>>>,
     /// Serialises starts, so a tenant's engine is started once.
     starting: tokio::sync::Mutex<()>,
 }
 
 impl AlertingByTenant {
-    pub fn new(rules: RuleFile, store: Arc<dyn Store>) -> Self {
-        Self { rules, store, engines: RwLock::default(), starting: tokio::sync::Mutex::new(()) }
+    pub fn new(rules: RuleFile, store: Arc<dyn Store>, live: LiveFeed) -> Self {
+        Self { rules, store, live, engines: RwLock::default(), starting: tokio::sync::Mutex::new(()) }
     }
 
     /// The engine of `tenant`, started (with its saved state) on first use.
@@ -33,7 +35,7 @@ impl AlertingByTenant {
         if let Some(engine) = self.running(tenant) {
             return Ok(engine);
         }
-        let engine = Alerting::start(self.rules.clone(), Arc::clone(&self.store), tenant).await?;
+        let engine = Alerting::start(self.rules.clone(), Arc::clone(&self.store), tenant, self.live.clone()).await?;
         self.engines.write().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), Arc::clone(&engine));
         Ok(engine)
     }

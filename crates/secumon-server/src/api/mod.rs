@@ -6,6 +6,7 @@ mod access;
 mod accounts;
 mod agents;
 mod limits;
+mod stream;
 
 pub(crate) use agents::Enrollment;
 pub use agents::{AgentList, AgentView, Provisioned};
@@ -27,6 +28,7 @@ use secumon_core::{Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
 use crate::auth::{Accounts, Caller, Role};
+use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::IngestMetrics;
 use crate::tenants::AlertingByTenant;
 use access::{ApiJson, ApiQuery};
@@ -46,6 +48,7 @@ pub(crate) struct ApiState {
     pub ingest_metrics: Arc<IngestMetrics>,
     /// Requests without a token act as the super-admin of the default tenant (tests).
     pub open_access: bool,
+    pub live: LiveFeed,
     /// Agent enrollment, when the gRPC ingest runs under the managed CA.
     pub agents: Option<Enrollment>,
     pub limits: Arc<limits::RateLimits>,
@@ -98,6 +101,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(accounts::routes())
         .route("/metrics", get(server_metrics))
         .merge(agents::routes())
+        .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/history", get(alert_history))
@@ -195,6 +199,8 @@ async fn ingest(
     // The wire validation, so an HTTP push meets the rules an agent's batch does.
     let batch = IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state.store.write_batch(&caller.tenant, &batch).await?;
+    let batch = Arc::new(batch);
+    state.live.publish(LiveEvent::Batch { tenant: caller.tenant.clone(), batch: Arc::clone(&batch) });
     state.alerting(&caller).await?.observe_batch(&caller.tenant, &batch);
     Ok(Json(serde_json::json!({"samples": batch.samples.len(), "events": batch.events.len()})))
 }

@@ -1,0 +1,53 @@
+//! The live feed behind `/api/v1/stream`: every committed batch and every alert transition,
+//! tagged with its tenant, broadcast to all subscribers. Publishing never waits: a
+//! subscriber that falls more than [`FEED_CAPACITY`] events behind loses its place and is
+//! dropped with a message, so a slow console can never stall ingestion.
+
+use std::sync::Arc;
+
+use secumon_alert::Transition;
+use secumon_core::IngestBatch;
+use tokio::sync::broadcast;
+
+/// Events a subscriber may fall behind by before it is dropped.
+pub const FEED_CAPACITY: usize = 4096;
+
+/// One thing that happened, for one tenant.
+#[derive(Debug)]
+pub enum LiveEvent {
+    Batch { tenant: String, batch: Arc<IngestBatch> },
+    Alert { tenant: String, transition: Transition },
+}
+
+impl LiveEvent {
+    pub fn tenant(&self) -> &str {
+        match self {
+            LiveEvent::Batch { tenant, .. } | LiveEvent::Alert { tenant, .. } => tenant,
+        }
+    }
+}
+
+/// The sending side, cheap to clone.
+#[derive(Clone)]
+pub struct LiveFeed {
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+}
+
+impl Default for LiveFeed {
+    fn default() -> Self {
+        Self { sender: broadcast::channel(FEED_CAPACITY).0 }
+    }
+}
+
+impl LiveFeed {
+    /// Hands `event` to every subscriber; returns at once whether or not anyone listens.
+    pub fn publish(&self, event: LiveEvent) {
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.send(Arc::new(event));
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.sender.subscribe()
+    }
+}
