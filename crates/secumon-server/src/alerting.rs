@@ -325,6 +325,11 @@ impl Alerting {
         Ok(entries.into_iter().filter_map(|e| serde_json::from_str(&e.record).ok()).collect())
     }
 
+    /// The notification channels rules may name.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels.iter().cloned().collect()
+    }
+
     /// Deliveries that failed for good since the server started.
     pub fn delivery_failures(&self) -> u64 {
         self.deliveries.failures.load(Ordering::Relaxed)

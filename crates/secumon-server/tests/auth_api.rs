@@ -181,6 +181,7 @@ struct Globex {
     key: String,
     rule: String,
     alert: String,
+    dashboard: String,
 }
 
 async fn populate_globex(server: &Server, api: &Api) -> Globex {
@@ -224,6 +225,8 @@ async fn populate_globex(server: &Server, api: &Api) -> Globex {
         .call(Method::POST, "/users", t, Some(json!({"name": "gus", "password": PASSWORD, "role": "viewer"})))
         .await);
     let key = ok(api.call(Method::POST, "/api-keys", t, Some(json!({"name": "b-script", "role": "operator"}))).await);
+    let dashboard =
+        ok(api.call(Method::POST, "/dashboards", t, Some(json!({"name": "b-dash", "layout": {"h": "b-host"}}))).await);
     // The rule fires on the next push.
     ok(api
         .call(
@@ -251,6 +254,7 @@ async fn populate_globex(server: &Server, api: &Api) -> Globex {
         key: key["secret"].as_str().unwrap().into(),
         rule,
         alert,
+        dashboard: dashboard["id"].as_str().unwrap().into(),
     }
 }
 
@@ -263,7 +267,7 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     server.accounts().add_user("alice", PASSWORD, "acme", Role::Admin, false).await.unwrap();
     let a_token = api.login("alice").await;
     let (_, a_key) = server.accounts().create_api_key("acme", "a-script", Role::Admin, "alice").await.unwrap();
-    let (rule, alert, user, key_id) = (&b.rule, &b.alert, &b.user, &b.key_id);
+    let (rule, alert, user, key_id, dash) = (&b.rule, &b.alert, &b.user, &b.key_id, &b.dashboard);
     let rule_body = json!({"name": rule, "expr": "up > 0", "severity": "info"});
 
     // Every endpoint, as A (by token and by API key), aimed at B's objects.
@@ -272,6 +276,13 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/agents/api:globex:s".into(), None),
         (Method::DELETE, "/agents/api:globex:s".into(), None),
         (Method::GET, "/metrics/hosts/b-host/history?metric=b_secret_metric&period=1h".into(), None),
+        (Method::GET, "/metrics/hosts/b-host".into(), None),
+        (Method::GET, "/metrics/network/b-host".into(), None),
+        (Method::GET, "/dashboards".into(), None),
+        (Method::GET, format!("/dashboards/{dash}"), None),
+        (Method::PUT, format!("/dashboards/{dash}"), Some(json!({"name": "mine", "layout": {}}))),
+        (Method::DELETE, format!("/dashboards/{dash}"), None),
+        (Method::GET, "/integrations".into(), None),
         (Method::GET, "/logs/hosts/b-host".into(), None),
         (Method::GET, "/checks".into(), None),
         (Method::GET, "/findings".into(), None),
@@ -294,8 +305,17 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/tenants".into(), None),
         (Method::POST, "/tenants".into(), Some(json!({"name": "evil"}))),
     ];
-    let secrets =
-        [rule.as_str(), alert.as_str(), user.as_str(), key_id.as_str(), "b-host", "b_secret_metric", "gina", "globex"];
+    let secrets = [
+        rule.as_str(),
+        alert.as_str(),
+        user.as_str(),
+        key_id.as_str(),
+        "b-host",
+        "b_secret_metric",
+        "gina",
+        "globex",
+        "b-dash",
+    ];
     for token in [a_token.as_str(), a_key.as_str()] {
         for (method, path, body) in &calls {
             let (status, answer) = api.call(method.clone(), path, Some(token), body.clone()).await;
@@ -331,6 +351,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     assert_eq!(rules["rule"]["expr"].as_str(), Some("b_secret_metric > 1"), "{rules}");
     let (_, alerts) = api.call(Method::GET, "/alerts", t, None).await;
     assert!(alerts["alerts"][0]["acknowledged"].is_null(), "{alerts}");
+    let (_, dashboard) = api.call(Method::GET, &format!("/dashboards/{dash}"), t, None).await;
+    assert_eq!(dashboard["name"].as_str(), Some("b-dash"), "{dashboard}");
     let (status, _) = api.call(Method::GET, "/agents", Some(&b.key), None).await;
     assert_eq!(status, StatusCode::OK, "B's key still works");
     let (_, agents) = api.call(Method::GET, "/agents", t, None).await;

@@ -5,6 +5,8 @@
 mod access;
 mod accounts;
 mod agents;
+mod dashboards;
+mod hosts;
 mod limits;
 mod stream;
 
@@ -101,6 +103,9 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(accounts::routes())
         .route("/metrics", get(server_metrics))
         .merge(agents::routes())
+        .merge(dashboards::routes())
+        .merge(hosts::routes())
+        .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
         .route("/api/v1/alerts", get(list_alerts))
@@ -223,6 +228,22 @@ async fn host_logs(
 }
 
 /// The latest result of every probe check.
+/// What connects to the server: scanner report imports (with their formats) and the
+/// notification channels alerts go out through.
+async fn list_integrations(State(state): State<ApiState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    let formats: Vec<&str> = secumon_findings::parsers().iter().map(|p| p.format()).collect();
+    let mut integrations = vec![
+        serde_json::json!({"name": "secuscan", "kind": "findings_import", "method": "POST",
+            "endpoint": "/api/v1/integrations/secuscan", "formats": formats}),
+        serde_json::json!({"name": "findings", "kind": "findings_import", "method": "POST",
+            "endpoint": "/api/v1/findings", "formats": formats}),
+    ];
+    for channel in state.alerting(&caller).await?.channel_names() {
+        integrations.push(serde_json::json!({"name": channel, "kind": "notification_channel"}));
+    }
+    Ok(Json(serde_json::json!({"integrations": integrations})))
+}
+
 async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     let checks = state.store.latest_checks(&caller.tenant).await?;
     Ok(Json(serde_json::json!({"checks": checks})))

@@ -705,6 +705,11 @@ fn unix_seconds() -> u64 {
     (now_ms() / 1000).max(0) as u64
 }
 
+/// A fresh random id for a stored record (URL-safe, 16 characters).
+pub fn new_record_id() -> String {
+    random_id()
+}
+
 /// Tenant names: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
 pub fn validate_tenant_name(name: &str) -> Result<(), AuthError> {
     let ok = (1..=63).contains(&name.len())

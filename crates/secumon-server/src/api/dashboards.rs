@@ -1,0 +1,151 @@
+//! Dashboards: named layouts the console saves and reloads, one set per tenant. The layout
+//! is the console's own JSON object; the server keeps it whole and bounds its size.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use secumon_core::now_ms;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::access::{ApiJson, ApiQuery};
+use super::{ApiError, ApiState, PageParams};
+use crate::auth::{Caller, Role};
+
+const KIND: &str = "dashboard";
+/// Largest layout kept, serialised.
+const MAX_LAYOUT_BYTES: usize = 64 * 1024;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/dashboards", get(list).post(create))
+        .route("/api/v1/dashboards/{id}", get(read).put(update).delete(remove))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardRequest {
+    name: String,
+    layout: serde_json::Map<String, Value>,
+}
+
+/// A saved dashboard.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Dashboard {
+    pub id: String,
+    pub name: String,
+    pub layout: serde_json::Map<String, Value>,
+    pub created_by: String,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct DashboardSummary {
+    id: String,
+    name: String,
+    updated_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct DashboardList {
+    dashboards: Vec<DashboardSummary>,
+    total: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<usize>,
+}
+
+impl DashboardRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.name.trim().is_empty() || self.name.len() > 100 {
+            return Err(ApiError::bad_request("`name` must be 1 to 100 characters"));
+        }
+        if serde_json::to_vec(&self.layout).map_or(usize::MAX, |bytes| bytes.len()) > MAX_LAYOUT_BYTES {
+            return Err(ApiError::bad_request(format!("`layout` must be at most {MAX_LAYOUT_BYTES} bytes")));
+        }
+        Ok(())
+    }
+
+    fn into_dashboard(self, id: String, caller: &Caller) -> Dashboard {
+        Dashboard { id, name: self.name, layout: self.layout, created_by: caller.subject.clone(), updated_ms: now_ms() }
+    }
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<DashboardList>, ApiError> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let records = state.store.list_records(&caller.tenant, KIND, after.as_deref(), 500).await?;
+        let Some(last) = records.last() else { break };
+        after = Some(last.id.clone());
+        for record in records {
+            let dashboard: Dashboard = serde_json::from_str(&record.body).map_err(unreadable)?;
+            all.push(DashboardSummary { id: dashboard.id, name: dashboard.name, updated_ms: dashboard.updated_ms });
+        }
+    }
+    let (dashboards, page) = page.apply(all)?;
+    Ok(Json(DashboardList { dashboards, total: page.total, next_offset: page.next_offset }))
+}
+
+async fn create(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<DashboardRequest>,
+) -> Result<(StatusCode, Json<Dashboard>), ApiError> {
+    caller.require(Role::Operator)?;
+    request.validate()?;
+    let id = crate::auth::new_record_id();
+    let dashboard = request.into_dashboard(id.clone(), &caller);
+    state
+        .store
+        .insert_record(&caller.tenant, KIND, &id, &serde_json::to_string(&dashboard).map_err(unreadable)?)
+        .await?;
+    Ok((StatusCode::CREATED, Json(dashboard)))
+}
+
+async fn read(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Dashboard>, ApiError> {
+    let body = state.store.get_record(&caller.tenant, KIND, &id).await?.ok_or_else(|| not_found(&id))?;
+    Ok(Json(serde_json::from_str(&body).map_err(unreadable)?))
+}
+
+async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<DashboardRequest>,
+) -> Result<Json<Dashboard>, ApiError> {
+    caller.require(Role::Operator)?;
+    request.validate()?;
+    if state.store.get_record(&caller.tenant, KIND, &id).await?.is_none() {
+        return Err(not_found(&id));
+    }
+    let dashboard = request.into_dashboard(id.clone(), &caller);
+    state.store.put_record(&caller.tenant, KIND, &id, &serde_json::to_string(&dashboard).map_err(unreadable)?).await?;
+    Ok(Json(dashboard))
+}
+
+async fn remove(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Operator)?;
+    if state.store.delete_record(&caller.tenant, KIND, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&id))
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no dashboard {id:?}"))
+}
+
+fn unreadable(error: serde_json::Error) -> ApiError {
+    tracing::error!(%error, "a stored dashboard is unreadable");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a stored dashboard is unreadable")
+}

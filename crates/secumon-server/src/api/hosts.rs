@@ -1,0 +1,174 @@
+//! Current values: one host's latest metrics in one call (what an overview's gauges need),
+//! and one network target's probe results with their latency history.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use secumon_core::model::HOST_LABEL;
+use secumon_core::{Labels, now_ms};
+use secumon_store::{Aggregation, LatestCheck, RangeQuery, SeriesSelector};
+use serde::{Deserialize, Serialize};
+
+use super::access::ApiQuery;
+use super::agents::AgentView;
+use super::{ApiError, ApiState, parse_duration};
+use crate::auth::Caller;
+
+/// The metrics a host summary carries when the caller names none.
+const SUMMARY_METRICS: [&str; 6] =
+    ["cpu_usage_ratio", "memory_used_ratio", "swap_used_ratio", "filesystem_used_ratio", "load1", "processes_zombie"];
+/// How far back a "latest" value may be.
+const LATEST_WINDOW_MS: i64 = 15 * 60_000;
+/// Metrics one summary may ask for, at most.
+const MAX_SUMMARY_METRICS: usize = 50;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/metrics/hosts/{id}", get(host_summary))
+        .route("/api/v1/metrics/network/{target}", get(network_target))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryParams {
+    /// Comma-separated metric names; default: CPU, memory, swap, filesystems, load, zombies.
+    metrics: Option<String>,
+}
+
+/// A series' latest value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LatestValue {
+    pub labels: Labels,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// A host now: its agents and the latest value of each series of the asked metrics.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HostSummary {
+    pub host: String,
+    pub agents: Vec<AgentView>,
+    pub metrics: std::collections::BTreeMap<String, Vec<LatestValue>>,
+}
+
+async fn host_summary(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(host): Path<String>,
+    ApiQuery(params): ApiQuery<SummaryParams>,
+) -> Result<Json<HostSummary>, ApiError> {
+    let names: Vec<String> = match &params.metrics {
+        Some(list) => list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect(),
+        None => SUMMARY_METRICS.iter().map(|n| n.to_string()).collect(),
+    };
+    if names.is_empty() || names.len() > MAX_SUMMARY_METRICS {
+        return Err(ApiError::bad_request(format!("`metrics` must name 1 to {MAX_SUMMARY_METRICS} metrics")));
+    }
+    let agents: Vec<AgentView> = state
+        .store
+        .list_agents(&caller.tenant)
+        .await?
+        .into_iter()
+        .filter(|a| a.host == host)
+        .map(AgentView::from)
+        .collect();
+    if agents.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));
+    }
+    let mut metrics = std::collections::BTreeMap::new();
+    for name in names {
+        let selector = SeriesSelector::new(name.clone()).with(HOST_LABEL, host.clone());
+        metrics.insert(name, latest(&state, &caller, selector).await?);
+    }
+    Ok(Json(HostSummary { host, agents, metrics }))
+}
+
+/// The latest value of each series `selector` matches, within [`LATEST_WINDOW_MS`].
+async fn latest(state: &ApiState, caller: &Caller, selector: SeriesSelector) -> Result<Vec<LatestValue>, ApiError> {
+    let end_ms = now_ms();
+    let query = RangeQuery {
+        selector,
+        start_ms: end_ms - LATEST_WINDOW_MS,
+        end_ms,
+        step_ms: LATEST_WINDOW_MS,
+        aggregation: Aggregation::Last,
+    };
+    let answer = state.store.query_range(&caller.tenant, &query).await?;
+    Ok(answer
+        .into_iter()
+        .filter_map(|series| {
+            let point = series.points.into_iter().rev().find(|p| !p.value.is_nan())?;
+            Some(LatestValue { labels: series.series.labels, timestamp_ms: point.timestamp_ms, value: point.value })
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkParams {
+    /// Latency history over this period: `1h` (default), `24h`, `7d`.
+    period: Option<String>,
+}
+
+/// One probe target: every check of it (from every probe) and their durations over time.
+#[derive(Debug, Serialize)]
+pub struct NetworkTarget {
+    pub target: String,
+    pub checks: Vec<LatestCheck>,
+    pub step_ms: i64,
+    pub latency: Vec<LatencySeries>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LatencySeries {
+    pub labels: Labels,
+    /// Average check duration in seconds per step; `None` where no check ran.
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
+async fn network_target(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(target): Path<String>,
+    ApiQuery(params): ApiQuery<NetworkParams>,
+) -> Result<Json<NetworkTarget>, ApiError> {
+    let period_ms = parse_duration("period", params.period.as_deref().unwrap_or("1h"))?.as_millis() as i64;
+    if period_ms > 90 * 24 * 3_600_000 {
+        return Err(ApiError::bad_request("`period` may be at most 90 days"));
+    }
+    let checks: Vec<LatestCheck> = state
+        .store
+        .latest_checks(&caller.tenant)
+        .await?
+        .into_iter()
+        .filter(|c| c.result.target == target || c.result.check_id == target)
+        .collect();
+    if checks.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no check of target {target:?}")));
+    }
+    let step_ms = (period_ms / 60).max(1_000);
+    let end_ms = now_ms();
+    let query = RangeQuery {
+        selector: SeriesSelector::new("check_duration_seconds").with("target", checks[0].result.target.clone()),
+        start_ms: (end_ms - period_ms).div_euclid(step_ms) * step_ms,
+        end_ms,
+        step_ms,
+        aggregation: Aggregation::Avg,
+    };
+    let latency = state
+        .store
+        .query_range(&caller.tenant, &query)
+        .await?
+        .into_iter()
+        .map(|series| LatencySeries {
+            labels: series.series.labels,
+            points: series
+                .points
+                .into_iter()
+                .map(|p| (p.timestamp_ms, (!p.value.is_nan()).then_some(p.value)))
+                .collect(),
+        })
+        .collect();
+    Ok(Json(NetworkTarget { target, checks, step_ms, latency }))
+}

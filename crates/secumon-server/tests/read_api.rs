@@ -1,0 +1,100 @@
+//! The read endpoints the console lives on: a host's latest values in one call, a network
+//! target's checks with latency history, dashboards, integrations.
+
+use reqwest::{Client, Method, StatusCode};
+use secumon_core::{CheckResult, CheckStatus, IngestBatch, Labels, Sample, now_ms};
+use secumon_server::{Server, ServerConfig};
+use serde_json::{Value, json};
+
+async fn call(http: &Client, server: &Server, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = http.request(method, format!("http://{}/api/v1{path}", server.api_addr()));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_summaries_network_targets_dashboards_and_integrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
+    let http = Client::new();
+    let now = now_ms();
+    let host = |name: &str| Labels::from([("host".to_string(), "web-1".to_string()), ("cpu".to_string(), name.into())]);
+    let batch = IngestBatch {
+        agent_id: "agent-1".into(),
+        sequence: 1,
+        host: "web-1".into(),
+        samples: vec![
+            Sample::new("cpu_usage_ratio", host("all"), now - 20_000, 0.9),
+            Sample::new("cpu_usage_ratio", host("all"), now - 10_000, 0.25),
+            Sample::new("load1", host("all"), now - 10_000, 2.0),
+        ],
+        check_results: vec![CheckResult {
+            check_id: "shop-https".into(),
+            kind: "http".into(),
+            target: "https://shop.example".into(),
+            status: CheckStatus::Ok,
+            timestamp_ms: now - 5_000,
+            duration_us: 120_000,
+            details: json!({"status_code": 200}),
+            samples: Vec::new(),
+        }],
+        ..Default::default()
+    };
+    server.store().write_batch("default", &batch).await.unwrap();
+
+    let (status, summary) = call(&http, &server, Method::GET, "/metrics/hosts/web-1", None).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["agents"][0]["id"], "agent-1");
+    assert_eq!(summary["metrics"]["cpu_usage_ratio"][0]["value"], 0.25, "the latest value: {summary}");
+    assert_eq!(summary["metrics"]["load1"][0]["value"], 2.0);
+    assert_eq!(summary["metrics"]["memory_used_ratio"], json!([]), "asked for but never sent");
+    let (_, only) = call(&http, &server, Method::GET, "/metrics/hosts/web-1?metrics=load1", None).await;
+    assert_eq!(only["metrics"].as_object().unwrap().keys().collect::<Vec<_>>(), ["load1"]);
+    let (status, _) = call(&http, &server, Method::GET, "/metrics/hosts/nowhere", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&http, &server, Method::GET, "/metrics/hosts/web-1?metrics=,", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    for path in ["/metrics/network/shop-https", "/metrics/network/https:%2F%2Fshop.example?period=24h"] {
+        let (status, target) = call(&http, &server, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {target}");
+        assert_eq!(target["checks"][0]["result"]["check_id"], "shop-https");
+        let points = target["latency"][0]["points"].as_array().unwrap();
+        let measured: Vec<f64> = points.iter().filter_map(|p| p[1].as_f64()).collect();
+        assert_eq!(measured, [0.12], "{path}: {target}");
+    }
+    let (status, _) = call(&http, &server, Method::GET, "/metrics/network/elsewhere", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let layout = json!({"name": "NOC", "layout": {"panels": [{"host": "web-1", "metric": "load1"}]}});
+    let (status, created) = call(&http, &server, Method::POST, "/dashboards", Some(layout.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, read) = call(&http, &server, Method::GET, &format!("/dashboards/{id}"), None).await;
+    assert_eq!(read["layout"], layout["layout"]);
+    let (_, listed) = call(&http, &server, Method::GET, "/dashboards", None).await;
+    assert_eq!((listed["total"].as_u64(), listed["dashboards"][0]["name"].as_str()), (Some(1), Some("NOC")));
+    let renamed = json!({"name": "NOC 2", "layout": {}});
+    let (status, _) = call(&http, &server, Method::PUT, &format!("/dashboards/{id}"), Some(renamed)).await;
+    assert_eq!(status, StatusCode::OK);
+    let too_big = json!({"name": "x", "layout": {"blob": "a".repeat(70_000)}});
+    let (status, _) = call(&http, &server, Method::POST, "/dashboards", Some(too_big)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(&http, &server, Method::POST, "/dashboards", Some(json!({"name": "x", "layout": []}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a layout is an object");
+    let (status, _) = call(&http, &server, Method::DELETE, &format!("/dashboards/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&http, &server, Method::GET, &format!("/dashboards/{id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, integrations) = call(&http, &server, Method::GET, "/integrations", None).await;
+    let secuscan = &integrations["integrations"][0];
+    assert_eq!(secuscan["name"], "secuscan");
+    assert!(secuscan["formats"].as_array().unwrap().contains(&json!("sarif")), "{integrations}");
+    server.shutdown().await;
+}
