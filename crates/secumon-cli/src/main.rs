@@ -90,11 +90,27 @@ enum Command {
     },
     /// Add and list users, reset a user's second factor (on the server's machine).
     Users(users::UsersArgs),
+    /// Seal a secret for the rules file under the server's key (SECUMON_SECRET_KEY or
+    /// DATA_DIR/secret.key).
+    ///
+    /// Example: printf %s "$SMTP_PASSWORD" | secumon secrets seal   (then `password: sealed:v1:...`)
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+        #[arg(long, global = true, default_value = "./secumon-data", env = "SECUMON_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Read one secret from standard input, print it sealed (`sealed:v1:...`).
+    Seal,
 }
 
 #[derive(Subcommand)]
@@ -224,6 +240,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(args) => users::run(args).await,
+        Command::Secrets { command: SecretsCommand::Seal, data_dir } => users::seal_secret(&data_dir),
         Command::Console { server, user } => {
             secumon_console::run(&server, token, &user).await.context("console terminal failed")?;
             Ok(ExitCode::SUCCESS)

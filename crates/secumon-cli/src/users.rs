@@ -144,6 +144,21 @@ pub async fn open_accounts(args: &StoreArgs) -> anyhow::Result<Accounts> {
 
 /// The key that seals secrets at rest: `SECUMON_SECRET_KEY` (base64 of 32 bytes), else the
 /// data directory's `secret.key`, created on first use.
+/// `secumon secrets seal`: reads one secret from standard input and prints it sealed under
+/// the server's key, to paste into the rules file (channel passwords, tokens, webhook URLs).
+pub fn seal_secret(data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the secret")?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        anyhow::bail!(
+            "nothing to seal: pipe the secret in, e.g. `printf %s \"$SMTP_PASSWORD\" | secumon secrets seal`"
+        );
+    }
+    println!("{}", secret_key(data_dir)?.seal_config_value(secret));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn secret_key(data_dir: &std::path::Path) -> anyhow::Result<SecretBox> {
     match std::env::var("SECUMON_SECRET_KEY") {
         Ok(text) => Ok(SecretBox::from_base64(&text).context("SECUMON_SECRET_KEY")?),

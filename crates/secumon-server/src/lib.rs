@@ -168,8 +168,8 @@ impl Server {
         };
         let accounts = Arc::new(Accounts::open(store.clone(), secrets).await?);
         let live = LiveFeed::default();
-        let alerting =
-            Arc::new(AlertingByTenant::new(config.alerting.clone().unwrap_or_default(), store.clone(), live.clone()));
+        let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
+        let alerting = Arc::new(AlertingByTenant::new(rules, store.clone(), live.clone()));
         alerting.get(DEFAULT_TENANT).await?;
         let ingest_metrics = Arc::new(metrics::IngestMetrics::default());
         let sink = Arc::new(
@@ -299,6 +299,24 @@ impl Server {
     }
 }
 
+/// Opens the sealed credentials of the rules file's channels (they stay plaintext in memory
+/// only) and warns about credentials left in plain text.
+fn open_channel_credentials(mut rules: RuleFile, secrets: &SecretBox) -> Result<RuleFile, ServerError> {
+    for (name, channel) in &mut rules.channels {
+        for (field, value) in channel.credentials_mut() {
+            match secrets.open_config_value(value) {
+                Ok(Some(plain)) => *value = plain,
+                Ok(None) => tracing::warn!(channel = %name, field,
+                    "a channel credential is in plain text in the rules file; seal it with `secumon secrets seal`"),
+                Err(error) => {
+                    return Err(ServerError::Alerting(format!("channel `{name}`, `{field}`: {error}")));
+                }
+            }
+        }
+    }
+    Ok(rules)
+}
+
 /// Names the gRPC listener's certificate is valid for when none are configured.
 fn default_tls_names(grpc_addr: SocketAddr) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
@@ -325,4 +343,34 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, Se
 
 async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules_with(webhook_url: &str) -> RuleFile {
+        let yaml = format!("rules: []\nchannels:\n  ops:\n    type: slack\n    webhook_url: \"{webhook_url}\"\n");
+        secumon_core::config::parse_yaml(&yaml, "rules.yaml").unwrap()
+    }
+
+    fn webhook_url(rules: &mut RuleFile) -> String {
+        let channel = rules.channels.get_mut("ops").unwrap();
+        channel.credentials_mut()[0].1.clone()
+    }
+
+    #[test]
+    fn sealed_channel_credentials_open_only_with_the_servers_key() {
+        let key = SecretBox::new([7; 32]);
+        let sealed = key.seal_config_value("https://hooks.example/T0/B0/secret");
+        assert!(sealed.starts_with("sealed:v1:") && !sealed.contains("hooks.example"), "{sealed}");
+
+        let mut opened = open_channel_credentials(rules_with(&sealed), &key).unwrap();
+        assert_eq!(webhook_url(&mut opened), "https://hooks.example/T0/B0/secret");
+        let mut plain = open_channel_credentials(rules_with("https://plain.example"), &key).unwrap();
+        assert_eq!(webhook_url(&mut plain), "https://plain.example", "plain values are kept (with a warning)");
+
+        let error = open_channel_credentials(rules_with(&sealed), &SecretBox::new([8; 32])).err().unwrap();
+        assert!(error.to_string().contains("channel `ops`, `webhook_url`"), "{error}");
+    }
 }

@@ -72,6 +72,17 @@ pub enum ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// The fields that are credentials (webhook secret, Slack webhook URL, PagerDuty routing
+    /// key, SMTP password), by name: the server opens sealed ones before building.
+    pub fn credentials_mut(&mut self) -> Vec<(&'static str, &mut String)> {
+        match self {
+            Self::Webhook { secret, .. } => secret.iter_mut().map(|s| ("secret", s)).collect(),
+            Self::Slack { webhook_url } => vec![("webhook_url", webhook_url)],
+            Self::PagerDuty { routing_key, .. } => vec![("routing_key", routing_key)],
+            Self::Email { password, .. } => password.iter_mut().map(|p| ("password", p)).collect(),
+        }
+    }
+
     pub fn build(&self) -> Result<Arc<dyn Notifier>, NotifyError> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         Ok(match self {

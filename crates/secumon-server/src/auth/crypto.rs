@@ -86,6 +86,8 @@ impl std::fmt::Debug for SecretBox {
 }
 
 const SEALED_PREFIX: &str = "v1:";
+/// Marks a sealed value in a configuration file.
+pub const CONFIG_SEALED_PREFIX: &str = "sealed:";
 
 impl SecretBox {
     /// A box from 32 key bytes.
@@ -135,6 +137,19 @@ impl SecretBox {
         let mut sealed = nonce_bytes.to_vec();
         sealed.extend_from_slice(&in_out);
         format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed))
+    }
+
+    /// A secret sealed for a configuration file: `sealed:v1:...`.
+    pub fn seal_config_value(&self, plaintext: &str) -> String {
+        format!("{CONFIG_SEALED_PREFIX}{}", self.seal(plaintext.as_bytes()))
+    }
+
+    /// The plaintext of a configuration value made by [`SecretBox::seal_config_value`];
+    /// `None` if the value is not sealed.
+    pub fn open_config_value(&self, value: &str) -> Result<Option<String>, AuthError> {
+        let Some(sealed) = value.strip_prefix(CONFIG_SEALED_PREFIX) else { return Ok(None) };
+        let plain = self.open(sealed)?;
+        String::from_utf8(plain).map(Some).map_err(|_| AuthError::SecretKey("a sealed value is not text".into()))
     }
 
     /// The plaintext of [`SecretBox::seal`]'s output; an error for another key or any change.
