@@ -13,6 +13,7 @@ mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_scan::ProbeConfig;
-use secumon_server::{GrpcTls, Server, ServerConfig};
+use secumon_server::{GrpcTls, RateLimit, Server, ServerConfig};
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
@@ -156,6 +157,9 @@ struct ServerArgs {
     /// default: localhost, the loopback addresses and this host's name).
     #[arg(long, value_name = "NAME")]
     tls_name: Vec<String>,
+    /// API requests a second each tenant may make to each endpoint (bursts of twice that).
+    #[arg(long, default_value_t = NonZeroU32::new(500).expect("non-zero"), value_name = "N")]
+    api_rate: NonZeroU32,
 }
 
 impl ServerArgs {
@@ -178,7 +182,11 @@ impl ServerArgs {
             alerting,
             secret_key: Some(users::secret_key(&self.data_dir)?),
             open_access: false,
-            rate_limit: Default::default(),
+            rate_limit: RateLimit {
+                per_second: self.api_rate,
+                burst: self.api_rate.saturating_mul(NonZeroU32::new(2).expect("non-zero")),
+                ..Default::default()
+            },
         })
     }
 }
