@@ -76,11 +76,7 @@ async fn main() -> anyhow::Result<()> {
         store.write_batch("default", &batch).await?;
     }
     let written = args.hosts * points * GAUGES.len();
-    eprintln!(
-        "api_seed: {} hosts, {written} samples in {:.1} s",
-        args.hosts,
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("api_seed: {} hosts, {written} samples in {:.1} s", args.hosts, started.elapsed().as_secs_f64());
     let secrets = SecretBox::load_or_create(&args.dir.join("secret.key"))?;
     let accounts = Accounts::open(Arc::clone(&store), secrets).await?;
     let (_, key) = accounts.create_api_key("default", "api latency benchmark", Role::Viewer, "bench").await?;

@@ -12,8 +12,8 @@ mod units;
 mod users;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 

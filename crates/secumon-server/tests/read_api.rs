@@ -92,6 +92,11 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     let (status, _) = call(&http, &server, Method::GET, &format!("/dashboards/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    let document = http.get(format!("http://{}/api/v1/openapi.json", server.api_addr())).send().await.unwrap();
+    assert_eq!(document.status(), StatusCode::OK, "served without a token");
+    let document: Value = document.json().await.unwrap();
+    assert!(document["paths"]["/api/v1/dashboards/{id}"]["put"].is_object());
+
     let (_, integrations) = call(&http, &server, Method::GET, "/integrations", None).await;
     let secuscan = &integrations["integrations"][0];
     assert_eq!(secuscan["name"], "secuscan");

@@ -31,9 +31,9 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
+pub(super) struct LoginRequest {
     username: String,
     password: String,
     /// The tenant to act in, when the user has roles in several.
@@ -41,14 +41,15 @@ struct LoginRequest {
 }
 
 /// A login's answer: a session, or the token to finish it with a second factor.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum LoginAnswer {
+pub(super) enum LoginAnswer {
     Session(Session),
     Mfa { mfa_required: bool, mfa_token: String },
 }
 
-async fn login(
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, description = "A session, or the token to finish the login with a second factor", body = LoginAnswer)), security(()))]
+pub(super) async fn login(
     State(state): State<ApiState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LoginRequest>,
@@ -68,15 +69,16 @@ async fn login(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MfaVerifyRequest {
+pub(super) struct MfaVerifyRequest {
     mfa_token: String,
     /// A 6-digit TOTP code or a recovery code.
     code: String,
 }
 
-async fn verify_mfa(
+#[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerifyRequest, responses((status = 200, description = "OK", body = Session)), security(()))]
+pub(super) async fn verify_mfa(
     State(state): State<ApiState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<MfaVerifyRequest>,
@@ -85,13 +87,14 @@ async fn verify_mfa(
     Ok(Json(state.accounts.verify_mfa(&request.mfa_token, &request.code).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefreshRequest {
+pub(super) struct RefreshRequest {
     refresh_token: String,
 }
 
-async fn refresh(
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, description = "OK", body = Session)), security(()))]
+pub(super) async fn refresh(
     State(state): State<ApiState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<RefreshRequest>,
@@ -100,7 +103,8 @@ async fn refresh(
     Ok(Json(state.accounts.refresh(&request.refresh_token).await?))
 }
 
-async fn logout(
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest, responses((status = 204, description = "The refresh token is revoked")), security(()))]
+pub(super) async fn logout(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -108,7 +112,8 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(caller: Caller) -> Json<Caller> {
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, description = "OK", body = Caller)))]
+pub(super) async fn me(caller: Caller) -> Json<Caller> {
     Json(caller)
 }
 
@@ -120,23 +125,25 @@ fn user_of(caller: &Caller) -> Result<&str, ApiError> {
     Ok(&caller.subject)
 }
 
-async fn enroll_mfa(State(state): State<ApiState>, caller: Caller) -> Result<Json<MfaEnrolment>, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", responses((status = 200, description = "OK", body = MfaEnrolment)))]
+pub(super) async fn enroll_mfa(State(state): State<ApiState>, caller: Caller) -> Result<Json<MfaEnrolment>, ApiError> {
     Ok(Json(state.accounts.enroll_mfa(user_of(&caller)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConfirmRequest {
+pub(super) struct ConfirmRequest {
     code: String,
 }
 
-#[derive(Serialize)]
-struct RecoveryCodes {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RecoveryCodes {
     /// Each works once in place of a TOTP code; shown only now.
     recovery_codes: Vec<String>,
 }
 
-async fn confirm_mfa(
+#[utoipa::path(post, path = "/api/v1/auth/mfa/confirm", tag = "auth", request_body = ConfirmRequest, responses((status = 200, description = "OK", body = RecoveryCodes)))]
+pub(super) async fn confirm_mfa(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<ConfirmRequest>,
@@ -145,14 +152,15 @@ async fn confirm_mfa(
     Ok(Json(RecoveryCodes { recovery_codes }))
 }
 
-#[derive(Serialize)]
-struct UserList {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UserList {
     users: Vec<UserView>,
     #[serde(flatten)]
     page: Page,
 }
 
-async fn list_users(
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageParams), responses((status = 200, description = "OK", body = UserList)))]
+pub(super) async fn list_users(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -162,15 +170,16 @@ async fn list_users(
     Ok(Json(UserList { users, page }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
     name: String,
     password: String,
     role: Role,
 }
 
-async fn add_user(
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "Created", body = UserView)))]
+pub(super) async fn add_user(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewUser>,
@@ -181,7 +190,8 @@ async fn add_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-async fn get_user(
+#[utoipa::path(get, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK", body = UserView)))]
+pub(super) async fn get_user(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
@@ -190,7 +200,8 @@ async fn get_user(
     Ok(Json(state.accounts.user(&name, Some(&caller.tenant)).await?))
 }
 
-async fn reset_mfa(
+#[utoipa::path(post, path = "/api/v1/users/{name}/reset-mfa", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK", body = UserView)))]
+pub(super) async fn reset_mfa(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
@@ -201,14 +212,15 @@ async fn reset_mfa(
     Ok(Json(user))
 }
 
-#[derive(Serialize)]
-struct ApiKeyList {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ApiKeyList {
     api_keys: Vec<ApiKeyView>,
     #[serde(flatten)]
     page: Page,
 }
 
-async fn list_api_keys(
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "users", params(PageParams), responses((status = 200, description = "OK", body = ApiKeyList)))]
+pub(super) async fn list_api_keys(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -218,22 +230,23 @@ async fn list_api_keys(
     Ok(Json(ApiKeyList { api_keys, page }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewApiKey {
+pub(super) struct NewApiKey {
     name: String,
     role: Role,
 }
 
-#[derive(Serialize)]
-struct CreatedApiKey {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct CreatedApiKey {
     #[serde(flatten)]
     key: ApiKeyView,
     /// The key itself, shown only now: send it as `Authorization: Bearer <key>`.
     secret: String,
 }
 
-async fn create_api_key(
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "users", request_body = NewApiKey, responses((status = 201, description = "Created; the secret is shown only now", body = CreatedApiKey)))]
+pub(super) async fn create_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewApiKey>,
@@ -245,7 +258,8 @@ async fn create_api_key(
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret })))
 }
 
-async fn revoke_api_key(
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "users", params(("id" = String, Path, description = "API key id")), responses((status = 204, description = "Revoked")))]
+pub(super) async fn revoke_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -259,14 +273,15 @@ async fn revoke_api_key(
     }
 }
 
-#[derive(Serialize)]
-struct TenantList {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct TenantList {
     tenants: Vec<String>,
     #[serde(flatten)]
     page: Page,
 }
 
-async fn list_tenants(
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(PageParams), responses((status = 200, description = "OK", body = TenantList)))]
+pub(super) async fn list_tenants(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -276,13 +291,14 @@ async fn list_tenants(
     Ok(Json(TenantList { tenants, page }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTenant {
+pub(super) struct NewTenant {
     name: String,
 }
 
-async fn create_tenant(
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = NewTenant, responses((status = 201, description = "Created")))]
+pub(super) async fn create_tenant(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewTenant>,

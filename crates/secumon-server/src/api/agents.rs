@@ -35,7 +35,7 @@ pub(super) fn routes() -> Router<ApiState> {
 }
 
 /// An agent as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentView {
     pub id: String,
     pub host: String,
@@ -63,7 +63,7 @@ impl From<AgentRecord> for AgentView {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentList {
     pub agents: Vec<AgentView>,
     pub total: usize,
@@ -71,7 +71,8 @@ pub struct AgentList {
     pub next_offset: Option<usize>,
 }
 
-async fn list_agents(
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", params(PageParams), responses((status = 200, description = "OK", body = AgentList)))]
+pub(super) async fn list_agents(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -85,7 +86,8 @@ async fn list_agents(
     }))
 }
 
-async fn get_agent(
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id")), responses((status = 200, description = "OK", body = AgentView)))]
+pub(super) async fn get_agent(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -96,7 +98,8 @@ async fn get_agent(
 
 /// Revokes an agent (its next connection is refused) and forgets it; its data stays until
 /// retention removes it.
-async fn delete_agent(
+#[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id")), responses((status = 204, description = "Revoked and forgotten")))]
+pub(super) async fn delete_agent(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -118,15 +121,15 @@ fn no_agent(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no agent {id:?}"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProvisionRequest {
+pub(super) struct ProvisionRequest {
     /// How long the token may be used, e.g. `1h`; default 24 h, at most 7 days.
     ttl: Option<String>,
 }
 
 /// A provisioning token, shown once, and the command that uses it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Provisioned {
     pub id: String,
     pub token: String,
@@ -136,7 +139,8 @@ pub struct Provisioned {
 }
 
 /// Makes a one-time token that enrolls one agent into the caller's tenant.
-async fn provision(
+#[utoipa::path(post, path = "/api/v1/agents/provision", tag = "agents", request_body = ProvisionRequest, responses((status = 201, description = "A one-time token, shown only now", body = Provisioned)))]
+pub(super) async fn provision(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<ProvisionRequest>,

@@ -23,15 +23,15 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/dashboards/{id}", get(read).put(update).delete(remove))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DashboardRequest {
+pub(super) struct DashboardRequest {
     name: String,
     layout: serde_json::Map<String, Value>,
 }
 
 /// A saved dashboard.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dashboard {
     pub id: String,
     pub name: String,
@@ -40,15 +40,15 @@ pub struct Dashboard {
     pub updated_ms: i64,
 }
 
-#[derive(Debug, Serialize)]
-struct DashboardSummary {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct DashboardSummary {
     id: String,
     name: String,
     updated_ms: i64,
 }
 
-#[derive(Debug, Serialize)]
-struct DashboardList {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct DashboardList {
     dashboards: Vec<DashboardSummary>,
     total: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,7 +71,8 @@ impl DashboardRequest {
     }
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v1/dashboards", tag = "dashboards", params(PageParams), responses((status = 200, description = "OK", body = DashboardList)))]
+pub(super) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -91,7 +92,8 @@ async fn list(
     Ok(Json(DashboardList { dashboards, total: page.total, next_offset: page.next_offset }))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/dashboards", tag = "dashboards", request_body = DashboardRequest, responses((status = 201, description = "Created", body = Dashboard)))]
+pub(super) async fn create(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<DashboardRequest>,
@@ -107,7 +109,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(dashboard)))
 }
 
-async fn read(
+#[utoipa::path(get, path = "/api/v1/dashboards/{id}", tag = "dashboards", params(("id" = String, Path, description = "Dashboard id")), responses((status = 200, description = "OK", body = Dashboard)))]
+pub(super) async fn read(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -116,7 +119,8 @@ async fn read(
     Ok(Json(serde_json::from_str(&body).map_err(unreadable)?))
 }
 
-async fn update(
+#[utoipa::path(put, path = "/api/v1/dashboards/{id}", tag = "dashboards", params(("id" = String, Path, description = "Dashboard id")), request_body = DashboardRequest, responses((status = 200, description = "OK", body = Dashboard)))]
+pub(super) async fn update(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -132,7 +136,12 @@ async fn update(
     Ok(Json(dashboard))
 }
 
-async fn remove(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+#[utoipa::path(delete, path = "/api/v1/dashboards/{id}", tag = "dashboards", params(("id" = String, Path, description = "Dashboard id")), responses((status = 204, description = "Deleted")))]
+pub(super) async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     caller.require(Role::Operator)?;
     if state.store.delete_record(&caller.tenant, KIND, &id).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -29,15 +29,16 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/metrics/network/{target}", get(network_target))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct SummaryParams {
+#[into_params(parameter_in = Query)]
+pub(super) struct SummaryParams {
     /// Comma-separated metric names; default: CPU, memory, swap, filesystems, load, zombies.
     metrics: Option<String>,
 }
 
 /// A series' latest value.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LatestValue {
     pub labels: Labels,
     pub timestamp_ms: i64,
@@ -45,14 +46,15 @@ pub struct LatestValue {
 }
 
 /// A host now: its agents and the latest value of each series of the asked metrics.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostSummary {
     pub host: String,
     pub agents: Vec<AgentView>,
     pub metrics: std::collections::BTreeMap<String, Vec<LatestValue>>,
 }
 
-async fn host_summary(
+#[utoipa::path(get, path = "/api/v1/metrics/hosts/{id}", tag = "metrics", params(("id" = String, Path, description = "Host name"), SummaryParams), responses((status = 200, description = "OK", body = HostSummary)))]
+pub(super) async fn host_summary(
     State(state): State<ApiState>,
     caller: Caller,
     Path(host): Path<String>,
@@ -104,30 +106,34 @@ async fn latest(state: &ApiState, caller: &Caller, selector: SeriesSelector) -> 
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct NetworkParams {
+#[into_params(parameter_in = Query)]
+pub(super) struct NetworkParams {
     /// Latency history over this period: `1h` (default), `24h`, `7d`.
     period: Option<String>,
 }
 
 /// One probe target: every check of it (from every probe) and their durations over time.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NetworkTarget {
     pub target: String,
+    #[schema(value_type = Vec<Object>)]
     pub checks: Vec<LatestCheck>,
     pub step_ms: i64,
     pub latency: Vec<LatencySeries>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LatencySeries {
     pub labels: Labels,
     /// Average check duration in seconds per step; `None` where no check ran.
+    #[schema(value_type = Vec<Vec<Value>>)]
     pub points: Vec<(i64, Option<f64>)>,
 }
 
-async fn network_target(
+#[utoipa::path(get, path = "/api/v1/metrics/network/{target}", tag = "metrics", params(("target" = String, Path, description = "Check target or check id"), NetworkParams), responses((status = 200, description = "OK", body = NetworkTarget)))]
+pub(super) async fn network_target(
     State(state): State<ApiState>,
     caller: Caller,
     Path(target): Path<String>,

@@ -8,6 +8,7 @@ mod agents;
 mod dashboards;
 mod hosts;
 mod limits;
+mod openapi;
 mod stream;
 
 pub(crate) use agents::Enrollment;
@@ -66,15 +67,16 @@ impl ApiState {
 }
 
 /// `limit` (default 100, at most 1000) and `offset` of a list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageParams {
     limit: Option<u32>,
     offset: Option<u32>,
 }
 
 /// Where a page sits in its list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Page {
     pub total: usize,
     pub offset: usize,
@@ -121,13 +123,14 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/checks", get(latest_checks))
         .route("/api/v1/logs/hosts/{id}", get(host_logs))
-        .route("/api/v1/integrations/secuscan", post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
+        .route("/api/v1/integrations/secuscan", post(import_secuscan).layer(DefaultBodyLimit::max(MAX_REPORT)))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
 
 /// Samples and events pushed over HTTP by scripts (agents use gRPC).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IngestRequest {
     /// Names the script: data is stored under the agent id `api:<tenant>:<source>`.
@@ -139,7 +142,7 @@ struct IngestRequest {
     events: Vec<IngestEvent>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IngestSample {
     name: String,
@@ -149,10 +152,11 @@ struct IngestSample {
     timestamp_ms: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IngestEvent {
     kind: String,
+    #[schema(value_type = String, example = "high")]
     severity: Severity,
     #[serde(default)]
     labels: Labels,
@@ -170,6 +174,7 @@ fn next_sequence() -> u64 {
 }
 
 /// Stores a script's samples and events as one batch, validated like an agent's.
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "data", request_body = IngestRequest, responses((status = 200, description = "Stored: counts of samples and events", body = serde_json::Value)))]
 async fn ingest(
     State(state): State<ApiState>,
     caller: Caller,
@@ -210,12 +215,14 @@ async fn ingest(
     Ok(Json(serde_json::json!({"samples": batch.samples.len(), "events": batch.events.len()})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
     limit: Option<u32>,
 }
 
 /// A host's latest log lines, oldest first.
+#[utoipa::path(get, path = "/api/v1/logs/hosts/{id}", tag = "data", params(("id" = String, Path, description = "Host name"), LogsQuery), responses((status = 200, description = "Recent log lines", body = serde_json::Value)))]
 async fn host_logs(
     State(state): State<ApiState>,
     caller: Caller,
@@ -230,6 +237,7 @@ async fn host_logs(
 /// The latest result of every probe check.
 /// What connects to the server: scanner report imports (with their formats) and the
 /// notification channels alerts go out through.
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", responses((status = 200, description = "Report imports and notification channels", body = serde_json::Value)))]
 async fn list_integrations(State(state): State<ApiState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     let formats: Vec<&str> = secumon_findings::parsers().iter().map(|p| p.format()).collect();
     let mut integrations = vec![
@@ -244,6 +252,7 @@ async fn list_integrations(State(state): State<ApiState>, caller: Caller) -> Res
     Ok(Json(serde_json::json!({"integrations": integrations})))
 }
 
+#[utoipa::path(get, path = "/api/v1/checks", tag = "data", responses((status = 200, description = "The latest result of every check", body = serde_json::Value)))]
 async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     let checks = state.store.latest_checks(&caller.tenant).await?;
     Ok(Json(serde_json::json!({"checks": checks})))
@@ -252,7 +261,8 @@ async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<
 /// Largest scanner report accepted in one request.
 const MAX_REPORT: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ImportParams {
     /// `sarif`, `trivy`, `nuclei`, `secumon` or `auto` (the default).
     format: Option<String>,
@@ -263,7 +273,7 @@ struct ImportParams {
 }
 
 /// What an import did, by count.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportResult {
     pub format: String,
     pub findings: usize,
@@ -274,6 +284,7 @@ pub struct ImportResult {
 }
 
 /// A scanner report, taken whole or refused with the position of the problem.
+#[utoipa::path(post, path = "/api/v1/findings", tag = "findings", params(ImportParams), request_body(content = serde_json::Value, description = "A SARIF, Trivy, Nuclei (JSON lines) or SecuMon report"), responses((status = 200, description = "Imported", body = ImportResult)))]
 async fn import_findings(
     State(state): State<ApiState>,
     caller: Caller,
@@ -312,7 +323,19 @@ async fn import_findings(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The scanner integration's endpoint: the same import under the integration's own path.
+#[utoipa::path(post, path = "/api/v1/integrations/secuscan", tag = "integrations", params(ImportParams), request_body(content = serde_json::Value, description = "A scanner report"), responses((status = 200, description = "Imported", body = ImportResult)))]
+async fn import_secuscan(
+    state: State<ApiState>,
+    caller: Caller,
+    params: ApiQuery<ImportParams>,
+    body: axum::body::Bytes,
+) -> Result<Json<ImportResult>, ApiError> {
+    import_findings(state, caller, params, body).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FindingsQuery {
     asset: Option<String>,
     /// At least this severe: info, low, medium, high, critical.
@@ -323,8 +346,9 @@ struct FindingsQuery {
     offset: Option<u32>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FindingList {
+    #[schema(value_type = Vec<Object>)]
     pub findings: Vec<Finding>,
 }
 
@@ -334,6 +358,7 @@ fn named<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, 
         .map_err(|_| ApiError::bad_request(format!("`{field}` {value:?} is not recognised")))
 }
 
+#[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(FindingsQuery), responses((status = 200, description = "OK", body = FindingList)))]
 async fn list_findings(
     State(state): State<ApiState>,
     caller: Caller,
@@ -349,7 +374,8 @@ async fn list_findings(
     Ok(Json(FindingList { findings: state.store.list_findings(&caller.tenant, &filter).await? }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryParams {
     metric: Option<String>,
     /// How far back from now: `15m`, `1h`, `7d`.
@@ -361,24 +387,28 @@ struct HistoryParams {
 }
 
 /// A host's metric over a period, one entry per matching series.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct History {
     pub host: String,
     pub metric: String,
     pub start_ms: i64,
     pub end_ms: i64,
     pub step_ms: i64,
+    #[schema(value_type = String)]
     pub aggregation: Aggregation,
     pub series: Vec<HistorySeries>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistorySeries {
     pub labels: Labels,
     /// `[timestamp_ms, value]` pairs; a NaN value is `null`.
+    /// `[timestamp_ms, value or null]` per step.
+    #[schema(value_type = Vec<Vec<Value>>)]
     pub points: Vec<(i64, Option<f64>)>,
 }
 
+#[utoipa::path(get, path = "/api/v1/metrics/hosts/{id}/history", tag = "metrics", params(("id" = String, Path, description = "Host name"), HistoryParams), responses((status = 200, description = "OK", body = History)))]
 async fn host_history(
     State(state): State<ApiState>,
     caller: Caller,
@@ -437,12 +467,14 @@ async fn host_history(
 }
 
 /// Alerts pending or firing now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertList {
+    #[schema(value_type = Vec<Object>)]
     pub alerts: Vec<ActiveAlert>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AlertFilter {
     /// `pending` or `firing`.
     status: Option<String>,
@@ -450,6 +482,7 @@ struct AlertFilter {
     severity: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "OK", body = AlertList)))]
 async fn list_alerts(
     State(state): State<ApiState>,
     caller: Caller,
@@ -472,7 +505,7 @@ fn enum_name<T: Serialize>(value: &T) -> String {
 }
 
 /// Counts of the alerts pending or firing now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertStats {
     pub total: usize,
     pub by_status: std::collections::BTreeMap<String, usize>,
@@ -487,6 +520,7 @@ async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
+#[utoipa::path(get, path = "/api/v1/alerts/stats", tag = "alerts", responses((status = 200, description = "OK", body = AlertStats)))]
 async fn alert_stats(State(state): State<ApiState>, caller: Caller) -> Result<Json<AlertStats>, ApiError> {
     let alerting = state.alerting(&caller).await?;
     let alerts = alerting.active();
@@ -504,7 +538,8 @@ async fn alert_stats(State(state): State<ApiState>, caller: Caller) -> Result<Js
     Ok(Json(stats))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryFilter {
     rule: Option<String>,
     limit: Option<u32>,
@@ -512,11 +547,12 @@ struct HistoryFilter {
 
 /// Alert history entries, newest first: `kind` is `transition`, `acknowledged`,
 /// `silence_added`, `rule_created|updated|deleted` or `delivery_failed`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertHistory {
     pub history: Vec<serde_json::Value>,
 }
 
+#[utoipa::path(get, path = "/api/v1/alerts/history", tag = "alerts", params(HistoryFilter), responses((status = 200, description = "OK", body = AlertHistory)))]
 async fn alert_history(
     State(state): State<ApiState>,
     caller: Caller,
@@ -526,15 +562,18 @@ async fn alert_history(
     Ok(Json(AlertHistory { history: state.alerting(&caller).await?.history(filter.rule.as_deref(), limit).await? }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RuleList {
+    #[schema(value_type = Vec<Object>)]
     pub rules: Vec<RuleView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/alert-rules", tag = "rules", responses((status = 200, description = "OK", body = RuleList)))]
 async fn list_rules(State(state): State<ApiState>, caller: Caller) -> Result<Json<RuleList>, ApiError> {
     Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await }))
 }
 
+#[utoipa::path(get, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 200, description = "OK", body = serde_json::Value)))]
 async fn get_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -553,6 +592,7 @@ fn rule_spec(body: serde_json::Value) -> Result<RuleSpec, ApiError> {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/alert-rules", tag = "rules", request_body(content = serde_json::Value, description = "A rule, as in the rules file"), responses((status = 201, description = "Created", body = serde_json::Value)))]
 async fn create_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -565,6 +605,7 @@ async fn create_rule(
     Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))))
 }
 
+#[utoipa::path(put, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), request_body(content = serde_json::Value, description = "The rule's new definition"), responses((status = 200, description = "OK", body = serde_json::Value)))]
 async fn update_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -576,6 +617,7 @@ async fn update_rule(
     Ok(Json(serde_json::json!({"id": id})))
 }
 
+#[utoipa::path(delete, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 204, description = "Deleted")))]
 async fn delete_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -586,6 +628,7 @@ async fn delete_rule(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/alert-rules/{id}/test", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 200, description = "What the rule would fire on now", body = serde_json::Value)))]
 async fn test_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -594,6 +637,7 @@ async fn test_rule(
     Ok(Json(state.alerting(&caller).await?.test_rule(&id).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/alert-rules/{id}/history", tag = "rules", params(("id" = String, Path, description = "Rule name"), HistoryFilter), responses((status = 200, description = "OK", body = AlertHistory)))]
 async fn rule_history(
     State(state): State<ApiState>,
     caller: Caller,
@@ -608,13 +652,14 @@ async fn rule_history(
     Ok(Json(AlertHistory { history: alerting.history(Some(&id), limit).await? }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AcknowledgeRequest {
     by: String,
     #[serde(default)]
     comment: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = String, Path, description = "Alert id")), request_body = AcknowledgeRequest, responses((status = 200, description = "Acknowledged", body = serde_json::Value)))]
 async fn acknowledge_alert(
     State(state): State<ApiState>,
     caller: Caller,
@@ -633,16 +678,18 @@ async fn acknowledge_alert(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SilenceList {
+    #[schema(value_type = Vec<Object>)]
     pub silences: Vec<Silence>,
 }
 
+#[utoipa::path(get, path = "/api/v1/silences", tag = "alerts", responses((status = 200, description = "OK", body = SilenceList)))]
 async fn list_silences(State(state): State<ApiState>, caller: Caller) -> Result<Json<SilenceList>, ApiError> {
     Ok(Json(SilenceList { silences: state.alerting(&caller).await?.silences() }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct SilenceRequest {
     matchers: Labels,
     /// How long from now: `2h`.
@@ -652,6 +699,7 @@ struct SilenceRequest {
     comment: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/silences", tag = "alerts", request_body = SilenceRequest, responses((status = 201, description = "Created", body = serde_json::Value)))]
 async fn add_silence(
     State(state): State<ApiState>,
     caller: Caller,

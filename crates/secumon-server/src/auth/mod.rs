@@ -44,7 +44,7 @@ const MIN_PASSWORD_CHARS: usize = 10;
 const SCAN_PAGE: u32 = 500;
 
 /// What a caller may do in its tenant; each role may do what the ones before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything of the tenant.
@@ -68,7 +68,7 @@ impl std::str::FromStr for Role {
 }
 
 /// An authenticated request's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Caller {
     /// A user name, or `key:<id>` for an API key.
     pub subject: String,
@@ -160,7 +160,7 @@ impl UserRecord {
 }
 
 /// A user as shown to administrators: no hash, no secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub name: String,
     pub super_admin: bool,
@@ -182,7 +182,7 @@ struct ApiKeyRecord {
 }
 
 /// An API key as listed: never its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
@@ -219,7 +219,7 @@ struct Claims {
 }
 
 /// Tokens handed out by a login.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Session {
     pub access_token: String,
     pub refresh_token: String,
@@ -240,7 +240,7 @@ pub enum LoginOutcome {
 }
 
 /// What a user needs to add the second factor to an authenticator app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MfaEnrolment {
     pub otpauth_uri: String,
     pub secret: String,
