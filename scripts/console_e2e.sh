@@ -52,6 +52,7 @@ expect() { # expect TEXT WHAT: wait up to 10 s for TEXT on screen
 expect "$host" "overview lists this host"
 expect "%" "a gauge value"
 expect "online" "the host is online"
+expect "(live)" "updates arrive over the live stream"
 tmux send-keys -t "$session" Enter
 expect "CPU %" "host detail charts"
 # Escape and a key sent together read as Alt+key: leave the terminal a moment between.
@@ -69,4 +70,4 @@ curl -sf "${auth[@]}" "http://127.0.0.1:$api/api/v1/alerts" | grep -q '"by":"e2e
 tmux send-keys -t "$session" '?'
 expect "Help" "the help overlay"
 tmux send-keys -t "$session" x q
-echo "console_e2e: ok (overview, host detail, alerts centre, acknowledge, help)"
+echo "console_e2e: ok (overview, live stream, host detail, alerts centre, acknowledge, help)"

@@ -158,6 +158,8 @@ pub enum Event {
     Failed(String),
     /// An action went through: a message for the status bar.
     Done(String),
+    /// The live stream connected (`true`) or was lost (`false`).
+    Live(bool),
     /// A left click at this column and row.
     Click {
         column: u16,
@@ -189,6 +191,8 @@ pub struct App {
     pub data: Snapshot,
     pub host: Option<HostDetail>,
     pub connected: bool,
+    /// Updates arrive from the server's live stream (else the console polls).
+    pub live: bool,
     pub status: String,
     pub now_ms: i64,
 }
@@ -213,6 +217,7 @@ impl App {
             data: Snapshot::default(),
             host: None,
             connected: false,
+            live: false,
             status: "connecting…".into(),
             now_ms: 0,
         }
@@ -258,6 +263,10 @@ impl App {
             Event::Failed(reason) => {
                 self.connected = false;
                 self.status = format!("{reason}; retrying");
+                None
+            }
+            Event::Live(live) => {
+                self.live = live;
                 None
             }
             Event::Done(message) => {

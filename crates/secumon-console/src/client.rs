@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Range, Snapshot};
 
@@ -14,6 +15,31 @@ pub enum ClientError {
     Refused(String),
     #[error("unexpected answer from the server: {0}")]
     Shape(String),
+}
+
+/// The live stream: says when something the console shows has changed.
+pub struct LiveStream {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl LiveStream {
+    /// Waits for the next batch, check result or alert; an error once the stream ends (the
+    /// server stopped, or dropped this console as too slow).
+    pub async fn next_change(&mut self) -> Result<(), ClientError> {
+        use futures::StreamExt;
+        while let Some(Ok(message)) = self.socket.next().await {
+            let Message::Text(text) = message else { continue };
+            let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            match message["type"].as_str() {
+                Some("host" | "samples" | "check" | "alert") => return Ok(()),
+                Some("error") => {
+                    return Err(ClientError::Refused(message["error"]["message"].as_str().unwrap_or("").to_string()));
+                }
+                _ => {}
+            }
+        }
+        Err(ClientError::Unreachable("the live stream".into()))
+    }
 }
 
 #[derive(Clone)]
@@ -54,9 +80,41 @@ impl ApiClient {
         Ok(series.into_iter().filter_map(|(labels, points)| Some((labels, points.last()?.1))).collect())
     }
 
-    /// The latest value of a host's metric (the largest across its series, e.g. filesystems).
-    async fn latest(&self, host: &str, metric: &str) -> Option<f64> {
-        self.latest_values(host, metric).await.ok()?.into_iter().map(|(_, v)| v).reduce(f64::max)
+    /// A host's overview gauges in one request: each metric's latest value, the largest
+    /// across its series (e.g. the fullest filesystem).
+    async fn gauges(&self, host: &str) -> std::collections::BTreeMap<String, f64> {
+        let path = format!("/metrics/hosts/{host}");
+        let Ok(summary) =
+            self.get(&path, &[("metrics", "cpu_usage_ratio,memory_used_ratio,filesystem_used_ratio")]).await
+        else {
+            return Default::default();
+        };
+        let metrics = summary["metrics"].as_object().cloned().unwrap_or_default();
+        metrics
+            .into_iter()
+            .filter_map(|(name, series)| {
+                let values = series.as_array()?.iter().filter_map(|s| s["value"].as_f64());
+                Some((name, values.reduce(f64::max)?))
+            })
+            .collect()
+    }
+
+    /// Opens the live stream of the caller's tenant (`/api/v1/stream`).
+    pub async fn live(&self) -> Result<LiveStream, ClientError> {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let unreachable = || ClientError::Unreachable(self.base.clone());
+        // http://… → ws://…, https://… → wss://…
+        let url = format!("ws{}/stream", self.base.strip_prefix("http").unwrap_or(&self.base));
+        let mut request = url.into_client_request().map_err(|_| unreachable())?;
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}").parse().map_err(|_| ClientError::Refused("bad token".into()))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|_| unreachable())?;
+        let subscribe = r#"{"subscribe": {"alerts": true, "checks": true}}"#;
+        socket.send(Message::text(subscribe)).await.map_err(|_| unreachable())?;
+        Ok(LiveStream { socket })
     }
 
     /// Hosts with their gauges, alerts and findings.
@@ -86,11 +144,12 @@ impl ApiClient {
             let host = agent["host"].as_str().unwrap_or_default().to_string();
             let firing = alerts.iter().filter(|a| a.state == "firing" && a.labels.get("host") == Some(&host)).count();
             let labels = serde_json::from_value(agent["labels"].clone()).unwrap_or_default();
+            let gauges = self.gauges(&host).await;
             hosts.push(HostRow {
                 labels,
-                cpu: self.latest(&host, "cpu_usage_ratio").await,
-                memory: self.latest(&host, "memory_used_ratio").await,
-                disk: self.latest(&host, "filesystem_used_ratio").await,
+                cpu: gauges.get("cpu_usage_ratio").copied(),
+                memory: gauges.get("memory_used_ratio").copied(),
+                disk: gauges.get("filesystem_used_ratio").copied(),
                 status: agent["status"].as_str().unwrap_or("unknown").to_string(),
                 last_seen_ms: agent["last_seen_ms"].as_i64().unwrap_or(0),
                 firing,

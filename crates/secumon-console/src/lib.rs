@@ -8,6 +8,8 @@ pub mod app;
 pub mod client;
 pub mod render;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event as TerminalEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
@@ -18,6 +20,10 @@ use client::ApiClient;
 
 /// How often the data is fetched again.
 const REFRESH: Duration = Duration::from_secs(2);
+/// Polling while the live stream is up, in case an event was missed.
+const LIVE_FALLBACK: Duration = Duration::from_secs(15);
+/// Refreshes at most this often however busy the live stream is.
+const MIN_GAP: Duration = Duration::from_millis(500);
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -59,8 +65,9 @@ async fn drive(
         }
     });
 
-    let refresh_now = std::sync::Arc::new(Notify::new());
-    let (refresher, poller, wake) = (client.clone(), events.clone(), refresh_now.clone());
+    let refresh_now = Arc::new(Notify::new());
+    let live = Arc::new(AtomicBool::new(false));
+    let (refresher, poller, wake, following) = (client.clone(), events.clone(), refresh_now.clone(), live.clone());
     tokio::spawn(async move {
         loop {
             let event = match refresher.snapshot().await {
@@ -70,10 +77,37 @@ async fn drive(
             if poller.send(event).is_err() {
                 return;
             }
+            // Live changes come from the stream; polling is the fallback when it is down.
+            let interval = if following.load(Ordering::Relaxed) { LIVE_FALLBACK } else { REFRESH };
             tokio::select! {
-                _ = tokio::time::sleep(REFRESH) => {}
-                _ = wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+                _ = wake.notified() => tokio::time::sleep(MIN_GAP).await,
             }
+        }
+    });
+
+    // The live stream wakes the refresher; reconnects when the server comes back.
+    let (streamer, announcer, wake) = (client.clone(), events.clone(), refresh_now.clone());
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if let Ok(mut stream) = streamer.live().await {
+                backoff = Duration::from_secs(1);
+                live.store(true, Ordering::Relaxed);
+                if announcer.send(Event::Live(true)).is_err() {
+                    return;
+                }
+                wake.notify_one();
+                while stream.next_change().await.is_ok() {
+                    wake.notify_one();
+                }
+                live.store(false, Ordering::Relaxed);
+                if announcer.send(Event::Live(false)).is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });
 

@@ -58,7 +58,10 @@ pub fn render(app: &App, frame: &mut Frame) {
         Some(Input::Comment { text, .. }) => {
             (format!("acknowledge, comment: {text}▏ (Enter to send, Esc to cancel)"), Color::Cyan)
         }
-        None if app.connected => (format!("{}   ? help  q quit", app.status), Color::Green),
+        None if app.connected => {
+            let feed = if app.live { "live" } else { "polling" };
+            (format!("{} ({feed})   ? help  q quit", app.status), Color::Green)
+        }
         None => (format!("{}   ? help  q quit", app.status), Color::Red),
     };
     frame.render_widget(Paragraph::new(text).style(Style::new().fg(colour)), status);
@@ -622,6 +625,13 @@ mod tests {
         }
         let mut lost = app();
         lost.connected = false;
+        let mut live = app();
+        live.live = true;
+        assert!(
+            screen(&live, 80, 24).lines().last().unwrap().contains("(live)"),
+            "the status bar says updates are live"
+        );
+        assert!(screen(&app(), 80, 24).lines().last().unwrap().contains("(polling)"));
         lost.status = "cannot reach http://127.0.0.1:8080; retrying".into();
         assert!(screen(&lost, 80, 24).contains("retrying"));
         assert!(screen(&lost, 80, 24).contains("web-1"), "the last data stays on screen");

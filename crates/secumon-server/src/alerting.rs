@@ -111,6 +111,8 @@ pub struct Alerting {
 struct DeliveryCounters {
     notifications: AtomicU64,
     failures: AtomicU64,
+    /// Notifications queued on the lanes or being delivered.
+    queued: AtomicU64,
 }
 
 impl Alerting {
@@ -335,6 +337,11 @@ impl Alerting {
         self.deliveries.failures.load(Ordering::Relaxed)
     }
 
+    /// Notifications waiting for delivery (or being delivered) now.
+    pub fn notifications_queued(&self) -> u64 {
+        self.deliveries.queued.load(Ordering::Relaxed)
+    }
+
     /// Notifications handed to their channels since the server started.
     pub fn notifications_sent(&self) -> u64 {
         self.deliveries.notifications.load(Ordering::Relaxed)
@@ -435,7 +442,9 @@ impl Alerting {
             let mut hasher = DefaultHasher::new();
             (&notification.rule, &notification.group_labels).hash(&mut hasher);
             let lane = &self.lanes[hasher.finish() as usize % self.lanes.len()];
+            self.deliveries.queued.fetch_add(1, Ordering::Relaxed);
             if lane.send(notification).is_err() {
+                self.deliveries.queued.fetch_sub(1, Ordering::Relaxed);
                 tracing::error!("alert delivery lane is gone; notification not sent");
             }
         }
@@ -452,6 +461,7 @@ async fn deliver_in_order(
 ) {
     while let Some(notification) = queue.recv().await {
         let failed: Vec<DeliveryAttempt> = dispatcher.deliver(&notification).await;
+        counters.queued.fetch_sub(1, Ordering::Relaxed);
         counters.notifications.fetch_add(1, Ordering::Relaxed);
         if failed.is_empty() {
             continue;

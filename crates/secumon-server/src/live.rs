@@ -47,6 +47,11 @@ impl LiveFeed {
         }
     }
 
+    /// Subscribers connected now.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.sender.subscribe()
     }

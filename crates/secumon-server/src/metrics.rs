@@ -52,7 +52,7 @@ impl IngestMetrics {
 }
 
 /// Renders every metric in the Prometheus text exposition format.
-pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>]) -> String {
+pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stream_subscribers: usize) -> String {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -98,6 +98,18 @@ pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>]) -> S
         "counter",
         "Notifications handed to their channels.",
         engines.iter().map(|e| e.notifications_sent()).sum(),
+    );
+    family(
+        "secumon_notification_queue_depth",
+        "gauge",
+        "Notifications waiting for (or in) delivery.",
+        engines.iter().map(|e| e.notifications_queued()).sum(),
+    );
+    family(
+        "secumon_stream_subscribers",
+        "gauge",
+        "Live stream (WebSocket) clients connected.",
+        stream_subscribers as u64,
     );
     family(
         "secumon_notifications_failed_total",

@@ -283,6 +283,7 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::PUT, format!("/dashboards/{dash}"), Some(json!({"name": "mine", "layout": {}}))),
         (Method::DELETE, format!("/dashboards/{dash}"), None),
         (Method::GET, "/integrations".into(), None),
+        (Method::GET, "/config".into(), None),
         (Method::GET, "/logs/hosts/b-host".into(), None),
         (Method::GET, "/checks".into(), None),
         (Method::GET, "/findings".into(), None),

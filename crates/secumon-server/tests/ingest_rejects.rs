@@ -111,6 +111,8 @@ async fn invalid_batches_are_rejected_to_their_sender_only() {
         "secumon_store_write_seconds_count 5",
         "# TYPE secumon_notifications_failed_total counter",
         "secumon_alerts{state=\"firing\"} 0",
+        "secumon_notification_queue_depth 0",
+        "secumon_stream_subscribers 0",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
     }

@@ -97,6 +97,22 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     let document: Value = document.json().await.unwrap();
     assert!(document["paths"]["/api/v1/dashboards/{id}"]["put"].is_object());
 
+    let (_, config) = call(&http, &server, Method::GET, "/config", None).await;
+    assert_eq!(config, json!({"agent_offline_after": "2m", "default_history_period": "1h"}));
+    for bad in [json!({"agent_offline_after": "10d"}), json!({"default_history_period": "soon"}), json!({"colour": 1})]
+    {
+        let (status, answer) = call(&http, &server, Method::PUT, "/config", Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+    }
+    let (_, unchanged) = call(&http, &server, Method::GET, "/config", None).await;
+    assert_eq!(unchanged, config, "a refused change stores nothing");
+    let short = json!({"agent_offline_after": "30s", "default_history_period": "5m"});
+    let (status, _) = call(&http, &server, Method::PUT, "/config", Some(short.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, history) = call(&http, &server, Method::GET, "/metrics/hosts/web-1/history?metric=load1", None).await;
+    let covered = history["end_ms"].as_i64().unwrap() - history["start_ms"].as_i64().unwrap();
+    assert!((300_000..=310_000).contains(&covered), "the tenant's default period applies: {history}");
+
     let (_, integrations) = call(&http, &server, Method::GET, "/integrations", None).await;
     let secuscan = &integrations["integrations"][0];
     assert_eq!(secuscan["name"], "secuscan");

@@ -97,6 +97,8 @@ async fn subscribers_see_their_tenant_live_and_nothing_else() {
     assert!(seen.iter().any(|m| m["type"] == "alert" && m["transition"]["rule"] == "HighLoad"), "{seen:?}");
 
     assert_eq!(next(&mut globex, Duration::from_millis(500)).await, None, "globex sees none of acme's events");
+    let metrics = reqwest::get(format!("http://{}/metrics", server.api_addr())).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "secumon_stream_subscribers 2"), "{metrics}");
     server.shutdown().await;
 }
 

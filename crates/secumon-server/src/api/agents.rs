@@ -14,11 +14,9 @@ use secumon_store::AgentRecord;
 use serde::{Deserialize, Serialize};
 
 use super::access::{ApiJson, ApiQuery};
+use super::config::TenantConfig;
 use super::{ApiError, ApiState, PageParams, parse_duration};
 use crate::auth::{AgentAuthority, Caller, Role};
-
-/// An agent that has not pushed for this long is shown offline.
-const OFFLINE_AFTER_MS: i64 = 120_000;
 
 /// The agent authority and the address agents enroll at.
 #[derive(Clone)]
@@ -47,9 +45,10 @@ pub struct AgentView {
     pub batches: u64,
 }
 
-impl From<AgentRecord> for AgentView {
-    fn from(a: AgentRecord) -> Self {
-        let online = now_ms() - a.last_seen_ms < OFFLINE_AFTER_MS;
+impl AgentView {
+    /// `a` as shown, online if it pushed within `offline_after`.
+    pub(super) fn new(a: AgentRecord, offline_after: Duration) -> Self {
+        let online = now_ms() - a.last_seen_ms < offline_after.as_millis() as i64;
         Self {
             id: a.agent_id,
             host: a.host,
@@ -78,9 +77,10 @@ pub(super) async fn list_agents(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<AgentList>, ApiError> {
     let agents = state.store.list_agents(&caller.tenant).await?;
+    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
     let (agents, page) = page.apply(agents)?;
     Ok(Json(AgentList {
-        agents: agents.into_iter().map(AgentView::from).collect(),
+        agents: agents.into_iter().map(|a| AgentView::new(a, offline_after)).collect(),
         total: page.total,
         next_offset: page.next_offset,
     }))
@@ -93,7 +93,8 @@ pub(super) async fn get_agent(
     Path(id): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     let agent = state.store.list_agents(&caller.tenant).await?.into_iter().find(|a| a.agent_id == id);
-    agent.map(|a| Json(a.into())).ok_or_else(|| no_agent(&id))
+    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
+    agent.map(|a| Json(AgentView::new(a, offline_after))).ok_or_else(|| no_agent(&id))
 }
 
 /// Revokes an agent (its next connection is refused) and forgets it; its data stays until

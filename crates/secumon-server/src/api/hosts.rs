@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::ApiQuery;
 use super::agents::AgentView;
+use super::config::TenantConfig;
 use super::{ApiError, ApiState, parse_duration};
 use crate::auth::Caller;
 
@@ -67,13 +68,14 @@ pub(super) async fn host_summary(
     if names.is_empty() || names.len() > MAX_SUMMARY_METRICS {
         return Err(ApiError::bad_request(format!("`metrics` must name 1 to {MAX_SUMMARY_METRICS} metrics")));
     }
+    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
     let agents: Vec<AgentView> = state
         .store
         .list_agents(&caller.tenant)
         .await?
         .into_iter()
         .filter(|a| a.host == host)
-        .map(AgentView::from)
+        .map(|a| AgentView::new(a, offline_after))
         .collect();
     if agents.is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));

@@ -5,6 +5,7 @@
 mod access;
 mod accounts;
 mod agents;
+mod config;
 mod dashboards;
 mod hosts;
 mod limits;
@@ -106,6 +107,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/metrics", get(server_metrics))
         .merge(agents::routes())
         .merge(dashboards::routes())
+        .merge(config::routes())
         .merge(hosts::routes())
         .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/stream", get(stream::stream))
@@ -416,7 +418,8 @@ async fn host_history(
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
     let metric = params.metric.ok_or_else(|| ApiError::bad_request("query parameter `metric` is required"))?;
-    let period = parse_duration("period", params.period.as_deref().unwrap_or("1h"))?;
+    let default_period = config::TenantConfig::of(&state, &caller).await?.default_history_period;
+    let period = parse_duration("period", params.period.as_deref().unwrap_or(&default_period))?;
     let period_ms = period.as_millis() as i64;
     let step_ms = match params.step.as_deref() {
         Some(step) => parse_duration("step", step)?.as_millis() as i64,
@@ -516,7 +519,7 @@ pub struct AlertStats {
 }
 
 async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all());
+    let body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all(), state.live.subscribers());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
