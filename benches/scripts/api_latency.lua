@@ -1,10 +1,10 @@
--- wrk script for benches/scripts/api_latency.sh: `history` asks a random host's 24 h of
--- cpu_usage_ratio, `agents` the first page of the agents list. Prints one JSON line.
-local mode, hosts = "history", 1000
+-- wrk script for benches/scripts/api_latency.sh. SECUMON_BENCH_ENDPOINT chooses `history`
+-- (a random host's 24 h of cpu_usage_ratio) or `agents` (the first page of the agents
+-- list); SECUMON_BENCH_HOSTS how many hosts there are. Prints one JSON line.
+local mode = os.getenv("SECUMON_BENCH_ENDPOINT") or "history"
+local hosts = tonumber(os.getenv("SECUMON_BENCH_HOSTS") or "1000")
 
 function init(args)
-  mode = args[1] or mode
-  hosts = tonumber(args[2] or hosts)
   math.randomseed(math.floor(os.clock() * 1e6) + tonumber(tostring({}):sub(8), 16))
 end
 

@@ -4,12 +4,12 @@
 # `secumon server` on loopback, and runs wrk (Debian package, installed here if missing)
 # against a random host's 24 h history and against the agents list, as a viewer API key.
 #
-#   benches/scripts/api_latency.sh [hosts=1000] [seconds=20] [connections=16]
+#   benches/scripts/api_latency.sh [hosts=1000] [seconds=20] ["connections..."="2 16"]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hosts=${1:-1000}
 seconds=${2:-20}
-connections=${3:-16}
+connections=${3:-2 16}
 
 if ! command -v wrk >/dev/null; then
   sudo=""
@@ -37,6 +37,8 @@ done
 
 wrk --version 2>/dev/null | head -1 || true
 for endpoint in history agents; do
-  wrk -t2 -c"$connections" -d"${seconds}s" -s benches/scripts/api_latency.lua \
-    -H "Authorization: Bearer $key" "http://127.0.0.1:$port" -- "$endpoint" "$hosts" | tail -n1
+  for c in $connections; do
+    SECUMON_BENCH_ENDPOINT=$endpoint SECUMON_BENCH_HOSTS=$hosts wrk -t2 -c"$c" -d"${seconds}s" \
+      -s benches/scripts/api_latency.lua -H "Authorization: Bearer $key" "http://127.0.0.1:$port" | tail -n1
+  done
 done

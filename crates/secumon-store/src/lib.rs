@@ -160,6 +160,16 @@ pub enum WriteOutcome {
     Duplicate,
 }
 
+/// Which agents [`Store::agents`] answers, and which page of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    pub agent_id: Option<String>,
+    pub host: Option<String>,
+    pub offset: u32,
+    /// At most this many; all when `None`.
+    pub limit: Option<u32>,
+}
+
 /// An agent as the server knows it from the batches it pushed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
@@ -245,7 +255,13 @@ pub trait Store: Send + Sync {
     async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError>;
 
     /// Agents of `tenant`, by host name.
-    async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError>;
+    async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError> {
+        Ok(self.agents(tenant, &AgentFilter::default()).await?.0)
+    }
+
+    /// The page of `tenant`'s agents `filter` asks for, by host name, and how many match in
+    /// all.
+    async fn agents(&self, tenant: &str, filter: &AgentFilter) -> Result<(Vec<AgentRecord>, u64), StoreError>;
 
     /// The latest `limit` log records of `host`, oldest first.
     async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError>;

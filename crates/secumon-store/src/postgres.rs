@@ -26,8 +26,8 @@ use crate::records::{
     latest_check, status_text,
 };
 use crate::{
-    AgentRecord, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
-    MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
+    AgentFilter, AgentRecord, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport, ImportSummary,
+    LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -397,17 +397,34 @@ impl Store for PgStore {
         Ok(WriteOutcome::Committed)
     }
 
-    async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError> {
+    async fn agents(&self, tenant: &str, filter: &AgentFilter) -> Result<(Vec<AgentRecord>, u64), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(
-            "SELECT agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches \
-             FROM agents WHERE tenant_id = $1 ORDER BY host, agent_id",
-        )
-        .bind(tenant)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut select = sqlx::QueryBuilder::<Postgres>::new(
+            "SELECT agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches, \
+             COUNT(*) OVER () AS total",
+        );
+        select.push(" FROM agents WHERE tenant_id = ").push_bind(tenant);
+        if let Some(id) = &filter.agent_id {
+            select.push(" AND agent_id = ").push_bind(id);
+        }
+        if let Some(host) = &filter.host {
+            select.push(" AND host = ").push_bind(host);
+        }
+        // LIMIT NULL: no limit.
+        select.push(" ORDER BY host, agent_id LIMIT ").push_bind(filter.limit.map(i64::from));
+        select.push(" OFFSET ").push_bind(i64::from(filter.offset));
+        let rows = select.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        rows.into_iter()
+        let total = match rows.first() {
+            Some(row) => row.try_get::<i64, _>("total")? as u64,
+            // Past the last page, or nothing at all: count without the window.
+            None if filter.offset > 0 => {
+                self.agents(tenant, &AgentFilter { offset: 0, limit: Some(1), ..filter.clone() }).await?.1
+            }
+            None => 0,
+        };
+        let agents = rows
+            .iter()
             .map(|row| {
                 Ok(AgentRecord {
                     agent_id: row.try_get("agent_id")?,
@@ -420,7 +437,8 @@ impl Store for PgStore {
                     batches: row.try_get::<i64, _>("batches")? as u64,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((agents, total))
     }
 
     async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError> {
@@ -756,6 +774,7 @@ impl Store for PgStore {
         // One snapshot for the rollup watermark, the rollups and the raw rows past it.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
         enter_tenant(&mut tx, tenant).await?;
+        // No host index here, unlike SQLite: jsonb refuses the \u0000 that labels may hold.
         let candidates: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, labels FROM series WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant)

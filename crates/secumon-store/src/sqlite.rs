@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use secumon_core::model::HOST_LABEL;
 use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
@@ -22,8 +23,8 @@ use crate::records::{
     latest_check, status_text,
 };
 use crate::{
-    AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck, MaintenanceReport,
-    Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
+    AgentFilter, AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
+    MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
 };
 
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
@@ -100,6 +101,30 @@ async fn run_maintenance(engine: std::sync::Weak<SampleEngine>) {
 }
 
 /// Ids for `keys`, creating missing series inside the caller's transaction, in order.
+/// ` FROM agents WHERE ...` for `filter`.
+fn agent_conditions(query: &mut QueryBuilder<'_, Sqlite>, tenant: &str, filter: &AgentFilter) {
+    query.push(" FROM agents WHERE tenant_id = ").push_bind(tenant.to_string());
+    if let Some(id) = &filter.agent_id {
+        query.push(" AND agent_id = ").push_bind(id.clone());
+    }
+    if let Some(host) = &filter.host {
+        query.push(" AND host = ").push_bind(host.clone());
+    }
+}
+
+fn agent_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
+    Ok(AgentRecord {
+        agent_id: row.try_get("agent_id")?,
+        tenant: row.try_get("tenant_id")?,
+        host: row.try_get("host")?,
+        labels: serde_json::from_str(row.try_get("labels")?)?,
+        first_seen_ms: row.try_get("first_seen_ms")?,
+        last_seen_ms: row.try_get("last_seen_ms")?,
+        last_sequence: row.try_get::<i64, _>("last_sequence")? as u64,
+        batches: row.try_get::<i64, _>("batches")? as u64,
+    })
+}
+
 async fn resolve_series(conn: &mut SqliteConnection, tenant: &str, keys: &[SeriesKey]) -> Result<Vec<u32>, StoreError> {
     let labels: Vec<String> = keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
     for part in keys.iter().zip(&labels).collect::<Vec<_>>().chunks(ROWS_PER_INSERT / 2) {
@@ -247,28 +272,24 @@ impl Store for SqliteStore {
         Ok(WriteOutcome::Committed)
     }
 
-    async fn list_agents(&self, tenant: &str) -> Result<Vec<AgentRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches \
-             FROM agents WHERE tenant_id = ? ORDER BY host, agent_id",
-        )
-        .bind(tenant)
-        .fetch_all(&self.engine.reader)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(AgentRecord {
-                    agent_id: row.try_get("agent_id")?,
-                    tenant: row.try_get("tenant_id")?,
-                    host: row.try_get("host")?,
-                    labels: serde_json::from_str(row.try_get("labels")?)?,
-                    first_seen_ms: row.try_get("first_seen_ms")?,
-                    last_seen_ms: row.try_get("last_seen_ms")?,
-                    last_sequence: row.try_get::<i64, _>("last_sequence")? as u64,
-                    batches: row.try_get::<i64, _>("batches")? as u64,
-                })
-            })
-            .collect()
+    async fn agents(&self, tenant: &str, filter: &AgentFilter) -> Result<(Vec<AgentRecord>, u64), StoreError> {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches",
+        );
+        agent_conditions(&mut select, tenant, filter);
+        // LIMIT -1: no limit.
+        select.push(" ORDER BY host, agent_id LIMIT ").push_bind(filter.limit.map_or(-1, i64::from));
+        select.push(" OFFSET ").push_bind(i64::from(filter.offset));
+        let rows = select.build().fetch_all(&self.engine.reader).await?;
+        let agents = rows.iter().map(agent_from_row).collect::<Result<Vec<_>, StoreError>>()?;
+        if filter.limit.is_none() && filter.offset == 0 {
+            let total = agents.len() as u64;
+            return Ok((agents, total));
+        }
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
+        agent_conditions(&mut count, tenant, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.engine.reader).await?;
+        Ok((agents, total as u64))
     }
 
     async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError> {
@@ -597,11 +618,13 @@ impl Store for SqliteStore {
         if query.end_ms < query.start_ms {
             return Err(StoreError::InvalidQuery("end is before start".into()));
         }
-        let candidates = sqlx::query("SELECT id, labels FROM series WHERE tenant_id = ? AND name = ?")
-            .bind(tenant)
-            .bind(&query.selector.name)
-            .fetch_all(&self.engine.reader)
-            .await?;
+        // A host's series come from the host index; other matchers are checked below.
+        let mut candidates = QueryBuilder::<Sqlite>::new("SELECT id, labels FROM series WHERE tenant_id = ");
+        candidates.push_bind(tenant).push(" AND name = ").push_bind(&query.selector.name);
+        if let Some(host) = query.selector.matchers.get(HOST_LABEL) {
+            candidates.push(" AND labels ->> '$.host' = ").push_bind(host);
+        }
+        let candidates = candidates.build().fetch_all(&self.engine.reader).await?;
         let mut matched: HashMap<u32, SeriesKey> = HashMap::new();
         for row in candidates {
             let labels: Labels = serde_json::from_str(row.try_get("labels")?)?;

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use secumon_core::{Labels, now_ms};
-use secumon_store::AgentRecord;
+use secumon_store::{AgentFilter, AgentRecord};
 use serde::{Deserialize, Serialize};
 
 use super::access::{ApiJson, ApiQuery};
@@ -76,13 +76,15 @@ pub(super) async fn list_agents(
     caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<AgentList>, ApiError> {
-    let agents = state.store.list_agents(&caller.tenant).await?;
+    let (offset, limit) = page.bounds()?;
+    let filter = AgentFilter { offset, limit: Some(limit), ..Default::default() };
+    let (agents, total) = state.store.agents(&caller.tenant, &filter).await?;
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
-    let (agents, page) = page.apply(agents)?;
+    let next = u64::from(offset) + agents.len() as u64;
     Ok(Json(AgentList {
         agents: agents.into_iter().map(|a| AgentView::new(a, offline_after)).collect(),
-        total: page.total,
-        next_offset: page.next_offset,
+        total: total as usize,
+        next_offset: (next < total).then_some(next as usize),
     }))
 }
 
@@ -92,7 +94,8 @@ pub(super) async fn get_agent(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let agent = state.store.list_agents(&caller.tenant).await?.into_iter().find(|a| a.agent_id == id);
+    let filter = AgentFilter { agent_id: Some(id.clone()), ..Default::default() };
+    let agent = state.store.agents(&caller.tenant, &filter).await?.0.into_iter().next();
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
     agent.map(|a| Json(AgentView::new(a, offline_after))).ok_or_else(|| no_agent(&id))
 }

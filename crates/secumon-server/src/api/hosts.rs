@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use secumon_core::model::HOST_LABEL;
 use secumon_core::{Labels, now_ms};
-use secumon_store::{Aggregation, LatestCheck, RangeQuery, SeriesSelector};
+use secumon_store::{AgentFilter, Aggregation, LatestCheck, RangeQuery, SeriesSelector};
 use serde::{Deserialize, Serialize};
 
 use super::access::ApiQuery;
@@ -69,12 +69,13 @@ pub(super) async fn host_summary(
         return Err(ApiError::bad_request(format!("`metrics` must name 1 to {MAX_SUMMARY_METRICS} metrics")));
     }
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
+    let on_host = AgentFilter { host: Some(host.clone()), ..Default::default() };
     let agents: Vec<AgentView> = state
         .store
-        .list_agents(&caller.tenant)
+        .agents(&caller.tenant, &on_host)
         .await?
+        .0
         .into_iter()
-        .filter(|a| a.host == host)
         .map(|a| AgentView::new(a, offline_after))
         .collect();
     if agents.is_empty() {

@@ -36,7 +36,9 @@ use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::IngestMetrics;
 use crate::tenants::AlertingByTenant;
 use access::{ApiJson, ApiQuery};
-use secumon_store::{Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError};
+use secumon_store::{
+    AgentFilter, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 /// Points a history answers with when no step is given.
@@ -88,12 +90,19 @@ pub(crate) struct Page {
 }
 
 impl PageParams {
-    fn apply<T>(&self, all: Vec<T>) -> Result<(Vec<T>, Page), ApiError> {
-        let limit = self.limit.unwrap_or(100) as usize;
+    /// The page's `(offset, limit)`, checked.
+    fn bounds(&self) -> Result<(u32, u32), ApiError> {
+        let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::bad_request("`limit` must be 1 to 1000"));
         }
-        let offset = self.offset.unwrap_or(0) as usize;
+        Ok((self.offset.unwrap_or(0), limit))
+    }
+
+    /// The page of `all` asked for, and where it sits.
+    fn apply<T>(&self, all: Vec<T>) -> Result<(Vec<T>, Page), ApiError> {
+        let (offset, limit) = self.bounds()?;
+        let (offset, limit) = (offset as usize, limit as usize);
         let total = all.len();
         let items: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
         let next_offset = (offset + items.len() < total).then_some(offset + items.len());
@@ -445,7 +454,8 @@ async fn host_history(
         aggregation,
     };
     let answer = state.store.query_range(&caller.tenant, &query).await?;
-    if answer.is_empty() && state.store.list_agents(&caller.tenant).await?.iter().all(|a| a.host != host) {
+    let on_host = AgentFilter { host: Some(host.clone()), limit: Some(1), ..Default::default() };
+    if answer.is_empty() && state.store.agents(&caller.tenant, &on_host).await?.0.is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));
     }
     Ok(Json(History {

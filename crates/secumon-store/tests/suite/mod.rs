@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use secumon_core::{CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity};
 use secumon_store::{
-    Aggregation, AlertHistoryEntry, RangeQuery, SeriesSelector, Store, StoreError, StoreOptions, WriteOutcome,
+    AgentFilter, AgentRecord, Aggregation, AlertHistoryEntry, RangeQuery, SeriesSelector, Store, StoreError,
+    StoreOptions, WriteOutcome,
 };
 
 /// A database that tests can open, close and open again.
@@ -32,6 +33,7 @@ macro_rules! store_suite {
         store_suite!(@each $backend:
             stores_queries_and_drops_duplicates,
             tenants_do_not_see_each_other,
+            agents_are_paged_and_found_by_id_and_host,
             large_batches_with_every_part_survive_reopen,
             state_documents_survive_reopen_per_tenant,
             records_page_by_id_per_tenant_and_kind_and_delete_once,
@@ -133,6 +135,29 @@ pub async fn tenants_do_not_see_each_other(backend: &dyn Backend) {
     assert!(matches!(err, StoreError::TenantMismatch { .. }), "{err}");
     let acme_agent = &store.list_agents("acme").await.unwrap()[0];
     assert_eq!(acme_agent.batches, 1, "the rejected batch left no trace");
+}
+
+pub async fn agents_are_paged_and_found_by_id_and_host(backend: &dyn Backend) {
+    let store = backend.open().await;
+    for (agent, host) in [("a3", "web-2"), ("a1", "web-1"), ("a2", "web-1"), ("a4", "db-1")] {
+        store.write_batch("acme", &batch(agent, 1, host, vec![load(t0(), 1.0)])).await.unwrap();
+    }
+    store.write_batch("globex", &batch("b1", 1, "web-1", vec![load(t0(), 1.0)])).await.unwrap();
+    let ids = |agents: &[AgentRecord]| agents.iter().map(|a| a.agent_id.clone()).collect::<Vec<_>>();
+
+    let page = |offset, limit| AgentFilter { offset, limit: Some(limit), ..Default::default() };
+    let (first, total) = store.agents("acme", &page(0, 2)).await.unwrap();
+    assert_eq!((ids(&first), total), (vec!["a4".to_string(), "a1".into()], 4), "by host, then id");
+    let (rest, total) = store.agents("acme", &page(2, 10)).await.unwrap();
+    assert_eq!((ids(&rest), total), (vec!["a2".to_string(), "a3".into()], 4));
+    let (beyond, total) = store.agents("acme", &page(10, 10)).await.unwrap();
+    assert_eq!((beyond.len(), total), (0, 4), "past the end: nothing, but the count");
+
+    let on_host = AgentFilter { host: Some("web-1".into()), ..Default::default() };
+    assert_eq!(ids(&store.agents("acme", &on_host).await.unwrap().0), ["a1", "a2"]);
+    let one = AgentFilter { agent_id: Some("b1".into()), ..Default::default() };
+    assert_eq!(store.agents("acme", &one).await.unwrap(), (vec![], 0), "another tenant's agent is not found");
+    assert_eq!(ids(&store.agents("globex", &one).await.unwrap().0), ["b1"]);
 }
 
 pub async fn large_batches_with_every_part_survive_reopen(backend: &dyn Backend) {
