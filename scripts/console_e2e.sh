@@ -67,7 +67,16 @@ tmux send-keys -t "$session" Enter
 expect "ack by e2e-operator" "the acknowledged state"
 curl -sf "${auth[@]}" "http://127.0.0.1:$api/api/v1/alerts" | grep -q '"by":"e2e-operator"' \
   || { echo "console_e2e: FAILED, the server does not show the acknowledgement" >&2; exit 1; }
+tmux send-keys -t "$session" h
+expect "History of AlwaysOn" "the rule's history"
+expect "inactive → " "a transition in it"
+tmux send-keys -t "$session" x s
+expect "silence for: 1h" "the silence prompt"
+tmux send-keys -t "$session" Enter
+expect "silenced for 1h" "the silence went through"
+curl -sf "${auth[@]}" "http://127.0.0.1:$api/api/v1/silences" | grep -q '"created_by":"e2e-operator"' \
+  || { echo "console_e2e: FAILED, the server has no silence from the console" >&2; exit 1; }
 tmux send-keys -t "$session" '?'
 expect "Help" "the help overlay"
 tmux send-keys -t "$session" x q
-echo "console_e2e: ok (overview, live stream, host detail, alerts centre, acknowledge, help)"
+echo "console_e2e: ok (overview, live stream, host detail, alerts centre, acknowledge, rule history, silence, help)"

@@ -73,6 +73,9 @@ enum Command {
         /// Name recorded on acknowledgements (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         user: String,
+        /// Start on this tenant (a super-admin's; `t` switches in the console).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Shell completions, to source or install.
     ///
@@ -249,8 +252,8 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
         }
         Command::Users(args) => users::run(args).await,
         Command::Secrets { command: SecretsCommand::Seal, data_dir } => users::seal_secret(&data_dir),
-        Command::Console { server, user } => {
-            secumon_console::run(&server, token, &user).await.context("console terminal failed")?;
+        Command::Console { server, user, tenant } => {
+            secumon_console::run(&server, token, &user, tenant).await.context("console terminal failed")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe { config } => {

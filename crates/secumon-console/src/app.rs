@@ -160,6 +160,13 @@ pub enum Event {
     Done(String),
     /// The live stream connected (`true`) or was lost (`false`).
     Live(bool),
+    /// The tenants a super-admin may switch between.
+    Tenants(Vec<String>),
+    /// A rule's latest history entries, newest first (one line each).
+    RuleHistory {
+        rule: String,
+        lines: Vec<String>,
+    },
     /// A left click at this column and row.
     Click {
         column: u16,
@@ -171,8 +178,22 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Refresh,
-    LoadHost { host: String, range: Range },
-    Acknowledge { id: String, comment: String },
+    LoadHost {
+        host: String,
+        range: Range,
+    },
+    Acknowledge {
+        id: String,
+        comment: String,
+    },
+    /// Look at another tenant (`None`: the caller's own).
+    SwitchTenant(Option<String>),
+    /// Silence alerts with exactly these labels for a duration (`1h`, `30m`).
+    Silence {
+        matchers: std::collections::BTreeMap<String, String>,
+        duration: String,
+    },
+    LoadRuleHistory(String),
     Quit,
 }
 
@@ -193,6 +214,14 @@ pub struct App {
     pub connected: bool,
     /// Updates arrive from the server's live stream (else the console polls).
     pub live: bool,
+    /// Tenants a super-admin may look at (empty for everyone else) and the one shown
+    /// (`None`: the caller's own).
+    pub tenants: Vec<String>,
+    pub tenant: Option<String>,
+    /// The overview's order.
+    pub sort: SortBy,
+    /// A rule's history shown over the alerts centre (Alerts, `h`).
+    pub rule_history: Option<(String, Vec<String>)>,
     pub status: String,
     pub now_ms: i64,
 }
@@ -200,7 +229,48 @@ pub struct App {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Filter,
-    Comment { alert: String, text: String },
+    Comment {
+        alert: String,
+        text: String,
+    },
+    /// How long to silence the selected alert for.
+    SilenceFor {
+        matchers: std::collections::BTreeMap<String, String>,
+        text: String,
+    },
+}
+
+/// The overview's order (`o` cycles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// Most firing alerts first, then by name.
+    Alerts,
+    Name,
+    Cpu,
+    Memory,
+    Disk,
+    LastSeen,
+}
+
+impl SortBy {
+    const ALL: [SortBy; 6] =
+        [SortBy::Alerts, SortBy::Name, SortBy::Cpu, SortBy::Memory, SortBy::Disk, SortBy::LastSeen];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            SortBy::Alerts => "alerts",
+            SortBy::Name => "name",
+            SortBy::Cpu => "CPU",
+            SortBy::Memory => "memory",
+            SortBy::Disk => "disk",
+            SortBy::LastSeen => "last seen",
+        }
+    }
+
+    fn next(self) -> Self {
+        let at = Self::ALL.iter().position(|s| *s == self).unwrap_or(0);
+        Self::ALL[(at + 1) % Self::ALL.len()]
+    }
 }
 
 impl App {
@@ -218,6 +288,10 @@ impl App {
             host: None,
             connected: false,
             live: false,
+            tenants: Vec::new(),
+            tenant: None,
+            sort: SortBy::Alerts,
+            rule_history: None,
             status: "connecting…".into(),
             now_ms: 0,
         }
@@ -232,7 +306,19 @@ impl App {
                 || h.labels.iter().any(|(k, v)| format!("{k}={v}").to_lowercase().contains(&filter))
         };
         let mut hosts: Vec<&HostRow> = self.data.hosts.iter().filter(|h| matches(h)).collect();
-        hosts.sort_by(|a, b| b.firing.cmp(&a.firing).then(a.host.cmp(&b.host)));
+        // Largest first for gauges; hosts without a value last.
+        let gauge = |h: &HostRow, pick: fn(&HostRow) -> Option<f64>| pick(h).unwrap_or(f64::NEG_INFINITY);
+        hosts.sort_by(|a, b| {
+            let order = match self.sort {
+                SortBy::Alerts => b.firing.cmp(&a.firing),
+                SortBy::Name => std::cmp::Ordering::Equal,
+                SortBy::Cpu => gauge(b, |h| h.cpu).total_cmp(&gauge(a, |h| h.cpu)),
+                SortBy::Memory => gauge(b, |h| h.memory).total_cmp(&gauge(a, |h| h.memory)),
+                SortBy::Disk => gauge(b, |h| h.disk).total_cmp(&gauge(a, |h| h.disk)),
+                SortBy::LastSeen => b.last_seen_ms.cmp(&a.last_seen_ms),
+            };
+            order.then(a.host.cmp(&b.host))
+        });
         hosts
     }
 
@@ -267,6 +353,14 @@ impl App {
             }
             Event::Live(live) => {
                 self.live = live;
+                None
+            }
+            Event::Tenants(tenants) => {
+                self.tenants = tenants;
+                None
+            }
+            Event::RuleHistory { rule, lines } => {
+                self.rule_history = Some((rule, lines));
                 None
             }
             Event::Done(message) => {
@@ -315,12 +409,26 @@ impl App {
                     text.push(c);
                     None
                 }
+                (Input::SilenceFor { matchers, text }, KeyCode::Enter) => {
+                    let command = Command::Silence { matchers: matchers.clone(), duration: text.clone() };
+                    self.input = None;
+                    Some(command)
+                }
+                (Input::SilenceFor { text, .. }, KeyCode::Backspace) => {
+                    text.pop();
+                    None
+                }
+                (Input::SilenceFor { text, .. }, KeyCode::Char(c)) => {
+                    text.push(c);
+                    None
+                }
                 _ => None,
             };
         }
-        if self.help || self.check_detail {
+        if self.help || self.check_detail || self.rule_history.is_some() {
             self.help = false;
             self.check_detail = false;
+            self.rule_history = None;
             return None;
         }
         match key.code {
@@ -353,6 +461,20 @@ impl App {
                 None
             }
             KeyCode::Char('r') => Some(Command::Refresh),
+            KeyCode::Char('t') => self.next_tenant(),
+            KeyCode::Char('o') if self.view == View::Overview => {
+                self.sort = self.sort.next();
+                self.selected = 0;
+                None
+            }
+            KeyCode::Char('s') if self.view == View::Alerts => {
+                let alert = self.data.alerts.get(self.selected)?;
+                self.input = Some(Input::SilenceFor { matchers: alert.labels.clone(), text: "1h".into() });
+                None
+            }
+            KeyCode::Char('h') if self.view == View::Alerts => {
+                self.data.alerts.get(self.selected).map(|alert| Command::LoadRuleHistory(alert.rule.clone()))
+            }
             KeyCode::Enter if self.view == View::Overview => {
                 let host = self.visible_hosts().get(self.selected).map(|h| h.host.clone())?;
                 self.view = View::Host;
@@ -374,6 +496,27 @@ impl App {
             }
             _ => None,
         }
+    }
+
+    /// `t`: the next tenant of a super-admin's list, then back to the caller's own.
+    fn next_tenant(&mut self) -> Option<Command> {
+        if self.tenants.is_empty() {
+            self.status = "switching tenants needs a super-admin".into();
+            return None;
+        }
+        let next = match &self.tenant {
+            None => self.tenants.first().cloned(),
+            Some(current) => self.tenants.iter().skip_while(|t| *t != current).nth(1).cloned(),
+        };
+        self.tenant = next.clone();
+        self.data = Snapshot::default();
+        self.host = None;
+        self.selected = 0;
+        if self.view == View::Host {
+            self.view = View::Overview;
+        }
+        self.status = format!("tenant {}", next.as_deref().unwrap_or("(your own)"));
+        Some(Command::SwitchTenant(next))
     }
 
     /// The tab bar picks a view; a table row is selected (tables start on the fourth line,
@@ -427,6 +570,67 @@ mod tests {
         let host =
             |name: &str, firing| HostRow { host: name.into(), status: "online".into(), firing, ..Default::default() };
         Snapshot { hosts: vec![host("web-2", 0), host("db-1", 0), host("web-1", 2)], ..Default::default() }
+    }
+
+    #[test]
+    fn silencing_an_alert_and_reading_its_rules_history() {
+        let mut app = App::new("http://x");
+        let labels = std::collections::BTreeMap::from([("alertname".to_string(), "DiskFull".to_string())]);
+        let alert = AlertRow {
+            id: "a1".into(),
+            rule: "DiskFull".into(),
+            state: "firing".into(),
+            severity: "critical".into(),
+            labels: labels.clone(),
+            since_ms: 0,
+            value: 0.95,
+            acknowledged: None,
+        };
+        app.update(Event::Data(Snapshot { alerts: vec![alert], ..Default::default() }));
+        app.view = View::Alerts;
+        app.update(key(KeyCode::Char('s')));
+        app.update(key(KeyCode::Backspace));
+        app.update(key(KeyCode::Backspace));
+        for c in "30m".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            Some(Command::Silence { matchers: labels, duration: "30m".into() })
+        );
+        assert_eq!(app.update(key(KeyCode::Char('h'))), Some(Command::LoadRuleHistory("DiskFull".into())));
+        app.update(Event::RuleHistory { rule: "DiskFull".into(), lines: vec!["firing".into()] });
+        assert!(app.rule_history.is_some());
+        app.update(key(KeyCode::Char('x')));
+        assert!(app.rule_history.is_none(), "any key closes it");
+    }
+
+    #[test]
+    fn the_overview_sorts_by_each_gauge() {
+        let mut app = App::new("http://x");
+        let mut snapshot = hosts();
+        snapshot.hosts[0].cpu = Some(0.9);
+        snapshot.hosts[1].cpu = Some(0.1);
+        app.update(Event::Data(snapshot));
+        let order = |app: &App| app.visible_hosts().iter().map(|h| h.host.clone()).collect::<Vec<_>>();
+        assert_eq!(order(&app), ["web-1", "db-1", "web-2"], "firing alerts first");
+        app.update(key(KeyCode::Char('o')));
+        assert_eq!((app.sort, order(&app)), (SortBy::Name, vec!["db-1".into(), "web-1".into(), "web-2".into()]));
+        app.update(key(KeyCode::Char('o')));
+        assert_eq!(order(&app), ["web-2", "db-1", "web-1"], "busiest CPU first, no value last");
+    }
+
+    #[test]
+    fn a_super_admin_cycles_through_tenants_and_back() {
+        let mut app = App::new("http://x");
+        app.update(Event::Data(hosts()));
+        assert_eq!(app.update(key(KeyCode::Char('t'))), None);
+        assert!(app.status.contains("super-admin"), "{}", app.status);
+        app.update(Event::Tenants(vec!["acme".into(), "globex".into()]));
+        assert_eq!(app.update(key(KeyCode::Char('t'))), Some(Command::SwitchTenant(Some("acme".into()))));
+        assert!(app.data.hosts.is_empty(), "another tenant's hosts are not mixed with these");
+        assert_eq!(app.update(key(KeyCode::Char('t'))), Some(Command::SwitchTenant(Some("globex".into()))));
+        assert_eq!(app.update(key(KeyCode::Char('t'))), Some(Command::SwitchTenant(None)), "back to one's own");
     }
 
     #[test]

@@ -2,10 +2,16 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde_json::Value;
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Range, Snapshot};
+
+/// A super-admin's choice of tenant, per request.
+const TENANT_HEADER: &str = "x-secumon-tenant";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -47,17 +53,44 @@ pub struct ApiClient {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// The tenant a super-admin looks at (`X-Secumon-Tenant`); `None`: the caller's own.
+    tenant: Arc<watch::Sender<Option<String>>>,
 }
 
 impl ApiClient {
     pub fn new(server: &str, token: Option<String>) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        Self { base: format!("{}/api/v1", server.trim_end_matches('/')), token, http }
+        Self {
+            base: format!("{}/api/v1", server.trim_end_matches('/')),
+            token,
+            http,
+            tenant: Arc::new(watch::Sender::new(None)),
+        }
+    }
+
+    /// Looks at `tenant` from now on (a super-admin's switch); `None`: the caller's own.
+    pub fn set_tenant(&self, tenant: Option<String>) {
+        self.tenant.send_replace(tenant);
+    }
+
+    /// Says when the tenant changes.
+    pub fn tenant_changes(&self) -> watch::Receiver<Option<String>> {
+        self.tenant.subscribe()
+    }
+
+    /// Every tenant, for a super-admin; refused for anyone else.
+    pub async fn tenants(&self) -> Result<Vec<String>, ClientError> {
+        let body = self.get("/tenants", &[("limit", "1000")]).await?;
+        serde_json::from_value(body["tenants"].clone()).map_err(|e| ClientError::Shape(e.to_string()))
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let request = match self.tenant.borrow().as_deref() {
+            Some(tenant) => request.header(TENANT_HEADER, tenant),
             None => request,
         };
         let response = request.send().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
@@ -110,6 +143,10 @@ impl ApiClient {
         if let Some(token) = &self.token {
             let value = format!("Bearer {token}").parse().map_err(|_| ClientError::Refused("bad token".into()))?;
             request.headers_mut().insert("authorization", value);
+        }
+        if let Some(tenant) = self.tenant.borrow().as_deref() {
+            let value = tenant.parse().map_err(|_| ClientError::Refused("bad tenant name".into()))?;
+            request.headers_mut().insert(TENANT_HEADER, value);
         }
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|_| unreachable())?;
         let subscribe = r#"{"subscribe": {"alerts": true, "checks": true}}"#;
@@ -269,8 +306,53 @@ impl ApiClient {
         })
     }
 
+    /// Silences alerts with exactly `matchers` for `duration`.
+    pub async fn silence(
+        &self,
+        matchers: &std::collections::BTreeMap<String, String>,
+        duration: &str,
+        by: &str,
+    ) -> Result<(), ClientError> {
+        let body = serde_json::json!({"matchers": matchers, "duration": duration, "created_by": by,
+            "comment": "from the console"});
+        self.send(self.http.post(format!("{}/silences", self.base)).json(&body)).await.map(|_| ())
+    }
+
+    /// A rule's latest history entries, newest first, one line each.
+    pub async fn rule_history(&self, rule: &str, now_ms: i64) -> Result<Vec<String>, ClientError> {
+        let body = self.get(&format!("/alert-rules/{rule}/history"), &[("limit", "50")]).await?;
+        Ok(body["history"].as_array().into_iter().flatten().map(|entry| history_line(entry, now_ms)).collect())
+    }
+
     pub async fn acknowledge(&self, id: &str, by: &str, comment: &str) -> Result<(), ClientError> {
         let body = serde_json::json!({"by": by, "comment": comment});
         self.send(self.http.post(format!("{}/alerts/{id}/acknowledge", self.base)).json(&body)).await.map(|_| ())
     }
+}
+
+/// One history entry as a line: when, what, and the labels it concerned.
+fn history_line(entry: &Value, now_ms: i64) -> String {
+    let ago = crate::render::ago(now_ms, entry["at_ms"].as_i64().unwrap_or(0));
+    let labels = entry["labels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "tenant"))
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let what = match entry["kind"].as_str().unwrap_or("?") {
+        "transition" => format!(
+            "{} → {} (value {})",
+            entry["from"].as_str().unwrap_or("?"),
+            entry["to"].as_str().unwrap_or("?"),
+            entry["value"]
+        ),
+        "delivery_failed" => format!("delivery to {} failed: {}", entry["channel"], entry["error"]),
+        other => other.replace('_', " "),
+    };
+    format!("{ago:>9}  {what}  {labels}")
 }

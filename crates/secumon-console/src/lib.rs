@@ -30,10 +30,10 @@ fn now_ms() -> i64 {
 }
 
 /// Runs the console on this terminal until the operator quits.
-pub async fn run(server: &str, token: Option<String>, user: &str) -> std::io::Result<()> {
+pub async fn run(server: &str, token: Option<String>, user: &str, tenant: Option<String>) -> std::io::Result<()> {
     let mut terminal = ratatui::init();
     let _ = ratatui::crossterm::execute!(std::io::stdout(), ratatui::crossterm::event::EnableMouseCapture);
-    let result = drive(&mut terminal, server, token, user).await;
+    let result = drive(&mut terminal, server, token, user, tenant).await;
     let _ = ratatui::crossterm::execute!(std::io::stdout(), ratatui::crossterm::event::DisableMouseCapture);
     ratatui::restore();
     result
@@ -44,8 +44,10 @@ async fn drive(
     server: &str,
     token: Option<String>,
     user: &str,
+    tenant: Option<String>,
 ) -> std::io::Result<()> {
     let client = ApiClient::new(server, token);
+    client.set_tenant(tenant.clone());
     let (events, mut incoming) = mpsc::unbounded_channel::<Event>();
 
     // Keys come from a blocking read on a thread of their own.
@@ -91,6 +93,7 @@ async fn drive(
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         loop {
+            let mut tenant_changes = streamer.tenant_changes();
             if let Ok(mut stream) = streamer.live().await {
                 backoff = Duration::from_secs(1);
                 live.store(true, Ordering::Relaxed);
@@ -98,8 +101,15 @@ async fn drive(
                     return;
                 }
                 wake.notify_one();
-                while stream.next_change().await.is_ok() {
-                    wake.notify_one();
+                loop {
+                    tokio::select! {
+                        change = stream.next_change() => match change {
+                            Ok(()) => wake.notify_one(),
+                            Err(_) => break,
+                        },
+                        // Another tenant: its own stream.
+                        _ = tenant_changes.changed() => break,
+                    }
                 }
                 live.store(false, Ordering::Relaxed);
                 if announcer.send(Event::Live(false)).is_err() {
@@ -111,7 +121,16 @@ async fn drive(
         }
     });
 
+    // A super-admin may switch tenants; for anyone else the list is refused and stays empty.
+    let (lister, announcer) = (client.clone(), events.clone());
+    tokio::spawn(async move {
+        if let Ok(tenants) = lister.tenants().await {
+            let _ = announcer.send(Event::Tenants(tenants));
+        }
+    });
+
     let mut app = App::new(server);
+    app.tenant = tenant;
     loop {
         app.now_ms = now_ms();
         terminal.draw(|frame| render::render(&app, frame))?;
@@ -119,6 +138,28 @@ async fn drive(
         match app.update(event) {
             Some(Command::Quit) => return Ok(()),
             Some(Command::Refresh) => refresh_now.notify_one(),
+            Some(Command::Silence { matchers, duration }) => {
+                let (client, events, user) = (client.clone(), events.clone(), user.to_string());
+                tokio::spawn(async move {
+                    let _ = events.send(match client.silence(&matchers, &duration, &user).await {
+                        Ok(()) => Event::Done(format!("silenced for {duration}")),
+                        Err(error) => Event::Failed(error.to_string()),
+                    });
+                });
+            }
+            Some(Command::LoadRuleHistory(rule)) => {
+                let (client, events) = (client.clone(), events.clone());
+                tokio::spawn(async move {
+                    let _ = events.send(match client.rule_history(&rule, now_ms()).await {
+                        Ok(lines) => Event::RuleHistory { rule, lines },
+                        Err(error) => Event::Failed(error.to_string()),
+                    });
+                });
+            }
+            Some(Command::SwitchTenant(tenant)) => {
+                client.set_tenant(tenant);
+                refresh_now.notify_one();
+            }
             Some(Command::LoadHost { host, range }) => {
                 let (client, events) = (client.clone(), events.clone());
                 tokio::spawn(async move {

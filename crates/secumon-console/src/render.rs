@@ -39,8 +39,11 @@ pub fn ago(now_ms: i64, then_ms: i64) -> String {
 pub fn render(app: &App, frame: &mut Frame) {
     let [tabs, body, status] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
-    let titles: Vec<Line> =
+    let mut titles: Vec<Line> =
         View::TABS.iter().enumerate().map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title()))).collect();
+    if let Some(tenant) = &app.tenant {
+        titles.push(Line::from(format!("tenant {tenant}")).style(Style::new().fg(Color::Yellow)));
+    }
     let selected = View::TABS.iter().position(|v| *v == app.view).unwrap_or(0);
     frame.render_widget(
         Tabs::new(titles).select(selected).highlight_style(Style::new().add_modifier(Modifier::REVERSED)).divider("│"),
@@ -55,6 +58,9 @@ pub fn render(app: &App, frame: &mut Frame) {
     }
     let (text, colour) = match &app.input {
         Some(Input::Filter) => (format!("filter: {}▏ (Enter to keep, Esc to leave)", app.filter), Color::Cyan),
+        Some(Input::SilenceFor { text, .. }) => {
+            (format!("silence for: {text}▏ (e.g. 30m, 4h; Enter to silence, Esc to cancel)"), Color::Cyan)
+        }
         Some(Input::Comment { text, .. }) => {
             (format!("acknowledge, comment: {text}▏ (Enter to send, Esc to cancel)"), Color::Cyan)
         }
@@ -73,14 +79,35 @@ pub fn render(app: &App, frame: &mut Frame) {
     {
         check_detail(check, frame);
     }
+    if let Some((rule, lines)) = &app.rule_history {
+        let lines: Vec<Line> = if lines.is_empty() {
+            vec![Line::from("No history yet.")]
+        } else {
+            lines.iter().map(|l| Line::from(l.clone())).collect()
+        };
+        popup(frame, format!(" History of {rule} — any key closes "), lines);
+    }
+}
+
+/// A bordered box over the screen, two cells in from its edges.
+fn popup(frame: &mut Frame, title: String, lines: Vec<Line>) {
+    let area = frame.area();
+    let popup = Rect {
+        x: area.x + 2.min(area.width),
+        y: area.y + 1.min(area.height),
+        width: area.width.saturating_sub(4),
+        height: area.height.saturating_sub(2),
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(title)), popup);
 }
 
 fn overview(app: &App, frame: &mut Frame, area: Rect) {
     let hosts = app.visible_hosts();
     let title = if app.filter.is_empty() {
-        format!(" Hosts ({}) ", hosts.len())
+        format!(" Hosts ({}, by {}) ", hosts.len(), app.sort.title())
     } else {
-        format!(" Hosts ({} matching {:?}) ", hosts.len(), app.filter)
+        format!(" Hosts ({} matching {:?}, by {}) ", hosts.len(), app.filter, app.sort.title())
     };
     if hosts.is_empty() {
         let text = if app.data.hosts.is_empty() { "No host has reported yet." } else { "No host matches the filter." };
@@ -347,26 +374,13 @@ fn checks(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn check_detail(check: &crate::app::CheckRow, frame: &mut Frame) {
-    let area = frame.area();
-    let popup = Rect {
-        x: area.x + 2.min(area.width),
-        y: area.y + 1.min(area.height),
-        width: area.width.saturating_sub(4),
-        height: area.height.saturating_sub(2),
-    };
     let text = serde_json::to_string_pretty(&check.result.details).unwrap_or_default();
     let lines: Vec<Line> = text.lines().map(|l| Line::from(l.to_string())).collect();
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered().title(format!(" {} {} — any key closes ", check.result.kind, check.result.target)),
-        ),
-        popup,
-    );
+    popup(frame, format!(" {} {} — any key closes ", check.result.kind, check.result.target), lines);
 }
 
 fn alerts(app: &App, frame: &mut Frame, area: Rect) {
-    let title = " Alerts (a acknowledge) ";
+    let title = " Alerts (a acknowledge, s silence, h rule history) ";
     if app.data.alerts.is_empty() {
         frame.render_widget(Paragraph::new("No alert pending or firing.").block(Block::bordered().title(title)), area);
         return;
@@ -441,6 +455,9 @@ fn help(frame: &mut Frame) {
         "/           filter hosts by name",
         "a           acknowledge the alert (Alerts)",
         "r           refresh now",
+        "t           next tenant (super-admin)",
+        "o           sort hosts: alerts, name, CPU, memory, disk, last seen",
+        "s / h       silence the alert / its rule's history (Alerts)",
         "Esc         back / cancel",
         "q Ctrl-C    quit",
     ];
@@ -539,7 +556,7 @@ mod tests {
         assert!(web.contains("10s ago"), "{web}");
         assert!(text.lines().find(|l| l.contains("db-1")).unwrap().contains("15m ago"));
         assert!(text.lines().last().unwrap().contains("connected to http://127.0.0.1:8080"));
-        assert!(text.contains("Hosts (2)"));
+        assert!(text.contains("Hosts (2, by alerts)"), "{text}");
     }
 
     #[test]
