@@ -151,9 +151,8 @@ pub fn seal_secret(data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     std::io::stdin().lock().read_line(&mut line).context("cannot read the secret")?;
     let secret = line.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
-        anyhow::bail!(
-            "nothing to seal: pipe the secret in, e.g. `printf %s \"$SMTP_PASSWORD\" | secumon secrets seal`"
-        );
+        eprintln!("secumon: nothing to seal: pipe the secret in, e.g. `printf %s \"$PASS\" | secumon secrets seal`");
+        return Ok(ExitCode::from(2));
     }
     println!("{}", secret_key(data_dir)?.seal_config_value(secret));
     Ok(ExitCode::SUCCESS)
