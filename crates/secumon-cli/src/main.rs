@@ -114,6 +114,8 @@ enum Command {
 #[derive(Subcommand)]
 enum SecretsCommand {
     /// Read one secret from standard input, print it sealed (`sealed:v1:...`).
+    ///
+    /// Example: printf %s "$SMTP_PASSWORD" | secumon secrets seal --data-dir /var/lib/secumon
     Seal,
 }
 

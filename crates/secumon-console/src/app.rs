@@ -162,6 +162,8 @@ pub enum Event {
     Live(bool),
     /// The tenants a super-admin may switch between.
     Tenants(Vec<String>),
+    /// The terminal changed size: draw again.
+    Resize,
     /// A rule's latest history entries, newest first (one line each).
     RuleHistory {
         rule: String,
@@ -359,6 +361,7 @@ impl App {
                 self.tenants = tenants;
                 None
             }
+            Event::Resize => None,
             Event::RuleHistory { rule, lines } => {
                 self.rule_history = Some((rule, lines));
                 None

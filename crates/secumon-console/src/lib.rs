@@ -59,6 +59,7 @@ async fn drive(
                 TerminalEvent::Mouse(MouseEvent {
                     kind: MouseEventKind::Down(MouseButton::Left), column, row, ..
                 }) => Event::Click { column, row },
+                TerminalEvent::Resize(..) => Event::Resize,
                 _ => continue,
             };
             if keys.send(event).is_err() {
@@ -131,10 +132,21 @@ async fn drive(
 
     let mut app = App::new(server);
     app.tenant = tenant;
+    // What is on screen: an event that changes nothing (a refresh bringing the same data)
+    // draws nothing, unless the "ago" columns are a second old.
+    let mut shown: Option<App> = None;
+    let mut resized = false;
     loop {
         app.now_ms = now_ms();
-        terminal.draw(|frame| render::render(&app, frame))?;
+        let unchanged = shown
+            .as_ref()
+            .is_some_and(|s| app.now_ms - s.now_ms < 1_000 && App { now_ms: s.now_ms, ..app.clone() } == *s);
+        if resized || !unchanged {
+            terminal.draw(|frame| render::render(&app, frame))?;
+            shown = Some(app.clone());
+        }
         let Some(event) = incoming.recv().await else { return Ok(()) };
+        resized = matches!(event, Event::Resize);
         match app.update(event) {
             Some(Command::Quit) => return Ok(()),
             Some(Command::Refresh) => refresh_now.notify_one(),
