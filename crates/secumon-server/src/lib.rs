@@ -320,17 +320,15 @@ fn open_channel_credentials(mut rules: RuleFile, secrets: &SecretBox) -> Result<
 /// Names the gRPC listener's certificate is valid for when none are configured.
 fn default_tls_names(grpc_addr: SocketAddr) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    if let Ok(host) = rustix_hostname() {
+    // A name a certificate cannot hold (`my_host`) is left out rather than failing the start.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
         names.push(host);
     }
     if !grpc_addr.ip().is_unspecified() && !grpc_addr.ip().is_loopback() {
         names.push(grpc_addr.ip().to_string());
     }
     names
-}
-
-fn rustix_hostname() -> Result<String, ()> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).map_err(|_| ())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
