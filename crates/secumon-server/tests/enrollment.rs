@@ -144,6 +144,40 @@ async fn an_enrolled_agent_pushes_for_its_tenant_until_it_is_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_agent_closes_its_open_stream() {
+    let setup = Setup::start().await;
+    let token = setup.provision().await;
+    let enrolled = enroll(&setup.collector(), &token, "agent-1", "web-1").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = PushClientConfig::new(setup.collector(), dir.path().join("spool"));
+    config.tls = Some(enrolled.tls.clone());
+    config.session = Some(session_file(&dir, &enrolled));
+    config.backoff_min = Duration::from_secs(30);
+    let client = PushClient::open(config).unwrap();
+    let runner = client.clone();
+    let run = tokio::spawn(async move { runner.run(std::future::pending()).await });
+    client.enqueue(batch("agent-1")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.stats().committed == 0 {
+        assert!(Instant::now() < deadline, "never delivered: {:?}", client.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(client.stats().connected);
+
+    let (status, _) = setup.call(reqwest::Method::DELETE, "/agents/agent-1", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.stats().connected {
+        assert!(Instant::now() < deadline, "the revoked agent's stream stayed open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.enqueue(batch("agent-1")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((client.stats().committed, client.stats().spool.pending_batches), (1, 1), "{:?}", client.stats());
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_before_they_are_used_up() {
     let setup = Setup::start().await;
     let token = setup.provision().await;

@@ -75,4 +75,9 @@ pub trait AgentGate: Send + Sync + 'static {
     async fn enroll(&self, request: EnrollRequest) -> Result<EnrollResponse, GateError>;
     /// Issues the next session token to an enrolled agent.
     async fn renew(&self, credentials: &PeerCredentials) -> Result<AgentSession, GateError>;
+
+    /// Ids of agents as they are revoked, so their open streams end at once.
+    fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }

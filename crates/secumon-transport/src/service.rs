@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::Stream;
 use secumon_core::IngestBatch;
 use secumon_core::proto::{AckStatus, AgentSession, Batch, EnrollRequest, EnrollResponse, PushAck, RenewRequest};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
@@ -93,13 +93,26 @@ impl<S: BatchSink> Ingest for IngestService<S> {
         let mut batches = request.into_inner();
         let sink = Arc::clone(&self.sink);
         let mut stopping = self.stopping.clone();
+        let mut revocations = admitted.agent_id.as_ref().and_then(|_| self.gate.as_ref()?.revocations());
         // A small buffer: acks are tiny, and a stalled reader should stall only its own stream.
         let (acks, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
                 let message = tokio::select! {
-                    message = batches.message() => message,
+                    message = batches.message() => Some(message),
                     _ = stopping.wait_for(|stop| *stop) => break,
+                    revoked = next_revocation(&mut revocations) => {
+                        if admitted.agent_id.as_deref() != Some(revoked.as_str()) {
+                            continue;
+                        }
+                        None
+                    }
+                };
+                let Some(message) = message else {
+                    let agent = admitted.agent_id.as_deref().unwrap_or_default();
+                    tracing::info!(?peer, %agent, "agent revoked; its stream is closed");
+                    let _ = acks.send(Err(Status::permission_denied(format!("agent {agent} was revoked")))).await;
+                    break;
                 };
                 let batch = match message {
                     Ok(Some(batch)) => batch,
@@ -145,6 +158,20 @@ impl<S: BatchSink> Ingest for IngestService<S> {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The next revoked agent id; never, without a revocation feed.
+async fn next_revocation(revocations: &mut Option<broadcast::Receiver<String>>) -> String {
+    let Some(receiver) = revocations else { return std::future::pending().await };
+    loop {
+        match receiver.recv().await {
+            Ok(agent_id) => return agent_id,
+            // Ids missed in a burst of revocations: those streams stay open until they end,
+            // and admission refuses their next connection.
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
     }
 }
 

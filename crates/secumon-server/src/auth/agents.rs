@@ -80,6 +80,8 @@ pub struct AgentAuthority {
     issuer: Issuer<'static, KeyPair>,
     /// Serialises renewals, so two racing with one token cannot both succeed.
     updates: tokio::sync::Mutex<()>,
+    /// Revoked agent ids, for the ingest service to close their open streams.
+    revoked: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AgentAuthority {
@@ -108,7 +110,14 @@ impl AgentAuthority {
         let key = KeyPair::from_pem(&key_pem).map_err(ca_error)?;
         let issuer = Issuer::from_ca_cert_pem(&stored.cert_pem, key).map_err(ca_error)?;
         let ca_der = pem_der(&stored.cert_pem)?;
-        Ok(Self { store, ca_pem: stored.cert_pem, ca_der, issuer, updates: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            store,
+            ca_pem: stored.cert_pem,
+            ca_der,
+            issuer,
+            updates: tokio::sync::Mutex::new(()),
+            revoked: tokio::sync::broadcast::channel(64).0,
+        })
     }
 
     /// The CA certificate, PEM.
@@ -170,6 +179,7 @@ impl AgentAuthority {
         }
         record.revoked_ms.get_or_insert(now_ms());
         self.store.put_record(SYSTEM, KIND_ENROLLMENT, agent_id, &serde_json::to_string(&record)?).await?;
+        let _ = self.revoked.send(agent_id.to_string());
         Ok(true)
     }
 
@@ -299,6 +309,10 @@ impl AgentGate for AgentAuthority {
         let body = serde_json::to_string(&record).map_err(unavailable)?;
         self.store.put_record(SYSTEM, KIND_ENROLLMENT, &request.agent_id, &body).await.map_err(unavailable)?;
         Ok(EnrollResponse { agent_id: request.agent_id, cert_pem, ca_pem: self.ca_pem.clone(), session: Some(session) })
+    }
+
+    fn revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.revoked.subscribe())
     }
 
     async fn renew(&self, credentials: &PeerCredentials) -> Result<AgentSession, GateError> {
