@@ -1,0 +1,73 @@
+//! The console's API client against a real server with tokens required: a super-admin lists
+//! tenants and switches between them, snapshots and the live stream follow the switch, and
+//! silences and rule histories go through.
+
+use std::time::Duration;
+
+use secumon_console::client::ApiClient;
+use secumon_server::auth::{LoginOutcome, Role};
+use secumon_server::{Server, ServerConfig};
+use serde_json::json;
+
+const PASSWORD: &str = "a long test password";
+
+async fn push(server: &Server, key: &str, host: &str, value: f64) {
+    let body = json!({"source": "test", "host": host, "samples": [
+        {"name": "cpu_usage_ratio", "labels": {"cpu": "all"}, "value": value}]});
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/ingest", server.api_addr()))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_super_admin_switches_tenants_and_the_live_stream_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig { open_access: false, ..ServerConfig::loopback(dir.path().join("s.db")) };
+    let server = Server::start(config).await.unwrap();
+    let accounts = server.accounts();
+    accounts.add_user("root", PASSWORD, "default", Role::Admin, true).await.unwrap();
+    accounts.create_tenant("acme").await.unwrap();
+    let (_, acme_key) = accounts.create_api_key("acme", "ops", Role::Admin, "t").await.unwrap();
+    let (_, default_key) = accounts.create_api_key("default", "ops", Role::Admin, "t").await.unwrap();
+    push(&server, &default_key, "home-1", 0.1).await;
+    push(&server, &acme_key, "acme-web", 0.42).await;
+    let LoginOutcome::Session(session) = accounts.login("root", PASSWORD, None).await.unwrap() else {
+        panic!("no MFA for this user")
+    };
+
+    let client = ApiClient::new(&format!("http://{}", server.api_addr()), Some(session.access_token));
+    assert_eq!(client.tenants().await.unwrap(), ["acme", "default"]);
+    let hosts =
+        |snapshot: secumon_console::app::Snapshot| snapshot.hosts.into_iter().map(|h| h.host).collect::<Vec<_>>();
+    assert_eq!(hosts(client.snapshot().await.unwrap()), ["home-1"], "its own tenant first");
+
+    client.set_tenant(Some("acme".into()));
+    let snapshot = client.snapshot().await.unwrap();
+    assert_eq!(snapshot.hosts[0].cpu, Some(0.42), "the gauge comes from the host summary");
+    assert_eq!(hosts(snapshot), ["acme-web"]);
+    let mut stream = client.live().await.expect("the live stream opens for acme");
+    push(&server, &default_key, "home-1", 0.2).await;
+    push(&server, &acme_key, "acme-web", 0.5).await;
+    tokio::time::timeout(Duration::from_secs(5), stream.next_change()).await.expect("acme's push arrives").unwrap();
+
+    let labels = std::collections::BTreeMap::from([("host".to_string(), "acme-web".to_string())]);
+    client.silence(&labels, "30m", "root").await.expect("silenced");
+    let silences = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/silences", server.api_addr()))
+        .bearer_auth(&acme_key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(silences.contains("acme-web") && silences.contains("root"), "{silences}");
+    let refused = client.rule_history("NoSuchRule", 0).await.err().expect("an unknown rule is refused");
+    assert!(refused.to_string().contains("NoSuchRule"), "{refused}");
+    server.shutdown().await;
+}
