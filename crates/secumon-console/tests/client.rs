@@ -67,7 +67,7 @@ async fn a_super_admin_switches_tenants_and_the_live_stream_follows() {
         .await
         .unwrap();
     assert!(silences.contains("acme-web") && silences.contains("root"), "{silences}");
-    let refused = client.rule_history("NoSuchRule", 0).await.err().expect("an unknown rule is refused");
+    let refused = client.rule_history("NoSuchRule", 0).await.expect_err("an unknown rule is refused");
     assert!(refused.to_string().contains("NoSuchRule"), "{refused}");
     server.shutdown().await;
 }
