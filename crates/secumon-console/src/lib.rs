@@ -151,21 +151,17 @@ async fn drive(
             Some(Command::Quit) => return Ok(()),
             Some(Command::Refresh) => refresh_now.notify_one(),
             Some(Command::Silence { matchers, duration }) => {
-                let (client, events, user) = (client.clone(), events.clone(), user.to_string());
-                tokio::spawn(async move {
-                    let _ = events.send(match client.silence(&matchers, &duration, &user).await {
-                        Ok(()) => Event::Done(format!("silenced for {duration}")),
-                        Err(error) => Event::Failed(error.to_string()),
-                    });
+                let (client, user) = (client.clone(), user.to_string());
+                answer(&events, async move {
+                    client.silence(&matchers, &duration, &user).await?;
+                    Ok(Event::Done(format!("silenced for {duration}")))
                 });
             }
             Some(Command::LoadRuleHistory(rule)) => {
-                let (client, events) = (client.clone(), events.clone());
-                tokio::spawn(async move {
-                    let _ = events.send(match client.rule_history(&rule, now_ms()).await {
-                        Ok(lines) => Event::RuleHistory { rule, lines },
-                        Err(error) => Event::Failed(error.to_string()),
-                    });
+                let client = client.clone();
+                answer(&events, async move {
+                    let lines = client.rule_history(&rule, now_ms()).await?;
+                    Ok(Event::RuleHistory { rule, lines })
                 });
             }
             Some(Command::SwitchTenant(tenant)) => {
@@ -173,24 +169,28 @@ async fn drive(
                 refresh_now.notify_one();
             }
             Some(Command::LoadHost { host, range }) => {
-                let (client, events) = (client.clone(), events.clone());
-                tokio::spawn(async move {
-                    let _ = events.send(match client.host(&host, range).await {
-                        Ok(detail) => Event::Host(detail),
-                        Err(error) => Event::Failed(error.to_string()),
-                    });
-                });
+                let client = client.clone();
+                answer(&events, async move { Ok(Event::Host(client.host(&host, range).await?)) });
             }
             Some(Command::Acknowledge { id, comment }) => {
-                let (client, events, user) = (client.clone(), events.clone(), user.to_string());
-                tokio::spawn(async move {
-                    let _ = events.send(match client.acknowledge(&id, &user, &comment).await {
-                        Ok(()) => Event::Done(format!("alert {id} acknowledged")),
-                        Err(error) => Event::Failed(error.to_string()),
-                    });
+                let (client, user) = (client.clone(), user.to_string());
+                answer(&events, async move {
+                    client.acknowledge(&id, &user, &comment).await?;
+                    Ok(Event::Done(format!("alert {id} acknowledged")))
                 });
             }
             None => {}
         }
     }
+}
+
+/// Runs one API call off the event loop and hands its outcome back as an event.
+fn answer(
+    events: &mpsc::UnboundedSender<Event>,
+    call: impl std::future::Future<Output = Result<Event, client::ClientError>> + Send + 'static,
+) {
+    let events = events.clone();
+    tokio::spawn(async move {
+        let _ = events.send(call.await.unwrap_or_else(|error| Event::Failed(error.to_string())));
+    });
 }

@@ -160,6 +160,36 @@ pub enum WriteOutcome {
     Duplicate,
 }
 
+/// An `agents` row, the same in both backends.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentRow {
+    agent_id: String,
+    tenant_id: String,
+    host: String,
+    labels: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    last_sequence: i64,
+    batches: i64,
+}
+
+impl TryFrom<AgentRow> for AgentRecord {
+    type Error = StoreError;
+
+    fn try_from(row: AgentRow) -> Result<Self, StoreError> {
+        Ok(AgentRecord {
+            agent_id: row.agent_id,
+            tenant: row.tenant_id,
+            host: row.host,
+            labels: serde_json::from_str(&row.labels)?,
+            first_seen_ms: row.first_seen_ms,
+            last_seen_ms: row.last_seen_ms,
+            last_sequence: row.last_sequence as u64,
+            batches: row.batches as u64,
+        })
+    }
+}
+
 /// Which agents [`Store::agents`] answers, and which page of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentFilter {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
@@ -26,11 +26,20 @@ use crate::records::{
     latest_check, status_text,
 };
 use crate::{
-    AgentFilter, AgentRecord, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport, ImportSummary,
-    LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport,
+    ImportSummary, LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier,
+    WriteOutcome,
 };
 
 const DAY_MS: i64 = 86_400_000;
+
+/// An agent row with the count of all rows its query matched.
+#[derive(sqlx::FromRow)]
+struct CountedAgentRow {
+    #[sqlx(flatten)]
+    agent: AgentRow,
+    total: i64,
+}
 /// How often the background task rolls up and applies retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
@@ -413,31 +422,18 @@ impl Store for PgStore {
         // LIMIT NULL: no limit.
         select.push(" ORDER BY host, agent_id LIMIT ").push_bind(filter.limit.map(i64::from));
         select.push(" OFFSET ").push_bind(i64::from(filter.offset));
-        let rows = select.build().fetch_all(&mut *tx).await?;
+        let rows: Vec<CountedAgentRow> = select.build_query_as().fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let total = match rows.first() {
-            Some(row) => row.try_get::<i64, _>("total")? as u64,
+            Some(row) => row.total as u64,
             // Past the last page, or nothing at all: count without the window.
             None if filter.offset > 0 => {
                 self.agents(tenant, &AgentFilter { offset: 0, limit: Some(1), ..filter.clone() }).await?.1
             }
             None => 0,
         };
-        let agents = rows
-            .iter()
-            .map(|row| {
-                Ok(AgentRecord {
-                    agent_id: row.try_get("agent_id")?,
-                    tenant: row.try_get("tenant_id")?,
-                    host: row.try_get("host")?,
-                    labels: serde_json::from_str(row.try_get("labels")?)?,
-                    first_seen_ms: row.try_get("first_seen_ms")?,
-                    last_seen_ms: row.try_get("last_seen_ms")?,
-                    last_sequence: row.try_get::<i64, _>("last_sequence")? as u64,
-                    batches: row.try_get::<i64, _>("batches")? as u64,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let agents =
+            rows.into_iter().map(|row| AgentRecord::try_from(row.agent)).collect::<Result<Vec<_>, StoreError>>()?;
         Ok((agents, total))
     }
 

@@ -23,7 +23,7 @@ use crate::records::{
     latest_check, status_text,
 };
 use crate::{
-    AgentFilter, AgentRecord, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
     MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
 };
 
@@ -110,19 +110,6 @@ fn agent_conditions(query: &mut QueryBuilder<'_, Sqlite>, tenant: &str, filter: 
     if let Some(host) = &filter.host {
         query.push(" AND host = ").push_bind(host.clone());
     }
-}
-
-fn agent_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord, StoreError> {
-    Ok(AgentRecord {
-        agent_id: row.try_get("agent_id")?,
-        tenant: row.try_get("tenant_id")?,
-        host: row.try_get("host")?,
-        labels: serde_json::from_str(row.try_get("labels")?)?,
-        first_seen_ms: row.try_get("first_seen_ms")?,
-        last_seen_ms: row.try_get("last_seen_ms")?,
-        last_sequence: row.try_get::<i64, _>("last_sequence")? as u64,
-        batches: row.try_get::<i64, _>("batches")? as u64,
-    })
 }
 
 async fn resolve_series(conn: &mut SqliteConnection, tenant: &str, keys: &[SeriesKey]) -> Result<Vec<u32>, StoreError> {
@@ -280,8 +267,8 @@ impl Store for SqliteStore {
         // LIMIT -1: no limit.
         select.push(" ORDER BY host, agent_id LIMIT ").push_bind(filter.limit.map_or(-1, i64::from));
         select.push(" OFFSET ").push_bind(i64::from(filter.offset));
-        let rows = select.build().fetch_all(&self.engine.reader).await?;
-        let agents = rows.iter().map(agent_from_row).collect::<Result<Vec<_>, StoreError>>()?;
+        let rows: Vec<AgentRow> = select.build_query_as().fetch_all(&self.engine.reader).await?;
+        let agents = rows.into_iter().map(AgentRecord::try_from).collect::<Result<Vec<_>, StoreError>>()?;
         if filter.limit.is_none() && filter.offset == 0 {
             let total = agents.len() as u64;
             return Ok((agents, total));

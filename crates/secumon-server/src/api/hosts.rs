@@ -10,6 +10,7 @@ use secumon_core::{Labels, now_ms};
 use secumon_store::{AgentFilter, Aggregation, LatestCheck, RangeQuery, SeriesSelector};
 use serde::{Deserialize, Serialize};
 
+use super::HistorySeries;
 use super::access::ApiQuery;
 use super::agents::AgentView;
 use super::config::TenantConfig;
@@ -124,15 +125,8 @@ pub struct NetworkTarget {
     #[schema(value_type = Vec<Object>)]
     pub checks: Vec<LatestCheck>,
     pub step_ms: i64,
-    pub latency: Vec<LatencySeries>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LatencySeries {
-    pub labels: Labels,
-    /// Average check duration in seconds per step; `None` where no check ran.
-    #[schema(value_type = Vec<Vec<Value>>)]
-    pub points: Vec<(i64, Option<f64>)>,
+    /// Average check duration in seconds per step, per probe; `null` where no check ran.
+    pub latency: Vec<HistorySeries>,
 }
 
 #[utoipa::path(get, path = "/api/v1/metrics/network/{target}", tag = "metrics", params(("target" = String, Path, description = "Check target or check id"), NetworkParams), responses((status = 200, description = "OK", body = NetworkTarget)))]
@@ -165,19 +159,6 @@ pub(super) async fn network_target(
         step_ms,
         aggregation: Aggregation::Avg,
     };
-    let latency = state
-        .store
-        .query_range(&caller.tenant, &query)
-        .await?
-        .into_iter()
-        .map(|series| LatencySeries {
-            labels: series.series.labels,
-            points: series
-                .points
-                .into_iter()
-                .map(|p| (p.timestamp_ms, (!p.value.is_nan()).then_some(p.value)))
-                .collect(),
-        })
-        .collect();
+    let latency = state.store.query_range(&caller.tenant, &query).await?.into_iter().map(HistorySeries::from).collect();
     Ok(Json(NetworkTarget { target, checks, step_ms, latency }))
 }

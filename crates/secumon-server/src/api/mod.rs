@@ -37,7 +37,8 @@ use crate::metrics::IngestMetrics;
 use crate::tenants::AlertingByTenant;
 use access::{ApiJson, ApiQuery};
 use secumon_store::{
-    AgentFilter, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesSelector, Store, StoreError,
+    AgentFilter, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesPoints, SeriesSelector, Store,
+    StoreError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -419,6 +420,19 @@ pub struct HistorySeries {
     pub points: Vec<(i64, Option<f64>)>,
 }
 
+impl From<SeriesPoints> for HistorySeries {
+    fn from(series: SeriesPoints) -> Self {
+        Self {
+            labels: series.series.labels,
+            points: series
+                .points
+                .into_iter()
+                .map(|p| (p.timestamp_ms, (!p.value.is_nan()).then_some(p.value)))
+                .collect(),
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/metrics/hosts/{id}/history", tag = "metrics", params(("id" = String, Path, description = "Host name"), HistoryParams), responses((status = 200, description = "OK", body = History)))]
 async fn host_history(
     State(state): State<ApiState>,
@@ -465,17 +479,7 @@ async fn host_history(
         end_ms,
         step_ms,
         aggregation,
-        series: answer
-            .into_iter()
-            .map(|s| HistorySeries {
-                labels: s.series.labels,
-                points: s
-                    .points
-                    .into_iter()
-                    .map(|p| (p.timestamp_ms, (!p.value.is_nan()).then_some(p.value)))
-                    .collect(),
-            })
-            .collect(),
+        series: answer.into_iter().map(HistorySeries::from).collect(),
     }))
 }
 
