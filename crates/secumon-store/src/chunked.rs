@@ -13,6 +13,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::codec::{Effort, WalSample, decode_chunk, decode_wal, encode_chunk, encode_wal};
+use crate::writer::{WriteTransaction, execute_alone};
 use crate::head::{Generation, Head, sort_last_write_wins};
 use crate::query::{Point, Summary, aggregate, aggregate_summaries, bucket_of, summarize};
 use crate::{FIVE_MINUTES_MS, MaintenanceReport, ONE_HOUR_MS, RangeQuery, StoreError, StoreOptions, Tier};
@@ -93,7 +94,8 @@ impl SampleEngine {
     /// Whether the head is due for compaction.
     pub fn head_due(&self) -> bool {
         let head = self.head();
-        head.active.samples >= self.options.head_max_samples
+        head.frozen_pending()
+            || head.active.samples >= self.options.head_max_samples
             || head.active.since.is_some_and(|since| since.elapsed() >= self.options.head_max_age)
     }
 
@@ -137,7 +139,7 @@ impl SampleEngine {
         if legacy.is_none() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTransaction::begin(&self.writer).await?;
         let rows: Vec<(i64, i64, Option<f64>)> =
             sqlx::query_as("SELECT series_id, ts, value FROM legacy_samples ORDER BY rowid")
                 .fetch_all(&mut *tx)
@@ -172,20 +174,18 @@ impl SampleEngine {
     /// Writes the head into level-0 chunks and rollups; returns the samples written.
     async fn compact_head(&self) -> Result<u64, StoreError> {
         let _one = self.maintenance.lock().await;
-        let frozen: Arc<Generation> = {
+        let (frozen, pending): (Arc<Generation>, Vec<u32>) = {
             let _writer = self.writer.acquire().await?;
             self.head().freeze()
         };
-        let mut ids: Vec<u32> = frozen.series.keys().copied().collect();
-        ids.sort_unstable();
-        for piece in ids.chunks(SERIES_PER_TRANSACTION) {
+        for piece in pending.chunks(SERIES_PER_TRANSACTION) {
             let generation = Arc::clone(&frozen);
             let piece_ids = piece.to_vec();
             let compacted = tokio::task::spawn_blocking(move || {
                 piece_ids.iter().map(|id| compact_series(*id, &generation.series[id])).collect::<Vec<_>>()
             })
             .await?;
-            let mut tx = self.writer.begin().await?;
+            let mut tx = WriteTransaction::begin(&self.writer).await?;
             insert_chunks(&mut tx, &compacted, 0).await?;
             for (table, tier) in [("rollup_5m", 0), ("rollup_1h", 1)] {
                 let rows: Vec<(u32, i64, Summary)> = compacted
@@ -202,7 +202,8 @@ impl SampleEngine {
             self.head().release(piece.iter().copied());
         }
         if frozen.max_wal_id > 0 {
-            sqlx::query("DELETE FROM head_batches WHERE id <= ?").bind(frozen.max_wal_id).execute(&self.writer).await?;
+            let delete = sqlx::query("DELETE FROM head_batches WHERE id <= ?").bind(frozen.max_wal_id);
+            execute_alone(&self.writer, delete).await?;
         }
         self.head().finish();
         Ok(frozen.samples as u64)
@@ -259,7 +260,7 @@ impl SampleEngine {
             .await?;
             let (old, new_chunks): (Vec<Vec<i64>>, Vec<Vec<CompactedSeries>>) = compacted.into_iter().unzip();
             let old: Vec<i64> = old.into_iter().flatten().collect();
-            let mut tx = self.writer.begin().await?;
+            let mut tx = WriteTransaction::begin(&self.writer).await?;
             insert_chunks(&mut tx, &new_chunks.into_iter().flatten().collect::<Vec<_>>(), 1).await?;
             sqlx::query("DELETE FROM chunks WHERE id IN (SELECT value FROM json_each(?))")
                 .bind(json_ids(old.iter().copied()))
@@ -303,12 +304,8 @@ impl SampleEngine {
         let mut expired = 0;
         for (delete, keep_ms) in plans {
             loop {
-                let done = sqlx::query(&delete)
-                    .bind(now_ms.saturating_sub(keep_ms))
-                    .bind(EXPIRE_SLICE)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
+                let slice = sqlx::query(&delete).bind(now_ms.saturating_sub(keep_ms)).bind(EXPIRE_SLICE);
+                let done = execute_alone(&self.writer, slice).await?;
                 expired += done;
                 if done < EXPIRE_SLICE as u64 {
                     break;

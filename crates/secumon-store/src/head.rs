@@ -53,13 +53,25 @@ pub struct Head {
 }
 
 impl Head {
-    /// Hands the active generation to compaction. The caller holds the writer, so no
-    /// batch is between its commit and its append.
-    pub fn freeze(&mut self) -> Arc<Generation> {
-        debug_assert!(self.frozen.series.is_empty(), "one compaction at a time");
-        self.frozen = Arc::new(std::mem::take(&mut self.active));
-        self.released.clear();
-        Arc::clone(&self.frozen)
+    /// Hands the active generation to compaction, or the frozen one again if an earlier
+    /// compaction failed half-way: its records are only deleted once all of it is written,
+    /// so it must be finished before a newer generation's. Returns the generation and the
+    /// series of it still to write, in order. The caller holds the writer, so no batch is
+    /// between its commit and its append.
+    pub fn freeze(&mut self) -> (Arc<Generation>, Vec<u32>) {
+        if !self.frozen_pending() {
+            self.frozen = Arc::new(std::mem::take(&mut self.active));
+            self.released.clear();
+        }
+        let mut pending: Vec<u32> =
+            self.frozen.series.keys().copied().filter(|id| !self.released.contains(id)).collect();
+        pending.sort_unstable();
+        (Arc::clone(&self.frozen), pending)
+    }
+
+    /// Whether a frozen generation is not finished (a compaction failed part-way).
+    pub fn frozen_pending(&self) -> bool {
+        self.frozen.max_wal_id > 0
     }
 
     /// Hides compacted series of the frozen generation.
@@ -112,8 +124,9 @@ mod tests {
     fn frozen_samples_stay_visible_until_released() {
         let mut head = Head::default();
         head.active.append(1, &[WalSample { series_id: 4, timestamp_ms: 10, value: 1.0 }]);
-        let frozen = head.freeze();
+        let (frozen, pending) = head.freeze();
         assert_eq!(frozen.series.len(), 1);
+        assert_eq!(pending, vec![4]);
         head.active.append(2, &[WalSample { series_id: 4, timestamp_ms: 20, value: 2.0 }]);
         let mut out = Vec::new();
         head.samples_of(4, &mut out);

@@ -24,6 +24,7 @@ mod postgres;
 mod query;
 mod records;
 mod sqlite;
+mod writer;
 
 use async_trait::async_trait;
 use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};

@@ -12,12 +12,13 @@ use async_trait::async_trait;
 use secumon_core::model::HOST_LABEL;
 use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
+use crate::writer::{WriteTransaction, execute_alone};
 use crate::records::{
     CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, findings_open_samples,
     latest_check, status_text,
@@ -153,8 +154,7 @@ impl Store for SqliteStore {
         let mut ids = self.series_ids.lookup(tenant, batch, &samples);
 
         let sequence = batch.sequence as i64;
-        let mut writer = self.engine.writer.acquire().await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = WriteTransaction::begin(&self.engine.writer).await?;
         let first_time = sqlx::query(
             "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES (?, ?, ?) \
              ON CONFLICT DO NOTHING",
@@ -167,7 +167,7 @@ impl Store for SqliteStore {
         .rows_affected()
             == 1;
         if !first_time {
-            tx.rollback().await?;
+            tx.commit().await?; // wrote nothing
             return Ok(WriteOutcome::Duplicate);
         }
 
@@ -252,7 +252,8 @@ impl Store for SqliteStore {
                 .await?;
         }
 
-        tx.commit().await?;
+        // The head append happens before the writer is released (see chunked.rs).
+        let writer = tx.commit_keeping_writer().await?;
         self.engine.append(wal_id, &wal);
         drop(writer);
         self.series_ids.remember(tenant, batch, learned);
@@ -280,23 +281,21 @@ impl Store for SqliteStore {
     }
 
     async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        execute_alone(&self.engine.writer, sqlx::query(
             "INSERT INTO component_state (tenant_id, key, value, updated_ms) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
         )
         .bind(tenant)
         .bind(key)
         .bind(value)
-        .bind(now_ms())
-        .execute(&self.engine.writer)
+        .bind(now_ms()))
         .await?;
         Ok(())
     }
 
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
         let mut summary = ImportSummary::default();
-        let mut writer = self.engine.writer.acquire().await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = WriteTransaction::begin(&self.engine.writer).await?;
         let mut assets: BTreeSet<&str> = BTreeSet::new();
         let mut reported: HashSet<(&str, &str)> = HashSet::new();
         for finding in &import.findings {
@@ -404,7 +403,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        let writer = tx.commit_keeping_writer().await?;
         self.engine.append(wal_id, &wal);
         drop(writer);
         Ok(summary)
@@ -448,7 +447,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError> {
-        let mut tx = self.engine.writer.begin().await?;
+        let mut tx = WriteTransaction::begin(&self.engine.writer).await?;
         for chunk in entries.chunks(ROWS_PER_INSERT / 4) {
             QueryBuilder::<Sqlite>::new("INSERT INTO alert_history (tenant_id, rule, ts, record) ")
                 .push_values(chunk, |mut row, entry| {
@@ -490,21 +489,20 @@ impl Store for SqliteStore {
     }
 
     async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
+        let inserted = execute_alone(&self.engine.writer, sqlx::query(
             "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(tenant)
         .bind(kind)
         .bind(id)
         .bind(body)
-        .bind(now_ms())
-        .execute(&self.engine.writer)
+        .bind(now_ms()))
         .await?;
-        Ok(inserted.rows_affected() == 1)
+        Ok(inserted == 1)
     }
 
     async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        execute_alone(&self.engine.writer, sqlx::query(
             "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
         )
@@ -512,8 +510,7 @@ impl Store for SqliteStore {
         .bind(kind)
         .bind(id)
         .bind(body)
-        .bind(now_ms())
-        .execute(&self.engine.writer)
+        .bind(now_ms()))
         .await?;
         Ok(())
     }
@@ -547,22 +544,20 @@ impl Store for SqliteStore {
     }
 
     async fn delete_record(&self, tenant: &str, kind: &str, id: &str) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM records WHERE tenant_id = ? AND kind = ? AND id = ?")
+        let deleted = execute_alone(&self.engine.writer, sqlx::query("DELETE FROM records WHERE tenant_id = ? AND kind = ? AND id = ?")
             .bind(tenant)
             .bind(kind)
-            .bind(id)
-            .execute(&self.engine.writer)
-            .await?;
-        Ok(deleted.rows_affected() == 1)
+            .bind(id))
+        .await?;
+        Ok(deleted == 1)
     }
 
     async fn delete_agent(&self, tenant: &str, agent_id: &str) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM agents WHERE tenant_id = ? AND agent_id = ?")
+        let deleted = execute_alone(&self.engine.writer, sqlx::query("DELETE FROM agents WHERE tenant_id = ? AND agent_id = ?")
             .bind(tenant)
-            .bind(agent_id)
-            .execute(&self.engine.writer)
-            .await?;
-        Ok(deleted.rows_affected() == 1)
+            .bind(agent_id))
+        .await?;
+        Ok(deleted == 1)
     }
 
     async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
