@@ -223,6 +223,13 @@ impl Alerting {
         self.publish(transitions);
     }
 
+    /// Evaluates the rules on samples that are not stored: the server's view of itself,
+    /// which must alert even when the store cannot take writes.
+    pub fn observe_unstored(&self, samples: &[Sample]) {
+        let transitions = lock(&self.engine).ingest(samples, now_ms());
+        self.publish(transitions);
+    }
+
     /// Runs the timers; called every second.
     pub fn tick(&self) {
         let now = now_ms();

@@ -26,7 +26,8 @@ pub struct StoreSink<S: ?Sized> {
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
-        Self { store, tenant: tenant.into(), alerting: None, metrics: Arc::default(), live: None }
+        let metrics = Arc::new(IngestMetrics::for_store(store.location()));
+        Self { store, tenant: tenant.into(), alerting: None, metrics, live: None }
     }
 
     /// Counts every batch's outcome and store time into `metrics`.
@@ -61,6 +62,9 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
             Err(_) => BatchOutcome::Failed,
         };
         self.metrics.record(outcome, started.elapsed());
+        if written.is_ok() {
+            self.metrics.store.write_succeeded();
+        }
         match written {
             Ok(WriteOutcome::Committed) => {
                 let batch = Arc::new(batch);
@@ -81,7 +85,7 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
             Err(refused @ (StoreError::TenantMismatch { .. } | StoreError::FutureTimestamp { .. })) => {
                 Err(SinkError::Refused(refused.to_string()))
             }
-            Err(error) => Err(SinkError::Unavailable(error.to_string())),
+            Err(error) => Err(SinkError::Unavailable(self.metrics.store.write_failed(&error))),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod auth;
 mod ingest;
 pub mod live;
 mod metrics;
+mod self_monitor;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -169,9 +170,10 @@ impl Server {
         let accounts = Arc::new(Accounts::open(store.clone(), secrets).await?);
         let live = LiveFeed::default();
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
+        let rules = self_monitor::with_builtin_rules(rules);
         let alerting = Arc::new(AlertingByTenant::new(rules, store.clone(), live.clone()));
         alerting.get(DEFAULT_TENANT).await?;
-        let ingest_metrics = Arc::new(metrics::IngestMetrics::default());
+        let ingest_metrics = Arc::new(metrics::IngestMetrics::for_store(store.location()));
         let sink = Arc::new(
             StoreSink::new(store.clone(), DEFAULT_TENANT)
                 .with_alerting(Arc::clone(&alerting))
@@ -217,6 +219,7 @@ impl Server {
                 }
             }
         }));
+        tasks.push(tokio::spawn(self_monitor::run(Arc::clone(&ingest_metrics), Arc::clone(&alerting), stopped.clone())));
         let state = api::ApiState {
             store: store.clone(),
             accounts: Arc::clone(&accounts),

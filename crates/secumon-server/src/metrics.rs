@@ -1,11 +1,13 @@
 //! The server's own health in Prometheus text format at `/metrics`: what ingest committed,
-//! refused and failed, how long store writes take, and the alert engine's state.
+//! refused and failed, how long store writes take, whether the store takes writes, and the
+//! alert engine's state.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use secumon_alert::AlertState;
+use secumon_store::{StoreError, StoreFault};
 
 use crate::alerting::Alerting;
 
@@ -19,6 +21,71 @@ pub struct IngestMetrics {
     samples: AtomicU64,
     write_micros: AtomicU64,
     writes: AtomicU64,
+    pub store: StoreHealth,
+}
+
+impl IngestMetrics {
+    /// Counters for a store at `location` (a path, or a database server).
+    pub fn for_store(location: String) -> Self {
+        Self { store: StoreHealth::new(location), ..Self::default() }
+    }
+}
+
+/// Whether the store takes writes, as the last write (or probe) found it, and its failures
+/// by fault since start.
+#[derive(Debug)]
+pub struct StoreHealth {
+    location: String,
+    writable: std::sync::atomic::AtomicBool,
+    failures: [AtomicU64; StoreFault::ALL.len()],
+    other_failures: AtomicU64,
+}
+
+impl Default for StoreHealth {
+    fn default() -> Self {
+        Self::new("the store".into())
+    }
+}
+
+impl StoreHealth {
+    pub fn new(location: String) -> Self {
+        Self {
+            location,
+            writable: std::sync::atomic::AtomicBool::new(true),
+            failures: Default::default(),
+            other_failures: AtomicU64::new(0),
+        }
+    }
+
+    pub fn writable(&self) -> bool {
+        self.writable.load(Ordering::Relaxed)
+    }
+
+    pub fn write_succeeded(&self) {
+        if !self.writable.swap(true, Ordering::Relaxed) {
+            tracing::info!(store = %self.location, "the store takes writes again");
+        }
+    }
+
+    /// Counts a failed write and says once per episode, in the log, what is wrong and where.
+    /// Returns the message for the writer (an agent, a script): what is wrong, not where,
+    /// since it may be another tenant's.
+    pub fn write_failed(&self, error: &StoreError) -> String {
+        let fault = error.fault();
+        match fault {
+            Some(fault) => self.failures[fault as usize].fetch_add(1, Ordering::Relaxed),
+            None => self.other_failures.fetch_add(1, Ordering::Relaxed),
+        };
+        let was_writable = self.writable.swap(false, Ordering::Relaxed);
+        let what = fault.map_or_else(|| "the store failed".to_string(), |fault| fault.to_string());
+        if was_writable {
+            tracing::error!(store = %self.location, %error,
+                "the store cannot take writes: {what}; agents keep their batches until it can");
+        } else {
+            tracing::debug!(store = %self.location, %error, "store write failed again");
+        }
+        format!("the server cannot store batches now ({what}); keep them and retry")
+    }
 }
 
 /// What became of one batch at the store.
@@ -53,6 +120,7 @@ impl IngestMetrics {
 
 /// Renders every metric in the Prometheus text exposition format.
 pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stream_subscribers: usize) -> String {
+    let store = &ingest.store;
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -81,6 +149,26 @@ pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stre
     family("secumon_store_write_seconds", "summary", "Time the store took to write a batch.", &[]);
     let _ = writeln!(out, "secumon_store_write_seconds_sum {:.6}", load(&ingest.write_micros) as f64 / 1e6);
     let _ = writeln!(out, "secumon_store_write_seconds_count {}", load(&ingest.writes));
+    let _ = writeln!(
+        out,
+        "# HELP secumon_store_writable Whether the store took the last write (1) or refused it (0).\n\
+         # TYPE secumon_store_writable gauge\nsecumon_store_writable {}",
+        u8::from(store.writable())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP secumon_store_write_failures_total Writes the store failed, by fault.\n\
+         # TYPE secumon_store_write_failures_total counter"
+    );
+    for fault in StoreFault::ALL {
+        let _ = writeln!(
+            out,
+            "secumon_store_write_failures_total{{fault=\"{}\"}} {}",
+            fault.as_str(),
+            load(&store.failures[fault as usize])
+        );
+    }
+    let _ = writeln!(out, "secumon_store_write_failures_total{{fault=\"other\"}} {}", load(&store.other_failures));
     let alerts: Vec<_> = engines.iter().flat_map(|engine| engine.active()).collect();
     let _ = writeln!(
         out,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use secumon_core::{IngestBatch, Labels, LogRecord, Sample};
 use secumon_server::{Server, ServerConfig};
-use secumon_store::{Aggregation, RangeQuery, SeriesSelector, SqliteStore, Store, StoreOptions};
+use secumon_store::{Aggregation, RangeQuery, SeriesSelector, Store};
 use secumon_transport::{PushClient, PushClientConfig};
 use tokio::sync::watch;
 
@@ -136,16 +136,6 @@ impl Agent {
         (stop, task)
     }
 
-    /// Points the running client at a restarted server.
-    async fn reconnect(&mut self, grpc: std::net::SocketAddr) {
-        self.stop.send_replace(true);
-        let _ = (&mut self.task).await;
-        let mut config = PushClientConfig::new(format!("http://{grpc}"), self._spool.path());
-        config.backoff_max = Duration::from_millis(500);
-        self.client = Arc::new(PushClient::open(config).unwrap());
-        (self.stop, self.task) = Self::spawn(&self.client);
-    }
-
     /// Makes `count` batches, one every `every`.
     async fn make(&mut self, count: u64, every: Duration) {
         for _ in 0..count {
@@ -211,41 +201,130 @@ fn metric_value(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics:\n{text}"))
 }
 
-/// Restarts the server on the same database and checks every batch made is stored once.
-async fn restart_and_check(server: Server, database: PathBuf, agent: &Agent) {
+/// Restarts the server on the same store and checks, through it, that every batch made is
+/// stored exactly once.
+async fn restart_and_check(server: Server, config: ServerConfig, agent: &Agent) {
     server.shutdown().await;
-    let store = SqliteStore::open_with(&database, StoreOptions { background: false, ..Default::default() })
-        .await
-        .expect("reopen");
-    let markers = stored_markers(&store, agent.t0).await;
+    let server = Server::start(config).await.expect("restart");
+    let store = server.store();
+    let markers = stored_markers(store.as_ref(), agent.t0).await;
     let expected: Vec<u64> = (1..=agent.made).collect();
     assert_eq!(markers, expected, "every acknowledged batch exactly once after the restart");
-    assert_eq!(ingested_rows(&store).await, agent.made, "one batch row per batch");
-    store.close().await;
+    assert_eq!(ingested_rows(store.as_ref()).await, agent.made, "one batch row per batch");
+    server.shutdown().await;
+}
+
+/// Pushes before, during and after a fault that `inject` starts and `lift` ends, then
+/// restarts and checks. Returns `/metrics` as it read while the fault held.
+async fn push_through_fault(
+    config: ServerConfig,
+    inject: impl AsyncFnOnce(&Server),
+    lift: impl AsyncFnOnce(&Server),
+    fault_for: Duration,
+    until: impl Fn(&Server) -> bool,
+) -> String {
+    let server = Server::start(config.clone()).await.unwrap();
+    let mut agent = Agent::start(server.grpc_addr(), t0());
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(20)).await;
+    assert_eq!(stored_markers(server.store().as_ref(), agent.t0).await, (1..=10).collect::<Vec<_>>());
+
+    inject(&server).await;
+    let held = Instant::now();
+    while held.elapsed() < fault_for || !until(&server) {
+        assert!(held.elapsed() < fault_for + Duration::from_secs(30), "the fault's condition never came");
+        agent.make(1, Duration::from_millis(100)).await;
+    }
+    // Reads keep working while writes fail.
+    let markers = stored_markers(server.store().as_ref(), agent.t0).await;
+    assert!(markers.len() >= 10, "reads served during the fault: {markers:?}");
+    let during = metrics_text(&server).await;
+    lift(&server).await;
+
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(60)).await;
+    let after = metrics_text(&server).await;
+    assert_eq!(metric_value(&after, "secumon_store_writable"), 1.0, "writable again:\n{after}");
+    agent.stop().await;
+    restart_and_check(server, config, &agent).await;
+    during
+}
+
+fn firing(server: &Server, rule: &str) -> bool {
+    server.alerting().active().iter().any(|a| a.rule == rule && a.state == secumon_alert::AlertState::Firing)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_full_disk_refuses_then_resumes_losing_nothing() {
     let fs = SmallFs::mount("24m");
-    let database = fs.path().join("secumon.db");
-    let server = Server::start(ServerConfig::loopback(&database)).await.unwrap();
-    let mut agent = Agent::start(server.grpc_addr(), t0());
+    let during = push_through_fault(
+        ServerConfig::loopback(fs.path().join("secumon.db")),
+        async |_| fs.fill(),
+        async |_| fs.release(),
+        Duration::from_secs(3),
+        // The server's own alert fires while the disk stays full (its rule waits 10 s).
+        |server| firing(server, "SecumonStoreUnwritable"),
+    )
+    .await;
+    assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
+    assert!(metric_value(&during, "secumon_store_write_failures_total{fault=\"disk_full\"}") > 0.0, "{during}");
+    assert!(metric_value(&during, "secumon_ingest_batches_total{outcome=\"failed\"}") > 0.0, "{during}");
+}
 
-    agent.make(10, Duration::from_millis(20)).await;
-    agent.drained(Duration::from_secs(20)).await;
-    assert_eq!(stored_markers(server.store().as_ref(), agent.t0).await, (1..=10).collect::<Vec<_>>());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_read_only_remount_refuses_then_resumes_losing_nothing() {
+    let fs = SmallFs::mount("64m");
+    let during = push_through_fault(
+        ServerConfig::loopback(fs.path().join("secumon.db")),
+        async |_| fs.remount("ro"),
+        async |_| fs.remount("rw"),
+        Duration::from_secs(2),
+        |_| true,
+    )
+    .await;
+    assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
+}
 
-    fs.fill();
-    agent.make(40, Duration::from_millis(50)).await;
-    // Reads keep working while writes fail.
-    let markers = stored_markers(server.store().as_ref(), agent.t0).await;
-    assert!(markers.len() >= 10, "reads served while the disk is full: {markers:?}");
-    let text = metrics_text(&server).await;
-    assert!(metric_value(&text, "secumon_ingest_batches_total{outcome=\"failed\"}") > 0.0, "{text}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_directory_moved_away_refuses_then_resumes_losing_nothing() {
+    // Writes must fail while the database is not where it was opened: acknowledging batches
+    // written into a file the operator moved (or deleted) would lose them.
+    let fs = SmallFs::mount("64m");
+    let data = fs.path().join("data");
+    let away = fs.path().join("data.moved");
+    let during = push_through_fault(
+        ServerConfig::loopback(data.join("secumon.db")),
+        async |_| std::fs::rename(&data, &away).unwrap(),
+        async |_| std::fs::rename(&away, &data).unwrap(),
+        Duration::from_secs(2),
+        |_| true,
+    )
+    .await;
+    assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
+}
 
-    fs.release();
-    agent.make(10, Duration::from_millis(20)).await;
-    agent.drained(Duration::from_secs(30)).await;
-    agent.stop().await;
-    restart_and_check(server, database, &agent).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_by_another_writer_waits_then_resumes_losing_nothing() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("secumon.db");
+    let url = format!("sqlite://{}", database.display());
+    let locker: tokio::sync::Mutex<Option<sqlx::SqliteConnection>> = tokio::sync::Mutex::new(None);
+    let during = push_through_fault(
+        ServerConfig::loopback(&database),
+        async |_| {
+            let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut connection).await.unwrap();
+            *locker.lock().await = Some(connection);
+        },
+        async |_| {
+            let mut connection = locker.lock().await.take().unwrap();
+            sqlx::query("ROLLBACK").execute(&mut connection).await.unwrap();
+        },
+        // Longer than the store's busy timeout (10 s), so writes fail rather than wait.
+        Duration::from_secs(12),
+        |_| true,
+    )
+    .await;
+    assert!(metric_value(&during, "secumon_store_write_failures_total{fault=\"busy\"}") > 0.0, "{during}");
 }

@@ -63,6 +63,107 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// The kind of trouble behind a [`StoreError`] that a retry may get past once an operator
+/// (or time) lifts it: the batch is not bad, the store cannot take it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreFault {
+    DiskFull,
+    ReadOnly,
+    /// Another writer holds the lock (SQLite busy or locked).
+    Busy,
+    Io,
+    /// The database file, or its directory, cannot be opened.
+    CannotOpen,
+    /// The database server went away, restarted or refused the connection.
+    Connection,
+}
+
+impl StoreFault {
+    pub const ALL: [StoreFault; 6] = [
+        StoreFault::DiskFull,
+        StoreFault::ReadOnly,
+        StoreFault::Busy,
+        StoreFault::Io,
+        StoreFault::CannotOpen,
+        StoreFault::Connection,
+    ];
+
+    /// A short snake_case name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreFault::DiskFull => "disk_full",
+            StoreFault::ReadOnly => "read_only",
+            StoreFault::Busy => "busy",
+            StoreFault::Io => "io",
+            StoreFault::CannotOpen => "cannot_open",
+            StoreFault::Connection => "connection",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreFault::DiskFull => "the disk is full",
+            StoreFault::ReadOnly => "the database is read-only",
+            StoreFault::Busy => "the database is locked by another writer",
+            StoreFault::Io => "an I/O error",
+            StoreFault::CannotOpen => "the database file cannot be opened",
+            StoreFault::Connection => "the database server is unreachable",
+        })
+    }
+}
+
+impl StoreError {
+    /// The fault behind this error, if it is one the store may recover from by itself; `None`
+    /// for errors about the data (refused batches, bad queries) and for bugs.
+    pub fn fault(&self) -> Option<StoreFault> {
+        let StoreError::Database(error) = self else { return None };
+        match error {
+            sqlx::Error::Database(database) => {
+                let code = database.code()?;
+                // SQLite reports its (extended) result code as a number, PostgreSQL a SQLSTATE.
+                if let Ok(extended) = code.parse::<i32>() {
+                    return sqlite_fault(extended & 0xff);
+                }
+                postgres_fault(&code)
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Some(StoreFault::Connection),
+            _ => None,
+        }
+    }
+}
+
+/// SQLite primary result codes (<https://www.sqlite.org/rescode.html>).
+fn sqlite_fault(primary: i32) -> Option<StoreFault> {
+    match primary {
+        13 => Some(StoreFault::DiskFull),                  // SQLITE_FULL
+        8 => Some(StoreFault::ReadOnly),                   // SQLITE_READONLY
+        5 | 6 => Some(StoreFault::Busy),                   // SQLITE_BUSY, SQLITE_LOCKED
+        10 | 15 => Some(StoreFault::Io),                   // SQLITE_IOERR, SQLITE_PROTOCOL
+        14 | 23 => Some(StoreFault::CannotOpen),           // SQLITE_CANTOPEN, SQLITE_AUTH
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATE classes (appendix A of its manual).
+fn postgres_fault(sqlstate: &str) -> Option<StoreFault> {
+    match sqlstate {
+        "53100" => Some(StoreFault::DiskFull),
+        "25006" => Some(StoreFault::ReadOnly),
+        "40001" | "40P01" | "55P03" => Some(StoreFault::Busy),
+        "58030" => Some(StoreFault::Io),
+        _ if sqlstate.starts_with("08") || sqlstate.starts_with("57P") || sqlstate.starts_with("53") => {
+            Some(StoreFault::Connection)
+        }
+        _ => None,
+    }
+}
+
 const DAY_MS: i64 = 86_400_000;
 
 /// How long each kind of data is kept, in milliseconds.
@@ -357,6 +458,10 @@ pub trait Store: Send + Sync {
     /// Compacts everything pending and applies retention as of `now_ms`, now rather than on
     /// the background schedule.
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError>;
+
+    /// Where the data lives, for messages to the operator: a file path, or a database server
+    /// without credentials.
+    fn location(&self) -> String;
 
     /// Stops background work and closes the connections. What was acknowledged is durable
     /// whether or not this runs.

@@ -52,6 +52,8 @@ pub struct PgStore {
     /// Write sequence numbers of batches not yet committed: the rollup job stops below them.
     in_flight: Mutex<BTreeSet<i64>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// `postgres://host:port/database`, without credentials.
+    location: String,
 }
 
 /// Removes a batch's write sequence from the in-flight set however the batch ends.
@@ -77,6 +79,12 @@ impl PgStore {
         connect: PgConnectOptions,
         options: StoreOptions,
     ) -> Result<std::sync::Arc<Self>, StoreError> {
+        let location = format!(
+            "postgres://{}:{}/{}",
+            connect.get_host(),
+            connect.get_port(),
+            connect.get_database().unwrap_or_default()
+        );
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -92,6 +100,7 @@ impl PgStore {
             partitions: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
             background: Mutex::new(None),
+            location,
         });
         if background {
             let weak = std::sync::Arc::downgrade(&store);
@@ -858,6 +867,10 @@ impl Store for PgStore {
         let compacted_samples = self.roll_up().await?;
         let expired_rows = self.expire(now_ms).await?;
         Ok(MaintenanceReport { compacted_samples, merged_chunks: 0, expired_rows })
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
     }
 
     async fn close(&self) {

@@ -39,6 +39,7 @@ pub struct SqliteStore {
     engine: Arc<SampleEngine>,
     series_ids: SeriesCache<u32>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -71,7 +72,12 @@ impl SqliteStore {
         let background = options.background;
         let engine = Arc::new(SampleEngine::new(writer, reader, options));
         engine.recover().await?;
-        let store = Self { engine, series_ids: SeriesCache::default(), background: Mutex::new(None) };
+        let store = Self {
+            engine,
+            series_ids: SeriesCache::default(),
+            background: Mutex::new(None),
+            path: path.to_path_buf(),
+        };
         if background {
             let task = tokio::spawn(run_maintenance(Arc::downgrade(&store.engine)));
             *store.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -633,6 +639,10 @@ impl Store for SqliteStore {
 
     /// Stops the maintenance task and closes every connection (checkpointing the WAL).
     /// Samples still in the head are safe in their write-ahead records.
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     async fn close(&self) {
         let task = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {

@@ -220,7 +220,14 @@ async fn ingest(
     };
     // The wire validation, so an HTTP push meets the rules an agent's batch does.
     let batch = IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state.store.write_batch(&caller.tenant, &batch).await?;
+    let health = &state.ingest_metrics.store;
+    match state.store.write_batch(&caller.tenant, &batch).await {
+        Ok(_) => health.write_succeeded(),
+        Err(error) if error.fault().is_some() => {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", health.write_failed(&error)));
+        }
+        Err(error) => return Err(error.into()),
+    }
     let batch = Arc::new(batch);
     state.live.publish(LiveEvent::Batch { tenant: caller.tenant.clone(), batch: Arc::clone(&batch) });
     state.alerting(&caller).await?.observe_batch(&caller.tenant, &batch);
@@ -770,6 +777,11 @@ impl From<StoreError> for ApiError {
             refused @ StoreError::FutureTimestamp { .. } => Self::bad_request(refused.to_string()),
             refused @ StoreError::TenantMismatch { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", refused.to_string())
+            }
+            other if other.fault().is_some() => {
+                let fault = other.fault().map(|f| f.to_string()).unwrap_or_default();
+                tracing::error!(error = %other, "store unavailable while serving the API");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("storage unavailable: {fault}"))
             }
             other => {
                 tracing::error!(error = %other, "store failure while serving the API");
