@@ -219,7 +219,11 @@ impl Server {
                 }
             }
         }));
-        tasks.push(tokio::spawn(self_monitor::run(Arc::clone(&ingest_metrics), Arc::clone(&alerting), stopped.clone())));
+        tasks.push(tokio::spawn(self_monitor::run(
+            Arc::clone(&ingest_metrics),
+            Arc::clone(&alerting),
+            stopped.clone(),
+        )));
         let state = api::ApiState {
             store: store.clone(),
             accounts: Arc::clone(&accounts),

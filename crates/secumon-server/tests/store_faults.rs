@@ -59,10 +59,6 @@ impl SmallFs {
         std::fs::remove_file(self.filler()).expect("remove the filler");
     }
 
-    fn remount(&self, option: &str) {
-        run("mount", &["-o", &format!("remount,{option}"), path_str(self.path())]);
-    }
-
     fn filler(&self) -> PathBuf {
         self.path().join("filler")
     }
@@ -100,7 +96,14 @@ fn batch(n: u64, t0: i64) -> IngestBatch {
             line: format!("batch {n} line {i}: {}", "x".repeat(200)),
         })
         .collect();
-    IngestBatch { agent_id: "fault-agent".into(), host: "fault-host".into(), created_at_ms: ts, samples, logs, ..Default::default() }
+    IngestBatch {
+        agent_id: "fault-agent".into(),
+        host: "fault-host".into(),
+        created_at_ms: ts,
+        samples,
+        logs,
+        ..Default::default()
+    }
 }
 
 /// A push client (real spool, real gRPC) running against `server`'s ingest.
@@ -180,8 +183,7 @@ async fn stored_markers(store: &dyn Store, t0: i64) -> Vec<u64> {
         aggregation: Aggregation::Last,
     };
     let series = store.query_range("default", &query).await.expect("query");
-    let mut values: Vec<u64> =
-        series.iter().flat_map(|s| s.points.iter().map(|p| p.value as u64)).collect::<Vec<_>>();
+    let mut values: Vec<u64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.value as u64)).collect::<Vec<_>>();
     values.sort_unstable();
     values
 }
@@ -269,20 +271,6 @@ async fn sqlite_full_disk_refuses_then_resumes_losing_nothing() {
     assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
     assert!(metric_value(&during, "secumon_store_write_failures_total{fault=\"disk_full\"}") > 0.0, "{during}");
     assert!(metric_value(&during, "secumon_ingest_batches_total{outcome=\"failed\"}") > 0.0, "{during}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_read_only_remount_refuses_then_resumes_losing_nothing() {
-    let fs = SmallFs::mount("64m");
-    let during = push_through_fault(
-        ServerConfig::loopback(fs.path().join("secumon.db")),
-        async |_| fs.remount("ro"),
-        async |_| fs.remount("rw"),
-        Duration::from_secs(2),
-        |_| true,
-    )
-    .await;
-    assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,9 +13,9 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::codec::{Effort, WalSample, decode_chunk, decode_wal, encode_chunk, encode_wal};
-use crate::writer::{WriteTransaction, execute_alone};
 use crate::head::{Generation, Head, sort_last_write_wins};
 use crate::query::{Point, Summary, aggregate, aggregate_summaries, bucket_of, summarize};
+use crate::writer::Writer;
 use crate::{FIVE_MINUTES_MS, MaintenanceReport, ONE_HOUR_MS, RangeQuery, StoreError, StoreOptions, Tier};
 
 /// Series compacted per transaction, so the writer is never held for long.
@@ -30,7 +30,7 @@ const MAX_CHUNK_SAMPLES: usize = 16_384;
 const EXPIRE_SLICE: i64 = 10_000;
 
 pub struct SampleEngine {
-    pub writer: SqlitePool,
+    pub writer: Writer,
     pub reader: SqlitePool,
     pub options: StoreOptions,
     head: Mutex<Head>,
@@ -57,7 +57,7 @@ struct CompactedSeries {
 }
 
 impl SampleEngine {
-    pub fn new(writer: SqlitePool, reader: SqlitePool, options: StoreOptions) -> Self {
+    pub fn new(writer: Writer, reader: SqlitePool, options: StoreOptions) -> Self {
         Self {
             writer,
             reader,
@@ -108,7 +108,7 @@ impl SampleEngine {
             "SELECT series_id, MAX(max_wal_id) FROM chunks \
              WHERE max_wal_id >= (SELECT MIN(id) FROM head_batches) GROUP BY series_id",
         )
-        .fetch_all(&self.writer)
+        .fetch_all(&self.writer.pool)
         .await?
         .into_iter()
         .collect();
@@ -117,7 +117,7 @@ impl SampleEngine {
             let rows: Vec<(i64, Vec<u8>)> =
                 sqlx::query_as("SELECT id, record FROM head_batches WHERE id > ? ORDER BY id LIMIT 1000")
                     .bind(last_id)
-                    .fetch_all(&self.writer)
+                    .fetch_all(&self.writer.pool)
                     .await?;
             let Some((id, _)) = rows.last() else { break };
             last_id = *id;
@@ -134,12 +134,12 @@ impl SampleEngine {
     async fn convert_legacy_samples(&self) -> Result<(), StoreError> {
         let legacy: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'legacy_samples'")
-                .fetch_optional(&self.writer)
+                .fetch_optional(&self.writer.pool)
                 .await?;
         if legacy.is_none() {
             return Ok(());
         }
-        let mut tx = WriteTransaction::begin(&self.writer).await?;
+        let mut tx = self.writer.begin().await?;
         let rows: Vec<(i64, i64, Option<f64>)> =
             sqlx::query_as("SELECT series_id, ts, value FROM legacy_samples ORDER BY rowid")
                 .fetch_all(&mut *tx)
@@ -175,7 +175,7 @@ impl SampleEngine {
     async fn compact_head(&self) -> Result<u64, StoreError> {
         let _one = self.maintenance.lock().await;
         let (frozen, pending): (Arc<Generation>, Vec<u32>) = {
-            let _writer = self.writer.acquire().await?;
+            let _writer = self.writer.pool.acquire().await?;
             self.head().freeze()
         };
         for piece in pending.chunks(SERIES_PER_TRANSACTION) {
@@ -185,7 +185,7 @@ impl SampleEngine {
                 piece_ids.iter().map(|id| compact_series(*id, &generation.series[id])).collect::<Vec<_>>()
             })
             .await?;
-            let mut tx = WriteTransaction::begin(&self.writer).await?;
+            let mut tx = self.writer.begin().await?;
             insert_chunks(&mut tx, &compacted, 0).await?;
             for (table, tier) in [("rollup_5m", 0), ("rollup_1h", 1)] {
                 let rows: Vec<(u32, i64, Summary)> = compacted
@@ -203,7 +203,7 @@ impl SampleEngine {
         }
         if frozen.max_wal_id > 0 {
             let delete = sqlx::query("DELETE FROM head_batches WHERE id <= ?").bind(frozen.max_wal_id);
-            execute_alone(&self.writer, delete).await?;
+            self.writer.execute_alone(delete).await?;
         }
         self.head().finish();
         Ok(frozen.samples as u64)
@@ -260,7 +260,7 @@ impl SampleEngine {
             .await?;
             let (old, new_chunks): (Vec<Vec<i64>>, Vec<Vec<CompactedSeries>>) = compacted.into_iter().unzip();
             let old: Vec<i64> = old.into_iter().flatten().collect();
-            let mut tx = WriteTransaction::begin(&self.writer).await?;
+            let mut tx = self.writer.begin().await?;
             insert_chunks(&mut tx, &new_chunks.into_iter().flatten().collect::<Vec<_>>(), 1).await?;
             sqlx::query("DELETE FROM chunks WHERE id IN (SELECT value FROM json_each(?))")
                 .bind(json_ids(old.iter().copied()))
@@ -305,7 +305,7 @@ impl SampleEngine {
         for (delete, keep_ms) in plans {
             loop {
                 let slice = sqlx::query(&delete).bind(now_ms.saturating_sub(keep_ms)).bind(EXPIRE_SLICE);
-                let done = execute_alone(&self.writer, slice).await?;
+                let done = self.writer.execute_alone(slice).await?;
                 expired += done;
                 if done < EXPIRE_SLICE as u64 {
                     break;

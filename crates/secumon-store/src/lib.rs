@@ -47,6 +47,8 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot open store at {path}: {reason}")]
     Open { path: String, reason: String },
+    #[error("the database file {path} was moved or deleted while open; nothing is written until it is back")]
+    Moved { path: String },
     #[error("agent {agent_id} belongs to another tenant")]
     TenantMismatch { agent_id: String },
     #[error("stored labels are corrupt: {0}")]
@@ -118,6 +120,9 @@ impl StoreError {
     /// The fault behind this error, if it is one the store may recover from by itself; `None`
     /// for errors about the data (refused batches, bad queries) and for bugs.
     pub fn fault(&self) -> Option<StoreFault> {
+        if let StoreError::Moved { .. } = self {
+            return Some(StoreFault::CannotOpen);
+        }
         let StoreError::Database(error) = self else { return None };
         match error {
             sqlx::Error::Database(database) => {
@@ -141,11 +146,11 @@ impl StoreError {
 /// SQLite primary result codes (<https://www.sqlite.org/rescode.html>).
 fn sqlite_fault(primary: i32) -> Option<StoreFault> {
     match primary {
-        13 => Some(StoreFault::DiskFull),                  // SQLITE_FULL
-        8 => Some(StoreFault::ReadOnly),                   // SQLITE_READONLY
-        5 | 6 => Some(StoreFault::Busy),                   // SQLITE_BUSY, SQLITE_LOCKED
-        10 | 15 => Some(StoreFault::Io),                   // SQLITE_IOERR, SQLITE_PROTOCOL
-        14 | 23 => Some(StoreFault::CannotOpen),           // SQLITE_CANTOPEN, SQLITE_AUTH
+        13 => Some(StoreFault::DiskFull),        // SQLITE_FULL
+        8 => Some(StoreFault::ReadOnly),         // SQLITE_READONLY
+        5 | 6 => Some(StoreFault::Busy),         // SQLITE_BUSY, SQLITE_LOCKED
+        10 | 15 => Some(StoreFault::Io),         // SQLITE_IOERR, SQLITE_PROTOCOL
+        14 | 23 => Some(StoreFault::CannotOpen), // SQLITE_CANTOPEN, SQLITE_AUTH
         _ => None,
     }
 }

@@ -18,11 +18,11 @@ use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
-use crate::writer::{WriteTransaction, execute_alone};
 use crate::records::{
     CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, findings_open_samples,
     latest_check, status_text,
 };
+use crate::writer::Writer;
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
     MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
@@ -70,14 +70,10 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(connect).await?;
         let background = options.background;
-        let engine = Arc::new(SampleEngine::new(writer, reader, options));
+        let engine = Arc::new(SampleEngine::new(Writer::new(writer, path)?, reader, options));
         engine.recover().await?;
-        let store = Self {
-            engine,
-            series_ids: SeriesCache::default(),
-            background: Mutex::new(None),
-            path: path.to_path_buf(),
-        };
+        let store =
+            Self { engine, series_ids: SeriesCache::default(), background: Mutex::new(None), path: path.to_path_buf() };
         if background {
             let task = tokio::spawn(run_maintenance(Arc::downgrade(&store.engine)));
             *store.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -160,7 +156,7 @@ impl Store for SqliteStore {
         let mut ids = self.series_ids.lookup(tenant, batch, &samples);
 
         let sequence = batch.sequence as i64;
-        let mut tx = WriteTransaction::begin(&self.engine.writer).await?;
+        let mut tx = self.engine.writer.begin().await?;
         let first_time = sqlx::query(
             "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES (?, ?, ?) \
              ON CONFLICT DO NOTHING",
@@ -287,21 +283,25 @@ impl Store for SqliteStore {
     }
 
     async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        execute_alone(&self.engine.writer, sqlx::query(
-            "INSERT INTO component_state (tenant_id, key, value, updated_ms) VALUES (?, ?, ?, ?) \
+        self.engine
+            .writer
+            .execute_alone(
+                sqlx::query(
+                    "INSERT INTO component_state (tenant_id, key, value, updated_ms) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
-        )
-        .bind(tenant)
-        .bind(key)
-        .bind(value)
-        .bind(now_ms()))
-        .await?;
+                )
+                .bind(tenant)
+                .bind(key)
+                .bind(value)
+                .bind(now_ms()),
+            )
+            .await?;
         Ok(())
     }
 
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
         let mut summary = ImportSummary::default();
-        let mut tx = WriteTransaction::begin(&self.engine.writer).await?;
+        let mut tx = self.engine.writer.begin().await?;
         let mut assets: BTreeSet<&str> = BTreeSet::new();
         let mut reported: HashSet<(&str, &str)> = HashSet::new();
         for finding in &import.findings {
@@ -453,7 +453,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_alert_history(&self, tenant: &str, entries: &[AlertHistoryEntry]) -> Result<(), StoreError> {
-        let mut tx = WriteTransaction::begin(&self.engine.writer).await?;
+        let mut tx = self.engine.writer.begin().await?;
         for chunk in entries.chunks(ROWS_PER_INSERT / 4) {
             QueryBuilder::<Sqlite>::new("INSERT INTO alert_history (tenant_id, rule, ts, record) ")
                 .push_values(chunk, |mut row, entry| {
@@ -495,7 +495,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError> {
-        let inserted = execute_alone(&self.engine.writer, sqlx::query(
+        let inserted = self.engine.writer.execute_alone(sqlx::query(
             "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(tenant)
@@ -508,16 +508,20 @@ impl Store for SqliteStore {
     }
 
     async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError> {
-        execute_alone(&self.engine.writer, sqlx::query(
-            "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) \
+        self.engine
+            .writer
+            .execute_alone(
+                sqlx::query(
+                    "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
-        )
-        .bind(tenant)
-        .bind(kind)
-        .bind(id)
-        .bind(body)
-        .bind(now_ms()))
-        .await?;
+                )
+                .bind(tenant)
+                .bind(kind)
+                .bind(id)
+                .bind(body)
+                .bind(now_ms()),
+            )
+            .await?;
         Ok(())
     }
 
@@ -550,19 +554,27 @@ impl Store for SqliteStore {
     }
 
     async fn delete_record(&self, tenant: &str, kind: &str, id: &str) -> Result<bool, StoreError> {
-        let deleted = execute_alone(&self.engine.writer, sqlx::query("DELETE FROM records WHERE tenant_id = ? AND kind = ? AND id = ?")
-            .bind(tenant)
-            .bind(kind)
-            .bind(id))
-        .await?;
+        let deleted = self
+            .engine
+            .writer
+            .execute_alone(
+                sqlx::query("DELETE FROM records WHERE tenant_id = ? AND kind = ? AND id = ?")
+                    .bind(tenant)
+                    .bind(kind)
+                    .bind(id),
+            )
+            .await?;
         Ok(deleted == 1)
     }
 
     async fn delete_agent(&self, tenant: &str, agent_id: &str) -> Result<bool, StoreError> {
-        let deleted = execute_alone(&self.engine.writer, sqlx::query("DELETE FROM agents WHERE tenant_id = ? AND agent_id = ?")
-            .bind(tenant)
-            .bind(agent_id))
-        .await?;
+        let deleted = self
+            .engine
+            .writer
+            .execute_alone(
+                sqlx::query("DELETE FROM agents WHERE tenant_id = ? AND agent_id = ?").bind(tenant).bind(agent_id),
+            )
+            .await?;
         Ok(deleted == 1)
     }
 
@@ -650,6 +662,6 @@ impl Store for SqliteStore {
             let _ = task.await;
         }
         self.engine.reader.close().await;
-        self.engine.writer.close().await;
+        self.engine.writer.pool.close().await;
     }
 }

@@ -224,7 +224,11 @@ async fn ingest(
     match state.store.write_batch(&caller.tenant, &batch).await {
         Ok(_) => health.write_succeeded(),
         Err(error) if error.fault().is_some() => {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", health.write_failed(&error)));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                health.write_failed(&error),
+            ));
         }
         Err(error) => return Err(error.into()),
     }
