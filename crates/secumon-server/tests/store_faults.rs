@@ -106,6 +106,91 @@ fn batch(n: u64, t0: i64) -> IngestBatch {
     }
 }
 
+/// A database of its own on the PostgreSQL at `SECUMON_TEST_PG_URL` (the project's
+/// machines run one; a test without it fails), optionally in a tablespace at `location`.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    tablespace: Option<String>,
+}
+
+impl PgDatabase {
+    async fn create(location: Option<&Path>) -> Self {
+        let admin_url =
+            std::env::var("SECUMON_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("secumon_fault_{}_{n}", std::process::id());
+        let tablespace = location.map(|_| format!("{name}_space"));
+        let admin = Self { admin_url, name, tablespace };
+        if let (Some(space), Some(location)) = (&admin.tablespace, location) {
+            admin.admin(&format!("CREATE TABLESPACE {space} LOCATION '{}'", location.display())).await;
+            admin.admin(&format!("CREATE DATABASE {} TABLESPACE {space}", admin.name)).await;
+        } else {
+            admin.admin(&format!("CREATE DATABASE {}", admin.name)).await;
+        }
+        admin
+    }
+
+    fn url(&self) -> String {
+        let base = self.admin_url.rsplit_once('/').map_or(self.admin_url.as_str(), |(base, _)| base);
+        format!("{base}/{}", self.name)
+    }
+
+    async fn admin(&self, statement: &str) {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(&self.admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", self.admin_url));
+        sqlx::query(statement).execute(&mut connection).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
+    /// Ends every other session on the database, as an operator's `pg_terminate_backend` would.
+    async fn terminate_sessions(&self) {
+        self.admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ))
+        .await;
+    }
+
+    async fn drop(self) {
+        self.admin(&format!("DROP DATABASE {} WITH (FORCE)", self.name)).await;
+        if let Some(space) = &self.tablespace {
+            self.admin(&format!("DROP TABLESPACE {space}")).await;
+        }
+    }
+}
+
+fn pg_config(db: &PgDatabase, dir: &Path) -> ServerConfig {
+    ServerConfig { postgres_url: Some(db.url()), ..ServerConfig::loopback(dir.join("secumon.db")) }
+}
+
+/// PostgreSQL faults share the one server: one at a time.
+static POSTGRES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Starts the machine's PostgreSQL again however the test ends.
+struct RestartPostgres;
+
+impl Drop for RestartPostgres {
+    fn drop(&mut self) {
+        pg_ctl("start");
+    }
+}
+
+fn pg_ctl(action: &str) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("/etc/postgresql: the project's machines run PostgreSQL from Debian")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+        .expect("a PostgreSQL cluster");
+    let status = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .status()
+        .expect("pg_ctlcluster");
+    assert!(status.success() || action == "start", "pg_ctlcluster {action}: {status}");
+}
+
 /// A push client (real spool, real gRPC) running against `server`'s ingest.
 struct Agent {
     client: Arc<PushClient>,
@@ -224,6 +309,7 @@ async fn push_through_fault(
     lift: impl AsyncFnOnce(&Server),
     fault_for: Duration,
     until: impl Fn(&Server) -> bool,
+    reads_served: bool,
 ) -> String {
     let server = Server::start(config.clone()).await.unwrap();
     let mut agent = Agent::start(server.grpc_addr(), t0());
@@ -237,9 +323,11 @@ async fn push_through_fault(
         assert!(held.elapsed() < fault_for + Duration::from_secs(30), "the fault's condition never came");
         agent.make(1, Duration::from_millis(100)).await;
     }
-    // Reads keep working while writes fail.
-    let markers = stored_markers(server.store().as_ref(), agent.t0).await;
-    assert!(markers.len() >= 10, "reads served during the fault: {markers:?}");
+    if reads_served {
+        // Reads keep working while writes fail.
+        let markers = stored_markers(server.store().as_ref(), agent.t0).await;
+        assert!(markers.len() >= 10, "reads served during the fault: {markers:?}");
+    }
     let during = metrics_text(&server).await;
     lift(&server).await;
 
@@ -266,6 +354,7 @@ async fn sqlite_full_disk_refuses_then_resumes_losing_nothing() {
         Duration::from_secs(3),
         // The server's own alert fires while the disk stays full (its rule waits 10 s).
         |server| firing(server, "SecumonStoreUnwritable"),
+        true,
     )
     .await;
     assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
@@ -286,6 +375,7 @@ async fn sqlite_directory_moved_away_refuses_then_resumes_losing_nothing() {
         async |_| std::fs::rename(&away, &data).unwrap(),
         Duration::from_secs(2),
         |_| true,
+        true,
     )
     .await;
     assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
@@ -312,7 +402,100 @@ async fn sqlite_locked_by_another_writer_waits_then_resumes_losing_nothing() {
         // Longer than the store's busy timeout (10 s), so writes fail rather than wait.
         Duration::from_secs(12),
         |_| true,
+        true,
     )
     .await;
     assert!(metric_value(&during, "secumon_store_write_failures_total{fault=\"busy\"}") > 0.0, "{during}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sessions_killed_mid_transaction_lose_nothing() {
+    let _one = POSTGRES.lock().await;
+    let db = PgDatabase::create(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let killing = std::sync::atomic::AtomicBool::new(false);
+    let killer = async {
+        // Kills sessions every few milliseconds while the fault holds, so some die inside a
+        // batch's transaction.
+        loop {
+            if killing.load(std::sync::atomic::Ordering::Relaxed) {
+                db.terminate_sessions().await;
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    };
+    let scenario = push_through_fault(
+        pg_config(&db, dir.path()),
+        async |_| killing.store(true, std::sync::atomic::Ordering::Relaxed),
+        async |_| killing.store(false, std::sync::atomic::Ordering::Relaxed),
+        Duration::from_secs(3),
+        |_| true,
+        false,
+    );
+    let during = tokio::select! {
+        during = scenario => during,
+        _ = killer => unreachable!("the killer loops"),
+    };
+    let failures: f64 = ["connection", "io", "other"]
+        .iter()
+        .map(|fault| metric_value(&during, &format!("secumon_store_write_failures_total{{fault=\"{fault}\"}}")))
+        .sum();
+    assert!(failures > 0.0, "killed sessions made writes fail:\n{during}");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_loses_nothing() {
+    let _one = POSTGRES.lock().await;
+    let db = PgDatabase::create(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let restart = RestartPostgres;
+    let during = push_through_fault(
+        pg_config(&db, dir.path()),
+        async |_| pg_ctl("stop"),
+        async |_| pg_ctl("start"),
+        // Longer than the store waits for a connection (10 s), so writes fail rather than wait.
+        Duration::from_secs(12),
+        |_| true,
+        false,
+    )
+    .await;
+    drop(restart);
+    assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_full_disk_refuses_then_resumes_losing_nothing() {
+    let _one = POSTGRES.lock().await;
+    // The database lives in a tablespace on a small tmpfs owned by the postgres user.
+    let fs = Arc::new(SmallFs::mount("64m"));
+    let space = fs.path().join("space");
+    std::fs::create_dir(&space).unwrap();
+    run("chown", &["postgres:postgres", path_str(&space)]);
+    let db = PgDatabase::create(Some(&space)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(&db, dir.path());
+    let (filling, releasing) = (Arc::clone(&fs), Arc::clone(&fs));
+    let scenario = tokio::spawn(async move {
+        push_through_fault(
+            config,
+            async move |_| filling.fill(),
+            async move |_| releasing.release(),
+            Duration::from_secs(3),
+            |_| true,
+            true,
+        )
+        .await
+    })
+    .await;
+    // The tablespace goes before its file system, whatever happened: PostgreSQL cannot
+    // start with a tablespace whose directory vanished.
+    if fs.filler().exists() {
+        fs.release();
+    }
+    db.drop().await;
+    drop(fs);
+    let during = scenario.unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()));
+    assert!(metric_value(&during, "secumon_store_write_failures_total{fault=\"disk_full\"}") > 0.0, "{during}");
 }

@@ -127,11 +127,11 @@ impl StoreError {
         match error {
             sqlx::Error::Database(database) => {
                 let code = database.code()?;
-                // SQLite reports its (extended) result code as a number, PostgreSQL a SQLSTATE.
-                if let Ok(extended) = code.parse::<i32>() {
-                    return sqlite_fault(extended & 0xff);
+                if database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                    return postgres_fault(&code);
                 }
-                postgres_fault(&code)
+                // SQLite's extended result code, as a number.
+                sqlite_fault(code.parse::<i32>().ok()? & 0xff)
             }
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
