@@ -1,12 +1,13 @@
-//! Store faults injected under a running server: a full disk, a read-only remount, the
-//! database's directory made unwritable, a writer lock held by another process, compaction
-//! failing half-way, and on PostgreSQL a connection killed mid-transaction and a restart.
-//! Each test pushes through the real push client (spool, gRPC, ingest service), injects the
-//! fault, lifts it, restarts the server and checks that every acknowledged batch is stored
-//! exactly once.
+//! Store faults injected under a running server: a full disk, a file system the kernel
+//! turns read-only (ext4 `errors=remount-ro`), the database's directory moved away, a writer
+//! lock held by another connection; on PostgreSQL sessions killed mid-transaction, a
+//! restart and a full disk under the database's tablespace. (Compaction failing half-way is
+//! tested in the store's own `compaction_faults`.) Each test pushes through the real push
+//! client (spool, gRPC, ingest service), injects the fault, lifts it, restarts the server
+//! and checks that every acknowledged batch is stored exactly once.
 //!
-//! The small file systems are tmpfs mounts the test makes itself (these machines run tests
-//! as root); a test that cannot mount one fails rather than skipping.
+//! The small file systems are tmpfs mounts and loop devices the test makes itself (these
+//! machines run tests as root); a test that cannot make one fails rather than skipping.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,58 @@ impl SmallFs {
 }
 
 impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+/// An ext4 file system in an image file on a loop device, mounted with
+/// `errors=remount-ro`: the kernel turns it read-only under open files when ext4 meets an
+/// error, as it does on a failing disk, which a plain `mount -o remount,ro` refuses to do.
+struct Ext4Image {
+    dir: tempfile::TempDir,
+}
+
+impl Ext4Image {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let image = dir.path().join("fs.img");
+        run("truncate", &["-s", size, path_str(&image)]);
+        run("mkfs.ext4", &["-q", path_str(&image)]);
+        std::fs::create_dir(dir.path().join("mnt")).unwrap();
+        let fs = Self { dir };
+        fs.mount_again();
+        fs
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    fn mount_again(&self) {
+        let image = self.dir.path().join("fs.img");
+        run("mount", &["-o", "loop,errors=remount-ro", path_str(&image), path_str(&self.path())]);
+    }
+
+    /// Makes ext4 record an error, which remounts it read-only at once.
+    fn fail(&self) {
+        let source = Command::new("findmnt").args(["-n", "-o", "SOURCE", path_str(&self.path())]).output().unwrap();
+        let device = String::from_utf8_lossy(&source.stdout).trim().trim_start_matches("/dev/").to_string();
+        std::fs::write(format!("/sys/fs/ext4/{device}/trigger_fs_error"), "1").expect("ext4's trigger_fs_error");
+    }
+
+    /// What an operator does after such an error: unmount, check, mount again.
+    fn repair(&self) {
+        run("umount", &[path_str(&self.path())]);
+        let image = self.dir.path().join("fs.img");
+        // 1: errors were corrected.
+        let status = Command::new("e2fsck").args(["-f", "-y", path_str(&image)]).status().unwrap();
+        assert!(matches!(status.code(), Some(0 | 1)), "e2fsck: {status}");
+        self.mount_again();
+    }
+}
+
+impl Drop for Ext4Image {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.path()).status();
     }
@@ -360,6 +413,38 @@ async fn sqlite_full_disk_refuses_then_resumes_losing_nothing() {
     assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
     assert!(metric_value(&during, "secumon_store_write_failures_total{fault=\"disk_full\"}") > 0.0, "{during}");
     assert!(metric_value(&during, "secumon_ingest_batches_total{outcome=\"failed\"}") > 0.0, "{during}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_system_turned_read_only_refuses_until_repaired_losing_nothing() {
+    let fs = Ext4Image::mount("64M");
+    let mut config = ServerConfig::loopback(fs.path().join("secumon.db"));
+    let server = Server::start(config.clone()).await.unwrap();
+    // The restarted server listens where the agent expects it.
+    config.grpc_addr = server.grpc_addr();
+    let mut agent = Agent::start(server.grpc_addr(), t0());
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(20)).await;
+
+    fs.fail();
+    agent.make(20, Duration::from_millis(100)).await;
+    assert!(stored_markers(server.store().as_ref(), agent.t0).await.len() >= 10, "reads served");
+    let during = metrics_text(&server).await;
+    assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
+    let refused: f64 = ["read_only", "io"]
+        .iter()
+        .map(|fault| metric_value(&during, &format!("secumon_store_write_failures_total{{fault=\"{fault}\"}}")))
+        .sum();
+    assert!(refused > 0.0, "{during}");
+    assert!(agent.client.stats().spool.pending_batches > 0, "the agent keeps what was refused");
+
+    server.shutdown().await;
+    fs.repair();
+    let server = Server::start(config.clone()).await.unwrap();
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(60)).await;
+    agent.stop().await;
+    restart_and_check(server, config, &agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
