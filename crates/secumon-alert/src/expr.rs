@@ -16,6 +16,8 @@ use secumon_core::{Labels, SeriesKey};
 pub enum ExprError {
     #[error("not PromQL: {0}")]
     Syntax(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("outside the supported subset: {0}")]
     Unsupported(String),
 }
@@ -201,8 +203,54 @@ pub struct Condition {
     pub threshold: f64,
 }
 
+/// Longest expression a rule may have, in bytes.
+pub const MAX_EXPR_BYTES: usize = 4_096;
+/// Deepest nesting of brackets an expression may have.
+pub const MAX_EXPR_NESTING: usize = 32;
+/// Most operators an expression may have.
+pub const MAX_EXPR_OPERATORS: usize = 256;
+
+/// Bounds what reaches the parser: it, the syntax tree's drop and our own walks recurse per
+/// level, and a tenant's rule must not be able to overflow the server's stack.
+fn check_size(text: &str) -> Result<(), ExprError> {
+    if text.len() > MAX_EXPR_BYTES {
+        return Err(ExprError::TooLarge(format!("{} bytes, at most {MAX_EXPR_BYTES}", text.len())));
+    }
+    let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let (mut quote, mut escaped) = (None, false);
+    for c in text.chars() {
+        if let Some(open) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                _ if c == open => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '^' | '<' | '>' | '=' | '!' => operators += 1,
+            _ => {}
+        }
+    }
+    if deepest > MAX_EXPR_NESTING {
+        return Err(ExprError::TooLarge(format!("brackets nested {deepest} deep, at most {MAX_EXPR_NESTING}")));
+    }
+    if operators > MAX_EXPR_OPERATORS {
+        return Err(ExprError::TooLarge(format!("{operators} operators, at most {MAX_EXPR_OPERATORS}")));
+    }
+    Ok(())
+}
+
 impl Condition {
     pub fn parse(text: &str) -> Result<Self, ExprError> {
+        check_size(text)?;
         let expr = parser::parse(text).map_err(ExprError::Syntax)?;
         let Expr::Binary(binary) = unparen(&expr) else {
             return Err(ExprError::Unsupported(
@@ -524,6 +572,32 @@ fn range_value(function: RangeFunction, points: &[(i64, f64)], range: Duration) 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn deep_or_long_expressions_are_refused_before_parsing() {
+        let nested = format!("{}x{} > 1", "(".repeat(100_000), ")".repeat(100_000));
+        let error = Condition::parse(&nested).unwrap_err();
+        assert!(matches!(error, ExprError::TooLarge(_)), "{error}");
+        let deep = format!("{}x{} > 1", "(".repeat(MAX_EXPR_NESTING + 1), ")".repeat(MAX_EXPR_NESTING + 1));
+        assert!(matches!(Condition::parse(&deep), Err(ExprError::TooLarge(_))));
+        let chain = format!("x{} > 1", " + x".repeat(MAX_EXPR_OPERATORS));
+        assert!(matches!(Condition::parse(&chain), Err(ExprError::TooLarge(_))));
+        let unary = format!("{}x > 1", "-".repeat(3_000));
+        assert!(matches!(Condition::parse(&unary), Err(ExprError::TooLarge(_))));
+        let long = format!("x{{a=\"{}\"}} > 1", "y".repeat(MAX_EXPR_BYTES));
+        assert!(matches!(Condition::parse(&long), Err(ExprError::TooLarge(_))));
+    }
+
+    #[test]
+    fn expressions_at_the_limits_parse() {
+        let deep = format!("{}x{} > 1", "(".repeat(MAX_EXPR_NESTING), ")".repeat(MAX_EXPR_NESTING));
+        Condition::parse(&deep).unwrap();
+        let chain = format!("x{} > 1", " + x".repeat(MAX_EXPR_OPERATORS - 2));
+        Condition::parse(&chain).unwrap();
+        // Brackets and operators inside label values are text, not nesting.
+        let quoted = format!("x{{path=\"{}\"}} > 1", "(+)".repeat(200));
+        Condition::parse(&quoted).unwrap();
+    }
     use super::*;
 
     fn key(name: &str, labels: &[(&str, &str)]) -> SeriesKey {

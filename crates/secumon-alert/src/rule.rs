@@ -185,6 +185,15 @@ impl Rule {
     }
 }
 
+/// The start of a possibly huge expression, for error messages.
+fn excerpt(text: &str) -> String {
+    const SHOWN: usize = 120;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 fn compile(spec: &RuleSpec) -> Result<RuleSource, String> {
     let expr = spec.expr.as_deref().map(str::trim);
     let allowed: &[&str] = match spec.source {
@@ -208,11 +217,13 @@ fn compile(spec: &RuleSpec) -> Result<RuleSource, String> {
     match spec.source {
         SourceKind::Metric => {
             let text = expr.ok_or_else(|| needs("expr"))?;
-            Ok(RuleSource::Series(Condition::parse(text).map_err(|e| format!("`expr`: {e} in {text:?}"))?))
+            Ok(RuleSource::Series(Condition::parse(text).map_err(|e| format!("`expr`: {e} in {:?}", excerpt(text)))?))
         }
         SourceKind::Check => {
             let text = expr.ok_or_else(|| needs("expr"))?;
-            check_condition(text, &spec.check).map(RuleSource::Series).map_err(|e| format!("`expr`: {e} in {text:?}"))
+            check_condition(text, &spec.check)
+                .map(RuleSource::Series)
+                .map_err(|e| format!("`expr`: {e} in {:?}", excerpt(text)))
         }
         SourceKind::Agent => Ok(RuleSource::Agent { no_data: spec.no_data.ok_or_else(|| needs("no_data"))? }),
         SourceKind::Log => {
@@ -329,6 +340,17 @@ rules:
         assert_eq!(rule.spec.severity, AlertSeverity::Critical);
         assert_eq!(rule.spec.channels, vec!["ops-mail", "ops-slack"]);
         assert_eq!(rule.condition().unwrap().threshold, 0.9);
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_an_error_not_a_crash() {
+        for text in [
+            format!("rules: {}{}", "[".repeat(5_000), "]".repeat(5_000)),
+            format!("rules:\n  - name: {}x{}", "{a: ".repeat(5_000), "}".repeat(5_000)),
+        ] {
+            let error = RuleFile::parse(&text, "deep.yaml").unwrap_err().to_string();
+            assert!(error.starts_with("deep.yaml:"), "{error}");
+        }
     }
 
     #[test]

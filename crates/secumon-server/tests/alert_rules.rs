@@ -266,3 +266,25 @@ async fn rules_are_managed_tested_and_kept_through_the_api() {
     assert!(server.alerting().rules().await.iter().all(|r| r.id != "DiskFull"));
     server.shutdown().await;
 }
+
+/// A tenant admin's rule nested 100 000 deep used to overflow the parser's stack and abort
+/// the server; now it is refused before parsing and the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_nested_beyond_the_limit_is_refused_and_the_server_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
+    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    for depth in [40, 10_000, 100_000] {
+        let expr = format!("{}x{} > 1", "(".repeat(depth), ")".repeat(depth));
+        let (status, body) = api.post("/alert-rules", json!({"name": "Deep", "expr": expr, "severity": "info"})).await;
+        assert_eq!(status, 400, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("too large") && message.len() < 1_000, "{message}");
+    }
+    let chain = format!("x{} > 1", " + x".repeat(100_000));
+    let (status, body) = api.post("/alert-rules", json!({"name": "Long", "expr": chain, "severity": "info"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = api.get("/alert-rules").await;
+    assert_eq!(status, 200, "the server still serves");
+    server.shutdown().await;
+}
