@@ -113,7 +113,7 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
             }
         }),
         UsersCommand::ResetMfa { name } => {
-            accounts.reset_mfa(&name, None).await.map(|_| println!("{name}: MFA removed, account unlocked"))
+            accounts.reset_mfa(&name, None, true).await.map(|_| println!("{name}: MFA removed, account unlocked"))
         }
     };
     match outcome {

@@ -112,8 +112,15 @@ async fn mfa_over_http_refuses_replayed_codes_and_locks_after_failures() {
     server.accounts().add_user("ada", PASSWORD, "acme", Role::Admin, false).await.unwrap();
     let token = api.login("ada").await;
 
-    let (status, enrolment) = api.call(Method::POST, "/auth/mfa/enroll", Some(&token), None).await;
-    assert_eq!(status, StatusCode::OK);
+    // A token alone does not enrol the second factor: the password is asked again.
+    let (status, body) = api.call(Method::POST, "/auth/mfa/enroll", Some(&token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let wrong = json!({"password": "not the password"});
+    let (status, body) = api.call(Method::POST, "/auth/mfa/enroll", Some(&token), Some(wrong)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    let (status, enrolment) =
+        api.call(Method::POST, "/auth/mfa/enroll", Some(&token), Some(json!({"password": PASSWORD}))).await;
+    assert_eq!(status, StatusCode::OK, "{enrolment}");
     let secret = totp_rs::Secret::Encoded(enrolment["secret"].as_str().unwrap().into()).to_bytes().unwrap();
     let app = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "ada".into()).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -380,6 +387,7 @@ async fn budgets_are_per_tenant_and_endpoint_and_logins_per_client() {
         per_second: NonZeroU32::new(1).unwrap(),
         burst: NonZeroU32::new(2).unwrap(),
         logins_per_minute: NonZeroU32::new(4).unwrap(),
+        ..secumon_server::RateLimit::default()
     };
     let config = ServerConfig { open_access: false, rate_limit, ..ServerConfig::loopback(dir.path().join("s.db")) };
     let server = Server::start(config).await.unwrap();
@@ -412,5 +420,61 @@ async fn budgets_are_per_tenant_and_endpoint_and_logins_per_client() {
     let (status, body) =
         api.call(Method::POST, "/auth/login", None, Some(json!({"username": "ada", "password": PASSWORD}))).await;
     assert_eq!((status, error_code(&body)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{body}");
+    server.shutdown().await;
+}
+
+/// 20 logins at once from 20 loopback addresses, 19 wrong and 1 right: the per-address limit
+/// does not see them, the per-account one and the lock do, and no session is granted on an
+/// account that ends locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_logins_from_many_addresses_cannot_outguess_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    server.accounts().add_user("ada", PASSWORD, "acme", Role::Admin, false).await.unwrap();
+    let url = format!("http://{}/api/v1/auth/login", server.api_addr());
+    let logins: Vec<_> = (0..20u8)
+        .map(|i| {
+            let client = Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2 + i])).build().unwrap();
+            let password = if i == 10 { PASSWORD.to_string() } else { format!("wrong password {i}") };
+            let url = url.clone();
+            tokio::spawn(async move {
+                let response =
+                    client.post(url).json(&json!({"username": "ada", "password": password})).send().await.unwrap();
+                response.status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for login in logins {
+        statuses.push(login.await.unwrap());
+    }
+    let sessions = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let wrong = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert!(statuses.iter().all(|s| [200, 401, 429].contains(&s.as_u16())), "{statuses:?}");
+    assert!(wrong < 5, "{wrong} wrong guesses checked without a lock: {statuses:?}");
+    let locked = server.accounts().user("ada", None).await.unwrap().locked;
+    assert!(!(sessions == 1 && locked), "a session on an account that ended locked: {statuses:?}");
+    server.shutdown().await;
+}
+
+/// A plain admin of a tenant could reset the super-admin's MFA and then log in with the
+/// password alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_admin_cannot_reset_the_mfa_of_a_super_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server);
+    let accounts = server.accounts();
+    accounts.add_user("root", PASSWORD, "default", Role::Admin, true).await.unwrap();
+    accounts.add_user("ada", PASSWORD, "default", Role::Admin, false).await.unwrap();
+    accounts.add_user("bob", PASSWORD, "default", Role::Viewer, false).await.unwrap();
+    let ada = api.login("ada").await;
+    let (status, body) = api.call(Method::POST, "/users/root/reset-mfa", Some(&ada), None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"), "{body}");
+    let (status, _) = api.call(Method::POST, "/users/bob/reset-mfa", Some(&ada), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let root = api.login("root").await;
+    let (status, _) = api.call(Method::POST, "/users/ada/reset-mfa", Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK, "a super-admin may");
     server.shutdown().await;
 }

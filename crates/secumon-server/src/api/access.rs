@@ -106,6 +106,8 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
             AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             AuthError::Locked { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked", message),
+            AuthError::TooManyAttempts => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+            AuthError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
             AuthError::Invalid(_) => ApiError::bad_request(message),
             AuthError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             AuthError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),

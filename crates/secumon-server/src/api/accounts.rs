@@ -55,6 +55,7 @@ pub(super) async fn login(
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
     state.limits.login(client.ip())?;
+    state.limits.account_login(&request.username)?;
     let outcome = state.accounts.login(&request.username, &request.password, request.tenant.as_deref()).await;
     match outcome {
         Ok(LoginOutcome::Session(session)) => {
@@ -125,9 +126,21 @@ fn user_of(caller: &Caller) -> Result<&str, ApiError> {
     Ok(&caller.subject)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", responses((status = 200, description = "OK", body = MfaEnrolment)))]
-pub(super) async fn enroll_mfa(State(state): State<ApiState>, caller: Caller) -> Result<Json<MfaEnrolment>, ApiError> {
-    Ok(Json(state.accounts.enroll_mfa(user_of(&caller)?).await?))
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnrollRequest {
+    /// The user's password again: a stolen access token alone must not be enough to take
+    /// over the second factor.
+    password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", request_body = EnrollRequest, responses((status = 200, description = "OK", body = MfaEnrolment)))]
+pub(super) async fn enroll_mfa(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<EnrollRequest>,
+) -> Result<Json<MfaEnrolment>, ApiError> {
+    Ok(Json(state.accounts.enroll_mfa(user_of(&caller)?, &request.password).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -207,7 +220,7 @@ pub(super) async fn reset_mfa(
     Path(name): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     caller.require(Role::Admin)?;
-    let user = state.accounts.reset_mfa(&name, Some(&caller.tenant)).await?;
+    let user = state.accounts.reset_mfa(&name, Some(&caller.tenant), caller.super_admin).await?;
     tracing::info!(user = %name, by = %caller.subject, "MFA reset");
     Ok(Json(user))
 }

@@ -1,6 +1,7 @@
 //! Rate limits: each tenant gets its own budget per endpoint, so one tenant's scripts cannot
-//! starve the others, and logins are limited per client address, which slows password
-//! guessing before the per-account lockout even starts. Token buckets from `governor`.
+//! starve the others, and logins are limited per client address and per account, which slows
+//! password guessing (from one address, or spread over many) before the per-account lockout
+//! even starts. Token buckets from `governor`.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -18,6 +19,8 @@ pub struct RateLimit {
     pub burst: NonZeroU32,
     /// Login, MFA and refresh attempts a minute per client address.
     pub logins_per_minute: NonZeroU32,
+    /// Login attempts a minute per account, from all addresses together.
+    pub account_logins_per_minute: NonZeroU32,
 }
 
 impl Default for RateLimit {
@@ -26,6 +29,7 @@ impl Default for RateLimit {
             per_second: NonZeroU32::new(500).expect("non-zero"),
             burst: NonZeroU32::new(1000).expect("non-zero"),
             logins_per_minute: NonZeroU32::new(20).expect("non-zero"),
+            account_logins_per_minute: NonZeroU32::new(10).expect("non-zero"),
         }
     }
 }
@@ -33,13 +37,19 @@ impl Default for RateLimit {
 pub(crate) struct RateLimits {
     endpoints: DefaultKeyedRateLimiter<(String, String)>,
     logins: DefaultKeyedRateLimiter<IpAddr>,
+    accounts: DefaultKeyedRateLimiter<String>,
 }
+
+/// Keys a keyed limiter holds before the idle ones are dropped: names in login attempts
+/// come from outside and must not grow the table without end.
+const MAX_TRACKED_KEYS: usize = 10_000;
 
 impl RateLimits {
     pub fn new(limit: RateLimit) -> Self {
         Self {
             endpoints: RateLimiter::keyed(Quota::per_second(limit.per_second).allow_burst(limit.burst)),
             logins: RateLimiter::keyed(Quota::per_minute(limit.logins_per_minute)),
+            accounts: RateLimiter::keyed(Quota::per_minute(limit.account_logins_per_minute)),
         }
     }
 
@@ -56,6 +66,17 @@ impl RateLimits {
         self.logins.check_key(&client).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
             refused(format!("too many login attempts from {client}; retry in {} s", wait.as_secs().max(1)))
+        })
+    }
+
+    /// Spends one login attempt of `account`'s budget, whatever address it comes from.
+    pub fn account_login(&self, account: &str) -> Result<(), ApiError> {
+        if self.accounts.len() > MAX_TRACKED_KEYS {
+            self.accounts.retain_recent();
+        }
+        self.accounts.check_key(&account.to_lowercase()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            refused(format!("too many login attempts for this account; retry in {} s", wait.as_secs().max(1)))
         })
     }
 }

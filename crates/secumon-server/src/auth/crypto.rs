@@ -64,6 +64,47 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
+/// Argon2 costs tens of milliseconds of CPU a call: it runs on blocking threads, at most one
+/// per core at a time, with at most [`PasswordWork::MAX_WAITING`] calls waiting, so a flood
+/// of logins neither stalls the async workers (every other request) nor queues without end.
+pub struct PasswordWork {
+    running: tokio::sync::Semaphore,
+    admitted: tokio::sync::Semaphore,
+}
+
+impl Default for PasswordWork {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            running: tokio::sync::Semaphore::new(cores),
+            admitted: tokio::sync::Semaphore::new(cores + Self::MAX_WAITING),
+        }
+    }
+}
+
+impl PasswordWork {
+    /// Password checks waiting for a core, at most; more are refused as `Busy`.
+    pub const MAX_WAITING: usize = 64;
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+        let _admitted = self.admitted.try_acquire().map_err(|_| AuthError::Busy)?;
+        let _running = self.running.acquire().await.map_err(|_| AuthError::Busy)?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Internal(format!("password check: {e}")))
+    }
+
+    /// Whether `password` matches the PHC hash `phc`.
+    pub async fn verify(&self, password: &str, phc: &str) -> Result<bool, AuthError> {
+        let (password, phc) = (password.to_string(), phc.to_string());
+        self.run(move || verify_password(&password, &phc)).await
+    }
+
+    /// A new hash of `password`.
+    pub async fn hash(&self, password: &str) -> Result<String, AuthError> {
+        let password = password.to_string();
+        self.run(move || hash_password(&password)).await?
+    }
+}
+
 /// A hash to verify against when the user does not exist, so that the answer takes as
 /// long as for a real user and does not tell which names exist.
 pub fn decoy_hash() -> &'static str {
@@ -216,6 +257,27 @@ impl TokenSigner {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_checks_queue_within_a_bound_and_refuse_beyond_it() {
+        let work = std::sync::Arc::new(PasswordWork::default());
+        let phc = hash_password("correct horse battery").unwrap();
+        let checks: Vec<_> = (0..PasswordWork::MAX_WAITING + 40)
+            .map(|_| {
+                let (work, phc) = (std::sync::Arc::clone(&work), phc.clone());
+                tokio::spawn(async move { work.verify("correct horse battery", &phc).await })
+            })
+            .collect();
+        let (mut done, mut busy) = (0, 0);
+        for check in checks {
+            match check.await.unwrap() {
+                Ok(true) => done += 1,
+                Err(AuthError::Busy) => busy += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(busy > 0 && done >= PasswordWork::MAX_WAITING, "{done} checked, {busy} refused");
+    }
     use super::*;
 
     #[test]

@@ -10,7 +10,7 @@ mod agents;
 mod crypto;
 mod mfa;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use secumon_core::now_ms;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION};
 pub use crypto::SecretBox;
-use crypto::{TokenSigner, decoy_hash, digest, hash_password, random_id, random_token, same_secret, verify_password};
+use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
 
 /// Records of the whole installation (users, tenants, keys) live under this tenant id,
 /// which no tenant can be named.
@@ -104,6 +104,13 @@ pub enum AuthError {
     Forbidden(String),
     #[error("too many failed logins: the account is locked for {retry_after_s} s more")]
     Locked { retry_after_s: i64 },
+    /// More login attempts for one account at once than it has failures left before the
+    /// lock: the others wait for these to finish.
+    #[error("too many login attempts for this account at once; retry in a moment")]
+    TooManyAttempts,
+    /// Too many password checks in progress on the server.
+    #[error("the server is busy checking passwords; retry in a moment")]
+    Busy,
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -254,6 +261,28 @@ pub struct Accounts {
     /// Serialises read-modify-write of user records (failed-login counts, TOTP steps), so
     /// that two logins racing with one code cannot both use it.
     user_updates: tokio::sync::Mutex<()>,
+    /// Password checks in progress per user: each counts against the failures left before
+    /// the lock, so concurrent guesses cannot outnumber them.
+    attempts: std::sync::Mutex<HashMap<String, u32>>,
+    passwords: PasswordWork,
+}
+
+/// A password check in progress for a user; uncounted when dropped.
+struct Attempt<'a> {
+    accounts: &'a Accounts,
+    user: String,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut attempts = self.accounts.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = attempts.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                attempts.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Accounts {
@@ -270,7 +299,14 @@ impl Accounts {
         };
         let signer = TokenSigner::from_pkcs8(&secrets.open(&stored.sealed_pkcs8)?, stored.key_id)?;
         store.insert_record(SYSTEM, KIND_TENANT, DEFAULT_TENANT, "{}").await?;
-        Ok(Self { store, secrets, signer, user_updates: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            store,
+            secrets,
+            signer,
+            user_updates: tokio::sync::Mutex::new(()),
+            attempts: std::sync::Mutex::default(),
+            passwords: PasswordWork::default(),
+        })
     }
 
     // ----- tenants -----
@@ -310,7 +346,7 @@ impl Accounts {
         self.store.insert_record(SYSTEM, KIND_TENANT, tenant, "{}").await?;
         let user = UserRecord {
             name: name.to_string(),
-            password_hash: hash_password(password)?,
+            password_hash: self.passwords.hash(password).await?,
             super_admin,
             roles: BTreeMap::from([(tenant.to_string(), role)]),
             mfa: None,
@@ -338,9 +374,23 @@ impl Accounts {
         }
     }
 
-    /// Removes the second factor (the user enrols again) and unlocks the account.
-    pub async fn reset_mfa(&self, name: &str, tenant: Option<&str>) -> Result<UserView, AuthError> {
-        self.user(name, tenant).await?;
+    /// Removes the second factor (the user enrols again) and unlocks the account. With a
+    /// `tenant`, only a user of that tenant alone, unless `by_super_admin`: a tenant's admin
+    /// must not take over a super-admin or someone who also works for other tenants.
+    pub async fn reset_mfa(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+        by_super_admin: bool,
+    ) -> Result<UserView, AuthError> {
+        let user = self.user(name, tenant).await?;
+        if let Some(tenant) = tenant.filter(|_| !by_super_admin) {
+            if user.super_admin || user.roles.keys().any(|t| t != tenant) {
+                return Err(AuthError::Forbidden(format!(
+                    "{name} is a super-admin or has roles in other tenants: only a super-admin may reset their MFA"
+                )));
+            }
+        }
         self.update_user(name, |user| {
             user.mfa = None;
             user.failed_logins = 0;
@@ -353,7 +403,7 @@ impl Accounts {
 
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
         validate_password(password)?;
-        let hash = hash_password(password)?;
+        let hash = self.passwords.hash(password).await?;
         self.update_user(name, move |user| {
             user.password_hash = hash;
             user.failed_logins = 0;
@@ -404,20 +454,34 @@ impl Accounts {
     // ----- logins -----
 
     /// Checks a password. With MFA on, the answer is a token for [`Accounts::verify_mfa`].
-    /// `LOCKOUT_AFTER` failures in a row lock the account for 15 minutes.
+    /// `LOCKOUT_AFTER` failures in a row lock the account for 15 minutes. Each attempt is
+    /// counted before its password is checked, under the update lock, so however many race
+    /// no more guesses are checked than failures are left, and none succeeds on an account
+    /// that the others locked meanwhile.
     pub async fn login(&self, name: &str, password: &str, tenant: Option<&str>) -> Result<LoginOutcome, AuthError> {
         const REFUSED: AuthError = AuthError::Unauthenticated("wrong user name or password");
-        let Some(stored) = self.load_user(name).await? else {
-            verify_password(password, decoy_hash());
-            return Err(REFUSED);
+        let (stored, attempt) = match self.begin_attempt(name).await? {
+            Some(started) => started,
+            None => {
+                self.passwords.verify(password, decoy_hash()).await?;
+                return Err(REFUSED);
+            }
         };
-        refuse_if_locked(&stored)?;
-        // The slow hash runs outside the lock so that logins do not queue behind each other.
-        if !verify_password(password, &stored.password_hash) {
-            // The failure is counted (and may lock the account); its error is the answer.
-            let counted = self.update_user(name, |user| Err::<(), _>(record_failure(user))).await;
-            return Err(counted.err().unwrap_or(REFUSED));
-        }
+        let matches = self.passwords.verify(password, &stored.password_hash).await?;
+        let checked = self
+            .update_user(name, |user| {
+                if !matches {
+                    return Err(record_failure(user));
+                }
+                refuse_if_locked(user)?;
+                if !user.mfa_enabled() {
+                    user.failed_logins = 0;
+                }
+                Ok(())
+            })
+            .await;
+        drop(attempt);
+        let stored = checked?;
         let (tenant, role) = tenant_of(&stored, tenant)?;
         if stored.mfa_enabled() {
             let now = now_ms() / 1000;
@@ -432,12 +496,34 @@ impl Accounts {
             };
             return Ok(LoginOutcome::MfaRequired { mfa_token: self.signer.sign(&claims)? });
         }
-        self.update_user(name, |user| {
-            user.failed_logins = 0;
-            Ok(())
-        })
-        .await?;
         Ok(LoginOutcome::Session(self.new_session(&stored, &tenant, role).await?))
+    }
+
+    /// Counts a password check for `name` if the account is not locked and has failures left
+    /// for it beside those in progress; `None` if there is no such user.
+    async fn begin_attempt(&self, name: &str) -> Result<Option<(UserRecord, Attempt<'_>)>, AuthError> {
+        let _guard = self.user_updates.lock().await;
+        let Some(user) = self.load_user(name).await? else { return Ok(None) };
+        refuse_if_locked(&user)?;
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let in_progress = attempts.entry(name.to_string()).or_default();
+        if user.failed_logins + *in_progress >= LOCKOUT_AFTER {
+            return Err(AuthError::TooManyAttempts);
+        }
+        *in_progress += 1;
+        Ok(Some((user, Attempt { accounts: self, user: name.to_string() })))
+    }
+
+    /// Checks `password` against `name`'s, counting a failure like a failed login: what
+    /// changes to the second factor need beside a token that may have been stolen.
+    async fn confirm_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        let Some((stored, attempt)) = self.begin_attempt(name).await? else {
+            return Err(AuthError::NotFound(format!("no user {name:?}")));
+        };
+        let matches = self.passwords.verify(password, &stored.password_hash).await?;
+        let checked = self.update_user(name, |user| if matches { Ok(()) } else { Err(record_failure(user)) }).await;
+        drop(attempt);
+        checked.map(|_| ())
     }
 
     /// Completes a login with a TOTP code (each accepted once) or a recovery code (each
@@ -479,8 +565,10 @@ impl Accounts {
         self.new_session(&user, &claims.tenant, role).await
     }
 
-    /// Starts TOTP enrolment for `name`; MFA is on once [`Accounts::confirm_mfa`] succeeds.
-    pub async fn enroll_mfa(&self, name: &str) -> Result<MfaEnrolment, AuthError> {
+    /// Starts TOTP enrolment for `name`, whose password must be given again; MFA is on once
+    /// [`Accounts::confirm_mfa`] succeeds.
+    pub async fn enroll_mfa(&self, name: &str, password: &str) -> Result<MfaEnrolment, AuthError> {
+        self.confirm_password(name, password).await?;
         let secret = mfa::new_secret();
         let (otpauth_uri, base32) = mfa::enrolment(&secret, name)?;
         let sealed_secret = self.secrets.seal(&secret);

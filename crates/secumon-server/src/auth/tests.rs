@@ -58,7 +58,7 @@ async fn bad_passwords_and_names_are_refused_alike_and_lock_the_account() {
         "the right password does not open a locked account"
     );
     assert!(accounts.user("ada", None).await.unwrap().locked);
-    accounts.reset_mfa("ada", None).await.unwrap();
+    accounts.reset_mfa("ada", None, true).await.unwrap();
     session(accounts.login("ada", "long enough password", None).await.unwrap());
 }
 
@@ -66,7 +66,8 @@ async fn bad_passwords_and_names_are_refused_alike_and_lock_the_account() {
 async fn mfa_enrolment_then_login_needs_a_fresh_code_or_a_recovery_code() {
     let (accounts, _dir) = accounts().await;
     accounts.add_user("ada", "long enough password", "acme", Role::Admin, false).await.unwrap();
-    let enrolment = accounts.enroll_mfa("ada").await.unwrap();
+    assert!(matches!(accounts.enroll_mfa("ada", "not her password").await, Err(AuthError::Unauthenticated(_))));
+    let enrolment = accounts.enroll_mfa("ada", "long enough password").await.unwrap();
     assert!(enrolment.otpauth_uri.starts_with("otpauth://totp/SecuMon:ada?"));
     assert!(matches!(accounts.confirm_mfa("ada", "12345x").await, Err(AuthError::Invalid(_))));
     // Confirm with the previous step's code, so that the current one is still unused.
@@ -138,4 +139,45 @@ async fn names_and_passwords_are_checked() {
         Err(AuthError::Conflict(_))
     ));
     assert_eq!(accounts.tenants(None, 10).await.unwrap(), ["acme", "default"]);
+}
+
+/// 19 wrong passwords and the right one at once: never a session on an account that ends
+/// locked, and no more guesses checked than failures were left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_logins_cannot_outguess_the_lock() {
+    let (accounts, _dir) = accounts().await;
+    let accounts = std::sync::Arc::new(accounts);
+    accounts.add_user("ada", "long enough password", "acme", Role::Admin, false).await.unwrap();
+    let logins: Vec<_> = (0..20)
+        .map(|i| {
+            let accounts = std::sync::Arc::clone(&accounts);
+            let password = if i == 10 { "long enough password".to_string() } else { format!("wrong password {i}") };
+            tokio::spawn(async move { accounts.login("ada", &password, None).await })
+        })
+        .collect();
+    let mut sessions = 0;
+    let mut wrong = 0;
+    for login in logins {
+        match login.await.unwrap() {
+            Ok(_) => sessions += 1,
+            Err(AuthError::Unauthenticated(_)) => wrong += 1,
+            Err(AuthError::Locked { .. } | AuthError::TooManyAttempts) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    // Before the fix every guess was checked: the lock reset the count and more followed.
+    assert!(wrong < LOCKOUT_AFTER as usize, "{wrong} wrong guesses checked and not locked out");
+    let locked = accounts.user("ada", None).await.unwrap().locked;
+    assert!(!(sessions == 1 && locked), "a session was granted on an account that ended locked");
+}
+
+#[tokio::test]
+async fn a_tenant_admin_cannot_reset_a_super_admin_or_a_user_of_other_tenants() {
+    let (accounts, _dir) = accounts().await;
+    accounts.add_user("root", "long enough password", "default", Role::Admin, true).await.unwrap();
+    accounts.add_user("ada", "long enough password", "default", Role::Viewer, false).await.unwrap();
+    let refused = accounts.reset_mfa("root", Some("default"), false).await;
+    assert!(matches!(refused, Err(AuthError::Forbidden(_))), "{refused:?}");
+    accounts.reset_mfa("ada", Some("default"), false).await.unwrap();
+    accounts.reset_mfa("root", Some("default"), true).await.unwrap();
 }
