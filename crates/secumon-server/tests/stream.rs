@@ -136,3 +136,32 @@ async fn a_subscriber_that_falls_behind_is_dropped_and_publishing_never_waits() 
     assert_eq!(next(&mut slow, Duration::from_secs(5)).await, None, "and the stream ends");
     server.shutdown().await;
 }
+
+/// A revoked API key's open stream used to go on receiving data; now it is closed within a
+/// few seconds of the revocation, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_when_its_credential_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig { open_access: false, ..ServerConfig::loopback(dir.path().join("s.db")) };
+    let server = Server::start(config).await.unwrap();
+    let accounts = server.accounts();
+    let (key, secret) = accounts.create_api_key("default", "watcher", Role::Viewer, "t").await.unwrap();
+    let (_, keeper) = accounts.create_api_key("default", "keeper", Role::Viewer, "t").await.unwrap();
+    let mut revoked = connect(&server, Some(&secret)).await.unwrap();
+    let mut kept = connect(&server, Some(&keeper)).await.unwrap();
+    next(&mut revoked, Duration::from_secs(5)).await.unwrap();
+    next(&mut kept, Duration::from_secs(5)).await.unwrap();
+
+    assert!(accounts.revoke_api_key("default", &key.id).await.unwrap());
+    let notice = next(&mut revoked, Duration::from_secs(10)).await.expect("a notice before the close");
+    assert_eq!(
+        (notice["type"].as_str(), notice["code"].as_str()),
+        (Some("error"), Some("unauthenticated")),
+        "{notice}"
+    );
+    assert!(next(&mut revoked, Duration::from_secs(2)).await.is_none(), "closed after the notice");
+
+    // The other key's stream goes on.
+    subscribe(&mut kept, json!({"alerts": true})).await;
+    server.shutdown().await;
+}

@@ -7,12 +7,19 @@
 //! new values), `check` (probe results) and `alert` (transitions) messages. A client that
 //! cannot keep up is sent `{"type": "error", "code": "slow_consumer"}` and disconnected;
 //! ingestion never waits for it.
+//!
+//! A socket lives no longer than its credential: the bearer it opened with is checked again
+//! every few seconds, and a revoked API key, an expired access token or a deleted user ends
+//! the stream with `{"type": "error", "code": "unauthenticated"}`. No socket lives longer than
+//! [`MAX_LIFETIME`]; clients reconnect.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
@@ -30,6 +37,12 @@ use crate::live::LiveEvent;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// WebSocket close code "try again later".
 const CLOSE_TRY_AGAIN: u16 = 1013;
+/// WebSocket close code "policy violation": the credential no longer holds.
+const CLOSE_POLICY: u16 = 1008;
+/// How often the socket's credential is checked again.
+const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// The longest a socket is kept open.
+const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,13 +128,38 @@ impl Subscription {
     }
 }
 
-pub(super) async fn stream(State(state): State<ApiState>, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+pub(super) async fn stream(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let events = state.live.subscribe();
-    upgrade.max_message_size(16 * 1024).on_upgrade(move |socket| serve(socket, caller, events))
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|token| token.trim().to_string());
+    let accounts = Arc::clone(&state.accounts);
+    upgrade.max_message_size(16 * 1024).on_upgrade(move |socket| async move {
+        let still_valid = async move || match &bearer {
+            Some(token) => accounts.authenticate(token).await.is_ok(),
+            None => true, // open access (tests): no credential to lose
+        };
+        serve(socket, caller, events, still_valid).await
+    })
 }
 
-async fn serve(socket: WebSocket, caller: Caller, mut events: broadcast::Receiver<Arc<LiveEvent>>) {
+async fn serve(
+    socket: WebSocket,
+    caller: Caller,
+    mut events: broadcast::Receiver<Arc<LiveEvent>>,
+    still_valid: impl AsyncFn() -> bool,
+) {
     let (mut sink, mut incoming) = socket.split();
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let end_of_life = tokio::time::sleep(MAX_LIFETIME);
+    tokio::pin!(end_of_life);
     let mut subscription = Subscription::default();
     let subscribed = |subscription: &Subscription| {
         text(&json!({"type": "subscribed", "tenant": caller.tenant, "subscription": subscription}))
@@ -131,6 +169,17 @@ async fn serve(socket: WebSocket, caller: Caller, mut events: broadcast::Receive
     }
     loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if !still_valid().await {
+                    tracing::info!(subscriber = %caller.subject, "stream credential revoked or expired; closed");
+                    close(&mut sink, "unauthenticated", "the credential of this stream was revoked or expired", CLOSE_POLICY).await;
+                    return;
+                }
+            }
+            _ = &mut end_of_life => {
+                close(&mut sink, "lifetime", "streams are closed after 12 h; reconnect to resume", CLOSE_TRY_AGAIN).await;
+                return;
+            }
             message = incoming.next() => match message {
                 Some(Ok(Message::Text(body))) => {
                     let reply = match serde_json::from_str::<ClientMessage>(&body) {
@@ -160,17 +209,21 @@ async fn serve(socket: WebSocket, caller: Caller, mut events: broadcast::Receive
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(subscriber = %caller.subject, missed, "stream subscriber fell behind; dropped");
-                    let notice = json!({"type": "error", "code": "slow_consumer",
-                        "message": format!("fell {missed} events behind the live feed; reconnect to resume")});
-                    if send(&mut sink, text(&notice)).await {
-                        let close = CloseFrame { code: CLOSE_TRY_AGAIN, reason: "slow consumer".into() };
-                        let _ = send(&mut sink, Message::Close(Some(close))).await;
-                    }
+                    let message = format!("fell {missed} events behind the live feed; reconnect to resume");
+                    close(&mut sink, "slow_consumer", &message, CLOSE_TRY_AGAIN).await;
                     return;
                 }
                 Err(RecvError::Closed) => break,
             },
         }
+    }
+}
+
+/// Tells the client why in an `error` message, then closes with `code`.
+async fn close(sink: &mut SplitSink<WebSocket, Message>, error: &str, message: &str, code: u16) {
+    if send(sink, text(&json!({"type": "error", "code": error, "message": message}))).await {
+        let frame = CloseFrame { code, reason: error.to_string().into() };
+        let _ = send(sink, Message::Close(Some(frame))).await;
     }
 }
 
