@@ -13,6 +13,8 @@ pub type Labels = BTreeMap<String, String>;
 pub const HOST_LABEL: &str = "host";
 /// Label every stored series carries: the tenant that owns it.
 pub const TENANT_LABEL: &str = "tenant";
+/// The tenant that exists from the start: the provider's own.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// A metric name plus its labels: the identity of a time series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

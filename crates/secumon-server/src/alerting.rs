@@ -131,7 +131,14 @@ impl Alerting {
                 channel.build().map_err(|error| ServerError::Alerting(format!("channel {name:?}: {error}")))?;
             notifiers.insert(name.clone(), notifier);
         }
-        let channels: BTreeSet<String> = notifiers.keys().cloned().collect();
+        // The rules file's own rules use any channel; rules this tenant's admins write only
+        // those opened to it (the provider's channels are not the tenant's).
+        let channels: BTreeSet<String> = config
+            .channels
+            .iter()
+            .filter(|(_, channel)| channel.open_to(tenant))
+            .map(|(name, _)| name.clone())
+            .collect();
         let file_rules = config.rules;
         let api_rules = stored_api_rules(store.as_ref(), tenant, &file_rules, &channels).await?;
         let all: Vec<Rule> = file_rules.iter().chain(&api_rules).cloned().collect();
@@ -334,7 +341,7 @@ impl Alerting {
         Ok(entries.into_iter().filter_map(|e| serde_json::from_str(&e.record).ok()).collect())
     }
 
-    /// The notification channels rules may name.
+    /// The notification channels this tenant's rules may name.
     pub fn channel_names(&self) -> Vec<String> {
         self.channels.iter().cloned().collect()
     }

@@ -288,3 +288,50 @@ async fn a_rule_nested_beyond_the_limit_is_refused_and_the_server_lives() {
     assert_eq!(status, 200, "the server still serves");
     server.shutdown().await;
 }
+
+/// The rules file's channels are the provider's: a tenant's admin may name only those
+/// opened to that tenant, and a failed delivery's error shown to the tenant carries no
+/// webhook token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_name_only_channels_opened_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+rules: []
+channels:
+  provider-pager: {type: webhook, url: "http://127.0.0.1:9/provider/TOKENSECRET"}
+  acme-slack: {type: slack, webhook_url: "http://127.0.0.1:9/services/TOKENSECRET", tenants: [acme]}
+"#;
+    let mut config = ServerConfig { open_access: false, ..ServerConfig::loopback(dir.path().join("s.db")) };
+    config.alerting = Some(RuleFile::parse(text, "rules.yaml").unwrap());
+    let server = Server::start(config).await.unwrap();
+    let accounts = server.accounts();
+    accounts.create_tenant("acme").await.unwrap();
+    let (_, admin) = accounts.create_api_key("acme", "admin", secumon_server::auth::Role::Admin, "t").await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/alert-rules", server.api_addr());
+    let rule = |channel: &str| json!({"name": format!("To{channel}"), "expr": "x > 1", "severity": "info", "channels": [channel]});
+
+    let refused = http.post(&url).bearer_auth(&admin).json(&rule("provider-pager")).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("provider-pager"), "{body}");
+    let accepted = http.post(&url).bearer_auth(&admin).json(&rule("acme-slack")).send().await.unwrap();
+    assert_eq!(accepted.status(), 201);
+
+    // A firing alert whose delivery fails: the history the tenant reads names no token.
+    let push = json!({"source": "t", "host": "web-1", "samples": [{"name": "x", "value": 5.0}]});
+    let ingest = format!("http://{}/api/v1/ingest", server.api_addr());
+    assert_eq!(http.post(&ingest).bearer_auth(&admin).json(&push).send().await.unwrap().status(), 200);
+    let history_url = format!("http://{}/api/v1/alerts/history", server.api_addr());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let history = http.get(&history_url).bearer_auth(&admin).send().await.unwrap().text().await.unwrap();
+        assert!(!history.contains("TOKENSECRET"), "{history}");
+        if history.contains("error sending request") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed delivery recorded: {history}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.shutdown().await;
+}

@@ -37,7 +37,7 @@ pub use query::{
 pub use sqlite::SqliteStore;
 
 /// Tenant that owns everything until tenants are managed.
-pub const DEFAULT_TENANT: &str = "default";
+pub const DEFAULT_TENANT: &str = secumon_core::model::DEFAULT_TENANT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -23,8 +23,10 @@ use crate::group::Notification;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    /// The request failed; the text names the host but never the URL's path or query, where
+    /// webhook tokens live (it is stored in the alert history tenants read, and logged).
     #[error("{0}")]
-    Http(#[from] reqwest::Error),
+    Http(String),
     #[error("receiver answered HTTP {0}")]
     Status(u16),
     #[error("email: {0}")]
@@ -37,6 +39,33 @@ pub trait Notifier: Send + Sync {
     async fn send(&self, notification: &Notification) -> Result<(), NotifyError>;
 }
 
+impl From<reqwest::Error> for NotifyError {
+    fn from(error: reqwest::Error) -> Self {
+        let host = error.url().and_then(|url| url.host_str().map(str::to_string));
+        let error = error.without_url();
+        let mut text = error.to_string();
+        let mut cause = std::error::Error::source(&error);
+        while let Some(inner) = cause {
+            text = format!("{text}: {inner}");
+            cause = inner.source();
+        }
+        NotifyError::Http(match host {
+            Some(host) => format!("{text} (host {host})"),
+            None => text,
+        })
+    }
+}
+
+/// Which tenants' rules may name a channel. Channels of the rules file are the provider's:
+/// without `tenants`, only the default tenant's own rules (and the rules file) use them; a
+/// tenant admin's rule may name one only if it lists that tenant, or `"*"`.
+fn open_to(tenants: &[String], tenant: &str) -> bool {
+    if tenants.is_empty() {
+        return tenant == secumon_core::model::DEFAULT_TENANT;
+    }
+    tenants.iter().any(|t| t == "*" || t == tenant)
+}
+
 /// Channels as configured, by name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -46,14 +75,22 @@ pub enum ChannelConfig {
         url: String,
         /// Signs the body with HMAC-SHA256 so the receiver can check it came from us.
         secret: Option<String>,
+        #[serde(default)]
+        tenants: Vec<String>,
     },
     /// A Slack incoming webhook; the message uses blocks, coloured by severity.
-    Slack { webhook_url: String },
+    Slack {
+        webhook_url: String,
+        #[serde(default)]
+        tenants: Vec<String>,
+    },
     /// PagerDuty Events API v2: trigger on firing, resolve on resolved, one incident per alert.
     PagerDuty {
         routing_key: String,
         #[serde(default = "pagerduty::default_url")]
         url: String,
+        #[serde(default)]
+        tenants: Vec<String>,
     },
     /// Email over SMTP, plain text and HTML.
     Email {
@@ -68,16 +105,28 @@ pub enum ChannelConfig {
         from: lettre::message::Mailbox,
         #[serde(deserialize_with = "email::mailboxes")]
         to: Vec<lettre::message::Mailbox>,
+        #[serde(default)]
+        tenants: Vec<String>,
     },
 }
 
 impl ChannelConfig {
+    /// Whether rules that `tenant`'s admins write may name this channel (see [`open_to`]).
+    pub fn open_to(&self, tenant: &str) -> bool {
+        match self {
+            Self::Webhook { tenants, .. }
+            | Self::Slack { tenants, .. }
+            | Self::PagerDuty { tenants, .. }
+            | Self::Email { tenants, .. } => open_to(tenants, tenant),
+        }
+    }
+
     /// The fields that are credentials (webhook secret, Slack webhook URL, PagerDuty routing
     /// key, SMTP password), by name: the server opens sealed ones before building.
     pub fn credentials_mut(&mut self) -> Vec<(&'static str, &mut String)> {
         match self {
             Self::Webhook { secret, .. } => secret.iter_mut().map(|s| ("secret", s)).collect(),
-            Self::Slack { webhook_url } => vec![("webhook_url", webhook_url)],
+            Self::Slack { webhook_url, .. } => vec![("webhook_url", webhook_url)],
             Self::PagerDuty { routing_key, .. } => vec![("routing_key", routing_key)],
             Self::Email { password, .. } => password.iter_mut().map(|p| ("password", p)).collect(),
         }
@@ -86,12 +135,12 @@ impl ChannelConfig {
     pub fn build(&self) -> Result<Arc<dyn Notifier>, NotifyError> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         Ok(match self {
-            Self::Webhook { url, secret } => Arc::new(WebhookNotifier::new(client, url.clone(), secret.clone())),
-            Self::Slack { webhook_url } => Arc::new(SlackNotifier::new(client, webhook_url.clone())),
-            Self::PagerDuty { routing_key, url } => {
+            Self::Webhook { url, secret, .. } => Arc::new(WebhookNotifier::new(client, url.clone(), secret.clone())),
+            Self::Slack { webhook_url, .. } => Arc::new(SlackNotifier::new(client, webhook_url.clone())),
+            Self::PagerDuty { routing_key, url, .. } => {
                 Arc::new(PagerDutyNotifier::new(client, url.clone(), routing_key.clone()))
             }
-            Self::Email { smtp_host, smtp_port, security, username, password, from, to } => {
+            Self::Email { smtp_host, smtp_port, security, username, password, from, to, .. } => {
                 let smtp = SmtpSettings {
                     host: smtp_host,
                     port: *smtp_port,
@@ -228,6 +277,43 @@ mod tests {
     use crate::engine::{AlertState, Transition};
     use crate::rule::AlertSeverity;
 
+    /// A failed delivery's error is stored in the alert history that viewers read and is
+    /// logged: it must name the receiver's host but never the token in its URL.
+    #[tokio::test]
+    async fn delivery_errors_never_carry_the_url_path_or_query() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = dead.local_addr().unwrap().port();
+        drop(dead);
+        let url = format!("http://127.0.0.1:{port}/services/T0SECRET/B0SECRET/tokenSECRET?key=SECRET");
+        let channels = [
+            ChannelConfig::Slack { webhook_url: url.clone(), tenants: Vec::new() },
+            ChannelConfig::Webhook { url: url.clone(), secret: Some("SECRET".into()), tenants: Vec::new() },
+            ChannelConfig::PagerDuty { routing_key: "SECRET".into(), url, tenants: Vec::new() },
+        ];
+        for channel in channels {
+            let error = channel.build().unwrap().send(&notification(&["x"])).await.unwrap_err().to_string();
+            assert!(!error.contains("SECRET"), "{error}");
+            assert!(error.contains("127.0.0.1") && error.contains("error sending request"), "{error}");
+        }
+    }
+
+    #[test]
+    fn channels_are_the_providers_unless_opened_to_a_tenant() {
+        let file = crate::RuleFile::parse(
+            "rules: []\nchannels:\n  own: {type: webhook, url: \"http://a\"}\n  \
+             shared: {type: webhook, url: \"http://b\", tenants: [acme]}\n  \
+             everyone: {type: slack, webhook_url: \"http://c\", tenants: [\"*\"]}\n",
+            "channels.yaml",
+        )
+        .unwrap();
+        let open = |tenant: &str| -> Vec<&str> {
+            file.channels.iter().filter(|(_, c)| c.open_to(tenant)).map(|(n, _)| n.as_str()).collect()
+        };
+        assert_eq!(open("default"), ["everyone", "own"]);
+        assert_eq!(open("acme"), ["everyone", "shared"]);
+        assert_eq!(open("globex"), ["everyone"]);
+    }
+
     fn notification(channels: &[&str]) -> Notification {
         Notification::single(Transition {
             rule: "Hot".into(),
@@ -277,7 +363,8 @@ mod tests {
     async fn signed_json_arrives_once_after_two_failures() {
         let receiver = Receiver { fail_first: 2, ..Default::default() };
         let url = start_receiver(receiver.clone()).await;
-        let channel = ChannelConfig::Webhook { url, secret: Some("s3cret".into()) }.build().unwrap();
+        let channel =
+            ChannelConfig::Webhook { url, secret: Some("s3cret".into()), tenants: Vec::new() }.build().unwrap();
         let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), channel)])).with_retry_delays(vec![
             Duration::from_millis(10),
             Duration::from_millis(10),
@@ -354,7 +441,7 @@ mod tests {
     async fn failures_are_recorded() {
         let receiver = Receiver { fail_first: u32::MAX, ..Default::default() };
         let url = start_receiver(receiver.clone()).await;
-        let channel = ChannelConfig::Webhook { url, secret: None }.build().unwrap();
+        let channel = ChannelConfig::Webhook { url, secret: None, tenants: Vec::new() }.build().unwrap();
         let dispatcher = Dispatcher::new(HashMap::from([("ops".to_string(), channel)]))
             .with_retry_delays(vec![Duration::from_millis(5)]);
         dispatcher.deliver(&notification(&["ops", "nowhere"])).await;
