@@ -346,6 +346,9 @@ async fn bootstrap_first_admin(server: &Server, data_dir: &std::path::Path) -> a
         .with_context(|| format!("cannot write {}", token_file.display()))?;
     writeln!(file, "{key}")?;
     println!("First start: created the super-admin \"admin\" with password {password}");
-    println!("  (shown once; change it after logging in, add users with `secumon users add`)");
+    println!(
+        "  (shown once; change it with POST /api/v1/auth/password or `secumon users set-password admin`, \
+         add users with `secumon users add`)"
+    );
     Ok(token_file)
 }

@@ -1,4 +1,5 @@
-//! `secumon users add|list|reset-mfa`: works on the server's store directly (as the server's
+//! `secumon users add|list|reset-mfa|set-password|set-role|disable|enable|delete`: works on
+//! the server's store directly (as the server's
 //! operator, on the server's machine), so that it also serves when nobody can log in: the
 //! first admin, a lost second factor, a locked account.
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use secumon_server::auth::{Accounts, AuthError, Role, SecretBox, generate_password};
+use secumon_server::auth::{Accounts, AuthError, Role, SecretBox, UserChange, generate_password};
 use secumon_store::{PgStore, SqliteStore, Store};
 
 #[derive(Args)]
@@ -62,6 +63,37 @@ enum UsersCommand {
     ///
     /// Example: secumon users reset-mfa ada
     ResetMfa { name: String },
+    /// Set a user's password (a generated one unless one is piped in); their sessions end.
+    ///
+    /// Example: printf '%s\n' "$NEW" | secumon users set-password ada --password-stdin
+    SetPassword {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give a user a role in a tenant; their sessions end.
+    ///
+    /// Example: secumon users set-role ada --tenant acme --role admin
+    SetRole {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// Stop a user from logging in; their sessions end.
+    ///
+    /// Example: secumon users disable ada
+    Disable { name: String },
+    /// Let a disabled user log in again.
+    ///
+    /// Example: secumon users enable ada
+    Enable { name: String },
+    /// Delete a user; their sessions end.
+    ///
+    /// Example: secumon users delete ada
+    Delete { name: String },
 }
 
 pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
@@ -72,13 +104,7 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
                 Ok(role) => role,
                 Err(error) => return usage(error),
             };
-            let (password, generated) = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
-                (line.trim_end_matches(['\r', '\n']).to_string(), false)
-            } else {
-                (generate_password(), true)
-            };
+            let (password, generated) = password(password_stdin)?;
             accounts.add_user(&name, &password, &tenant, role, super_admin).await.map(|user| {
                 println!(
                     "added {} ({:?} in {tenant}{})",
@@ -115,12 +141,59 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::ResetMfa { name } => {
             accounts.reset_mfa(&name, None, true).await.map(|_| println!("{name}: MFA removed, account unlocked"))
         }
+        UsersCommand::SetPassword { name, password_stdin } => {
+            let (password, generated) = password(password_stdin)?;
+            accounts.set_password(&name, &password).await.map(|()| {
+                println!("{name}: password set; sessions ended");
+                if generated {
+                    println!("password: {password}");
+                }
+            })
+        }
+        UsersCommand::SetRole { name, tenant, role } => {
+            let role: Role = match role.parse() {
+                Ok(role) => role,
+                Err(error) => return usage(error),
+            };
+            let change = UserChange { role: Some(role), ..UserChange::default() };
+            accounts
+                .change_user(&name, Some(&tenant), true, change)
+                .await
+                .map(|_| println!("{name}: {role:?} in {tenant}; sessions ended"))
+        }
+        UsersCommand::Disable { name } => set_disabled(&accounts, &name, true).await,
+        UsersCommand::Enable { name } => set_disabled(&accounts, &name, false).await,
+        UsersCommand::Delete { name } => match accounts.delete_user(&name, None, true).await {
+            Ok(true) => {
+                println!("{name}: deleted");
+                Ok(())
+            }
+            Ok(false) => Err(AuthError::NotFound(format!("no user {name:?}"))),
+            Err(error) => Err(error),
+        },
     };
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error @ (AuthError::Invalid(_) | AuthError::Conflict(_) | AuthError::NotFound(_))) => usage(error),
         Err(error) => Err(error.into()),
     }
+}
+
+async fn set_disabled(accounts: &Accounts, name: &str, disabled: bool) -> Result<(), AuthError> {
+    let change = UserChange { disabled: Some(disabled), ..UserChange::default() };
+    accounts.change_user(name, None, true, change).await?;
+    println!("{name}: {}", if disabled { "disabled; sessions ended" } else { "enabled" });
+    Ok(())
+}
+
+/// The first line of standard input, or a generated password (`true`).
+fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((generate_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
+    Ok((line.trim_end_matches(['\r', '\n']).to_string(), false))
 }
 
 fn usage(error: AuthError) -> anyhow::Result<ExitCode> {

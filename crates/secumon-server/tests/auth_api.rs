@@ -90,6 +90,9 @@ async fn tokens_are_required_checked_and_refreshable() {
     let (status, _) =
         api.call(Method::POST, "/auth/refresh", None, Some(json!({"refresh_token": renewed["refresh_token"]}))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked by logout");
+    let (status, _) = api.call(Method::GET, "/auth/me", Some(token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the access token too");
+    let token = &api.login("ada").await;
 
     // A viewer reads but does not change.
     let (status, body) = api
@@ -308,6 +311,9 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/users".into(), None),
         (Method::GET, format!("/users/{user}"), None),
         (Method::POST, format!("/users/{user}/reset-mfa"), None),
+        (Method::PUT, format!("/users/{user}"), Some(json!({"role": "viewer", "disabled": true}))),
+        (Method::POST, format!("/users/{user}/revoke-sessions"), None),
+        (Method::DELETE, format!("/users/{user}"), None),
         (Method::GET, "/api-keys".into(), None),
         (Method::DELETE, format!("/api-keys/{key_id}"), None),
         (Method::GET, "/tenants".into(), None),
@@ -354,6 +360,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     }
 
     // B's objects are all as they were.
+    let b_user = server.accounts().user(user, None).await.expect("B's user still exists");
+    assert!(!b_user.disabled && b_user.roles.contains_key("globex"), "{b_user:?}");
     let t = Some(b.token.as_str());
     let (_, rules) = api.call(Method::GET, &format!("/alert-rules/{rule}"), t, None).await;
     assert_eq!(rules["rule"]["expr"].as_str(), Some("b_secret_metric > 1"), "{rules}");
@@ -476,5 +484,86 @@ async fn a_tenant_admin_cannot_reset_the_mfa_of_a_super_admin() {
     let root = api.login("root").await;
     let (status, _) = api.call(Method::POST, "/users/ada/reset-mfa", Some(&root), None).await;
     assert_eq!(status, StatusCode::OK, "a super-admin may");
+    server.shutdown().await;
+}
+
+/// Users can be managed, and every change that should end a session does so at once:
+/// logout, a password or role change, disabling and deletion (access tokens used to work
+/// for their whole 15 minutes after any of these).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_lifecycle_ends_sessions_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server);
+    let accounts = server.accounts();
+    accounts.add_user("boss", PASSWORD, "acme", Role::Admin, false).await.unwrap();
+    accounts.add_user("ada", PASSWORD, "acme", Role::Operator, false).await.unwrap();
+    let boss = api.login("boss").await;
+    let me = |token: &str| {
+        let (api, token) = (&api, token.to_string());
+        async move { api.call(Method::GET, "/auth/me", Some(&token), None).await.0 }
+    };
+
+    // Logout ends the access token too.
+    let (_, session) =
+        api.call(Method::POST, "/auth/login", None, Some(json!({"username": "ada", "password": PASSWORD}))).await;
+    let access = session["access_token"].as_str().unwrap().to_string();
+    assert_eq!(me(&access).await, StatusCode::OK);
+    let (status, _) =
+        api.call(Method::POST, "/auth/logout", None, Some(json!({"refresh_token": session["refresh_token"]}))).await;
+    assert!(status.is_success());
+    assert_eq!(me(&access).await, StatusCode::UNAUTHORIZED, "the access token died with the logout");
+
+    // A user changes their own password, proving the current one; old sessions end.
+    let ada = api.login("ada").await;
+    let change = json!({"current_password": "not it at all", "new_password": "a brand new password"});
+    let (status, _) = api.call(Method::POST, "/auth/password", Some(&ada), Some(change)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let change = json!({"current_password": PASSWORD, "new_password": "a brand new password"});
+    let (status, body) = api.call(Method::POST, "/auth/password", Some(&ada), Some(change)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(me(&ada).await, StatusCode::UNAUTHORIZED);
+    let login = json!({"username": "ada", "password": "a brand new password"});
+    let (status, session) = api.call(Method::POST, "/auth/login", None, Some(login.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let ada = session["access_token"].as_str().unwrap().to_string();
+
+    // An admin changes the role: the old token (with the old role) ends.
+    let (status, user) = api.call(Method::PUT, "/users/ada", Some(&boss), Some(json!({"role": "viewer"}))).await;
+    assert_eq!((status, user["roles"]["acme"].as_str()), (StatusCode::OK, Some("viewer")), "{user}");
+    assert_eq!(me(&ada).await, StatusCode::UNAUTHORIZED);
+
+    // Disabled: no login, no token.
+    let (_, session) = api.call(Method::POST, "/auth/login", None, Some(login.clone())).await;
+    let ada = session["access_token"].as_str().unwrap().to_string();
+    let (status, user) = api.call(Method::PUT, "/users/ada", Some(&boss), Some(json!({"disabled": true}))).await;
+    assert_eq!((status, user["disabled"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(me(&ada).await, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call(Method::POST, "/auth/login", None, Some(login.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a disabled user cannot log in");
+    api.call(Method::PUT, "/users/ada", Some(&boss), Some(json!({"disabled": false}))).await;
+
+    // An admin ends a user's sessions, then deletes the user.
+    let (_, session) = api.call(Method::POST, "/auth/login", None, Some(login.clone())).await;
+    let ada = session["access_token"].as_str().unwrap().to_string();
+    let (status, _) = api.call(Method::POST, "/users/ada/revoke-sessions", Some(&boss), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(me(&ada).await, StatusCode::UNAUTHORIZED);
+    let (_, session) = api.call(Method::POST, "/auth/login", None, Some(login.clone())).await;
+    let ada = session["access_token"].as_str().unwrap().to_string();
+    let (status, _) = api.call(Method::DELETE, "/users/ada", Some(&boss), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(me(&ada).await, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call(Method::POST, "/auth/login", None, Some(login)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call(Method::DELETE, "/users/ada", Some(&boss), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A tenant admin cannot delete or disable a super-admin.
+    accounts.add_user("root", PASSWORD, "acme", Role::Admin, true).await.unwrap();
+    let (status, _) = api.call(Method::DELETE, "/users/root", Some(&boss), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.call(Method::PUT, "/users/root", Some(&boss), Some(json!({"disabled": true}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     server.shutdown().await;
 }

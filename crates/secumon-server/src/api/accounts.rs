@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::access::ApiJson;
 use super::{ApiError, ApiState, Page, PageParams};
 use crate::api::access::ApiQuery;
-use crate::auth::{ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserView};
+use crate::auth::{ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
@@ -24,7 +24,9 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/auth/mfa/enroll", post(enroll_mfa))
         .route("/api/v1/auth/mfa/confirm", post(confirm_mfa))
         .route("/api/v1/users", get(list_users).post(add_user))
-        .route("/api/v1/users/{name}", get(get_user))
+        .route("/api/v1/users/{name}", get(get_user).put(change_user).delete(delete_user))
+        .route("/api/v1/users/{name}/revoke-sessions", post(revoke_sessions))
+        .route("/api/v1/auth/password", post(change_password))
         .route("/api/v1/users/{name}/reset-mfa", post(reset_mfa))
         .route("/api/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route("/api/v1/api-keys/{id}", delete(revoke_api_key))
@@ -211,6 +213,63 @@ pub(super) async fn get_user(
 ) -> Result<Json<UserView>, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(state.accounts.user(&name, Some(&caller.tenant)).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), request_body = UserChange, responses((status = 200, description = "OK", body = UserView)))]
+pub(super) async fn change_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(change): ApiJson<UserChange>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(Role::Admin)?;
+    let user = state.accounts.change_user(&name, Some(&caller.tenant), caller.super_admin, change).await?;
+    tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user changed");
+    Ok(Json(user))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Removed from the tenant (and deleted once in no tenant)")))]
+pub(super) async fn delete_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    if !state.accounts.delete_user(&name, Some(&caller.tenant), caller.super_admin).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no user {name:?}")));
+    }
+    tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{name}/revoke-sessions", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Every session of the user ended")))]
+pub(super) async fn revoke_sessions(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Admin)?;
+    state.accounts.revoke_sessions(&name, Some(&caller.tenant), caller.super_admin).await?;
+    tracing::info!(user = %name, by = %caller.subject, "sessions revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange, responses((status = 204, description = "Changed; every session of the user ended")))]
+pub(super) async fn change_password(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let name = user_of(&caller)?;
+    state.accounts.change_own_password(name, &request.current_password, &request.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{name}/reset-mfa", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK", body = UserView)))]

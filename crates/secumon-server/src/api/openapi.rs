@@ -36,7 +36,8 @@ struct ErrorDetail {
     paths(
         super::accounts::login, super::accounts::verify_mfa, super::accounts::refresh, super::accounts::logout,
         super::accounts::me, super::accounts::enroll_mfa, super::accounts::confirm_mfa,
-        super::accounts::list_users, super::accounts::add_user, super::accounts::get_user, super::accounts::reset_mfa,
+        super::accounts::list_users, super::accounts::add_user, super::accounts::get_user, super::accounts::reset_mfa, super::accounts::change_user,
+        super::accounts::delete_user, super::accounts::revoke_sessions, super::accounts::change_password,
         super::accounts::list_api_keys, super::accounts::create_api_key, super::accounts::revoke_api_key,
         super::accounts::list_tenants, super::accounts::create_tenant,
         super::agents::list_agents, super::agents::get_agent, super::agents::delete_agent, super::agents::provision,
@@ -96,7 +97,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 50, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 54, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");

@@ -147,6 +147,13 @@ struct UserRecord {
     #[serde(default)]
     locked_until_ms: i64,
     created_ms: i64,
+    /// A disabled user cannot log in, and their tokens stop working.
+    #[serde(default)]
+    disabled: bool,
+    /// Access and refresh tokens carry the version they were issued under; raising it (logout,
+    /// password or role change, disabling) revokes them all.
+    #[serde(default)]
+    token_version: u32,
 }
 
 impl UserRecord {
@@ -161,8 +168,14 @@ impl UserRecord {
             roles: self.roles.clone(),
             mfa_enabled: self.mfa_enabled(),
             locked: self.locked_until_ms > now_ms(),
+            disabled: self.disabled,
             created_ms: self.created_ms,
         }
+    }
+
+    /// Ends every session of the user.
+    fn revoke_tokens(&mut self) {
+        self.token_version = self.token_version.wrapping_add(1);
     }
 }
 
@@ -174,7 +187,18 @@ pub struct UserView {
     pub roles: BTreeMap<String, Role>,
     pub mfa_enabled: bool,
     pub locked: bool,
+    pub disabled: bool,
     pub created_ms: i64,
+}
+
+/// Changes to a user; what is `None` stays as it is.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    /// The user's role in the tenant the change is made in.
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +228,9 @@ struct RefreshRecord {
     tenant: String,
     digest: String,
     expires_ms: i64,
+    /// The user's token version when issued.
+    #[serde(default)]
+    ver: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -221,6 +248,9 @@ struct Claims {
     sa: bool,
     /// `access`, or `mfa` for the half-way token between password and second factor.
     typ: String,
+    /// The user's token version when issued.
+    #[serde(default)]
+    ver: u32,
     iat: i64,
     exp: i64,
 }
@@ -353,6 +383,8 @@ impl Accounts {
             failed_logins: 0,
             locked_until_ms: 0,
             created_ms: now_ms(),
+            disabled: false,
+            token_version: 0,
         };
         if !self.store.insert_record(SYSTEM, KIND_USER, name, &serde_json::to_string(&user)?).await? {
             return Err(AuthError::Conflict(format!("user {name:?} exists")));
@@ -375,22 +407,14 @@ impl Accounts {
     }
 
     /// Removes the second factor (the user enrols again) and unlocks the account. With a
-    /// `tenant`, only a user of that tenant alone, unless `by_super_admin`: a tenant's admin
-    /// must not take over a super-admin or someone who also works for other tenants.
+    /// `tenant`, only as [`Accounts::manageable`] allows.
     pub async fn reset_mfa(
         &self,
         name: &str,
         tenant: Option<&str>,
         by_super_admin: bool,
     ) -> Result<UserView, AuthError> {
-        let user = self.user(name, tenant).await?;
-        if let Some(tenant) = tenant.filter(|_| !by_super_admin) {
-            if user.super_admin || user.roles.keys().any(|t| t != tenant) {
-                return Err(AuthError::Forbidden(format!(
-                    "{name} is a super-admin or has roles in other tenants: only a super-admin may reset their MFA"
-                )));
-            }
-        }
+        self.manageable(name, tenant, by_super_admin).await?;
         self.update_user(name, |user| {
             user.mfa = None;
             user.failed_logins = 0;
@@ -401,6 +425,22 @@ impl Accounts {
         .map(|u| u.view())
     }
 
+    /// The user, if whoever manages users of `tenant` may change them: a tenant's admin must
+    /// not take over a super-admin or someone who also works for other tenants. `None`: the
+    /// server's operator, on its machine.
+    async fn manageable(&self, name: &str, tenant: Option<&str>, by_super_admin: bool) -> Result<UserView, AuthError> {
+        let user = self.user(name, tenant).await?;
+        if let Some(tenant) = tenant.filter(|_| !by_super_admin) {
+            if user.super_admin || user.roles.keys().any(|t| t != tenant) {
+                return Err(AuthError::Forbidden(format!(
+                    "{name} is a super-admin or has roles in other tenants: only a super-admin may change them"
+                )));
+            }
+        }
+        Ok(user)
+    }
+
+    /// Sets the user's password; their sessions end.
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
         validate_password(password)?;
         let hash = self.passwords.hash(password).await?;
@@ -408,6 +448,82 @@ impl Accounts {
             user.password_hash = hash;
             user.failed_logins = 0;
             user.locked_until_ms = 0;
+            user.revoke_tokens();
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// A user changes their own password, proving the current one.
+    pub async fn change_own_password(&self, name: &str, current: &str, new: &str) -> Result<(), AuthError> {
+        validate_password(new)?;
+        self.confirm_password(name, current).await?;
+        self.set_password(name, new).await
+    }
+
+    /// Applies `change` to a user of `tenant` (see [`Accounts::manageable`]); a new role,
+    /// password or disabling ends the user's sessions.
+    pub async fn change_user(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+        by_super_admin: bool,
+        change: UserChange,
+    ) -> Result<UserView, AuthError> {
+        self.manageable(name, tenant, by_super_admin).await?;
+        if let Some(password) = &change.password {
+            self.set_password(name, password).await?;
+        }
+        if change.role.is_some() && tenant.is_none() {
+            return Err(AuthError::Invalid("a role is set in a tenant".into()));
+        }
+        self.update_user(name, |user| {
+            if let (Some(role), Some(tenant)) = (change.role, tenant) {
+                user.roles.insert(tenant.to_string(), role);
+                user.revoke_tokens();
+            }
+            if let Some(disabled) = change.disabled {
+                user.disabled = disabled;
+                if disabled {
+                    user.revoke_tokens();
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map(|u| u.view())
+    }
+
+    /// Removes the user from `tenant`, and altogether once they have no tenant left (or for
+    /// `None`, the server's operator); their sessions end. `false` if there was no such user.
+    pub async fn delete_user(&self, name: &str, tenant: Option<&str>, by_super_admin: bool) -> Result<bool, AuthError> {
+        let user = self.manageable(name, tenant, by_super_admin).await?;
+        let keeps_other_tenants = tenant.is_some_and(|t| user.roles.keys().any(|other| other != t));
+        if keeps_other_tenants {
+            let tenant = tenant.unwrap_or_default().to_string();
+            self.update_user(name, |user| {
+                user.roles.remove(&tenant);
+                user.revoke_tokens();
+                Ok(())
+            })
+            .await?;
+            return Ok(true);
+        }
+        let _guard = self.user_updates.lock().await;
+        Ok(self.store.delete_record(SYSTEM, KIND_USER, name).await?)
+    }
+
+    /// Ends every session of the user (access and refresh tokens).
+    pub async fn revoke_sessions(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+        by_super_admin: bool,
+    ) -> Result<(), AuthError> {
+        self.manageable(name, tenant, by_super_admin).await?;
+        self.update_user(name, |user| {
+            user.revoke_tokens();
             Ok(())
         })
         .await
@@ -474,6 +590,9 @@ impl Accounts {
                     return Err(record_failure(user));
                 }
                 refuse_if_locked(user)?;
+                if user.disabled {
+                    return Err(AuthError::Forbidden(format!("{} is disabled", user.name)));
+                }
                 if !user.mfa_enabled() {
                     user.failed_logins = 0;
                 }
@@ -491,6 +610,7 @@ impl Accounts {
                 role,
                 sa: stored.super_admin,
                 typ: "mfa".into(),
+                ver: stored.token_version,
                 iat: now,
                 exp: now + MFA_TOKEN_SECONDS,
             };
@@ -561,6 +681,9 @@ impl Accounts {
                 AuthError::NotFound(_) => AuthError::Unauthenticated("the MFA token is not valid"),
                 other => other,
             })?;
+        if user.disabled || user.token_version != claims.ver {
+            return Err(AuthError::Unauthenticated("the MFA token is not valid"));
+        }
         let role = tenant_of(&user, Some(&claims.tenant))?.1;
         self.new_session(&user, &claims.tenant, role).await
     }
@@ -619,16 +742,32 @@ impl Accounts {
             return Err(REFUSED);
         }
         let user = self.load_user(&record.user).await?.ok_or(REFUSED)?;
+        if user.disabled || record.ver != user.token_version {
+            return Err(REFUSED);
+        }
         let (tenant, role) = tenant_of(&user, Some(&record.tenant)).map_err(|_| REFUSED)?;
         self.new_session(&user, &tenant, role).await
     }
 
-    /// Revokes a refresh token; `false` when it was not valid.
+    /// Revokes a refresh token and every access token of its user; `false` when it was not
+    /// valid.
     pub async fn logout(&self, refresh_token: &str) -> Result<bool, AuthError> {
         let Some((id, secret)) = split_credential(refresh_token, "smr_") else { return Ok(false) };
         let Some(body) = self.store.get_record(SYSTEM, KIND_REFRESH, id).await? else { return Ok(false) };
         let record: RefreshRecord = serde_json::from_str(&body)?;
-        Ok(same_secret(&record.digest, &digest(secret)) && self.store.delete_record(SYSTEM, KIND_REFRESH, id).await?)
+        if !(same_secret(&record.digest, &digest(secret)) && self.store.delete_record(SYSTEM, KIND_REFRESH, id).await?)
+        {
+            return Ok(false);
+        }
+        // Access tokens are stateless: the version they carry is what revokes them.
+        let revoke = |user: &mut UserRecord| {
+            user.revoke_tokens();
+            Ok(())
+        };
+        match self.update_user(&record.user, revoke).await {
+            Ok(_) | Err(AuthError::NotFound(_)) => Ok(true),
+            Err(error) => Err(error),
+        }
     }
 
     async fn new_session(&self, user: &UserRecord, tenant: &str, role: Role) -> Result<Session, AuthError> {
@@ -639,6 +778,7 @@ impl Accounts {
             role,
             sa: user.super_admin,
             typ: "access".into(),
+            ver: user.token_version,
             iat: now / 1000,
             exp: now / 1000 + ACCESS_TOKEN_SECONDS,
         };
@@ -648,6 +788,7 @@ impl Accounts {
             tenant: tenant.to_string(),
             digest: digest(&secret),
             expires_ms: now + REFRESH_TOKEN_MS,
+            ver: user.token_version,
         };
         self.store.insert_record(SYSTEM, KIND_REFRESH, &id, &serde_json::to_string(&record)?).await?;
         Ok(Session {
@@ -724,6 +865,15 @@ impl Accounts {
         let claims: Claims = self.signer.verify(bearer)?;
         if claims.typ != "access" {
             return Err(AuthError::Unauthenticated("not an access token"));
+        }
+        // Signed tokens cannot be taken back; the user's token version can move past them.
+        match self.load_user(&claims.sub).await? {
+            Some(user) if !user.disabled && user.token_version == claims.ver => {}
+            _ => {
+                return Err(AuthError::Unauthenticated(
+                    "the session was ended (logout, a change to the user, or deletion)",
+                ));
+            }
         }
         Ok(Caller { subject: claims.sub, tenant: claims.tenant, role: claims.role, super_admin: claims.sa })
     }
