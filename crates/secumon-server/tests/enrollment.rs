@@ -256,3 +256,51 @@ async fn session_tokens_rotate_and_the_replaced_one_stops_admitting() {
     assert_ne!(renewed.token, third.token, "rotated on connect");
     gate.admit(&with(&renewed.token)).await.unwrap();
 }
+
+/// Another tenant enrolled `api:acme:python` and so blocked acme's script ingest, and an
+/// enrollment without a valid token said which agent ids exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_ids_of_scripts_are_reserved_and_ids_are_not_revealed_without_a_token() {
+    let setup = Setup::start().await;
+    let token = setup.provision().await;
+    let taken = enroll(&setup.collector(), &token, "api:acme:python", "evil").await.err().unwrap();
+    assert!(taken.to_string().contains("not a valid agent id"), "{taken}");
+    enroll(&setup.collector(), &token, "agent-1", "web-1").await.expect("the token was not used up");
+
+    // Without a valid token, an enrolled id and a free one get the same answer.
+    let gate = setup.server.agent_authority().expect("managed TLS has an authority");
+    let forged = |agent_id: &str| EnrollRequest {
+        token: "smp_nothing.forged".into(),
+        csr_pem: "x".into(),
+        agent_id: agent_id.into(),
+        host: "web-1".into(),
+    };
+    let known = gate.enroll(forged("agent-1")).await.err().unwrap().to_string();
+    let unknown = gate.enroll(forged("agent-2")).await.err().unwrap().to_string();
+    assert_eq!(known, unknown);
+    assert!(known.contains("provisioning token"), "{known}");
+
+    // Another tenant's valid token learns only that the id is not available.
+    setup.server.accounts().create_tenant("globex").await.unwrap();
+    let (_, globex_admin) = setup.server.accounts().create_api_key("globex", "g", Role::Admin, "t").await.unwrap();
+    let answer: Value = setup
+        .http
+        .post(format!("http://{}/api/v1/agents/provision", setup.server.api_addr()))
+        .bearer_auth(globex_admin)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let globex_token: ProvisioningToken = answer["token"].as_str().unwrap().parse().unwrap();
+    let refused = enroll(&setup.collector(), &globex_token, "agent-1", "web-9").await.err().unwrap().to_string();
+    assert!(refused.contains("not available") && !refused.contains("acme"), "{refused}");
+
+    // acme's scripts push under their reserved id as before.
+    let push =
+        json!({"source": "python", "host": "backup-1", "samples": [{"name": "backup_age_seconds", "value": 60.0}]});
+    let (status, body) = setup.call(reqwest::Method::POST, "/ingest", Some(push)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -190,8 +190,8 @@ impl AgentAuthority {
         }
     }
 
-    /// Uses up a provisioning token; returns its tenant.
-    async fn redeem(&self, credential: &str) -> Result<String, GateError> {
+    /// The tenant of a valid provisioning token, without using it up.
+    async fn token_tenant(&self, credential: &str) -> Result<String, GateError> {
         let refused = || GateError::Denied("the provisioning token is unknown, used or expired".into());
         let (id, secret) = split_credential(credential, "smp_").ok_or_else(refused)?;
         let body = self.store.get_record(SYSTEM, KIND_PROVISION, id).await.map_err(unavailable)?.ok_or_else(refused)?;
@@ -199,11 +199,19 @@ impl AgentAuthority {
         if !same_secret(&digest(secret), &record.digest) || record.expires_ms <= now_ms() {
             return Err(refused());
         }
+        Ok(record.tenant)
+    }
+
+    /// Uses up a provisioning token checked by [`Self::token_tenant`]; returns its tenant.
+    async fn redeem(&self, credential: &str) -> Result<String, GateError> {
+        let refused = || GateError::Denied("the provisioning token is unknown, used or expired".into());
+        let tenant = self.token_tenant(credential).await?;
+        let (id, _) = split_credential(credential, "smp_").ok_or_else(refused)?;
         // Of agents racing with one token, exactly one deletes it.
         if !self.store.delete_record(SYSTEM, KIND_PROVISION, id).await.map_err(unavailable)? {
             return Err(refused());
         }
-        Ok(record.tenant)
+        Ok(tenant)
     }
 
     /// The enrollment a client certificate belongs to, if it is current and not revoked.
@@ -282,9 +290,14 @@ impl AgentGate for AgentAuthority {
             return Err(GateError::Invalid("host must be 1 to 253 characters".into()));
         }
         let _guard = self.updates.lock().await;
+        // The token first: without a valid one, nothing is said about which ids exist.
+        let tenant = self.token_tenant(&request.token).await?;
         if let Some(existing) = self.enrollment(&request.agent_id).await.map_err(unavailable)?
             && existing.revoked_ms.is_none()
         {
+            if existing.tenant != tenant {
+                return Err(GateError::Denied(format!("the agent id {} is not available", request.agent_id)));
+            }
             return Err(GateError::Denied(format!(
                 "agent {} is enrolled already; delete it (DELETE /api/v1/agents/{}) before enrolling it again",
                 request.agent_id, request.agent_id
@@ -293,7 +306,7 @@ impl AgentGate for AgentAuthority {
         // Read before the token is used up, so a bad request does not cost the token.
         let csr = CertificateSigningRequestParams::from_pem(&request.csr_pem)
             .map_err(|e| GateError::Invalid(format!("the certificate signing request is unusable: {e}")))?;
-        let tenant = self.redeem(&request.token).await?;
+        self.redeem(&request.token).await?;
         let cert_pem = self.sign(csr, &request.agent_id, &tenant)?;
         let mut record = EnrollmentRecord {
             tenant,
@@ -337,11 +350,17 @@ fn unavailable(error: impl std::fmt::Display) -> GateError {
     GateError::Unavailable(error.to_string())
 }
 
-/// Agent ids: 1 to 128 letters, digits, `-`, `_`, `.` and `:`.
+/// Agent ids: 1 to 128 letters, digits, `-`, `_` and `.`. No `:`: ids with one
+/// (`api:<tenant>:<source>`) belong to scripts pushing over HTTP, whose tenant they name, and
+/// must not be taken by an agent of another tenant.
 fn validate_agent_id(id: &str) -> Result<(), GateError> {
-    let ok = (1..=128).contains(&id.len())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
-    if ok { Ok(()) } else { Err(GateError::Invalid(format!("{id:?} is not a valid agent id"))) }
+    let ok =
+        (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(GateError::Invalid(format!("{id:?} is not a valid agent id: 1 to 128 of A-Z, a-z, 0-9, '-', '_' and '.'")))
+    }
 }
 
 /// The agent id a certificate names (its common name).
