@@ -194,7 +194,29 @@ fn excerpt(text: &str) -> String {
     }
 }
 
+/// The longest any duration of a rule may be: the engine adds them to timestamps.
+const MAX_RULE_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+fn check_durations(spec: &RuleSpec) -> Result<(), String> {
+    let durations = [
+        ("for", Some(spec.for_duration)),
+        ("resolve_after", Some(spec.resolve_after)),
+        ("no_data", spec.no_data),
+        ("window", spec.window),
+        ("group_wait", Some(spec.group_wait)),
+    ]
+    .into_iter()
+    .chain(spec.escalation.iter().map(|level| ("escalation.after", Some(level.after))));
+    for (key, duration) in durations {
+        if duration.is_some_and(|d| d > MAX_RULE_DURATION) {
+            return Err(format!("`{key}` is at most 366 days"));
+        }
+    }
+    Ok(())
+}
+
 fn compile(spec: &RuleSpec) -> Result<RuleSource, String> {
+    check_durations(spec)?;
     let expr = spec.expr.as_deref().map(str::trim);
     let allowed: &[&str] = match spec.source {
         SourceKind::Metric | SourceKind::Finding => &["expr"],
@@ -340,6 +362,17 @@ rules:
         assert_eq!(rule.spec.severity, AlertSeverity::Critical);
         assert_eq!(rule.spec.channels, vec!["ops-mail", "ops-slack"]);
         assert_eq!(rule.condition().unwrap().threshold, 0.9);
+    }
+
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        for key in ["for", "resolve_after"] {
+            let text = format!("rules:\n  - {{name: X, expr: x > 1, severity: info, {key}: 500000000y}}\n");
+            let error = RuleFile::parse(&text, "r.yaml").unwrap_err().to_string();
+            assert!(error.contains(key) && error.contains("366 days"), "{error}");
+        }
+        let text = "rules:\n  - {name: X, source: agent, no_data: 1000y, severity: info}\n";
+        assert!(RuleFile::parse(text, "r.yaml").unwrap_err().to_string().contains("no_data"));
     }
 
     #[test]

@@ -207,7 +207,7 @@ impl Enrollment for EnrollmentService {
                 Ok(Response::new(enrolled))
             }
             Err(error) => {
-                tracing::warn!(?peer, %agent_id, %error, "enrollment refused");
+                tracing::warn!(?peer, ?agent_id, %error, "enrollment refused");
                 Err(error.into())
             }
         }

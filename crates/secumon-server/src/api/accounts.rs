@@ -61,12 +61,12 @@ pub(super) async fn login(
     let outcome = state.accounts.login(&request.username, &request.password, request.tenant.as_deref()).await;
     match outcome {
         Ok(LoginOutcome::Session(session)) => {
-            tracing::info!(user = %request.username, tenant = %session.tenant, "login");
+            tracing::info!(user = ?request.username, tenant = %session.tenant, "login");
             Ok(Json(LoginAnswer::Session(session)))
         }
         Ok(LoginOutcome::MfaRequired { mfa_token }) => Ok(Json(LoginAnswer::Mfa { mfa_required: true, mfa_token })),
         Err(error) => {
-            tracing::info!(user = %request.username, %error, "login refused");
+            tracing::info!(user = ?request.username, %error, "login refused");
             Err(error.into())
         }
     }

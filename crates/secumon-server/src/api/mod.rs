@@ -682,7 +682,9 @@ async fn rule_history(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AcknowledgeRequest {
-    by: String,
+    /// Ignored, for older clients: an acknowledgement is recorded as the caller.
+    #[serde(default, rename = "by")]
+    _by: Option<String>,
     #[serde(default)]
     comment: String,
 }
@@ -695,10 +697,8 @@ async fn acknowledge_alert(
     ApiJson(request): ApiJson<AcknowledgeRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Operator)?;
-    if request.by.trim().is_empty() {
-        return Err(ApiError::bad_request("`by` must name who acknowledges"));
-    }
-    let ack = Acknowledgement { by: request.by, at_ms: now_ms(), comment: request.comment };
+    // Who acknowledged is who called, not what the body claims.
+    let ack = Acknowledgement { by: caller.subject.clone(), at_ms: now_ms(), comment: request.comment };
     if state.alerting(&caller).await?.acknowledge(&id, ack) {
         Ok(Json(serde_json::json!({"acknowledged": true})))
     } else {
@@ -722,7 +722,9 @@ struct SilenceRequest {
     matchers: Labels,
     /// How long from now: `2h`.
     duration: String,
-    created_by: String,
+    /// Ignored, for older clients: a silence is recorded as made by the caller.
+    #[serde(default, rename = "created_by")]
+    _created_by: Option<String>,
     #[serde(default)]
     comment: String,
 }
@@ -742,18 +744,26 @@ async fn add_silence(
     let silence = Silence {
         matchers: request.matchers,
         starts_ms,
-        ends_ms: starts_ms + duration.as_millis() as i64,
-        created_by: request.created_by,
+        ends_ms: starts_ms.saturating_add(duration.as_millis() as i64),
+        created_by: caller.subject.clone(),
         comment: request.comment,
     };
     state.alerting(&caller).await?.add_silence(silence.clone());
     Ok((StatusCode::CREATED, Json(silence)))
 }
 
+/// The longest duration any parameter takes: beyond it, timestamps computed from it would
+/// overflow or mean nothing.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+    let duration = humantime::parse_duration(text).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
         ApiError::bad_request(format!("`{name}` must be a duration such as 15m, 1h or 7d, got {text:?}"))
-    })
+    })?;
+    if duration > MAX_DURATION {
+        return Err(ApiError::bad_request(format!("`{name}` is at most 10 years, got {text:?}")));
+    }
+    Ok(duration)
 }
 
 /// An API failure, rendered as `{"error": {"code", "message"}}`.

@@ -575,19 +575,30 @@ impl Accounts {
     /// no more guesses are checked than failures are left, and none succeeds on an account
     /// that the others locked meanwhile.
     pub async fn login(&self, name: &str, password: &str, tenant: Option<&str>) -> Result<LoginOutcome, AuthError> {
-        const REFUSED: AuthError = AuthError::Unauthenticated("wrong user name or password");
-        let (stored, attempt) = match self.begin_attempt(name).await? {
-            Some(started) => started,
-            None => {
+        let (stored, attempt) = match self.begin_attempt(name).await {
+            Ok(Some(started)) => started,
+            // The same work and the same answer for a locked account as for a name that does
+            // not exist, so neither timing nor text tells which names exist.
+            Ok(None) | Err(AuthError::Locked { .. } | AuthError::TooManyAttempts) => {
                 self.passwords.verify(password, decoy_hash()).await?;
-                return Err(REFUSED);
+                return Err(LOGIN_REFUSED);
             }
+            Err(other) => return Err(other),
         };
+        if let Some(wanted) = tenant.filter(|_| stored.super_admin) {
+            // A super-admin may act in any tenant, but only one that exists.
+            if validate_tenant_name(wanted).is_err() || !self.tenant_exists(wanted).await? {
+                return Err(AuthError::Forbidden(format!("no tenant {wanted:?}")));
+            }
+        }
         let matches = self.passwords.verify(password, &stored.password_hash).await?;
         let checked = self
             .update_user(name, |user| {
                 if !matches {
-                    return Err(record_failure(user));
+                    return Err(match record_failure(user) {
+                        AuthError::Locked { .. } => LOGIN_REFUSED,
+                        other => other,
+                    });
                 }
                 refuse_if_locked(user)?;
                 if user.disabled {
@@ -900,6 +911,10 @@ fn api_key_view(key: &ApiKeyRecord) -> ApiKeyView {
     }
 }
 
+/// A refused login, whatever the reason: a wrong name or password, or a locked account.
+const LOGIN_REFUSED: AuthError =
+    AuthError::Unauthenticated("wrong user name, password or code, or the account is locked after too many failures");
+
 /// Counts a failed login and locks the account at the limit; the error to answer with.
 fn record_failure(user: &mut UserRecord) -> AuthError {
     user.failed_logins += 1;
@@ -909,7 +924,7 @@ fn record_failure(user: &mut UserRecord) -> AuthError {
         tracing::warn!(user = %user.name, "account locked after {LOCKOUT_AFTER} failed logins");
         return AuthError::Locked { retry_after_s: LOCKOUT_MS / 1000 };
     }
-    AuthError::Unauthenticated("wrong user name, password or code")
+    LOGIN_REFUSED
 }
 
 fn refuse_if_locked(user: &UserRecord) -> Result<(), AuthError> {

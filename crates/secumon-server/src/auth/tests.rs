@@ -48,16 +48,24 @@ async fn bad_passwords_and_names_are_refused_alike_and_lock_the_account() {
     accounts.add_user("ada", "long enough password", "acme", Role::Admin, false).await.unwrap();
     let unknown = accounts.login("bob", "long enough password", None).await.unwrap_err().to_string();
     let wrong = accounts.login("ada", "wrong password!", None).await.unwrap_err().to_string();
-    assert!(unknown.starts_with("wrong user name") && wrong.starts_with("wrong user name"), "{unknown} / {wrong}");
+    assert_eq!(unknown, wrong);
+    assert!(unknown.starts_with("wrong user name"), "{unknown}");
     for _ in 1..LOCKOUT_AFTER - 1 {
         assert!(matches!(accounts.login("ada", "wrong password!", None).await, Err(AuthError::Unauthenticated(_))));
     }
-    assert!(matches!(accounts.login("ada", "wrong password!", None).await, Err(AuthError::Locked { .. })));
-    assert!(
-        matches!(accounts.login("ada", "long enough password", None).await, Err(AuthError::Locked { .. })),
-        "the right password does not open a locked account"
-    );
+    // Locking and being locked answer like a wrong password: nothing tells which names exist.
+    let locking = accounts.login("ada", "wrong password!", None).await.unwrap_err().to_string();
+    assert_eq!(locking, unknown);
+    let right_but_locked = accounts.login("ada", "long enough password", None).await.unwrap_err().to_string();
+    assert_eq!(right_but_locked, unknown, "the right password does not open a locked account");
     assert!(accounts.user("ada", None).await.unwrap().locked);
+    // A super-admin logs in to tenants that exist only.
+    accounts.add_user("root", "long enough password", "default", Role::Admin, true).await.unwrap();
+    for tenant in ["_system", "nowhere"] {
+        let refused = accounts.login("root", "long enough password", Some(tenant)).await;
+        assert!(matches!(refused, Err(AuthError::Forbidden(_))), "{tenant}: {refused:?}");
+    }
+    session(accounts.login("root", "long enough password", Some("acme")).await.unwrap());
     accounts.reset_mfa("ada", None, true).await.unwrap();
     session(accounts.login("ada", "long enough password", None).await.unwrap());
 }
@@ -156,19 +164,42 @@ async fn racing_logins_cannot_outguess_the_lock() {
         })
         .collect();
     let mut sessions = 0;
-    let mut wrong = 0;
     for login in logins {
         match login.await.unwrap() {
             Ok(_) => sessions += 1,
-            Err(AuthError::Unauthenticated(_)) => wrong += 1,
-            Err(AuthError::Locked { .. } | AuthError::TooManyAttempts) => {}
+            Err(AuthError::Unauthenticated(_)) => {}
             Err(other) => panic!("{other}"),
         }
     }
-    // Before the fix every guess was checked: the lock reset the count and more followed.
-    assert!(wrong < LOCKOUT_AFTER as usize, "{wrong} wrong guesses checked and not locked out");
     let locked = accounts.user("ada", None).await.unwrap().locked;
     assert!(!(sessions == 1 && locked), "a session was granted on an account that ended locked");
+}
+
+/// However many logins race, no more passwords are checked at once than failures are left
+/// before the lock (before the fix every guess was checked).
+#[tokio::test]
+async fn password_checks_in_progress_never_outnumber_the_failures_left() {
+    let (accounts, _dir) = accounts().await;
+    accounts.add_user("ada", "long enough password", "acme", Role::Admin, false).await.unwrap();
+    accounts
+        .update_user("ada", |user| {
+            user.failed_logins = 2;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        match accounts.begin_attempt("ada").await {
+            Ok(Some(attempt)) => admitted.push(attempt),
+            Err(AuthError::TooManyAttempts) => refused += 1,
+            other => panic!("{:?}", other.map(|a| a.is_some())),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (LOCKOUT_AFTER as usize - 2, 20 - (LOCKOUT_AFTER as usize - 2)));
+    drop(admitted);
+    assert!(accounts.begin_attempt("ada").await.unwrap().is_some(), "finished attempts free their place");
 }
 
 #[tokio::test]
