@@ -13,6 +13,7 @@
 //! ```
 
 mod client;
+mod clock;
 mod enroll;
 mod gate;
 mod service;
