@@ -14,6 +14,7 @@
 mod alerting;
 mod api;
 pub mod auth;
+pub mod clock;
 mod ingest;
 pub mod live;
 mod metrics;
@@ -33,6 +34,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
 pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, Provisioned, RateLimit};
+pub use clock::{AgentClock, ClockBook, ClockPolicy};
 pub use ingest::StoreSink;
 pub use tenants::AlertingByTenant;
 
@@ -62,6 +64,8 @@ pub struct ServerConfig {
     pub open_access: bool,
     /// Request budgets per tenant and endpoint, and login attempts per client address.
     pub rate_limit: RateLimit,
+    /// When a sender's batches are re-stamped because its clock is off.
+    pub clock: ClockPolicy,
 }
 
 impl ServerConfig {
@@ -78,6 +82,7 @@ impl ServerConfig {
             secret_key: None,
             open_access: true,
             rate_limit: RateLimit::default(),
+            clock: ClockPolicy::default(),
         }
     }
 
@@ -93,6 +98,7 @@ impl ServerConfig {
             secret_key: None,
             open_access: false,
             rate_limit: RateLimit::default(),
+            clock: ClockPolicy::default(),
         }
     }
 }
@@ -172,8 +178,10 @@ impl Server {
         let alerting = Arc::new(AlertingByTenant::new(rules, store.clone(), live.clone()));
         alerting.get(DEFAULT_TENANT).await?;
         let ingest_metrics = Arc::new(metrics::IngestMetrics::default());
+        let clocks = Arc::new(ClockBook::new(config.clock));
         let sink = Arc::new(
             StoreSink::new(store.clone(), DEFAULT_TENANT)
+                .with_clocks(Arc::clone(&clocks))
                 .with_alerting(Arc::clone(&alerting))
                 .with_metrics(Arc::clone(&ingest_metrics))
                 .with_live_feed(live.clone()),
@@ -222,6 +230,7 @@ impl Server {
             accounts: Arc::clone(&accounts),
             alerting: alerting.clone(),
             ingest_metrics,
+            clocks,
             open_access: config.open_access,
             live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
