@@ -163,6 +163,18 @@ impl IngestBatch {
         Ok(())
     }
 
+    /// The latest timestamp of the batch's contents (samples, check results, events, logs).
+    pub fn latest_timestamp_ms(&self) -> Option<i64> {
+        let samples = self.samples.iter().map(|s| s.timestamp_ms);
+        let checks = self
+            .check_results
+            .iter()
+            .flat_map(|c| std::iter::once(c.timestamp_ms).chain(c.samples.iter().map(|s| s.timestamp_ms)));
+        let events = self.events.iter().map(|e| e.timestamp_ms);
+        let logs = self.logs.iter().map(|l| l.timestamp_ms);
+        samples.chain(checks).chain(events).chain(logs).max()
+    }
+
     /// Calls `f` with a name and each timestamp of the batch.
     fn visit_timestamps(&mut self, mut f: impl FnMut(&str, &mut i64)) {
         if self.created_at_ms != 0 {
@@ -490,7 +502,8 @@ mod tests {
 
         // Sent at 10:00:00.000 by a clock 2 h ahead, 20 ms on the way, received at 08:00:00.020.
         let two_hours = 7_200_000;
-        let reading = ClockReading { sent_at_ms: 36_000_000, round_trip_ms: 40, received_at_ms: 36_000_020 - two_hours };
+        let reading =
+            ClockReading { sent_at_ms: 36_000_000, round_trip_ms: 40, received_at_ms: 36_000_020 - two_hours };
         assert_eq!(reading.offset_ms(), two_hours);
         let behind = ClockReading { sent_at_ms: 36_000_000, round_trip_ms: 0, received_at_ms: 36_000_000 + two_hours };
         assert_eq!(behind.offset_ms(), -two_hours);
@@ -509,11 +522,16 @@ mod tests {
         assert_eq!(shifted.check_results[0].samples[0].timestamp_ms, 1_001);
         assert_eq!(shifted.events[0].timestamp_ms, 1_005);
         assert_eq!(shifted.logs[0].timestamp_ms, 1_006);
+        assert_eq!(original.latest_timestamp_ms(), Some(1_700_000_001_000));
+        assert_eq!(IngestBatch::default().latest_timestamp_ms(), None);
 
         // The check result's sample sits at 1 ms: moving it before 1970 fails, and changes nothing.
         let mut unmovable = batch();
         let error = unmovable.shift_timestamps(-2).unwrap_err();
-        assert!(matches!(error, BatchError::BadTimestamp { ref what, .. } if what == "http_duration_seconds"), "{error}");
+        assert!(
+            matches!(error, BatchError::BadTimestamp { ref what, .. } if what == "http_duration_seconds"),
+            "{error}"
+        );
         assert_eq!(format!("{unmovable:?}"), format!("{:?}", batch()), "nothing moved (NaN makes == useless)");
     }
 

@@ -126,10 +126,14 @@ impl ClockBook {
             return Ok(ClockCheck { offset_ms: None, round_trip_ms: 0, received_ms, corrected: false });
         };
         let offset_ms = reading.offset_ms();
-        let corrected = needs_correction(offset_ms, reading.round_trip_ms, self.policy.tolerance);
+        let previous = lock(&self.entries)
+            .get(&(tenant.to_string(), batch.agent_id.clone()))
+            .and_then(|entry| entry.clock.offset_ms);
+        let shift_ms = content_offset(batch, offset_ms, previous, self.policy.tolerance);
+        let corrected = needs_correction(shift_ms, reading.round_trip_ms, self.policy.tolerance);
         if corrected {
-            batch.shift_timestamps(-offset_ms).map_err(|error| {
-                format!("the sender's clock is {offset_ms} ms off and its batch cannot be corrected: {error}")
+            batch.shift_timestamps(-shift_ms).map_err(|error| {
+                format!("the sender's clock is {shift_ms} ms off and its batch cannot be corrected: {error}")
             })?;
         }
         let check =
@@ -289,6 +293,18 @@ impl ClockBook {
     }
 }
 
+/// The offset of the clock that stamped `batch`'s contents: the one measured from its send
+/// time, unless the contents are later than the send time, which a steady clock cannot do.
+/// Then the clock was stepped back between stamping and sending (NTP fixing a clock that was
+/// ahead, between a check's run and its send), and the contents belong to the sender's
+/// previous offset.
+fn content_offset(batch: &IngestBatch, measured_ms: i64, previous_ms: Option<i64>, tolerance: Duration) -> i64 {
+    let (Some(reading), Some(previous_ms)) = (batch.clock, previous_ms) else { return measured_ms };
+    let tolerance_ms = i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX);
+    let ahead_of_sending = batch.latest_timestamp_ms().is_some_and(|latest| latest - reading.sent_at_ms > tolerance_ms);
+    if ahead_of_sending && (previous_ms - measured_ms).abs() > tolerance_ms { previous_ms } else { measured_ms }
+}
+
 /// `true` when an offset is past what the tolerance and the measurement's uncertainty (the
 /// round trip) explain.
 pub fn needs_correction(offset_ms: i64, round_trip_ms: u32, tolerance: Duration) -> bool {
@@ -386,6 +402,33 @@ mod tests {
         let check = book.prepare("t", &mut old_agent, now).unwrap();
         assert_eq!((check.offset_ms, check.corrected), (None, false));
         assert_eq!(old_agent.samples.len(), 1);
+    }
+
+    #[test]
+    fn a_batch_stamped_before_a_clock_step_back_takes_the_previous_offset() {
+        let book = ClockBook::default();
+        let now = 1_800_000_000_000;
+        let mut known = Entry::default();
+        known.clock.offset_ms = Some(2 * HOUR);
+        lock(&book.entries).insert(("t".into(), "a1".into()), known);
+        // NTP steps the clock back between a check and its send: sent at the right time,
+        // stamped 2 h ahead.
+        let mut straddling = batch(Some(now - 10), now + 2 * HOUR - 100, now);
+        let check = book.prepare("t", &mut straddling, now).unwrap();
+        assert_eq!(
+            (check.offset_ms, check.corrected),
+            (Some(0), true),
+            "the clock now is right; its contents were not"
+        );
+        assert_eq!(straddling.samples[0].timestamp_ms, now - 100);
+        // A batch stamped after the step is left alone.
+        let mut after = batch(Some(now - 10), now - 100, now);
+        let check = book.prepare("t", &mut after, now).unwrap();
+        assert!(!check.corrected);
+        assert_eq!(after.samples[0].timestamp_ms, now - 100);
+        // Without a previous offset to go by, nothing is guessed (the store refuses it).
+        let mut unknown = batch(Some(now - 10), now + 2 * HOUR - 100, now);
+        assert!(!ClockBook::default().prepare("t", &mut unknown, now).unwrap().corrected);
     }
 
     #[test]

@@ -116,12 +116,14 @@ impl PushClient {
     /// then on it is the spool's job to deliver it. Returns the sequence.
     pub async fn enqueue(&self, mut batch: IngestBatch) -> Result<u64, TransportError> {
         let inner = Arc::clone(&self.inner);
+        // Before the spool's fsync: the frame of the clock that stamped the batch.
+        let frame = inner.clock.frame();
         let sequence = tokio::task::spawn_blocking(move || {
             let mut spool = inner.lock_spool();
             let sequence = spool.next_sequence();
             batch.sequence = sequence;
             spool.append(sequence, &batch.to_proto().encode_to_vec())?;
-            inner.clock.enqueued(sequence);
+            inner.clock.enqueued(sequence, frame);
             Ok::<_, TransportError>(sequence)
         })
         .await??;

@@ -37,13 +37,18 @@ pub(crate) struct SendClock {
 }
 
 impl SendClock {
-    /// Remembers when `sequence` was enqueued, by both clocks.
-    pub(crate) fn enqueued(&self, sequence: u64) {
+    /// Now, by both clocks: taken as a batch is handed over, for [`SendClock::enqueued`].
+    pub(crate) fn frame(&self) -> Frame {
+        Frame { at: Instant::now(), wall_ms: now_ms() }
+    }
+
+    /// Remembers that `sequence` was handed over at `frame`.
+    pub(crate) fn enqueued(&self, sequence: u64, frame: Frame) {
         let mut enqueued = lock(&self.enqueued);
         if enqueued.len() >= MAX_ENQUEUED {
             enqueued.pop_front();
         }
-        enqueued.push_back((sequence, Instant::now(), now_ms()));
+        enqueued.push_back((sequence, frame.at, frame.wall_ms));
     }
 
     /// Stamps `batch` as it goes on the wire: its send time and the latest round trip.
@@ -115,6 +120,13 @@ impl SendClock {
     }
 }
 
+/// A moment by the monotonic and the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame {
+    at: Instant,
+    wall_ms: i64,
+}
+
 /// One push→ack exchange, NTP-style: `sent` and `sent + elapsed` by this machine's clock,
 /// `received` and `acked` by the server's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,8 +182,9 @@ impl SkewEpisode {
 /// `2h 0m 3.2s ahead of` / `4.0s behind`.
 fn describe(offset_ms: i64) -> String {
     let direction = if offset_ms >= 0 { "ahead of" } else { "behind" };
-    let total = offset_ms.unsigned_abs();
-    let (hours, minutes, seconds) = (total / 3_600_000, total / 60_000 % 60, (total % 60_000) as f64 / 1000.0);
+    // In tenths of a second first, so 7 199 999 ms reads 2h 0m 0.0s, not 1h 59m 60.0s.
+    let tenths = (offset_ms.unsigned_abs() + 50) / 100;
+    let (hours, minutes, seconds) = (tenths / 36_000, tenths / 600 % 60, (tenths % 600) as f64 / 10.0);
     let amount = match (hours, minutes) {
         (0, 0) => format!("{seconds:.1}s"),
         (0, _) => format!("{minutes}m {seconds:.1}s"),
@@ -227,8 +240,9 @@ mod tests {
         let clock = SendClock::default();
         // Enqueued "2 h ago by the wall clock": as if the clock was stepped back since.
         let ahead = 7_200_000;
-        clock.enqueued(5);
-        lock(&clock.enqueued).back_mut().unwrap().2 += ahead;
+        let mut frame = clock.frame();
+        frame.wall_ms += ahead;
+        clock.enqueued(5, frame);
         let mut batch = Batch { sequence: 5, ..Default::default() };
         clock.stamp(&mut batch);
         assert!((batch.sent_at_ms - (now_ms() + ahead)).abs() < 1_000, "{}", batch.sent_at_ms - now_ms());
@@ -260,5 +274,7 @@ mod tests {
         assert_eq!(describe(7_203_200), "2h 0m 3.2s ahead of");
         assert_eq!(describe(-4_000), "4.0s behind");
         assert_eq!(describe(-61_500), "1m 1.5s behind");
+        assert_eq!(describe(7_199_999), "2h 0m 0.0s ahead of");
+        assert_eq!(describe(59_960), "1m 0.0s ahead of");
     }
 }
