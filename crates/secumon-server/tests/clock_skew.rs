@@ -224,6 +224,8 @@ async fn http_ingest_measures_a_scripts_clock_by_its_sent_at() {
     ]});
     let refused = http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(refused.status(), 400);
+    let zero = json!({"source": "cron", "host": "nas-1", "sent_at_ms": 0, "samples": [{"name": "x", "value": 1.0}]});
+    assert_eq!(http.post(&url).json(&zero).send().await.unwrap().status(), 400, "not a time");
     let view = listed(&server, "api:default:cron").await;
     assert_eq!(view["status"], "refused");
     assert!(view["clock"]["refused_reason"].as_str().unwrap().contains("in the future"), "{view}");

@@ -201,6 +201,9 @@ async fn ingest(
     ApiJson(request): ApiJson<IngestRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Operator)?;
+    if request.sent_at_ms.is_some_and(|sent| sent <= 0) {
+        return Err(ApiError::bad_request("`sent_at_ms` must be milliseconds since 1970"));
+    }
     let now = now_ms();
     // Untimed values are as of the script's "now", in its clock's frame, so a correction
     // moves them with the rest.
