@@ -21,7 +21,8 @@ const RECORD_KIND: &str = "agent_clock";
 /// The offset series gets a sample at most this often per sender (and on every change of
 /// its state), so 10 000 agents pushing every second add 1 000 samples a second, not 10 000.
 const SERIES_EVERY_MS: i64 = 10_000;
-/// A sender's state is saved when it changes, and at least this often while it pushes.
+/// A sender's state is saved when it changes (its offset by more than a second, its
+/// correction or refusal starts or ends), and at least this often while it pushes.
 const SAVE_EVERY_MS: i64 = 300_000;
 
 /// Default [`ClockPolicy::tolerance`].
@@ -217,7 +218,7 @@ impl ClockBook {
             let now = &entry.clock;
             let changed = now.host != entry.saved.host
                 || now.corrected != entry.saved.corrected
-                || now.refused_ms != entry.saved.refused_ms
+                || now.refusing() != entry.saved.refusing()
                 || now.offset_ms.is_some() != entry.saved.offset_ms.is_some()
                 || now.offset_ms.zip(entry.saved.offset_ms).is_some_and(|(a, b)| (a - b).abs() > 1_000);
             (changed || check.received_ms - entry.saved_ms >= SAVE_EVERY_MS).then(|| {
