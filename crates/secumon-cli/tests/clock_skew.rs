@@ -260,6 +260,8 @@ async fn fixing_the_clock_while_the_probe_runs_doubles_and_loses_nothing() {
     assert_eq!(agent["clock"]["refused_batches"], 0, "{agent}");
     let metrics = reqwest::get(format!("http://{}/metrics", server.api_addr())).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("secumon_ingest_batches_total{outcome=\"refused\"} 0"), "{metrics}");
+    let corrected = metrics.lines().find_map(|l| l.strip_prefix("secumon_ingest_clock_corrected_batches_total "));
+    assert!(corrected.and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 3), "{metrics}");
     assert!(agent["clock"]["corrected_batches"].as_u64().unwrap() >= 3, "{agent}");
     assert_eq!(probe.lines_with("this machine's clock is 2h 0m"), 1, "{}", probe.log());
     assert_eq!(probe.lines_with("agrees with the server's again"), 1, "{}", probe.log());

@@ -103,6 +103,9 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         self.metrics.record(outcome, started.elapsed());
         match written {
             Ok(WriteOutcome::Committed) => {
+                if check.corrected {
+                    self.metrics.record_clock_correction();
+                }
                 self.clocks.committed(&*self.store, tenant, &batch, check).await;
                 let batch = Arc::new(batch);
                 if let Some(live) = &self.live {
