@@ -373,7 +373,8 @@ impl Client {
     /// Pushes samples and events for `host` as one batch (validated like an agent's).
     /// A sample is `(name, value)`, `(name, value, labels)` or a dict with `name`, `value`,
     /// optional `labels` and `timestamp_ms`; an event a dict with `kind`, `severity`,
-    /// optional `labels`, `message`, `timestamp_ms`.
+    /// optional `labels`, `message`, `timestamp_ms`. The request says when it was sent, so
+    /// the server corrects the timestamps if this machine's clock is off.
     #[pyo3(signature = (host, samples=None, events=None, source="python"))]
     fn push<'py>(
         &self,
@@ -402,8 +403,10 @@ impl Client {
                 pythonize::depythonize(&event).map_err(|e| PyValueError::new_err(format!("event {event}: {e}")))?,
             );
         }
-        let body =
-            serde_json::json!({"source": source, "host": host, "samples": sample_values, "events": event_values});
+        // This machine's clock as the request leaves: the server measures the offset from it
+        // and re-stamps the batch when this clock is off (untimed values are taken as of now).
+        let body = serde_json::json!({"source": source, "host": host, "samples": sample_values,
+            "events": event_values, "sent_at_ms": secumon_core::now_ms()});
         let answer = self.call(py, self.http.post(format!("{}/ingest", self.base)).json(&body))?;
         pythonize::pythonize(py, &answer).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }

@@ -199,7 +199,9 @@ def test_client_imports_findings_and_sees_the_alert(server):
         events=[{"kind": "backup_done", "severity": "info", "message": "nightly backup finished"}],
         source="backup-script",
     )
-    assert pushed == {"samples": 3, "events": 1}
+    assert (pushed["samples"], pushed["events"]) == (3, 1)
+    # The push says when it was sent: the server measured this (correct) clock, left it alone.
+    assert abs(pushed["clock_offset_ms"]) < 1000 and pushed["clock_corrected"] is False, pushed
     series = client.query("backup-1", "backup_age_seconds", period="5m", step="1s", agg="max")
     values = [value for s in series["series"] for _, value in s["points"]]
     assert values == [60.0, 3600.0], "in time order"

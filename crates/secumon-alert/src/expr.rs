@@ -1,6 +1,6 @@
 //! The PromQL subset alert rules are written in, compiled from promql-parser's AST into a
 //! small tree we can evaluate incrementally over recent samples:
-//! selectors with label matchers, `rate`/`increase`, `avg|min|max|sum|count_over_time`,
+//! selectors with label matchers, `rate`/`increase`, `avg|min|max|sum|count_over_time`, `abs`,
 //! `avg|sum|min|max|count [by|without (...)]`, arithmetic (`+ - * / % ^`) with numbers and
 //! between vectors (one-to-one, optionally `on`/`ignoring`), compared with a number.
 
@@ -85,6 +85,8 @@ pub enum VectorExpr {
         grouping: Grouping,
         inner: Box<VectorExpr>,
     },
+    /// `abs(vector)`: each element's absolute value (a clock offset either way).
+    Abs(Box<VectorExpr>),
     /// `vector OP number` or `number OP vector`, element by element.
     Scalar {
         op: Arithmetic,
@@ -274,7 +276,9 @@ impl Condition {
         fn walk<'a>(expr: &'a VectorExpr, out: &mut Vec<&'a Selector>) {
             match expr {
                 VectorExpr::Instant(selector) | VectorExpr::Range { selector, .. } => out.push(selector),
-                VectorExpr::Aggregate { inner, .. } | VectorExpr::Scalar { inner, .. } => walk(inner, out),
+                VectorExpr::Aggregate { inner, .. } | VectorExpr::Scalar { inner, .. } | VectorExpr::Abs(inner) => {
+                    walk(inner, out)
+                }
                 VectorExpr::Vectors { lhs, rhs, .. } => {
                     walk(lhs, out);
                     walk(rhs, out);
@@ -292,7 +296,9 @@ impl Condition {
             match expr {
                 VectorExpr::Instant(_) => STALENESS,
                 VectorExpr::Range { range, .. } => *range,
-                VectorExpr::Aggregate { inner, .. } | VectorExpr::Scalar { inner, .. } => walk(inner),
+                VectorExpr::Aggregate { inner, .. } | VectorExpr::Scalar { inner, .. } | VectorExpr::Abs(inner) => {
+                    walk(inner)
+                }
                 VectorExpr::Vectors { lhs, rhs, .. } => walk(lhs).max(walk(rhs)),
             }
         }
@@ -344,6 +350,10 @@ fn selector(vs: &parser::VectorSelector) -> Result<Selector, ExprError> {
 fn compile_vector(expr: &Expr) -> Result<VectorExpr, ExprError> {
     match unparen(expr) {
         Expr::VectorSelector(vs) => Ok(VectorExpr::Instant(selector(vs)?)),
+        Expr::Call(call) if call.func.name == "abs" => match call.args.args.as_slice() {
+            [inner] => Ok(VectorExpr::Abs(Box::new(compile_vector(inner)?))),
+            _ => Err(ExprError::Unsupported("abs takes one argument".into())),
+        },
         Expr::Call(call) => {
             let function = match call.func.name {
                 "rate" => RangeFunction::Rate,
@@ -517,6 +527,9 @@ fn evaluate(expr: &VectorExpr, window: &SampleWindow, now_ms: i64) -> Vec<(Label
                 })
                 .collect()
         }
+        VectorExpr::Abs(inner) => {
+            evaluate(inner, window, now_ms).into_iter().map(|(labels, value)| (labels, value.abs())).collect()
+        }
         VectorExpr::Scalar { op, inner, number, number_first } => evaluate(inner, window, now_ms)
             .into_iter()
             .map(|(labels, value)| {
@@ -659,6 +672,21 @@ mod tests {
         assert_eq!(hosts, vec![labels(&[("host", "a")]), labels(&[("host", "b")])]);
         let count = Condition::parse("count(cpu_core_usage_ratio) == 4").unwrap();
         assert_eq!(count.firing(&window, 1_000), vec![(Labels::new(), 4.0)]);
+    }
+
+    #[test]
+    fn abs_takes_offsets_either_way() {
+        let mut window = SampleWindow::default();
+        for (agent, offset) in [("ahead", 7_200.0), ("behind", -7_200.0), ("close", 3.0), ("late", -61.0)] {
+            window.push(&key("secumon_agent_clock_offset_seconds", &[("agent_id", agent)]), 1_000, offset);
+        }
+        let condition = Condition::parse("abs(secumon_agent_clock_offset_seconds) > 60").unwrap();
+        let firing: Vec<(String, f64)> =
+            condition.firing(&window, 1_000).into_iter().map(|(l, v)| (l["agent_id"].clone(), v)).collect();
+        assert_eq!(firing, vec![("ahead".into(), 7_200.0), ("behind".into(), 7_200.0), ("late".into(), 61.0)]);
+        assert_eq!(condition.selectors()[0].name, "secumon_agent_clock_offset_seconds");
+        assert!(Condition::parse("abs(max_over_time(load1[5m])) > 1").is_ok());
+        assert!(Condition::parse("abs(load1, load5) > 1").is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_scan::ProbeConfig;
-use secumon_server::{GrpcTls, RateLimit, Server, ServerConfig};
+use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Server, ServerConfig};
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
@@ -165,6 +165,10 @@ struct ServerArgs {
     /// API requests a second each tenant may make to each endpoint (bursts of twice that).
     #[arg(long, default_value_t = NonZeroU32::new(500).expect("non-zero"), value_name = "N")]
     api_rate: NonZeroU32,
+    /// How far a sender's clock may be off (beyond its measured round trip) before the
+    /// server re-stamps its batches by the measured offset.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    clock_tolerance: std::time::Duration,
 }
 
 impl ServerArgs {
@@ -192,6 +196,7 @@ impl ServerArgs {
                 burst: self.api_rate.saturating_mul(NonZeroU32::new(2).expect("non-zero")),
                 ..Default::default()
             },
+            clock: ClockPolicy { tolerance: self.clock_tolerance },
         })
     }
 }

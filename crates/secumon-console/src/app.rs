@@ -60,6 +60,10 @@ pub struct HostRow {
     pub disk: Option<f64>,
     pub last_seen_ms: i64,
     pub firing: usize,
+    /// Its agent's clock minus the server's, ms (positive: ahead); `None` when not measured.
+    pub clock_offset_ms: Option<i64>,
+    /// The server re-stamps its agent's data by that offset (it is past the tolerance).
+    pub clock_corrected: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -189,6 +189,8 @@ impl ApiClient {
                 disk: gauges.get("filesystem_used_ratio").copied(),
                 status: agent["status"].as_str().unwrap_or("unknown").to_string(),
                 last_seen_ms: agent["last_seen_ms"].as_i64().unwrap_or(0),
+                clock_offset_ms: agent["clock"]["offset_ms"].as_i64(),
+                clock_corrected: agent["clock"]["corrected"].as_bool().unwrap_or(false),
                 firing,
                 host,
             });

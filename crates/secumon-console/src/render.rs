@@ -118,8 +118,15 @@ fn overview(app: &App, frame: &mut Frame, area: Rect) {
         let style = if i == app.selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
         let status = if h.status == "online" { Color::Green } else { Color::Red };
         let firing = if h.firing > 0 { Color::Red } else { Color::Reset };
+        // Red: the server re-stamps this host's data; yellow: off, within the tolerance.
+        let clock = match h.clock_offset_ms {
+            _ if h.clock_corrected => Color::Red,
+            Some(offset) if offset.abs() >= 1_000 => Color::Yellow,
+            _ => Color::Reset,
+        };
         Row::new(vec![
             Cell::from(h.host.clone()),
+            Cell::from(clock_offset(h.clock_offset_ms)).style(Style::new().fg(clock)),
             Cell::from(h.status.clone()).style(Style::new().fg(status)),
             Cell::from(percent(h.cpu)),
             Cell::from(percent(h.memory)),
@@ -131,6 +138,7 @@ fn overview(app: &App, frame: &mut Frame, area: Rect) {
     });
     let widths = [
         Constraint::Min(12),
+        Constraint::Length(7),
         Constraint::Length(8),
         Constraint::Length(7),
         Constraint::Length(7),
@@ -138,9 +146,23 @@ fn overview(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Length(9),
         Constraint::Length(6),
     ];
-    let header = Row::new(["HOST", "STATUS", "CPU", "MEMORY", "DISK", "SEEN", "ALERTS"])
+    let header = Row::new(["HOST", "CLOCK", "STATUS", "CPU", "MEMORY", "DISK", "SEEN", "ALERTS"])
         .style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
+}
+
+/// An agent's clock offset in a few characters: `ok` under a second, else signed
+/// (`+3.0s`, `-12m`, `+2h05m`); `-` when not measured.
+pub fn clock_offset(offset_ms: Option<i64>) -> String {
+    let Some(offset) = offset_ms else { return "-".into() };
+    let sign = if offset < 0 { '-' } else { '+' };
+    let ms = offset.unsigned_abs();
+    match ms {
+        0..1_000 => "ok".into(),
+        1_000..60_000 => format!("{sign}{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{sign}{}m", ms / 60_000),
+        _ => format!("{sign}{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
 }
 
 fn chart<'a>(title: &'a str, points: &'a [(f64, f64)], bounds: ([f64; 2], [f64; 2]), unit: &'a str) -> Chart<'a> {
@@ -507,6 +529,8 @@ mod tests {
                     disk: Some(0.9),
                     last_seen_ms: 990_000,
                     firing: 1,
+                    clock_offset_ms: Some(7_203_000),
+                    clock_corrected: true,
                 },
                 HostRow { host: "db-1".into(), status: "offline".into(), last_seen_ms: 100_000, ..Default::default() },
             ],
@@ -557,6 +581,37 @@ mod tests {
         assert!(text.lines().find(|l| l.contains("db-1")).unwrap().contains("15m ago"));
         assert!(text.lines().last().unwrap().contains("connected to http://127.0.0.1:8080"));
         assert!(text.contains("Hosts (2, by alerts)"), "{text}");
+        assert_eq!(web.split_whitespace().nth(1), Some("+2h00m"), "the clock offset beside the host: {web}");
+        let db = text.lines().find(|l| l.contains("db-1")).unwrap();
+        assert_eq!(db.split_whitespace().nth(1), Some("-"), "not measured: {db}");
+    }
+
+    #[test]
+    fn clock_offsets_read_at_a_glance() {
+        assert_eq!(clock_offset(None), "-");
+        assert_eq!(clock_offset(Some(-999)), "ok");
+        assert_eq!(clock_offset(Some(3_040)), "+3.0s");
+        assert_eq!(clock_offset(Some(-754_000)), "-12m");
+        assert_eq!(clock_offset(Some(-7_500_000)), "-2h05m");
+    }
+
+    #[test]
+    fn a_corrected_clock_is_red_a_small_offset_yellow() {
+        let mut app = app();
+        app.data.hosts[1].clock_offset_ms = Some(3_000);
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|frame| render(&app, frame)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let colour_of = |needle: &str| {
+            let y = (0..24)
+                .find(|&y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>().contains(needle))
+                .unwrap();
+            let row: String = (0..80).map(|x| buffer[(x, y)].symbol()).collect();
+            let x = row.find(needle).unwrap() as u16;
+            buffer[(x, y)].fg
+        };
+        assert_eq!(colour_of("+2h00m"), Color::Red);
+        assert_eq!(colour_of("+3.0s"), Color::Yellow);
     }
 
     #[test]

@@ -58,6 +58,30 @@ pub struct IngestBatch {
     pub check_results: Vec<CheckResult>,
     pub events: Vec<Event>,
     pub logs: Vec<LogRecord>,
+    /// When the sender sent it, by its clock; `None` from senders that do not say.
+    pub clock: Option<ClockReading>,
+}
+
+/// A batch's send time by its sender's clock and its receive time by the receiver's: what
+/// the receiver measures the sender's clock offset from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClockReading {
+    /// The sender's clock when the batch went on the wire.
+    pub sent_at_ms: i64,
+    /// The sender's latest measured network round trip (0 when unknown).
+    pub round_trip_ms: u32,
+    /// The receiver's clock when the batch arrived; 0 until the receiver stamps it (it is
+    /// not on the wire).
+    pub received_at_ms: i64,
+}
+
+impl ClockReading {
+    /// How far the sender's clock is ahead of the receiver's (negative: behind). When the
+    /// batch arrived the sender's clock read its send time plus the way out, taken as half
+    /// the round trip.
+    pub fn offset_ms(&self) -> i64 {
+        self.sent_at_ms.saturating_add(i64::from(self.round_trip_ms / 2)).saturating_sub(self.received_at_ms)
+    }
 }
 
 impl IngestBatch {
@@ -115,6 +139,61 @@ impl IngestBatch {
                     line: l.line.clone(),
                 })
                 .collect(),
+            sent_at_ms: self.clock.map_or(0, |c| c.sent_at_ms),
+            round_trip_ms: self.clock.map_or(0, |c| c.round_trip_ms),
+        }
+    }
+
+    /// Moves every timestamp the batch carries (its creation, samples, check results and
+    /// their samples, events, logs) by `delta_ms`: how a server re-stamps the batch of a
+    /// sender whose clock is off. Changes nothing and fails when a moved timestamp would
+    /// leave the valid range.
+    pub fn shift_timestamps(&mut self, delta_ms: i64) -> Result<(), BatchError> {
+        let mut invalid = None;
+        self.visit_timestamps(|what, ts| {
+            let moved = ts.saturating_add(delta_ms);
+            if invalid.is_none() && check_timestamp(what, moved).is_err() {
+                invalid = Some(BatchError::BadTimestamp { what: what.to_string(), timestamp_ms: moved });
+            }
+        });
+        if let Some(error) = invalid {
+            return Err(error);
+        }
+        self.visit_timestamps(|_, ts| *ts += delta_ms);
+        Ok(())
+    }
+
+    /// The latest timestamp of the batch's contents (samples, check results, events, logs).
+    pub fn latest_timestamp_ms(&self) -> Option<i64> {
+        let samples = self.samples.iter().map(|s| s.timestamp_ms);
+        let checks = self
+            .check_results
+            .iter()
+            .flat_map(|c| std::iter::once(c.timestamp_ms).chain(c.samples.iter().map(|s| s.timestamp_ms)));
+        let events = self.events.iter().map(|e| e.timestamp_ms);
+        let logs = self.logs.iter().map(|l| l.timestamp_ms);
+        samples.chain(checks).chain(events).chain(logs).max()
+    }
+
+    /// Calls `f` with a name and each timestamp of the batch.
+    fn visit_timestamps(&mut self, mut f: impl FnMut(&str, &mut i64)) {
+        if self.created_at_ms != 0 {
+            f("created_at_ms", &mut self.created_at_ms);
+        }
+        for sample in &mut self.samples {
+            f(&sample.series.name, &mut sample.timestamp_ms);
+        }
+        for check in &mut self.check_results {
+            f(&check.check_id, &mut check.timestamp_ms);
+            for sample in &mut check.samples {
+                f(&sample.series.name, &mut sample.timestamp_ms);
+            }
+        }
+        for event in &mut self.events {
+            f(&event.kind, &mut event.timestamp_ms);
+        }
+        for log in &mut self.logs {
+            f(&log.source, &mut log.timestamp_ms);
         }
     }
 
@@ -161,6 +240,12 @@ impl IngestBatch {
                 })
             })
             .collect::<Result<_, BatchError>>()?;
+        let clock = if batch.sent_at_ms == 0 {
+            None
+        } else {
+            check_timestamp("sent_at_ms", batch.sent_at_ms)?;
+            Some(ClockReading { sent_at_ms: batch.sent_at_ms, round_trip_ms: batch.round_trip_ms, received_at_ms: 0 })
+        };
         Ok(Self {
             agent_id: batch.agent_id,
             sequence: batch.sequence,
@@ -171,6 +256,7 @@ impl IngestBatch {
             check_results,
             events,
             logs,
+            clock,
         })
     }
 }
@@ -362,6 +448,7 @@ mod tests {
                 labels: Labels::new(),
                 line: "hello".into(),
             }],
+            clock: Some(ClockReading { sent_at_ms: 1_700_000_002_000, round_trip_ms: 40, received_at_ms: 0 }),
         }
     }
 
@@ -400,6 +487,52 @@ mod tests {
         let mut wire = batch().to_proto();
         wire.series[0].timestamps_ms[0] = 1_700_000_000_000_000;
         assert!(matches!(IngestBatch::from_proto(wire), Err(BatchError::BadTimestamp { .. })));
+    }
+
+    #[test]
+    fn clock_reading_travels_and_measures_the_offset() {
+        let back = IngestBatch::from_proto(batch().to_proto()).unwrap();
+        assert_eq!(back.clock, batch().clock);
+        let mut old_sender = batch().to_proto();
+        old_sender.sent_at_ms = 0;
+        assert_eq!(IngestBatch::from_proto(old_sender).unwrap().clock, None);
+        let mut garbage = batch().to_proto();
+        garbage.sent_at_ms = -5;
+        assert!(matches!(IngestBatch::from_proto(garbage), Err(BatchError::BadTimestamp { .. })));
+
+        // Sent at 10:00:00.000 by a clock 2 h ahead, 20 ms on the way, received at 08:00:00.020.
+        let two_hours = 7_200_000;
+        let reading =
+            ClockReading { sent_at_ms: 36_000_000, round_trip_ms: 40, received_at_ms: 36_000_020 - two_hours };
+        assert_eq!(reading.offset_ms(), two_hours);
+        let behind = ClockReading { sent_at_ms: 36_000_000, round_trip_ms: 0, received_at_ms: 36_000_000 + two_hours };
+        assert_eq!(behind.offset_ms(), -two_hours);
+    }
+
+    #[test]
+    fn shift_moves_every_timestamp_or_none() {
+        let mut shifted = batch();
+        shifted.shift_timestamps(1_000).unwrap();
+        let original = batch();
+        assert_eq!(shifted.created_at_ms, original.created_at_ms + 1_000);
+        for (a, b) in shifted.samples.iter().zip(&original.samples) {
+            assert_eq!(a.timestamp_ms, b.timestamp_ms + 1_000);
+        }
+        assert_eq!(shifted.check_results[0].timestamp_ms, original.check_results[0].timestamp_ms + 1_000);
+        assert_eq!(shifted.check_results[0].samples[0].timestamp_ms, 1_001);
+        assert_eq!(shifted.events[0].timestamp_ms, 1_005);
+        assert_eq!(shifted.logs[0].timestamp_ms, 1_006);
+        assert_eq!(original.latest_timestamp_ms(), Some(1_700_000_001_000));
+        assert_eq!(IngestBatch::default().latest_timestamp_ms(), None);
+
+        // The check result's sample sits at 1 ms: moving it before 1970 fails, and changes nothing.
+        let mut unmovable = batch();
+        let error = unmovable.shift_timestamps(-2).unwrap_err();
+        assert!(
+            matches!(error, BatchError::BadTimestamp { ref what, .. } if what == "http_duration_seconds"),
+            "{error}"
+        );
+        assert_eq!(format!("{unmovable:?}"), format!("{:?}", batch()), "nothing moved (NaN makes == useless)");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/secumon.v1.rs"));
 }
 
-pub use batch::{BatchError, IngestBatch};
+pub use batch::{BatchError, ClockReading, IngestBatch};
 pub use config::{AgentConfig, ConfigError};
 pub use model::{
     CheckResult, CheckStatus, Event, Finding, FindingStatus, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms,

@@ -8,6 +8,7 @@ use secumon_core::IngestBatch;
 
 use std::time::Instant;
 
+use crate::clock::{ClockBook, ClockCheck};
 use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::{BatchOutcome, IngestMetrics};
 use crate::tenants::AlertingByTenant;
@@ -22,12 +23,20 @@ pub struct StoreSink<S: ?Sized> {
     alerting: Option<Arc<AlertingByTenant>>,
     metrics: Arc<IngestMetrics>,
     live: Option<LiveFeed>,
+    clocks: Arc<ClockBook>,
 }
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
         let metrics = Arc::new(IngestMetrics::for_store(store.location()));
-        Self { store, tenant: tenant.into(), alerting: None, metrics, live: None }
+        Self { store, tenant: tenant.into(), alerting: None, metrics, live: None, clocks: Arc::default() }
+    }
+
+    /// Measures and corrects senders' clocks into `clocks` (shared with the API, which
+    /// shows them), instead of a book of its own.
+    pub fn with_clocks(mut self, clocks: Arc<ClockBook>) -> Self {
+        self.clocks = clocks;
+        self
     }
 
     /// Counts every batch's outcome and store time into `metrics`.
@@ -51,9 +60,33 @@ impl<S: Store + ?Sized> StoreSink<S> {
 
 #[async_trait]
 impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
-    async fn commit(&self, peer: &Peer, batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
+    async fn commit(&self, peer: &Peer, mut batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
         let started = Instant::now();
         let tenant = peer.tenant.as_deref().unwrap_or(&self.tenant);
+        // Corrected before the store sees it: the store refuses samples far in the future.
+        let received_ms = match &mut batch.clock {
+            Some(clock) if clock.received_at_ms != 0 => clock.received_at_ms,
+            // Handed over without the ingest service's receive stamp: it arrives now.
+            Some(clock) => {
+                clock.received_at_ms = secumon_core::now_ms();
+                clock.received_at_ms
+            }
+            None => secumon_core::now_ms(),
+        };
+        let check = match self.clocks.prepare(tenant, &mut batch, received_ms) {
+            Ok(check) => check,
+            Err(reason) => {
+                let check = ClockCheck {
+                    offset_ms: batch.clock.map(|c| c.offset_ms()),
+                    round_trip_ms: 0,
+                    received_ms,
+                    corrected: false,
+                };
+                self.clocks.refused(&*self.store, tenant, &batch, check, &reason).await;
+                self.metrics.record(BatchOutcome::Refused, started.elapsed());
+                return Err(SinkError::Refused(reason));
+            }
+        };
         let written = self.store.write_batch(tenant, &batch).await;
         let outcome = match &written {
             Ok(WriteOutcome::Committed) => BatchOutcome::Committed { samples: batch.value_count() },
@@ -67,6 +100,10 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         }
         match written {
             Ok(WriteOutcome::Committed) => {
+                if check.corrected {
+                    self.metrics.record_clock_correction();
+                }
+                self.clocks.committed(&*self.store, tenant, &batch, check).await;
                 let batch = Arc::new(batch);
                 if let Some(live) = &self.live {
                     live.publish(LiveEvent::Batch { tenant: tenant.to_string(), batch: Arc::clone(&batch) });
@@ -83,7 +120,9 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
             }
             Ok(WriteOutcome::Duplicate) => Ok(SinkOutcome::Duplicate),
             Err(refused @ (StoreError::TenantMismatch { .. } | StoreError::FutureTimestamp { .. })) => {
-                Err(SinkError::Refused(refused.to_string()))
+                let reason = refused.to_string();
+                self.clocks.refused(&*self.store, tenant, &batch, check, &reason).await;
+                Err(SinkError::Refused(reason))
             }
             Err(error) => Err(SinkError::Unavailable(self.metrics.store.write_failed(&error))),
         }

@@ -14,6 +14,7 @@
 mod alerting;
 mod api;
 pub mod auth;
+pub mod clock;
 mod ingest;
 pub mod live;
 mod metrics;
@@ -34,6 +35,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
 pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, Provisioned, RateLimit};
+pub use clock::{AgentClock, ClockBook, ClockPolicy};
 pub use ingest::StoreSink;
 pub use tenants::AlertingByTenant;
 
@@ -63,6 +65,8 @@ pub struct ServerConfig {
     pub open_access: bool,
     /// Request budgets per tenant and endpoint, and login attempts per client address.
     pub rate_limit: RateLimit,
+    /// When a sender's batches are re-stamped because its clock is off.
+    pub clock: ClockPolicy,
 }
 
 impl ServerConfig {
@@ -79,6 +83,7 @@ impl ServerConfig {
             secret_key: None,
             open_access: true,
             rate_limit: RateLimit::default(),
+            clock: ClockPolicy::default(),
         }
     }
 
@@ -94,6 +99,7 @@ impl ServerConfig {
             secret_key: None,
             open_access: false,
             rate_limit: RateLimit::default(),
+            clock: ClockPolicy::default(),
         }
     }
 }
@@ -174,8 +180,10 @@ impl Server {
         let alerting = Arc::new(AlertingByTenant::new(rules, store.clone(), live.clone()));
         alerting.get(DEFAULT_TENANT).await?;
         let ingest_metrics = Arc::new(metrics::IngestMetrics::for_store(store.location()));
+        let clocks = Arc::new(ClockBook::new(config.clock));
         let sink = Arc::new(
             StoreSink::new(store.clone(), DEFAULT_TENANT)
+                .with_clocks(Arc::clone(&clocks))
                 .with_alerting(Arc::clone(&alerting))
                 .with_metrics(Arc::clone(&ingest_metrics))
                 .with_live_feed(live.clone()),
@@ -229,6 +237,7 @@ impl Server {
             accounts: Arc::clone(&accounts),
             alerting: alerting.clone(),
             ingest_metrics,
+            clocks,
             open_access: config.open_access,
             live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),

@@ -21,6 +21,7 @@ pub struct IngestMetrics {
     samples: AtomicU64,
     write_micros: AtomicU64,
     writes: AtomicU64,
+    clock_corrected: AtomicU64,
     pub store: StoreHealth,
 }
 
@@ -118,6 +119,13 @@ impl IngestMetrics {
     }
 }
 
+impl IngestMetrics {
+    /// Counts a batch whose timestamps were moved by its sender's clock offset.
+    pub fn record_clock_correction(&self) {
+        self.clock_corrected.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Renders every metric in the Prometheus text exposition format.
 pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stream_subscribers: usize) -> String {
     let store = &ingest.store;
@@ -145,6 +153,12 @@ pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stre
         "counter",
         "Samples committed to the store.",
         &[("", load(&ingest.samples))],
+    );
+    family(
+        "secumon_ingest_clock_corrected_batches_total",
+        "counter",
+        "Batches re-stamped by their sender's clock offset (its clock was past the tolerance).",
+        &[("", load(&ingest.clock_corrected))],
     );
     family("secumon_store_write_seconds", "summary", "Time the store took to write a batch.", &[]);
     let _ = writeln!(out, "secumon_store_write_seconds_sum {:.6}", load(&ingest.write_micros) as f64 / 1e6);

@@ -13,10 +13,12 @@ use prost::Message;
 use secumon_core::IngestBatch;
 use secumon_core::proto::{AckStatus, AgentSession, Batch};
 use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
+use crate::clock::SendClock;
 use crate::enroll::{SessionFile, channel, insert_bearer};
 use crate::grpc::ingest_client::IngestClient;
 use crate::service::MAX_MESSAGE_BYTES;
@@ -86,6 +88,8 @@ struct Inner {
     committed: AtomicU64,
     duplicates: AtomicU64,
     rejected: AtomicU64,
+    /// Send-time stamps and the clock offset the acks measure.
+    clock: SendClock,
 }
 
 impl PushClient {
@@ -103,6 +107,7 @@ impl PushClient {
                 committed: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
+                clock: SendClock::default(),
             }),
         })
     }
@@ -111,11 +116,14 @@ impl PushClient {
     /// then on it is the spool's job to deliver it. Returns the sequence.
     pub async fn enqueue(&self, mut batch: IngestBatch) -> Result<u64, TransportError> {
         let inner = Arc::clone(&self.inner);
+        // Before the spool's fsync: the frame of the clock that stamped the batch.
+        let frame = inner.clock.frame();
         let sequence = tokio::task::spawn_blocking(move || {
             let mut spool = inner.lock_spool();
             let sequence = spool.next_sequence();
             batch.sequence = sequence;
             spool.append(sequence, &batch.to_proto().encode_to_vec())?;
+            inner.clock.enqueued(sequence, frame);
             Ok::<_, TransportError>(sequence)
         })
         .await??;
@@ -183,7 +191,12 @@ impl PushClient {
 
         let acked_through = self.inner.lock_spool().stats().acked_through;
         let (requests, request_stream) = mpsc::channel::<Batch>(config.max_in_flight.max(1));
-        let mut push = tonic::Request::new(ReceiverStream::new(request_stream));
+        // Stamped as tonic takes each batch for the wire, so a resent batch has a fresh send time.
+        let stamping = Arc::clone(&self.inner);
+        let mut push = tonic::Request::new(ReceiverStream::new(request_stream).map(move |mut batch| {
+            stamping.clock.stamp(&mut batch);
+            batch
+        }));
         if let Some(session) = &session {
             insert_bearer(&mut push, &session.token)?;
         }
@@ -215,6 +228,7 @@ impl PushClient {
         let sender = self.send_pending(acked_through, requests, acked_rx);
         let receiver = async {
             while let Some(ack) = acks.message().await? {
+                self.inner.clock.acked(&ack);
                 match AckStatus::try_from(ack.status) {
                     Ok(AckStatus::Committed) => self.inner.committed.fetch_add(1, Ordering::Relaxed),
                     Ok(AckStatus::Duplicate) => self.inner.duplicates.fetch_add(1, Ordering::Relaxed),

@@ -1,7 +1,9 @@
 //! SecuMon transport. On the agent, [`PushClient`] spools every batch to disk and streams
 //! it to the server over gRPC (zstd-compressed), forgetting it only once acknowledged; on
 //! the server, [`IngestService`] validates each batch and acknowledges it once a
-//! [`BatchSink`] has made it durable. Together: no batch lost, none stored twice.
+//! [`BatchSink`] has made it durable. Together: no batch lost, none stored twice. Each batch
+//! is stamped with its send time as it goes on the wire and each ack carries the server's
+//! receive and ack times, so both sides learn the agent's clock offset (`clock.rs`).
 //!
 //! ```no_run
 //! # async fn demo(batch: secumon_core::IngestBatch) -> Result<(), secumon_transport::TransportError> {
@@ -13,6 +15,7 @@
 //! ```
 
 mod client;
+mod clock;
 mod enroll;
 mod gate;
 mod service;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::Stream;
-use secumon_core::IngestBatch;
 use secumon_core::proto::{AckStatus, AgentSession, Batch, EnrollRequest, EnrollResponse, PushAck, RenewRequest};
+use secumon_core::{IngestBatch, now_ms};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
@@ -122,11 +122,22 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                         break;
                     }
                 };
+                // The receive time the sender's clock offset is measured against. A batch
+                // queued behind slow commits is read late; the round trip the agent measures
+                // grows by the same wait, and so does the server's tolerance for it.
+                let received_at_ms = now_ms();
                 let sequence = batch.sequence;
+                let ack = |status: AckStatus, error: String| PushAck {
+                    sequence,
+                    status: status as i32,
+                    error,
+                    received_at_ms,
+                    acked_at_ms: now_ms(),
+                };
                 if let Some(agent_id) = admitted.agent_id.as_deref().filter(|id| *id != batch.agent_id) {
                     let reason = format!("this connection belongs to agent {agent_id}, not {}", batch.agent_id);
                     tracing::warn!(?peer, sequence, %reason, "rejected a batch");
-                    if acks.send(Ok(ack(sequence, AckStatus::Rejected, reason))).await.is_err() {
+                    if acks.send(Ok(ack(AckStatus::Rejected, reason))).await.is_err() {
                         break;
                     }
                     continue;
@@ -134,23 +145,28 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                 let ack = match IngestBatch::from_proto(batch) {
                     Err(invalid) => {
                         tracing::warn!(?peer, sequence, error = %invalid, "rejected a batch");
-                        ack(sequence, AckStatus::Rejected, invalid.to_string())
+                        ack(AckStatus::Rejected, invalid.to_string())
                     }
-                    Ok(batch) => match sink.commit(&admitted, batch).await {
-                        Ok(SinkOutcome::Committed) => ack(sequence, AckStatus::Committed, String::new()),
-                        Ok(SinkOutcome::Duplicate) => ack(sequence, AckStatus::Duplicate, String::new()),
-                        Err(SinkError::Refused(reason)) => {
-                            tracing::warn!(?peer, sequence, %reason, "refused a batch");
-                            ack(sequence, AckStatus::Rejected, reason)
+                    Ok(mut batch) => {
+                        if let Some(clock) = &mut batch.clock {
+                            clock.received_at_ms = received_at_ms;
                         }
-                        Err(failure) => {
-                            // Later batches must not be committed ahead of this one: end the
-                            // stream so the agent reconnects and resends from here.
-                            tracing::error!(?peer, sequence, error = %failure, "could not store a batch");
-                            let _ = acks.send(Err(Status::unavailable(failure.to_string()))).await;
-                            break;
+                        match sink.commit(&admitted, batch).await {
+                            Ok(SinkOutcome::Committed) => ack(AckStatus::Committed, String::new()),
+                            Ok(SinkOutcome::Duplicate) => ack(AckStatus::Duplicate, String::new()),
+                            Err(SinkError::Refused(reason)) => {
+                                tracing::warn!(?peer, sequence, %reason, "refused a batch");
+                                ack(AckStatus::Rejected, reason)
+                            }
+                            Err(failure) => {
+                                // Later batches must not be committed ahead of this one: end the
+                                // stream so the agent reconnects and resends from here.
+                                tracing::error!(?peer, sequence, error = %failure, "could not store a batch");
+                                let _ = acks.send(Err(Status::unavailable(failure.to_string()))).await;
+                                break;
+                            }
                         }
-                    },
+                    }
                 };
                 if acks.send(Ok(ack)).await.is_err() {
                     break;
@@ -173,10 +189,6 @@ async fn next_revocation(revocations: &mut Option<broadcast::Receiver<String>>) 
             Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
         }
     }
-}
-
-fn ack(sequence: u64, status: AckStatus, error: String) -> PushAck {
-    PushAck { sequence, status: status as i32, error }
 }
 
 /// The gRPC enrollment service: agents trade provisioning tokens for certificates and renew

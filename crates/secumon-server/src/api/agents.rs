@@ -17,6 +17,7 @@ use super::access::{ApiJson, ApiQuery};
 use super::config::TenantConfig;
 use super::{ApiError, ApiState, PageParams, parse_duration};
 use crate::auth::{AgentAuthority, Caller, Role};
+use crate::clock::AgentClock;
 
 /// The agent authority and the address agents enroll at.
 #[derive(Clone)]
@@ -38,26 +39,52 @@ pub struct AgentView {
     pub id: String,
     pub host: String,
     pub labels: Labels,
+    /// `online` (pushed within the tenant's `agent_offline_after`), `offline`, or `refused`:
+    /// its latest batch was refused and none stored since (`clock.refused_reason` says why).
     pub status: String,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub last_sequence: u64,
     pub batches: u64,
+    /// Its clock against the server's, measured on every push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<AgentClock>,
 }
 
 impl AgentView {
     /// `a` as shown, online if it pushed within `offline_after`.
-    pub(super) fn new(a: AgentRecord, offline_after: Duration) -> Self {
+    pub(super) fn new(a: AgentRecord, clock: Option<AgentClock>, offline_after: Duration) -> Self {
         let online = now_ms() - a.last_seen_ms < offline_after.as_millis() as i64;
+        let status = match &clock {
+            Some(clock) if clock.refusing() => "refused",
+            _ if online => "online",
+            _ => "offline",
+        };
         Self {
             id: a.agent_id,
             host: a.host,
             labels: a.labels,
-            status: if online { "online" } else { "offline" }.to_string(),
+            status: status.to_string(),
             first_seen_ms: a.first_seen_ms,
             last_seen_ms: a.last_seen_ms,
             last_sequence: a.last_sequence,
             batches: a.batches,
+            clock,
+        }
+    }
+
+    /// An agent the store has no batch of: every one it pushed was refused.
+    fn refused(id: String, clock: AgentClock) -> Self {
+        Self {
+            id,
+            host: clock.host.clone(),
+            labels: Labels::new(),
+            status: "refused".to_string(),
+            first_seen_ms: clock.refused_ms.unwrap_or(clock.measured_ms),
+            last_seen_ms: clock.measured_ms,
+            last_sequence: 0,
+            batches: 0,
+            clock: Some(clock),
         }
     }
 }
@@ -78,14 +105,27 @@ pub(super) async fn list_agents(
 ) -> Result<Json<AgentList>, ApiError> {
     let (offset, limit) = page.bounds()?;
     let filter = AgentFilter { offset, limit: Some(limit), ..Default::default() };
-    let (agents, total) = state.store.agents(&caller.tenant, &filter).await?;
+    let (agents, stored_total) = state.store.agents(&caller.tenant, &filter).await?;
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
-    let next = u64::from(offset) + agents.len() as u64;
-    Ok(Json(AgentList {
-        agents: agents.into_iter().map(|a| AgentView::new(a, offline_after)).collect(),
-        total: total as usize,
-        next_offset: (next < total).then_some(next as usize),
-    }))
+    let mut clocks = state.clocks.agents(&*state.store, &caller.tenant).await;
+    let mut views: Vec<AgentView> =
+        agents.into_iter().map(|a| AgentView::new(a.clone(), clocks.remove(&a.agent_id), offline_after)).collect();
+    // Agents whose every batch was refused are not in the store; they follow its agents,
+    // by host, so the operator sees them and why.
+    let mut refused = Vec::new();
+    for (id, clock) in clocks.into_iter().filter(|(_, c)| c.refused_ms.is_some() && c.committed_ms.is_none()) {
+        let filter = AgentFilter { agent_id: Some(id.clone()), ..Default::default() };
+        if state.store.agents(&caller.tenant, &filter).await?.1 == 0 {
+            refused.push(AgentView::refused(id, clock));
+        }
+    }
+    refused.sort_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
+    let total = stored_total + refused.len() as u64;
+    let skip = (u64::from(offset) + views.len() as u64).saturating_sub(stored_total) as usize;
+    let room = (limit as usize).saturating_sub(views.len());
+    views.extend(refused.into_iter().skip(skip).take(room));
+    let next = u64::from(offset) + views.len() as u64;
+    Ok(Json(AgentList { agents: views, total: total as usize, next_offset: (next < total).then_some(next as usize) }))
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id")), responses((status = 200, description = "OK", body = AgentView)))]
@@ -97,7 +137,12 @@ pub(super) async fn get_agent(
     let filter = AgentFilter { agent_id: Some(id.clone()), ..Default::default() };
     let agent = state.store.agents(&caller.tenant, &filter).await?.0.into_iter().next();
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
-    agent.map(|a| Json(AgentView::new(a, offline_after))).ok_or_else(|| no_agent(&id))
+    let clock = state.clocks.agents(&*state.store, &caller.tenant).await.remove(&id);
+    match (agent, clock) {
+        (Some(agent), clock) => Ok(Json(AgentView::new(agent, clock, offline_after))),
+        (None, Some(clock)) if clock.refused_ms.is_some() => Ok(Json(AgentView::refused(id, clock))),
+        (None, _) => Err(no_agent(&id)),
+    }
 }
 
 /// Revokes an agent (its next connection is refused) and forgets it; its data stays until
@@ -113,7 +158,8 @@ pub(super) async fn delete_agent(
         Some(enrollment) => enrollment.authority.revoke(&caller.tenant, &id).await?,
         None => false,
     };
-    if state.store.delete_agent(&caller.tenant, &id).await? || revoked {
+    let had_clock = state.clocks.forget(&*state.store, &caller.tenant, &id).await;
+    if state.store.delete_agent(&caller.tenant, &id).await? || revoked || had_clock {
         tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -71,13 +71,17 @@ pub(super) async fn host_summary(
     }
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
     let on_host = AgentFilter { host: Some(host.clone()), ..Default::default() };
+    let mut clocks = state.clocks.agents(&*state.store, &caller.tenant).await;
     let agents: Vec<AgentView> = state
         .store
         .agents(&caller.tenant, &on_host)
         .await?
         .0
         .into_iter()
-        .map(|a| AgentView::new(a, offline_after))
+        .map(|a| {
+            let clock = clocks.remove(&a.agent_id);
+            AgentView::new(a, clock, offline_after)
+        })
         .collect();
     if agents.is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));

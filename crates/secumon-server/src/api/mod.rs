@@ -28,10 +28,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secumon_alert::RuleSpec;
 use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
-use secumon_core::{Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
+use secumon_core::{ClockReading, Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
 use crate::auth::{Accounts, Caller, Role};
+use crate::clock::{ClockBook, ClockCheck};
 use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::IngestMetrics;
 use crate::tenants::AlertingByTenant;
@@ -53,6 +54,8 @@ pub(crate) struct ApiState {
     pub accounts: Arc<Accounts>,
     pub alerting: Arc<AlertingByTenant>,
     pub ingest_metrics: Arc<IngestMetrics>,
+    /// Senders' clocks, measured on ingest.
+    pub clocks: Arc<ClockBook>,
     /// Requests without a token act as the super-admin of the default tenant (tests).
     pub open_access: bool,
     pub live: LiveFeed,
@@ -152,6 +155,11 @@ struct IngestRequest {
     samples: Vec<IngestSample>,
     #[serde(default)]
     events: Vec<IngestEvent>,
+    /// The script's clock when it sent the request (ms since 1970). With it the server
+    /// measures the script's clock offset like an agent's, and re-stamps the request's
+    /// timestamps when the offset is past its tolerance; samples and events without a
+    /// timestamp are taken as of this time. Without it, timestamps are taken as given.
+    sent_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -193,7 +201,13 @@ async fn ingest(
     ApiJson(request): ApiJson<IngestRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Operator)?;
+    if request.sent_at_ms.is_some_and(|sent| sent <= 0) {
+        return Err(ApiError::bad_request("`sent_at_ms` must be milliseconds since 1970"));
+    }
     let now = now_ms();
+    // Untimed values are as of the script's "now", in its clock's frame, so a correction
+    // moves them with the rest.
+    let default_ms = request.sent_at_ms.unwrap_or(now);
     let batch = IngestBatch {
         // Per tenant: two tenants' scripts may share a name without meeting.
         agent_id: format!("api:{}:{}", caller.tenant, request.source),
@@ -203,26 +217,50 @@ async fn ingest(
         samples: request
             .samples
             .into_iter()
-            .map(|s| Sample::new(s.name, s.labels, s.timestamp_ms.unwrap_or(now), s.value))
+            .map(|s| Sample::new(s.name, s.labels, s.timestamp_ms.unwrap_or(default_ms), s.value))
             .collect(),
         events: request
             .events
             .into_iter()
             .map(|e| Event {
-                timestamp_ms: e.timestamp_ms.unwrap_or(now),
+                timestamp_ms: e.timestamp_ms.unwrap_or(default_ms),
                 kind: e.kind,
                 severity: e.severity,
                 labels: e.labels,
                 message: e.message,
             })
             .collect(),
+        // An HTTP request's round trip is unknown; on the networks scripts push over, the
+        // way out is far below the tolerance.
+        clock: request.sent_at_ms.map(|sent_at_ms| ClockReading { sent_at_ms, round_trip_ms: 0, received_at_ms: 0 }),
         ..Default::default()
     };
     // The wire validation, so an HTTP push meets the rules an agent's batch does.
-    let batch = IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut batch = IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(clock) = &mut batch.clock {
+        clock.received_at_ms = now;
+    }
+    // What the script sent, before the server adds its clock-offset sample.
+    let (samples, events) = (batch.samples.len(), batch.events.len());
+    let check = match state.clocks.prepare(&caller.tenant, &mut batch, now) {
+        Ok(check) => check,
+        Err(reason) => {
+            let check = ClockCheck {
+                offset_ms: batch.clock.map(|c| c.offset_ms()),
+                round_trip_ms: 0,
+                received_ms: now,
+                corrected: false,
+            };
+            state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &reason).await;
+            return Err(ApiError::bad_request(reason));
+        }
+    };
     let health = &state.ingest_metrics.store;
     match state.store.write_batch(&caller.tenant, &batch).await {
-        Ok(_) => health.write_succeeded(),
+        Ok(_) => {
+            health.write_succeeded();
+            state.clocks.committed(&*state.store, &caller.tenant, &batch, check).await
+        }
         Err(error) if error.fault().is_some() => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -230,12 +268,21 @@ async fn ingest(
                 health.write_failed(&error),
             ));
         }
+        Err(refused @ (StoreError::FutureTimestamp { .. } | StoreError::TenantMismatch { .. })) => {
+            state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
+            return Err(refused.into());
+        }
         Err(error) => return Err(error.into()),
     }
     let batch = Arc::new(batch);
     state.live.publish(LiveEvent::Batch { tenant: caller.tenant.clone(), batch: Arc::clone(&batch) });
     state.alerting(&caller).await?.observe_batch(&caller.tenant, &batch);
-    Ok(Json(serde_json::json!({"samples": batch.samples.len(), "events": batch.events.len()})))
+    let mut answer = serde_json::json!({"samples": samples, "events": events});
+    if let Some(offset_ms) = check.offset_ms {
+        answer["clock_offset_ms"] = offset_ms.into();
+        answer["clock_corrected"] = check.corrected.into();
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
