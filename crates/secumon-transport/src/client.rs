@@ -1,6 +1,10 @@
 //! The agent side of `secumon.v1.Ingest/Push`: every batch is first made durable in the
-//! [`Spool`], then streamed to the server; the spool forgets a batch only when the server
+//! spool, then streamed to the server; the spool forgets a batch only when the server
 //! acknowledges it. Connection failures are retried with backoff and logged once per outage.
+//!
+//! When the spool's disk is full or read-only, batches wait in a bounded queue in memory
+//! instead ([`Outbox`]) and are streamed from there; an acknowledgement the disk cannot
+//! record is kept in memory, never a reason to drop the connection.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,7 +24,8 @@ use tonic::transport::Channel;
 use crate::enroll::{SessionFile, channel, insert_bearer};
 use crate::grpc::ingest_client::IngestClient;
 use crate::service::MAX_MESSAGE_BYTES;
-use crate::spool::{Spool, SpoolStats};
+use crate::outbox::{MemoryStats, Outbox};
+use crate::spool::SpoolStats;
 use crate::{TlsMaterial, TransportError};
 
 /// Settings of a [`PushClient`].
@@ -30,6 +35,9 @@ pub struct PushClientConfig {
     pub endpoint: String,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    /// Batches the spool cannot take (disk full, read-only) wait in memory, up to this many
+    /// bytes of them; beyond it the oldest unsent ones are dropped and counted.
+    pub memory_max_bytes: usize,
     /// Batches sent but not yet acknowledged, at most.
     pub max_in_flight: usize,
     pub backoff_min: Duration,
@@ -48,6 +56,7 @@ impl PushClientConfig {
             endpoint: endpoint.into(),
             spool_dir: spool_dir.into(),
             spool_max_bytes: 256 * 1024 * 1024,
+            memory_max_bytes: 4 * 1024 * 1024,
             max_in_flight: 32,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
@@ -62,7 +71,11 @@ impl PushClientConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushStats {
     pub spool: SpoolStats,
+    /// Batches waiting in memory because the spool cannot be written.
+    pub memory: MemoryStats,
     pub connected: bool,
+    /// Push streams opened so far (a reconnect opens one more).
+    pub connections: u64,
     pub committed: u64,
     pub duplicates: u64,
     pub rejected: u64,
@@ -77,10 +90,11 @@ pub struct PushClient {
 
 struct Inner {
     config: PushClientConfig,
-    spool: Mutex<Spool>,
-    /// Highest sequence appended to the spool, to wake the sender.
+    outbox: Mutex<Outbox>,
+    /// Highest sequence stored (spool or memory), to wake the sender.
     appended: watch::Sender<u64>,
     connected: AtomicBool,
+    connections: AtomicU64,
     /// The server refused the session token: renew before the next push.
     renew_now: AtomicBool,
     committed: AtomicU64,
@@ -91,14 +105,15 @@ struct Inner {
 impl PushClient {
     /// Opens the spool in `config.spool_dir`, recovering what an earlier run left there.
     pub fn open(config: PushClientConfig) -> Result<Self, TransportError> {
-        let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
-        let last = spool.next_sequence().saturating_sub(1);
+        let outbox = Outbox::open(&config.spool_dir, config.spool_max_bytes, config.memory_max_bytes)?;
+        let last = outbox.spool_stats().next_sequence.saturating_sub(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                spool: Mutex::new(spool),
+                outbox: Mutex::new(outbox),
                 appended: watch::Sender::new(last),
                 connected: AtomicBool::new(false),
+                connections: AtomicU64::new(0),
                 renew_now: AtomicBool::new(false),
                 committed: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
@@ -107,16 +122,16 @@ impl PushClient {
         })
     }
 
-    /// Gives `batch` the next sequence number and appends it durably to the spool; from
-    /// then on it is the spool's job to deliver it. Returns the sequence.
+    /// Gives `batch` the next sequence number and appends it durably to the spool (or, if
+    /// the spool cannot be written, keeps it in memory); from then on it is this client's
+    /// job to deliver it. Returns the sequence. Fails only for a batch too large to store.
     pub async fn enqueue(&self, mut batch: IngestBatch) -> Result<u64, TransportError> {
         let inner = Arc::clone(&self.inner);
         let sequence = tokio::task::spawn_blocking(move || {
-            let mut spool = inner.lock_spool();
-            let sequence = spool.next_sequence();
-            batch.sequence = sequence;
-            spool.append(sequence, &batch.to_proto().encode_to_vec())?;
-            Ok::<_, TransportError>(sequence)
+            inner.lock_outbox().push(|sequence| {
+                batch.sequence = sequence;
+                batch.to_proto().encode_to_vec()
+            })
         })
         .await??;
         self.inner.appended.send_replace(sequence);
@@ -124,9 +139,15 @@ impl PushClient {
     }
 
     pub fn stats(&self) -> PushStats {
+        let (spool, memory) = {
+            let outbox = self.inner.lock_outbox();
+            (outbox.spool_stats(), outbox.memory_stats())
+        };
         PushStats {
-            spool: self.inner.lock_spool().stats(),
+            spool,
+            memory,
             connected: self.inner.connected.load(Ordering::Relaxed),
+            connections: self.inner.connections.load(Ordering::Relaxed),
             committed: self.inner.committed.load(Ordering::Relaxed),
             duplicates: self.inner.duplicates.load(Ordering::Relaxed),
             rejected: self.inner.rejected.load(Ordering::Relaxed),
@@ -181,7 +202,7 @@ impl PushClient {
             .accept_compressed(CompressionEncoding::Zstd)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-        let acked_through = self.inner.lock_spool().stats().acked_through;
+        let acked_through = self.inner.lock_outbox().spool_stats().acked_through;
         let (requests, request_stream) = mpsc::channel::<Batch>(config.max_in_flight.max(1));
         let mut push = tonic::Request::new(ReceiverStream::new(request_stream));
         if let Some(session) = &session {
@@ -204,9 +225,13 @@ impl PushClient {
         };
 
         self.inner.connected.store(true, Ordering::Relaxed);
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
         *backoff = config.backoff_min;
         if let Some(since) = outage.take() {
-            let pending = self.inner.lock_spool().stats().pending_batches;
+            let pending = {
+                let outbox = self.inner.lock_outbox();
+                outbox.spool_stats().pending_batches + outbox.memory_stats().batches
+            };
             tracing::info!(endpoint = %config.endpoint, outage_secs = since.elapsed().as_secs(), pending,
                 "server reachable again; replaying the spool");
         }
@@ -227,7 +252,9 @@ impl PushClient {
                 };
                 let inner = Arc::clone(&self.inner);
                 let sequence = ack.sequence;
-                tokio::task::spawn_blocking(move || inner.lock_spool().ack(sequence)).await??;
+                // Never fails: what the disk cannot record now is kept in memory and written
+                // later, so a full disk does not cut the stream that empties it.
+                tokio::task::spawn_blocking(move || inner.lock_outbox().ack(sequence)).await?;
                 acked_tx.send_replace(sequence);
             }
             Err(TransportError::StreamClosed)
@@ -255,7 +282,7 @@ impl PushClient {
         self.inner.config.session_rotation.saturating_sub(Duration::from_millis(age_ms))
     }
 
-    /// Streams spooled batches after `acked_through`, keeping at most `max_in_flight`
+    /// Streams stored batches (spool, then memory) after `acked_through`, keeping at most `max_in_flight`
     /// unacknowledged, and waits for new appends when caught up.
     async fn send_pending(
         &self,
@@ -276,7 +303,7 @@ impl PushClient {
             let inner = Arc::clone(&self.inner);
             let limit = (window - in_flight) as usize;
             let pending =
-                tokio::task::spawn_blocking(move || inner.lock_spool().read_pending(sent_through, limit)).await??;
+                tokio::task::spawn_blocking(move || inner.lock_outbox().read_pending(sent_through, limit)).await??;
             if pending.is_empty() {
                 appended.changed().await.map_err(|_| TransportError::StreamClosed)?;
                 continue;
@@ -296,9 +323,9 @@ impl PushClient {
 }
 
 impl Inner {
-    fn lock_spool(&self) -> MutexGuard<'_, Spool> {
+    fn lock_outbox(&self) -> MutexGuard<'_, Outbox> {
         // A panic while holding the lock cannot leave the spool's files inconsistent.
-        self.spool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -1,7 +1,8 @@
 //! SecuMon transport. On the agent, [`PushClient`] spools every batch to disk and streams
 //! it to the server over gRPC (zstd-compressed), forgetting it only once acknowledged; on
 //! the server, [`IngestService`] validates each batch and acknowledges it once a
-//! [`BatchSink`] has made it durable. Together: no batch lost, none stored twice.
+//! [`BatchSink`] has made it durable. Together: no batch lost, none stored twice. When the
+//! spool's disk is full or read-only, batches wait in bounded memory and keep flowing.
 //!
 //! ```no_run
 //! # async fn demo(batch: secumon_core::IngestBatch) -> Result<(), secumon_transport::TransportError> {
@@ -15,6 +16,7 @@
 mod client;
 mod enroll;
 mod gate;
+pub mod outbox;
 mod service;
 pub mod spool;
 mod tls;
@@ -26,6 +28,7 @@ pub mod grpc {
 }
 
 pub use client::{PushClient, PushClientConfig, PushStats};
+pub use outbox::{MemoryStats, Outbox};
 pub use enroll::{Enrolled, ProvisioningToken, SessionFile, enroll};
 pub use gate::{AgentGate, GateError, Peer, PeerCredentials};
 pub use service::{BatchSink, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
