@@ -110,8 +110,8 @@ pub struct Spool {
     segment_max_bytes: u64,
     /// Oldest first; the last one takes appends.
     segments: Vec<Segment>,
-    /// Open handle on the last segment.
-    active: Option<File>,
+    /// The last segment takes appends (false after opening: appends start a new one).
+    active: bool,
     acked_through: u64,
     /// Highest sequence in a segment (or acknowledged).
     last_appended: u64,
@@ -148,7 +148,7 @@ impl Spool {
             max_bytes,
             segment_max_bytes: (max_bytes / 8).clamp(64 * 1024, 4 * 1024 * 1024),
             segments: Vec::new(),
-            active: None,
+            active: false,
             acked_through: state.acked_through,
             last_appended: state.acked_through,
             last_issued: state.reserved_through.max(state.acked_through),
@@ -245,31 +245,39 @@ impl Spool {
         let roll = self
             .segments
             .last()
-            .is_none_or(|s| self.active.is_none() || (s.bytes > 0 && s.bytes + record_len > self.segment_max_bytes));
+            .is_none_or(|s| !self.active || (s.bytes > 0 && s.bytes + record_len > self.segment_max_bytes));
         if roll {
             let path = self.dir.join(format!("{sequence:020}{SEGMENT_SUFFIX}"));
-            let opened = OpenOptions::new().create(true).append(true).open(&path).map_err(io_error(&path));
+            let created = OpenOptions::new().create(true).append(true).open(&path).map_err(io_error(&path));
             // The new file's name must be durable too, or a crash could lose the segment.
-            let file = match opened.and_then(|file| sync_dir(&self.dir).map(|()| file)) {
-                Ok(file) => file,
-                Err(error) => {
-                    self.write_failed();
-                    return Err(error);
-                }
-            };
+            if let Err(error) = created.and_then(|_| sync_dir(&self.dir)) {
+                self.write_failed();
+                return Err(error);
+            }
             self.segments.push(Segment { path, bytes: 0, records: Vec::new() });
-            self.active = Some(file);
+            self.active = true;
         }
-        let (segment, file) = match (self.segments.last_mut(), self.active.as_mut()) {
-            (Some(segment), Some(file)) => (segment, file),
-            _ => unreachable!("a segment was just opened"),
-        };
+        let Some(segment) = self.segments.last_mut() else { unreachable!("a segment was just opened") };
         let record = encode_record(sequence, payload);
         let offset = segment.bytes;
-        if let Err(source) = file.write_all(&record).and_then(|()| file.sync_data()) {
-            // Cut a partial write so the file stays a clean run of records (shrinking a file
-            // works on a full disk).
-            let _ = file.set_len(offset);
+        // Opened for each append rather than held open: no file stays open for writing, so
+        // the disk can be remounted read-only under a running agent.
+        let written = OpenOptions::new()
+            .append(true)
+            .open(&segment.path)
+            .and_then(|mut file| match file.write_all(&record).and_then(|()| file.sync_data()) {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    // Cut a partial write so the file stays a clean run of records (shrinking
+                    // a file works on a full disk); if even that fails, appends move on to a
+                    // new segment rather than land behind the torn bytes.
+                    if file.set_len(offset).is_err() {
+                        self.active = false;
+                    }
+                    Err(error)
+                }
+            });
+        if let Err(source) = written {
             let path = segment.path.display().to_string();
             self.write_failed();
             return Err(SpoolError::Io { path, source });
@@ -325,7 +333,7 @@ impl Spool {
         let done =
             self.segments.iter().take_while(|s| s.last_sequence().is_none_or(|l| l <= acked && l <= reserved)).count();
         if done == self.segments.len() {
-            self.active = None;
+            self.active = false;
         }
         self.garbage.extend(self.segments.drain(..done).map(|s| s.path));
         // Deleting first frees space for the state on a full disk.
