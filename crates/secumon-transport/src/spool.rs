@@ -68,8 +68,8 @@ pub struct SpoolStats {
     pub corrupt_records: u64,
     pub acked_through: u64,
     pub next_sequence: u64,
-    /// Whether the last write to the spool's directory succeeded (false: disk full or
-    /// read-only).
+    /// Whether the spool takes batches: the last append succeeded and no write failed
+    /// since (false: disk full or read-only).
     pub writable: bool,
     /// Writes to the spool's directory that failed (appends, state, deletions).
     pub write_failures: u64,
@@ -350,7 +350,7 @@ impl Spool {
         }
     }
 
-    /// Whether the last write succeeded.
+    /// Whether the spool takes batches: the last append succeeded and no write failed since.
     pub fn writable(&self) -> bool {
         self.writable
     }
@@ -396,8 +396,9 @@ impl Spool {
     fn write_state(&mut self, state: State) -> Result<(), SpoolError> {
         match write_state(&self.dir, state) {
             Ok(()) => {
+                // Only an append says the spool takes batches again: a state file of a few
+                // bytes may fit where a batch does not.
                 self.on_disk = state;
-                self.write_succeeded();
                 Ok(())
             }
             Err(error) => {
