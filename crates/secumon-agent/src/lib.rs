@@ -203,8 +203,11 @@ impl Agent {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = ticker.tick() => self.collect_once().await,
+                _ = ticker.tick() => {}
             }
+            // Not raced against the shutdown: a batch half-way into the spool is finished,
+            // rather than left to a background write that outlives the agent.
+            self.collect_once().await;
         }
         stop.send_replace(true);
         if let Some(probing) = probing {

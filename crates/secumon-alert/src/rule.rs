@@ -334,7 +334,7 @@ rules:
     #[test]
     fn the_example_file_parses() {
         let file = RuleFile::parse(include_str!("../../../examples/alerting.yaml"), "examples/alerting.yaml").unwrap();
-        assert_eq!(file.rules.len(), 8);
+        assert_eq!(file.rules.len(), 10);
         assert!(file.rules.iter().all(|r| r.spec.channels.iter().all(|c| file.channels.contains_key(c))));
     }
 

@@ -49,6 +49,8 @@ pub enum SpoolError {
     OutOfOrder { last: u64, got: u64 },
     #[error("spool: a batch of {0} bytes is larger than a record may be")]
     TooLarge(usize),
+    #[error("spool {0} is in use by another agent (or was not closed yet)")]
+    Locked(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -105,6 +107,9 @@ struct State {
 }
 
 pub struct Spool {
+    /// An exclusive lock on the directory, held while open: two spools on one directory
+    /// would delete each other's segments and reuse each other's sequences.
+    _lock: File,
     dir: PathBuf,
     max_bytes: u64,
     segment_max_bytes: u64,
@@ -135,6 +140,7 @@ impl Spool {
     /// written (full, read-only) opens all the same: appends fail until it recovers.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let lock = lock_dir(dir)?;
         let state = read_state(dir)?;
         let mut names: Vec<PathBuf> = fs::read_dir(dir)
             .map_err(io_error(dir))?
@@ -144,6 +150,7 @@ impl Spool {
         names.sort();
 
         let mut spool = Self {
+            _lock: lock,
             dir: dir.to_path_buf(),
             max_bytes,
             segment_max_bytes: (max_bytes / 8).clamp(64 * 1024, 4 * 1024 * 1024),
@@ -578,6 +585,27 @@ fn write_state(dir: &Path, state: State) -> Result<(), SpoolError> {
     sync_dir(dir)
 }
 
+/// How long opening waits for a spool that is still being closed (in this process, the last
+/// handle on it may be finishing a write on another thread).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Locks `dir` itself (an flock on the directory needs no write, so a full or read-only
+/// disk can still be locked).
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let handle = File::open(dir).map_err(io_error(dir))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match handle.try_lock() {
+            Ok(()) => return Ok(handle),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked(dir.display().to_string())),
+            Err(fs::TryLockError::Error(error)) => return Err(io_error(dir)(error)),
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
@@ -639,6 +667,17 @@ mod tests {
         assert!(spool.read_pending(0, 100).unwrap().is_empty());
         fill(&mut spool, 1);
         assert_eq!(sequences(&spool.read_pending(0, 100).unwrap()), vec![6]);
+    }
+
+    #[test]
+    fn one_spool_per_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(Spool::open(dir.path(), 1 << 20), Err(SpoolError::Locked(_))));
+        assert!(started.elapsed() >= LOCK_WAIT, "waited for the first to close");
+        drop(spool);
+        Spool::open(dir.path(), 1 << 20).unwrap();
     }
 
     #[test]
