@@ -6,6 +6,7 @@
 //! instead ([`Outbox`]) and are streamed from there; an acknowledgement the disk cannot
 //! record is kept in memory, never a reason to drop the connection.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -282,26 +283,32 @@ impl PushClient {
         self.inner.config.session_rotation.saturating_sub(Duration::from_millis(age_ms))
     }
 
-    /// Streams stored batches (spool, then memory) after `acked_through`, keeping at most `max_in_flight`
-    /// unacknowledged, and waits for new appends when caught up.
+    /// Streams stored batches (spool, then memory) after `acked_through`, keeping at most
+    /// `max_in_flight` unacknowledged, and waits for new appends when caught up.
     async fn send_pending(
         &self,
         acked_through: u64,
         requests: mpsc::Sender<Batch>,
         mut acked: watch::Receiver<u64>,
     ) -> Result<(), TransportError> {
-        let window = self.inner.config.max_in_flight.max(1) as u64;
+        let window = self.inner.config.max_in_flight.max(1);
         let mut appended = self.inner.appended.subscribe();
         let mut sent_through = acked_through;
+        // Sequences sent and not acknowledged. Counted, not subtracted: sequences have gaps
+        // (batches dropped from memory, numbers skipped after a restart).
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
         loop {
-            let in_flight = sent_through.saturating_sub(*acked.borrow_and_update());
-            if in_flight >= window {
+            let acked_through = *acked.borrow_and_update();
+            while in_flight.front().is_some_and(|s| *s <= acked_through) {
+                in_flight.pop_front();
+            }
+            if in_flight.len() >= window {
                 acked.changed().await.map_err(|_| TransportError::StreamClosed)?;
                 continue;
             }
             appended.borrow_and_update();
             let inner = Arc::clone(&self.inner);
-            let limit = (window - in_flight) as usize;
+            let limit = window - in_flight.len();
             let pending =
                 tokio::task::spawn_blocking(move || inner.lock_outbox().read_pending(sent_through, limit)).await??;
             if pending.is_empty() {
@@ -311,7 +318,10 @@ impl PushClient {
             for (sequence, payload) in pending {
                 sent_through = sequence;
                 match Batch::decode(payload.as_slice()) {
-                    Ok(batch) => requests.send(batch).await.map_err(|_| TransportError::StreamClosed)?,
+                    Ok(batch) => {
+                        requests.send(batch).await.map_err(|_| TransportError::StreamClosed)?;
+                        in_flight.push_back(sequence);
+                    }
                     // The checksum matched, so this was written by another version; skip it.
                     Err(error) => {
                         tracing::error!(sequence, %error, "undecodable batch in the spool; skipped")
