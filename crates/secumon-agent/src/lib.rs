@@ -160,14 +160,7 @@ impl Agent {
         let client = PushClient::open(push)?;
         let collectors = collectors_for(&settings.metrics);
         tracing::info!(%agent_id, host = %settings.host, interval = ?settings.metrics.interval, "agent ready");
-        Ok(Self {
-            settings,
-            agent_id,
-            client,
-            collectors,
-            failing: HashSet::new(),
-            logs,
-        })
+        Ok(Self { settings, agent_id, client, collectors, failing: HashSet::new(), logs })
     }
 
     /// The stable id this agent pushes under.

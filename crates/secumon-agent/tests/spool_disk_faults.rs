@@ -380,9 +380,7 @@ async fn full_disk_delivers_live_batches_from_memory_and_recovers_without_double
 
     // 2. The server goes down, the disk still full: memory fills, the oldest unsent go.
     server.stop().await;
-    agent
-        .wait("batches dropped from memory", Duration::from_secs(10), |s| s.memory.dropped >= 5 && !s.connected)
-        .await;
+    agent.wait("batches dropped from memory", Duration::from_secs(10), |s| s.memory.dropped >= 5 && !s.connected).await;
     let stats = agent.stats();
     // Bounded: unsent batches within the bound, plus at most one window of sent ones.
     let largest = stats.memory.bytes / stats.memory.batches.max(1) * 2;
@@ -508,7 +506,9 @@ async fn read_only_spool_keeps_delivering_and_a_restart_on_it_reuses_no_sequence
     let made = first_run_made + (drained.spool.next_sequence - restarted_from);
     let dropped = first_run.memory.dropped + second_run.memory.dropped + first_run.spool.dropped_full;
     assert!(
-        stored.iter().all(|s| (1..=first_run_made).contains(s) || (restarted_from..drained.spool.next_sequence).contains(s)),
+        stored
+            .iter()
+            .all(|s| (1..=first_run_made).contains(s) || (restarted_from..drained.spool.next_sequence).contains(s)),
         "only sequences the two runs made"
     );
     assert_eq!(
@@ -517,7 +517,10 @@ async fn read_only_spool_keeps_delivering_and_a_restart_on_it_reuses_no_sequence
         "delivered {} + dropped {dropped} + lost at stop {lost_at_stop} = made {made}",
         stored.len()
     );
-    eprintln!("made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}, restarted from {restarted_from}, drained {drained:?}", stored.len());
+    eprintln!(
+        "made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}, restarted from {restarted_from}, drained {drained:?}",
+        stored.len()
+    );
     assert_store_agrees(&server.server, &stored).await;
     server.stop().await;
 }

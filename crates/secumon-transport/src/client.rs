@@ -24,8 +24,8 @@ use tonic::transport::Channel;
 
 use crate::enroll::{SessionFile, channel, insert_bearer};
 use crate::grpc::ingest_client::IngestClient;
-use crate::service::MAX_MESSAGE_BYTES;
 use crate::outbox::{MemoryStats, Outbox};
+use crate::service::MAX_MESSAGE_BYTES;
 use crate::spool::SpoolStats;
 use crate::{TlsMaterial, TransportError};
 

@@ -28,9 +28,9 @@ pub mod grpc {
 }
 
 pub use client::{PushClient, PushClientConfig, PushStats};
-pub use outbox::{MemoryStats, Outbox};
 pub use enroll::{Enrolled, ProvisioningToken, SessionFile, enroll};
 pub use gate::{AgentGate, GateError, Peer, PeerCredentials};
+pub use outbox::{MemoryStats, Outbox};
 pub use service::{BatchSink, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
 pub use spool::{Spool, SpoolError, SpoolStats};
 pub use tls::TlsMaterial;

@@ -162,8 +162,11 @@ impl Outbox {
                 self.dropped += 1;
                 if self.dropped.is_power_of_two() {
                     // 1, 2, 4, 8...: a lasting outage is visible in the log without flooding it.
-                    tracing::error!(dropped_total = self.dropped, max_bytes = self.memory_max_bytes,
-                        "spool unwritable and memory full: dropped the oldest unsent batches");
+                    tracing::error!(
+                        dropped_total = self.dropped,
+                        max_bytes = self.memory_max_bytes,
+                        "spool unwritable and memory full: dropped the oldest unsent batches"
+                    );
                 }
             }
         }
@@ -175,7 +178,10 @@ impl Drop for Outbox {
         // A disk that has room again at shutdown keeps what memory holds.
         self.move_to_spool();
         if !self.memory.is_empty() {
-            tracing::error!(batches = self.memory.len(), "the spool cannot be written: batches only in memory are lost");
+            tracing::error!(
+                batches = self.memory.len(),
+                "the spool cannot be written: batches only in memory are lost"
+            );
         }
     }
 }

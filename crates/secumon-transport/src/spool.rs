@@ -269,10 +269,8 @@ impl Spool {
         let offset = segment.bytes;
         // Opened for each append rather than held open: no file stays open for writing, so
         // the disk can be remounted read-only under a running agent.
-        let written = OpenOptions::new()
-            .append(true)
-            .open(&segment.path)
-            .and_then(|mut file| match file.write_all(&record).and_then(|()| file.sync_data()) {
+        let written = OpenOptions::new().append(true).open(&segment.path).and_then(|mut file| {
+            match file.write_all(&record).and_then(|()| file.sync_data()) {
                 Ok(()) => Ok(()),
                 Err(error) => {
                     // Cut a partial write so the file stays a clean run of records (shrinking
@@ -283,7 +281,8 @@ impl Spool {
                     }
                     Err(error)
                 }
-            });
+            }
+        });
         if let Err(source) = written {
             let path = segment.path.display().to_string();
             self.write_failed();

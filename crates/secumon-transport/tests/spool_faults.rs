@@ -85,7 +85,11 @@ fn push(outbox: &mut Outbox) -> u64 {
 fn pending(outbox: &mut Outbox) -> Vec<u64> {
     let pending = outbox.read_pending(0, usize::MAX).unwrap();
     for pair in pending.windows(2) {
-        assert!(pair[0].0 < pair[1].0, "delivered in increasing order: {:?}", pair.iter().map(|p| p.0).collect::<Vec<_>>());
+        assert!(
+            pair[0].0 < pair[1].0,
+            "delivered in increasing order: {:?}",
+            pair.iter().map(|p| p.0).collect::<Vec<_>>()
+        );
     }
     for (sequence, bytes) in &pending {
         assert_eq!(bytes, &payload(*sequence), "batch {sequence} intact");
@@ -200,7 +204,10 @@ fn read_only_disk_acknowledges_in_memory_and_a_restart_reuses_no_sequence() {
     outbox.ack(next);
     assert!(pending(&mut outbox).is_empty());
     drop(outbox);
-    let segments = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
+    let segments = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+        .count();
     assert_eq!(segments, 0, "acknowledged segments deleted once the disk allowed");
     let mut outbox = Outbox::open(&dir, 64 * 1024 * 1024, 1024 * 1024).unwrap();
     assert!(pending(&mut outbox).is_empty());
