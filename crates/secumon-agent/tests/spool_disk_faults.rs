@@ -295,6 +295,15 @@ impl RunningAgent {
     }
 }
 
+/// The agent's own account, exact while no acknowledgement is on its way (server down):
+/// each batch it made was acknowledged once, is spooled, is in memory, or was dropped.
+fn assert_accounted(stats: &PushStats) {
+    let acknowledged = stats.committed + stats.duplicates + stats.rejected;
+    let held = stats.spool.pending_batches + stats.memory.batches;
+    let dropped = stats.memory.dropped + stats.spool.dropped_full;
+    assert_eq!(acknowledged + held + dropped, stats.spool.next_sequence - 1, "{stats:?}");
+}
+
 fn everything_acked(stats: &PushStats) -> bool {
     stats.spool.acked_through + 1 == stats.spool.next_sequence
 }
@@ -386,6 +395,7 @@ async fn full_disk_delivers_live_batches_from_memory_and_recovers_without_double
     let largest = stats.memory.bytes / stats.memory.batches.max(1) * 2;
     assert!(stats.memory.bytes <= MEMORY_MAX_BYTES as u64 + 33 * largest, "memory stays bounded: {stats:?}");
     assert_eq!(stats.spool.dropped_full, 0, "the spool drops only for its own bound: {stats:?}");
+    assert_accounted(&stats);
 
     // 3. Space comes back while the server is down: memory moves to disk, and new batches
     // go to the spool again.
@@ -393,11 +403,13 @@ async fn full_disk_delivers_live_batches_from_memory_and_recovers_without_double
     agent.wait("back on disk", Duration::from_secs(5), |s| s.spool.writable && s.memory.batches == 0).await;
     let spooled = agent.stats().spool.pending_batches;
     agent.wait("spooling again", Duration::from_secs(5), |s| s.spool.pending_batches >= spooled + 5).await;
+    assert_accounted(&agent.stats());
 
     // 4. The disk fills again, still without a server; then the server comes back while
     // it is full: the spool is delivered first, then memory, and live data follows.
     let hog = DiskHog::start(disk.path());
     agent.wait("memory again", Duration::from_secs(5), |s| !s.spool.writable && s.memory.batches >= 3).await;
+    assert_accounted(&agent.stats());
     let made_before_restart = agent.stats().spool.next_sequence - 1;
     let server = start_server(&database, grpc, &ledger).await;
     let from = ledger.count();
@@ -426,6 +438,7 @@ async fn full_disk_delivers_live_batches_from_memory_and_recovers_without_double
     let stopped = agent.stop().await;
     let drained = drain(&state_dir.join("spool"), grpc).await;
     let made = drained.spool.next_sequence - 1;
+    assert_eq!(drained.spool.corrupt_records, 0, "full-disk writes left no damaged record");
     assert_eq!(made, stopped.spool.next_sequence - 1, "a clean stop keeps the numbering exact");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stored = stored_sequences(&ledger);
