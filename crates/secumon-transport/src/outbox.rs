@@ -175,7 +175,9 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        // A disk that has room again at shutdown keeps what memory holds.
+        // A disk that has room again at shutdown keeps what memory holds (acknowledged
+        // segments deleted first, for the room).
+        self.spool.retry();
         self.move_to_spool();
         if !self.memory.is_empty() {
             tracing::error!(

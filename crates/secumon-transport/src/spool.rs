@@ -4,8 +4,8 @@
 //! On disk, a directory holds segment files named by their first sequence
 //! (`00000000000000000042.seg`) and a `state` file. A segment is a run of records:
 //! `magic u32 | payload length u32 | crc32 u32 | sequence u64 | payload`, little endian,
-//! the CRC covering sequence and payload. `state` holds the highest acknowledged sequence
-//! and a *reservation*: no sequence above it was ever handed out. Sequence numbers are
+//! the CRC covering sequence and payload. `state` holds the highest acknowledged sequence,
+//! a *reservation* (no sequence above it was ever handed out) and when it was written. Sequence numbers are
 //! never reused, even after every segment was deleted: a reused sequence would make the
 //! server drop new data as a duplicate.
 //!
@@ -141,7 +141,7 @@ impl Spool {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
         let lock = lock_dir(dir)?;
-        let state = read_state(dir)?;
+        let (state, written_at_us) = read_state(dir)?;
         let mut names: Vec<PathBuf> = fs::read_dir(dir)
             .map_err(io_error(dir))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -201,16 +201,17 @@ impl Spool {
                 "damaged spool records were skipped");
         }
         if spool.persist().is_err() {
-            // Restarted on a disk that cannot be written: the state may be stale. An earlier
-            // run on this same disk may already have handed out numbers past the reservation
-            // it could not renew; microseconds since the epoch only grow faster than any
-            // agent makes batches, so starting from there cannot meet those numbers.
-            let floor = u64::try_from(secumon_core::now_ms()).unwrap_or(0).saturating_mul(1_000);
-            if floor > spool.last_issued {
-                tracing::warn!(dir = %dir.display(), from = floor,
-                    "spool cannot be written at start; sequences continue from the clock so none is reused");
-                spool.last_issued = floor;
-            }
+            // Started on a disk that cannot be written: this run cannot reserve its numbers,
+            // and an earlier run on the same unwritable disk (a restart loop) started from
+            // the same stale state and handed out numbers nothing recorded. Each such run
+            // starts above the reservation by the microseconds elapsed since the state was
+            // written, so it starts above every number an earlier one could have handed out
+            // (fewer than one batch per microsecond), and numbers grow only by the length of
+            // the outage. (A clock set back by more than the outage defeats this.)
+            let elapsed = now_us().saturating_sub(written_at_us);
+            spool.last_issued = spool.last_issued.saturating_add(elapsed.max(1));
+            tracing::warn!(dir = %dir.display(), from = spool.last_issued + 1,
+                "spool cannot be written at start; sequences skip ahead by the time since its state was saved");
         }
         Ok(spool)
     }
@@ -545,16 +546,20 @@ fn scan_records(data: &[u8]) -> Scan {
     scan
 }
 
-fn read_state(dir: &Path) -> Result<State, SpoolError> {
+/// The state, and when it was written (microseconds since the epoch; 0 if unknown).
+fn read_state(dir: &Path) -> Result<(State, u64), SpoolError> {
     let path = dir.join("state");
-    let empty = State { acked_through: 0, reserved_through: 0 };
+    let empty = (State { acked_through: 0, reserved_through: 0 }, 0);
     match fs::read_to_string(&path) {
         Ok(text) => {
             // Older versions wrote the last appended sequence where the reservation now is:
             // a reservation that covers exactly what they handed out.
             let mut numbers = text.split_whitespace().map(str::parse::<u64>);
             match (numbers.next(), numbers.next()) {
-                (Some(Ok(acked_through)), Some(Ok(reserved_through))) => Ok(State { acked_through, reserved_through }),
+                (Some(Ok(acked_through)), Some(Ok(reserved_through))) => {
+                    let written_at_us = numbers.next().and_then(Result::ok).unwrap_or(0);
+                    Ok((State { acked_through, reserved_through }, written_at_us))
+                }
                 _ => {
                     // Segments still carry every unacknowledged sequence; start from them.
                     tracing::warn!(path = %path.display(), "unreadable spool state; rebuilding from segments");
@@ -571,7 +576,7 @@ fn write_state(dir: &Path, state: State) -> Result<(), SpoolError> {
     let temporary = dir.join("state.tmp");
     let path = dir.join("state");
     let written = File::create(&temporary).map_err(io_error(&temporary)).and_then(|mut file| {
-        file.write_all(format!("{} {}\n", state.acked_through, state.reserved_through).as_bytes())
+        file.write_all(format!("{} {} {}\n", state.acked_through, state.reserved_through, now_us()).as_bytes())
             .and_then(|()| file.sync_data())
             .map_err(io_error(&temporary))
     });
@@ -603,6 +608,12 @@ fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
             Err(fs::TryLockError::Error(error)) => return Err(io_error(dir)(error)),
         }
     }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_micros()).unwrap_or(u64::MAX / 4))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {

@@ -213,3 +213,176 @@ fn read_only_disk_acknowledges_in_memory_and_a_restart_reuses_no_sequence() {
     assert!(pending(&mut outbox).is_empty());
     assert_eq!(outbox.spool_stats().next_sequence, next + 1);
 }
+
+mod model {
+    //! The outbox against a model, as `spool_model.rs` does for the spool alone, with the
+    //! disk filling up, turning read-only and coming back between random operations.
+    //! Bounds are large here, so nothing is dropped and the model is exact: what is
+    //! pending must be exactly what was pushed and not acknowledged, in order and intact;
+    //! only a reopen may lose the batches memory held (they die with the process) and bring
+    //! back acknowledged ones whose acknowledgement the disk could not record (the server
+    //! acknowledges those as duplicates). Sequences never repeat.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        /// Acknowledge through the n-th pending batch (modulo their number).
+        Ack(usize),
+        Fill,
+        Release,
+        ReadOnly,
+        ReadWrite,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0usize..6_000).prop_map(Op::Push),
+            3 => any::<usize>().prop_map(Op::Ack),
+            1 => Just(Op::Fill),
+            1 => Just(Op::Release),
+            1 => Just(Op::ReadOnly),
+            1 => Just(Op::ReadWrite),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn bytes(sequence: u64, len: usize) -> Vec<u8> {
+        let mut bytes = sequence.to_le_bytes().to_vec();
+        bytes.resize(len.max(8), (sequence % 253) as u8);
+        bytes
+    }
+
+    const MAX: u64 = 64 * 1024 * 1024;
+
+    #[test]
+    fn outbox_matches_a_queue_through_disk_faults() {
+        let disk = Tmpfs::mount("256k");
+        let cases = std::sync::atomic::AtomicU32::new(0);
+        // PROPTEST_CASES=2000 for a longer search.
+        let cases_wanted = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+        let config = ProptestConfig { cases: cases_wanted, failure_persistence: None, ..ProptestConfig::default() };
+        proptest!(config, |(ops in proptest::collection::vec(op(), 1..50))| {
+            let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A clean disk for each case, whatever an earlier (failed) case left.
+            disk.remount("rw");
+            for entry in std::fs::read_dir(disk.path()).unwrap() {
+                let path = entry.unwrap().path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+            let filler = disk.path().join("filler");
+            let dir = disk.path().join(format!("case-{case}"));
+            let mut outbox = Outbox::open(&dir, MAX, usize::MAX / 2).unwrap();
+            // Every batch pushed, by sequence: its payload.
+            let mut pushed: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            let mut acked = 0u64;
+            let mut last_issued = 0u64;
+            let mut read_only = false;
+            for op in ops {
+                match op {
+                    Op::Push(len) => {
+                        let sequence = outbox.push(|s| bytes(s, len)).unwrap();
+                        prop_assert!(sequence > last_issued, "{} after {}", sequence, last_issued);
+                        last_issued = sequence;
+                        pushed.insert(sequence, bytes(sequence, len));
+                    }
+                    Op::Ack(n) => {
+                        let pending = outbox.read_pending(acked, usize::MAX).unwrap();
+                        if !pending.is_empty() {
+                            let through = pending[n % pending.len()].0;
+                            outbox.ack(through);
+                            acked = acked.max(through);
+                        }
+                    }
+                    // (A read-only disk can be neither filled nor freed.)
+                    Op::Fill if !read_only => {
+                        fill_disk(disk.path());
+                    }
+                    Op::Release if !read_only => {
+                        let _ = std::fs::remove_file(&filler);
+                    }
+                    Op::Fill | Op::Release => {}
+                    Op::ReadOnly => {
+                        disk.remount("ro");
+                        read_only = true;
+                    }
+                    Op::ReadWrite => {
+                        disk.remount("rw");
+                        read_only = false;
+                    }
+                    Op::Reopen => {
+                        // What only memory held is saved to disk at close if the disk allows,
+                        // and lost with the process otherwise.
+                        let in_memory = outbox.memory_stats().batches as usize;
+                        let held: Vec<u64> = pushed.range(acked + 1..).rev().take(in_memory).map(|(s, _)| *s).collect();
+                        // Room for memory at close: the disk is writable, nothing else fills it,
+                        // and the spool's own files (acknowledged ones included) leave space.
+                        let spool_files: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+                        let room = !read_only
+                            && !filler.exists()
+                            && spool_files + outbox.memory_stats().bytes + 64 * 1024 < 256 * 1024;
+                        drop(outbox);
+                        outbox = Outbox::open(&dir, MAX, usize::MAX / 2).unwrap();
+                        prop_assert!(
+                            outbox.spool_stats().next_sequence > last_issued,
+                            "no sequence reused after a reopen: {:?} after {}",
+                            outbox.spool_stats(),
+                            last_issued
+                        );
+                        prop_assert_eq!(outbox.spool_stats().corrupt_records, 0);
+                        let kept: Vec<u64> = outbox.read_pending(0, usize::MAX).unwrap().iter().map(|(s, _)| *s).collect();
+                        for sequence in held {
+                            if !kept.contains(&sequence) {
+                                prop_assert!(!room, "memory saved at close when the disk had room");
+                                pushed.remove(&sequence);
+                            }
+                        }
+                    }
+                }
+                let pending = outbox.read_pending(0, usize::MAX).unwrap();
+                for pair in pending.windows(2) {
+                    prop_assert!(pair[0].0 < pair[1].0, "in order");
+                }
+                for (sequence, payload) in &pending {
+                    prop_assert_eq!(Some(payload), pushed.get(sequence), "batch {} intact", sequence);
+                }
+                let unacked: Vec<u64> = pending.iter().map(|(s, _)| *s).filter(|s| *s > acked).collect();
+                let expected: Vec<u64> = pushed.range(acked + 1..).map(|(s, _)| *s).collect();
+                prop_assert_eq!(unacked, expected, "exactly the unacknowledged batches");
+                let memory = outbox.memory_stats();
+                prop_assert_eq!(memory.dropped, 0);
+                prop_assert_eq!(outbox.spool_stats().dropped_full, 0);
+            }
+            // The disk comes back: the outbox returns to it by itself.
+            disk.remount("rw");
+            let _ = std::fs::remove_file(&filler);
+            // The server acknowledges what the spool holds (memory holds the newest), which
+            // leaves the disk room for memory, unless memory alone is most of the disk.
+            let pending = outbox.read_pending(acked, usize::MAX).unwrap();
+            let memory = outbox.memory_stats();
+            if let Some((through, _)) = pending.len().checked_sub(memory.batches as usize + 1).map(|i| &pending[i]) {
+                outbox.ack(*through);
+                acked = *through;
+            }
+            let sequence = outbox.push(|s| bytes(s, 10)).unwrap();
+            pushed.insert(sequence, bytes(sequence, 10));
+            if memory.bytes > 128 * 1024 {
+                return Ok(());
+            }
+            prop_assert!(outbox.spool_stats().writable);
+            prop_assert_eq!(outbox.memory_stats().batches, 0);
+            let expected: Vec<u64> = pushed.range(acked + 1..).map(|(s, _)| *s).collect();
+            let on_disk: Vec<u64> =
+                outbox.read_pending(acked, usize::MAX).unwrap().iter().map(|(s, _)| *s).collect();
+            prop_assert_eq!(on_disk, expected, "all of it on disk");
+            drop(outbox);
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+    }
+}
