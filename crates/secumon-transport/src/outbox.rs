@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use crate::spool::{Spool, SpoolError, SpoolStats};
+use crate::spool::{MAX_RECORD_LEN, Spool, SpoolError, SpoolStats};
 
 /// Counters of the in-memory part of an [`Outbox`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,6 +70,10 @@ impl Outbox {
         self.move_to_spool();
         let sequence = self.spool.issue();
         let payload = encode(sequence);
+        if payload.len() > MAX_RECORD_LEN {
+            // Refused here rather than kept in memory, where it could never reach the disk.
+            return Err(SpoolError::TooLarge(payload.len()));
+        }
         if self.memory.is_empty() {
             match self.spool.append(sequence, &payload) {
                 Ok(()) => {

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: u32 = 0x5350_4c31; // "SPL1"
 const HEADER_LEN: usize = 20;
 /// No batch is this large; a length field above it is damage, not a record.
-const MAX_RECORD_LEN: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_RECORD_LEN: usize = 64 * 1024 * 1024;
 const SEGMENT_SUFFIX: &str = ".seg";
 
 /// How far ahead of the last handed-out sequence the `state` file reserves numbers.
