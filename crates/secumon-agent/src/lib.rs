@@ -1,6 +1,8 @@
 //! The SecuMon agent: every interval it runs the host collectors, makes one batch of their
 //! samples, appends it to the on-disk spool and lets the push client deliver it. Collection
-//! never waits for the server, so an outage costs disk space, not data.
+//! never waits for the server, so an outage costs disk space, not data. Nor does it wait
+//! for the disk: when the spool cannot be written (full, read-only), batches are delivered
+//! from bounded memory, and the agent's own `secumon_agent_spool_*` series say so.
 //!
 //! ```no_run
 //! # async fn demo(config: secumon_core::AgentConfig) -> Result<(), secumon_agent::AgentError> {
@@ -10,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
@@ -31,9 +33,6 @@ use tokio::sync::watch;
 
 /// Probe-mode checks running at once, at most.
 const PROBE_MODE_CONCURRENCY: usize = 8;
-
-/// Batches kept in memory when the spool cannot take them (disk full), at most.
-const MAX_MEMORY_BACKLOG: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -131,15 +130,18 @@ pub struct Agent {
     collectors: Vec<Box<dyn Collector>>,
     /// Collectors whose last run failed, so a lasting failure is logged once.
     failing: HashSet<&'static str>,
-    /// Batches the spool could not take yet, oldest first.
-    backlog: VecDeque<IngestBatch>,
-    dropped_from_backlog: u64,
     logs: Option<LogTailer>,
 }
 
 impl Agent {
     /// Loads (or creates) the agent's identity in the state directory and opens its spool.
     pub fn open(settings: AgentSettings) -> Result<Self, AgentError> {
+        Self::open_with(settings, |_| {})
+    }
+
+    /// [`Agent::open`], with the push client's settings (spool and memory bounds, backoff)
+    /// adjusted by `tune` after they are derived from `settings`.
+    pub fn open_with(settings: AgentSettings, tune: impl FnOnce(&mut PushClientConfig)) -> Result<Self, AgentError> {
         let agent_id = load_or_create_agent_id(&settings.state_dir)?;
         let logs = if settings.logs.enabled {
             let mut tailer = LogTailer::open(&settings.logs.sources, &settings.state_dir.join("log-positions.json"))?;
@@ -154,19 +156,11 @@ impl Agent {
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
         push.session = settings.session.clone();
+        tune(&mut push);
         let client = PushClient::open(push)?;
         let collectors = collectors_for(&settings.metrics);
         tracing::info!(%agent_id, host = %settings.host, interval = ?settings.metrics.interval, "agent ready");
-        Ok(Self {
-            settings,
-            agent_id,
-            client,
-            collectors,
-            failing: HashSet::new(),
-            backlog: VecDeque::new(),
-            dropped_from_backlog: 0,
-            logs,
-        })
+        Ok(Self { settings, agent_id, client, collectors, failing: HashSet::new(), logs })
     }
 
     /// The stable id this agent pushes under.
@@ -202,8 +196,11 @@ impl Agent {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = ticker.tick() => self.collect_once().await,
+                _ = ticker.tick() => {}
             }
+            // Not raced against the shutdown: a batch half-way into the spool is finished,
+            // rather than left to a background write that outlives the agent.
+            self.collect_once().await;
         }
         stop.send_replace(true);
         if let Some(probing) = probing {
@@ -239,7 +236,7 @@ impl Agent {
         }
         self.self_samples(timestamp_ms, &mut samples);
         let logs = self.logs.as_mut().map(|tailer| tailer.poll(timestamp_ms)).unwrap_or_default();
-        self.backlog.push_back(IngestBatch {
+        let batch = IngestBatch {
             agent_id: self.agent_id.clone(),
             host: self.settings.host.clone(),
             agent_labels: self.settings.labels.clone(),
@@ -247,53 +244,38 @@ impl Agent {
             samples,
             logs,
             ..Default::default()
-        });
-        self.flush_backlog().await;
-        // Positions move on only once every line read so far is in the spool.
+        };
+        // The push client keeps the batch on disk, or in memory while the disk refuses; it
+        // only refuses a batch too large to ever store.
+        if let Err(error) = self.client.enqueue(batch).await {
+            tracing::error!(%error, "batch refused by the spool; dropped");
+        }
+        // Positions move on only once every line read so far is on disk: lines held in
+        // memory would be lost by a restart, so they are read again then.
         if let Some(tailer) = &self.logs
-            && self.backlog.is_empty()
+            && self.client.stats().memory.batches == 0
             && let Err(error) = tailer.commit()
         {
             tracing::error!(%error, "cannot save log positions; lines may be sent again after a restart");
         }
     }
 
-    /// Moves batches from memory to the spool; on failure (disk full) keeps them for the
-    /// next cycle, dropping the oldest beyond the bound with a count.
-    async fn flush_backlog(&mut self) {
-        while let Some(batch) = self.backlog.front() {
-            match self.client.enqueue(batch.clone()).await {
-                Ok(_) => {
-                    self.backlog.pop_front();
-                }
-                Err(error) => {
-                    if self.backlog.len() == 1 {
-                        tracing::error!(%error, "cannot write to the spool; keeping batches in memory");
-                    }
-                    break;
-                }
-            }
-        }
-        if self.backlog.len() > MAX_MEMORY_BACKLOG {
-            let excess = self.backlog.len() - MAX_MEMORY_BACKLOG;
-            self.backlog.drain(..excess);
-            self.dropped_from_backlog += excess as u64;
-            tracing::error!(
-                dropped = excess,
-                total = self.dropped_from_backlog,
-                "spool unwritable and memory backlog full: dropped the oldest batches"
-            );
-        }
-    }
-
-    /// The agent's own health, so spool trouble is visible on the server.
+    /// The agent's own health, so spool trouble is visible on the server (and a rule can
+    /// alert on it, see `examples/alerting.yaml`).
     fn self_samples(&self, timestamp_ms: i64, out: &mut Vec<Sample>) {
         let stats = self.client.stats();
         let mut push = |name: &str, value: u64| out.push(Sample::new(name, Labels::new(), timestamp_ms, value as f64));
         push("secumon_agent_spool_pending_batches", stats.spool.pending_batches);
         push("secumon_agent_spool_bytes", stats.spool.pending_bytes);
-        push("secumon_agent_spool_dropped_batches_total", stats.spool.dropped_full + self.dropped_from_backlog);
+        // Every batch lost, for whatever reason: the spool's bound, or memory's.
+        push("secumon_agent_spool_dropped_batches_total", stats.spool.dropped_full + stats.memory.dropped);
         push("secumon_agent_spool_corrupt_records_total", stats.spool.corrupt_records);
+        // 0 while the spool's disk is full or read-only: batches then wait in memory.
+        push("secumon_agent_spool_writable", u64::from(stats.spool.writable));
+        push("secumon_agent_spool_write_failures_total", stats.spool.write_failures);
+        push("secumon_agent_spool_memory_batches", stats.memory.batches);
+        push("secumon_agent_spool_memory_bytes", stats.memory.bytes);
+        push("secumon_agent_spool_memory_dropped_batches_total", stats.memory.dropped);
         push("secumon_agent_rejected_batches_total", stats.rejected);
     }
 }

@@ -1,7 +1,12 @@
 //! The agent side of `secumon.v1.Ingest/Push`: every batch is first made durable in the
-//! [`Spool`], then streamed to the server; the spool forgets a batch only when the server
+//! spool, then streamed to the server; the spool forgets a batch only when the server
 //! acknowledges it. Connection failures are retried with backoff and logged once per outage.
+//!
+//! When the spool's disk is full or read-only, batches wait in a bounded queue in memory
+//! instead ([`Outbox`]) and are streamed from there; an acknowledgement the disk cannot
+//! record is kept in memory, never a reason to drop the connection.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -21,8 +26,9 @@ use tonic::transport::Channel;
 use crate::clock::SendClock;
 use crate::enroll::{SessionFile, channel, insert_bearer};
 use crate::grpc::ingest_client::IngestClient;
+use crate::outbox::{MemoryStats, Outbox};
 use crate::service::MAX_MESSAGE_BYTES;
-use crate::spool::{Spool, SpoolStats};
+use crate::spool::SpoolStats;
 use crate::{TlsMaterial, TransportError};
 
 /// Settings of a [`PushClient`].
@@ -32,6 +38,9 @@ pub struct PushClientConfig {
     pub endpoint: String,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    /// Batches the spool cannot take (disk full, read-only) wait in memory, up to this many
+    /// bytes of them; beyond it the oldest unsent ones are dropped and counted.
+    pub memory_max_bytes: usize,
     /// Batches sent but not yet acknowledged, at most.
     pub max_in_flight: usize,
     pub backoff_min: Duration,
@@ -50,6 +59,7 @@ impl PushClientConfig {
             endpoint: endpoint.into(),
             spool_dir: spool_dir.into(),
             spool_max_bytes: 256 * 1024 * 1024,
+            memory_max_bytes: 4 * 1024 * 1024,
             max_in_flight: 32,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
@@ -64,7 +74,11 @@ impl PushClientConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushStats {
     pub spool: SpoolStats,
+    /// Batches waiting in memory because the spool cannot be written.
+    pub memory: MemoryStats,
     pub connected: bool,
+    /// Push streams opened so far (a reconnect opens one more).
+    pub connections: u64,
     pub committed: u64,
     pub duplicates: u64,
     pub rejected: u64,
@@ -79,10 +93,11 @@ pub struct PushClient {
 
 struct Inner {
     config: PushClientConfig,
-    spool: Mutex<Spool>,
-    /// Highest sequence appended to the spool, to wake the sender.
+    outbox: Mutex<Outbox>,
+    /// Highest sequence stored (spool or memory), to wake the sender.
     appended: watch::Sender<u64>,
     connected: AtomicBool,
+    connections: AtomicU64,
     /// The server refused the session token: renew before the next push.
     renew_now: AtomicBool,
     committed: AtomicU64,
@@ -95,14 +110,15 @@ struct Inner {
 impl PushClient {
     /// Opens the spool in `config.spool_dir`, recovering what an earlier run left there.
     pub fn open(config: PushClientConfig) -> Result<Self, TransportError> {
-        let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
-        let last = spool.next_sequence().saturating_sub(1);
+        let outbox = Outbox::open(&config.spool_dir, config.spool_max_bytes, config.memory_max_bytes)?;
+        let last = outbox.spool_stats().next_sequence.saturating_sub(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                spool: Mutex::new(spool),
+                outbox: Mutex::new(outbox),
                 appended: watch::Sender::new(last),
                 connected: AtomicBool::new(false),
+                connections: AtomicU64::new(0),
                 renew_now: AtomicBool::new(false),
                 committed: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
@@ -112,17 +128,18 @@ impl PushClient {
         })
     }
 
-    /// Gives `batch` the next sequence number and appends it durably to the spool; from
-    /// then on it is the spool's job to deliver it. Returns the sequence.
+    /// Gives `batch` the next sequence number and appends it durably to the spool (or, if
+    /// the spool cannot be written, keeps it in memory); from then on it is this client's
+    /// job to deliver it. Returns the sequence. Fails only for a batch too large to store.
     pub async fn enqueue(&self, mut batch: IngestBatch) -> Result<u64, TransportError> {
         let inner = Arc::clone(&self.inner);
         // Before the spool's fsync: the frame of the clock that stamped the batch.
         let frame = inner.clock.frame();
         let sequence = tokio::task::spawn_blocking(move || {
-            let mut spool = inner.lock_spool();
-            let sequence = spool.next_sequence();
-            batch.sequence = sequence;
-            spool.append(sequence, &batch.to_proto().encode_to_vec())?;
+            let sequence = inner.lock_outbox().push(|sequence| {
+                batch.sequence = sequence;
+                batch.to_proto().encode_to_vec()
+            })?;
             inner.clock.enqueued(sequence, frame);
             Ok::<_, TransportError>(sequence)
         })
@@ -132,9 +149,15 @@ impl PushClient {
     }
 
     pub fn stats(&self) -> PushStats {
+        let (spool, memory) = {
+            let outbox = self.inner.lock_outbox();
+            (outbox.spool_stats(), outbox.memory_stats())
+        };
         PushStats {
-            spool: self.inner.lock_spool().stats(),
+            spool,
+            memory,
             connected: self.inner.connected.load(Ordering::Relaxed),
+            connections: self.inner.connections.load(Ordering::Relaxed),
             committed: self.inner.committed.load(Ordering::Relaxed),
             duplicates: self.inner.duplicates.load(Ordering::Relaxed),
             rejected: self.inner.rejected.load(Ordering::Relaxed),
@@ -189,7 +212,7 @@ impl PushClient {
             .accept_compressed(CompressionEncoding::Zstd)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-        let acked_through = self.inner.lock_spool().stats().acked_through;
+        let acked_through = self.inner.lock_outbox().spool_stats().acked_through;
         let (requests, request_stream) = mpsc::channel::<Batch>(config.max_in_flight.max(1));
         // Stamped as tonic takes each batch for the wire, so a resent batch has a fresh send time.
         let stamping = Arc::clone(&self.inner);
@@ -217,9 +240,13 @@ impl PushClient {
         };
 
         self.inner.connected.store(true, Ordering::Relaxed);
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
         *backoff = config.backoff_min;
         if let Some(since) = outage.take() {
-            let pending = self.inner.lock_spool().stats().pending_batches;
+            let pending = {
+                let outbox = self.inner.lock_outbox();
+                outbox.spool_stats().pending_batches + outbox.memory_stats().batches
+            };
             tracing::info!(endpoint = %config.endpoint, outage_secs = since.elapsed().as_secs(), pending,
                 "server reachable again; replaying the spool");
         }
@@ -241,7 +268,9 @@ impl PushClient {
                 };
                 let inner = Arc::clone(&self.inner);
                 let sequence = ack.sequence;
-                tokio::task::spawn_blocking(move || inner.lock_spool().ack(sequence)).await??;
+                // Never fails: what the disk cannot record now is kept in memory and written
+                // later, so a full disk does not cut the stream that empties it.
+                tokio::task::spawn_blocking(move || inner.lock_outbox().ack(sequence)).await?;
                 acked_tx.send_replace(sequence);
             }
             Err(TransportError::StreamClosed)
@@ -269,28 +298,34 @@ impl PushClient {
         self.inner.config.session_rotation.saturating_sub(Duration::from_millis(age_ms))
     }
 
-    /// Streams spooled batches after `acked_through`, keeping at most `max_in_flight`
-    /// unacknowledged, and waits for new appends when caught up.
+    /// Streams stored batches (spool, then memory) after `acked_through`, keeping at most
+    /// `max_in_flight` unacknowledged, and waits for new appends when caught up.
     async fn send_pending(
         &self,
         acked_through: u64,
         requests: mpsc::Sender<Batch>,
         mut acked: watch::Receiver<u64>,
     ) -> Result<(), TransportError> {
-        let window = self.inner.config.max_in_flight.max(1) as u64;
+        let window = self.inner.config.max_in_flight.max(1);
         let mut appended = self.inner.appended.subscribe();
         let mut sent_through = acked_through;
+        // Sequences sent and not acknowledged. Counted, not subtracted: sequences have gaps
+        // (batches dropped from memory, numbers skipped after a restart).
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
         loop {
-            let in_flight = sent_through.saturating_sub(*acked.borrow_and_update());
-            if in_flight >= window {
+            let acked_through = *acked.borrow_and_update();
+            while in_flight.front().is_some_and(|s| *s <= acked_through) {
+                in_flight.pop_front();
+            }
+            if in_flight.len() >= window {
                 acked.changed().await.map_err(|_| TransportError::StreamClosed)?;
                 continue;
             }
             appended.borrow_and_update();
             let inner = Arc::clone(&self.inner);
-            let limit = (window - in_flight) as usize;
+            let limit = window - in_flight.len();
             let pending =
-                tokio::task::spawn_blocking(move || inner.lock_spool().read_pending(sent_through, limit)).await??;
+                tokio::task::spawn_blocking(move || inner.lock_outbox().read_pending(sent_through, limit)).await??;
             if pending.is_empty() {
                 appended.changed().await.map_err(|_| TransportError::StreamClosed)?;
                 continue;
@@ -298,7 +333,10 @@ impl PushClient {
             for (sequence, payload) in pending {
                 sent_through = sequence;
                 match Batch::decode(payload.as_slice()) {
-                    Ok(batch) => requests.send(batch).await.map_err(|_| TransportError::StreamClosed)?,
+                    Ok(batch) => {
+                        requests.send(batch).await.map_err(|_| TransportError::StreamClosed)?;
+                        in_flight.push_back(sequence);
+                    }
                     // The checksum matched, so this was written by another version; skip it.
                     Err(error) => {
                         tracing::error!(sequence, %error, "undecodable batch in the spool; skipped")
@@ -310,9 +348,9 @@ impl PushClient {
 }
 
 impl Inner {
-    fn lock_spool(&self) -> MutexGuard<'_, Spool> {
+    fn lock_outbox(&self) -> MutexGuard<'_, Outbox> {
         // A panic while holding the lock cannot leave the spool's files inconsistent.
-        self.spool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

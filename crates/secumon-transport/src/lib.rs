@@ -4,6 +4,7 @@
 //! [`BatchSink`] has made it durable. Together: no batch lost, none stored twice. Each batch
 //! is stamped with its send time as it goes on the wire and each ack carries the server's
 //! receive and ack times, so both sides learn the agent's clock offset (`clock.rs`).
+//! When the spool's disk is full or read-only, batches wait in bounded memory and keep flowing.
 //!
 //! ```no_run
 //! # async fn demo(batch: secumon_core::IngestBatch) -> Result<(), secumon_transport::TransportError> {
@@ -18,6 +19,7 @@ mod client;
 mod clock;
 mod enroll;
 mod gate;
+pub mod outbox;
 mod service;
 pub mod spool;
 mod tls;
@@ -31,6 +33,7 @@ pub mod grpc {
 pub use client::{PushClient, PushClientConfig, PushStats};
 pub use enroll::{Enrolled, ProvisioningToken, SessionFile, enroll};
 pub use gate::{AgentGate, GateError, Peer, PeerCredentials};
+pub use outbox::{MemoryStats, Outbox};
 pub use service::{BatchSink, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
 pub use spool::{Spool, SpoolError, SpoolStats};
 pub use tls::TlsMaterial;
