@@ -91,7 +91,8 @@ pub async fn query(resolver: Option<SocketAddr>, name: &str, record_type: Record
             records.sort();
             let ttl = lookup.record_iter().map(|r| r.ttl()).min();
             let rcode = if records.is_empty() { "NODATA" } else { "NOERROR" };
-            let txt = if record_type == RecordType::TXT { records.iter().map(|r| r.1.clone()).collect() } else { vec![] };
+            let txt =
+                if record_type == RecordType::TXT { records.iter().map(|r| r.1.clone()).collect() } else { vec![] };
             DnsAnswer {
                 resolver: label,
                 rcode: rcode.into(),
@@ -283,11 +284,8 @@ impl Check for DnsCheck {
         let agreeing: Vec<&str> = answers.iter().filter(|a| agrees(a)).map(|a| a.resolver.as_str()).collect();
         // A server that fails the question (SERVFAIL, REFUSED...) or never answers is not
         // one that holds other data: it is named with its code, not as disagreeing.
-        let disagreeing: Vec<&str> = answers
-            .iter()
-            .filter(|a| !agrees(a) && !is_failure(&a.rcode))
-            .map(|a| a.resolver.as_str())
-            .collect();
+        let disagreeing: Vec<&str> =
+            answers.iter().filter(|a| !agrees(a) && !is_failure(&a.rcode)).map(|a| a.resolver.as_str()).collect();
         let failing: Vec<&DnsAnswer> = answers.iter().filter(|a| is_failure(&a.rcode)).collect();
         let silent = answers.iter().filter(|a| a.rcode.starts_with("error")).count();
         let status = if silent == answers.len() {

@@ -165,7 +165,10 @@ impl EchoSocket {
 }
 
 /// recvmsg with the source address and the SCM_TIMESTAMPNS control message.
-fn receive_with_timestamp(fd: std::os::fd::RawFd, buffer: &mut [u8]) -> io::Result<(usize, Option<IpAddr>, Option<SystemTime>)> {
+fn receive_with_timestamp(
+    fd: std::os::fd::RawFd,
+    buffer: &mut [u8],
+) -> io::Result<(usize, Option<IpAddr>, Option<SystemTime>)> {
     // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
     let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut control = [0u64; 16];
@@ -221,7 +224,8 @@ fn echo_request(ipv4: bool, ident: u16, seq: u16) -> Vec<u8> {
     packet.extend_from_slice(&seq.to_be_bytes());
     packet.extend((0..56u8).map(|i| i.wrapping_add(0x10)));
     if ipv4 {
-        let mut sum: u32 = packet.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))).sum();
+        let mut sum: u32 =
+            packet.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))).sum();
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }

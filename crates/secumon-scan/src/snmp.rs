@@ -146,12 +146,12 @@ impl Credentials {
 /// Columns whose octet strings are MAC addresses (PhysAddress, MacAddress): shown in hex
 /// even when their bytes happen to be printable.
 const MAC_COLUMNS: &[&str] = &[
-    "1.3.6.1.2.1.2.2.1.6",      // ifPhysAddress
-    "1.3.6.1.2.1.3.1.1.2",      // atPhysAddress
-    "1.3.6.1.2.1.4.22.1.2",     // ipNetToMediaPhysAddress
-    "1.3.6.1.2.1.4.35.1.4",     // ipNetToPhysicalPhysAddress
-    "1.3.6.1.2.1.17.1.1",       // dot1dBaseBridgeAddress
-    "1.3.6.1.2.1.17.4.3.1.1",   // dot1dTpFdbAddress
+    "1.3.6.1.2.1.2.2.1.6",    // ifPhysAddress
+    "1.3.6.1.2.1.3.1.1.2",    // atPhysAddress
+    "1.3.6.1.2.1.4.22.1.2",   // ipNetToMediaPhysAddress
+    "1.3.6.1.2.1.4.35.1.4",   // ipNetToPhysicalPhysAddress
+    "1.3.6.1.2.1.17.1.1",     // dot1dBaseBridgeAddress
+    "1.3.6.1.2.1.17.4.3.1.1", // dot1dTpFdbAddress
 ];
 
 /// An owned SNMP value.

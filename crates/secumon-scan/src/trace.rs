@@ -382,7 +382,9 @@ fn parse_icmp(packet: &[u8], ident: u16) -> Option<(ProbeKey, IpAddr, Reply)> {
             let payload = quoted.get(quoted_header..)?;
             let reply = if kind == 3 { Reply::Unreachable(*icmp.get(1)?) } else { Reply::TimeExceeded };
             match protocol {
-                1 if word(payload, 4)? == ident => Some((ProbeKey::Echo { ident, seq: word(payload, 6)? }, from, reply)),
+                1 if word(payload, 4)? == ident => {
+                    Some((ProbeKey::Echo { ident, seq: word(payload, 6)? }, from, reply))
+                }
                 // UDP probes are told apart by destination port, TCP ones by source port.
                 17 => Some((ProbeKey::Port(word(payload, 2)?), from, reply)),
                 6 => Some((ProbeKey::Port(word(payload, 0)?), from, reply)),

@@ -250,7 +250,15 @@ fn dnsmasq_with(args: &[String], probe: &str) -> Dnsmasq {
 /// The status dig reports (`NOERROR`, `REFUSED`...), `None` when nothing answered.
 fn dig_status(server: SocketAddr, name: &str, record_type: &str) -> Option<String> {
     let output = Command::new("dig")
-        .args([&format!("@{}", server.ip()), "-p", &server.port().to_string(), "+tries=1", "+time=2", name, record_type])
+        .args([
+            &format!("@{}", server.ip()),
+            "-p",
+            &server.port().to_string(),
+            "+tries=1",
+            "+time=2",
+            name,
+            record_type,
+        ])
         .output()
         .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
     let text = String::from_utf8_lossy(&output.stdout);
@@ -313,10 +321,8 @@ async fn txt_strings_and_response_codes_agree_with_dig() {
     assert!(result.details["problems"][0].as_str().unwrap().contains("REFUSED"), "{}", result.details);
 
     // Propagation: two agree, one fails; an expectation written without quotes is one string.
-    let propagation = DnsCheck {
-        resolvers: vec![a.1, refusing.1, b.1],
-        ..DnsCheck::new("p", "multi.test.example", txt_type)
-    };
+    let propagation =
+        DnsCheck { resolvers: vec![a.1, refusing.1, b.1], ..DnsCheck::new("p", "multi.test.example", txt_type) };
     let result = run_check(&propagation, Duration::from_secs(5)).await;
     assert_eq!(result.status, CheckStatus::Warning, "{}", result.details);
     assert_eq!(result.details["agreeing"].as_array().unwrap().len(), 2);

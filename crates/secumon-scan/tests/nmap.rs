@@ -183,13 +183,16 @@ fn well_known_udp_services_match_nmap() {
     );
     // An NTP server that serves loopback clients and never touches the clock.
     let pid = namespace._dir.path().join("chronyd.pid");
-    let chrony =
-        namespace.file("chrony.conf", &format!("allow 127.0.0.1\nlocal stratum 8\nport 123\ncmdport 0\npidfile {}\n", pid.display()));
+    let chrony = namespace.file(
+        "chrony.conf",
+        &format!("allow 127.0.0.1\nlocal stratum 8\nport 123\ncmdport 0\npidfile {}\n", pid.display()),
+    );
     namespace.start("/usr/sbin/chronyd", &["-d", "-x", "-u", "root", "-f", &chrony]);
     // An SNMP agent whose only community is not "public".
     let snmp = namespace.file("snmpd.conf", "rocommunity n0t-public 127.0.0.1\n");
     let snmp_pid = namespace._dir.path().join("snmpd.pid").to_string_lossy().into_owned();
-    namespace.start("/usr/sbin/snmpd", &["-f", "-Lf", "/dev/null", "-C", "-c", &snmp, "-p", &snmp_pid, "udp:127.0.0.1:161"]);
+    namespace
+        .start("/usr/sbin/snmpd", &["-f", "-Lf", "/dev/null", "-C", "-c", &snmp, "-p", &snmp_pid, "udp:127.0.0.1:161"]);
     // Ready: each answers its own client.
     let ready = |program: &str, args: &[&str]| {
         (0..100).any(|_| {
@@ -204,7 +207,8 @@ fn well_known_udp_services_match_nmap() {
     assert!(ready("snmpget", &["-v2c", "-c", "n0t-public", "-t", "1", "-r", "0", "127.0.0.1", "1.3.6.1.2.1.1.3.0"]));
     assert!(ready("nmap", &["-sU", "-Pn", "-n", "-p", "123", "--max-retries", "1", "127.0.0.1"]));
     // The case at hand: the v2c "public" request alone gets nothing from this agent.
-    let public = namespace.run("snmpget", &["-v2c", "-c", "public", "-t", "1", "-r", "0", "127.0.0.1", "1.3.6.1.2.1.1.1.0"]);
+    let public =
+        namespace.run("snmpget", &["-v2c", "-c", "public", "-t", "1", "-r", "0", "127.0.0.1", "1.3.6.1.2.1.1.1.0"]);
     assert!(!public.status.success(), "the agent must not answer the community public");
 
     // 5353 has nothing behind it: closed, for both.

@@ -42,6 +42,9 @@ async fn loopback_round_trips_look_like_pings() {
         // Of the same order: our fastest echo is no slower than ping's slowest by an order
         // of magnitude (both from the kernel's receive timestamp).
         assert!(our_min <= their_max * 10.0, "{address}: ours {rtts:?}, ping {theirs:?} (min {their_min})");
-        eprintln!("{address}: ours min {our_min:.4} avg {:.4}; ping min {their_min:.4} max {their_max:.4}", ours.avg_ms.unwrap());
+        eprintln!(
+            "{address}: ours min {our_min:.4} avg {:.4}; ping min {their_min:.4} max {their_max:.4}",
+            ours.avg_ms.unwrap()
+        );
     }
 }

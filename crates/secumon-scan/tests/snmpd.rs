@@ -293,7 +293,11 @@ fn walk_in(server: &SnmpdInNamespace, options: &[&str], oid: &str) -> Vec<(Strin
             let (oid, rest) = line.split_once(" = ")?;
             // An empty string prints as `""`, without a type.
             let (kind, value) = rest.split_once(": ").unwrap_or(("STRING", rest));
-            Some((oid.trim_start_matches('.').to_string(), kind.to_string(), value.trim().trim_matches('"').to_string()))
+            Some((
+                oid.trim_start_matches('.').to_string(),
+                kind.to_string(),
+                value.trim().trim_matches('"').to_string(),
+            ))
         })
         .collect()
 }
