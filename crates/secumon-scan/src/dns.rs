@@ -1,7 +1,9 @@
 //! DNS checks with hickory: one name and record type asked of chosen resolvers (the
 //! system's when none is given), answers compared with what is expected; and propagation:
 //! the same question to a list of resolvers, reporting which agree with the expected
-//! answer (or, without one, with the majority).
+//! answer (or, without one, with the majority). Answers are shown as dig shows them (TXT
+//! records as their quoted strings, `"a" "b"`), and a server's response code as it is
+//! (`REFUSED`, `SERVFAIL`...), never as an empty answer.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use hickory_resolver::config::{NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::rr::RecordType;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{ResolveError, TokioResolver};
 use secumon_core::{CheckStatus, Labels};
 use serde::Serialize;
@@ -26,10 +30,15 @@ pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SO
 pub struct DnsAnswer {
     /// The resolver, or `system`.
     pub resolver: String,
-    /// `NOERROR`, `NXDOMAIN`, `NODATA` or the failure.
+    /// `NOERROR`, `NXDOMAIN`, `NODATA`, another response code of the server's as dig names
+    /// it (`SERVFAIL`, `REFUSED`...), or `error: ...` when no answer came.
     pub rcode: String,
-    /// Answers in presentation form, sorted (`10 mail.example.com.` for MX).
+    /// Answers in presentation form as dig prints them, sorted (`10 mail.example.com.` for
+    /// MX, `"first string" "second string"` for TXT).
     pub records: Vec<String>,
+    /// For TXT: each record's strings, in the order of `records`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub txt: Vec<Vec<String>>,
     pub ttl: Option<u32>,
     pub millis: u64,
 }
@@ -66,15 +75,29 @@ pub async fn query(resolver: Option<SocketAddr>, name: &str, record_type: Record
     let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
     match client.lookup(fqdn.as_str(), record_type).await {
         Ok(lookup) => {
-            let mut records: Vec<String> =
-                lookup.record_iter().filter(|r| r.record_type() == record_type).map(|r| r.data().to_string()).collect();
+            let mut records: Vec<(String, Vec<String>)> = lookup
+                .record_iter()
+                .filter(|r| r.record_type() == record_type)
+                .map(|r| match r.data() {
+                    // hickory's Display runs the strings together; dig quotes each one.
+                    RData::TXT(txt) => {
+                        let strings: Vec<String> = txt.txt_data().iter().map(|s| txt_string(s)).collect();
+                        let shown = strings.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" ");
+                        (shown, strings)
+                    }
+                    other => (other.to_string(), Vec::new()),
+                })
+                .collect();
             records.sort();
             let ttl = lookup.record_iter().map(|r| r.ttl()).min();
             let rcode = if records.is_empty() { "NODATA" } else { "NOERROR" };
+            let txt =
+                if record_type == RecordType::TXT { records.iter().map(|r| r.1.clone()).collect() } else { vec![] };
             DnsAnswer {
                 resolver: label,
                 rcode: rcode.into(),
-                records,
+                records: records.into_iter().map(|r| r.0).collect(),
+                txt,
                 ttl,
                 millis: started.elapsed().as_millis() as u64,
             }
@@ -104,15 +127,69 @@ fn build(resolver: Option<SocketAddr>, timeout: Duration) -> Result<TokioResolve
     Ok(builder.with_options(options).build())
 }
 
+/// One TXT string as dig prints it between its quotes: printable ASCII as is, `"` and `\`
+/// escaped, every other byte as `\DDD`.
+fn txt_string(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        match byte {
+            b'"' | b'\\' => {
+                text.push('\\');
+                text.push(char::from(byte));
+            }
+            0x20..=0x7e => text.push(char::from(byte)),
+            _ => text.push_str(&format!("\\{byte:03}")),
+        }
+    }
+    text
+}
+
+/// A response code as dig names it (RFC 6895's mnemonics).
+fn rcode_name(code: ResponseCode) -> String {
+    match u16::from(code) {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        6 => "YXDOMAIN".into(),
+        7 => "YXRRSET".into(),
+        8 => "NXRRSET".into(),
+        9 => "NOTAUTH".into(),
+        10 => "NOTZONE".into(),
+        16 => "BADVERS".into(),
+        other => format!("RCODE{other}"),
+    }
+}
+
+/// Whether an answer's code is the server failing to answer the question (as opposed to
+/// an answer: records, NXDOMAIN, NODATA) or no answer at all.
+fn is_failure(rcode: &str) -> bool {
+    !matches!(rcode, "NOERROR" | "NXDOMAIN" | "NODATA")
+}
+
 fn failed(resolver: String, error: ResolveError, started: Instant) -> DnsAnswer {
-    let rcode = if error.is_nx_domain() {
-        "NXDOMAIN".to_string()
-    } else if error.is_no_records_found() {
-        "NODATA".to_string()
-    } else {
-        format!("error: {error}")
+    // hickory reports every answer without records as "no records found", whatever the
+    // server's response code: SERVFAIL and REFUSED must not read as an empty answer.
+    let response_code = error.proto().and_then(|proto| match proto.kind() {
+        ProtoErrorKind::NoRecordsFound { response_code, .. } => Some(*response_code),
+        _ => None,
+    });
+    let rcode = match response_code {
+        Some(ResponseCode::NoError) => "NODATA".to_string(),
+        Some(code) => rcode_name(code),
+        None if error.is_nx_domain() => "NXDOMAIN".to_string(),
+        None => format!("error: {error}"),
     };
-    DnsAnswer { resolver, rcode, records: Vec::new(), ttl: None, millis: started.elapsed().as_millis() as u64 }
+    DnsAnswer {
+        resolver,
+        rcode,
+        records: Vec::new(),
+        txt: Vec::new(),
+        ttl: None,
+        millis: started.elapsed().as_millis() as u64,
+    }
 }
 
 /// A DNS check: `name`'s `record_type` records, asked of each resolver (the system's
@@ -141,14 +218,21 @@ impl DnsCheck {
         }
     }
 
-    /// Normalises expected answers like the answers: sorted, names fully qualified.
+    /// Normalises expected answers like the answers: sorted, names fully qualified, a TXT
+    /// value written without quotes taken as one string.
     fn expected(&self) -> Vec<String> {
         let mut expected: Vec<String> = self
             .expect
             .iter()
             .map(|e| {
                 let fqdn_types = [RecordType::CNAME, RecordType::NS, RecordType::MX];
-                if fqdn_types.contains(&self.record_type) && !e.ends_with('.') { format!("{e}.") } else { e.clone() }
+                if fqdn_types.contains(&self.record_type) && !e.ends_with('.') {
+                    format!("{e}.")
+                } else if self.record_type == RecordType::TXT && !e.starts_with('"') && e != "NXDOMAIN" {
+                    format!("\"{}\"", txt_string(e.as_bytes()))
+                } else {
+                    e.clone()
+                }
             })
             .collect();
         expected.sort();
@@ -186,7 +270,7 @@ impl Check for DnsCheck {
         } else if answers.len() > 1 {
             // Propagation without an expectation: the most common answer is the reference.
             let mut votes: BTreeMap<(String, Vec<String>), usize> = BTreeMap::new();
-            for answer in answers.iter().filter(|a| !a.rcode.starts_with("error")) {
+            for answer in answers.iter().filter(|a| !is_failure(&a.rcode)) {
                 *votes.entry((answer.rcode.clone(), answer.records.clone())).or_default() += 1;
             }
             votes.into_iter().max_by_key(|(_, count)| *count).map(|(answer, _)| answer)
@@ -198,23 +282,34 @@ impl Check for DnsCheck {
             None => a.rcode == "NOERROR",
         };
         let agreeing: Vec<&str> = answers.iter().filter(|a| agrees(a)).map(|a| a.resolver.as_str()).collect();
-        let disagreeing: Vec<&str> = answers.iter().filter(|a| !agrees(a)).map(|a| a.resolver.as_str()).collect();
-        let failures = answers.iter().filter(|a| a.rcode.starts_with("error")).count();
-        let status = if failures == answers.len() {
+        // A server that fails the question (SERVFAIL, REFUSED...) or never answers is not
+        // one that holds other data: it is named with its code, not as disagreeing.
+        let disagreeing: Vec<&str> =
+            answers.iter().filter(|a| !agrees(a) && !is_failure(&a.rcode)).map(|a| a.resolver.as_str()).collect();
+        let failing: Vec<&DnsAnswer> = answers.iter().filter(|a| is_failure(&a.rcode)).collect();
+        let silent = answers.iter().filter(|a| a.rcode.starts_with("error")).count();
+        let status = if silent == answers.len() {
             // No resolver answered at all: we cannot tell.
             return Err(CheckError::Other(
                 answers.iter().map(|a| format!("{}: {}", a.resolver, a.rcode)).collect::<Vec<_>>().join("; "),
             ));
-        } else if disagreeing.is_empty() {
+        } else if disagreeing.is_empty() && failing.is_empty() {
             CheckStatus::Ok
         } else if agreeing.is_empty() {
             CheckStatus::Critical
         } else {
             CheckStatus::Warning
         };
+        let problems: Vec<String> = failing
+            .iter()
+            .map(|a| match a.rcode.strip_prefix("error: ") {
+                Some(error) => format!("{}: {error}", a.resolver),
+                None => format!("{} answered {}", a.resolver, a.rcode),
+            })
+            .collect();
         let details = serde_json::json!({
             "name": self.name, "type": self.record_type.to_string(), "expected": expected,
-            "answers": answers, "agreeing": agreeing, "disagreeing": disagreeing,
+            "answers": answers, "agreeing": agreeing, "disagreeing": disagreeing, "problems": problems,
         });
         let mut outcome = Outcome::new(status, details).sample(
             "dns_resolvers_agreeing_ratio",
@@ -240,5 +335,14 @@ mod tests {
         assert_eq!(resolver_address("192.0.2.53").unwrap(), "192.0.2.53:53".parse().unwrap());
         assert_eq!(resolver_address("[::1]:5353").unwrap(), "[::1]:5353".parse().unwrap());
         assert!(resolver_address("dns.example").is_err());
+    }
+
+    #[test]
+    fn txt_strings_are_escaped_as_dig_does() {
+        assert_eq!(txt_string(b"v=spf1 -all"), "v=spf1 -all");
+        assert_eq!(txt_string(b"say \"hi\" \\ \x01\xff"), "say \\\"hi\\\" \\\\ \\001\\255");
+        assert_eq!(rcode_name(ResponseCode::Refused), "REFUSED");
+        assert_eq!(rcode_name(ResponseCode::ServFail), "SERVFAIL");
+        assert!(is_failure("REFUSED") && is_failure("error: timed out") && !is_failure("NODATA"));
     }
 }

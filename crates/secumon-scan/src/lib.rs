@@ -35,4 +35,4 @@ pub use ports::{
 pub use scheduler::{ScheduledCheck, Scheduler};
 pub use snmp::{Credentials, SnmpCheck, SnmpClient, SnmpValue};
 pub use tls::{StartTls, TlsCheck, TlsOptions, TlsReport, analyse as analyse_tls};
-pub use trace::{Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, trace};
+pub use trace::{Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, Unreachable, trace, unreachable_reason};

@@ -1,7 +1,9 @@
 //! TCP connect and UDP port scans. TCP: a completed handshake is `open`, a reset `closed`,
 //! silence until the timeout (or an ICMP unreachable from a router) `filtered`. UDP: any
 //! answer is `open`, ICMP port unreachable `closed`, silence `open|filtered`; well-known
-//! ports get a payload their service answers (DNS, SNMP, NTP), as nmap does.
+//! ports get requests their service answers whatever its configuration (DNS, SNMP, NTP), as
+//! nmap's payloads do: for SNMP an SNMPv3 engine discovery, which any v3-capable agent
+//! answers with a report without knowing a community or user, beside a v2c `public` get.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -188,13 +190,15 @@ async fn udp_state(target: SocketAddr, timeout: Duration) -> PortState {
     if socket.connect(target).await.is_err() {
         return PortState::OpenFiltered;
     }
-    let payload = udp_payload(target.port());
+    let probes = udp_probes(target.port());
     let mut buffer = [0u8; 1500];
     for _ in 0..2 {
-        match socket.send(&payload).await {
-            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return PortState::Closed,
-            Err(_) => return PortState::OpenFiltered,
-            Ok(_) => {}
+        for probe in &probes {
+            match socket.send(probe).await {
+                Err(error) if error.kind() == ErrorKind::ConnectionRefused => return PortState::Closed,
+                Err(_) => return PortState::OpenFiltered,
+                Ok(_) => {}
+            }
         }
         match tokio::time::timeout(timeout, socket.recv(&mut buffer)).await {
             Ok(Ok(_)) => return PortState::Open,
@@ -206,24 +210,47 @@ async fn udp_state(target: SocketAddr, timeout: Duration) -> PortState {
     PortState::OpenFiltered
 }
 
-/// A request the service usually behind `port` answers; empty for others.
-pub(crate) fn udp_payload(port: u16) -> Vec<u8> {
+/// Requests the service usually behind `port` answers, each sent as its own datagram; one
+/// empty datagram for other ports.
+pub(crate) fn udp_probes(port: u16) -> Vec<Vec<u8>> {
     match port {
-        // DNS: a standard query for the root's NS records.
-        53 | 5353 => vec![0x53, 0x4d, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x02, 0x00, 0x01],
-        // SNMP v2c GetRequest, community "public", sysDescr.0.
-        161 => vec![
-            0x30, 0x29, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa0, 0x1c, 0x02, 0x04, 0x53,
-            0x4d, 0x4f, 0x4e, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b, 0x06, 0x01,
-            0x02, 0x01, 0x01, 0x01, 0x00, 0x05, 0x00,
+        53 | 5353 => vec![
+            // A standard query for the root's NS records (a recursive server answers it)...
+            vec![0x53, 0x4d, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x02, 0x00, 0x01],
+            // ...and version.bind TXT in class CHAOS (an authoritative-only one answers it).
+            [&[0x53, 0x4e, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7][..], b"version", &[4], b"bind", &[0, 0, 0x10, 0, 3]]
+                .concat(),
         ],
-        // NTP v3 client request.
+        161 => vec![
+            // SNMPv3 GetRequest with empty engine ID and user (RFC 3414 section 4): an agent
+            // answers engine discovery with a usmStatsUnknownEngineIDs report, whatever
+            // its communities and users.
+            vec![
+                0x30, 0x3a, 0x02, 0x01, 0x03, // SNMPv3Message, msgVersion 3
+                0x30, 0x0f, 0x02, 0x02, 0x53, 0x4d, // msgGlobalData, msgID
+                0x02, 0x03, 0x00, 0xff, 0xe3, // msgMaxSize 65507
+                0x04, 0x01, 0x04, // msgFlags: reportable, no auth, no privacy
+                0x02, 0x01, 0x03, // msgSecurityModel: USM
+                0x04, 0x10, 0x30, 0x0e, // msgSecurityParameters: UsmSecurityParameters
+                0x04, 0x00, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, // engine ID, boots, time
+                0x04, 0x00, 0x04, 0x00, 0x04, 0x00, // user, auth and privacy parameters
+                0x30, 0x12, 0x04, 0x00, 0x04, 0x00, // ScopedPDU: context engine ID and name
+                0xa0, 0x0c, 0x02, 0x02, 0x53, 0x4e, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x00, // empty get
+            ],
+            // SNMP v2c GetRequest, community "public", sysDescr.0: v1/v2c-only agents.
+            vec![
+                0x30, 0x29, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa0, 0x1c, 0x02, 0x04,
+                0x53, 0x4d, 0x4f, 0x4e, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b,
+                0x06, 0x01, 0x02, 0x01, 0x01, 0x01, 0x00, 0x05, 0x00,
+            ],
+        ],
+        // NTP v4 client request (mode 3), as any server answers a client.
         123 => {
             let mut packet = vec![0u8; 48];
-            packet[0] = 0x1b;
-            packet
+            packet[0] = 0x23;
+            vec![packet]
         }
-        _ => Vec::new(),
+        _ => vec![Vec::new()],
     }
 }
 
@@ -368,12 +395,31 @@ mod tests {
     }
 
     #[test]
-    fn snmp_probe_is_well_formed_ber() {
-        let packet = udp_payload(161);
-        assert_eq!(packet[0], 0x30);
-        assert_eq!(packet[1] as usize, packet.len() - 2, "outer length covers the rest");
-        assert_eq!(udp_payload(123).len(), 48);
-        assert!(udp_payload(9999).is_empty());
+    fn snmp_probes_are_well_formed_ber() {
+        // Every constructed value's length covers exactly what it holds.
+        fn check(bytes: &[u8]) -> usize {
+            let (tag, length) = (bytes[0], usize::from(bytes[1]));
+            assert!(length < 0x80, "short form only");
+            if tag & 0x20 != 0 {
+                let mut at = 2;
+                while at < 2 + length {
+                    at += check(&bytes[at..]);
+                }
+                assert_eq!(at, 2 + length, "tag {tag:#x}");
+            }
+            2 + length
+        }
+        let probes = udp_probes(161);
+        assert_eq!(probes.len(), 2);
+        for probe in &probes {
+            assert_eq!(check(probe), probe.len());
+        }
+        assert_eq!(probes[0][4], 3, "SNMPv3 first: engine discovery needs no community");
+        assert_eq!(check(&probes[0][24..]), 16, "the security parameters inside their octet string");
+        assert_eq!(udp_probes(123)[0].len(), 48);
+        assert_eq!(udp_probes(9999), vec![Vec::<u8>::new()]);
+        let dns = udp_probes(53);
+        assert!(dns.iter().all(|q| q.len() >= 12 && q[5] == 1), "one question each");
     }
 
     #[tokio::test]

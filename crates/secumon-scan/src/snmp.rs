@@ -2,7 +2,9 @@
 //! getnext, walk and bulk walk; names for the common OIDs (system group, ifTable/ifXTable,
 //! hrStorage, hrProcessorLoad) so a user asks for `ifHCInOctets`, not a dotted string; and
 //! a check that turns interface counters into per-interface rates, like host network
-//! metrics.
+//! metrics. Values are exact: an octet string is text only when it is printable text,
+//! otherwise its bytes in hex (always for MAC-address columns such as `ifPhysAddress`), and
+//! OIDs are decoded arc by arc (zeroDotZero is `0.0`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -141,18 +143,37 @@ impl Credentials {
     }
 }
 
+/// Columns whose octet strings are MAC addresses (PhysAddress, MacAddress): shown in hex
+/// even when their bytes happen to be printable.
+const MAC_COLUMNS: &[&str] = &[
+    "1.3.6.1.2.1.2.2.1.6",    // ifPhysAddress
+    "1.3.6.1.2.1.3.1.1.2",    // atPhysAddress
+    "1.3.6.1.2.1.4.22.1.2",   // ipNetToMediaPhysAddress
+    "1.3.6.1.2.1.4.35.1.4",   // ipNetToPhysicalPhysAddress
+    "1.3.6.1.2.1.17.1.1",     // dot1dBaseBridgeAddress
+    "1.3.6.1.2.1.17.4.3.1.1", // dot1dTpFdbAddress
+];
+
 /// An owned SNMP value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
 pub enum SnmpValue {
     Integer(i64),
+    /// An octet string that is printable text (UTF-8 without control characters other
+    /// than tab, carriage return and line feed).
     String(String),
+    /// Any other octet string, as its bytes in lowercase hex joined by colons
+    /// (`52:54:00:ab:cd:ef`), as net-snmp's `Hex-STRING` holds them.
+    #[serde(rename = "hex-string")]
+    HexString(String),
     Oid(String),
     IpAddress(String),
     Counter32(u32),
     Gauge32(u32),
     TimeTicks(u32),
     Counter64(u64),
+    /// An Opaque value's bytes, in hex like [`SnmpValue::HexString`].
+    Opaque(String),
     Null,
     NoSuchObject,
     NoSuchInstance,
@@ -161,11 +182,19 @@ pub enum SnmpValue {
 }
 
 impl SnmpValue {
-    fn from_value(value: &Value<'_>) -> Self {
+    /// The value of the variable `oid` (dotted): its column decides whether an octet string
+    /// is a MAC address.
+    fn from_value(oid: &str, value: &Value<'_>) -> Self {
         match value {
             Value::Integer(n) => Self::Integer(*n),
-            Value::OctetString(bytes) => Self::String(String::from_utf8_lossy(bytes).into_owned()),
-            Value::ObjectIdentifier(oid) => Self::Oid(oid.to_id_string()),
+            Value::OctetString(bytes) => {
+                let mac = MAC_COLUMNS.iter().any(|column| oid.starts_with(&format!("{column}.")));
+                match std::str::from_utf8(bytes) {
+                    Ok(text) if !mac && is_printable(text) => Self::String(text.to_string()),
+                    _ => Self::HexString(hex(bytes)),
+                }
+            }
+            Value::ObjectIdentifier(oid) => Self::Oid(oid_text(oid)),
             Value::IpAddress(ip) => Self::IpAddress(std::net::Ipv4Addr::from(*ip).to_string()),
             Value::Counter32(n) => Self::Counter32(*n),
             Value::Unsigned32(n) => Self::Gauge32(*n),
@@ -175,6 +204,7 @@ impl SnmpValue {
             Value::NoSuchObject => Self::NoSuchObject,
             Value::NoSuchInstance => Self::NoSuchInstance,
             Value::EndOfMibView => Self::EndOfMibView,
+            Value::Opaque(bytes) => Self::Opaque(hex(bytes)),
             other => Self::Other(format!("{other:?}")),
         }
     }
@@ -271,7 +301,7 @@ impl SnmpClient {
             .map_err(|_| CheckError::Other("SNMP get timed out".into()))?
             .map_err(|e| CheckError::Other(format!("SNMP get: {e:?}")))?;
         check_error(pdu.error_status)?;
-        Ok(pdu.varbinds.map(|(oid, value)| (oid.to_id_string(), SnmpValue::from_value(&value))).collect())
+        Ok(pdu.varbinds.map(|(oid, value)| variable(&oid, &value)).collect())
     }
 
     /// The next variable after `oid`.
@@ -285,7 +315,7 @@ impl SnmpClient {
         let mut varbinds = pdu.varbinds;
         varbinds
             .next()
-            .map(|(oid, value)| (oid.to_id_string(), SnmpValue::from_value(&value)))
+            .map(|(oid, value)| variable(&oid, &value))
             .ok_or_else(|| CheckError::Other("empty SNMP answer".into()))
     }
 
@@ -302,7 +332,7 @@ impl SnmpClient {
                     .map_err(|_| CheckError::Other("SNMP getbulk timed out".into()))?
                     .map_err(|e| CheckError::Other(format!("SNMP getbulk: {e:?}")))?;
                 check_error(pdu.error_status)?;
-                pdu.varbinds.map(|(oid, value)| (oid.to_id_string(), SnmpValue::from_value(&value))).collect()
+                pdu.varbinds.map(|(oid, value)| variable(&oid, &value)).collect()
             } else {
                 vec![self.getnext(&current).await?]
             };
@@ -321,6 +351,47 @@ impl SnmpClient {
             }
         }
     }
+}
+
+/// Text an operator can read as is: no control characters but tab, CR and LF.
+fn is_printable(text: &str) -> bool {
+    text.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
+}
+
+/// Bytes as `52:54:00:ab:cd:ef`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// A BER-encoded OID's arcs, dotted. The first subidentifier holds the first two arcs
+/// (X = 40 * first + second, first at most 2), so `0x00` is `0.0` (zeroDotZero). An arc too
+/// large for 64 bits, or a truncated one, leaves the encoding in hex, marked as such.
+pub(crate) fn oid_text(oid: &Oid<'_>) -> String {
+    let bytes = oid.as_bytes();
+    let mut arcs: Vec<u64> = Vec::new();
+    let mut current: u64 = 0;
+    let mut complete = true;
+    for &byte in bytes {
+        if current > (u64::MAX >> 7) {
+            return format!("ber:{}", hex(bytes));
+        }
+        current = (current << 7) | u64::from(byte & 0x7f);
+        complete = byte & 0x80 == 0;
+        if complete {
+            if arcs.is_empty() {
+                let first = (current / 40).min(2);
+                arcs.push(first);
+                arcs.push(current - 40 * first);
+            } else {
+                arcs.push(current);
+            }
+            current = 0;
+        }
+    }
+    if !complete {
+        return format!("ber:{}", hex(bytes));
+    }
+    arcs.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 
 fn check_error(status: u32) -> Result<(), CheckError> {
@@ -349,6 +420,13 @@ fn check_error(status: u32) -> Result<(), CheckError> {
         0 => Ok(()),
         n => Err(CheckError::Other(format!("SNMP error {}", NAMES.get(n as usize).copied().unwrap_or("unknown")))),
     }
+}
+
+/// A varbind as (dotted OID, value).
+fn variable(oid: &Oid<'_>, value: &Value<'_>) -> (String, SnmpValue) {
+    let oid = oid_text(oid);
+    let value = SnmpValue::from_value(&oid, value);
+    (oid, value)
 }
 
 /// Counters of the previous run, for rates: (interface, counter) → (value, when).
@@ -509,5 +587,24 @@ mod tests {
         assert_eq!(name_for("1.3.6.1.2.1.31.1.1.1.6.2"), "ifHCInOctets.2");
         assert_eq!(name_for("1.3.6.1.2.1.1.1.0"), "sysDescr.0");
         assert_eq!(name_for("1.3.6.1.4.1.9"), "1.3.6.1.4.1.9");
+    }
+
+    #[test]
+    fn values_are_exact() {
+        let oid = |bytes: &'static [u8]| Oid::new(std::borrow::Cow::Borrowed(bytes));
+        assert_eq!(oid_text(&oid(&[0x00])), "0.0", "zeroDotZero");
+        assert_eq!(oid_text(&oid(&[0x2b, 6, 1, 2, 1, 1, 1, 0])), "1.3.6.1.2.1.1.1.0");
+        assert_eq!(oid_text(&oid(&[0x88, 0x37, 3])), "2.999.3", "a first subidentifier over 80");
+        assert_eq!(oid_text(&oid(&[0x2b, 0x86])), "ber:2b:86", "truncated");
+        const MAC: &[u8] = &[0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
+        let value = |oid: &str, bytes: &'static [u8]| SnmpValue::from_value(oid, &Value::OctetString(bytes));
+        assert_eq!(value("1.3.6.1.4.1.9.1", MAC), SnmpValue::HexString("52:54:00:ab:cd:ef".into()));
+        assert_eq!(value("1.3.6.1.2.1.2.2.1.6.2", b"ABCDEF"), SnmpValue::HexString("41:42:43:44:45:46".into()));
+        assert_eq!(value("1.3.6.1.2.1.1.6.0", b"Lab 1\n"), SnmpValue::String("Lab 1\n".into()));
+        assert_eq!(value("1.3.6.1.2.1.1.6.0", b"a\0b"), SnmpValue::HexString("61:00:62".into()));
+        assert_eq!(
+            serde_json::to_value(value("1.3.6.1.2.1.2.2.1.6.2", MAC)).unwrap(),
+            serde_json::json!({"type": "hex-string", "value": "52:54:00:ab:cd:ef"})
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! Traceroute and MTR over IPv4: each round sends one probe per TTL at once (ICMP echo,
 //! UDP to a high port, or a TCP SYN), and one raw ICMP socket hears the routers' "time
 //! exceeded" and the destination's answer (echo reply, port unreachable, or the TCP
-//! handshake itself). Over rounds each hop gathers loss and last/avg/best/worst/stddev,
-//! as `mtr --report` shows them. Needs CAP_NET_RAW for the raw socket.
+//! handshake itself). A "destination unreachable" from anyone else (or of another kind from
+//! the destination) ends the path at the hop that sent it, with its code, as mtr shows it:
+//! the destination was not reached. Over rounds each hop gathers loss and
+//! last/avg/best/worst/stddev, as `mtr --report` shows them. Needs CAP_NET_RAW for the raw
+//! socket.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -88,8 +91,59 @@ pub struct Hop {
 pub struct TraceReport {
     pub destination: IpAddr,
     pub mode: TraceMode,
+    /// The destination itself answered (echo reply; port unreachable from it in UDP mode;
+    /// SYN-ACK or RST in TCP mode).
     pub reached: bool,
+    /// The "destination unreachable" that ended the path, when one did.
+    pub unreachable: Option<Unreachable>,
     pub hops: Vec<Hop>,
+}
+
+/// An ICMP "destination unreachable" that ended the path.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Unreachable {
+    /// The hop that sent it.
+    pub ttl: u8,
+    pub from: IpAddr,
+    /// The ICMP code (0 network, 1 host, 3 port, 13 administratively prohibited...).
+    pub code: u8,
+    /// The code in words: `network unreachable`, `host unreachable`...
+    pub reason: &'static str,
+}
+
+/// The words for an ICMPv4 destination unreachable code (RFC 792, 1122, 1812).
+pub fn unreachable_reason(code: u8) -> &'static str {
+    match code {
+        0 => "network unreachable",
+        1 => "host unreachable",
+        2 => "protocol unreachable",
+        3 => "port unreachable",
+        4 => "fragmentation needed",
+        5 => "source route failed",
+        6 => "destination network unknown",
+        7 => "destination host unknown",
+        8 => "source host isolated",
+        9 => "network administratively prohibited",
+        10 => "host administratively prohibited",
+        11 => "network unreachable for type of service",
+        12 => "host unreachable for type of service",
+        13 => "communication administratively prohibited",
+        14 => "host precedence violation",
+        15 => "precedence cutoff in effect",
+        _ => "unreachable (unknown code)",
+    }
+}
+
+/// What kind of ICMP message (or TCP event) answered a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// A router on the way: time exceeded.
+    TimeExceeded,
+    /// Destination unreachable, with its code; whether it ends the trace as "reached"
+    /// depends on who sent it and the mode.
+    Unreachable(u8),
+    /// Echo reply, SYN-ACK or RST.
+    Destination,
 }
 
 /// What answered a probe.
@@ -97,8 +151,19 @@ pub struct TraceReport {
 struct Answer {
     from: IpAddr,
     at: Instant,
-    /// The destination itself answered (echo reply, port unreachable, TCP handshake/reset).
-    final_hop: bool,
+    reply: Reply,
+}
+
+impl Answer {
+    /// The destination itself answered: an echo reply or a TCP handshake/reset, or in UDP
+    /// mode the destination's own port unreachable. Anything else is not the destination.
+    fn reached(&self, target: Ipv4Addr, mode: TraceMode) -> bool {
+        match self.reply {
+            Reply::Destination => true,
+            Reply::Unreachable(3) => mode == TraceMode::Udp && self.from == IpAddr::V4(target),
+            _ => false,
+        }
+    }
 }
 
 /// Identifies a probe in the ICMP error that quotes it.
@@ -109,6 +174,10 @@ enum ProbeKey {
 }
 
 type Waiters = Arc<Mutex<HashMap<ProbeKey, oneshot::Sender<Answer>>>>;
+
+/// How long a failed TCP connect waits for the raw socket to hand over the ICMP message
+/// that failed it (already queued; this only covers the receiving task's turn).
+const ICMP_GRACE: Duration = Duration::from_millis(100);
 
 /// Traces the path to `destination`.
 pub async fn trace(destination: IpAddr, options: &TraceOptions) -> Result<TraceReport, CheckError> {
@@ -137,6 +206,7 @@ pub async fn trace(destination: IpAddr, options: &TraceOptions) -> Result<TraceR
         let mut samples: Vec<Vec<Option<(IpAddr, f64)>>> = vec![Vec::new(); usize::from(options.max_hops)];
         let mut last_hop = options.max_hops;
         let mut reached = false;
+        let mut unreachable: Option<Unreachable> = None;
         for round in 0..options.rounds {
             if round > 0 {
                 tokio::time::sleep(options.interval).await;
@@ -149,17 +219,24 @@ pub async fn trace(destination: IpAddr, options: &TraceOptions) -> Result<TraceR
             for (index, answer) in answers.into_iter().enumerate() {
                 let answer = answer?;
                 samples[index].push(answer.map(|(a, sent)| (a.from, a.at.duration_since(sent).as_secs_f64() * 1000.0)));
-                if let Some((answer, _)) = answer
-                    && answer.final_hop
-                {
+                let Some((answer, _)) = answer else { continue };
+                let ttl = index as u8 + 1;
+                if answer.reached(target, options.mode) {
                     reached = true;
-                    last_hop = last_hop.min(index as u8 + 1);
+                    last_hop = last_hop.min(ttl);
+                } else if let Reply::Unreachable(code) = answer.reply {
+                    // Nothing gets past the hop that rejects the probe: the path ends there.
+                    last_hop = last_hop.min(ttl);
+                    if unreachable.as_ref().is_none_or(|u| ttl < u.ttl) {
+                        unreachable =
+                            Some(Unreachable { ttl, from: answer.from, code, reason: unreachable_reason(code) });
+                    }
                 }
             }
         }
-        Ok::<_, CheckError>((samples, last_hop, reached))
+        Ok::<_, CheckError>((samples, last_hop, reached, unreachable))
     };
-    let (samples, last_hop, reached) = tokio::select! {
+    let (samples, last_hop, reached, unreachable) = tokio::select! {
         result = probing => result?,
         error = receiving => return Err(error),
     };
@@ -174,7 +251,9 @@ pub async fn trace(destination: IpAddr, options: &TraceOptions) -> Result<TraceR
             }
         }
     }
-    Ok(TraceReport { destination, mode: options.mode, reached, hops })
+    // An unreachable beyond the hop where the destination answered does not end the path.
+    let unreachable = unreachable.filter(|u| u.ttl <= last_hop);
+    Ok(TraceReport { destination, mode: options.mode, reached, unreachable, hops })
 }
 
 async fn reverse_name(address: IpAddr) -> Result<String, CheckError> {
@@ -229,15 +308,22 @@ async fn probe(
             let answer = tokio::time::timeout(options.timeout, async {
                 tokio::pin!(told);
                 tokio::select! {
-                    // A handshake or a reset: the destination answered.
-                    connected = connecting => match connected {
-                        Ok(_) => Some(Answer { from: IpAddr::V4(target), at: Instant::now(), final_hop: true }),
-                        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
-                            Some(Answer { from: IpAddr::V4(target), at: Instant::now(), final_hop: true })
+                    connected = connecting => {
+                        let at = Instant::now();
+                        let destination = Answer { from: IpAddr::V4(target), at, reply: Reply::Destination };
+                        match connected {
+                            // A handshake: the destination answered.
+                            Ok(_) => Some(destination),
+                            // The kernel fails the connect on any ICMP error (time exceeded,
+                            // unreachable: ECONNREFUSED for a port unreachable, like a reset).
+                            // The raw socket's copy, which names the sender, was queued first;
+                            // none means it was the destination's reset.
+                            Err(error) => match tokio::time::timeout(ICMP_GRACE, &mut told).await {
+                                Ok(Ok(answer)) => Some(answer),
+                                _ if error.kind() == std::io::ErrorKind::ConnectionRefused => Some(destination),
+                                _ => None,
+                            },
                         }
-                        // The kernel fails the connect on the router's "time exceeded"; the
-                        // raw socket's copy, which names the router, is on its way.
-                        Err(_) => (&mut told).await.ok(),
                     },
                     answer = &mut told => answer.ok(),
                 }
@@ -260,10 +346,10 @@ async fn receive(listener: &tokio::net::UdpSocket, waiters: &Waiters, ident: u16
             Err(error) => return CheckError::Io(error),
         };
         let at = Instant::now();
-        if let Some((key, from, final_hop)) = parse_icmp(&buffer[..length], ident)
+        if let Some((key, from, reply)) = parse_icmp(&buffer[..length], ident)
             && let Some(waiter) = lock(waiters).remove(&key)
         {
-            let _ = waiter.send(Answer { from, at, final_hop });
+            let _ = waiter.send(Answer { from, at, reply });
         }
     }
 }
@@ -272,9 +358,9 @@ fn lock(waiters: &Waiters) -> std::sync::MutexGuard<'_, HashMap<ProbeKey, onesho
     waiters.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Reads an IPv4 packet carrying ICMP: which probe it answers, who sent it, and whether
-/// that is the destination's own answer.
-fn parse_icmp(packet: &[u8], ident: u16) -> Option<(ProbeKey, IpAddr, bool)> {
+/// Reads an IPv4 packet carrying ICMP: which probe it answers, who sent it, and what kind
+/// of answer it is.
+fn parse_icmp(packet: &[u8], ident: u16) -> Option<(ProbeKey, IpAddr, Reply)> {
     let header = usize::from(packet.first()? & 0x0f) * 4;
     let from = IpAddr::V4(Ipv4Addr::new(*packet.get(12)?, *packet.get(13)?, *packet.get(14)?, *packet.get(15)?));
     let icmp = packet.get(header..)?;
@@ -284,23 +370,24 @@ fn parse_icmp(packet: &[u8], ident: u16) -> Option<(ProbeKey, IpAddr, bool)> {
         // Echo reply: the destination, in ICMP mode.
         0 => {
             let key = ProbeKey::Echo { ident: word(icmp, 4)?, seq: word(icmp, 6)? };
-            (word(icmp, 4)? == ident).then_some((key, from, true))
+            (word(icmp, 4)? == ident).then_some((key, from, Reply::Destination))
         }
-        // Time exceeded (a router) or destination unreachable (port unreachable from the
-        // destination ends a UDP trace); both quote the probe's IP header and 8 bytes.
+        // Time exceeded (a router) or destination unreachable (from the destination in UDP
+        // mode, or from a router that rejects the probe); both quote the probe's IP header
+        // and 8 bytes.
         kind @ (3 | 11) => {
             let quoted = icmp.get(8..)?;
             let quoted_header = usize::from(quoted.first()? & 0x0f) * 4;
             let protocol = *quoted.get(9)?;
             let payload = quoted.get(quoted_header..)?;
-            let final_hop = kind == 3;
+            let reply = if kind == 3 { Reply::Unreachable(*icmp.get(1)?) } else { Reply::TimeExceeded };
             match protocol {
                 1 if word(payload, 4)? == ident => {
-                    Some((ProbeKey::Echo { ident, seq: word(payload, 6)? }, from, final_hop))
+                    Some((ProbeKey::Echo { ident, seq: word(payload, 6)? }, from, reply))
                 }
                 // UDP probes are told apart by destination port, TCP ones by source port.
-                17 => Some((ProbeKey::Port(word(payload, 2)?), from, final_hop)),
-                6 => Some((ProbeKey::Port(word(payload, 0)?), from, final_hop)),
+                17 => Some((ProbeKey::Port(word(payload, 2)?), from, reply)),
+                6 => Some((ProbeKey::Port(word(payload, 0)?), from, reply)),
                 _ => None,
             }
         }
@@ -354,8 +441,9 @@ fn hop(ttl: u8, samples: &[Option<(IpAddr, f64)>]) -> Hop {
     }
 }
 
-/// A traceroute check: critical when the destination is never reached, warning when its
-/// own loss exceeds `warn_loss`.
+/// A traceroute check: critical when the destination is never reached (a router's
+/// "unreachable" included, named with its code in `problems`), warning when its own loss
+/// exceeds `warn_loss`.
 #[derive(Debug, Clone)]
 pub struct TraceCheck {
     pub id: String,
@@ -392,7 +480,18 @@ impl Check for TraceCheck {
             _ => CheckStatus::Critical,
         };
         let distinct: BTreeSet<IpAddr> = report.hops.iter().flat_map(|h| h.addresses.iter().copied()).collect();
-        let mut outcome = Outcome::new(status, serde_json::to_value(&report).unwrap_or_default())
+        let mut details = serde_json::to_value(&report).unwrap_or_default();
+        let problem = match &report.unreachable {
+            Some(u) if !report.reached => {
+                Some(format!("{} (hop {}) answered {} (ICMP code {})", u.from, u.ttl, u.reason, u.code))
+            }
+            _ if !report.reached => Some(format!("{} not reached", report.destination)),
+            _ => None,
+        };
+        if let (Some(problem), Some(object)) = (problem, details.as_object_mut()) {
+            object.insert("problems".into(), serde_json::json!([problem]));
+        }
+        let mut outcome = Outcome::new(status, details)
             .sample("trace_hops", Labels::new(), report.hops.len() as f64)
             .sample("trace_distinct_addresses", Labels::new(), distinct.len() as f64);
         for hop in &report.hops {
@@ -424,11 +523,30 @@ mod tests {
         packet.extend_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]);
         packet.extend_from_slice(&[0x45, 0, 0, 60, 0, 0, 0, 0, 1, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1]);
         packet.extend_from_slice(&[0x9c, 0x40, 0x82, 0xdc, 0, 40, 0, 0]);
-        let (key, from, final_hop) = parse_icmp(&packet, 1).unwrap();
-        assert_eq!((key, from, final_hop), (ProbeKey::Port(33500), "192.0.2.254".parse().unwrap(), false));
-        packet[20] = 3; // port unreachable: the destination
-        assert!(parse_icmp(&packet, 1).unwrap().2);
+        let (key, from, reply) = parse_icmp(&packet, 1).unwrap();
+        assert_eq!((key, from, reply), (ProbeKey::Port(33500), "192.0.2.254".parse().unwrap(), Reply::TimeExceeded));
+        packet[20] = 3; // destination unreachable, code 13: administratively prohibited
+        packet[21] = 13;
+        assert_eq!(parse_icmp(&packet, 1).unwrap().2, Reply::Unreachable(13));
         assert!(parse_icmp(&packet[..30], 1).is_none(), "truncated packets are ignored");
+    }
+
+    #[test]
+    fn only_the_destination_reaches() {
+        let target = Ipv4Addr::new(198, 51, 100, 1);
+        let answer = |from: [u8; 4], reply| Answer { from: IpAddr::from(from), at: Instant::now(), reply };
+        let router = [192, 0, 2, 254];
+        // Port unreachable counts from the destination, in UDP mode only.
+        assert!(answer([198, 51, 100, 1], Reply::Unreachable(3)).reached(target, TraceMode::Udp));
+        assert!(!answer([198, 51, 100, 1], Reply::Unreachable(3)).reached(target, TraceMode::Icmp));
+        assert!(!answer(router, Reply::Unreachable(3)).reached(target, TraceMode::Udp));
+        for code in [0, 1, 13] {
+            assert!(!answer(router, Reply::Unreachable(code)).reached(target, TraceMode::Icmp), "{code}");
+            assert!(!answer([198, 51, 100, 1], Reply::Unreachable(code)).reached(target, TraceMode::Udp), "{code}");
+        }
+        assert!(!answer(router, Reply::TimeExceeded).reached(target, TraceMode::Icmp));
+        assert!(answer([198, 51, 100, 1], Reply::Destination).reached(target, TraceMode::Tcp));
+        assert_eq!(unreachable_reason(13), "communication administratively prohibited");
     }
 
     #[test]

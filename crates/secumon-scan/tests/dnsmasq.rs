@@ -1,7 +1,10 @@
 //! DNS checks against two dnsmasq servers on loopback that serve different data for one
 //! zone: every record type compared with `dig` on the same server, expected answers, and
-//! a propagation check that says which resolver disagrees. Skipped, saying so, without
-//! dnsmasq or dig (`scripts/test` installs both).
+//! a propagation check that says which resolver disagrees. TXT records of several strings
+//! and servers that answer REFUSED (no upstream for the name) or SERVFAIL (DNSSEC
+//! validation against an unsigned upstream) are compared with dig exactly. Skipped, saying
+//! so, without dnsmasq or dig (`scripts/test` installs both), except the TXT/rcode test,
+//! which fails without them.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -208,4 +211,131 @@ async fn expectations_and_propagation() {
         ..DnsCheck::new("gone", "old.test.example", a)
     };
     assert_eq!(run_check(&expect_gone, Duration::from_secs(5)).await.status, CheckStatus::Ok);
+}
+
+/// dnsmasq with only `args` beyond the basics, ready once dig gets any answer for `probe`.
+fn dnsmasq_with(args: &[String], probe: &str) -> Dnsmasq {
+    for _ in 0..5 {
+        let port = free_udp_port();
+        let child = Command::new("/usr/sbin/dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file",
+                &format!("--port={port}"),
+            ])
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq must be installed (scripts/test installs it)");
+        let mut server = Dnsmasq(child, SocketAddr::from(([127, 0, 0, 1], port)));
+        for _ in 0..60 {
+            if server.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if dig_status(server.1, probe, "A").is_some() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("dnsmasq {args:?} did not start");
+}
+
+/// The status dig reports (`NOERROR`, `REFUSED`...), `None` when nothing answered.
+fn dig_status(server: SocketAddr, name: &str, record_type: &str) -> Option<String> {
+    let output = Command::new("dig")
+        .args([
+            &format!("@{}", server.ip()),
+            "-p",
+            &server.port().to_string(),
+            "+tries=1",
+            "+time=2",
+            name,
+            record_type,
+        ])
+        .output()
+        .expect("dig must be installed (scripts/test installs bind9-dnsutils)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let status = text.split("status: ").nth(1)?;
+    Some(status.split(',').next()?.to_string())
+}
+
+#[tokio::test]
+async fn txt_strings_and_response_codes_agree_with_dig() {
+    // Two servers with the same TXT records, one of several strings (one with quotes in it).
+    let txt = [
+        "--txt-record=multi.test.example,first string,second \"quoted\" string,third".to_string(),
+        "--txt-record=multi.test.example,v=spf1 -all".to_string(),
+    ];
+    let (a, b) = (dnsmasq_with(&txt, "multi.test.example"), dnsmasq_with(&txt, "multi.test.example"));
+    // One with nothing for the name and nowhere to forward it: REFUSED.
+    let refusing = dnsmasq_with(&[], "multi.test.example");
+    // One that validates DNSSEC against an unsigned upstream: SERVFAIL.
+    let upstream = dnsmasq_with(&["--address=/signed.example/192.0.2.1".into()], "www.signed.example");
+    let validating = dnsmasq_with(
+        &[
+            "--dnssec".into(),
+            "--trust-anchor=.,20326,8,2,E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D".into(),
+            format!("--server=127.0.0.1#{}", upstream.1.port()),
+        ],
+        "www.signed.example",
+    );
+    let txt_type = record_type("TXT").unwrap();
+
+    let answer = dns_query(Some(a.1), "multi.test.example", txt_type, Duration::from_secs(2)).await;
+    let reference = dig(a.1, "multi.test.example", "TXT");
+    assert!(reference.iter().any(|r| r.matches("\" \"").count() == 2), "dig: {reference:?}");
+    assert_eq!(answer.records, reference, "TXT strings as dig shows them");
+    let strings: Vec<usize> = answer.txt.iter().map(Vec::len).collect();
+    assert_eq!(strings, vec![3, 1], "{answer:?}");
+    for (shown, strings) in answer.records.iter().zip(&answer.txt) {
+        let joined = strings.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" ");
+        assert_eq!(&joined, shown);
+    }
+
+    // Response codes as dig reports them, never an empty answer.
+    for (server, name, kind) in [
+        (refusing.1, "multi.test.example", "TXT"),
+        (validating.1, "www.signed.example", "A"),
+        (a.1, "multi.test.example", "TXT"),
+    ] {
+        let ours = dns_query(Some(server), name, record_type(kind).unwrap(), Duration::from_secs(3)).await;
+        let theirs = dig_status(server, name, kind).expect("dig got an answer");
+        assert_eq!(ours.rcode, theirs, "{name} {kind} at {server}: {ours:?}");
+    }
+    assert_eq!(dig_status(refusing.1, "multi.test.example", "TXT").as_deref(), Some("REFUSED"));
+    assert_eq!(dig_status(validating.1, "www.signed.example", "A").as_deref(), Some("SERVFAIL"));
+
+    // One resolver that refuses: not ok, with its code, and not "disagreeing" data.
+    let single = DnsCheck { resolvers: vec![refusing.1], ..DnsCheck::new("t", "multi.test.example", txt_type) };
+    let result = run_check(&single, Duration::from_secs(5)).await;
+    assert_eq!(result.status, CheckStatus::Critical, "{}", result.details);
+    assert_eq!(result.details["answers"][0]["rcode"], "REFUSED");
+    assert_eq!(result.details["disagreeing"], serde_json::json!([]));
+    assert!(result.details["problems"][0].as_str().unwrap().contains("REFUSED"), "{}", result.details);
+
+    // Propagation: two agree, one fails; an expectation written without quotes is one string.
+    let propagation =
+        DnsCheck { resolvers: vec![a.1, refusing.1, b.1], ..DnsCheck::new("p", "multi.test.example", txt_type) };
+    let result = run_check(&propagation, Duration::from_secs(5)).await;
+    assert_eq!(result.status, CheckStatus::Warning, "{}", result.details);
+    assert_eq!(result.details["agreeing"].as_array().unwrap().len(), 2);
+    assert_eq!(result.details["disagreeing"], serde_json::json!([]));
+    let expected = DnsCheck {
+        resolvers: vec![a.1],
+        expect: vec!["v=spf1 -all".into(), reference.iter().find(|r| r.contains("first")).unwrap().clone()],
+        ..DnsCheck::new("e", "multi.test.example", txt_type)
+    };
+    assert_eq!(run_check(&expected, Duration::from_secs(5)).await.status, CheckStatus::Ok);
+    let joined_wrongly = DnsCheck {
+        expect: vec!["v=spf1 -all".into(), "first stringsecond \"quoted\" stringthird".into()],
+        ..expected.clone()
+    };
+    assert_eq!(run_check(&joined_wrongly, Duration::from_secs(5)).await.status, CheckStatus::Critical);
 }

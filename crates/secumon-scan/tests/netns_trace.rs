@@ -2,13 +2,16 @@
 //! namespaces (client, router, server) joined by veth pairs, addresses from the
 //! documentation ranges 192.0.2.0/24 and 198.51.100.0/24, forwarding on in the router.
 //! Our hops in ICMP, UDP and TCP modes are compared with `mtr --report` run in the same
-//! client namespace. Skipped, saying so, without root, `ip netns` or mtr.
+//! client namespace. A router that rejects traffic (`unreachable`, `prohibit` and `throw`
+//! routes) ends the path where mtr ends it, with the code `ping` names. Skipped, saying so,
+//! without root, `ip netns` or mtr, except the rejection test, which fails without them.
 
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use secumon_scan::{TraceMode, TraceOptions, TraceReport, trace};
+use secumon_core::CheckStatus;
+use secumon_scan::{TraceCheck, TraceMode, TraceOptions, TraceReport, run_check, trace};
 
 /// The namespaces; dropping it deletes them (and their veth pairs), even after a failure.
 struct Topology {
@@ -182,4 +185,97 @@ fn an_unreachable_destination_is_never_reached() {
     assert_eq!(report.hops.len(), 3, "every TTL up to max_hops is reported");
     assert_eq!(report.hops[0].addresses, vec!["192.0.2.254".parse::<IpAddr>().unwrap()]);
     assert_eq!(report.hops[2].loss_ratio, 1.0);
+}
+
+/// Runs a whole trace check from inside the namespace `name`.
+fn check_in(name: &str, check: TraceCheck) -> secumon_core::CheckResult {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let namespace = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this thread only; the file descriptor is valid for the call.
+        let entered = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&namespace), libc::CLONE_NEWNET) };
+        assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(run_check(&check, Duration::from_secs(20)))
+    })
+    .join()
+    .unwrap()
+}
+
+/// Who answered `ping -c 1` and with which ICMP unreachable code, from ping's own words.
+fn ping_unreachable(namespace: &str, destination: &str) -> (String, u8) {
+    let output = Command::new("ip")
+        .args(["netns", "exec", namespace, "ping", "-n", "-c", "1", "-W", "1", destination])
+        .output()
+        .expect("ping (iputils-ping) must be installed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // iputils' texts for the codes its pr_icmph() prints.
+    let codes = [("Destination Net Unreachable", 0), ("Destination Host Unreachable", 1), ("Packet filtered", 13)];
+    let line = text.lines().find(|l| l.starts_with("From ")).unwrap_or_else(|| panic!("ping saw no error: {text}"));
+    let from = line.split_whitespace().nth(1).unwrap().to_string();
+    let code = codes.iter().find(|(words, _)| line.contains(words)).unwrap_or_else(|| panic!("{line}")).1;
+    (from, code)
+}
+
+#[test]
+fn a_router_that_rejects_ends_the_path_like_mtr() {
+    assert!(mtr_available(), "mtr is needed (scripts/test installs mtr-tiny)");
+    let topology = build("x").expect("network namespaces are needed (root and iproute2)");
+    let (c, r) = (&topology.client, &topology.router);
+    // Three ways the router rejects traffic it has a route for, each on its own destination.
+    for route in ["unreachable 203.0.113.0/25", "prohibit 198.51.100.1/32", "throw 203.0.113.128/25"] {
+        assert!(ip(&format!("-n {r} route add {route}")), "route {route}");
+    }
+    // The kernel limits these errors per source address (net.ipv4.route.error_cost/burst,
+    // not per namespace): each tool's run gets a fresh client address, so every one of them
+    // sees the first hops answered. Loss is left out of the comparison for the same reason.
+    let mut next_source = 10u8;
+    let mut fresh_source = || {
+        next_source += 1;
+        let (address, device) = (format!("192.0.2.{next_source}"), format!("cx{}", std::process::id() % 100_000));
+        assert!(ip(&format!("-n {c} addr add {address}/24 dev {device}")));
+        assert!(ip(&format!("-n {c} route replace default via 192.0.2.254 src {address}")));
+    };
+    let addresses = |hops: Vec<(String, f64)>| hops.into_iter().map(|(a, _)| a).collect::<Vec<_>>();
+    for (destination, mtr_args, mode) in [
+        ("203.0.113.9", vec![], TraceMode::Icmp),
+        ("198.51.100.1", vec!["-u"], TraceMode::Udp),
+        ("198.51.100.1", vec!["-T", "-P", "80"], TraceMode::Tcp),
+        ("203.0.113.200", vec![], TraceMode::Icmp),
+    ] {
+        let options = TraceOptions {
+            mode,
+            rounds: 2,
+            max_hops: 4,
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(800),
+            port: if mode == TraceMode::Tcp { 80 } else { 33434 },
+            ..TraceOptions::default()
+        };
+        fresh_source();
+        let report = trace_in(c, destination.parse().unwrap(), options.clone());
+        fresh_source();
+        let reference = mtr(c, &mtr_args, destination);
+        assert_eq!(addresses(ours(&report)), addresses(reference), "{destination} {mode:?}: {report:?}");
+        assert!(!report.reached, "{destination} {mode:?}: a router's unreachable is not the destination");
+        fresh_source();
+        let (from, code) = ping_unreachable(c, destination);
+        let unreachable = report.unreachable.as_ref().unwrap_or_else(|| panic!("{report:?}"));
+        assert_eq!((unreachable.from.to_string(), unreachable.code), (from, code), "{destination} {mode:?}");
+        assert_eq!(usize::from(unreachable.ttl), report.hops.len());
+
+        // Even when max_hops stops at that router, the check is not ok and says why.
+        let check = TraceCheck {
+            id: "t".into(),
+            host: destination.into(),
+            options: TraceOptions { max_hops: 1, ..options },
+            warn_loss: 0.5,
+        };
+        fresh_source();
+        let result = check_in(c, check);
+        assert_eq!(result.status, CheckStatus::Critical, "{}", result.details);
+        assert_eq!(result.details["reached"], false);
+        let problem = result.details["problems"][0].as_str().unwrap().to_string();
+        assert!(problem.contains(unreachable.reason) && problem.contains("192.0.2.254"), "{problem}");
+    }
 }

@@ -1,7 +1,10 @@
 //! SNMP against Debian's snmpd on a loopback port, with a v2c community and a v3 user
 //! (SHA authentication, AES privacy): gets and walks compared with snmpget/snmpwalk, v1
 //! GETNEXT walks, v3, the interface check's counters and rates, and a wrong community
-//! failing within its timeout. Skipped, saying so, without snmpd or the snmp tools.
+//! failing within its timeout. Octet strings and OIDs are compared exactly with snmpwalk
+//! on an snmpd in a network namespace of ours whose interfaces have MAC addresses we chose.
+//! Skipped, saying so, without snmpd or the snmp tools, except the exact-values test, which
+//! fails without them.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command};
@@ -207,4 +210,157 @@ async fn interface_check_reports_counters_then_rates() {
     assert_eq!(result.status, CheckStatus::Unknown);
     assert!(result.details["error"].as_str().unwrap().contains("timed out"), "{}", result.details);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// A network namespace with a veth pair whose MAC addresses we choose, and snmpd in it on
+/// its loopback; dropping it stops snmpd and deletes the namespace.
+struct SnmpdInNamespace {
+    namespace: String,
+    daemon: Option<Child>,
+    address: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SnmpdInNamespace {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.namespace]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip (iproute2) must be installed");
+    assert!(status.success(), "ip {args:?}");
+}
+
+fn snmpd_in_namespace(macs: [&str; 2]) -> SnmpdInNamespace {
+    assert!(std::path::Path::new("/usr/sbin/snmpd").exists(), "snmpd must be installed (scripts/test installs it)");
+    let namespace = format!("sm-snmp-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    ip(&["netns", "add", &namespace]);
+    let mut server = SnmpdInNamespace {
+        namespace: namespace.clone(),
+        daemon: None,
+        address: SocketAddr::from(([127, 0, 0, 1], 1161)),
+        _dir: dir,
+    };
+    let n = namespace.as_str();
+    ip(&["-n", n, "link", "set", "lo", "up"]);
+    ip(&["-n", n, "link", "add", "smx0", "type", "veth", "peer", "name", "smx1"]);
+    for (device, mac) in ["smx0", "smx1"].into_iter().zip(macs) {
+        ip(&["-n", n, "link", "set", device, "address", mac]);
+        ip(&["-n", n, "link", "set", device, "up"]);
+    }
+    let dir = server._dir.path();
+    let config = dir.join("snmpd.conf");
+    std::fs::write(&config, "rocommunity public 127.0.0.1\nsysLocation Rack 4, row B\n").unwrap();
+    let daemon = Command::new("ip")
+        .args(["netns", "exec", n, "/usr/sbin/snmpd", "-f", "-Lf", "/dev/null", "-C", "-c"])
+        .arg(&config)
+        .arg("-p")
+        .arg(dir.join("pid"))
+        .arg(format!("udp:{}", server.address))
+        .env("SNMP_PERSISTENT_DIR", dir)
+        .env("MIBS", "")
+        .spawn()
+        .unwrap();
+    server.daemon = Some(daemon);
+    for _ in 0..100 {
+        if !walk_in(&server, &["-Ox"], "1.3.6.1.2.1.1.6").is_empty() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("snmpd did not answer in {n}");
+}
+
+/// snmpwalk run in the namespace: `(oid, type, value)` as net-snmp prints them.
+fn walk_in(server: &SnmpdInNamespace, options: &[&str], oid: &str) -> Vec<(String, String, String)> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &server.namespace, "snmpwalk", "-v2c", "-c", "public", "-On", "-t", "1", "-r", "0"])
+        .args(options)
+        .arg(server.address.to_string())
+        .arg(oid)
+        .env("MIBS", "")
+        .output()
+        .expect("snmpwalk must be installed (scripts/test installs snmp)");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (oid, rest) = line.split_once(" = ")?;
+            // An empty string prints as `""`, without a type.
+            let (kind, value) = rest.split_once(": ").unwrap_or(("STRING", rest));
+            Some((
+                oid.trim_start_matches('.').to_string(),
+                kind.to_string(),
+                value.trim().trim_matches('"').to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Our walks of `roots`, from a thread inside the namespace.
+fn our_walks(server: &SnmpdInNamespace, roots: &[&str]) -> Vec<Vec<(String, SnmpValue)>> {
+    let path = format!("/run/netns/{}", server.namespace);
+    let (address, roots): (SocketAddr, Vec<String>) = (server.address, roots.iter().map(|r| r.to_string()).collect());
+    std::thread::spawn(move || {
+        let namespace = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this thread only; the file descriptor is valid for the call.
+        let entered = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&namespace), libc::CLONE_NEWNET) };
+        assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let community = Credentials::V2c { community: "public".into() };
+            let mut client = SnmpClient::connect(address, &community, Duration::from_secs(2)).await.unwrap();
+            let mut walks = Vec::new();
+            for root in roots {
+                walks.push(client.walk(&oid_for(&root).unwrap(), true).await.unwrap());
+            }
+            walks
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// `52:54:00:ab:cd:ef` or net-snmp's `52 54 00 AB CD EF` to bytes.
+fn hex_bytes(text: &str) -> Vec<u8> {
+    text.split([':', ' ']).filter(|p| !p.is_empty()).map(|p| u8::from_str_radix(p, 16).unwrap()).collect()
+}
+
+#[test]
+fn octet_strings_and_oids_are_exact_like_snmpget() {
+    // One MAC address with bytes that are not text, one whose bytes happen to spell "BCDEFG".
+    let server = snmpd_in_namespace(["52:54:00:ab:cd:ef", "42:43:44:45:46:47"]);
+    let walks = our_walks(&server, &["ifPhysAddress", "ifDescr", "1.3.6.1.2.1.2.2.1.22", "sysObjectID", "sysLocation"]);
+    let [macs, descriptions, specific, object_id, location] = walks.try_into().unwrap();
+
+    // Every octet string's bytes as net-snmp reads them (-Ox: all in hex).
+    let theirs = walk_in(&server, &["-Ox"], "1.3.6.1.2.1.2.2.1.6");
+    assert_eq!(macs.len(), theirs.len());
+    assert_eq!(theirs.len(), 3, "lo and our veth pair: {theirs:?}");
+    for ((oid, value), (their_oid, _, their_hex)) in macs.iter().zip(&theirs) {
+        assert_eq!(oid, their_oid);
+        let SnmpValue::HexString(hex) = value else { panic!("{oid}: a MAC address is hex, got {value:?}") };
+        assert_eq!(hex_bytes(hex), hex_bytes(their_hex), "{oid}");
+    }
+    let shown: Vec<&SnmpValue> = macs.iter().map(|(_, v)| v).collect();
+    assert!(shown.contains(&&SnmpValue::HexString("52:54:00:ab:cd:ef".into())), "{shown:?}");
+    assert!(shown.contains(&&SnmpValue::HexString("42:43:44:45:46:47".into())), "{shown:?}");
+
+    // Text stays text, exactly as snmpwalk prints it.
+    assert_same(&descriptions, &walk_in(&server, &[], "1.3.6.1.2.1.2.2.1.2"), &[]);
+    assert_same(&location, &walk_in(&server, &[], "1.3.6.1.2.1.1.6"), &[]);
+    assert_eq!(location[0].1, SnmpValue::String("Rack 4, row B".into()));
+    // OIDs arc by arc: ifSpecific is zeroDotZero.
+    assert_same(&specific, &walk_in(&server, &[], "1.3.6.1.2.1.2.2.1.22"), &[]);
+    assert!(specific.iter().all(|(_, v)| *v == SnmpValue::Oid("0.0".into())), "{specific:?}");
+    assert_same(&object_id, &walk_in(&server, &[], "1.3.6.1.2.1.1.2"), &[]);
+
+    // The JSON keeps the type.
+    let json = serde_json::to_value(&macs[2].1).unwrap();
+    assert_eq!(json["type"], "hex-string", "{json}");
 }
