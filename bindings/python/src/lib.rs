@@ -439,7 +439,12 @@ impl Client {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut query = vec![("metric", metric), ("period", period), ("agg", agg)];
         query.extend(step.map(|s| ("step", s)));
-        let body = self.call(py, self.http.get(format!("{}/metrics/hosts/{host}/history", self.base)).query(&query))?;
+        // The host is one path segment, escaped: a name with `/`, `?` or `#` must not change the route.
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| PyValueError::new_err("the server URL cannot take a path"))?
+            .extend(["metrics", "hosts", host, "history"]);
+        let body = self.call(py, self.http.get(url).query(&query))?;
         pythonize::pythonize(py, &body).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 

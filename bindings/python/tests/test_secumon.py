@@ -205,6 +205,10 @@ def test_client_imports_findings_and_sees_the_alert(server):
     series = client.query("backup-1", "backup_age_seconds", period="5m", step="1s", agg="max")
     values = [value for s in series["series"] for _, value in s["points"]]
     assert values == [60.0, 3600.0], "in time order"
+    # A host name that is not a clean path segment still names one host.
+    client.push("odd/host?x#y", samples=[("backup_age_seconds", 7.0)], source="odd")
+    odd = client.query("odd/host?x#y", "backup_age_seconds", period="5m")
+    assert [value for s in odd["series"] for _, value in s["points"]] == [7.0], odd
     with pytest.raises(ValueError, match="400"):
         client.push("backup-1", samples=[("bad metric name!", 1.0)])
     with pytest.raises(ConnectionError):
