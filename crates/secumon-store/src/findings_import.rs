@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use secumon_core::{Finding, FindingStatus, SeriesKey};
 
-use crate::records::{FindingRow, finding_from_row, findings_open_samples};
+use crate::records::{FindingRow, SEVERITIES, finding_from_row, findings_open_samples};
 use crate::{FindingsImport, ImportSummary, StoreError};
 
 /// The report's findings as stored: the first of each `(asset, id)` (a report may list one
@@ -32,21 +32,28 @@ pub fn open_series(tenant: &str, assets: &[&str], at_ms: i64) -> Vec<SeriesKey> 
     assets.iter().flat_map(|asset| findings_open_samples(tenant, asset, &[], at_ms)).map(|s| s.series).collect()
 }
 
-/// `findings_open` samples of every asset from `(asset, severity, open count)` rows.
-pub fn open_samples(
-    tenant: &str,
-    assets: &[&str],
-    counts: Vec<(String, String, i64)>,
-    at_ms: i64,
-) -> Vec<secumon_core::Sample> {
-    let mut by_asset: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+/// Open counts of every asset and severity, in [`open_series`] order, from `(asset,
+/// severity, open count)` rows; 0 where no row.
+pub fn open_values(assets: &[&str], counts: Vec<(String, String, i64)>) -> Vec<f64> {
+    let position: HashMap<&str, usize> = assets.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    let mut values = vec![0.0; assets.len() * SEVERITIES.len()];
     for (asset, severity, count) in counts {
-        by_asset.entry(asset).or_default().push((severity, count));
+        let severity = SEVERITIES.iter().position(|s| s.as_str() == severity);
+        if let (Some(&asset), Some(severity)) = (position.get(asset.as_str()), severity) {
+            values[asset * SEVERITIES.len() + severity] = count as f64;
+        }
     }
-    assets
-        .iter()
-        .flat_map(|asset| findings_open_samples(tenant, asset, by_asset.get(*asset).map_or(&[], Vec::as_slice), at_ms))
-        .collect()
+    values
+}
+
+/// `findings_open` samples of every asset, with [`open_values`]' values.
+pub fn open_samples(tenant: &str, assets: &[&str], values: &[f64], at_ms: i64) -> Vec<secumon_core::Sample> {
+    let mut samples: Vec<_> =
+        assets.iter().flat_map(|asset| findings_open_samples(tenant, asset, &[], at_ms)).collect();
+    for (sample, value) in samples.iter_mut().zip(values) {
+        sample.value = *value;
+    }
+    samples
 }
 
 /// A staged finding that was not open before the import: its `seq`, and the status and

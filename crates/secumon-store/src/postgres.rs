@@ -18,7 +18,7 @@ use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, S
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use crate::findings_import::{PriorState, assets, open_samples, summary, unique_findings};
+use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
@@ -684,7 +684,7 @@ impl Store for PgStore {
         .await?;
         let assets = assets(&findings);
         let mut summary = summary(import, &findings, prior, fixed)?;
-        summary.samples = open_samples(tenant, &assets, counts, import.at_ms);
+        summary.samples = open_samples(tenant, &assets, &open_values(&assets, counts), import.at_ms);
         let keys: Vec<SeriesKey> = summary.samples.iter().map(|s| s.series.clone()).collect();
         let mut ids = Vec::with_capacity(keys.len());
         for part in keys.chunks(STAGE_PER_INSERT) {
