@@ -34,7 +34,9 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
-pub use api::{AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, Provisioned, RateLimit};
+pub use api::{
+    AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, MAX_REPORT_BYTES, Provisioned, RateLimit,
+};
 pub use clock::{AgentClock, ClockBook, ClockPolicy};
 pub use ingest::StoreSink;
 pub use tenants::AlertingByTenant;

@@ -18,6 +18,7 @@
 
 mod chunked;
 pub mod codec;
+mod findings_import;
 mod head;
 mod ingest;
 mod postgres;
@@ -63,6 +64,13 @@ pub enum StoreError {
     TooManySeries,
     #[error("a background task of the store failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("the report holds {findings} findings, more than the limit of {limit} per report (max_report_findings)")]
+    ReportTooLarge { findings: usize, limit: usize },
+    #[error(
+        "tenant {tenant} would hold {open} open findings after this report, more than the limit of {limit} per \
+         tenant (max_open_findings); nothing of the report was stored"
+    )]
+    TooManyOpenFindings { tenant: String, open: u64, limit: u64 },
 }
 
 /// The kind of trouble behind a [`StoreError`] that a retry may get past once an operator
@@ -233,7 +241,19 @@ pub struct StoreOptions {
     pub max_future_ms: i64,
     /// Run compaction, chunk merging and retention in the background.
     pub background: bool,
+    /// Most findings one report may hold ([`DEFAULT_MAX_REPORT_FINDINGS`]); a larger one is
+    /// refused whole before anything is written.
+    pub max_report_findings: usize,
+    /// Most open findings a tenant may hold ([`DEFAULT_MAX_OPEN_FINDINGS`]); a report that
+    /// would pass it is refused whole.
+    pub max_open_findings: u64,
 }
+
+/// Default of [`StoreOptions::max_report_findings`]: twice the largest reports seen from a
+/// fleet scan, and what an import stages in a few seconds.
+pub const DEFAULT_MAX_REPORT_FINDINGS: usize = 100_000;
+/// Default of [`StoreOptions::max_open_findings`].
+pub const DEFAULT_MAX_OPEN_FINDINGS: u64 = 1_000_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -243,6 +263,8 @@ impl Default for StoreOptions {
             head_max_age: std::time::Duration::from_secs(600),
             max_future_ms: 3_600_000,
             background: true,
+            max_report_findings: DEFAULT_MAX_REPORT_FINDINGS,
+            max_open_findings: DEFAULT_MAX_OPEN_FINDINGS,
         }
     }
 }
@@ -409,9 +431,12 @@ pub trait Store: Send + Sync {
     /// The state document saved under `key`, if any.
     async fn get_state(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
 
-    /// Stores a scanner report in one transaction: new findings open, known ones seen
-    /// again (fixed ones reopened), and with `full_scan` the ones no longer reported fixed;
-    /// writes `findings_open` samples and an event per new critical finding.
+    /// Stores a scanner report whole or not at all: new findings open, known ones seen
+    /// again (fixed ones reopened, first seen kept), and with `full_scan` the ones no longer
+    /// reported fixed; writes `findings_open` samples and an event per new critical finding.
+    /// A report over [`StoreOptions::max_report_findings`], or one that would leave the
+    /// tenant over [`StoreOptions::max_open_findings`], is refused and changes nothing.
+    /// Backends must not hold other tenants' writes back for the length of a big report.
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError>;
 
     /// The latest result of every check of `tenant`, per probe, by check id.

@@ -14,16 +14,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
+use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
 use crate::records::{
-    CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, findings_open_samples,
-    latest_check, status_text,
+    CheckRow, FindingEvent, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check,
+    status_text,
 };
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport,
@@ -32,6 +33,8 @@ use crate::{
 };
 
 const DAY_MS: i64 = 86_400_000;
+/// Rows per `UNNEST` statement of a findings import (findings, series, events).
+const STAGE_PER_INSERT: usize = 10_000;
 
 /// An agent row with the count of all rows its query matched.
 #[derive(sqlx::FromRow)]
@@ -586,104 +589,129 @@ impl Store for PgStore {
         Ok(value)
     }
 
+    /// One transaction, set-based: PostgreSQL has no single writer, so a long import holds
+    /// row locks on this tenant's findings and series only, and the report is whole or
+    /// nothing by the transaction itself. The report is staged in a temporary table with
+    /// `UNNEST` arrays, then classified, fixed, upserted, counted and sampled in a handful
+    /// of statements.
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
+        let findings = unique_findings(import, self.options.max_report_findings)?;
         self.ensure_partitions(std::iter::once(import.at_ms)).await?;
-        let mut summary = ImportSummary::default();
         let mut tx = self.tenant_tx(tenant).await?;
-        let mut assets: BTreeSet<&str> = BTreeSet::new();
-        let mut reported: HashSet<(&str, &str)> = HashSet::new();
-        for finding in &import.findings {
-            assets.insert(&finding.asset);
-            if !reported.insert((&finding.asset, &finding.id)) {
-                continue; // the same finding twice in one report
-            }
-            let known: Option<(String, i64)> = sqlx::query_as(
-                "SELECT status, first_seen_ms FROM findings WHERE tenant_id = $1 AND asset = $2 AND finding_id = $3",
-            )
-            .bind(tenant)
-            .bind(&finding.asset)
-            .bind(&finding.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let first_seen = known.as_ref().map_or(import.at_ms, |(_, first)| *first);
+        sqlx::query(
+            "CREATE TEMPORARY TABLE findings_import (seq BIGINT NOT NULL, asset TEXT NOT NULL, \
+             finding_id TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL, description TEXT NOT NULL, \
+             PRIMARY KEY (asset, finding_id)) ON COMMIT DROP",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (step, part) in findings.chunks(STAGE_PER_INSERT).enumerate() {
+            let first_seq = (step * STAGE_PER_INSERT) as i64;
+            let seqs: Vec<i64> = (first_seq..first_seq + part.len() as i64).collect();
+            let column = |get: fn(&Finding) -> &str| part.iter().map(|f| get(f)).collect::<Vec<&str>>();
             sqlx::query(
-                "INSERT INTO findings (tenant_id, asset, finding_id, source, severity, title, description, status, \
-                 first_seen_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9) \
-                 ON CONFLICT (tenant_id, asset, finding_id) DO UPDATE SET source = excluded.source, \
-                 severity = excluded.severity, title = excluded.title, description = excluded.description, \
-                 status = 'open', last_seen_ms = excluded.last_seen_ms",
+                "INSERT INTO findings_import (seq, asset, finding_id, severity, title, description) \
+                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
             )
-            .bind(tenant)
-            .bind(&finding.asset)
-            .bind(&finding.id)
-            .bind(&import.source)
-            .bind(finding.severity.as_str())
-            .bind(&finding.title)
-            .bind(&finding.description)
-            .bind(first_seen)
-            .bind(import.at_ms)
+            .bind(&seqs)
+            .bind(column(|f| &f.asset))
+            .bind(column(|f| &f.id))
+            .bind(column(|f| f.severity.as_str()))
+            .bind(column(|f| &f.title))
+            .bind(column(|f| &f.description))
             .execute(&mut *tx)
             .await?;
-            let stored = Finding {
-                first_seen_ms: first_seen,
-                last_seen_ms: import.at_ms,
-                status: FindingStatus::Open,
-                ..finding.clone()
-            };
-            match known.as_ref().map(|(status, _)| status.as_str()) {
-                None => summary.new.push(stored),
-                Some("fixed") => summary.reopened.push(stored),
-                Some(_) => summary.unchanged += 1,
-            }
         }
-        if import.full_scan {
-            for asset in &assets {
-                let rows: Vec<FindingRow> = sqlx::query_as(
-                    "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms \
-                     FROM findings WHERE tenant_id = $1 AND asset = $2 AND source = $3 AND status = 'open'",
-                )
-                .bind(tenant)
-                .bind(*asset)
-                .bind(&import.source)
-                .fetch_all(&mut *tx)
-                .await?;
-                for row in rows {
-                    if reported.contains(&(*asset, row.1.as_str())) {
-                        continue;
-                    }
-                    sqlx::query(
-                        "UPDATE findings SET status = 'fixed' WHERE tenant_id = $1 AND asset = $2 AND finding_id = $3",
-                    )
-                    .bind(tenant)
-                    .bind(*asset)
-                    .bind(&row.1)
-                    .execute(&mut *tx)
-                    .await?;
-                    let mut fixed = finding_from_row(row)?;
-                    fixed.status = FindingStatus::Fixed;
-                    summary.fixed.push(fixed);
-                }
-            }
-        }
-        for asset in &assets {
-            let counts: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = $1 AND asset = $2 AND status = 'open' \
-                 GROUP BY severity",
+        // A temporary table has no statistics until asked: without them the joins below are
+        // planned for a handful of rows.
+        sqlx::query("ANALYZE findings_import").execute(&mut *tx).await?;
+        let prior: Vec<PriorState> = sqlx::query_as(
+            "SELECT s.seq, f.status, f.first_seen_ms FROM findings_import s LEFT JOIN findings f \
+             ON f.tenant_id = $1 AND f.asset = s.asset AND f.finding_id = s.finding_id \
+             WHERE f.status IS DISTINCT FROM 'open'",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        let fixed: Vec<FindingRow> = if import.full_scan {
+            sqlx::query_as(
+                "UPDATE findings f SET status = 'fixed' WHERE f.tenant_id = $1 AND f.source = $2 \
+                 AND f.status = 'open' AND f.asset IN (SELECT asset FROM findings_import) \
+                 AND NOT EXISTS (SELECT 1 FROM findings_import s WHERE s.asset = f.asset AND s.finding_id = f.finding_id) \
+                 RETURNING f.asset, f.finding_id, f.severity, f.title, f.description, f.status, f.first_seen_ms, \
+                 f.last_seen_ms",
             )
             .bind(tenant)
-            .bind(*asset)
+            .bind(&import.source)
             .fetch_all(&mut *tx)
-            .await?;
-            summary.samples.extend(findings_open_samples(tenant, asset, &counts, import.at_ms));
+            .await?
+        } else {
+            Vec::new()
+        };
+        // Sorted, so two imports of one tenant lock rows in the same order and cannot
+        // deadlock; first_seen_ms is set on insert only, so a finding that comes back keeps it.
+        sqlx::query(
+            "INSERT INTO findings (tenant_id, asset, finding_id, source, severity, title, description, status, \
+             first_seen_ms, last_seen_ms) SELECT $1, asset, finding_id, $2, severity, title, description, 'open', \
+             $3, $3 FROM findings_import ORDER BY asset, finding_id \
+             ON CONFLICT (tenant_id, asset, finding_id) DO UPDATE SET source = excluded.source, \
+             severity = excluded.severity, title = excluded.title, description = excluded.description, \
+             status = 'open', last_seen_ms = excluded.last_seen_ms",
+        )
+        .bind(tenant)
+        .bind(&import.source)
+        .bind(import.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        if prior.len() > fixed.len() {
+            let open: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM findings WHERE tenant_id = $1 AND status = 'open'")
+                    .bind(tenant)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let limit = self.options.max_open_findings;
+            if open as u64 > limit {
+                // Dropping the transaction rolls everything above back.
+                return Err(StoreError::TooManyOpenFindings { tenant: tenant.to_string(), open: open as u64, limit });
+            }
         }
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT asset, severity, count(*) FROM findings WHERE tenant_id = $1 AND status = 'open' \
+             AND asset IN (SELECT asset FROM findings_import) GROUP BY asset, severity",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        let assets = assets(&findings);
+        let mut summary = summary(import, &findings, prior, fixed)?;
+        summary.samples = open_samples(tenant, &assets, &open_values(&assets, counts), import.at_ms);
         let keys: Vec<SeriesKey> = summary.samples.iter().map(|s| s.series.clone()).collect();
-        let ids = Self::resolve_series(&mut tx, tenant, &keys).await?;
+        let mut ids = Vec::with_capacity(keys.len());
+        for part in keys.chunks(STAGE_PER_INSERT) {
+            ids.extend(Self::resolve_series(&mut tx, tenant, part).await?);
+        }
         let samples: Vec<Cow<'_, Sample>> = summary.samples.iter().map(Cow::Borrowed).collect();
         let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
-        for event in critical_finding_events(&summary)? {
-            let (asset, kind, severity) = (&event.finding.asset, event.kind, event.severity);
-            insert_event(&mut tx, tenant, asset, import.at_ms, kind, severity, &event.labels, &event.message).await?;
+        let events = critical_finding_events(&summary)?;
+        for part in events.chunks(STAGE_PER_INSERT) {
+            let column =
+                |get: for<'e> fn(&'e FindingEvent<'e>) -> &'e str| part.iter().map(|e| get(e)).collect::<Vec<&str>>();
+            sqlx::query(
+                "INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) \
+                 SELECT $1, h, $2, k, s, l, m FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+                 AS u(h, k, s, l, m)",
+            )
+            .bind(tenant)
+            .bind(import.at_ms)
+            .bind(column(|e| &e.finding.asset))
+            .bind(column(|e| e.kind))
+            .bind(column(|e| e.severity.as_str()))
+            .bind(column(|e| &e.labels))
+            .bind(column(|e| &e.message))
+            .execute(&mut *tx)
+            .await?;
         }
+        drop(events);
         tx.commit().await?;
         drop(in_flight);
         Ok(summary)

@@ -6,7 +6,8 @@ use secumon_core::{CheckResult, Finding, FindingStatus, Labels, Sample, Severity
 
 use crate::{FindingFilter, ImportSummary, LatestCheck, StoreError};
 
-const SEVERITIES: [Severity; 5] = [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+pub const SEVERITIES: [Severity; 5] =
+    [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
 
 /// `findings_open{host=asset, severity, tenant}` for every severity (so a count can fall
 /// to 0), from the asset's open counts per severity.

@@ -3,24 +3,25 @@
 //! Samples go through the [`SampleEngine`]; everything else is plain rows.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secumon_core::model::HOST_LABEL;
-use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, now_ms};
+use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
+use crate::findings_import::{PriorState, assets, open_samples, open_series, open_values, summary, unique_findings};
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
 use crate::records::{
-    CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, findings_open_samples,
-    latest_check, status_text,
+    CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check, status_text,
 };
 use crate::writer::Writer;
 use crate::{
@@ -30,6 +31,15 @@ use crate::{
 
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
 const ROWS_PER_INSERT: usize = 2_000;
+/// Staged findings (and `findings_open` series) per write transaction: a few milliseconds
+/// of the single writer each, so agents' batches get in between the steps of a big import.
+const STAGE_PER_TRANSACTION: usize = 4_000;
+/// Staged findings per INSERT: seven bound values each, under SQLite's 32 766.
+const STAGE_PER_INSERT: usize = 2_000;
+/// Staged rows deleted per write transaction once an import is done.
+const UNSTAGE_PER_TRANSACTION: usize = 10_000;
+/// Import ids are only unique among imports in flight: staged rows go at open.
+static NEXT_IMPORT: AtomicI64 = AtomicI64::new(1);
 /// How often the background task looks for due maintenance.
 const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
 /// How often retention and chunk merging run in the background.
@@ -38,6 +48,8 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 pub struct SqliteStore {
     engine: Arc<SampleEngine>,
     series_ids: SeriesCache<u32>,
+    /// `findings_open` series ids by tenant and asset (series are never deleted).
+    finding_series: Mutex<HashMap<String, HashMap<String, [u32; 5]>>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
     path: std::path::PathBuf,
 }
@@ -68,17 +80,213 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        // Left by imports a stopped process never finished: invisible, and never resumed.
+        sqlx::query("DELETE FROM findings_import").execute(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(connect).await?;
         let background = options.background;
         let engine = Arc::new(SampleEngine::new(Writer::new(writer, path)?, reader, options));
         engine.recover().await?;
-        let store =
-            Self { engine, series_ids: SeriesCache::default(), background: Mutex::new(None), path: path.to_path_buf() };
+        let store = Self {
+            engine,
+            series_ids: SeriesCache::default(),
+            finding_series: Mutex::default(),
+            background: Mutex::new(None),
+            path: path.to_path_buf(),
+        };
         if background {
             let task = tokio::spawn(run_maintenance(Arc::downgrade(&store.engine)));
             *store.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
         Ok(store)
+    }
+}
+
+/// Findings imports, in three phases so one tenant's big report never holds the single
+/// writer for long: (1) the report's rows are staged in `findings_import` and the series of
+/// its `findings_open` samples created, [`STAGE_PER_TRANSACTION`] rows per write
+/// transaction; (2) one transaction applies it with set-based statements (classify, fix,
+/// upsert, check the tenant's cap, count, samples, events), which is what makes the report
+/// whole or nothing to readers: nothing outside the staging table changes before that
+/// commit, and everything changes in it; (3) the staged rows are deleted in steps.
+/// Staged rows and series names are invisible to every query, so a failure in (1) or a
+/// refusal in (2) leaves nothing a user can see; a retry starts over with a new import id.
+impl SqliteStore {
+    async fn stage_and_apply(
+        &self,
+        tenant: &str,
+        import: &FindingsImport,
+        import_id: i64,
+        findings: &[&Finding],
+    ) -> Result<ImportSummary, StoreError> {
+        let writer = &self.engine.writer;
+        for (step, part) in findings.chunks(STAGE_PER_TRANSACTION).enumerate() {
+            let mut tx = writer.begin().await?;
+            for (insert, rows) in part.chunks(STAGE_PER_INSERT).enumerate() {
+                let first_seq = (step * STAGE_PER_TRANSACTION + insert * STAGE_PER_INSERT) as i64;
+                QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO findings_import (import_id, seq, asset, finding_id, severity, title, description) ",
+                )
+                .push_values(rows.iter().enumerate(), |mut row, (i, finding)| {
+                    row.push_bind(import_id)
+                        .push_bind(first_seq + i as i64)
+                        .push_bind(finding.asset.as_str())
+                        .push_bind(finding.id.as_str())
+                        .push_bind(finding.severity.as_str())
+                        .push_bind(finding.title.as_str())
+                        .push_bind(finding.description.as_str());
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        let assets = assets(findings);
+        let ids = self.finding_series_ids(tenant, &assets, import.at_ms).await?;
+
+        let mut tx = writer.begin().await?;
+        // Only what was not open is fetched: the rest is "unchanged" by count.
+        let prior: Vec<PriorState> = sqlx::query_as(
+            "SELECT s.seq, f.status, f.first_seen_ms FROM findings_import s LEFT JOIN findings f \
+             ON f.tenant_id = ? AND f.asset = s.asset AND f.finding_id = s.finding_id \
+             WHERE s.import_id = ? AND f.status IS NOT 'open'",
+        )
+        .bind(tenant)
+        .bind(import_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let fixed: Vec<FindingRow> = if import.full_scan {
+            sqlx::query_as(
+                "UPDATE findings SET status = 'fixed' WHERE tenant_id = ? AND source = ? AND status = 'open' \
+                 AND asset IN (SELECT asset FROM findings_import WHERE import_id = ?) \
+                 AND NOT EXISTS (SELECT 1 FROM findings_import s WHERE s.import_id = ? \
+                   AND s.asset = findings.asset AND s.finding_id = findings.finding_id) \
+                 RETURNING asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms",
+            )
+            .bind(tenant)
+            .bind(&import.source)
+            .bind(import_id)
+            .bind(import_id)
+            .fetch_all(&mut *tx)
+            .await?
+        } else {
+            Vec::new()
+        };
+        // first_seen_ms is set on insert only: a finding that comes back keeps its own.
+        sqlx::query(
+            "INSERT INTO findings (tenant_id, asset, finding_id, source, severity, title, description, status, \
+             first_seen_ms, last_seen_ms) SELECT ?, asset, finding_id, ?, severity, title, description, 'open', ?, ? \
+             FROM findings_import WHERE import_id = ? \
+             ON CONFLICT (tenant_id, asset, finding_id) DO UPDATE SET source = excluded.source, \
+             severity = excluded.severity, title = excluded.title, description = excluded.description, \
+             status = 'open', last_seen_ms = excluded.last_seen_ms",
+        )
+        .bind(tenant)
+        .bind(&import.source)
+        .bind(import.at_ms)
+        .bind(import.at_ms)
+        .bind(import_id)
+        .execute(&mut *tx)
+        .await?;
+        if prior.len() > fixed.len() {
+            let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM findings WHERE tenant_id = ? AND status = 'open'")
+                .bind(tenant)
+                .fetch_one(&mut *tx)
+                .await?;
+            let limit = self.engine.options.max_open_findings;
+            if open as u64 > limit {
+                // Dropping the transaction rolls everything above back.
+                return Err(StoreError::TooManyOpenFindings { tenant: tenant.to_string(), open: open as u64, limit });
+            }
+        }
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT asset, severity, COUNT(*) FROM findings WHERE tenant_id = ? AND status = 'open' \
+             AND asset IN (SELECT asset FROM findings_import WHERE import_id = ?) GROUP BY asset, severity",
+        )
+        .bind(tenant)
+        .bind(import_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let values = open_values(&assets, counts);
+        let mut summary = summary(import, findings, prior, fixed)?;
+        // Sample objects are built after the commit: the write-ahead record needs only ids
+        // and values, and the writer is not held for allocations.
+        let wal: Vec<WalSample> = ids
+            .iter()
+            .zip(&values)
+            .map(|(&series_id, &value)| WalSample { series_id, timestamp_ms: import.at_ms, value })
+            .collect();
+        let wal_id = SampleEngine::log(&mut tx, &wal).await?;
+        let events = critical_finding_events(&summary)?;
+        for part in events.chunks(ROWS_PER_INSERT / 8) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) ")
+                .push_values(part, |mut row, event| {
+                    row.push_bind(tenant)
+                        .push_bind(event.finding.asset.as_str())
+                        .push_bind(import.at_ms)
+                        .push_bind(event.kind)
+                        .push_bind(event.severity.as_str())
+                        .push_bind(event.labels.as_str())
+                        .push_bind(event.message.as_str());
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        let writer = tx.commit_keeping_writer().await?;
+        self.engine.append(wal_id, &wal);
+        drop(writer);
+        drop(events);
+        summary.samples = open_samples(tenant, &assets, &values, import.at_ms);
+        Ok(summary)
+    }
+
+    /// Ids of the `findings_open` series of `assets` (five each, as [`open_series`] orders
+    /// them), from the cache or created in steps of their own: 250 000 series of a
+    /// 50 000-asset report took seconds to resolve on every import otherwise.
+    async fn finding_series_ids(&self, tenant: &str, assets: &[&str], at_ms: i64) -> Result<Vec<u32>, StoreError> {
+        let missing: Vec<&str> = {
+            let cache = self.finding_series.lock().unwrap_or_else(|p| p.into_inner());
+            let known = cache.get(tenant);
+            assets.iter().copied().filter(|a| known.is_none_or(|k| !k.contains_key(*a))).collect()
+        };
+        for part in missing.chunks(STAGE_PER_TRANSACTION / 5) {
+            let keys = open_series(tenant, part, at_ms);
+            let mut tx = self.engine.writer.begin().await?;
+            let ids = resolve_series(&mut tx, tenant, &keys).await?;
+            tx.commit().await?;
+            let mut cache = self.finding_series.lock().unwrap_or_else(|p| p.into_inner());
+            let known = cache.entry(tenant.to_string()).or_default();
+            for (asset, ids) in part.iter().zip(ids.chunks_exact(5)) {
+                known.insert(asset.to_string(), [ids[0], ids[1], ids[2], ids[3], ids[4]]);
+            }
+        }
+        let cache = self.finding_series.lock().unwrap_or_else(|p| p.into_inner());
+        let known = cache.get(tenant);
+        let mut ids = Vec::with_capacity(assets.len() * 5);
+        for asset in assets {
+            let five = known
+                .and_then(|k| k.get(*asset))
+                .ok_or_else(|| StoreError::InvalidQuery(format!("no findings_open series for asset {asset}")))?;
+            ids.extend_from_slice(five);
+        }
+        Ok(ids)
+    }
+
+    /// Deletes the staged rows of an import, a step at a time.
+    async fn unstage(&self, import_id: i64, staged: usize) -> Result<(), StoreError> {
+        for first in (0..staged).step_by(UNSTAGE_PER_TRANSACTION) {
+            self.engine
+                .writer
+                .execute_alone(
+                    sqlx::query("DELETE FROM findings_import WHERE import_id = ? AND seq >= ? AND seq < ?")
+                        .bind(import_id)
+                        .bind(first as i64)
+                        .bind((first + UNSTAGE_PER_TRANSACTION) as i64),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -300,119 +508,15 @@ impl Store for SqliteStore {
     }
 
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
-        let mut summary = ImportSummary::default();
-        let mut tx = self.engine.writer.begin().await?;
-        let mut assets: BTreeSet<&str> = BTreeSet::new();
-        let mut reported: HashSet<(&str, &str)> = HashSet::new();
-        for finding in &import.findings {
-            assets.insert(&finding.asset);
-            if !reported.insert((&finding.asset, &finding.id)) {
-                continue; // the same finding twice in one report
-            }
-            let known: Option<(String, i64)> = sqlx::query_as(
-                "SELECT status, first_seen_ms FROM findings WHERE tenant_id = ? AND asset = ? AND finding_id = ?",
-            )
-            .bind(tenant)
-            .bind(&finding.asset)
-            .bind(&finding.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let first_seen = known.as_ref().map_or(import.at_ms, |(_, first)| *first);
-            sqlx::query(
-                "INSERT INTO findings (tenant_id, asset, finding_id, source, severity, title, description, status, \
-                 first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) \
-                 ON CONFLICT (tenant_id, asset, finding_id) DO UPDATE SET source = excluded.source, \
-                 severity = excluded.severity, title = excluded.title, description = excluded.description, \
-                 status = 'open', last_seen_ms = excluded.last_seen_ms",
-            )
-            .bind(tenant)
-            .bind(&finding.asset)
-            .bind(&finding.id)
-            .bind(&import.source)
-            .bind(finding.severity.as_str())
-            .bind(&finding.title)
-            .bind(&finding.description)
-            .bind(first_seen)
-            .bind(import.at_ms)
-            .execute(&mut *tx)
-            .await?;
-            let stored = Finding {
-                first_seen_ms: first_seen,
-                last_seen_ms: import.at_ms,
-                status: FindingStatus::Open,
-                ..finding.clone()
-            };
-            match known.as_ref().map(|(status, _)| status.as_str()) {
-                None => summary.new.push(stored),
-                Some("fixed") => summary.reopened.push(stored),
-                Some(_) => summary.unchanged += 1,
-            }
+        let findings = unique_findings(import, self.engine.options.max_report_findings)?;
+        let import_id = NEXT_IMPORT.fetch_add(1, Ordering::Relaxed);
+        let result = self.stage_and_apply(tenant, import, import_id, &findings).await;
+        // Applied or refused, the staged rows are of no more use; if this fails too, the
+        // next open deletes them.
+        if let Err(error) = self.unstage(import_id, findings.len()).await {
+            tracing::warn!(%error, import_id, "staged findings not deleted; they go at the next open");
         }
-        if import.full_scan {
-            for asset in &assets {
-                let rows: Vec<FindingRow> = sqlx::query_as(
-                    "SELECT asset, finding_id, severity, title, description, status, first_seen_ms, last_seen_ms \
-                     FROM findings WHERE tenant_id = ? AND asset = ? AND source = ? AND status = 'open'",
-                )
-                .bind(tenant)
-                .bind(*asset)
-                .bind(&import.source)
-                .fetch_all(&mut *tx)
-                .await?;
-                for row in rows {
-                    if reported.contains(&(*asset, row.1.as_str())) {
-                        continue;
-                    }
-                    sqlx::query(
-                        "UPDATE findings SET status = 'fixed' WHERE tenant_id = ? AND asset = ? AND finding_id = ?",
-                    )
-                    .bind(tenant)
-                    .bind(*asset)
-                    .bind(&row.1)
-                    .execute(&mut *tx)
-                    .await?;
-                    let mut fixed = finding_from_row(row)?;
-                    fixed.status = FindingStatus::Fixed;
-                    summary.fixed.push(fixed);
-                }
-            }
-        }
-        // Open findings per asset and severity, every severity written so a count can fall to 0.
-        for asset in &assets {
-            let counts: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = ? AND asset = ? AND status = 'open' GROUP BY severity",
-            )
-            .bind(tenant)
-            .bind(*asset)
-            .fetch_all(&mut *tx)
-            .await?;
-            summary.samples.extend(findings_open_samples(tenant, asset, &counts, import.at_ms));
-        }
-        let keys: Vec<SeriesKey> = summary.samples.iter().map(|s| s.series.clone()).collect();
-        let ids = resolve_series(&mut tx, tenant, &keys).await?;
-        let wal: Vec<WalSample> = summary
-            .samples
-            .iter()
-            .zip(ids)
-            .map(|(s, series_id)| WalSample { series_id, timestamp_ms: s.timestamp_ms, value: s.value })
-            .collect();
-        let wal_id = SampleEngine::log(&mut tx, &wal).await?;
-        for event in critical_finding_events(&summary)? {
-            sqlx::query("INSERT INTO events (tenant_id, host, ts, kind, severity, labels, message) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(tenant)
-                .bind(&event.finding.asset)
-                .bind(import.at_ms)
-                .bind(event.kind)
-                .bind(event.severity.as_str())
-                .bind(&event.labels)
-                .bind(&event.message)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let writer = tx.commit_keeping_writer().await?;
-        self.engine.append(wal_id, &wal);
-        drop(writer);
-        Ok(summary)
+        result
     }
 
     async fn latest_checks(&self, tenant: &str) -> Result<Vec<LatestCheck>, StoreError> {

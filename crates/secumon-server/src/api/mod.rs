@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -134,11 +135,14 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/alert-rules/{id}", get(get_rule).put(update_rule).delete(delete_rule))
         .route("/api/v1/alert-rules/{id}/test", get(test_rule))
         .route("/api/v1/alert-rules/{id}/history", get(rule_history))
-        .route("/api/v1/findings", get(list_findings).post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT)))
+        .route(
+            "/api/v1/findings",
+            get(list_findings).post(import_findings).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
+        )
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/checks", get(latest_checks))
         .route("/api/v1/logs/hosts/{id}", get(host_logs))
-        .route("/api/v1/integrations/secuscan", post(import_secuscan).layer(DefaultBodyLimit::max(MAX_REPORT)))
+        .route("/api/v1/integrations/secuscan", post(import_secuscan).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)))
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
@@ -328,8 +332,11 @@ async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<
     Ok(Json(serde_json::json!({"checks": checks})))
 }
 
-/// Largest scanner report accepted in one request.
-const MAX_REPORT: usize = 64 * 1024 * 1024;
+/// Largest scanner report accepted in one request, in bytes: a report of the store's
+/// default cap of 100 000 findings (`StoreOptions::max_report_findings`) takes about 16 MiB
+/// in SecuMon's JSON, twice that leaves room for SARIF's verbosity. A larger body is
+/// refused with 413 `report_too_large` before it is parsed.
+pub const MAX_REPORT_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -359,14 +366,34 @@ async fn import_findings(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ImportParams>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
     caller.require(Role::Operator)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "report_too_large",
+                format!("the report is larger than the limit of {MAX_REPORT_BYTES} bytes per report"),
+            )
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
     let origin = params.origin.unwrap_or_else(|| "report".into());
-    let text =
-        std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("{origin}: not UTF-8 text: {e}")))?;
-    let report = secumon_findings::parse(text, &origin, params.format.as_deref())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Parsing megabytes of JSON is CPU work: off the runtime's workers, which also serve
+    // agents' pushes.
+    let format = params.format;
+    let report = tokio::task::spawn_blocking(move || {
+        let text =
+            std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("{origin}: not UTF-8 text: {e}")))?;
+        secumon_findings::parse(text, &origin, format.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "findings parser task failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the report could not be parsed")
+    })??;
     let import = FindingsImport {
         source: report.format.to_string(),
         findings: report.findings,
@@ -399,7 +426,7 @@ async fn import_secuscan(
     state: State<ApiState>,
     caller: Caller,
     params: ApiQuery<ImportParams>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
     import_findings(state, caller, params, body).await
 }
@@ -838,6 +865,12 @@ impl From<StoreError> for ApiError {
             refused @ StoreError::FutureTimestamp { .. } => Self::bad_request(refused.to_string()),
             refused @ StoreError::TenantMismatch { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", refused.to_string())
+            }
+            refused @ StoreError::ReportTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "report_too_large", refused.to_string())
+            }
+            refused @ StoreError::TooManyOpenFindings { .. } => {
+                Self::new(StatusCode::CONFLICT, "findings_limit", refused.to_string())
             }
             other if other.fault().is_some() => {
                 let fault = other.fault().map(|f| f.to_string()).unwrap_or_default();

@@ -430,12 +430,12 @@ impl Accounts {
     /// server's operator, on its machine.
     async fn manageable(&self, name: &str, tenant: Option<&str>, by_super_admin: bool) -> Result<UserView, AuthError> {
         let user = self.user(name, tenant).await?;
-        if let Some(tenant) = tenant.filter(|_| !by_super_admin) {
-            if user.super_admin || user.roles.keys().any(|t| t != tenant) {
-                return Err(AuthError::Forbidden(format!(
-                    "{name} is a super-admin or has roles in other tenants: only a super-admin may change them"
-                )));
-            }
+        if let Some(tenant) = tenant.filter(|_| !by_super_admin)
+            && (user.super_admin || user.roles.keys().any(|t| t != tenant))
+        {
+            return Err(AuthError::Forbidden(format!(
+                "{name} is a super-admin or has roles in other tenants: only a super-admin may change them"
+            )));
         }
         Ok(user)
     }

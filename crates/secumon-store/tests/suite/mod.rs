@@ -40,6 +40,8 @@ macro_rules! store_suite {
             alert_history_is_kept_per_tenant_and_rule_newest_first,
             rejects_nonsense_queries,
             findings_open_fix_reopen_with_samples_and_events,
+            fifty_thousand_findings_on_as_many_assets_are_stored_right,
+            findings_caps_refuse_a_report_whole_naming_the_limit,
             compaction_keeps_every_sample_and_queries_merge_chunks_and_head,
             special_values_come_back_bit_for_bit,
             far_future_samples_are_refused_naming_the_series,
@@ -567,4 +569,107 @@ pub async fn retention_expires_logs_events_and_history(backend: &dyn Backend) {
     let logs = store.recent_logs("default", "h", 10).await.unwrap();
     assert_eq!(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), vec!["new"]);
     assert_eq!(store.alert_history("default", None, 10).await.unwrap(), vec![history(now - day)]);
+}
+
+/// A report of `count` findings, one per asset `host-{i}`, every fifth critical.
+fn fleet_report(count: usize, id: impl Fn(usize) -> String) -> Vec<secumon_core::Finding> {
+    (0..count)
+        .map(|i| {
+            let severity = if i % 5 == 0 { Severity::Critical } else { Severity::High };
+            vuln(&id(i), &format!("host-{i}"), severity)
+        })
+        .collect()
+}
+
+/// The size of the issue-17 report: every finding stored, a full scan fixes what an asset
+/// no longer lists, a finding that comes back keeps its first-seen time, and the
+/// `findings_open` samples and critical events add up.
+pub async fn fifty_thousand_findings_on_as_many_assets_are_stored_right(backend: &dyn Backend) {
+    use secumon_core::FindingStatus;
+    use secumon_store::{FindingFilter, FindingsImport};
+    const N: usize = 50_000;
+    let store = backend.open().await;
+    let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
+    let count = |status: FindingStatus| {
+        let store = &store;
+        async move {
+            let filter = FindingFilter { status: Some(status), limit: 200_000, ..Default::default() };
+            store.list_findings("acme", &filter).await.unwrap()
+        }
+    };
+
+    let summary = store.import_findings("acme", &import(fleet_report(N, |_| "CVE-A".into()), t0())).await.unwrap();
+    assert_eq!((summary.new.len(), summary.reopened.len(), summary.fixed.len()), (N, 0, 0));
+    assert_eq!(summary.samples.len(), N * 5, "five severities per asset");
+    let critical_ones = summary.samples.iter().filter(|s| s.series.labels["severity"] == "critical");
+    assert_eq!(critical_ones.map(|s| s.value).sum::<f64>(), (N / 5) as f64);
+    assert_eq!(count(FindingStatus::Open).await.len(), N);
+
+    // The next full scan lists CVE-B instead of CVE-A on the first 10 000 assets.
+    let second = fleet_report(N, |i| if i < 10_000 { "CVE-B".into() } else { "CVE-A".into() });
+    let summary = store.import_findings("acme", &import(second, t0() + 1_000)).await.unwrap();
+    assert_eq!((summary.new.len(), summary.fixed.len(), summary.unchanged), (10_000, 10_000, 40_000));
+    assert!(summary.fixed.iter().all(|f| f.id == "CVE-A" && f.status == FindingStatus::Fixed));
+
+    // CVE-A comes back on host-0..999: reopened with its first-seen time; CVE-B fixed there.
+    let third = fleet_report(1_000, |_| "CVE-A".into());
+    let summary = store.import_findings("acme", &import(third, t0() + 2_000)).await.unwrap();
+    assert_eq!((summary.reopened.len(), summary.fixed.len(), summary.new.len()), (1_000, 1_000, 0));
+    assert!(summary.reopened.iter().all(|f| f.first_seen_ms == t0() && f.last_seen_ms == t0() + 2_000));
+    let open = count(FindingStatus::Open).await;
+    let fixed = count(FindingStatus::Fixed).await;
+    assert_eq!((open.len(), fixed.len()), (N, 10_000));
+    let host0 = store
+        .list_findings("acme", &FindingFilter { asset: Some("host-0".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(
+        host0.iter().map(|f| (f.id.as_str(), f.status, f.first_seen_ms)).collect::<Vec<_>>(),
+        vec![("CVE-A", FindingStatus::Open, t0()), ("CVE-B", FindingStatus::Fixed, t0() + 1_000)]
+    );
+    // An asset the last report did not cover keeps its count.
+    let query = RangeQuery {
+        selector: SeriesSelector::new("findings_open").with("severity", "critical").with("host", "host-10"),
+        start_ms: t0() - 1,
+        end_ms: t0() + 3_000,
+        step_ms: 1_000,
+        aggregation: Aggregation::Last,
+    };
+    let series = store.query_range("acme", &query).await.unwrap();
+    assert_eq!(series.len(), 1);
+    let values: Vec<f64> = series[0].points.iter().map(|p| p.value).collect();
+    assert!(values.len() >= 2 && values.iter().all(|v| *v == 1.0), "{values:?}");
+    store.close().await;
+}
+
+/// A report over the per-report cap, or one that would take the tenant over its cap of
+/// open findings, is refused with the limit named, and nothing of it is stored.
+pub async fn findings_caps_refuse_a_report_whole_naming_the_limit(backend: &dyn Backend) {
+    use secumon_store::{FindingFilter, FindingsImport};
+    let options = StoreOptions { max_report_findings: 3_000, max_open_findings: 5_000, ..test_options() };
+    let store = backend.open_with(options).await;
+    let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
+    let listed = |tenant: &'static str| {
+        let store = &store;
+        async move { store.list_findings(tenant, &FindingFilter { limit: 10_000, ..Default::default() }).await.unwrap() }
+    };
+
+    let error = store.import_findings("acme", &import(fleet_report(3_001, |_| "CVE-A".into()), t0())).await;
+    let error = error.unwrap_err();
+    assert!(matches!(error, StoreError::ReportTooLarge { findings: 3_001, limit: 3_000 }), "{error}");
+    assert!(error.to_string().contains("3001 findings") && error.to_string().contains("3000"), "{error}");
+    assert!(listed("acme").await.is_empty());
+
+    store.import_findings("acme", &import(fleet_report(3_000, |_| "CVE-A".into()), t0())).await.unwrap();
+    // 3 000 open + 2 500 new on other assets: over 5 000, refused whole.
+    let more: Vec<_> = fleet_report(5_500, |_| "CVE-B".into()).into_iter().skip(3_000).collect();
+    let error = store.import_findings("acme", &import(more.clone(), t0() + 1_000)).await.unwrap_err();
+    assert!(matches!(error, StoreError::TooManyOpenFindings { open: 5_500, limit: 5_000, .. }), "{error}");
+    assert!(error.to_string().contains("5500") && error.to_string().contains("5000"), "{error}");
+    assert_eq!(listed("acme").await.len(), 3_000, "nothing of the refused report is stored");
+    // Another tenant has its own count; a smaller report still goes in.
+    store.import_findings("globex", &import(more[..2_000].to_vec(), t0() + 1_000)).await.unwrap();
+    store.import_findings("acme", &import(more[..2_000].to_vec(), t0() + 2_000)).await.unwrap();
+    assert_eq!(listed("acme").await.len(), 5_000);
+    store.close().await;
 }
