@@ -201,11 +201,19 @@ impl ServerArgs {
     }
 }
 
+/// Colour codes only for a person at a terminal: a log file, a pipe or journald would keep
+/// the raw escapes, and `NO_COLOR` (no-color.org) turns them off whatever the output.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -234,11 +242,16 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
     match command {
         Command::Server { server } => {
             let running = Server::start(server.config()?).await.context("cannot start the server")?;
+            // A server alone must also say how to get in: without a first user nobody could.
+            let token_file = bootstrap_first_admin(&running, &server.data_dir).await?;
             println!(
                 "SecuMon server: REST API on http://{}/api/v1, gRPC ingest on {}",
                 running.api_addr(),
                 running.grpc_addr()
             );
+            if token_file.exists() {
+                println!("  CLI token    export SECUMON_TOKEN=$(cat {})", token_file.display());
+            }
             shutdown_signal().await;
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -320,13 +333,13 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
     println!("  data         {}", args.data_dir.display());
     println!("  local agent  host {host:?}, every {}", humantime::format_duration(interval));
     println!("  CLI token    export SECUMON_TOKEN=$(cat {})", token_file.display());
-    println!("Try: secumon query cpu_usage_ratio --server http://{}", server.api_addr());
+    println!("Try: secumon query cpu_usage_ratio --server http://{}   (after the export above)", server.api_addr());
     agent.run(shutdown_signal()).await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// On a server without users, creates the super-admin `admin` (password printed once) and an
+/// On a server without users (`up` or `server`), creates the super-admin `admin` (password printed once) and an
 /// admin API key for the local CLI and console, kept in `cli.token` (mode 0600). Returns
 /// that file's path.
 async fn bootstrap_first_admin(server: &Server, data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
