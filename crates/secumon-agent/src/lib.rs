@@ -177,7 +177,7 @@ impl Agent {
     /// What was not delivered by then stays in the spool for the next run.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = pin!(shutdown);
-        let (stop, pusher) = spawn_pusher(self.client.clone());
+        let (stop, mut pusher) = spawn_pusher(self.client.clone());
         let checks = std::mem::take(&mut self.settings.probe_checks);
         let probing = (!checks.is_empty()).then(|| {
             let origin = Origin {
@@ -193,9 +193,16 @@ impl Agent {
         });
         let mut ticker = tokio::time::interval(self.settings.metrics.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The pusher ends before the shutdown only when the server revoked this agent:
+        // collecting on would fill the spool with batches nobody will take.
+        let mut pusher_done = false;
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = &mut pusher => {
+                    pusher_done = true;
+                    break;
+                }
                 _ = ticker.tick() => {}
             }
             // Not raced against the shutdown: a batch half-way into the spool is finished,
@@ -206,7 +213,9 @@ impl Agent {
         if let Some(probing) = probing {
             let _ = probing.await;
         }
-        let _ = pusher.await;
+        if !pusher_done {
+            let _ = pusher.await;
+        }
         tracing::info!(agent_id = %self.agent_id, "agent stopped");
     }
 

@@ -8,14 +8,20 @@ use secumon_agent::{Agent, AgentSettings, SetupOptions, shutdown_signal};
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 
+/// Exit code of an agent the server revoked (1 is any other failure, 2 a configuration
+/// error): a service manager or script can tell that restarting will not help.
+const EXIT_REVOKED: u8 = 3;
+
 /// Collects this host's metrics and pushes them to the SecuMon server.
+///
+/// Exit codes: 0 stopped, 1 failure, 2 configuration error, 3 revoked by the server.
 ///
 /// Example: secumon-agent --config /etc/secumon/agent.yaml
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Agent configuration file.
-    #[arg(long, short, default_value = "/etc/secumon/agent.yaml")]
+    /// Agent configuration file (for `setup`, the one it writes); before or after `setup`.
+    #[arg(long, short, global = true, default_value = "/etc/secumon/agent.yaml")]
     config: PathBuf,
     /// Only validate the configuration, then exit.
     #[arg(long)]
@@ -58,10 +64,18 @@ enum Command {
     },
 }
 
+/// Colour codes only for a person at a terminal (the log goes to stdout): a log file, a pipe or journald would keep
+/// the raw escapes, and `NO_COLOR` (no-color.org) turns them off whatever the output.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_ansi(log_colours())
         .init();
     if let Some(Command::Setup { collector, token, state_dir, name, force }) = args.command {
         return run_setup(SetupOptions {
@@ -118,8 +132,15 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match Agent::open(settings) {
             Ok(agent) => {
+                let client = agent.push_client();
                 agent.run(shutdown_signal()).await;
-                ExitCode::SUCCESS
+                match client.revoked() {
+                    Some(reason) => {
+                        eprintln!("secumon-agent: revoked by the server: {reason}");
+                        ExitCode::from(EXIT_REVOKED)
+                    }
+                    None => ExitCode::SUCCESS,
+                }
             }
             Err(error) => {
                 eprintln!("secumon-agent: {error}");

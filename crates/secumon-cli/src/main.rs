@@ -121,7 +121,8 @@ enum SecretsCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check an agent configuration file; errors name the file, line and key.
+    /// Check an agent, probe or rules file (told apart by their top-level keys); errors
+    /// name the file, line and key; exit code 2 when the file is not valid.
     ///
     /// Example: secumon config check /etc/secumon/agent.yaml
     Check { file: PathBuf },
@@ -201,11 +202,19 @@ impl ServerArgs {
     }
 }
 
+/// Colour codes only for a person at a terminal: a log file, a pipe or journald would keep
+/// the raw escapes, and `NO_COLOR` (no-color.org) turns them off whatever the output.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -234,11 +243,16 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
     match command {
         Command::Server { server } => {
             let running = Server::start(server.config()?).await.context("cannot start the server")?;
+            // A server alone must also say how to get in: without a first user nobody could.
+            let token_file = bootstrap_first_admin(&running, &server.data_dir).await?;
             println!(
                 "SecuMon server: REST API on http://{}/api/v1, gRPC ingest on {}",
                 running.api_addr(),
                 running.grpc_addr()
             );
+            if token_file.exists() {
+                println!("  CLI token    export SECUMON_TOKEN=$(cat {})", token_file.display());
+            }
             shutdown_signal().await;
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -276,20 +290,68 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
             probe.run(shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config { command: ConfigCommand::Check { file } } => match AgentConfig::load(&file) {
-            Ok(config) => {
-                if let Err(error) = AgentSettings::from_config(&config) {
-                    eprintln!("secumon: {}: {error}", file.display());
-                    return Ok(ExitCode::from(2));
-                }
-                println!("{}: ok", file.display());
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(error) => {
-                eprintln!("secumon: {error}");
-                Ok(ExitCode::from(2))
-            }
+        Command::Config { command: ConfigCommand::Check { file } } => Ok(check_config(&file)),
+    }
+}
+
+/// The kinds of configuration file `secumon config check` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigKind {
+    Agent,
+    Probe,
+    Rules,
+}
+
+/// Tells a file's kind by its top-level keys: a probe file has `probe:` or `checks:`, a
+/// rules file `rules:` or `channels:`; anything else (including YAML that does not parse,
+/// whose error the agent schema then reports with its line) is read as an agent file.
+fn config_kind(text: &str) -> ConfigKind {
+    let Ok(serde_yaml_ng::Value::Mapping(top)) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return ConfigKind::Agent;
+    };
+    let has = |key: &str| top.contains_key(key);
+    if has("probe") || has("checks") {
+        ConfigKind::Probe
+    } else if has("rules") || has("channels") {
+        ConfigKind::Rules
+    } else {
+        ConfigKind::Agent
+    }
+}
+
+/// `secumon config check FILE`: 0 and `FILE: ok (KIND file)`, or 2 and the located error.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let kind = match std::fs::read_to_string(file) {
+        Ok(text) => config_kind(&text),
+        // The loaders below report the unreadable file in their own words.
+        Err(_) => ConfigKind::Agent,
+    };
+    let outcome: Result<String, String> = match kind {
+        ConfigKind::Agent => match AgentConfig::load(file) {
+            Ok(config) => match AgentSettings::from_config(&config) {
+                Ok(_) => Ok("agent file".into()),
+                Err(error) => Err(format!("{}: {error}", file.display())),
+            },
+            Err(error) => Err(error.to_string()),
         },
+        ConfigKind::Probe => match ProbeConfig::load(file) {
+            Ok(config) => Ok(format!("probe file, {} checks", config.checks.len())),
+            Err(error) => Err(error.to_string()),
+        },
+        ConfigKind::Rules => match rules::check_file(file) {
+            Ok(summary) => Ok(summary),
+            Err(errors) => Err(errors.join("\n")),
+        },
+    };
+    match outcome {
+        Ok(summary) => {
+            println!("{}: ok ({summary})", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("secumon: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -320,13 +382,13 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
     println!("  data         {}", args.data_dir.display());
     println!("  local agent  host {host:?}, every {}", humantime::format_duration(interval));
     println!("  CLI token    export SECUMON_TOKEN=$(cat {})", token_file.display());
-    println!("Try: secumon query cpu_usage_ratio --server http://{}", server.api_addr());
+    println!("Try: secumon query cpu_usage_ratio --server http://{}   (after the export above)", server.api_addr());
     agent.run(shutdown_signal()).await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// On a server without users, creates the super-admin `admin` (password printed once) and an
+/// On a server without users (`up` or `server`), creates the super-admin `admin` (password printed once) and an
 /// admin API key for the local CLI and console, kept in `cli.token` (mode 0600). Returns
 /// that file's path.
 async fn bootstrap_first_admin(server: &Server, data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {

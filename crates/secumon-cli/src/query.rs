@@ -13,7 +13,8 @@ use crate::units::human_value;
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
-    /// Metric name, e.g. cpu_usage_ratio, memory_used_bytes, load1.
+    /// Metric name, optionally with label matchers (`=`, `!=`), e.g. cpu_usage_ratio,
+    /// load1, 'filesystem_used_ratio{mountpoint="/"}'. A `host` matcher picks the host.
     metric: String,
     /// Host to query; defaults to this machine's host name.
     #[arg(long)]
@@ -35,13 +36,105 @@ pub struct QueryArgs {
     json: bool,
 }
 
+/// One label matcher of a selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Matcher {
+    label: String,
+    equal: bool,
+    value: String,
+}
+
+impl Matcher {
+    fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        (labels.get(&self.label).map(String::as_str).unwrap_or("") == self.value) == self.equal
+    }
+}
+
+/// `name` or `name{label="value",label!="value"}`: what `secumon query` can ask the history
+/// endpoint (one metric of one host) and filter here. Anything else (functions, operators,
+/// regex matchers, ranges) is refused with a message that says so, rather than sent as a
+/// metric name that can only come back empty.
+fn parse_selector(text: &str) -> Result<(String, Vec<Matcher>), String> {
+    let unsupported = |what: &str| {
+        format!(
+            "`{text}`: {what}; `secumon query` takes one metric name with optional label matchers \
+             (`=`, `!=`), e.g. 'filesystem_used_ratio{{mountpoint=\"/\"}}' (PromQL expressions are \
+             for alert rules: `secumon rules test`)"
+        )
+    };
+    let text = text.trim();
+    let (name, rest) = match text.find('{') {
+        Some(at) => (&text[..at], Some(&text[at..])),
+        None => (text, None),
+    };
+    let name = name.trim();
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    if !is_name(name) {
+        return Err(unsupported(if name.contains('(') {
+            "functions are not supported"
+        } else if name.contains('[') {
+            "range vectors are not supported"
+        } else if name.is_empty() {
+            "a metric name is needed before the braces"
+        } else {
+            "this is not a metric name (operators are not supported)"
+        }));
+    }
+    let Some(rest) = rest else { return Ok((name.to_string(), Vec::new())) };
+    let Some(body) = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) else {
+        return Err(unsupported("only a selector may follow the metric name (no range, operator or function)"));
+    };
+    let mut matchers = Vec::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let label_end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let label = &rest[..label_end];
+        let after = rest[label_end..].trim_start();
+        let (equal, after) = if let Some(after) = after.strip_prefix("!=") {
+            (false, after)
+        } else if after.starts_with("=~") || after.starts_with("!~") {
+            return Err(unsupported("regular-expression matchers (=~, !~) are not supported"));
+        } else if let Some(after) = after.strip_prefix('=') {
+            (true, after)
+        } else {
+            return Err(unsupported("a matcher is `label=\"value\"` or `label!=\"value\"`"));
+        };
+        if label.is_empty() {
+            return Err(unsupported("a matcher needs a label name"));
+        }
+        let after = after.trim_start();
+        let Some(quoted) = after.strip_prefix('"') else {
+            return Err(unsupported("matcher values are double-quoted"));
+        };
+        let Some(close) = quoted.find('"') else { return Err(unsupported("a matcher value is not closed")) };
+        matchers.push(Matcher { label: label.to_string(), equal, value: quoted[..close].to_string() });
+        rest = quoted[close + 1..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+    Ok((name.to_string(), matchers))
+}
+
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let host = match args.host {
-        Some(host) => host,
-        None => secumon_agent::system_host_name()?,
+    let (metric, mut matchers) = match parse_selector(&args.metric) {
+        Ok(selector) => selector,
+        Err(message) => {
+            eprintln!("secumon: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // `{host="web-1"}` names the host the way --host does.
+    let host_matcher = matchers.iter().position(|m| m.label == "host" && m.equal);
+    let host = match (args.host, host_matcher) {
+        (Some(host), _) => host,
+        (None, Some(at)) => matchers.remove(at).value,
+        (None, None) => secumon_agent::system_host_name()?,
     };
     let url = format!("{}/api/v1/metrics/hosts/{host}/history", args.server.trim_end_matches('/'));
-    let mut params = vec![("metric", args.metric.as_str()), ("period", &args.period), ("agg", &args.agg)];
+    let mut params = vec![("metric", metric.as_str()), ("period", &args.period), ("agg", &args.agg)];
     if let Some(step) = &args.step {
         params.push(("step", step));
     }
@@ -49,14 +142,42 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         Ok(body) => body,
         Err(code) => return Ok(code),
     };
+    let mut history: History = serde_json::from_value(body).context("unexpected answer shape")?;
+    let before = history.series.len();
+    let mut seen: Vec<String> = Vec::new();
+    if !matchers.is_empty() {
+        history.series.retain(|series| {
+            let keep = matchers.iter().all(|m| m.matches(&series.labels));
+            if !keep {
+                seen.extend(
+                    matchers.iter().filter_map(|m| series.labels.get(&m.label).map(|v| format!("{}={v:?}", m.label))),
+                );
+            }
+            keep
+        });
+    }
     if args.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
+        emit(&format!("{}\n", serde_json::to_string_pretty(&history)?))?;
     } else {
-        let history: History = serde_json::from_value(body).context("unexpected answer shape")?;
         emit(&render_table(&history, &args.period))?;
-        if history.series.is_empty() {
-            return Ok(ExitCode::from(1));
+    }
+    if history.series.is_empty() {
+        if before > 0 {
+            seen.sort();
+            seen.dedup();
+            eprintln!(
+                "secumon: {before} series of {metric} on {host}, none matching {}; their values: {}",
+                args.metric,
+                if seen.is_empty() { "none of those labels".to_string() } else { seen.join(", ") }
+            );
+        } else {
+            eprintln!(
+                "secumon: the server has no {metric} for host {host:?} in the last {}: check the metric name \
+                 (README, \"What the agent collects\") and the host (--host; `GET /api/v1/agents` lists them)",
+                args.period
+            );
         }
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -122,6 +243,36 @@ mod tests {
             table,
             "cpu_core_usage_ratio{core=\"0\"} on web-1 (avg per 1m)\n  TIME (UTC)                       VALUE\n  2023-11-14T22:13:20             25.0 %\n  2023-11-14T22:14:20                NaN\n"
         );
+    }
+
+    #[test]
+    fn selectors_are_parsed_and_what_is_not_supported_is_said() {
+        let m = |label: &str, equal, value: &str| Matcher { label: label.into(), equal, value: value.into() };
+        assert_eq!(parse_selector("load1").unwrap(), ("load1".to_string(), vec![]));
+        assert_eq!(
+            parse_selector(r#"filesystem_used_ratio{mountpoint="/"}"#).unwrap(),
+            ("filesystem_used_ratio".to_string(), vec![m("mountpoint", true, "/")])
+        );
+        assert_eq!(
+            parse_selector(r#"cpu_core_usage_ratio{ core != "0" , host="web-1",}"#).unwrap(),
+            ("cpu_core_usage_ratio".to_string(), vec![m("core", false, "0"), m("host", true, "web-1")])
+        );
+        for (bad, says) in [
+            ("rate(cpu_seconds_total[5m])", "functions are not supported"),
+            ("load1 > 2", "operators are not supported"),
+            ("load1[5m]", "range vectors"),
+            (r#"x{a=~"b.*"}"#, "regular-expression matchers"),
+            (r#"x{a="b"}[5m]"#, "only a selector"),
+            ("x{a=b}", "double-quoted"),
+            (r#"{a="b"}"#, "a metric name is needed"),
+        ] {
+            let error = parse_selector(bad).unwrap_err();
+            assert!(error.contains(says) && error.contains("label matchers"), "{bad}: {error}");
+        }
+        let labels = [("mountpoint".to_string(), "/".to_string())].into_iter().collect();
+        assert!(m("mountpoint", true, "/").matches(&labels));
+        assert!(!m("mountpoint", false, "/").matches(&labels));
+        assert!(m("device", false, "sda").matches(&labels), "a missing label is the empty value");
     }
 
     #[test]

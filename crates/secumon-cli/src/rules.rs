@@ -1,6 +1,6 @@
 //! `secumon rules`: list, add, test and delete alert rules through the REST API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use secumon_alert::RuleFile;
@@ -26,8 +26,15 @@ enum RulesCommand {
     ///
     /// Example: secumon rules list
     List,
-    /// Add the rules of a YAML file (`rules: [...]`, as in a rules file), checked here
-    /// first; `--replace` updates rules that exist already.
+    /// Check a rules file without a server, as `promtool check rules` does: rules,
+    /// channels and the channels the rules name; exit code 0 when valid, 1 with
+    /// `file:line:column: key: message` errors when not.
+    ///
+    /// Example: secumon rules check examples/alerting.yaml
+    Check { file: PathBuf },
+    /// Add the rules of a YAML file (`rules: [...]`, as in a rules file), all or none:
+    /// checked here first, channels against the server's; `--replace` updates rules that
+    /// exist already.
     ///
     /// Example: secumon rules add disk-rules.yaml
     Add {
@@ -57,38 +64,19 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
             print(&body, args.json, || render_rules(body["rules"].as_array().map(Vec::as_slice).unwrap_or(&[])))?;
             Ok(ExitCode::SUCCESS)
         }
-        RulesCommand::Add { file, replace } => {
-            let rules = match RuleFile::load(&file) {
-                Ok(parsed) => parsed.rules,
-                Err(error) => {
-                    eprintln!("secumon: {error}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            let existing: Vec<String> = match send(http.get(&api), &args.server).await? {
-                Ok(body) => body["rules"]
-                    .as_array()
-                    .map(|rules| rules.iter().filter_map(|r| r["id"].as_str().map(str::to_string)).collect())
-                    .unwrap_or_default(),
-                Err(code) => return Ok(code),
-            };
-            for rule in rules {
-                let name = rule.name().to_string();
-                let body = serde_json::to_value(&rule)?;
-                let (request, done) = if replace && existing.contains(&name) {
-                    (http.put(format!("{api}/{name}")).json(&body), "replaced")
-                } else {
-                    (http.post(&api).json(&body), "added")
-                };
-                if let Err(code) = send(request, &args.server).await? {
-                    return Ok(code);
-                }
-                if !args.json {
-                    println!("{done} {name}");
-                }
+        RulesCommand::Check { file } => Ok(match check_file(&file) {
+            Ok(summary) => {
+                println!("{}: ok ({summary})", file.display());
+                ExitCode::SUCCESS
             }
-            Ok(ExitCode::SUCCESS)
-        }
+            Err(errors) => {
+                for error in errors {
+                    eprintln!("{error}");
+                }
+                ExitCode::from(1)
+            }
+        }),
+        RulesCommand::Add { file, replace } => add(&http, &api, &args.server, &file, replace, args.json).await,
         RulesCommand::Test { id } => {
             let body = match send(http.get(format!("{api}/{id}/test")), &args.server).await? {
                 Ok(body) => body,
@@ -108,6 +96,189 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `secumon rules add`: every rule goes in or none does. Everything that can be checked
+/// before a change is (the file, the channels the server has, rules that exist already);
+/// if the server still refuses one, the rules added or replaced before it are put back.
+async fn add(
+    http: &reqwest::Client,
+    api: &str,
+    server: &str,
+    file: &Path,
+    replace: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("secumon: {}: cannot read: {error}", file.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let origin = file.display().to_string();
+    let rules = match RuleFile::parse(&text, &origin) {
+        Ok(parsed) => parsed.rules,
+        Err(error) => {
+            eprintln!("secumon: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let existing: Vec<(String, Value)> = match send(http.get(api), server).await? {
+        Ok(body) => body["rules"]
+            .as_array()
+            .map(|rules| {
+                rules.iter().filter_map(|r| Some((r["id"].as_str()?.to_string(), r["rule"].clone()))).collect()
+            })
+            .unwrap_or_default(),
+        Err(code) => return Ok(code),
+    };
+    let integrations = format!("{}/api/v1/integrations", server.trim_end_matches('/'));
+    let channels: Vec<String> = match send(http.get(&integrations), server).await? {
+        Ok(body) => body["integrations"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|i| i["kind"] == "notification_channel")
+                    .filter_map(|i| i["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(code) => return Ok(code),
+    };
+    let mut errors = Vec::new();
+    for rule in &rules {
+        for channel in named_channels(&rule.spec) {
+            if !channels.iter().any(|c| c == channel) {
+                errors.push(format!(
+                    "{origin}:{}: key `channels`: rule {:?}: the server has no channel named {channel:?} \
+                     (channels: {channels:?})",
+                    channel_line(&text, rule.name(), channel),
+                    rule.name()
+                ));
+            }
+        }
+        if !replace && existing.iter().any(|(id, _)| id == rule.name()) {
+            errors.push(format!(
+                "{origin}:{}: rule {:?} exists already (pass --replace to update it)",
+                rule_line(&text, rule.name()),
+                rule.name()
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        for error in &errors {
+            eprintln!("secumon: {error}");
+        }
+        eprintln!("secumon: nothing was added");
+        // A channel the server lacks is a fault of the file (2); a name taken, of the state (1).
+        let usage = errors.iter().any(|e| e.contains("key `channels`"));
+        return Ok(ExitCode::from(if usage { 2 } else { 1 }));
+    }
+    // What each change undoes: delete an added rule, put a replaced rule's old body back.
+    let mut undo: Vec<(String, Option<Value>)> = Vec::new();
+    let mut done = Vec::new();
+    for rule in &rules {
+        let name = rule.name().to_string();
+        let body = serde_json::to_value(rule)?;
+        let previous = existing.iter().find(|(id, _)| *id == name).map(|(_, rule)| rule.clone());
+        let (request, verb) = match &previous {
+            Some(_) => (http.put(format!("{api}/{name}")).json(&body), "replaced"),
+            None => (http.post(api).json(&body), "added"),
+        };
+        let outcome = send(request, server).await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            let mut left = Vec::new();
+            for (name, previous) in undo.iter().rev() {
+                let request = match previous {
+                    Some(old) => http.put(format!("{api}/{name}")).json(old),
+                    None => http.delete(format!("{api}/{name}")),
+                };
+                if !matches!(send(request, server).await, Ok(Ok(_))) {
+                    left.push(name.as_str());
+                }
+            }
+            eprintln!("secumon: {origin}:{}: rule {name:?} refused; nothing was added", rule_line(&text, &name));
+            if !left.is_empty() {
+                eprintln!("secumon: could not undo the change to {left:?}: check them with `secumon rules list`");
+            }
+            return match outcome {
+                Ok(Err(code)) => Ok(code),
+                Err(error) => Err(error),
+                Ok(Ok(_)) => unreachable!("handled above"),
+            };
+        }
+        undo.push((name.clone(), previous));
+        done.push(format!("{verb} {name}"));
+    }
+    if !json {
+        emit(&done.iter().map(|line| format!("{line}\n")).collect::<String>())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every channel a rule names, its first level and its escalation levels.
+fn named_channels(spec: &secumon_alert::RuleSpec) -> impl Iterator<Item = &String> {
+    spec.channels.iter().chain(spec.escalation.iter().flat_map(|level| level.channels.iter()))
+}
+
+/// `secumon rules check`: a one-line summary, or every error found as
+/// `file:line:column: key: message` (`file:line: ...` for channel references).
+pub fn check_file(file: &Path) -> Result<String, Vec<String>> {
+    let origin = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|error| vec![format!("{origin}: cannot read: {error}")])?;
+    let parsed = RuleFile::parse(&text, &origin).map_err(|error| vec![error.to_string()])?;
+    let mut errors = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for rule in &parsed.rules {
+        if !seen.insert(rule.name()) {
+            errors.push(format!(
+                "{origin}:{}: key `name`: rule {:?} is defined twice",
+                rule_line(&text, rule.name()),
+                rule.name()
+            ));
+        }
+        // A file without `channels:` is one for `rules add`, whose channels are the server's.
+        if parsed.channels.is_empty() {
+            continue;
+        }
+        for channel in named_channels(&rule.spec) {
+            if !parsed.channels.contains_key(channel) {
+                let known: Vec<&String> = parsed.channels.keys().collect();
+                errors.push(format!(
+                    "{origin}:{}: key `channels`: rule {:?} names no channel of this file: {channel:?} \
+                     (channels: {known:?})",
+                    channel_line(&text, rule.name(), channel),
+                    rule.name()
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(format!("{} rules, {} channels", parsed.rules.len(), parsed.channels.len()))
+    } else {
+        Err(errors)
+    }
+}
+
+/// The 1-based line of a rule's `name:` in the file (1 if not found). The YAML parser keeps
+/// no positions once a rule is read, so the rule is found again by its name in the text.
+fn rule_line(text: &str, name: &str) -> usize {
+    let pattern = format!(r#"(^|[\s{{,-])name:\s*["']?{}["']?\s*($|[,}}#])"#, regex::escape(name));
+    let Ok(pattern) = regex::Regex::new(&pattern) else { return 1 };
+    text.lines().position(|line| pattern.is_match(line)).map_or(1, |index| index + 1)
+}
+
+/// The line, at or after the rule's `name:`, where the rule names `channel`.
+fn channel_line(text: &str, rule: &str, channel: &str) -> usize {
+    let start = rule_line(text, rule);
+    let pattern = format!(r#"(^|[\s\[,:"'-]){}($|[\s\],"'#])"#, regex::escape(channel));
+    let Ok(pattern) = regex::Regex::new(&pattern) else { return start };
+    text.lines()
+        .enumerate()
+        .skip(start - 1)
+        .find(|(_, line)| pattern.is_match(line))
+        .map_or(start, |(index, _)| index + 1)
 }
 
 fn print(body: &Value, json: bool, table: impl FnOnce() -> String) -> anyhow::Result<()> {
@@ -197,6 +368,17 @@ mod tests {
         assert!(lines[2].contains("no data for 2m") && lines[2].ends_with("ops,pager"));
         assert!(lines[3].contains("/oom/ count > 0 in 5m"));
         assert_eq!(render_rules(&[]), "no alert rule\n");
+    }
+
+    #[test]
+    fn rules_and_their_channels_are_found_by_line() {
+        let text = "rules:\n  - name: DiskFull\n    expr: x > 1\n    severity: critical\n    channels: [ops]\n  \
+                    - {name: Other, expr: y > 1, severity: info, channels: [pager]}\n";
+        assert_eq!(rule_line(text, "DiskFull"), 2);
+        assert_eq!(rule_line(text, "Other"), 6);
+        assert_eq!(rule_line(text, "Disk"), 1, "a prefix is not the name");
+        assert_eq!(channel_line(text, "DiskFull", "ops"), 5);
+        assert_eq!(channel_line(text, "Other", "pager"), 6);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub enum Range {
 }
 
 impl Range {
+    /// Shortest first: `[` and `]` step through them on the Host screen.
+    pub const ALL: [Range; 4] = [Range::Minutes15, Range::Hour, Range::Day, Range::Week];
+
     pub fn period(self) -> &'static str {
         match self {
             Range::Minutes15 => "15m",
@@ -446,13 +449,17 @@ impl App {
             }
             KeyCode::Tab | KeyCode::Right => self.switch(1),
             KeyCode::BackTab | KeyCode::Left => self.switch(View::TABS.len() - 1),
-            KeyCode::Char(c @ '1'..='5') if self.view != View::Host => {
+            // Digits always switch views, as the tab bar numbers them; the chart range has its
+            // own keys so that `3` on the Host screen does not mean something else there.
+            KeyCode::Char(c @ '1'..='5') => {
                 self.view = View::TABS[c as usize - '1' as usize];
                 self.selected = 0;
                 None
             }
-            KeyCode::Char(c @ '1'..='4') => {
-                self.range = [Range::Minutes15, Range::Hour, Range::Day, Range::Week][c as usize - '1' as usize];
+            KeyCode::Char(c @ ('[' | ']')) if self.view == View::Host => {
+                let at = Range::ALL.iter().position(|r| *r == self.range).unwrap_or(1);
+                let next = if c == '[' { at.saturating_sub(1) } else { (at + 1).min(Range::ALL.len() - 1) };
+                self.range = Range::ALL[next];
                 self.host.as_ref().map(|h| Command::LoadHost { host: h.host.clone(), range: self.range })
             }
             KeyCode::Down | KeyCode::Char('j') => {
@@ -664,11 +671,32 @@ mod tests {
         assert_eq!(command, Some(Command::LoadHost { host: "web-2".into(), range: Range::Hour }));
         assert_eq!(app.view, View::Host);
         assert_eq!(
-            app.update(key(KeyCode::Char('3'))),
+            app.update(key(KeyCode::Char(']'))),
+            Some(Command::LoadHost { host: "web-2".into(), range: Range::Day })
+        );
+        app.update(key(KeyCode::Char(']')));
+        assert_eq!(
+            app.update(key(KeyCode::Char(']'))),
+            Some(Command::LoadHost { host: "web-2".into(), range: Range::Week }),
+            "the longest range stays"
+        );
+        assert_eq!(
+            app.update(key(KeyCode::Char('['))),
             Some(Command::LoadHost { host: "web-2".into(), range: Range::Day })
         );
         app.update(key(KeyCode::Esc));
         assert_eq!(app.view, View::Overview);
+    }
+
+    #[test]
+    fn digits_on_the_host_screen_switch_views_as_the_tab_bar_says() {
+        let mut app = App::new("http://x");
+        app.update(Event::Data(hosts()));
+        app.update(key(KeyCode::Enter));
+        assert_eq!(app.view, View::Host);
+        assert_eq!(app.update(key(KeyCode::Char('3'))), None, "no chart reload");
+        assert_eq!(app.view, View::Checks, "`3 Checks` in the tab bar");
+        assert_eq!(app.range, Range::Hour, "the range did not move");
     }
 
     #[test]

@@ -289,19 +289,15 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
         .rev()
         .map(|l| Line::from(l.as_str()))
         .collect();
-    let ranges = [Range::Minutes15, Range::Hour, Range::Day, Range::Week]
+    let ranges = Range::ALL
         .iter()
-        .enumerate()
-        .map(
-            |(i, r)| {
-                if *r == range { format!("[{} {}]", i + 1, r.period()) } else { format!("{} {}", i + 1, r.period()) }
-            },
-        )
+        .map(|r| if *r == range { format!("<{}>", r.period()) } else { r.period().to_string() })
         .collect::<Vec<_>>()
         .join(" ");
     frame.render_widget(
-        Paragraph::new(lines)
-            .block(Block::bordered().title(format!(" {} — recent logs — range: {ranges} — Esc back ", detail.host))),
+        Paragraph::new(lines).block(
+            Block::bordered().title(format!(" {} — recent logs — range ([ ]): {ranges} — Esc back ", detail.host)),
+        ),
         logs,
     );
 }
@@ -471,7 +467,8 @@ fn findings(app: &App, frame: &mut Frame, area: Rect) {
 
 fn help(frame: &mut Frame) {
     let lines = [
-        "1-5 / Tab   switch view (on Host: 1-4 pick the range)",
+        "1-5 / Tab   switch view",
+        "[ ]         chart range shorter / longer (Host)",
         "Enter       open the host (Overview), a check's details (Checks)",
         "↑↓ j k      move",
         "/           filter hosts by name",
@@ -671,10 +668,16 @@ mod tests {
         assert!(text.lines().any(|l| l.contains("/data") && l.contains("40.0%")), "{text}");
         assert!(text.lines().any(|l| l.contains("postgres") && l.contains("35.0%")), "{text}");
         assert!(text.contains("Memory %: 60.00%") && text.contains("Load: no data"), "{text}");
-        assert!(text.contains("Accepted publickey") && text.contains("[2 1h]"), "{text}");
+        assert!(text.contains("Accepted publickey") && text.contains("range ([ ]): 15m <1h> 24h 7d"), "{text}");
+        // The tab bar numbers the views 1-5; no digit may mean a range on this screen.
+        assert!(text.contains("3 Checks"), "{text}");
+        assert!(!text.contains("2 1h") && !text.contains("3 24h"), "{text}");
 
         state.help = true;
-        assert!(screen(&state, 80, 24).contains("Help — any key closes"));
+        let help = screen(&state, 80, 24);
+        assert!(help.contains("Help — any key closes"));
+        assert!(help.contains("[ ]         chart range shorter / longer (Host)"), "{help}");
+        assert!(!help.contains("1-4"), "{help}");
     }
 
     #[test]

@@ -105,6 +105,8 @@ struct Inner {
     rejected: AtomicU64,
     /// Send-time stamps and the clock offset the acks measure.
     clock: SendClock,
+    /// The server's word that this agent was revoked; `run` stops for good once set.
+    revoked: Mutex<Option<String>>,
 }
 
 impl PushClient {
@@ -124,6 +126,7 @@ impl PushClient {
                 duplicates: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 clock: SendClock::default(),
+                revoked: Mutex::new(None),
             }),
         })
     }
@@ -164,8 +167,15 @@ impl PushClient {
         }
     }
 
+    /// The server's reason, once it has said that this agent was revoked (then
+    /// [`PushClient::run`] has returned without waiting for its shutdown).
+    pub fn revoked(&self) -> Option<String> {
+        self.inner.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Connects, delivers everything the spool holds and then each new batch, until
-    /// `shutdown` completes. Reconnects with exponential backoff after any failure.
+    /// `shutdown` completes or the server says this agent was revoked. Reconnects with
+    /// exponential backoff after any other failure.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = pin!(shutdown);
         let config = &self.inner.config;
@@ -179,6 +189,16 @@ impl PushClient {
             };
             self.inner.connected.store(false, Ordering::Relaxed);
             if let Err(error) = failure {
+                // Retrying would spool forever under "unreachable": only a new enrollment helps.
+                if let TransportError::Status(status) = &error
+                    && crate::gate::is_revocation(status)
+                {
+                    tracing::error!(endpoint = %config.endpoint, reason = status.message(),
+                        "this agent was revoked by the server; stopping (enroll it again with `secumon-agent setup`)");
+                    *self.inner.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(status.message().to_string());
+                    break;
+                }
                 if outage.is_none() {
                     tracing::warn!(endpoint = %config.endpoint, %error,
                         "server unreachable; batches are kept in the spool until it is back");

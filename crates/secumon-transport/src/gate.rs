@@ -44,9 +44,12 @@ pub enum GateError {
     /// No or wrong credentials; the agent may renew its session and retry.
     #[error("{0}")]
     Unauthenticated(String),
-    /// Known but not allowed (revoked, used token).
+    /// Known but not allowed (used token, replaced certificate).
     #[error("{0}")]
     Denied(String),
+    /// The agent was revoked: no retry or renewal will help, it must be enrolled again.
+    #[error("{0}")]
+    Revoked(String),
     /// A malformed request (bad CSR, bad agent id).
     #[error("{0}")]
     Invalid(String),
@@ -60,10 +63,28 @@ impl From<GateError> for Status {
         match error {
             GateError::Unauthenticated(message) => Status::unauthenticated(message),
             GateError::Denied(message) => Status::permission_denied(message),
+            GateError::Revoked(message) => revoked_status(message),
             GateError::Invalid(message) => Status::invalid_argument(message),
             GateError::Unavailable(message) => Status::unavailable(message),
         }
     }
+}
+
+/// gRPC metadata key the server sets on the permission-denied status that answers a
+/// revoked agent, so the agent can tell "revoked" (stop) from any other refusal (retry)
+/// without parsing the message.
+pub const REVOKED_METADATA: &str = "secumon-agent-revoked";
+
+/// The status a revoked agent gets for a push or a session renewal.
+pub fn revoked_status(message: impl Into<String>) -> Status {
+    let mut status = Status::permission_denied(message);
+    status.metadata_mut().insert(REVOKED_METADATA, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
+/// Whether `status` is the server saying this agent was revoked.
+pub fn is_revocation(status: &Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied && status.metadata().contains_key(REVOKED_METADATA)
 }
 
 /// The server's agent authority.

@@ -32,7 +32,7 @@ pub mod grpc {
 
 pub use client::{PushClient, PushClientConfig, PushStats};
 pub use enroll::{Enrolled, ProvisioningToken, SessionFile, enroll};
-pub use gate::{AgentGate, GateError, Peer, PeerCredentials};
+pub use gate::{AgentGate, GateError, Peer, PeerCredentials, REVOKED_METADATA, is_revocation, revoked_status};
 pub use outbox::{MemoryStats, Outbox};
 pub use service::{BatchSink, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
 pub use spool::{Spool, SpoolError, SpoolStats};

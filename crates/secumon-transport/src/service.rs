@@ -111,7 +111,11 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                 let Some(message) = message else {
                     let agent = admitted.agent_id.as_deref().unwrap_or_default();
                     tracing::info!(?peer, %agent, "agent revoked; its stream is closed");
-                    let _ = acks.send(Err(Status::permission_denied(format!("agent {agent} was revoked")))).await;
+                    let _ = acks
+                        .send(Err(crate::gate::revoked_status(format!(
+                            "agent {agent} was revoked; enroll it again with a new token"
+                        ))))
+                        .await;
                     break;
                 };
                 let batch = match message {

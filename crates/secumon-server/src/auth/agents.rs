@@ -228,7 +228,7 @@ impl AgentAuthority {
             .map_err(unavailable)?
             .ok_or_else(|| GateError::Denied(format!("agent {agent_id} is not enrolled")))?;
         if record.revoked_ms.is_some() {
-            return Err(GateError::Denied(format!("agent {agent_id} was revoked; enroll it again with a new token")));
+            return Err(GateError::Revoked(format!("agent {agent_id} was revoked; enroll it again with a new token")));
         }
         if record.cert_sha256 != sha256_hex(der) {
             return Err(GateError::Denied(format!(
