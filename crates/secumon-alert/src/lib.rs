@@ -36,6 +36,7 @@ pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, EngineSt
 pub use expr::{Comparison, Condition, ExprError};
 pub use group::{Grouper, Notification};
 pub use notify::{
-    ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, WebhookNotifier, signature,
+    ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    WebhookNotifier, signature,
 };
 pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, RuleSource, RuleSpec, SourceKind, render_template};

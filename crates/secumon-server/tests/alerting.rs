@@ -9,16 +9,18 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use secumon_alert::{RuleFile, SIGNATURE_HEADER, signature};
+use secumon_alert::{RuleFile, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 use secumon_core::{IngestBatch, Labels, Sample, now_ms};
 use secumon_server::{Server, ServerConfig};
 use secumon_transport::{PushClient, PushClientConfig};
 
-type Deliveries = Arc<Mutex<Vec<(Instant, Option<String>, Bytes)>>>;
+/// When each notification arrived, its `(timestamp, signature)` headers and its body.
+type Deliveries = Arc<Mutex<Vec<(Instant, Option<(String, String)>, Bytes)>>>;
 
 async fn receive(State(deliveries): State<Deliveries>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    deliveries.lock().unwrap().push((Instant::now(), signature, body));
+    let header = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_string);
+    let signed = header(TIMESTAMP_HEADER).zip(header(SIGNATURE_HEADER));
+    deliveries.lock().unwrap().push((Instant::now(), signed, body));
     StatusCode::OK
 }
 
@@ -93,9 +95,14 @@ async fn a_crossing_sample_notifies_on_arrival() {
         assert!(Instant::now() < deadline, "no notification arrived");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (arrived, signature_header, body) = deliveries.lock().unwrap()[0].clone();
+    let (arrived, signed, body) = deliveries.lock().unwrap()[0].clone();
     eprintln!("sample enqueued on the agent → webhook received: {:?}", arrived - sent);
-    assert_eq!(signature_header, Some(signature("k3y", &body)));
+    // What a receiver checks: the signature covers the timestamp, and the timestamp is fresh.
+    let (timestamp, signature_header) = signed.expect("timestamp and signature headers");
+    let timestamp: i64 = timestamp.parse().unwrap();
+    assert!((now_ms() / 1_000 - timestamp).abs() <= 5, "signed just now: {timestamp}");
+    assert_eq!(signature_header, signature("k3y", timestamp, &body));
+    assert_ne!(signature_header, signature("k3y", timestamp - 600, &body), "a replay with an old timestamp fails");
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["rule"], "RoomTooHot");
     assert_eq!(json["status"], "firing");
