@@ -9,7 +9,8 @@ use secumon_core::{Finding, FindingStatus, Labels, LogRecord, Sample};
 use serde::{Deserialize, Serialize};
 
 use crate::expr::SampleWindow;
-use crate::rule::{AlertSeverity, Rule, RuleSource, render_template};
+use crate::rule::{AlertSeverity, Rule, RuleSource};
+use crate::template::render_template;
 
 /// Where an alert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

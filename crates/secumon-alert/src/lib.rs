@@ -31,6 +31,7 @@ mod expr;
 mod group;
 mod notify;
 mod rule;
+mod template;
 
 pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, EngineState, Silence, Transition};
 pub use expr::{Comparison, Condition, ExprError};
@@ -39,4 +40,5 @@ pub use notify::{
     ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER,
     WebhookNotifier, signature,
 };
-pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, RuleSource, RuleSpec, SourceKind, render_template};
+pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, RuleSource, RuleSpec, SourceKind};
+pub use template::{check_template, render_template};

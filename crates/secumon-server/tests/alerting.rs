@@ -41,7 +41,9 @@ rules:
   - name: RoomTooHot
     expr: temperature_celsius > 30
     severity: critical
-    annotations: {{summary: "{{{{ $labels.room }}}} is at {{{{ $value }}}}°C"}}
+    annotations:
+      summary: "{{{{ $labels.room }}}} is at {{{{ $value }}}}°C"
+      rounded: "{{{{ $value | printf \"%.0f\" }}}}°C, {{{{ humanizePercentage 0.355 }}}} of the limit"
     channels: [ops]
 channels:
   ops: {{type: webhook, url: "{hook}", secret: "k3y"}}
@@ -110,6 +112,7 @@ async fn a_crossing_sample_notifies_on_arrival() {
     assert_eq!(json["alerts"][0]["labels"]["room"], "a");
     assert_eq!(json["alerts"][0]["labels"]["host"], "dc-1");
     assert_eq!(json["alerts"][0]["annotations"]["summary"], "a is at 35.5°C");
+    assert_eq!(json["alerts"][0]["annotations"]["rounded"], "36°C, 35.5% of the limit");
 
     let api = format!("http://{}/api/v1", server.api_addr());
     let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
