@@ -74,9 +74,16 @@ pub struct RuleSpec {
     /// Check rules: which checks, by `check`, `kind` or `target` (all when empty).
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub check: Labels,
-    /// Agent rules: silence this long means the agent is down.
+    /// Agent rules: silence this long means the agent is down. Metric and check rules: an
+    /// alert whose data stopped (stale) resolves after this long without data; unset, it
+    /// stays stale until data returns or an operator resolves it.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub no_data: Option<Duration>,
+    /// Agent rules: also watch sources pushing through `POST /ingest` (agent ids
+    /// `api:<tenant>:<source>`), which are scripts rather than agents and, by default, never
+    /// "down".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_sources: bool,
     /// Log rules: a regular expression lines must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
@@ -224,15 +231,17 @@ fn compile(spec: &RuleSpec) -> Result<RuleSource, String> {
     }
     let expr = spec.expr.as_deref().map(str::trim);
     let allowed: &[&str] = match spec.source {
-        SourceKind::Metric | SourceKind::Finding => &["expr"],
-        SourceKind::Check => &["expr", "check"],
-        SourceKind::Agent => &["no_data"],
+        SourceKind::Metric => &["expr", "no_data"],
+        SourceKind::Finding => &["expr"],
+        SourceKind::Check => &["expr", "check", "no_data"],
+        SourceKind::Agent => &["no_data", "api_sources"],
         SourceKind::Log => &["expr", "pattern", "log_source", "window"],
     };
     let given = [
         ("expr", spec.expr.is_some()),
         ("check", !spec.check.is_empty()),
         ("no_data", spec.no_data.is_some()),
+        ("api_sources", spec.api_sources),
         ("pattern", spec.pattern.is_some()),
         ("log_source", spec.log_source.is_some()),
         ("window", spec.window.is_some()),
