@@ -772,7 +772,7 @@ rules:
     }
 
     #[test]
-    fn stale_data_resolves_and_silences_mark_transitions() {
+    fn stale_data_makes_alerts_stale_and_silences_mark_transitions() {
         let mut engine = engine("rules:\n  - {name: Hot, expr: temp > 50, severity: warning}\n");
         let temp =
             |host: &str, ts, v| Sample::new("temp", Labels::from([("host".to_string(), host.to_string())]), ts, v);
