@@ -87,7 +87,8 @@ skip_reason() {
     *192.0.2.*|*198.51.100.*|*example.com*|*example.net*|*shop.example*|*mail.example*)
       echo "scans a documentation address (never sent off this machine)" ;;
     scripts/test*) echo "the test suite itself" ;;
-    *"alerts ack ID"*) echo "needs a firing alert's id (crates/secumon-cli/tests/rules_cli.rs)" ;;
+    *"alerts ack ID"*|*"alerts resolve ID"*) echo "needs a firing alert's id (crates/secumon-cli/tests/rules_cli.rs)" ;;
+    *"alerts unsilence ID"*) echo "needs a silence's id (crates/secumon-server/tests/alerting.rs)" ;;
     *) return 1 ;;
   esac
 }

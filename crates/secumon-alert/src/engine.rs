@@ -1,6 +1,10 @@
 //! The alert state machine: inactive → pending (`for`) → firing → resolved, evaluated when
 //! samples arrive rather than on a fixed tick, with timers for `for`, `resolve_after` and
 //! data going stale; acknowledgements and silences by label matchers.
+//!
+//! Missing data is not "all clear": a firing alert whose series stops reporting turns
+//! `stale` (kept, shown, nobody told it resolved) until data returns, the rule's `no_data`
+//! runs out, or an operator resolves it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
@@ -9,7 +13,8 @@ use secumon_core::{Finding, FindingStatus, Labels, LogRecord, Sample};
 use serde::{Deserialize, Serialize};
 
 use crate::expr::SampleWindow;
-use crate::rule::{AlertSeverity, Rule, RuleSource, render_template};
+use crate::rule::{AlertSeverity, Rule, RuleSource};
+use crate::template::render_template;
 
 /// Where an alert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -18,6 +23,8 @@ pub enum AlertState {
     Inactive,
     Pending,
     Firing,
+    /// Was firing, and its data stopped: not known to be fine, so not resolved.
+    Stale,
     Resolved,
 }
 
@@ -51,6 +58,9 @@ pub struct Acknowledgement {
 /// Mutes alerts whose labels include all of `matchers`, from `starts_ms` to `ends_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silence {
+    /// Given by [`AlertEngine::add_silence`]; what expiring it early names.
+    #[serde(default)]
+    pub id: String,
     pub matchers: Labels,
     pub starts_ms: i64,
     pub ends_ms: i64,
@@ -78,6 +88,12 @@ pub struct ActiveAlert {
     pub acknowledged: Option<Acknowledgement>,
     /// Escalation levels notified so far.
     pub escalation_level: u32,
+    /// The rule's annotations filled in for this alert (`summary`, `description`, ...).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Since when the alert's data has been missing (state `stale`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_since_ms: Option<i64>,
     /// When the condition became false while firing (waiting out `resolve_after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     clear_since_ms: Option<i64>,
@@ -166,7 +182,10 @@ impl AlertEngine {
                 self.alerts.insert((index, alert.labels.clone()), alert);
             }
         }
-        self.silences = state.silences;
+        self.silences = Vec::new();
+        for silence in state.silences {
+            self.add_silence(silence);
+        }
     }
 
     /// Metric names the rules read, and how far back they look: what to preload.
@@ -200,6 +219,7 @@ impl AlertEngine {
             }
             if wanted {
                 self.window.push(&sample.series, sample.timestamp_ms, sample.value);
+                self.window.mark_live(&sample.series);
             }
         }
         let mut transitions = Vec::new();
@@ -213,16 +233,76 @@ impl AlertEngine {
     /// no-data alerts resolve.
     pub fn agent_seen(&mut self, agent: Labels, at_ms: i64, now_ms: i64) -> Vec<Transition> {
         // Only an alert about this agent can change; firing waits for `tick`.
-        let alerting = self.alerts.iter().any(|((index, labels), _)| {
-            matches!(self.rules[*index].source, RuleSource::Agent { .. })
-                && agent.iter().all(|(k, v)| labels.get(k) == Some(v))
-        });
+        let alerting = self.agent_alerting(&agent);
         let last = self.agents.entry(agent).or_insert(at_ms);
         *last = (*last).max(at_ms);
         if !alerting {
             return Vec::new();
         }
         self.evaluate_where(now_ms, |source| matches!(source, RuleSource::Agent { .. }))
+    }
+
+    /// Takes back, after a restart, an agent last heard from at `last_seen_ms` while the
+    /// server itself only came up at `restart_ms`. The agent could not have sent anything
+    /// while the server was down, so it gets a full `no_data` from `restart_ms`, except
+    /// when an alert about it was already pending or firing: that one stays as it was (a
+    /// restart is no news about the agent), so it neither vanishes nor pages again.
+    pub fn agent_known(&mut self, agent: Labels, last_seen_ms: i64, restart_ms: i64) {
+        let alerting = self.agent_alerting(&agent);
+        let seen = if alerting { last_seen_ms } else { last_seen_ms.max(restart_ms) };
+        let last = self.agents.entry(agent).or_insert(seen);
+        *last = (*last).max(seen);
+    }
+
+    /// Forgets an agent that was deleted or revoked, so it never counts as down; alerts
+    /// about it resolve (their receivers should not keep an incident nobody will close).
+    pub fn forget_agent(&mut self, agent_id: &str, now_ms: i64) -> Vec<Transition> {
+        self.agents.retain(|labels, _| labels.get("agent_id").map(String::as_str) != Some(agent_id));
+        let mut gone: Vec<(usize, Labels)> = self
+            .alerts
+            .keys()
+            .filter(|(index, labels)| {
+                matches!(self.rules[*index].source, RuleSource::Agent { .. })
+                    && labels.get("agent_id").map(String::as_str) == Some(agent_id)
+            })
+            .cloned()
+            .collect();
+        gone.sort();
+        let mut out = Vec::new();
+        for key in gone {
+            let Some(alert) = self.alerts.remove(&key) else { continue };
+            out.push(self.end(key.0, alert, now_ms));
+        }
+        out
+    }
+
+    /// An operator's word that a firing or stale alert is over (say, a check that was
+    /// removed for good). If its condition still holds, it fires again as a new alert.
+    pub fn resolve_id(&mut self, id: &str, now_ms: i64) -> Option<Transition> {
+        let key = self
+            .alerts
+            .iter()
+            .find(|(_, a)| a.id == id && matches!(a.state, AlertState::Firing | AlertState::Stale))
+            .map(|(key, _)| key.clone())?;
+        let alert = self.alerts.remove(&key)?;
+        Some(self.end(key.0, alert, now_ms))
+    }
+
+    /// The transition of an alert taken out of the engine: a pending one ends unheard of, a
+    /// firing or stale one resolves on every level that heard of it.
+    fn end(&self, index: usize, alert: ActiveAlert, now_ms: i64) -> Transition {
+        let (to, channels) = match alert.state {
+            AlertState::Pending => (AlertState::Inactive, Vec::new()),
+            _ => (AlertState::Resolved, resolution_channels(&self.rules[index], &alert)),
+        };
+        self.transition(index, alert.labels, (alert.state, to), now_ms, alert.value, channels)
+    }
+
+    fn agent_alerting(&self, agent: &Labels) -> bool {
+        self.alerts.iter().any(|((index, labels), _)| {
+            matches!(self.rules[*index].source, RuleSource::Agent { .. })
+                && agent.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
     }
 
     /// Counts log lines (from the host these labels name) against log rules.
@@ -300,8 +380,36 @@ impl AlertEngine {
         }
     }
 
-    pub fn add_silence(&mut self, silence: Silence) {
+    /// Adds a silence and returns its id (the one it has, or a new one).
+    pub fn add_silence(&mut self, mut silence: Silence) -> String {
+        if silence.id.is_empty() || self.silences.iter().any(|s| s.id == silence.id) {
+            silence.id = self.new_silence_id(&silence);
+        }
+        let id = silence.id.clone();
         self.silences.push(silence);
+        id
+    }
+
+    /// Ends a silence now, before its time; `None` if no current silence has this id.
+    pub fn expire_silence(&mut self, id: &str, now_ms: i64) -> Option<Silence> {
+        let silence = self.silences.iter_mut().find(|s| s.id == id && s.ends_ms > now_ms)?;
+        silence.ends_ms = now_ms;
+        let expired = silence.clone();
+        self.silences.retain(|s| s.ends_ms > now_ms);
+        Some(expired)
+    }
+
+    /// A hash of the silence's content, made unique among the current silences.
+    fn new_silence_id(&self, silence: &Silence) -> String {
+        let text = format!("{:?}{}{}{}", silence.matchers, silence.starts_ms, silence.created_by, silence.comment);
+        let mut salt = 0u64;
+        loop {
+            let id = fnv_hex(&format!("{text}\u{0}{salt}"));
+            if !self.silences.iter().any(|s| s.id == id) {
+                return id;
+            }
+            salt += 1;
+        }
     }
 
     /// Silences not yet over at `now_ms` (ended ones are forgotten).
@@ -317,8 +425,14 @@ impl AlertEngine {
             RuleSource::Series(condition) => condition.firing(&self.window, now_ms),
             RuleSource::Agent { no_data } => {
                 let silent_ms = no_data.as_millis() as i64;
+                // Scripts pushing through the API are not agents that can go down, unless
+                // the rule asks for them.
+                let api_sources = rule.spec.api_sources;
                 self.agents
                     .iter()
+                    .filter(|(labels, _)| {
+                        api_sources || !labels.get("agent_id").is_some_and(|id| id.starts_with("api:"))
+                    })
                     .filter(|(_, last)| now_ms - **last >= silent_ms)
                     .map(|(labels, last)| (labels.clone(), (now_ms - last) as f64 / 1000.0))
                     .collect()
@@ -366,9 +480,16 @@ impl AlertEngine {
         let for_ms = rule.spec.for_duration.as_millis() as i64;
         let mut still: Vec<Labels> = Vec::with_capacity(holding.len());
         for (series_labels, value) in holding {
-            let labels = alert_labels(rule, series_labels);
-            still.push(labels.clone());
+            let labels = alert_labels(rule, series_labels.clone());
             let key = (index, labels.clone());
+            // History preloaded at start keeps existing alerts going; it does not raise new
+            // ones (it may come from a check that is no longer configured).
+            if !self.alerts.contains_key(&key)
+                && rule.condition().is_some_and(|c| !c.has_live_data(&self.window, &series_labels))
+            {
+                continue;
+            }
+            still.push(labels.clone());
             let change = match self.alerts.get_mut(&key) {
                 None => {
                     let state = if for_ms == 0 { AlertState::Firing } else { AlertState::Pending };
@@ -382,26 +503,41 @@ impl AlertEngine {
                         severity: rule.spec.severity,
                         acknowledged: None,
                         escalation_level: 0,
+                        annotations: annotate(rule, &labels, value),
+                        stale_since_ms: None,
                         clear_since_ms: None,
                     };
                     self.alerts.insert(key, alert);
                     Some((AlertState::Inactive, state))
                 }
                 Some(alert) => {
-                    alert.value = value;
+                    if alert.value != value {
+                        alert.value = value;
+                        alert.annotations = annotate(rule, &labels, value);
+                    }
                     alert.clear_since_ms = None;
                     if alert.state == AlertState::Pending && now_ms - alert.since_ms >= for_ms {
                         alert.state = AlertState::Firing;
                         alert.since_ms = now_ms;
                         Some((AlertState::Pending, AlertState::Firing))
+                    } else if alert.state == AlertState::Stale {
+                        // Data is back and still bad: it never stopped firing for the
+                        // receivers, so they hear nothing new.
+                        alert.state = AlertState::Firing;
+                        alert.stale_since_ms = None;
+                        Some((AlertState::Stale, AlertState::Firing))
                     } else {
                         None
                     }
                 }
             };
             if let Some((from, to)) = change {
-                // Only firing is worth waking someone for; pending is history.
-                let channels = if to == AlertState::Firing { rule.spec.channels.clone() } else { Vec::new() };
+                // Only firing is worth waking someone for; pending and back-from-stale are history.
+                let channels = if to == AlertState::Firing && from != AlertState::Stale {
+                    rule.spec.channels.clone()
+                } else {
+                    Vec::new()
+                };
                 out.push(self.transition(index, labels, (from, to), now_ms, value, channels));
             }
         }
@@ -429,24 +565,60 @@ impl AlertEngine {
         }
 
         let resolve_after_ms = rule.spec.resolve_after.as_millis() as i64;
+        let no_data_ms = match rule.source {
+            RuleSource::Series(_) => rule.spec.no_data.map(|d| d.as_millis() as i64),
+            _ => None,
+        };
+        // Series rules tell "no data" apart from "fine": the alerts of elements that have
+        // data. Worked out only when a firing alert's condition stopped holding.
+        let clearing = self
+            .alerts
+            .iter()
+            .any(|((i, labels), alert)| *i == index && alert.state != AlertState::Pending && !still.contains(labels));
+        let present: Option<Vec<Labels>> = match rule.condition() {
+            Some(condition) if clearing => {
+                Some(condition.present(&self.window, now_ms).into_iter().map(|l| alert_labels(rule, l)).collect())
+            }
+            _ => None,
+        };
         let mut ended = Vec::new();
+        let mut went_stale = Vec::new();
         for ((rule_index, labels), alert) in self.alerts.iter_mut() {
             if *rule_index != index || still.contains(labels) {
                 continue;
             }
+            let no_data = present.as_ref().is_some_and(|present| !present.contains(labels));
             match alert.state {
                 AlertState::Pending => {
                     ended.push((labels.clone(), AlertState::Pending, AlertState::Inactive, alert.value))
                 }
-                _ => {
+                // Its data stopped: not "all clear". Kept, marked, nobody told it resolved.
+                AlertState::Firing if no_data => {
+                    alert.state = AlertState::Stale;
+                    alert.stale_since_ms = Some(now_ms);
+                    alert.clear_since_ms = None;
+                    went_stale.push((labels.clone(), alert.value));
+                }
+                AlertState::Stale if no_data => {
+                    let since = alert.stale_since_ms.unwrap_or(now_ms);
+                    if no_data_ms.is_some_and(|limit| now_ms - since >= limit) {
+                        ended.push((labels.clone(), AlertState::Stale, AlertState::Resolved, alert.value));
+                    }
+                }
+                from => {
                     let clear_since = *alert.clear_since_ms.get_or_insert(now_ms);
                     if now_ms - clear_since >= resolve_after_ms {
-                        ended.push((labels.clone(), AlertState::Firing, AlertState::Resolved, alert.value));
+                        ended.push((labels.clone(), from, AlertState::Resolved, alert.value));
                     }
                 }
             }
         }
         // Deterministic order for notifications and history.
+        went_stale.sort_by(|a, b| a.0.cmp(&b.0));
+        for (labels, value) in went_stale {
+            let states = (AlertState::Firing, AlertState::Stale);
+            out.push(self.transition(index, labels, states, now_ms, value, Vec::new()));
+        }
         ended.sort_by(|a, b| a.0.cmp(&b.0));
         for (labels, from, to, value) in ended {
             let Some(alert) = self.alerts.remove(&(index, labels.clone())) else { continue };
@@ -470,12 +642,7 @@ impl AlertEngine {
         channels: Vec<String>,
     ) -> Transition {
         let rule = &self.rules[index];
-        let annotations = rule
-            .spec
-            .annotations
-            .iter()
-            .map(|(k, template)| (k.clone(), render_template(template, &labels, value)))
-            .collect();
+        let annotations = annotate(rule, &labels, value);
         let silenced = self.silences.iter().any(|s| s.covers(&labels, at_ms));
         Transition {
             rule: rule.name().to_string(),
@@ -495,9 +662,17 @@ impl AlertEngine {
 
 /// FNV-1a of the rule name and labels, in hex.
 fn alert_id(rule: &str, labels: &Labels) -> String {
-    let text = labels.iter().fold(rule.to_string(), |acc, (k, v)| format!("{acc}\u{0}{k}={v}"));
+    fnv_hex(&labels.iter().fold(rule.to_string(), |acc, (k, v)| format!("{acc}\u{0}{k}={v}")))
+}
+
+fn fnv_hex(text: &str) -> String {
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("{hash:016x}")
+}
+
+/// The rule's annotations filled in for one alert.
+fn annotate(rule: &Rule, labels: &Labels, value: f64) -> BTreeMap<String, String> {
+    rule.spec.annotations.iter().map(|(k, template)| (k.clone(), render_template(template, labels, value))).collect()
 }
 
 fn alert_labels(rule: &Rule, mut labels: Labels) -> Labels {
@@ -597,11 +772,12 @@ rules:
     }
 
     #[test]
-    fn stale_data_resolves_and_silences_mark_transitions() {
+    fn stale_data_makes_alerts_stale_and_silences_mark_transitions() {
         let mut engine = engine("rules:\n  - {name: Hot, expr: temp > 50, severity: warning}\n");
         let temp =
             |host: &str, ts, v| Sample::new("temp", Labels::from([("host".to_string(), host.to_string())]), ts, v);
         engine.add_silence(Silence {
+            id: String::new(),
             matchers: Labels::from([("host".to_string(), "lab".to_string())]),
             starts_ms: 0,
             ends_ms: 60_000,
@@ -611,10 +787,97 @@ rules:
         let t = engine.ingest(&[temp("lab", 0, 70.0), temp("prod", 0, 70.0)], 0);
         let silenced: Vec<(String, bool)> = t.iter().map(|t| (t.labels["host"].clone(), t.silenced)).collect();
         assert_eq!(silenced, vec![("lab".into(), true), ("prod".into(), false)]);
-        // No sample for five minutes: the series is stale and the alerts resolve.
+        // No sample for five minutes: the series is stale, and so are the alerts (not resolved).
         let t = engine.tick(301_000);
         assert_eq!(t.len(), 2);
-        assert!(t.iter().all(|t| t.to == AlertState::Resolved && !t.silenced));
+        assert!(t.iter().all(|t| t.to == AlertState::Stale && t.channels.is_empty()));
+    }
+
+    const CERT_RULES: &str = r#"
+rules:
+  - name: CertExpiring
+    source: check
+    expr: tls_cert_days_to_expiry < 14
+    severity: warning
+    annotations: {summary: "{{ $labels.target }}: {{ $value | printf \"%.0f\" }} days left"}
+    channels: [ops]
+  - name: CertGone
+    source: check
+    expr: tls_cert_days_to_expiry < 3
+    no_data: 1h
+    severity: critical
+    channels: [ops]
+"#;
+
+    fn days(target: &str, ts: i64, value: f64) -> Sample {
+        Sample::new("tls_cert_days_to_expiry", Labels::from([("target".to_string(), target.to_string())]), ts, value)
+    }
+
+    fn moves(transitions: &[Transition]) -> Vec<(&str, AlertState, AlertState, usize)> {
+        transitions.iter().map(|t| (t.rule.as_str(), t.from, t.to, t.channels.len())).collect()
+    }
+
+    #[test]
+    fn a_check_that_stops_reporting_makes_its_alert_stale_not_resolved() {
+        let mut engine = engine(CERT_RULES);
+        let t = engine.ingest(&[days("mail.example:443", 0, 9.6)], 0);
+        assert_eq!(moves(&t), vec![("CertExpiring", AlertState::Inactive, AlertState::Firing, 1)]);
+        assert_eq!(engine.active()[0].annotations["summary"], "mail.example:443: 10 days left");
+
+        // The probe stops: five minutes on, the alert is stale, and nobody hears "resolved".
+        let t = engine.tick(301_000);
+        assert_eq!(moves(&t), vec![("CertExpiring", AlertState::Firing, AlertState::Stale, 0)]);
+        assert_eq!(engine.active()[0].state, AlertState::Stale);
+        assert_eq!(engine.active()[0].stale_since_ms, Some(301_000));
+        assert!(engine.tick(3 * 3_600_000).is_empty(), "stale stays stale without a no_data");
+
+        // Data again, still bad: firing once more, silently (it never stopped for receivers).
+        let t = engine.ingest(&[days("mail.example:443", 3 * 3_600_000, 9.5)], 3 * 3_600_000);
+        assert_eq!(moves(&t), vec![("CertExpiring", AlertState::Stale, AlertState::Firing, 0)]);
+        // Data saying it is fine: that, and only that, is a resolution.
+        let t = engine.ingest(&[days("mail.example:443", 3 * 3_600_000 + 1, 80.0)], 3 * 3_600_000 + 1);
+        assert_eq!(moves(&t), vec![("CertExpiring", AlertState::Firing, AlertState::Resolved, 1)]);
+    }
+
+    #[test]
+    fn stale_alerts_end_by_the_rules_no_data_or_by_an_operator() {
+        let mut engine = engine(CERT_RULES);
+        engine.ingest(&[days("a:443", 0, 1.0), days("b:443", 0, 1.0)], 0);
+        assert_eq!(engine.active().len(), 4);
+        engine.tick(301_000);
+        assert!(engine.active().iter().all(|a| a.state == AlertState::Stale));
+        // CertGone says an hour without data ends it; CertExpiring says nothing.
+        assert!(engine.tick(301_000 + 3_599_000).is_empty());
+        let t = engine.tick(301_000 + 3_600_000);
+        assert_eq!(
+            moves(&t),
+            vec![
+                ("CertGone", AlertState::Stale, AlertState::Resolved, 1),
+                ("CertGone", AlertState::Stale, AlertState::Resolved, 1)
+            ]
+        );
+        let id = engine.active().iter().find(|a| a.labels["target"] == "a:443").unwrap().id.clone();
+        let t = engine.resolve_id(&id, 4_000_000).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.channels.clone()),
+            (AlertState::Stale, AlertState::Resolved, vec!["ops".to_string()])
+        );
+        assert!(engine.resolve_id(&id, 4_000_001).is_none(), "only once");
+        assert_eq!(engine.active().len(), 1);
+    }
+
+    #[test]
+    fn preloaded_history_keeps_alerts_but_raises_none() {
+        // After a restart, stored results of a check no longer configured are preloaded:
+        // they must not fire (and then resolve) an alert.
+        let mut engine = engine(CERT_RULES);
+        engine.preload(&[days("removed:443", 1_000, 2.0)]);
+        assert!(engine.tick(2_000).is_empty());
+        assert!(engine.tick(400_000).is_empty());
+        assert!(engine.active().is_empty());
+        // A live result of the same series does raise one.
+        let t = engine.ingest(&[days("removed:443", 401_000, 2.0)], 401_000);
+        assert_eq!(t.len(), 2);
     }
 
     const ESCALATING: &str = r#"
@@ -760,6 +1023,105 @@ rules:
         assert_eq!(t[0].value, 120.0, "seconds without data");
         let t = engine.agent_seen(host("web-1"), 130_000, 130_000);
         assert_eq!(states(&t), vec![("web-1".into(), AlertState::Firing, AlertState::Resolved)]);
+    }
+
+    const AGENT_DOWN: &str =
+        "rules:\n  - {name: AgentDown, source: agent, no_data: 2m, severity: critical, channels: [ops]}\n";
+
+    fn agent(host: &str, id: &str) -> Labels {
+        Labels::from([("host".to_string(), host.to_string()), ("agent_id".to_string(), id.to_string())])
+    }
+
+    #[test]
+    fn a_restart_keeps_agent_down_firing_silently_and_gives_the_others_their_grace() {
+        let mut engine = engine(AGENT_DOWN);
+        engine.agent_seen(agent("web-1", "a1"), 0, 0);
+        let t = engine.tick(120_000);
+        assert_eq!(t.len(), 1, "web-1 is down");
+        let saved = serde_json::to_string(&engine.state()).unwrap();
+
+        // The server restarts at 300 s; web-1 was last heard from at 0, web-2 at 250 s.
+        let mut restarted = self::engine(AGENT_DOWN);
+        restarted.restore(serde_json::from_str(&saved).unwrap());
+        restarted.agent_known(agent("web-1", "a1"), 0, 300_000);
+        restarted.agent_known(agent("web-2", "a2"), 250_000, 300_000);
+        for now in [301_000, 360_000, 419_000] {
+            assert!(restarted.tick(now).is_empty(), "nothing to say at {now}");
+            assert_eq!(restarted.active().len(), 1, "web-1 still listed at {now}");
+            assert_eq!(restarted.active()[0].state, AlertState::Firing);
+            assert_eq!(restarted.active()[0].since_ms, 120_000, "the same alert");
+        }
+        // web-2 had its full no_data from the restart, then counts as down.
+        let t = restarted.tick(420_000);
+        assert_eq!(t.iter().map(|t| t.labels["host"].as_str()).collect::<Vec<_>>(), ["web-2"]);
+        let t = restarted.agent_seen(agent("web-1", "a1"), 421_000, 421_000);
+        assert_eq!(states(&t), vec![("web-1".into(), AlertState::Firing, AlertState::Resolved)]);
+    }
+
+    #[test]
+    fn deleted_agents_and_api_pushers_never_page_agent_down() {
+        let mut engine = engine(AGENT_DOWN);
+        engine.agent_seen(agent("web-1", "a1"), 0, 0);
+        engine.agent_seen(agent("db-1", "a2"), 0, 0);
+        engine.agent_seen(agent("backup", "api:default:nightly-backup"), 0, 0);
+        let t = engine.tick(120_000);
+        let hosts: Vec<&str> = t.iter().map(|t| t.labels["host"].as_str()).collect();
+        assert_eq!(hosts, ["web-1", "db-1"], "by labels (agent a1, a2); the API pusher is not an agent");
+        // db-1 is deleted: its alert ends, and it is never down again.
+        let t = engine.forget_agent("a2", 130_000);
+        assert_eq!(states(&t), vec![("db-1".into(), AlertState::Firing, AlertState::Resolved)]);
+        assert!(engine.tick(600_000).is_empty());
+        // web-1 deleted before it ever went down: no page.
+        let mut web_only = engine_with_web_1();
+        web_only.forget_agent("a1", 60_000);
+        assert!(web_only.tick(600_000).is_empty());
+
+        // A rule can ask for API sources.
+        let mut engine = self::engine(
+            "rules:\n  - {name: PushStopped, source: agent, no_data: 2m, api_sources: true, severity: warning}\n",
+        );
+        engine.agent_seen(agent("backup", "api:default:nightly-backup"), 0, 0);
+        assert_eq!(engine.tick(120_000).len(), 1);
+    }
+
+    fn engine_with_web_1() -> AlertEngine {
+        let mut engine = engine(AGENT_DOWN);
+        engine.agent_seen(agent("web-1", "a1"), 0, 0);
+        engine
+    }
+
+    #[test]
+    fn silences_have_ids_and_can_be_expired_early() {
+        let mut engine = engine("rules:\n  - {name: Hot, expr: temp > 50, severity: warning, channels: [ops]}\n");
+        let silence = |host: &str| Silence {
+            id: String::new(),
+            matchers: host_labels(host),
+            starts_ms: 0,
+            ends_ms: 3_600_000,
+            created_by: "ops".into(),
+            comment: String::new(),
+        };
+        let lab = engine.add_silence(silence("lab"));
+        let twin = engine.add_silence(silence("lab"));
+        assert_eq!(lab.len(), 16);
+        assert_ne!(lab, twin, "two silences alike still get two ids");
+        assert_eq!(engine.silences(1).len(), 2);
+        assert_eq!(engine.expire_silence(&lab, 60_000).map(|s| s.ends_ms), Some(60_000));
+        assert!(engine.expire_silence(&lab, 60_001).is_none(), "already over");
+        assert!(engine.expire_silence(&twin, 60_000).is_some());
+        let temp = Sample::new("temp", host_labels("lab"), 61_000, 70.0);
+        let t = engine.ingest(&[temp], 61_000);
+        assert!(!t[0].silenced, "expired silences mute nothing");
+        // Silences saved before they had ids get one when restored.
+        let mut saved = engine.state();
+        saved.silences = vec![silence("old")];
+        let mut restarted = self::engine("rules: []\n");
+        restarted.restore(saved);
+        assert_eq!(restarted.silences(1)[0].id.len(), 16);
+    }
+
+    fn host_labels(name: &str) -> Labels {
+        Labels::from([("host".to_string(), name.to_string())])
     }
 
     #[test]

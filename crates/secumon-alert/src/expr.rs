@@ -4,7 +4,7 @@
 //! `avg|sum|min|max|count [by|without (...)]`, arithmetic (`+ - * / % ^`) with numbers and
 //! between vectors (one-to-one, optionally `on`/`ignoring`), compared with a number.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -305,6 +305,22 @@ impl Condition {
         walk(&self.vector)
     }
 
+    /// The labels of every element the expression has at `now_ms`, whether the comparison
+    /// holds or not: an alert whose labels are missing here has no data, which is not the
+    /// same as data saying all is well.
+    pub fn present(&self, window: &SampleWindow, now_ms: i64) -> Vec<Labels> {
+        evaluate(&self.vector, window, now_ms).into_iter().map(|(labels, _)| labels).collect()
+    }
+
+    /// Whether a series this expression reads, with all of `labels`, has had a sample since
+    /// the engine started (not only preloaded history).
+    pub fn has_live_data(&self, window: &SampleWindow, labels: &Labels) -> bool {
+        let selectors = self.selectors();
+        window.live.iter().any(|key| {
+            selectors.iter().any(|s| s.matches(key)) && labels.iter().all(|(k, v)| key.labels.get(k) == Some(v))
+        })
+    }
+
     /// The elements (labels, value) for which the condition holds at `now_ms`, by labels.
     pub fn firing(&self, window: &SampleWindow, now_ms: i64) -> Vec<(Labels, f64)> {
         let mut holding: Vec<(Labels, f64)> = evaluate(&self.vector, window, now_ms)
@@ -449,6 +465,10 @@ fn match_key(labels: &Labels, matching: &Option<Grouping>) -> Labels {
 #[derive(Debug, Default)]
 pub struct SampleWindow {
     series: HashMap<SeriesKey, VecDeque<(i64, f64)>>,
+    /// Series that received a sample since the engine started: history preloaded after a
+    /// restart restores alerts but does not raise new ones (it may come from a check that is
+    /// no longer configured).
+    live: HashSet<SeriesKey>,
 }
 
 impl SampleWindow {
@@ -462,6 +482,13 @@ impl SampleWindow {
         }
     }
 
+    /// Notes that `series` received a sample now, not from preloaded history.
+    pub fn mark_live(&mut self, series: &SeriesKey) {
+        if !self.live.contains(series) {
+            self.live.insert(series.clone());
+        }
+    }
+
     /// Forgets samples older than `keep` before `now_ms`.
     pub fn trim(&mut self, now_ms: i64, keep: Duration) {
         let oldest = now_ms - keep.as_millis() as i64;
@@ -471,6 +498,8 @@ impl SampleWindow {
             }
             !samples.is_empty()
         });
+        let series = &self.series;
+        self.live.retain(|key| series.contains_key(key));
     }
 
     fn matching<'a>(

@@ -31,11 +31,14 @@ mod expr;
 mod group;
 mod notify;
 mod rule;
+mod template;
 
 pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, EngineState, Silence, Transition};
 pub use expr::{Comparison, Condition, ExprError};
 pub use group::{Grouper, Notification};
 pub use notify::{
-    ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, WebhookNotifier, signature,
+    ChannelConfig, DeliveryAttempt, Dispatcher, Notifier, NotifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    WebhookNotifier, signature,
 };
-pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, RuleSource, RuleSpec, SourceKind, render_template};
+pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, RuleSource, RuleSpec, SourceKind};
+pub use template::{check_template, render_template};

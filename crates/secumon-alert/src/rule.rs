@@ -74,9 +74,16 @@ pub struct RuleSpec {
     /// Check rules: which checks, by `check`, `kind` or `target` (all when empty).
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub check: Labels,
-    /// Agent rules: silence this long means the agent is down.
+    /// Agent rules: silence this long means the agent is down. Metric and check rules: an
+    /// alert whose data stopped (stale) resolves after this long without data; unset, it
+    /// stays stale until data returns or an operator resolves it.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub no_data: Option<Duration>,
+    /// Agent rules: also watch sources pushing through `POST /ingest` (agent ids
+    /// `api:<tenant>:<source>`), which are scripts rather than agents and, by default, never
+    /// "down".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_sources: bool,
     /// Log rules: a regular expression lines must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
@@ -95,7 +102,9 @@ pub struct RuleSpec {
     pub severity: AlertSeverity,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Texts with `{{ $labels.NAME }}` and `{{ $value }}` filled in per alert.
+    /// Texts with `{{ $labels.NAME }}`, `{{ $value }}` and Prometheus' template functions
+    /// (`{{ $value | humanizePercentage }}`) filled in per alert; `summary` is the one line
+    /// lists show.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     /// Notification channels, by name: the first level.
@@ -217,17 +226,22 @@ fn check_durations(spec: &RuleSpec) -> Result<(), String> {
 
 fn compile(spec: &RuleSpec) -> Result<RuleSource, String> {
     check_durations(spec)?;
+    for (key, template) in &spec.annotations {
+        crate::template::check_template(template).map_err(|e| format!("annotation `{key}`: {e}"))?;
+    }
     let expr = spec.expr.as_deref().map(str::trim);
     let allowed: &[&str] = match spec.source {
-        SourceKind::Metric | SourceKind::Finding => &["expr"],
-        SourceKind::Check => &["expr", "check"],
-        SourceKind::Agent => &["no_data"],
+        SourceKind::Metric => &["expr", "no_data"],
+        SourceKind::Finding => &["expr"],
+        SourceKind::Check => &["expr", "check", "no_data"],
+        SourceKind::Agent => &["no_data", "api_sources"],
         SourceKind::Log => &["expr", "pattern", "log_source", "window"],
     };
     let given = [
         ("expr", spec.expr.is_some()),
         ("check", !spec.check.is_empty()),
         ("no_data", spec.no_data.is_some()),
+        ("api_sources", spec.api_sources),
         ("pattern", spec.pattern.is_some()),
         ("log_source", spec.log_source.is_some()),
         ("window", spec.window.is_some()),
@@ -312,28 +326,6 @@ fn split_comparison(text: &str) -> Option<(&str, Comparison, &str)> {
     let op_len = if text[at + 1..].starts_with('=') { 2 } else { 1 };
     let comparison = Comparison::from_symbol(&text[at..at + op_len])?;
     Some((text[..at].trim(), comparison, text[at + op_len..].trim()))
-}
-
-/// Fills `{{ $labels.NAME }}` and `{{ $value }}` in an annotation.
-pub fn render_template(template: &str, labels: &BTreeMap<String, String>, value: f64) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let token = rest[start + 2..start + end].trim();
-        match token.strip_prefix("$labels.") {
-            Some(name) => out.push_str(labels.get(name).map(String::as_str).unwrap_or("")),
-            None if token == "$value" => out.push_str(&format!("{value}")),
-            None => out.push_str(&rest[start..start + end + 2]),
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -448,15 +440,5 @@ rules:
         assert_eq!(json["window"], "2m");
         let back: Rule = serde_json::from_value(json).unwrap();
         assert_eq!(back.spec, rule.spec);
-    }
-
-    #[test]
-    fn templates_fill_labels_and_value() {
-        let labels = BTreeMap::from([("host".to_string(), "web-1".to_string())]);
-        assert_eq!(
-            render_template("{{ $labels.host }} at {{$value}} {{ $labels.nope }}{{ other }}", &labels, 0.95),
-            "web-1 at 0.95 {{ other }}"
-        );
-        assert_eq!(render_template("unclosed {{ $value", &labels, 1.0), "unclosed {{ $value");
     }
 }

@@ -1,4 +1,5 @@
-//! `secumon alerts`: list, acknowledge and silence alerts through the REST API.
+//! `secumon alerts`: list, acknowledge, resolve and silence alerts, and list and expire
+//! silences, through the REST API.
 
 use std::process::ExitCode;
 
@@ -20,10 +21,23 @@ pub struct AlertsArgs {
 
 #[derive(clap::Subcommand)]
 enum AlertsCommand {
-    /// Alerts pending or firing now; exit code 1 when any is firing.
+    /// Alerts pending, firing or stale (data stopped) now, with the rule's summary; exit
+    /// code 1 when any is firing.
     ///
     /// Example: secumon alerts list
     List,
+    /// Resolve a firing or stale alert by hand (a check removed for good, say).
+    ///
+    /// Example: secumon alerts resolve 3f2a9c0d1e4b5a6f
+    Resolve { id: String },
+    /// Silences in force now, with their ids.
+    ///
+    /// Example: secumon alerts silences
+    Silences,
+    /// End a silence before its time.
+    ///
+    /// Example: secumon alerts unsilence 9c1d2e3f4a5b6c7d
+    Unsilence { id: String },
     /// Acknowledge a firing alert, which stops its escalation.
     ///
     /// Example: secumon alerts ack 3f2a9c0d1e4b5a6f --by alice --comment "on it"
@@ -70,8 +84,11 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<ExitCode> {
             let matchers: serde_json::Map<String, Value> =
                 matchers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
             let body = json!({"matchers": matchers, "duration": duration, "created_by": by, "comment": comment});
-            (http.post(format!("{api}/silences")).json(&body), Printed::Done("silenced"))
+            (http.post(format!("{api}/silences")).json(&body), Printed::Silence)
         }
+        AlertsCommand::Resolve { id } => (http.post(format!("{api}/alerts/{id}/resolve")), Printed::Done("resolved")),
+        AlertsCommand::Silences => (http.get(format!("{api}/silences")), Printed::Silences),
+        AlertsCommand::Unsilence { id } => (http.delete(format!("{api}/silences/{id}")), Printed::Done("expired")),
     };
     let body = match send(request, &args.server).await? {
         Ok(body) => body,
@@ -91,20 +108,27 @@ pub async fn run(args: AlertsArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Printed::Done(_) => {}
+        Printed::Silence if !args.json => println!("silenced (id {})", body["id"].as_str().unwrap_or("?")),
+        Printed::Silences if !args.json => {
+            print!("{}", render_silences(body["silences"].as_array().map(Vec::as_slice).unwrap_or_default()))
+        }
+        Printed::Done(_) | Printed::Silence | Printed::Silences => {}
     }
     Ok(ExitCode::SUCCESS)
 }
 
 enum Printed {
     Alerts,
+    Silence,
+    Silences,
     Done(&'static str),
 }
 
-/// One line per alert: id, state, severity, rule, labels, acknowledgement.
+/// One line per alert: id, state, severity, rule, labels, acknowledgement; then the rule's
+/// `summary`, indented, when it has one.
 fn render_alerts(alerts: &[Value]) -> String {
     if alerts.is_empty() {
-        return "no alert pending or firing\n".to_string();
+        return "no alert pending, firing or stale\n".to_string();
     }
     let mut out = format!("{:<16}  {:<8}  {:<8}  {:<24}  LABELS\n", "ID", "STATE", "SEVERITY", "RULE");
     for alert in alerts {
@@ -116,6 +140,35 @@ fn render_alerts(alerts: &[Value]) -> String {
             alert["severity"].as_str().unwrap_or(""),
             alert["rule"].as_str().unwrap_or(""),
             alert_labels(&alert["labels"]),
+        ));
+        if let Some(summary) = alert["annotations"]["summary"].as_str().filter(|s| !s.is_empty()) {
+            out.push_str(&format!("{:<18}{summary}\n", ""));
+        }
+    }
+    out
+}
+
+/// One line per silence: id, until when, matchers, who, why.
+fn render_silences(silences: &[Value]) -> String {
+    if silences.is_empty() {
+        return "no silence in force\n".to_string();
+    }
+    let mut out = format!("{:<16}  {:<20}  {:<12}  MATCHERS  COMMENT\n", "ID", "ENDS", "BY");
+    for silence in silences {
+        let ends = silence["ends_ms"]
+            .as_i64()
+            .map(|ms| {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+                humantime::format_rfc3339_seconds(at).to_string()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<16}  {:<20}  {:<12}  {}  {}\n",
+            silence["id"].as_str().unwrap_or(""),
+            ends,
+            silence["created_by"].as_str().unwrap_or(""),
+            alert_labels(&silence["matchers"]),
+            silence["comment"].as_str().unwrap_or(""),
         ));
     }
     out
@@ -130,14 +183,29 @@ mod tests {
         let alerts = vec![json!({
             "id": "00112233aabbccdd", "state": "firing", "severity": "critical", "rule": "RoomTooHot",
             "labels": {"alertname": "RoomTooHot", "room": "a", "host": "dc-1", "tenant": "default"},
-            "acknowledged": {"by": "alice"}
+            "acknowledged": {"by": "alice"}, "annotations": {"summary": "room a at 35.5°C"}
         })];
         assert_eq!(
             render_alerts(&alerts),
             "ID                STATE     SEVERITY  RULE                      LABELS\n\
-             00112233aabbccdd  firing    critical  RoomTooHot                host=dc-1,room=a  (ack: alice)\n"
+             00112233aabbccdd  firing    critical  RoomTooHot                host=dc-1,room=a  (ack: alice)\n\
+             \x20                 room a at 35.5°C\n"
         );
-        assert_eq!(render_alerts(&[]), "no alert pending or firing\n");
+        assert_eq!(render_alerts(&[]), "no alert pending, firing or stale\n");
+    }
+
+    #[test]
+    fn renders_silences_with_their_ids() {
+        let silences = vec![json!({
+            "id": "9c1d2e3f4a5b6c7d", "matchers": {"host": "web-1"}, "starts_ms": 0,
+            "ends_ms": 1_767_225_600_000i64, "created_by": "alice", "comment": "maintenance"
+        })];
+        assert_eq!(
+            render_silences(&silences),
+            "ID                ENDS                  BY            MATCHERS  COMMENT\n\
+             9c1d2e3f4a5b6c7d  2026-01-01T00:00:00Z  alice         host=web-1  maintenance\n"
+        );
+        assert_eq!(render_silences(&[]), "no silence in force\n");
     }
 
     #[test]

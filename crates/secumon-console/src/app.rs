@@ -81,6 +81,22 @@ pub struct AlertRow {
     pub value: f64,
     #[serde(default)]
     pub acknowledged: Option<Acknowledged>,
+    /// The rule's annotations for this alert; `summary` is shown in the list.
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// A silence in force.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SilenceRow {
+    pub id: String,
+    #[serde(default)]
+    pub matchers: std::collections::BTreeMap<String, String>,
+    pub ends_ms: i64,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub comment: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -171,6 +187,11 @@ pub enum Event {
     Tenants(Vec<String>),
     /// The terminal changed size: draw again.
     Resize,
+    /// The silences in force (after listing them, or expiring one), and what to say.
+    Silences {
+        rows: Vec<SilenceRow>,
+        status: String,
+    },
     /// A rule's latest history entries, newest first (one line each).
     RuleHistory {
         rule: String,
@@ -203,6 +224,10 @@ pub enum Command {
         duration: String,
     },
     LoadRuleHistory(String),
+    /// List the silences in force (Alerts, `S`).
+    LoadSilences,
+    /// End this silence now.
+    ExpireSilence(String),
     Quit,
 }
 
@@ -231,6 +256,9 @@ pub struct App {
     pub sort: SortBy,
     /// A rule's history shown over the alerts centre (Alerts, `h`).
     pub rule_history: Option<(String, Vec<String>)>,
+    /// The silences in force, shown over the alerts centre (Alerts, `S`), and the one
+    /// selected in that list.
+    pub silences: Option<(Vec<SilenceRow>, usize)>,
     pub status: String,
     pub now_ms: i64,
 }
@@ -246,6 +274,9 @@ pub enum Input {
     SilenceFor {
         matchers: std::collections::BTreeMap<String, String>,
         text: String,
+        /// `text` is the suggestion put there, not typed: the first character typed
+        /// replaces it (typing `30m` over `1h` means 30 minutes, not `1h30m`).
+        suggested: bool,
     },
 }
 
@@ -301,6 +332,7 @@ impl App {
             tenant: None,
             sort: SortBy::Alerts,
             rule_history: None,
+            silences: None,
             status: "connecting…".into(),
             now_ms: 0,
         }
@@ -369,6 +401,12 @@ impl App {
                 None
             }
             Event::Resize => None,
+            Event::Silences { rows, status } => {
+                let selected = self.silences.as_ref().map_or(0, |(_, at)| *at).min(rows.len().saturating_sub(1));
+                self.silences = Some((rows, selected));
+                self.status = status;
+                None
+            }
             Event::RuleHistory { rule, lines } => {
                 self.rule_history = Some((rule, lines));
                 None
@@ -419,20 +457,42 @@ impl App {
                     text.push(c);
                     None
                 }
-                (Input::SilenceFor { matchers, text }, KeyCode::Enter) => {
+                (Input::SilenceFor { matchers, text, .. }, KeyCode::Enter) => {
                     let command = Command::Silence { matchers: matchers.clone(), duration: text.clone() };
                     self.input = None;
                     Some(command)
                 }
-                (Input::SilenceFor { text, .. }, KeyCode::Backspace) => {
+                (Input::SilenceFor { text, suggested, .. }, KeyCode::Backspace) => {
+                    *suggested = false;
                     text.pop();
                     None
                 }
-                (Input::SilenceFor { text, .. }, KeyCode::Char(c)) => {
+                (Input::SilenceFor { text, suggested, .. }, KeyCode::Char(c)) => {
+                    if std::mem::take(suggested) {
+                        text.clear();
+                    }
                     text.push(c);
                     None
                 }
                 _ => None,
+            };
+        }
+        if let Some((rows, at)) = &mut self.silences {
+            return match key.code {
+                KeyCode::Down | KeyCode::Char('j') => {
+                    *at = (*at + 1).min(rows.len().saturating_sub(1));
+                    None
+                }
+                KeyCode::Up | KeyCode::Char('k') => {
+                    *at = at.saturating_sub(1);
+                    None
+                }
+                KeyCode::Char('x') | KeyCode::Delete => rows.get(*at).map(|s| Command::ExpireSilence(s.id.clone())),
+                KeyCode::Char('q') => Some(Command::Quit),
+                _ => {
+                    self.silences = None;
+                    None
+                }
             };
         }
         if self.help || self.check_detail || self.rule_history.is_some() {
@@ -483,9 +543,11 @@ impl App {
             }
             KeyCode::Char('s') if self.view == View::Alerts => {
                 let alert = self.data.alerts.get(self.selected)?;
-                self.input = Some(Input::SilenceFor { matchers: alert.labels.clone(), text: "1h".into() });
+                self.input =
+                    Some(Input::SilenceFor { matchers: alert.labels.clone(), text: "1h".into(), suggested: true });
                 None
             }
+            KeyCode::Char('S') if self.view == View::Alerts => Some(Command::LoadSilences),
             KeyCode::Char('h') if self.view == View::Alerts => {
                 self.data.alerts.get(self.selected).map(|alert| Command::LoadRuleHistory(alert.rule.clone()))
             }
@@ -599,24 +661,60 @@ mod tests {
             since_ms: 0,
             value: 0.95,
             acknowledged: None,
+            annotations: Default::default(),
         };
         app.update(Event::Data(Snapshot { alerts: vec![alert], ..Default::default() }));
         app.view = View::Alerts;
+        // Typing over the suggested `1h` replaces it: 30 minutes, not `1h30m`.
         app.update(key(KeyCode::Char('s')));
-        app.update(key(KeyCode::Backspace));
-        app.update(key(KeyCode::Backspace));
         for c in "30m".chars() {
             app.update(key(KeyCode::Char(c)));
         }
         assert_eq!(
             app.update(key(KeyCode::Enter)),
-            Some(Command::Silence { matchers: labels, duration: "30m".into() })
+            Some(Command::Silence { matchers: labels.clone(), duration: "30m".into() })
+        );
+        // Editing it keeps what is there.
+        app.update(key(KeyCode::Char('s')));
+        app.update(key(KeyCode::Backspace));
+        app.update(key(KeyCode::Char('5')));
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            Some(Command::Silence { matchers: labels.clone(), duration: "15".into() })
+        );
+        app.update(key(KeyCode::Char('s')));
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            Some(Command::Silence { matchers: labels, duration: "1h".into() }),
+            "the suggestion as it is"
         );
         assert_eq!(app.update(key(KeyCode::Char('h'))), Some(Command::LoadRuleHistory("DiskFull".into())));
         app.update(Event::RuleHistory { rule: "DiskFull".into(), lines: vec!["firing".into()] });
         assert!(app.rule_history.is_some());
         app.update(key(KeyCode::Char('x')));
         assert!(app.rule_history.is_none(), "any key closes it");
+    }
+
+    #[test]
+    fn silences_are_listed_and_expired_early() {
+        let mut app = App::new("http://x");
+        app.view = View::Alerts;
+        assert_eq!(app.update(key(KeyCode::Char('S'))), Some(Command::LoadSilences));
+        let silence = |id: &str| SilenceRow {
+            id: id.into(),
+            matchers: [("host".to_string(), "web-1".to_string())].into(),
+            ends_ms: 3_600_000,
+            created_by: "alice".into(),
+            comment: String::new(),
+        };
+        app.update(Event::Silences { rows: vec![silence("s1"), silence("s2")], status: "2 silences".into() });
+        app.update(key(KeyCode::Down));
+        assert_eq!(app.update(key(KeyCode::Char('x'))), Some(Command::ExpireSilence("s2".into())));
+        app.update(Event::Silences { rows: vec![silence("s1")], status: "silence s2 expired".into() });
+        assert_eq!(app.silences.as_ref().map(|(rows, at)| (rows.len(), *at)), Some((1, 0)));
+        assert_eq!(app.status, "silence s2 expired");
+        app.update(key(KeyCode::Esc));
+        assert!(app.silences.is_none(), "Esc closes the list");
     }
 
     #[test]
@@ -711,6 +809,7 @@ mod tests {
             since_ms: 0,
             value: 0.97,
             acknowledged: None,
+            annotations: Default::default(),
         };
         app.update(Event::Data(Snapshot { alerts: vec![alert], ..Default::default() }));
         app.update(key(KeyCode::Char('4')));

@@ -320,6 +320,22 @@ impl ApiClient {
         self.send(self.http.post(format!("{}/silences", self.base)).json(&body)).await.map(|_| ())
     }
 
+    /// The silences in force.
+    pub async fn silences(&self) -> Result<Vec<crate::app::SilenceRow>, ClientError> {
+        let body = self.get("/silences", &[]).await?;
+        Ok(body["silences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| serde_json::from_value(s.clone()).ok())
+            .collect())
+    }
+
+    /// Ends a silence now.
+    pub async fn expire_silence(&self, id: &str) -> Result<(), ClientError> {
+        self.send(self.http.delete(format!("{}/silences/{id}", self.base))).await.map(|_| ())
+    }
+
     /// A rule's latest history entries, newest first, one line each.
     pub async fn rule_history(&self, rule: &str, now_ms: i64) -> Result<Vec<String>, ClientError> {
         let body = self.get(&format!("/alert-rules/{rule}/history"), &[("limit", "50")]).await?;

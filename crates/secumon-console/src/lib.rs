@@ -157,6 +157,21 @@ async fn drive(
                     Ok(Event::Done(format!("silenced for {duration}")))
                 });
             }
+            Some(Command::LoadSilences) => {
+                let client = client.clone();
+                answer(&events, async move {
+                    let rows = client.silences().await?;
+                    Ok(Event::Silences { status: format!("{} silence(s) in force", rows.len()), rows })
+                });
+            }
+            Some(Command::ExpireSilence(id)) => {
+                let client = client.clone();
+                answer(&events, async move {
+                    client.expire_silence(&id).await?;
+                    let rows = client.silences().await?;
+                    Ok(Event::Silences { rows, status: format!("silence {id} expired") })
+                });
+            }
             Some(Command::LoadRuleHistory(rule)) => {
                 let client = client.clone();
                 answer(&events, async move {

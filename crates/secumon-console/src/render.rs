@@ -79,6 +79,9 @@ pub fn render(app: &App, frame: &mut Frame) {
     {
         check_detail(check, frame);
     }
+    if let Some((rows, at)) = &app.silences {
+        silences(app.now_ms, rows, *at, frame);
+    }
     if let Some((rule, lines)) = &app.rule_history {
         let lines: Vec<Line> = if lines.is_empty() {
             vec![Line::from("No history yet.")]
@@ -397,10 +400,39 @@ fn check_detail(check: &crate::app::CheckRow, frame: &mut Frame) {
     popup(frame, format!(" {} {} — any key closes ", check.result.kind, check.result.target), lines);
 }
 
+/// The silences in force, the selected one highlighted.
+fn silences(now_ms: i64, rows: &[crate::app::SilenceRow], at: usize, frame: &mut Frame) {
+    let lines: Vec<Line> = if rows.is_empty() {
+        vec![Line::from("No silence in force.")]
+    } else {
+        rows.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let matchers: Vec<String> = s.matchers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let left = (s.ends_ms - now_ms).max(0) / 1_000;
+                let (hours, minutes) = (left / 3_600, left / 60 % 60);
+                let text = format!(
+                    "{}  {hours}h{minutes:02}m left  {}  by {}  {}",
+                    s.id,
+                    matchers.join(","),
+                    s.created_by,
+                    s.comment
+                );
+                let style = if i == at { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+                Line::from(text).style(style)
+            })
+            .collect()
+    };
+    popup(frame, " Silences — x expires the selected one, Esc closes ".to_string(), lines);
+}
+
 fn alerts(app: &App, frame: &mut Frame, area: Rect) {
-    let title = " Alerts (a acknowledge, s silence, h rule history) ";
+    let title = " Alerts (a acknowledge, s silence, S silences, h rule history) ";
     if app.data.alerts.is_empty() {
-        frame.render_widget(Paragraph::new("No alert pending or firing.").block(Block::bordered().title(title)), area);
+        frame.render_widget(
+            Paragraph::new("No alert pending, firing or stale.").block(Block::bordered().title(title)),
+            area,
+        );
         return;
     }
     let rows = app.data.alerts.iter().enumerate().map(|(i, a)| {
@@ -421,18 +453,21 @@ fn alerts(app: &App, frame: &mut Frame, area: Rect) {
             Cell::from(a.rule.clone()),
             Cell::from(ago(app.now_ms, a.since_ms)),
             Cell::from(labels.join(",")),
+            Cell::from(a.annotations.get("summary").cloned().unwrap_or_default()),
         ])
         .style(style)
     });
     let widths = [
         Constraint::Length(9),
-        Constraint::Length(24),
-        Constraint::Length(22),
+        Constraint::Length(18),
+        Constraint::Length(18),
         Constraint::Length(9),
-        Constraint::Min(10),
+        Constraint::Min(16),
+        // The rule's summary takes what is left: on a narrow terminal the labels stay readable.
+        Constraint::Fill(1),
     ];
-    let header =
-        Row::new(["SEVERITY", "STATE", "RULE", "SINCE", "LABELS"]).style(Style::new().add_modifier(Modifier::BOLD));
+    let header = Row::new(["SEVERITY", "STATE", "RULE", "SINCE", "LABELS", "SUMMARY"])
+        .style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
 }
 
@@ -477,6 +512,7 @@ fn help(frame: &mut Frame) {
         "t           next tenant (super-admin)",
         "o           sort hosts: alerts, name, CPU, memory, disk, last seen",
         "s / h       silence the alert / its rule's history (Alerts)",
+        "S           silences in force; x expires one (Alerts)",
         "Esc         back / cancel",
         "q Ctrl-C    quit",
     ];
@@ -540,6 +576,7 @@ mod tests {
                 since_ms: 880_000,
                 value: 0.9,
                 acknowledged: None,
+                annotations: [("summary".to_string(), "/var at 97%".to_string())].into(),
             }],
             checks: vec![crate::app::CheckRow {
                 host: "probe-paris".into(),
@@ -623,9 +660,28 @@ mod tests {
                 && l.contains("host=web-1")),
             "{text}"
         );
+        let wide = screen(&state, 140, 24);
+        assert!(wide.lines().any(|l| l.contains("DiskFull") && l.contains("/var at 97%")), "the summary: {wide}");
         state.data.alerts[0].acknowledged =
             Some(crate::app::Acknowledged { by: "alice".into(), comment: String::new() });
         assert!(screen(&state, 80, 24).contains("ack by alice"));
+        state.silences = Some((
+            vec![crate::app::SilenceRow {
+                id: "9c1d2e3f4a5b6c7d".into(),
+                matchers: [("host".to_string(), "web-1".to_string())].into(),
+                ends_ms: state.now_ms + 5_400_000,
+                created_by: "alice".into(),
+                comment: "maintenance".into(),
+            }],
+            0,
+        ));
+        let text = screen(&state, 100, 24);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("9c1d2e3f4a5b6c7d") && l.contains("1h30m left") && l.contains("host=web-1")),
+            "{text}"
+        );
+        state.silences = None;
 
         state.view = View::Checks;
         let text = screen(&state, 140, 24);

@@ -1,5 +1,6 @@
-//! Runs checks on their intervals: each check first runs at a random point of its first
-//! interval (so a hundred checks do not fire together), then every interval give or take
+//! Runs checks on their intervals: each check first runs soon after start, at a random point
+//! of the first few seconds (so a hundred checks do not fire together, yet a 6-hour TLS check
+//! does not leave its target unwatched for 6 hours), then every interval give or take
 //! `jitter`; at most `concurrency` run at once across all checks; each run is bounded by
 //! its timeout, so a hanging target never stalls the others.
 
@@ -32,11 +33,17 @@ pub struct Scheduler {
     concurrency: usize,
     /// Fraction of the interval each run may move by, either way (0.1: ±10 %).
     jitter: f64,
+    /// First runs are spread over this much time after start (or over the interval, when
+    /// that is shorter).
+    first_run_spread: Duration,
 }
+
+/// How long after start the first runs are spread over, by default.
+pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(10);
 
 impl Scheduler {
     pub fn new(checks: Vec<ScheduledCheck>) -> Self {
-        Self { checks, concurrency: 32, jitter: 0.1 }
+        Self { checks, concurrency: 32, jitter: 0.1, first_run_spread: FIRST_RUN_SPREAD }
     }
 
     pub fn concurrency(mut self, concurrency: usize) -> Self {
@@ -49,14 +56,21 @@ impl Scheduler {
         self
     }
 
+    /// Spreads the first runs over this much time after start (capped by each interval).
+    pub fn first_run_spread(mut self, spread: Duration) -> Self {
+        self.first_run_spread = spread;
+        self
+    }
+
     /// Runs until `shutdown` completes or `results` is closed.
     pub async fn run(self, results: mpsc::Sender<CheckResult>, shutdown: impl Future<Output = ()>) {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for scheduled in self.checks {
             let (permits, results, jitter) = (Arc::clone(&permits), results.clone(), self.jitter);
+            let spread = self.first_run_spread.min(scheduled.interval);
             tasks.spawn(async move {
-                tokio::time::sleep(scheduled.interval.mul_f64(fastrand::f64())).await;
+                tokio::time::sleep(spread.mul_f64(fastrand::f64())).await;
                 loop {
                     let started = tokio::time::Instant::now();
                     let result = {
@@ -151,5 +165,36 @@ mod tests {
         assert!(hung.iter().all(|r| r.status == CheckStatus::Unknown && r.details["error"].as_str().unwrap().contains("timed out")));
         let fast = results.iter().filter(|r| r.check_id == "fast-0").count();
         assert!((8..=11).contains(&fast), "about one run per second for 10 s: {fast}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_interval_checks_first_run_within_seconds_of_start() {
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let checks: Vec<ScheduledCheck> = (0..20)
+            .map(|i| ScheduledCheck {
+                check: Arc::new(Slow {
+                    id: format!("tls-{i}"),
+                    delay: Duration::from_millis(5),
+                    running: Arc::clone(&running),
+                    most: Arc::clone(&most),
+                }),
+                interval: Duration::from_secs(6 * 3_600),
+                timeout: Duration::from_secs(5),
+            })
+            .collect();
+        let (sender, mut receiver) = mpsc::channel(100);
+        let start = tokio::time::Instant::now();
+        // Stops a minute in: a first run that waited for a share of its 6 h interval misses it.
+        let run = tokio::spawn(Scheduler::new(checks).run(sender, tokio::time::sleep(Duration::from_secs(60))));
+        let mut first_runs = Vec::new();
+        while let Some(result) = receiver.recv().await {
+            first_runs.push((result.check_id, start.elapsed()));
+        }
+        run.await.unwrap();
+        assert_eq!(first_runs.len(), 20, "each check ran once, soon after start: {first_runs:?}");
+        let latest = first_runs.iter().map(|(_, at)| *at).max().unwrap();
+        assert!(latest <= FIRST_RUN_SPREAD + Duration::from_secs(1), "last first run at {latest:?}");
+        let earliest = first_runs.iter().map(|(_, at)| *at).min().unwrap();
+        assert!(latest > earliest, "first runs are spread, not all at once");
     }
 }

@@ -149,8 +149,8 @@ impl Alerting {
                 Err(error) => tracing::error!(%error, "saved alert state unreadable; starting afresh"),
             }
         }
-        // Agents get a full `no_data` from the server's start: while it was down they could
-        // not have sent anything.
+        // Agents get a full `no_data` from the server's start (while it was down they could
+        // not have sent anything), except those already alerted on: those stay firing.
         load_inputs(&mut engine, store.as_ref(), tenant, now_ms(), AgentClock::ServerStart).await?;
 
         let (history, history_rx) = mpsc::unbounded_channel();
@@ -263,11 +263,44 @@ impl Alerting {
         done
     }
 
-    pub fn add_silence(&self, silence: Silence) {
-        tracing::info!(matchers = ?silence.matchers, by = %silence.created_by, "silence added");
+    /// Adds a silence; returns it with its id.
+    pub fn add_silence(&self, mut silence: Silence) -> Silence {
+        silence.id = lock(&self.engine).add_silence(silence.clone());
+        tracing::info!(silence = %silence.id, matchers = ?silence.matchers, by = %silence.created_by, "silence added");
         self.record(vec![entry("", silence.starts_ms, "silence_added", &silence)]);
-        lock(&self.engine).add_silence(silence);
         self.persist();
+        silence
+    }
+
+    /// Ends a current silence now; `None` if there is none with this id.
+    pub fn expire_silence(&self, id: &str, by: &str) -> Option<Silence> {
+        let now = now_ms();
+        let expired = lock(&self.engine).expire_silence(id, now)?;
+        tracing::info!(silence = id, by, "silence expired early");
+        let record = serde_json::json!({"silence": expired, "by": by});
+        self.record(vec![entry("", now, "silence_expired", record)]);
+        self.persist();
+        Some(expired)
+    }
+
+    /// An operator ends a firing or stale alert (its check was removed for good, say);
+    /// false if there is no such alert. Its receivers hear it resolved.
+    pub fn resolve(&self, id: &str, by: &str) -> bool {
+        let now = now_ms();
+        let Some(transition) = lock(&self.engine).resolve_id(id, now) else { return false };
+        tracing::info!(alert = id, by, "alert resolved by an operator");
+        let record = serde_json::json!({"alert": id, "by": by});
+        self.record(vec![entry(&transition.rule, now, "resolved_by_operator", record)]);
+        self.publish(vec![transition]);
+        true
+    }
+
+    /// Forgets an agent that was deleted or revoked: it never counts as down again, and
+    /// its no-data alerts resolve.
+    pub fn forget_agent(&self, agent_id: &str) {
+        let transitions = lock(&self.engine).forget_agent(agent_id, now_ms());
+        self.persist();
+        self.publish(transitions);
     }
 
     pub fn silences(&self) -> Vec<Silence> {
@@ -557,12 +590,14 @@ async fn stored_api_rules(
     Ok(rules)
 }
 
-/// When agents count as last seen while loading an engine.
+/// Why an engine is loaded: when agents count as last seen, and whether stored samples
+/// may raise alerts.
 #[derive(Clone, Copy, PartialEq)]
 enum AgentClock {
-    /// At the server's start: a restart is no reason to call every agent silent.
+    /// At the server's start: a restart is no reason to call every agent silent, and stored
+    /// samples only keep restored alerts going.
     ServerStart,
-    /// When they really were: what a rule test wants to see.
+    /// When they really were, and stored samples count: what a rule test wants to see.
     LastSeen,
 }
 
@@ -597,15 +632,28 @@ async fn load_inputs(
                 })
             })
             .collect();
-        engine.preload(&recent);
+        match agents {
+            // A restart: stored data keeps existing alerts going but raises none.
+            AgentClock::ServerStart => engine.preload(&recent),
+            // A rule test: stored data is all it has to go on.
+            AgentClock::LastSeen => {
+                engine.ingest(&recent, now);
+            }
+        }
     }
     // Open findings, so finding rules (from the file or added later) see them all.
     let open = FindingFilter { status: Some(FindingStatus::Open), limit: u32::MAX, ..Default::default() };
     engine.ingest_findings(&store.list_findings(tenant, &open).await?, now);
     let reads_logs = engine.rules().iter().any(|r| matches!(r.source, RuleSource::Log { .. }));
     for agent in store.list_agents(tenant).await? {
-        let seen = if agents == AgentClock::ServerStart { now } else { agent.last_seen_ms };
-        engine.agent_seen(agent_labels(&agent.host, &agent.agent_id), seen, now);
+        let labels = agent_labels(&agent.host, &agent.agent_id);
+        match agents {
+            // A full `no_data` from the restart, but an agent already alerted on stays so.
+            AgentClock::ServerStart => engine.agent_known(labels, agent.last_seen_ms, now),
+            AgentClock::LastSeen => {
+                engine.agent_seen(labels, agent.last_seen_ms, now);
+            }
+        }
         if reads_logs {
             let logs = store.recent_logs(tenant, &agent.host, LOG_PRELOAD).await?;
             engine.ingest_logs(&host_labels(&agent.host), &logs, now);

@@ -188,7 +188,7 @@ pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stre
         out,
         "# HELP secumon_alerts Alerts the engines hold (all tenants), by state.\n# TYPE secumon_alerts gauge"
     );
-    for state in [AlertState::Pending, AlertState::Firing, AlertState::Resolved] {
+    for state in [AlertState::Pending, AlertState::Firing, AlertState::Stale, AlertState::Resolved] {
         let count = alerts.iter().filter(|a| a.state == state).count();
         let _ = writeln!(out, "secumon_alerts{{state=\"{}\"}} {count}", format!("{state:?}").to_lowercase());
     }

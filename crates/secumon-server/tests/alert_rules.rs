@@ -339,3 +339,67 @@ channels:
     }
     server.shutdown().await;
 }
+
+/// With an agent down and `AgentDown` firing, a restart keeps the alert listed and firing
+/// without a second page; a script pushing through `POST /ingest` is no agent that goes
+/// down; deleting the down agent closes its alert for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_down_survives_a_restart_silently_and_deleted_agents_never_page() {
+    let (hook, received) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let text = format!(
+            "rules:\n  - {{name: AgentDown, source: agent, no_data: 2s, severity: critical, channels: [ops]}}\n\
+             channels:\n  ops: {{type: webhook, url: \"{hook}\"}}\n"
+        );
+        let mut config = ServerConfig::loopback(dir.path().join("s.db"));
+        config.alerting = Some(RuleFile::parse(&text, "rules.yaml").unwrap());
+        Server::start(config).await.unwrap()
+    };
+    let server = start().await;
+    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let client =
+        PushClient::open(PushClientConfig::new(server.grpc_addr().to_string(), dir.path().join("spool"))).unwrap();
+    let pushing = agent(&client);
+    client.enqueue(IngestBatch { samples: vec![disk(0.5)], ..batch("web-1") }).await.unwrap();
+    let (status, _) = api
+        .post(
+            "/ingest",
+            json!({"source": "nightly-backup", "host": "backup-1",
+            "samples": [{"name": "backup_bytes", "value": 1024.0}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let down = notified(&received, "AgentDown", "firing").await;
+    assert_eq!(down["alerts"][0]["labels"]["agent_id"], "web-1-agent");
+    pushing.abort();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let firing = |received: &Received| received.lock().unwrap().iter().filter(|n| n["status"] == "firing").count();
+    assert_eq!(firing(&received), 1, "the API pusher is not an agent: {:?}", received.lock().unwrap());
+    let (_, before) = api.get("/alerts").await;
+    server.shutdown().await;
+
+    let server = start().await;
+    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    // Through the whole `no_data` grace others get after a restart, and past it.
+    let firing_since = |alerts: &Value| {
+        let alerts = alerts["alerts"].as_array().cloned().unwrap_or_default();
+        alerts.iter().map(|a| (a["id"].clone(), a["state"].clone(), a["since_ms"].clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(firing_since(&before).len(), 1);
+    for _ in 0..4 {
+        let (_, after) = api.get("/alerts").await;
+        assert_eq!(firing_since(&after), firing_since(&before), "still firing, the same alert: {after}");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    assert_eq!(firing(&received), 1, "no second page: {:?}", received.lock().unwrap());
+
+    // web-1 is deleted: its alert closes, and it never pages again.
+    let (status, _) = api.call(reqwest::Method::DELETE, "/agents/web-1-agent", None).await;
+    assert_eq!(status, 204);
+    notified(&received, "AgentDown", "resolved").await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(firing(&received), 1, "{:?}", received.lock().unwrap());
+    assert_eq!(api.get("/alerts").await.1["alerts"], json!([]));
+    server.shutdown().await;
+}

@@ -9,16 +9,18 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use secumon_alert::{RuleFile, SIGNATURE_HEADER, signature};
+use secumon_alert::{RuleFile, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 use secumon_core::{IngestBatch, Labels, Sample, now_ms};
 use secumon_server::{Server, ServerConfig};
 use secumon_transport::{PushClient, PushClientConfig};
 
-type Deliveries = Arc<Mutex<Vec<(Instant, Option<String>, Bytes)>>>;
+/// When each notification arrived, its `(timestamp, signature)` headers and its body.
+type Deliveries = Arc<Mutex<Vec<(Instant, Option<(String, String)>, Bytes)>>>;
 
 async fn receive(State(deliveries): State<Deliveries>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    deliveries.lock().unwrap().push((Instant::now(), signature, body));
+    let header = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_string);
+    let signed = header(TIMESTAMP_HEADER).zip(header(SIGNATURE_HEADER));
+    deliveries.lock().unwrap().push((Instant::now(), signed, body));
     StatusCode::OK
 }
 
@@ -39,7 +41,9 @@ rules:
   - name: RoomTooHot
     expr: temperature_celsius > 30
     severity: critical
-    annotations: {{summary: "{{{{ $labels.room }}}} is at {{{{ $value }}}}°C"}}
+    annotations:
+      summary: "{{{{ $labels.room }}}} is at {{{{ $value }}}}°C"
+      rounded: "{{{{ $value | printf \"%.0f\" }}}}°C, {{{{ humanizePercentage 0.355 }}}} of the limit"
     channels: [ops]
 channels:
   ops: {{type: webhook, url: "{hook}", secret: "k3y"}}
@@ -93,9 +97,14 @@ async fn a_crossing_sample_notifies_on_arrival() {
         assert!(Instant::now() < deadline, "no notification arrived");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (arrived, signature_header, body) = deliveries.lock().unwrap()[0].clone();
+    let (arrived, signed, body) = deliveries.lock().unwrap()[0].clone();
     eprintln!("sample enqueued on the agent → webhook received: {:?}", arrived - sent);
-    assert_eq!(signature_header, Some(signature("k3y", &body)));
+    // What a receiver checks: the signature covers the timestamp, and the timestamp is fresh.
+    let (timestamp, signature_header) = signed.expect("timestamp and signature headers");
+    let timestamp: i64 = timestamp.parse().unwrap();
+    assert!((now_ms() / 1_000 - timestamp).abs() <= 5, "signed just now: {timestamp}");
+    assert_eq!(signature_header, signature("k3y", timestamp, &body));
+    assert_ne!(signature_header, signature("k3y", timestamp - 600, &body), "a replay with an old timestamp fails");
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["rule"], "RoomTooHot");
     assert_eq!(json["status"], "firing");
@@ -103,12 +112,14 @@ async fn a_crossing_sample_notifies_on_arrival() {
     assert_eq!(json["alerts"][0]["labels"]["room"], "a");
     assert_eq!(json["alerts"][0]["labels"]["host"], "dc-1");
     assert_eq!(json["alerts"][0]["annotations"]["summary"], "a is at 35.5°C");
+    assert_eq!(json["alerts"][0]["annotations"]["rounded"], "36°C, 35.5% of the limit");
 
     let api = format!("http://{}/api/v1", server.api_addr());
     let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
     let alerts = alerts["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["state"], "firing");
+    assert_eq!(alerts[0]["annotations"]["summary"], "a is at 35.5°C", "what `alerts list` and the console show");
     let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
     assert_eq!(history["history"][0]["from"], "inactive");
 
@@ -148,6 +159,9 @@ async fn a_crossing_sample_notifies_on_arrival() {
         .await
         .unwrap();
     assert_eq!(silenced.status(), 201);
+    let silence: serde_json::Value = silenced.json().await.unwrap();
+    let silence_id = silence["id"].as_str().unwrap().to_string();
+    assert_eq!(silence["created_by"], "local", "the caller, not the body's `created_by`");
     client.enqueue(batch(vec![Sample::new("temperature_celsius", room("c"), now_ms(), 40.0)])).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -162,6 +176,19 @@ async fn a_crossing_sample_notifies_on_arrival() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(deliveries.lock().unwrap().len(), 1, "the silenced alert sent nothing");
+
+    // The silence is listed with its id and can be ended early, once.
+    let listed: serde_json::Value = reqwest::get(format!("{api}/silences")).await.unwrap().json().await.unwrap();
+    assert_eq!(listed["silences"][0]["id"], silence_id.as_str());
+    let expired = http.delete(format!("{api}/silences/{silence_id}")).send().await.unwrap();
+    assert_eq!(expired.status(), 200);
+    let listed: serde_json::Value = reqwest::get(format!("{api}/silences")).await.unwrap().json().await.unwrap();
+    assert_eq!(listed["silences"], serde_json::json!([]), "no longer in force");
+    let again = http.delete(format!("{api}/silences/{silence_id}")).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+    let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+    let entry = history["history"].as_array().unwrap().iter().find(|e| e["kind"] == "silence_expired").cloned();
+    assert_eq!(entry.map(|e| e["by"].clone()), Some("local".into()), "{history}");
 
     // Back below the threshold: resolved, and the receiver hears about it.
     client.enqueue(batch(vec![Sample::new("temperature_celsius", room("a"), now_ms(), 20.0)])).await.unwrap();
@@ -218,5 +245,76 @@ async fn firing_alerts_survive_a_restart_without_a_second_notification() {
     wait_for(&deliveries, 2).await;
     let resolved: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
     assert_eq!(resolved["status"], "resolved");
+    server.shutdown().await;
+}
+
+fn check_rules(hook: &str) -> RuleFile {
+    let text = format!(
+        r#"
+rules:
+  - {{name: CheckFailing, source: check, expr: status != ok, severity: critical, channels: [ops]}}
+channels:
+  ops: {{type: webhook, url: "{hook}"}}
+"#
+    );
+    RuleFile::parse(&text, "rules.yaml").unwrap()
+}
+
+fn failing(check_id: &str, at_ms: i64) -> IngestBatch {
+    let result = secumon_core::CheckResult {
+        check_id: check_id.into(),
+        kind: "tls".into(),
+        target: format!("{check_id}.example:443"),
+        status: secumon_core::CheckStatus::Critical,
+        timestamp_ms: at_ms,
+        duration_us: 2_000,
+        details: serde_json::json!({"error": "certificate expired"}),
+        samples: Vec::new(),
+    };
+    IngestBatch { agent_id: "probe".into(), host: "probe-1".into(), check_results: vec![result], ..Default::default() }
+}
+
+/// After a restart, the stored result of a check no longer configured must not fire (and
+/// resolve 30 s later); a live result does fire, and an operator can resolve it by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_results_raise_no_alert_after_a_restart_and_operators_resolve_by_hand() {
+    let (hook, deliveries) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let mut config = ServerConfig::loopback(dir.path().join("s.db"));
+        config.alerting = Some(check_rules(&hook));
+        Server::start(config).await.unwrap()
+    };
+    // A failing result reaches the store but not the engine (the check was removed before
+    // the engine saw it, as far as this server's life goes).
+    let server = start().await;
+    server.store().write_batch("default", &failing("old-site", now_ms() - 10_000)).await.unwrap();
+    server.shutdown().await;
+
+    let server = start().await;
+    let api = format!("http://{}/api/v1", server.api_addr());
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // two ticks and more
+    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    assert_eq!(alerts["alerts"], serde_json::json!([]), "history alone raises nothing");
+    assert!(deliveries.lock().unwrap().is_empty());
+
+    // A live result of a configured check does fire.
+    let http = reqwest::Client::new();
+    server.store().write_batch("default", &failing("shop", now_ms())).await.unwrap();
+    server.alerting().observe_batch("default", &failing("shop", now_ms()));
+    wait_for(&deliveries, 1).await;
+    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1, "{alerts}");
+    let id = alerts["alerts"][0]["id"].as_str().unwrap().to_string();
+
+    // The check is removed for good: the operator closes the alert.
+    let resolved = http.post(format!("{api}/alerts/{id}/resolve")).send().await.unwrap();
+    assert_eq!(resolved.status(), 200);
+    wait_for(&deliveries, 2).await;
+    let body: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
+    assert_eq!(body["status"], "resolved");
+    let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+    assert!(history["history"].as_array().unwrap().iter().any(|e| e["kind"] == "resolved_by_operator"), "{history}");
+    assert_eq!(http.post(format!("{api}/alerts/{id}/resolve")).send().await.unwrap().status(), 404);
     server.shutdown().await;
 }

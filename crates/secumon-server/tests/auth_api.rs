@@ -205,6 +205,7 @@ struct Globex {
     key: String,
     rule: String,
     alert: String,
+    silence: String,
     dashboard: String,
 }
 
@@ -236,7 +237,7 @@ async fn populate_globex(server: &Server, api: &Api) -> Globex {
         "severity": "critical"})),
         )
         .await);
-    ok(api
+    let silence = ok(api
         .call(
             Method::POST,
             "/silences",
@@ -278,6 +279,7 @@ async fn populate_globex(server: &Server, api: &Api) -> Globex {
         key: key["secret"].as_str().unwrap().into(),
         rule,
         alert,
+        silence: silence["id"].as_str().unwrap().into(),
         dashboard: dashboard["id"].as_str().unwrap().into(),
     }
 }
@@ -292,6 +294,7 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     let a_token = api.login("alice").await;
     let (_, a_key) = server.accounts().create_api_key("acme", "a-script", Role::Admin, "alice").await.unwrap();
     let (rule, alert, user, key_id, dash) = (&b.rule, &b.alert, &b.user, &b.key_id, &b.dashboard);
+    let silence = &b.silence;
     let rule_body = json!({"name": rule, "expr": "up > 0", "severity": "info"});
 
     // Every endpoint, as A (by token and by API key), aimed at B's objects.
@@ -315,7 +318,9 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/alerts/stats".into(), None),
         (Method::GET, "/alerts/history".into(), None),
         (Method::POST, format!("/alerts/{alert}/acknowledge"), Some(json!({"by": "alice"}))),
+        (Method::POST, format!("/alerts/{alert}/resolve"), None),
         (Method::GET, "/silences".into(), None),
+        (Method::DELETE, format!("/silences/{silence}"), None),
         (Method::GET, "/alert-rules".into(), None),
         (Method::GET, format!("/alert-rules/{rule}"), None),
         (Method::PUT, format!("/alert-rules/{rule}"), Some(rule_body)),
@@ -336,6 +341,7 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     let secrets = [
         rule.as_str(),
         alert.as_str(),
+        silence.as_str(),
         user.as_str(),
         key_id.as_str(),
         "b-host",
@@ -381,6 +387,9 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     assert_eq!(rules["rule"]["expr"].as_str(), Some("b_secret_metric > 1"), "{rules}");
     let (_, alerts) = api.call(Method::GET, "/alerts", t, None).await;
     assert!(alerts["alerts"][0]["acknowledged"].is_null(), "{alerts}");
+    assert_eq!(alerts["alerts"][0]["state"], "firing", "not resolved by A: {alerts}");
+    let (_, silences) = api.call(Method::GET, "/silences", t, None).await;
+    assert_eq!(silences["silences"][0]["id"].as_str(), Some(silence.as_str()), "not expired by A: {silences}");
     let (_, dashboard) = api.call(Method::GET, &format!("/dashboards/{dash}"), t, None).await;
     assert_eq!(dashboard["name"].as_str(), Some("b-dash"), "{dashboard}");
     let (status, _) = api.call(Method::GET, "/agents", Some(&b.key), None).await;

@@ -52,6 +52,10 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     assert_eq!(summary["agents"][0]["id"], "agent-1");
     assert_eq!(summary["metrics"]["cpu_usage_ratio"][0]["value"], 0.25, "the latest value: {summary}");
     assert_eq!(summary["metrics"]["load1"][0]["value"], 2.0);
+    // Each value carries the time it was measured, not the start of the lookup window:
+    // that is what anyone judging staleness reads.
+    assert_eq!(summary["metrics"]["cpu_usage_ratio"][0]["timestamp_ms"], now - 10_000, "{summary}");
+    assert_eq!(summary["metrics"]["load1"][0]["timestamp_ms"], now - 10_000, "{summary}");
     assert_eq!(summary["metrics"]["memory_used_ratio"], json!([]), "asked for but never sent");
     let (_, only) = call(&http, &server, Method::GET, "/metrics/hosts/web-1?metrics=load1", None).await;
     assert_eq!(only["metrics"].as_object().unwrap().keys().collect::<Vec<_>>(), ["load1"]);

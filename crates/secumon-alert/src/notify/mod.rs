@@ -10,7 +10,7 @@ mod webhook;
 pub use email::{EmailNotifier, SmtpSecurity, SmtpSettings};
 pub use pagerduty::PagerDutyNotifier;
 pub use slack::SlackNotifier;
-pub use webhook::{SIGNATURE_HEADER, WebhookNotifier, signature};
+pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier, signature};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -345,8 +345,10 @@ mod tests {
         if call <= r.fail_first {
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
-        let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-        r.received.lock().unwrap().push((signature, body));
+        // Kept as `<timestamp> <signature>`: the signature is only checkable with its timestamp.
+        let header = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
+        let signed = header(TIMESTAMP_HEADER).zip(header(SIGNATURE_HEADER)).map(|(t, s)| format!("{t} {s}"));
+        r.received.lock().unwrap().push((signed, body));
         StatusCode::NO_CONTENT
     }
 
@@ -375,8 +377,11 @@ mod tests {
         assert_eq!(receiver.calls.load(Ordering::SeqCst), 3);
         let received = receiver.received.lock().unwrap().clone();
         assert_eq!(received.len(), 1, "exactly one successful delivery");
-        let (signature, body) = &received[0];
-        assert_eq!(signature.as_deref(), Some(signature_of(body).as_str()));
+        let (signed, body) = &received[0];
+        let (timestamp, signature_header) = signed.as_deref().and_then(|s| s.split_once(' ')).expect("signed");
+        let timestamp: i64 = timestamp.parse().unwrap();
+        assert!((secumon_core::now_ms() / 1_000 - timestamp).abs() <= 5, "the time of the attempt: {timestamp}");
+        assert_eq!(signature_header, signature_of(timestamp, body));
         let json: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(json["rule"], "Hot");
         assert_eq!(json["status"], "firing");
@@ -387,8 +392,8 @@ mod tests {
         assert_eq!(outcomes, vec![(1, false), (2, false), (3, true)]);
     }
 
-    fn signature_of(body: &[u8]) -> String {
-        signature("s3cret", body)
+    fn signature_of(timestamp_s: i64, body: &[u8]) -> String {
+        signature("s3cret", timestamp_s, body)
     }
 
     /// Delivers `t` through the channel configured by `yaml` (with `URL` replaced by a local

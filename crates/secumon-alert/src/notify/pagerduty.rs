@@ -36,7 +36,8 @@ pub(crate) fn event(routing_key: &str, n: &Notification) -> Option<serde_json::V
     let action = match n.status {
         AlertState::Firing => "trigger",
         AlertState::Resolved => "resolve",
-        AlertState::Pending | AlertState::Inactive => return None,
+        // A stale alert's incident stays open: nothing says it is over.
+        AlertState::Pending | AlertState::Inactive | AlertState::Stale => return None,
     };
     let severity = match n.severity {
         AlertSeverity::Critical => "critical",

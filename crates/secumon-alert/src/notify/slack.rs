@@ -37,6 +37,7 @@ pub(crate) fn message(n: &Notification) -> serde_json::Value {
         AlertState::Resolved => "RESOLVED",
         AlertState::Pending => "PENDING",
         AlertState::Inactive => "CLEARED",
+        AlertState::Stale => "STALE",
     };
     let count = if n.alerts.len() > 1 { format!(" × {}", n.alerts.len()) } else { String::new() };
     let title = format!("[{state}] {} ({:?}){count}", n.rule, n.severity);

@@ -160,6 +160,8 @@ pub(super) async fn delete_agent(
     };
     let had_clock = state.clocks.forget(&*state.store, &caller.tenant, &id).await;
     if state.store.delete_agent(&caller.tenant, &id).await? || revoked || had_clock {
+        // A deleted or revoked agent is not "down": no AgentDown for it, ever again.
+        state.alerting(&caller).await?.forget_agent(&id);
         tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -39,7 +39,7 @@ pub(super) struct SummaryParams {
     metrics: Option<String>,
 }
 
-/// A series' latest value.
+/// A series' latest value, stamped with the time that sample was taken.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LatestValue {
     pub labels: Labels,
@@ -97,11 +97,14 @@ pub(super) async fn host_summary(
 /// The latest value of each series `selector` matches, within [`LATEST_WINDOW_MS`].
 async fn latest(state: &ApiState, caller: &Caller, selector: SeriesSelector) -> Result<Vec<LatestValue>, ApiError> {
     let end_ms = now_ms();
+    // One point per sample (a 1 ms step), not one bucket for the window: a bucket's
+    // timestamp is where the window starts, and whoever judges staleness needs the time the
+    // value was really taken.
     let query = RangeQuery {
         selector,
         start_ms: end_ms - LATEST_WINDOW_MS,
         end_ms,
-        step_ms: LATEST_WINDOW_MS,
+        step_ms: 1,
         aggregation: Aggregation::Last,
     };
     let answer = state.store.query_range(&caller.tenant, &query).await?;

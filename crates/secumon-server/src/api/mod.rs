@@ -25,7 +25,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use secumon_alert::RuleSpec;
 use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
@@ -130,7 +130,9 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/history", get(alert_history))
         .route("/api/v1/alerts/stats", get(alert_stats))
         .route("/api/v1/alerts/{id}/acknowledge", post(acknowledge_alert))
+        .route("/api/v1/alerts/{id}/resolve", post(resolve_alert))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/alert-rules", get(list_rules).post(create_rule))
         .route("/api/v1/alert-rules/{id}", get(get_rule).put(update_rule).delete(delete_rule))
         .route("/api/v1/alert-rules/{id}/test", get(test_rule))
@@ -578,7 +580,7 @@ pub struct AlertList {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct AlertFilter {
-    /// `pending` or `firing`.
+    /// `pending`, `firing` or `stale` (was firing, its data stopped).
     status: Option<String>,
     /// `info`, `warning` or `critical`.
     severity: Option<String>,
@@ -816,14 +818,46 @@ async fn add_silence(
     let duration = parse_duration("duration", &request.duration)?;
     let starts_ms = now_ms();
     let silence = Silence {
+        // The engine gives it its id.
+        id: String::new(),
         matchers: request.matchers,
         starts_ms,
         ends_ms: starts_ms.saturating_add(duration.as_millis() as i64),
         created_by: caller.subject.clone(),
         comment: request.comment,
     };
-    state.alerting(&caller).await?.add_silence(silence.clone());
+    let silence = state.alerting(&caller).await?.add_silence(silence);
     Ok((StatusCode::CREATED, Json(silence)))
+}
+
+/// Ends a silence before its time (recorded in the history as the caller's doing).
+#[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "alerts", params(("id" = String, Path, description = "Silence id")), responses((status = 200, description = "Expired; the silence as it ends", body = serde_json::Value), (status = 404, description = "No current silence with this id")))]
+async fn expire_silence(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Silence>, ApiError> {
+    caller.require(Role::Operator)?;
+    match state.alerting(&caller).await?.expire_silence(&id, &caller.subject) {
+        Some(silence) => Ok(Json(silence)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no current silence {id:?}"))),
+    }
+}
+
+/// Ends a firing or stale alert by an operator's word: a stale alert's data is gone (a
+/// check removed for good), so only a person or the rule's `no_data` can close it.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", params(("id" = String, Path, description = "Alert id")), responses((status = 200, description = "Resolved", body = serde_json::Value), (status = 404, description = "No firing or stale alert with this id")))]
+async fn resolve_alert(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Operator)?;
+    if state.alerting(&caller).await?.resolve(&id, &caller.subject) {
+        Ok(Json(serde_json::json!({"resolved": true})))
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing or stale alert {id:?}")))
+    }
 }
 
 /// The longest duration any parameter takes: beyond it, timestamps computed from it would

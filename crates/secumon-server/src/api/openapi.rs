@@ -44,7 +44,7 @@ struct ErrorDetail {
         super::hosts::host_summary, super::hosts::network_target, super::host_history, super::host_logs,
         super::latest_checks, super::ingest,
         super::list_alerts, super::alert_stats, super::alert_history, super::acknowledge_alert,
-        super::list_silences, super::add_silence,
+        super::list_silences, super::add_silence, super::expire_silence, super::resolve_alert,
         super::list_rules, super::create_rule, super::get_rule, super::update_rule, super::delete_rule,
         super::test_rule, super::rule_history,
         super::list_findings, super::import_findings, super::import_secuscan, super::list_integrations,
@@ -97,7 +97,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 54, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 56, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");
