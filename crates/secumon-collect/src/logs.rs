@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 
 /// Bytes read from one file per poll, so a huge backlog is shipped over several batches.
 const MAX_BYTES_PER_POLL: u64 = 4 * 1024 * 1024;
+/// Reads of [`MAX_BYTES_PER_POLL`] from one rotated file per poll.
+const ROTATED_READS_PER_POLL: usize = 4;
 /// Longer lines are cut; a log line is not a place for megabytes.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -345,12 +347,24 @@ impl LogTailer {
     fn drain_rotated(&mut self, timestamp_ms: i64, out: &mut Vec<LogRecord>) {
         let now = Instant::now();
         self.rotated.retain_mut(|rotated| {
-            let Some(len) = read_lines(&mut rotated.tailed, &rotated.source, timestamp_ms, out) else { return false };
+            // A few reads per poll: a rotated file is finite, but a large backlog is still
+            // shipped over several batches. Caught up once a read finds no whole line.
+            let (mut caught_up, mut len) = (false, 0);
+            for _ in 0..ROTATED_READS_PER_POLL {
+                let before = rotated.tailed.position.offset;
+                let Some(now_len) = read_lines(&mut rotated.tailed, &rotated.source, timestamp_ms, out) else {
+                    return false;
+                };
+                len = now_len;
+                if rotated.tailed.position.offset == before {
+                    caught_up = true;
+                    break;
+                }
+            }
             if len > rotated.last_len {
                 rotated.last_len = len;
                 rotated.last_growth = now;
             }
-            let caught_up = rotated.tailed.position.offset + MAX_BYTES_PER_POLL > len;
             if !caught_up || now.duration_since(rotated.last_growth) < rotated.quiet_for {
                 return true;
             }
@@ -391,7 +405,10 @@ fn find_rotated(path: &Path, read_so_far: &Position) -> Option<TailedFile> {
         }
         let Ok(file) = File::open(entry.path()) else { continue };
         let Ok(meta) = file.metadata() else { continue };
-        if !meta.is_file() || !read_so_far.matches(&file, meta.len()) {
+        let same_file = (meta.dev(), meta.ino()) == (read_so_far.device, read_so_far.inode);
+        // With nothing read yet every file matches the empty prefix: only the same inode
+        // (the file renamed away) is then known to be the one.
+        if !meta.is_file() || !read_so_far.matches(&file, meta.len()) || (read_so_far.offset == 0 && !same_file) {
             continue;
         }
         let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
@@ -653,6 +670,35 @@ mod tests {
         writer.write_all(b"too late\n").unwrap();
         append(&log, "newer\n");
         assert_eq!(lines(&tailer.poll(6)), vec!["newer"]);
+    }
+
+    #[test]
+    fn rotation_while_stopped_finds_the_renamed_file_but_no_other_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        let state = dir.path().join("positions.json");
+        append(&log, "");
+        let patterns = vec![log.display().to_string()];
+        let open = || LogTailer::open(&patterns, &state).unwrap().with_rotation_grace(Duration::ZERO);
+        let mut tailer = open();
+        tailer.poll(1);
+        tailer.commit().unwrap();
+        drop(tailer);
+        // Nothing read yet: an archive that merely starts the same (empty) way is not it...
+        // (written before the removal, so it cannot reuse the removed file's inode)
+        std::fs::write(dir.path().join("a.log.3"), "old archive\n").unwrap();
+        std::fs::remove_file(&log).unwrap();
+        append(&log, "unread\n");
+        let mut tailer = open();
+        assert_eq!(lines(&tailer.poll(2)), vec!["unread"]);
+        tailer.commit().unwrap();
+        drop(tailer);
+        // ...but the file renamed away, same inode, is.
+        append(&log, "also unread\n");
+        std::fs::rename(&log, dir.path().join("a.log.1")).unwrap();
+        append(&log, "new\n");
+        let mut tailer = open();
+        assert_eq!(lines(&tailer.poll(3)), vec!["also unread", "new"]);
     }
 
     #[test]
