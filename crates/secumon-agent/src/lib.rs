@@ -144,7 +144,8 @@ impl Agent {
     pub fn open_with(settings: AgentSettings, tune: impl FnOnce(&mut PushClientConfig)) -> Result<Self, AgentError> {
         let agent_id = load_or_create_agent_id(&settings.state_dir)?;
         let logs = if settings.logs.enabled {
-            let mut tailer = LogTailer::open(&settings.logs.sources, &settings.state_dir.join("log-positions.json"))?;
+            let mut tailer = LogTailer::open(&settings.logs.sources, &settings.state_dir.join("log-positions.json"))?
+                .with_rotation_grace(settings.logs.rotation_grace);
             if settings.logs.journald {
                 tailer.follow_journal(Path::new("journalctl"));
             }

@@ -98,7 +98,8 @@ async fn agent_metrics_reach_the_rest_api() {
     let mut agent_settings = settings(&dir.path().join("agent"), server.grpc_addr(), Duration::from_secs(1), families);
     let log = dir.path().join("app.log");
     std::fs::write(&log, "before the agent started\n").unwrap();
-    agent_settings.logs = LogsSection { enabled: true, sources: vec![log.display().to_string()], journald: false };
+    agent_settings.logs =
+        LogsSection { enabled: true, sources: vec![log.display().to_string()], journald: false, ..Default::default() };
     let agent = start_agent(agent_settings);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     std::fs::write(&log, "before the agent started\nGET /index.html 200\nGET /missing 404\n").unwrap();

@@ -32,7 +32,7 @@ pub use cpu::{CpuCollector, LoadCollector};
 pub use diskio::DiskIoCollector;
 pub use docker::DockerCollector;
 pub use filesystem::FilesystemCollector;
-pub use logs::{LogError, LogTailer};
+pub use logs::{DEFAULT_ROTATION_GRACE, LogError, LogTailer};
 pub use memory::MemoryCollector;
 pub use network::NetworkCollector;
 pub use processes::ProcessCollector;

@@ -234,6 +234,14 @@ pub struct LogsSection {
     /// Also follow the systemd journal (through `journalctl`) where there is one.
     #[serde(default = "default_true")]
     pub journald: bool,
+    /// How long a file renamed away by a rotation is still read after it last grew: a
+    /// writer keeps appending through its old handle until it reopens its log.
+    #[serde(default = "default_rotation_grace", with = "humantime_serde")]
+    pub rotation_grace: Duration,
+}
+
+fn default_rotation_grace() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_true() -> bool {
@@ -242,7 +250,7 @@ fn default_true() -> bool {
 
 impl Default for LogsSection {
     fn default() -> Self {
-        Self { enabled: false, sources: Vec::new(), journald: true }
+        Self { enabled: false, sources: Vec::new(), journald: true, rotation_grace: default_rotation_grace() }
     }
 }
 
@@ -363,6 +371,7 @@ probe_mode:
         assert_eq!(config.metrics.interval, Duration::from_secs(60));
         assert_eq!(config.metrics.enabled.len(), 6);
         assert_eq!(config.logs.sources[2], "/var/log/nginx/*.log");
+        assert_eq!(config.logs.rotation_grace, Duration::from_secs(5), "the default");
         assert_eq!(
             config.probe_mode.targets[1],
             ProbeTarget::Tcp { host: "example.com".into(), port: 443, interval: Duration::from_secs(60) }

@@ -100,6 +100,7 @@ struct CheckFields {
     max_redirects: Option<u32>,
     ca_file: Option<PathBuf>,
     cert_warning_days: Option<i64>,
+    user_agent: Option<String>,
     record: Option<String>,
     resolvers: Option<Vec<String>>,
     expect: Option<Vec<String>>,
@@ -169,6 +170,7 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
             "max_redirects",
             "ca_file",
             "cert_warning_days",
+            "user_agent",
         ],
         "dns" => &["host", "record", "resolvers", "expect"],
         "tls" => &["host", "port", "server_name", "starttls", "ca_file", "cert_warning_days"],
@@ -215,6 +217,7 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
         ("max_redirects", f.max_redirects.is_some()),
         ("ca_file", f.ca_file.is_some()),
         ("cert_warning_days", f.cert_warning_days.is_some()),
+        ("user_agent", f.user_agent.is_some()),
         ("record", f.record.is_some()),
         ("resolvers", f.resolvers.is_some()),
         ("expect", f.expect.is_some()),
@@ -294,6 +297,7 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
             check.max_redirects = f.max_redirects.unwrap_or(check.max_redirects);
             check.ca_file = f.ca_file;
             check.cert_warning_days = f.cert_warning_days.unwrap_or(check.cert_warning_days);
+            check.user_agent = f.user_agent.unwrap_or(check.user_agent);
             Arc::new(check)
         }
         "tls" => {

@@ -23,6 +23,10 @@ use crate::check::{Check, CheckError, Outcome, resolve};
 /// Bodies longer than this are cut (and the check says so).
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
+/// The `User-Agent` sent unless a check sets its own: servers and their operators see what
+/// is probing them, as with every monitoring probe.
+pub const DEFAULT_USER_AGENT: &str = concat!("SecuMon/", env!("CARGO_PKG_VERSION"));
+
 /// What to request and what to expect.
 #[derive(Debug, Clone)]
 pub struct HttpCheck {
@@ -43,6 +47,8 @@ pub struct HttpCheck {
     pub ca_file: Option<PathBuf>,
     /// Warn when the certificate expires within this many days.
     pub cert_warning_days: i64,
+    /// The `User-Agent` header; a `User-Agent` in `headers` takes its place.
+    pub user_agent: String,
 }
 
 impl HttpCheck {
@@ -60,6 +66,7 @@ impl HttpCheck {
             max_redirects: 5,
             ca_file: None,
             cert_warning_days: 14,
+            user_agent: DEFAULT_USER_AGENT.to_string(),
         }
     }
 }
@@ -103,7 +110,9 @@ pub struct TlsSummary {
 
 /// Sends one request to `url` with `check`'s method, headers and body; no redirect.
 pub async fn request(check: &HttpCheck, url: &str) -> Result<HttpResponse, CheckError> {
-    let uri: Uri = url.parse().map_err(|e| CheckError::Invalid(format!("{url:?} is not a URL: {e}")))?;
+    // A fragment names a part of the document for the client; it is never sent.
+    let without_fragment = url.split_once('#').map_or(url, |(before, _)| before);
+    let uri: Uri = without_fragment.parse().map_err(|e| CheckError::Invalid(format!("{url:?} is not a URL: {e}")))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
@@ -127,6 +136,9 @@ pub async fn request(check: &HttpCheck, url: &str) -> Result<HttpResponse, Check
     let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or(host.clone());
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut builder = Request::builder().method(method).uri(path).header(hyper::header::HOST, authority);
+    if !check.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("user-agent")) {
+        builder = builder.header(hyper::header::USER_AGENT, check.user_agent.as_str());
+    }
     for (name, value) in &check.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
@@ -206,20 +218,16 @@ fn tls_summary(connection: &rustls::ClientConnection) -> Option<TlsSummary> {
     })
 }
 
-/// Resolves a redirect's `Location` against the URL that answered with it.
+/// Resolves a redirect's `Location` against the URL that answered with it, as RFC 3986 §5
+/// says (what `url::Url::join` implements): dot segments removed, a query-only reference
+/// keeps the path, a network-path reference (`//host/p`) keeps the scheme. The fragment is
+/// kept in the result (it is reported) and dropped from the request.
 fn follow(base: &str, location: &str) -> Result<String, CheckError> {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return Ok(location.to_string());
-    }
-    let uri: Uri = base.parse().map_err(|e| CheckError::Invalid(format!("{base:?}: {e}")))?;
-    let origin =
-        format!("{}://{}", uri.scheme_str().unwrap_or("http"), uri.authority().map(|a| a.as_str()).unwrap_or(""));
-    if location.starts_with('/') {
-        return Ok(format!("{origin}{location}"));
-    }
-    let path = uri.path();
-    let directory = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
-    Ok(format!("{origin}{directory}{location}"))
+    let base = url::Url::parse(base).map_err(|e| CheckError::Invalid(format!("{base:?} is not a URL: {e}")))?;
+    let next = base
+        .join(location.trim())
+        .map_err(|e| CheckError::Other(format!("redirect to {location:?} from {base} is not a URL: {e}")))?;
+    Ok(next.to_string())
 }
 
 #[async_trait]
@@ -321,10 +329,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redirects_resolve_against_the_answering_url() {
-        assert_eq!(follow("http://a:8080/x/y?q", "/z").unwrap(), "http://a:8080/z");
-        assert_eq!(follow("http://a/x/y", "z").unwrap(), "http://a/x/z");
-        assert_eq!(follow("http://a/x", "https://b/").unwrap(), "https://b/");
+    fn redirects_resolve_as_rfc_3986_says() {
+        // RFC 3986 §5.4's examples that a Location can carry, from its base.
+        let base = "http://a/b/c/d;p?q";
+        for (reference, expected) in [
+            ("g", "http://a/b/c/g"),
+            ("./g", "http://a/b/c/g"),
+            ("g/", "http://a/b/c/g/"),
+            ("/g", "http://a/g"),
+            ("//g", "http://g/"),
+            ("?y", "http://a/b/c/d;p?y"),
+            ("g?y", "http://a/b/c/g?y"),
+            ("#s", "http://a/b/c/d;p?q#s"),
+            ("g?y#s", "http://a/b/c/g?y#s"),
+            (";x", "http://a/b/c/;x"),
+            ("", "http://a/b/c/d;p?q"),
+            (".", "http://a/b/c/"),
+            ("..", "http://a/b/"),
+            ("../g", "http://a/b/g"),
+            ("../..", "http://a/"),
+            ("../../../g", "http://a/g"),
+            ("/./g", "http://a/g"),
+            ("g/../h", "http://a/b/c/h"),
+            ("https://b:8443/x", "https://b:8443/x"),
+        ] {
+            assert_eq!(follow(base, reference).unwrap(), expected, "{reference:?}");
+        }
+        assert!(follow(base, "http://[::1").is_err());
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ mod trace;
 pub use check::{Check, CheckError, Outcome, run_check};
 pub use config::{CheckConfig, ProbeConfig, ProbeSection};
 pub use dns::{DnsAnswer, DnsCheck, RECORD_TYPES, query as dns_query, record_type, resolver_address};
-pub use http::{HttpCheck, HttpResponse, Timings, TlsSummary, request as http_request};
+pub use http::{DEFAULT_USER_AGENT, HttpCheck, HttpResponse, Timings, TlsSummary, request as http_request};
 pub use ping::{PingCheck, PingStats, ping};
 pub use ports::{
     PortList, PortReport, PortState, TcpScan, UdpScan, port_outcome, scan_tcp, scan_tcp_with_progress, scan_udp,

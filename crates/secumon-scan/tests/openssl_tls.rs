@@ -323,10 +323,8 @@ async fn an_incomplete_chain_is_untrusted_until_the_intermediate_is_sent() {
 }
 
 #[tokio::test]
-async fn ocsp_responder_says_good_or_revoked() {
-    if !tools() {
-        return;
-    }
+async fn ocsp_responder_says_good_or_revoked_with_reason_and_time() {
+    assert!(Command::new("openssl").arg("version").output().is_ok(), "openssl must be installed");
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     let responder_port = free_port();
@@ -351,7 +349,7 @@ async fn ocsp_responder_says_good_or_revoked() {
     let (good, revoked) = (leaf("good", 0x1001), leaf("revoked", 0x1002));
     std::fs::write(
         dir.path().join("index.txt"),
-        "V\t301231000000Z\t\t1001\tunknown\t/CN=localhost\nR\t301231000000Z\t240101000000Z\t1002\tunknown\t/CN=localhost\n",
+        "V\t301231000000Z\t\t1001\tunknown\t/CN=localhost\nR\t301231000000Z\t240101120000Z,keyCompromise\t1002\tunknown\t/CN=localhost\n",
     )
     .unwrap();
     // openssl's responder listens on every interface; only loopback talks to it here.
@@ -384,7 +382,33 @@ async fn ocsp_responder_says_good_or_revoked() {
     assert!(!report.findings.iter().any(|f| f.title.contains("revoked")));
 
     let server = s_server(dir.path(), &revoked, &chain);
+    let report = analyse(server.1, trusted.clone()).await;
+    let answer = report.ocsp_responder.clone().unwrap();
+    assert_eq!(answer.status, Some(secumon_scan::tls::ocsp::OcspStatus::Revoked));
+    let revocation = answer.revocation.expect("a revoked answer says when and why");
+    assert_eq!(revocation.reason.as_deref(), Some("keyCompromise"));
+    assert_eq!((revocation.time.as_str(), revocation.time_unix), ("2024-01-01T12:00:00Z", 1_704_110_400));
+    let title = "certificate revoked (OCSP): keyCompromise, revoked at 2024-01-01T12:00:00Z".to_string();
+    assert!(titles(&report, FindingSeverity::Critical).contains(&title), "{:?}", report.findings);
+
+    // openssl's own client reads the same reason and time from the responder, and saves
+    // the response for a server to staple.
+    let staple = dir.path().join("staple.der");
+    let client = Command::new("openssl")
+        .current_dir(dir.path())
+        .args(["ocsp", "-issuer", "ca.pem", "-cert", "revoked.crt", "-CAfile", "ca.pem", "-no_nonce"])
+        .args(["-url", &format!("http://127.0.0.1:{responder_port}/"), "-respout", staple.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&client.stdout);
+    assert!(said.contains("revoked.crt: revoked"), "{said}");
+    assert!(said.contains("Reason: keyCompromise"), "{said}");
+    assert!(said.contains("Revocation Time: Jan  1 12:00:00 2024 GMT"), "{said}");
+
+    let stapling = [&chain[..], &["-status_file", staple.to_str().unwrap()]].concat();
+    let server = s_server(dir.path(), &revoked, &stapling);
     let report = analyse(server.1, trusted).await;
-    assert_eq!(report.ocsp_responder.as_ref().unwrap().status, Some(secumon_scan::tls::ocsp::OcspStatus::Revoked));
-    assert!(titles(&report, FindingSeverity::Critical).contains(&"certificate revoked (OCSP)".to_string()));
+    assert!(report.ocsp_stapled);
+    assert_eq!(report.ocsp_stapled_status, Some(secumon_scan::tls::ocsp::OcspStatus::Revoked));
+    assert_eq!(report.ocsp_stapled_revocation.as_ref(), Some(&revocation), "the stapled answer says the same");
 }

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Deserializer};
 
@@ -64,12 +65,33 @@ pub struct SmtpSettings<'a> {
 
 impl EmailNotifier {
     pub fn new(smtp: SmtpSettings<'_>, from: Mailbox, to: Vec<Mailbox>) -> Result<Self, NotifyError> {
+        Self::trusting(smtp, from, to, None)
+    }
+
+    /// [`EmailNotifier::new`], also trusting the CA certificate in `ca_pem` (PEM) for the
+    /// relay's certificate, beside the system's roots: a relay inside a client's network
+    /// often has a certificate from a private CA.
+    pub fn trusting(
+        smtp: SmtpSettings<'_>,
+        from: Mailbox,
+        to: Vec<Mailbox>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, NotifyError> {
+        let error = |e: lettre::transport::smtp::Error| NotifyError::Email(e.to_string());
+        let tls = || -> Result<TlsParameters, NotifyError> {
+            let mut parameters = TlsParameters::builder(smtp.host.to_string());
+            if let Some(pem) = ca_pem {
+                parameters = parameters.add_root_certificate(Certificate::from_pem(pem).map_err(error)?);
+            }
+            parameters.build_rustls().map_err(error)
+        };
+        // What `starttls_relay` and `relay` set up, with our own TLS parameters.
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host);
         let builder = match smtp.security {
-            SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(smtp.host),
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(smtp.host),
-            SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host)),
-        }
-        .map_err(|e| NotifyError::Email(e.to_string()))?;
+            SmtpSecurity::Starttls => builder.tls(Tls::Required(tls()?)),
+            SmtpSecurity::Tls => builder.tls(Tls::Wrapper(tls()?)),
+            SmtpSecurity::None => builder,
+        };
         let mut builder = builder.port(smtp.port).timeout(Some(std::time::Duration::from_secs(10)));
         if let (Some(user), Some(password)) = (smtp.username, smtp.password) {
             builder = builder.credentials(Credentials::new(user.to_string(), password.to_string()));
@@ -133,6 +155,9 @@ impl Notifier for EmailNotifier {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod aiosmtpd;
 
 #[cfg(test)]
 mod tests {

@@ -137,6 +137,9 @@ pub struct TlsReport {
     pub ocsp_stapled: bool,
     /// What a stapled response says about the leaf.
     pub ocsp_stapled_status: Option<ocsp::OcspStatus>,
+    /// When and why, if the stapled response says revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocsp_stapled_revocation: Option<ocsp::Revocation>,
     /// The leaf's own OCSP responder, when it names one.
     pub ocsp_responder: Option<ocsp::OcspAnswer>,
     pub findings: Vec<TlsFinding>,
@@ -324,6 +327,7 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
         }
         _ => None,
     };
+    let stapled_single = stapled_response.as_deref().and_then(|r| ocsp::parse_single_response(r).ok());
     let chain_validation = validate(&chain_der, &name, roots);
     let chain: Vec<CertificateView> = chain_der.iter().filter_map(|der| certificate_view(der)).collect();
 
@@ -339,7 +343,8 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
         chain,
         chain_validation,
         ocsp_stapled: stapled_response.is_some(),
-        ocsp_stapled_status: stapled_response.as_deref().and_then(|r| ocsp::parse_response(r).ok()),
+        ocsp_stapled_status: stapled_single.as_ref().map(|single| single.status.clone()),
+        ocsp_stapled_revocation: stapled_single.and_then(|single| single.revocation),
         ocsp_responder,
         findings: Vec::new(),
         grade: String::new(),
@@ -595,7 +600,11 @@ fn findings(report: &TlsReport, options: &TlsOptions) -> Vec<TlsFinding> {
     if report.ocsp_stapled_status == Some(ocsp::OcspStatus::Revoked)
         || responder.and_then(|r| r.status.as_ref()) == Some(&ocsp::OcspStatus::Revoked)
     {
-        add(Critical, "certificate revoked (OCSP)".into());
+        let revocation = responder.and_then(|r| r.revocation.as_ref()).or(report.ocsp_stapled_revocation.as_ref());
+        match revocation {
+            Some(revocation) => add(Critical, format!("certificate revoked (OCSP): {revocation}")),
+            None => add(Critical, "certificate revoked (OCSP)".into()),
+        }
     }
     if let Some(error) = responder.and_then(|r| r.error.as_ref()) {
         add(Info, format!("OCSP responder not answering: {error}"));

@@ -1,6 +1,7 @@
 //! OCSP: asks the responder named in the leaf certificate (Authority Information Access)
-//! whether it is good, revoked or unknown, and reads the same answer from a stapled
-//! response. Requests and responses are small DER structures built and read here.
+//! whether it is good, revoked (since when, and why) or unknown, and reads the same answer
+//! from a stapled response. Requests and responses are small DER structures built and read
+//! here.
 
 use std::time::Duration;
 
@@ -19,12 +20,43 @@ pub enum OcspStatus {
     Unknown,
 }
 
+/// When and why a revoked certificate was revoked (RFC 6960 RevokedInfo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// The revocation time, RFC 3339 in UTC (`2024-01-01T00:00:00Z`).
+    pub time: String,
+    pub time_unix: i64,
+    /// The CRLReason as RFC 5280 names it (`keyCompromise`, `superseded`, ...); `None`
+    /// when the responder gives no reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for Revocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            Some(reason) => write!(f, "{reason}, revoked at {}", self.time),
+            None => write!(f, "no reason given, revoked at {}", self.time),
+        }
+    }
+}
+
+/// The first SingleResponse of an OCSP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleResponse {
+    pub status: OcspStatus,
+    /// Set when `status` is revoked.
+    pub revocation: Option<Revocation>,
+}
+
 /// The responder's answer, or why there is none.
 #[derive(Debug, Clone, Serialize)]
 pub struct OcspAnswer {
     pub responder: Option<String>,
     /// `None` when the responder could not be asked or did not say.
     pub status: Option<OcspStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -103,6 +135,12 @@ fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// The certificate status in a DER OCSPResponse (the first SingleResponse).
 pub fn parse_response(bytes: &[u8]) -> Result<OcspStatus, String> {
+    parse_single_response(bytes).map(|single| single.status)
+}
+
+/// The first SingleResponse of a DER OCSPResponse: status, and for a revoked certificate
+/// the time and reason.
+pub fn parse_single_response(bytes: &[u8]) -> Result<SingleResponse, String> {
     let malformed = || "malformed OCSP response".to_string();
     let (_, response, _) = element(bytes).ok_or_else(malformed)?;
     let (_, status, rest) = element(response).ok_or_else(malformed)?;
@@ -132,15 +170,78 @@ pub fn parse_response(bytes: &[u8]) -> Result<OcspStatus, String> {
             // responses: SEQUENCE OF SingleResponse { certID, certStatus, ... }
             let (_, single, _) = element(content).ok_or_else(malformed)?;
             let (_, _cert_id, rest) = element(single).ok_or_else(malformed)?;
-            let (status_tag, _, _) = element(rest).ok_or_else(malformed)?;
+            let (status_tag, status, _) = element(rest).ok_or_else(malformed)?;
             return Ok(match status_tag & 0x1f {
-                0 => OcspStatus::Good,
-                1 => OcspStatus::Revoked,
-                _ => OcspStatus::Unknown,
+                0 => SingleResponse { status: OcspStatus::Good, revocation: None },
+                1 => SingleResponse { status: OcspStatus::Revoked, revocation: Some(revoked_info(status)?) },
+                _ => SingleResponse { status: OcspStatus::Unknown, revocation: None },
             });
         }
         data = rest;
     }
+}
+
+/// RevokedInfo ::= SEQUENCE { revocationTime GeneralizedTime,
+///                             revocationReason [0] EXPLICIT CRLReason OPTIONAL }
+/// (the SEQUENCE tag itself is replaced by the `[1] IMPLICIT` of certStatus).
+fn revoked_info(content: &[u8]) -> Result<Revocation, String> {
+    let malformed = || "malformed OCSP revocation".to_string();
+    let (tag, time, rest) = element(content).ok_or_else(malformed)?;
+    if tag != 0x18 {
+        return Err(malformed());
+    }
+    let (time, time_unix) = generalized_time(time).ok_or_else(malformed)?;
+    let reason = match element(rest) {
+        Some((0xa0, reason, _)) => match element(reason) {
+            Some((0x0a, [code], _)) => Some(crl_reason(*code)),
+            _ => return Err(malformed()),
+        },
+        _ => None,
+    };
+    Ok(Revocation { time, time_unix, reason })
+}
+
+/// RFC 5280 CRLReason names; 7 is unused.
+fn crl_reason(code: u8) -> String {
+    match code {
+        0 => "unspecified".into(),
+        1 => "keyCompromise".into(),
+        2 => "cACompromise".into(),
+        3 => "affiliationChanged".into(),
+        4 => "superseded".into(),
+        5 => "cessationOfOperation".into(),
+        6 => "certificateHold".into(),
+        8 => "removeFromCRL".into(),
+        9 => "privilegeWithdrawn".into(),
+        10 => "aACompromise".into(),
+        other => format!("reason {other}"),
+    }
+}
+
+/// `YYYYMMDDHHMMSS[.fff]Z` (DER GeneralizedTime, always UTC) as RFC 3339 and Unix seconds.
+fn generalized_time(bytes: &[u8]) -> Option<(String, i64)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let text = text.strip_suffix('Z')?;
+    let whole = text.split('.').next()?;
+    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| whole[range].parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
+    let (hour, minute, second) = (number(8..10)?, number(10..12)?, number(12..14)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let shifted = if month <= 2 { year - 1 } else { year };
+    let era = shifted.div_euclid(400);
+    let year_of_era = shifted - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let unix = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    let rfc3339 = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z");
+    Some((rfc3339, unix))
 }
 
 /// Asks the leaf's responder about it (plain HTTP POST, as responders serve).
@@ -176,12 +277,19 @@ pub async fn ask(leaf_der: &[u8], issuer_der: Option<&[u8]>, timeout: Duration) 
             .await
             .map_err(|e| format!("{url}: {e}"))?
             .to_bytes();
-        parse_response(&bytes)
+        parse_single_response(&bytes)
     };
+    let failed =
+        |error: String| OcspAnswer { responder: responder.clone(), status: None, revocation: None, error: Some(error) };
     match tokio::time::timeout(timeout, result).await {
-        Ok(Ok(status)) => OcspAnswer { responder, status: Some(status), error: None },
-        Ok(Err(error)) => OcspAnswer { responder, status: None, error: Some(error) },
-        Err(_) => OcspAnswer { responder, status: None, error: Some("the responder did not answer in time".into()) },
+        Ok(Ok(single)) => OcspAnswer {
+            responder: responder.clone(),
+            status: Some(single.status),
+            revocation: single.revocation,
+            error: None,
+        },
+        Ok(Err(error)) => failed(error),
+        Err(_) => failed("the responder did not answer in time".into()),
     }
 }
 
@@ -200,6 +308,22 @@ mod tests {
             fastrand::seed(seed);
             let bytes: Vec<u8> = (0..fastrand::usize(0..80)).map(|_| fastrand::u8(..)).collect();
             let _ = parse_response(&bytes);
+            let _ = revoked_info(&bytes);
         }
+    }
+
+    #[test]
+    fn revocation_time_and_reason() {
+        let time = b"20240101000000Z";
+        let info = [der(0x18, time), der(0xa0, &der(0x0a, &[1]))].concat();
+        let revocation = revoked_info(&info).unwrap();
+        assert_eq!(revocation.time, "2024-01-01T00:00:00Z");
+        assert_eq!(revocation.time_unix, 1_704_067_200);
+        assert_eq!(revocation.reason.as_deref(), Some("keyCompromise"));
+        assert_eq!(revocation.to_string(), "keyCompromise, revoked at 2024-01-01T00:00:00Z");
+        let without_reason = revoked_info(&der(0x18, b"19991231235959.5Z")).unwrap();
+        assert_eq!((without_reason.time_unix, without_reason.reason), (946_684_799, None));
+        assert!(revoked_info(&der(0x18, b"2024010100Z")).is_err());
+        assert!(revoked_info(&der(0x17, time)).is_err(), "UTCTime is not allowed here");
     }
 }
