@@ -167,7 +167,14 @@ async fn bad_bodies_get_a_clear_4xx_in_the_error_shape() {
     let token = api.login("ada").await;
     let url = format!("{}/silences", api.base);
     let send = |body: Vec<u8>| {
-        api.http.post(&url).bearer_auth(&token).header("content-type", "application/json").body(body).send()
+        api.http
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            // A connection the server may close after a 413 must not go back to the pool.
+            .header("connection", "close")
+            .body(body)
+            .send()
     };
     for (body, expected) in [
         (b"{not json".to_vec(), StatusCode::BAD_REQUEST),
