@@ -155,7 +155,11 @@ def server(tmp_path):
          "--rules", str(rules)],
         stdout=subprocess.PIPE, text=True,
     )
-    line = process.stdout.readline()
+    # On its first start the server prints the first admin's password before its addresses.
+    line = ""
+    while "REST API on " not in line:
+        line = process.stdout.readline()
+        assert line, "the server exited before saying where it listens"
     url = line.split("REST API on ")[1].split("/api/v1")[0]
     # An operator account made with the CLI, and its access token from a login.
     password = "python test password"
