@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 secumon="$(realpath "${1:-target/debug/secumon}")"
-venv="${2:-}"
+venv="${2:+$(realpath "$2")}"  # absolute: the snippet runs in another directory
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api=$(free_port); grpc=$(free_port)
