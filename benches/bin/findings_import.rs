@@ -149,10 +149,8 @@ async fn main() -> anyhow::Result<()> {
                 let admin = sqlx::PgPool::connect(&args.pg_url).await.context("connect to PostgreSQL")?;
                 sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await?;
                 sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
-                let connect = args
-                    .pg_url
-                    .parse::<sqlx::postgres::PgConnectOptions>()?
-                    .options([("search_path", schema)]);
+                let connect =
+                    args.pg_url.parse::<sqlx::postgres::PgConnectOptions>()?.options([("search_path", schema)]);
                 let store = PgStore::connect_with(connect, options.clone()).await?;
                 let line = run(backend, store.clone(), &args).await?;
                 store.close().await;
