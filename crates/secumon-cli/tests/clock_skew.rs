@@ -106,7 +106,17 @@ async fn start_server(dir: &Path, grpc: Option<std::net::SocketAddr>) -> Server 
     if let Some(grpc) = grpc {
         config.grpc_addr = grpc;
     }
-    Server::start(config).await.unwrap()
+    // A port chosen before the server exists may be taken for a moment by another test's
+    // outgoing connection: try again for a few seconds.
+    for _ in 0..50 {
+        match Server::start(config.clone()).await {
+            Err(secumon_server::ServerError::Bind { .. }) if grpc.is_some() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            started => return started.unwrap(),
+        }
+    }
+    panic!("the chosen gRPC port stayed taken");
 }
 
 /// The probe as `GET /api/v1/agents` lists it, once it is listed with a measured offset
