@@ -276,21 +276,22 @@ impl PushClient {
         let receiver = async {
             while let Some(ack) = acks.message().await? {
                 self.inner.clock.acked(&ack);
-                match AckStatus::try_from(ack.status) {
-                    Ok(AckStatus::Committed) => self.inner.committed.fetch_add(1, Ordering::Relaxed),
-                    Ok(AckStatus::Duplicate) => self.inner.duplicates.fetch_add(1, Ordering::Relaxed),
-                    _ => {
-                        // The server will never accept it: keeping it would block the spool.
-                        tracing::error!(sequence = ack.sequence, error = %ack.error,
-                            "server rejected a batch; it is dropped");
-                        self.inner.rejected.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
                 let inner = Arc::clone(&self.inner);
                 let sequence = ack.sequence;
                 // Never fails: what the disk cannot record now is kept in memory and written
                 // later, so a full disk does not cut the stream that empties it.
                 tokio::task::spawn_blocking(move || inner.lock_outbox().ack(sequence)).await?;
+                // Counted once the outbox has let go of the batch, so stats never show a batch
+                // both committed and pending.
+                match AckStatus::try_from(ack.status) {
+                    Ok(AckStatus::Committed) => self.inner.committed.fetch_add(1, Ordering::Relaxed),
+                    Ok(AckStatus::Duplicate) => self.inner.duplicates.fetch_add(1, Ordering::Relaxed),
+                    _ => {
+                        // The server will never accept it: keeping it would block the spool.
+                        tracing::error!(sequence, error = %ack.error, "server rejected a batch; it is dropped");
+                        self.inner.rejected.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
                 acked_tx.send_replace(sequence);
             }
             Err(TransportError::StreamClosed)
