@@ -3,7 +3,7 @@
 
     secumon server --rules examples/alerting.yaml &      # any rules file with a finding rule
     export SECUMON_TOKEN=...                             # an operator's API key or access token
-    python3 examples/import_findings.py crates/secumon-findings/tests/reports/trivy.json
+    python3 examples/import_findings.py secumon-findings/tests/reports/trivy.json
 
 Needs the `secumon` Python module (bindings/python: `maturin develop` in a virtualenv).
 """

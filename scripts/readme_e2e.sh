@@ -2,7 +2,7 @@
 # End to end for the manual: starts a fresh `secumon up` (on free ports, in a temporary data
 # directory) and runs every command of README.md's ```sh blocks and its Python snippet as
 # written, in order, in a scratch directory where `secumon-data` is that data directory and
-# `examples`/`crates` are the repository's. Only what is rewritten is the binary's path and
+# `examples` and the crates are the repository's. Only what is rewritten is the binary's path and
 # the ports (8080 -> the free port). A command fails the walk when it exits non-zero
 # (1 is allowed only where the README says so: `alerts list`, `rules test`), when curl gets
 # an HTTP error, or when the CLI says it found no data or needs a token.
@@ -28,7 +28,7 @@ trap cleanup EXIT
 mkdir -p "$work/data" "$work/run"
 ln -s "$work/data" "$work/run/secumon-data"
 ln -s "$repo/examples" "$work/run/examples"
-ln -s "$repo/crates" "$work/run/crates"
+for crate in "$repo"/secumon-*; do ln -s "$crate" "$work/run/$(basename "$crate")"; done
 
 "$secumon" up --data-dir "$work/data" --api "127.0.0.1:$api" --grpc "127.0.0.1:$grpc" --interval 1s \
   > "$work/up.log" 2>&1 &
@@ -81,14 +81,14 @@ PY
 
 skip_reason() {
   case "$1" in
-    *secumon-agent*) echo "an agent enrolling with a remote server (crates/secumon-agent/tests/revoked.rs)" ;;
+    *secumon-agent*) echo "an agent enrolling with a remote server (secumon-agent/tests/revoked.rs)" ;;
     *"secumon -- up"*|*"secumon up"*|*"secumon server "*)
-      echo "a long-running server (this walk runs its own; crates/secumon-cli/tests/first_hour.rs)" ;;
+      echo "a long-running server (this walk runs its own; secumon-cli/tests/first_hour.rs)" ;;
     *192.0.2.*|*198.51.100.*|*example.com*|*example.net*|*shop.example*|*mail.example*)
       echo "scans a documentation address (never sent off this machine)" ;;
     scripts/test*) echo "the test suite itself" ;;
-    *"alerts ack ID"*|*"alerts resolve ID"*) echo "needs a firing alert's id (crates/secumon-cli/tests/rules_cli.rs)" ;;
-    *"alerts unsilence ID"*) echo "needs a silence's id (crates/secumon-server/tests/alerting.rs)" ;;
+    *"alerts ack ID"*|*"alerts resolve ID"*) echo "needs a firing alert's id (secumon-cli/tests/rules_cli.rs)" ;;
+    *"alerts unsilence ID"*) echo "needs a silence's id (secumon-server/tests/alerting.rs)" ;;
     *) return 1 ;;
   esac
 }

@@ -18,7 +18,7 @@ import pytest
 import secumon
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-REPORTS = ROOT / "crates" / "secumon-findings" / "tests" / "reports"
+REPORTS = ROOT / "secumon-findings" / "tests" / "reports"
 
 
 def free_port():

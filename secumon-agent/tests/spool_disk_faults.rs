@@ -165,7 +165,7 @@ struct RunningServer {
 /// The agent spool rules of `examples/alerting.yaml`, without waiting (`for`,
 /// `resolve_after`) or channels, so the test sees them fire and resolve at once.
 fn spool_rules() -> RuleFile {
-    let mut file = RuleFile::parse(include_str!("../../../examples/alerting.yaml"), "examples/alerting.yaml").unwrap();
+    let mut file = RuleFile::parse(include_str!("../../examples/alerting.yaml"), "examples/alerting.yaml").unwrap();
     file.rules.retain(|r| r.spec.name.starts_with("AgentSpool") || r.spec.name == "AgentLosingBatches");
     assert_eq!(file.rules.len(), 2, "the example rules for the agent's spool");
     for rule in &mut file.rules {

@@ -35,7 +35,7 @@ impl Drop for SmtpServer {
 fn python() -> PathBuf {
     let python = std::env::var_os("SECUMON_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyvenv/bin/python"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyvenv/bin/python"));
     let found = Command::new(&python).args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
     assert!(found, "{} with aiosmtpd is needed: run scripts/test, which installs it", python.display());
     python

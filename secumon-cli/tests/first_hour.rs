@@ -32,7 +32,7 @@ fn text(output: &Output) -> String {
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -345,7 +345,7 @@ fn build(f: CheckFields) -> Result<Arc<dyn Check>, CheckError> {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../../../examples/probe.yaml");
+    const EXAMPLE: &str = include_str!("../../examples/probe.yaml");
 
     #[test]
     fn the_example_parses() {

@@ -39,7 +39,7 @@ fn unknown_key_names_file_line_and_key() {
 
 #[test]
 fn seed_layout_with_plain_transport_is_accepted() {
-    let seed = include_str!("../../../examples/agent.yaml");
+    let seed = include_str!("../../examples/agent.yaml");
     let (code, stderr) = run_with(seed);
     assert_eq!(code, Some(0), "{stderr}");
 }
