@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secumon="${1:-target/debug/secumon}"
-command -v tmux >/dev/null || { echo "console_e2e: SKIPPED, tmux is not installed (apt-get install tmux)"; exit 0; }
+if ! command -v tmux >/dev/null; then
+  [ "${SECUMON_TEST_STRICT:-0}" != 0 ] && { echo "console_e2e: FAILED, tmux is not installed (apt-get install tmux)" >&2; exit 1; }
+  echo "console_e2e: SKIPPED, tmux is not installed (apt-get install tmux)"; exit 0
+fi
 work=$(mktemp -d)
 session="secumon-e2e-$$"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -116,7 +116,7 @@ fn assert_between(what: &str, ours: f64, before: f64, after: f64, slack: f64) {
 #[test]
 fn agent_agrees_with_node_exporter() {
     let Some(binary) = exporter_binary() else {
-        eprintln!("SKIPPED: prometheus-node-exporter is not installed (scripts/test installs it)");
+        secumon_core::testing::peer_missing("prometheus-node-exporter is not installed (scripts/test installs it)");
         return;
     };
     let exporter = start_exporter(binary);

@@ -194,7 +194,7 @@ nas:/export /mnt/nas nfs4 rw 0 0\n";
     fn root_size_matches_df() {
         let output = std::process::Command::new("df").args(["-B1", "--output=size", "/"]).output();
         let Some(output) = output.ok().filter(|o| o.status.success()) else {
-            eprintln!("SKIPPED: df is not installed or failed");
+            secumon_core::testing::peer_missing("df is not installed or failed");
             return;
         };
         let df_size: f64 = String::from_utf8_lossy(&output.stdout).lines().nth(1).unwrap().trim().parse().unwrap();

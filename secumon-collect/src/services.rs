@@ -201,7 +201,7 @@ mod tests {
     fn reports_failed_and_watched_units_from_dbus() {
         let dir = tempfile::tempdir().unwrap();
         let Some(bus) = private_bus(dir.path()) else {
-            eprintln!("SKIPPED: dbus-daemon is not installed");
+            secumon_core::testing::peer_missing("dbus-daemon is not installed");
             return;
         };
         let _systemd = zbus::blocking::connection::Builder::address(bus.1.as_str())

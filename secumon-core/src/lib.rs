@@ -19,6 +19,8 @@
 pub mod batch;
 pub mod config;
 pub mod model;
+#[doc(hidden)]
+pub mod testing;
 
 /// Generated protobuf messages of package `secumon.v1`.
 pub mod proto {

@@ -101,7 +101,7 @@ fn hex(text: &str) -> String {
 fn tools_available() -> bool {
     let found = Path::new("/usr/sbin/dnsmasq").exists() && Command::new("dig").arg("-v").output().is_ok();
     if !found {
-        eprintln!("SKIPPED: dnsmasq or dig missing (apt-get install dnsmasq bind9-dnsutils)");
+        secumon_core::testing::peer_missing("dnsmasq or dig missing (apt-get install dnsmasq bind9-dnsutils)");
     }
     found
 }

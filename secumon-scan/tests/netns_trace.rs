@@ -40,7 +40,7 @@ fn build(tag: &str) -> Option<Topology> {
         server: format!("sm-{tag}-s{id}"),
     };
     if !ip(&format!("netns add {}", topology.client)) {
-        eprintln!("SKIPPED: cannot create network namespaces (needs root and iproute2)");
+        secumon_core::testing::peer_missing("cannot create network namespaces (needs root and iproute2)");
         return None;
     }
     let (c, r, s) = (&topology.client, &topology.router, &topology.server);
@@ -132,7 +132,7 @@ fn ours(report: &TraceReport) -> Vec<(String, f64)> {
 fn mtr_available() -> bool {
     let found = Command::new("mtr").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("SKIPPED: mtr is not installed (apt-get install mtr-tiny)");
+        secumon_core::testing::peer_missing("mtr is not installed (apt-get install mtr-tiny)");
     }
     found
 }

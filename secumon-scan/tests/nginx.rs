@@ -34,7 +34,7 @@ fn free_port() -> u16 {
 /// nginx with a plain and a TLS server; the TLS certificate expires in `days` days.
 fn start_nginx(days: i64) -> Option<Nginx> {
     if !Path::new(NGINX).exists() {
-        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
+        secumon_core::testing::peer_missing("nginx is not installed (apt-get install nginx)");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

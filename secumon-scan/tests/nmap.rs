@@ -16,7 +16,7 @@ use secumon_scan::{PortList, PortState, scan_tcp, scan_udp};
 fn nmap_available() -> bool {
     let found = Command::new("nmap").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("SKIPPED: nmap is not installed (apt-get install nmap)");
+        secumon_core::testing::peer_missing("nmap is not installed (apt-get install nmap)");
     }
     found
 }

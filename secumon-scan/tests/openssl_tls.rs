@@ -25,7 +25,7 @@ impl Drop for Server {
 fn tools() -> bool {
     let found = ["openssl", "sslscan"].iter().all(|t| Command::new(t).arg("version").output().is_ok());
     if !found {
-        eprintln!("SKIPPED: openssl or sslscan missing (apt-get install sslscan)");
+        secumon_core::testing::peer_missing("openssl or sslscan missing (apt-get install sslscan)");
     }
     found
 }

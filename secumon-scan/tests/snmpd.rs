@@ -28,7 +28,7 @@ fn start() -> Option<Snmpd> {
     let tools =
         std::path::Path::new("/usr/sbin/snmpd").exists() && Command::new("snmpget").arg("--version").output().is_ok();
     if !tools {
-        eprintln!("SKIPPED: snmpd or snmpget missing (apt-get install snmpd snmp)");
+        secumon_core::testing::peer_missing("snmpd or snmpget missing (apt-get install snmpd snmp)");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! The shared store suite against PostgreSQL at `SECUMON_TEST_PG_URL` (set by
 //! `scripts/test`), each test in a schema of its own that is dropped afterwards. Without
-//! the variable every test prints SKIPPED and passes.
+//! the variable every test fails under `SECUMON_TEST_STRICT=1` and is skipped otherwise.
 
 mod suite;
 
@@ -65,7 +65,7 @@ store_suite!(postgres);
 #[tokio::test]
 async fn row_level_security_hides_other_tenants_without_a_filter() {
     let Some(backend) = postgres().await else {
-        eprintln!("SKIPPED row_level_security_hides_other_tenants_without_a_filter: SECUMON_TEST_PG_URL not set");
+        secumon_core::testing::peer_missing("SECUMON_TEST_PG_URL is not set");
         return;
     };
     let store = suite::Backend::open(&backend).await;

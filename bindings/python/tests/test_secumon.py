@@ -145,7 +145,10 @@ def test_findings_parse_paths_bytes_and_errors():
 def server(tmp_path):
     binary = os.environ.get("SECUMON_BIN", str(ROOT / "target" / "debug" / "secumon"))
     if not os.path.exists(binary):
-        pytest.skip(f"SKIPPED: no secumon binary at {binary} (cargo build --bin secumon)")
+        missing = f"no secumon binary at {binary} (cargo build --bin secumon)"
+        if os.environ.get("SECUMON_TEST_STRICT", "0") not in ("", "0"):
+            pytest.fail(missing)
+        pytest.skip(f"SKIPPED: {missing}")
     rules = tmp_path / "rules.yaml"
     rules.write_text(
         "rules:\n  - {name: CriticalVuln, source: secuscan, condition: severity >= CRITICAL, severity: critical}\n"

@@ -56,7 +56,7 @@ macro_rules! store_suite {
             async fn $test() {
                 match $backend().await {
                     Some(backend) => suite::$test(&backend).await,
-                    None => eprintln!("SKIPPED {}: backend not available", stringify!($test)),
+                    None => secumon_core::testing::peer_missing(concat!(stringify!($test), ": backend not available")),
                 }
             }
         )+
