@@ -113,8 +113,7 @@ impl From<AuthError> for ApiError {
             AuthError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             AuthError::Store(store) => store.into(),
             AuthError::SecretKey(_) | AuthError::Internal(_) => {
-                tracing::error!(error = %message, "authentication failure inside the server");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", message)
             }
         }
     }

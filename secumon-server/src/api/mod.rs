@@ -147,8 +147,24 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/integrations/secuscan", post(import_secuscan).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)))
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(axum::middleware::from_fn(log_server_errors))
         .with_state(state)
 }
+
+/// Logs each answer that is the server's fault, with the cause the client is not shown;
+/// errors are only rendered where they are made, so logging lives here, once.
+async fn log_server_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    if let Some(ServerFault(cause)) = response.extensions().get::<ServerFault>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), %cause, "request failed inside the server");
+    }
+    response
+}
+
+/// What went wrong inside the server, carried from an [`ApiError`] to the logging layer.
+#[derive(Clone)]
+struct ServerFault(String);
 
 /// Samples and events pushed over HTTP by scripts (agents use gRPC).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -393,8 +409,7 @@ async fn import_findings(
     })
     .await
     .map_err(|e| {
-        tracing::error!(error = %e, "findings parser task failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the report could not be parsed")
+        ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the report could not be parsed", e)
     })??;
     let import = FindingsImport {
         source: report.format.to_string(),
@@ -880,11 +895,23 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The server-side cause, logged by [`log_server_errors`] and never sent to the client.
+    cause: Option<String>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), cause: None }
+    }
+
+    /// The server's fault: the client gets `message`, the log gets `cause`.
+    pub(crate) fn internal(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        cause: impl ToString,
+    ) -> Self {
+        Self { cause: Some(cause.to_string()), ..Self::new(status, code, message) }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -908,13 +935,10 @@ impl From<StoreError> for ApiError {
             }
             other if other.fault().is_some() => {
                 let fault = other.fault().map(|f| f.to_string()).unwrap_or_default();
-                tracing::error!(error = %other, "store unavailable while serving the API");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("storage unavailable: {fault}"))
+                let message = format!("storage unavailable: {fault}");
+                Self::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message, other)
             }
-            other => {
-                tracing::error!(error = %other, "store failure while serving the API");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failure")
-            }
+            other => Self::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failure", other),
         }
     }
 }
@@ -935,6 +959,36 @@ impl From<RuleError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(ServerFault(cause));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_fault_reaches_the_log_layer_but_not_the_client() {
+        let response = ApiError::internal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "storage unavailable",
+            "disk full",
+        )
+        .into_response();
+        let Some(ServerFault(cause)) = response.extensions().get::<ServerFault>() else {
+            panic!("the cause must travel to the logging layer");
+        };
+        assert_eq!(cause, "disk full");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("storage unavailable") && !body.contains("disk full"), "{body}");
+
+        let refused = ApiError::bad_request("no").into_response();
+        assert!(refused.extensions().get::<ServerFault>().is_none(), "a client's mistake is not the server's fault");
     }
 }
