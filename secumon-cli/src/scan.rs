@@ -4,14 +4,12 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secumon_core::{CheckResult, CheckStatus};
-use secumon_scan::snmp::{name_for, oid_for};
 use secumon_scan::{
-    Check, CheckError, Credentials, DnsCheck, HttpCheck, Outcome, PingCheck, PortList, SnmpCheck, SnmpClient, TlsCheck,
-    TlsOptions, TraceCheck, TraceMode, TraceOptions, port_outcome, record_type, resolver_address, run_check,
-    scan_tcp_with_progress, scan_udp,
+    CheckError, CheckSpec, DnsSpec, HttpSpec, PingSpec, PortsSpec, SnmpSpec, TlsSpec, TraceSpec, host_port, run_check,
 };
 use serde_json::Value;
 
@@ -199,27 +197,36 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_result(command: ScanCommand, deadline: Duration, quiet: bool) -> Result<CheckResult, Usage> {
-    let check: Box<dyn Check> = match command {
+    let (id, spec) = spec_of(command)?;
+    let bar = progress_bar(quiet);
+    let ticks = bar.clone();
+    let check = spec.build_with_progress(id, Arc::new(move |done, total| ticks.update(done, total)))?;
+    let result = run_check(check.as_ref(), deadline).await;
+    bar.finish();
+    Ok(result)
+}
+
+/// The command line as the check's spec, the same the probe's file and Python build from.
+fn spec_of(command: ScanCommand) -> Result<(&'static str, CheckSpec), Usage> {
+    Ok(match command {
         ScanCommand::Ping { host, count, interval, timeout } => {
-            Box::new(PingCheck { count: count.max(1), interval, timeout, ..PingCheck::new("ping", host) })
+            let mut spec = PingSpec::default();
+            (spec.host, spec.count, spec.echo_interval, spec.echo_timeout) =
+                (Some(host), Some(count), Some(interval), Some(timeout));
+            ("ping", CheckSpec::Ping(spec))
         }
         ScanCommand::Trace { host, mode, rounds, max_hops, port, dns } => {
-            let mode: TraceMode = mode.parse()?;
-            let default_port = if mode == TraceMode::Tcp { 80 } else { 33434 };
-            let options = TraceOptions {
-                mode,
-                rounds,
-                max_hops,
-                port: port.unwrap_or(default_port),
-                reverse_dns: dns,
-                ..TraceOptions::default()
-            };
-            Box::new(TraceCheck { id: "trace".into(), host, options, warn_loss: 0.1 })
+            let mut spec = TraceSpec::default();
+            (spec.host, spec.mode, spec.rounds, spec.max_hops, spec.port, spec.reverse_dns) =
+                (Some(host), Some(mode), Some(rounds), Some(max_hops), port, Some(dns));
+            ("trace", CheckSpec::Trace(spec))
         }
         ScanCommand::Ports { host, ports, udp, concurrency, timeout, expect_open } => {
-            let ports = PortList::parse(&ports)?;
-            let expect_open = expect_open.as_deref().map(|e| numbers(e, "--expect-open")).transpose()?;
-            Box::new(PortScan { host, ports, udp, concurrency, timeout, expect_open, quiet })
+            let mut spec = PortsSpec::default();
+            spec.expect_open = expect_open.as_deref().map(|e| numbers(e, "--expect-open")).transpose()?;
+            (spec.host, spec.ports, spec.concurrency, spec.port_timeout) =
+                (Some(host), Some(ports), Some(concurrency), Some(timeout));
+            ("ports", if udp { CheckSpec::Udp(spec) } else { CheckSpec::Tcp(spec) })
         }
         ScanCommand::Http {
             url,
@@ -233,40 +240,29 @@ async fn check_result(command: ScanCommand, deadline: Duration, quiet: bool) -> 
             max_redirects,
             ca_file,
         } => {
-            let headers = headers
-                .iter()
-                .map(|h| {
-                    h.split_once(':')
-                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                        .ok_or_else(|| Usage(format!("header {h:?} must look like `Name: value`")))
-                })
-                .collect::<Result<_, _>>()?;
-            let body_regex =
-                regex.map(|r| regex::Regex::new(&r).map_err(|e| Usage(format!("--regex: {e}")))).transpose()?;
-            let expect_status = expect_status.as_deref().map(|s| numbers(s, "--expect-status")).transpose()?;
-            Box::new(HttpCheck {
-                method,
-                headers,
-                body: data,
-                expect_status: expect_status.unwrap_or_default(),
-                body_contains: contains,
-                body_regex,
-                max_latency,
-                max_redirects,
-                ca_file,
-                ..HttpCheck::get("http", url)
-            })
+            let mut spec = HttpSpec::default();
+            spec.headers = Some(
+                headers
+                    .iter()
+                    .map(|h| {
+                        h.split_once(':')
+                            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                            .ok_or_else(|| Usage(format!("header {h:?} must look like `Name: value`")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            );
+            spec.expect_status = expect_status.as_deref().map(|s| numbers(s, "--expect-status")).transpose()?;
+            (spec.url, spec.method, spec.body, spec.body_contains, spec.body_regex) =
+                (Some(url), Some(method), data, contains, regex);
+            (spec.max_latency, spec.max_redirects, spec.ca_file) = (max_latency, Some(max_redirects), ca_file);
+            ("http", CheckSpec::Http(spec))
         }
         ScanCommand::Tls { target, sni, starttls, ca_file, warn_days } => {
             let (host, port) = host_port(&target, 443)?;
-            let options = TlsOptions {
-                server_name: sni,
-                starttls: starttls.as_deref().map(str::parse).transpose()?,
-                ca_file,
-                warn_days,
-                ..TlsOptions::default()
-            };
-            Box::new(TlsCheck { id: "tls".into(), host, port, options })
+            let mut spec = TlsSpec::default();
+            (spec.host, spec.port, spec.server_name, spec.starttls, spec.ca_file, spec.cert_warning_days) =
+                (Some(host), Some(port), sni, starttls, ca_file, Some(warn_days));
+            ("tls", CheckSpec::Tls(spec))
         }
         ScanCommand::Snmp {
             target,
@@ -283,150 +279,64 @@ async fn check_result(command: ScanCommand, deadline: Duration, quiet: bool) -> 
             timeout,
         } => {
             let (host, port) = host_port(&target, 161)?;
-            let credentials = Credentials::from_settings(
-                &version,
-                Some(&community),
-                user.as_deref(),
-                (Some(&auth_protocol), auth_password.as_deref()),
-                (Some(&priv_protocol), priv_password.as_deref()),
-            )?;
             let oids = if oids.is_empty() {
                 vec!["sysDescr.0".into(), "sysName.0".into(), "sysUpTime.0".into()]
             } else {
                 oids
             };
-            for oid in &oids {
-                oid_for(oid)?;
+            let mut spec = SnmpSpec::default();
+            (spec.host, spec.port, spec.version, spec.community, spec.user) =
+                (Some(host), Some(port), Some(version), Some(community), user);
+            (spec.auth_protocol, spec.auth_password, spec.priv_protocol, spec.priv_password) =
+                (Some(auth_protocol), auth_password, Some(priv_protocol), priv_password);
+            (spec.oids, spec.walk, spec.interfaces, spec.request_timeout) =
+                (Some(oids), Some(walk), Some(interfaces), Some(timeout));
+            ("snmp", CheckSpec::Snmp(spec))
+        }
+        ScanCommand::Dns { name, record_type, resolvers, expect } => {
+            let mut spec = DnsSpec::default();
+            (spec.host, spec.record, spec.resolvers, spec.expect) =
+                (Some(name), Some(record_type), Some(resolvers), Some(expect));
+            ("dns", CheckSpec::Dns(spec))
+        }
+    })
+}
+
+/// A progress bar on stderr for scans long enough to want one (1 000 ports or more), when
+/// stderr is a terminal and the output is not JSON; drawn from the first report on.
+#[derive(Clone)]
+struct ProgressBar {
+    bar: Arc<std::sync::OnceLock<indicatif::ProgressBar>>,
+    shown: bool,
+}
+
+impl ProgressBar {
+    fn update(&self, done: u64, total: u64) {
+        if !self.shown || total < 1_000 {
+            return;
+        }
+        let bar = self.bar.get_or_init(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ports  {elapsed} (eta {eta})")
+            {
+                bar.set_style(style);
             }
-            if walk {
-                return Ok(run_check(&SnmpWalk { host, port, credentials, roots: oids, timeout }, deadline).await);
-            }
-            let mut check = SnmpCheck::new("snmp", host, credentials);
-            check.port = port;
-            check.oids = oids;
-            check.interfaces = interfaces;
-            check.timeout = timeout;
-            Box::new(check)
-        }
-        ScanCommand::Dns { name, record_type: kind, resolvers, expect } => {
-            let resolvers = resolvers.iter().map(|r| resolver_address(r)).collect::<Result<_, _>>()?;
-            Box::new(DnsCheck { resolvers, expect, ..DnsCheck::new("dns", name, record_type(&kind)?) })
-        }
-    };
-    Ok(run_check(check.as_ref(), deadline).await)
-}
-
-/// `host:port`, `[v6]:port` or a bare host with `default` as the port.
-fn host_port(target: &str, default: u16) -> Result<(String, u16), Usage> {
-    if let Ok(address) = target.parse::<std::net::SocketAddr>() {
-        return Ok((address.ip().to_string(), address.port()));
-    }
-    match target.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => {
-            let port = port.parse().map_err(|_| Usage(format!("{port:?} in {target:?} is not a port")))?;
-            Ok((host.to_string(), port))
-        }
-        _ => Ok((target.trim_matches(['[', ']']).to_string(), default)),
-    }
-}
-
-/// The first address of a host name, as a check error when there is none.
-async fn address_of(host: &str, port: u16) -> Result<std::net::SocketAddr, CheckError> {
-    let unresolved = |reason: String| CheckError::Resolve { name: host.to_string(), reason };
-    tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| unresolved(e.to_string()))?
-        .next()
-        .ok_or_else(|| unresolved("no address".into()))
-}
-
-/// A walk of one or more subtrees: the variables go straight into the result.
-struct SnmpWalk {
-    host: String,
-    port: u16,
-    credentials: Credentials,
-    roots: Vec<String>,
-    timeout: Duration,
-}
-
-#[async_trait::async_trait]
-impl Check for SnmpWalk {
-    fn id(&self) -> &str {
-        "snmp"
+            bar
+        });
+        bar.set_position(done);
     }
 
-    fn kind(&self) -> &'static str {
-        "snmp"
-    }
-
-    fn target(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
-    async fn execute(&self) -> Result<Outcome, CheckError> {
-        let address = address_of(&self.host, self.port).await?;
-        let mut client = SnmpClient::connect(address, &self.credentials, self.timeout).await?;
-        let mut variables = Vec::new();
-        for root in &self.roots {
-            for (oid, value) in client.walk(&oid_for(root)?, true).await? {
-                variables.push(serde_json::json!({"oid": oid, "name": name_for(&oid), "value": value}));
-            }
-        }
-        Ok(Outcome::new(CheckStatus::Ok, serde_json::json!({"variables": variables})))
-    }
-}
-
-/// A port scan that drives a progress bar (the library's checks have none).
-struct PortScan {
-    host: String,
-    ports: PortList,
-    udp: bool,
-    concurrency: usize,
-    timeout: Duration,
-    expect_open: Option<Vec<u16>>,
-    quiet: bool,
-}
-
-#[async_trait::async_trait]
-impl Check for PortScan {
-    fn id(&self) -> &str {
-        "ports"
-    }
-
-    fn kind(&self) -> &'static str {
-        if self.udp { "udp" } else { "tcp" }
-    }
-
-    fn target(&self) -> String {
-        self.host.clone()
-    }
-
-    async fn execute(&self) -> Result<Outcome, CheckError> {
-        let address = address_of(&self.host, 0).await?.ip();
-        let report = if self.udp {
-            scan_udp(address, &self.ports, self.concurrency, self.timeout).await
-        } else {
-            let bar = progress_bar(self.ports.ports().len() as u64, self.quiet);
-            let report =
-                scan_tcp_with_progress(address, &self.ports, self.concurrency, self.timeout, |_| bar.inc(1)).await;
+    fn finish(&self) {
+        if let Some(bar) = self.bar.get() {
             bar.finish_and_clear();
-            report
-        };
-        Ok(port_outcome(self.kind(), &report, self.expect_open.as_deref()))
+        }
     }
 }
 
-/// A progress bar on stderr for scans long enough to want one, when stderr is a terminal.
-fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
+fn progress_bar(quiet: bool) -> ProgressBar {
     use std::io::IsTerminal;
-    if quiet || total < 1_000 || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ports  {elapsed} (eta {eta})") {
-        bar.set_style(style);
-    }
-    bar
+    ProgressBar { bar: Arc::default(), shown: !quiet && std::io::stderr().is_terminal() }
 }
 
 fn ms(value: &Value) -> String {

@@ -18,9 +18,10 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{ResolveError, TokioResolver};
 use secumon_core::{CheckStatus, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::{Check, CheckError, Outcome};
+use crate::spec::required;
 
 /// The record types a DNS check asks for.
 pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "CAA"];
@@ -189,6 +190,42 @@ fn failed(resolver: String, error: ResolveError, started: Instant) -> DnsAnswer 
         txt: Vec::new(),
         ttl: None,
         millis: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// A `dns` check as configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DnsSpec {
+    /// The name to look up.
+    pub host: Option<String>,
+    /// Record type (`A` unless set): one of [`RECORD_TYPES`].
+    pub record: Option<String>,
+    /// `IP` or `IP:PORT` resolvers to ask; the system's when unset. Several make a propagation check.
+    pub resolvers: Option<Vec<String>>,
+    /// Expected answers; `NXDOMAIN` expects the name not to exist.
+    pub expect: Option<Vec<String>>,
+    /// How long each resolver's answer is awaited (3 s).
+    #[serde(default, with = "humantime_serde")]
+    pub query_timeout: Option<Duration>,
+}
+
+impl DnsSpec {
+    pub(crate) fn build(self, id: String, kind: &str) -> Result<Box<dyn Check>, CheckError> {
+        let record = record_type(self.record.as_deref().unwrap_or("A"))?;
+        let defaults = DnsCheck::new(id, required(self.host, kind, "host")?, record);
+        Ok(Box::new(DnsCheck {
+            resolvers: self
+                .resolvers
+                .unwrap_or_default()
+                .iter()
+                .map(|r| resolver_address(r))
+                .collect::<Result<_, _>>()?,
+            expect: self.expect.unwrap_or_default(),
+            timeout: self.query_timeout.unwrap_or(defaults.timeout),
+            ..defaults
+        }))
     }
 }
 

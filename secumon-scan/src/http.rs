@@ -3,6 +3,7 @@
 //! in the expected set, body substring or regex, latency bound; on HTTPS the certificate's
 //! days to expiry.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +16,11 @@ use hyper_util::rt::TokioIo;
 use regex::Regex;
 use rustls::pki_types::ServerName;
 use secumon_core::{CheckStatus, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use crate::check::{Check, CheckError, Outcome, resolve};
+use crate::spec::required;
 
 /// Bodies longer than this are cut (and the check says so).
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -68,6 +70,62 @@ impl HttpCheck {
             cert_warning_days: 14,
             user_agent: DEFAULT_USER_AGENT.to_string(),
         }
+    }
+}
+
+/// An `http` check as configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpSpec {
+    /// The URL to request.
+    pub url: Option<String>,
+    /// `GET` unless set.
+    pub method: Option<String>,
+    /// Request headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Request body.
+    pub body: Option<String>,
+    /// Acceptable statuses; 200-399 when unset.
+    pub expect_status: Option<Vec<u16>>,
+    /// Text the body must contain.
+    pub body_contains: Option<String>,
+    /// A regular expression the body must match.
+    pub body_regex: Option<String>,
+    /// Slower than this is a warning.
+    #[serde(default, with = "humantime_serde")]
+    pub max_latency: Option<Duration>,
+    /// Redirects to follow (5).
+    pub max_redirects: Option<u32>,
+    /// A PEM file of CAs to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Warn when the certificate expires within this many days (14).
+    pub cert_warning_days: Option<i64>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+impl HttpSpec {
+    pub(crate) fn build(self, id: String, kind: &str) -> Result<Box<dyn Check>, CheckError> {
+        let defaults = HttpCheck::get(id, required(self.url, kind, "url")?);
+        let body_regex = self
+            .body_regex
+            .map(|r| Regex::new(&r).map_err(|e| CheckError::Invalid(format!("`body_regex`: {e}"))))
+            .transpose()?;
+        Ok(Box::new(HttpCheck {
+            method: self.method.unwrap_or(defaults.method.clone()),
+            headers: self.headers.unwrap_or_default().into_iter().collect(),
+            body: self.body,
+            expect_status: self.expect_status.unwrap_or_default(),
+            body_contains: self.body_contains,
+            body_regex,
+            max_latency: self.max_latency,
+            max_redirects: self.max_redirects.unwrap_or(defaults.max_redirects),
+            ca_file: self.ca_file,
+            cert_warning_days: self.cert_warning_days.unwrap_or(defaults.cert_warning_days),
+            user_agent: self.user_agent.unwrap_or(defaults.user_agent.clone()),
+            ..defaults
+        }))
     }
 }
 

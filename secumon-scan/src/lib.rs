@@ -21,18 +21,23 @@ mod ping;
 mod ports;
 mod scheduler;
 pub mod snmp;
+mod spec;
 pub mod tls;
 mod trace;
 
 pub use check::{Check, CheckError, Outcome, run_check};
 pub use config::{CheckConfig, ProbeConfig, ProbeSection};
-pub use dns::{DnsAnswer, DnsCheck, RECORD_TYPES, query as dns_query, record_type, resolver_address};
-pub use http::{DEFAULT_USER_AGENT, HttpCheck, HttpResponse, Timings, TlsSummary, request as http_request};
-pub use ping::{PingCheck, PingStats, ping};
+pub use dns::{DnsAnswer, DnsCheck, DnsSpec, RECORD_TYPES, query as dns_query, record_type, resolver_address};
+pub use http::{DEFAULT_USER_AGENT, HttpCheck, HttpResponse, HttpSpec, Timings, TlsSummary, request as http_request};
+pub use ping::{PingCheck, PingSpec, PingStats, ping};
 pub use ports::{
-    PortList, PortReport, PortState, TcpScan, UdpScan, port_outcome, scan_tcp, scan_tcp_with_progress, scan_udp,
+    PortList, PortReport, PortState, PortsSpec, TcpScan, UdpScan, port_outcome, scan_tcp, scan_tcp_with_progress,
+    scan_udp,
 };
 pub use scheduler::{ScheduledCheck, Scheduler};
-pub use snmp::{Credentials, SnmpCheck, SnmpClient, SnmpValue};
-pub use tls::{StartTls, TlsCheck, TlsOptions, TlsReport, analyse as analyse_tls};
-pub use trace::{Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, Unreachable, trace, unreachable_reason};
+pub use snmp::{Credentials, SnmpCheck, SnmpClient, SnmpSpec, SnmpValue};
+pub use spec::{CHECK_TYPES, CheckSpec, Progress, host_port};
+pub use tls::{StartTls, TlsCheck, TlsOptions, TlsReport, TlsSpec, analyse as analyse_tls};
+pub use trace::{
+    Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, TraceSpec, Unreachable, trace, unreachable_reason,
+};

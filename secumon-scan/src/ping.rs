@@ -13,11 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use secumon_core::{CheckStatus, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 
 use crate::check::{Check, CheckError, Outcome, resolve};
+use crate::spec::required;
 
 /// What a series of echoes found.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -272,6 +273,42 @@ impl PingCheck {
             warn_loss: 0.2,
             warn_rtt: None,
         }
+    }
+}
+
+/// A `ping` check as configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PingSpec {
+    /// Name or address to ping.
+    pub host: Option<String>,
+    /// Echo requests per run (5).
+    pub count: Option<u32>,
+    /// Warning above this ratio of lost echoes (0.2).
+    pub warn_loss: Option<f64>,
+    /// Warning above this average round trip.
+    #[serde(default, with = "humantime_serde")]
+    pub warn_rtt: Option<Duration>,
+    /// Pause between echo requests (200 ms).
+    #[serde(default, with = "humantime_serde")]
+    pub echo_interval: Option<Duration>,
+    /// How long each echo reply is awaited (1 s).
+    #[serde(default, with = "humantime_serde")]
+    pub echo_timeout: Option<Duration>,
+}
+
+impl PingSpec {
+    pub(crate) fn build(self, id: String, kind: &str) -> Result<Box<dyn Check>, CheckError> {
+        let defaults = PingCheck::new(id, required(self.host, kind, "host")?);
+        Ok(Box::new(PingCheck {
+            count: self.count.unwrap_or(defaults.count).max(1),
+            warn_loss: self.warn_loss.unwrap_or(defaults.warn_loss),
+            warn_rtt: self.warn_rtt,
+            interval: self.echo_interval.unwrap_or(defaults.interval),
+            timeout: self.echo_timeout.unwrap_or(defaults.timeout),
+            ..defaults
+        }))
     }
 }
 

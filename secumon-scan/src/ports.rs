@@ -15,10 +15,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use secumon_core::{CheckStatus, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, UdpSocket};
 
 use crate::check::{Check, CheckError, Outcome, resolve};
+use crate::spec::{Progress, required};
 
 /// Ports to scan, from text such as `22,80,443,8000-8100`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +265,69 @@ struct ScanSettings {
     timeout: Duration,
     /// Ports that must be open; any other open port is unexpected. `None`: report only.
     expect_open: Option<Vec<u16>>,
+    /// Told how many ports are done (TCP scans), for a progress display.
+    progress: Option<ProgressHook>,
+}
+
+/// A [`Progress`] that `ScanSettings` can derive `Debug` with.
+#[derive(Clone)]
+struct ProgressHook(Progress);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
+/// A `tcp` or `udp` check as configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PortsSpec {
+    /// Name or address to scan.
+    pub host: Option<String>,
+    /// Ports such as `22,80,8000-8100`; or `port` for one.
+    pub ports: Option<String>,
+    /// One port, expected open unless `expect_open` says otherwise.
+    pub port: Option<u16>,
+    /// Critical unless exactly these ports are open.
+    pub expect_open: Option<Vec<u16>>,
+    /// Probes in flight at once (200).
+    pub concurrency: Option<usize>,
+    /// How long each port's answer is awaited (1 s).
+    #[serde(default, with = "humantime_serde")]
+    pub port_timeout: Option<Duration>,
+}
+
+impl PortsSpec {
+    pub(crate) fn build(self, id: String, kind: &str) -> Result<Box<dyn Check>, CheckError> {
+        self.build_with(id, kind, None)
+    }
+
+    pub(crate) fn build_with(
+        self,
+        id: String,
+        kind: &str,
+        progress: Option<Progress>,
+    ) -> Result<Box<dyn Check>, CheckError> {
+        let ports = match (&self.ports, self.port) {
+            (Some(ports), None) => PortList::parse(ports)?,
+            (None, Some(port)) => PortList::parse(&port.to_string())?,
+            _ => return Err(CheckError::Invalid(format!("{kind} checks need one of `ports` or `port`"))),
+        };
+        // A single-port check expects that port open unless told otherwise.
+        let expect_open = self.expect_open.or_else(|| self.port.map(|p| vec![p]));
+        let settings = ScanSettings {
+            id,
+            host: required(self.host, kind, "host")?,
+            ports,
+            concurrency: self.concurrency.unwrap_or(200),
+            timeout: self.port_timeout.unwrap_or(Duration::from_secs(1)),
+            expect_open,
+            progress: progress.map(ProgressHook),
+        };
+        Ok(if kind == "udp" { Box::new(UdpScan(settings)) } else { Box::new(TcpScan(settings)) })
+    }
 }
 
 impl ScanSettings {
@@ -332,6 +396,7 @@ macro_rules! scan_check {
                     concurrency: 200,
                     timeout: Duration::from_secs(1),
                     expect_open: None,
+                    progress: None,
                 })
             }
 
@@ -348,6 +413,12 @@ macro_rules! scan_check {
             /// Critical unless exactly these ports are open.
             pub fn expect_open(mut self, ports: Vec<u16>) -> Self {
                 self.0.expect_open = Some(ports);
+                self
+            }
+
+            /// Tells `progress` how many ports are done (TCP scans; UDP scans do not report).
+            pub fn progress(mut self, progress: Progress) -> Self {
+                self.0.progress = Some(ProgressHook(progress));
                 self
             }
         }
@@ -368,15 +439,31 @@ macro_rules! scan_check {
 
             async fn execute(&self) -> Result<Outcome, CheckError> {
                 let address = self.0.address().await?;
-                let report = $scan(address, &self.0.ports, self.0.concurrency, self.0.timeout).await;
+                let report = $scan(address, &self.0).await;
                 Ok(port_outcome($kind, &report, self.0.expect_open.as_deref()))
             }
         }
     };
 }
 
-scan_check!(TcpScan, "tcp", scan_tcp, "A TCP connect scan as a check.");
-scan_check!(UdpScan, "udp", scan_udp, "A UDP scan as a check.");
+scan_check!(TcpScan, "tcp", tcp_with_settings, "A TCP connect scan as a check.");
+scan_check!(UdpScan, "udp", udp_with_settings, "A UDP scan as a check.");
+
+async fn tcp_with_settings(address: IpAddr, settings: &ScanSettings) -> PortReport {
+    let total = settings.ports.ports().len() as u64;
+    let mut done = 0;
+    scan_tcp_with_progress(address, &settings.ports, settings.concurrency, settings.timeout, |_| {
+        if let Some(ProgressHook(progress)) = &settings.progress {
+            done += 1;
+            progress(done, total);
+        }
+    })
+    .await
+}
+
+async fn udp_with_settings(address: IpAddr, settings: &ScanSettings) -> PortReport {
+    scan_udp(address, &settings.ports, settings.concurrency, settings.timeout).await
+}
 
 #[cfg(test)]
 mod tests {

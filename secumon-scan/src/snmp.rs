@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use secumon_core::{CheckStatus, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use snmp2::{AsyncSession, Oid, Value, v3};
 
 use crate::check::{Check, CheckError, Outcome, resolve};
+use crate::spec::required;
 
 /// Names for common OIDs (columns and scalars, without the instance suffix).
 pub const NAMES: &[(&str, &str)] = &[
@@ -441,6 +442,8 @@ pub struct SnmpCheck {
     pub credentials: Credentials,
     pub oids: Vec<String>,
     pub interfaces: bool,
+    /// Walk each of `oids`' subtrees into the details (no samples) instead of getting them.
+    pub walk: bool,
     pub timeout: Duration,
     previous: Mutex<PreviousCounters>,
 }
@@ -460,9 +463,69 @@ impl SnmpCheck {
             credentials,
             oids: vec!["sysUpTime.0".into()],
             interfaces: false,
+            walk: false,
             timeout: Duration::from_secs(2),
             previous: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+/// An `snmp` check as configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SnmpSpec {
+    /// The agent's name or address.
+    pub host: Option<String>,
+    /// UDP port (161).
+    pub port: Option<u16>,
+    /// `1`, `2c` (default) or `3`.
+    pub version: Option<String>,
+    /// v1/v2c community (`public`).
+    pub community: Option<String>,
+    /// v3 user.
+    pub user: Option<String>,
+    /// v3 authentication: `MD5`, `SHA` (default), `SHA-224` … `SHA-512`.
+    pub auth_protocol: Option<String>,
+    /// v3 authentication password.
+    pub auth_password: Option<String>,
+    /// v3 privacy: `DES`, `AES` (default), `AES-192`, `AES-256`.
+    pub priv_protocol: Option<String>,
+    /// v3 privacy password.
+    pub priv_password: Option<String>,
+    /// Names (`sysUpTime.0`) or dotted OIDs to get (or, with `walk`, to walk).
+    pub oids: Option<Vec<String>>,
+    /// Per-interface traffic, error and status samples.
+    pub interfaces: Option<bool>,
+    /// Walk each OID's subtree into the details instead of getting it.
+    pub walk: Option<bool>,
+    /// How long each request's answer is awaited (2 s).
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+}
+
+impl SnmpSpec {
+    pub(crate) fn build(self, id: String, kind: &str) -> Result<Box<dyn Check>, CheckError> {
+        let credentials = Credentials::from_settings(
+            self.version.as_deref().unwrap_or("2c"),
+            self.community.as_deref(),
+            self.user.as_deref(),
+            (self.auth_protocol.as_deref(), self.auth_password.as_deref()),
+            (self.priv_protocol.as_deref(), self.priv_password.as_deref()),
+        )?;
+        let mut check = SnmpCheck::new(id, required(self.host, kind, "host")?, credentials);
+        check.port = self.port.unwrap_or(check.port);
+        if let Some(oids) = self.oids {
+            // Checked now, so a typo is a configuration error rather than a run-time one.
+            for oid in &oids {
+                oid_for(oid)?;
+            }
+            check.oids = oids;
+        }
+        check.interfaces = self.interfaces.unwrap_or(false);
+        check.walk = self.walk.unwrap_or(false);
+        check.timeout = self.request_timeout.unwrap_or(check.timeout);
+        Ok(Box::new(check))
     }
 }
 
@@ -495,6 +558,15 @@ impl Check for SnmpCheck {
         let address = SocketAddr::new(resolve(&self.host).await?[0], self.port);
         let mut client = SnmpClient::connect(address, &self.credentials, self.timeout).await?;
         let oids: Vec<String> = self.oids.iter().map(|o| oid_for(o)).collect::<Result<_, _>>()?;
+        if self.walk {
+            let mut variables = Vec::new();
+            for root in &oids {
+                for (oid, value) in client.walk(root, true).await? {
+                    variables.push(serde_json::json!({"oid": oid, "name": name_for(&oid), "value": value}));
+                }
+            }
+            return Ok(Outcome::new(CheckStatus::Ok, serde_json::json!({"variables": variables})));
+        }
         let values = if oids.is_empty() { Vec::new() } else { client.get(&oids).await? };
         let mut details = serde_json::Map::new();
         let mut outcome_samples = Vec::new();

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use secumon_core::{CheckStatus, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::sync::oneshot;
 
 use crate::check::{Check, CheckError, Outcome, resolve};
+use crate::spec::required;
 
 /// How probes are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -450,6 +451,45 @@ pub struct TraceCheck {
     pub host: String,
     pub options: TraceOptions,
     pub warn_loss: f64,
+}
+
+/// A `trace` check as configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TraceSpec {
+    /// Name or address of the destination.
+    pub host: Option<String>,
+    /// `icmp` (default), `udp` or `tcp`.
+    pub mode: Option<String>,
+    /// Highest TTL tried (30).
+    pub max_hops: Option<u8>,
+    /// Probes per hop (10).
+    pub rounds: Option<u32>,
+    /// UDP: the first destination port (33434); TCP: the destination port (80).
+    pub port: Option<u16>,
+    /// Look up hop names.
+    pub reverse_dns: Option<bool>,
+    /// Warning above this loss at the destination (0.1).
+    pub warn_loss: Option<f64>,
+}
+
+impl TraceSpec {
+    pub(crate) fn build(self, id: String, kind: &str) -> Result<Box<dyn Check>, CheckError> {
+        let defaults = TraceOptions::default();
+        let mode: TraceMode = self.mode.as_deref().unwrap_or("icmp").parse()?;
+        let default_port = if mode == TraceMode::Tcp { 80 } else { defaults.port };
+        let options = TraceOptions {
+            mode,
+            max_hops: self.max_hops.unwrap_or(defaults.max_hops),
+            rounds: self.rounds.unwrap_or(defaults.rounds),
+            port: self.port.unwrap_or(default_port),
+            reverse_dns: self.reverse_dns.unwrap_or(false),
+            ..defaults
+        };
+        let host = required(self.host, kind, "host")?;
+        Ok(Box::new(TraceCheck { id, host, options, warn_loss: self.warn_loss.unwrap_or(0.1) }))
+    }
 }
 
 #[async_trait]

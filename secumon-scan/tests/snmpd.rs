@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use secumon_core::CheckStatus;
 use secumon_scan::snmp::oid_for;
-use secumon_scan::{Credentials, SnmpCheck, SnmpClient, SnmpValue, run_check};
+use secumon_scan::{CheckSpec, Credentials, SnmpCheck, SnmpClient, SnmpValue, run_check};
 
 /// The daemon, its address, and its directory (removed on drop).
 struct Snmpd(Child, SocketAddr, #[allow(dead_code)] tempfile::TempDir);
@@ -136,6 +136,16 @@ async fn gets_and_walks_match_net_snmp() {
     let system = client.walk("1.3.6.1.2.1.1", true).await.unwrap();
     assert!(system.len() > 8, "{system:?}");
     assert_same(&system, &net_snmp(&server, "snmpwalk", V2C, "1.3.6.1.2.1.1"), &[]);
+    // The same walk as a check built from its spec (what `secumon scan snmp --walk` runs).
+    let spec: CheckSpec = serde_json::from_value(serde_json::json!({
+        "type": "snmp", "host": server.1.ip().to_string(), "port": server.1.port(), "oids": ["1.3.6.1.2.1.1"], "walk": true,
+    }))
+    .unwrap();
+    let walked = run_check(spec.build("walk").unwrap().as_ref(), Duration::from_secs(10)).await;
+    let variables = walked.details["variables"].as_array().cloned().unwrap_or_default();
+    let walked_oids: Vec<&str> = variables.iter().filter_map(|v| v["oid"].as_str()).collect();
+    let system_oids: Vec<&str> = system.iter().map(|(oid, _)| oid.as_str()).collect();
+    assert_eq!(walked_oids, system_oids, "{:?}", walked.details);
     let v1 = Credentials::V1 { community: "public".into() };
     let mut client_v1 = SnmpClient::connect(server.1, &v1, Duration::from_secs(2)).await.unwrap();
     let status = client_v1.walk(&oid_for("ifOperStatus").unwrap(), true).await.unwrap();

@@ -21,7 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use secumon_core::{CheckStatus, Labels};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -635,6 +635,40 @@ pub struct TlsCheck {
     pub host: String,
     pub port: u16,
     pub options: TlsOptions,
+}
+
+/// A `tls` check as configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsSpec {
+    /// The server's name or address.
+    pub host: Option<String>,
+    /// TCP port (443).
+    pub port: Option<u16>,
+    /// SNI and the name the certificate must match; the host when unset.
+    pub server_name: Option<String>,
+    /// `smtp`, `imap` or `pop3` to upgrade a plain connection first.
+    pub starttls: Option<String>,
+    /// A PEM file of CAs to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Warn when the certificate expires within this many days (30).
+    pub cert_warning_days: Option<i64>,
+}
+
+impl TlsSpec {
+    pub(crate) fn build(self, id: String, kind: &str) -> Result<Box<dyn Check>, CheckError> {
+        let defaults = TlsOptions::default();
+        let options = TlsOptions {
+            server_name: self.server_name,
+            starttls: self.starttls.as_deref().map(str::parse).transpose()?,
+            ca_file: self.ca_file,
+            warn_days: self.cert_warning_days.unwrap_or(defaults.warn_days),
+            ..defaults
+        };
+        let host = crate::spec::required(self.host, kind, "host")?;
+        Ok(Box::new(TlsCheck { id, host, port: self.port.unwrap_or(443), options }))
+    }
 }
 
 #[async_trait]
