@@ -19,6 +19,7 @@ mod dns;
 mod http;
 mod ping;
 mod ports;
+mod render;
 mod scheduler;
 pub mod snmp;
 mod spec;
@@ -34,6 +35,7 @@ pub use ports::{
     PortList, PortReport, PortState, PortsSpec, TcpScan, UdpScan, port_outcome, scan_tcp, scan_tcp_with_progress,
     scan_udp,
 };
+pub use render::render_text;
 pub use scheduler::{ScheduledCheck, Scheduler};
 pub use snmp::{Credentials, SnmpCheck, SnmpClient, SnmpSpec, SnmpValue};
 pub use spec::{CHECK_TYPES, CheckSpec, Progress, host_port};
