@@ -6,11 +6,18 @@ Probe checks run in Rust with the GIL released and return :class:`CheckResult`::
     result = secumon.scan_ports("127.0.0.1", ports="22,80,443")
     print(result.status, result.details["ports"])
 
+Any check can also be built from its spec, as written in ``probe.yaml``::
+
+    secumon.check({"type": "snmp", "host": "127.0.0.1", "oids": ["sysDescr.0"]}).text
+
 Scanner reports parse with :func:`secumon.findings.parse`; :class:`Client` talks to a
 SecuMon server (import findings, list findings and alerts, query series).
 """
 
-from ._secumon import CheckResult, Client, Finding, dns, http_check, ping, scan_ports, tls
+from ._secumon import CheckResult, Client, Finding, check, dns, http_check, ping, scan_ports, snmp, tls, trace
 from . import findings
 
-__all__ = ["CheckResult", "Client", "Finding", "dns", "findings", "http_check", "ping", "scan_ports", "tls"]
+__all__ = [
+    "CheckResult", "Client", "Finding", "check", "dns", "findings", "http_check", "ping", "scan_ports", "snmp", "tls",
+    "trace",
+]

@@ -1,4 +1,5 @@
-//! The `secumon` Python module's native part: probe checks (ping, ports, TLS, HTTP, DNS),
+//! The `secumon` Python module's native part: probe checks (ping, trace, ports, TLS, HTTP,
+//! DNS, SNMP, or any check from its spec),
 //! findings parsing and an HTTP client for the server. Every call releases the GIL while
 //! Rust works; bad arguments raise `ValueError` with the reason and a refused credential
 //! `PermissionError`, while a target that cannot be checked gives a result with status
@@ -11,8 +12,7 @@ use pyo3::exceptions::{PyConnectionError, PyPermissionError, PyRuntimeError, PyV
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use secumon_scan::{
-    Check, CheckError, DnsCheck, HttpCheck, PingCheck, PortList, TcpScan, TlsCheck, TlsOptions, resolver_address,
-    run_check,
+    Check, CheckError, CheckSpec, DnsSpec, HttpSpec, PingSpec, PortsSpec, SnmpSpec, TlsSpec, TraceSpec, run_check,
 };
 
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
@@ -77,6 +77,14 @@ impl CheckResult {
         pythonize::pythonize(py, &value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
+    /// The result as `secumon scan` prints it.
+    #[getter]
+    fn text(&self) -> PyResult<String> {
+        let result: secumon_core::CheckResult =
+            serde_json::from_str(&self.json).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Ok(secumon_scan::render_text(&result))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "CheckResult(kind={:?}, target={:?}, status={:?}, duration_ms={:.1})",
@@ -99,6 +107,21 @@ fn run(py: Python<'_>, check: Box<dyn Check>, deadline: Duration) -> PyResult<Ch
     })
 }
 
+fn build(spec: CheckSpec, id: &str) -> PyResult<Box<dyn Check>> {
+    spec.build(id).map_err(invalid)
+}
+
+/// Any check from its spec, as written in `probe.yaml` (`{"type": "snmp", "host": …}`):
+/// ping, trace, tcp, udp, http, dns, tls or snmp. Durations are strings such as "2s".
+#[pyfunction]
+#[pyo3(signature = (spec, name=None, deadline=120.0))]
+fn check(py: Python<'_>, spec: &Bound<'_, PyAny>, name: Option<String>, deadline: f64) -> PyResult<CheckResult> {
+    let spec: CheckSpec =
+        pythonize::depythonize(spec).map_err(|e| PyValueError::new_err(format!("check spec: {e}")))?;
+    let name = name.unwrap_or_else(|| spec.kind().to_string());
+    run(py, build(spec, &name)?, seconds(deadline, "deadline")?)
+}
+
 /// ICMP echo: loss, round trips and jitter.
 #[pyfunction]
 #[pyo3(signature = (host, count=5, interval=0.2, timeout=1.0))]
@@ -106,14 +129,29 @@ fn ping(py: Python<'_>, host: String, count: u32, interval: f64, timeout: f64) -
     if count == 0 {
         return Err(PyValueError::new_err("count must be at least 1"));
     }
-    let check = PingCheck {
-        count,
-        interval: seconds(interval, "interval")?,
-        timeout: seconds(timeout, "timeout")?,
-        ..PingCheck::new("ping", host)
-    };
-    let deadline = check.interval * count + check.timeout * 2;
-    run(py, Box::new(check), deadline)
+    let mut spec = PingSpec::default();
+    let (interval, timeout) = (seconds(interval, "interval")?, seconds(timeout, "timeout")?);
+    (spec.host, spec.count, spec.echo_interval, spec.echo_timeout) =
+        (Some(host), Some(count), Some(interval), Some(timeout));
+    run(py, build(CheckSpec::Ping(spec), "ping")?, interval * count + timeout * 2)
+}
+
+/// Traceroute / MTR (needs root or CAP_NET_RAW); `mode` is icmp, udp or tcp.
+#[pyfunction]
+#[pyo3(signature = (host, mode="icmp", rounds=10, max_hops=30, port=None, reverse_dns=false))]
+fn trace(
+    py: Python<'_>,
+    host: String,
+    mode: &str,
+    rounds: u32,
+    max_hops: u8,
+    port: Option<u16>,
+    reverse_dns: bool,
+) -> PyResult<CheckResult> {
+    let mut spec = TraceSpec::default();
+    (spec.host, spec.mode, spec.rounds, spec.max_hops, spec.port, spec.reverse_dns) =
+        (Some(host), Some(mode.to_string()), Some(rounds), Some(max_hops), port, Some(reverse_dns));
+    run(py, build(CheckSpec::Trace(spec), "trace")?, Duration::from_secs(300))
 }
 
 /// TCP connect scan; `ports` like "22,80,8000-8100"; `expect_open` makes it a check.
@@ -127,13 +165,15 @@ fn scan_ports(
     timeout: f64,
     expect_open: Option<Vec<u16>>,
 ) -> PyResult<CheckResult> {
-    let mut check = TcpScan::new("ports", host, PortList::parse(ports).map_err(invalid)?)
-        .concurrency(concurrency.max(1))
-        .timeout(seconds(timeout, "timeout")?);
-    if let Some(expected) = expect_open {
-        check = check.expect_open(expected);
-    }
-    run(py, Box::new(check), Duration::from_secs(600))
+    let mut spec = PortsSpec::default();
+    (spec.host, spec.ports, spec.concurrency, spec.port_timeout, spec.expect_open) = (
+        Some(host),
+        Some(ports.to_string()),
+        Some(concurrency.max(1)),
+        Some(seconds(timeout, "timeout")?),
+        expect_open,
+    );
+    run(py, build(CheckSpec::Tcp(spec), "ports")?, Duration::from_secs(600))
 }
 
 /// Deep TLS analysis: protocols, suites, chain, findings, grade.
@@ -147,13 +187,10 @@ fn tls(
     starttls: Option<String>,
     ca_file: Option<std::path::PathBuf>,
 ) -> PyResult<CheckResult> {
-    let options = TlsOptions {
-        server_name,
-        starttls: starttls.as_deref().map(str::parse).transpose().map_err(invalid)?,
-        ca_file,
-        ..TlsOptions::default()
-    };
-    run(py, Box::new(TlsCheck { id: "tls".into(), host, port, options }), Duration::from_secs(120))
+    let mut spec = TlsSpec::default();
+    (spec.host, spec.port, spec.server_name, spec.starttls, spec.ca_file) =
+        (Some(host), Some(port), server_name, starttls, ca_file);
+    run(py, build(CheckSpec::Tls(spec), "tls")?, Duration::from_secs(120))
 }
 
 /// An HTTP(S) request with timing breakdown and validation.
@@ -168,26 +205,18 @@ fn http_check(
     body: Option<String>,
     expect_status: Option<Vec<u16>>,
     contains: Option<String>,
-    regex: Option<&str>,
+    regex: Option<String>,
     max_latency: Option<f64>,
     max_redirects: u32,
     ca_file: Option<std::path::PathBuf>,
 ) -> PyResult<CheckResult> {
-    let body_regex =
-        regex.map(regex::Regex::new).transpose().map_err(|e| PyValueError::new_err(format!("regex: {e}")))?;
-    let check = HttpCheck {
-        method: method.to_string(),
-        headers: headers.unwrap_or_default(),
-        body,
-        expect_status: expect_status.unwrap_or_default(),
-        body_contains: contains,
-        body_regex,
-        max_latency: max_latency.map(|s| seconds(s, "max_latency")).transpose()?,
-        max_redirects,
-        ca_file,
-        ..HttpCheck::get("http", url)
-    };
-    run(py, Box::new(check), Duration::from_secs(60))
+    let mut spec = HttpSpec::default();
+    (spec.url, spec.method, spec.body, spec.expect_status, spec.body_contains, spec.body_regex) =
+        (Some(url), Some(method.to_string()), body, expect_status, contains, regex);
+    spec.headers = headers.map(|h| h.into_iter().collect());
+    spec.max_latency = max_latency.map(|s| seconds(s, "max_latency")).transpose()?;
+    (spec.max_redirects, spec.ca_file) = (Some(max_redirects), ca_file);
+    run(py, build(CheckSpec::Http(spec), "http")?, Duration::from_secs(60))
 }
 
 /// DNS lookup; several resolvers make a propagation check.
@@ -201,16 +230,38 @@ fn dns(
     expect: Option<Vec<String>>,
     timeout: f64,
 ) -> PyResult<CheckResult> {
-    let kind = secumon_scan::record_type(record_type).map_err(invalid)?;
-    let resolvers =
-        resolvers.unwrap_or_default().iter().map(|r| resolver_address(r)).collect::<Result<_, _>>().map_err(invalid)?;
-    let check = DnsCheck {
-        resolvers,
-        expect: expect.unwrap_or_default(),
-        timeout: seconds(timeout, "timeout")?,
-        ..DnsCheck::new("dns", name, kind)
-    };
-    run(py, Box::new(check), Duration::from_secs(60))
+    let mut spec = DnsSpec::default();
+    (spec.host, spec.record, spec.resolvers, spec.expect, spec.query_timeout) =
+        (Some(name), Some(record_type.to_string()), resolvers, expect, Some(seconds(timeout, "timeout")?));
+    run(py, build(CheckSpec::Dns(spec), "dns")?, Duration::from_secs(60))
+}
+
+/// SNMP get (or, with `walk`, subtree walk) by name (`sysDescr.0`) or dotted OID; v1, v2c or v3.
+#[pyfunction]
+#[pyo3(signature = (host, oids=None, port=161, version="2c", community="public", user=None, auth_protocol="SHA", auth_password=None, priv_protocol="AES", priv_password=None, walk=false, timeout=2.0))]
+#[allow(clippy::too_many_arguments)]
+fn snmp(
+    py: Python<'_>,
+    host: String,
+    oids: Option<Vec<String>>,
+    port: u16,
+    version: &str,
+    community: &str,
+    user: Option<String>,
+    auth_protocol: &str,
+    auth_password: Option<String>,
+    priv_protocol: &str,
+    priv_password: Option<String>,
+    walk: bool,
+    timeout: f64,
+) -> PyResult<CheckResult> {
+    let mut spec = SnmpSpec::default();
+    (spec.host, spec.port, spec.version, spec.community, spec.user) =
+        (Some(host), Some(port), Some(version.to_string()), Some(community.to_string()), user);
+    (spec.auth_protocol, spec.auth_password, spec.priv_protocol, spec.priv_password) =
+        (Some(auth_protocol.to_string()), auth_password, Some(priv_protocol.to_string()), priv_password);
+    (spec.oids, spec.walk, spec.request_timeout) = (oids, Some(walk), Some(seconds(timeout, "timeout")?));
+    run(py, build(CheckSpec::Snmp(spec), "snmp")?, Duration::from_secs(120))
 }
 
 /// One vulnerability finding.
@@ -463,6 +514,9 @@ fn _secumon(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(tls, module)?)?;
     module.add_function(wrap_pyfunction!(http_check, module)?)?;
     module.add_function(wrap_pyfunction!(dns, module)?)?;
+    module.add_function(wrap_pyfunction!(snmp, module)?)?;
+    module.add_function(wrap_pyfunction!(trace, module)?)?;
+    module.add_function(wrap_pyfunction!(check, module)?)?;
     module.add_function(wrap_pyfunction!(parse_findings, module)?)?;
     Ok(())
 }

@@ -50,6 +50,22 @@ def test_scan_ports_states_and_expectations():
         secumon.scan_ports("127.0.0.1", ports="80", timeout=-1)
 
 
+def test_any_check_from_its_spec():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = secumon.check({"type": "tcp", "host": "127.0.0.1", "port": port, "port_timeout": "2s"}, name="web")
+        assert result.ok and result.check_id == "web", result.to_dict()
+        assert f"{port}/tcp" in result.text and "open" in result.text
+    with pytest.raises(ValueError, match="colour"):
+        secumon.check({"type": "ping", "host": "127.0.0.1", "colour": "red"})
+    with pytest.raises(ValueError, match="smtp"):
+        secumon.check({"type": "smtp", "host": "127.0.0.1"})
+    with pytest.raises(ValueError, match="http checks need `url`"):
+        secumon.check({"type": "http"})
+
+
 class Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"hello secumon"
