@@ -170,6 +170,10 @@ struct ServerArgs {
     /// server re-stamps its batches by the measured offset.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     clock_tolerance: std::time::Duration,
+    /// Single sign-on for super-admins (`secumon login --sso`): a YAML file with an `oidc:`
+    /// section (issuer, client_id, client_secret, claim, super_admins, users).
+    #[arg(long, value_name = "FILE", env = "SECUMON_OIDC")]
+    oidc: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -198,6 +202,10 @@ impl ServerArgs {
                 ..Default::default()
             },
             clock: ClockPolicy { tolerance: self.clock_tolerance },
+            oidc: match &self.oidc {
+                Some(path) => Some(secumon_server::auth::OidcConfig::load(path).map_err(UsageError)?),
+                None => None,
+            },
         })
     }
 }
