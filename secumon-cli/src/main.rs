@@ -8,6 +8,7 @@ mod findings;
 mod query;
 mod rules;
 mod scan;
+mod sso;
 mod units;
 mod users;
 
@@ -92,6 +93,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Sign in through the company's identity provider (single sign-on) and print the
+    /// access token.
+    ///
+    /// Example: export SECUMON_TOKEN=$(secumon login --sso --server https://monitor.example.net)
+    Login(sso::LoginArgs),
     /// Add and list users, reset a user's second factor (on the server's machine).
     Users(users::UsersArgs),
     /// Seal a secret for the rules file under the server's key (SECUMON_SECRET_KEY or
@@ -280,6 +286,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(args) => users::run(args).await,
+        Command::Login(args) => sso::run(args).await,
         Command::Secrets { command: SecretsCommand::Seal, data_dir } => users::seal_secret(&data_dir),
         Command::Console { server, user, tenant } => {
             secumon_console::run(&server, token, &user, tenant).await.context("console terminal failed")?;
