@@ -127,8 +127,9 @@ enum SecretsCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check an agent, probe or rules file (told apart by their top-level keys); errors
-    /// name the file, line and key; exit code 2 when the file is not valid.
+    /// Check an agent, probe, rules or single sign-on (`oidc:`) file (told apart by their
+    /// top-level keys); errors name the file, line and key; exit code 2 when the file is
+    /// not valid.
     ///
     /// Example: secumon config check /etc/secumon/agent.yaml
     Check { file: PathBuf },
@@ -315,10 +316,11 @@ enum ConfigKind {
     Agent,
     Probe,
     Rules,
+    Oidc,
 }
 
 /// Tells a file's kind by its top-level keys: a probe file has `probe:` or `checks:`, a
-/// rules file `rules:` or `channels:`; anything else (including YAML that does not parse,
+/// rules file `rules:` or `channels:`, a single sign-on file `oidc:`; anything else (including YAML that does not parse,
 /// whose error the agent schema then reports with its line) is read as an agent file.
 fn config_kind(text: &str) -> ConfigKind {
     let Ok(serde_yaml_ng::Value::Mapping(top)) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
@@ -329,6 +331,8 @@ fn config_kind(text: &str) -> ConfigKind {
         ConfigKind::Probe
     } else if has("rules") || has("channels") {
         ConfigKind::Rules
+    } else if has("oidc") {
+        ConfigKind::Oidc
     } else {
         ConfigKind::Agent
     }
@@ -356,6 +360,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         ConfigKind::Rules => match rules::check_file(file) {
             Ok(summary) => Ok(summary),
             Err(errors) => Err(errors.join("\n")),
+        },
+        ConfigKind::Oidc => match secumon_server::auth::OidcConfig::load(file) {
+            Ok(config) => match config.check() {
+                Ok(()) => Ok(format!("single sign-on file, issuer {}", config.issuer)),
+                Err(error) => Err(format!("{}: {error}", file.display())),
+            },
+            Err(error) => Err(error.to_string()),
         },
     };
     match outcome {

@@ -100,3 +100,28 @@ async fn secumon_login_sso_says_why_a_sign_in_is_refused() {
     assert!(stderr.contains("signature"), "{stderr}");
     server.shutdown().await;
 }
+
+#[test]
+fn config_check_reads_a_single_sign_on_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let file = dir.path().join("sso.yaml");
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_secumon")).args(["config", "check"]).arg(&file).output().unwrap();
+        (
+            output.status.code(),
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+        )
+    };
+    let good =
+        "oidc:\n  issuer: https://login.example.com\n  client_id: secumon\n  claim: groups\n  super_admins: [admins]\n";
+    let (code, text) = check(good);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("single sign-on file"), "{text}");
+    let (code, text) = check(&good.replace("https://login", "http://login"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("must be https"), "{text}");
+    let (code, text) = check(&format!("{good}  audience: x\n"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains(":6:") && text.contains("audience"), "{text}");
+}

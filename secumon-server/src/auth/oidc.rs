@@ -106,7 +106,9 @@ impl OidcConfig {
         Ok(file.oidc)
     }
 
-    fn check(&self) -> Result<(), SsoError> {
+    /// What the file's types cannot say: an https issuer (http on loopback only), names that
+    /// are not empty, and at least one mapped claim value.
+    pub fn check(&self) -> Result<(), SsoError> {
         let url = reqwest::Url::parse(&self.issuer)
             .map_err(|e| SsoError::Config(format!("issuer {:?} is not a URL: {e}", self.issuer)))?;
         let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
