@@ -162,6 +162,10 @@ async fn wrong_id_tokens_and_unmapped_people_get_nothing() {
     let (status, body) = api.sso("bob").await;
     assert_eq!((status, error(&body).0), (StatusCode::FORBIDDEN, "forbidden"), "{body}");
     assert!(error(&body).1.contains("groups"), "{body}");
+    // In the admins' group, but the provider has not verified the address that would name the user.
+    let (status, body) = api.sso("dave").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(error(&body).1.contains("not verified"), "{body}");
     // A user mapped by name who does not exist (carol was never created here).
     let (status, body) = api.sso("carol").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");

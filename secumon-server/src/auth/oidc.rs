@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use secumon_core::now_ms;
 use secumon_store::Store;
@@ -203,6 +203,12 @@ struct Discovery {
 struct Discovered {
     endpoints: Discovery,
     at: Instant,
+}
+
+/// A JWKS as published, before each key is read.
+#[derive(Deserialize)]
+struct RawKeySet {
+    keys: Vec<Value>,
 }
 
 #[derive(Default)]
@@ -493,9 +499,11 @@ impl Sso {
             return Err(IdTokenError::UnknownKey);
         }
         let endpoints = self.discovery().await.map_err(|e| IdTokenError::Malformed(e.to_string()))?;
-        let set: JwkSet =
+        let set: RawKeySet =
             self.get_json(&endpoints.jwks_uri).await.map_err(|e| IdTokenError::Malformed(e.to_string()))?;
-        cache.keys = set.keys;
+        // Keys of kinds this server cannot use (another algorithm family, encryption keys)
+        // are left out one by one rather than failing the whole set.
+        cache.keys = set.keys.into_iter().filter_map(|key| serde_json::from_value::<Jwk>(key).ok()).collect();
         cache.fetched = Some(Instant::now());
         pick_key(&cache.keys, kid, alg).ok_or(IdTokenError::UnknownKey)
     }
@@ -504,6 +512,11 @@ impl Sso {
     async fn sign_in(&self, accounts: &Accounts, claims: &Map<String, Value>) -> Result<(Session, String), SsoError> {
         let values = claim_values(claims.get(&self.config.claim));
         let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        // An address the provider says it has not verified names nobody: whoever typed it.
+        let by_email = self.config.claim == "email" || self.config.username_claim == "email";
+        if by_email && claims.get("email_verified").and_then(Value::as_bool) == Some(false) {
+            return Err(SsoError::Unmapped(format!("{subject:?}: the provider has not verified the e-mail address")));
+        }
         let name = if let Some(user) = values.iter().find_map(|v| self.config.users.get(v)) {
             user.clone()
         } else if values.iter().any(|v| self.config.super_admins.contains(v)) {

@@ -26,6 +26,8 @@ const ACCOUNTS = {
   alice: { email: 'alice@example.com', groups: ['secumon-admins', 'staff'] },
   bob: { email: 'bob@example.com', groups: ['staff'] },
   carol: { email: 'carol@example.com', groups: ['ops'] },
+  // In the admins' group, but with an address the provider has not verified.
+  dave: { email: 'dave@example.com', groups: ['secumon-admins'], unverified: true },
   'fault-aud': { email: 'fault-aud@example.com', groups: ['secumon-admins'] },
   'fault-exp': { email: 'fault-exp@example.com', groups: ['secumon-admins'] },
   'fault-sig': { email: 'fault-sig@example.com', groups: ['secumon-admins'] },
@@ -67,7 +69,7 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, email: account.email, email_verified: true, groups: account.groups };
+        return { sub: id, email: account.email, email_verified: !account.unverified, groups: account.groups };
       },
     };
   },
