@@ -123,6 +123,25 @@ async fn a_super_admin_signs_in_through_the_provider_and_the_session_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_at_the_provider_is_followed() {
+    let provider = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = start_server(&dir, &provider).await;
+    let (status, body) = api.sso("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Tokens now name a key id the server has not seen; past the refetch interval (5 s),
+    // it fetches the key set again and finds it.
+    provider.rotate_keys().await;
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    let (status, body) = api.sso("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The old key is still published, and a token signed by neither is still refused.
+    let (status, body) = api.sso("fault-sig").await;
+    assert_eq!((status, error(&body).0), (StatusCode::UNAUTHORIZED, "invalid_id_token"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapped_group_signs_in_as_the_existing_user_with_that_users_rights() {
     let provider = Provider::start();
     let dir = tempfile::tempdir().unwrap();

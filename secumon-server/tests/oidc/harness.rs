@@ -68,6 +68,16 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// Rotates the provider's signing key: the key set gains a second key with a new id,
+    /// and every ID token from now on is signed with it.
+    pub async fn rotate_keys(&self) {
+        let response =
+            reqwest::Client::new().post(format!("{}/test/rotate", self.issuer)).send().await.expect("rotate");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+}
+
 impl Drop for Provider {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -12,6 +12,7 @@
 //   fault-exp   re-signed with the provider's own key, expired an hour ago
 //   fault-sig   signed by another key under the provider's key id (bad signature)
 //   fault-nonce re-signed with the provider's own key, another nonce
+// After `POST /test/rotate`, the key set holds a second key, which signs every ID token.
 
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -37,6 +38,11 @@ const ACCOUNTS = {
 const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
 const signingJwk = { ...(await jose.exportJWK(privateKey)), kid: 'test-key-1', alg: 'RS256', use: 'sig' };
 const { privateKey: strangerKey } = await jose.generateKeyPair('RS256', { extractable: true });
+// The key a rotation (`POST /test/rotate`) brings: published beside the first one from then
+// on, and signing every ID token.
+const { privateKey: nextKey, publicKey: nextPublic } = await jose.generateKeyPair('RS256', { extractable: true });
+const nextJwk = { ...(await jose.exportJWK(nextPublic)), kid: 'test-key-2', alg: 'RS256', use: 'sig' };
+let rotated = false;
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -110,23 +116,35 @@ provider.use(async (ctx, next) => {
   return undefined;
 });
 
-// The faults: the ID token of a `fault-*` account is replaced after the provider made it.
+// The faults: the ID token of a `fault-*` account is replaced after the provider made it;
+// and the key rotation.
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/rotate' && ctx.method === 'POST') {
+    rotated = true;
+    ctx.status = 204;
+    return;
+  }
   await next();
+  if (ctx.path === '/jwks' && rotated && ctx.body && Array.isArray(ctx.body.keys)) {
+    ctx.body = { keys: [...ctx.body.keys, nextJwk] };
+    return;
+  }
   if (ctx.path !== '/token' || !ctx.body || typeof ctx.body.id_token !== 'string') return;
   const claims = jose.decodeJwt(ctx.body.id_token);
   const now = Math.floor(Date.now() / 1000);
-  let key = privateKey;
+  let [key, kid] = [privateKey, signingJwk.kid];
   switch (claims.sub) {
     case 'fault-aud': claims.aud = 'someone-else'; break;
     case 'fault-exp': claims.iat = now - 7200; claims.exp = now - 3600; break;
     case 'fault-sig': key = strangerKey; break;
     case 'fault-nonce': claims.nonce = randomUUID(); break;
-    default: return;
+    default:
+      if (!rotated) return;
+      [key, kid] = [nextKey, nextJwk.kid];
   }
   ctx.body = {
     ...ctx.body,
-    id_token: await new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signingJwk.kid, typ: 'JWT' }).sign(key),
+    id_token: await new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(key),
   };
 });
 
