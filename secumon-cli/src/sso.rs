@@ -26,6 +26,7 @@ pub struct LoginArgs {
     /// Sign in through the OpenID provider the server is configured with (its `oidc:` file).
     #[arg(long, required = true)]
     sso: bool,
+    /// The SecuMon server's API address.
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "SECUMON_SERVER")]
     server: String,
     /// Only print the URL to open; do not start a browser.
