@@ -8,6 +8,7 @@ mod findings;
 mod query;
 mod rules;
 mod scan;
+mod sso;
 mod units;
 mod users;
 
@@ -92,6 +93,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Sign in through the company's identity provider (single sign-on) and print the
+    /// access token.
+    ///
+    /// Example: export SECUMON_TOKEN=$(secumon login --sso --server https://monitor.example.net)
+    Login(sso::LoginArgs),
     /// Add and list users, reset a user's second factor (on the server's machine).
     Users(users::UsersArgs),
     /// Seal a secret for the rules file under the server's key (SECUMON_SECRET_KEY or
@@ -121,8 +127,9 @@ enum SecretsCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check an agent, probe or rules file (told apart by their top-level keys); errors
-    /// name the file, line and key; exit code 2 when the file is not valid.
+    /// Check an agent, probe, rules or single sign-on (`oidc:`) file (told apart by their
+    /// top-level keys); errors name the file, line and key; exit code 2 when the file is
+    /// not valid.
     ///
     /// Example: secumon config check /etc/secumon/agent.yaml
     Check { file: PathBuf },
@@ -170,6 +177,10 @@ struct ServerArgs {
     /// server re-stamps its batches by the measured offset.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     clock_tolerance: std::time::Duration,
+    /// Single sign-on for super-admins (`secumon login --sso`): a YAML file with an `oidc:`
+    /// section (issuer, client_id, client_secret, claim, super_admins, users).
+    #[arg(long, value_name = "FILE", env = "SECUMON_OIDC")]
+    oidc: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -198,6 +209,10 @@ impl ServerArgs {
                 ..Default::default()
             },
             clock: ClockPolicy { tolerance: self.clock_tolerance },
+            oidc: match &self.oidc {
+                Some(path) => Some(secumon_server::auth::OidcConfig::load(path).map_err(UsageError)?),
+                None => None,
+            },
         })
     }
 }
@@ -272,6 +287,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(args) => users::run(args).await,
+        Command::Login(args) => sso::run(args).await,
         Command::Secrets { command: SecretsCommand::Seal, data_dir } => users::seal_secret(&data_dir),
         Command::Console { server, user, tenant } => {
             secumon_console::run(&server, token, &user, tenant).await.context("console terminal failed")?;
@@ -300,10 +316,11 @@ enum ConfigKind {
     Agent,
     Probe,
     Rules,
+    Oidc,
 }
 
 /// Tells a file's kind by its top-level keys: a probe file has `probe:` or `checks:`, a
-/// rules file `rules:` or `channels:`; anything else (including YAML that does not parse,
+/// rules file `rules:` or `channels:`, a single sign-on file `oidc:`; anything else (including YAML that does not parse,
 /// whose error the agent schema then reports with its line) is read as an agent file.
 fn config_kind(text: &str) -> ConfigKind {
     let Ok(serde_yaml_ng::Value::Mapping(top)) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
@@ -314,6 +331,8 @@ fn config_kind(text: &str) -> ConfigKind {
         ConfigKind::Probe
     } else if has("rules") || has("channels") {
         ConfigKind::Rules
+    } else if has("oidc") {
+        ConfigKind::Oidc
     } else {
         ConfigKind::Agent
     }
@@ -341,6 +360,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         ConfigKind::Rules => match rules::check_file(file) {
             Ok(summary) => Ok(summary),
             Err(errors) => Err(errors.join("\n")),
+        },
+        ConfigKind::Oidc => match secumon_server::auth::OidcConfig::load(file) {
+            Ok(config) => match config.check() {
+                Ok(()) => Ok(format!("single sign-on file, issuer {}", config.issuer)),
+                Err(error) => Err(format!("{}: {error}", file.display())),
+            },
+            Err(error) => Err(error.to_string()),
         },
     };
     match outcome {

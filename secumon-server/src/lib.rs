@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub rate_limit: RateLimit,
     /// When a sender's batches are re-stamped because its clock is off.
     pub clock: ClockPolicy,
+    /// Single sign-on for `secumon login --sso` through an OpenID provider.
+    pub oidc: Option<auth::OidcConfig>,
 }
 
 impl ServerConfig {
@@ -86,6 +88,7 @@ impl ServerConfig {
             open_access: true,
             rate_limit: RateLimit::default(),
             clock: ClockPolicy::default(),
+            oidc: None,
         }
     }
 
@@ -102,6 +105,7 @@ impl ServerConfig {
             open_access: false,
             rate_limit: RateLimit::default(),
             clock: ClockPolicy::default(),
+            oidc: None,
         }
     }
 }
@@ -133,6 +137,8 @@ pub enum ServerError {
     Tls(#[from] tonic::transport::Error),
     #[error("accounts: {0}")]
     Auth(#[from] auth::AuthError),
+    #[error("{0}")]
+    Sso(#[from] auth::SsoError),
     #[error("open access (no tokens) is only allowed on a loopback API address, not {0}")]
     OpenAccessNotLoopback(SocketAddr),
     #[error("plaintext gRPC is only allowed on a loopback address, not {0}: use mutual TLS")]
@@ -176,6 +182,10 @@ impl Server {
             None => SecretBox::load_or_create(&config.database.with_file_name("secret.key"))?,
         };
         let accounts = Arc::new(Accounts::open(store.clone(), secrets).await?);
+        let sso = match config.oidc.clone() {
+            Some(oidc) => Some(Arc::new(auth::Sso::new(oidc, store.clone(), accounts.secrets())?)),
+            None => None,
+        };
         let live = LiveFeed::default();
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
         let rules = self_monitor::with_builtin_rules(rules);
@@ -244,6 +254,7 @@ impl Server {
             live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
             limits: Arc::new(api::RateLimits::new(config.rate_limit)),
+            sso,
         };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {

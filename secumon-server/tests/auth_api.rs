@@ -344,6 +344,20 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::DELETE, format!("/api-keys/{key_id}"), None),
         (Method::GET, "/tenants".into(), None),
         (Method::POST, "/tenants".into(), Some(json!({"name": "evil"}))),
+        // Single sign-on is not configured here: both answer 404 whoever asks.
+        (
+            Method::POST,
+            "/auth/oidc/start".into(),
+            Some(json!({"redirect_uri": "http://127.0.0.1:1/callback",
+                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"})),
+        ),
+        (
+            Method::POST,
+            "/auth/oidc/exchange".into(),
+            Some(
+                json!({"state": "s", "code": "c", "code_verifier": "v", "redirect_uri": "http://127.0.0.1:1/callback"}),
+            ),
+        ),
     ];
     let secrets = [
         rule.as_str(),

@@ -9,6 +9,7 @@ mod config;
 mod dashboards;
 mod hosts;
 mod limits;
+mod oidc;
 mod openapi;
 mod stream;
 
@@ -63,6 +64,8 @@ pub(crate) struct ApiState {
     /// Agent enrollment, when the gRPC ingest runs under the managed CA.
     pub agents: Option<Enrollment>,
     pub limits: Arc<limits::RateLimits>,
+    /// Single sign-on through an OpenID provider, when configured.
+    pub sso: Option<Arc<crate::auth::Sso>>,
 }
 
 impl ApiState {
@@ -118,6 +121,7 @@ impl PageParams {
 pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .merge(accounts::routes())
+        .merge(oidc::routes())
         .route("/metrics", get(server_metrics))
         .merge(agents::routes())
         .merge(dashboards::routes())

@@ -40,6 +40,7 @@ struct ErrorDetail {
         super::accounts::delete_user, super::accounts::revoke_sessions, super::accounts::change_password,
         super::accounts::list_api_keys, super::accounts::create_api_key, super::accounts::revoke_api_key,
         super::accounts::list_tenants, super::accounts::create_tenant,
+        super::oidc::start, super::oidc::exchange,
         super::agents::list_agents, super::agents::get_agent, super::agents::delete_agent, super::agents::provision,
         super::hosts::host_summary, super::hosts::network_target, super::host_history, super::host_logs,
         super::latest_checks, super::ingest,
@@ -97,7 +98,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 56, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 58, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");

@@ -9,6 +9,7 @@
 mod agents;
 mod crypto;
 mod mfa;
+mod oidc;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION};
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
+pub use oidc::{IdTokenError, OidcConfig, Sso, SsoError, SsoStart};
 
 /// Records of the whole installation (users, tenants, keys) live under this tenant id,
 /// which no tenant can be named.

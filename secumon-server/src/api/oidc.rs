@@ -1,0 +1,97 @@
+//! Routes for single sign-on (`auth/oidc/*`): the CLI starts a sign-in and gets the
+//! provider's authorization URL, then exchanges the code its loopback redirect received for
+//! a SecuMon session. Codes, verifiers and tokens are never logged.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::access::ApiJson;
+use super::{ApiError, ApiState};
+use crate::auth::{Session, SsoError, SsoStart};
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new().route("/api/v1/auth/oidc/start", post(start)).route("/api/v1/auth/oidc/exchange", post(exchange))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SsoStartRequest {
+    /// The CLI's loopback redirect, `http://127.0.0.1:PORT/...`.
+    redirect_uri: String,
+    /// The PKCE S256 challenge: base64url(SHA-256(verifier)), 43 characters.
+    code_challenge: String,
+}
+
+/// Starts a sign-in at the identity provider; answers the URL to open in a browser.
+#[utoipa::path(post, path = "/api/v1/auth/oidc/start", tag = "auth", request_body = SsoStartRequest, responses((status = 200, description = "The authorization URL and the sign-in's state", body = SsoStart)), security(()))]
+pub(super) async fn start(
+    State(state): State<ApiState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<SsoStartRequest>,
+) -> Result<Json<SsoStart>, ApiError> {
+    state.limits.login(client.ip())?;
+    let sso = state.sso.as_ref().ok_or(SsoError::NotConfigured)?;
+    Ok(Json(sso.start(&request.redirect_uri, &request.code_challenge).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SsoExchangeRequest {
+    /// The `state` of the start, as the redirect brought it back.
+    state: String,
+    /// The authorization code from the redirect.
+    code: String,
+    /// The PKCE verifier whose challenge the start sent.
+    code_verifier: String,
+    /// The same redirect URI as at the start.
+    redirect_uri: String,
+}
+
+/// Exchanges the authorization code for a SecuMon session, once the ID token is valid and
+/// its claim maps to a user.
+#[utoipa::path(post, path = "/api/v1/auth/oidc/exchange", tag = "auth", request_body = SsoExchangeRequest, responses((status = 200, description = "A session", body = Session)), security(()))]
+pub(super) async fn exchange(
+    State(state): State<ApiState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<SsoExchangeRequest>,
+) -> Result<Json<Session>, ApiError> {
+    state.limits.login(client.ip())?;
+    let sso = state.sso.as_ref().ok_or(SsoError::NotConfigured)?;
+    let outcome = sso
+        .exchange(&state.accounts, &request.state, &request.code, &request.code_verifier, &request.redirect_uri)
+        .await;
+    match outcome {
+        Ok((session, user)) => {
+            tracing::info!(%user, tenant = %session.tenant, "single sign-on");
+            Ok(Json(session))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "single sign-on refused");
+            Err(error.into())
+        }
+    }
+}
+
+impl From<SsoError> for ApiError {
+    fn from(error: SsoError) -> Self {
+        let message = error.to_string();
+        let code = error.code();
+        match error {
+            SsoError::NotConfigured => ApiError::new(StatusCode::NOT_FOUND, code, message),
+            SsoError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, code, message),
+            SsoError::Session(_) | SsoError::IdToken(_) => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
+            SsoError::Unmapped(_) => ApiError::new(StatusCode::FORBIDDEN, code, message),
+            SsoError::Provider(_) => ApiError::new(StatusCode::BAD_GATEWAY, code, message),
+            SsoError::Auth(auth) => auth.into(),
+            SsoError::Config(_) => {
+                tracing::error!(error = %message, "single sign-on is misconfigured");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}
