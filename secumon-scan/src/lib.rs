@@ -1,7 +1,11 @@
 //! SecuMon's probe checks. Each check implements [`Check`]; [`run_check`] runs one with a
 //! timeout and turns whatever happens (success, a failed expectation, an unresolvable name,
 //! a timeout) into a [`CheckResult`], never a panic or an error. The [`Scheduler`] runs many
-//! on their intervals under a global concurrency limit.
+//! on their intervals under a global concurrency limit. Every check is described by a spec
+//! ([`CheckSpec`]) that `probe.yaml`, the CLI and the Python bindings build from.
+//!
+//! Features, one per check family (all on by default): `dns`, `http` (with `tls`), `snmp`,
+//! `tls`, `trace`. Ping and TCP/UDP port scans are always built.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -15,20 +19,27 @@
 
 mod check;
 mod config;
+#[cfg(feature = "dns")]
 mod dns;
+#[cfg(feature = "http")]
 mod http;
 mod ping;
 mod ports;
 mod render;
 mod scheduler;
+#[cfg(feature = "snmp")]
 pub mod snmp;
 mod spec;
+#[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "trace")]
 mod trace;
 
 pub use check::{Check, CheckError, Outcome, run_check};
 pub use config::{CheckConfig, ProbeConfig, ProbeSection};
+#[cfg(feature = "dns")]
 pub use dns::{DnsAnswer, DnsCheck, DnsSpec, RECORD_TYPES, query as dns_query, record_type, resolver_address};
+#[cfg(feature = "http")]
 pub use http::{DEFAULT_USER_AGENT, HttpCheck, HttpResponse, HttpSpec, Timings, TlsSummary, request as http_request};
 pub use ping::{PingCheck, PingSpec, PingStats, ping};
 pub use ports::{
@@ -37,9 +48,12 @@ pub use ports::{
 };
 pub use render::render_text;
 pub use scheduler::{ScheduledCheck, Scheduler};
+#[cfg(feature = "snmp")]
 pub use snmp::{Credentials, SnmpCheck, SnmpClient, SnmpSpec, SnmpValue};
-pub use spec::{CHECK_TYPES, CheckSpec, Progress, host_port};
+pub use spec::{CheckSpec, Progress, check_types, host_port};
+#[cfg(feature = "tls")]
 pub use tls::{StartTls, TlsCheck, TlsOptions, TlsReport, TlsSpec, analyse as analyse_tls};
+#[cfg(feature = "trace")]
 pub use trace::{
     Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, TraceSpec, Unreachable, trace, unreachable_reason,
 };

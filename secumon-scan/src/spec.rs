@@ -12,7 +12,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use crate::check::{Check, CheckError};
 
 macro_rules! check_specs {
-    ($($variant:ident($spec:ty) = $kind:literal),+ $(,)?) => {
+    ($($(#[$gate:meta])? $variant:ident($spec:ty) = $kind:literal),+ $(,)?) => {
         /// Any check, as configured, tagged by its `type`.
         #[derive(Debug, Clone, Serialize, serde::Deserialize)]
         #[serde(tag = "type", rename_all = "lowercase")]
@@ -20,18 +20,26 @@ macro_rules! check_specs {
         pub enum CheckSpec {
             $(
                 #[doc = concat!("A `", $kind, "` check.")]
+                $(#[$gate])?
                 $variant($spec),
             )+
         }
 
-        /// Every check type, as written in `type`.
-        pub const CHECK_TYPES: &[&str] = &[$($kind),+];
+        /// Every check type this build has (see the crate's features), as written in `type`.
+        pub fn check_types() -> Vec<&'static str> {
+            let mut types = Vec::new();
+            $(
+                $(#[$gate])?
+                types.push($kind);
+            )+
+            types
+        }
 
         impl CheckSpec {
             /// The check's `type`.
             pub fn kind(&self) -> &'static str {
                 match self {
-                    $(Self::$variant(_) => $kind,)+
+                    $($(#[$gate])? Self::$variant(_) => $kind,)+
                 }
             }
 
@@ -39,7 +47,7 @@ macro_rules! check_specs {
             pub fn build(self, id: impl Into<String>) -> Result<Box<dyn Check>, CheckError> {
                 let id = id.into();
                 match self {
-                    $(Self::$variant(spec) => spec.build(id, $kind),)+
+                    $($(#[$gate])? Self::$variant(spec) => spec.build(id, $kind),)+
                 }
             }
 
@@ -59,7 +67,7 @@ macro_rules! check_specs {
             /// The keys a check of type `kind` takes, or `None` for no such type.
             pub fn keys(kind: &str) -> Option<&'static [&'static str]> {
                 match kind {
-                    $($kind => Some(keys_of::<$spec>()),)+
+                    $($(#[$gate])? $kind => Some(keys_of::<$spec>()),)+
                     _ => None,
                 }
             }
@@ -69,12 +77,17 @@ macro_rules! check_specs {
 
 check_specs! {
     Ping(crate::ping::PingSpec) = "ping",
+    #[cfg(feature = "trace")]
     Trace(crate::trace::TraceSpec) = "trace",
     Tcp(crate::ports::PortsSpec) = "tcp",
     Udp(crate::ports::PortsSpec) = "udp",
+    #[cfg(feature = "http")]
     Http(crate::http::HttpSpec) = "http",
+    #[cfg(feature = "dns")]
     Dns(crate::dns::DnsSpec) = "dns",
+    #[cfg(feature = "tls")]
     Tls(crate::tls::TlsSpec) = "tls",
+    #[cfg(feature = "snmp")]
     Snmp(crate::snmp::SnmpSpec) = "snmp",
 }
 
@@ -140,11 +153,11 @@ mod tests {
 
     #[test]
     fn every_type_lists_its_keys() {
-        for kind in CHECK_TYPES {
+        for kind in check_types() {
             let keys = CheckSpec::keys(kind).unwrap();
             assert!(!keys.is_empty(), "{kind}");
         }
-        assert!(CheckSpec::keys("http").unwrap().contains(&"url"));
+        assert!(CheckSpec::keys("tcp").unwrap().contains(&"ports"));
         assert!(CheckSpec::keys("smtp").is_none());
     }
 
@@ -159,8 +172,8 @@ mod tests {
         let unknown =
             serde_json::from_value::<CheckSpec>(serde_json::json!({"type": "ping", "host": "h", "colour": 1}));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
-        let Err(missing) = CheckSpec::Http(Default::default()).build("x") else { panic!("a url is required") };
-        assert_eq!(missing.to_string(), "invalid check: http checks need `url`");
+        let Err(missing) = CheckSpec::Tcp(Default::default()).build("x") else { panic!("ports are required") };
+        assert_eq!(missing.to_string(), "invalid check: tcp checks need one of `ports` or `port`");
     }
 
     #[test]
