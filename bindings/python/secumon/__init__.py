@@ -15,9 +15,10 @@ SecuMon server (import findings, list findings and alerts, query series).
 """
 
 from ._secumon import CheckResult, Client, Finding, check, dns, http_check, ping, scan_ports, snmp, tls, trace
-from . import findings
+from . import errors, findings
+from .errors import SecuMonError
 
 __all__ = [
-    "CheckResult", "Client", "Finding", "check", "dns", "findings", "http_check", "ping", "scan_ports", "snmp", "tls",
+    "CheckResult", "Client", "Finding", "SecuMonError", "check", "errors", "dns", "findings", "http_check", "ping", "scan_ports", "snmp", "tls",
     "trace",
 ]

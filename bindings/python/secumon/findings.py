@@ -9,7 +9,8 @@ from ._secumon import Finding, parse_findings
 def parse(source: Union[str, "PathLike[str]", bytes], format: str = "auto") -> List[Finding]:
     """Every finding of a report, from a path or the report's bytes.
 
-    Raises ValueError naming the file and position when the report is malformed.
+    Raises :class:`secumon.errors.ParseError` (a ``ValueError``) with ``file``, ``line`` and
+    ``column`` when the report is malformed.
     """
     return parse_findings(source, format)
 

@@ -1,14 +1,15 @@
 //! The `secumon` Python module's native part: probe checks (ping, trace, ports, TLS, HTTP,
 //! DNS, SNMP, or any check from its spec),
 //! findings parsing and an HTTP client for the server. Every call releases the GIL while
-//! Rust works; bad arguments raise `ValueError` with the reason and a refused credential
-//! `PermissionError`, while a target that cannot be checked gives a result with status
-//! `unknown` and the reason, as in the CLI.
+//! Rust works. Errors are `secumon.errors`' classes (`InvalidArgument`, a `ValueError`;
+//! `ParseError` with the report's file, line and column; `AuthError`, a `PermissionError`;
+//! …), while a target that cannot be checked gives a result with status `unknown` and the
+//! reason, as in the CLI.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyConnectionError, PyPermissionError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use secumon_scan::{
@@ -28,15 +29,35 @@ fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     Ok(RUNTIME.get_or_init(|| runtime))
 }
 
+/// An instance of one of `secumon.errors`' classes, made with `args`.
+fn secumon_error<A>(class: &str, args: A) -> PyErr
+where
+    A: for<'py> pyo3::call::PyCallArgs<'py>,
+{
+    Python::attach(|py| {
+        let made =
+            py.import("secumon.errors").and_then(|module| module.getattr(class)).and_then(|class| class.call1(args));
+        match made {
+            Ok(error) => PyErr::from_value(error),
+            Err(error) => error,
+        }
+    })
+}
+
+/// `secumon.errors.InvalidArgument` (a `ValueError`).
+fn invalid_argument(message: impl Into<String>) -> PyErr {
+    secumon_error("InvalidArgument", (message.into(),))
+}
+
 fn invalid(error: CheckError) -> PyErr {
-    PyValueError::new_err(error.to_string())
+    invalid_argument(error.to_string())
 }
 
 fn seconds(value: f64, name: &str) -> PyResult<Duration> {
     if value.is_finite() && value > 0.0 {
         Ok(Duration::from_secs_f64(value))
     } else {
-        Err(PyValueError::new_err(format!("{name} must be a positive number of seconds, got {value}")))
+        Err(invalid_argument(format!("{name} must be a positive number of seconds, got {value}")))
     }
 }
 
@@ -116,8 +137,7 @@ fn build(spec: CheckSpec, id: &str) -> PyResult<Box<dyn Check>> {
 #[pyfunction]
 #[pyo3(signature = (spec, name=None, deadline=120.0))]
 fn check(py: Python<'_>, spec: &Bound<'_, PyAny>, name: Option<String>, deadline: f64) -> PyResult<CheckResult> {
-    let spec: CheckSpec =
-        pythonize::depythonize(spec).map_err(|e| PyValueError::new_err(format!("check spec: {e}")))?;
+    let spec: CheckSpec = pythonize::depythonize(spec).map_err(|e| invalid_argument(format!("check spec: {e}")))?;
     let name = name.unwrap_or_else(|| spec.kind().to_string());
     run(py, build(spec, &name)?, seconds(deadline, "deadline")?)
 }
@@ -127,7 +147,7 @@ fn check(py: Python<'_>, spec: &Bound<'_, PyAny>, name: Option<String>, deadline
 #[pyo3(signature = (host, count=5, interval=0.2, timeout=1.0))]
 fn ping(py: Python<'_>, host: String, count: u32, interval: f64, timeout: f64) -> PyResult<CheckResult> {
     if count == 0 {
-        return Err(PyValueError::new_err("count must be at least 1"));
+        return Err(invalid_argument("count must be at least 1"));
     }
     let mut spec = PingSpec::default();
     let (interval, timeout) = (seconds(interval, "interval")?, seconds(timeout, "timeout")?);
@@ -311,12 +331,12 @@ impl Finding {
 fn report_text(source: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
     if let Ok(bytes) = source.cast::<PyBytes>() {
         let text = String::from_utf8(bytes.as_bytes().to_vec())
-            .map_err(|e| PyValueError::new_err(format!("report is not UTF-8: {e}")))?;
+            .map_err(|e| invalid_argument(format!("report is not UTF-8: {e}")))?;
         return Ok((text, "<bytes>".into()));
     }
     let path: std::path::PathBuf =
-        source.extract().map_err(|_| PyValueError::new_err("give a path or the report's bytes"))?;
-    let text = std::fs::read_to_string(&path).map_err(|e| PyValueError::new_err(format!("{}: {e}", path.display())))?;
+        source.extract().map_err(|_| invalid_argument("give a path or the report's bytes"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| invalid_argument(format!("{}: {e}", path.display())))?;
     Ok((text, path.display().to_string()))
 }
 
@@ -325,8 +345,8 @@ fn report_text(source: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
 #[pyo3(signature = (source, format="auto"))]
 fn parse_findings(source: &Bound<'_, PyAny>, format: &str) -> PyResult<Vec<Finding>> {
     let (text, origin) = report_text(source)?;
-    let report =
-        secumon_findings::parse(&text, &origin, Some(format)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let report = secumon_findings::parse(&text, &origin, Some(format))
+        .map_err(|e| secumon_error("ParseError", (e.to_string(), e.origin, e.line, e.column)))?;
     Ok(report.findings.into_iter().map(Finding::from).collect())
 }
 
@@ -346,30 +366,30 @@ impl Client {
         };
         let runtime = runtime()?;
         let base = self.base.clone();
-        py.detach(|| {
+        let answer = py.detach(|| {
             runtime.block_on(async move {
                 let response = request
                     .timeout(Duration::from_secs(60))
                     .send()
                     .await
-                    .map_err(|e| PyConnectionError::new_err(format!("cannot reach {base}: {e}")))?;
+                    .map_err(|e| Err(format!("cannot reach {base}: {e}")))?;
                 let status = response.status();
                 let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-                if status.is_success() {
-                    Ok(body)
-                } else {
-                    let message = body["error"]["message"].as_str().unwrap_or("no message").to_string();
-                    let error = format!("{status}: {message}");
-                    let denied = matches!(status.as_u16(), 401 | 403);
-                    Err(if denied {
-                        PyPermissionError::new_err(error)
-                    } else if status.is_client_error() {
-                        PyValueError::new_err(error)
-                    } else {
-                        PyRuntimeError::new_err(error)
-                    })
-                }
+                if status.is_success() { Ok(body) } else { Err(Ok((status, body))) }
             })
+        });
+        answer.map_err(|failure| match failure {
+            Err(unreachable) => secumon_error("Unreachable", (unreachable,)),
+            Ok((status, body)) => {
+                let message = body["error"]["message"].as_str().unwrap_or("no message");
+                let code = body["error"]["code"].as_str().map(str::to_string);
+                let class = match status.as_u16() {
+                    401 | 403 => "AuthError",
+                    400..=499 => "RequestError",
+                    _ => "ServerError",
+                };
+                secumon_error(class, (format!("{status}: {message}"), status.as_u16(), code))
+            }
         })
     }
 }
@@ -444,15 +464,14 @@ impl Client {
             {
                 serde_json::json!({"name": name, "value": value, "labels": labels})
             } else {
-                pythonize::depythonize(&sample).map_err(|e| PyValueError::new_err(format!("sample {sample}: {e}")))?
+                pythonize::depythonize(&sample).map_err(|e| invalid_argument(format!("sample {sample}: {e}")))?
             };
             sample_values.push(value);
         }
         let mut event_values: Vec<serde_json::Value> = Vec::new();
         for event in events.unwrap_or_default() {
-            event_values.push(
-                pythonize::depythonize(&event).map_err(|e| PyValueError::new_err(format!("event {event}: {e}")))?,
-            );
+            event_values
+                .push(pythonize::depythonize(&event).map_err(|e| invalid_argument(format!("event {event}: {e}")))?);
         }
         // This machine's clock as the request leaves: the server measures the offset from it
         // and re-stamps the batch when this clock is off (untimed values are taken as of now).
@@ -491,9 +510,9 @@ impl Client {
         let mut query = vec![("metric", metric), ("period", period), ("agg", agg)];
         query.extend(step.map(|s| ("step", s)));
         // The host is one path segment, escaped: a name with `/`, `?` or `#` must not change the route.
-        let mut url = reqwest::Url::parse(&self.base).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| invalid_argument(e.to_string()))?;
         url.path_segments_mut()
-            .map_err(|()| PyValueError::new_err("the server URL cannot take a path"))?
+            .map_err(|()| invalid_argument("the server URL cannot take a path"))?
             .extend(["metrics", "hosts", host, "history"]);
         let body = self.call(py, self.http.get(url).query(&query))?;
         pythonize::pythonize(py, &body).map_err(|e| PyRuntimeError::new_err(e.to_string()))

@@ -157,6 +157,22 @@ def test_findings_parse_paths_bytes_and_errors():
         secumon.findings.parse(path)
 
 
+def test_errors_are_secumon_errors_with_their_details(tmp_path):
+    cut = tmp_path / "trivy-cut.json"
+    cut.write_text((REPORTS / "trivy.json").read_text()[:500])
+    with pytest.raises(secumon.errors.ParseError) as parse:
+        secumon.findings.parse(cut)
+    error = parse.value
+    assert isinstance(error, secumon.SecuMonError) and isinstance(error, ValueError)
+    assert error.file == str(cut) and error.line >= 1 and error.column >= 1
+    assert f"{error.line}:{error.column}" in str(error)
+    with pytest.raises(secumon.errors.InvalidArgument):
+        secumon.scan_ports("127.0.0.1", ports="90-80")
+    with pytest.raises(secumon.errors.Unreachable) as down:
+        secumon.Client(f"http://127.0.0.1:{free_port()}").alerts()
+    assert isinstance(down.value, ConnectionError)
+
+
 @pytest.fixture()
 def server(tmp_path):
     binary = os.environ.get("SECUMON_BIN", str(ROOT / "target" / "debug" / "secumon"))
@@ -197,8 +213,10 @@ def server(tmp_path):
 
 def test_client_imports_findings_and_sees_the_alert(server):
     url, token = server
-    with pytest.raises(PermissionError, match="401"):
+    with pytest.raises(PermissionError, match="401") as refused:
         secumon.Client(url).alerts()
+    assert isinstance(refused.value, secumon.errors.AuthError)
+    assert refused.value.status == 401 and refused.value.code == "unauthenticated"
     client = secumon.Client(url, token=token)
     summary = client.import_findings(REPORTS / "trivy.json")
     assert summary["new"] == 4 and summary["format"] == "trivy"
@@ -210,8 +228,9 @@ def test_client_imports_findings_and_sees_the_alert(server):
     alert = client.alerts()[0]
     assert alert["rule"] == "CriticalVuln" and alert["state"] == "firing"
     assert alert["labels"]["finding"] == "CVE-2024-3094:liblzma5"
-    with pytest.raises(ValueError, match="400"):
+    with pytest.raises(ValueError, match="400") as bad:
         client.import_findings(b"not a report")
+    assert isinstance(bad.value, secumon.errors.RequestError) and bad.value.status == 400
 
     # Samples and events pushed from a script, then read back as a series.
     now = int(time.time() * 1000)
