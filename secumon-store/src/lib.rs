@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod chunked;
 pub mod codec;
 mod findings_import;
@@ -31,6 +32,7 @@ use async_trait::async_trait;
 use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditEntry, AuditFilter};
 pub use postgres::PgStore;
 pub use query::{
     Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, Summary, aggregate, aggregate_summaries, summarize,
@@ -189,6 +191,8 @@ pub struct Retention {
     pub logs_ms: i64,
     pub events_ms: i64,
     pub alerts_ms: i64,
+    /// The audit log of administrative actions.
+    pub audit_ms: i64,
 }
 
 impl Default for Retention {
@@ -200,6 +204,7 @@ impl Default for Retention {
             logs_ms: 30 * DAY_MS,
             events_ms: 180 * DAY_MS,
             alerts_ms: 365 * DAY_MS,
+            audit_ms: 365 * DAY_MS,
         }
     }
 }
@@ -455,6 +460,12 @@ pub trait Store: Send + Sync {
         rule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
+
+    /// Appends one entry to the audit log (its `id` is ignored); returns the id it got.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+
+    /// Audit entries `filter` asks for, newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Stores a document under `(kind, id)` unless one is there already; `false` when it was.
     async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError>;

@@ -18,6 +18,7 @@ use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, S
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use crate::audit::{AuditRow, entry_from_row};
 use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
@@ -27,9 +28,9 @@ use crate::records::{
     status_text,
 };
 use crate::{
-    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport,
-    ImportSummary, LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier,
-    WriteOutcome,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FIVE_MINUTES_MS, FindingFilter,
+    FindingsImport, ImportSummary, LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions,
+    StoredRecord, Tier, WriteOutcome,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -254,6 +255,7 @@ impl PgStore {
             ("DELETE FROM logs WHERE ts < $1", r.logs_ms),
             ("DELETE FROM events WHERE ts < $1", r.events_ms),
             ("DELETE FROM alert_history WHERE ts < $1", r.alerts_ms),
+            ("DELETE FROM audit_log WHERE ts < $1", r.audit_ms),
             ("DELETE FROM ingested_batches WHERE committed_at_ms < $1", r.raw_ms),
         ] {
             expired +=
@@ -794,6 +796,37 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(rows.into_iter().map(|(rule, at_ms, record)| AlertHistoryEntry { rule, at_ms, record }).collect())
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let mut tx = self.tenant_tx(&entry.tenant).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (tenant_id, ts, actor, client_ip, action, target, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&entry.tenant)
+        .bind(entry.at_ms)
+        .bind(&entry.actor)
+        .bind(&entry.client_ip)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.detail)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        // One tenant's entries read under its row-level security; every tenant's (a
+        // super-admin's view) as the owner.
+        let mut tx = match &filter.tenant {
+            Some(tenant) => self.tenant_tx(tenant).await?,
+            None => self.pool.begin().await?,
+        };
+        let rows: Vec<AuditRow> = crate::audit::select::<Postgres>(filter).build_query_as().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(entry_from_row).collect())
     }
 
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {

@@ -15,6 +15,7 @@ use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, n
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use crate::audit::{AuditRow, entry_from_row};
 use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
 use crate::findings_import::{PriorState, assets, open_samples, open_series, open_values, summary, unique_findings};
@@ -25,8 +26,8 @@ use crate::records::{
 };
 use crate::writer::Writer;
 use crate::{
-    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
-    MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FindingFilter, FindingsImport,
+    ImportSummary, LatestCheck, MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
 };
 
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
@@ -596,6 +597,31 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let mut tx = self.engine.writer.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (tenant_id, ts, actor, client_ip, action, target, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&entry.tenant)
+        .bind(entry.at_ms)
+        .bind(&entry.actor)
+        .bind(&entry.client_ip)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.detail)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<AuditRow> =
+            crate::audit::select::<Sqlite>(filter).build_query_as().fetch_all(&self.engine.reader).await?;
+        Ok(rows.into_iter().map(entry_from_row).collect())
     }
 
     async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError> {
