@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api_client;
+mod audit;
 mod findings;
 mod query;
 mod rules;
@@ -94,6 +95,10 @@ enum Command {
     },
     /// Add and list users, reset a user's second factor (on the server's machine).
     Users(users::UsersArgs),
+    /// The audit log: who changed what, when and from where, newest first.
+    ///
+    /// Example: secumon audit --since 24h --action user.create
+    Audit(audit::AuditArgs),
     /// Seal a secret for the rules file under the server's key (SECUMON_SECRET_KEY or
     /// DATA_DIR/secret.key).
     ///
@@ -272,6 +277,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(args) => users::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Secrets { command: SecretsCommand::Seal, data_dir } => users::seal_secret(&data_dir),
         Command::Console { server, user, tenant } => {
             secumon_console::run(&server, token, &user, tenant).await.context("console terminal failed")?;

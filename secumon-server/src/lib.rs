@@ -13,6 +13,7 @@
 
 mod alerting;
 mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 mod ingest;
@@ -176,6 +177,7 @@ impl Server {
             None => SecretBox::load_or_create(&config.database.with_file_name("secret.key"))?,
         };
         let accounts = Arc::new(Accounts::open(store.clone(), secrets).await?);
+        let audit = Arc::new(audit::AuditLog::new(store.clone()));
         let live = LiveFeed::default();
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
         let rules = self_monitor::with_builtin_rules(rules);
@@ -198,7 +200,9 @@ impl Server {
             GrpcTls::Off => builder.add_service(ingest.into_server()),
             GrpcTls::Files(tls) => builder.tls_config(tls.server_config())?.add_service(ingest.into_server()),
             GrpcTls::Managed { names } => {
-                let authority = Arc::new(AgentAuthority::open(store.clone(), accounts.secrets()).await?);
+                let authority = Arc::new(
+                    AgentAuthority::open(store.clone(), accounts.secrets()).await?.with_audit(Arc::clone(&audit)),
+                );
                 let names = if names.is_empty() { default_tls_names(grpc_addr) } else { names.clone() };
                 let identity = authority.server_identity(&names)?;
                 // Without a certificate a client may only enroll; pushes check for one.
@@ -244,6 +248,7 @@ impl Server {
             live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
             limits: Arc::new(api::RateLimits::new(config.rate_limit)),
+            audit,
         };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {

@@ -344,6 +344,10 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::DELETE, format!("/api-keys/{key_id}"), None),
         (Method::GET, "/tenants".into(), None),
         (Method::POST, "/tenants".into(), Some(json!({"name": "evil"}))),
+        // The audit log: A sees its own tenant's entries only, and may not pick B's.
+        (Method::GET, "/audit".into(), None),
+        (Method::GET, "/audit?tenant=globex".into(), None),
+        (Method::GET, "/audit?actor=gina".into(), None),
     ];
     let secrets = [
         rule.as_str(),

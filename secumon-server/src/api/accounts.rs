@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::access::ApiJson;
 use super::{ApiError, ApiState, Page, PageParams};
 use crate::api::access::ApiQuery;
+use crate::audit::AuditNote;
 use crate::auth::{ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView};
 
 pub(super) fn routes() -> Router<ApiState> {
@@ -162,9 +163,10 @@ pub(super) async fn confirm_mfa(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<ConfirmRequest>,
-) -> Result<Json<RecoveryCodes>, ApiError> {
-    let recovery_codes = state.accounts.confirm_mfa(user_of(&caller)?, &request.code).await?;
-    Ok(Json(RecoveryCodes { recovery_codes }))
+) -> Result<(AuditNote, Json<RecoveryCodes>), ApiError> {
+    let name = user_of(&caller)?;
+    let recovery_codes = state.accounts.confirm_mfa(name, &request.code).await?;
+    Ok((AuditNote::by(&caller, "user.mfa_enable", name), Json(RecoveryCodes { recovery_codes })))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -198,11 +200,12 @@ pub(super) async fn add_user(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewUser>,
-) -> Result<(StatusCode, Json<UserView>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
     let user = state.accounts.add_user(&request.name, &request.password, &caller.tenant, request.role, false).await?;
     tracing::info!(user = %user.name, tenant = %caller.tenant, by = %caller.subject, "user added");
-    Ok((StatusCode::CREATED, Json(user)))
+    let note = AuditNote::by(&caller, "user.create", &user.name).detail(serde_json::json!({"role": request.role}));
+    Ok((StatusCode::CREATED, note, Json(user)))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK", body = UserView)))]
@@ -221,11 +224,14 @@ pub(super) async fn change_user(
     caller: Caller,
     Path(name): Path<String>,
     ApiJson(change): ApiJson<UserChange>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<(AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
+    // What changed, never the password itself.
+    let detail = serde_json::json!({"role": change.role, "disabled": change.disabled,
+        "password_changed": change.password.is_some()});
     let user = state.accounts.change_user(&name, Some(&caller.tenant), caller.super_admin, change).await?;
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user changed");
-    Ok(Json(user))
+    Ok((AuditNote::by(&caller, "user.update", &name).detail(detail), Json(user)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Removed from the tenant (and deleted once in no tenant)")))]
@@ -233,13 +239,13 @@ pub(super) async fn delete_user(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
     if !state.accounts.delete_user(&name, Some(&caller.tenant), caller.super_admin).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no user {name:?}")));
     }
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok((AuditNote::by(&caller, "user.delete", &name), StatusCode::NO_CONTENT))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{name}/revoke-sessions", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Every session of the user ended")))]
@@ -247,11 +253,11 @@ pub(super) async fn revoke_sessions(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
     state.accounts.revoke_sessions(&name, Some(&caller.tenant), caller.super_admin).await?;
     tracing::info!(user = %name, by = %caller.subject, "sessions revoked");
-    Ok(StatusCode::NO_CONTENT)
+    Ok((AuditNote::by(&caller, "user.revoke_sessions", &name), StatusCode::NO_CONTENT))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -266,10 +272,10 @@ pub(super) async fn change_password(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<PasswordChange>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     let name = user_of(&caller)?;
     state.accounts.change_own_password(name, &request.current_password, &request.new_password).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((AuditNote::by(&caller, "user.password_change", name), StatusCode::NO_CONTENT))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{name}/reset-mfa", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK", body = UserView)))]
@@ -277,11 +283,11 @@ pub(super) async fn reset_mfa(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<(AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
     let user = state.accounts.reset_mfa(&name, Some(&caller.tenant), caller.super_admin).await?;
     tracing::info!(user = %name, by = %caller.subject, "MFA reset");
-    Ok(Json(user))
+    Ok((AuditNote::by(&caller, "user.reset_mfa", &name), Json(user)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -322,12 +328,14 @@ pub(super) async fn create_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewApiKey>,
-) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<CreatedApiKey>), ApiError> {
     caller.require(Role::Admin)?;
     let (key, secret) =
         state.accounts.create_api_key(&caller.tenant, &request.name, request.role, &caller.subject).await?;
     tracing::info!(key = %key.id, tenant = %caller.tenant, by = %caller.subject, "API key created");
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret })))
+    let note = AuditNote::by(&caller, "api_key.create", &key.id)
+        .detail(serde_json::json!({"name": key.name, "role": key.role}));
+    Ok((StatusCode::CREATED, note, Json(CreatedApiKey { key, secret })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "users", params(("id" = String, Path, description = "API key id")), responses((status = 204, description = "Revoked")))]
@@ -335,11 +343,11 @@ pub(super) async fn revoke_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
     if state.accounts.revoke_api_key(&caller.tenant, &id).await? {
         tracing::info!(key = %id, by = %caller.subject, "API key revoked");
-        Ok(StatusCode::NO_CONTENT)
+        Ok((AuditNote::by(&caller, "api_key.revoke", &id), StatusCode::NO_CONTENT))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API key {id:?}")))
     }
@@ -374,10 +382,13 @@ pub(super) async fn create_tenant(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewTenant>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require_super_admin()?;
     if state.accounts.create_tenant(&request.name).await? {
-        Ok(StatusCode::CREATED)
+        // Recorded in the new tenant, so its admins see how it came to be.
+        let mut note = AuditNote::by(&caller, "tenant.create", &request.name);
+        note.tenant = request.name.clone();
+        Ok((note, StatusCode::CREATED))
     } else {
         Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("tenant {:?} exists", request.name)))
     }
