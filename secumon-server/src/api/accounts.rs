@@ -37,7 +37,10 @@ pub(super) fn routes() -> Router<ApiState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LoginRequest {
-    username: String,
+    /// The user name, or the user's e-mail address.
+    username: Option<String>,
+    /// The user's e-mail address, in place of `username`.
+    email: Option<String>,
     password: String,
     /// The tenant to act in, when the user has roles in several.
     tenant: Option<String>,
@@ -58,16 +61,21 @@ pub(super) async fn login(
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
     state.limits.login(client.ip())?;
-    state.limits.account_login(&request.username)?;
-    let outcome = state.accounts.login(&request.username, &request.password, request.tenant.as_deref()).await;
+    let name = match (&request.username, &request.email) {
+        (Some(name), None) => state.accounts.login_name(name, false).await?,
+        (None, Some(email)) => state.accounts.login_name(email, true).await?,
+        _ => return Err(ApiError::bad_request("give either `username` or `email`")),
+    };
+    state.limits.account_login(&name)?;
+    let outcome = state.accounts.login(&name, &request.password, request.tenant.as_deref()).await;
     match outcome {
         Ok(LoginOutcome::Session(session)) => {
-            tracing::info!(user = ?request.username, tenant = %session.tenant, "login");
+            tracing::info!(user = ?name, tenant = %session.tenant, "login");
             Ok(Json(LoginAnswer::Session(session)))
         }
         Ok(LoginOutcome::MfaRequired { mfa_token }) => Ok(Json(LoginAnswer::Mfa { mfa_required: true, mfa_token })),
         Err(error) => {
-            tracing::info!(user = ?request.username, %error, "login refused");
+            tracing::info!(user = ?name, %error, "login refused");
             Err(error.into())
         }
     }
@@ -193,6 +201,8 @@ pub(super) struct NewUser {
     name: String,
     password: String,
     role: Role,
+    /// An e-mail address the user may also log in with; unique.
+    email: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "Created", body = UserView)))]
@@ -202,9 +212,20 @@ pub(super) async fn add_user(
     ApiJson(request): ApiJson<NewUser>,
 ) -> Result<(StatusCode, AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
-    let user = state.accounts.add_user(&request.name, &request.password, &caller.tenant, request.role, false).await?;
+    let user = state
+        .accounts
+        .add_user_with_email(
+            &request.name,
+            &request.password,
+            &caller.tenant,
+            request.role,
+            false,
+            request.email.as_deref(),
+        )
+        .await?;
     tracing::info!(user = %user.name, tenant = %caller.tenant, by = %caller.subject, "user added");
-    let note = AuditNote::by(&caller, "user.create", &user.name).detail(serde_json::json!({"role": request.role}));
+    let note = AuditNote::by(&caller, "user.create", &user.name)
+        .detail(serde_json::json!({"role": request.role, "email": user.email}));
     Ok((StatusCode::CREATED, note, Json(user)))
 }
 
@@ -228,7 +249,7 @@ pub(super) async fn change_user(
     caller.require(Role::Admin)?;
     // What changed, never the password itself.
     let detail = serde_json::json!({"role": change.role, "disabled": change.disabled,
-        "password_changed": change.password.is_some()});
+        "email": change.email, "password_changed": change.password.is_some()});
     let user = state.accounts.change_user(&name, Some(&caller.tenant), caller.super_admin, change).await?;
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user changed");
     Ok((AuditNote::by(&caller, "user.update", &name).detail(detail), Json(user)))

@@ -8,6 +8,7 @@
 
 mod agents;
 mod crypto;
+mod email;
 mod mfa;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION};
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
+pub use email::normalize_email;
 
 /// Records of the whole installation (users, tenants, keys) live under this tenant id,
 /// which no tenant can be named.
@@ -154,6 +156,9 @@ struct UserRecord {
     /// password or role change, disabling) revokes them all.
     #[serde(default)]
     token_version: u32,
+    /// Lowercase; unique (see `email.rs`), usable in place of the name to log in.
+    #[serde(default)]
+    email: Option<String>,
 }
 
 impl UserRecord {
@@ -164,6 +169,7 @@ impl UserRecord {
     fn view(&self) -> UserView {
         UserView {
             name: self.name.clone(),
+            email: self.email.clone(),
             super_admin: self.super_admin,
             roles: self.roles.clone(),
             mfa_enabled: self.mfa_enabled(),
@@ -183,6 +189,9 @@ impl UserRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub name: String,
+    /// The user's e-mail address, if they have one.
+    #[serde(default)]
+    pub email: Option<String>,
     pub super_admin: bool,
     pub roles: BTreeMap<String, Role>,
     pub mfa_enabled: bool,
@@ -199,6 +208,8 @@ pub struct UserChange {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub password: Option<String>,
+    /// A new e-mail address; an empty one removes it.
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -385,6 +396,7 @@ impl Accounts {
             created_ms: now_ms(),
             disabled: false,
             token_version: 0,
+            email: None,
         };
         if !self.store.insert_record(SYSTEM, KIND_USER, name, &serde_json::to_string(&user)?).await? {
             return Err(AuthError::Conflict(format!("user {name:?} exists")));
@@ -472,6 +484,10 @@ impl Accounts {
         change: UserChange,
     ) -> Result<UserView, AuthError> {
         self.manageable(name, tenant, by_super_admin).await?;
+        // First, so that an address taken by someone else changes nothing.
+        if let Some(email) = &change.email {
+            self.set_email(name, email).await?;
+        }
         if let Some(password) = &change.password {
             self.set_password(name, password).await?;
         }
@@ -509,6 +525,9 @@ impl Accounts {
             })
             .await?;
             return Ok(true);
+        }
+        if let Some(email) = &user.email {
+            self.release_email(email, name).await;
         }
         let _guard = self.user_updates.lock().await;
         Ok(self.store.delete_record(SYSTEM, KIND_USER, name).await?)
