@@ -64,6 +64,11 @@ pub enum StoreError {
     Corrupt(#[from] codec::CodecError),
     #[error("the store holds the maximum number of series ({})", u32::MAX)]
     TooManySeries,
+    #[error(
+        "tenant {tenant} would hold more than {limit} series (max_series_per_tenant): this batch names {new} new \
+         series; nothing of it was stored"
+    )]
+    SeriesLimit { tenant: String, limit: u64, new: u64 },
     #[error("a background task of the store failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("the report holds {findings} findings, more than the limit of {limit} per report (max_report_findings)")]
@@ -252,7 +257,14 @@ pub struct StoreOptions {
     /// Most open findings a tenant may hold ([`DEFAULT_MAX_OPEN_FINDINGS`]); a report that
     /// would pass it is refused whole.
     pub max_open_findings: u64,
+    /// Most series a tenant may hold ([`DEFAULT_MAX_SERIES_PER_TENANT`]); a batch that would
+    /// create more is refused whole with [`StoreError::SeriesLimit`].
+    pub max_series_per_tenant: u64,
 }
+
+/// Default of [`StoreOptions::max_series_per_tenant`]: a few hundred hosts' worth of
+/// series (a host sends 100 to 300), with room for findings' per-asset series.
+pub const DEFAULT_MAX_SERIES_PER_TENANT: u64 = 500_000;
 
 /// Default of [`StoreOptions::max_report_findings`]: twice the largest reports seen from a
 /// fleet scan, and what an import stages in a few seconds.
@@ -270,6 +282,7 @@ impl Default for StoreOptions {
             background: true,
             max_report_findings: DEFAULT_MAX_REPORT_FINDINGS,
             max_open_findings: DEFAULT_MAX_OPEN_FINDINGS,
+            max_series_per_tenant: DEFAULT_MAX_SERIES_PER_TENANT,
         }
     }
 }

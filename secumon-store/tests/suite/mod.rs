@@ -48,7 +48,8 @@ macro_rules! store_suite {
             many_labels_and_any_utf8_are_kept,
             old_ranges_are_answered_from_rollups_after_raw_expires,
             retention_expires_logs_events_and_history,
-            audit_log_is_per_tenant_filtered_paged_newest_first_and_expires
+            audit_log_is_per_tenant_filtered_paged_newest_first_and_expires,
+            a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not
         );
     };
     (@each $backend:path: $($test:ident),+ $(,)?) => {
@@ -741,4 +742,42 @@ pub async fn audit_log_is_per_tenant_filtered_paged_newest_first_and_expires(bac
     let kept = store.audit(&acme(100)).await.unwrap();
     assert_eq!(kept.len(), 10);
     assert!(kept.iter().all(|e| e.target != "ancient"));
+}
+
+pub async fn a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not(backend: &dyn Backend) {
+    let options = || StoreOptions { max_series_per_tenant: 10, ..test_options() };
+    let store = backend.open_with(options()).await;
+    let metric = |i: usize, ts: i64| Sample::new(format!("m{i}"), Labels::new(), ts, i as f64);
+    let first: Vec<Sample> = (0..8).map(|i| metric(i, t0())).collect();
+    store.write_batch("acme", &batch("a1", 1, "h", first)).await.unwrap();
+    // Known series and three new ones: past 10, refused whole.
+    let over: Vec<Sample> = (5..11).map(|i| metric(i, t0() + 1_000)).collect();
+    let error = store.write_batch("acme", &batch("a1", 2, "h", over.clone())).await.unwrap_err();
+    assert!(matches!(error, StoreError::SeriesLimit { limit: 10, new: 3, .. }), "{error:?}");
+    assert!(error.to_string().contains("acme") && error.to_string().contains("10 series"), "{error}");
+    let acme_points = |name: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let query = RangeQuery { step_ms: 1, ..range(name, "h", 1, Aggregation::Last) };
+            let answer = store.query_range("acme", &query).await.unwrap();
+            answer.first().map(|s| s.points.len()).unwrap_or(0)
+        }
+    };
+    assert_eq!(acme_points("m9").await, 0, "no new series stored");
+    assert_eq!(acme_points("m5").await, 1, "nor the known series' samples");
+    assert_eq!(acme_points("m0").await, 1);
+    // Another tenant has a budget of its own.
+    let other: Vec<Sample> = (0..10).map(|i| metric(i, t0())).collect();
+    store.write_batch("globex", &batch("b1", 1, "h", other)).await.unwrap();
+    // Up to the limit exactly, and known series go on.
+    let fill: Vec<Sample> = (6..10).map(|i| metric(i, t0() + 2_000)).collect();
+    store.write_batch("acme", &batch("a1", 3, "h", fill)).await.unwrap();
+    store.write_batch("acme", &batch("a1", 4, "h", vec![metric(0, t0() + 3_000)])).await.unwrap();
+    store.close().await;
+
+    // After a restart the count comes from the store.
+    let store = backend.open_with(options()).await;
+    let error = store.write_batch("acme", &batch("a1", 5, "h", vec![metric(10, t0() + 4_000)])).await.unwrap_err();
+    assert!(matches!(error, StoreError::SeriesLimit { .. }), "{error:?}");
+    store.write_batch("acme", &batch("a1", 6, "h", vec![metric(1, t0() + 4_000)])).await.unwrap();
 }
