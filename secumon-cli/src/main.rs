@@ -25,7 +25,7 @@ use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_scan::ProbeConfig;
-use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Server, ServerConfig};
+use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Server, ServerConfig, TenantLimits};
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
@@ -168,6 +168,13 @@ struct ServerArgs {
     /// default: localhost, the loopback addresses and this host's name).
     #[arg(long, value_name = "NAME")]
     tls_name: Vec<String>,
+    /// Most series each tenant may hold; a batch that would create more is refused.
+    #[arg(long, default_value_t = secumon_store::DEFAULT_MAX_SERIES_PER_TENANT, value_name = "N")]
+    max_series_per_tenant: u64,
+    /// Samples a second each tenant may push (bursts of twice that); an agent over it
+    /// keeps its batches and retries.
+    #[arg(long, default_value_t = NonZeroU32::new(200_000).expect("non-zero"), value_name = "N")]
+    max_samples_per_second: NonZeroU32,
     /// API requests a second each tenant may make to each endpoint (bursts of twice that).
     #[arg(long, default_value_t = NonZeroU32::new(500).expect("non-zero"), value_name = "N")]
     api_rate: NonZeroU32,
@@ -203,6 +210,10 @@ impl ServerArgs {
                 ..Default::default()
             },
             clock: ClockPolicy { tolerance: self.clock_tolerance },
+            limits: TenantLimits {
+                max_series: self.max_series_per_tenant,
+                max_samples_per_second: self.max_samples_per_second,
+            },
         })
     }
 }

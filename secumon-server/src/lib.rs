@@ -20,6 +20,7 @@ mod ingest;
 pub mod live;
 mod metrics;
 mod self_monitor;
+mod tenant_limits;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use secumon_alert::RuleFile;
-use secumon_store::{DEFAULT_TENANT, PgStore, SqliteStore, Store, StoreError};
+use secumon_store::{DEFAULT_TENANT, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use secumon_transport::{AgentGate, EnrollmentService, IngestService, TlsMaterial};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,6 +41,7 @@ pub use api::{
 };
 pub use clock::{AgentClock, ClockBook, ClockPolicy};
 pub use ingest::StoreSink;
+pub use tenant_limits::TenantLimits;
 pub use tenants::AlertingByTenant;
 
 use auth::{Accounts, AgentAuthority, SecretBox};
@@ -70,6 +72,8 @@ pub struct ServerConfig {
     pub rate_limit: RateLimit,
     /// When a sender's batches are re-stamped because its clock is off.
     pub clock: ClockPolicy,
+    /// Series and samples a second each tenant may push.
+    pub limits: TenantLimits,
 }
 
 impl ServerConfig {
@@ -87,6 +91,7 @@ impl ServerConfig {
             open_access: true,
             rate_limit: RateLimit::default(),
             clock: ClockPolicy::default(),
+            limits: TenantLimits::default(),
         }
     }
 
@@ -103,6 +108,7 @@ impl ServerConfig {
             open_access: false,
             rate_limit: RateLimit::default(),
             clock: ClockPolicy::default(),
+            limits: TenantLimits::default(),
         }
     }
 }
@@ -162,10 +168,12 @@ impl Server {
         if matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
             return Err(ServerError::PlaintextNotLoopback(config.grpc_addr));
         }
+        let options = StoreOptions { max_series_per_tenant: config.limits.max_series, ..StoreOptions::default() };
         let store: Arc<dyn Store> = match &config.postgres_url {
-            Some(url) => PgStore::connect(url).await?,
-            None => Arc::new(SqliteStore::open(&config.database).await?),
+            Some(url) => PgStore::connect_url_with(url, options).await?,
+            None => Arc::new(SqliteStore::open_with(&config.database, options).await?),
         };
+        let guard = Arc::new(tenant_limits::IngestGuard::new(config.limits));
         let grpc_listener = bind(config.grpc_addr).await?;
         let api_listener = bind(config.api_addr).await?;
         let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
@@ -190,6 +198,7 @@ impl Server {
                 .with_clocks(Arc::clone(&clocks))
                 .with_alerting(Arc::clone(&alerting))
                 .with_metrics(Arc::clone(&ingest_metrics))
+                .with_guard(Arc::clone(&guard))
                 .with_live_feed(live.clone()),
         );
         let ingest = IngestService::new(sink, stopped.clone());
@@ -249,6 +258,7 @@ impl Server {
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
             limits: Arc::new(api::RateLimits::new(config.rate_limit)),
             audit,
+            guard,
         };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {

@@ -76,9 +76,14 @@ impl Drop for InFlight<'_> {
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) with default options.
     pub async fn connect(url: &str) -> Result<std::sync::Arc<Self>, StoreError> {
+        Self::connect_url_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects to `url` with `options`.
+    pub async fn connect_url_with(url: &str, options: StoreOptions) -> Result<std::sync::Arc<Self>, StoreError> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open { path: redact(url), reason: e.to_string() })?;
-        Self::connect_with(connect, StoreOptions::default()).await
+        Self::connect_with(connect, options).await
     }
 
     /// Connects, applies migrations and, if `options.background`, starts the rollup and

@@ -67,6 +67,8 @@ pub(crate) struct ApiState {
     pub limits: Arc<limits::RateLimits>,
     /// Where handlers' [`crate::audit::AuditNote`]s are written.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Each tenant's sample budget, and what the tenant limits refused.
+    pub guard: Arc<crate::tenant_limits::IngestGuard>,
 }
 
 impl ApiState {
@@ -268,6 +270,9 @@ async fn ingest(
             return Err(ApiError::bad_request(reason));
         }
     };
+    if let Err(refused) = state.guard.admit(&caller.tenant, batch.value_count()) {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ingest_rate_limited", refused));
+    }
     let health = &state.ingest_metrics.store;
     match state.store.write_batch(&caller.tenant, &batch).await {
         Ok(_) => {
@@ -282,6 +287,12 @@ async fn ingest(
             ));
         }
         Err(refused @ (StoreError::FutureTimestamp { .. } | StoreError::TenantMismatch { .. })) => {
+            state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
+            return Err(refused.into());
+        }
+        Err(refused @ StoreError::SeriesLimit { new, .. }) => {
+            let reason = crate::tenant_limits::Refusal::SeriesLimit;
+            state.guard.count(&caller.tenant, reason, batch.value_count() as u64, new);
             state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
             return Err(refused.into());
         }
@@ -629,6 +640,7 @@ pub struct AlertStats {
 async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all(), state.live.subscribers());
     body.push_str(&state.audit.render_metrics());
+    body.push_str(&state.guard.render_metrics());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
@@ -926,6 +938,9 @@ impl From<StoreError> for ApiError {
             }
             refused @ StoreError::TooManyOpenFindings { .. } => {
                 Self::new(StatusCode::CONFLICT, "findings_limit", refused.to_string())
+            }
+            refused @ StoreError::SeriesLimit { .. } => {
+                Self::new(StatusCode::CONFLICT, "series_limit", refused.to_string())
             }
             other if other.fault().is_some() => {
                 let fault = other.fault().map(|f| f.to_string()).unwrap_or_default();
