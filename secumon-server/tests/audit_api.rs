@@ -264,3 +264,34 @@ async fn a_tenant_admin_sees_only_their_tenant_and_a_super_admin_chooses() {
     assert_eq!(chosen[0]["actor"], "alice");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_entry_the_store_cannot_write_is_flagged_logged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    server.accounts().add_user("alice", PASSWORD, "acme", Role::Admin, false).await.unwrap();
+    let alice = api.login("alice").await;
+    // Another connection takes the audit table away under the running server.
+    let database = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+    sqlx::query("DROP TABLE audit_log").execute(&database).await.unwrap();
+    database.close().await;
+
+    let response = api
+        .http
+        .post(format!("{}/api-keys", api.base))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "ci", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    // The action stands (it is done by then); the answer says its audit entry is missing.
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers().get("x-secumon-audit").map(|v| v.to_str().unwrap()), Some("failed"));
+    assert_eq!(server.accounts().api_keys("acme").await.unwrap().len(), 1);
+    let metrics = api.http.get(format!("http://{}/metrics", server.api_addr())).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "secumon_audit_write_failures_total 1"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "secumon_audit_entries_total 0"), "{metrics}");
+    server.shutdown().await;
+}
