@@ -53,7 +53,8 @@ async fn users_log_in_by_unique_email_as_well_as_by_name() {
     for body in [
         json!({"email": "ADA@example.com", "password": PASSWORD}),
         json!({"username": "ada@example.com", "password": PASSWORD}),
-        json!({"username": "ada", "password": PASSWORD}),
+        // A tenant's own user (made through the API) gives the tenant with the name.
+        json!({"username": "ada", "tenant": "acme", "password": PASSWORD}),
     ] {
         let (status, answer) = api.login(body.clone()).await;
         assert_eq!(status, StatusCode::OK, "{body}: {answer}");

@@ -13,7 +13,9 @@ use super::access::ApiJson;
 use super::{ApiError, ApiState, Page, PageParams};
 use crate::api::access::ApiQuery;
 use crate::audit::AuditNote;
-use crate::auth::{ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView};
+use crate::auth::{
+    ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView, name_in_tenant,
+};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
@@ -62,7 +64,14 @@ pub(super) async fn login(
 ) -> Result<Json<LoginAnswer>, ApiError> {
     state.limits.login(client.ip())?;
     let name = match (&request.username, &request.email) {
-        (Some(name), None) => state.accounts.login_name(name, false).await?,
+        // A tenant's own user first (see auth/tenant_users.rs), else an installation-wide one.
+        (Some(name), None) => match request.tenant.as_deref() {
+            Some(tenant) if !name.contains('/') => match state.accounts.tenant_user(tenant, name).await? {
+                own if own.contains('/') => own,
+                _ => state.accounts.login_name(name, false).await?,
+            },
+            _ => state.accounts.login_name(name, false).await?,
+        },
         (None, Some(email)) => state.accounts.login_name(email, true).await?,
         _ => return Err(ApiError::bad_request("give either `username` or `email`")),
     };
@@ -191,7 +200,11 @@ pub(super) async fn list_users(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<UserList>, ApiError> {
     caller.require(Role::Admin)?;
-    let (users, page) = page.apply(state.accounts.users(Some(&caller.tenant)).await?)?;
+    let mut users = state.accounts.users(Some(&caller.tenant)).await?;
+    for user in &mut users {
+        user.name = name_in_tenant(&caller.tenant, &user.name).to_string();
+    }
+    let (users, page) = page.apply(users)?;
     Ok(Json(UserList { users, page }))
 }
 
@@ -212,16 +225,10 @@ pub(super) async fn add_user(
     ApiJson(request): ApiJson<NewUser>,
 ) -> Result<(StatusCode, AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
+    // Unique in the tenant only, so a taken name says nothing about other tenants.
     let user = state
         .accounts
-        .add_user_with_email(
-            &request.name,
-            &request.password,
-            &caller.tenant,
-            request.role,
-            false,
-            request.email.as_deref(),
-        )
+        .add_tenant_user(&request.name, &request.password, &caller.tenant, request.role, request.email.as_deref())
         .await?;
     tracing::info!(user = %user.name, tenant = %caller.tenant, by = %caller.subject, "user added");
     let note = AuditNote::by(&caller, "user.create", &user.name)
@@ -236,7 +243,8 @@ pub(super) async fn get_user(
     Path(name): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(state.accounts.user(&name, Some(&caller.tenant)).await?))
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    Ok(Json(shown(&caller, state.accounts.user(&stored, Some(&caller.tenant)).await?)))
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), request_body = UserChange, responses((status = 200, description = "OK", body = UserView)))]
@@ -250,7 +258,9 @@ pub(super) async fn change_user(
     // What changed, never the password itself.
     let detail = serde_json::json!({"role": change.role, "disabled": change.disabled,
         "email": change.email, "password_changed": change.password.is_some()});
-    let user = state.accounts.change_user(&name, Some(&caller.tenant), caller.super_admin, change).await?;
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    let user = state.accounts.change_user(&stored, Some(&caller.tenant), caller.super_admin, change).await?;
+    let user = shown(&caller, user);
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user changed");
     Ok((AuditNote::by(&caller, "user.update", &name).detail(detail), Json(user)))
 }
@@ -262,7 +272,8 @@ pub(super) async fn delete_user(
     Path(name): Path<String>,
 ) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
-    if !state.accounts.delete_user(&name, Some(&caller.tenant), caller.super_admin).await? {
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    if !state.accounts.delete_user(&stored, Some(&caller.tenant), caller.super_admin).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no user {name:?}")));
     }
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user deleted");
@@ -276,7 +287,8 @@ pub(super) async fn revoke_sessions(
     Path(name): Path<String>,
 ) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
-    state.accounts.revoke_sessions(&name, Some(&caller.tenant), caller.super_admin).await?;
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    state.accounts.revoke_sessions(&stored, Some(&caller.tenant), caller.super_admin).await?;
     tracing::info!(user = %name, by = %caller.subject, "sessions revoked");
     Ok((AuditNote::by(&caller, "user.revoke_sessions", &name), StatusCode::NO_CONTENT))
 }
@@ -306,7 +318,8 @@ pub(super) async fn reset_mfa(
     Path(name): Path<String>,
 ) -> Result<(AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
-    let user = state.accounts.reset_mfa(&name, Some(&caller.tenant), caller.super_admin).await?;
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    let user = shown(&caller, state.accounts.reset_mfa(&stored, Some(&caller.tenant), caller.super_admin).await?);
     tracing::info!(user = %name, by = %caller.subject, "MFA reset");
     Ok((AuditNote::by(&caller, "user.reset_mfa", &name), Json(user)))
 }
@@ -413,4 +426,10 @@ pub(super) async fn create_tenant(
     } else {
         Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("tenant {:?} exists", request.name)))
     }
+}
+
+/// A user as the caller's tenant names them (its own users without the `<tenant>/`).
+fn shown(caller: &Caller, mut user: UserView) -> UserView {
+    user.name = name_in_tenant(&caller.tenant, &user.name).to_string();
+    user
 }

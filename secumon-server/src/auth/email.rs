@@ -67,7 +67,7 @@ impl Accounts {
     ) -> Result<UserView, AuthError> {
         let Some(email) = email else { return self.add_user(name, password, tenant, role, super_admin).await };
         let email = normalize_email(email)?;
-        super::validate_user_name(name)?;
+        super::tenant_users::validate_stored_user_name(name)?;
         self.claim_email(&email, name).await?;
         match self.add_user(name, password, tenant, role, super_admin).await {
             Ok(_) => {}

@@ -10,6 +10,7 @@ mod agents;
 mod crypto;
 mod email;
 mod mfa;
+mod tenant_users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSIO
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
 pub use email::normalize_email;
+pub use tenant_users::{name_in_tenant, tenant_user_name};
 
 /// Records of the whole installation (users, tenants, keys) live under this tenant id,
 /// which no tenant can be named.
@@ -381,7 +383,7 @@ impl Accounts {
         role: Role,
         super_admin: bool,
     ) -> Result<UserView, AuthError> {
-        validate_user_name(name)?;
+        tenant_users::validate_stored_user_name(name)?;
         validate_password(password)?;
         validate_tenant_name(tenant)?;
         self.store.insert_record(SYSTEM, KIND_TENANT, tenant, "{}").await?;
