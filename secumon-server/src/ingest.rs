@@ -98,9 +98,9 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
         if let Some(guard) = &self.guard
             && let Err(refused) = guard.admit(tenant, batch.value_count())
         {
-            // Unavailable, not refused: the agent keeps the batch and sends it again later.
+            // Over a limit, not refused: the agent keeps the batch and sends it again later.
             self.metrics.record(BatchOutcome::Refused, started.elapsed());
-            return Err(SinkError::Unavailable(refused));
+            return Err(SinkError::OverLimit(refused));
         }
         let written = self.store.write_batch(tenant, &batch).await;
         let outcome = match &written {

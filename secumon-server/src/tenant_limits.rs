@@ -3,7 +3,7 @@
 //! (a token bucket per tenant here), so one tenant's flood cannot take the server's memory
 //! or its write capacity from the others. Refusals are counted per tenant for `/metrics`.
 //!
-//! Over the sample rate, a gRPC push ends with `UNAVAILABLE`: the agent keeps the batch in
+//! Over the sample rate, a gRPC push ends with `RESOURCE_EXHAUSTED`: the agent keeps the batch in
 //! its spool and sends it again after its backoff, so nothing is lost while the burst
 //! passes. Over the series limit the batch is rejected in its acknowledgement: sent again
 //! it would be refused again until an operator raises the limit, and held back it would

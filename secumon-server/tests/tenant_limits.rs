@@ -1,6 +1,6 @@
 //! Per-tenant ingest limits against a real server, over HTTP and gRPC: a tenant past its
 //! series limit gets a clear refusal (HTTP 409 `series_limit`, a rejected gRPC ack) and a
-//! tenant past its sample rate is told to retry (HTTP 429, gRPC `UNAVAILABLE`, so the
+//! tenant past its sample rate is told to retry (HTTP 429, gRPC `RESOURCE_EXHAUSTED`, so the
 //! agent keeps the batch), other tenants are not affected, and `/metrics` counts what was
 //! refused, per tenant.
 
@@ -150,15 +150,16 @@ async fn a_tenant_over_its_sample_rate_is_told_to_retry_and_others_are_not() {
     let (status, body) = globex.push(&server, "m", 1, 2_000).await;
     assert_eq!(status, StatusCode::OK, "another tenant is not held back: {body}");
 
-    // Over gRPC the stream ends UNAVAILABLE: the agent keeps the batch and sends it again.
+    // Over gRPC the stream ends RESOURCE_EXHAUSTED: the agent keeps the batch and sends it
+    // again after its backoff.
     let (tx, mut acks) = open_stream(server.grpc_addr()).await;
     tx.send(grpc_batch(1, 1, 2_000)).await.unwrap();
     tx.send(grpc_batch(2, 1, 500)).await.unwrap();
     let first = acks.message().await.expect("ack stream").expect("an ack");
     assert_eq!((first.sequence, first.status()), (1, AckStatus::Committed), "{}", first.error);
     let status = acks.message().await.expect_err("the stream ends");
-    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("samples/s"), "{status:?}");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().starts_with("tenant default is over its ingest limit of 1000 samples/s"), "{status:?}");
 
     let text = metrics(&server).await;
     for line in [
