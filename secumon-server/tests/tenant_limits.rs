@@ -171,3 +171,56 @@ async fn a_tenant_over_its_sample_rate_is_told_to_retry_and_others_are_not() {
     assert!(!text.contains("tenant=\"globex\""), "{text}");
     server.shutdown().await;
 }
+
+/// What an agent does about the sample rate: its push client, held back, keeps every batch
+/// and gets them all in once the budget refills; none is rejected or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_over_the_sample_rate_keeps_its_batches_until_they_are_in() {
+    use secumon_core::{IngestBatch, Labels, Sample};
+    use secumon_transport::{PushClient, PushClientConfig};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    // 1 000 samples/s in bursts of 2 000; the agent sends 5 000.
+    let server = server(&dir, 1_000, 1_000).await;
+    let mut config =
+        PushClientConfig::new(format!("127.0.0.1:{}", server.grpc_addr().port()), dir.path().join("spool"));
+    config.backoff_min = Duration::from_millis(100);
+    config.backoff_max = Duration::from_millis(300);
+    let client = PushClient::open(config).unwrap();
+    let now = now_ms();
+    for b in 0..5i64 {
+        let samples = (0..1_000i64).map(|i| Sample::new("load1", Labels::new(), now - b * 1_000 - i, 1.0)).collect();
+        let batch = IngestBatch { agent_id: "agent-1".into(), host: "h".into(), samples, ..Default::default() };
+        client.enqueue(batch).await.unwrap();
+    }
+    let runner = client.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let run = tokio::spawn(async move { runner.run(tokio::time::sleep_until(deadline.into())).await });
+    while Instant::now() < deadline && client.stats().committed + client.stats().rejected < 5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.abort();
+    let stats = client.stats();
+    assert_eq!((stats.committed, stats.rejected), (5, 0), "{stats:?}");
+    assert!(stats.connections > 1, "the limit ended a push at least once: {stats:?}");
+    let text = metrics(&server).await;
+    let refused = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("secumon_ingest_refused_samples_total{tenant=\"default\",reason=\"sample_rate\"} ")
+        })
+        .unwrap_or_else(|| panic!("no sample-rate refusal counted:\n{text}"));
+    assert!(refused.parse::<u64>().unwrap() >= 1_000, "{refused}");
+    let query = secumon_store::RangeQuery {
+        selector: secumon_store::SeriesSelector::new("load1").with("host", "h"),
+        start_ms: now - 10_000,
+        end_ms: now + 1,
+        step_ms: 60_000,
+        aggregation: secumon_store::Aggregation::Count,
+    };
+    let stored = server.store().query_range("default", &query).await.unwrap();
+    let count: f64 = stored.iter().flat_map(|s| &s.points).map(|p| p.value).sum();
+    assert_eq!(count, 5_000.0, "every sample stored once");
+    server.shutdown().await;
+}
