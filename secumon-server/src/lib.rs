@@ -174,6 +174,7 @@ impl Server {
             None => Arc::new(SqliteStore::open_with(&config.database, options).await?),
         };
         let guard = Arc::new(tenant_limits::IngestGuard::new(config.limits));
+        guard.load(&*store).await?;
         let grpc_listener = bind(config.grpc_addr).await?;
         let api_listener = bind(config.api_addr).await?;
         let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
@@ -259,6 +260,7 @@ impl Server {
             limits: Arc::new(api::RateLimits::new(config.rate_limit)),
             audit,
             guard,
+            tenant_limits: config.limits,
         };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {

@@ -9,12 +9,30 @@
 //! it would be refused again until an operator raises the limit, and held back it would
 //! stop everything after it in the agent's spool; the agent logs and counts the rejection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use secumon_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// Where a tenant's own limits are kept: a record of the installation, one per tenant.
+const SYSTEM: &str = "_system";
+const KIND: &str = "tenant_limits";
+
+/// A tenant's own limits (a super-admin's setting); what is absent takes the server's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimitSettings {
+    /// Most series the tenant may hold.
+    #[schema(minimum = 1)]
+    pub max_series: Option<u64>,
+    /// Samples a second the tenant may push (bursts of twice that).
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    pub max_samples_per_second: Option<NonZeroU32>,
+}
 
 /// Limits every tenant gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +75,8 @@ impl Refusal {
 pub struct IngestGuard {
     samples: DefaultKeyedRateLimiter<String>,
     per_second: NonZeroU32,
+    /// Tenants with a rate of their own, each with its bucket.
+    own_rates: Mutex<HashMap<String, (NonZeroU32, Arc<DefaultDirectRateLimiter>)>>,
     /// (tenant, reason) -> (samples, series) refused.
     refused: Mutex<BTreeMap<(String, Refusal), (u64, u64)>>,
 }
@@ -68,30 +88,90 @@ impl IngestGuard {
         Self {
             samples: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             per_second,
+            own_rates: Mutex::default(),
             refused: Mutex::default(),
+        }
+    }
+
+    /// Gives `tenant` a sample rate of its own, or (`None`) the server's again.
+    pub fn set_rate(&self, tenant: &str, per_second: Option<NonZeroU32>) {
+        let mut rates = self.own_rates.lock().unwrap_or_else(|p| p.into_inner());
+        match per_second {
+            Some(rate) => {
+                let burst = rate.saturating_mul(NonZeroU32::new(2).expect("non-zero"));
+                let bucket = Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)));
+                rates.insert(tenant.to_string(), (rate, bucket));
+            }
+            None => {
+                rates.remove(tenant);
+            }
+        }
+    }
+
+    /// The limits in force for `tenant`, with `settings` applied (in the store, the guard
+    /// and the record that keeps them across restarts).
+    pub async fn apply(
+        &self,
+        store: &dyn Store,
+        tenant: &str,
+        settings: TenantLimitSettings,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(&settings)?;
+        store.put_record(SYSTEM, KIND, tenant, &body).await?;
+        self.set_rate(tenant, settings.max_samples_per_second);
+        store.set_series_limit(tenant, settings.max_series);
+        Ok(())
+    }
+
+    /// Applies every tenant's stored settings (at start).
+    pub async fn load(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.list_records(SYSTEM, KIND, after.as_deref(), 500).await?;
+            let Some(last) = page.last() else { return Ok(()) };
+            after = Some(last.id.clone());
+            for record in &page {
+                let settings: TenantLimitSettings = serde_json::from_str(&record.body)?;
+                self.set_rate(&record.id, settings.max_samples_per_second);
+                store.set_series_limit(&record.id, settings.max_series);
+            }
+        }
+    }
+
+    /// `tenant`'s own settings, as stored.
+    pub async fn settings(store: &dyn Store, tenant: &str) -> Result<TenantLimitSettings, StoreError> {
+        match store.get_record(SYSTEM, KIND, tenant).await? {
+            Some(body) => Ok(serde_json::from_str(&body)?),
+            None => Ok(TenantLimitSettings::default()),
         }
     }
 
     /// Spends `samples` of `tenant`'s budget, or says (and counts) why not: the text for
     /// the sender.
     pub fn admit(&self, tenant: &str, samples: usize) -> Result<(), String> {
+        let own = self.own_rates.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned();
+        let per_second = own.as_ref().map_or(self.per_second, |(rate, _)| *rate);
         let Some(n) = u32::try_from(samples).ok().and_then(NonZeroU32::new) else {
-            return if samples == 0 { Ok(()) } else { Err(self.refuse_rate(tenant, samples, None)) };
+            return if samples == 0 { Ok(()) } else { Err(self.refuse_rate(tenant, samples, per_second, None)) };
         };
-        match self.samples.check_key_n(&tenant.to_string(), n) {
+        let checked = match &own {
+            Some((_, bucket)) => bucket.check_n(n),
+            None => self.samples.check_key_n(&tenant.to_string(), n),
+        };
+        match checked {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
                 let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
-                Err(self.refuse_rate(tenant, samples, Some(not_until.wait_time_from(now).as_millis().max(1))))
+                let wait = not_until.wait_time_from(now).as_millis().max(1);
+                Err(self.refuse_rate(tenant, samples, per_second, Some(wait)))
             }
             // Larger than the whole bucket: it could never pass.
-            Err(_) => Err(self.refuse_rate(tenant, samples, None)),
+            Err(_) => Err(self.refuse_rate(tenant, samples, per_second, None)),
         }
     }
 
-    fn refuse_rate(&self, tenant: &str, samples: usize, retry_ms: Option<u128>) -> String {
+    fn refuse_rate(&self, tenant: &str, samples: usize, per_second: NonZeroU32, retry_ms: Option<u128>) -> String {
         self.count(tenant, Refusal::SampleRate, samples as u64, 0);
-        let per_second = self.per_second;
         match retry_ms {
             Some(ms) => format!(
                 "tenant {tenant} is over its ingest limit of {per_second} samples/s; keep the batch and retry in {ms} ms"

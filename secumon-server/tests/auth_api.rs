@@ -348,6 +348,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/audit".into(), None),
         (Method::GET, "/audit?tenant=globex".into(), None),
         (Method::GET, "/audit?actor=gina".into(), None),
+        (Method::GET, "/tenants/globex/limits".into(), None),
+        (Method::PUT, "/tenants/globex/limits".into(), Some(json!({"max_series": 1}))),
     ];
     let secrets = [
         rule.as_str(),

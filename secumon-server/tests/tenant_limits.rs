@@ -224,3 +224,65 @@ async fn an_agent_over_the_sample_rate_keeps_its_batches_until_they_are_in() {
     assert_eq!(count, 5_000.0, "every sample stored once");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_super_admin_gives_one_tenant_its_own_limits_which_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir, 1_000, 1_000_000).await;
+    let (acme, globex) = (Tenant::new(&server, "acme").await, Tenant::new(&server, "globex").await);
+    server.accounts().add_user("root", "a long test password", "default", Role::Admin, true).await.unwrap();
+    let http = Client::new();
+    let base = format!("http://{}/api/v1", server.api_addr());
+    let login = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"username": "root", "password": "a long test password"}))
+        .send()
+        .await
+        .unwrap();
+    let root: Value = login.json().await.unwrap();
+    let root = root["access_token"].as_str().unwrap().to_string();
+    let put = |token: String, tenant: &str, body: Value| {
+        let request = http.put(format!("{base}/tenants/{tenant}/limits")).bearer_auth(token).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let (status, body) = put(root.clone(), "acme", json!({"max_series": 5})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["max_series"].as_u64(), body["max_samples_per_second"].as_u64()), (Some(5), Some(1_000_000)));
+    let (status, body) = put(root.clone(), "globex", json!({"max_samples_per_second": 100})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Only a super-admin sets them, and only for tenants that exist.
+    let (status, _) = put(acme.key.clone(), "acme", json!({"max_series": 1_000_000})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = put(root.clone(), "nobody", json!({"max_series": 5})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = put(root.clone(), "acme", json!({"max_samples_per_second": 0})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, body) = acme.push(&server, "m", 10, 10).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("more than 5 series"), "{body}");
+    let (status, body) = globex.push(&server, "m", 10, 200).await;
+    assert_eq!(status, StatusCode::OK, "globex keeps the server's series limit: {body}");
+    let (status, body) = globex.push(&server, "m", 10, 100).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("100 samples/s"), "{body}");
+    let (status, body) = acme.push(&server, "m", 5, 500).await;
+    assert_eq!(status, StatusCode::OK, "acme keeps the server's rate: {body}");
+
+    let audit = http.get(format!("{base}/audit?action=tenant.limits_update")).bearer_auth(&root).send().await.unwrap();
+    let audit: Value = audit.json().await.unwrap();
+    let tenants: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["tenant"].as_str().unwrap()).collect();
+    assert_eq!(tenants, vec!["globex", "acme"], "{audit}");
+    server.shutdown().await;
+
+    // They last across a restart.
+    let server = self::server(&dir, 1_000, 1_000_000).await;
+    let (status, body) = acme.push(&server, "n", 1, 1).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    server.shutdown().await;
+}

@@ -108,11 +108,26 @@ impl<Id: Copy> SeriesCache<Id> {
 pub struct SeriesBudget {
     limit: u64,
     counts: Mutex<HashMap<String, u64>>,
+    /// Tenants with a limit of their own.
+    limits: Mutex<HashMap<String, u64>>,
 }
 
 impl SeriesBudget {
     pub fn new(limit: u64) -> Self {
-        Self { limit, counts: Mutex::new(HashMap::new()) }
+        Self { limit, counts: Mutex::new(HashMap::new()), limits: Mutex::new(HashMap::new()) }
+    }
+
+    /// Gives `tenant` a limit of its own, or (`None`) the default again.
+    pub fn set_limit(&self, tenant: &str, limit: Option<u64>) {
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        match limit {
+            Some(limit) => limits.insert(tenant.to_string(), limit),
+            None => limits.remove(tenant),
+        };
+    }
+
+    fn limit_of(&self, tenant: &str) -> u64 {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).copied().unwrap_or(self.limit)
     }
 
     /// The tenant's series count, if known here.
@@ -127,8 +142,9 @@ impl SeriesBudget {
 
     /// Fails if `created` new series take the tenant, which held `before`, past the limit.
     pub fn check(&self, tenant: &str, before: u64, created: u64) -> Result<(), StoreError> {
-        if created > 0 && before + created > self.limit {
-            return Err(StoreError::SeriesLimit { tenant: tenant.to_string(), limit: self.limit, new: created });
+        let limit = self.limit_of(tenant);
+        if created > 0 && before + created > limit {
+            return Err(StoreError::SeriesLimit { tenant: tenant.to_string(), limit, new: created });
         }
         Ok(())
     }
@@ -220,5 +236,10 @@ mod tests {
         budget.add("a", 2);
         assert_eq!(budget.known("a"), Some(10));
         assert_eq!(budget.known("b"), None);
+        budget.set_limit("a", Some(20));
+        assert!(budget.check("a", 10, 10).is_ok(), "a limit of its own");
+        assert!(budget.check("b", 8, 3).is_err(), "the others keep the default");
+        budget.set_limit("a", None);
+        assert!(budget.check("a", 10, 1).is_err());
     }
 }

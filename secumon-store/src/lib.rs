@@ -474,6 +474,11 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
 
+    /// Gives `tenant` a series limit of its own instead of
+    /// [`StoreOptions::max_series_per_tenant`], or (`None`) the default again. Kept in memory:
+    /// whoever owns the setting applies it again after a restart.
+    fn set_series_limit(&self, tenant: &str, limit: Option<u64>);
+
     /// Appends one entry to the audit log (its `id` is ignored); returns the id it got.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
 

@@ -836,6 +836,10 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(|(rule, at_ms, record)| AlertHistoryEntry { rule, at_ms, record }).collect())
     }
 
+    fn set_series_limit(&self, tenant: &str, limit: Option<u64>) {
+        self.series_budget.set_limit(tenant, limit);
+    }
+
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
         let mut tx = self.tenant_tx(&entry.tenant).await?;
         let id: i64 = sqlx::query_scalar(

@@ -628,6 +628,10 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn set_series_limit(&self, tenant: &str, limit: Option<u64>) {
+        self.series_budget.set_limit(tenant, limit);
+    }
+
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
         let mut tx = self.engine.writer.begin().await?;
         let id: i64 = sqlx::query_scalar(

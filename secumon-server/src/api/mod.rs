@@ -12,6 +12,7 @@ mod hosts;
 mod limits;
 mod openapi;
 mod stream;
+mod tenant_limits;
 
 pub(crate) use agents::Enrollment;
 pub use agents::{AgentList, AgentView, Provisioned};
@@ -69,6 +70,8 @@ pub(crate) struct ApiState {
     pub audit: Arc<crate::audit::AuditLog>,
     /// Each tenant's sample budget, and what the tenant limits refused.
     pub guard: Arc<crate::tenant_limits::IngestGuard>,
+    /// The limits tenants have unless they have their own.
+    pub tenant_limits: crate::TenantLimits,
 }
 
 impl ApiState {
@@ -130,6 +133,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(config::routes())
         .merge(hosts::routes())
         .merge(audit::routes())
+        .merge(tenant_limits::routes())
         .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
