@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api_client;
+mod audit;
 mod findings;
 mod query;
 mod rules;
@@ -25,7 +26,7 @@ use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_scan::ProbeConfig;
-use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Server, ServerConfig};
+use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Server, ServerConfig, TenantLimits};
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
@@ -100,6 +101,10 @@ enum Command {
     Login(sso::LoginArgs),
     /// Add and list users, reset a user's second factor (on the server's machine).
     Users(users::UsersArgs),
+    /// The audit log: who changed what, when and from where, newest first.
+    ///
+    /// Example: secumon audit --since 24h --action user.create
+    Audit(audit::AuditArgs),
     /// Seal a secret for the rules file under the server's key (SECUMON_SECRET_KEY or
     /// DATA_DIR/secret.key).
     ///
@@ -170,6 +175,13 @@ struct ServerArgs {
     /// default: localhost, the loopback addresses and this host's name).
     #[arg(long, value_name = "NAME")]
     tls_name: Vec<String>,
+    /// Most series each tenant may hold; a batch that would create more is refused.
+    #[arg(long, default_value_t = secumon_store::DEFAULT_MAX_SERIES_PER_TENANT, value_name = "N")]
+    max_series_per_tenant: u64,
+    /// Samples a second each tenant may push (bursts of twice that); an agent over it
+    /// keeps its batches and retries.
+    #[arg(long, default_value_t = NonZeroU32::new(200_000).expect("non-zero"), value_name = "N")]
+    max_samples_per_second: NonZeroU32,
     /// API requests a second each tenant may make to each endpoint (bursts of twice that).
     #[arg(long, default_value_t = NonZeroU32::new(500).expect("non-zero"), value_name = "N")]
     api_rate: NonZeroU32,
@@ -212,6 +224,10 @@ impl ServerArgs {
             oidc: match &self.oidc {
                 Some(path) => Some(secumon_server::auth::OidcConfig::load(path).map_err(UsageError)?),
                 None => None,
+            },
+            limits: TenantLimits {
+                max_series: self.max_series_per_tenant,
+                max_samples_per_second: self.max_samples_per_second,
             },
         })
     }
@@ -288,6 +304,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
         }
         Command::Users(args) => users::run(args).await,
         Command::Login(args) => sso::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Secrets { command: SecretsCommand::Seal, data_dir } => users::seal_secret(&data_dir),
         Command::Console { server, user, tenant } => {
             secumon_console::run(&server, token, &user, tenant).await.context("console terminal failed")?;

@@ -49,6 +49,9 @@ enum UsersCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// An e-mail address the user may also log in with (unique).
+        #[arg(long)]
+        email: Option<String>,
     },
     /// List users, of one tenant or all.
     ///
@@ -62,7 +65,9 @@ enum UsersCommand {
     /// Remove a user's second factor (they enrol again at next login) and unlock the account.
     ///
     /// Example: secumon users reset-mfa ada
-    ResetMfa { name: String },
+    ResetMfa {
+        name: String,
+    },
     /// Set a user's password (a generated one unless one is piped in); their sessions end.
     ///
     /// Example: printf '%s\n' "$NEW" | secumon users set-password ada --password-stdin
@@ -85,27 +90,41 @@ enum UsersCommand {
     /// Stop a user from logging in; their sessions end.
     ///
     /// Example: secumon users disable ada
-    Disable { name: String },
+    /// Set the e-mail address a user may also log in with ("" removes it).
+    ///
+    /// Example: secumon users set-email ada ada@example.com
+    SetEmail {
+        name: String,
+        email: String,
+    },
+    Disable {
+        name: String,
+    },
     /// Let a disabled user log in again.
     ///
     /// Example: secumon users enable ada
-    Enable { name: String },
+    Enable {
+        name: String,
+    },
     /// Delete a user; their sessions end.
     ///
     /// Example: secumon users delete ada
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
     let accounts = open_accounts(&args.store).await?;
     let outcome = match args.command {
-        UsersCommand::Add { name, tenant, role, super_admin, password_stdin } => {
+        UsersCommand::Add { name, tenant, role, super_admin, password_stdin, email } => {
             let role: Role = match role.parse() {
                 Ok(role) => role,
                 Err(error) => return usage(error),
             };
             let (password, generated) = password(password_stdin)?;
-            accounts.add_user(&name, &password, &tenant, role, super_admin).await.map(|user| {
+            let added = accounts.add_user_with_email(&name, &password, &tenant, role, super_admin, email.as_deref());
+            added.await.map(|user| {
                 println!(
                     "added {} ({:?} in {tenant}{})",
                     user.name,
@@ -122,7 +141,7 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&users).unwrap_or_default());
                 return;
             }
-            println!("{:<24} {:<36} {:<5} {:<6}", "NAME", "ROLES", "MFA", "LOCKED");
+            println!("{:<24} {:<32} {:<36} {:<5} {:<6}", "NAME", "EMAIL", "ROLES", "MFA", "LOCKED");
             for user in users {
                 let mut roles: Vec<String> = user.roles.iter().map(|(t, r)| format!("{t}:{r:?}")).collect();
                 if user.super_admin {
@@ -130,8 +149,9 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
                 }
                 let yes = |b: bool| if b { "yes" } else { "no" };
                 println!(
-                    "{:<24} {:<36} {:<5} {:<6}",
+                    "{:<24} {:<32} {:<36} {:<5} {:<6}",
                     user.name,
+                    user.email.as_deref().unwrap_or("-"),
                     roles.join(","),
                     yes(user.mfa_enabled),
                     yes(user.locked)
@@ -160,6 +180,12 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
                 .change_user(&name, Some(&tenant), true, change)
                 .await
                 .map(|_| println!("{name}: {role:?} in {tenant}; sessions ended"))
+        }
+        UsersCommand::SetEmail { name, email } => {
+            accounts.set_email(&name, &email).await.map(|user| match user.email {
+                Some(email) => println!("{name}: e-mail {email}"),
+                None => println!("{name}: no e-mail address"),
+            })
         }
         UsersCommand::Disable { name } => set_disabled(&accounts, &name, true).await,
         UsersCommand::Enable { name } => set_disabled(&accounts, &name, false).await,

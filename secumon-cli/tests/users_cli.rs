@@ -68,3 +68,34 @@ async fn users_are_managed_from_the_command_line() {
     let (code, out) = run(&["users", "delete", "ada"], None);
     assert_eq!(code, Some(2), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mail_addresses_are_set_from_the_command_line_and_stay_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = secumon_server::Server::start(secumon_server::ServerConfig::loopback(dir.path().join("secumon.db")))
+        .await
+        .unwrap();
+    server.shutdown().await;
+    let data = dir.path();
+    let run = |args: &[&str]| {
+        let output = secumon(data, args, None);
+        (output.status.code(), text(&output))
+    };
+
+    let (code, out) = run(&["users", "add", "ada", "--tenant", "acme", "--email", "Ada@Example.com"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(user(data, "ada").unwrap()["email"], "ada@example.com");
+    let (code, out) = run(&["users", "add", "bea", "--tenant", "acme", "--email", "ada@example.com"]);
+    assert_eq!(code, Some(2), "a taken address is refused: {out}");
+    assert!(out.contains("belongs to another user"), "{out}");
+    assert!(user(data, "bea").is_none(), "and nobody is added");
+    let (code, out) = run(&["users", "add", "bea", "--tenant", "acme", "--email", "not-an-address"]);
+    assert_eq!(code, Some(2), "{out}");
+    let (code, out) = run(&["users", "set-email", "ada", "ada@lovelace.example"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["users", "list"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ada ") && l.contains("ada@lovelace.example")), "{out}");
+    let (code, out) = run(&["users", "add", "bea", "--tenant", "acme", "--email", "ada@example.com"]);
+    assert_eq!(code, Some(0), "the old address was freed: {out}");
+}

@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::clock::{ClockBook, ClockCheck};
 use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::{BatchOutcome, IngestMetrics};
+use crate::tenant_limits::{IngestGuard, Refusal};
 use crate::tenants::AlertingByTenant;
 use secumon_store::{Store, StoreError, WriteOutcome};
 use secumon_transport::{BatchSink, Peer, SinkError, SinkOutcome};
@@ -24,12 +25,19 @@ pub struct StoreSink<S: ?Sized> {
     metrics: Arc<IngestMetrics>,
     live: Option<LiveFeed>,
     clocks: Arc<ClockBook>,
+    guard: Option<Arc<IngestGuard>>,
 }
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
         let metrics = Arc::new(IngestMetrics::for_store(store.location()));
-        Self { store, tenant: tenant.into(), alerting: None, metrics, live: None, clocks: Arc::default() }
+        Self { store, tenant: tenant.into(), alerting: None, metrics, live: None, clocks: Arc::default(), guard: None }
+    }
+
+    /// Holds each tenant to its sample rate, and counts what the tenant limits refuse.
+    pub(crate) fn with_guard(mut self, guard: Arc<IngestGuard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Measures and corrects senders' clocks into `clocks` (shared with the API, which
@@ -87,11 +95,20 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
                 return Err(SinkError::Refused(reason));
             }
         };
+        if let Some(guard) = &self.guard
+            && let Err(refused) = guard.admit(tenant, batch.value_count())
+        {
+            // Over a limit, not refused: the agent keeps the batch and sends it again later.
+            self.metrics.record(BatchOutcome::Refused, started.elapsed());
+            return Err(SinkError::OverLimit(refused));
+        }
         let written = self.store.write_batch(tenant, &batch).await;
         let outcome = match &written {
             Ok(WriteOutcome::Committed) => BatchOutcome::Committed { samples: batch.value_count() },
             Ok(WriteOutcome::Duplicate) => BatchOutcome::Duplicate,
-            Err(StoreError::TenantMismatch { .. } | StoreError::FutureTimestamp { .. }) => BatchOutcome::Refused,
+            Err(
+                StoreError::TenantMismatch { .. } | StoreError::FutureTimestamp { .. } | StoreError::SeriesLimit { .. },
+            ) => BatchOutcome::Refused,
             Err(_) => BatchOutcome::Failed,
         };
         self.metrics.record(outcome, started.elapsed());
@@ -119,7 +136,14 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
                 Ok(SinkOutcome::Committed)
             }
             Ok(WriteOutcome::Duplicate) => Ok(SinkOutcome::Duplicate),
-            Err(refused @ (StoreError::TenantMismatch { .. } | StoreError::FutureTimestamp { .. })) => {
+            Err(
+                refused @ (StoreError::TenantMismatch { .. }
+                | StoreError::FutureTimestamp { .. }
+                | StoreError::SeriesLimit { .. }),
+            ) => {
+                if let (StoreError::SeriesLimit { new, .. }, Some(guard)) = (&refused, &self.guard) {
+                    guard.count(tenant, Refusal::SeriesLimit, batch.value_count() as u64, *new);
+                }
                 let reason = refused.to_string();
                 self.clocks.refused(&*self.store, tenant, &batch, check, &reason).await;
                 Err(SinkError::Refused(reason))

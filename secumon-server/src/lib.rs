@@ -13,12 +13,14 @@
 
 mod alerting;
 mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 mod ingest;
 pub mod live;
 mod metrics;
 mod self_monitor;
+mod tenant_limits;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -26,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use secumon_alert::RuleFile;
-use secumon_store::{DEFAULT_TENANT, PgStore, SqliteStore, Store, StoreError};
+use secumon_store::{DEFAULT_TENANT, PgStore, SqliteStore, Store, StoreError, StoreOptions};
 use secumon_transport::{AgentGate, EnrollmentService, IngestService, TlsMaterial};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,6 +41,7 @@ pub use api::{
 };
 pub use clock::{AgentClock, ClockBook, ClockPolicy};
 pub use ingest::StoreSink;
+pub use tenant_limits::TenantLimits;
 pub use tenants::AlertingByTenant;
 
 use auth::{Accounts, AgentAuthority, SecretBox};
@@ -71,6 +74,8 @@ pub struct ServerConfig {
     pub clock: ClockPolicy,
     /// Single sign-on for `secumon login --sso` through an OpenID provider.
     pub oidc: Option<auth::OidcConfig>,
+    /// Series and samples a second each tenant may push.
+    pub limits: TenantLimits,
 }
 
 impl ServerConfig {
@@ -89,6 +94,7 @@ impl ServerConfig {
             rate_limit: RateLimit::default(),
             clock: ClockPolicy::default(),
             oidc: None,
+            limits: TenantLimits::default(),
         }
     }
 
@@ -106,6 +112,7 @@ impl ServerConfig {
             rate_limit: RateLimit::default(),
             clock: ClockPolicy::default(),
             oidc: None,
+            limits: TenantLimits::default(),
         }
     }
 }
@@ -167,10 +174,13 @@ impl Server {
         if matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
             return Err(ServerError::PlaintextNotLoopback(config.grpc_addr));
         }
+        let options = StoreOptions { max_series_per_tenant: config.limits.max_series, ..StoreOptions::default() };
         let store: Arc<dyn Store> = match &config.postgres_url {
-            Some(url) => PgStore::connect(url).await?,
-            None => Arc::new(SqliteStore::open(&config.database).await?),
+            Some(url) => PgStore::connect_url_with(url, options).await?,
+            None => Arc::new(SqliteStore::open_with(&config.database, options).await?),
         };
+        let guard = Arc::new(tenant_limits::IngestGuard::new(config.limits));
+        guard.load(&*store).await?;
         let grpc_listener = bind(config.grpc_addr).await?;
         let api_listener = bind(config.api_addr).await?;
         let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
@@ -186,6 +196,7 @@ impl Server {
             Some(oidc) => Some(Arc::new(auth::Sso::new(oidc, store.clone(), accounts.secrets())?)),
             None => None,
         };
+        let audit = Arc::new(audit::AuditLog::new(store.clone()));
         let live = LiveFeed::default();
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
         let rules = self_monitor::with_builtin_rules(rules);
@@ -198,6 +209,7 @@ impl Server {
                 .with_clocks(Arc::clone(&clocks))
                 .with_alerting(Arc::clone(&alerting))
                 .with_metrics(Arc::clone(&ingest_metrics))
+                .with_guard(Arc::clone(&guard))
                 .with_live_feed(live.clone()),
         );
         let ingest = IngestService::new(sink, stopped.clone());
@@ -208,7 +220,9 @@ impl Server {
             GrpcTls::Off => builder.add_service(ingest.into_server()),
             GrpcTls::Files(tls) => builder.tls_config(tls.server_config())?.add_service(ingest.into_server()),
             GrpcTls::Managed { names } => {
-                let authority = Arc::new(AgentAuthority::open(store.clone(), accounts.secrets()).await?);
+                let authority = Arc::new(
+                    AgentAuthority::open(store.clone(), accounts.secrets()).await?.with_audit(Arc::clone(&audit)),
+                );
                 let names = if names.is_empty() { default_tls_names(grpc_addr) } else { names.clone() };
                 let identity = authority.server_identity(&names)?;
                 // Without a certificate a client may only enroll; pushes check for one.
@@ -255,6 +269,9 @@ impl Server {
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
             limits: Arc::new(api::RateLimits::new(config.rate_limit)),
             sso,
+            audit,
+            guard,
+            tenant_limits: config.limits,
         };
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {

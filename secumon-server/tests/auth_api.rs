@@ -358,6 +358,12 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
                 json!({"state": "s", "code": "c", "code_verifier": "v", "redirect_uri": "http://127.0.0.1:1/callback"}),
             ),
         ),
+        // The audit log: A sees its own tenant's entries only, and may not pick B's.
+        (Method::GET, "/audit".into(), None),
+        (Method::GET, "/audit?tenant=globex".into(), None),
+        (Method::GET, "/audit?actor=gina".into(), None),
+        (Method::GET, "/tenants/globex/limits".into(), None),
+        (Method::PUT, "/tenants/globex/limits".into(), Some(json!({"max_series": 1}))),
     ];
     let secrets = [
         rule.as_str(),
@@ -401,7 +407,9 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     }
 
     // B's objects are all as they were.
-    let b_user = server.accounts().user(user, None).await.expect("B's user still exists");
+    // Made through the API, B's user is B's own: stored as `globex/<name>`.
+    let stored = secumon_server::auth::tenant_user_name("globex", user);
+    let b_user = server.accounts().user(&stored, None).await.expect("B's user still exists");
     assert!(!b_user.disabled && b_user.roles.contains_key("globex"), "{b_user:?}");
     let t = Some(b.token.as_str());
     let (_, rules) = api.call(Method::GET, &format!("/alert-rules/{rule}"), t, None).await;
@@ -611,5 +619,66 @@ async fn user_lifecycle_ends_sessions_at_once() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = api.call(Method::PUT, "/users/root", Some(&boss), Some(json!({"disabled": true}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_admin_cannot_learn_which_user_names_other_tenants_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let api = Api::new(&server);
+    server.accounts().add_user("alice", PASSWORD, "acme", Role::Admin, false).await.unwrap();
+    server.accounts().add_user("gina", PASSWORD, "globex", Role::Admin, false).await.unwrap();
+    let (alice, gina) = (api.login("alice").await, api.login("gina").await);
+    let new_user = |name: &str, password: &str| Some(json!({"name": name, "password": password, "role": "viewer"}));
+    let (status, _) = api.call(Method::POST, "/users", Some(&gina), new_user("bob", "globex bob's password")).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Names taken in another tenant (an installation-wide user, a tenant's own user) and a
+    // fresh name: all answered alike, so nothing is learnt about globex.
+    let mut answers = Vec::new();
+    for name in ["gina", "bob", "fresh"] {
+        let (status, mut body) =
+            api.call(Method::POST, "/users", Some(&alice), new_user(name, "acme's own password")).await;
+        assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
+        assert_eq!(body["name"], name);
+        body["name"] = Value::Null;
+        body["created_ms"] = Value::Null;
+        answers.push(body);
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    // Unique in the tenant: only acme's own names conflict.
+    let (status, body) = api.call(Method::POST, "/users", Some(&alice), new_user("bob", "another password")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(!body.to_string().contains("globex"), "{body}");
+
+    // Each bob logs in to his own tenant by giving it, or by his full name.
+    let login = |body: Value| {
+        let api = &api;
+        async move { api.call(Method::POST, "/auth/login", None, Some(body)).await }
+    };
+    let (status, acme_bob) =
+        login(json!({"username": "bob", "tenant": "acme", "password": "acme's own password"})).await;
+    assert_eq!((status, acme_bob["tenant"].as_str()), (StatusCode::OK, Some("acme")), "{acme_bob}");
+    let (status, globex_bob) =
+        login(json!({"username": "bob", "tenant": "globex", "password": "globex bob's password"})).await;
+    assert_eq!((status, globex_bob["tenant"].as_str()), (StatusCode::OK, Some("globex")), "{globex_bob}");
+    let (status, _) = login(json!({"username": "bob", "tenant": "acme", "password": "globex bob's password"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "one tenant's bob is not the other's");
+    let (status, _) = login(json!({"username": "acme/bob", "password": "acme's own password"})).await;
+    assert_eq!(status, StatusCode::OK);
+    // The installation-wide gina still logs in as before, to globex.
+    let (status, session) = login(json!({"username": "gina", "password": PASSWORD})).await;
+    assert_eq!((status, session["tenant"].as_str()), (StatusCode::OK, Some("globex")));
+
+    // acme's admin manages acme's bob by his short name and never touches globex's.
+    let (status, body) = api.call(Method::PUT, "/users/bob", Some(&alice), Some(json!({"disabled": true}))).await;
+    assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some("bob")), "{body}");
+    let (status, body) = api.call(Method::GET, "/users/bob", Some(&gina), None).await;
+    assert_eq!((status, body["disabled"].as_bool()), (StatusCode::OK, Some(false)), "{body}");
+    let (_, list) = api.call(Method::GET, "/users", Some(&alice), None).await;
+    let mut names: Vec<&str> = list["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, vec!["alice", "bob", "fresh", "gina"]);
     server.shutdown().await;
 }

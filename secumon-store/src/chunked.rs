@@ -291,6 +291,7 @@ impl SampleEngine {
             (by_rowid("logs", "ts"), r.logs_ms),
             (by_rowid("events", "ts"), r.events_ms),
             (by_rowid("alert_history", "ts"), r.alerts_ms),
+            (by_rowid("audit_log", "ts"), r.audit_ms),
             (by_bucket("rollup_5m"), r.rollup_5m_ms),
             (by_bucket("rollup_1h"), r.rollup_1h_ms),
             // The duplicate filter only needs to outlive what an agent may still resend.

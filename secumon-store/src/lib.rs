@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod chunked;
 pub mod codec;
 mod findings_import;
@@ -31,6 +32,7 @@ use async_trait::async_trait;
 use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditEntry, AuditFilter};
 pub use postgres::PgStore;
 pub use query::{
     Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, Summary, aggregate, aggregate_summaries, summarize,
@@ -62,6 +64,11 @@ pub enum StoreError {
     Corrupt(#[from] codec::CodecError),
     #[error("the store holds the maximum number of series ({})", u32::MAX)]
     TooManySeries,
+    #[error(
+        "tenant {tenant} would hold more than {limit} series (max_series_per_tenant): this batch names {new} new \
+         series; nothing of it was stored"
+    )]
+    SeriesLimit { tenant: String, limit: u64, new: u64 },
     #[error("a background task of the store failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("the report holds {findings} findings, more than the limit of {limit} per report (max_report_findings)")]
@@ -189,6 +196,8 @@ pub struct Retention {
     pub logs_ms: i64,
     pub events_ms: i64,
     pub alerts_ms: i64,
+    /// The audit log of administrative actions.
+    pub audit_ms: i64,
 }
 
 impl Default for Retention {
@@ -200,6 +209,7 @@ impl Default for Retention {
             logs_ms: 30 * DAY_MS,
             events_ms: 180 * DAY_MS,
             alerts_ms: 365 * DAY_MS,
+            audit_ms: 365 * DAY_MS,
         }
     }
 }
@@ -247,7 +257,14 @@ pub struct StoreOptions {
     /// Most open findings a tenant may hold ([`DEFAULT_MAX_OPEN_FINDINGS`]); a report that
     /// would pass it is refused whole.
     pub max_open_findings: u64,
+    /// Most series a tenant may hold ([`DEFAULT_MAX_SERIES_PER_TENANT`]); a batch that would
+    /// create more is refused whole with [`StoreError::SeriesLimit`].
+    pub max_series_per_tenant: u64,
 }
+
+/// Default of [`StoreOptions::max_series_per_tenant`]: a few hundred hosts' worth of
+/// series (a host sends 100 to 300), with room for findings' per-asset series.
+pub const DEFAULT_MAX_SERIES_PER_TENANT: u64 = 500_000;
 
 /// Default of [`StoreOptions::max_report_findings`]: twice the largest reports seen from a
 /// fleet scan, and what an import stages in a few seconds.
@@ -265,6 +282,7 @@ impl Default for StoreOptions {
             background: true,
             max_report_findings: DEFAULT_MAX_REPORT_FINDINGS,
             max_open_findings: DEFAULT_MAX_OPEN_FINDINGS,
+            max_series_per_tenant: DEFAULT_MAX_SERIES_PER_TENANT,
         }
     }
 }
@@ -455,6 +473,17 @@ pub trait Store: Send + Sync {
         rule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
+
+    /// Gives `tenant` a series limit of its own instead of
+    /// [`StoreOptions::max_series_per_tenant`], or (`None`) the default again. Kept in memory:
+    /// whoever owns the setting applies it again after a restart.
+    fn set_series_limit(&self, tenant: &str, limit: Option<u64>);
+
+    /// Appends one entry to the audit log (its `id` is ignored); returns the id it got.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+
+    /// Audit entries `filter` asks for, newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Stores a document under `(kind, id)` unless one is there already; `false` when it was.
     async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError>;

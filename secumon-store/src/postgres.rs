@@ -18,18 +18,19 @@ use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, S
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use crate::audit::{AuditRow, entry_from_row};
 use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
 use crate::head::sort_last_write_wins;
-use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
+use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
 use crate::records::{
     CheckRow, FindingEvent, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check,
     status_text,
 };
 use crate::{
-    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, FindingsImport,
-    ImportSummary, LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier,
-    WriteOutcome,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FIVE_MINUTES_MS, FindingFilter,
+    FindingsImport, ImportSummary, LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions,
+    StoredRecord, Tier, WriteOutcome,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -50,6 +51,10 @@ pub struct PgStore {
     pool: PgPool,
     options: StoreOptions,
     series_ids: SeriesCache<i64>,
+    /// Series per tenant against the limit. Counted per server: servers sharing the
+    /// database may each let a batch through at the edge, so a tenant may pass the limit
+    /// by a few batches' worth.
+    series_budget: SeriesBudget,
     /// Days whose sample partition is known to exist.
     partitions: Mutex<HashSet<i64>>,
     /// Write sequence numbers of batches not yet committed: the rollup job stops below them.
@@ -71,9 +76,14 @@ impl Drop for InFlight<'_> {
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) with default options.
     pub async fn connect(url: &str) -> Result<std::sync::Arc<Self>, StoreError> {
+        Self::connect_url_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects to `url` with `options`.
+    pub async fn connect_url_with(url: &str, options: StoreOptions) -> Result<std::sync::Arc<Self>, StoreError> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open { path: redact(url), reason: e.to_string() })?;
-        Self::connect_with(connect, StoreOptions::default()).await
+        Self::connect_with(connect, options).await
     }
 
     /// Connects, applies migrations and, if `options.background`, starts the rollup and
@@ -96,10 +106,12 @@ impl PgStore {
             .map_err(|e| StoreError::Open { path: "postgres".into(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let background = options.background;
+        let series_budget = SeriesBudget::new(options.max_series_per_tenant);
         let store = std::sync::Arc::new(Self {
             pool,
             options,
             series_ids: SeriesCache::default(),
+            series_budget,
             partitions: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
             background: Mutex::new(None),
@@ -254,6 +266,7 @@ impl PgStore {
             ("DELETE FROM logs WHERE ts < $1", r.logs_ms),
             ("DELETE FROM events WHERE ts < $1", r.events_ms),
             ("DELETE FROM alert_history WHERE ts < $1", r.alerts_ms),
+            ("DELETE FROM audit_log WHERE ts < $1", r.audit_ms),
             ("DELETE FROM ingested_batches WHERE committed_at_ms < $1", r.raw_ms),
         ] {
             expired +=
@@ -263,28 +276,35 @@ impl PgStore {
     }
 
     /// Ids for `keys` (distinct), creating missing series inside the caller's transaction, in order.
-    async fn resolve_series(conn: &mut PgConnection, tenant: &str, keys: &[SeriesKey]) -> Result<Vec<i64>, StoreError> {
+    /// Ids of `keys`, creating the missing series, and how many it created.
+    async fn resolve_series(
+        conn: &mut PgConnection,
+        tenant: &str,
+        keys: &[SeriesKey],
+    ) -> Result<(Vec<i64>, u64), StoreError> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
         let labels: Vec<String> = keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
         // One statement that inserts new series and returns every id: a join against
         // `series` would be planned from stale statistics while the table grows fast.
         // Sorted inserts: concurrent batches creating the same series cannot deadlock.
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        // `xmax = 0`: the row is new (an updated one carries this transaction's id).
+        let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
             "INSERT INTO series (tenant_id, name, labels) \
              SELECT $1, n, l FROM UNNEST($2::text[], $3::text[]) AS u(n, l) ORDER BY n, l \
              ON CONFLICT (tenant_id, name, labels) DO UPDATE SET name = excluded.name \
-             RETURNING name, labels, id",
+             RETURNING name, labels, id, (xmax = 0)",
         )
         .bind(tenant)
         .bind(&names)
         .bind(&labels)
         .fetch_all(&mut *conn)
         .await?;
+        let created = rows.iter().filter(|row| row.3).count() as u64;
         let by_key: HashMap<(&str, &str), i64> =
-            rows.iter().map(|(n, l, id)| ((n.as_str(), l.as_str()), *id)).collect();
+            rows.iter().map(|(n, l, id, _)| ((n.as_str(), l.as_str()), *id)).collect();
         let ids = names
             .iter()
             .zip(&labels)
@@ -292,7 +312,7 @@ impl PgStore {
                 by_key.get(&(*name, labels.as_str())).copied().ok_or(StoreError::Database(sqlx::Error::RowNotFound))
             })
             .collect::<Result<Vec<i64>, StoreError>>()?;
-        Ok(ids)
+        Ok((ids, created))
     }
 }
 
@@ -365,7 +385,23 @@ impl Store for PgStore {
         .await?;
 
         let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
-        let resolved = Self::resolve_series(&mut tx, tenant, &unresolved.keys).await?;
+        let mut before = 0;
+        if !unresolved.is_empty() {
+            before = match self.series_budget.known(tenant) {
+                Some(count) => count,
+                None => {
+                    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = $1")
+                        .bind(tenant)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    self.series_budget.counted(tenant, count as u64);
+                    count as u64
+                }
+            };
+        }
+        let (resolved, created) = Self::resolve_series(&mut tx, tenant, &unresolved.keys).await?;
+        // Refused whole: dropping the transaction takes the new series back out.
+        self.series_budget.check(tenant, before, created)?;
         let learned = unresolved.apply(&resolved, &mut ids);
         let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();
         let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
@@ -414,6 +450,7 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         drop(in_flight);
+        self.series_budget.add(tenant, created);
         self.series_ids.remember(tenant, batch, learned);
         Ok(WriteOutcome::Committed)
     }
@@ -688,7 +725,10 @@ impl Store for PgStore {
         let keys: Vec<SeriesKey> = summary.samples.iter().map(|s| s.series.clone()).collect();
         let mut ids = Vec::with_capacity(keys.len());
         for part in keys.chunks(STAGE_PER_INSERT) {
-            ids.extend(Self::resolve_series(&mut tx, tenant, part).await?);
+            // Counted, not limited: a report's series are bounded by max_open_findings.
+            let (part_ids, created) = Self::resolve_series(&mut tx, tenant, part).await?;
+            self.series_budget.add(tenant, created);
+            ids.extend(part_ids);
         }
         let samples: Vec<Cow<'_, Sample>> = summary.samples.iter().map(Cow::Borrowed).collect();
         let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
@@ -794,6 +834,41 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(rows.into_iter().map(|(rule, at_ms, record)| AlertHistoryEntry { rule, at_ms, record }).collect())
+    }
+
+    fn set_series_limit(&self, tenant: &str, limit: Option<u64>) {
+        self.series_budget.set_limit(tenant, limit);
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let mut tx = self.tenant_tx(&entry.tenant).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (tenant_id, ts, actor, client_ip, action, target, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&entry.tenant)
+        .bind(entry.at_ms)
+        .bind(&entry.actor)
+        .bind(&entry.client_ip)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.detail)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        // One tenant's entries read under its row-level security; every tenant's (a
+        // super-admin's view) as the owner.
+        let mut tx = match &filter.tenant {
+            Some(tenant) => self.tenant_tx(tenant).await?,
+            None => self.pool.begin().await?,
+        };
+        let rows: Vec<AuditRow> = crate::audit::select::<Postgres>(filter).build_query_as().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(entry_from_row).collect())
     }
 
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {

@@ -15,18 +15,19 @@ use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, n
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use crate::audit::{AuditRow, entry_from_row};
 use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
 use crate::findings_import::{PriorState, assets, open_samples, open_series, open_values, summary, unique_findings};
-use crate::ingest::{SeriesCache, Unresolved, refuse_future_samples};
+use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
 use crate::records::{
     CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check, status_text,
 };
 use crate::writer::Writer;
 use crate::{
-    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, FindingFilter, FindingsImport, ImportSummary, LatestCheck,
-    MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FindingFilter, FindingsImport,
+    ImportSummary, LatestCheck, MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
 };
 
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
@@ -48,6 +49,7 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 pub struct SqliteStore {
     engine: Arc<SampleEngine>,
     series_ids: SeriesCache<u32>,
+    series_budget: SeriesBudget,
     /// `findings_open` series ids by tenant and asset (series are never deleted).
     finding_series: Mutex<HashMap<String, HashMap<String, [u32; 5]>>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -84,11 +86,13 @@ impl SqliteStore {
         sqlx::query("DELETE FROM findings_import").execute(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(connect).await?;
         let background = options.background;
+        let max_series = options.max_series_per_tenant;
         let engine = Arc::new(SampleEngine::new(Writer::new(writer, path)?, reader, options));
         engine.recover().await?;
         let store = Self {
             engine,
             series_ids: SeriesCache::default(),
+            series_budget: SeriesBudget::new(max_series),
             finding_series: Mutex::default(),
             background: Mutex::new(None),
             path: path.to_path_buf(),
@@ -253,8 +257,10 @@ impl SqliteStore {
         for part in missing.chunks(STAGE_PER_TRANSACTION / 5) {
             let keys = open_series(tenant, part, at_ms);
             let mut tx = self.engine.writer.begin().await?;
-            let ids = resolve_series(&mut tx, tenant, &keys).await?;
+            let (ids, created) = resolve_series(&mut tx, tenant, &keys).await?;
             tx.commit().await?;
+            // Counted, not limited: a report's series are bounded by max_open_findings.
+            self.series_budget.add(tenant, created);
             let mut cache = self.finding_series.lock().unwrap_or_else(|p| p.into_inner());
             let known = cache.entry(tenant.to_string()).or_default();
             for (asset, ids) in part.iter().zip(ids.chunks_exact(5)) {
@@ -323,17 +329,24 @@ fn agent_conditions(query: &mut QueryBuilder<'_, Sqlite>, tenant: &str, filter: 
     }
 }
 
-async fn resolve_series(conn: &mut SqliteConnection, tenant: &str, keys: &[SeriesKey]) -> Result<Vec<u32>, StoreError> {
+/// Ids of `keys`, creating the missing series, and how many it created.
+async fn resolve_series(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    keys: &[SeriesKey],
+) -> Result<(Vec<u32>, u64), StoreError> {
     let labels: Vec<String> = keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
+    let mut created = 0;
     for part in keys.iter().zip(&labels).collect::<Vec<_>>().chunks(ROWS_PER_INSERT / 2) {
-        QueryBuilder::<Sqlite>::new("INSERT INTO series (tenant_id, name, labels) ")
+        created += QueryBuilder::<Sqlite>::new("INSERT INTO series (tenant_id, name, labels) ")
             .push_values(part, |mut row, (key, labels)| {
                 row.push_bind(tenant).push_bind(&key.name).push_bind(labels.as_str());
             })
             .push(" ON CONFLICT DO NOTHING")
             .build()
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
     }
     let wanted: Vec<(&str, &str)> = keys.iter().zip(&labels).map(|(k, l)| (k.name.as_str(), l.as_str())).collect();
     let mut ids = vec![0u32; keys.len()];
@@ -352,7 +365,7 @@ async fn resolve_series(conn: &mut SqliteConnection, tenant: &str, keys: &[Serie
             ids[part_no * 5_000 + index as usize] = u32::try_from(id).map_err(|_| StoreError::TooManySeries)?;
         }
     }
-    Ok(ids)
+    Ok((ids, created))
 }
 
 #[async_trait]
@@ -406,7 +419,23 @@ impl Store for SqliteStore {
         .await?;
 
         let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
-        let resolved = resolve_series(&mut tx, tenant, &unresolved.keys).await?;
+        let mut before = 0;
+        if !unresolved.is_empty() {
+            before = match self.series_budget.known(tenant) {
+                Some(count) => count,
+                None => {
+                    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = ?")
+                        .bind(tenant)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    self.series_budget.counted(tenant, count as u64);
+                    count as u64
+                }
+            };
+        }
+        let (resolved, created) = resolve_series(&mut tx, tenant, &unresolved.keys).await?;
+        // Refused whole: dropping the transaction takes the new series back out.
+        self.series_budget.check(tenant, before, created)?;
         let learned = unresolved.apply(&resolved, &mut ids);
         let wal: Vec<WalSample> = samples
             .iter()
@@ -466,6 +495,7 @@ impl Store for SqliteStore {
         let writer = tx.commit_keeping_writer().await?;
         self.engine.append(wal_id, &wal);
         drop(writer);
+        self.series_budget.add(tenant, created);
         self.series_ids.remember(tenant, batch, learned);
         Ok(WriteOutcome::Committed)
     }
@@ -596,6 +626,35 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    fn set_series_limit(&self, tenant: &str, limit: Option<u64>) {
+        self.series_budget.set_limit(tenant, limit);
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let mut tx = self.engine.writer.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (tenant_id, ts, actor, client_ip, action, target, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&entry.tenant)
+        .bind(entry.at_ms)
+        .bind(&entry.actor)
+        .bind(&entry.client_ip)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.detail)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<AuditRow> =
+            crate::audit::select::<Sqlite>(filter).build_query_as().fetch_all(&self.engine.reader).await?;
+        Ok(rows.into_iter().map(entry_from_row).collect())
     }
 
     async fn insert_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<bool, StoreError> {

@@ -35,6 +35,11 @@ pub enum SinkError {
     /// The batch will never be accepted (it breaks a rule of the store); it is rejected.
     #[error("{0}")]
     Refused(String),
+    /// The sender is over a limit that lifts with time (its tenant's sample rate): the
+    /// push ends `RESOURCE_EXHAUSTED`, and the agent keeps the batch and sends it again
+    /// after its backoff, like after any failed push.
+    #[error("{0}")]
+    OverLimit(String),
 }
 
 /// Where accepted batches go: the store, or a message queue in scale-out mode.
@@ -166,7 +171,11 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                                 // Later batches must not be committed ahead of this one: end the
                                 // stream so the agent reconnects and resends from here.
                                 tracing::error!(?peer, sequence, error = %failure, "could not store a batch");
-                                let _ = acks.send(Err(Status::unavailable(failure.to_string()))).await;
+                                let status = match failure {
+                                    SinkError::OverLimit(message) => Status::resource_exhausted(message),
+                                    other => Status::unavailable(other.to_string()),
+                                };
+                                let _ = acks.send(Err(status)).await;
                                 break;
                             }
                         }

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::access::ApiJson;
 use super::{ApiError, ApiState, Page, PageParams};
 use crate::api::access::ApiQuery;
-use crate::auth::{ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView};
+use crate::audit::AuditNote;
+use crate::auth::{
+    ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView, name_in_tenant,
+};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
@@ -36,7 +39,10 @@ pub(super) fn routes() -> Router<ApiState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LoginRequest {
-    username: String,
+    /// The user name, or the user's e-mail address.
+    username: Option<String>,
+    /// The user's e-mail address, in place of `username`.
+    email: Option<String>,
     password: String,
     /// The tenant to act in, when the user has roles in several.
     tenant: Option<String>,
@@ -57,16 +63,28 @@ pub(super) async fn login(
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
     state.limits.login(client.ip())?;
-    state.limits.account_login(&request.username)?;
-    let outcome = state.accounts.login(&request.username, &request.password, request.tenant.as_deref()).await;
+    let name = match (&request.username, &request.email) {
+        // A tenant's own user first (see auth/tenant_users.rs), else an installation-wide one.
+        (Some(name), None) => match request.tenant.as_deref() {
+            Some(tenant) if !name.contains('/') => match state.accounts.tenant_user(tenant, name).await? {
+                own if own.contains('/') => own,
+                _ => state.accounts.login_name(name, false).await?,
+            },
+            _ => state.accounts.login_name(name, false).await?,
+        },
+        (None, Some(email)) => state.accounts.login_name(email, true).await?,
+        _ => return Err(ApiError::bad_request("give either `username` or `email`")),
+    };
+    state.limits.account_login(&name)?;
+    let outcome = state.accounts.login(&name, &request.password, request.tenant.as_deref()).await;
     match outcome {
         Ok(LoginOutcome::Session(session)) => {
-            tracing::info!(user = ?request.username, tenant = %session.tenant, "login");
+            tracing::info!(user = ?name, tenant = %session.tenant, "login");
             Ok(Json(LoginAnswer::Session(session)))
         }
         Ok(LoginOutcome::MfaRequired { mfa_token }) => Ok(Json(LoginAnswer::Mfa { mfa_required: true, mfa_token })),
         Err(error) => {
-            tracing::info!(user = ?request.username, %error, "login refused");
+            tracing::info!(user = ?name, %error, "login refused");
             Err(error.into())
         }
     }
@@ -162,9 +180,10 @@ pub(super) async fn confirm_mfa(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<ConfirmRequest>,
-) -> Result<Json<RecoveryCodes>, ApiError> {
-    let recovery_codes = state.accounts.confirm_mfa(user_of(&caller)?, &request.code).await?;
-    Ok(Json(RecoveryCodes { recovery_codes }))
+) -> Result<(AuditNote, Json<RecoveryCodes>), ApiError> {
+    let name = user_of(&caller)?;
+    let recovery_codes = state.accounts.confirm_mfa(name, &request.code).await?;
+    Ok((AuditNote::by(&caller, "user.mfa_enable", name), Json(RecoveryCodes { recovery_codes })))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -181,7 +200,11 @@ pub(super) async fn list_users(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<UserList>, ApiError> {
     caller.require(Role::Admin)?;
-    let (users, page) = page.apply(state.accounts.users(Some(&caller.tenant)).await?)?;
+    let mut users = state.accounts.users(Some(&caller.tenant)).await?;
+    for user in &mut users {
+        user.name = name_in_tenant(&caller.tenant, &user.name).to_string();
+    }
+    let (users, page) = page.apply(users)?;
     Ok(Json(UserList { users, page }))
 }
 
@@ -191,6 +214,8 @@ pub(super) struct NewUser {
     name: String,
     password: String,
     role: Role,
+    /// An e-mail address the user may also log in with; unique.
+    email: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "Created", body = UserView)))]
@@ -198,11 +223,17 @@ pub(super) async fn add_user(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewUser>,
-) -> Result<(StatusCode, Json<UserView>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
-    let user = state.accounts.add_user(&request.name, &request.password, &caller.tenant, request.role, false).await?;
+    // Unique in the tenant only, so a taken name says nothing about other tenants.
+    let user = state
+        .accounts
+        .add_tenant_user(&request.name, &request.password, &caller.tenant, request.role, request.email.as_deref())
+        .await?;
     tracing::info!(user = %user.name, tenant = %caller.tenant, by = %caller.subject, "user added");
-    Ok((StatusCode::CREATED, Json(user)))
+    let note = AuditNote::by(&caller, "user.create", &user.name)
+        .detail(serde_json::json!({"role": request.role, "email": user.email}));
+    Ok((StatusCode::CREATED, note, Json(user)))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK", body = UserView)))]
@@ -212,7 +243,8 @@ pub(super) async fn get_user(
     Path(name): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(Json(state.accounts.user(&name, Some(&caller.tenant)).await?))
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    Ok(Json(shown(&caller, state.accounts.user(&stored, Some(&caller.tenant)).await?)))
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), request_body = UserChange, responses((status = 200, description = "OK", body = UserView)))]
@@ -221,11 +253,16 @@ pub(super) async fn change_user(
     caller: Caller,
     Path(name): Path<String>,
     ApiJson(change): ApiJson<UserChange>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<(AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
-    let user = state.accounts.change_user(&name, Some(&caller.tenant), caller.super_admin, change).await?;
+    // What changed, never the password itself.
+    let detail = serde_json::json!({"role": change.role, "disabled": change.disabled,
+        "email": change.email, "password_changed": change.password.is_some()});
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    let user = state.accounts.change_user(&stored, Some(&caller.tenant), caller.super_admin, change).await?;
+    let user = shown(&caller, user);
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user changed");
-    Ok(Json(user))
+    Ok((AuditNote::by(&caller, "user.update", &name).detail(detail), Json(user)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Removed from the tenant (and deleted once in no tenant)")))]
@@ -233,13 +270,14 @@ pub(super) async fn delete_user(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
-    if !state.accounts.delete_user(&name, Some(&caller.tenant), caller.super_admin).await? {
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    if !state.accounts.delete_user(&stored, Some(&caller.tenant), caller.super_admin).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no user {name:?}")));
     }
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok((AuditNote::by(&caller, "user.delete", &name), StatusCode::NO_CONTENT))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{name}/revoke-sessions", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 204, description = "Every session of the user ended")))]
@@ -247,11 +285,12 @@ pub(super) async fn revoke_sessions(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
-    state.accounts.revoke_sessions(&name, Some(&caller.tenant), caller.super_admin).await?;
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    state.accounts.revoke_sessions(&stored, Some(&caller.tenant), caller.super_admin).await?;
     tracing::info!(user = %name, by = %caller.subject, "sessions revoked");
-    Ok(StatusCode::NO_CONTENT)
+    Ok((AuditNote::by(&caller, "user.revoke_sessions", &name), StatusCode::NO_CONTENT))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -266,10 +305,10 @@ pub(super) async fn change_password(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<PasswordChange>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     let name = user_of(&caller)?;
     state.accounts.change_own_password(name, &request.current_password, &request.new_password).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((AuditNote::by(&caller, "user.password_change", name), StatusCode::NO_CONTENT))
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{name}/reset-mfa", tag = "users", params(("name" = String, Path, description = "User name")), responses((status = 200, description = "OK", body = UserView)))]
@@ -277,11 +316,12 @@ pub(super) async fn reset_mfa(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<(AuditNote, Json<UserView>), ApiError> {
     caller.require(Role::Admin)?;
-    let user = state.accounts.reset_mfa(&name, Some(&caller.tenant), caller.super_admin).await?;
+    let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
+    let user = shown(&caller, state.accounts.reset_mfa(&stored, Some(&caller.tenant), caller.super_admin).await?);
     tracing::info!(user = %name, by = %caller.subject, "MFA reset");
-    Ok(Json(user))
+    Ok((AuditNote::by(&caller, "user.reset_mfa", &name), Json(user)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -322,12 +362,14 @@ pub(super) async fn create_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewApiKey>,
-) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<CreatedApiKey>), ApiError> {
     caller.require(Role::Admin)?;
     let (key, secret) =
         state.accounts.create_api_key(&caller.tenant, &request.name, request.role, &caller.subject).await?;
     tracing::info!(key = %key.id, tenant = %caller.tenant, by = %caller.subject, "API key created");
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret })))
+    let note = AuditNote::by(&caller, "api_key.create", &key.id)
+        .detail(serde_json::json!({"name": key.name, "role": key.role}));
+    Ok((StatusCode::CREATED, note, Json(CreatedApiKey { key, secret })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "users", params(("id" = String, Path, description = "API key id")), responses((status = 204, description = "Revoked")))]
@@ -335,11 +377,11 @@ pub(super) async fn revoke_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
     if state.accounts.revoke_api_key(&caller.tenant, &id).await? {
         tracing::info!(key = %id, by = %caller.subject, "API key revoked");
-        Ok(StatusCode::NO_CONTENT)
+        Ok((AuditNote::by(&caller, "api_key.revoke", &id), StatusCode::NO_CONTENT))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API key {id:?}")))
     }
@@ -374,11 +416,20 @@ pub(super) async fn create_tenant(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<NewTenant>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require_super_admin()?;
     if state.accounts.create_tenant(&request.name).await? {
-        Ok(StatusCode::CREATED)
+        // Recorded in the new tenant, so its admins see how it came to be.
+        let mut note = AuditNote::by(&caller, "tenant.create", &request.name);
+        note.tenant = request.name.clone();
+        Ok((note, StatusCode::CREATED))
     } else {
         Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("tenant {:?} exists", request.name)))
     }
+}
+
+/// A user as the caller's tenant names them (its own users without the `<tenant>/`).
+fn shown(caller: &Caller, mut user: UserView) -> UserView {
+    user.name = name_in_tenant(&caller.tenant, &user.name).to_string();
+    user
 }

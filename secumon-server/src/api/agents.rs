@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{ApiJson, ApiQuery};
 use super::config::TenantConfig;
 use super::{ApiError, ApiState, PageParams, parse_duration};
+use crate::audit::AuditNote;
 use crate::auth::{AgentAuthority, Caller, Role};
 use crate::clock::AgentClock;
 
@@ -152,7 +153,7 @@ pub(super) async fn delete_agent(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
     let revoked = match &state.agents {
         Some(enrollment) => enrollment.authority.revoke(&caller.tenant, &id).await?,
@@ -163,7 +164,9 @@ pub(super) async fn delete_agent(
         // A deleted or revoked agent is not "down": no AgentDown for it, ever again.
         state.alerting(&caller).await?.forget_agent(&id);
         tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
-        Ok(StatusCode::NO_CONTENT)
+        let note =
+            AuditNote::by(&caller, "agent.delete", &id).detail(serde_json::json!({"certificate_revoked": revoked}));
+        Ok((note, StatusCode::NO_CONTENT))
     } else {
         Err(no_agent(&id))
     }
@@ -196,7 +199,7 @@ pub(super) async fn provision(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<ProvisionRequest>,
-) -> Result<(StatusCode, Json<Provisioned>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<Provisioned>), ApiError> {
     caller.require(Role::Admin)?;
     let Some(enrollment) = &state.agents else {
         return Err(ApiError::new(
@@ -212,8 +215,12 @@ pub(super) async fn provision(
     let made = enrollment.authority.provision(&caller.tenant, &caller.subject, ttl).await?;
     tracing::info!(id = %made.id, tenant = %caller.tenant, by = %caller.subject, "provisioning token made");
     let command = format!("secumon-agent setup --collector {} --token {}", enrollment.collector, made.token);
+    // The token's id, never the token.
+    let note = AuditNote::by(&caller, "agent.provision_token", &made.id)
+        .detail(serde_json::json!({"expires_ms": made.expires_ms}));
     Ok((
         StatusCode::CREATED,
+        note,
         Json(Provisioned {
             id: made.id,
             token: made.token,

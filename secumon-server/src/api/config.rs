@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::ApiJson;
 use super::{ApiError, ApiState, parse_duration};
+use crate::audit::AuditNote;
 use crate::auth::{Caller, Role};
 
 const KIND: &str = "config";
@@ -85,11 +86,13 @@ pub(super) async fn write(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(config): ApiJson<TenantConfig>,
-) -> Result<Json<TenantConfig>, ApiError> {
+) -> Result<(AuditNote, Json<TenantConfig>), ApiError> {
     caller.require(Role::Admin)?;
     config.validate()?;
     let body = serde_json::to_string(&config).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state.store.put_record(&caller.tenant, KIND, ID, &body).await?;
     tracing::info!(tenant = %caller.tenant, by = %caller.subject, ?config, "settings changed");
-    Ok(Json(config))
+    let note =
+        AuditNote::by(&caller, "config.update", "tenant").detail(serde_json::to_value(&config).unwrap_or_default());
+    Ok((note, Json(config)))
 }

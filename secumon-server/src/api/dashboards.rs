@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::access::{ApiJson, ApiQuery};
 use super::{ApiError, ApiState, PageParams};
+use crate::audit::AuditNote;
 use crate::auth::{Caller, Role};
 
 const KIND: &str = "dashboard";
@@ -97,7 +98,7 @@ pub(super) async fn create(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<DashboardRequest>,
-) -> Result<(StatusCode, Json<Dashboard>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<Dashboard>), ApiError> {
     caller.require(Role::Operator)?;
     request.validate()?;
     let id = crate::auth::new_record_id();
@@ -106,7 +107,7 @@ pub(super) async fn create(
         .store
         .insert_record(&caller.tenant, KIND, &id, &serde_json::to_string(&dashboard).map_err(unreadable)?)
         .await?;
-    Ok((StatusCode::CREATED, Json(dashboard)))
+    Ok((StatusCode::CREATED, AuditNote::by(&caller, "dashboard.create", &id), Json(dashboard)))
 }
 
 #[utoipa::path(get, path = "/api/v1/dashboards/{id}", tag = "dashboards", params(("id" = String, Path, description = "Dashboard id")), responses((status = 200, description = "OK", body = Dashboard)))]
@@ -125,7 +126,7 @@ pub(super) async fn update(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<DashboardRequest>,
-) -> Result<Json<Dashboard>, ApiError> {
+) -> Result<(AuditNote, Json<Dashboard>), ApiError> {
     caller.require(Role::Operator)?;
     request.validate()?;
     if state.store.get_record(&caller.tenant, KIND, &id).await?.is_none() {
@@ -133,7 +134,7 @@ pub(super) async fn update(
     }
     let dashboard = request.into_dashboard(id.clone(), &caller);
     state.store.put_record(&caller.tenant, KIND, &id, &serde_json::to_string(&dashboard).map_err(unreadable)?).await?;
-    Ok(Json(dashboard))
+    Ok((AuditNote::by(&caller, "dashboard.update", &id), Json(dashboard)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/dashboards/{id}", tag = "dashboards", params(("id" = String, Path, description = "Dashboard id")), responses((status = 204, description = "Deleted")))]
@@ -141,10 +142,10 @@ pub(super) async fn remove(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Operator)?;
     if state.store.delete_record(&caller.tenant, KIND, &id).await? {
-        Ok(StatusCode::NO_CONTENT)
+        Ok((AuditNote::by(&caller, "dashboard.delete", &id), StatusCode::NO_CONTENT))
     } else {
         Err(not_found(&id))
     }

@@ -5,6 +5,7 @@
 mod access;
 mod accounts;
 mod agents;
+mod audit;
 mod config;
 mod dashboards;
 mod hosts;
@@ -12,6 +13,7 @@ mod limits;
 mod oidc;
 mod openapi;
 mod stream;
+mod tenant_limits;
 
 pub(crate) use agents::Enrollment;
 pub use agents::{AgentList, AgentView, Provisioned};
@@ -33,6 +35,7 @@ use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
 use secumon_core::{ClockReading, Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
+use crate::audit::AuditNote;
 use crate::auth::{Accounts, Caller, Role};
 use crate::clock::{ClockBook, ClockCheck};
 use crate::live::{LiveEvent, LiveFeed};
@@ -66,6 +69,12 @@ pub(crate) struct ApiState {
     pub limits: Arc<limits::RateLimits>,
     /// Single sign-on through an OpenID provider, when configured.
     pub sso: Option<Arc<crate::auth::Sso>>,
+    /// Where handlers' [`crate::audit::AuditNote`]s are written.
+    pub audit: Arc<crate::audit::AuditLog>,
+    /// Each tenant's sample budget, and what the tenant limits refused.
+    pub guard: Arc<crate::tenant_limits::IngestGuard>,
+    /// The limits tenants have unless they have their own.
+    pub tenant_limits: crate::TenantLimits,
 }
 
 impl ApiState {
@@ -127,6 +136,8 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(dashboards::routes())
         .merge(config::routes())
         .merge(hosts::routes())
+        .merge(audit::routes())
+        .merge(tenant_limits::routes())
         .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
@@ -152,6 +163,8 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(axum::middleware::from_fn(log_server_errors))
+        // Every route's successful changes are recorded here, in one place.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .with_state(state)
 }
 
@@ -281,6 +294,9 @@ async fn ingest(
             return Err(ApiError::bad_request(reason));
         }
     };
+    if let Err(refused) = state.guard.admit(&caller.tenant, batch.value_count()) {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ingest_rate_limited", refused));
+    }
     let health = &state.ingest_metrics.store;
     match state.store.write_batch(&caller.tenant, &batch).await {
         Ok(_) => {
@@ -295,6 +311,12 @@ async fn ingest(
             ));
         }
         Err(refused @ (StoreError::FutureTimestamp { .. } | StoreError::TenantMismatch { .. })) => {
+            state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
+            return Err(refused.into());
+        }
+        Err(refused @ StoreError::SeriesLimit { new, .. }) => {
+            let reason = crate::tenant_limits::Refusal::SeriesLimit;
+            state.guard.count(&caller.tenant, reason, batch.value_count() as u64, new);
             state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
             return Err(refused.into());
         }
@@ -639,7 +661,9 @@ pub struct AlertStats {
 }
 
 async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all(), state.live.subscribers());
+    let mut body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all(), state.live.subscribers());
+    body.push_str(&state.audit.render_metrics());
+    body.push_str(&state.guard.render_metrics());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
@@ -706,6 +730,12 @@ async fn get_rule(
     rule.map(Json).ok_or_else(|| RuleError::NotFound(id).into())
 }
 
+/// A rule as the audit log describes it: its definition (rules hold no credentials; channels
+/// are named, their secrets live in the rules file).
+fn rule_detail(spec: &RuleSpec) -> serde_json::Value {
+    serde_json::to_value(spec).unwrap_or_default()
+}
+
 /// The body of a rule request, checked here so a wrong key gets a clear message.
 fn rule_spec(body: serde_json::Value) -> Result<RuleSpec, ApiError> {
     serde_path_to_error::deserialize(body).map_err(|e| {
@@ -720,12 +750,14 @@ async fn create_rule(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<serde_json::Value>), ApiError> {
     caller.require(Role::Admin)?;
     let spec = rule_spec(body)?;
     let id = spec.name.clone();
+    let detail = rule_detail(&spec);
     state.alerting(&caller).await?.create_rule(spec).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))))
+    let note = AuditNote::by(&caller, "alert_rule.create", &id).detail(detail);
+    Ok((StatusCode::CREATED, note, Json(serde_json::json!({"id": id}))))
 }
 
 #[utoipa::path(put, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), request_body(content = serde_json::Value, description = "The rule's new definition"), responses((status = 200, description = "OK", body = serde_json::Value)))]
@@ -734,10 +766,12 @@ async fn update_rule(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<(AuditNote, Json<serde_json::Value>), ApiError> {
     caller.require(Role::Admin)?;
-    state.alerting(&caller).await?.update_rule(&id, rule_spec(body)?).await?;
-    Ok(Json(serde_json::json!({"id": id})))
+    let spec = rule_spec(body)?;
+    let detail = rule_detail(&spec);
+    state.alerting(&caller).await?.update_rule(&id, spec).await?;
+    Ok((AuditNote::by(&caller, "alert_rule.update", &id).detail(detail), Json(serde_json::json!({"id": id}))))
 }
 
 #[utoipa::path(delete, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 204, description = "Deleted")))]
@@ -745,10 +779,10 @@ async fn delete_rule(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(AuditNote, StatusCode), ApiError> {
     caller.require(Role::Admin)?;
     state.alerting(&caller).await?.delete_rule(&id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((AuditNote::by(&caller, "alert_rule.delete", &id), StatusCode::NO_CONTENT))
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules/{id}/test", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 200, description = "What the rule would fire on now", body = serde_json::Value)))]
@@ -790,12 +824,13 @@ async fn acknowledge_alert(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<AcknowledgeRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<(AuditNote, Json<serde_json::Value>), ApiError> {
     caller.require(Role::Operator)?;
     // Who acknowledged is who called, not what the body claims.
+    let note = AuditNote::by(&caller, "alert.acknowledge", &id).detail(serde_json::json!({"comment": request.comment}));
     let ack = Acknowledgement { by: caller.subject.clone(), at_ms: now_ms(), comment: request.comment };
     if state.alerting(&caller).await?.acknowledge(&id, ack) {
-        Ok(Json(serde_json::json!({"acknowledged": true})))
+        Ok((note, Json(serde_json::json!({"acknowledged": true}))))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing alert {id:?}")))
     }
@@ -829,7 +864,7 @@ async fn add_silence(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<SilenceRequest>,
-) -> Result<(StatusCode, Json<Silence>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<Silence>), ApiError> {
     caller.require(Role::Operator)?;
     if request.matchers.is_empty() {
         return Err(ApiError::bad_request("a silence needs at least one label matcher"));
@@ -846,7 +881,9 @@ async fn add_silence(
         comment: request.comment,
     };
     let silence = state.alerting(&caller).await?.add_silence(silence);
-    Ok((StatusCode::CREATED, Json(silence)))
+    let note = AuditNote::by(&caller, "silence.create", &silence.id).detail(serde_json::json!({
+        "matchers": silence.matchers, "ends_ms": silence.ends_ms, "comment": silence.comment}));
+    Ok((StatusCode::CREATED, note, Json(silence)))
 }
 
 /// Ends a silence before its time (recorded in the history as the caller's doing).
@@ -855,10 +892,10 @@ async fn expire_silence(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Silence>, ApiError> {
+) -> Result<(AuditNote, Json<Silence>), ApiError> {
     caller.require(Role::Operator)?;
     match state.alerting(&caller).await?.expire_silence(&id, &caller.subject) {
-        Some(silence) => Ok(Json(silence)),
+        Some(silence) => Ok((AuditNote::by(&caller, "silence.remove", &id), Json(silence))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no current silence {id:?}"))),
     }
 }
@@ -870,10 +907,10 @@ async fn resolve_alert(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<(AuditNote, Json<serde_json::Value>), ApiError> {
     caller.require(Role::Operator)?;
     if state.alerting(&caller).await?.resolve(&id, &caller.subject) {
-        Ok(Json(serde_json::json!({"resolved": true})))
+        Ok((AuditNote::by(&caller, "alert.resolve", &id), Json(serde_json::json!({"resolved": true}))))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing or stale alert {id:?}")))
     }
@@ -936,6 +973,9 @@ impl From<StoreError> for ApiError {
             }
             refused @ StoreError::TooManyOpenFindings { .. } => {
                 Self::new(StatusCode::CONFLICT, "findings_limit", refused.to_string())
+            }
+            refused @ StoreError::SeriesLimit { .. } => {
+                Self::new(StatusCode::CONFLICT, "series_limit", refused.to_string())
             }
             other if other.fault().is_some() => {
                 let fault = other.fault().map(|f| f.to_string()).unwrap_or_default();

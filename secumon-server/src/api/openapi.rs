@@ -51,6 +51,7 @@ struct ErrorDetail {
         super::list_findings, super::import_findings, super::import_secuscan, super::list_integrations,
         super::dashboards::list, super::dashboards::create, super::dashboards::read, super::dashboards::update,
         super::dashboards::remove, super::config::read, super::config::write,
+        super::audit::list, super::tenant_limits::read, super::tenant_limits::write,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Conventions),
@@ -98,7 +99,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 58, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 61, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");

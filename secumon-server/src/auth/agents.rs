@@ -21,6 +21,8 @@ use secumon_store::Store;
 use secumon_transport::{AgentGate, GateError, Peer, PeerCredentials, ProvisioningToken, TlsMaterial};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditLog, AuditNote};
+
 use super::crypto::{digest, random_bytes, random_id, random_token, same_secret, sha256_hex};
 use super::{AuthError, SYSTEM, SecretBox, split_credential, validate_tenant_name};
 
@@ -82,6 +84,8 @@ pub struct AgentAuthority {
     updates: tokio::sync::Mutex<()>,
     /// Revoked agent ids, for the ingest service to close their open streams.
     revoked: tokio::sync::broadcast::Sender<String>,
+    /// Where enrollments are recorded (they come over gRPC, not through the API's layer).
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl AgentAuthority {
@@ -117,7 +121,15 @@ impl AgentAuthority {
             issuer,
             updates: tokio::sync::Mutex::new(()),
             revoked: tokio::sync::broadcast::channel(64).0,
+            audit: None,
         })
+    }
+
+    /// Records every enrollment in `audit`.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// The CA certificate, PEM.
@@ -321,6 +333,19 @@ impl AgentGate for AgentAuthority {
         let session = Self::new_session(&mut record);
         let body = serde_json::to_string(&record).map_err(unavailable)?;
         self.store.put_record(SYSTEM, KIND_ENROLLMENT, &request.agent_id, &body).await.map_err(unavailable)?;
+        if let Some(audit) = &self.audit {
+            // The agent acts on the strength of the token: its id says which one (never
+            // its secret). The gate is not told the peer's address, so none is recorded.
+            let token_id = split_credential(&request.token, "smp_").map(|(id, _)| id).unwrap_or_default();
+            let note = AuditNote {
+                tenant: record.tenant.clone(),
+                actor: format!("agent:{}", request.agent_id),
+                action: "agent.enroll",
+                target: request.agent_id.clone(),
+                detail: serde_json::json!({"host": record.host, "provisioning_token": token_id}),
+            };
+            audit.record(note, None).await;
+        }
         Ok(EnrollResponse { agent_id: request.agent_id, cert_pem, ca_pem: self.ca_pem.clone(), session: Some(session) })
     }
 

@@ -8,8 +8,10 @@
 
 mod agents;
 mod crypto;
+mod email;
 mod mfa;
 mod oidc;
+mod tenant_users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,6 +24,8 @@ pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSIO
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
 pub use oidc::{IdTokenError, OidcConfig, Sso, SsoError, SsoStart};
+pub use email::normalize_email;
+pub use tenant_users::{name_in_tenant, tenant_user_name};
 
 /// Records of the whole installation (users, tenants, keys) live under this tenant id,
 /// which no tenant can be named.
@@ -156,6 +160,9 @@ struct UserRecord {
     /// password or role change, disabling) revokes them all.
     #[serde(default)]
     token_version: u32,
+    /// Lowercase; unique (see `email.rs`), usable in place of the name to log in.
+    #[serde(default)]
+    email: Option<String>,
 }
 
 impl UserRecord {
@@ -166,6 +173,7 @@ impl UserRecord {
     fn view(&self) -> UserView {
         UserView {
             name: self.name.clone(),
+            email: self.email.clone(),
             super_admin: self.super_admin,
             roles: self.roles.clone(),
             mfa_enabled: self.mfa_enabled(),
@@ -185,6 +193,9 @@ impl UserRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub name: String,
+    /// The user's e-mail address, if they have one.
+    #[serde(default)]
+    pub email: Option<String>,
     pub super_admin: bool,
     pub roles: BTreeMap<String, Role>,
     pub mfa_enabled: bool,
@@ -201,6 +212,8 @@ pub struct UserChange {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub password: Option<String>,
+    /// A new e-mail address; an empty one removes it.
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -372,7 +385,7 @@ impl Accounts {
         role: Role,
         super_admin: bool,
     ) -> Result<UserView, AuthError> {
-        validate_user_name(name)?;
+        tenant_users::validate_stored_user_name(name)?;
         validate_password(password)?;
         validate_tenant_name(tenant)?;
         self.store.insert_record(SYSTEM, KIND_TENANT, tenant, "{}").await?;
@@ -387,6 +400,7 @@ impl Accounts {
             created_ms: now_ms(),
             disabled: false,
             token_version: 0,
+            email: None,
         };
         if !self.store.insert_record(SYSTEM, KIND_USER, name, &serde_json::to_string(&user)?).await? {
             return Err(AuthError::Conflict(format!("user {name:?} exists")));
@@ -474,6 +488,10 @@ impl Accounts {
         change: UserChange,
     ) -> Result<UserView, AuthError> {
         self.manageable(name, tenant, by_super_admin).await?;
+        // First, so that an address taken by someone else changes nothing.
+        if let Some(email) = &change.email {
+            self.set_email(name, email).await?;
+        }
         if let Some(password) = &change.password {
             self.set_password(name, password).await?;
         }
@@ -511,6 +529,9 @@ impl Accounts {
             })
             .await?;
             return Ok(true);
+        }
+        if let Some(email) = &user.email {
+            self.release_email(email, name).await;
         }
         let _guard = self.user_updates.lock().await;
         Ok(self.store.delete_record(SYSTEM, KIND_USER, name).await?)

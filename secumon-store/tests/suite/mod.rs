@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use secumon_core::{CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity};
 use secumon_store::{
-    AgentFilter, AgentRecord, Aggregation, AlertHistoryEntry, RangeQuery, SeriesSelector, Store, StoreError,
-    StoreOptions, WriteOutcome,
+    AgentFilter, AgentRecord, Aggregation, AlertHistoryEntry, AuditEntry, AuditFilter, RangeQuery, SeriesSelector,
+    Store, StoreError, StoreOptions, WriteOutcome,
 };
 
 /// A database that tests can open, close and open again.
@@ -47,7 +47,9 @@ macro_rules! store_suite {
             far_future_samples_are_refused_naming_the_series,
             many_labels_and_any_utf8_are_kept,
             old_ranges_are_answered_from_rollups_after_raw_expires,
-            retention_expires_logs_events_and_history
+            retention_expires_logs_events_and_history,
+            audit_log_is_per_tenant_filtered_paged_newest_first_and_expires,
+            a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not
         );
     };
     (@each $backend:path: $($test:ident),+ $(,)?) => {
@@ -672,4 +674,110 @@ pub async fn findings_caps_refuse_a_report_whole_naming_the_limit(backend: &dyn 
     store.import_findings("acme", &import(more[..2_000].to_vec(), t0() + 2_000)).await.unwrap();
     assert_eq!(listed("acme").await.len(), 5_000);
     store.close().await;
+}
+
+fn audit_entry(tenant: &str, at_ms: i64, actor: &str, action: &str, target: &str) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        tenant: tenant.into(),
+        at_ms,
+        actor: actor.into(),
+        client_ip: "127.0.0.1".into(),
+        action: action.into(),
+        target: target.into(),
+        detail: format!("{{\"target\":\"{target}\"}}"),
+    }
+}
+
+pub async fn audit_log_is_per_tenant_filtered_paged_newest_first_and_expires(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let now = secumon_core::now_ms();
+    let day = 86_400_000;
+    // Entries are appended as actions happen: in id order, which is time order.
+    store.append_audit(&audit_entry("acme", now - 400 * day, "alice", "user.create", "ancient")).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let (actor, action) = if i % 2 == 0 { ("alice", "user.create") } else { ("key:k1", "api_key.create") };
+        let id =
+            store.append_audit(&audit_entry("acme", now - (10 - i) * 1_000, actor, action, &format!("t{i}"))).await;
+        ids.push(id.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    store.append_audit(&audit_entry("globex", now, "bob", "user.create", "g")).await.unwrap();
+    store.close().await;
+
+    let store = backend.open().await;
+    let acme = |limit| AuditFilter { tenant: Some("acme".into()), limit, ..AuditFilter::default() };
+    let all_acme = store.audit(&acme(100)).await.unwrap();
+    assert_eq!(all_acme.len(), 11);
+    assert!(all_acme.iter().all(|e| e.tenant == "acme"), "only acme's entries");
+    assert_eq!(all_acme[0].target, "t9", "newest first");
+    assert_eq!(all_acme[0].id, ids[9]);
+    assert_eq!(all_acme[0].client_ip, "127.0.0.1");
+    assert_eq!(all_acme[0].detail, "{\"target\":\"t9\"}");
+
+    // Pages by id: the second page starts below the first page's last id.
+    let first = store.audit(&acme(4)).await.unwrap();
+    let second = store.audit(&AuditFilter { before_id: Some(first[3].id), ..acme(4) }).await.unwrap();
+    let targets: Vec<&str> = first.iter().chain(&second).map(|e| e.target.as_str()).collect();
+    assert_eq!(targets, vec!["t9", "t8", "t7", "t6", "t5", "t4", "t3", "t2"]);
+
+    let by_actor = store.audit(&AuditFilter { actor: Some("key:k1".into()), ..acme(100) }).await.unwrap();
+    assert_eq!(by_actor.len(), 5);
+    assert!(by_actor.iter().all(|e| e.action == "api_key.create"));
+    let by_action = store.audit(&AuditFilter { action: Some("user.create".into()), ..acme(100) }).await.unwrap();
+    assert_eq!(by_action.len(), 6);
+    let window = AuditFilter { since_ms: Some(now - 5_000), until_ms: Some(now - 2_000), ..acme(100) };
+    let in_window: Vec<String> = store.audit(&window).await.unwrap().into_iter().map(|e| e.target).collect();
+    assert_eq!(in_window, vec!["t7", "t6", "t5"]);
+
+    let everyone = store.audit(&AuditFilter { limit: 100, ..AuditFilter::default() }).await.unwrap();
+    assert_eq!(everyone.len(), 12, "no tenant: every tenant's entries");
+    assert_eq!(everyone[0].tenant, "globex", "the last appended comes first");
+    let globex = AuditFilter { tenant: Some("globex".into()), limit: 100, ..Default::default() };
+    assert_eq!(store.audit(&globex).await.unwrap().iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), vec!["g"]);
+
+    // Kept 365 days: the 400-day-old entry goes, the rest stay.
+    store.maintain(now).await.unwrap();
+    let kept = store.audit(&acme(100)).await.unwrap();
+    assert_eq!(kept.len(), 10);
+    assert!(kept.iter().all(|e| e.target != "ancient"));
+}
+
+pub async fn a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not(backend: &dyn Backend) {
+    let options = || StoreOptions { max_series_per_tenant: 10, ..test_options() };
+    let store = backend.open_with(options()).await;
+    let metric = |i: usize, ts: i64| Sample::new(format!("m{i}"), Labels::new(), ts, i as f64);
+    let first: Vec<Sample> = (0..8).map(|i| metric(i, t0())).collect();
+    store.write_batch("acme", &batch("a1", 1, "h", first)).await.unwrap();
+    // Known series and three new ones: past 10, refused whole.
+    let over: Vec<Sample> = (5..11).map(|i| metric(i, t0() + 1_000)).collect();
+    let error = store.write_batch("acme", &batch("a1", 2, "h", over.clone())).await.unwrap_err();
+    assert!(matches!(error, StoreError::SeriesLimit { limit: 10, new: 3, .. }), "{error:?}");
+    assert!(error.to_string().contains("acme") && error.to_string().contains("10 series"), "{error}");
+    let acme_points = |name: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let query = RangeQuery { step_ms: 1, ..range(name, "h", 1, Aggregation::Last) };
+            let answer = store.query_range("acme", &query).await.unwrap();
+            answer.first().map(|s| s.points.len()).unwrap_or(0)
+        }
+    };
+    assert_eq!(acme_points("m9").await, 0, "no new series stored");
+    assert_eq!(acme_points("m5").await, 1, "nor the known series' samples");
+    assert_eq!(acme_points("m0").await, 1);
+    // Another tenant has a budget of its own.
+    let other: Vec<Sample> = (0..10).map(|i| metric(i, t0())).collect();
+    store.write_batch("globex", &batch("b1", 1, "h", other)).await.unwrap();
+    // Up to the limit exactly, and known series go on.
+    let fill: Vec<Sample> = (6..10).map(|i| metric(i, t0() + 2_000)).collect();
+    store.write_batch("acme", &batch("a1", 3, "h", fill)).await.unwrap();
+    store.write_batch("acme", &batch("a1", 4, "h", vec![metric(0, t0() + 3_000)])).await.unwrap();
+    store.close().await;
+
+    // After a restart the count comes from the store.
+    let store = backend.open_with(options()).await;
+    let error = store.write_batch("acme", &batch("a1", 5, "h", vec![metric(10, t0() + 4_000)])).await.unwrap_err();
+    assert!(matches!(error, StoreError::SeriesLimit { .. }), "{error:?}");
+    store.write_batch("acme", &batch("a1", 6, "h", vec![metric(1, t0() + 4_000)])).await.unwrap();
 }
