@@ -10,7 +10,8 @@
 # socket and its spool's files). Agents' spools go to /dev/shm so their fsyncs do not
 # compete with the server's on the same disk. The JSON report of the run, then that of the
 # check, is printed on stdout; progress on stderr. FLEET_PROFILE=debug skips the release
-# build (smoke runs only; figures come from release builds).
+# build (smoke runs only; figures come from release builds); FLEET_NO_BUILD=1 uses the
+# release binaries as they are.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 agents=${1:?usage: fleet.sh AGENTS [SECONDS] [SERIES] [INTERVAL_S] [STORE_URL]}
@@ -20,14 +21,14 @@ interval=${4:-10}
 store=${5:-}
 profile=${FLEET_PROFILE:-release}
 
-if [ "$profile" = release ]; then
+if [ "$profile" = release ] && [ -z "${FLEET_NO_BUILD:-}" ]; then
   cargo build --workspace --release --bin secumon --bin fleet >&2
 fi
 bin=target/$profile
 
-# Every agent: one TLS connection in each process, plus the spool's segment and lock files.
+# Every agent: one TLS connection in each process, plus its spool's segment and lock files.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-want=$((agents * 4 + 1024))
+want=$((agents * 3 + 1024))
 if [ "$(ulimit -n)" -lt "$want" ]; then
   ulimit -Hn "$want" 2>/dev/null && ulimit -n "$want" || {
     echo "fleet.sh: need $want open files, the limit is $(ulimit -n) (raise it, or run as root)" >&2
