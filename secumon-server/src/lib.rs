@@ -15,6 +15,7 @@ mod alerting;
 mod api;
 pub mod auth;
 pub mod clock;
+mod fd_limit;
 mod ingest;
 pub mod live;
 mod metrics;
@@ -38,6 +39,7 @@ pub use api::{
     AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, MAX_REPORT_BYTES, Provisioned, RateLimit,
 };
 pub use clock::{AgentClock, ClockBook, ClockPolicy};
+pub use fd_limit::raise_open_files_limit;
 pub use ingest::StoreSink;
 pub use tenants::AlertingByTenant;
 
