@@ -273,6 +273,7 @@ struct UsageError(#[from] secumon_core::ConfigError);
 async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Server { server } => {
+            open_files_for_agents();
             let running = Server::start(server.config()?).await.context("cannot start the server")?;
             // A server alone must also say how to get in: without a first user nobody could.
             let token_file = bootstrap_first_admin(&running, &server.data_dir).await?;
@@ -398,11 +399,25 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// One descriptor per agent connection: the soft limit goes up to the hard one, and a
+/// limit too low for a fleet is said at start rather than as refused connections later.
+fn open_files_for_agents() {
+    match secumon_server::raise_open_files_limit() {
+        Ok(limit) if limit < 16_384 => tracing::warn!(
+            limit,
+            "open-file limit is low for many agents (one descriptor each); raise it (LimitNOFILE=, ulimit -Hn)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
+}
+
 /// Server and local agent in one process: the whole product on one machine.
 async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
     if args.tls_cert.is_some() || args.mtls {
         anyhow::bail!("`secumon up` talks to its own agent over loopback; use `secumon server` for mTLS");
     }
+    open_files_for_agents();
     let server = Server::start(args.config()?).await.context("cannot start the server")?;
     let token_file = bootstrap_first_admin(&server, &args.data_dir).await?;
     let host = system_host_name()?;

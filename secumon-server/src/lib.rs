@@ -16,6 +16,7 @@ mod api;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+mod fd_limit;
 mod ingest;
 pub mod live;
 mod metrics;
@@ -40,6 +41,7 @@ pub use api::{
     AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, MAX_REPORT_BYTES, Provisioned, RateLimit,
 };
 pub use clock::{AgentClock, ClockBook, ClockPolicy};
+pub use fd_limit::raise_open_files_limit;
 pub use ingest::StoreSink;
 pub use tenant_limits::TenantLimits;
 pub use tenants::AlertingByTenant;

@@ -20,6 +20,7 @@ mod audit;
 mod chunked;
 pub mod codec;
 mod findings_import;
+mod group;
 mod head;
 mod ingest;
 mod postgres;
@@ -52,6 +53,10 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("the database file {path} was moved or deleted while open; nothing is written until it is back")]
     Moved { path: String },
+    /// The transaction this batch was committed in together with other agents' batches
+    /// failed (another batch of the group got the original error).
+    #[error("{message}")]
+    Group { fault: Option<StoreFault>, message: String },
     #[error("agent {agent_id} belongs to another tenant")]
     TenantMismatch { agent_id: String },
     #[error("stored labels are corrupt: {0}")]
@@ -135,8 +140,10 @@ impl StoreError {
     /// The fault behind this error, if it is one the store may recover from by itself; `None`
     /// for errors about the data (refused batches, bad queries) and for bugs.
     pub fn fault(&self) -> Option<StoreFault> {
-        if let StoreError::Moved { .. } = self {
-            return Some(StoreFault::CannotOpen);
+        match self {
+            StoreError::Moved { .. } => return Some(StoreFault::CannotOpen),
+            StoreError::Group { fault, .. } => return *fault,
+            _ => {}
         }
         let StoreError::Database(error) = self else { return None };
         match error {
@@ -260,6 +267,10 @@ pub struct StoreOptions {
     /// Most series a tenant may hold ([`DEFAULT_MAX_SERIES_PER_TENANT`]); a batch that would
     /// create more is refused whole with [`StoreError::SeriesLimit`].
     pub max_series_per_tenant: u64,
+    /// Most agents' batches the embedded store commits in one transaction (group commit:
+    /// batches that arrive while a commit is under way share the next one and its fsync).
+    /// 1 commits every batch on its own.
+    pub max_group_batches: usize,
 }
 
 /// Default of [`StoreOptions::max_series_per_tenant`]: a few hundred hosts' worth of
@@ -269,6 +280,9 @@ pub const DEFAULT_MAX_SERIES_PER_TENANT: u64 = 500_000;
 /// Default of [`StoreOptions::max_report_findings`]: twice the largest reports seen from a
 /// fleet scan, and what an import stages in a few seconds.
 pub const DEFAULT_MAX_REPORT_FINDINGS: usize = 100_000;
+/// Default of [`StoreOptions::max_group_batches`]: ~100 k samples of agents' 100-sample
+/// batches, some tens of milliseconds of the single writer, so no group holds it for long.
+pub const DEFAULT_MAX_GROUP_BATCHES: usize = 1_000;
 /// Default of [`StoreOptions::max_open_findings`].
 pub const DEFAULT_MAX_OPEN_FINDINGS: u64 = 1_000_000;
 
@@ -283,6 +297,7 @@ impl Default for StoreOptions {
             max_report_findings: DEFAULT_MAX_REPORT_FINDINGS,
             max_open_findings: DEFAULT_MAX_OPEN_FINDINGS,
             max_series_per_tenant: DEFAULT_MAX_SERIES_PER_TENANT,
+            max_group_batches: DEFAULT_MAX_GROUP_BATCHES,
         }
     }
 }

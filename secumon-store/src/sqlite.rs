@@ -19,12 +19,13 @@ use crate::audit::{AuditRow, entry_from_row};
 use crate::chunked::SampleEngine;
 use crate::codec::WalSample;
 use crate::findings_import::{PriorState, assets, open_samples, open_series, open_values, summary, unique_findings};
+use crate::group::GroupCommit;
 use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
 use crate::query::{RangeQuery, SeriesPoints};
 use crate::records::{
     CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check, status_text,
 };
-use crate::writer::Writer;
+use crate::writer::{WriteTransaction, Writer};
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FindingFilter, FindingsImport,
     ImportSummary, LatestCheck, MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
@@ -50,6 +51,8 @@ pub struct SqliteStore {
     engine: Arc<SampleEngine>,
     series_ids: SeriesCache<u32>,
     series_budget: SeriesBudget,
+    /// Agents' batches queued for the next write transaction (see group.rs).
+    group: GroupCommit<Queued, Result<WriteOutcome, StoreError>>,
     /// `findings_open` series ids by tenant and asset (series are never deleted).
     finding_series: Mutex<HashMap<String, HashMap<String, [u32; 5]>>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -87,12 +90,14 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(connect).await?;
         let background = options.background;
         let max_series = options.max_series_per_tenant;
+        let group = GroupCommit::new(options.max_group_batches);
         let engine = Arc::new(SampleEngine::new(Writer::new(writer, path)?, reader, options));
         engine.recover().await?;
         let store = Self {
             engine,
             series_ids: SeriesCache::default(),
             series_budget: SeriesBudget::new(max_series),
+            group,
             finding_series: Mutex::default(),
             background: Mutex::new(None),
             path: path.to_path_buf(),
@@ -368,16 +373,91 @@ async fn resolve_series(
     Ok((ids, created))
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
-        let now = now_ms();
-        let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
-        refuse_future_samples(tenant, batch, &samples, now, self.engine.options.max_future_ms)?;
-        let mut ids = self.series_ids.lookup(tenant, batch, &samples);
+/// A batch waiting for the next group commit.
+struct Queued {
+    tenant: String,
+    batch: IngestBatch,
+}
 
-        let sequence = batch.sequence as i64;
+/// What one batch did inside a group's transaction.
+enum Written {
+    Duplicate,
+    Mismatch,
+    /// Over the tenant's series limit: nothing of it kept.
+    Refused(StoreError),
+    Committed { wal_id: Option<i64>, wal: Vec<WalSample>, learned: Vec<(SeriesKey, u32)>, created: u64 },
+}
+
+/// Takes one batch's rows back out of the group's transaction (see `write_one`'s savepoint).
+async fn undo_batch(tx: &mut WriteTransaction) -> Result<(), StoreError> {
+    sqlx::query("ROLLBACK TO batch").execute(&mut **tx).await?;
+    sqlx::query("RELEASE batch").execute(&mut **tx).await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Writes a group of batches in one transaction; each result holds only once it has
+    /// committed. A failure of the transaction fails every batch of the group (each agent
+    /// resends; the ones that had been stored before are refused as duplicates).
+    async fn commit_group(&self, group: Vec<Queued>) -> Vec<Result<WriteOutcome, StoreError>> {
+        match self.try_commit_group(&group).await {
+            Ok(results) => results,
+            Err(error) => {
+                let (fault, message) = (error.fault(), error.to_string());
+                let mut results = Vec::with_capacity(group.len());
+                results.push(Err(error));
+                results.extend((1..group.len()).map(|_| Err(StoreError::Group { fault, message: message.clone() })));
+                results
+            }
+        }
+    }
+
+    async fn try_commit_group(&self, group: &[Queued]) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
         let mut tx = self.engine.writer.begin().await?;
+        let mut written = Vec::with_capacity(group.len());
+        // Series created by the group's batches so far, per tenant, for the series limit.
+        let mut group_created = HashMap::new();
+        for queued in group {
+            written.push(self.write_one(&mut tx, &queued.tenant, &queued.batch, &mut group_created).await?);
+        }
+        // The head append happens before the writer is released (see chunked.rs).
+        let writer = tx.commit_keeping_writer().await?;
+        let mut results = Vec::with_capacity(group.len());
+        let mut learned_all = Vec::new();
+        for (queued, written) in group.iter().zip(written) {
+            results.push(match written {
+                Written::Duplicate => Ok(WriteOutcome::Duplicate),
+                Written::Mismatch => Err(StoreError::TenantMismatch { agent_id: queued.batch.agent_id.clone() }),
+                Written::Refused(refused) => Err(refused),
+                Written::Committed { wal_id, wal, learned, created } => {
+                    self.engine.append(wal_id, &wal);
+                    self.series_budget.add(&queued.tenant, created);
+                    learned_all.push((queued, learned));
+                    Ok(WriteOutcome::Committed)
+                }
+            });
+        }
+        drop(writer);
+        for (queued, learned) in learned_all {
+            self.series_ids.remember(&queued.tenant, &queued.batch, learned);
+        }
+        Ok(results)
+    }
+
+    /// One batch's rows inside the group's transaction.
+    async fn write_one(
+        &self,
+        tx: &mut WriteTransaction,
+        tenant: &str,
+        batch: &IngestBatch,
+        group_created: &mut HashMap<String, u64>,
+    ) -> Result<Written, StoreError> {
+        let now = now_ms();
+        // What this batch writes can leave the group's transaction alone (ROLLBACK TO).
+        sqlx::query("SAVEPOINT batch").execute(&mut **tx).await?;
+        let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
+        let mut ids = self.series_ids.lookup(tenant, batch, &samples);
+        let sequence = batch.sequence as i64;
         let first_time = sqlx::query(
             "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES (?, ?, ?) \
              ON CONFLICT DO NOTHING",
@@ -385,21 +465,23 @@ impl Store for SqliteStore {
         .bind(&batch.agent_id)
         .bind(sequence)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
             == 1;
         if !first_time {
-            tx.commit().await?; // wrote nothing
-            return Ok(WriteOutcome::Duplicate);
+            sqlx::query("RELEASE batch").execute(&mut **tx).await?;
+            return Ok(Written::Duplicate);
         }
 
         let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = ?")
             .bind(&batch.agent_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         if owner.as_deref().is_some_and(|owner| owner != tenant) {
-            return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
+            // Nothing of this batch stays in the group's transaction.
+            undo_batch(tx).await?;
+            return Ok(Written::Mismatch);
         }
         sqlx::query(
             "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
@@ -415,27 +497,36 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(sequence)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
 
         let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
-        let mut before = 0;
-        if !unresolved.is_empty() {
-            before = match self.series_budget.known(tenant) {
-                Some(count) => count,
+        let before = if unresolved.is_empty() {
+            0
+        } else {
+            let pending = group_created.get(tenant).copied().unwrap_or(0);
+            match self.series_budget.known(tenant) {
+                Some(committed) => committed + pending,
                 None => {
+                    // Counted inside the group's transaction: that includes what earlier
+                    // batches of the group created, which are not committed yet.
                     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = ?")
                         .bind(tenant)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut **tx)
                         .await?;
-                    self.series_budget.counted(tenant, count as u64);
+                    self.series_budget.counted(tenant, (count as u64).saturating_sub(pending));
                     count as u64
                 }
-            };
+            }
+        };
+        let (resolved, created) = resolve_series(tx, tenant, &unresolved.keys).await?;
+        if let Err(refused) = self.series_budget.check(tenant, before, created) {
+            // Refused whole: the batch's rows (its new series included) leave the group's
+            // transaction, the other batches' stay.
+            undo_batch(tx).await?;
+            return Ok(Written::Refused(refused));
         }
-        let (resolved, created) = resolve_series(&mut tx, tenant, &unresolved.keys).await?;
-        // Refused whole: dropping the transaction takes the new series back out.
-        self.series_budget.check(tenant, before, created)?;
+        *group_created.entry(tenant.to_string()).or_default() += created;
         let learned = unresolved.apply(&resolved, &mut ids);
         let wal: Vec<WalSample> = samples
             .iter()
@@ -446,7 +537,7 @@ impl Store for SqliteStore {
                 value: s.value,
             })
             .collect();
-        let wal_id = SampleEngine::log(&mut tx, &wal).await?;
+        let wal_id = SampleEngine::log(tx, &wal).await?;
         for check in &batch.check_results {
             sqlx::query(
                 "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
@@ -461,7 +552,7 @@ impl Store for SqliteStore {
             .bind(check.timestamp_ms)
             .bind(check.duration_us as i64)
             .bind(check.details.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         for event in &batch.events {
@@ -473,7 +564,7 @@ impl Store for SqliteStore {
                 .bind(event.severity.as_str())
                 .bind(serde_json::to_string(&event.labels)?)
                 .bind(&event.message)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         for chunk in batch.logs.chunks(ROWS_PER_INSERT / 2) {
@@ -487,17 +578,35 @@ impl Store for SqliteStore {
                         .push_bind(&log.line);
                 })
                 .build()
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
 
-        // The head append happens before the writer is released (see chunked.rs).
-        let writer = tx.commit_keeping_writer().await?;
-        self.engine.append(wal_id, &wal);
-        drop(writer);
-        self.series_budget.add(tenant, created);
-        self.series_ids.remember(tenant, batch, learned);
-        Ok(WriteOutcome::Committed)
+        sqlx::query("RELEASE batch").execute(&mut **tx).await?;
+        Ok(Written::Committed { wal_id, wal, learned, created })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+        // Refused before queueing: a batch that can never be stored does not join a group.
+        let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
+        refuse_future_samples(tenant, batch, &samples, now_ms(), self.engine.options.max_future_ms)?;
+        drop(samples);
+        let queued = Queued { tenant: tenant.to_string(), batch: batch.clone() };
+        self.group
+            .submit(
+                queued,
+                |group| self.commit_group(group),
+                || {
+                    Err(StoreError::Group {
+                        fault: Some(crate::StoreFault::Connection),
+                        message: "the write this batch was grouped with was cancelled; resend it".into(),
+                    })
+                },
+            )
+            .await
     }
 
     async fn agents(&self, tenant: &str, filter: &AgentFilter) -> Result<(Vec<AgentRecord>, u64), StoreError> {

@@ -107,6 +107,8 @@ struct Inner {
     clock: SendClock,
     /// The server's word that this agent was revoked; `run` stops for good once set.
     revoked: Mutex<Option<String>>,
+    /// The latest sequence the server acknowledged, for callers that wait on their batch.
+    acked: watch::Sender<u64>,
 }
 
 impl PushClient {
@@ -114,6 +116,7 @@ impl PushClient {
     pub fn open(config: PushClientConfig) -> Result<Self, TransportError> {
         let outbox = Outbox::open(&config.spool_dir, config.spool_max_bytes, config.memory_max_bytes)?;
         let last = outbox.spool_stats().next_sequence.saturating_sub(1);
+        let outbox_acked = outbox.spool_stats().acked_through;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -127,6 +130,7 @@ impl PushClient {
                 rejected: AtomicU64::new(0),
                 clock: SendClock::default(),
                 revoked: Mutex::new(None),
+                acked: watch::Sender::new(outbox_acked),
             }),
         })
     }
@@ -149,6 +153,13 @@ impl PushClient {
         .await??;
         self.inner.appended.send_replace(sequence);
         Ok(sequence)
+    }
+
+    /// The latest sequence the server acknowledged (committed, duplicate or rejected),
+    /// updated once the outbox has let go of it: wait on it to learn when a sequence that
+    /// [`PushClient::enqueue`] returned is durable at the server.
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        self.inner.acked.subscribe()
     }
 
     pub fn stats(&self) -> PushStats {
@@ -293,6 +304,7 @@ impl PushClient {
                     }
                 };
                 acked_tx.send_replace(sequence);
+                self.inner.acked.send_replace(sequence);
             }
             Err(TransportError::StreamClosed)
         };

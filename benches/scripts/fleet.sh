@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Fleet load (issue #18): one release `secumon server --mtls` (embedded store in a fresh
+# data directory under /tmp, or --store URL), N simulated agents from benches/bin/fleet.rs
+# in one process, each enrolled through the real flow with its own certificate, then every
+# sequence of every agent checked against the store after the server stopped.
+#
+#   benches/scripts/fleet.sh AGENTS [SECONDS=120] [SERIES=100] [INTERVAL_S=10] [STORE_URL]
+#
+# Loopback only. The descriptor limit is raised for both processes (each agent holds a
+# socket and its spool's files). Agents' spools go to /dev/shm so their fsyncs do not
+# compete with the server's on the same disk. The JSON report of the run, then that of the
+# check, is printed on stdout; progress on stderr. FLEET_PROFILE=debug skips the release
+# build (smoke runs only; figures come from release builds); FLEET_NO_BUILD=1 uses the
+# release binaries as they are.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+agents=${1:?usage: fleet.sh AGENTS [SECONDS] [SERIES] [INTERVAL_S] [STORE_URL]}
+seconds=${2:-120}
+series=${3:-100}
+interval=${4:-10}
+store=${5:-}
+profile=${FLEET_PROFILE:-release}
+
+if [ "$profile" = release ] && [ -z "${FLEET_NO_BUILD:-}" ]; then
+  cargo build --workspace --release --bin secumon --bin fleet >&2
+fi
+bin=target/$profile
+
+# Every agent: one TLS connection in each process, plus its spool's segment and lock files.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+want=$((agents * 3 + 1024))
+if [ "$(ulimit -n)" -lt "$want" ]; then
+  ulimit -Hn "$want" 2>/dev/null && ulimit -n "$want" || {
+    echo "fleet.sh: need $want open files, the limit is $(ulimit -n) (raise it, or run as root)" >&2
+    exit 1
+  }
+fi
+
+data=$(mktemp -d /tmp/secumon-fleet-XXXXXX)
+spool=/dev/shm/secumon-fleet-$$
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$data" "$spool"
+}
+trap cleanup EXIT
+
+api_port=18480 grpc_port=18490 hook=127.0.0.1:18495
+cat >"$data/rules.yaml" <<EOF
+rules:
+  - {name: FleetAlert, expr: fleet_alert_value > 50, severity: warning, channels: [hook]}
+channels:
+  hook: {type: webhook, url: "http://$hook/hook"}
+EOF
+
+store_args=()
+[ -n "$store" ] && store_args=(--store "$store")
+# The load measures ingest, not the API's rate limit: the loadgen provisions N tokens.
+"$bin/secumon" server --data-dir "$data" --api "127.0.0.1:$api_port" --grpc "127.0.0.1:$grpc_port" --mtls \
+  --rules "$data/rules.yaml" --api-rate 1000000 "${store_args[@]}" >"$data/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 300); do
+  [ -s "$data/cli.token" ] && curl -fs -o /dev/null "http://127.0.0.1:$api_port/metrics" && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$data/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+echo "fleet.sh: $agents agents x $series series every ${interval}s for ${seconds}s; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+status=0
+"$bin/fleet" run --api "http://127.0.0.1:$api_port" --grpc "127.0.0.1:$grpc_port" --token-file "$data/cli.token" \
+  --agents "$agents" --series "$series" --interval-secs "$interval" --duration-secs "$seconds" \
+  --spool-dir "$spool" --server-pid "$server_pid" --hook "$hook" --manifest "$data/manifest.json" --json || status=$?
+
+# Stopped cleanly first: the embedded store has one writer, the check opens it.
+kill -TERM "$server_pid"
+wait "$server_pid" || true
+server_pid=""
+verify_store="$data/secumon.db"
+[ -n "$store" ] && verify_store="$store"
+"$bin/fleet" verify --manifest "$data/manifest.json" --store "$verify_store" || status=$?
+grep -E " (ERROR|WARN) " "$data/server.log" | sort | uniq -c | sort -rn | head -5 >&2 || true
+exit $status
