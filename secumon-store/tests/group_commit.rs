@@ -200,3 +200,49 @@ async fn grouped_acknowledged_batches_survive_sigkill_once_each() {
     assert_eq!(seen.len(), CHILD_AGENTS);
     eprintln!("{} batches acknowledged before SIGKILL; all present once after restart", acked.values().sum::<u64>());
 }
+
+/// A batch over its tenant's series limit leaves the group it was committed with: its rows go,
+/// the other batches of the group (the same tenant's within the limit, other tenants') stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_series_limit_leaves_its_group_and_the_others_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { max_series_per_tenant: (SERIES * 2) as u64, ..StoreOptions::default() };
+    let store = Arc::new(SqliteStore::open_with(&dir.path().join("s.db"), options).await.unwrap());
+    let t0 = t0();
+    // Each of "small"'s batches brings SERIES new series (its host label differs), so only
+    // two of the five fit; "big"'s agents all report one host, SERIES series in all, so every
+    // batch fits, whatever the order of the group.
+    let mut writers = Vec::new();
+    for agent in 0..10 {
+        let store = Arc::clone(&store);
+        let tenant = if agent % 2 == 0 { "small" } else { "big" };
+        let mut batch = batch(agent, 1, t0);
+        if tenant == "big" {
+            batch.host = "shared".into();
+        }
+        writers.push(tokio::spawn(async move { (tenant, store.write_batch(tenant, &batch).await) }));
+    }
+    let mut committed: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut refused = 0;
+    for writer in writers {
+        match writer.await.unwrap() {
+            (tenant, Ok(WriteOutcome::Committed)) => *committed.entry(tenant).or_default() += 1,
+            (_, Err(secumon_store::StoreError::SeriesLimit { .. })) => refused += 1,
+            (tenant, other) => panic!("{tenant}: {other:?}"),
+        }
+    }
+    assert_eq!(committed.get("big"), Some(&5));
+    assert_eq!((committed.get("small"), refused), (Some(&2), 3));
+    // What was refused left nothing behind: series and the ledger match what was answered.
+    let series: i64 =
+        sqlx_count(&dir.path().join("s.db"), "SELECT count(*) FROM series WHERE tenant_id = 'small'").await;
+    assert_eq!(series, (SERIES * 2) as i64);
+    let ledger: i64 = sqlx_count(&dir.path().join("s.db"), "SELECT count(*) FROM ingested_batches").await;
+    assert_eq!(ledger, 7);
+}
+
+async fn sqlx_count(path: &std::path::Path, sql: &str) -> i64 {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+}
