@@ -10,12 +10,14 @@ mod dashboards;
 mod hosts;
 mod limits;
 mod openapi;
+mod overview;
 mod stream;
 
 pub(crate) use agents::Enrollment;
 pub use agents::{AgentList, AgentView, Provisioned};
 pub use limits::RateLimit;
 pub(crate) use limits::RateLimits;
+pub use overview::{Overview, OverviewGroup, OverviewHost};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +125,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(dashboards::routes())
         .merge(config::routes())
         .merge(hosts::routes())
+        .merge(overview::routes())
         .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
