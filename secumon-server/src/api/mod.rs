@@ -160,6 +160,10 @@ struct IngestRequest {
     /// Names the script: data is stored under the agent id `api:<tenant>:<source>`.
     source: String,
     host: String,
+    /// The sender's labels, like an agent's `labels:` (`client`, `site`, `role`): on the
+    /// agent (the overview groups by them) and on every series of the request.
+    #[serde(default)]
+    labels: Labels,
     #[serde(default)]
     samples: Vec<IngestSample>,
     #[serde(default)]
@@ -222,6 +226,7 @@ async fn ingest(
         agent_id: format!("api:{}:{}", caller.tenant, request.source),
         sequence: next_sequence(),
         host: request.host,
+        agent_labels: request.labels,
         created_at_ms: now,
         samples: request
             .samples
