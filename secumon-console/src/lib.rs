@@ -166,67 +166,81 @@ async fn drive(
         app.now_ms = now_ms();
         // Table lines under the tabs, the border and the header, above the border and status.
         app.page_rows = usize::from(terminal.size()?.height.saturating_sub(5));
-        let unchanged = shown
-            .as_ref()
-            .is_some_and(|s| app.now_ms - s.now_ms < 1_000 && App { now_ms: s.now_ms, ..app.clone() } == *s);
+        // Compared as if drawn at the same moment, without copying 10 000 hosts to do it.
+        let unchanged = shown.as_ref().is_some_and(|s| {
+            let now = std::mem::replace(&mut app.now_ms, s.now_ms);
+            let same = now - s.now_ms < 1_000 && app == *s;
+            app.now_ms = now;
+            same
+        });
         if resized || !unchanged {
             terminal.draw(|frame| render::render(&app, frame))?;
             shown = Some(app.clone());
         }
-        let Some(event) = incoming.recv().await else { return Ok(()) };
-        resized = matches!(event, Event::Resize);
-        match app.update(event) {
-            Some(Command::Quit) => return Ok(()),
-            Some(Command::Refresh) => refresh_now.notify_one(),
-            Some(Command::Silence { matchers, duration }) => {
-                let (client, user) = (client.clone(), user.to_string());
-                answer(&events, async move {
-                    client.silence(&matchers, &duration, &user).await?;
-                    Ok(Event::Done(format!("silenced for {duration}")))
-                });
+        // Events that came together (a held key, keys pasted or sent at once) are applied
+        // together and drawn once.
+        let Some(first) = incoming.recv().await else { return Ok(()) };
+        let mut pending = vec![first];
+        while pending.len() < 1_024
+            && let Ok(event) = incoming.try_recv()
+        {
+            pending.push(event);
+        }
+        resized = pending.iter().any(|e| matches!(e, Event::Resize));
+        for event in pending {
+            match app.update(event) {
+                Some(Command::Quit) => return Ok(()),
+                Some(Command::Refresh) => refresh_now.notify_one(),
+                Some(Command::Silence { matchers, duration }) => {
+                    let (client, user) = (client.clone(), user.to_string());
+                    answer(&events, async move {
+                        client.silence(&matchers, &duration, &user).await?;
+                        Ok(Event::Done(format!("silenced for {duration}")))
+                    });
+                }
+                Some(Command::LoadSilences) => {
+                    let client = client.clone();
+                    answer(&events, async move {
+                        let rows = client.silences().await?;
+                        Ok(Event::Silences { status: format!("{} silence(s) in force", rows.len()), rows })
+                    });
+                }
+                Some(Command::ExpireSilence(id)) => {
+                    let client = client.clone();
+                    answer(&events, async move {
+                        client.expire_silence(&id).await?;
+                        let rows = client.silences().await?;
+                        Ok(Event::Silences { rows, status: format!("silence {id} expired") })
+                    });
+                }
+                Some(Command::LoadRuleHistory(rule)) => {
+                    let client = client.clone();
+                    answer(&events, async move {
+                        let lines = client.rule_history(&rule, now_ms()).await?;
+                        Ok(Event::RuleHistory { rule, lines })
+                    });
+                }
+                Some(Command::AllTenants(all)) => {
+                    client.set_all_tenants(all);
+                    refresh_now.notify_one();
+                }
+                Some(Command::SwitchTenant(tenant)) => {
+                    client.set_tenant(tenant);
+                    refresh_now.notify_one();
+                }
+                Some(Command::LoadHost { host, range }) => {
+                    let client = client.clone();
+                    answer(&events, async move { Ok(Event::Host(client.host(&host, range).await?)) });
+                }
+                Some(Command::Acknowledge { id, comment }) => {
+                    let (client, user) = (client.clone(), user.to_string());
+                    answer(&events, async move {
+                        client.acknowledge(&id, &user, &comment).await?;
+                        Ok(Event::Done(format!("alert {id} acknowledged")))
+                    });
+                }
+                None => {}
             }
-            Some(Command::LoadSilences) => {
-                let client = client.clone();
-                answer(&events, async move {
-                    let rows = client.silences().await?;
-                    Ok(Event::Silences { status: format!("{} silence(s) in force", rows.len()), rows })
-                });
-            }
-            Some(Command::ExpireSilence(id)) => {
-                let client = client.clone();
-                answer(&events, async move {
-                    client.expire_silence(&id).await?;
-                    let rows = client.silences().await?;
-                    Ok(Event::Silences { rows, status: format!("silence {id} expired") })
-                });
-            }
-            Some(Command::LoadRuleHistory(rule)) => {
-                let client = client.clone();
-                answer(&events, async move {
-                    let lines = client.rule_history(&rule, now_ms()).await?;
-                    Ok(Event::RuleHistory { rule, lines })
-                });
-            }
-            Some(Command::AllTenants(all)) => {
-                client.set_all_tenants(all);
-                refresh_now.notify_one();
-            }
-            Some(Command::SwitchTenant(tenant)) => {
-                client.set_tenant(tenant);
-                refresh_now.notify_one();
-            }
-            Some(Command::LoadHost { host, range }) => {
-                let client = client.clone();
-                answer(&events, async move { Ok(Event::Host(client.host(&host, range).await?)) });
-            }
-            Some(Command::Acknowledge { id, comment }) => {
-                let (client, user) = (client.clone(), user.to_string());
-                answer(&events, async move {
-                    client.acknowledge(&id, &user, &comment).await?;
-                    Ok(Event::Done(format!("alert {id} acknowledged")))
-                });
-            }
-            None => {}
         }
     }
 }
