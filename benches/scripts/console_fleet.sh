@@ -9,22 +9,30 @@
 #   - that console's RSS (VmRSS, VmHWM).
 #
 #   benches/scripts/console_fleet.sh [hosts=1000] [seconds=30]
+# SECUMON_BENCH_PROFILE=debug measures the debug build instead (slower: say so with figures).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hosts=${1:-1000}
 seconds=${2:-30}
 command -v tmux >/dev/null || { echo "console_fleet: needs tmux (apt-get install tmux)" >&2; exit 1; }
 
-cargo build --release --locked --workspace --bin api_seed --bin console_load --bin secumon
+profile=${SECUMON_BENCH_PROFILE:-release}
+if [ "$profile" = release ]; then
+  cargo build --release --locked --workspace --bin api_seed --bin console_load --bin secumon
+else
+  cargo build --locked --workspace --bin api_seed --bin console_load --bin secumon
+fi
+bin=target/$profile
+echo "console_fleet: $hosts hosts, $profile build, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 data=$(mktemp -d /tmp/secumon-fleet-XXXXXX)
 session="secumon-fleet-bench-$$"
 server_pid=""
 trap 'tmux kill-session -t "$session" 2>/dev/null; [ -n "$server_pid" ] && kill $server_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
-key=$(target/release/api_seed --dir "$data" --hosts "$hosts" --hours 1)
+key=$("$bin/api_seed" --dir "$data" --hosts "$hosts" --hours 1)
 
 port=18580
-target/release/secumon server --data-dir "$data" --api "127.0.0.1:$port" --grpc 127.0.0.1:18590 \
+"$bin/secumon" server --data-dir "$data" --api "127.0.0.1:$port" --grpc 127.0.0.1:18590 \
   >"$data/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do
@@ -32,7 +40,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-target/release/console_load --server "http://127.0.0.1:$port" --token "$key" --runs 3 --expect "$hosts"
+"$bin/console_load" --server "http://127.0.0.1:$port" --token "$key" --runs 3 --expect "$hosts"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_over() { # cpu_over PID SECONDS: percent of one core
@@ -44,7 +52,7 @@ cpu_over() { # cpu_over PID SECONDS: percent of one core
 echo "console_fleet: server CPU, no console, ${seconds} s: $(cpu_over "$server_pid" "$seconds") % of a core"
 
 tmux new-session -d -s "$session" -x 160 -y 45 -e "SECUMON_TOKEN=$key" \
-  "target/release/secumon console --server http://127.0.0.1:$port"
+  "$bin/secumon console --server http://127.0.0.1:$port"
 console_pid=$(tmux list-panes -t "$session" -F '#{pane_pid}')
 for _ in $(seq 300); do
   tmux capture-pane -p -t "$session" | grep -qF "Hosts ($hosts, " && break

@@ -89,8 +89,15 @@ pub fn change_of(message: &Value) -> Result<Option<Change>, ClientError> {
     })
 }
 
-/// Rows one overview request asks for: 10 000 hosts come in two.
-const OVERVIEW_PAGE: usize = 5_000;
+/// One page of `GET /api/v1/overview`, as far as the console reads it.
+#[derive(serde::Deserialize)]
+struct OverviewPage {
+    hosts: Vec<HostRow>,
+    next_offset: Option<u64>,
+}
+
+/// Rows one overview request asks for (the server's most): up to 10 000 hosts in one call.
+const OVERVIEW_PAGE: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ApiClient {
@@ -156,6 +163,31 @@ impl ApiClient {
         }
     }
 
+    /// A GET whose answer is read straight into `T` (no intermediate JSON tree: the
+    /// overview of 10 000 hosts is megabytes).
+    async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.get(format!("{}{path}", self.base)).query(query);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(tenant) = self.tenant.borrow().as_deref() {
+            request = request.header(TENANT_HEADER, tenant);
+        }
+        let response = request.send().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
+        if !response.status().is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            return Err(ClientError::Refused(
+                body["error"]["message"].as_str().unwrap_or("request refused").to_string(),
+            ));
+        }
+        let bytes = response.bytes().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Shape(e.to_string()))
+    }
+
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
     }
@@ -201,13 +233,11 @@ impl ApiClient {
             if all {
                 query.push(("all_tenants", "true"));
             }
-            let body = self.get("/overview", &query).await?;
+            let body: OverviewPage = self.get_as("/overview", &query).await?;
             pages += 1;
-            let page: Vec<HostRow> =
-                serde_json::from_value(body["hosts"].clone()).map_err(|e| ClientError::Shape(e.to_string()))?;
-            let more = page.len();
-            hosts.extend(page);
-            match body["next_offset"].as_u64() {
+            let more = body.hosts.len();
+            hosts.extend(body.hosts);
+            match body.next_offset {
                 // The list moved under the paging (a host came or went): read it again.
                 Some(next) if next as usize != hosts.len() => {
                     hosts.clear();
