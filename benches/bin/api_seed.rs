@@ -1,6 +1,8 @@
 //! Fills a data directory for the API latency benchmark: `--hosts` agents, each with
 //! `--hours` of a host's everyday gauges one minute apart, written through the embedded
-//! store as the server would, plus a viewer API key, printed on standard output.
+//! store as the server would, plus a viewer API key, printed on standard output. Each agent
+//! carries the labels an MSP groups by: `client` (`client-00`…, `--clients` of them, host
+//! `i` is client `i % clients`'s), `site` (`site-0`…`site-6`) and `role`.
 //!
 //! `benches/scripts/api_latency.sh` runs this, starts `secumon server` on the directory and
 //! points wrk at it.
@@ -23,7 +25,12 @@ struct Args {
     /// History per series, ending now.
     #[arg(long, default_value_t = 24)]
     hours: usize,
+    /// Clients the hosts are spread over (the `client` label).
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
 }
+
+const ROLES: [&str; 4] = ["web", "db", "cache", "worker"];
 
 const STEP_MS: i64 = 60_000;
 const GAUGES: [(&str, &str, f64); 8] = [
@@ -69,6 +76,11 @@ async fn main() -> anyhow::Result<()> {
             agent_id: format!("agent-{host:04}"),
             sequence: 1,
             host: name,
+            agent_labels: Labels::from([
+                ("client".to_string(), format!("client-{:02}", host % args.clients.max(1))),
+                ("site".to_string(), format!("site-{}", host % 7)),
+                ("role".to_string(), ROLES[host % ROLES.len()].to_string()),
+            ]),
             created_at_ms: end,
             samples,
             ..Default::default()

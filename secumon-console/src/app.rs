@@ -51,9 +51,13 @@ impl Range {
     }
 }
 
-/// One host on the overview.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// One host on the overview, as `GET /api/v1/overview` gives it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
 pub struct HostRow {
+    /// Its tenant (several only when a super-admin groups by tenant).
+    pub tenant: String,
+    pub agent_id: String,
     pub host: String,
     /// The agent's labels, which the filter also searches (`env=prod`).
     pub labels: std::collections::BTreeMap<String, String>,
@@ -68,6 +72,38 @@ pub struct HostRow {
     /// The server re-stamps its agent's data by that offset (it is past the tolerance).
     pub clock_corrected: bool,
 }
+
+/// A host's latest values from the live stream: seen at `seen_ms` (0: not a heartbeat),
+/// and the gauges that came with it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LiveHost {
+    pub host: String,
+    pub seen_ms: i64,
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+    pub disk: Option<f64>,
+}
+
+/// A line of the overview: a group's header, or a host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OverviewLine<'a> {
+    Group(GroupSummary),
+    Host(&'a HostRow),
+}
+
+/// A group of the overview and its counts (over every host of it the filter lets through).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupSummary {
+    /// The tenant or label value; empty: hosts without the label.
+    pub name: String,
+    pub hosts: usize,
+    pub down: usize,
+    pub firing: usize,
+    pub collapsed: bool,
+}
+
+/// What the overview can be grouped by (`g` cycles); `tenant` only for a super-admin.
+pub const GROUPINGS: [&str; 4] = ["tenant", "client", "site", "role"];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AlertRow {
@@ -176,6 +212,10 @@ pub struct Snapshot {
 pub enum Event {
     Key(KeyEvent),
     Data(Snapshot),
+    /// Alerts, findings and checks fetched again; the hosts stay (`Snapshot::hosts` unused).
+    Activity(Snapshot),
+    /// Hosts' latest values from the live stream, gathered over a moment.
+    LiveHosts(Vec<LiveHost>),
     Host(HostDetail),
     /// The server cannot be reached (or answered an error); the console keeps its data.
     Failed(String),
@@ -228,6 +268,9 @@ pub enum Command {
     LoadSilences,
     /// End this silence now.
     ExpireSilence(String),
+    /// The overview covers every tenant (`true`: a super-admin grouping by tenant) or the
+    /// one looked at; fetch it again.
+    AllTenants(bool),
     Quit,
 }
 
@@ -261,6 +304,14 @@ pub struct App {
     pub silences: Option<(Vec<SilenceRow>, usize)>,
     pub status: String,
     pub now_ms: i64,
+    /// The overview's grouping: `tenant` or an agent label; `None`: one list.
+    pub group_by: Option<String>,
+    /// Groups folded to their header line.
+    pub collapsed: std::collections::BTreeSet<String>,
+    /// The overview's first line on screen.
+    pub scroll: usize,
+    /// Table lines the screen has room for (the driver sets it from the terminal's size).
+    pub page_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,6 +329,11 @@ pub enum Input {
         /// replaces it (typing `30m` over `1h` means 30 minutes, not `1h30m`).
         suggested: bool,
     },
+}
+
+/// The group `host` falls in: its tenant, or its value of the label (empty without it).
+pub fn group_of<'a>(host: &'a HostRow, group_by: &str) -> &'a str {
+    if group_by == "tenant" { &host.tenant } else { host.labels.get(group_by).map_or("", String::as_str) }
 }
 
 /// The overview's order (`o` cycles).
@@ -335,6 +391,10 @@ impl App {
             silences: None,
             status: "connecting…".into(),
             now_ms: 0,
+            group_by: None,
+            collapsed: Default::default(),
+            scroll: 0,
+            page_rows: 20,
         }
     }
 
@@ -360,12 +420,148 @@ impl App {
             };
             order.then(a.host.cmp(&b.host))
         });
+        if let Some(group_by) = &self.group_by {
+            // Groups by name, hosts without the label last; the order above within each.
+            hosts.sort_by_cached_key(|h| {
+                let name = group_of(h, group_by);
+                (name.is_empty(), name.to_string())
+            });
+        }
         hosts
+    }
+
+    /// The overview's lines: hosts, under their groups' headers when grouped (a collapsed
+    /// group shows only its header). What is drawn, selected and clicked.
+    pub fn overview_lines(&self) -> Vec<OverviewLine<'_>> {
+        let hosts = self.visible_hosts();
+        let Some(group_by) = &self.group_by else { return hosts.into_iter().map(OverviewLine::Host).collect() };
+        let mut lines = Vec::with_capacity(hosts.len() + 16);
+        // The current group: its name, its header's index, and whether it is open.
+        let mut current: Option<(&str, usize, bool)> = None;
+        for host in hosts {
+            let name = group_of(host, group_by);
+            let (header, open) = match current {
+                Some((current, header, open)) if current == name => (header, open),
+                _ => {
+                    let collapsed = self.collapsed.contains(name);
+                    let summary = GroupSummary { name: name.to_string(), collapsed, ..Default::default() };
+                    lines.push(OverviewLine::Group(summary));
+                    current = Some((name, lines.len() - 1, !collapsed));
+                    (lines.len() - 1, !collapsed)
+                }
+            };
+            if let Some(OverviewLine::Group(group)) = lines.get_mut(header) {
+                group.hosts += 1;
+                group.down += usize::from(host.status != "online");
+                group.firing += host.firing;
+            }
+            if open {
+                lines.push(OverviewLine::Host(host));
+            }
+        }
+        lines
+    }
+
+    /// Keeps the selected line on screen.
+    fn follow_selection(&mut self) {
+        let rows = self.page_rows.max(1);
+        if self.selected < self.scroll {
+            self.scroll = self.selected;
+        } else if self.selected >= self.scroll + rows {
+            self.scroll = self.selected + 1 - rows;
+        }
+        self.scroll = self.scroll.min(self.rows().saturating_sub(rows));
+    }
+
+    /// `g`: the next grouping (tenant only for a super-admin), then none.
+    fn next_grouping(&mut self) -> Option<Command> {
+        let offered: Vec<&str> =
+            GROUPINGS.iter().copied().filter(|g| *g != "tenant" || !self.tenants.is_empty()).collect();
+        let next = match &self.group_by {
+            None => offered.first().copied(),
+            Some(current) => offered.iter().skip_while(|g| *g != current).nth(1).copied(),
+        };
+        let was_tenant = self.group_by.as_deref() == Some("tenant");
+        self.group_by = next.map(str::to_string);
+        self.collapsed.clear();
+        self.selected = 0;
+        self.scroll = 0;
+        self.status = match next {
+            Some(g) => format!("grouped by {g} (space folds a group, {{ }} jump between groups)"),
+            None => "not grouped".into(),
+        };
+        let is_tenant = next == Some("tenant");
+        (was_tenant != is_tenant).then_some(Command::AllTenants(is_tenant))
+    }
+
+    /// `{` / `}`: the previous / next group's header.
+    fn jump_group(&mut self, forward: bool) {
+        let headers: Vec<usize> = self
+            .overview_lines()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l, OverviewLine::Group(_)))
+            .map(|(i, _)| i)
+            .collect();
+        let target = if forward {
+            headers.iter().copied().find(|&i| i > self.selected)
+        } else {
+            headers.iter().copied().rev().find(|&i| i < self.selected)
+        };
+        if let Some(target) = target {
+            self.selected = target;
+        }
+    }
+
+    /// Space (or Enter on a header): folds or unfolds the selected line's group, and
+    /// selects its header.
+    fn toggle_group(&mut self) {
+        let lines = self.overview_lines();
+        let Some(header) = (0..=self.selected.min(lines.len().saturating_sub(1)))
+            .rev()
+            .find(|&i| matches!(lines.get(i), Some(OverviewLine::Group(_))))
+        else {
+            return;
+        };
+        let Some(OverviewLine::Group(group)) = lines.get(header) else { return };
+        let name = group.name.clone();
+        drop(lines);
+        if !self.collapsed.remove(&name) {
+            self.collapsed.insert(name);
+        }
+        self.selected = header;
+    }
+
+    /// Applies the live stream's values to their hosts' rows.
+    fn apply_live(&mut self, changes: Vec<LiveHost>) {
+        let mut at: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+        for (i, row) in self.data.hosts.iter().enumerate() {
+            // The stream is the tenant looked at: rows of other tenants are not its hosts.
+            if self.group_by.as_deref() != Some("tenant") || self.tenant.as_ref().is_none_or(|t| *t == row.tenant) {
+                at.entry(row.host.as_str()).or_default().push(i);
+            }
+        }
+        let at: std::collections::HashMap<String, Vec<usize>> =
+            at.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        for change in changes {
+            for &i in at.get(&change.host).into_iter().flatten() {
+                let row = &mut self.data.hosts[i];
+                if change.seen_ms > 0 {
+                    row.last_seen_ms = row.last_seen_ms.max(change.seen_ms);
+                    if row.status == "offline" {
+                        row.status = "online".into();
+                    }
+                }
+                row.cpu = change.cpu.or(row.cpu);
+                row.memory = change.memory.or(row.memory);
+                row.disk = change.disk.or(row.disk);
+            }
+        }
     }
 
     fn rows(&self) -> usize {
         match self.view {
-            View::Overview => self.visible_hosts().len(),
+            View::Overview => self.overview_lines().len(),
             View::Alerts => self.data.alerts.len(),
             View::Findings => self.data.findings.len(),
             View::Checks => self.data.checks.len(),
@@ -375,12 +571,39 @@ impl App {
 
     /// Applies an event; returns what must be done next.
     pub fn update(&mut self, event: Event) -> Option<Command> {
+        let command = self.apply(event);
+        if self.view == View::Overview {
+            self.follow_selection();
+        }
+        command
+    }
+
+    fn apply(&mut self, event: Event) -> Option<Command> {
         match event {
             Event::Data(snapshot) => {
                 self.data = snapshot;
                 self.connected = true;
                 self.status = format!("connected to {}", self.server);
                 self.selected = self.selected.min(self.rows().saturating_sub(1));
+                None
+            }
+            Event::Activity(activity) => {
+                // Firing counts follow the alerts; across tenants only the next full fetch can.
+                if self.group_by.as_deref() != Some("tenant") {
+                    for row in &mut self.data.hosts {
+                        row.firing = activity
+                            .alerts
+                            .iter()
+                            .filter(|a| a.state == "firing" && a.labels.get("host") == Some(&row.host))
+                            .count();
+                    }
+                }
+                self.data = Snapshot { hosts: std::mem::take(&mut self.data.hosts), ..activity };
+                self.selected = self.selected.min(self.rows().saturating_sub(1));
+                None
+            }
+            Event::LiveHosts(changes) => {
+                self.apply_live(changes);
                 None
             }
             Event::Host(detail) => {
@@ -551,8 +774,40 @@ impl App {
             KeyCode::Char('h') if self.view == View::Alerts => {
                 self.data.alerts.get(self.selected).map(|alert| Command::LoadRuleHistory(alert.rule.clone()))
             }
+            KeyCode::Char('g') if self.view == View::Overview => self.next_grouping(),
+            KeyCode::Char(' ') if self.view == View::Overview => {
+                self.toggle_group();
+                None
+            }
+            KeyCode::Char(c @ ('{' | '}')) if self.view == View::Overview => {
+                self.jump_group(c == '}');
+                None
+            }
+            KeyCode::Home => {
+                self.selected = 0;
+                None
+            }
+            KeyCode::End | KeyCode::Char('G') => {
+                self.selected = self.rows().saturating_sub(1);
+                None
+            }
+            KeyCode::PageDown => {
+                self.selected = (self.selected + self.page_rows.max(1)).min(self.rows().saturating_sub(1));
+                None
+            }
+            KeyCode::PageUp => {
+                self.selected = self.selected.saturating_sub(self.page_rows.max(1));
+                None
+            }
             KeyCode::Enter if self.view == View::Overview => {
-                let host = self.visible_hosts().get(self.selected).map(|h| h.host.clone())?;
+                let host = match self.overview_lines().get(self.selected) {
+                    Some(OverviewLine::Host(host)) => host.host.clone(),
+                    Some(OverviewLine::Group(_)) => {
+                        self.toggle_group();
+                        return None;
+                    }
+                    None => return None,
+                };
                 self.view = View::Host;
                 self.host = Some(HostDetail { host: host.clone(), ..Default::default() });
                 Some(Command::LoadHost { host, range: self.range })
@@ -586,6 +841,7 @@ impl App {
         };
         self.tenant = next.clone();
         self.data = Snapshot::default();
+        self.scroll = 0;
         self.host = None;
         self.selected = 0;
         if self.view == View::Host {
@@ -615,7 +871,9 @@ impl App {
             return None;
         }
         if self.view != View::Host && row >= 3 {
-            let index = usize::from(row - 3);
+            // The overview scrolls: its first line on screen is `scroll`.
+            let first = if self.view == View::Overview { self.scroll } else { 0 };
+            let index = first + usize::from(row - 3);
             if index < self.rows() {
                 self.selected = index;
             }
@@ -635,7 +893,7 @@ impl App {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn key(code: KeyCode) -> Event {
@@ -852,5 +1110,145 @@ mod tests {
         app.update(key(KeyCode::Char('x')));
         assert!(!app.help, "any key closes the help");
         assert_eq!(app.update(key(KeyCode::Char('q'))), Some(Command::Quit));
+    }
+
+    /// `n` hosts `host-0000`…, their `client` label cycling over three clients (the last
+    /// one's host has none), every seventh offline, every eleventh with an alert firing.
+    pub(crate) fn fleet(n: usize) -> Snapshot {
+        let hosts = (0..n)
+            .map(|i| HostRow {
+                tenant: "default".into(),
+                agent_id: format!("agent-{i:04}"),
+                host: format!("host-{i:04}"),
+                labels: if i % 4 == 3 {
+                    Default::default()
+                } else {
+                    [("client".to_string(), ["acme", "globex", "initech"][i % 4].to_string())].into()
+                },
+                status: if i % 7 == 0 { "offline" } else { "online" }.into(),
+                firing: usize::from(i % 11 == 0),
+                cpu: Some((i % 100) as f64 / 100.0),
+                ..Default::default()
+            })
+            .collect();
+        Snapshot { hosts, ..Default::default() }
+    }
+
+    #[test]
+    fn every_host_of_a_thousand_is_reachable_by_scrolling_by_end_and_by_filter() {
+        let mut app = App::new("http://x");
+        app.page_rows = 40;
+        app.update(Event::Data(fleet(1000)));
+        app.update(key(KeyCode::Char('o')));
+        assert_eq!(app.sort, SortBy::Name);
+        for _ in 0..999 {
+            app.update(key(KeyCode::Down));
+        }
+        assert_eq!(app.selected, 999);
+        assert_eq!(app.scroll, 960, "the selection stays on screen");
+        assert!(matches!(app.overview_lines()[app.selected], OverviewLine::Host(h) if h.host == "host-0999"));
+        app.update(key(KeyCode::Down));
+        assert_eq!(app.selected, 999, "no line past the last");
+        // A click maps to the line drawn there: the table's first line is `scroll`.
+        app.update(Event::Click { column: 4, row: 3 });
+        assert_eq!(app.selected, 960);
+        app.update(key(KeyCode::Home));
+        assert_eq!((app.selected, app.scroll), (0, 0));
+        app.update(key(KeyCode::End));
+        assert_eq!((app.selected, app.scroll), (999, 960));
+        app.update(key(KeyCode::PageUp));
+        assert_eq!((app.selected, app.scroll), (959, 959));
+        app.update(key(KeyCode::Home));
+        app.update(key(KeyCode::Char('/')));
+        for c in "host-0999".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        app.update(key(KeyCode::Enter));
+        let found: Vec<&str> = app.visible_hosts().iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(found, ["host-0999"]);
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            Some(Command::LoadHost { host: "host-0999".into(), range: Range::Hour })
+        );
+    }
+
+    #[test]
+    fn grouping_by_client_counts_folds_and_jumps_between_groups() {
+        let mut app = App::new("http://x");
+        app.update(Event::Data(fleet(1000)));
+        assert_eq!(app.update(key(KeyCode::Char('g'))), None, "not a super-admin: client first, no tenant");
+        assert_eq!(app.group_by.as_deref(), Some("client"));
+        let groups = |app: &App| -> Vec<GroupSummary> {
+            app.overview_lines()
+                .into_iter()
+                .filter_map(|l| if let OverviewLine::Group(g) = l { Some(g) } else { None })
+                .collect()
+        };
+        let seen = groups(&app);
+        let names: Vec<&str> = seen.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["acme", "globex", "initech", ""], "by name, hosts without the label last");
+        let count = |pick: fn(usize) -> bool| (0..1000).filter(|i| pick(*i)).count();
+        assert_eq!(seen[0].hosts, 250);
+        assert_eq!(seen[0].down, count(|i| i % 4 == 0 && i % 7 == 0));
+        assert_eq!(seen[0].firing, count(|i| i % 4 == 0 && i % 11 == 0));
+        assert_eq!(seen.iter().map(|g| g.hosts).sum::<usize>(), 1000);
+        assert_eq!(app.overview_lines().len(), 1004);
+        // `}` jumps to the next header; space folds the group the selection is in.
+        app.update(key(KeyCode::Char('}')));
+        assert_eq!(app.selected, 251);
+        app.update(key(KeyCode::Down));
+        app.update(key(KeyCode::Char(' ')));
+        assert_eq!(app.selected, 251, "the folded group's header is selected");
+        assert!(groups(&app)[1].collapsed);
+        assert_eq!(app.overview_lines().len(), 754);
+        app.update(key(KeyCode::Char('}')));
+        assert_eq!(app.selected, 252, "the next header follows the folded one");
+        app.update(key(KeyCode::Char('{')));
+        assert_eq!(app.selected, 251);
+        assert_eq!(app.update(key(KeyCode::Enter)), None, "Enter on a header unfolds it");
+        assert_eq!(app.overview_lines().len(), 1004);
+        app.update(key(KeyCode::End));
+        assert!(matches!(app.overview_lines()[app.selected], OverviewLine::Host(h) if h.host == "host-0999"));
+        // A super-admin may group by tenant: the overview then covers every tenant.
+        app.update(Event::Tenants(vec!["default".into(), "globex".into()]));
+        app.update(key(KeyCode::Char('g')));
+        assert_eq!(app.group_by.as_deref(), Some("site"));
+        app.update(key(KeyCode::Char('g')));
+        app.update(key(KeyCode::Char('g')));
+        assert_eq!(app.group_by, None);
+        assert_eq!(app.update(key(KeyCode::Char('g'))), Some(Command::AllTenants(true)));
+        assert_eq!(app.group_by.as_deref(), Some("tenant"));
+        assert_eq!(app.update(key(KeyCode::Char('g'))), Some(Command::AllTenants(false)));
+    }
+
+    #[test]
+    fn live_values_update_their_rows_and_activity_keeps_the_hosts() {
+        let mut app = App::new("http://x");
+        app.update(Event::Data(fleet(10)));
+        app.update(Event::LiveHosts(vec![
+            LiveHost { host: "host-0007".into(), seen_ms: 5_000, ..Default::default() },
+            LiveHost { host: "host-0007".into(), cpu: Some(0.99), disk: Some(0.5), ..Default::default() },
+        ]));
+        let row = app.data.hosts.iter().find(|h| h.host == "host-0007").unwrap();
+        assert_eq!(
+            (row.status.as_str(), row.last_seen_ms, row.cpu, row.disk),
+            ("online", 5_000, Some(0.99), Some(0.5))
+        );
+        let alert = AlertRow {
+            id: "a1".into(),
+            rule: "CpuHigh".into(),
+            state: "firing".into(),
+            severity: "warning".into(),
+            labels: [("host".to_string(), "host-0003".to_string())].into(),
+            since_ms: 0,
+            value: 1.0,
+            acknowledged: None,
+            annotations: Default::default(),
+        };
+        app.update(Event::Activity(Snapshot { alerts: vec![alert], ..Default::default() }));
+        assert_eq!(app.data.hosts.len(), 10, "the hosts stay");
+        let firing: Vec<&str> = app.data.hosts.iter().filter(|h| h.firing > 0).map(|h| h.host.as_str()).collect();
+        assert_eq!(firing, ["host-0003"], "firing counts follow the alerts");
+        assert_eq!(app.data.alerts.len(), 1);
     }
 }

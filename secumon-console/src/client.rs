@@ -23,30 +23,81 @@ pub enum ClientError {
     Shape(String),
 }
 
-/// The live stream: says when something the console shows has changed.
+/// What the live stream says changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A host's values arrived: it was seen now, with these gauges (the largest of its
+    /// series in the batch, e.g. the fullest filesystem); the overview updates that row.
+    Host(crate::app::LiveHost),
+    /// A check ran or an alert moved: the lists are fetched again (not the hosts).
+    Activity,
+}
+
+/// The gauges the overview shows, as the stream names them.
+const GAUGES: [&str; 3] = ["cpu_usage_ratio", "memory_used_ratio", "filesystem_used_ratio"];
+
+/// The live stream: says what changed.
 pub struct LiveStream {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
 impl LiveStream {
-    /// Waits for the next batch, check result or alert; an error once the stream ends (the
-    /// server stopped, or dropped this console as too slow).
-    pub async fn next_change(&mut self) -> Result<(), ClientError> {
+    /// Waits for the next change; an error once the stream ends (the server stopped, or
+    /// dropped this console as too slow).
+    pub async fn next_change(&mut self) -> Result<Change, ClientError> {
         use futures::StreamExt;
         while let Some(Ok(message)) = self.socket.next().await {
             let Message::Text(text) = message else { continue };
             let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            match message["type"].as_str() {
-                Some("host" | "samples" | "check" | "alert") => return Ok(()),
-                Some("error") => {
-                    return Err(ClientError::Refused(message["error"]["message"].as_str().unwrap_or("").to_string()));
-                }
-                _ => {}
+            if let Some(change) = change_of(&message)? {
+                return Ok(change);
             }
         }
         Err(ClientError::Unreachable("the live stream".into()))
     }
 }
+
+/// The change one stream message means, if any.
+pub fn change_of(message: &Value) -> Result<Option<Change>, ClientError> {
+    Ok(match message["type"].as_str() {
+        Some("host") => message["host"].as_str().map(|host| {
+            Change::Host(crate::app::LiveHost {
+                host: host.to_string(),
+                seen_ms: message["at_ms"].as_i64().unwrap_or(0),
+                ..Default::default()
+            })
+        }),
+        Some("samples") => message["host"].as_str().map(|host| {
+            let mut live = crate::app::LiveHost { host: host.to_string(), ..Default::default() };
+            for sample in message["samples"].as_array().into_iter().flatten() {
+                let (Some(name), Some(value)) = (sample["name"].as_str(), sample["value"].as_f64()) else { continue };
+                let slot = match name {
+                    "cpu_usage_ratio" => &mut live.cpu,
+                    "memory_used_ratio" => &mut live.memory,
+                    "filesystem_used_ratio" => &mut live.disk,
+                    _ => continue,
+                };
+                *slot = Some(slot.map_or(value, |v: f64| v.max(value)));
+            }
+            Change::Host(live)
+        }),
+        Some("check" | "alert") => Some(Change::Activity),
+        Some("error") => {
+            return Err(ClientError::Refused(message["error"]["message"].as_str().unwrap_or("").to_string()));
+        }
+        _ => None,
+    })
+}
+
+/// One page of `GET /api/v1/overview`, as far as the console reads it.
+#[derive(serde::Deserialize)]
+struct OverviewPage {
+    hosts: Vec<HostRow>,
+    next_offset: Option<u64>,
+}
+
+/// Rows one overview request asks for (the server's most): up to 10 000 hosts in one call.
+const OVERVIEW_PAGE: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ApiClient {
@@ -55,6 +106,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     /// The tenant a super-admin looks at (`X-Secumon-Tenant`); `None`: the caller's own.
     tenant: Arc<watch::Sender<Option<String>>>,
+    /// The overview covers every tenant (a super-admin grouping by tenant).
+    all_tenants: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ApiClient {
@@ -65,12 +118,19 @@ impl ApiClient {
             token,
             http,
             tenant: Arc::new(watch::Sender::new(None)),
+            all_tenants: Arc::default(),
         }
     }
 
     /// Looks at `tenant` from now on (a super-admin's switch); `None`: the caller's own.
     pub fn set_tenant(&self, tenant: Option<String>) {
         self.tenant.send_replace(tenant);
+    }
+
+    /// The overview covers every tenant from now on (`true`, a super-admin's choice), or the
+    /// one looked at.
+    pub fn set_all_tenants(&self, all: bool) {
+        self.all_tenants.store(all, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Says when the tenant changes.
@@ -103,6 +163,31 @@ impl ApiClient {
         }
     }
 
+    /// A GET whose answer is read straight into `T` (no intermediate JSON tree: the
+    /// overview of 10 000 hosts is megabytes).
+    async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.get(format!("{}{path}", self.base)).query(query);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(tenant) = self.tenant.borrow().as_deref() {
+            request = request.header(TENANT_HEADER, tenant);
+        }
+        let response = request.send().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
+        if !response.status().is_success() {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            return Err(ClientError::Refused(
+                body["error"]["message"].as_str().unwrap_or("request refused").to_string(),
+            ));
+        }
+        let bytes = response.bytes().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Shape(e.to_string()))
+    }
+
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
     }
@@ -111,25 +196,6 @@ impl ApiClient {
     async fn latest_values(&self, host: &str, metric: &str) -> Result<Vec<(Value, f64)>, ClientError> {
         let series = self.all_series(host, metric, "5m", "last").await?;
         Ok(series.into_iter().filter_map(|(labels, points)| Some((labels, points.last()?.1))).collect())
-    }
-
-    /// A host's overview gauges in one request: each metric's latest value, the largest
-    /// across its series (e.g. the fullest filesystem).
-    async fn gauges(&self, host: &str) -> std::collections::BTreeMap<String, f64> {
-        let path = format!("/metrics/hosts/{host}");
-        let Ok(summary) =
-            self.get(&path, &[("metrics", "cpu_usage_ratio,memory_used_ratio,filesystem_used_ratio")]).await
-        else {
-            return Default::default();
-        };
-        let metrics = summary["metrics"].as_object().cloned().unwrap_or_default();
-        metrics
-            .into_iter()
-            .filter_map(|(name, series)| {
-                let values = series.as_array()?.iter().filter_map(|s| s["value"].as_f64());
-                Some((name, values.reduce(f64::max)?))
-            })
-            .collect()
     }
 
     /// Opens the live stream of the caller's tenant (`/api/v1/stream`).
@@ -149,14 +215,41 @@ impl ApiClient {
             request.headers_mut().insert(TENANT_HEADER, value);
         }
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|_| unreachable())?;
-        let subscribe = r#"{"subscribe": {"alerts": true, "checks": true}}"#;
-        socket.send(Message::text(subscribe)).await.map_err(|_| unreachable())?;
+        let subscribe = serde_json::json!({"subscribe": {"alerts": true, "checks": true, "metrics": GAUGES}});
+        socket.send(Message::text(subscribe.to_string())).await.map_err(|_| unreachable())?;
         Ok(LiveStream { socket })
     }
 
-    /// Hosts with their gauges, alerts and findings.
-    pub async fn snapshot(&self) -> Result<Snapshot, ClientError> {
-        let agents = self.get("/agents", &[]).await?;
+    /// Every host of the overview, page after page (`GET /overview`, by name), with the
+    /// number of pages it took.
+    pub async fn overview(&self) -> Result<(Vec<HostRow>, usize), ClientError> {
+        let all = self.all_tenants.load(std::sync::atomic::Ordering::Relaxed);
+        let mut hosts = Vec::new();
+        let mut pages = 0;
+        let limit = OVERVIEW_PAGE.to_string();
+        loop {
+            let offset = hosts.len().to_string();
+            let mut query = vec![("sort", "name"), ("limit", limit.as_str()), ("offset", offset.as_str())];
+            if all {
+                query.push(("all_tenants", "true"));
+            }
+            let body: OverviewPage = self.get_as("/overview", &query).await?;
+            pages += 1;
+            let more = body.hosts.len();
+            hosts.extend(body.hosts);
+            match body.next_offset {
+                // The list moved under the paging (a host came or went): read it again.
+                Some(next) if next as usize != hosts.len() => {
+                    hosts.clear();
+                }
+                Some(_) if more > 0 => {}
+                _ => return Ok((hosts, pages)),
+            }
+        }
+    }
+
+    /// Alerts, findings and checks (what the stream's `Activity` changes).
+    pub async fn activity(&self) -> Result<Snapshot, ClientError> {
         let alerts: Vec<AlertRow> = serde_json::from_value(self.get("/alerts", &[]).await?["alerts"].clone())
             .map_err(|e| ClientError::Shape(e.to_string()))?;
         let findings: Vec<FindingRow> =
@@ -176,26 +269,13 @@ impl ApiClient {
                 }
             }
         }
-        let mut hosts = Vec::new();
-        for agent in agents["agents"].as_array().into_iter().flatten() {
-            let host = agent["host"].as_str().unwrap_or_default().to_string();
-            let firing = alerts.iter().filter(|a| a.state == "firing" && a.labels.get("host") == Some(&host)).count();
-            let labels = serde_json::from_value(agent["labels"].clone()).unwrap_or_default();
-            let gauges = self.gauges(&host).await;
-            hosts.push(HostRow {
-                labels,
-                cpu: gauges.get("cpu_usage_ratio").copied(),
-                memory: gauges.get("memory_used_ratio").copied(),
-                disk: gauges.get("filesystem_used_ratio").copied(),
-                status: agent["status"].as_str().unwrap_or("unknown").to_string(),
-                last_seen_ms: agent["last_seen_ms"].as_i64().unwrap_or(0),
-                clock_offset_ms: agent["clock"]["offset_ms"].as_i64(),
-                clock_corrected: agent["clock"]["corrected"].as_bool().unwrap_or(false),
-                firing,
-                host,
-            });
-        }
-        Ok(Snapshot { hosts, alerts, findings, checks })
+        Ok(Snapshot { hosts: Vec::new(), alerts, findings, checks })
+    }
+
+    /// Every host with its gauges and alerts, and the alerts, findings and checks.
+    pub async fn snapshot(&self) -> Result<Snapshot, ClientError> {
+        let (hosts, _) = self.overview().await?;
+        Ok(Snapshot { hosts, ..self.activity().await? })
     }
 
     /// Each series' latest value under one of its labels: `(label value, value)`, largest first.

@@ -20,8 +20,12 @@ use client::ApiClient;
 
 /// How often the data is fetched again.
 const REFRESH: Duration = Duration::from_secs(2);
-/// Polling while the live stream is up, in case an event was missed.
-const LIVE_FALLBACK: Duration = Duration::from_secs(15);
+/// A full fetch while the live stream is up, in case an event was missed (with 10 000
+/// hosts a full fetch is the console's main cost to the server).
+const LIVE_FALLBACK: Duration = Duration::from_secs(60);
+/// Host values from the stream are handed to the state at most this often (thousands of
+/// agents push every few seconds; each hand-over may redraw).
+const LIVE_BATCH: Duration = Duration::from_millis(500);
 /// Refreshes at most this often however busy the live stream is.
 const MIN_GAP: Duration = Duration::from_millis(500);
 
@@ -68,29 +72,42 @@ async fn drive(
         }
     });
 
+    // Everything is fetched at start, on `r`, on a tenant switch and every REFRESH while the
+    // live stream is down (LIVE_FALLBACK while it is up); the stream's alert and check
+    // changes fetch only those lists, and its host values update their rows in place.
     let refresh_now = Arc::new(Notify::new());
+    let activity_now = Arc::new(Notify::new());
     let live = Arc::new(AtomicBool::new(false));
-    let (refresher, poller, wake, following) = (client.clone(), events.clone(), refresh_now.clone(), live.clone());
+    let (refresher, poller, wake, activity, following) =
+        (client.clone(), events.clone(), refresh_now.clone(), activity_now.clone(), live.clone());
     tokio::spawn(async move {
+        let mut full = true;
         loop {
-            let event = match refresher.snapshot().await {
-                Ok(snapshot) => Event::Data(snapshot),
-                Err(error) => Event::Failed(error.to_string()),
+            let event = if full {
+                refresher.snapshot().await.map(Event::Data)
+            } else {
+                refresher.activity().await.map(Event::Activity)
             };
+            let event = event.unwrap_or_else(|error| Event::Failed(error.to_string()));
             if poller.send(event).is_err() {
                 return;
             }
-            // Live changes come from the stream; polling is the fallback when it is down.
             let interval = if following.load(Ordering::Relaxed) { LIVE_FALLBACK } else { REFRESH };
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = wake.notified() => tokio::time::sleep(MIN_GAP).await,
-            }
+            full = tokio::select! {
+                _ = tokio::time::sleep(interval) => true,
+                _ = wake.notified() => true,
+                _ = activity.notified() => {
+                    tokio::time::sleep(MIN_GAP).await;
+                    false
+                }
+            };
         }
     });
 
-    // The live stream wakes the refresher; reconnects when the server comes back.
-    let (streamer, announcer, wake) = (client.clone(), events.clone(), refresh_now.clone());
+    // The live stream: host values gathered and handed over every LIVE_BATCH, activity
+    // wakes the refresher; reconnects when the server comes back.
+    let (streamer, announcer, wake, activity) =
+        (client.clone(), events.clone(), refresh_now.clone(), activity_now.clone());
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -101,13 +118,22 @@ async fn drive(
                 if announcer.send(Event::Live(true)).is_err() {
                     return;
                 }
+                // What was missed while the stream was down.
                 wake.notify_one();
+                let mut gathered: Vec<app::LiveHost> = Vec::new();
+                let mut tick = tokio::time::interval(LIVE_BATCH);
                 loop {
                     tokio::select! {
                         change = stream.next_change() => match change {
-                            Ok(()) => wake.notify_one(),
+                            Ok(client::Change::Host(host)) => gathered.push(host),
+                            Ok(client::Change::Activity) => activity.notify_one(),
                             Err(_) => break,
                         },
+                        _ = tick.tick() => {
+                            if !gathered.is_empty() && announcer.send(Event::LiveHosts(std::mem::take(&mut gathered))).is_err() {
+                                return;
+                            }
+                        }
                         // Another tenant: its own stream.
                         _ = tenant_changes.changed() => break,
                     }
@@ -138,63 +164,83 @@ async fn drive(
     let mut resized = false;
     loop {
         app.now_ms = now_ms();
-        let unchanged = shown
-            .as_ref()
-            .is_some_and(|s| app.now_ms - s.now_ms < 1_000 && App { now_ms: s.now_ms, ..app.clone() } == *s);
+        // Table lines under the tabs, the border and the header, above the border and status.
+        app.page_rows = usize::from(terminal.size()?.height.saturating_sub(5));
+        // Compared as if drawn at the same moment, without copying 10 000 hosts to do it.
+        let unchanged = shown.as_ref().is_some_and(|s| {
+            let now = std::mem::replace(&mut app.now_ms, s.now_ms);
+            let same = now - s.now_ms < 1_000 && app == *s;
+            app.now_ms = now;
+            same
+        });
         if resized || !unchanged {
             terminal.draw(|frame| render::render(&app, frame))?;
             shown = Some(app.clone());
         }
-        let Some(event) = incoming.recv().await else { return Ok(()) };
-        resized = matches!(event, Event::Resize);
-        match app.update(event) {
-            Some(Command::Quit) => return Ok(()),
-            Some(Command::Refresh) => refresh_now.notify_one(),
-            Some(Command::Silence { matchers, duration }) => {
-                let (client, user) = (client.clone(), user.to_string());
-                answer(&events, async move {
-                    client.silence(&matchers, &duration, &user).await?;
-                    Ok(Event::Done(format!("silenced for {duration}")))
-                });
+        // Events that came together (a held key, keys pasted or sent at once) are applied
+        // together and drawn once.
+        let Some(first) = incoming.recv().await else { return Ok(()) };
+        let mut pending = vec![first];
+        while pending.len() < 1_024
+            && let Ok(event) = incoming.try_recv()
+        {
+            pending.push(event);
+        }
+        resized = pending.iter().any(|e| matches!(e, Event::Resize));
+        for event in pending {
+            match app.update(event) {
+                Some(Command::Quit) => return Ok(()),
+                Some(Command::Refresh) => refresh_now.notify_one(),
+                Some(Command::Silence { matchers, duration }) => {
+                    let (client, user) = (client.clone(), user.to_string());
+                    answer(&events, async move {
+                        client.silence(&matchers, &duration, &user).await?;
+                        Ok(Event::Done(format!("silenced for {duration}")))
+                    });
+                }
+                Some(Command::LoadSilences) => {
+                    let client = client.clone();
+                    answer(&events, async move {
+                        let rows = client.silences().await?;
+                        Ok(Event::Silences { status: format!("{} silence(s) in force", rows.len()), rows })
+                    });
+                }
+                Some(Command::ExpireSilence(id)) => {
+                    let client = client.clone();
+                    answer(&events, async move {
+                        client.expire_silence(&id).await?;
+                        let rows = client.silences().await?;
+                        Ok(Event::Silences { rows, status: format!("silence {id} expired") })
+                    });
+                }
+                Some(Command::LoadRuleHistory(rule)) => {
+                    let client = client.clone();
+                    answer(&events, async move {
+                        let lines = client.rule_history(&rule, now_ms()).await?;
+                        Ok(Event::RuleHistory { rule, lines })
+                    });
+                }
+                Some(Command::AllTenants(all)) => {
+                    client.set_all_tenants(all);
+                    refresh_now.notify_one();
+                }
+                Some(Command::SwitchTenant(tenant)) => {
+                    client.set_tenant(tenant);
+                    refresh_now.notify_one();
+                }
+                Some(Command::LoadHost { host, range }) => {
+                    let client = client.clone();
+                    answer(&events, async move { Ok(Event::Host(client.host(&host, range).await?)) });
+                }
+                Some(Command::Acknowledge { id, comment }) => {
+                    let (client, user) = (client.clone(), user.to_string());
+                    answer(&events, async move {
+                        client.acknowledge(&id, &user, &comment).await?;
+                        Ok(Event::Done(format!("alert {id} acknowledged")))
+                    });
+                }
+                None => {}
             }
-            Some(Command::LoadSilences) => {
-                let client = client.clone();
-                answer(&events, async move {
-                    let rows = client.silences().await?;
-                    Ok(Event::Silences { status: format!("{} silence(s) in force", rows.len()), rows })
-                });
-            }
-            Some(Command::ExpireSilence(id)) => {
-                let client = client.clone();
-                answer(&events, async move {
-                    client.expire_silence(&id).await?;
-                    let rows = client.silences().await?;
-                    Ok(Event::Silences { rows, status: format!("silence {id} expired") })
-                });
-            }
-            Some(Command::LoadRuleHistory(rule)) => {
-                let client = client.clone();
-                answer(&events, async move {
-                    let lines = client.rule_history(&rule, now_ms()).await?;
-                    Ok(Event::RuleHistory { rule, lines })
-                });
-            }
-            Some(Command::SwitchTenant(tenant)) => {
-                client.set_tenant(tenant);
-                refresh_now.notify_one();
-            }
-            Some(Command::LoadHost { host, range }) => {
-                let client = client.clone();
-                answer(&events, async move { Ok(Event::Host(client.host(&host, range).await?)) });
-            }
-            Some(Command::Acknowledge { id, comment }) => {
-                let (client, user) = (client.clone(), user.to_string());
-                answer(&events, async move {
-                    client.acknowledge(&id, &user, &comment).await?;
-                    Ok(Event::Done(format!("alert {id} acknowledged")))
-                });
-            }
-            None => {}
         }
     }
 }

@@ -8,7 +8,7 @@ use ratatui::symbols;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, Tabs};
 
-use crate::app::{App, Input, Range, View};
+use crate::app::{App, GroupSummary, HostRow, Input, OverviewLine, Range, View};
 
 fn severity_colour(severity: &str) -> Color {
     match severity {
@@ -106,38 +106,36 @@ fn popup(frame: &mut Frame, title: String, lines: Vec<Line>) {
 }
 
 fn overview(app: &App, frame: &mut Frame, area: Rect) {
-    let hosts = app.visible_hosts();
-    let title = if app.filter.is_empty() {
-        format!(" Hosts ({}, by {}) ", hosts.len(), app.sort.title())
+    let lines = app.overview_lines();
+    let hosts = lines.iter().filter(|l| matches!(l, OverviewLine::Host(_))).count();
+    let groups: Vec<&GroupSummary> =
+        lines.iter().filter_map(|l| if let OverviewLine::Group(g) = l { Some(g) } else { None }).collect();
+    let shown: usize = if app.group_by.is_some() { groups.iter().map(|g| g.hosts).sum() } else { hosts };
+    let known = app.data.hosts.len();
+    let mut title = if app.filter.is_empty() {
+        format!(" Hosts ({shown}, by {}", app.sort.title())
     } else {
-        format!(" Hosts ({} matching {:?}, by {}) ", hosts.len(), app.filter, app.sort.title())
+        format!(" Hosts ({shown} of {known} matching {:?}, by {}", app.filter, app.sort.title())
     };
-    if hosts.is_empty() {
+    if let Some(group_by) = &app.group_by {
+        title += &format!(", {} groups by {group_by}; space folds, {{ }} jump", groups.len());
+    }
+    title += ") ";
+    if lines.is_empty() {
         let text = if app.data.hosts.is_empty() { "No host has reported yet." } else { "No host matches the filter." };
         frame.render_widget(Paragraph::new(text).block(Block::bordered().title(title)), area);
         return;
     }
-    let rows = hosts.iter().enumerate().map(|(i, h)| {
-        let style = if i == app.selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
-        let status = if h.status == "online" { Color::Green } else { Color::Red };
-        let firing = if h.firing > 0 { Color::Red } else { Color::Reset };
-        // Red: the server re-stamps this host's data; yellow: off, within the tolerance.
-        let clock = match h.clock_offset_ms {
-            _ if h.clock_corrected => Color::Red,
-            Some(offset) if offset.abs() >= 1_000 => Color::Yellow,
-            _ => Color::Reset,
-        };
-        Row::new(vec![
-            Cell::from(h.host.clone()),
-            Cell::from(clock_offset(h.clock_offset_ms)).style(Style::new().fg(clock)),
-            Cell::from(h.status.clone()).style(Style::new().fg(status)),
-            Cell::from(percent(h.cpu)),
-            Cell::from(percent(h.memory)),
-            Cell::from(percent(h.disk)),
-            Cell::from(ago(app.now_ms, h.last_seen_ms)),
-            Cell::from(h.firing.to_string()).style(Style::new().fg(firing)),
-        ])
-        .style(style)
+    // Only the lines on screen are built: 10 000 hosts cost what a screenful does.
+    let room = usize::from(area.height.saturating_sub(3)).max(1);
+    let selected = app.selected.min(lines.len() - 1);
+    let first = app.scroll.clamp(selected.saturating_sub(room - 1), selected);
+    let rows = lines.iter().enumerate().skip(first).take(room).map(|(i, line)| {
+        let style = if i == selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+        match line {
+            OverviewLine::Group(group) => group_row(app, group).style(style.add_modifier(Modifier::BOLD)),
+            OverviewLine::Host(h) => host_row(app, h).style(style),
+        }
     });
     let widths = [
         Constraint::Min(12),
@@ -152,6 +150,48 @@ fn overview(app: &App, frame: &mut Frame, area: Rect) {
     let header = Row::new(["HOST", "CLOCK", "STATUS", "CPU", "MEMORY", "DISK", "SEEN", "ALERTS"])
         .style(Style::new().add_modifier(Modifier::BOLD));
     frame.render_widget(Table::new(rows, widths).header(header).block(Block::bordered().title(title)), area);
+}
+
+/// A group's header line: its name and host count, how many are down, alerts firing.
+fn group_row<'a>(app: &App, group: &GroupSummary) -> Row<'a> {
+    let fold = if group.collapsed { '▸' } else { '▾' };
+    let label = app.group_by.as_deref().unwrap_or("");
+    let name = if group.name.is_empty() { format!("(no {label})") } else { format!("{label} {}", group.name) };
+    let down = if group.down > 0 { Color::Red } else { Color::Green };
+    let firing = if group.firing > 0 { Color::Red } else { Color::Reset };
+    Row::new(vec![
+        Cell::from(format!("{fold} {name} · {} hosts", group.hosts)).style(Style::new().fg(Color::Cyan)),
+        Cell::from(""),
+        Cell::from(format!("{} down", group.down)).style(Style::new().fg(down)),
+        Cell::from(""),
+        Cell::from(""),
+        Cell::from(""),
+        Cell::from(""),
+        Cell::from(group.firing.to_string()).style(Style::new().fg(firing)),
+    ])
+}
+
+fn host_row<'a>(app: &App, h: &HostRow) -> Row<'a> {
+    let status = if h.status == "online" { Color::Green } else { Color::Red };
+    let firing = if h.firing > 0 { Color::Red } else { Color::Reset };
+    // Red: the server re-stamps this host's data; yellow: off, within the tolerance.
+    let clock = match h.clock_offset_ms {
+        _ if h.clock_corrected => Color::Red,
+        Some(offset) if offset.abs() >= 1_000 => Color::Yellow,
+        _ => Color::Reset,
+    };
+    // Indented under a group's header.
+    let name = if app.group_by.is_some() { format!("  {}", h.host) } else { h.host.clone() };
+    Row::new(vec![
+        Cell::from(name),
+        Cell::from(clock_offset(h.clock_offset_ms)).style(Style::new().fg(clock)),
+        Cell::from(h.status.clone()).style(Style::new().fg(status)),
+        Cell::from(percent(h.cpu)),
+        Cell::from(percent(h.memory)),
+        Cell::from(percent(h.disk)),
+        Cell::from(ago(app.now_ms, h.last_seen_ms)),
+        Cell::from(h.firing.to_string()).style(Style::new().fg(firing)),
+    ])
 }
 
 /// An agent's clock offset in a few characters: `ok` under a second, else signed
@@ -506,7 +546,10 @@ fn help(frame: &mut Frame) {
         "[ ]         chart range shorter / longer (Host)",
         "Enter       open the host (Overview), a check's details (Checks)",
         "↑↓ j k      move",
-        "/           filter hosts by name",
+        "/           filter hosts by name, tenant or label=value",
+        "g           group hosts: tenant (super-admin), client, site, role",
+        "space { }   fold a group / previous, next group (Overview)",
+        "Home End    first / last line; PgUp PgDn a page",
         "a           acknowledge the alert (Alerts)",
         "r           refresh now",
         "t           next tenant (super-admin)",
@@ -517,7 +560,7 @@ fn help(frame: &mut Frame) {
         "q Ctrl-C    quit",
     ];
     let area = frame.area();
-    let width = 58.min(area.width);
+    let width = 70.min(area.width);
     let height = (lines.len() as u16 + 2).min(area.height);
     let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
     frame.render_widget(Clear, popup);
@@ -534,7 +577,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Snapshot};
+    use crate::app::{AlertRow, FindingRow, HostDetail, Snapshot};
 
     fn screen(app: &App, width: u16, height: u16) -> String {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
@@ -554,6 +597,8 @@ mod tests {
         app.data = Snapshot {
             hosts: vec![
                 HostRow {
+                    tenant: "default".into(),
+                    agent_id: "agent-web-1".into(),
                     labels: [("env".to_string(), "prod".to_string())].into(),
                     host: "web-1".into(),
                     status: "online".into(),
@@ -766,5 +811,69 @@ mod tests {
         lost.status = "cannot reach http://127.0.0.1:8080; retrying".into();
         assert!(screen(&lost, 80, 24).contains("retrying"));
         assert!(screen(&lost, 80, 24).contains("web-1"), "the last data stays on screen");
+    }
+
+    /// The line of `text` holding `needle`, and its index.
+    fn line_with<'a>(text: &'a str, needle: &str) -> Option<(usize, &'a str)> {
+        text.lines().enumerate().find(|(_, l)| l.contains(needle))
+    }
+
+    #[test]
+    fn a_thousand_hosts_in_a_160_by_45_pane_the_last_one_reachable_and_clickable() {
+        use crate::app::Event;
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let mut app = App::new("http://127.0.0.1:8080");
+        app.connected = true;
+        app.page_rows = 45 - 5;
+        app.update(Event::Data(crate::app::tests::fleet(1000)));
+        let text = screen(&app, 160, 45);
+        assert!(text.contains("Hosts (1000, by alerts)"), "{text}");
+        assert!(text.contains("host-0000"), "most firing first, then by name: {text}");
+        app.update(Event::Key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE)));
+        let text = screen(&app, 160, 45);
+        // Most firing first, then by name: host-0999 (none firing) is the last line.
+        let (y, last) = line_with(&text, "host-0999").expect("the last line in the order is drawn");
+        assert_eq!(y, 42, "at the table's bottom, over the border and status: {text}");
+        assert!(last.contains("online"), "{last}");
+        // The line drawn at a row is the one a click there selects.
+        let (y, drawn) = line_with(&text, "host-0980").unwrap();
+        app.update(Event::Click { column: 3, row: y as u16 });
+        let picked = match &app.overview_lines()[app.selected] {
+            crate::app::OverviewLine::Host(h) => h.host.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(drawn.contains(&picked), "{drawn} / {picked}");
+        let text = screen(&app, 160, 45);
+        assert_eq!(line_with(&text, "host-0980").map(|(y2, _)| y2), Some(y), "a click does not scroll");
+    }
+
+    #[test]
+    fn group_headers_carry_their_counts() {
+        use crate::app::Event;
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let mut app = App::new("http://127.0.0.1:8080");
+        app.page_rows = 40;
+        app.update(Event::Data(crate::app::tests::fleet(1000)));
+        app.update(Event::Key(KeyEvent::new(KeyCode::Char('g'), KeyModifiers::NONE)));
+        let text = screen(&app, 160, 45);
+        assert!(text.contains("Hosts (1000, by alerts, 4 groups by client"), "{text}");
+        let (_, acme) = line_with(&text, "client acme").expect("a header");
+        let down = (0..1000).filter(|i| i % 4 == 0 && i % 7 == 0).count();
+        let firing = (0..1000).filter(|i| i % 4 == 0 && i % 11 == 0).count();
+        assert!(acme.contains("▾ client acme · 250 hosts"), "{acme}");
+        assert!(acme.contains(&format!("{down} down")), "{acme}");
+        assert_eq!(acme.split_whitespace().nth_back(1), Some(firing.to_string().as_str()), "{acme}");
+        // Folded, with the jump key to the next group.
+        app.update(Event::Key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE)));
+        app.update(Event::Key(KeyEvent::new(KeyCode::Char('}'), KeyModifiers::NONE)));
+        let text = screen(&app, 160, 45);
+        let (y_acme, acme) = line_with(&text, "client acme").unwrap();
+        let (y_globex, _) = line_with(&text, "client globex").unwrap();
+        assert!(acme.contains("▸"), "{acme}");
+        assert_eq!(y_globex, y_acme + 1, "nothing under a folded header: {text}");
+        app.update(Event::Key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE)));
+        let text = screen(&app, 160, 45);
+        assert!(text.contains("(no client) · 250 hosts") || text.contains("host-0999"), "{text}");
+        assert!(line_with(&text, "host-0999").is_some(), "the last host, under the unlabelled group: {text}");
     }
 }

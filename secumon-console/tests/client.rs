@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use secumon_console::client::ApiClient;
+use secumon_console::client::{ApiClient, Change};
 use secumon_server::auth::{LoginOutcome, Role};
 use secumon_server::{Server, ServerConfig};
 use serde_json::json;
@@ -48,12 +48,32 @@ async fn a_super_admin_switches_tenants_and_the_live_stream_follows() {
 
     client.set_tenant(Some("acme".into()));
     let snapshot = client.snapshot().await.unwrap();
-    assert_eq!(snapshot.hosts[0].cpu, Some(0.42), "the gauge comes from the host summary");
+    assert_eq!(snapshot.hosts[0].cpu, Some(0.42), "the gauge comes from the overview");
     assert_eq!(hosts(snapshot), ["acme-web"]);
     let mut stream = client.live().await.expect("the live stream opens for acme");
     push(&server, &default_key, "home-1", 0.2).await;
     push(&server, &acme_key, "acme-web", 0.5).await;
-    tokio::time::timeout(Duration::from_secs(5), stream.next_change()).await.expect("acme's push arrives").unwrap();
+    // The first change is acme's host with its gauge (default's push is not in this stream).
+    let change = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.next_change().await.unwrap() {
+                Change::Host(host) if host.cpu.is_some() => return host,
+                Change::Host(host) => assert_eq!(host.host, "acme-web", "a heartbeat of acme's host"),
+                Change::Activity => {}
+            }
+        }
+    })
+    .await
+    .expect("acme's push arrives");
+    assert_eq!((change.host.as_str(), change.cpu), ("acme-web", Some(0.5)));
+
+    // A super-admin grouping by tenant sees every tenant's hosts in one overview.
+    client.set_all_tenants(true);
+    let (all, pages) = client.overview().await.unwrap();
+    let rows: Vec<(String, String)> = all.into_iter().map(|h| (h.tenant, h.host)).collect();
+    assert_eq!(rows, [("acme".into(), "acme-web".into()), ("default".into(), "home-1".into())]);
+    assert_eq!(pages, 1);
+    client.set_all_tenants(false);
 
     let labels = std::collections::BTreeMap::from([("host".to_string(), "acme-web".to_string())]);
     client.silence(&labels, "30m", "root").await.expect("silenced");

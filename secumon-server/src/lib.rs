@@ -38,7 +38,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use alerting::{Alerting, RuleError, RuleOrigin, RuleTest, RuleTestAlert, RuleView};
 pub use api::{
-    AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, MAX_REPORT_BYTES, Provisioned, RateLimit,
+    AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, MAX_REPORT_BYTES, Overview, OverviewGroup,
+    OverviewHost, Provisioned, RateLimit,
 };
 pub use clock::{AgentClock, ClockBook, ClockPolicy};
 pub use fd_limit::raise_open_files_limit;

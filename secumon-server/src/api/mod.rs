@@ -12,6 +12,7 @@ mod hosts;
 mod limits;
 mod oidc;
 mod openapi;
+mod overview;
 mod stream;
 mod tenant_limits;
 
@@ -19,6 +20,7 @@ pub(crate) use agents::Enrollment;
 pub use agents::{AgentList, AgentView, Provisioned};
 pub use limits::RateLimit;
 pub(crate) use limits::RateLimits;
+pub use overview::{Overview, OverviewGroup, OverviewHost};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +140,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(hosts::routes())
         .merge(audit::routes())
         .merge(tenant_limits::routes())
+        .merge(overview::routes())
         .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))
@@ -190,6 +193,10 @@ struct IngestRequest {
     /// Names the script: data is stored under the agent id `api:<tenant>:<source>`.
     source: String,
     host: String,
+    /// The sender's labels, like an agent's `labels:` (`client`, `site`, `role`): on the
+    /// agent (the overview groups by them) and on every series of the request.
+    #[serde(default)]
+    labels: Labels,
     #[serde(default)]
     samples: Vec<IngestSample>,
     #[serde(default)]
@@ -252,6 +259,7 @@ async fn ingest(
         agent_id: format!("api:{}:{}", caller.tenant, request.source),
         sequence: next_sequence(),
         host: request.host,
+        agent_labels: request.labels,
         created_at_ms: now,
         samples: request
             .samples

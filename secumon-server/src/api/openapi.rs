@@ -42,7 +42,7 @@ struct ErrorDetail {
         super::accounts::list_tenants, super::accounts::create_tenant,
         super::oidc::start, super::oidc::exchange,
         super::agents::list_agents, super::agents::get_agent, super::agents::delete_agent, super::agents::provision,
-        super::hosts::host_summary, super::hosts::network_target, super::host_history, super::host_logs,
+        super::hosts::host_summary, super::overview::overview, super::hosts::network_target, super::host_history, super::host_logs,
         super::latest_checks, super::ingest,
         super::list_alerts, super::alert_stats, super::alert_history, super::acknowledge_alert,
         super::list_silences, super::add_silence, super::expire_silence, super::resolve_alert,
@@ -99,7 +99,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 61, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 62, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");
@@ -107,5 +107,6 @@ mod tests {
         }
         assert_eq!(document["paths"]["/api/v1/auth/login"]["post"]["security"], serde_json::json!([{}]));
         assert!(document["components"]["schemas"]["AgentList"].is_object());
+        assert!(document["components"]["schemas"]["Overview"].is_object());
     }
 }
