@@ -23,9 +23,11 @@ pub enum ClientError {
     Shape(String),
 }
 
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// The live stream: says when something the console shows has changed.
 pub struct LiveStream {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: Socket,
 }
 
 impl LiveStream {
@@ -103,7 +105,7 @@ impl ApiClient {
         }
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+    pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
     }
 
@@ -134,6 +136,12 @@ impl ApiClient {
 
     /// Opens the live stream of the caller's tenant (`/api/v1/stream`).
     pub async fn live(&self) -> Result<LiveStream, ClientError> {
+        let subscribe = serde_json::json!({"subscribe": {"alerts": true, "checks": true}});
+        Ok(LiveStream { socket: self.open_stream(&subscribe).await? })
+    }
+
+    /// Opens `/api/v1/stream` and sends `subscribe` as the first message.
+    pub(crate) async fn open_stream(&self, subscribe: &Value) -> Result<Socket, ClientError> {
         use futures::SinkExt;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let unreachable = || ClientError::Unreachable(self.base.clone());
@@ -149,9 +157,8 @@ impl ApiClient {
             request.headers_mut().insert(TENANT_HEADER, value);
         }
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|_| unreachable())?;
-        let subscribe = r#"{"subscribe": {"alerts": true, "checks": true}}"#;
-        socket.send(Message::text(subscribe)).await.map_err(|_| unreachable())?;
-        Ok(LiveStream { socket })
+        socket.send(Message::text(subscribe.to_string())).await.map_err(|_| unreachable())?;
+        Ok(socket)
     }
 
     /// Hosts with their gauges, alerts and findings.

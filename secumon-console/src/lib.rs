@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod client;
+pub mod logs;
 pub mod render;
 
 use std::sync::Arc;

@@ -314,6 +314,10 @@ pub(crate) struct LogsQuery {
     after: Option<String>,
     /// The lines before this cursor (a `prev_cursor`), the newest of them.
     before: Option<String>,
+    /// Without a cursor: `oldest` pages forward from `since_ms` (the default when it is
+    /// given), `newest` answers the newest lines of the range (the default otherwise).
+    #[param(value_type = Option<String>, pattern = "^(oldest|newest)$")]
+    order: Option<String>,
 }
 
 impl LogsQuery {
@@ -333,7 +337,16 @@ impl LogsQuery {
             (None, Some(pattern)) => Some(LineFilter::regex(pattern)?),
             (None, None) => None,
         };
-        let forward = after.is_some() || (before.is_none() && self.since_ms.is_some());
+        let forward = match self.order.as_deref() {
+            _ if after.is_some() => true,
+            _ if before.is_some() => false,
+            Some("oldest") => true,
+            Some("newest") => false,
+            None => self.since_ms.is_some(),
+            Some(other) => {
+                return Err(StoreError::InvalidQuery(format!("order is `oldest` or `newest`, not {other:?}")));
+            }
+        };
         Ok(secumon_store::LogQuery {
             host: host.to_string(),
             since_ms: self.since_ms,
