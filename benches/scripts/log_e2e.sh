@@ -12,7 +12,8 @@
 #   2. 1 000 and 10 000 lines/s for SECONDS: every line stored?, the time from the writer's end
 #      until the last is stored, and CPU (utime+stime from /proc) of the agent process and of
 #      the server process (SecuMon), of the rsyslogd process (rsyslog), over the run.
-# Usage: benches/scripts/log_e2e.sh [SECONDS] [MAXLINES]        (STORE=sqlite|postgres, BIN=dir)
+# Usage: benches/scripts/log_e2e.sh [SECONDS] [MAXLINES]
+#        (STORE=sqlite|postgres; BIN=dir of the binaries; SERVER_BIN=another secumon for the server)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
@@ -48,7 +49,7 @@ if [ "$store" = postgres ]; then
   psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS secumon_bench_e2e" -c "CREATE DATABASE secumon_bench_e2e"
   store_args=(--store "$pg/secumon_bench_e2e")
 fi
-"$bin/secumon" server --data-dir "$work/server" "${store_args[@]}" --api "127.0.0.1:$api" --grpc "127.0.0.1:$grpc" \
+"${SERVER_BIN:-$bin/secumon}" server --data-dir "$work/server" "${store_args[@]}" --api "127.0.0.1:$api" --grpc "127.0.0.1:$grpc" \
   >"$work/server.log" 2>&1 &
 server_pid=$!; pids+=("$server_pid")
 for _ in $(seq 200); do [ -s "$work/server/cli.token" ] && break; sleep 0.1; done
