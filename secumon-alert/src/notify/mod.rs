@@ -161,8 +161,11 @@ impl ChannelConfig {
                     username: username.as_deref(),
                     password: password.as_deref(),
                 };
-                let trusting = EmailNotifier::trusting(smtp, from.clone(), to.clone(), ca_pem.as_deref());
-                Arc::new(trusting.map_err(|e| match ca_file {
+                let built = match ca_pem {
+                    Some(pem) => EmailNotifier::trusting(smtp, from.clone(), to.clone(), Some(&pem)),
+                    None => EmailNotifier::new(smtp, from.clone(), to.clone()),
+                };
+                Arc::new(built.map_err(|e| match ca_file {
                     Some(path) => NotifyError::Email(format!("ca_file {}: {e}", path.display())),
                     None => e,
                 })?)
