@@ -6,6 +6,7 @@ mod alerts;
 mod api_client;
 mod audit;
 mod findings;
+mod logs;
 mod query;
 mod rules;
 mod scan;
@@ -85,6 +86,10 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Import scanner reports and list vulnerability findings.
     Findings(findings::FindingsArgs),
+    /// Print a host's stored log lines: a time range, a source, a regex; --follow for new ones.
+    ///
+    /// Example: secumon logs web-1 --since 1h --grep ERROR --follow
+    Logs(logs::LogsArgs),
     /// Run one probe check now: ping, trace, ports, http, dns.
     Scan(scan::ScanArgs),
     /// Run a probe: the checks of a probe.yaml, pushed to the server.
@@ -295,6 +300,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
         Command::Rules(args) => rules::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Findings(args) => findings::run(args).await,
+        Command::Logs(args) => logs::run(args, token).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             // Into memory first: `| head` must not make the generator panic on a closed pipe.

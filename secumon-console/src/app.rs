@@ -198,6 +198,28 @@ pub struct HostDetail {
     pub logs: Vec<String>,
 }
 
+/// The host screen's log panel once the operator pages back or filters; until then it
+/// shows the host's latest lines, refreshed with the rest of the screen.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogPanel {
+    /// Only lines holding this text (empty: every line).
+    pub filter: String,
+    /// Lines fetched for this panel, oldest first; `None`: show the host's latest lines.
+    pub lines: Option<Vec<String>>,
+    /// Where the next older page ends (a `prev_cursor`), and whether there is one.
+    pub before: Option<String>,
+    pub more: bool,
+    /// Lines scrolled back from the newest.
+    pub scroll: usize,
+    /// An older page was asked for and has not come yet.
+    pub loading: bool,
+}
+
+/// Lines the log panel asks for at a time.
+pub const LOG_PAGE: u32 = 500;
+/// Lines one PgUp/PgDn moves the log panel by.
+const LOG_STEP: usize = 4;
+
 /// Everything fetched in one refresh.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
@@ -227,6 +249,15 @@ pub enum Event {
     Tenants(Vec<String>),
     /// The terminal changed size: draw again.
     Resize,
+    /// A page of a host's log lines, oldest first: the newest page (`older` false) or the
+    /// one before those shown.
+    Logs {
+        host: String,
+        lines: Vec<String>,
+        before: Option<String>,
+        more: bool,
+        older: bool,
+    },
     /// The silences in force (after listing them, or expiring one), and what to say.
     Silences {
         rows: Vec<SilenceRow>,
@@ -264,6 +295,13 @@ pub enum Command {
         duration: String,
     },
     LoadRuleHistory(String),
+    /// A page of a host's log lines holding `contains`: the newest (`before` none) or the
+    /// one before a cursor.
+    LoadLogs {
+        host: String,
+        contains: Option<String>,
+        before: Option<String>,
+    },
     /// List the silences in force (Alerts, `S`).
     LoadSilences,
     /// End this silence now.
@@ -299,6 +337,8 @@ pub struct App {
     pub sort: SortBy,
     /// A rule's history shown over the alerts centre (Alerts, `h`).
     pub rule_history: Option<(String, Vec<String>)>,
+    /// The host screen's log panel: paged back, filtered.
+    pub logs: LogPanel,
     /// The silences in force, shown over the alerts centre (Alerts, `S`), and the one
     /// selected in that list.
     pub silences: Option<(Vec<SilenceRow>, usize)>,
@@ -317,6 +357,8 @@ pub struct App {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Filter,
+    /// The log panel's text filter (Host, `/`).
+    LogFilter,
     Comment {
         alert: String,
         text: String,
@@ -388,6 +430,7 @@ impl App {
             tenant: None,
             sort: SortBy::Alerts,
             rule_history: None,
+            logs: LogPanel::default(),
             silences: None,
             status: "connecting…".into(),
             now_ms: 0,
@@ -630,6 +673,19 @@ impl App {
                 self.status = status;
                 None
             }
+            Event::Logs { host, lines, before, more, older } => {
+                if self.host.as_ref().is_some_and(|h| h.host == host) {
+                    let panel = &mut self.logs;
+                    panel.loading = false;
+                    panel.before = before;
+                    panel.more = more;
+                    panel.lines = Some(match (older, panel.lines.take()) {
+                        (true, Some(shown)) => lines.into_iter().chain(shown).collect(),
+                        _ => lines,
+                    });
+                }
+                None
+            }
             Event::RuleHistory { rule, lines } => {
                 self.rule_history = Some((rule, lines));
                 None
@@ -655,6 +711,20 @@ impl App {
                 }
                 (Input::Filter, KeyCode::Enter) => {
                     self.input = None;
+                    None
+                }
+                (Input::LogFilter, KeyCode::Enter) => {
+                    self.input = None;
+                    let filter = std::mem::take(&mut self.logs.filter);
+                    self.logs = LogPanel { filter, ..LogPanel::default() };
+                    self.load_logs(None)
+                }
+                (Input::LogFilter, KeyCode::Backspace) => {
+                    self.logs.filter.pop();
+                    None
+                }
+                (Input::LogFilter, KeyCode::Char(c)) => {
+                    self.logs.filter.push(c);
                     None
                 }
                 (Input::Filter, KeyCode::Backspace) => {
@@ -791,6 +861,11 @@ impl App {
                 self.selected = self.rows().saturating_sub(1);
                 None
             }
+            KeyCode::PageUp if self.view == View::Host => self.scroll_logs_back(),
+            KeyCode::PageDown if self.view == View::Host => {
+                self.logs.scroll = self.logs.scroll.saturating_sub(LOG_STEP);
+                None
+            }
             KeyCode::PageDown => {
                 self.selected = (self.selected + self.page_rows.max(1)).min(self.rows().saturating_sub(1));
                 None
@@ -818,6 +893,11 @@ impl App {
             }
             KeyCode::Esc if self.view == View::Host => {
                 self.view = View::Overview;
+                self.logs = LogPanel::default();
+                None
+            }
+            KeyCode::Char('/') if self.view == View::Host => {
+                self.input = Some(Input::LogFilter);
                 None
             }
             KeyCode::Char('a') if self.view == View::Alerts => {
@@ -826,6 +906,44 @@ impl App {
                 None
             }
             _ => None,
+        }
+    }
+
+    /// The log panel's lines, oldest first: its own pages, or the host's latest.
+    pub fn log_lines(&self) -> &[String] {
+        match (&self.logs.lines, &self.host) {
+            (Some(lines), _) => lines,
+            (None, Some(host)) => &host.logs,
+            (None, None) => &[],
+        }
+    }
+
+    /// A page of the host's lines holding the panel's filter, before `before` (or the newest).
+    fn load_logs(&mut self, before: Option<String>) -> Option<Command> {
+        let host = self.host.as_ref()?.host.clone();
+        let contains = Some(self.logs.filter.clone()).filter(|f| !f.is_empty());
+        self.logs.loading = true;
+        Some(Command::LoadLogs { host, contains, before })
+    }
+
+    /// PgUp: scroll back; past the lines fetched, fetch the page before them.
+    fn scroll_logs_back(&mut self) -> Option<Command> {
+        let shown = self.log_lines().len();
+        if self.logs.scroll + LOG_STEP < shown {
+            self.logs.scroll += LOG_STEP;
+            return None;
+        }
+        if self.logs.loading {
+            return None;
+        }
+        match &self.logs.lines {
+            // Still the host's latest few: fetch a full page of the newest to scroll in.
+            None => self.load_logs(None),
+            Some(_) if self.logs.more => self.load_logs(self.logs.before.clone()),
+            Some(_) => {
+                self.logs.scroll = shown.saturating_sub(1);
+                None
+            }
         }
     }
 
@@ -1250,5 +1368,57 @@ pub(crate) mod tests {
         let firing: Vec<&str> = app.data.hosts.iter().filter(|h| h.firing > 0).map(|h| h.host.as_str()).collect();
         assert_eq!(firing, ["host-0003"], "firing counts follow the alerts");
         assert_eq!(app.data.alerts.len(), 1);
+    }
+
+    #[test]
+    fn the_log_panel_pages_back_and_filters_by_text() {
+        let mut app = App::new("http://x");
+        app.view = View::Host;
+        let logs: Vec<String> = (0..6).map(|i| format!("latest {i}")).collect();
+        app.host = Some(HostDetail { host: "web-1".into(), logs, ..Default::default() });
+        assert_eq!(app.update(key(KeyCode::PageUp)), None, "scrolls within the latest lines first");
+        assert_eq!(app.logs.scroll, LOG_STEP);
+        let wants_newest = Command::LoadLogs { host: "web-1".into(), contains: None, before: None };
+        assert_eq!(app.update(key(KeyCode::PageUp)), Some(wants_newest));
+        assert_eq!(app.update(key(KeyCode::PageUp)), None, "one page asked for at a time");
+        let page = |range: std::ops::Range<usize>, older, more| Event::Logs {
+            host: "web-1".into(),
+            lines: range.map(|i| format!("line {i}")).collect(),
+            before: Some(format!("c{more}")),
+            more,
+            older,
+        };
+        app.update(page(100..110, false, true));
+        let wants_older = Command::LoadLogs { host: "web-1".into(), contains: None, before: Some("ctrue".into()) };
+        app.logs.scroll = 8;
+        assert_eq!(app.update(key(KeyCode::PageUp)), Some(wants_older));
+        app.update(page(90..100, true, false));
+        assert_eq!(app.log_lines().first().map(String::as_str), Some("line 90"), "the older page goes before");
+        assert_eq!(app.log_lines().len(), 20);
+        app.logs.scroll = 18;
+        assert_eq!(app.update(key(KeyCode::PageUp)), None, "nothing older: stays at the oldest");
+        assert_eq!(app.logs.scroll, 19);
+        app.update(key(KeyCode::PageDown));
+        assert_eq!(app.logs.scroll, 15);
+
+        // `/` filters by text: a fresh newest page, holding the text, from the top.
+        app.update(key(KeyCode::Char('/')));
+        for c in "ERR".chars() {
+            app.update(key(KeyCode::Char(c)));
+        }
+        let wants = Command::LoadLogs { host: "web-1".into(), contains: Some("ERR".into()), before: None };
+        assert_eq!(app.update(key(KeyCode::Enter)), Some(wants));
+        assert_eq!((app.logs.scroll, app.logs.lines.is_none(), app.logs.filter.as_str()), (0, true, "ERR"));
+        // A page for another host (the operator moved on) is dropped.
+        app.update(Event::Logs {
+            host: "db-1".into(),
+            lines: vec!["x".into()],
+            before: None,
+            more: false,
+            older: false,
+        });
+        assert!(app.logs.lines.is_none());
+        app.update(key(KeyCode::Esc));
+        assert_eq!(app.logs, LogPanel::default(), "leaving the host forgets the panel");
     }
 }

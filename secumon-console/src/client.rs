@@ -23,6 +23,9 @@ pub enum ClientError {
     Shape(String),
 }
 
+/// An open `/api/v1/stream` WebSocket.
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// What the live stream says changed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -38,7 +41,7 @@ const GAUGES: [&str; 3] = ["cpu_usage_ratio", "memory_used_ratio", "filesystem_u
 
 /// The live stream: says what changed.
 pub struct LiveStream {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: Socket,
 }
 
 impl LiveStream {
@@ -188,7 +191,7 @@ impl ApiClient {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Shape(e.to_string()))
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+    pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
     }
 
@@ -200,6 +203,12 @@ impl ApiClient {
 
     /// Opens the live stream of the caller's tenant (`/api/v1/stream`).
     pub async fn live(&self) -> Result<LiveStream, ClientError> {
+        let subscribe = serde_json::json!({"subscribe": {"alerts": true, "checks": true, "metrics": GAUGES}});
+        Ok(LiveStream { socket: self.open_stream(&subscribe).await? })
+    }
+
+    /// Opens `/api/v1/stream` and sends `subscribe` as the first message.
+    pub(crate) async fn open_stream(&self, subscribe: &Value) -> Result<Socket, ClientError> {
         use futures::SinkExt;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let unreachable = || ClientError::Unreachable(self.base.clone());
@@ -215,9 +224,8 @@ impl ApiClient {
             request.headers_mut().insert(TENANT_HEADER, value);
         }
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|_| unreachable())?;
-        let subscribe = serde_json::json!({"subscribe": {"alerts": true, "checks": true, "metrics": GAUGES}});
         socket.send(Message::text(subscribe.to_string())).await.map_err(|_| unreachable())?;
-        Ok(LiveStream { socket })
+        Ok(socket)
     }
 
     /// Every host of the overview, page after page (`GET /overview`, by name), with the

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod client;
+pub mod logs;
 pub mod render;
 
 use std::sync::Arc;
@@ -231,6 +232,17 @@ async fn drive(
                 Some(Command::LoadHost { host, range }) => {
                     let client = client.clone();
                     answer(&events, async move { Ok(Event::Host(client.host(&host, range).await?)) });
+                }
+                Some(Command::LoadLogs { host, contains, before }) => {
+                    let client = client.clone();
+                    answer(&events, async move {
+                        let filter = logs::LogFilter { contains, ..Default::default() };
+                        let older = before.is_some();
+                        let position = before.map_or(logs::Position::Newest, logs::Position::Before);
+                        let page = client.log_page(&host, &filter, &position, app::LOG_PAGE).await?;
+                        let lines = page.logs.iter().map(|l| format!("{} {}", l.source, l.line)).collect();
+                        Ok(Event::Logs { host, lines, before: page.prev_cursor, more: page.more, older })
+                    });
                 }
                 Some(Command::Acknowledge { id, comment }) => {
                     let (client, user) = (client.clone(), user.to_string());

@@ -58,6 +58,9 @@ pub fn render(app: &App, frame: &mut Frame) {
     }
     let (text, colour) = match &app.input {
         Some(Input::Filter) => (format!("filter: {}▏ (Enter to keep, Esc to leave)", app.filter), Color::Cyan),
+        Some(Input::LogFilter) => {
+            (format!("log lines holding: {}▏ (Enter to apply, empty for all)", app.logs.filter), Color::Cyan)
+        }
         Some(Input::SilenceFor { text, .. }) => {
             (format!("silence for: {text}▏ (e.g. 30m, 4h; Enter to silence, Esc to cancel)"), Color::Cyan)
         }
@@ -324,14 +327,18 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
     }
     frame.render_widget(chart("Memory %", &memory, (x(&memory), [0.0, 100.0]), "%"), middle);
     frame.render_widget(chart("Load", &load, (x(&load), [0.0, load_max]), ""), right);
-    let lines: Vec<Line> = detail
-        .logs
-        .iter()
-        .rev()
-        .take(usize::from(logs.height.saturating_sub(2)))
-        .rev()
-        .map(|l| Line::from(l.as_str()))
-        .collect();
+    // The window `scroll` lines back from the newest.
+    let all = app.log_lines();
+    let height = usize::from(logs.height.saturating_sub(2));
+    let end = all.len().saturating_sub(app.logs.scroll);
+    let lines: Vec<Line> = all[end.saturating_sub(height)..end].iter().map(|l| Line::from(l.as_str())).collect();
+    let mut about = String::from("recent logs");
+    if !app.logs.filter.is_empty() && app.logs.lines.is_some() {
+        about = format!("logs holding {:?}", app.logs.filter);
+    }
+    if app.logs.scroll > 0 {
+        about.push_str(&format!(" ({} back)", app.logs.scroll));
+    }
     let ranges = Range::ALL
         .iter()
         .map(|r| if *r == range { format!("<{}>", r.period()) } else { r.period().to_string() })
@@ -339,7 +346,8 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
         .join(" ");
     frame.render_widget(
         Paragraph::new(lines).block(
-            Block::bordered().title(format!(" {} — recent logs — range ([ ]): {ranges} — Esc back ", detail.host)),
+            Block::bordered()
+                .title(format!(" {} — {about} (PgUp PgDn, / filter) — range ([ ]): {ranges} — Esc back ", detail.host)),
         ),
         logs,
     );
@@ -546,10 +554,11 @@ fn help(frame: &mut Frame) {
         "[ ]         chart range shorter / longer (Host)",
         "Enter       open the host (Overview), a check's details (Checks)",
         "↑↓ j k      move",
-        "/           filter hosts by name, tenant or label=value",
+        "/           filter hosts by name, tenant or label=value; log lines by text (Host)",
         "g           group hosts: tenant (super-admin), client, site, role",
         "space { }   fold a group / previous, next group (Overview)",
         "Home End    first / last line; PgUp PgDn a page",
+        "PgUp PgDn   log lines back / forward, older pages loaded (Host)",
         "a           acknowledge the alert (Alerts)",
         "r           refresh now",
         "t           next tenant (super-admin)",
@@ -770,6 +779,23 @@ mod tests {
         assert!(text.lines().any(|l| l.contains("postgres") && l.contains("35.0%")), "{text}");
         assert!(text.contains("Memory %: 60.00%") && text.contains("Load: no data"), "{text}");
         assert!(text.contains("Accepted publickey") && text.contains("range ([ ]): 15m <1h> 24h 7d"), "{text}");
+        // The log panel scrolled back into an older page, filtered by text.
+        let mut paged = state.clone();
+        paged.logs = crate::app::LogPanel {
+            filter: "sshd".into(),
+            lines: Some((0..40).map(|i| format!("/var/log/auth.log sshd[{i}]: session {i}")).collect()),
+            scroll: 10,
+            more: true,
+            ..Default::default()
+        };
+        let text = screen(&paged, 120, 44);
+        assert!(text.contains("logs holding \"sshd\" (10 back)"), "{text}");
+        // Six rows, four inside the border: the lines 26-29, 10 back from the newest (39).
+        for i in 26..30 {
+            assert!(text.contains(&format!("sshd[{i}]: session {i}")), "{i}: {text}");
+        }
+        assert!(!text.contains("sshd[30]") && !text.contains("sshd[25]"), "{text}");
+        assert!(!text.contains("Accepted publickey"), "the panel's own pages replace the latest lines");
         // The tab bar numbers the views 1-5; no digit may mean a range on this screen.
         assert!(text.contains("3 Checks"), "{text}");
         assert!(!text.contains("2 1h") && !text.contains("3 24h"), "{text}");

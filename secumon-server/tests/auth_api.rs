@@ -234,6 +234,20 @@ async fn populate_globex(server: &Server, api: &Api) -> Globex {
         "events": [{"kind": "b_event", "severity": "info", "message": "b"}]})),
         )
         .await);
+    // A log line of B's host that no query of A's may show.
+    let logs = secumon_core::IngestBatch {
+        agent_id: "b-agent".into(),
+        sequence: 1,
+        host: "b-host".into(),
+        logs: vec![secumon_core::LogRecord {
+            timestamp_ms: secumon_core::now_ms(),
+            source: "/var/log/b.log".into(),
+            labels: Default::default(),
+            line: "ERROR b_secret_log_line".into(),
+        }],
+        ..Default::default()
+    };
+    server.store().write_batch("globex", &logs).await.unwrap();
     let rule = "GlobexRule".to_string();
     ok(api
         .call(
@@ -322,6 +336,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/integrations".into(), None),
         (Method::GET, "/config".into(), None),
         (Method::GET, "/logs/hosts/b-host".into(), None),
+        (Method::GET, "/logs/hosts/b-host?since_ms=0&regex=ERROR&source=/var/log/b.log&limit=5000".into(), None),
+        (Method::GET, "/logs/hosts/b-host?before=7fffffffffffffff.7fffffffffffffff&contains=b_secret".into(), None),
         (Method::GET, "/checks".into(), None),
         (Method::GET, "/findings".into(), None),
         (Method::GET, "/alerts".into(), None),
@@ -376,6 +392,7 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         key_id.as_str(),
         "b-host",
         "b_secret_metric",
+        "b_secret_log_line",
         "gina",
         "globex",
         "b-dash",

@@ -23,6 +23,7 @@ mod findings_import;
 mod group;
 mod head;
 mod ingest;
+pub mod logs;
 mod postgres;
 mod query;
 mod records;
@@ -34,6 +35,7 @@ use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, Log
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditEntry, AuditFilter};
+pub use logs::{LineFilter, LogCursor, LogEntry, LogOrder, LogPage, LogQuery, LogScan};
 pub use postgres::PgStore;
 pub use query::{
     Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, Summary, aggregate, aggregate_summaries, summarize,
@@ -457,6 +459,17 @@ pub trait Store: Send + Sync {
 
     /// The latest `limit` log records of `host`, oldest first.
     async fn recent_logs(&self, tenant: &str, host: &str, limit: u32) -> Result<Vec<LogRecord>, StoreError>;
+
+    /// Up to `scan.limit` of `host`'s log rows strictly between `scan.after` and
+    /// `scan.before` in `(timestamp, row id)` order, walked in `scan.order`. The building
+    /// block of [`Store::query_logs`]; backends implement this, not the filtering.
+    async fn log_rows(&self, tenant: &str, scan: &LogScan<'_>) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// One page of a host's log lines: time range, source, text or regex filter, cursor.
+    /// The same answer on every backend (the logic is [`logs`]'s, written once).
+    async fn query_logs(&self, tenant: &str, query: &LogQuery) -> Result<LogPage, StoreError> {
+        logs::query(self, tenant, query).await
+    }
 
     /// Saves a component's state document under `key`, replacing the previous one.
     async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError>;

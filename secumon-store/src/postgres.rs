@@ -22,6 +22,7 @@ use crate::audit::{AuditRow, entry_from_row};
 use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
+use crate::logs::{LogCursor, LogEntry, LogOrder, LogScan};
 use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
 use crate::records::{
     CheckRow, FindingEvent, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check,
@@ -506,6 +507,39 @@ impl Store for PgStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         records.reverse();
         Ok(records)
+    }
+
+    async fn log_rows(&self, tenant: &str, scan: &LogScan<'_>) -> Result<Vec<LogEntry>, StoreError> {
+        let order = match scan.order {
+            LogOrder::Forward => "ASC",
+            LogOrder::Backward => "DESC",
+        };
+        let sql = format!(
+            "SELECT id, ts, source, labels, line FROM logs WHERE tenant_id = $1 AND host = $2 \
+             AND (ts, id) > ($3, $4) AND (ts, id) < ($5, $6) AND ($7::TEXT IS NULL OR source = $7) \
+             ORDER BY ts {order}, id {order} LIMIT $8"
+        );
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(i64, i64, String, String, String)> = sqlx::query_as(&sql)
+            .bind(tenant)
+            .bind(scan.host)
+            .bind(scan.after.timestamp_ms)
+            .bind(scan.after.id)
+            .bind(scan.before.timestamp_ms)
+            .bind(scan.before.id)
+            .bind(scan.source)
+            .bind(i64::from(scan.limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|(id, timestamp_ms, source, labels, line)| {
+                Ok(LogEntry {
+                    cursor: LogCursor { timestamp_ms, id },
+                    record: LogRecord { timestamp_ms, source, labels: serde_json::from_str(&labels)?, line },
+                })
+            })
+            .collect()
     }
 
     async fn put_state(&self, tenant: &str, key: &str, value: &str) -> Result<(), StoreError> {

@@ -21,6 +21,7 @@ use crate::codec::WalSample;
 use crate::findings_import::{PriorState, assets, open_samples, open_series, open_values, summary, unique_findings};
 use crate::group::GroupCommit;
 use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
+use crate::logs::{LogCursor, LogEntry, LogOrder, LogScan};
 use crate::query::{RangeQuery, SeriesPoints};
 use crate::records::{
     CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check, status_text,
@@ -881,6 +882,45 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         records.reverse();
         Ok(records)
+    }
+
+    async fn log_rows(&self, tenant: &str, scan: &LogScan<'_>) -> Result<Vec<LogEntry>, StoreError> {
+        // Row values walk the (tenant_id, host, ts) index, whose entries end in the rowid.
+        let order = match scan.order {
+            LogOrder::Forward => "ASC",
+            LogOrder::Backward => "DESC",
+        };
+        let sql = format!(
+            "SELECT rowid, ts, source, labels, line FROM logs WHERE tenant_id = ? AND host = ? \
+             AND (ts, rowid) > (?, ?) AND (ts, rowid) < (?, ?) AND (? IS NULL OR source = ?) \
+             ORDER BY ts {order}, rowid {order} LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(scan.host)
+            .bind(scan.after.timestamp_ms)
+            .bind(scan.after.id)
+            .bind(scan.before.timestamp_ms)
+            .bind(scan.before.id)
+            .bind(scan.source)
+            .bind(scan.source)
+            .bind(i64::from(scan.limit))
+            .fetch_all(&self.engine.reader)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let timestamp_ms = row.try_get("ts")?;
+                Ok(LogEntry {
+                    cursor: LogCursor { timestamp_ms, id: row.try_get("rowid")? },
+                    record: LogRecord {
+                        timestamp_ms,
+                        source: row.try_get("source")?,
+                        labels: serde_json::from_str(row.try_get("labels")?)?,
+                        line: row.try_get("line")?,
+                    },
+                })
+            })
+            .collect()
     }
 
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {

@@ -105,6 +105,10 @@ pub enum ChannelConfig {
         from: lettre::message::Mailbox,
         #[serde(deserialize_with = "email::mailboxes")]
         to: Vec<lettre::message::Mailbox>,
+        /// A PEM file of CA certificates to trust for the relay, beside the system's roots
+        /// (a relay inside a client's network often has a certificate from a private CA).
+        #[serde(default)]
+        ca_file: Option<std::path::PathBuf>,
         #[serde(default)]
         tenants: Vec<String>,
     },
@@ -140,7 +144,16 @@ impl ChannelConfig {
             Self::PagerDuty { routing_key, url, .. } => {
                 Arc::new(PagerDutyNotifier::new(client, url.clone(), routing_key.clone()))
             }
-            Self::Email { smtp_host, smtp_port, security, username, password, from, to, .. } => {
+            Self::Email { smtp_host, smtp_port, security, username, password, from, to, ca_file, .. } => {
+                // Read now, so a missing or unreadable file stops the server's start with
+                // its name rather than failing the first alert.
+                let ca_pem = ca_file
+                    .as_ref()
+                    .map(|path| {
+                        std::fs::read(path)
+                            .map_err(|e| NotifyError::Email(format!("cannot read ca_file {}: {e}", path.display())))
+                    })
+                    .transpose()?;
                 let smtp = SmtpSettings {
                     host: smtp_host,
                     port: *smtp_port,
@@ -148,7 +161,14 @@ impl ChannelConfig {
                     username: username.as_deref(),
                     password: password.as_deref(),
                 };
-                Arc::new(EmailNotifier::new(smtp, from.clone(), to.clone())?)
+                let built = match ca_pem {
+                    Some(pem) => EmailNotifier::trusting(smtp, from.clone(), to.clone(), Some(&pem)),
+                    None => EmailNotifier::new(smtp, from.clone(), to.clone()),
+                };
+                Arc::new(built.map_err(|e| match ca_file {
+                    Some(path) => NotifyError::Email(format!("ca_file {}: {e}", path.display())),
+                    None => e,
+                })?)
             }
         })
     }

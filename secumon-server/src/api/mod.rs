@@ -341,23 +341,133 @@ async fn ingest(
     Ok(Json(answer))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+/// What `GET /logs/hosts/{id}` takes. With neither cursor nor `since_ms` it answers the
+/// latest `limit` lines (the behaviour from before paging); `since_ms` or `after` page
+/// forward, `before` pages back.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct LogsQuery {
+pub(crate) struct LogsQuery {
+    /// Lines per page: 100 unless given, at most 5000.
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<u32>,
+    /// Lines stamped at or after this (ms since 1970); pages forward from there.
+    since_ms: Option<i64>,
+    /// Lines stamped before this (ms since 1970).
+    until_ms: Option<i64>,
+    /// Only lines of this source (a file path, or `journald`), exactly.
+    source: Option<String>,
+    /// Only lines holding this text (case-sensitive).
+    contains: Option<String>,
+    /// Only lines matching this regular expression (Rust `regex` syntax, at most 1024 bytes).
+    regex: Option<String>,
+    /// The lines after this cursor (a `next_cursor`), oldest first.
+    after: Option<String>,
+    /// The lines before this cursor (a `prev_cursor`), the newest of them.
+    before: Option<String>,
+    /// Without a cursor: `oldest` pages forward from `since_ms` (the default when it is
+    /// given), `newest` answers the newest lines of the range (the default otherwise).
+    #[param(value_type = Option<String>, pattern = "^(oldest|newest)$")]
+    order: Option<String>,
 }
 
-/// A host's latest log lines, oldest first.
-#[utoipa::path(get, path = "/api/v1/logs/hosts/{id}", tag = "data", params(("id" = String, Path, description = "Host name"), LogsQuery), responses((status = 200, description = "Recent log lines", body = serde_json::Value)))]
+impl LogsQuery {
+    /// The store query this asks for, or why it cannot be asked.
+    pub(crate) fn to_store(&self, host: &str) -> Result<secumon_store::LogQuery, StoreError> {
+        use secumon_store::{LineFilter, LogOrder};
+        let cursor = |text: &Option<String>| text.as_deref().map(str::parse).transpose();
+        let (after, before) = (cursor(&self.after)?, cursor(&self.before)?);
+        if after.is_some() && before.is_some() {
+            return Err(StoreError::InvalidQuery("give `after` or `before`, not both".into()));
+        }
+        let filter = match (&self.contains, &self.regex) {
+            (Some(_), Some(_)) => {
+                return Err(StoreError::InvalidQuery("give `contains` or `regex`, not both".into()));
+            }
+            (Some(text), None) => Some(LineFilter::Contains(text.clone())),
+            (None, Some(pattern)) => Some(LineFilter::regex(pattern)?),
+            (None, None) => None,
+        };
+        let forward = match self.order.as_deref() {
+            _ if after.is_some() => true,
+            _ if before.is_some() => false,
+            Some("oldest") => true,
+            Some("newest") => false,
+            None => self.since_ms.is_some(),
+            Some(other) => {
+                return Err(StoreError::InvalidQuery(format!("order is `oldest` or `newest`, not {other:?}")));
+            }
+        };
+        Ok(secumon_store::LogQuery {
+            host: host.to_string(),
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+            after,
+            before,
+            source: self.source.clone(),
+            filter,
+            order: if forward { LogOrder::Forward } else { LogOrder::Backward },
+            limit: self.limit.unwrap_or(100).clamp(1, secumon_store::logs::MAX_PAGE),
+        })
+    }
+}
+
+/// One stored log line.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct LogLine {
+    /// Where this line sits: page or follow from it with `after`/`before`.
+    pub cursor: String,
+    pub timestamp_ms: i64,
+    /// A file path, or `journald`.
+    pub source: String,
+    pub labels: Labels,
+    pub line: String,
+}
+
+impl From<secumon_store::LogEntry> for LogLine {
+    fn from(entry: secumon_store::LogEntry) -> Self {
+        let record = entry.record;
+        Self {
+            cursor: entry.cursor.to_string(),
+            timestamp_ms: record.timestamp_ms,
+            source: record.source,
+            labels: record.labels,
+            line: record.line,
+        }
+    }
+}
+
+/// A page of a host's log lines, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct LogsPage {
+    host: String,
+    logs: Vec<LogLine>,
+    /// After the newest row this page examined (matching or not): pass as `after` for the
+    /// next page, or to follow. Null when nothing was examined and no cursor was given.
+    next_cursor: Option<String>,
+    /// Before the oldest row this page examined: pass as `before` for the page before.
+    prev_cursor: Option<String>,
+    /// The page stopped before the lines in its direction ran out (page full, or the
+    /// 100 000 rows one request may examine were examined): ask again from its cursor.
+    more: bool,
+}
+
+/// A host's log lines: a time range, a source, a text or regex filter, paged by cursor.
+/// Without `since_ms`, `after` or `before`: the latest `limit` lines, oldest first.
+#[utoipa::path(get, path = "/api/v1/logs/hosts/{id}", tag = "data", params(("id" = String, Path, description = "Host name"), LogsQuery), responses((status = 200, description = "A page of log lines", body = LogsPage)))]
 async fn host_logs(
     State(state): State<ApiState>,
     caller: Caller,
     Path(host): Path<String>,
     ApiQuery(query): ApiQuery<LogsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = query.limit.unwrap_or(100).min(5_000);
-    let logs = state.store.recent_logs(&caller.tenant, &host, limit).await?;
-    Ok(Json(serde_json::json!({"host": host, "logs": logs})))
+) -> Result<Json<LogsPage>, ApiError> {
+    let page = state.store.query_logs(&caller.tenant, &query.to_store(&host)?).await?;
+    Ok(Json(LogsPage {
+        host,
+        logs: page.entries.into_iter().map(LogLine::from).collect(),
+        next_cursor: page.last.map(|c| c.to_string()),
+        prev_cursor: page.first.map(|c| c.to_string()),
+        more: page.more,
+    }))
 }
 
 /// The latest result of every probe check.

@@ -8,6 +8,14 @@
 //! cannot keep up is sent `{"type": "error", "code": "slow_consumer"}` and disconnected;
 //! ingestion never waits for it.
 //!
+//! `"logs": {"host": H, "after": CURSOR, "since_ms": .., "source": .., "contains": ..,
+//! "regex": ..}` in a subscription follows one host's log lines: the server sends `logs`
+//! messages with every stored line after `after` (or from `since_ms`, or else from the
+//! newest line stored when the subscription arrived) that passes the filters, in order, and
+//! then each new one as its batch is committed. Lines are read back from the store by cursor
+//! on every batch of that host, so the stream has no gap and no duplicate at its seam with a
+//! page read through `GET /logs/hosts/{id}` (pass that page's `next_cursor` as `after`).
+//!
 //! A socket lives no longer than its credential: the bearer it opened with is checked again
 //! every few seconds, and a revoked API key, an expired access token or a deleted user ends
 //! the stream with `{"type": "error", "code": "unauthenticated"}`. No socket lives longer than
@@ -24,12 +32,13 @@ use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use secumon_core::now_ms;
+use secumon_store::{LogCursor, LogOrder, LogQuery, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::ApiState;
+use super::{ApiState, LogLine, LogsQuery};
 use crate::auth::Caller;
 use crate::live::LiveEvent;
 
@@ -61,6 +70,81 @@ struct Subscription {
     alerts: bool,
     #[serde(default)]
     checks: bool,
+    /// One host's log lines to follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    logs: Option<LogFollow>,
+}
+
+/// What `"logs"` in a subscription asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogFollow {
+    host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    regex: Option<String>,
+}
+
+/// A log follow in progress: the query, and the last row already sent.
+struct Following {
+    query: LogQuery,
+    cursor: LogCursor,
+}
+
+impl Following {
+    /// Validates `follow` and finds where it starts.
+    async fn start(store: &dyn Store, tenant: &str, follow: &LogFollow) -> Result<Self, StoreError> {
+        let params = LogsQuery {
+            limit: Some(secumon_store::logs::MAX_PAGE),
+            since_ms: follow.since_ms,
+            source: follow.source.clone(),
+            contains: follow.contains.clone(),
+            regex: follow.regex.clone(),
+            after: follow.after.clone(),
+            ..LogsQuery::default()
+        };
+        let mut query = params.to_store(&follow.host)?;
+        query.order = LogOrder::Forward;
+        let cursor = match (query.after, follow.since_ms) {
+            (Some(after), _) => after,
+            (None, Some(since_ms)) => LogCursor::at(since_ms),
+            // From now: after the newest row stored, or before everything if there is none.
+            (None, None) => {
+                let newest =
+                    LogQuery { host: follow.host.clone(), order: LogOrder::Backward, limit: 1, ..LogQuery::default() };
+                store.query_logs(tenant, &newest).await?.last.unwrap_or(LogCursor::at(i64::MIN))
+            }
+        };
+        query.since_ms = None;
+        Ok(Self { query, cursor })
+    }
+
+    /// The lines stored after the last one sent, as `logs` messages; moves the cursor on.
+    async fn catch_up(&mut self, store: &dyn Store, tenant: &str) -> Result<Vec<Value>, StoreError> {
+        let mut messages = Vec::new();
+        loop {
+            self.query.after = Some(self.cursor);
+            let page = store.query_logs(tenant, &self.query).await?;
+            if let Some(last) = page.last {
+                self.cursor = last;
+            }
+            if !page.entries.is_empty() {
+                let lines: Vec<LogLine> = page.entries.into_iter().map(LogLine::from).collect();
+                messages.push(json!({"type": "logs", "host": self.query.host, "logs": lines,
+                    "cursor": self.cursor.to_string()}));
+            }
+            if !page.more {
+                return Ok(messages);
+            }
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -69,7 +153,7 @@ fn yes() -> bool {
 
 impl Default for Subscription {
     fn default() -> Self {
-        Self { hosts: Vec::new(), metrics: Vec::new(), alerts: true, checks: false }
+        Self { hosts: Vec::new(), metrics: Vec::new(), alerts: true, checks: false, logs: None }
     }
 }
 
@@ -141,18 +225,20 @@ pub(super) async fn stream(
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|token| token.trim().to_string());
     let accounts = Arc::clone(&state.accounts);
+    let store = Arc::clone(&state.store);
     upgrade.max_message_size(16 * 1024).on_upgrade(move |socket| async move {
         let still_valid = async move || match &bearer {
             Some(token) => accounts.authenticate(token).await.is_ok(),
             None => true, // open access (tests): no credential to lose
         };
-        serve(socket, caller, events, still_valid).await
+        serve(socket, caller, &*store, events, still_valid).await
     })
 }
 
 async fn serve(
     socket: WebSocket,
     caller: Caller,
+    store: &dyn Store,
     mut events: broadcast::Receiver<Arc<LiveEvent>>,
     still_valid: impl AsyncFn() -> bool,
 ) {
@@ -161,6 +247,7 @@ async fn serve(
     let end_of_life = tokio::time::sleep(MAX_LIFETIME);
     tokio::pin!(end_of_life);
     let mut subscription = Subscription::default();
+    let mut following: Option<Following> = None;
     let subscribed = |subscription: &Subscription| {
         text(&json!({"type": "subscribed", "tenant": caller.tenant, "subscription": subscription}))
     };
@@ -182,16 +269,35 @@ async fn serve(
             }
             message = incoming.next() => match message {
                 Some(Ok(Message::Text(body))) => {
-                    let reply = match serde_json::from_str::<ClientMessage>(&body) {
+                    let mut replies = Vec::new();
+                    match serde_json::from_str::<ClientMessage>(&body) {
                         Ok(request) => {
-                            subscription = request.subscribe;
-                            subscribed(&subscription)
+                            let follow = match &request.subscribe.logs {
+                                Some(follow) => Following::start(store, &caller.tenant, follow).await.map(Some),
+                                None => Ok(None),
+                            };
+                            match follow {
+                                Ok(follow) => {
+                                    subscription = request.subscribe;
+                                    following = follow;
+                                    replies.push(subscribed(&subscription));
+                                    if let Some(follow) = following.as_mut() {
+                                        match follow.catch_up(store, &caller.tenant).await {
+                                            Ok(lines) => replies.extend(lines.iter().map(text)),
+                                            Err(error) => replies.push(store_error(&error)),
+                                        }
+                                    }
+                                }
+                                Err(error) => replies.push(store_error(&error)),
+                            }
                         }
-                        Err(error) => text(&json!({"type": "error", "code": "bad_request",
-                            "message": format!("expected {{\"subscribe\": {{...}}}}: {error}")})),
+                        Err(error) => replies.push(text(&json!({"type": "error", "code": "bad_request",
+                            "message": format!("expected {{\"subscribe\": {{...}}}}: {error}")}))),
                     };
-                    if !send(&mut sink, reply).await {
-                        break;
+                    for reply in replies {
+                        if !send(&mut sink, reply).await {
+                            return;
+                        }
                     }
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
@@ -199,8 +305,18 @@ async fn serve(
             },
             event = events.recv() => match event {
                 Ok(event) if event.tenant() == caller.tenant => {
-                    for message in subscription.messages(&event) {
-                        if !send(&mut sink, text(&message)).await {
+                    let mut messages: Vec<Message> = subscription.messages(&event).iter().map(text).collect();
+                    if let (Some(follow), LiveEvent::Batch { batch, .. }) = (following.as_mut(), &*event)
+                        && batch.host == follow.query.host
+                        && !batch.logs.is_empty()
+                    {
+                        match follow.catch_up(store, &caller.tenant).await {
+                            Ok(lines) => messages.extend(lines.iter().map(text)),
+                            Err(error) => messages.push(store_error(&error)),
+                        }
+                    }
+                    for message in messages {
+                        if !send(&mut sink, message).await {
                             tracing::info!(subscriber = %caller.subject, "stream subscriber too slow to take a message; dropped");
                             return;
                         }
@@ -230,6 +346,15 @@ async fn close(sink: &mut SplitSink<WebSocket, Message>, error: &str, message: &
 /// Sends `message`; `false` if the client is gone or did not take it within [`SEND_TIMEOUT`].
 async fn send(sink: &mut SplitSink<WebSocket, Message>, message: Message) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await, Ok(Ok(())))
+}
+
+/// A store answer the client should hear about: a bad filter is its mistake, the rest ours.
+fn store_error(error: &StoreError) -> Message {
+    let code = match error {
+        StoreError::InvalidQuery(_) => "bad_request",
+        _ => "store_unavailable",
+    };
+    text(&json!({"type": "error", "code": code, "message": error.to_string()}))
 }
 
 fn text(value: &Value) -> Message {

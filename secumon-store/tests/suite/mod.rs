@@ -49,7 +49,8 @@ macro_rules! store_suite {
             old_ranges_are_answered_from_rollups_after_raw_expires,
             retention_expires_logs_events_and_history,
             audit_log_is_per_tenant_filtered_paged_newest_first_and_expires,
-            a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not
+            a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not,
+            logs_page_by_cursor_range_source_and_filter
         );
     };
     (@each $backend:path: $($test:ident),+ $(,)?) => {
@@ -780,4 +781,136 @@ pub async fn a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not(
     let error = store.write_batch("acme", &batch("a1", 5, "h", vec![metric(10, t0() + 4_000)])).await.unwrap_err();
     assert!(matches!(error, StoreError::SeriesLimit { .. }), "{error:?}");
     store.write_batch("acme", &batch("a1", 6, "h", vec![metric(1, t0() + 4_000)])).await.unwrap();
+}
+
+/// Log lines of host `h`: `count` lines from `first`, three per millisecond (so ties are
+/// broken by row), alternating two sources, every seventh an `ERROR`.
+fn log_lines(first: usize, count: usize, base_ms: i64) -> Vec<LogRecord> {
+    (first..first + count)
+        .map(|i| LogRecord {
+            timestamp_ms: base_ms + (i / 3) as i64,
+            source: if i % 2 == 0 { "/var/log/app.log".into() } else { "journald".into() },
+            labels: Labels::new(),
+            line: format!("{} line {i}", if i % 7 == 0 { "ERROR" } else { "info" }),
+        })
+        .collect()
+}
+
+/// Pages `query` forward to the end, returning every line in order.
+async fn page_all(store: &dyn Store, tenant: &str, mut query: secumon_store::LogQuery) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let page = store.query_logs(tenant, &query).await.unwrap();
+        lines.extend(page.entries.iter().map(|e| e.record.line.clone()));
+        if !page.more {
+            return lines;
+        }
+        query.after = page.last;
+    }
+}
+
+/// The log query of issue 25: paging by cursor returns every line once and in order, even
+/// with lines arriving between pages; time range, source, substring and regex filters give
+/// the same answers on every backend; backward paging; bad regexes and cursors refused.
+pub async fn logs_page_by_cursor_range_source_and_filter(backend: &dyn Backend) {
+    use secumon_store::{LineFilter, LogCursor, LogOrder, LogQuery};
+    let store = backend.open().await;
+    let base = t0();
+    let all = log_lines(0, 3_000, base);
+    for (sequence, chunk) in all.chunks(500).enumerate() {
+        let mut b = batch("a1", sequence as u64 + 1, "h", Vec::new());
+        b.logs = chunk.to_vec();
+        store.write_batch("default", &b).await.unwrap();
+    }
+    let text = |records: &[LogRecord]| records.iter().map(|r| r.line.clone()).collect::<Vec<_>>();
+    let query = |limit| LogQuery { host: "h".into(), since_ms: Some(0), limit, ..Default::default() };
+
+    // Paging while new (later) lines arrive: every old line once, in order, then the new.
+    let mut seen = Vec::new();
+    let mut q = query(700);
+    let mut appended = false;
+    loop {
+        let page = store.query_logs("default", &q).await.unwrap();
+        assert!(page.entries.len() <= 700);
+        seen.extend(page.entries.iter().map(|e| e.record.line.clone()));
+        if !appended {
+            let mut b = batch("a1", 100, "h", Vec::new());
+            b.logs = log_lines(3_000, 10, base);
+            store.write_batch("default", &b).await.unwrap();
+            appended = true;
+        }
+        if !page.more {
+            break;
+        }
+        q.after = page.last;
+    }
+    let mut expected = text(&all);
+    expected.extend(text(&log_lines(3_000, 10, base)));
+    assert_eq!(seen.len(), expected.len(), "every line once");
+    assert_eq!(seen, expected, "in (time, arrival) order");
+    let all = log_lines(0, 3_010, base);
+
+    // Time range: [since, until).
+    let ranged =
+        page_all(&*store, "default", LogQuery { since_ms: Some(base + 100), until_ms: Some(base + 200), ..query(64) })
+            .await;
+    let want: Vec<String> =
+        all.iter().filter(|r| (base + 100..base + 200).contains(&r.timestamp_ms)).map(|r| r.line.clone()).collect();
+    assert_eq!(ranged.len(), 300);
+    assert_eq!(ranged, want);
+
+    // Source, substring and regex, alone and together.
+    let source = page_all(&*store, "default", LogQuery { source: Some("journald".into()), ..query(999) }).await;
+    assert_eq!(source, all.iter().filter(|r| r.source == "journald").map(|r| r.line.clone()).collect::<Vec<_>>());
+    let errors =
+        page_all(&*store, "default", LogQuery { filter: Some(LineFilter::Contains("ERROR".into())), ..query(50) })
+            .await;
+    assert_eq!(errors, all.iter().filter(|r| r.line.contains("ERROR")).map(|r| r.line.clone()).collect::<Vec<_>>());
+    let regex = LineFilter::regex(r"^ERROR line \d*5$").unwrap();
+    let both =
+        page_all(&*store, "default", LogQuery { filter: Some(regex), source: Some("journald".into()), ..query(7) })
+            .await;
+    let want: Vec<String> = all
+        .iter()
+        .filter(|r| r.source == "journald" && r.line.starts_with("ERROR") && r.line.ends_with('5'))
+        .map(|r| r.line.clone())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(both, want);
+
+    // Backward from the end (the newest page first, each page oldest first).
+    let mut back = Vec::new();
+    let mut q = LogQuery { host: "h".into(), order: LogOrder::Backward, limit: 1_000, ..Default::default() };
+    let mut newest = None;
+    loop {
+        let page = store.query_logs("default", &q).await.unwrap();
+        // The first page (the newest lines) says where following would start.
+        newest = newest.or(page.last);
+        let mut lines: Vec<String> = page.entries.iter().map(|e| e.record.line.clone()).collect();
+        lines.extend(back);
+        back = lines;
+        if !page.more {
+            break;
+        }
+        q.before = page.first;
+    }
+    assert_eq!(back, text(&all));
+    // Nothing after the newest line, and a cursor survives its text form.
+    let newest = newest.unwrap();
+    let after: LogCursor = newest.to_string().parse().unwrap();
+    assert_eq!(after, newest);
+    let tail = store.query_logs("default", &LogQuery { after: Some(after), ..query(10) }).await.unwrap();
+    assert!(tail.entries.is_empty() && !tail.more);
+    assert_eq!(tail.last, Some(newest), "an empty page keeps the client's place");
+
+    // Refused: a pattern that does not compile, one too large, a forged cursor.
+    for pattern in ["(unclosed", "a{1000}{1000}"] {
+        let error = LineFilter::regex(pattern).unwrap_err();
+        assert!(matches!(error, StoreError::InvalidQuery(_)), "{pattern}: {error}");
+    }
+    assert!(matches!("not-a-cursor".parse::<LogCursor>(), Err(StoreError::InvalidQuery(_))));
+
+    // Another tenant sees none of it.
+    let other = store.query_logs("acme", &query(100)).await.unwrap();
+    assert!(other.entries.is_empty() && !other.more);
 }

@@ -230,3 +230,38 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_before_auth() {
     assert_eq!(auth_log(&server), "", "no credentials sent over an untrusted connection");
     assert!(received(&server).is_empty());
 }
+
+/// The channel as configured in YAML: `ca_file` names the test CA, and the relay's
+/// certificate is trusted through it; an unreadable or bogus file is refused at build
+/// time, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_trusts_the_ca_file_its_yaml_names() {
+    let pki = pki();
+    let server = start(&pki, "starttls", false);
+    let ca_file = pki.dir.path().join("relay-ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let yaml = |ca_file: &Path| {
+        format!(
+            "type: email\nsmtp_host: 127.0.0.1\nsmtp_port: {}\nsecurity: starttls\nusername: alerts\n\
+             password: s3cret\nfrom: SecuMon Alerts <alerts@example.com>\nto: [ops@example.com]\nca_file: {}\n",
+            server.port,
+            ca_file.display()
+        )
+    };
+    let config: crate::notify::ChannelConfig = secumon_core::config::parse_yaml(&yaml(&ca_file), "rules.yaml").unwrap();
+    config.build().unwrap().send(&notification()).await.unwrap();
+    assert_eq!(auth_log(&server), "PLAIN accepted\n");
+    let messages = received(&server);
+    assert_eq!(messages.len(), 1);
+    check_message(&messages[0].0, &messages[0].1, &["ops@example.com"]);
+
+    let missing = pki.dir.path().join("no-such-ca.pem");
+    let config: crate::notify::ChannelConfig = secumon_core::config::parse_yaml(&yaml(&missing), "rules.yaml").unwrap();
+    let error = config.build().err().expect("a missing ca_file is refused").to_string();
+    assert!(error.contains("cannot read ca_file") && error.contains("no-such-ca.pem"), "{error}");
+    let bogus = pki.dir.path().join("bogus.pem");
+    std::fs::write(&bogus, "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n").unwrap();
+    let config: crate::notify::ChannelConfig = secumon_core::config::parse_yaml(&yaml(&bogus), "rules.yaml").unwrap();
+    let error = config.build().err().expect("a file with no certificate is refused").to_string();
+    assert!(error.contains("bogus.pem"), "{error}");
+}

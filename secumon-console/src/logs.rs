@@ -1,0 +1,149 @@
+//! Reading a host's log lines from the server: pages by cursor (`GET /logs/hosts/{id}`) and
+//! following new lines over the live stream. `secumon logs` and the console's log panel
+//! both use it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), secumon_console::client::ClientError> {
+//! use secumon_console::{client::ApiClient, logs::{LogFilter, Position}};
+//! let api = ApiClient::new("http://127.0.0.1:8080", None);
+//! let filter = LogFilter { regex: Some("ERROR".into()), ..LogFilter::default() };
+//! let page = api.log_page("web-1", &filter, &Position::Newest, 100).await?;
+//! let mut follow = api.follow_logs("web-1", &filter, page.next_cursor.as_deref()).await?;
+//! loop { for line in follow.next_lines().await? { println!("{}", line.line); } }
+//! # }
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{ApiClient, ClientError, Socket};
+
+/// Which lines: a time range, a source, a text or a regex.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFilter {
+    /// Lines stamped at or after this (ms since 1970).
+    pub since_ms: Option<i64>,
+    /// Lines stamped before this.
+    pub until_ms: Option<i64>,
+    pub source: Option<String>,
+    /// Lines holding this text.
+    pub contains: Option<String>,
+    /// Lines matching this regular expression (checked by the server).
+    pub regex: Option<String>,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Position {
+    /// The first lines of the range (from `since_ms`, or the first stored).
+    Oldest,
+    /// The newest lines of the range.
+    Newest,
+    /// The lines after this cursor, oldest first.
+    After(String),
+    /// The lines just before this cursor.
+    Before(String),
+}
+
+/// One stored log line as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub cursor: String,
+    pub timestamp_ms: i64,
+    pub source: String,
+    #[serde(default)]
+    pub labels: Value,
+    pub line: String,
+}
+
+/// A page of lines, oldest first, with the cursors to page on from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LogPage {
+    pub logs: Vec<LogLine>,
+    pub next_cursor: Option<String>,
+    pub prev_cursor: Option<String>,
+    /// More lines lie in the page's direction.
+    pub more: bool,
+}
+
+impl ApiClient {
+    /// One page of `host`'s lines (`limit` at most 5000).
+    pub async fn log_page(
+        &self,
+        host: &str,
+        filter: &LogFilter,
+        position: &Position,
+        limit: u32,
+    ) -> Result<LogPage, ClientError> {
+        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        let numbers = [("since_ms", filter.since_ms), ("until_ms", filter.until_ms)];
+        query.extend(numbers.into_iter().filter_map(|(k, v)| Some((k, v?.to_string()))));
+        let texts = [("source", &filter.source), ("contains", &filter.contains), ("regex", &filter.regex)];
+        query.extend(texts.into_iter().filter_map(|(k, v)| Some((k, v.clone()?))));
+        match position {
+            Position::Oldest => query.push(("order", "oldest".into())),
+            Position::Newest => query.push(("order", "newest".into())),
+            Position::After(cursor) => query.push(("after", cursor.clone())),
+            Position::Before(cursor) => query.push(("before", cursor.clone())),
+        }
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body = self.get(&format!("/logs/hosts/{host}"), &query).await?;
+        serde_json::from_value(body).map_err(|e| ClientError::Shape(e.to_string()))
+    }
+
+    /// Follows `host`'s lines that pass `filter` (its time range aside) over the live
+    /// stream: every line after `after` (a page's `next_cursor`), else from `since_ms`, else
+    /// from the newest line stored, then each new one as it is stored.
+    pub async fn follow_logs(
+        &self,
+        host: &str,
+        filter: &LogFilter,
+        after: Option<&str>,
+    ) -> Result<LogFollower, ClientError> {
+        let mut follow = json!({"host": host});
+        let fields = [
+            ("after", after.map(Value::from)),
+            ("since_ms", filter.since_ms.map(Value::from)),
+            ("source", filter.source.clone().map(Value::from)),
+            ("contains", filter.contains.clone().map(Value::from)),
+            ("regex", filter.regex.clone().map(Value::from)),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                follow[key] = value;
+            }
+        }
+        // Alerts off: this socket carries log lines only.
+        let socket = self.open_stream(&json!({"subscribe": {"alerts": false, "logs": follow}})).await?;
+        Ok(LogFollower { socket })
+    }
+}
+
+/// A host's log lines as they are stored.
+pub struct LogFollower {
+    socket: Socket,
+}
+
+impl LogFollower {
+    /// The next lines, in order; an error when the server refuses the follow (a bad regex)
+    /// or the stream ends.
+    pub async fn next_lines(&mut self) -> Result<Vec<LogLine>, ClientError> {
+        use futures::StreamExt;
+        while let Some(Ok(message)) = self.socket.next().await {
+            let Message::Text(text) = message else { continue };
+            let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            match message["type"].as_str() {
+                Some("logs") => {
+                    return serde_json::from_value(message["logs"].clone())
+                        .map_err(|e| ClientError::Shape(e.to_string()));
+                }
+                Some("error") => {
+                    return Err(ClientError::Refused(message["message"].as_str().unwrap_or("").to_string()));
+                }
+                _ => {}
+            }
+        }
+        Err(ClientError::Unreachable("the live stream".into()))
+    }
+}
