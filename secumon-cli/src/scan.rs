@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use secumon_core::{CheckResult, CheckStatus};
 use secumon_scan::{
-    CheckError, CheckSpec, DnsSpec, HttpSpec, PingSpec, PortsSpec, SnmpSpec, TlsSpec, TraceSpec, host_port, render_text, run_check,
+    CheckError, CheckSpec, DnsSpec, HttpSpec, PingSpec, PortsSpec, SnmpSpec, TlsSpec, TraceSpec, host_port,
+    render_text, run_check,
 };
 
 use crate::api_client::emit;
@@ -336,4 +337,3 @@ fn progress_bar(quiet: bool) -> ProgressBar {
     use std::io::IsTerminal;
     ProgressBar { bar: Arc::default(), shown: !quiet && std::io::stderr().is_terminal() }
 }
-

@@ -105,8 +105,8 @@ impl TryFrom<serde_json::Map<String, serde_json::Value>> for CheckConfig {
         let name = schedule.name;
         let invalid = |e: String| format!("check {name:?}: {e}");
         let kind = entry.get("type").and_then(|t| t.as_str()).ok_or_else(|| invalid("`type` is missing".into()))?;
-        let keys =
-            CheckSpec::keys(kind).ok_or_else(|| invalid(format!("type {kind:?} is not {}", check_types().join(", "))))?;
+        let keys = CheckSpec::keys(kind)
+            .ok_or_else(|| invalid(format!("type {kind:?} is not {}", check_types().join(", "))))?;
         if let Some(key) = entry.keys().find(|k| *k != "type" && !keys.contains(&k.as_str())) {
             return Err(invalid(format!("`{key}` does not apply to {kind} checks")));
         }

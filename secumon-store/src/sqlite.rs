@@ -386,7 +386,12 @@ enum Written {
     Mismatch,
     /// Over the tenant's series limit: nothing of it kept.
     Refused(StoreError),
-    Committed { wal_id: Option<i64>, wal: Vec<WalSample>, learned: Vec<(SeriesKey, u32)>, created: u64 },
+    Committed {
+        wal_id: Option<i64>,
+        wal: Vec<WalSample>,
+        learned: Vec<(SeriesKey, u32)>,
+        created: u64,
+    },
 }
 
 /// Takes one batch's rows back out of the group's transaction (see `write_one`'s savepoint).

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION};
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
-pub use oidc::{IdTokenError, OidcConfig, Sso, SsoError, SsoStart};
 pub use email::normalize_email;
+pub use oidc::{IdTokenError, OidcConfig, Sso, SsoError, SsoStart};
 pub use tenant_users::{name_in_tenant, tenant_user_name};
 
 /// Records of the whole installation (users, tenants, keys) live under this tenant id,
