@@ -59,8 +59,7 @@ fn default_concurrency() -> usize {
 }
 
 /// A validated check from the file, ready to schedule.
-#[derive(Clone, Deserialize)]
-#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+#[derive(Clone)]
 pub struct CheckConfig {
     pub check: Arc<dyn Check>,
     pub interval: Duration,
@@ -76,6 +75,61 @@ impl std::fmt::Debug for CheckConfig {
 impl CheckConfig {
     pub fn scheduled(&self) -> ScheduledCheck {
         ScheduledCheck { check: Arc::clone(&self.check), interval: self.interval, timeout: self.timeout }
+    }
+}
+
+/// Reads a check entry key by key, so a key no check type takes is reported at its own
+/// line; the rest is judged once the whole entry is read.
+impl<'de> Deserialize<'de> for CheckConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entry;
+
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = CheckConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a check: a mapping with `name`, `type` and the type's keys")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CheckConfig, A::Error> {
+                let mut entry = serde_json::Map::new();
+                while let Some(key) = map.next_key_seed(KnownKey)? {
+                    entry.insert(key, map.next_value()?);
+                }
+                CheckConfig::try_from(entry).map_err(serde::de::Error::custom)
+            }
+        }
+
+        deserializer.deserialize_map(Entry)
+    }
+}
+
+/// A check's key, refused while it is read (so the error carries its line) unless some check
+/// type takes it.
+struct KnownKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KnownKey {
+    type Value = String;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KnownKey {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a check's key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<String, E> {
+        let known = ["name", "type", "interval", "timeout"].contains(&key)
+            || check_types().iter().any(|kind| CheckSpec::keys(kind).is_some_and(|keys| keys.contains(&key)));
+        if !known {
+            return Err(E::custom(format!("unknown key `{key}`: no check type takes it")));
+        }
+        Ok(key.to_string())
     }
 }
 
