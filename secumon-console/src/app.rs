@@ -625,8 +625,12 @@ impl App {
         match event {
             Event::Data(snapshot) => {
                 self.data = snapshot;
+                // A refresh must not wipe what an action just reported ("silenced for 1h"):
+                // the status says "connected" only when the connection is new.
+                if !self.connected {
+                    self.status = format!("connected to {}", self.server);
+                }
                 self.connected = true;
-                self.status = format!("connected to {}", self.server);
                 self.selected = self.selected.min(self.rows().saturating_sub(1));
                 None
             }
@@ -1199,6 +1203,12 @@ pub(crate) mod tests {
             Some(Command::Acknowledge { id: "a1".into(), comment: "on it".into() })
         );
         assert_eq!(app.update(Event::Done("acknowledged".into())), Some(Command::Refresh));
+        // The refresh that follows keeps the action's message on the status bar.
+        app.update(Event::Data(Snapshot::default()));
+        assert_eq!(app.status, "acknowledged");
+        app.update(Event::Failed("server unreachable".into()));
+        app.update(Event::Data(Snapshot::default()));
+        assert_eq!(app.status, "connected to http://x");
     }
 
     #[test]
