@@ -20,18 +20,6 @@ const HOUR: i64 = 3_600_000;
 /// How often the probe's check runs.
 const INTERVAL_MS: i64 = 400;
 
-/// libfaketime's multi-threaded build (the probe runs tokio's worker threads).
-fn libfaketime() -> PathBuf {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path().join("faketime/libfaketimeMT.so.1"))
-        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
-        .find(|path| path.exists());
-    found.expect("libfaketime is missing: install the Debian package `faketime` (scripts/test does)")
-}
-
 /// A `secumon probe` child under libfaketime, killed on drop.
 struct SkewedProbe {
     child: Child,
@@ -58,7 +46,7 @@ impl SkewedProbe {
         let child = Command::new(env!("CARGO_BIN_EXE_secumon"))
             .args(["probe", "--config"])
             .arg(&config)
-            .env("LD_PRELOAD", libfaketime())
+            .env("LD_PRELOAD", secumon_core::testing::libfaketime())
             .env("FAKETIME_TIMESTAMP_FILE", &clock_file)
             .env("FAKETIME_CACHE_DURATION", "1")
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")

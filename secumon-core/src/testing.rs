@@ -16,6 +16,20 @@ pub fn peer_missing(what: &str) {
     eprintln!("SKIPPED: {what}");
 }
 
+/// The path of libfaketime's multi-threaded build (Debian's `faketime` package), for tests
+/// that run a real agent or probe with its clock off: `LD_PRELOAD` it with
+/// `FAKETIME_TIMESTAMP_FILE`. Panics when it is missing: clock-skew tests never skip.
+pub fn libfaketime() -> std::path::PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("faketime/libfaketimeMT.so.1"))
+        .chain([std::path::PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
+        .find(|path| path.exists());
+    found.expect("libfaketime is missing: install the Debian package `faketime` (scripts/test does)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! Senders with wrong clocks, over the wire: a batch that says when it was sent is measured
 //! against the server's clock and, past the tolerance, re-stamped before the store sees it;
 //! one that cannot be corrected is refused and its sender still listed, with the reason.
-//! (The real agent under `faketime` is tested in `secumon-cli/tests/clock_skew.rs`.)
+//! (Real senders under `faketime`: the agent binary in `secumon-agent/tests/clock_skew.rs`,
+//! the probe in `secumon-cli/tests/clock_skew.rs`.)
 
 use std::net::SocketAddr;
 
