@@ -8,6 +8,9 @@ use secumon_agent::{Agent, AgentSettings, SetupOptions, shutdown_signal};
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 
+/// Where the agent looks for its configuration unless `--config` says otherwise.
+const DEFAULT_CONFIG: &str = "/etc/secumon/agent.yaml";
+
 /// Exit code of an agent the server revoked (1 is any other failure, 2 a configuration
 /// error): a service manager or script can tell that restarting will not help.
 const EXIT_REVOKED: u8 = 3;
@@ -20,9 +23,10 @@ const EXIT_REVOKED: u8 = 3;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Agent configuration file (for `setup`, the one it writes); before or after `setup`.
-    #[arg(long, short, global = true, default_value = "/etc/secumon/agent.yaml")]
-    config: PathBuf,
+    /// Agent configuration file (for `setup`, the one it writes); before or after `setup`
+    /// [default: /etc/secumon/agent.yaml].
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Only validate the configuration, then exit.
     #[arg(long)]
     check: bool,
@@ -87,38 +91,48 @@ fn main() -> ExitCode {
                 }
             },
             collector,
-            config_path: args.config,
+            config_path: args.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
             state_dir,
             name,
             force,
         });
     }
-    let config = match AgentConfig::load(&args.config) {
+    let config_path = args.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    // A fresh install has no configuration until `setup` writes one: `--once` needs none,
+    // and running as a service says what to do instead of "cannot read".
+    if args.config.is_none() && !config_path.exists() {
+        if args.once {
+            return print_snapshot(&with_services(MetricsSection::default(), &args.monitor_service), args.json);
+        }
+        eprintln!(
+            "secumon-agent: no configuration at {DEFAULT_CONFIG}. Enroll this machine with\n  \
+             secumon-agent setup --collector SERVER:9090 --token smp_...\n\
+             (the token and the whole command come from `POST /api/v1/agents/provision`), or point \
+             --config at a file (example: /usr/share/doc/secumon/examples/agent.yaml). \
+             `secumon-agent --once` collects once without one."
+        );
+        return ExitCode::from(2);
+    }
+    let mut config = match AgentConfig::load(&config_path) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("secumon-agent: {error}");
             return ExitCode::from(2);
         }
     };
-    let mut config = config;
-    if !args.monitor_service.is_empty() {
-        config.metrics.services.extend(args.monitor_service.iter().cloned());
-        if !config.metrics.enabled.contains(&MetricFamily::Services) {
-            config.metrics.enabled.push(MetricFamily::Services);
-        }
-    }
+    config.metrics = with_services(config.metrics, &args.monitor_service);
     if args.once {
         return print_snapshot(&config.metrics, args.json);
     }
     let settings = match AgentSettings::from_config(&config) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("secumon-agent: {}: {error}", args.config.display());
+            eprintln!("secumon-agent: {}: {error}", config_path.display());
             return ExitCode::from(2);
         }
     };
     if args.check {
-        println!("{}: ok", args.config.display());
+        println!("{}: ok", config_path.display());
         return ExitCode::SUCCESS;
     }
     // One thread is plenty for a few file reads per interval and one gRPC stream.
@@ -171,6 +185,17 @@ fn run_setup(options: SetupOptions) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `metrics` also watching the systemd units named by `--monitor-service`.
+fn with_services(mut metrics: MetricsSection, services: &[String]) -> MetricsSection {
+    if !services.is_empty() {
+        metrics.services.extend(services.iter().cloned());
+        if !metrics.enabled.contains(&MetricFamily::Services) {
+            metrics.enabled.push(MetricFamily::Services);
+        }
+    }
+    metrics
 }
 
 /// `--once`: one collection to stdout, collector failures to stderr.

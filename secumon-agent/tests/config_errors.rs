@@ -53,3 +53,32 @@ fn missing_file_is_a_config_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/agent.yaml: cannot read"));
 }
+
+#[test]
+fn the_shipped_package_config_is_accepted() {
+    let (code, stderr) = run_with(include_str!("../../packaging/etc/agent.yaml"));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A fresh install, before `setup`: no /etc/secumon/agent.yaml.
+#[test]
+fn without_a_configuration_once_uses_defaults_and_the_service_says_what_to_do() {
+    assert!(
+        !std::path::Path::new("/etc/secumon/agent.yaml").exists(),
+        "this test needs a machine without an installed /etc/secumon/agent.yaml"
+    );
+    let once = Command::new(env!("CARGO_BIN_EXE_secumon-agent")).args(["--once", "--json"]).output().unwrap();
+    assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+    let samples: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&once.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for family in ["cpu_usage_ratio", "memory_total_bytes", "filesystem_used_ratio", "network_receive_bytes_total"] {
+        assert!(samples.iter().any(|s| s["name"] == family), "{family} missing from the default families");
+    }
+
+    let service = Command::new(env!("CARGO_BIN_EXE_secumon-agent")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&service.stderr);
+    assert_eq!(service.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no configuration at /etc/secumon/agent.yaml"), "{stderr}");
+    assert!(stderr.contains("secumon-agent setup --collector"), "{stderr}");
+    assert!(stderr.contains("--once"), "{stderr}");
+}
