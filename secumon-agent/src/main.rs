@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             "secumon-agent: no configuration at {DEFAULT_CONFIG}. Enroll this machine with\n  \
              secumon-agent setup --collector SERVER:9090 --token smp_...\n\
              (the token and the whole command come from `POST /api/v1/agents/provision`), or point \
-             --config at a file (example: /usr/share/doc/secumon/examples/agent.yaml). \
+             --config at an agent file (the secumon-agent package installs one; examples/agent.yaml in the sources). \
              `secumon-agent --once` collects once without one."
         );
         return ExitCode::from(2);

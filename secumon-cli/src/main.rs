@@ -31,7 +31,7 @@ use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Server, ServerConfig, Tena
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
-#[command(version, about = "SecuMon: security and infrastructure monitoring for MSPs")]
+#[command(name = "secumon", version, about = "SecuMon: security and infrastructure monitoring for MSPs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
