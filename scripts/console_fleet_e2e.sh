@@ -22,7 +22,9 @@ cleanup() {
 }
 trap cleanup EXIT
 key=$("$seed" --dir "$work" --hosts 1000 --hours 1 2>"$work/seed.log")
-"$secumon" server --data-dir "$work" --api "127.0.0.1:$api" --grpc "127.0.0.1:$grpc" > "$work/server.log" 2>&1 &
+# Exactly the seeded fleet: without the server's own host (secumon-server/tests/self_series.rs).
+"$secumon" server --data-dir "$work" --api "127.0.0.1:$api" --grpc "127.0.0.1:$grpc" --self-series-interval 0s \
+  > "$work/server.log" 2>&1 &
 server=$!
 auth=(-H "Authorization: Bearer $key")
 for _ in $(seq 1 100); do

@@ -194,6 +194,10 @@ struct ServerArgs {
     /// server re-stamps its batches by the measured offset.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     clock_tolerance: std::time::Duration,
+    /// How often the server stores its own health (every /metrics value, its memory and CPU)
+    /// as series of the host `secumon-server`, for rules and dashboards; 0s stores none.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    self_series_interval: std::time::Duration,
     /// Single sign-on for super-admins (`secumon login --sso`): a YAML file with an `oidc:`
     /// section (issuer, client_id, client_secret, claim, super_admins, users).
     #[arg(long, value_name = "FILE", env = "SECUMON_OIDC")]
@@ -234,6 +238,7 @@ impl ServerArgs {
                 max_series: self.max_series_per_tenant,
                 max_samples_per_second: self.max_samples_per_second,
             },
+            self_series_interval: Some(self.self_series_interval).filter(|interval| !interval.is_zero()),
         })
     }
 }

@@ -264,9 +264,13 @@ async fn no_batch_lost_or_doubled_across_server_kill_and_agent_restart() {
     let refused = reqwest::get(&url).await.unwrap();
     assert_eq!(refused.status(), 401, "`secumon server` answers nobody without a token");
     let agents: AgentList = get_json_as(&url, Some(&token)).await;
-    assert_eq!(agents.agents.len(), 1);
-    assert_eq!(agents.agents[0].batches, produced, "every sequence stored exactly once");
-    assert_eq!(agents.agents[0].last_sequence, produced);
+    // The agent, and the server's own health series (host secumon-server).
+    let (server_self, agents): (Vec<_>, Vec<_>) =
+        agents.agents.into_iter().partition(|a| a.host == secumon_server::self_series::SERVER_HOST);
+    assert_eq!(server_self.len(), 1, "the server lists its own series' host");
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0].batches, produced, "every sequence stored exactly once");
+    assert_eq!(agents[0].last_sequence, produced);
     // One load1 sample per batch: as many samples as batches, each at its own instant.
     let load: History = get_json_as(
         &format!(

@@ -21,6 +21,7 @@ mod ingest;
 pub mod live;
 mod metrics;
 mod self_monitor;
+pub mod self_series;
 mod tenant_limits;
 mod tenants;
 
@@ -79,6 +80,9 @@ pub struct ServerConfig {
     pub oidc: Option<auth::OidcConfig>,
     /// Series and samples a second each tenant may push.
     pub limits: TenantLimits,
+    /// How often the server stores its own health as series of the host `secumon-server`
+    /// ([`self_series`]); `None` stores none (tests' servers).
+    pub self_series_interval: Option<std::time::Duration>,
 }
 
 impl ServerConfig {
@@ -98,6 +102,7 @@ impl ServerConfig {
             clock: ClockPolicy::default(),
             oidc: None,
             limits: TenantLimits::default(),
+            self_series_interval: None,
         }
     }
 
@@ -116,6 +121,7 @@ impl ServerConfig {
             clock: ClockPolicy::default(),
             oidc: None,
             limits: TenantLimits::default(),
+            self_series_interval: Some(self_series::DEFAULT_INTERVAL),
         }
     }
 }
@@ -215,7 +221,8 @@ impl Server {
                 .with_guard(Arc::clone(&guard))
                 .with_live_feed(live.clone()),
         );
-        let ingest = IngestService::new(sink, stopped.clone());
+        let ingest = IngestService::new(Arc::clone(&sink), stopped.clone())
+            .counting_streams_in(Arc::clone(&ingest_metrics.open_streams));
         let grpc_stop = wait_for_stop(stopped.clone());
         let mut builder = tonic::transport::Server::builder();
         let mut agents = None;
@@ -276,6 +283,11 @@ impl Server {
             guard,
             tenant_limits: config.limits,
         };
+        if let Some(interval) = config.self_series_interval {
+            let metrics_state = state.clone();
+            let render = move || metrics_state.metrics_text();
+            tasks.push(tokio::spawn(self_series::run(sink, render, interval, stopped.clone())));
+        }
         let api_stop = wait_for_stop(stopped);
         let rest = tokio::spawn(async move {
             let served =

@@ -23,6 +23,8 @@ pub struct IngestMetrics {
     writes: AtomicU64,
     clock_corrected: AtomicU64,
     pub store: StoreHealth,
+    /// Push streams open now (the ingest service counts them).
+    pub open_streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl IngestMetrics {
@@ -206,6 +208,12 @@ pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stre
         "gauge",
         "Notifications waiting for (or in) delivery.",
         engines.iter().map(|e| e.notifications_queued()).sum(),
+    );
+    family(
+        "secumon_ingest_streams",
+        "gauge",
+        "Push streams open now: agents and probes connected.",
+        ingest.open_streams.load(Ordering::Relaxed) as u64,
     );
     family(
         "secumon_stream_subscribers",

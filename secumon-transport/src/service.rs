@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures::Stream;
@@ -55,13 +56,36 @@ pub struct IngestService<S> {
     sink: Arc<S>,
     stopping: watch::Receiver<bool>,
     gate: Option<Arc<dyn AgentGate>>,
+    open_streams: Arc<AtomicUsize>,
+}
+
+/// Counts a push stream as open for as long as it lives.
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl<S: BatchSink> IngestService<S> {
     /// `stopping` turning true ends every open push stream, so a graceful server shutdown
     /// does not wait forever for agents' endless streams.
     pub fn new(sink: Arc<S>, stopping: watch::Receiver<bool>) -> Self {
-        Self { sink, stopping, gate: None }
+        Self { sink, stopping, gate: None, open_streams: Arc::default() }
+    }
+
+    /// Counts the push streams open now (connected agents and probes) in `counter`.
+    pub fn counting_streams_in(mut self, counter: Arc<AtomicUsize>) -> Self {
+        self.open_streams = counter;
+        self
     }
 
     /// Admits each push connection through `gate` (without one, every connection that got
@@ -101,7 +125,9 @@ impl<S: BatchSink> Ingest for IngestService<S> {
         let mut revocations = admitted.agent_id.as_ref().and_then(|_| self.gate.as_ref()?.revocations());
         // A small buffer: acks are tiny, and a stalled reader should stall only its own stream.
         let (acks, rx) = mpsc::channel(64);
+        let open = OpenStream::new(&self.open_streams);
         tokio::spawn(async move {
+            let _open = open;
             loop {
                 let message = tokio::select! {
                     message = batches.message() => Some(message),

@@ -778,10 +778,19 @@ pub struct AlertStats {
     pub delivery_failures: u64,
 }
 
+impl ApiState {
+    /// Everything `/metrics` shows (also stored as the server's own series).
+    pub(crate) fn metrics_text(&self) -> String {
+        let mut body = crate::metrics::render(&self.ingest_metrics, &self.alerting.all(), self.live.subscribers());
+        body.push_str(&self.audit.render_metrics());
+        body.push_str(&self.guard.render_metrics());
+        body
+    }
+}
+
 async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let mut body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all(), state.live.subscribers());
-    body.push_str(&state.audit.render_metrics());
-    body.push_str(&state.guard.render_metrics());
+    let mut body = state.metrics_text();
+    body.push_str(&crate::self_series::process_exposition());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
