@@ -136,6 +136,25 @@ async fn rules_add_is_all_or_nothing_and_query_takes_a_selector() {
         "{}",
         text(&output)
     );
+    // Only that message: no "no data for ..." on stdout beside it.
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{}", text(&output));
+
+    // A label value holding double quotes is matched through PromQL's `\"` escape.
+    let odd = IngestBatch {
+        agent_id: "a1".into(),
+        sequence: 2,
+        host: host.into(),
+        samples: vec![sample(r#"/mnt/"odd""#, 0.75), sample("/mnt/odd", 0.125)],
+        ..Default::default()
+    };
+    server.store().write_batch(DEFAULT_TENANT, &odd).await.unwrap();
+    let output =
+        run(&api, &["query", r#"filesystem_used_ratio{mountpoint="/mnt/\"odd\""}"#, "--host", host, "--json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mountpoints: Vec<&serde_json::Value> =
+        json["series"].as_array().unwrap().iter().map(|s| &s["labels"]["mountpoint"]).collect();
+    assert_eq!(mountpoints, [r#"/mnt/"odd""#], "{json}");
     let output = run(&api, &["query", "rate(cpu_seconds_total[5m])"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("functions are not supported"), "{}", text(&output));
