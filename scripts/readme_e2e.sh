@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # End to end for the manual: starts a fresh `secumon up` (on free ports, in a temporary data
-# directory) and runs every command of README.md's ```sh blocks and its Python snippet as
-# written, in order, in a scratch directory where `secumon-data` is that data directory and
-# `examples` and the crates are the repository's. Only what is rewritten is the binary's path and
-# the ports (8080 -> the free port). A command fails the walk when it exits non-zero
-# (1 is allowed only where the README says so: `alerts list`, `rules test`), when curl gets
-# an HTTP error, or when the CLI says it found no data or needs a token.
+# directory) and runs every command of README.md's ```sh blocks, then each of its ```python
+# blocks, as written, in order, in a scratch directory where `secumon-data` is that data
+# directory and `examples` and the crates are the repository's. Only what is rewritten is the
+# binary's path, the ports (8080 -> the free port) and `alerts unsilence ID` (the id that
+# `alerts silence` printed). A command fails the walk when it exits non-zero (1 is allowed
+# only where the README says so: `alerts list`, `rules test`), when curl gets an HTTP error,
+# or when the CLI says it found no data or needs a token. The webhook receiver's `verify`
+# then checks real signed deliveries of this server (restarted with a webhook channel).
 #
 # Never sends traffic off this machine: commands that scan documentation addresses
 # (192.0.2.x, 198.51.100.x, example.* names), long-running servers and agents, the build and
@@ -22,6 +24,7 @@ api=$(free_port); grpc=$(free_port)
 cleanup() {
   [ -n "${up:-}" ] && kill "$up" 2>/dev/null && wait "$up" 2>/dev/null || true
   [ -n "${probe:-}" ] && kill "$probe" 2>/dev/null && wait "$probe" 2>/dev/null || true
+  [ -n "${receiver:-}" ] && kill "$receiver" 2>/dev/null && wait "$receiver" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -50,7 +53,7 @@ sleep 3
 
 # The commands, one per entry (continuation lines joined, a heredoc kept with its command),
 # from the README's ```sh blocks; the Python block apart.
-python3 - "$repo/README.md" "$work/commands" "$work/snippet.py" <<'PY'
+python3 - "$repo/README.md" "$work/commands" "$work/python" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 commands = []
@@ -75,8 +78,11 @@ for block in re.findall(r"```sh\n(.*?)```", text, re.S):
             line = "\n".join([line] + body + [heredoc.group(1)])
         commands.append(line)
 open(sys.argv[2], "w").write("\0".join(commands) + "\0")
-python = re.findall(r"```python\n(.*?)```", text, re.S)
-open(sys.argv[3], "w").write(python[0] if python else "")
+# Every ```python block, numbered in README order: each runs on its own after the commands.
+import os
+os.makedirs(sys.argv[3])
+for n, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.S), 1):
+    open(os.path.join(sys.argv[3], f"{n:02}.py"), "w").write(block)
 PY
 
 skip_reason() {
@@ -88,7 +94,6 @@ skip_reason() {
       echo "scans a documentation address (never sent off this machine)" ;;
     scripts/test*) echo "the test suite itself" ;;
     *"alerts ack ID"*|*"alerts resolve ID"*) echo "needs a firing alert's id (secumon-cli/tests/rules_cli.rs)" ;;
-    *"alerts unsilence ID"*) echo "needs a silence's id (secumon-server/tests/alerting.rs)" ;;
     *) return 1 ;;
   esac
 }
@@ -104,6 +109,12 @@ while IFS= read -r -d '' command; do
   fi
   # As written, but for where the binary is, the free ports, and curl failing on HTTP errors.
   run=$command
+  # `alerts unsilence ID` ends the silence whose id `alerts silence` printed above it.
+  case "$command" in
+    *"alerts unsilence ID"*)
+      [ -n "${silence_id:-}" ] || { echo "readme_e2e: FAILED, no silence id printed before: $command" >&2; exit 1; }
+      run=${run/unsilence ID/unsilence $silence_id} ;;
+  esac
   run=${run//target\/release\/secumon/$secumon}
   run=$(printf '%s' "$run" | sed -E "s#^secumon #\"$secumon\" #; s#127\.0\.0\.1:8080#127.0.0.1:$api#g; s#127\.0\.0\.1:9090#127.0.0.1:$grpc#g; s#^curl -s #curl -sSf #")
   set +e
@@ -127,6 +138,20 @@ $run" 2>&1)
     printf '%s\n' "$output" | head -n 40 >&2
     exit 1
   fi
+  # The silence's round trip: its id printed, listed, then gone once ended.
+  case "$command" in
+    *"alerts silence "*)
+      silence_id=$(printf '%s\n' "$output" | sed -nE 's/^silenced \(id ([^)]+)\)$/\1/p')
+      [ -n "$silence_id" ] || { echo "readme_e2e: FAILED, no silence id printed by: $command" >&2; printf '%s\n' "$output" >&2; exit 1; } ;;
+    *"alerts silences"*)
+      if [ -n "${silence_id:-}" ] && ! grep -qF "$silence_id" <<< "$output"; then
+        echo "readme_e2e: FAILED, silence $silence_id not listed by: $command" >&2; printf '%s\n' "$output" >&2; exit 1
+      fi ;;
+    *"alerts unsilence "*)
+      if SECUMON_TOKEN="$token" "$secumon" alerts silences | grep -qF "$silence_id"; then
+        echo "readme_e2e: FAILED, silence $silence_id still in force after: $command" >&2; exit 1
+      fi ;;
+  esac
   ran=$((ran + 1))
 done < "$work/commands"
 
@@ -159,14 +184,96 @@ done
 [ "$local_web" = "ok" ] || { echo "readme_e2e: FAILED, probe.yaml's local-web check is \"$local_web\", not ok" >&2; cat "$work/probe.log" >&2; exit 1; }
 ran=$((ran + 1))
 
-# The Python snippet, with the module scripts/test builds.
-if [ -n "$venv" ] && "$venv/bin/python" -c 'import secumon' 2>/dev/null; then
-  sed -e "s#127\.0\.0\.1:8080#127.0.0.1:$api#g" "$work/snippet.py" > "$work/run/snippet.py"
-  (cd "$work/run" && SECUMON_TOKEN="$token" "$venv/bin/python" snippet.py) > "$work/python.log" 2>&1 \
-    || { echo "readme_e2e: FAILED, the Python snippet:" >&2; cat "$work/python.log" >&2; exit 1; }
+# README's ```python blocks, each on its own in the scratch directory against this `up` (the
+# port rewritten, SECUMON_TOKEN set as after the README's `export`): those that import the
+# bindings with the module scripts/test builds, the others with any python3.
+have_module=0
+[ -n "$venv" ] && "$venv/bin/python" -c 'import secumon' 2>/dev/null && have_module=1
+for block in "$work/python"/*.py; do
+  [ -e "$block" ] || { echo "readme_e2e: FAILED, README.md has no python block" >&2; exit 1; }
+  python=python3
+  if grep -qE '^(import|from) secumon' "$block"; then
+    if [ "$have_module" = 0 ]; then
+      echo "readme_e2e: skipped: python block $(basename "$block" .py) (no virtualenv with the secumon module given)"
+      skipped=$((skipped + 1))
+      continue
+    fi
+    python=$venv/bin/python
+  fi
+  sed -e "s#127\.0\.0\.1:8080#127.0.0.1:$api#g" "$block" > "$work/run/snippet.py"
+  (cd "$work/run" && SECUMON_TOKEN="$token" "$python" snippet.py) > "$work/python.log" 2>&1 \
+    || { echo "readme_e2e: FAILED, python block $(basename "$block" .py):" >&2; cat "$work/run/snippet.py" "$work/python.log" >&2; exit 1; }
   ran=$((ran + 1))
-else
-  echo "readme_e2e: skipped: the Python snippet (no virtualenv with the secumon module given)"
-  skipped=$((skipped + 1))
+done
+
+# The README's webhook receiver, its `verify` as written, behind a webhook channel of this
+# `up` restarted with `--rules` and a rule that fires at once: every real signed delivery
+# must verify, and the same delivery must not once its body is changed, under another
+# secret, or signed anew with a timestamp 10 minutes old (a replay).
+verify_block=$(grep -l '^def verify(' "$work/python"/*.py | head -n1 || true)
+[ -n "$verify_block" ] || { echo "readme_e2e: FAILED, README.md shows no webhook receiver's verify" >&2; exit 1; }
+secret="readme-$RANDOM$RANDOM"
+python3 - "$verify_block" "$secret" "$work/receiver.port" "$work/receiver.log" > "$work/receiver.out" 2>&1 <<'PY' &
+import copy, hashlib, hmac, http.server, sys
+readme = {}
+exec(open(sys.argv[1]).read(), readme)
+verify, secret = readme["verify"], sys.argv[2].encode()
+log = open(sys.argv[4], "a", buffering=1)
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        # The headers as the README's receiver gets them (case-insensitive names).
+        genuine = verify(secret, self.headers, body)
+        changed = verify(secret, self.headers, body + b" ")
+        other_secret = verify(b"not-" + secret, self.headers, body)
+        # A captured delivery sent again later: correctly signed, but its timestamp is old.
+        replay = copy.deepcopy(self.headers)
+        old = str(int(self.headers["X-SecuMon-Timestamp"]) - 600)
+        replay.replace_header("X-SecuMon-Timestamp", old)
+        mac = hmac.new(secret, old.encode() + b"." + body, hashlib.sha256).hexdigest()
+        replay.replace_header("X-SecuMon-Signature", "sha256=" + mac)
+        replayed = verify(secret, replay, body)
+        ok = genuine and not (changed or other_secret or replayed) and b"ReadmeWebhook" in body
+        log.write("ok\n" if ok else f"failed: genuine={genuine} changed={changed} "
+                  f"other_secret={other_secret} replayed={replayed} body={body[:200]!r}\n")
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+open(sys.argv[3], "w").write(str(server.server_address[1]))
+server.serve_forever()
+PY
+receiver=$!
+for _ in $(seq 1 50); do [ -s "$work/receiver.port" ] && break; sleep 0.1; done
+[ -s "$work/receiver.port" ] || { echo "readme_e2e: FAILED, the webhook receiver did not start:" >&2; cat "$work/receiver.out" >&2; exit 1; }
+cat > "$work/webhook-rules.yaml" <<RULES
+rules:
+  - name: ReadmeWebhook
+    expr: load1 >= 0
+    severity: info
+    channels: [receiver]
+channels:
+  receiver:
+    type: webhook
+    url: "http://127.0.0.1:$(cat "$work/receiver.port")/hook"
+    secret: "$secret"
+RULES
+kill "$probe" && wait "$probe" 2>/dev/null || true
+probe=""
+kill "$up" && wait "$up" 2>/dev/null || true
+"$secumon" up --data-dir "$work/data" --api "127.0.0.1:$api" --grpc "127.0.0.1:$grpc" --interval 1s \
+  --rules "$work/webhook-rules.yaml" > "$work/up2.log" 2>&1 &
+up=$!
+for _ in $(seq 1 300); do [ -s "$work/receiver.log" ] && break; sleep 0.1; done
+[ -s "$work/receiver.log" ] || { echo "readme_e2e: FAILED, no webhook delivery in 30 s:" >&2; cat "$work/up2.log" "$work/receiver.out" >&2; exit 1; }
+if grep -v '^ok$' "$work/receiver.log" >&2; then
+  echo "readme_e2e: FAILED, the README's verify on the server's webhook deliveries (above)" >&2
+  exit 1
 fi
+ran=$((ran + 1))
+
 echo "readme_e2e: ok ($ran commands run as written, $skipped skipped)"

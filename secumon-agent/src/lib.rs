@@ -123,6 +123,14 @@ pub fn system_host_name() -> Result<String, AgentError> {
     if name.is_empty() { Err(AgentError::NoHostName) } else { Ok(name) }
 }
 
+/// Whether logs carry colour codes, for `secumon-agent` and `secumon` alike: only for a person
+/// at a terminal (`to_terminal`: the log's stream is one), as a log file, a pipe or journald
+/// would keep the raw escapes; and never while `NO_COLOR` (`no_color`, its value) is set to
+/// anything but the empty string, whatever the output (no-color.org).
+pub fn log_colours(to_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    to_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 pub struct Agent {
     settings: AgentSettings,
     agent_id: String,
@@ -345,6 +353,17 @@ pub(crate) fn load_or_create_agent_id(state_dir: &Path) -> Result<String, AgentE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_colours_only_at_a_terminal_and_never_with_no_color() {
+        let set = |value: &'static str| Some(std::ffi::OsStr::new(value));
+        assert!(log_colours(true, None), "a terminal, NO_COLOR unset");
+        assert!(log_colours(true, set("")), "NO_COLOR empty counts as unset (no-color.org)");
+        assert!(!log_colours(true, set("1")), "NO_COLOR set turns colours off at a terminal");
+        assert!(!log_colours(true, set("false")), "any non-empty value, even this one");
+        assert!(!log_colours(false, None), "a pipe or file gets no escapes");
+        assert!(!log_colours(false, set("1")));
+    }
 
     #[test]
     fn agent_id_survives_restarts() {

@@ -243,11 +243,11 @@ impl ServerArgs {
     }
 }
 
-/// Colour codes only for a person at a terminal: a log file, a pipe or journald would keep
-/// the raw escapes, and `NO_COLOR` (no-color.org) turns them off whatever the output.
+/// Colour codes only for a person at a terminal (the log goes to stderr), and not with
+/// `NO_COLOR`: the agent's rule, [`secumon_agent::log_colours`].
 fn log_colours() -> bool {
     use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+    secumon_agent::log_colours(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref())
 }
 
 fn main() -> ExitCode {

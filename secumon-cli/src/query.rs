@@ -110,12 +110,36 @@ fn parse_selector(text: &str) -> Result<(String, Vec<Matcher>), String> {
         let Some(quoted) = after.strip_prefix('"') else {
             return Err(unsupported("matcher values are double-quoted"));
         };
-        let Some(close) = quoted.find('"') else { return Err(unsupported("a matcher value is not closed")) };
-        matchers.push(Matcher { label: label.to_string(), equal, value: quoted[..close].to_string() });
-        rest = quoted[close + 1..].trim_start();
+        let (value, after) = unquote(quoted).map_err(unsupported)?;
+        matchers.push(Matcher { label: label.to_string(), equal, value });
+        rest = after.trim_start();
         rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
     }
     Ok((name.to_string(), matchers))
+}
+
+/// A double-quoted value's text after its opening quote: the value, with PromQL's escapes
+/// (`\"`, `\\`, `\n`, `\t`, `\r`) undone, and what follows the closing quote. Other escapes
+/// are refused rather than guessed at, so a value never silently matches something else.
+fn unquote(quoted: &str) -> Result<(String, &str), &'static str> {
+    let mut value = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return Ok((value, &quoted[at + 1..])),
+            '\\' => match chars.next() {
+                Some((_, '"')) => value.push('"'),
+                Some((_, '\\')) => value.push('\\'),
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, 't')) => value.push('\t'),
+                Some((_, 'r')) => value.push('\r'),
+                Some(_) => return Err("in a matcher value, only \\\", \\\\, \\n, \\t and \\r are escapes"),
+                None => break,
+            },
+            c => value.push(c),
+        }
+    }
+    Err("a matcher value is not closed")
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -158,6 +182,9 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&history)?))?;
+    } else if history.series.is_empty() && before > 0 {
+        // There is data, only none of it matches: "no data for ..." on stdout would
+        // contradict the message below, which says what is there.
     } else {
         emit(&render_table(&history, &args.period))?;
     }
@@ -264,11 +291,23 @@ mod tests {
             (r#"x{a=~"b.*"}"#, "regular-expression matchers"),
             (r#"x{a="b"}[5m]"#, "only a selector"),
             ("x{a=b}", "double-quoted"),
+            (r#"x{a="b}"#, "not closed"),
+            (r#"x{a="b\"}"#, "not closed"),
+            (r#"x{a="b\q"}"#, "only"),
             (r#"{a="b"}"#, "a metric name is needed"),
         ] {
             let error = parse_selector(bad).unwrap_err();
             assert!(error.contains(says) && error.contains("label matchers"), "{bad}: {error}");
         }
+        // Escaped quotes and backslashes are part of the value, not its end.
+        assert_eq!(
+            parse_selector(r#"x{path="C:\\dir \"a\", b",tab!="a\tb"}"#).unwrap(),
+            ("x".to_string(), vec![m("path", true, r#"C:\dir "a", b"#), m("tab", false, "a\tb")])
+        );
+        assert_eq!(
+            parse_selector(r#"x{a="\"",b="}"}"#).unwrap(),
+            ("x".to_string(), vec![m("a", true, "\""), m("b", true, "}")])
+        );
         let labels = [("mountpoint".to_string(), "/".to_string())].into_iter().collect();
         assert!(m("mountpoint", true, "/").matches(&labels));
         assert!(!m("mountpoint", false, "/").matches(&labels));

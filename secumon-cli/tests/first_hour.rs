@@ -1,6 +1,7 @@
 //! The commands of the README's first hour, run as written: `config check` on each kind of
 //! file, `rules check` and an all-or-nothing `rules add`, `query` with a selector, and
-//! `secumon server` alone saying how to get in (with a log free of colour codes).
+//! `secumon server` alone saying how to get in (with a log free of colour codes when piped,
+//! or at a terminal with `NO_COLOR` set).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -136,6 +137,25 @@ async fn rules_add_is_all_or_nothing_and_query_takes_a_selector() {
         "{}",
         text(&output)
     );
+    // Only that message: no "no data for ..." on stdout beside it.
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{}", text(&output));
+
+    // A label value holding double quotes is matched through PromQL's `\"` escape.
+    let odd = IngestBatch {
+        agent_id: "a1".into(),
+        sequence: 2,
+        host: host.into(),
+        samples: vec![sample(r#"/mnt/"odd""#, 0.75), sample("/mnt/odd", 0.125)],
+        ..Default::default()
+    };
+    server.store().write_batch(DEFAULT_TENANT, &odd).await.unwrap();
+    let output =
+        run(&api, &["query", r#"filesystem_used_ratio{mountpoint="/mnt/\"odd\""}"#, "--host", host, "--json"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mountpoints: Vec<&serde_json::Value> =
+        json["series"].as_array().unwrap().iter().map(|s| &s["labels"]["mountpoint"]).collect();
+    assert_eq!(mountpoints, [r#"/mnt/"odd""#], "{json}");
     let output = run(&api, &["query", "rate(cpu_seconds_total[5m])"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("functions are not supported"), "{}", text(&output));
@@ -177,4 +197,38 @@ fn server_alone_creates_the_first_admin_and_logs_without_colour() {
     assert!(token.starts_with("smk_"), "{token}");
     assert!(!log.is_empty(), "the server logs something at info");
     assert!(!log.contains('\u{1b}'), "no colour codes in a piped log: {log:?}");
+}
+
+/// `secumon server`'s log at a pseudo-terminal (util-linux's `script` gives it one), for a few
+/// seconds, with `NO_COLOR` set to `no_color` or unset.
+fn server_log_at_a_terminal(no_color: Option<&str>) -> Option<String> {
+    if Command::new("script").arg("--version").output().is_err() {
+        secumon_core::testing::peer_missing("script (util-linux) missing, which gives the server a terminal");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "timeout 3 {} server --api 127.0.0.1:0 --grpc 127.0.0.1:0 --data-dir {}",
+        env!("CARGO_BIN_EXE_secumon"),
+        dir.path().display()
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]).env("RUST_LOG", "info").env_remove("SECUMON_STORE");
+    match no_color {
+        Some(value) => script.env("NO_COLOR", value),
+        None => script.env_remove("NO_COLOR"),
+    };
+    let output = script.stdin(Stdio::null()).output().unwrap();
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn a_terminal_gets_colour_unless_no_color_is_set() {
+    let Some(coloured) = server_log_at_a_terminal(None) else { return };
+    assert!(coloured.contains("INFO") && coloured.contains("\u{1b}["), "colours at a terminal: {coloured:?}");
+    let Some(empty) = server_log_at_a_terminal(Some("")) else { return };
+    assert!(empty.contains("\u{1b}["), "an empty NO_COLOR is unset (no-color.org): {empty:?}");
+    let Some(plain) = server_log_at_a_terminal(Some("1")) else { return };
+    assert!(plain.contains("INFO") && plain.contains("CLI token"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR=1 at a terminal: no colour codes: {plain:?}");
 }

@@ -1,6 +1,6 @@
 //! The console's API client against a real server with tokens required: a super-admin lists
 //! tenants and switches between them, snapshots and the live stream follow the switch, and
-//! silences and rule histories go through.
+//! silences (added, listed, expired early) and rule histories go through.
 
 use std::time::Duration;
 
@@ -87,6 +87,27 @@ async fn a_super_admin_switches_tenants_and_the_live_stream_follows() {
         .await
         .unwrap();
     assert!(silences.contains("acme-web") && silences.contains("root"), "{silences}");
+    // The console lists it for 30 minutes (not the prompt's prefilled hour), and ends it early.
+    let listed = client.silences().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].matchers.clone(), listed[0].created_by.as_str()), (labels.clone(), "root"));
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let left_ms = listed[0].ends_ms - now_ms;
+    assert!((29 * 60_000..=30 * 60_000).contains(&left_ms), "ends in {left_ms} ms");
+    client.expire_silence(&listed[0].id).await.expect("the silence ends early");
+    assert_eq!(client.silences().await.unwrap(), [], "no silence in force once expired");
+    let raw = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/silences", server.api_addr()))
+        .bearer_auth(&acme_key)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(raw["silences"], json!([]), "the server has it ended too");
+    let again = client.expire_silence(&listed[0].id).await.expect_err("an ended silence cannot end again");
+    assert!(again.to_string().contains(&listed[0].id), "{again}");
     let refused = client.rule_history("NoSuchRule", 0).await.expect_err("an unknown rule is refused");
     assert!(refused.to_string().contains("NoSuchRule"), "{refused}");
     server.shutdown().await;

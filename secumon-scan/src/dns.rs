@@ -3,7 +3,8 @@
 //! the same question to a list of resolvers, reporting which agree with the expected
 //! answer (or, without one, with the majority). Answers are shown as dig shows them (TXT
 //! records as their quoted strings, `"a" "b"`), and a server's response code as it is
-//! (`REFUSED`, `SERVFAIL`...), never as an empty answer.
+//! (`REFUSED`, `SERVFAIL`...), never as an empty answer. In the JSON, beside the records
+//! as dig shows them, a TXT record's strings are listed raw: text, not dig's escapes.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,11 +38,33 @@ pub struct DnsAnswer {
     /// Answers in presentation form as dig prints them, sorted (`10 mail.example.com.` for
     /// MX, `"first string" "second string"` for TXT).
     pub records: Vec<String>,
-    /// For TXT: each record's strings, in the order of `records`.
+    /// For TXT: each record's strings, in the order of `records`, as they are (no quoting or
+    /// escaping: `say "hi"`, `café`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub txt: Vec<Vec<String>>,
+    pub txt: Vec<Vec<TxtString>>,
     pub ttl: Option<u32>,
     pub millis: u64,
+}
+
+/// One string of a TXT record as it is. Most are text (SPF, DKIM, verification tokens) and are
+/// given as text, exactly; a string whose bytes are not UTF-8 is given as its bytes in hex,
+/// `{"hex": "61ff62"}`, rather than with bytes replaced or escaped (an escape could not be
+/// told from text that holds a backslash). dig's `\DDD` form is in `records`.
+// (Ord: answers are sorted by their dig form, and a tie compares these.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum TxtString {
+    Text(String),
+    Bytes { hex: String },
+}
+
+impl TxtString {
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => TxtString::Text(text.to_string()),
+            Err(_) => TxtString::Bytes { hex: bytes.iter().map(|b| format!("{b:02x}")).collect() },
+        }
+    }
 }
 
 /// Parses `A`, `mx`... into a record type the checks support.
@@ -76,15 +99,15 @@ pub async fn query(resolver: Option<SocketAddr>, name: &str, record_type: Record
     let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
     match client.lookup(fqdn.as_str(), record_type).await {
         Ok(lookup) => {
-            let mut records: Vec<(String, Vec<String>)> = lookup
+            let mut records: Vec<(String, Vec<TxtString>)> = lookup
                 .record_iter()
                 .filter(|r| r.record_type() == record_type)
                 .map(|r| match r.data() {
                     // hickory's Display runs the strings together; dig quotes each one.
                     RData::TXT(txt) => {
-                        let strings: Vec<String> = txt.txt_data().iter().map(|s| txt_string(s)).collect();
-                        let shown = strings.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" ");
-                        (shown, strings)
+                        let shown = txt.txt_data().iter().map(|s| format!("\"{}\"", txt_string(s)));
+                        let strings = txt.txt_data().iter().map(|s| TxtString::from_bytes(s)).collect();
+                        (shown.collect::<Vec<_>>().join(" "), strings)
                     }
                     other => (other.to_string(), Vec::new()),
                 })
@@ -378,8 +401,19 @@ mod tests {
     fn txt_strings_are_escaped_as_dig_does() {
         assert_eq!(txt_string(b"v=spf1 -all"), "v=spf1 -all");
         assert_eq!(txt_string(b"say \"hi\" \\ \x01\xff"), "say \\\"hi\\\" \\\\ \\001\\255");
+        assert_eq!(txt_string("né".as_bytes()), "n\\195\\169");
         assert_eq!(rcode_name(ResponseCode::Refused), "REFUSED");
         assert_eq!(rcode_name(ResponseCode::ServFail), "SERVFAIL");
         assert!(is_failure("REFUSED") && is_failure("error: timed out") && !is_failure("NODATA"));
+    }
+
+    #[test]
+    fn txt_strings_in_json_are_raw_text_or_hex_bytes() {
+        let strings: Vec<TxtString> =
+            [&b"say \"hi\" \\ here"[..], "né".as_bytes(), b"a\xffb", b""].map(TxtString::from_bytes).to_vec();
+        assert_eq!(
+            serde_json::to_value(&strings).unwrap(),
+            serde_json::json!(["say \"hi\" \\ here", "né", {"hex": "61ff62"}, ""])
+        );
     }
 }

@@ -38,7 +38,9 @@ mod trace;
 pub use check::{Check, CheckError, Outcome, run_check};
 pub use config::{CheckConfig, ProbeConfig, ProbeSection};
 #[cfg(feature = "dns")]
-pub use dns::{DnsAnswer, DnsCheck, DnsSpec, RECORD_TYPES, query as dns_query, record_type, resolver_address};
+pub use dns::{
+    DnsAnswer, DnsCheck, DnsSpec, RECORD_TYPES, TxtString, query as dns_query, record_type, resolver_address,
+};
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_USER_AGENT, HttpCheck, HttpResponse, HttpSpec, Timings, TlsSummary, request as http_request};
 pub use ping::{PingCheck, PingSpec, PingStats, ping};

@@ -2,8 +2,8 @@
 //! getnext, walk and bulk walk; names for the common OIDs (system group, ifTable/ifXTable,
 //! hrStorage, hrProcessorLoad) so a user asks for `ifHCInOctets`, not a dotted string; and
 //! a check that turns interface counters into per-interface rates, like host network
-//! metrics. Values are exact: an octet string is text only when it is printable text,
-//! otherwise its bytes in hex (always for MAC-address columns such as `ifPhysAddress`), and
+//! metrics. Values are exact: an octet string is text only when snmpget would print it as
+//! text (printable ASCII and white space), otherwise its bytes in hex (always for MAC-address columns such as `ifPhysAddress`), and
 //! OIDs are decoded arc by arc (zeroDotZero is `0.0`).
 
 use std::collections::HashMap;
@@ -160,8 +160,8 @@ const MAC_COLUMNS: &[&str] = &[
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
 pub enum SnmpValue {
     Integer(i64),
-    /// An octet string that is printable text (UTF-8 without control characters other
-    /// than tab, carriage return and line feed).
+    /// An octet string that net-snmp prints as `STRING`: every byte printable ASCII or
+    /// white space (tab, line feed, vertical tab, form feed, carriage return).
     String(String),
     /// Any other octet string, as its bytes in lowercase hex joined by colons
     /// (`52:54:00:ab:cd:ef`), as net-snmp's `Hex-STRING` holds them.
@@ -191,7 +191,7 @@ impl SnmpValue {
             Value::OctetString(bytes) => {
                 let mac = MAC_COLUMNS.iter().any(|column| oid.starts_with(&format!("{column}.")));
                 match std::str::from_utf8(bytes) {
-                    Ok(text) if !mac && is_printable(text) => Self::String(text.to_string()),
+                    Ok(text) if !mac && is_printable(bytes) => Self::String(text.to_string()),
                     _ => Self::HexString(hex(bytes)),
                 }
             }
@@ -354,9 +354,14 @@ impl SnmpClient {
     }
 }
 
-/// Text an operator can read as is: no control characters but tab, CR and LF.
-fn is_printable(text: &str) -> bool {
-    text.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
+/// Whether net-snmp's snmpget shows these bytes as `STRING` rather than `Hex-STRING`: its
+/// guess (sprint_realloc_octet_string in snmplib/mib.c) is text only when every byte is
+/// `isprint()` or `isspace()`, which for bytes means ASCII 0x20-0x7e and `\t \n \v \f \r` in
+/// any locale (a lone byte of 0x80 or more is never a printable character, even in a UTF-8
+/// one). So UTF-8 beyond ASCII (`Zoë`) is hex there, and here too: the type must be the one
+/// the reference tool shows.
+fn is_printable(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| (0x20..=0x7e).contains(&b) || matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
 }
 
 /// Bytes as `52:54:00:ab:cd:ef`.
@@ -674,6 +679,12 @@ mod tests {
         assert_eq!(value("1.3.6.1.2.1.2.2.1.6.2", b"ABCDEF"), SnmpValue::HexString("41:42:43:44:45:46".into()));
         assert_eq!(value("1.3.6.1.2.1.1.6.0", b"Lab 1\n"), SnmpValue::String("Lab 1\n".into()));
         assert_eq!(value("1.3.6.1.2.1.1.6.0", b"a\0b"), SnmpValue::HexString("61:00:62".into()));
+        // net-snmp's rule: ASCII printable or white space is text, any byte over 0x7e is not.
+        assert_eq!(value("1.3.6.1.2.1.1.4.0", b"\ta ~\x0b\x0c\r"), SnmpValue::String("\ta ~\x0b\x0c\r".into()));
+        assert_eq!(value("1.3.6.1.2.1.1.4.0", b""), SnmpValue::String(String::new()));
+        assert_eq!(value("1.3.6.1.2.1.1.4.0", "Zoë".as_bytes()), SnmpValue::HexString("5a:6f:c3:ab".into()));
+        assert_eq!(value("1.3.6.1.2.1.1.4.0", b"a\x7fb"), SnmpValue::HexString("61:7f:62".into()), "DEL");
+        assert_eq!(value("1.3.6.1.2.1.1.4.0", b"a\x1bb"), SnmpValue::HexString("61:1b:62".into()), "ESC");
         assert_eq!(
             serde_json::to_value(value("1.3.6.1.2.1.2.2.1.6.2", MAC)).unwrap(),
             serde_json::json!({"type": "hex-string", "value": "52:54:00:ab:cd:ef"})

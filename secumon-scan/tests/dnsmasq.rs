@@ -6,13 +6,15 @@
 //! so, without dnsmasq or dig (`scripts/test` installs both), except the TXT/rcode test,
 //! which fails without them.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use secumon_core::CheckStatus;
-use secumon_scan::{DnsCheck, RECORD_TYPES, dns_query, record_type, run_check};
+use secumon_scan::{DnsCheck, RECORD_TYPES, TxtString, dns_query, record_type, run_check};
 
 struct Dnsmasq(Child, SocketAddr);
 
@@ -214,7 +216,8 @@ async fn expectations_and_propagation() {
 }
 
 /// dnsmasq with only `args` beyond the basics, ready once dig gets any answer for `probe`.
-fn dnsmasq_with(args: &[String], probe: &str) -> Dnsmasq {
+/// (Arguments as bytes: a TXT string need not be UTF-8, and dnsmasq serves it as given.)
+fn dnsmasq_with(args: &[OsString], probe: &str) -> Dnsmasq {
     for _ in 0..5 {
         let port = free_udp_port();
         let child = Command::new("/usr/sbin/dnsmasq")
@@ -269,9 +272,11 @@ fn dig_status(server: SocketAddr, name: &str, record_type: &str) -> Option<Strin
 #[tokio::test]
 async fn txt_strings_and_response_codes_agree_with_dig() {
     // Two servers with the same TXT records, one of several strings (one with quotes in it).
+    // And a record of raw bytes: UTF-8 text with a backslash, and a string that is not UTF-8.
     let txt = [
-        "--txt-record=multi.test.example,first string,second \"quoted\" string,third".to_string(),
-        "--txt-record=multi.test.example,v=spf1 -all".to_string(),
+        "--txt-record=multi.test.example,first string,second \"quoted\" string,third".into(),
+        "--txt-record=multi.test.example,v=spf1 -all".into(),
+        OsString::from_vec(b"--txt-record=bytes.test.example,d\xc3\xa9j\xc3\xa0 vu \\o/,\xfe:\xff".to_vec()),
     ];
     let (a, b) = (dnsmasq_with(&txt, "multi.test.example"), dnsmasq_with(&txt, "multi.test.example"));
     // One with nothing for the name and nowhere to forward it: REFUSED.
@@ -282,7 +287,7 @@ async fn txt_strings_and_response_codes_agree_with_dig() {
         &[
             "--dnssec".into(),
             "--trust-anchor=.,20326,8,2,E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D".into(),
-            format!("--server=127.0.0.1#{}", upstream.1.port()),
+            format!("--server=127.0.0.1#{}", upstream.1.port()).into(),
         ],
         "www.signed.example",
     );
@@ -294,10 +299,16 @@ async fn txt_strings_and_response_codes_agree_with_dig() {
     assert_eq!(answer.records, reference, "TXT strings as dig shows them");
     let strings: Vec<usize> = answer.txt.iter().map(Vec::len).collect();
     assert_eq!(strings, vec![3, 1], "{answer:?}");
-    for (shown, strings) in answer.records.iter().zip(&answer.txt) {
-        let joined = strings.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" ");
-        assert_eq!(&joined, shown);
-    }
+    // The JSON's list holds the strings themselves, not dig's escaped forms.
+    let text = |s: &str| TxtString::Text(s.to_string());
+    assert_eq!(
+        answer.txt,
+        [vec![text("first string"), text("second \"quoted\" string"), text("third")], vec![text("v=spf1 -all")]]
+    );
+    let answer = dns_query(Some(a.1), "bytes.test.example", txt_type, Duration::from_secs(2)).await;
+    assert_eq!(answer.records, dig(a.1, "bytes.test.example", "TXT"), "escaped as dig escapes them");
+    assert_eq!(answer.records, [r#""d\195\169j\195\160 vu \\o/" "\254:\255""#]);
+    assert_eq!(answer.txt, [vec![text("déjà vu \\o/"), TxtString::Bytes { hex: "fe3aff".into() }]]);
 
     // Response codes as dig reports them, never an empty answer.
     for (server, name, kind) in [

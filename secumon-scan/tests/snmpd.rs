@@ -90,6 +90,8 @@ fn as_net_snmp(value: &SnmpValue) -> (String, String) {
     match value {
         SnmpValue::Integer(n) => ("INTEGER".into(), n.to_string()),
         SnmpValue::String(s) => ("STRING".into(), s.clone()),
+        // net-snmp's `Hex-STRING: 5A 6F C3 AB` (its trailing space trimmed).
+        SnmpValue::HexString(h) => ("Hex-STRING".into(), h.to_uppercase().replace(':', " ")),
         SnmpValue::Oid(o) => ("OID".into(), format!(".{o}")),
         SnmpValue::Counter32(n) => ("Counter32".into(), n.to_string()),
         SnmpValue::Gauge32(n) => ("Gauge32".into(), n.to_string()),
@@ -266,7 +268,13 @@ fn snmpd_in_namespace(macs: [&str; 2]) -> SnmpdInNamespace {
     }
     let dir = server._dir.path();
     let config = dir.join("snmpd.conf");
-    std::fs::write(&config, "rocommunity public 127.0.0.1\nsysLocation Rack 4, row B\n").unwrap();
+    // A contact in UTF-8 beyond ASCII (snmpget: Hex-STRING), a name with a tab (STRING); each
+    // at most 16 bytes, which snmpwalk prints in hex on one line.
+    std::fs::write(
+        &config,
+        "rocommunity public 127.0.0.1\nsysLocation Rack 4, row B\nsysContact Zoë Müller\nsysName core\tsw ~1\n",
+    )
+    .unwrap();
     let daemon = Command::new("ip")
         .args(["netns", "exec", n, "/usr/sbin/snmpd", "-f", "-Lf", "/dev/null", "-C", "-c"])
         .arg(&config)
@@ -345,8 +353,10 @@ fn hex_bytes(text: &str) -> Vec<u8> {
 fn octet_strings_and_oids_are_exact_like_snmpget() {
     // One MAC address with bytes that are not text, one whose bytes happen to spell "BCDEFG".
     let server = snmpd_in_namespace(["52:54:00:ab:cd:ef", "42:43:44:45:46:47"]);
-    let walks = our_walks(&server, &["ifPhysAddress", "ifDescr", "1.3.6.1.2.1.2.2.1.22", "sysObjectID", "sysLocation"]);
-    let [macs, descriptions, specific, object_id, location] = walks.try_into().unwrap();
+    let roots =
+        ["ifPhysAddress", "ifDescr", "1.3.6.1.2.1.2.2.1.22", "sysObjectID", "sysLocation", "sysContact", "sysName"];
+    let walks = our_walks(&server, &roots);
+    let [macs, descriptions, specific, object_id, location, contact, name] = walks.try_into().unwrap();
 
     // Every octet string's bytes as net-snmp reads them (-Ox: all in hex).
     let theirs = walk_in(&server, &["-Ox"], "1.3.6.1.2.1.2.2.1.6");
@@ -365,6 +375,13 @@ fn octet_strings_and_oids_are_exact_like_snmpget() {
     assert_same(&descriptions, &walk_in(&server, &[], "1.3.6.1.2.1.2.2.1.2"), &[]);
     assert_same(&location, &walk_in(&server, &[], "1.3.6.1.2.1.1.6"), &[]);
     assert_eq!(location[0].1, SnmpValue::String("Rack 4, row B".into()));
+    // UTF-8 beyond ASCII is hex, as snmpget shows it; a tab is white space, so text.
+    let their_contact = walk_in(&server, &[], "1.3.6.1.2.1.1.4");
+    assert_eq!(their_contact[0].1, "Hex-STRING", "{their_contact:?}");
+    assert_same(&contact, &their_contact, &[]);
+    assert_eq!(contact[0].1, SnmpValue::HexString("5a:6f:c3:ab:20:4d:c3:bc:6c:6c:65:72".into()));
+    assert_same(&name, &walk_in(&server, &[], "1.3.6.1.2.1.1.5"), &[]);
+    assert_eq!(name[0].1, SnmpValue::String("core\tsw ~1".into()));
     // OIDs arc by arc: ifSpecific is zeroDotZero.
     assert_same(&specific, &walk_in(&server, &[], "1.3.6.1.2.1.2.2.1.22"), &[]);
     assert!(specific.iter().all(|(_, v)| *v == SnmpValue::Oid("0.0".into())), "{specific:?}");
