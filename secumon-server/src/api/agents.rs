@@ -161,7 +161,9 @@ pub(super) async fn delete_agent(
     };
     let had_clock = state.clocks.forget(&*state.store, &caller.tenant, &id).await;
     if state.store.delete_agent(&caller.tenant, &id).await? || revoked || had_clock {
-        // A deleted or revoked agent is not "down": no AgentDown for it, ever again.
+        // A deleted or revoked agent is not "down": no AgentDown for it. If it pushes again
+        // (a late batch; without enrollment nothing refuses it) it is listed again, but
+        // pages only once it has been alive for an agent rule's `no_data` since.
         state.alerting(&caller).await?.forget_agent(&id);
         tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
         let note =
