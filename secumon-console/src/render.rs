@@ -175,7 +175,12 @@ fn group_row<'a>(app: &App, group: &GroupSummary) -> Row<'a> {
 }
 
 fn host_row<'a>(app: &App, h: &HostRow) -> Row<'a> {
-    let status = if h.status == "online" { Color::Green } else { Color::Red };
+    // An idle script (not run lately) is grey, not red: it is not a host that went down.
+    let status = match h.status.as_str() {
+        "online" => Color::Green,
+        _ if !h.is_down() => Color::DarkGray,
+        _ => Color::Red,
+    };
     let firing = if h.firing > 0 { Color::Red } else { Color::Reset };
     // Red: the server re-stamps this host's data; yellow: off, within the tolerance.
     let clock = match h.clock_offset_ms {
@@ -610,6 +615,7 @@ mod tests {
                     agent_id: "agent-web-1".into(),
                     labels: [("env".to_string(), "prod".to_string())].into(),
                     host: "web-1".into(),
+                    kind: "agent".into(),
                     status: "online".into(),
                     cpu: Some(0.423),
                     memory: Some(0.61),
@@ -700,6 +706,41 @@ mod tests {
         };
         assert_eq!(colour_of("+2h00m"), Color::Red);
         assert_eq!(colour_of("+3.0s"), Color::Yellow);
+    }
+
+    #[test]
+    fn an_idle_script_is_grey_and_not_counted_down() {
+        let mut app = app();
+        app.data.hosts.push(HostRow {
+            host: "nas-backup".into(),
+            kind: "script".into(),
+            status: "idle".into(),
+            last_seen_ms: 100_000,
+            ..Default::default()
+        });
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|frame| render(&app, frame)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let colour_of = |needle: &str| {
+            let y = (0..24)
+                .find(|&y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>().contains(needle))
+                .unwrap_or_else(|| panic!("{needle} not on screen"));
+            let row: String = (0..80).map(|x| buffer[(x, y)].symbol()).collect();
+            buffer[(row.find(needle).unwrap() as u16, y)].fg
+        };
+        assert_eq!(colour_of("idle"), Color::DarkGray);
+        assert_eq!(colour_of("offline"), Color::Red);
+        // Grouped, the header counts db-1 down, not the script.
+        app.group_by = Some("tenant".into());
+        let down: Vec<(String, usize, usize)> = app
+            .overview_lines()
+            .into_iter()
+            .filter_map(|line| match line {
+                OverviewLine::Group(g) => Some((g.name, g.hosts, g.down)),
+                OverviewLine::Host(_) => None,
+            })
+            .collect();
+        assert_eq!(down, vec![("default".to_string(), 1, 0), (String::new(), 2, 1)]);
     }
 
     #[test]

@@ -256,7 +256,7 @@ async fn ingest(
     let default_ms = request.sent_at_ms.unwrap_or(now);
     let batch = IngestBatch {
         // Per tenant: two tenants' scripts may share a name without meeting.
-        agent_id: format!("api:{}:{}", caller.tenant, request.source),
+        agent_id: format!("{}{}:{}", agents::SCRIPT_ID_PREFIX, caller.tenant, request.source),
         sequence: next_sequence(),
         host: request.host,
         agent_labels: request.labels,

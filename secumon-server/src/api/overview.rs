@@ -61,7 +61,11 @@ pub struct OverviewHost {
     pub agent_id: String,
     pub host: String,
     pub labels: Labels,
-    /// `online`, `offline` or `refused`, as in `GET /agents`.
+    /// `agent`, or `script` (pushing through `POST /ingest`), as in `GET /agents`.
+    #[serde(default = "agent_kind")]
+    pub kind: String,
+    /// `online`, `offline`, `idle` (a script not run lately) or `refused`, as in `GET
+    /// /agents`.
     pub status: String,
     pub last_seen_ms: i64,
     /// Alerts firing with this host's `host` label.
@@ -88,7 +92,7 @@ pub struct OverviewGroup {
     /// The tenant or label value; empty for hosts without the label.
     pub name: String,
     pub hosts: usize,
-    /// Hosts not `online`.
+    /// Hosts `offline` or `refused` (an `idle` script is not down).
     pub down: usize,
     /// Alerts firing on its hosts.
     pub firing: usize,
@@ -147,6 +151,16 @@ impl OverviewSort {
     }
 }
 
+fn agent_kind() -> String {
+    "agent".to_string()
+}
+
+/// Whether `host` counts as down: `offline` or `refused`; neither `online` nor an `idle`
+/// script (which runs when it runs).
+pub fn is_down(host: &OverviewHost) -> bool {
+    !matches!(host.status.as_str(), "online" | "idle")
+}
+
 /// The group `host` falls in under `group_by` (`tenant` or a label name).
 pub fn group_of<'a>(host: &'a OverviewHost, group_by: &str) -> &'a str {
     if group_by == "tenant" { &host.tenant } else { host.labels.get(group_by).map_or("", String::as_str) }
@@ -186,7 +200,7 @@ pub fn arrange(
         }
         if let Some(group) = groups.last_mut() {
             group.hosts += 1;
-            group.down += usize::from(host.status != "online");
+            group.down += usize::from(is_down(host));
             group.firing += host.firing;
         }
     }
@@ -268,6 +282,7 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
                 clock_offset_ms: view.clock.as_ref().and_then(|c| c.offset_ms),
                 clock_corrected: view.clock.as_ref().is_some_and(|c| c.corrected),
                 agent_id: view.id,
+                kind: view.kind,
                 host: view.host,
                 labels: view.labels,
                 status: view.status,
@@ -311,6 +326,7 @@ mod tests {
             labels: client
                 .map(|c| std::collections::BTreeMap::from([("client".to_string(), c.to_string())]))
                 .unwrap_or_default(),
+            kind: if name.starts_with("script") { "script" } else { "agent" }.into(),
             status: status.into(),
             last_seen_ms: 0,
             firing,
@@ -342,5 +358,16 @@ mod tests {
         let (rows, groups) = arrange(hosts, "", OverviewSort::Alerts, None);
         assert_eq!(rows[0].host, "web-1");
         assert!(groups.is_empty());
+    }
+
+    #[test]
+    fn an_idle_script_is_not_down_but_a_refused_agent_is() {
+        let hosts = vec![
+            host("a", "script-backup", Some("acme"), "idle", 0),
+            host("a", "web-1", Some("acme"), "refused", 0),
+            host("a", "web-2", Some("acme"), "online", 0),
+        ];
+        let (_, groups) = arrange(hosts, "", OverviewSort::Name, Some("client"));
+        assert_eq!((groups[0].hosts, groups[0].down), (3, 1));
     }
 }
