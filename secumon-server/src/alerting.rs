@@ -217,6 +217,17 @@ impl Alerting {
         self.publish(transitions);
     }
 
+    /// Evaluates the rules on the server's own stored samples (a batch without an agent id,
+    /// such as a refused sender's clock offset): no agent is seen alive by it.
+    pub fn observe_own_batch(&self, tenant: &str, batch: &IngestBatch) {
+        let samples: Vec<Sample> = batch
+            .metric_samples()
+            .map(|s| Sample { series: batch.stored_series_key(tenant, &s.series), ..s.into_owned() })
+            .collect();
+        let transitions = lock(&self.engine).ingest(&samples, now_ms());
+        self.publish(transitions);
+    }
+
     /// Evaluates finding rules against findings that were just stored (new, reopened or
     /// fixed) and the `findings_open` samples the import wrote.
     pub fn observe_findings(&self, findings: &[Finding], samples: &[Sample]) {

@@ -87,7 +87,7 @@ impl AgentView {
     }
 
     /// An agent the store has no batch of: every one it pushed was refused.
-    fn refused(id: String, clock: AgentClock) -> Self {
+    pub(super) fn refused(id: String, clock: AgentClock) -> Self {
         Self {
             kind: kind_of(&id).to_string(),
             id,

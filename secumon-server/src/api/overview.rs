@@ -84,6 +84,10 @@ pub struct OverviewHost {
     /// The server re-stamps its data by that offset.
     #[serde(default)]
     pub clock_corrected: bool,
+    /// Status `refused`: why its latest batch was refused (a sender whose every batch was
+    /// refused is listed too, from what it sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_reason: Option<String>,
 }
 
 /// A group's counts over every host that matches the filter (not only this page's).
@@ -250,11 +254,20 @@ pub(super) async fn overview(
 async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewHost>, ApiError> {
     let tenant = &caller.tenant;
     let (agents, _) = state.store.agents(tenant, &AgentFilter::default()).await?;
-    if agents.is_empty() {
+    let mut clocks = state.clocks.agents(&*state.store, tenant).await;
+    // Senders whose every batch was refused are in no store listing: listed from their
+    // clock state, with the reason, so a host with a broken clock does not vanish.
+    let stored: std::collections::HashSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+    let mut refused_only: Vec<AgentView> = clocks
+        .iter()
+        .filter(|(id, c)| c.refused_ms.is_some() && c.committed_ms.is_none() && !stored.contains(id.as_str()))
+        .map(|(id, c)| AgentView::refused(id.clone(), c.clone()))
+        .collect();
+    refused_only.sort_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
+    if agents.is_empty() && refused_only.is_empty() {
         return Ok(Vec::new());
     }
     let offline_after = TenantConfig::of(state, caller).await?.offline_after();
-    let mut clocks = state.clocks.agents(&*state.store, tenant).await;
     let mut firing: HashMap<String, usize> = HashMap::new();
     for alert in state.alerting(caller).await?.active() {
         if alert.state == secumon_alert::AlertState::Firing
@@ -267,11 +280,17 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
     for metric in GAUGES {
         gauges.push(latest_by_host(state, tenant, metric).await?);
     }
-    Ok(agents
+    let views: Vec<AgentView> = agents
         .into_iter()
         .map(|agent| {
             let clock = clocks.remove(&agent.agent_id);
-            let view = AgentView::new(agent, clock, offline_after);
+            AgentView::new(agent, clock, offline_after)
+        })
+        .collect();
+    Ok(views
+        .into_iter()
+        .chain(refused_only)
+        .map(|view| {
             let gauge = |i: usize| gauges[i].get(&view.host).copied();
             OverviewHost {
                 tenant: tenant.clone(),
@@ -281,6 +300,7 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
                 disk: gauge(2),
                 clock_offset_ms: view.clock.as_ref().and_then(|c| c.offset_ms),
                 clock_corrected: view.clock.as_ref().is_some_and(|c| c.corrected),
+                refused_reason: view.clock.as_ref().filter(|c| c.refusing()).and_then(|c| c.refused_reason.clone()),
                 agent_id: view.id,
                 kind: view.kind,
                 host: view.host,
@@ -335,6 +355,7 @@ mod tests {
             disk: None,
             clock_offset_ms: None,
             clock_corrected: false,
+            refused_reason: None,
         }
     }
 
