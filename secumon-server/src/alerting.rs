@@ -366,6 +366,9 @@ impl Alerting {
         let rule =
             self.rules().await.into_iter().find(|r| r.id == id).ok_or_else(|| RuleError::NotFound(id.to_string()))?;
         let mut engine = AlertEngine::new(vec![Rule::from_spec(rule.rule).map_err(RuleError::Invalid)?]);
+        // Deleted agents stay deleted in a test too: one that sent a late batch is not down.
+        let deleted_agents = lock(&self.engine).state().deleted_agents;
+        engine.restore(EngineState { deleted_agents, ..Default::default() });
         let now = now_ms();
         load_inputs(&mut engine, self.store.as_ref(), &self.tenant, now, AgentClock::LastSeen).await?;
         engine.tick(now);

@@ -408,6 +408,7 @@ async fn agent_down_survives_a_restart_silently_and_deleted_agents_never_page() 
     assert_eq!(api.get("/agents/web-1-agent").await.1["status"], "online");
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     assert_eq!(firing(&received), 1, "one late batch is no agent to page about: {:?}", received.lock().unwrap());
+    assert_eq!(api.get("/alert-rules/AgentDown/test").await.1["alerts"], json!([]), "nor would the rule's test");
     server.shutdown().await;
 
     // Nor after a restart, though the store lists it again.
