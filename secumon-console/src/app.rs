@@ -74,6 +74,8 @@ pub struct HostRow {
     pub clock_offset_ms: Option<i64>,
     /// The server re-stamps its agent's data by that offset (it is past the tolerance).
     pub clock_corrected: bool,
+    /// Status `refused`: why the server refuses its batches (its clock, say).
+    pub refused_reason: Option<String>,
 }
 
 impl HostRow {
