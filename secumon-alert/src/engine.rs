@@ -99,11 +99,36 @@ pub struct ActiveAlert {
     clear_since_ms: Option<i64>,
 }
 
-/// What must survive a restart: the alerts pending or firing, and the silences.
+/// An agent an operator deleted. It may push again: a batch that was in flight when it was
+/// deleted, or the same agent id re-installed. Either way it is alive, and shown; but it
+/// counts for `AgentDown` again only once it has been seen alive, after the deletion, for
+/// the rule's whole `no_data`. One late batch and silence is a deleted agent, not a down one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedAgent {
+    pub agent_id: String,
+    pub deleted_ms: i64,
+    /// The first and the latest push seen since the deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_since_ms: Option<i64>,
+    #[serde(default)]
+    pub back_until_ms: i64,
+}
+
+impl DeletedAgent {
+    /// How long it has been seen alive since the deletion; `None` when not at all.
+    fn alive_for_ms(&self) -> Option<i64> {
+        self.back_since_ms.map(|since| self.back_until_ms - since)
+    }
+}
+
+/// What must survive a restart: the alerts pending or firing, the silences, and the agents
+/// deleted (a restart must not turn a deleted agent's late batch into a page).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineState {
     pub alerts: Vec<ActiveAlert>,
     pub silences: Vec<Silence>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_agents: Vec<DeletedAgent>,
 }
 
 /// Evaluates rules over incoming samples and tracks every alert's state.
@@ -115,6 +140,8 @@ pub struct AlertEngine {
     silences: Vec<Silence>,
     /// When each agent (by its `host` and `agent_id` labels) last sent a batch.
     agents: HashMap<Labels, i64>,
+    /// Agents deleted by an operator, by agent id, until they have earned `AgentDown` again.
+    deleted: HashMap<String, DeletedAgent>,
     /// Log rules: when lines matched, by rule name and the line's `host`/`source`.
     log_hits: HashMap<(String, Labels), VecDeque<i64>>,
     /// Open findings, by asset and id.
@@ -130,6 +157,7 @@ impl AlertEngine {
             alerts: HashMap::new(),
             silences: Vec::new(),
             agents: HashMap::new(),
+            deleted: HashMap::new(),
             log_hits: HashMap::new(),
             findings: BTreeMap::new(),
         };
@@ -142,7 +170,7 @@ impl AlertEngine {
     }
 
     /// Replaces the rules. Alerts of rules kept (by name) carry on; those of rules removed
-    /// resolve, so no receiver is left with an incident nobody will close.
+    /// resolve, stale ones too, so no receiver is left with an incident nobody will close.
     pub fn set_rules(&mut self, rules: Vec<Rule>, now_ms: i64) -> Vec<Transition> {
         let mut out = Vec::new();
         let mut removed: Vec<(usize, ActiveAlert)> = Vec::new();
@@ -157,10 +185,10 @@ impl AlertEngine {
         }
         removed.sort_by(|a, b| a.1.labels.cmp(&b.1.labels));
         for (index, alert) in removed {
-            if alert.state == AlertState::Firing {
-                let channels = resolution_channels(&self.rules[index], &alert);
-                let states = (AlertState::Firing, AlertState::Resolved);
-                out.push(self.transition(index, alert.labels, states, now_ms, alert.value, channels));
+            // Firing and stale alerts were heard of (a stale one never stopped firing for its
+            // receivers): both resolve. A pending one ends unheard of.
+            if matches!(alert.state, AlertState::Firing | AlertState::Stale) {
+                out.push(self.end(index, alert, now_ms));
             }
         }
         self.log_hits.retain(|(name, _), _| rules.iter().any(|r| r.name() == name));
@@ -171,7 +199,9 @@ impl AlertEngine {
 
     /// The state to save for a restart.
     pub fn state(&self) -> EngineState {
-        EngineState { alerts: self.active(), silences: self.silences.clone() }
+        let mut deleted_agents: Vec<DeletedAgent> = self.deleted.values().cloned().collect();
+        deleted_agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        EngineState { alerts: self.active(), silences: self.silences.clone(), deleted_agents }
     }
 
     /// Takes back a saved state: alerts stay pending or firing without being notified
@@ -186,6 +216,7 @@ impl AlertEngine {
         for silence in state.silences {
             self.add_silence(silence);
         }
+        self.deleted = state.deleted_agents.into_iter().map(|d| (d.agent_id.clone(), d)).collect();
     }
 
     /// Metric names the rules read, and how far back they look: what to preload.
@@ -234,6 +265,28 @@ impl AlertEngine {
     pub fn agent_seen(&mut self, agent: Labels, at_ms: i64, now_ms: i64) -> Vec<Transition> {
         // Only an alert about this agent can change; firing waits for `tick`.
         let alerting = self.agent_alerting(&agent);
+        let longest = self
+            .rules
+            .iter()
+            .filter_map(|r| match r.source {
+                RuleSource::Agent { no_data } => Some(no_data.as_millis() as i64),
+                _ => None,
+            })
+            .max();
+        if let Some(deleted) = agent.get("agent_id").and_then(|id| self.deleted.get_mut(id)) {
+            // Alive means pushing without a gap any agent rule would call down: after
+            // such a gap, the time alive counts from this push.
+            let gap = deleted.back_since_ms.is_some() && longest.is_some_and(|l| at_ms - deleted.back_until_ms >= l);
+            if deleted.back_since_ms.is_none() || gap {
+                deleted.back_since_ms = Some(at_ms);
+            }
+            deleted.back_until_ms = deleted.back_until_ms.max(at_ms);
+            // Alive long enough for every agent rule: an agent like any other again.
+            if deleted.alive_for_ms().zip(longest).is_some_and(|(alive, longest)| alive >= longest) {
+                let id = deleted.agent_id.clone();
+                self.deleted.remove(&id);
+            }
+        }
         let last = self.agents.entry(agent).or_insert(at_ms);
         *last = (*last).max(at_ms);
         if !alerting {
@@ -257,6 +310,9 @@ impl AlertEngine {
     /// Forgets an agent that was deleted or revoked, so it never counts as down; alerts
     /// about it resolve (their receivers should not keep an incident nobody will close).
     pub fn forget_agent(&mut self, agent_id: &str, now_ms: i64) -> Vec<Transition> {
+        let deleted =
+            DeletedAgent { agent_id: agent_id.to_string(), deleted_ms: now_ms, back_since_ms: None, back_until_ms: 0 };
+        self.deleted.insert(agent_id.to_string(), deleted);
         self.agents.retain(|labels, _| labels.get("agent_id").map(String::as_str) != Some(agent_id));
         let mut gone: Vec<(usize, Labels)> = self
             .alerts
@@ -428,10 +484,19 @@ impl AlertEngine {
                 // Scripts pushing through the API are not agents that can go down, unless
                 // the rule asks for them.
                 let api_sources = rule.spec.api_sources;
+                let deleted = &self.deleted;
                 self.agents
                     .iter()
                     .filter(|(labels, _)| {
                         api_sources || !labels.get("agent_id").is_some_and(|id| id.starts_with("api:"))
+                    })
+                    // A deleted agent that pushed again pages only once it has been alive,
+                    // since, for the whole `no_data`: not for one batch that was in flight.
+                    .filter(|(labels, _)| {
+                        labels
+                            .get("agent_id")
+                            .and_then(|id| deleted.get(id))
+                            .is_none_or(|d| d.alive_for_ms().is_some_and(|alive| alive >= silent_ms))
                     })
                     .filter(|(_, last)| now_ms - **last >= silent_ms)
                     .map(|(labels, last)| (labels.clone(), (now_ms - last) as f64 / 1000.0))
@@ -1082,6 +1147,55 @@ rules:
         );
         engine.agent_seen(agent("backup", "api:default:nightly-backup"), 0, 0);
         assert_eq!(engine.tick(120_000).len(), 1);
+    }
+
+    #[test]
+    fn a_deleted_agent_pages_again_only_after_living_a_whole_no_data_since() {
+        let mut engine = engine(AGENT_DOWN);
+        engine.agent_seen(agent("web-1", "a1"), 0, 0);
+        engine.forget_agent("a1", 10_000);
+        // A batch that was in flight when it was deleted arrives, then nothing.
+        assert!(engine.agent_seen(agent("web-1", "a1"), 11_000, 11_000).is_empty());
+        assert!(engine.tick(600_000).is_empty(), "one late batch is no agent to page about");
+        assert!(engine.active().is_empty());
+
+        // The mark survives a restart, even for an agent the store lists again.
+        let saved = serde_json::to_string(&engine.state()).unwrap();
+        let mut restarted = self::engine(AGENT_DOWN);
+        restarted.restore(serde_json::from_str(&saved).unwrap());
+        restarted.agent_known(agent("web-1", "a1"), 11_000, 700_000);
+        assert!(restarted.tick(1_000_000).is_empty(), "a restart does not arm it");
+
+        // Re-installed: it pushes for less than no_data (2 m), then stops: still no page.
+        restarted.agent_seen(agent("web-1", "a1"), 1_000_000, 1_000_000);
+        restarted.agent_seen(agent("web-1", "a1"), 1_100_000, 1_100_000);
+        assert!(restarted.tick(1_500_000).is_empty());
+        // It keeps going for no_data: an agent like any other, down when it goes quiet.
+        for at in [1_600_000, 1_660_000] {
+            restarted.agent_seen(agent("web-1", "a1"), at, at);
+            assert!(!restarted.state().deleted_agents.is_empty(), "not yet at {at}");
+        }
+        restarted.agent_seen(agent("web-1", "a1"), 1_720_000, 1_720_000);
+        assert!(restarted.state().deleted_agents.is_empty(), "the mark is gone once it is earned");
+        assert!(restarted.tick(1_839_000).is_empty());
+        let t = restarted.tick(1_840_000);
+        assert_eq!(states(&t), vec![("web-1".into(), AlertState::Inactive, AlertState::Firing)]);
+        // Deleted again: its alert resolves, and it is marked again.
+        assert_eq!(restarted.forget_agent("a1", 1_850_000).len(), 1);
+        restarted.agent_seen(agent("web-1", "a1"), 1_851_000, 1_851_000);
+        assert!(restarted.tick(2_000_000).is_empty());
+    }
+
+    #[test]
+    fn removing_a_rule_resolves_its_stale_alerts_too() {
+        let mut engine = engine(CERT_RULES);
+        engine.ingest(&[days("a:443", 0, 9.0)], 0);
+        engine.tick(301_000);
+        assert_eq!(engine.active()[0].state, AlertState::Stale);
+        let t = engine.set_rules(Vec::new(), 302_000);
+        assert_eq!(moves(&t), vec![("CertExpiring", AlertState::Stale, AlertState::Resolved, 1)]);
+        assert_eq!(t[0].channels, vec!["ops"], "its receivers close the incident");
+        assert!(engine.active().is_empty());
     }
 
     fn engine_with_web_1() -> AlertEngine {

@@ -33,7 +33,9 @@ mod notify;
 mod rule;
 mod template;
 
-pub use engine::{Acknowledgement, ActiveAlert, AlertEngine, AlertState, EngineState, Silence, Transition};
+pub use engine::{
+    Acknowledgement, ActiveAlert, AlertEngine, AlertState, DeletedAgent, EngineState, Silence, Transition,
+};
 pub use expr::{Comparison, Condition, ExprError};
 pub use group::{Grouper, Notification};
 pub use notify::{

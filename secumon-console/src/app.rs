@@ -61,6 +61,9 @@ pub struct HostRow {
     pub host: String,
     /// The agent's labels, which the filter also searches (`env=prod`).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `agent`, or `script` (a script pushing through `POST /ingest`).
+    pub kind: String,
+    /// `online`, `offline`, `idle` (a script not run lately) or `refused`.
     pub status: String,
     pub cpu: Option<f64>,
     pub memory: Option<f64>,
@@ -71,6 +74,15 @@ pub struct HostRow {
     pub clock_offset_ms: Option<i64>,
     /// The server re-stamps its agent's data by that offset (it is past the tolerance).
     pub clock_corrected: bool,
+    /// Status `refused`: why the server refuses its batches (its clock, say).
+    pub refused_reason: Option<String>,
+}
+
+impl HostRow {
+    /// `offline` or `refused`: a script that has not run lately (`idle`) is not down.
+    pub fn is_down(&self) -> bool {
+        !matches!(self.status.as_str(), "online" | "idle")
+    }
 }
 
 /// A host's latest values from the live stream: seen at `seen_ms` (0: not a heartbeat),
@@ -495,7 +507,7 @@ impl App {
             };
             if let Some(OverviewLine::Group(group)) = lines.get_mut(header) {
                 group.hosts += 1;
-                group.down += usize::from(host.status != "online");
+                group.down += usize::from(host.is_down());
                 group.firing += host.firing;
             }
             if open {
@@ -591,7 +603,7 @@ impl App {
                 let row = &mut self.data.hosts[i];
                 if change.seen_ms > 0 {
                     row.last_seen_ms = row.last_seen_ms.max(change.seen_ms);
-                    if row.status == "offline" {
+                    if matches!(row.status.as_str(), "offline" | "idle") {
                         row.status = "online".into();
                     }
                 }

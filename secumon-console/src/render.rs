@@ -6,7 +6,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, Tabs};
+use ratatui::widgets::{
+    Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Table, Tabs, Wrap,
+};
 
 use crate::app::{App, GroupSummary, HostRow, Input, OverviewLine, Range, View};
 
@@ -175,7 +177,12 @@ fn group_row<'a>(app: &App, group: &GroupSummary) -> Row<'a> {
 }
 
 fn host_row<'a>(app: &App, h: &HostRow) -> Row<'a> {
-    let status = if h.status == "online" { Color::Green } else { Color::Red };
+    // An idle script (not run lately) is grey, not red: it is not a host that went down.
+    let status = match h.status.as_str() {
+        "online" => Color::Green,
+        _ if !h.is_down() => Color::DarkGray,
+        _ => Color::Red,
+    };
     let firing = if h.firing > 0 { Color::Red } else { Color::Reset };
     // Red: the server re-stamps this host's data; yellow: off, within the tolerance.
     let clock = match h.clock_offset_ms {
@@ -293,11 +300,17 @@ fn host(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(series_chart("Disk I/O", &disk_points, " B/s"), disk);
     frame.render_widget(series_chart("Network", &network_points, " B/s"), network);
     let failed = if detail.failed_units.is_empty() { "none".to_string() } else { detail.failed_units.join(", ") };
-    let info = vec![
+    let mut info = vec![
         Line::from(format!("failed units: {failed}")),
         Line::from(format!("containers up: {} of {}", detail.containers.0, detail.containers.1)),
     ];
-    frame.render_widget(Paragraph::new(info).block(Block::bordered().title(" Services and containers ")), services);
+    // A host whose batches are refused has little to chart: say why, where it is looked at.
+    let refused = app.data.hosts.iter().find(|h| h.host == detail.host).and_then(|h| h.refused_reason.as_deref());
+    if let Some(reason) = refused {
+        info.push(Line::styled(format!("batches refused: {reason}"), Style::new().fg(Color::Red)));
+    }
+    let info = Paragraph::new(info).wrap(Wrap { trim: true });
+    frame.render_widget(info.block(Block::bordered().title(" Services and containers ")), services);
     let [filesystems, processes] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(tables);
     let listed = |rows: &[(String, f64)], title: &'static str| {
         let rows = rows
@@ -610,6 +623,7 @@ mod tests {
                     agent_id: "agent-web-1".into(),
                     labels: [("env".to_string(), "prod".to_string())].into(),
                     host: "web-1".into(),
+                    kind: "agent".into(),
                     status: "online".into(),
                     cpu: Some(0.423),
                     memory: Some(0.61),
@@ -618,6 +632,7 @@ mod tests {
                     firing: 1,
                     clock_offset_ms: Some(7_203_000),
                     clock_corrected: true,
+                    refused_reason: None,
                 },
                 HostRow { host: "db-1".into(), status: "offline".into(), last_seen_ms: 100_000, ..Default::default() },
             ],
@@ -703,6 +718,41 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_script_is_grey_and_not_counted_down() {
+        let mut app = app();
+        app.data.hosts.push(HostRow {
+            host: "nas-backup".into(),
+            kind: "script".into(),
+            status: "idle".into(),
+            last_seen_ms: 100_000,
+            ..Default::default()
+        });
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|frame| render(&app, frame)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let colour_of = |needle: &str| {
+            let y = (0..24)
+                .find(|&y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>().contains(needle))
+                .unwrap_or_else(|| panic!("{needle} not on screen"));
+            let row: String = (0..80).map(|x| buffer[(x, y)].symbol()).collect();
+            buffer[(row.find(needle).unwrap() as u16, y)].fg
+        };
+        assert_eq!(colour_of("idle"), Color::DarkGray);
+        assert_eq!(colour_of("offline"), Color::Red);
+        // Grouped, the header counts db-1 down, not the script.
+        app.group_by = Some("tenant".into());
+        let down: Vec<(String, usize, usize)> = app
+            .overview_lines()
+            .into_iter()
+            .filter_map(|line| match line {
+                OverviewLine::Group(g) => Some((g.name, g.hosts, g.down)),
+                OverviewLine::Host(_) => None,
+            })
+            .collect();
+        assert_eq!(down, vec![("default".to_string(), 1, 0), (String::new(), 2, 1)]);
+    }
+
+    #[test]
     fn alerts_findings_host_and_help_views() {
         let mut state = app();
         state.view = View::Alerts;
@@ -772,6 +822,12 @@ mod tests {
             logs: vec!["sshd[1]: Accepted publickey for ops".into()],
         });
         let text = screen(&state, 120, 44);
+        assert!(!text.contains("batches refused"), "{text}");
+        let mut refused = state.clone();
+        refused.data.hosts[0].status = "refused".into();
+        refused.data.hosts[0].refused_reason = Some("sample is more than 3600000 ms in the future".into());
+        let shown = screen(&refused, 120, 44);
+        assert!(shown.contains("batches refused: sample is more") && shown.contains("in the future"), "{shown}");
         assert!(text.contains("CPU % per core: 0 30%, 1 70%"), "{text}");
         assert!(text.contains("Disk I/O: read 2.5 MB/s"), "{text}");
         assert!(text.contains("failed units: backup.service") && text.contains("containers up: 2 of 3"), "{text}");

@@ -217,6 +217,17 @@ impl Alerting {
         self.publish(transitions);
     }
 
+    /// Evaluates the rules on the server's own stored samples (a batch without an agent id,
+    /// such as a refused sender's clock offset): no agent is seen alive by it.
+    pub fn observe_own_batch(&self, tenant: &str, batch: &IngestBatch) {
+        let samples: Vec<Sample> = batch
+            .metric_samples()
+            .map(|s| Sample { series: batch.stored_series_key(tenant, &s.series), ..s.into_owned() })
+            .collect();
+        let transitions = lock(&self.engine).ingest(&samples, now_ms());
+        self.publish(transitions);
+    }
+
     /// Evaluates finding rules against findings that were just stored (new, reopened or
     /// fixed) and the `findings_open` samples the import wrote.
     pub fn observe_findings(&self, findings: &[Finding], samples: &[Sample]) {
@@ -355,6 +366,9 @@ impl Alerting {
         let rule =
             self.rules().await.into_iter().find(|r| r.id == id).ok_or_else(|| RuleError::NotFound(id.to_string()))?;
         let mut engine = AlertEngine::new(vec![Rule::from_spec(rule.rule).map_err(RuleError::Invalid)?]);
+        // Deleted agents stay deleted in a test too: one that sent a late batch is not down.
+        let deleted_agents = lock(&self.engine).state().deleted_agents;
+        engine.restore(EngineState { deleted_agents, ..Default::default() });
         let now = now_ms();
         load_inputs(&mut engine, self.store.as_ref(), &self.tenant, now, AgentClock::LastSeen).await?;
         engine.tick(now);

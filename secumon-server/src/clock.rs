@@ -4,7 +4,8 @@
 //! them, so a host whose clock is hours off is neither refused (samples "in the future") nor
 //! filed hours in the past. The [`ClockBook`] keeps each sender's latest reading, which
 //! `GET /api/v1/agents` and the console show, and writes the series
-//! `secumon_agent_clock_offset_seconds` that rules alert on.
+//! `secumon_agent_clock_offset_seconds` that rules alert on, for refused senders too (a host
+//! whose every batch is refused is the one a clock rule must catch).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -170,7 +171,10 @@ impl ClockBook {
         .await;
     }
 
-    /// Records that `batch` was refused for `reason`, so its sender is listed with it.
+    /// Records that `batch` was refused for `reason`, so its sender is listed with it, and
+    /// stores a sample of its offset (at most every [`SERIES_EVERY_MS`]): a host whose every
+    /// batch is refused is the one a clock rule must see. Returns the stored batch of that
+    /// sample (the server's own: no agent id), for the alert engine.
     pub async fn refused<S: Store + ?Sized>(
         &self,
         store: &S,
@@ -178,18 +182,44 @@ impl ClockBook {
         batch: &IngestBatch,
         check: ClockCheck,
         reason: &str,
-    ) {
+    ) -> Option<IngestBatch> {
         let reason = if check.offset_ms.is_none() {
             format!("{reason} (the sender does not stamp its send time, so its clock cannot be measured and corrected)")
         } else {
             reason.to_string()
         };
+        let offset_ms = check.offset_ms.or_else(|| ahead_at_least(batch, check.received_ms));
+        let mut due = false;
         self.update(store, tenant, batch, check, |entry| {
             entry.clock.refused_batches += 1;
             entry.clock.refused_ms = Some(check.received_ms);
             entry.clock.refused_reason = Some(reason);
+            due = offset_ms.is_some() && check.received_ms - entry.series_ms >= SERIES_EVERY_MS;
+            if due {
+                entry.series_ms = check.received_ms;
+            }
         })
         .await;
+        let offset_ms = offset_ms.filter(|_| due)?;
+        // Under the sender's host and labels, as its own batches would have put it.
+        let labels = Labels::from([("agent_id".to_string(), batch.agent_id.clone())]);
+        let own = IngestBatch {
+            agent_id: String::new(),
+            host: batch.host.clone(),
+            agent_labels: batch.agent_labels.clone(),
+            created_at_ms: check.received_ms,
+            samples: vec![Sample::new(OFFSET_SERIES, labels, check.received_ms, offset_ms as f64 / 1000.0)],
+            ..Default::default()
+        };
+        match store.write_batch(tenant, &own).await {
+            Ok(_) => Some(own),
+            Err(error) => {
+                // Debug, not warn: a sender over the series limit would repeat it every 10 s,
+                // and its refusal is logged once per episode already.
+                tracing::debug!(%error, agent = %batch.agent_id, "cannot store the refused sender's clock offset");
+                None
+            }
+        }
     }
 
     async fn update<S: Store + ?Sized>(
@@ -304,6 +334,13 @@ fn content_offset(batch: &IngestBatch, measured_ms: i64, previous_ms: Option<i64
     let tolerance_ms = i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX);
     let ahead_of_sending = batch.latest_timestamp_ms().is_some_and(|latest| latest - reading.sent_at_ms > tolerance_ms);
     if ahead_of_sending && (previous_ms - measured_ms).abs() > tolerance_ms { previous_ms } else { measured_ms }
+}
+
+/// For a sender that does not stamp its send time: the least its clock can be ahead, from
+/// its newest timestamp past the server's clock (a clock cannot stamp what has not happened
+/// yet). `None` when nothing is in the future: then nothing is known of its clock.
+fn ahead_at_least(batch: &IngestBatch, received_ms: i64) -> Option<i64> {
+    batch.latest_timestamp_ms().map(|latest| latest.saturating_sub(received_ms)).filter(|ahead| *ahead > 0)
 }
 
 /// `true` when an offset is past what the tolerance and the measurement's uncertainty (the

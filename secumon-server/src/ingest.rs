@@ -66,6 +66,18 @@ impl<S: Store + ?Sized> StoreSink<S> {
     }
 }
 
+impl<S: Store + ?Sized> StoreSink<S> {
+    /// Hands the server's own stored samples (a refused sender's clock offset) to the
+    /// tenant's alert engine.
+    async fn observe_own(&self, tenant: &str, own: Option<IngestBatch>) {
+        let (Some(own), Some(alerting)) = (own, &self.alerting) else { return };
+        match alerting.get(tenant).await {
+            Ok(engine) => engine.observe_own_batch(tenant, &own),
+            Err(error) => tracing::error!(%error, "the tenant's alert engine is down"),
+        }
+    }
+}
+
 #[async_trait]
 impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
     async fn commit(&self, peer: &Peer, mut batch: IngestBatch) -> Result<SinkOutcome, SinkError> {
@@ -90,7 +102,8 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
                     received_ms,
                     corrected: false,
                 };
-                self.clocks.refused(&*self.store, tenant, &batch, check, &reason).await;
+                let own = self.clocks.refused(&*self.store, tenant, &batch, check, &reason).await;
+                self.observe_own(tenant, own).await;
                 self.metrics.record(BatchOutcome::Refused, started.elapsed());
                 return Err(SinkError::Refused(reason));
             }
@@ -145,7 +158,8 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
                     guard.count(tenant, Refusal::SeriesLimit, batch.value_count() as u64, *new);
                 }
                 let reason = refused.to_string();
-                self.clocks.refused(&*self.store, tenant, &batch, check, &reason).await;
+                let own = self.clocks.refused(&*self.store, tenant, &batch, check, &reason).await;
+                self.observe_own(tenant, own).await;
                 Err(SinkError::Refused(reason))
             }
             Err(error) => Err(SinkError::Unavailable(self.metrics.store.write_failed(&error))),

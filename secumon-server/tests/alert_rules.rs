@@ -401,5 +401,62 @@ async fn agent_down_survives_a_restart_silently_and_deleted_agents_never_page() 
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(firing(&received), 1, "{:?}", received.lock().unwrap());
     assert_eq!(api.get("/alerts").await.1["alerts"], json!([]));
+
+    // A batch that was in flight when it was deleted arrives late (no enrollment here, so
+    // nothing refuses it): web-1 is listed again, it is alive, but it pages for nothing.
+    push_raw(server.grpc_addr(), "web-1-agent", "web-1", 1_000).await;
+    assert_eq!(api.get("/agents/web-1-agent").await.1["status"], "online");
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    assert_eq!(firing(&received), 1, "one late batch is no agent to page about: {:?}", received.lock().unwrap());
+    assert_eq!(api.get("/alert-rules/AgentDown/test").await.1["alerts"], json!([]), "nor would the rule's test");
     server.shutdown().await;
+
+    // Nor after a restart, though the store lists it again.
+    let server = start().await;
+    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(firing(&received), 1, "{:?}", received.lock().unwrap());
+    assert_eq!(api.get("/alerts").await.1["alerts"], json!([]));
+
+    // Re-installed under the same id: it pushes for longer than `no_data`, then stops. It
+    // is an agent like any other again, and down when it goes quiet.
+    for sequence in 1_001..1_007 {
+        push_raw(server.grpc_addr(), "web-1-agent", "web-1", sequence).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while firing(&received) < 2 {
+        assert!(Instant::now() < deadline, "the re-installed agent never paged: {:?}", received.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = received.lock().unwrap().iter().rev().find(|n| n["status"] == "firing").cloned().unwrap();
+    assert_eq!(last["alerts"][0]["labels"]["agent_id"], "web-1-agent");
+    server.shutdown().await;
+}
+
+/// Pushes one batch of `agent` straight over gRPC (no spool), stamped now, with `sequence`.
+async fn push_raw(addr: std::net::SocketAddr, agent: &str, host: &str, sequence: u64) {
+    use secumon_core::proto::{AckStatus, Batch, SeriesSamples};
+    use secumon_transport::grpc::ingest_client::IngestClient;
+    let mut client = IngestClient::connect(format!("http://{addr}")).await.expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut acks = client.push(tokio_stream::wrappers::ReceiverStream::new(rx)).await.expect("push").into_inner();
+    let now = now_ms();
+    let batch = Batch {
+        agent_id: agent.into(),
+        sequence,
+        host: host.into(),
+        created_at_ms: now,
+        series: vec![SeriesSamples {
+            name: "load1".into(),
+            timestamps_ms: vec![now],
+            values: vec![0.5],
+            ..Default::default()
+        }],
+        sent_at_ms: now,
+        ..Default::default()
+    };
+    tx.send(batch).await.unwrap();
+    let ack = acks.message().await.expect("ack stream").expect("an ack");
+    assert_eq!(ack.status(), AckStatus::Committed, "{}", ack.error);
 }

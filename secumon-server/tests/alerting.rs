@@ -318,3 +318,65 @@ async fn stored_results_raise_no_alert_after_a_restart_and_operators_resolve_by_
     assert_eq!(http.post(format!("{api}/alerts/{id}/resolve")).send().await.unwrap().status(), 404);
     server.shutdown().await;
 }
+
+/// Missing data is not "all clear": a firing alert whose series stops reporting turns
+/// `stale` (listed under `?status=stale`, nobody notified), then an operator resolves it and
+/// the receiver hears "resolved". The rule reads a 2 s window, so its data goes missing in
+/// seconds rather than the five minutes of an instant selector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_whose_data_stops_goes_stale_silently_until_an_operator_resolves_it() {
+    let (hook, deliveries) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "rules:\n  - {{name: RoomStillHot, expr: 'max_over_time(temperature_celsius[2s]) > 30', severity: critical, \
+         channels: [ops]}}\nchannels:\n  ops: {{type: webhook, url: \"{hook}\"}}\n"
+    );
+    let mut config = ServerConfig::loopback(dir.path().join("s.db"));
+    config.alerting = Some(RuleFile::parse(&text, "rules.yaml").unwrap());
+    let server = Server::start(config).await.unwrap();
+    let api = format!("http://{}/api/v1", server.api_addr());
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let request = http.get(format!("{api}{path}"));
+        async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+
+    let hot = batch(vec![Sample::new("temperature_celsius", room("a"), now_ms(), 35.0)]);
+    server.store().write_batch("default", &hot).await.unwrap();
+    server.alerting().observe_batch("default", &hot);
+    wait_for(&deliveries, 1).await;
+    let firing: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[0].2).unwrap();
+    assert_eq!(firing["status"], "firing");
+
+    // The sensor stops: within a few ticks the alert is stale, still listed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stale = loop {
+        let stale = get("/alerts?status=stale".into()).await;
+        if stale["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break stale;
+        }
+        assert!(Instant::now() < deadline, "never went stale: {}", get("/alerts".into()).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let alert = &stale["alerts"][0];
+    assert_eq!((alert["rule"].as_str(), alert["state"].as_str()), (Some("RoomStillHot"), Some("stale")), "{stale}");
+    assert!(alert["stale_since_ms"].as_i64().is_some(), "{stale}");
+    assert_eq!(get("/alerts?status=firing".into()).await["alerts"], serde_json::json!([]));
+    let id = alert["id"].as_str().unwrap().to_string();
+    // Stale is history, not news: the receiver hears nothing, now or later.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(deliveries.lock().unwrap().len(), 1, "no notification for going stale");
+    assert_eq!(get("/alerts?status=stale".into()).await["alerts"][0]["id"], id.as_str(), "still stale");
+    let history = get("/alerts/history".into()).await;
+    assert!(history["history"].as_array().unwrap().iter().any(|e| e["to"] == "stale"), "{history}");
+
+    // The sensor was removed for good: the operator closes it, and the receiver hears it.
+    let resolved = http.post(format!("{api}/alerts/{id}/resolve")).send().await.unwrap();
+    assert_eq!(resolved.status(), 200);
+    wait_for(&deliveries, 2).await;
+    let body: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
+    assert_eq!(body["status"], "resolved");
+    assert_eq!(body["alerts"][0]["labels"]["room"], "a");
+    assert_eq!(get("/alerts".into()).await["alerts"], serde_json::json!([]));
+    server.shutdown().await;
+}

@@ -113,10 +113,38 @@ async fn skewed_batches_are_restamped_and_listed_with_their_offset() {
     server.shutdown().await;
 }
 
+/// The example's clock rule, without its `for` (the test does not wait a minute).
+const CLOCK_RULE: &str =
+    "rules:\n  - {name: ClockSkew, expr: abs(secumon_agent_clock_offset_seconds) > 60, severity: warning}\n";
+
+/// The `ClockSkew` alerts the API lists: (agent_id, host, value).
+async fn clock_alerts(server: &Server) -> Vec<(String, String, f64)> {
+    let alerts: Value = reqwest::get(format!("http://{}/api/v1/alerts?status=firing", server.api_addr()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut found: Vec<(String, String, f64)> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "ClockSkew")
+        .map(|a| {
+            let label = |k: &str| a["labels"][k].as_str().unwrap_or_default().to_string();
+            (label("agent_id"), label("host"), a["value"].as_f64().unwrap())
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
 #[tokio::test]
 async fn an_uncorrectable_batch_is_refused_and_its_sender_still_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
+    let mut config = ServerConfig::loopback(dir.path().join("s.db"));
+    config.alerting = Some(secumon_alert::RuleFile::parse(CLOCK_RULE, "rules.yaml").unwrap());
+    let server = Server::start(config).await.unwrap();
     let addr = server.grpc_addr();
 
     // An agent that does not stamp its send time, 2 h ahead: nothing to correct by.
@@ -143,6 +171,42 @@ async fn an_uncorrectable_batch_is_refused_and_its_sender_still_listed() {
     let ack = push(addr, broken).await;
     assert_eq!(ack.status(), AckStatus::Rejected);
     assert!(ack.error.contains("cannot be corrected"), "{}", ack.error);
+
+    // Refused, and still seen by a clock rule: "old" by the least its clock can be ahead
+    // (its sample is 2 h in the future), "broken" by its measured offset. The offset is
+    // stored, at server time, under the sender's host.
+    let alerts = clock_alerts(&server).await;
+    let found: Vec<(&str, &str)> = alerts.iter().map(|(a, h, _)| (a.as_str(), h.as_str())).collect();
+    assert_eq!(found, [("broken", "broken-host"), ("old", "old-host")], "{alerts:?}");
+    assert!((alerts[1].2 - 7_200.0).abs() < 2.0, "{alerts:?}");
+    let stored = points(&server, "old-host", "secumon_agent_clock_offset_seconds").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!((stored[0].0 - now_ms()).abs() < 5_000 && (stored[0].1 - 7_200.0).abs() < 2.0, "{stored:?}");
+
+    // The overview lists both, though the store has no agent of either, with the reason.
+    let overview: Value = reqwest::get(format!("http://{}/api/v1/overview?sort=name", server.api_addr()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows: Vec<(&str, &str, &str, bool)> = overview["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let reason = h["refused_reason"].as_str().unwrap_or_default();
+            (
+                h["agent_id"].as_str().unwrap(),
+                h["host"].as_str().unwrap(),
+                h["status"].as_str().unwrap(),
+                reason.contains("in the future") || reason.contains("cannot be corrected"),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("broken", "broken-host", "refused", true), ("old", "old-host", "refused", true)], "{overview}");
+    assert!(overview["hosts"][0]["clock_offset_ms"].as_i64().unwrap() > 1_000 * 24 * HOUR, "{overview}");
+    assert_eq!(overview["total"], 2);
 
     // Paging counts them: two refused agents after the store's (none here).
     let page: Value = reqwest::get(format!("http://{}/api/v1/agents?limit=1", server.api_addr()))

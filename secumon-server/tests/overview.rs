@@ -178,3 +178,75 @@ async fn one_request_gives_the_fleet_paged_sorted_filtered_and_grouped() {
     }
     server.shutdown().await;
 }
+
+/// A script pushing through `POST /ingest` that has not run lately is `idle`, not an
+/// `offline` host: in `GET /agents`, in the overview's rows and in its per-group down count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_has_not_run_lately_is_idle_not_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
+    let base = format!("http://{}/api/v1", server.api_addr());
+    let http = Client::new();
+    let labels = BTreeMap::from([("client".to_string(), "acme".to_string())]);
+    let agent = secumon_core::IngestBatch {
+        agent_id: "web-1-agent".into(),
+        sequence: 1,
+        host: "web-1".into(),
+        agent_labels: labels.clone(),
+        ..Default::default()
+    };
+    server.store().write_batch(secumon_store::DEFAULT_TENANT, &agent).await.unwrap();
+    let script = json!({"source": "nightly-backup", "host": "nas-1", "labels": labels,
+        "samples": [{"name": "backup_bytes", "value": 1024.0}]});
+    let pushed = http.post(format!("{base}/ingest")).json(&script).send().await.unwrap();
+    assert_eq!(pushed.status(), StatusCode::OK);
+
+    let get = |path: &str| {
+        let request = http.get(format!("{base}{path}"));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let kinds = |list: &Value, key: &str| -> Vec<(String, String, String)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a[key].as_str().unwrap().into(),
+                    a["kind"].as_str().unwrap().into(),
+                    a["status"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let fresh = get("/agents").await;
+    assert_eq!(
+        kinds(&fresh["agents"], "id"),
+        [
+            ("api:default:nightly-backup".into(), "script".into(), "online".into()),
+            ("web-1-agent".into(), "agent".into(), "online".into())
+        ]
+    );
+
+    // An hour passes without a push from either (the rows aged in the server's own store).
+    let database = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+    sqlx::query("UPDATE agents SET last_seen_ms = last_seen_ms - 3600000").execute(&database).await.unwrap();
+    database.close().await;
+
+    let listed = get("/agents").await;
+    assert_eq!(
+        kinds(&listed["agents"], "id"),
+        [
+            ("api:default:nightly-backup".into(), "script".into(), "idle".into()),
+            ("web-1-agent".into(), "agent".into(), "offline".into())
+        ]
+    );
+    let single = get("/agents/api:default:nightly-backup").await;
+    assert_eq!((single["kind"].as_str(), single["status"].as_str()), (Some("script"), Some("idle")));
+    let overview = get("/overview?group_by=client&sort=name").await;
+    assert_eq!(
+        kinds(&overview["hosts"], "host"),
+        [("nas-1".into(), "script".into(), "idle".into()), ("web-1".into(), "agent".into(), "offline".into())]
+    );
+    assert_eq!(overview["groups"], json!([{"name": "acme", "hosts": 2, "down": 1, "firing": 0}]), "{overview}");
+    server.shutdown().await;
+}

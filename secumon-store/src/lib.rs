@@ -445,7 +445,10 @@ pub struct StoredRecord {
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Stores every part of `batch` for `tenant`, unless its `(agent_id, sequence)` was
-    /// committed before.
+    /// committed before. A batch without an agent id is the server's own samples (say, the
+    /// clock offset it measured of a sender whose batch it refused): stored without
+    /// deduplication and without making or touching an agent. The wire refuses an empty
+    /// agent id, so no sender can make one.
     async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError>;
 
     /// Agents of `tenant`, by host name.

@@ -345,45 +345,52 @@ impl Store for PgStore {
 
         let sequence = batch.sequence as i64;
         let mut tx = self.pool.begin().await?;
-        let first_time = sqlx::query(
-            "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&batch.agent_id)
-        .bind(sequence)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !first_time {
-            tx.rollback().await?;
-            return Ok(WriteOutcome::Duplicate);
-        }
-        // The owner check must see every tenant's agents: it runs before the tenant role.
-        let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = $1")
+        // The server's own samples (no agent id: see `Store::write_batch`) are no agent's
+        // batch: nothing to deduplicate, no agent row.
+        let agent_batch = !batch.agent_id.is_empty();
+        if agent_batch {
+            let first_time = sqlx::query(
+                "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
             .bind(&batch.agent_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if owner.as_deref().is_some_and(|owner| owner != tenant) {
-            return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
+            .bind(sequence)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !first_time {
+                tx.rollback().await?;
+                return Ok(WriteOutcome::Duplicate);
+            }
+            // The owner check must see every tenant's agents: it runs before the tenant role.
+            let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = $1")
+                .bind(&batch.agent_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if owner.as_deref().is_some_and(|owner| owner != tenant) {
+                return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
+            }
         }
         enter_tenant(&mut tx, tenant).await?;
-        sqlx::query(
-            "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6, 1) \
-             ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
-             last_seen_ms = GREATEST(agents.last_seen_ms, excluded.last_seen_ms), \
-             last_sequence = GREATEST(agents.last_sequence, excluded.last_sequence), batches = agents.batches + 1",
-        )
-        .bind(&batch.agent_id)
-        .bind(tenant)
-        .bind(&batch.host)
-        .bind(serde_json::to_string(&batch.agent_labels)?)
-        .bind(now)
-        .bind(sequence)
-        .execute(&mut *tx)
-        .await?;
+        if agent_batch {
+            sqlx::query(
+                "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, 1) \
+                 ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
+                 last_seen_ms = GREATEST(agents.last_seen_ms, excluded.last_seen_ms), \
+                 last_sequence = GREATEST(agents.last_sequence, excluded.last_sequence), batches = agents.batches + 1",
+            )
+            .bind(&batch.agent_id)
+            .bind(tenant)
+            .bind(&batch.host)
+            .bind(serde_json::to_string(&batch.agent_labels)?)
+            .bind(now)
+            .bind(sequence)
+            .execute(&mut *tx)
+            .await?;
+        }
 
         let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
         let mut before = 0;

@@ -463,48 +463,52 @@ impl SqliteStore {
         sqlx::query("SAVEPOINT batch").execute(&mut **tx).await?;
         let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
         let mut ids = self.series_ids.lookup(tenant, batch, &samples);
-        let sequence = batch.sequence as i64;
-        let first_time = sqlx::query(
-            "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES (?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&batch.agent_id)
-        .bind(sequence)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !first_time {
-            sqlx::query("RELEASE batch").execute(&mut **tx).await?;
-            return Ok(Written::Duplicate);
-        }
-
-        let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = ?")
+        // The server's own samples (no agent id: see `Store::write_batch`) are no agent's
+        // batch: nothing to deduplicate, no agent row.
+        if !batch.agent_id.is_empty() {
+            let sequence = batch.sequence as i64;
+            let first_time = sqlx::query(
+                "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
             .bind(&batch.agent_id)
-            .fetch_optional(&mut **tx)
+            .bind(sequence)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !first_time {
+                sqlx::query("RELEASE batch").execute(&mut **tx).await?;
+                return Ok(Written::Duplicate);
+            }
+
+            let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = ?")
+                .bind(&batch.agent_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if owner.as_deref().is_some_and(|owner| owner != tenant) {
+                // Nothing of this batch stays in the group's transaction.
+                undo_batch(tx).await?;
+                return Ok(Written::Mismatch);
+            }
+            sqlx::query(
+                "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 1) \
+                 ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
+                 last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), \
+                 last_sequence = max(last_sequence, excluded.last_sequence), batches = batches + 1",
+            )
+            .bind(&batch.agent_id)
+            .bind(tenant)
+            .bind(&batch.host)
+            .bind(serde_json::to_string(&batch.agent_labels)?)
+            .bind(now)
+            .bind(now)
+            .bind(sequence)
+            .execute(&mut **tx)
             .await?;
-        if owner.as_deref().is_some_and(|owner| owner != tenant) {
-            // Nothing of this batch stays in the group's transaction.
-            undo_batch(tx).await?;
-            return Ok(Written::Mismatch);
         }
-        sqlx::query(
-            "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 1) \
-             ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
-             last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), \
-             last_sequence = max(last_sequence, excluded.last_sequence), batches = batches + 1",
-        )
-        .bind(&batch.agent_id)
-        .bind(tenant)
-        .bind(&batch.host)
-        .bind(serde_json::to_string(&batch.agent_labels)?)
-        .bind(now)
-        .bind(now)
-        .bind(sequence)
-        .execute(&mut **tx)
-        .await?;
 
         let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
         let before = if unresolved.is_empty() {

@@ -34,14 +34,22 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/agents/{id}", get(get_agent).delete(delete_agent))
 }
 
+/// Agent ids of scripts pushing through `POST /api/v1/ingest` start with this.
+pub(crate) const SCRIPT_ID_PREFIX: &str = "api:";
+
 /// An agent as the API shows it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentView {
     pub id: String,
+    /// `agent` (an agent or probe), or `script`: a script pushing through `POST
+    /// /api/v1/ingest` (id `api:<tenant>:<source>`), which pushes when it runs.
+    pub kind: String,
     pub host: String,
     pub labels: Labels,
-    /// `online` (pushed within the tenant's `agent_offline_after`), `offline`, or `refused`:
-    /// its latest batch was refused and none stored since (`clock.refused_reason` says why).
+    /// `online` (pushed within the tenant's `agent_offline_after`), `offline` (an agent
+    /// that did not), `idle` (a script that did not: it runs when it runs, and is not down
+    /// unless an agent rule with `api_sources: true` says so), or `refused`: its latest
+    /// batch was refused and none stored since (`clock.refused_reason` says why).
     pub status: String,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
@@ -56,12 +64,16 @@ impl AgentView {
     /// `a` as shown, online if it pushed within `offline_after`.
     pub(super) fn new(a: AgentRecord, clock: Option<AgentClock>, offline_after: Duration) -> Self {
         let online = now_ms() - a.last_seen_ms < offline_after.as_millis() as i64;
+        let kind = kind_of(&a.agent_id);
         let status = match &clock {
             Some(clock) if clock.refusing() => "refused",
             _ if online => "online",
+            // A script that has not run lately is not a host that went down.
+            _ if kind == "script" => "idle",
             _ => "offline",
         };
         Self {
+            kind: kind.to_string(),
             id: a.agent_id,
             host: a.host,
             labels: a.labels,
@@ -75,8 +87,9 @@ impl AgentView {
     }
 
     /// An agent the store has no batch of: every one it pushed was refused.
-    fn refused(id: String, clock: AgentClock) -> Self {
+    pub(super) fn refused(id: String, clock: AgentClock) -> Self {
         Self {
+            kind: kind_of(&id).to_string(),
             id,
             host: clock.host.clone(),
             labels: Labels::new(),
@@ -88,6 +101,11 @@ impl AgentView {
             clock: Some(clock),
         }
     }
+}
+
+/// `script` for a script pushing through `POST /api/v1/ingest`, else `agent`.
+pub(crate) fn kind_of(agent_id: &str) -> &'static str {
+    if agent_id.starts_with(SCRIPT_ID_PREFIX) { "script" } else { "agent" }
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -161,7 +179,9 @@ pub(super) async fn delete_agent(
     };
     let had_clock = state.clocks.forget(&*state.store, &caller.tenant, &id).await;
     if state.store.delete_agent(&caller.tenant, &id).await? || revoked || had_clock {
-        // A deleted or revoked agent is not "down": no AgentDown for it, ever again.
+        // A deleted or revoked agent is not "down": no AgentDown for it. If it pushes again
+        // (a late batch; without enrollment nothing refuses it) it is listed again, but
+        // pages only once it has been alive for an agent rule's `no_data` since.
         state.alerting(&caller).await?.forget_agent(&id);
         tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
         let note =

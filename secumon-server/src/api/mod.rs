@@ -239,6 +239,16 @@ fn next_sequence() -> u64 {
     *last
 }
 
+/// Hands the server's own stored samples (a refused sender's clock offset) to the caller's
+/// alert engine; the refusal is answered either way.
+async fn observe_own(state: &ApiState, caller: &Caller, own: Option<IngestBatch>) {
+    if let Some(own) = own
+        && let Ok(engine) = state.alerting(caller).await
+    {
+        engine.observe_own_batch(&caller.tenant, &own);
+    }
+}
+
 /// Stores a script's samples and events as one batch, validated like an agent's.
 #[utoipa::path(post, path = "/api/v1/ingest", tag = "data", request_body = IngestRequest, responses((status = 200, description = "Stored: counts of samples and events", body = serde_json::Value)))]
 async fn ingest(
@@ -256,7 +266,7 @@ async fn ingest(
     let default_ms = request.sent_at_ms.unwrap_or(now);
     let batch = IngestBatch {
         // Per tenant: two tenants' scripts may share a name without meeting.
-        agent_id: format!("api:{}:{}", caller.tenant, request.source),
+        agent_id: format!("{}{}:{}", agents::SCRIPT_ID_PREFIX, caller.tenant, request.source),
         sequence: next_sequence(),
         host: request.host,
         agent_labels: request.labels,
@@ -298,7 +308,8 @@ async fn ingest(
                 received_ms: now,
                 corrected: false,
             };
-            state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &reason).await;
+            let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &reason).await;
+            observe_own(&state, &caller, own).await;
             return Err(ApiError::bad_request(reason));
         }
     };
@@ -319,13 +330,15 @@ async fn ingest(
             ));
         }
         Err(refused @ (StoreError::FutureTimestamp { .. } | StoreError::TenantMismatch { .. })) => {
-            state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
+            let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
+            observe_own(&state, &caller, own).await;
             return Err(refused.into());
         }
         Err(refused @ StoreError::SeriesLimit { new, .. }) => {
             let reason = crate::tenant_limits::Refusal::SeriesLimit;
             state.guard.count(&caller.tenant, reason, batch.value_count() as u64, new);
-            state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
+            let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
+            observe_own(&state, &caller, own).await;
             return Err(refused.into());
         }
         Err(error) => return Err(error.into()),

@@ -61,7 +61,11 @@ pub struct OverviewHost {
     pub agent_id: String,
     pub host: String,
     pub labels: Labels,
-    /// `online`, `offline` or `refused`, as in `GET /agents`.
+    /// `agent`, or `script` (pushing through `POST /ingest`), as in `GET /agents`.
+    #[serde(default = "agent_kind")]
+    pub kind: String,
+    /// `online`, `offline`, `idle` (a script not run lately) or `refused`, as in `GET
+    /// /agents`.
     pub status: String,
     pub last_seen_ms: i64,
     /// Alerts firing with this host's `host` label.
@@ -80,6 +84,10 @@ pub struct OverviewHost {
     /// The server re-stamps its data by that offset.
     #[serde(default)]
     pub clock_corrected: bool,
+    /// Status `refused`: why its latest batch was refused (a sender whose every batch was
+    /// refused is listed too, from what it sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_reason: Option<String>,
 }
 
 /// A group's counts over every host that matches the filter (not only this page's).
@@ -88,7 +96,7 @@ pub struct OverviewGroup {
     /// The tenant or label value; empty for hosts without the label.
     pub name: String,
     pub hosts: usize,
-    /// Hosts not `online`.
+    /// Hosts `offline` or `refused` (an `idle` script is not down).
     pub down: usize,
     /// Alerts firing on its hosts.
     pub firing: usize,
@@ -147,6 +155,16 @@ impl OverviewSort {
     }
 }
 
+fn agent_kind() -> String {
+    "agent".to_string()
+}
+
+/// Whether `host` counts as down: `offline` or `refused`; neither `online` nor an `idle`
+/// script (which runs when it runs).
+pub fn is_down(host: &OverviewHost) -> bool {
+    !matches!(host.status.as_str(), "online" | "idle")
+}
+
 /// The group `host` falls in under `group_by` (`tenant` or a label name).
 pub fn group_of<'a>(host: &'a OverviewHost, group_by: &str) -> &'a str {
     if group_by == "tenant" { &host.tenant } else { host.labels.get(group_by).map_or("", String::as_str) }
@@ -186,7 +204,7 @@ pub fn arrange(
         }
         if let Some(group) = groups.last_mut() {
             group.hosts += 1;
-            group.down += usize::from(host.status != "online");
+            group.down += usize::from(is_down(host));
             group.firing += host.firing;
         }
     }
@@ -236,11 +254,20 @@ pub(super) async fn overview(
 async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewHost>, ApiError> {
     let tenant = &caller.tenant;
     let (agents, _) = state.store.agents(tenant, &AgentFilter::default()).await?;
-    if agents.is_empty() {
+    let mut clocks = state.clocks.agents(&*state.store, tenant).await;
+    // Senders whose every batch was refused are in no store listing: listed from their
+    // clock state, with the reason, so a host with a broken clock does not vanish.
+    let stored: std::collections::HashSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+    let mut refused_only: Vec<AgentView> = clocks
+        .iter()
+        .filter(|(id, c)| c.refused_ms.is_some() && c.committed_ms.is_none() && !stored.contains(id.as_str()))
+        .map(|(id, c)| AgentView::refused(id.clone(), c.clone()))
+        .collect();
+    refused_only.sort_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
+    if agents.is_empty() && refused_only.is_empty() {
         return Ok(Vec::new());
     }
     let offline_after = TenantConfig::of(state, caller).await?.offline_after();
-    let mut clocks = state.clocks.agents(&*state.store, tenant).await;
     let mut firing: HashMap<String, usize> = HashMap::new();
     for alert in state.alerting(caller).await?.active() {
         if alert.state == secumon_alert::AlertState::Firing
@@ -253,11 +280,17 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
     for metric in GAUGES {
         gauges.push(latest_by_host(state, tenant, metric).await?);
     }
-    Ok(agents
+    let views: Vec<AgentView> = agents
         .into_iter()
         .map(|agent| {
             let clock = clocks.remove(&agent.agent_id);
-            let view = AgentView::new(agent, clock, offline_after);
+            AgentView::new(agent, clock, offline_after)
+        })
+        .collect();
+    Ok(views
+        .into_iter()
+        .chain(refused_only)
+        .map(|view| {
             let gauge = |i: usize| gauges[i].get(&view.host).copied();
             OverviewHost {
                 tenant: tenant.clone(),
@@ -267,7 +300,9 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
                 disk: gauge(2),
                 clock_offset_ms: view.clock.as_ref().and_then(|c| c.offset_ms),
                 clock_corrected: view.clock.as_ref().is_some_and(|c| c.corrected),
+                refused_reason: view.clock.as_ref().filter(|c| c.refusing()).and_then(|c| c.refused_reason.clone()),
                 agent_id: view.id,
+                kind: view.kind,
                 host: view.host,
                 labels: view.labels,
                 status: view.status,
@@ -311,6 +346,7 @@ mod tests {
             labels: client
                 .map(|c| std::collections::BTreeMap::from([("client".to_string(), c.to_string())]))
                 .unwrap_or_default(),
+            kind: if name.starts_with("script") { "script" } else { "agent" }.into(),
             status: status.into(),
             last_seen_ms: 0,
             firing,
@@ -319,6 +355,7 @@ mod tests {
             disk: None,
             clock_offset_ms: None,
             clock_corrected: false,
+            refused_reason: None,
         }
     }
 
@@ -342,5 +379,16 @@ mod tests {
         let (rows, groups) = arrange(hosts, "", OverviewSort::Alerts, None);
         assert_eq!(rows[0].host, "web-1");
         assert!(groups.is_empty());
+    }
+
+    #[test]
+    fn an_idle_script_is_not_down_but_a_refused_agent_is() {
+        let hosts = vec![
+            host("a", "script-backup", Some("acme"), "idle", 0),
+            host("a", "web-1", Some("acme"), "refused", 0),
+            host("a", "web-2", Some("acme"), "online", 0),
+        ];
+        let (_, groups) = arrange(hosts, "", OverviewSort::Name, Some("client"));
+        assert_eq!((groups[0].hosts, groups[0].down), (3, 1));
     }
 }

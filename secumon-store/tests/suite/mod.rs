@@ -50,7 +50,8 @@ macro_rules! store_suite {
             retention_expires_logs_events_and_history,
             audit_log_is_per_tenant_filtered_paged_newest_first_and_expires,
             a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not,
-            logs_page_by_cursor_range_source_and_filter
+            logs_page_by_cursor_range_source_and_filter,
+            the_servers_own_samples_make_no_agent_and_are_never_duplicates
         );
     };
     (@each $backend:path: $($test:ident),+ $(,)?) => {
@@ -122,6 +123,30 @@ pub async fn stores_queries_and_drops_duplicates(backend: &dyn Backend) {
     let agents = store.list_agents("default").await.unwrap();
     assert_eq!(agents.len(), 1);
     assert_eq!((agents[0].host.as_str(), agents[0].last_sequence, agents[0].batches), ("web-1", 2, 2));
+}
+
+/// A batch without an agent id (the server's own samples, such as a refused sender's clock
+/// offset) stores its samples, every time, and makes or touches no agent.
+pub async fn the_servers_own_samples_make_no_agent_and_are_never_duplicates(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let agent = batch("a1", 1, "web-1", vec![load(t0(), 1.0)]);
+    assert_eq!(store.write_batch("default", &agent).await.unwrap(), WriteOutcome::Committed);
+    for (i, host) in ["web-1", "ghost"].iter().enumerate() {
+        for n in 0..2 {
+            let at = t0() + 1_000 * (2 * i as i64 + n + 1);
+            let own = batch("", 0, host, vec![load(at, 7.0)]);
+            assert_eq!(store.write_batch("default", &own).await.unwrap(), WriteOutcome::Committed, "{host} {n}");
+        }
+    }
+    let agents = store.list_agents("default").await.unwrap();
+    let listed: Vec<(&str, u64, u64)> =
+        agents.iter().map(|a| (a.agent_id.as_str(), a.last_sequence, a.batches)).collect();
+    assert_eq!(listed, [("a1", 1, 1)], "no agent made, none touched");
+    for (host, expected) in [("web-1", 3.0), ("ghost", 2.0)] {
+        let count = store.query_range("default", &range("load1", host, 3_600_000, Aggregation::Count)).await.unwrap();
+        assert_eq!(count[0].points[0].value, expected, "{host}: every one stored, none taken as a duplicate");
+        assert_eq!(count[0].series.labels["env"], "test");
+    }
 }
 
 pub async fn tenants_do_not_see_each_other(backend: &dyn Backend) {
