@@ -234,6 +234,7 @@ impl ServerArgs {
                 max_series: self.max_series_per_tenant,
                 max_samples_per_second: self.max_samples_per_second,
             },
+            ..ServerConfig::embedded(&self.data_dir)
         })
     }
 }

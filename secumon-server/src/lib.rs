@@ -79,6 +79,10 @@ pub struct ServerConfig {
     pub oidc: Option<auth::OidcConfig>,
     /// Series and samples a second each tenant may push.
     pub limits: TenantLimits,
+    /// Longest time a sample stays in the embedded store's in-memory head before compaction
+    /// writes it into chunks (default 10 min; shorter means less to replay after a restart
+    /// but more, smaller chunks to merge). Not used with PostgreSQL.
+    pub head_max_age: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -98,6 +102,7 @@ impl ServerConfig {
             clock: ClockPolicy::default(),
             oidc: None,
             limits: TenantLimits::default(),
+            head_max_age: StoreOptions::default().head_max_age,
         }
     }
 
@@ -116,6 +121,7 @@ impl ServerConfig {
             clock: ClockPolicy::default(),
             oidc: None,
             limits: TenantLimits::default(),
+            head_max_age: StoreOptions::default().head_max_age,
         }
     }
 }
@@ -177,7 +183,11 @@ impl Server {
         if matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
             return Err(ServerError::PlaintextNotLoopback(config.grpc_addr));
         }
-        let options = StoreOptions { max_series_per_tenant: config.limits.max_series, ..StoreOptions::default() };
+        let options = StoreOptions {
+            max_series_per_tenant: config.limits.max_series,
+            head_max_age: config.head_max_age,
+            ..StoreOptions::default()
+        };
         let store: Arc<dyn Store> = match &config.postgres_url {
             Some(url) => PgStore::connect_url_with(url, options).await?,
             None => Arc::new(SqliteStore::open_with(&config.database, options).await?),
@@ -258,6 +268,7 @@ impl Server {
         }));
         tasks.push(tokio::spawn(self_monitor::run(
             Arc::clone(&ingest_metrics),
+            store.clone(),
             Arc::clone(&alerting),
             stopped.clone(),
         )));

@@ -779,7 +779,9 @@ pub struct AlertStats {
 }
 
 async fn server_metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let mut body = crate::metrics::render(&state.ingest_metrics, &state.alerting.all(), state.live.subscribers());
+    let maintenance = state.store.maintenance_health();
+    let mut body =
+        crate::metrics::render(&state.ingest_metrics, maintenance, &state.alerting.all(), state.live.subscribers());
     body.push_str(&state.audit.render_metrics());
     body.push_str(&state.guard.render_metrics());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
