@@ -295,6 +295,9 @@ impl Agent {
         push("secumon_agent_spool_memory_bytes", stats.memory.bytes);
         push("secumon_agent_spool_memory_dropped_batches_total", stats.memory.dropped);
         push("secumon_agent_rejected_batches_total", stats.rejected);
+        // 1 while a renewed session token lives in memory only (its file could not be written).
+        push("secumon_agent_session_unsaved", u64::from(stats.session_unsaved));
+        push("secumon_agent_session_save_failures_total", stats.session_save_failures);
     }
 }
 

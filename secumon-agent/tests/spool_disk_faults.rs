@@ -6,6 +6,9 @@
 //! knows each stored sequence: none may be stored twice, they must arrive in increasing
 //! order, live data must keep arriving while the disk is full, and at the end delivered +
 //! dropped must equal what the agent made.
+//!
+//! An enrolled agent (mutual TLS, session token) renews its session token on the full disk
+//! too, and keeps delivering with the token it cannot save, across a restart.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -17,12 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use secumon_agent::{Agent, AgentSettings};
+use secumon_agent::{Agent, AgentSettings, SetupOptions};
 use secumon_alert::{AlertState, RuleFile};
+use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_server::live::LiveEvent;
-use secumon_server::{Server, ServerConfig};
-use secumon_transport::{PushClient, PushClientConfig, PushStats};
+use secumon_server::{GrpcTls, Server, ServerConfig};
+use secumon_transport::{PushClient, PushClientConfig, PushStats, SessionFile};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -136,6 +140,7 @@ impl Drop for DiskHog {
 struct Committed {
     sequence: u64,
     spool_writable: Option<f64>,
+    session_unsaved: Option<f64>,
 }
 
 /// Every batch committed by any incarnation of the server, in commit order.
@@ -190,7 +195,12 @@ async fn wait_alert(server: &Server, rule: &str, fire: bool) {
 }
 
 async fn start_server(database: &Path, grpc: SocketAddr, ledger: &Ledger) -> RunningServer {
-    let config = ServerConfig { grpc_addr: grpc, alerting: Some(spool_rules()), ..ServerConfig::loopback(database) };
+    start_server_with(database, grpc, GrpcTls::Off, ledger).await
+}
+
+async fn start_server_with(database: &Path, grpc: SocketAddr, grpc_tls: GrpcTls, ledger: &Ledger) -> RunningServer {
+    let config =
+        ServerConfig { grpc_addr: grpc, grpc_tls, alerting: Some(spool_rules()), ..ServerConfig::loopback(database) };
     let server = Server::start(config).await.expect("server starts");
     let mut feed = server.live_feed().subscribe();
     let ledger = ledger.clone();
@@ -199,12 +209,12 @@ async fn start_server(database: &Path, grpc: SocketAddr, ledger: &Ledger) -> Run
             match feed.recv().await {
                 Ok(event) => {
                     if let LiveEvent::Batch { batch, .. } = &*event {
-                        let spool_writable = batch
-                            .samples
-                            .iter()
-                            .find(|s| s.series.name == "secumon_agent_spool_writable")
-                            .map(|s| s.value);
-                        ledger.0.lock().unwrap().push(Committed { sequence: batch.sequence, spool_writable });
+                        let value = |name: &str| batch.samples.iter().find(|s| s.series.name == name).map(|s| s.value);
+                        ledger.0.lock().unwrap().push(Committed {
+                            sequence: batch.sequence,
+                            spool_writable: value("secumon_agent_spool_writable"),
+                            session_unsaved: value("secumon_agent_session_unsaved"),
+                        });
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => ledger.1.store(true, Ordering::Relaxed),
@@ -258,6 +268,10 @@ struct RunningAgent {
 }
 
 fn start_agent(settings: AgentSettings) -> RunningAgent {
+    start_agent_with(settings, tune)
+}
+
+fn start_agent_with(settings: AgentSettings, tune: impl FnOnce(&mut PushClientConfig)) -> RunningAgent {
     let agent = Agent::open_with(settings, tune).expect("agent opens");
     let client = agent.push_client();
     let (stop, mut stopped) = watch::channel(false);
@@ -311,7 +325,11 @@ fn everything_acked(stats: &PushStats) -> bool {
 /// Delivers what a stopped agent left in its spool with a bare push client, as the
 /// agent's next start would; returns the client's counters.
 async fn drain(spool_dir: &Path, endpoint: SocketAddr) -> PushStats {
-    let client = PushClient::open(PushClientConfig::new(endpoint.to_string(), spool_dir)).unwrap();
+    drain_with(PushClientConfig::new(endpoint.to_string(), spool_dir)).await
+}
+
+async fn drain_with(config: PushClientConfig) -> PushStats {
+    let client = PushClient::open(config).unwrap();
     let (stop, mut stopped) = watch::channel(false);
     let runner = client.clone();
     let task = tokio::spawn(async move {
@@ -534,6 +552,137 @@ async fn read_only_spool_keeps_delivering_and_a_restart_on_it_reuses_no_sequence
         "made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}, restarted from {restarted_from}, drained {drained:?}",
         stored.len()
     );
+    assert_store_agrees(&server.server, &stored).await;
+    server.stop().await;
+}
+
+/// Session tokens renewed every 1.5 s instead of every 24 h.
+const ROTATION: Duration = Duration::from_millis(1_500);
+
+fn renewing(config: &mut PushClientConfig) {
+    tune(config);
+    config.session_rotation = ROTATION;
+}
+
+async fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_renewal_on_a_full_disk_keeps_delivering_and_survives_a_restart() {
+    let disk = Tmpfs::mount("4m");
+    let work = tempfile::tempdir().unwrap();
+    let database = work.path().join("db/secumon.db");
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let state_dir = disk.path().join("agent");
+    let ledger = Ledger::default();
+    let server = start_server_with(&database, grpc, GrpcTls::Managed { names: Vec::new() }, &ledger).await;
+
+    // Enrolled as an operator does it: a provisioning token, then `setup` (the library's).
+    let authority = server.server.agent_authority().expect("managed TLS");
+    let token = authority.provision("default", "test", Duration::from_secs(600)).await.unwrap().token;
+    let config_path = work.path().join("agent.yaml");
+    secumon_agent::setup(&SetupOptions {
+        collector: format!("localhost:{}", grpc.port()),
+        token: token.parse().unwrap(),
+        config_path: config_path.clone(),
+        state_dir: state_dir.clone(),
+        name: Some("renewing-host".into()),
+        force: false,
+    })
+    .await
+    .expect("setup enrolls");
+    let mut settings = AgentSettings::from_config(&AgentConfig::load(&config_path).unwrap()).unwrap();
+    settings.metrics = MetricsSection {
+        interval: INTERVAL,
+        enabled: vec![MetricFamily::Cpu, MetricFamily::Memory],
+        ..Default::default()
+    };
+    let session_file: SessionFile = settings.session.clone().expect("setup names a session file");
+    let token_on_disk = || session_file.load().unwrap().token;
+    let enrolled_token = token_on_disk();
+
+    // 1. Renewals on a writable disk: each new token is saved.
+    let agent = start_agent_with(settings.clone(), renewing);
+    agent.wait("first batches delivered", Duration::from_secs(10), |s| s.committed >= 5).await;
+    wait_until("a renewed token saved", Duration::from_secs(10), || token_on_disk() != enrolled_token).await;
+    assert_eq!(agent.stats().session_save_failures, 0);
+
+    // 2. The disk fills: renewals go on, their tokens kept in memory; delivery never stops.
+    let hog = DiskHog::start(disk.path());
+    let saved = token_on_disk();
+    agent.wait("a renewal the disk refused", Duration::from_secs(10), |s| s.session_unsaved).await;
+    let connections = agent.stats().connections;
+    let from = ledger.count();
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    let during = ledger.since(from);
+    let stats = agent.stats();
+    assert!(stats.connections >= connections + 2, "renewed again on the full disk: {stats:?}");
+    assert!(stats.session_unsaved && stats.session_save_failures >= 2, "{stats:?}");
+    assert!(during.len() >= 20, "delivery went on through the renewals: {} batches", during.len());
+    assert!(during.iter().any(|c| c.session_unsaved == Some(1.0)), "the server is told: {during:?}");
+    assert_eq!(token_on_disk(), saved, "the file keeps its older token, intact");
+
+    // 3. The agent restarts, the disk still full: the file's older token (several renewals
+    // old by now) renews its way back in, and delivery resumes.
+    let first_run = agent.stop().await;
+    let first_run_made = first_run.spool.next_sequence - 1;
+    assert_eq!(first_run.spool.pending_batches, 0, "the spool was emptied before the restart: {first_run:?}");
+    let unacked = first_run.spool.acked_through + 1..=first_run_made;
+    let agent = start_agent_with(settings.clone(), renewing);
+    let restarted_from = agent.stats().spool.next_sequence;
+    assert!(restarted_from > first_run_made, "restart on a stale state: {restarted_from} after {first_run_made}");
+    agent
+        .wait("delivering after a restart on the full disk", Duration::from_secs(15), |s| {
+            s.committed >= 10 && s.session_unsaved
+        })
+        .await;
+    assert_eq!(token_on_disk(), saved);
+
+    // 4. Space comes back: the token in use is saved, and renewals save theirs again.
+    hog.release();
+    agent.wait("the session token saved", Duration::from_secs(10), |s| !s.session_unsaved).await;
+    let saved_again = token_on_disk();
+    assert_ne!(saved_again, saved);
+    wait_until("the next renewal saved", Duration::from_secs(10), || token_on_disk() != saved_again).await;
+    let second_run = agent.stop().await;
+    assert!(!second_run.session_unsaved, "{second_run:?}");
+
+    // 5. A restart on the saved token: in, and delivering, without a failed save.
+    let agent = start_agent_with(settings.clone(), renewing);
+    agent.wait("delivering on the saved token", Duration::from_secs(10), |s| s.committed >= 5).await;
+    let third_run = agent.stop().await;
+    assert_eq!(third_run.session_save_failures, 0, "{third_run:?}");
+    let mut push = PushClientConfig::new(settings.endpoint.clone(), state_dir.join("spool"));
+    push.tls = settings.tls.clone();
+    push.session = settings.session.clone();
+    let drained = drain_with(push).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The account: each sequence stored once; lost only what the first run held in memory.
+    let stored = stored_sequences(&ledger);
+    let committed_unacked = stored.iter().filter(|s| unacked.contains(s)).count() as u64;
+    let lost_at_stop = unacked.clone().count() as u64 - committed_unacked;
+    assert!(lost_at_stop <= first_run.memory.batches, "lost at the stop: {lost_at_stop}, {first_run:?}");
+    let made = first_run_made + (drained.spool.next_sequence - restarted_from);
+    let dropped: u64 = [first_run, second_run, third_run].iter().map(|s| s.memory.dropped + s.spool.dropped_full).sum();
+    assert!(
+        stored
+            .iter()
+            .all(|s| (1..=first_run_made).contains(s) || (restarted_from..drained.spool.next_sequence).contains(s)),
+        "only sequences the runs made"
+    );
+    assert_eq!(
+        stored.len() as u64 + dropped + lost_at_stop,
+        made,
+        "delivered {} + dropped {dropped} + lost at stop {lost_at_stop} = made {made}",
+        stored.len()
+    );
+    eprintln!("made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}", stored.len());
     assert_store_agrees(&server.server, &stored).await;
     server.stop().await;
 }

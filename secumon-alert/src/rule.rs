@@ -381,7 +381,7 @@ rules:
     #[test]
     fn the_example_file_parses() {
         let file = RuleFile::parse(include_str!("../../examples/alerting.yaml"), "examples/alerting.yaml").unwrap();
-        assert_eq!(file.rules.len(), 12);
+        assert_eq!(file.rules.len(), 13);
         let skew = file.rules.iter().find(|r| r.spec.name == "ClockSkew").expect("the clock rule ships");
         assert_eq!(skew.condition().unwrap().threshold, 60.0);
         assert!(file.rules.iter().all(|r| r.spec.channels.iter().all(|c| file.channels.contains_key(c))));

@@ -239,6 +239,7 @@ impl ServerArgs {
                 max_samples_per_second: self.max_samples_per_second,
             },
             self_series_interval: Some(self.self_series_interval).filter(|interval| !interval.is_zero()),
+            ..ServerConfig::embedded(&self.data_dir)
         })
     }
 }

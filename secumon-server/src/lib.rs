@@ -83,6 +83,10 @@ pub struct ServerConfig {
     /// How often the server stores its own health as series of the host `secumon-server`
     /// ([`self_series`]); `None` stores none (tests' servers).
     pub self_series_interval: Option<std::time::Duration>,
+    /// Longest time a sample stays in the embedded store's in-memory head before compaction
+    /// writes it into chunks (default 10 min; shorter means less to replay after a restart
+    /// but more, smaller chunks to merge). Not used with PostgreSQL.
+    pub head_max_age: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -103,6 +107,7 @@ impl ServerConfig {
             oidc: None,
             limits: TenantLimits::default(),
             self_series_interval: None,
+            head_max_age: StoreOptions::default().head_max_age,
         }
     }
 
@@ -122,6 +127,7 @@ impl ServerConfig {
             oidc: None,
             limits: TenantLimits::default(),
             self_series_interval: Some(self_series::DEFAULT_INTERVAL),
+            head_max_age: StoreOptions::default().head_max_age,
         }
     }
 }
@@ -183,7 +189,11 @@ impl Server {
         if matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
             return Err(ServerError::PlaintextNotLoopback(config.grpc_addr));
         }
-        let options = StoreOptions { max_series_per_tenant: config.limits.max_series, ..StoreOptions::default() };
+        let options = StoreOptions {
+            max_series_per_tenant: config.limits.max_series,
+            head_max_age: config.head_max_age,
+            ..StoreOptions::default()
+        };
         let store: Arc<dyn Store> = match &config.postgres_url {
             Some(url) => PgStore::connect_url_with(url, options).await?,
             None => Arc::new(SqliteStore::open_with(&config.database, options).await?),
@@ -265,6 +275,7 @@ impl Server {
         }));
         tasks.push(tokio::spawn(self_monitor::run(
             Arc::clone(&ingest_metrics),
+            store.clone(),
             Arc::clone(&alerting),
             stopped.clone(),
         )));

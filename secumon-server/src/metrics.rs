@@ -1,13 +1,13 @@
 //! The server's own health in Prometheus text format at `/metrics`: what ingest committed,
-//! refused and failed, how long store writes take, whether the store takes writes, and the
-//! alert engine's state.
+//! refused and failed, how long store writes take, whether the store takes writes, how its
+//! maintenance fares, and the alert engine's state.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use secumon_alert::AlertState;
-use secumon_store::{StoreError, StoreFault};
+use secumon_store::{MaintenanceHealth, MaintenanceTask, StoreError, StoreFault};
 
 use crate::alerting::Alerting;
 
@@ -129,7 +129,12 @@ impl IngestMetrics {
 }
 
 /// Renders every metric in the Prometheus text exposition format.
-pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stream_subscribers: usize) -> String {
+pub fn render(
+    ingest: &IngestMetrics,
+    maintenance: MaintenanceHealth,
+    engines: &[std::sync::Arc<Alerting>],
+    stream_subscribers: usize,
+) -> String {
     let store = &ingest.store;
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let mut out = String::new();
@@ -185,6 +190,24 @@ pub fn render(ingest: &IngestMetrics, engines: &[std::sync::Arc<Alerting>], stre
         );
     }
     let _ = writeln!(out, "secumon_store_write_failures_total{{fault=\"other\"}} {}", load(&store.other_failures));
+    let _ = writeln!(
+        out,
+        "# HELP secumon_store_maintenance_failures_total Store maintenance passes that failed, by task.\n\
+         # TYPE secumon_store_maintenance_failures_total counter"
+    );
+    for task in MaintenanceTask::ALL {
+        let (name, failures) = (task.as_str(), maintenance.failures(task));
+        let _ = writeln!(out, "secumon_store_maintenance_failures_total{{task=\"{name}\"}} {failures}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP secumon_store_maintenance_consecutive_failures Store maintenance passes failed in a row (0 after \
+         one succeeds), by task.\n# TYPE secumon_store_maintenance_consecutive_failures gauge"
+    );
+    for task in MaintenanceTask::ALL {
+        let (name, failures) = (task.as_str(), maintenance.consecutive_failures(task));
+        let _ = writeln!(out, "secumon_store_maintenance_consecutive_failures{{task=\"{name}\"}} {failures}");
+    }
     let alerts: Vec<_> = engines.iter().flat_map(|engine| engine.active()).collect();
     let _ = writeln!(
         out,

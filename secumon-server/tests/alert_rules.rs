@@ -256,12 +256,21 @@ async fn rules_are_managed_tested_and_kept_through_the_api() {
     let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
     let (_, listed) = api.get("/alert-rules").await;
     let ids: Vec<&str> = listed["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
-    // The server's own rule on its store is built in beside the file's.
+    // The server's own rules on its store are built in beside the file's.
     assert_eq!(
         ids,
-        vec!["FromFile", "SecumonStoreUnwritable", "DiskFull", "SiteDown", "AgentDown", "OomKills", "Unheard"]
+        vec![
+            "FromFile",
+            "SecumonStoreUnwritable",
+            "SecumonStoreMaintenanceFailing",
+            "DiskFull",
+            "SiteDown",
+            "AgentDown",
+            "OomKills",
+            "Unheard"
+        ]
     );
-    assert_eq!(listed["rules"][2]["rule"]["expr"], "disk_used_ratio > 0.99");
+    assert_eq!(listed["rules"][3]["rule"]["expr"], "disk_used_ratio > 0.99");
     let (status, _) = api.call(reqwest::Method::DELETE, "/alert-rules/DiskFull", None).await;
     assert_eq!(status, 204);
     assert_eq!(api.get("/alert-rules/DiskFull").await.0, 404);

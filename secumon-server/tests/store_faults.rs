@@ -1,10 +1,11 @@
 //! Store faults injected under a running server: a full disk, a file system the kernel
-//! turns read-only (ext4 `errors=remount-ro`), the database's directory moved away, a writer
-//! lock held by another connection; on PostgreSQL sessions killed mid-transaction, a
-//! restart and a full disk under the database's tablespace. (Compaction failing half-way is
-//! tested in the store's own `compaction_faults`.) Each test pushes through the real push
-//! client (spool, gRPC, ingest service), injects the fault, lifts it, restarts the server
-//! and checks that every acknowledged batch is stored exactly once.
+//! turns read-only (ext4 `errors=remount-ro`), the database's directory moved away or
+//! deleted, a writer lock held by another connection, compaction failing pass after pass;
+//! on PostgreSQL sessions killed mid-transaction, a restart and a full disk under the
+//! database's tablespace. (Compaction and retention failing half-way are tested in the
+//! store's own `compaction_faults`.) Each test pushes through the real push client (spool,
+//! gRPC, ingest service), injects the fault, lifts it, restarts the server and checks that
+//! every acknowledged batch is stored exactly once.
 //!
 //! The small file systems are tmpfs mounts and loop devices the test makes itself (these
 //! machines run tests as root); a test that cannot make one fails rather than skipping.
@@ -464,6 +465,110 @@ async fn sqlite_directory_moved_away_refuses_then_resumes_losing_nothing() {
     )
     .await;
     assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_directory_deleted_refuses_and_never_acknowledges_into_a_new_database() {
+    // The database is gone with its directory: what was acknowledged before goes with it.
+    // What must hold: no batch is acknowledged after that, even once the directory is back,
+    // and no empty database appears there behind the operator's back; restarting the server
+    // (the operator's call) starts an empty one, which gets every batch refused meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let database = data.join("secumon.db");
+    let mut config = ServerConfig::loopback(&database);
+    let server = Server::start(config.clone()).await.unwrap();
+    config.grpc_addr = server.grpc_addr();
+    let mut agent = Agent::start(server.grpc_addr(), t0());
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(20)).await;
+
+    std::fs::remove_dir_all(&data).unwrap();
+    agent.make(10, Duration::from_millis(100)).await;
+    let refused = server.store().write_batch("default", &batch(1_000, agent.t0)).await.expect_err("refused");
+    let message = refused.to_string();
+    assert!(message.contains(&database.display().to_string()) && message.contains("deleted"), "{message}");
+    let during = metrics_text(&server).await;
+    assert_eq!(metric_value(&during, "secumon_store_writable"), 0.0, "{during}");
+    assert!(metric_value(&during, "secumon_store_write_failures_total{fault=\"cannot_open\"}") > 0.0, "{during}");
+
+    // The directory comes back, empty: still refused, and still no database file there.
+    std::fs::create_dir(&data).unwrap();
+    let held = Instant::now();
+    while !firing(&server, "SecumonStoreUnwritable") {
+        assert!(held.elapsed() < Duration::from_secs(30), "the server's own alert never fired");
+        agent.make(1, Duration::from_millis(200)).await;
+    }
+    assert!(stored_markers(server.store().as_ref(), agent.t0).await.len() >= 10, "reads still served");
+    let stats = agent.client.stats();
+    assert_eq!(stats.spool.acked_through, 10, "nothing acknowledged after the deletion: {stats:?}");
+    assert_eq!(stats.spool.pending_batches, agent.made - 10, "{stats:?}");
+    assert!(!database.exists(), "no empty database made in the directory that came back");
+
+    // The operator restarts the server: an empty database, into which every batch refused
+    // meanwhile is delivered, once.
+    server.shutdown().await;
+    let server = Server::start(config.clone()).await.unwrap();
+    agent.make(5, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(60)).await;
+    agent.stop().await;
+    server.shutdown().await;
+    let server = Server::start(config).await.unwrap();
+    let expected: Vec<u64> = (11..=agent.made).collect();
+    assert_eq!(stored_markers(server.store().as_ref(), agent.t0).await, expected, "each batch refused, once");
+    assert_eq!(ingested_rows(server.store().as_ref()).await, agent.made - 10);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_compaction_failing_is_counted_and_alerted_losing_nothing() {
+    // Ingest goes on (write-ahead records), but a compaction that keeps failing leaves the
+    // head and the write-ahead log growing: no longer only a line in the log.
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("secumon.db");
+    // Compaction due every second rather than every 10 minutes.
+    let config = ServerConfig { head_max_age: Duration::from_secs(1), ..ServerConfig::loopback(&database) };
+    let server = Server::start(config.clone()).await.unwrap();
+    let mut agent = Agent::start(server.grpc_addr(), t0());
+    agent.make(10, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(20)).await;
+
+    let url = format!("sqlite://{}", database.display());
+    let mut injector = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER fail_compaction BEFORE INSERT ON chunks BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&mut injector)
+    .await
+    .unwrap();
+    let held = Instant::now();
+    while !firing(&server, "SecumonStoreMaintenanceFailing") {
+        assert!(held.elapsed() < Duration::from_secs(30), "SecumonStoreMaintenanceFailing never fired");
+        agent.make(1, Duration::from_millis(200)).await;
+    }
+    let during = metrics_text(&server).await;
+    assert!(metric_value(&during, "secumon_store_maintenance_failures_total{task=\"compaction\"}") >= 3.0, "{during}");
+    assert!(metric_value(&during, "secumon_store_maintenance_consecutive_failures{task=\"compaction\"}") >= 3.0);
+    assert_eq!(metric_value(&during, "secumon_store_maintenance_failures_total{task=\"retention\"}"), 0.0);
+    assert_eq!(metric_value(&during, "secumon_store_writable"), 1.0, "ingest is not affected: {during}");
+    agent.drained(Duration::from_secs(20)).await;
+
+    sqlx::query("DROP TRIGGER fail_compaction").execute(&mut injector).await.unwrap();
+    injector.close().await.unwrap();
+    let lifted = Instant::now();
+    loop {
+        let after = metrics_text(&server).await;
+        if metric_value(&after, "secumon_store_maintenance_consecutive_failures{task=\"compaction\"}") == 0.0 {
+            break;
+        }
+        assert!(lifted.elapsed() < Duration::from_secs(10), "compaction never succeeded again:\n{after}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.make(5, Duration::from_millis(20)).await;
+    agent.drained(Duration::from_secs(20)).await;
+    agent.stop().await;
+    restart_and_check(server, config, &agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,10 @@ use crate::codec::{Effort, WalSample, decode_chunk, decode_wal, encode_chunk, en
 use crate::head::{Generation, Head, sort_last_write_wins};
 use crate::query::{Point, Summary, aggregate, aggregate_summaries, bucket_of, summarize};
 use crate::writer::Writer;
-use crate::{FIVE_MINUTES_MS, MaintenanceReport, ONE_HOUR_MS, RangeQuery, StoreError, StoreOptions, Tier};
+use crate::{
+    FIVE_MINUTES_MS, MaintenanceCounters, MaintenanceReport, MaintenanceTask, ONE_HOUR_MS, RangeQuery, StoreError,
+    StoreOptions, Tier,
+};
 
 /// Series compacted per transaction, so the writer is never held for long.
 const SERIES_PER_TRANSACTION: usize = 20_000;
@@ -39,6 +42,8 @@ pub struct SampleEngine {
     gate: tokio::sync::RwLock<()>,
     /// One compaction, merge or retention pass at a time.
     maintenance: tokio::sync::Mutex<()>,
+    /// Outcomes of maintenance passes, by task.
+    pub health: MaintenanceCounters,
 }
 
 /// A series' level-0 chunks read for merging: series id, chunk ids, newest head record, samples.
@@ -65,6 +70,7 @@ impl SampleEngine {
             head: Mutex::new(Head::default()),
             gate: tokio::sync::RwLock::new(()),
             maintenance: tokio::sync::Mutex::new(()),
+            health: MaintenanceCounters::default(),
         }
     }
 
@@ -161,14 +167,18 @@ impl SampleEngine {
     }
 
     /// One maintenance pass; `force` compacts and merges whatever is pending.
+    /// Each task's outcome is counted in `health`.
     pub async fn maintain(&self, now_ms: i64, force: bool) -> Result<MaintenanceReport, StoreError> {
-        let mut report = MaintenanceReport::default();
-        if force || self.head_due() {
-            report.compacted_samples = self.compact_head().await?;
+        let compaction = async {
+            let compacted = if force || self.head_due() { self.compact_head().await? } else { 0 };
+            Ok((compacted, self.merge_chunks(now_ms, force).await?))
         }
-        report.merged_chunks = self.merge_chunks(now_ms, force).await?;
-        report.expired_rows = self.expire(now_ms).await?;
-        Ok(report)
+        .await;
+        self.health.record(MaintenanceTask::Compaction, &compaction);
+        let (compacted_samples, merged_chunks) = compaction?;
+        let expired = self.expire(now_ms).await;
+        self.health.record(MaintenanceTask::Retention, &expired);
+        Ok(MaintenanceReport { compacted_samples, merged_chunks, expired_rows: expired? })
     }
 
     /// Writes the head into level-0 chunks and rollups; returns the samples written.

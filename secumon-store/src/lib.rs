@@ -53,7 +53,11 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot open store at {path}: {reason}")]
     Open { path: String, reason: String },
-    #[error("the database file {path} was moved or deleted while open; nothing is written until it is back")]
+    #[error(
+        "the database file {path} was moved, deleted or replaced while open; nothing is written until the file that \
+         was opened is back there (a deleted one must be restored from a backup, or the server restarted on an \
+         empty database)"
+    )]
     Moved { path: String },
     /// The transaction this batch was committed in together with other agents' batches
     /// failed (another batch of the group got the original error).
@@ -315,6 +319,80 @@ pub struct MaintenanceReport {
     pub expired_rows: u64,
 }
 
+/// The parts of maintenance whose failures are counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintenanceTask {
+    /// Writing the head into chunks and merging them (SQLite), rolling up (PostgreSQL).
+    Compaction,
+    /// Deleting what the retention windows no longer cover.
+    Retention,
+}
+
+impl MaintenanceTask {
+    pub const ALL: [MaintenanceTask; 2] = [MaintenanceTask::Compaction, MaintenanceTask::Retention];
+
+    /// A short snake_case name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceTask::Compaction => "compaction",
+            MaintenanceTask::Retention => "retention",
+        }
+    }
+}
+
+/// How maintenance (background or [`Store::maintain`]) fared since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceHealth {
+    /// Failed passes, indexed by [`MaintenanceTask`].
+    pub failures: [u64; 2],
+    /// Passes failed in a row, 0 once one succeeds, indexed by [`MaintenanceTask`].
+    pub consecutive_failures: [u64; 2],
+}
+
+impl MaintenanceHealth {
+    pub fn failures(&self, task: MaintenanceTask) -> u64 {
+        self.failures[task as usize]
+    }
+
+    pub fn consecutive_failures(&self, task: MaintenanceTask) -> u64 {
+        self.consecutive_failures[task as usize]
+    }
+}
+
+/// The counters behind [`MaintenanceHealth`], kept by the backends.
+#[derive(Debug, Default)]
+pub(crate) struct MaintenanceCounters {
+    failures: [std::sync::atomic::AtomicU64; 2],
+    consecutive: [std::sync::atomic::AtomicU64; 2],
+}
+
+impl MaintenanceCounters {
+    /// Counts the outcome of one pass of `task`.
+    pub(crate) fn record<T>(&self, task: MaintenanceTask, result: &Result<T, StoreError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = task as usize;
+        if result.is_ok() {
+            self.consecutive[i].store(0, Relaxed);
+        } else {
+            self.failures[i].fetch_add(1, Relaxed);
+            self.consecutive[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> MaintenanceHealth {
+        use std::sync::atomic::Ordering::Relaxed;
+        MaintenanceHealth {
+            failures: [0, 1].map(|i| self.failures[i].load(Relaxed)),
+            consecutive_failures: [0, 1].map(|i| self.consecutive[i].load(Relaxed)),
+        }
+    }
+
+    /// Whether some task's last pass failed.
+    pub(crate) fn failing(&self) -> bool {
+        self.snapshot().consecutive_failures.iter().any(|n| *n > 0)
+    }
+}
+
 /// What became of a batch handed to [`Store::write_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -548,6 +626,11 @@ pub trait Store: Send + Sync {
     /// Compacts everything pending and applies retention as of `now_ms`, now rather than on
     /// the background schedule.
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError>;
+
+    /// How maintenance passes fared so far: a failure is otherwise only a line in the log.
+    fn maintenance_health(&self) -> MaintenanceHealth {
+        MaintenanceHealth::default()
+    }
 
     /// Where the data lives, for messages to the operator: a file path, or a database server
     /// without credentials.

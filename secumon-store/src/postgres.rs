@@ -30,8 +30,8 @@ use crate::records::{
 };
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FIVE_MINUTES_MS, FindingFilter,
-    FindingsImport, ImportSummary, LatestCheck, MaintenanceReport, ONE_HOUR_MS, Store, StoreError, StoreOptions,
-    StoredRecord, Tier, WriteOutcome,
+    FindingsImport, ImportSummary, LatestCheck, MaintenanceCounters, MaintenanceHealth, MaintenanceReport,
+    MaintenanceTask, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -61,6 +61,8 @@ pub struct PgStore {
     /// Write sequence numbers of batches not yet committed: the rollup job stops below them.
     in_flight: Mutex<BTreeSet<i64>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Outcomes of maintenance passes, by task.
+    health: MaintenanceCounters,
     /// `postgres://host:port/database`, without credentials.
     location: String,
 }
@@ -116,16 +118,33 @@ impl PgStore {
             partitions: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
             background: Mutex::new(None),
+            health: MaintenanceCounters::default(),
             location,
         });
         if background {
             let weak = std::sync::Arc::downgrade(&store);
             let task = tokio::spawn(async move {
+                // Counted (`maintenance_health`); logged once per episode, then every 10 passes.
+                let mut failed_in_a_row = 0u64;
                 loop {
                     tokio::time::sleep(MAINTENANCE_EVERY).await;
                     let Some(store) = weak.upgrade() else { return };
-                    if let Err(error) = store.maintain(now_ms()).await {
-                        tracing::error!(%error, "postgres store maintenance failed; retrying later");
+                    match store.maintain(now_ms()).await {
+                        Ok(_) if failed_in_a_row > 0 => {
+                            failed_in_a_row = 0;
+                            tracing::info!("postgres store maintenance works again");
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            if failed_in_a_row.is_multiple_of(10) {
+                                tracing::error!(%error, health = ?store.health.snapshot(),
+                                    "postgres store maintenance failed; retrying later \
+                                     (secumon_store_maintenance_failures_total)");
+                            } else {
+                                tracing::debug!(%error, "postgres store maintenance failed again");
+                            }
+                            failed_in_a_row += 1;
+                        }
                     }
                 }
             });
@@ -1008,9 +1027,16 @@ impl Store for PgStore {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError> {
-        let compacted_samples = self.roll_up().await?;
-        let expired_rows = self.expire(now_ms).await?;
-        Ok(MaintenanceReport { compacted_samples, merged_chunks: 0, expired_rows })
+        let rolled_up = self.roll_up().await;
+        self.health.record(MaintenanceTask::Compaction, &rolled_up);
+        let compacted_samples = rolled_up?;
+        let expired = self.expire(now_ms).await;
+        self.health.record(MaintenanceTask::Retention, &expired);
+        Ok(MaintenanceReport { compacted_samples, merged_chunks: 0, expired_rows: expired? })
+    }
+
+    fn maintenance_health(&self) -> MaintenanceHealth {
+        self.health.snapshot()
     }
 
     fn location(&self) -> String {

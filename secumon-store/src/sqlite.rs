@@ -29,7 +29,8 @@ use crate::records::{
 use crate::writer::{WriteTransaction, Writer};
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FindingFilter, FindingsImport,
-    ImportSummary, LatestCheck, MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord, WriteOutcome,
+    ImportSummary, LatestCheck, MaintenanceHealth, MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord,
+    WriteOutcome,
 };
 
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
@@ -75,11 +76,17 @@ impl SqliteStore {
         }
         let connect = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // A batch is acknowledged once committed: FULL makes that survive power loss.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
+        // Created here, once: a connection the pools open later (after an error, or an idle
+        // one replaced) must fail where the file was deleted, not start an empty database.
+        if !path.exists() {
+            let create = connect.clone().create_if_missing(true);
+            let created = async { sqlx::Connection::close(sqlx::ConnectOptions::connect(&create).await?).await };
+            created.await.map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(connect.clone())
@@ -304,8 +311,11 @@ impl SqliteStore {
 
 /// Compacts the head when due and, every [`EXPIRY_EVERY`], merges chunks and applies
 /// retention; ends when the store is dropped.
+/// A failure is counted ([`Store::maintenance_health`]) and logged once per episode (again
+/// every [`EXPIRY_EVERY`] while it lasts).
 async fn run_maintenance(engine: std::sync::Weak<SampleEngine>) {
     let mut last_expiry = tokio::time::Instant::now();
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::time::sleep(MAINTENANCE_TICK).await;
         let Some(engine) = engine.upgrade() else { return };
@@ -314,8 +324,22 @@ async fn run_maintenance(engine: std::sync::Weak<SampleEngine>) {
             continue;
         }
         match engine.maintain(now_ms(), false).await {
-            Ok(report) => tracing::debug!(?report, "store maintenance"),
-            Err(error) => tracing::error!(%error, "store maintenance failed; retrying on the next tick"),
+            Ok(report) => {
+                if failing_since.take().is_some() && !engine.health.failing() {
+                    tracing::info!(?report, "store maintenance works again");
+                }
+                tracing::debug!(?report, "store maintenance");
+            }
+            Err(error) => match failing_since {
+                Some(since) if since.elapsed() < EXPIRY_EVERY => {
+                    tracing::debug!(%error, "store maintenance failed again")
+                }
+                _ => {
+                    tracing::error!(%error, health = ?engine.health.snapshot(),
+                        "store maintenance failed; retrying on the next tick (secumon_store_maintenance_failures_total)");
+                    failing_since = Some(tokio::time::Instant::now());
+                }
+            },
         }
         if full {
             last_expiry = tokio::time::Instant::now();
@@ -970,6 +994,10 @@ impl Store for SqliteStore {
         self.engine.maintain(now_ms, true).await
     }
 
+    fn maintenance_health(&self) -> MaintenanceHealth {
+        self.engine.health.snapshot()
+    }
+
     /// Stops the maintenance task and closes every connection (checkpointing the WAL).
     /// Samples still in the head are safe in their write-ahead records.
     fn location(&self) -> String {
@@ -984,5 +1012,34 @@ impl Store for SqliteStore {
         }
         self.engine.reader.close().await;
         self.engine.writer.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection the pools open after the database's directory was deleted and made
+    /// again fails: it does not start an empty database there.
+    #[tokio::test]
+    async fn reconnecting_after_the_file_was_deleted_makes_no_empty_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = data.join("store.db");
+        let options = StoreOptions { background: false, ..StoreOptions::default() };
+        let store = SqliteStore::open_with(&path, options).await.unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+        std::fs::create_dir(&data).unwrap();
+        // Every pooled connection closed, as the pools do with idle ones after a while.
+        for pool in [&store.engine.reader, &store.engine.writer.pool] {
+            while pool.size() > 0 {
+                pool.acquire().await.unwrap().close().await.unwrap();
+            }
+        }
+        assert!(store.list_agents("default").await.is_err(), "no database to read");
+        let error = store.engine.writer.pool.acquire().await.expect_err("no database to write");
+        assert!(error.to_string().contains("unable to open"), "{error}");
+        assert!(!path.exists(), "no empty database made");
+        store.close().await;
     }
 }

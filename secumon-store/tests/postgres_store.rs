@@ -21,6 +21,27 @@ impl suite::Backend for Postgres {
         let connect = PgConnectOptions::from_str(&self.url).unwrap().options([("search_path", self.schema.as_str())]);
         PgStore::connect_with(connect, options).await.unwrap()
     }
+
+    async fn fail_deletes(&self, table: &str, fail: bool) {
+        let connect = PgConnectOptions::from_str(&self.url).unwrap().options([("search_path", self.schema.as_str())]);
+        let pool = sqlx::PgPool::connect_with(connect).await.unwrap();
+        let statements = if fail {
+            vec![
+                "CREATE OR REPLACE FUNCTION fail_delete() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$"
+                    .to_string(),
+                format!(
+                    "CREATE TRIGGER fail_delete_{table} BEFORE DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION fail_delete()"
+                ),
+            ]
+        } else {
+            vec![format!("DROP TRIGGER fail_delete_{table} ON {table}")]
+        };
+        for statement in statements {
+            sqlx::query(&statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
 }
 
 impl Drop for Postgres {

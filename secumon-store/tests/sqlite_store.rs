@@ -15,6 +15,22 @@ impl suite::Backend for Sqlite {
     async fn open_with(&self, options: StoreOptions) -> Arc<dyn Store> {
         Arc::new(SqliteStore::open_with(&self.dir.path().join("store.db"), options).await.unwrap())
     }
+
+    async fn fail_deletes(&self, table: &str, fail: bool) {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", self.dir.path().join("store.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let sql = if fail {
+            format!(
+                "CREATE TRIGGER fail_delete_{table} BEFORE DELETE ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        } else {
+            format!("DROP TRIGGER fail_delete_{table}")
+        };
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
 }
 
 async fn sqlite() -> Option<Sqlite> {

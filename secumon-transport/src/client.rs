@@ -4,7 +4,8 @@
 //!
 //! When the spool's disk is full or read-only, batches wait in a bounded queue in memory
 //! instead ([`Outbox`]) and are streamed from there; an acknowledgement the disk cannot
-//! record is kept in memory, never a reason to drop the connection.
+//! record is kept in memory, never a reason to drop the connection. So is a renewed session
+//! token the disk cannot take: it is used from memory and saved when the disk allows.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -49,9 +50,12 @@ pub struct PushClientConfig {
     pub tls: Option<TlsMaterial>,
     /// The enrolled agent's session token, sent with every push and renewed when due.
     pub session: Option<SessionFile>,
-    /// How old a session token may get before it is renewed.
+    /// How old a session token may get before it is renewed (24 h, the server's rotation).
     pub session_rotation: Duration,
 }
+
+/// How often a renewed session token the disk refused is offered to it again while connected.
+const SESSION_SAVE_RETRY: Duration = Duration::from_secs(2);
 
 impl PushClientConfig {
     pub fn new(endpoint: impl Into<String>, spool_dir: impl Into<PathBuf>) -> Self {
@@ -82,6 +86,11 @@ pub struct PushStats {
     pub committed: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// The session token in use could not be written to the session file (disk full or
+    /// read-only): it lives in memory until the disk takes it.
+    pub session_unsaved: bool,
+    /// Failed attempts at writing a renewed session token to the session file.
+    pub session_save_failures: u64,
 }
 
 /// Spools batches and pushes them to the server. Cheap to clone; [`PushClient::run`] drives
@@ -100,6 +109,10 @@ struct Inner {
     connections: AtomicU64,
     /// The server refused the session token: renew before the next push.
     renew_now: AtomicBool,
+    /// The session token in use when the session file could not take it (it then holds an
+    /// older one): written there as soon as the disk allows.
+    unsaved_session: Mutex<Option<AgentSession>>,
+    session_save_failures: AtomicU64,
     committed: AtomicU64,
     duplicates: AtomicU64,
     rejected: AtomicU64,
@@ -125,6 +138,8 @@ impl PushClient {
                 connected: AtomicBool::new(false),
                 connections: AtomicU64::new(0),
                 renew_now: AtomicBool::new(false),
+                unsaved_session: Mutex::new(None),
+                session_save_failures: AtomicU64::new(0),
                 committed: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
@@ -175,6 +190,8 @@ impl PushClient {
             committed: self.inner.committed.load(Ordering::Relaxed),
             duplicates: self.inner.duplicates.load(Ordering::Relaxed),
             rejected: self.inner.rejected.load(Ordering::Relaxed),
+            session_unsaved: self.inner.lock_unsaved_session().is_some(),
+            session_save_failures: self.inner.session_save_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -269,6 +286,16 @@ impl PushClient {
                 None => std::future::pending().await,
             }
         };
+        // A renewed token the disk refused is offered to it again now and then.
+        let save_session = async {
+            let Some(file) = &config.session else { return std::future::pending().await };
+            loop {
+                tokio::time::sleep(SESSION_SAVE_RETRY).await;
+                if self.inner.lock_unsaved_session().is_some() {
+                    self.save_unsaved_session(file);
+                }
+            }
+        };
 
         self.inner.connected.store(true, Ordering::Relaxed);
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
@@ -312,18 +339,80 @@ impl PushClient {
             result = sender => result,
             result = receiver => result,
             () = rotation_due => Ok(()),
+            () = save_session => Ok(()),
         }
     }
 
-    /// The stored session token, renewed first if it is due or was refused.
+    /// The session token in use (the session file's, or a newer one the file could not take),
+    /// renewed first if it is due or was refused.
+    ///
+    /// A renewed token is used even when the disk cannot take it: failing here would drop
+    /// every connection, and the token the file holds no longer admits pushes. It is saved
+    /// when the disk allows. Until then renewals present the file's token, not the newer one:
+    /// the server keeps the token a renewal replaced good for renewing, and presenting it
+    /// again leaves it so, so the file still lets a restarted agent renew its way back in.
     async fn current_session(&self, file: &SessionFile, channel: Channel) -> Result<AgentSession, TransportError> {
-        let session = file.load()?;
-        if self.inner.renew_now.load(Ordering::Relaxed) || self.until_rotation(&session).is_zero() {
-            let next = file.renew(channel, &session).await?;
-            self.inner.renew_now.store(false, Ordering::Relaxed);
-            return Ok(next);
+        self.save_unsaved_session(file);
+        let unsaved = self.inner.lock_unsaved_session().clone();
+        let session = match &unsaved {
+            Some(in_use) => in_use.clone(),
+            None => file.load()?,
+        };
+        if !self.inner.renew_now.load(Ordering::Relaxed) && !self.until_rotation(&session).is_zero() {
+            return Ok(session);
         }
-        Ok(session)
+        let next = match unsaved.map(|in_use| (file.load(), in_use)) {
+            Some((Ok(saved), in_use)) => match file.renew(channel.clone(), &saved).await {
+                // Not renewable after all (the file was replaced?): it is no good for a
+                // restart either way, so the token in use renews.
+                Err(TransportError::Status(status)) if status.code() == tonic::Code::Unauthenticated => {
+                    file.renew(channel, &in_use).await?
+                }
+                renewed => renewed?,
+            },
+            Some((Err(_), in_use)) => file.renew(channel, &in_use).await?,
+            None => file.renew(channel, &session).await?,
+        };
+        self.inner.renew_now.store(false, Ordering::Relaxed);
+        // Only this task writes the session file and the token in use: the lock is not held
+        // over the write (and its fsync), so `stats` never waits on the disk.
+        let stored = file.store(&next);
+        let mut unsaved = self.inner.lock_unsaved_session();
+        match stored {
+            Ok(()) => {
+                if unsaved.take().is_some() {
+                    tracing::info!(path = %file.path().display(), "session token renewed and saved again");
+                } else {
+                    tracing::info!(path = %file.path().display(), "session token renewed");
+                }
+            }
+            Err(error) => {
+                self.inner.session_save_failures.fetch_add(1, Ordering::Relaxed);
+                if unsaved.replace(next.clone()).is_none() {
+                    tracing::warn!(%error,
+                        "session token renewed but cannot be saved; using it from memory and saving it when the \
+                         disk allows (a restart before then renews with the saved one)");
+                } else {
+                    tracing::debug!(%error, "session token renewed, still not saved");
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Writes the session token in use to the session file if it is not there yet.
+    fn save_unsaved_session(&self, file: &SessionFile) {
+        let Some(session) = self.inner.lock_unsaved_session().clone() else { return };
+        match file.store(&session) {
+            Ok(()) => {
+                tracing::info!(path = %file.path().display(), "renewed session token saved at last");
+                *self.inner.lock_unsaved_session() = None;
+            }
+            Err(error) => {
+                self.inner.session_save_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, "renewed session token still cannot be saved");
+            }
+        }
     }
 
     fn until_rotation(&self, session: &AgentSession) -> Duration {
@@ -381,6 +470,10 @@ impl PushClient {
 }
 
 impl Inner {
+    fn lock_unsaved_session(&self) -> MutexGuard<'_, Option<AgentSession>> {
+        self.unsaved_session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn lock_outbox(&self) -> MutexGuard<'_, Outbox> {
         // A panic while holding the lock cannot leave the spool's files inconsistent.
         self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

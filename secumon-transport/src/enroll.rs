@@ -255,37 +255,42 @@ impl SessionFile {
         Ok(session)
     }
 
-    /// Replaces the stored session atomically.
+    /// Replaces the stored session atomically: the file holds the old session or the new
+    /// one, whatever fails (a full or read-only disk leaves the old one, and no temporary file).
     pub fn store(&self, session: &AgentSession) -> Result<(), TransportError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let io = |source| TransportError::TlsFile { path: self.path.display().to_string(), source };
         let temporary = self.path.with_extension("tmp");
-        let mut file = std::fs::OpenOptions::new()
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&temporary)
-            .map_err(io)?;
-        write!(
-            file,
-            "token={}\nissued_at_ms={}\nexpires_at_ms={}\n",
-            session.token, session.issued_at_ms, session.expires_at_ms
-        )
-        .and_then(|()| file.sync_all())
-        .map_err(io)?;
-        std::fs::rename(&temporary, &self.path).map_err(io)
+            .and_then(|mut file| {
+                write!(
+                    file,
+                    "token={}\nissued_at_ms={}\nexpires_at_ms={}\n",
+                    session.token, session.issued_at_ms, session.expires_at_ms
+                )?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&temporary, &self.path));
+        if written.is_err() {
+            // Its blocks are better left to the next attempt.
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written.map_err(io)
     }
 
-    /// Asks the server for the next session token over `channel` and stores it.
+    /// Asks the server for the next session token over `channel`, presenting `current`.
+    /// Storing it is the caller's job (see `PushClient`: a disk that cannot take it must not
+    /// cost the new token).
     pub(crate) async fn renew(&self, channel: Channel, current: &AgentSession) -> Result<AgentSession, TransportError> {
         let mut request = tonic::Request::new(RenewRequest {});
         insert_bearer(&mut request, &current.token)?;
-        let next = EnrollmentClient::new(channel).renew(request).await?.into_inner();
-        self.store(&next)?;
-        tracing::info!(path = %self.path.display(), "session token renewed");
-        Ok(next)
+        Ok(EnrollmentClient::new(channel).renew(request).await?.into_inner())
     }
 }
 

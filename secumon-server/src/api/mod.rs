@@ -794,7 +794,9 @@ pub struct AlertStats {
 impl ApiState {
     /// Everything `/metrics` shows (also stored as the server's own series).
     pub(crate) fn metrics_text(&self) -> String {
-        let mut body = crate::metrics::render(&self.ingest_metrics, &self.alerting.all(), self.live.subscribers());
+        let maintenance = self.store.maintenance_health();
+        let mut body =
+            crate::metrics::render(&self.ingest_metrics, maintenance, &self.alerting.all(), self.live.subscribers());
         body.push_str(&self.audit.render_metrics());
         body.push_str(&self.guard.render_metrics());
         body

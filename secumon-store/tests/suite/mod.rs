@@ -19,6 +19,9 @@ pub trait Backend: Send + Sync {
         self.open_with(test_options()).await
     }
     async fn open_with(&self, options: StoreOptions) -> Arc<dyn Store>;
+    /// Makes every `DELETE` of a row of `table` fail with "injected failure" (a trigger, as
+    /// a full disk or a lost connection would fail it), or (`false`) lets them work again.
+    async fn fail_deletes(&self, table: &str, fail: bool);
 }
 
 pub fn test_options() -> StoreOptions {
@@ -48,6 +51,7 @@ macro_rules! store_suite {
             many_labels_and_any_utf8_are_kept,
             old_ranges_are_answered_from_rollups_after_raw_expires,
             retention_expires_logs_events_and_history,
+            retention_failing_half_way_resumes_losing_and_doubling_nothing,
             audit_log_is_per_tenant_filtered_paged_newest_first_and_expires,
             a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not,
             logs_page_by_cursor_range_source_and_filter,
@@ -597,6 +601,99 @@ pub async fn retention_expires_logs_events_and_history(backend: &dyn Backend) {
     let logs = store.recent_logs("default", "h", 10).await.unwrap();
     assert_eq!(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), vec!["new"]);
     assert_eq!(store.alert_history("default", None, 10).await.unwrap(), vec![history(now - day)]);
+}
+
+/// Retention fails after it has removed the expired raw samples (the deletes of old log
+/// lines fail): what it did stays done, nothing inside the retention windows is touched, the
+/// next passes fail the same way without doubling anything, and once the fault is lifted a
+/// pass finishes the job; the same holds after a reopen.
+pub async fn retention_failing_half_way_resumes_losing_and_doubling_nothing(backend: &dyn Backend) {
+    let now = secumon_core::now_ms();
+    let (hour, day) = (3_600_000, 86_400_000);
+    let old_start = now - now % hour - 40 * day;
+    let store = backend.open().await;
+    // Two hours of 10 s data 40 days ago (past raw retention, within the 5 min tier)...
+    let old: Vec<Sample> = (0..720).map(|i| gauge("cpu", &[], old_start + i * 10_000, (i % 30) as f64)).collect();
+    let mut first = batch("a1", 1, "h", old);
+    // ... and a day ago; log lines and alert history on both sides of their windows.
+    // (Another series: in SQLite a chunk holds one series' samples, old and new alike.)
+    let recent: Vec<Sample> = (0..720).map(|i| gauge("mem", &[], t0() + i * 10_000, 1.0)).collect();
+    let mut second = batch("a1", 2, "h", recent);
+    for (b, age_days, line) in [(&mut first, 40, "old"), (&mut second, 1, "new")] {
+        b.logs.push(LogRecord {
+            timestamp_ms: now - age_days * day,
+            source: "syslog".into(),
+            labels: Labels::new(),
+            line: line.into(),
+        });
+    }
+    store.write_batch("default", &first).await.unwrap();
+    store.write_batch("default", &second).await.unwrap();
+    let history = |at_ms| AlertHistoryEntry { rule: "r".into(), at_ms, record: "{}".into() };
+    store.append_alert_history("default", &[history(now - 400 * day), history(now - day)]).await.unwrap();
+
+    let query = |name: &str, start_ms: i64, step_ms: i64, aggregation| RangeQuery {
+        selector: SeriesSelector::new(name),
+        start_ms,
+        end_ms: start_ms + 2 * hour - 1,
+        step_ms,
+        aggregation,
+    };
+    // Every point of `q` is `expected`, and there is one per step.
+    let expect = |store: Arc<dyn Store>, q: RangeQuery, expected: f64, what: &'static str| async move {
+        let answer = store.query_range("default", &q).await.unwrap();
+        assert_eq!(answer.len(), 1, "{what}");
+        assert_eq!(answer[0].points.len() as i64, (q.end_ms - q.start_ms + 1) / q.step_ms, "{what}");
+        assert!(answer[0].points.iter().all(|p| p.value == expected), "{what}: {:?}", answer[0].points);
+    };
+    let raw_gone = |store: Arc<dyn Store>| async move {
+        let p95 = query("cpu", old_start, hour, Aggregation::P95);
+        assert!(store.query_range("default", &p95).await.unwrap().is_empty(), "raw data past retention expired");
+    };
+    // What must survive every pass, failed or not: recent raw data once, old rollups once.
+    let window_intact = |store: Arc<dyn Store>| async move {
+        expect(store.clone(), query("mem", t0(), 300_000, Aggregation::Count), 30.0, "recent raw, once").await;
+        expect(store.clone(), query("mem", t0(), 10_000, Aggregation::Count), 1.0, "recent raw, each sample once")
+            .await;
+        expect(store.clone(), query("cpu", old_start, 300_000, Aggregation::Count), 30.0, "old 5 min rollups, once")
+            .await;
+        expect(store.clone(), query("cpu", old_start, hour, Aggregation::Avg), 14.5, "old 1 h rollups").await;
+    };
+    let lines = |store: Arc<dyn Store>| async move {
+        let logs = store.recent_logs("default", "h", 10).await.unwrap();
+        let mut lines: Vec<String> = logs.into_iter().map(|l| l.line).collect();
+        lines.sort();
+        lines
+    };
+
+    backend.fail_deletes("logs", true).await;
+    for pass in 0..2 {
+        let failed = store.maintain(now).await.expect_err("retention fails at the logs");
+        assert!(failed.to_string().contains("injected failure"), "pass {pass}: {failed}");
+        raw_gone(store.clone()).await;
+        window_intact(store.clone()).await;
+        assert_eq!(lines(store.clone()).await, vec!["new", "old"], "the failed delete removed nothing");
+    }
+
+    backend.fail_deletes("logs", false).await;
+    let report = store.maintain(now).await.unwrap();
+    assert!(report.expired_rows > 0, "{report:?}");
+    raw_gone(store.clone()).await;
+    window_intact(store.clone()).await;
+    assert_eq!(lines(store.clone()).await, vec!["new"]);
+    assert_eq!(store.alert_history("default", None, 10).await.unwrap(), vec![history(now - day)]);
+    store.close().await;
+
+    let reopened = backend.open().await;
+    raw_gone(reopened.clone()).await;
+    window_intact(reopened.clone()).await;
+    reopened.maintain(now).await.unwrap();
+    window_intact(reopened.clone()).await;
+    assert_eq!(lines(reopened.clone()).await, vec!["new"]);
+    assert_eq!(reopened.alert_history("default", None, 10).await.unwrap(), vec![history(now - day)]);
+    let agents = reopened.list_agents("default").await.unwrap();
+    assert_eq!((agents[0].last_sequence, agents[0].batches), (2, 2));
+    reopened.close().await;
 }
 
 /// A report of `count` findings, one per asset `host-{i}`, every fifth critical.
