@@ -87,6 +87,7 @@ PY
 
 skip_reason() {
   case "$1" in
+    *"sudo "*) echo "installs or starts system services (scripts/package_test.sh installs the packages in a throw-away root)" ;;
     *secumon-agent*) echo "an agent enrolling with a remote server (secumon-agent/tests/revoked.rs)" ;;
     *"secumon -- up"*|*"secumon up"*|*"secumon server "*)
       echo "a long-running server (this walk runs its own; secumon-cli/tests/first_hour.rs)" ;;
