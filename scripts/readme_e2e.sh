@@ -87,6 +87,8 @@ PY
 
 skip_reason() {
   case "$1" in
+    *"secumon backup "*|*"secumon restore "*)
+      echo "a production server's directories (secumon-cli/tests/end_to_end.rs runs them)" ;;
     *"sudo "*) echo "installs or starts system services (scripts/package_test.sh installs the packages in a throw-away root)" ;;
     *secumon-agent*) echo "an agent enrolling with a remote server (secumon-agent/tests/revoked.rs)" ;;
     *"secumon -- up"*|*"secumon up"*|*"secumon server "*)

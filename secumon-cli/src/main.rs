@@ -5,6 +5,7 @@
 mod alerts;
 mod api_client;
 mod audit;
+mod backup;
 mod findings;
 mod logs;
 mod query;
@@ -120,6 +121,16 @@ enum Command {
         #[arg(long, global = true, default_value = "./secumon-data", env = "SECUMON_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Copy a server's data directory while it runs: the embedded store, the secret key and
+    /// the CLI token, with a manifest of checksums.
+    ///
+    /// Example: secumon backup --data-dir /var/lib/secumon/server --to /var/backups/secumon-2026-12-07
+    Backup(backup::BackupArgs),
+    /// Put a backup in place in an empty data directory (the server stopped), after checking
+    /// its checksums and the database.
+    ///
+    /// Example: secumon restore --from /var/backups/secumon-2026-12-07 --data-dir /var/lib/secumon/server
+    Restore(backup::RestoreArgs),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -337,6 +348,8 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command: ConfigCommand::Check { file } } => Ok(check_config(&file)),
+        Command::Backup(args) => backup::backup(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Restore(args) => backup::restore(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

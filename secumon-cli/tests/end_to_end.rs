@@ -191,10 +191,15 @@ async fn viewer_key(data_dir: &Path) -> String {
 
 /// `secumon server` as a child process, so it can be killed like a crashing server.
 fn spawn_server(data_dir: &Path, grpc: u16, api: u16) -> ChildGuard {
+    spawn_server_with(data_dir, grpc, api, &[])
+}
+
+fn spawn_server_with(data_dir: &Path, grpc: u16, api: u16, extra: &[&str]) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_secumon"))
         .args(["server", "--data-dir"])
         .arg(data_dir)
         .args(["--grpc", &format!("127.0.0.1:{grpc}"), "--api", &format!("127.0.0.1:{api}")])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -341,4 +346,137 @@ async fn setup_enrolls_an_agent_that_pushes_for_its_tenant() {
     assert!(error.to_string().contains("--force"), "{error}");
     agent.stop().await;
     server.shutdown().await;
+}
+
+/// `secumon backup|restore ARGS`, as an operator runs it: exit status and what it printed.
+async fn secumon(args: Vec<std::ffi::OsString>) -> (bool, String) {
+    let output = tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_secumon")).args(args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), printed)
+}
+
+/// Moving the server as README's "Disaster recovery" says: `secumon backup` while it runs and
+/// an enrolled agent pushes, `secumon restore` into a new data directory, the server started
+/// there. The agent keeps pushing with the certificate the old server's CA signed (the CA
+/// key is sealed in the store and opens with the restored secret key), every batch
+/// acknowledged before the backup is there once, the CLI token still works, and a tampered
+/// backup or a non-empty target is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_running_and_restore_elsewhere_keeps_data_keys_and_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_dir, new_dir, backup_dir) = (dir.path().join("old"), dir.path().join("new"), dir.path().join("backup"));
+    let (grpc, api) = (free_port(), free_port());
+    let mut server = spawn_server_with(&old_dir, grpc, api, &["--mtls", "--self-series-interval", "0s"]);
+    wait_for_api(api).await;
+    // Written on the first start, beside the listeners coming up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !old_dir.join("cli.token").exists() {
+        assert!(Instant::now() < deadline, "the first start wrote no cli.token");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cli_token = std::fs::read_to_string(old_dir.join("cli.token")).unwrap().trim().to_string();
+    let provisioned: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{api}/api/v1/agents/provision"))
+        .bearer_auth(&cli_token)
+        .json(&serde_json::json!({"ttl": "1h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options = SetupOptions {
+        collector: format!("localhost:{grpc}"),
+        token: provisioned["token"].as_str().expect("a provisioning token").parse().unwrap(),
+        config_path: dir.path().join("etc/agent.yaml"),
+        state_dir: dir.path().join("agent"),
+        name: Some("moved-host".into()),
+        force: false,
+    };
+    secumon_agent::setup(&options).await.expect("setup enrolls");
+    let mut settings = AgentSettings::from_config(&secumon_core::AgentConfig::load(&options.config_path).unwrap())
+        .expect("the written config validates");
+    settings.metrics = MetricsSection {
+        interval: Duration::from_millis(200),
+        enabled: vec![MetricFamily::Memory],
+        ..Default::default()
+    };
+    let agent = start_agent(settings);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let acked_before_backup = agent.client.stats().spool.acked_through;
+    assert!(acked_before_backup >= 3, "{:?}", agent.client.stats());
+    let (ok, printed) = secumon(vec![
+        "backup".into(),
+        "--data-dir".into(),
+        old_dir.clone().into(),
+        "--to".into(),
+        backup_dir.clone().into(),
+    ])
+    .await;
+    assert!(ok, "{printed}");
+    assert!(printed.contains("secumon.db, secret.key, cli.token"), "{printed}");
+    // The old machine goes away while the agent keeps collecting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill();
+    let acked_by_the_old_server = agent.client.stats().spool.acked_through;
+
+    // A damaged backup is refused, and so is a data directory that holds a database.
+    let tampered = dir.path().join("tampered");
+    std::fs::create_dir(&tampered).unwrap();
+    for entry in std::fs::read_dir(&backup_dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tampered.join(entry.file_name())).unwrap();
+    }
+    let key = tampered.join("secret.key");
+    let mut bytes = std::fs::read(&key).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&key, bytes).unwrap();
+    let restore = |from: &Path, to: &Path| {
+        vec![
+            "restore".into(),
+            "--from".into(),
+            from.as_os_str().to_owned(),
+            "--data-dir".into(),
+            to.as_os_str().to_owned(),
+        ]
+    };
+    let (ok, printed) = secumon(restore(&tampered, &new_dir)).await;
+    assert!(!ok && printed.contains("secret.key") && printed.contains("does not match"), "{printed}");
+    assert!(!new_dir.join("secumon.db").exists(), "nothing put in place from a damaged backup");
+    let (ok, printed) = secumon(restore(&backup_dir, &old_dir)).await;
+    assert!(!ok && printed.contains("exists"), "{printed}");
+
+    let (ok, printed) = secumon(restore(&backup_dir, &new_dir)).await;
+    assert!(ok, "{printed}");
+    let _server = spawn_server_with(&new_dir, grpc, api, &["--mtls", "--self-series-interval", "0s"]);
+    wait_for_api(api).await;
+    // The agent, never told anything, delivers to the restored server what it made since.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.client.stats().spool.acked_through <= acked_by_the_old_server {
+        assert!(Instant::now() < deadline, "nothing acknowledged by the restored server: {:?}", agent.client.stats());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.wait_drained(Duration::from_secs(30)).await;
+    let final_sequence = agent.stop().await.stats().spool.acked_through;
+
+    let agents: AgentList = get_json_as(&format!("http://127.0.0.1:{api}/api/v1/agents"), Some(&cli_token)).await;
+    let moved = agents.agents.iter().find(|a| a.host == "moved-host").expect("the agent on the restored server");
+    assert_eq!(moved.last_sequence, final_sequence, "it pushed to the restored server with its old certificate");
+    // What the old server acknowledged between the backup and its end is gone with it; what
+    // came before is there, and nothing twice (one memory sample per batch).
+    assert!(moved.batches >= acked_before_backup, "{} < {acked_before_backup}", moved.batches);
+    let history: History = get_json_as(
+        &format!(
+            "http://127.0.0.1:{api}/api/v1/metrics/hosts/moved-host/history?metric=memory_total_bytes&period=1m&step=10ms&agg=count"
+        ),
+        Some(&cli_token),
+    )
+    .await;
+    let points = &history.series[0].points;
+    assert_eq!(points.len() as u64, moved.batches, "one sample per stored batch");
+    assert!(points.iter().all(|&(_, count)| count == Some(1.0)), "nothing stored twice: {points:?}");
 }

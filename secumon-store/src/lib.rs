@@ -17,6 +17,7 @@
 //! ```
 
 mod audit;
+pub mod backup;
 mod chunked;
 pub mod codec;
 mod findings_import;
