@@ -113,6 +113,9 @@ pub struct ClockBook {
     entries: Mutex<HashMap<(String, String), Entry>>,
     /// Tenants whose saved records have been read.
     loaded: Mutex<HashSet<String>>,
+    /// States to save, by (tenant, agent), written by [`ClockBook::flush`] off the ack path:
+    /// a batch's acknowledgement never waits for a write of its sender's clock state.
+    unsaved: Mutex<HashMap<(String, String), String>>,
 }
 
 impl ClockBook {
@@ -159,16 +162,15 @@ impl ClockBook {
     }
 
     /// Records that `batch` (prepared by `check`) was stored.
-    pub async fn committed<S: Store + ?Sized>(&self, store: &S, tenant: &str, batch: &IngestBatch, check: ClockCheck) {
+    pub fn committed(&self, tenant: &str, batch: &IngestBatch, check: ClockCheck) {
         let series_sent = batch.samples.last().is_some_and(|s| s.series.name == OFFSET_SERIES);
-        self.update(store, tenant, batch, check, |entry| {
+        self.update(tenant, batch, check, |entry| {
             entry.clock.committed_ms = Some(check.received_ms);
             entry.clock.corrected_batches += u64::from(check.corrected);
             if series_sent {
                 entry.series_ms = check.received_ms;
             }
-        })
-        .await;
+        });
     }
 
     /// Records that `batch` was refused for `reason`, so its sender is listed with it, and
@@ -190,7 +192,7 @@ impl ClockBook {
         };
         let offset_ms = check.offset_ms.or_else(|| ahead_at_least(batch, check.received_ms));
         let mut due = false;
-        self.update(store, tenant, batch, check, |entry| {
+        self.update(tenant, batch, check, |entry| {
             entry.clock.refused_batches += 1;
             entry.clock.refused_ms = Some(check.received_ms);
             entry.clock.refused_reason = Some(reason);
@@ -198,8 +200,7 @@ impl ClockBook {
             if due {
                 entry.series_ms = check.received_ms;
             }
-        })
-        .await;
+        });
         let offset_ms = offset_ms.filter(|_| due)?;
         // Under the sender's host and labels, as its own batches would have put it.
         let labels = Labels::from([("agent_id".to_string(), batch.agent_id.clone())]);
@@ -222,14 +223,7 @@ impl ClockBook {
         }
     }
 
-    async fn update<S: Store + ?Sized>(
-        &self,
-        store: &S,
-        tenant: &str,
-        batch: &IngestBatch,
-        check: ClockCheck,
-        change: impl FnOnce(&mut Entry),
-    ) {
+    fn update(&self, tenant: &str, batch: &IngestBatch, check: ClockCheck, change: impl FnOnce(&mut Entry)) {
         let save = {
             let mut entries = lock(&self.entries);
             let entry = entries.entry((tenant.to_string(), batch.agent_id.clone())).or_default();
@@ -259,8 +253,19 @@ impl ClockBook {
         };
         if let Some(clock) = save {
             let body = serde_json::to_string(&clock).unwrap_or_default();
-            if let Err(error) = store.put_record(tenant, RECORD_KIND, &batch.agent_id, &body).await {
-                tracing::warn!(%error, agent = %batch.agent_id, "cannot save the agent's clock state");
+            lock(&self.unsaved).insert((tenant.to_string(), batch.agent_id.clone()), body);
+        }
+    }
+
+    /// Writes the states changed since the last call (the server calls it every second and
+    /// when it stops); one that cannot be written is kept for the next call.
+    pub async fn flush<S: Store + ?Sized>(&self, store: &S) {
+        let unsaved = std::mem::take(&mut *lock(&self.unsaved));
+        for ((tenant, agent), body) in unsaved {
+            if let Err(error) = store.put_record(&tenant, RECORD_KIND, &agent, &body).await {
+                tracing::warn!(%error, %agent, "cannot save the agent's clock state; trying again");
+                // Unless a newer state came meanwhile.
+                lock(&self.unsaved).entry((tenant, agent)).or_insert(body);
             }
         }
     }
@@ -278,7 +283,9 @@ impl ClockBook {
     /// Forgets a deleted agent; `true` when it was known.
     pub async fn forget<S: Store + ?Sized>(&self, store: &S, tenant: &str, agent_id: &str) -> bool {
         self.load(store, tenant).await;
-        let known = lock(&self.entries).remove(&(tenant.to_string(), agent_id.to_string())).is_some();
+        let key = (tenant.to_string(), agent_id.to_string());
+        lock(&self.unsaved).remove(&key);
+        let known = lock(&self.entries).remove(&key).is_some();
         if let Err(error) = store.delete_record(tenant, RECORD_KIND, agent_id).await {
             tracing::warn!(%error, agent = %agent_id, "cannot delete the agent's clock state");
         }

@@ -133,7 +133,7 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
                 if check.corrected {
                     self.metrics.record_clock_correction();
                 }
-                self.clocks.committed(&*self.store, tenant, &batch, check).await;
+                self.clocks.committed(tenant, &batch, check);
                 let batch = Arc::new(batch);
                 if let Some(live) = &self.live {
                     live.publish(LiveEvent::Batch { tenant: tenant.to_string(), batch: Arc::clone(&batch) });

@@ -176,6 +176,7 @@ pub struct Server {
     accounts: Arc<Accounts>,
     agents: Option<Arc<AgentAuthority>>,
     live: LiveFeed,
+    clocks: Arc<ClockBook>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -273,6 +274,18 @@ impl Server {
                 }
             }
         }));
+        // Senders' clock states are saved here, every second, never on a batch's ack path.
+        let (saving, clock_store, mut stop_saving) = (Arc::clone(&clocks), store.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop_saving.wait_for(|stop| *stop) => break,
+                    _ = ticker.tick() => {}
+                }
+                saving.flush(&*clock_store).await;
+            }
+        }));
         tasks.push(tokio::spawn(self_monitor::run(
             Arc::clone(&ingest_metrics),
             store.clone(),
@@ -284,7 +297,7 @@ impl Server {
             accounts: Arc::clone(&accounts),
             alerting: alerting.clone(),
             ingest_metrics,
-            clocks,
+            clocks: Arc::clone(&clocks),
             open_access: config.open_access,
             live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
@@ -320,7 +333,7 @@ impl Server {
         };
         tracing::info!(%grpc_addr, %api_addr, mtls, %database, "server started");
         tasks.extend([grpc, rest]);
-        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, agents, live, stop, tasks })
+        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, agents, live, clocks, stop, tasks })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -361,6 +374,8 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        // After every stream ended: the last batches' clock states too.
+        self.clocks.flush(&*self.store).await;
         for engine in self.alerting.all() {
             if let Err(error) = engine.flush().await {
                 tracing::error!(%error, "cannot save alert state on shutdown");

@@ -320,7 +320,7 @@ async fn ingest(
     match state.store.write_batch(&caller.tenant, &batch).await {
         Ok(_) => {
             health.write_succeeded();
-            state.clocks.committed(&*state.store, &caller.tenant, &batch, check).await
+            state.clocks.committed(&caller.tenant, &batch, check)
         }
         Err(error) if error.fault().is_some() => {
             return Err(ApiError::new(
