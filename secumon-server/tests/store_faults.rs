@@ -499,7 +499,8 @@ async fn sqlite_directory_deleted_refuses_and_never_acknowledges_into_a_new_data
         assert!(held.elapsed() < Duration::from_secs(30), "the server's own alert never fired");
         agent.make(1, Duration::from_millis(200)).await;
     }
-    assert!(stored_markers(server.store().as_ref(), agent.t0).await.len() >= 10, "reads still served");
+    // (Reads are not checked here: with the file deleted, only reader connections opened
+    // before can still read it, and the pool may need a new one.)
     let stats = agent.client.stats();
     assert_eq!(stats.spool.acked_through, 10, "nothing acknowledged after the deletion: {stats:?}");
     assert_eq!(stats.spool.pending_batches, agent.made - 10, "{stats:?}");
