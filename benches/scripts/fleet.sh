@@ -55,9 +55,11 @@ EOF
 
 store_args=()
 [ -n "$store" ] && store_args=(--store "$store")
-# The load measures ingest, not the API's rate limit: the loadgen provisions N tokens.
+# The load measures ingest, not the API's rate limit (the loadgen provisions N tokens) nor
+# the tenant limits (the default 500 000 series is 5 000 agents' worth of 100 series).
 "$bin/secumon" server --data-dir "$data" --api "127.0.0.1:$api_port" --grpc "127.0.0.1:$grpc_port" --mtls \
-  --rules "$data/rules.yaml" --api-rate 1000000 "${store_args[@]}" >"$data/server.log" 2>&1 &
+  --rules "$data/rules.yaml" --api-rate 1000000 --max-series-per-tenant $((agents * (series + 10) * 2)) \
+  --max-samples-per-second $((agents * series)) "${store_args[@]}" >"$data/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 300); do
   [ -s "$data/cli.token" ] && curl -fs -o /dev/null "http://127.0.0.1:$api_port/metrics" && break
