@@ -19,6 +19,7 @@ use super::{ApiError, ApiState, PageParams, parse_duration};
 use crate::audit::AuditNote;
 use crate::auth::{AgentAuthority, Caller, Role};
 use crate::clock::AgentClock;
+use secumon_api::ErrorCode;
 
 /// The agent authority and the address agents enroll at.
 #[derive(Clone)]
@@ -193,7 +194,7 @@ pub(super) async fn delete_agent(
 }
 
 fn no_agent(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no agent {id:?}"))
+    ApiError::new(ErrorCode::NotFound, format!("no agent {id:?}"))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -223,8 +224,7 @@ pub(super) async fn provision(
     caller.require(Role::Admin)?;
     let Some(enrollment) = &state.agents else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "enrollment_off",
+            ErrorCode::EnrollmentOff,
             "agent enrollment needs the gRPC ingest under the managed CA (secumon server --mtls)",
         ));
     };

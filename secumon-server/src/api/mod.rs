@@ -34,6 +34,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use secumon_alert::RuleSpec;
 use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
+use secumon_api::{ErrorBody, ErrorCode};
 use secumon_core::{ClockReading, Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
@@ -83,7 +84,7 @@ impl ApiState {
     async fn alerting(&self, caller: &Caller) -> Result<Arc<Alerting>, ApiError> {
         self.alerting.get(&caller.tenant).await.map_err(|error| {
             tracing::error!(%error, tenant = %caller.tenant, "cannot start the tenant's alert engine");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the alert engine is not available")
+            ApiError::new(ErrorCode::Internal, "the alert engine is not available")
         })
     }
 }
@@ -164,7 +165,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/logs/hosts/{id}", get(host_logs))
         .route("/api/v1/integrations/secuscan", post(import_secuscan).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(axum::middleware::from_fn(log_server_errors))
         // Every route's successful changes are recorded here, in one place.
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
@@ -314,7 +315,7 @@ async fn ingest(
         }
     };
     if let Err(refused) = state.guard.admit(&caller.tenant, batch.value_count()) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ingest_rate_limited", refused));
+        return Err(ApiError::new(ErrorCode::IngestRateLimited, refused));
     }
     let health = &state.ingest_metrics.store;
     match state.store.write_batch(&caller.tenant, &batch).await {
@@ -323,11 +324,7 @@ async fn ingest(
             state.clocks.committed(&*state.store, &caller.tenant, &batch, check).await
         }
         Err(error) if error.fault().is_some() => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                health.write_failed(&error),
-            ));
+            return Err(ApiError::new(ErrorCode::StoreUnavailable, health.write_failed(&error)));
         }
         Err(refused @ (StoreError::FutureTimestamp { .. } | StoreError::TenantMismatch { .. })) => {
             let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
@@ -547,8 +544,7 @@ async fn import_findings(
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "report_too_large",
+                ErrorCode::ReportTooLarge,
                 format!("the report is larger than the limit of {MAX_REPORT_BYTES} bytes per report"),
             )
         } else {
@@ -565,9 +561,7 @@ async fn import_findings(
         secumon_findings::parse(text, &origin, format.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))
     })
     .await
-    .map_err(|e| {
-        ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the report could not be parsed", e)
-    })??;
+    .map_err(|e| ApiError::internal(ErrorCode::Internal, "the report could not be parsed", e))??;
     let import = FindingsImport {
         source: report.format.to_string(),
         findings: report.findings,
@@ -729,7 +723,7 @@ async fn host_history(
     let answer = state.store.query_range(&caller.tenant, &query).await?;
     let on_host = AgentFilter { host: Some(host.clone()), limit: Some(1), ..Default::default() };
     if answer.is_empty() && state.store.agents(&caller.tenant, &on_host).await?.0.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no host {host:?}")));
     }
     Ok(Json(History {
         host,
@@ -974,7 +968,7 @@ async fn acknowledge_alert(
     if state.alerting(&caller).await?.acknowledge(&id, ack) {
         Ok((note, Json(serde_json::json!({"acknowledged": true}))))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing alert {id:?}")))
+        Err(ApiError::new(ErrorCode::NotFound, format!("no firing alert {id:?}")))
     }
 }
 
@@ -1038,7 +1032,7 @@ async fn expire_silence(
     caller.require(Role::Operator)?;
     match state.alerting(&caller).await?.expire_silence(&id, &caller.subject) {
         Some(silence) => Ok((AuditNote::by(&caller, "silence.remove", &id), Json(silence))),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no current silence {id:?}"))),
+        None => Err(ApiError::new(ErrorCode::NotFound, format!("no current silence {id:?}"))),
     }
 }
 
@@ -1054,7 +1048,7 @@ async fn resolve_alert(
     if state.alerting(&caller).await?.resolve(&id, &caller.subject) {
         Ok((AuditNote::by(&caller, "alert.resolve", &id), Json(serde_json::json!({"resolved": true}))))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing or stale alert {id:?}")))
+        Err(ApiError::new(ErrorCode::NotFound, format!("no firing or stale alert {id:?}")))
     }
 }
 
@@ -1072,33 +1066,28 @@ fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {
     Ok(duration)
 }
 
-/// An API failure, rendered as `{"error": {"code", "message"}}`.
+/// An API failure, rendered as `{"error": {"code", "message"}}` with the status
+/// [`ErrorCode`]'s table gives (the table clients read refusals with).
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     /// The server-side cause, logged by [`log_server_errors`] and never sent to the client.
     cause: Option<String>,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), cause: None }
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), cause: None }
     }
 
     /// The server's fault: the client gets `message`, the log gets `cause`.
-    pub(crate) fn internal(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-        cause: impl ToString,
-    ) -> Self {
-        Self { cause: Some(cause.to_string()), ..Self::new(status, code, message) }
+    pub(crate) fn internal(code: ErrorCode, message: impl Into<String>, cause: impl ToString) -> Self {
+        Self { cause: Some(cause.to_string()), ..Self::new(code, message) }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 }
 
@@ -1107,24 +1096,18 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::InvalidQuery(message) => Self::bad_request(message),
             refused @ StoreError::FutureTimestamp { .. } => Self::bad_request(refused.to_string()),
-            refused @ StoreError::TenantMismatch { .. } => {
-                Self::new(StatusCode::CONFLICT, "conflict", refused.to_string())
-            }
-            refused @ StoreError::ReportTooLarge { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "report_too_large", refused.to_string())
-            }
+            refused @ StoreError::TenantMismatch { .. } => Self::new(ErrorCode::Conflict, refused.to_string()),
+            refused @ StoreError::ReportTooLarge { .. } => Self::new(ErrorCode::ReportTooLarge, refused.to_string()),
             refused @ StoreError::TooManyOpenFindings { .. } => {
-                Self::new(StatusCode::CONFLICT, "findings_limit", refused.to_string())
+                Self::new(ErrorCode::FindingsLimit, refused.to_string())
             }
-            refused @ StoreError::SeriesLimit { .. } => {
-                Self::new(StatusCode::CONFLICT, "series_limit", refused.to_string())
-            }
+            refused @ StoreError::SeriesLimit { .. } => Self::new(ErrorCode::SeriesLimit, refused.to_string()),
             other if other.fault().is_some() => {
                 let fault = other.fault().map(|f| f.to_string()).unwrap_or_default();
                 let message = format!("storage unavailable: {fault}");
-                Self::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message, other)
+                Self::internal(ErrorCode::StoreUnavailable, message, other)
             }
-            other => Self::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failure", other),
+            other => Self::internal(ErrorCode::Internal, "storage failure", other),
         }
     }
 }
@@ -1133,10 +1116,8 @@ impl From<RuleError> for ApiError {
     fn from(error: RuleError) -> Self {
         match error {
             RuleError::Invalid(message) => Self::bad_request(message),
-            RuleError::Exists(_) | RuleError::ReadOnly(_) => {
-                Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
-            }
-            RuleError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+            RuleError::Exists(_) | RuleError::ReadOnly(_) => Self::new(ErrorCode::Conflict, error.to_string()),
+            RuleError::NotFound(_) => Self::new(ErrorCode::NotFound, error.to_string()),
             RuleError::Store(store) => store.into(),
         }
     }
@@ -1144,8 +1125,7 @@ impl From<RuleError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (self.code.status(), Json(ErrorBody::new(self.code, self.message))).into_response();
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(ServerFault(cause));
         }
@@ -1159,13 +1139,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_fault_reaches_the_log_layer_but_not_the_client() {
-        let response = ApiError::internal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "storage unavailable",
-            "disk full",
-        )
-        .into_response();
+        let response =
+            ApiError::internal(ErrorCode::StoreUnavailable, "storage unavailable", "disk full").into_response();
         let Some(ServerFault(cause)) = response.extensions().get::<ServerFault>() else {
             panic!("the cause must travel to the logging layer");
         };
