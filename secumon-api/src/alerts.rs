@@ -120,7 +120,7 @@ pub struct AlertStats {
     pub delivery_failures: u64,
 }
 
-/// `POST /alerts/{id}/acknowledge`.
+// `POST /alerts/{id}/acknowledge` (no doc comment: it would change the published schema).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AcknowledgeRequest {
@@ -163,7 +163,7 @@ pub struct SilenceList {
     pub silences: Vec<Silence>,
 }
 
-/// `POST /silences`.
+// `POST /silences` (no doc comment: it would change the published schema).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SilenceRequest {

@@ -42,3 +42,5 @@ pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
 pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};
 pub use page::{Page, PageQuery, TenantList};
+/// The core types answers carry as they are (findings, check results, label sets).
+pub use secumon_core::{CheckResult, CheckStatus, Finding, FindingStatus, Labels, Severity};

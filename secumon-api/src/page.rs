@@ -33,7 +33,8 @@ pub struct Page {
     pub next_offset: Option<usize>,
 }
 
-/// `GET /tenants` (super-admins only): tenant names.
+// `GET /tenants` (super-admins only): tenant names. No doc comment: it would change the
+// published schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct TenantList {

@@ -92,7 +92,7 @@ pub async fn run(args: LogsArgs, token: Option<String>) -> anyhow::Result<ExitCo
     if args.limit == Some(0) {
         bail!("--limit must be at least 1");
     }
-    let api = ApiClient::new(&args.server, token);
+    let api = ApiClient::new(&args.server, token)?;
     // Where following starts: after the newest line printed (or examined).
     let mut newest: Option<String> = None;
     match args.limit {

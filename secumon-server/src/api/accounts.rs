@@ -10,7 +10,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::access::ApiJson;
-use super::{ApiError, ApiState, Page, PageParams};
+use secumon_api::TenantList;
+
+use super::{ApiError, ApiState, Page, PageParams, Paging};
 use crate::api::access::ApiQuery;
 use crate::audit::AuditNote;
 use crate::auth::{
@@ -386,13 +388,6 @@ pub(super) async fn revoke_api_key(
     } else {
         Err(ApiError::new(ErrorCode::NotFound, format!("no API key {id:?}")))
     }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct TenantList {
-    tenants: Vec<String>,
-    #[serde(flatten)]
-    page: Page,
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(PageParams), responses((status = 200, description = "OK", body = TenantList)))]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{ApiJson, ApiQuery};
 use super::config::TenantConfig;
-use super::{ApiError, ApiState, PageParams, parse_duration};
+use super::{ApiError, ApiState, PageParams, Paging, parse_duration};
 use crate::audit::AuditNote;
 use crate::auth::{AgentAuthority, Caller, Role};
 use crate::clock::AgentClock;

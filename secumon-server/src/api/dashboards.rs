@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::access::{ApiJson, ApiQuery};
-use super::{ApiError, ApiState, PageParams};
+use super::{ApiError, ApiState, PageParams, Paging};
 use crate::audit::AuditNote;
 use crate::auth::{Caller, Role};
 use secumon_api::ErrorCode;

@@ -9,11 +9,11 @@ use secumon_core::{Labels, now_ms};
 use secumon_store::{AgentFilter, Aggregation, LatestCheck, RangeQuery, SeriesSelector};
 use serde::{Deserialize, Serialize};
 
-use super::HistorySeries;
 use super::access::ApiQuery;
 use super::agents::AgentView;
 use super::config::TenantConfig;
 use super::{ApiError, ApiState, parse_duration};
+use super::{HistorySeries, history_series};
 use crate::auth::Caller;
 use secumon_api::ErrorCode;
 
@@ -166,6 +166,6 @@ pub(super) async fn network_target(
         step_ms,
         aggregation: Aggregation::Avg,
     };
-    let latency = state.store.query_range(&caller.tenant, &query).await?.into_iter().map(HistorySeries::from).collect();
+    let latency = state.store.query_range(&caller.tenant, &query).await?.into_iter().map(history_series).collect();
     Ok(Json(NetworkTarget { target, checks, step_ms, latency }))
 }
