@@ -72,8 +72,13 @@ fn print(lines: &[LogLine], json: bool) -> anyhow::Result<()> {
 /// exit code 2, as the other commands do.
 fn refused(error: ClientError) -> anyhow::Result<ExitCode> {
     match error {
+        // Refused on the stream, or by the REST API (with any status, as before the typed client).
         ClientError::Refused(message) => {
             eprintln!("secumon: {message}");
+            Ok(ExitCode::from(2))
+        }
+        ClientError::Api(secumon_api::ClientError::Refused(refusal)) => {
+            eprintln!("secumon: {}", refusal.message);
             Ok(ExitCode::from(2))
         }
         other => Err(other.into()),
