@@ -71,6 +71,8 @@ pub struct Alert {
     pub labels: Labels,
     pub state: AlertState,
     pub since_ms: i64,
+    /// The value that crossed; NaN (sent as `null`) when there was none.
+    #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
     pub severity: AlertSeverity,
     pub acknowledged: Option<Acknowledgement>,
@@ -85,6 +87,11 @@ pub struct Alert {
     /// When the condition became false while firing (waiting out `resolve_after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clear_since_ms: Option<i64>,
+}
+
+/// A number that JSON carries as `null` when it is NaN (serde_json writes NaN so).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// Alerts pending or firing now.
@@ -195,4 +202,31 @@ pub struct HistoryFilter {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AlertHistory {
     pub history: Vec<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_without_a_value_reads_back() {
+        let alert = Alert {
+            id: "a".into(),
+            rule: "NoData".into(),
+            labels: Labels::new(),
+            state: AlertState::Firing,
+            since_ms: 1,
+            value: f64::NAN,
+            severity: AlertSeverity::Warning,
+            acknowledged: None,
+            escalation_level: 0,
+            annotations: BTreeMap::new(),
+            stale_since_ms: None,
+            clear_since_ms: None,
+        };
+        let json = serde_json::to_string(&alert).unwrap();
+        assert!(json.contains(r#""value":null"#), "{json}");
+        let back: Alert = serde_json::from_str(&json).unwrap();
+        assert!(back.value.is_nan());
+    }
 }

@@ -39,6 +39,17 @@ impl std::fmt::Display for Aggregation {
     }
 }
 
+impl std::str::FromStr for Aggregation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Self::Avg, Self::Min, Self::Max, Self::Sum, Self::Count, Self::Last, Self::P95]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+            .ok_or_else(|| format!("unknown aggregation {text:?}: expected avg, min, max, sum, count, last or p95"))
+    }
+}
+
 /// `GET /metrics/hosts/{id}/history`: which metric, how far back, how combined.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::IntoParams))]
