@@ -5,16 +5,15 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use secumon_api::{
+    AcknowledgeRequest, Aggregation, FindingsQuery, HistoryFilter, HistoryQuery, Labels, LogsQuery, OverviewQuery,
+    PageQuery, SilenceRequest, TENANT_HEADER,
+};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Range, Snapshot};
-
-use secumon_api::{
-    AcknowledgeRequest, Aggregation, FindingsQuery, HistoryFilter, HistoryQuery, Labels, LogsQuery, OverviewQuery,
-    PageQuery, SilenceRequest, TENANT_HEADER,
-};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
