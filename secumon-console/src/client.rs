@@ -208,7 +208,7 @@ impl ApiClient {
             hosts.extend(body.hosts.into_iter().map(host_row));
             match body.next_offset {
                 // The list moved under the paging (a host came or went): read it again.
-                Some(next) if next as usize != hosts.len() => {
+                Some(next) if next != hosts.len() => {
                     hosts.clear();
                 }
                 Some(_) if more > 0 => {}
