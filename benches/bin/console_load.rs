@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     for run in 1..=args.runs {
         let started = Instant::now();
-        let client = ApiClient::new(&args.server, Some(args.token.clone()));
+        let client = ApiClient::new(&args.server, Some(args.token.clone()))?;
         let (hosts, pages) = client.overview().await?;
         let snapshot = secumon_console::app::Snapshot { hosts, ..client.activity().await? };
         let fetched = started.elapsed();

@@ -99,6 +99,14 @@ pub struct ActiveAlert {
     clear_since_ms: Option<i64>,
 }
 
+impl ActiveAlert {
+    /// When the condition became false while firing (waiting out `resolve_after`): shown
+    /// by the API, changed only by the engine.
+    pub fn clear_since_ms(&self) -> Option<i64> {
+        self.clear_since_ms
+    }
+}
+
 /// An agent an operator deleted. It may push again: a batch that was in flight when it was
 /// deleted, or the same agent id re-installed. Either way it is alive, and shown; but it
 /// counts for `AgentDown` again only once it has been seen alive, after the deletion, for

@@ -1,11 +1,11 @@
 //! `secumon alerts`: list, acknowledge, resolve and silence alerts, and list and expire
-//! silences, through the REST API.
+//! silences, through the REST API's typed client.
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use secumon_api::{AcknowledgeRequest, Alert, AlertList, AlertState, Silence, SilenceList, SilenceRequest};
 
-use crate::api_client::{alert_labels, send};
+use crate::api_client::{client, labels_shown, refused};
 
 #[derive(clap::Args)]
 pub struct AlertsArgs {
@@ -72,76 +72,82 @@ fn parse_matcher(text: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: AlertsArgs) -> anyhow::Result<ExitCode> {
-    let api = format!("{}/api/v1", args.server.trim_end_matches('/'));
-    let http = reqwest::Client::new();
-    let (request, print) = match args.command {
-        AlertsCommand::List => (http.get(format!("{api}/alerts")), Printed::Alerts),
-        AlertsCommand::Ack { id, by, comment } => (
-            http.post(format!("{api}/alerts/{id}/acknowledge")).json(&json!({"by": by, "comment": comment})),
-            Printed::Done("acknowledged"),
-        ),
-        AlertsCommand::Silence { matchers, duration, by, comment } => {
-            let matchers: serde_json::Map<String, Value> =
-                matchers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-            let body = json!({"matchers": matchers, "duration": duration, "created_by": by, "comment": comment});
-            (http.post(format!("{api}/silences")).json(&body), Printed::Silence)
+    let api = client(&args.server)?;
+    // Each answer in its type, and as the API's JSON for `--json`.
+    let (answer, print) = match args.command {
+        AlertsCommand::List => (api.alerts(&Default::default()).await.map(Printed::Alerts), None),
+        AlertsCommand::Ack { id, by, comment } => {
+            let request = AcknowledgeRequest { by: Some(by), comment };
+            (api.acknowledge(&id, &request).await.map(|a| Printed::Json(json_of(&a))), Some("acknowledged"))
         }
-        AlertsCommand::Resolve { id } => (http.post(format!("{api}/alerts/{id}/resolve")), Printed::Done("resolved")),
-        AlertsCommand::Silences => (http.get(format!("{api}/silences")), Printed::Silences),
-        AlertsCommand::Unsilence { id } => (http.delete(format!("{api}/silences/{id}")), Printed::Done("expired")),
+        AlertsCommand::Silence { matchers, duration, by, comment } => {
+            let request =
+                SilenceRequest { matchers: matchers.into_iter().collect(), duration, created_by: Some(by), comment };
+            (api.add_silence(&request).await.map(Printed::Silence), None)
+        }
+        AlertsCommand::Resolve { id } => (api.resolve(&id).await.map(|r| Printed::Json(json_of(&r))), Some("resolved")),
+        AlertsCommand::Silences => (api.silences().await.map(Printed::Silences), None),
+        AlertsCommand::Unsilence { id } => {
+            (api.expire_silence(&id).await.map(|s| Printed::Json(json_of(&s))), Some("expired"))
+        }
     };
-    let body = match send(request, &args.server).await? {
-        Ok(body) => body,
-        Err(code) => return Ok(code),
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(error) => return refused(error, &args.server),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-    }
-    match print {
-        Printed::Done(what) if !args.json => println!("{what}"),
-        Printed::Alerts => {
-            let alerts = body["alerts"].as_array().cloned().unwrap_or_default();
-            if !args.json {
-                print!("{}", render_alerts(&alerts));
+    match answer {
+        Printed::Json(body) if args.json => println!("{}", serde_json::to_string_pretty(&body)?),
+        Printed::Json(_) => println!("{}", print.unwrap_or("done")),
+        Printed::Alerts(list) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&json_of(&list))?);
+            } else {
+                print!("{}", render_alerts(&list.alerts));
             }
-            if alerts.iter().any(|a| a["state"] == "firing") {
+            if list.alerts.iter().any(|a| a.state == AlertState::Firing) {
                 return Ok(ExitCode::from(1));
             }
         }
-        Printed::Silence if !args.json => println!("silenced (id {})", body["id"].as_str().unwrap_or("?")),
-        Printed::Silences if !args.json => {
-            print!("{}", render_silences(body["silences"].as_array().map(Vec::as_slice).unwrap_or_default()))
-        }
-        Printed::Done(_) | Printed::Silence | Printed::Silences => {}
+        Printed::Silence(silence) if args.json => println!("{}", serde_json::to_string_pretty(&json_of(&silence))?),
+        Printed::Silence(silence) => println!("silenced (id {})", silence.id),
+        Printed::Silences(list) if args.json => println!("{}", serde_json::to_string_pretty(&json_of(&list))?),
+        Printed::Silences(list) => print!("{}", render_silences(&list.silences)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a command got back.
 enum Printed {
-    Alerts,
-    Silence,
-    Silences,
-    Done(&'static str),
+    Alerts(AlertList),
+    Silence(Silence),
+    Silences(SilenceList),
+    /// An answer only `--json` shows.
+    Json(serde_json::Value),
+}
+
+/// An answer as a JSON tree, printed with its keys in order as before the typed client.
+fn json_of(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 /// One line per alert: id, state, severity, rule, labels, acknowledgement; then the rule's
 /// `summary`, indented, when it has one.
-fn render_alerts(alerts: &[Value]) -> String {
+fn render_alerts(alerts: &[Alert]) -> String {
     if alerts.is_empty() {
         return "no alert pending, firing or stale\n".to_string();
     }
     let mut out = format!("{:<16}  {:<8}  {:<8}  {:<24}  LABELS\n", "ID", "STATE", "SEVERITY", "RULE");
     for alert in alerts {
-        let ack = alert["acknowledged"]["by"].as_str().map(|by| format!("  (ack: {by})")).unwrap_or_default();
+        let ack = alert.acknowledged.as_ref().map(|a| format!("  (ack: {})", a.by)).unwrap_or_default();
         out.push_str(&format!(
             "{:<16}  {:<8}  {:<8}  {:<24}  {}{ack}\n",
-            alert["id"].as_str().unwrap_or(""),
-            alert["state"].as_str().unwrap_or(""),
-            alert["severity"].as_str().unwrap_or(""),
-            alert["rule"].as_str().unwrap_or(""),
-            alert_labels(&alert["labels"]),
+            alert.id,
+            alert.state.as_str(),
+            alert.severity.as_str(),
+            alert.rule,
+            labels_shown(&alert.labels),
         ));
-        if let Some(summary) = alert["annotations"]["summary"].as_str().filter(|s| !s.is_empty()) {
+        if let Some(summary) = alert.annotations.get("summary").filter(|s| !s.is_empty()) {
             out.push_str(&format!("{:<18}{summary}\n", ""));
         }
     }
@@ -149,26 +155,21 @@ fn render_alerts(alerts: &[Value]) -> String {
 }
 
 /// One line per silence: id, until when, matchers, who, why.
-fn render_silences(silences: &[Value]) -> String {
+fn render_silences(silences: &[Silence]) -> String {
     if silences.is_empty() {
         return "no silence in force\n".to_string();
     }
     let mut out = format!("{:<16}  {:<20}  {:<12}  MATCHERS  COMMENT\n", "ID", "ENDS", "BY");
     for silence in silences {
-        let ends = silence["ends_ms"]
-            .as_i64()
-            .map(|ms| {
-                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-                humantime::format_rfc3339_seconds(at).to_string()
-            })
-            .unwrap_or_default();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(silence.ends_ms.max(0) as u64);
+        let ends = humantime::format_rfc3339_seconds(at).to_string();
         out.push_str(&format!(
             "{:<16}  {:<20}  {:<12}  {}  {}\n",
-            silence["id"].as_str().unwrap_or(""),
+            silence.id,
             ends,
-            silence["created_by"].as_str().unwrap_or(""),
-            alert_labels(&silence["matchers"]),
-            silence["comment"].as_str().unwrap_or(""),
+            silence.created_by,
+            labels_shown(&silence.matchers),
+            silence.comment,
         ));
     }
     out
@@ -177,14 +178,21 @@ fn render_silences(silences: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// An answer as the API sends it, read into its type.
+    fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).expect("the API's shape")
+    }
 
     #[test]
     fn renders_alerts_as_a_table() {
-        let alerts = vec![json!({
+        let alerts = vec![typed(json!({
             "id": "00112233aabbccdd", "state": "firing", "severity": "critical", "rule": "RoomTooHot",
             "labels": {"alertname": "RoomTooHot", "room": "a", "host": "dc-1", "tenant": "default"},
-            "acknowledged": {"by": "alice"}, "annotations": {"summary": "room a at 35.5°C"}
-        })];
+            "acknowledged": {"by": "alice", "at_ms": 0, "comment": ""}, "annotations": {"summary": "room a at 35.5°C"},
+            "since_ms": 0, "value": 35.5, "escalation_level": 0
+        }))];
         assert_eq!(
             render_alerts(&alerts),
             "ID                STATE     SEVERITY  RULE                      LABELS\n\
@@ -196,10 +204,10 @@ mod tests {
 
     #[test]
     fn renders_silences_with_their_ids() {
-        let silences = vec![json!({
+        let silences = vec![typed(json!({
             "id": "9c1d2e3f4a5b6c7d", "matchers": {"host": "web-1"}, "starts_ms": 0,
             "ends_ms": 1_767_225_600_000i64, "created_by": "alice", "comment": "maintenance"
-        })];
+        }))];
         assert_eq!(
             render_silences(&silences),
             "ID                ENDS                  BY            MATCHERS  COMMENT\n\

@@ -45,6 +45,40 @@ pub async fn send(request: reqwest::RequestBuilder, server: &str) -> anyhow::Res
     bail!("{status}: {message}")
 }
 
+/// The typed API client for `server`, carrying the `--token`.
+pub fn client(server: &str) -> anyhow::Result<secumon_api::Client> {
+    secumon_api::Client::builder(server)
+        .token_opt(TOKEN.get().cloned().flatten())
+        .build()
+        .with_context(|| format!("cannot use the server address {server:?}"))
+}
+
+/// A failed typed call as the command's outcome, like [`send`]: a 400 is printed and exits
+/// 2, a 401 says how to pass a token, anything else is an error.
+pub fn refused(error: secumon_api::ClientError, server: &str) -> anyhow::Result<ExitCode> {
+    match error {
+        secumon_api::ClientError::Refused(refusal) if refusal.status == reqwest::StatusCode::UNAUTHORIZED => {
+            bail!("{server}: {} (pass --token or set SECUMON_TOKEN)", refusal.message)
+        }
+        secumon_api::ClientError::Refused(refusal) if refusal.status == reqwest::StatusCode::BAD_REQUEST => {
+            eprintln!("secumon: {}", refusal.message);
+            Ok(ExitCode::from(2))
+        }
+        secumon_api::ClientError::Refused(refusal) => bail!("{}: {}", refusal.status, refusal.message),
+        other => Err(other.into()),
+    }
+}
+
+/// Labels as `k=v,k=v`, without the ones every alert has.
+pub fn labels_shown(labels: &secumon_api::Labels) -> String {
+    let shown: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "alertname" | "tenant"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    shown.join(",")
+}
+
 /// An alert's labels as `k=v,k=v`, without the ones every alert has.
 pub fn alert_labels(labels: &Value) -> String {
     let shown: Vec<String> = labels

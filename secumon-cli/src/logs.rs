@@ -72,8 +72,13 @@ fn print(lines: &[LogLine], json: bool) -> anyhow::Result<()> {
 /// exit code 2, as the other commands do.
 fn refused(error: ClientError) -> anyhow::Result<ExitCode> {
     match error {
+        // Refused on the stream, or by the REST API (with any status, as before the typed client).
         ClientError::Refused(message) => {
             eprintln!("secumon: {message}");
+            Ok(ExitCode::from(2))
+        }
+        ClientError::Api(secumon_api::ClientError::Refused(refusal)) => {
+            eprintln!("secumon: {}", refusal.message);
             Ok(ExitCode::from(2))
         }
         other => Err(other.into()),
@@ -92,7 +97,7 @@ pub async fn run(args: LogsArgs, token: Option<String>) -> anyhow::Result<ExitCo
     if args.limit == Some(0) {
         bail!("--limit must be at least 1");
     }
-    let api = ApiClient::new(&args.server, token);
+    let api = ApiClient::new(&args.server, token)?;
     // Where following starts: after the newest line printed (or examined).
     let mut newest: Option<String> = None;
     match args.limit {

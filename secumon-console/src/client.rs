@@ -1,20 +1,25 @@
-//! What the console reads from and sends to the server's REST API.
+//! What the console reads from and sends to the server's REST API, through the typed
+//! client of `secumon-api`; the rows the screens draw are made from its answers here.
 
 use std::time::Duration;
 
 use std::sync::Arc;
 
+use secumon_api::{
+    AcknowledgeRequest, Aggregation, FindingsQuery, HistoryFilter, HistoryQuery, Labels, LogsQuery, OverviewQuery,
+    PageQuery, SilenceRequest, TENANT_HEADER,
+};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Range, Snapshot};
 
-/// A super-admin's choice of tenant, per request.
-const TENANT_HEADER: &str = "x-secumon-tenant";
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// A REST call failed: unreachable, refused (with the API's error code) or unreadable.
+    #[error(transparent)]
+    Api(#[from] secumon_api::ClientError),
     #[error("cannot reach {0}")]
     Unreachable(String),
     #[error("{0}")]
@@ -92,21 +97,16 @@ pub fn change_of(message: &Value) -> Result<Option<Change>, ClientError> {
     })
 }
 
-/// One page of `GET /api/v1/overview`, as far as the console reads it.
-#[derive(serde::Deserialize)]
-struct OverviewPage {
-    hosts: Vec<HostRow>,
-    next_offset: Option<u64>,
-}
-
 /// Rows one overview request asks for (the server's most): up to 10 000 hosts in one call.
-const OVERVIEW_PAGE: usize = 10_000;
+const OVERVIEW_PAGE: u32 = 10_000;
 
 #[derive(Clone)]
 pub struct ApiClient {
+    /// The REST API, without a tenant: [`ApiClient::rest`] adds the one looked at.
+    api: secumon_api::Client,
+    /// `…/api/v1`, for the live stream's WebSocket.
     base: String,
     token: Option<String>,
-    http: reqwest::Client,
     /// The tenant a super-admin looks at (`X-Secumon-Tenant`); `None`: the caller's own.
     tenant: Arc<watch::Sender<Option<String>>>,
     /// The overview covers every tenant (a super-admin grouping by tenant).
@@ -114,15 +114,23 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(server: &str, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        Self {
+    /// A client of the server at `server` (`http://host:port`), refused when the address or
+    /// the token cannot be used.
+    pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let api =
+            secumon_api::Client::builder(server).token_opt(token.clone()).timeout(Duration::from_secs(10)).build()?;
+        Ok(Self {
+            api,
             base: format!("{}/api/v1", server.trim_end_matches('/')),
             token,
-            http,
             tenant: Arc::new(watch::Sender::new(None)),
             all_tenants: Arc::default(),
-        }
+        })
+    }
+
+    /// The REST client acting in the tenant looked at now.
+    pub(crate) fn rest(&self) -> Result<secumon_api::Client, ClientError> {
+        Ok(self.api.with_tenant(self.tenant.borrow().clone())?)
     }
 
     /// Looks at `tenant` from now on (a super-admin's switch); `None`: the caller's own.
@@ -143,61 +151,12 @@ impl ApiClient {
 
     /// Every tenant, for a super-admin; refused for anyone else.
     pub async fn tenants(&self) -> Result<Vec<String>, ClientError> {
-        let body = self.get("/tenants", &[("limit", "1000")]).await?;
-        serde_json::from_value(body["tenants"].clone()).map_err(|e| ClientError::Shape(e.to_string()))
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let request = match self.tenant.borrow().as_deref() {
-            Some(tenant) => request.header(TENANT_HEADER, tenant),
-            None => request,
-        };
-        let response = request.send().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(ClientError::Refused(body["error"]["message"].as_str().unwrap_or("request refused").to_string()))
-        }
-    }
-
-    /// A GET whose answer is read straight into `T` (no intermediate JSON tree: the
-    /// overview of 10 000 hosts is megabytes).
-    async fn get_as<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<T, ClientError> {
-        let mut request = self.http.get(format!("{}{path}", self.base)).query(query);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(tenant) = self.tenant.borrow().as_deref() {
-            request = request.header(TENANT_HEADER, tenant);
-        }
-        let response = request.send().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
-        if !response.status().is_success() {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            return Err(ClientError::Refused(
-                body["error"]["message"].as_str().unwrap_or("request refused").to_string(),
-            ));
-        }
-        let bytes = response.bytes().await.map_err(|_| ClientError::Unreachable(self.base.clone()))?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Shape(e.to_string()))
-    }
-
-    pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
-        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+        Ok(self.rest()?.tenants(&PageQuery::first(1000)).await?.tenants)
     }
 
     /// Each series' latest value with its labels, over the last five minutes.
-    async fn latest_values(&self, host: &str, metric: &str) -> Result<Vec<(Value, f64)>, ClientError> {
-        let series = self.all_series(host, metric, "5m", "last").await?;
+    async fn latest_values(&self, host: &str, metric: &str) -> Result<Vec<(Labels, f64)>, ClientError> {
+        let series = self.all_series(host, metric, "5m", Aggregation::Last).await?;
         Ok(series.into_iter().filter_map(|(labels, points)| Some((labels, points.last()?.1))).collect())
     }
 
@@ -232,22 +191,24 @@ impl ApiClient {
     /// number of pages it took.
     pub async fn overview(&self) -> Result<(Vec<HostRow>, usize), ClientError> {
         let all = self.all_tenants.load(std::sync::atomic::Ordering::Relaxed);
-        let mut hosts = Vec::new();
+        let mut hosts: Vec<HostRow> = Vec::new();
         let mut pages = 0;
-        let limit = OVERVIEW_PAGE.to_string();
+        let api = self.rest()?;
         loop {
-            let offset = hosts.len().to_string();
-            let mut query = vec![("sort", "name"), ("limit", limit.as_str()), ("offset", offset.as_str())];
-            if all {
-                query.push(("all_tenants", "true"));
-            }
-            let body: OverviewPage = self.get_as("/overview", &query).await?;
+            let query = OverviewQuery {
+                sort: Some("name".into()),
+                limit: Some(OVERVIEW_PAGE),
+                offset: Some(hosts.len() as u32),
+                all_tenants: all.then_some(true),
+                ..Default::default()
+            };
+            let body = api.overview(&query).await?;
             pages += 1;
             let more = body.hosts.len();
-            hosts.extend(body.hosts);
+            hosts.extend(body.hosts.into_iter().map(host_row));
             match body.next_offset {
                 // The list moved under the paging (a host came or went): read it again.
-                Some(next) if next as usize != hosts.len() => {
+                Some(next) if next != hosts.len() => {
                     hosts.clear();
                 }
                 Some(_) if more > 0 => {}
@@ -258,21 +219,19 @@ impl ApiClient {
 
     /// Alerts, findings and checks (what the stream's `Activity` changes).
     pub async fn activity(&self) -> Result<Snapshot, ClientError> {
-        let alerts: Vec<AlertRow> = serde_json::from_value(self.get("/alerts", &[]).await?["alerts"].clone())
-            .map_err(|e| ClientError::Shape(e.to_string()))?;
+        let api = self.rest()?;
+        let alerts: Vec<AlertRow> = api.alerts(&Default::default()).await?.alerts.into_iter().map(alert_row).collect();
+        let findings_query = FindingsQuery { limit: Some(500), ..Default::default() };
         let findings: Vec<FindingRow> =
-            serde_json::from_value(self.get("/findings", &[("limit", "500")]).await?["findings"].clone())
-                .map_err(|e| ClientError::Shape(e.to_string()))?;
-        let mut checks: Vec<crate::app::CheckRow> =
-            serde_json::from_value(self.get("/checks", &[]).await?["checks"].clone())
-                .map_err(|e| ClientError::Shape(e.to_string()))?;
+            api.findings(&findings_query).await?.findings.into_iter().map(finding_row).collect();
+        let mut checks: Vec<crate::app::CheckRow> = api.checks().await?.checks.into_iter().map(check_row).collect();
         // Each probe's check durations over the last hour, for the sparklines.
         let probes: std::collections::BTreeSet<String> = checks.iter().map(|c| c.host.clone()).collect();
         for probe in probes {
-            for (labels, points) in self.all_series(&probe, "check_duration_seconds", "1h", "avg").await? {
-                if let Some(check) =
-                    checks.iter_mut().find(|c| c.host == probe && labels["check"] == c.result.check_id.as_str())
-                {
+            for (labels, points) in self.all_series(&probe, "check_duration_seconds", "1h", Aggregation::Avg).await? {
+                if let Some(check) = checks.iter_mut().find(|c| {
+                    c.host == probe && labels.get("check").map(String::as_str) == Some(c.result.check_id.as_str())
+                }) {
                     check.latency = points.into_iter().map(|(_, v)| v).collect();
                 }
             }
@@ -292,7 +251,7 @@ impl ApiClient {
             .latest_values(host, metric)
             .await?
             .into_iter()
-            .filter_map(|(labels, value)| Some((labels[label].as_str()?.to_string(), value)))
+            .filter_map(|(labels, value)| Some((labels.get(label)?.clone(), value)))
             .collect();
         values.sort_by(|a, b| b.1.total_cmp(&a.1));
         values.dedup_by(|a, b| a.0 == b.0);
@@ -305,31 +264,21 @@ impl ApiClient {
         host: &str,
         metric: &str,
         period: &str,
-        agg: &str,
-    ) -> Result<Vec<(Value, Vec<(i64, f64)>)>, ClientError> {
-        let body = self
-            .get(&format!("/metrics/hosts/{host}/history"), &[("metric", metric), ("period", period), ("agg", agg)])
-            .await?;
-        Ok(body["series"]
-            .as_array()
+        agg: Aggregation,
+    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, ClientError> {
+        let history = self.rest()?.host_history(host, &HistoryQuery::new(metric, period, agg)).await?;
+        // Steps without a value (`null`) are left out of the charts.
+        Ok(history
+            .series
             .into_iter()
-            .flatten()
-            .map(|s| {
-                let points = s["points"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?)))
-                    .collect();
-                (s["labels"].clone(), points)
-            })
+            .map(|s| (s.labels, s.points.into_iter().filter_map(|(t, v)| Some((t, v?))).collect()))
             .collect())
     }
 
     /// Per-second rate of counters, summed over their series (devices, interfaces).
     async fn summed_rate(&self, host: &str, metric: &str, range: Range) -> Result<Vec<(i64, f64)>, ClientError> {
         let mut sums: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-        for (_, points) in self.all_series(host, metric, range.period(), "last").await? {
+        for (_, points) in self.all_series(host, metric, range.period(), Aggregation::Last).await? {
             for pair in points.windows(2) {
                 let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
                 // A counter that went down restarted: no rate across it.
@@ -346,7 +295,7 @@ impl ApiClient {
         // The first series of a metric (one per host for these).
         let series = |metric: &'static str| async move {
             Ok::<_, ClientError>(
-                self.all_series(host, metric, range.period(), "avg")
+                self.all_series(host, metric, range.period(), Aggregation::Avg)
                     .await?
                     .into_iter()
                     .next()
@@ -361,10 +310,10 @@ impl ApiClient {
             memory: series("memory_used_ratio").await?,
             load: series("load1").await?,
             cpu_cores: self
-                .all_series(host, "cpu_core_usage_ratio", range.period(), "avg")
+                .all_series(host, "cpu_core_usage_ratio", range.period(), Aggregation::Avg)
                 .await?
                 .into_iter()
-                .map(|(labels, points)| (labels["core"].as_str().unwrap_or("?").to_string(), points))
+                .map(|(labels, points)| (labels.get("core").map_or("?", String::as_str).to_string(), points))
                 .collect(),
             disk: vec![
                 ("read".into(), self.summed_rate(host, "disk_read_bytes_total", range).await?),
@@ -375,11 +324,13 @@ impl ApiClient {
                 ("transmit".into(), self.summed_rate(host, "network_transmit_bytes_total", range).await?),
             ],
             failed_units: self
-                .all_series(host, "systemd_unit_state", "5m", "last")
+                .all_series(host, "systemd_unit_state", "5m", Aggregation::Last)
                 .await?
                 .into_iter()
-                .filter(|(labels, points)| labels["state"] == "failed" && points.last().is_some_and(|p| p.1 > 0.0))
-                .filter_map(|(labels, _)| labels["unit"].as_str().map(str::to_string))
+                .filter(|(labels, points)| {
+                    labels.get("state").is_some_and(|s| s == "failed") && points.last().is_some_and(|p| p.1 > 0.0)
+                })
+                .filter_map(|(mut labels, _)| labels.remove("unit"))
                 .collect(),
             containers: {
                 let containers = self.latest_by(host, "container_up", "name").await?;
@@ -387,11 +338,13 @@ impl ApiClient {
             },
             filesystems: self.latest_by(host, "filesystem_used_ratio", "mountpoint").await?,
             processes: self.latest_by(host, "process_cpu_ratio", "name").await?,
-            logs: self.get(&format!("/logs/hosts/{host}"), &[("limit", "50")]).await?["logs"]
-                .as_array()
+            logs: self
+                .rest()?
+                .host_logs(host, &LogsQuery { limit: Some(50), ..Default::default() })
+                .await?
+                .logs
                 .into_iter()
-                .flatten()
-                .map(|l| format!("{} {}", l["source"].as_str().unwrap_or(""), l["line"].as_str().unwrap_or("")))
+                .map(|l| format!("{} {}", l.source, l.line))
                 .collect(),
         })
     }
@@ -403,36 +356,114 @@ impl ApiClient {
         duration: &str,
         by: &str,
     ) -> Result<(), ClientError> {
-        let body = serde_json::json!({"matchers": matchers, "duration": duration, "created_by": by,
-            "comment": "from the console"});
-        self.send(self.http.post(format!("{}/silences", self.base)).json(&body)).await.map(|_| ())
+        let request = SilenceRequest {
+            matchers: matchers.clone(),
+            duration: duration.to_string(),
+            created_by: Some(by.to_string()),
+            comment: "from the console".into(),
+        };
+        self.rest()?.add_silence(&request).await?;
+        Ok(())
     }
 
     /// The silences in force.
     pub async fn silences(&self) -> Result<Vec<crate::app::SilenceRow>, ClientError> {
-        let body = self.get("/silences", &[]).await?;
-        Ok(body["silences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| serde_json::from_value(s.clone()).ok())
-            .collect())
+        Ok(self.rest()?.silences().await?.silences.into_iter().map(silence_row).collect())
     }
 
     /// Ends a silence now.
     pub async fn expire_silence(&self, id: &str) -> Result<(), ClientError> {
-        self.send(self.http.delete(format!("{}/silences/{id}", self.base))).await.map(|_| ())
+        self.rest()?.expire_silence(id).await?;
+        Ok(())
     }
 
     /// A rule's latest history entries, newest first, one line each.
     pub async fn rule_history(&self, rule: &str, now_ms: i64) -> Result<Vec<String>, ClientError> {
-        let body = self.get(&format!("/alert-rules/{rule}/history"), &[("limit", "50")]).await?;
-        Ok(body["history"].as_array().into_iter().flatten().map(|entry| history_line(entry, now_ms)).collect())
+        let filter = HistoryFilter { limit: Some(50), ..Default::default() };
+        let history = self.rest()?.rule_history(rule, &filter).await?;
+        Ok(history.history.iter().map(|entry| history_line(entry, now_ms)).collect())
     }
 
     pub async fn acknowledge(&self, id: &str, by: &str, comment: &str) -> Result<(), ClientError> {
-        let body = serde_json::json!({"by": by, "comment": comment});
-        self.send(self.http.post(format!("{}/alerts/{id}/acknowledge", self.base)).json(&body)).await.map(|_| ())
+        let request = AcknowledgeRequest { by: Some(by.to_string()), comment: comment.to_string() };
+        self.rest()?.acknowledge(id, &request).await?;
+        Ok(())
+    }
+}
+
+/// An overview row as the console keeps it.
+fn host_row(host: secumon_api::OverviewHost) -> HostRow {
+    HostRow {
+        tenant: host.tenant,
+        agent_id: host.agent_id,
+        host: host.host,
+        labels: host.labels,
+        kind: host.kind,
+        status: host.status,
+        cpu: host.cpu,
+        memory: host.memory,
+        disk: host.disk,
+        last_seen_ms: host.last_seen_ms,
+        firing: host.firing,
+        clock_offset_ms: host.clock_offset_ms,
+        clock_corrected: host.clock_corrected,
+        refused_reason: host.refused_reason,
+    }
+}
+
+fn alert_row(alert: secumon_api::Alert) -> AlertRow {
+    AlertRow {
+        id: alert.id,
+        rule: alert.rule,
+        state: alert.state.as_str().to_string(),
+        severity: alert.severity.as_str().to_string(),
+        labels: alert.labels,
+        since_ms: alert.since_ms,
+        value: alert.value,
+        acknowledged: alert.acknowledged.map(|a| crate::app::Acknowledged { by: a.by, comment: a.comment }),
+        annotations: alert.annotations,
+    }
+}
+
+/// The name a unit enum has in JSON (`critical`, `open`), as the rows show it.
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn finding_row(finding: secumon_api::Finding) -> FindingRow {
+    FindingRow {
+        severity: wire_name(&finding.severity),
+        status: wire_name(&finding.status),
+        id: finding.id,
+        asset: finding.asset,
+        title: finding.title,
+    }
+}
+
+fn check_row(check: secumon_api::LatestCheck) -> crate::app::CheckRow {
+    let result = check.result;
+    crate::app::CheckRow {
+        host: check.host,
+        result: crate::app::CheckRun {
+            status: wire_name(&result.status),
+            check_id: result.check_id,
+            kind: result.kind,
+            target: result.target,
+            timestamp_ms: result.timestamp_ms,
+            duration_us: result.duration_us,
+            details: result.details,
+        },
+        latency: Vec::new(),
+    }
+}
+
+fn silence_row(silence: secumon_api::Silence) -> crate::app::SilenceRow {
+    crate::app::SilenceRow {
+        id: silence.id,
+        matchers: silence.matchers,
+        ends_ms: silence.ends_ms,
+        created_by: silence.created_by,
+        comment: silence.comment,
     }
 }
 

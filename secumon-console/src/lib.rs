@@ -51,7 +51,7 @@ async fn drive(
     user: &str,
     tenant: Option<String>,
 ) -> std::io::Result<()> {
-    let client = ApiClient::new(server, token);
+    let client = ApiClient::new(server, token).map_err(std::io::Error::other)?;
     client.set_tenant(tenant.clone());
     let (events, mut incoming) = mpsc::unbounded_channel::<Event>();
 

@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), secumon_console::client::ClientError> {
 //! use secumon_console::{client::ApiClient, logs::{LogFilter, Position}};
-//! let api = ApiClient::new("http://127.0.0.1:8080", None);
+//! let api = ApiClient::new("http://127.0.0.1:8080", None)?;
 //! let filter = LogFilter { regex: Some("ERROR".into()), ..LogFilter::default() };
 //! let page = api.log_page("web-1", &filter, &Position::Newest, 100).await?;
 //! let mut follow = api.follow_logs("web-1", &filter, page.next_cursor.as_deref()).await?;
@@ -13,9 +13,11 @@
 //! # }
 //! ```
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+use secumon_api::LogsQuery;
 
 use crate::client::{ApiClient, ClientError, Socket};
 
@@ -47,15 +49,7 @@ pub enum Position {
 }
 
 /// One stored log line as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogLine {
-    pub cursor: String,
-    pub timestamp_ms: i64,
-    pub source: String,
-    #[serde(default)]
-    pub labels: Value,
-    pub line: String,
-}
+pub use secumon_api::LogLine;
 
 /// A page of lines, oldest first, with the cursors to page on from.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -76,20 +70,23 @@ impl ApiClient {
         position: &Position,
         limit: u32,
     ) -> Result<LogPage, ClientError> {
-        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-        let numbers = [("since_ms", filter.since_ms), ("until_ms", filter.until_ms)];
-        query.extend(numbers.into_iter().filter_map(|(k, v)| Some((k, v?.to_string()))));
-        let texts = [("source", &filter.source), ("contains", &filter.contains), ("regex", &filter.regex)];
-        query.extend(texts.into_iter().filter_map(|(k, v)| Some((k, v.clone()?))));
+        let mut query = LogsQuery {
+            limit: Some(limit),
+            since_ms: filter.since_ms,
+            until_ms: filter.until_ms,
+            source: filter.source.clone(),
+            contains: filter.contains.clone(),
+            regex: filter.regex.clone(),
+            ..Default::default()
+        };
         match position {
-            Position::Oldest => query.push(("order", "oldest".into())),
-            Position::Newest => query.push(("order", "newest".into())),
-            Position::After(cursor) => query.push(("after", cursor.clone())),
-            Position::Before(cursor) => query.push(("before", cursor.clone())),
+            Position::Oldest => query.order = Some("oldest".into()),
+            Position::Newest => query.order = Some("newest".into()),
+            Position::After(cursor) => query.after = Some(cursor.clone()),
+            Position::Before(cursor) => query.before = Some(cursor.clone()),
         }
-        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let body = self.get(&format!("/logs/hosts/{host}"), &query).await?;
-        serde_json::from_value(body).map_err(|e| ClientError::Shape(e.to_string()))
+        let page = self.rest()?.host_logs(host, &query).await?;
+        Ok(LogPage { logs: page.logs, next_cursor: page.next_cursor, prev_cursor: page.prev_cursor, more: page.more })
     }
 
     /// Follows `host`'s lines that pass `filter` (its time range aside) over the live

@@ -40,7 +40,8 @@ async fn a_super_admin_switches_tenants_and_the_live_stream_follows() {
         panic!("no MFA for this user")
     };
 
-    let client = ApiClient::new(&format!("http://{}", server.api_addr()), Some(session.access_token));
+    let client = ApiClient::new(&format!("http://{}", server.api_addr()), Some(session.access_token))
+        .expect("a usable address and token");
     assert_eq!(client.tenants().await.unwrap(), ["acme", "default"]);
     let hosts =
         |snapshot: secumon_console::app::Snapshot| snapshot.hosts.into_iter().map(|h| h.host).collect::<Vec<_>>();

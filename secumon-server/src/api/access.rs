@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use secumon_api::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, ApiState};
@@ -44,7 +45,7 @@ impl FromRequestParts<ApiState> for Caller {
                 caller.require_super_admin()?;
                 validate_tenant_name(tenant)?;
                 if !state.accounts.tenant_exists(tenant).await? {
-                    return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no tenant {tenant:?}")));
+                    return Err(ApiError::new(ErrorCode::NotFound, format!("no tenant {tenant:?}")));
                 }
                 caller.tenant = tenant.to_string();
             }
@@ -70,15 +71,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        _ => "bad_request",
+    // 422 (valid JSON, wrong shape) is a bad request like any other here; the code's
+    // table gives the status.
+    let code = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        _ => ErrorCode::BadRequest,
     };
-    // 422 (valid JSON, wrong shape) is a bad request like any other here.
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
-    ApiError::new(status, code, rejection.body_text())
+    ApiError::new(code, rejection.body_text())
 }
 
 /// A query string; a malformed one is a 400 that names the parameter.
@@ -103,17 +103,17 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         let message = error.to_string();
         match error {
-            AuthError::Unauthenticated(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
-            AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
-            AuthError::Locked { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked", message),
-            AuthError::TooManyAttempts => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
-            AuthError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
+            AuthError::Unauthenticated(_) => ApiError::new(ErrorCode::Unauthenticated, message),
+            AuthError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
+            AuthError::Locked { .. } => ApiError::new(ErrorCode::Locked, message),
+            AuthError::TooManyAttempts => ApiError::new(ErrorCode::RateLimited, message),
+            AuthError::Busy => ApiError::new(ErrorCode::Busy, message),
             AuthError::Invalid(_) => ApiError::bad_request(message),
-            AuthError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
-            AuthError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            AuthError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            AuthError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
             AuthError::Store(store) => store.into(),
             AuthError::SecretKey(_) | AuthError::Internal(_) => {
-                ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", message)
+                ApiError::internal(ErrorCode::Internal, "internal error", message)
             }
         }
     }

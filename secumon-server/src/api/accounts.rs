@@ -10,12 +10,15 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::access::ApiJson;
-use super::{ApiError, ApiState, Page, PageParams};
+use secumon_api::TenantList;
+
+use super::{ApiError, ApiState, Page, PageParams, Paging};
 use crate::api::access::ApiQuery;
 use crate::audit::AuditNote;
 use crate::auth::{
     ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView, name_in_tenant,
 };
+use secumon_api::ErrorCode;
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
@@ -141,7 +144,7 @@ pub(super) async fn me(caller: Caller) -> Json<Caller> {
 /// The user behind an access token; API keys have no second factor to manage.
 fn user_of(caller: &Caller) -> Result<&str, ApiError> {
     if caller.subject.starts_with("key:") || caller.subject == "local" {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only a logged-in user manages their MFA"));
+        return Err(ApiError::new(ErrorCode::Forbidden, "only a logged-in user manages their MFA"));
     }
     Ok(&caller.subject)
 }
@@ -274,7 +277,7 @@ pub(super) async fn delete_user(
     caller.require(Role::Admin)?;
     let stored = state.accounts.tenant_user(&caller.tenant, &name).await?;
     if !state.accounts.delete_user(&stored, Some(&caller.tenant), caller.super_admin).await? {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no user {name:?}")));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no user {name:?}")));
     }
     tracing::info!(user = %name, tenant = %caller.tenant, by = %caller.subject, "user deleted");
     Ok((AuditNote::by(&caller, "user.delete", &name), StatusCode::NO_CONTENT))
@@ -383,15 +386,8 @@ pub(super) async fn revoke_api_key(
         tracing::info!(key = %id, by = %caller.subject, "API key revoked");
         Ok((AuditNote::by(&caller, "api_key.revoke", &id), StatusCode::NO_CONTENT))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API key {id:?}")))
+        Err(ApiError::new(ErrorCode::NotFound, format!("no API key {id:?}")))
     }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct TenantList {
-    tenants: Vec<String>,
-    #[serde(flatten)]
-    page: Page,
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(PageParams), responses((status = 200, description = "OK", body = TenantList)))]
@@ -424,7 +420,7 @@ pub(super) async fn create_tenant(
         note.tenant = request.name.clone();
         Ok((note, StatusCode::CREATED))
     } else {
-        Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("tenant {:?} exists", request.name)))
+        Err(ApiError::new(ErrorCode::Conflict, format!("tenant {:?} exists", request.name)))
     }
 }
 

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{ApiJson, ApiQuery};
 use super::config::TenantConfig;
-use super::{ApiError, ApiState, PageParams, parse_duration};
+use super::{ApiError, ApiState, PageParams, Paging, parse_duration};
 use crate::audit::AuditNote;
 use crate::auth::{AgentAuthority, Caller, Role};
 use crate::clock::AgentClock;
+use secumon_api::ErrorCode;
 
 /// The agent authority and the address agents enroll at.
 #[derive(Clone)]
@@ -193,7 +194,7 @@ pub(super) async fn delete_agent(
 }
 
 fn no_agent(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no agent {id:?}"))
+    ApiError::new(ErrorCode::NotFound, format!("no agent {id:?}"))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -223,8 +224,7 @@ pub(super) async fn provision(
     caller.require(Role::Admin)?;
     let Some(enrollment) = &state.agents else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "enrollment_off",
+            ErrorCode::EnrollmentOff,
             "agent enrollment needs the gRPC ingest under the managed CA (secumon server --mtls)",
         ));
     };

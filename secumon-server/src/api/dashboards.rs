@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::access::{ApiJson, ApiQuery};
-use super::{ApiError, ApiState, PageParams};
+use super::{ApiError, ApiState, PageParams, Paging};
 use crate::audit::AuditNote;
 use crate::auth::{Caller, Role};
+use secumon_api::ErrorCode;
 
 const KIND: &str = "dashboard";
 /// Largest layout kept, serialised.
@@ -152,10 +153,10 @@ pub(super) async fn remove(
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no dashboard {id:?}"))
+    ApiError::new(ErrorCode::NotFound, format!("no dashboard {id:?}"))
 }
 
 fn unreadable(error: serde_json::Error) -> ApiError {
     tracing::error!(%error, "a stored dashboard is unreadable");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a stored dashboard is unreadable")
+    ApiError::new(ErrorCode::Internal, "a stored dashboard is unreadable")
 }

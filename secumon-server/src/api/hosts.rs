@@ -2,7 +2,6 @@
 //! and one network target's probe results with their latency history.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use secumon_core::model::HOST_LABEL;
@@ -10,12 +9,13 @@ use secumon_core::{Labels, now_ms};
 use secumon_store::{AgentFilter, Aggregation, LatestCheck, RangeQuery, SeriesSelector};
 use serde::{Deserialize, Serialize};
 
-use super::HistorySeries;
 use super::access::ApiQuery;
 use super::agents::AgentView;
 use super::config::TenantConfig;
 use super::{ApiError, ApiState, parse_duration};
+use super::{HistorySeries, history_series};
 use crate::auth::Caller;
+use secumon_api::ErrorCode;
 
 /// The metrics a host summary carries when the caller names none.
 const SUMMARY_METRICS: [&str; 6] =
@@ -84,7 +84,7 @@ pub(super) async fn host_summary(
         })
         .collect();
     if agents.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no host {host:?}")));
     }
     let mut metrics = std::collections::BTreeMap::new();
     for name in names {
@@ -155,7 +155,7 @@ pub(super) async fn network_target(
         .filter(|c| c.result.target == target || c.result.check_id == target)
         .collect();
     if checks.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no check of target {target:?}")));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no check of target {target:?}")));
     }
     let step_ms = (period_ms / 60).max(1_000);
     let end_ms = now_ms();
@@ -166,6 +166,6 @@ pub(super) async fn network_target(
         step_ms,
         aggregation: Aggregation::Avg,
     };
-    let latency = state.store.query_range(&caller.tenant, &query).await?.into_iter().map(HistorySeries::from).collect();
+    let latency = state.store.query_range(&caller.tenant, &query).await?.into_iter().map(history_series).collect();
     Ok(Json(NetworkTarget { target, checks, step_ms, latency }))
 }

@@ -6,10 +6,10 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use axum::http::StatusCode;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::ApiError;
+use secumon_api::ErrorCode;
 
 /// Request budgets; a bucket refills at its rate and holds `burst` requests.
 #[derive(Debug, Clone, Copy)]
@@ -82,5 +82,5 @@ impl RateLimits {
 }
 
 fn refused(message: String) -> ApiError {
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    ApiError::new(ErrorCode::RateLimited, message)
 }

@@ -20,7 +20,13 @@ pub(crate) use agents::Enrollment;
 pub use agents::{AgentList, AgentView, Provisioned};
 pub use limits::RateLimit;
 pub(crate) use limits::RateLimits;
-pub use overview::{Overview, OverviewGroup, OverviewHost};
+// The API's types, from the crate the clients read them with.
+use secumon_api::{
+    AcknowledgeRequest, Acknowledged, AlertFilter, AlertHistory, AlertList, AlertStats, CheckList, FindingsQuery,
+    HistoryFilter, HistoryQuery as HistoryParams, LogsPage, Resolved, SilenceList, SilenceRequest,
+};
+pub use secumon_api::{FindingList, History, HistorySeries, Overview, OverviewGroup, OverviewHost};
+pub(crate) use secumon_api::{LogLine, LogsQuery, Page, PageQuery as PageParams};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +39,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use secumon_alert::RuleSpec;
-use secumon_alert::{Acknowledgement, ActiveAlert, Silence};
+use secumon_alert::{Acknowledgement, ActiveAlert, AlertSeverity, AlertState, Silence};
+use secumon_api::{ErrorBody, ErrorCode};
 use secumon_core::{ClockReading, Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
@@ -83,33 +90,19 @@ impl ApiState {
     async fn alerting(&self, caller: &Caller) -> Result<Arc<Alerting>, ApiError> {
         self.alerting.get(&caller.tenant).await.map_err(|error| {
             tracing::error!(%error, tenant = %caller.tenant, "cannot start the tenant's alert engine");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the alert engine is not available")
+            ApiError::new(ErrorCode::Internal, "the alert engine is not available")
         })
     }
 }
 
-/// `limit` (default 100, at most 1000) and `offset` of a list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct PageParams {
-    limit: Option<u32>,
-    offset: Option<u32>,
-}
-
-/// Where a page sits in its list.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Page {
-    pub total: usize,
-    pub offset: usize,
-    pub limit: usize,
-    /// The offset of the next page, absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_offset: Option<usize>,
-}
-
-impl PageParams {
+/// Paging a list the server holds whole.
+pub(crate) trait Paging {
     /// The page's `(offset, limit)`, checked.
+    fn bounds(&self) -> Result<(u32, u32), ApiError>;
+    fn apply<T>(&self, all: Vec<T>) -> Result<(Vec<T>, Page), ApiError>;
+}
+
+impl Paging for PageParams {
     fn bounds(&self) -> Result<(u32, u32), ApiError> {
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
@@ -118,7 +111,6 @@ impl PageParams {
         Ok((self.offset.unwrap_or(0), limit))
     }
 
-    /// The page of `all` asked for, and where it sits.
     fn apply<T>(&self, all: Vec<T>) -> Result<(Vec<T>, Page), ApiError> {
         let (offset, limit) = self.bounds()?;
         let (offset, limit) = (offset as usize, limit as usize);
@@ -164,7 +156,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/logs/hosts/{id}", get(host_logs))
         .route("/api/v1/integrations/secuscan", post(import_secuscan).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(axum::middleware::from_fn(log_server_errors))
         // Every route's successful changes are recorded here, in one place.
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
@@ -314,7 +306,7 @@ async fn ingest(
         }
     };
     if let Err(refused) = state.guard.admit(&caller.tenant, batch.value_count()) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "ingest_rate_limited", refused));
+        return Err(ApiError::new(ErrorCode::IngestRateLimited, refused));
     }
     let health = &state.ingest_metrics.store;
     match state.store.write_batch(&caller.tenant, &batch).await {
@@ -323,11 +315,7 @@ async fn ingest(
             state.clocks.committed(&caller.tenant, &batch, check)
         }
         Err(error) if error.fault().is_some() => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                health.write_failed(&error),
-            ));
+            return Err(ApiError::new(ErrorCode::StoreUnavailable, health.write_failed(&error)));
         }
         Err(refused @ (StoreError::FutureTimestamp { .. } | StoreError::TenantMismatch { .. })) => {
             let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
@@ -354,38 +342,14 @@ async fn ingest(
     Ok(Json(answer))
 }
 
-/// What `GET /logs/hosts/{id}` takes. With neither cursor nor `since_ms` it answers the
-/// latest `limit` lines (the behaviour from before paging); `since_ms` or `after` page
-/// forward, `before` pages back.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct LogsQuery {
-    /// Lines per page: 100 unless given, at most 5000.
-    #[param(minimum = 1, maximum = 5000)]
-    limit: Option<u32>,
-    /// Lines stamped at or after this (ms since 1970); pages forward from there.
-    since_ms: Option<i64>,
-    /// Lines stamped before this (ms since 1970).
-    until_ms: Option<i64>,
-    /// Only lines of this source (a file path, or `journald`), exactly.
-    source: Option<String>,
-    /// Only lines holding this text (case-sensitive).
-    contains: Option<String>,
-    /// Only lines matching this regular expression (Rust `regex` syntax, at most 1024 bytes).
-    regex: Option<String>,
-    /// The lines after this cursor (a `next_cursor`), oldest first.
-    after: Option<String>,
-    /// The lines before this cursor (a `prev_cursor`), the newest of them.
-    before: Option<String>,
-    /// Without a cursor: `oldest` pages forward from `since_ms` (the default when it is
-    /// given), `newest` answers the newest lines of the range (the default otherwise).
-    #[param(value_type = Option<String>, pattern = "^(oldest|newest)$")]
-    order: Option<String>,
+/// The store query a `GET /logs/hosts/{id}` asks for.
+pub(crate) trait LogsQueryExt {
+    /// The store query this asks for, or why it cannot be asked.
+    fn to_store(&self, host: &str) -> Result<secumon_store::LogQuery, StoreError>;
 }
 
-impl LogsQuery {
-    /// The store query this asks for, or why it cannot be asked.
-    pub(crate) fn to_store(&self, host: &str) -> Result<secumon_store::LogQuery, StoreError> {
+impl LogsQueryExt for LogsQuery {
+    fn to_store(&self, host: &str) -> Result<secumon_store::LogQuery, StoreError> {
         use secumon_store::{LineFilter, LogOrder};
         let cursor = |text: &Option<String>| text.as_deref().map(str::parse).transpose();
         let (after, before) = (cursor(&self.after)?, cursor(&self.before)?);
@@ -424,44 +388,16 @@ impl LogsQuery {
     }
 }
 
-/// One stored log line.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct LogLine {
-    /// Where this line sits: page or follow from it with `after`/`before`.
-    pub cursor: String,
-    pub timestamp_ms: i64,
-    /// A file path, or `journald`.
-    pub source: String,
-    pub labels: Labels,
-    pub line: String,
-}
-
-impl From<secumon_store::LogEntry> for LogLine {
-    fn from(entry: secumon_store::LogEntry) -> Self {
-        let record = entry.record;
-        Self {
-            cursor: entry.cursor.to_string(),
-            timestamp_ms: record.timestamp_ms,
-            source: record.source,
-            labels: record.labels,
-            line: record.line,
-        }
+/// A stored line as the API shows it.
+pub(crate) fn log_line(entry: secumon_store::LogEntry) -> LogLine {
+    let record = entry.record;
+    LogLine {
+        cursor: entry.cursor.to_string(),
+        timestamp_ms: record.timestamp_ms,
+        source: record.source,
+        labels: record.labels,
+        line: record.line,
     }
-}
-
-/// A page of a host's log lines, oldest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct LogsPage {
-    host: String,
-    logs: Vec<LogLine>,
-    /// After the newest row this page examined (matching or not): pass as `after` for the
-    /// next page, or to follow. Null when nothing was examined and no cursor was given.
-    next_cursor: Option<String>,
-    /// Before the oldest row this page examined: pass as `before` for the page before.
-    prev_cursor: Option<String>,
-    /// The page stopped before the lines in its direction ran out (page full, or the
-    /// 100 000 rows one request may examine were examined): ask again from its cursor.
-    more: bool,
 }
 
 /// A host's log lines: a time range, a source, a text or regex filter, paged by cursor.
@@ -476,7 +412,7 @@ async fn host_logs(
     let page = state.store.query_logs(&caller.tenant, &query.to_store(&host)?).await?;
     Ok(Json(LogsPage {
         host,
-        logs: page.entries.into_iter().map(LogLine::from).collect(),
+        logs: page.entries.into_iter().map(log_line).collect(),
         next_cursor: page.last.map(|c| c.to_string()),
         prev_cursor: page.first.map(|c| c.to_string()),
         more: page.more,
@@ -502,9 +438,13 @@ async fn list_integrations(State(state): State<ApiState>, caller: Caller) -> Res
 }
 
 #[utoipa::path(get, path = "/api/v1/checks", tag = "data", responses((status = 200, description = "The latest result of every check", body = serde_json::Value)))]
-async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<Json<CheckList>, ApiError> {
     let checks = state.store.latest_checks(&caller.tenant).await?;
-    Ok(Json(serde_json::json!({"checks": checks})))
+    let checks = checks
+        .into_iter()
+        .map(|c| secumon_api::LatestCheck { agent_id: c.agent_id, host: c.host, result: c.result })
+        .collect();
+    Ok(Json(CheckList { checks }))
 }
 
 /// Largest scanner report accepted in one request, in bytes: a report of the store's
@@ -547,8 +487,7 @@ async fn import_findings(
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "report_too_large",
+                ErrorCode::ReportTooLarge,
                 format!("the report is larger than the limit of {MAX_REPORT_BYTES} bytes per report"),
             )
         } else {
@@ -565,9 +504,7 @@ async fn import_findings(
         secumon_findings::parse(text, &origin, format.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))
     })
     .await
-    .map_err(|e| {
-        ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the report could not be parsed", e)
-    })??;
+    .map_err(|e| ApiError::internal(ErrorCode::Internal, "the report could not be parsed", e))??;
     let import = FindingsImport {
         source: report.format.to_string(),
         findings: report.findings,
@@ -605,24 +542,6 @@ async fn import_secuscan(
     import_findings(state, caller, params, body).await
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct FindingsQuery {
-    asset: Option<String>,
-    /// At least this severe: info, low, medium, high, critical.
-    severity: Option<String>,
-    /// open or fixed.
-    status: Option<String>,
-    limit: Option<u32>,
-    offset: Option<u32>,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FindingList {
-    #[schema(value_type = Vec<Object>)]
-    pub findings: Vec<Finding>,
-}
-
 /// A lower-case enum name from a query parameter.
 fn named<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, ApiError> {
     serde_json::from_value(serde_json::Value::String(value.to_lowercase()))
@@ -645,50 +564,25 @@ async fn list_findings(
     Ok(Json(FindingList { findings: state.store.list_findings(&caller.tenant, &filter).await? }))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct HistoryParams {
-    metric: Option<String>,
-    /// How far back from now: `15m`, `1h`, `7d`.
-    period: Option<String>,
-    /// Bucket width: `10s`, `5m`. Defaults to period / 60.
-    step: Option<String>,
-    /// avg (default), min, max, sum, count or last.
-    agg: Option<String>,
+/// A stored series as the API shows it: a NaN value is `null`.
+pub(crate) fn history_series(series: SeriesPoints) -> HistorySeries {
+    HistorySeries {
+        labels: series.series.labels,
+        points: series.points.into_iter().map(|p| (p.timestamp_ms, (!p.value.is_nan()).then_some(p.value))).collect(),
+    }
 }
 
-/// A host's metric over a period, one entry per matching series.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct History {
-    pub host: String,
-    pub metric: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub step_ms: i64,
-    #[schema(value_type = String)]
-    pub aggregation: Aggregation,
-    pub series: Vec<HistorySeries>,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct HistorySeries {
-    pub labels: Labels,
-    /// `[timestamp_ms, value]` pairs; a NaN value is `null`.
-    /// `[timestamp_ms, value or null]` per step.
-    #[schema(value_type = Vec<Vec<Value>>)]
-    pub points: Vec<(i64, Option<f64>)>,
-}
-
-impl From<SeriesPoints> for HistorySeries {
-    fn from(series: SeriesPoints) -> Self {
-        Self {
-            labels: series.series.labels,
-            points: series
-                .points
-                .into_iter()
-                .map(|p| (p.timestamp_ms, (!p.value.is_nan()).then_some(p.value)))
-                .collect(),
-        }
+/// The store's aggregation, as the API names it.
+fn api_aggregation(aggregation: Aggregation) -> secumon_api::Aggregation {
+    use secumon_api::Aggregation as Api;
+    match aggregation {
+        Aggregation::Avg => Api::Avg,
+        Aggregation::Min => Api::Min,
+        Aggregation::Max => Api::Max,
+        Aggregation::Sum => Api::Sum,
+        Aggregation::Count => Api::Count,
+        Aggregation::Last => Api::Last,
+        Aggregation::P95 => Api::P95,
     }
 }
 
@@ -729,7 +623,7 @@ async fn host_history(
     let answer = state.store.query_range(&caller.tenant, &query).await?;
     let on_host = AgentFilter { host: Some(host.clone()), limit: Some(1), ..Default::default() };
     if answer.is_empty() && state.store.agents(&caller.tenant, &on_host).await?.0.is_empty() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no host {host:?}")));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no host {host:?}")));
     }
     Ok(Json(History {
         host,
@@ -737,25 +631,9 @@ async fn host_history(
         start_ms,
         end_ms,
         step_ms,
-        aggregation,
-        series: answer.into_iter().map(HistorySeries::from).collect(),
+        aggregation: api_aggregation(aggregation),
+        series: answer.into_iter().map(history_series).collect(),
     }))
-}
-
-/// Alerts pending or firing now.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AlertList {
-    #[schema(value_type = Vec<Object>)]
-    pub alerts: Vec<ActiveAlert>,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct AlertFilter {
-    /// `pending`, `firing` or `stale` (was firing, its data stopped).
-    status: Option<String>,
-    /// `info`, `warning` or `critical`.
-    severity: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "OK", body = AlertList)))]
@@ -771,6 +649,7 @@ async fn list_alerts(
         .into_iter()
         .filter(|a| filter.status.as_deref().is_none_or(|s| enum_name(&a.state) == s))
         .filter(|a| filter.severity.as_deref().is_none_or(|s| enum_name(&a.severity) == s))
+        .map(api_alert)
         .collect();
     Ok(Json(AlertList { alerts }))
 }
@@ -778,17 +657,6 @@ async fn list_alerts(
 /// The serialized name of a unit enum variant (`firing`, `critical`).
 fn enum_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
-/// Counts of the alerts pending or firing now.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AlertStats {
-    pub total: usize,
-    pub by_status: std::collections::BTreeMap<String, usize>,
-    pub by_severity: std::collections::BTreeMap<String, usize>,
-    pub acknowledged: usize,
-    /// Notifications that failed for good since the server started.
-    pub delivery_failures: u64,
 }
 
 impl ApiState {
@@ -825,20 +693,6 @@ async fn alert_stats(State(state): State<ApiState>, caller: Caller) -> Result<Js
         *stats.by_severity.entry(enum_name(&alert.severity)).or_default() += 1;
     }
     Ok(Json(stats))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct HistoryFilter {
-    rule: Option<String>,
-    limit: Option<u32>,
-}
-
-/// Alert history entries, newest first: `kind` is `transition`, `acknowledged`,
-/// `silence_added`, `rule_created|updated|deleted` or `delivery_failed`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AlertHistory {
-    pub history: Vec<serde_json::Value>,
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts/history", tag = "alerts", params(HistoryFilter), responses((status = 200, description = "OK", body = AlertHistory)))]
@@ -951,54 +805,27 @@ async fn rule_history(
     Ok(Json(AlertHistory { history: alerting.history(Some(&id), limit).await? }))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-struct AcknowledgeRequest {
-    /// Ignored, for older clients: an acknowledgement is recorded as the caller.
-    #[serde(default, rename = "by")]
-    _by: Option<String>,
-    #[serde(default)]
-    comment: String,
-}
-
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = String, Path, description = "Alert id")), request_body = AcknowledgeRequest, responses((status = 200, description = "Acknowledged", body = serde_json::Value)))]
 async fn acknowledge_alert(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<AcknowledgeRequest>,
-) -> Result<(AuditNote, Json<serde_json::Value>), ApiError> {
+) -> Result<(AuditNote, Json<Acknowledged>), ApiError> {
     caller.require(Role::Operator)?;
     // Who acknowledged is who called, not what the body claims.
     let note = AuditNote::by(&caller, "alert.acknowledge", &id).detail(serde_json::json!({"comment": request.comment}));
     let ack = Acknowledgement { by: caller.subject.clone(), at_ms: now_ms(), comment: request.comment };
     if state.alerting(&caller).await?.acknowledge(&id, ack) {
-        Ok((note, Json(serde_json::json!({"acknowledged": true}))))
+        Ok((note, Json(Acknowledged { acknowledged: true })))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing alert {id:?}")))
+        Err(ApiError::new(ErrorCode::NotFound, format!("no firing alert {id:?}")))
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SilenceList {
-    #[schema(value_type = Vec<Object>)]
-    pub silences: Vec<Silence>,
 }
 
 #[utoipa::path(get, path = "/api/v1/silences", tag = "alerts", responses((status = 200, description = "OK", body = SilenceList)))]
 async fn list_silences(State(state): State<ApiState>, caller: Caller) -> Result<Json<SilenceList>, ApiError> {
-    Ok(Json(SilenceList { silences: state.alerting(&caller).await?.silences() }))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-struct SilenceRequest {
-    matchers: Labels,
-    /// How long from now: `2h`.
-    duration: String,
-    /// Ignored, for older clients: a silence is recorded as made by the caller.
-    #[serde(default, rename = "created_by")]
-    _created_by: Option<String>,
-    #[serde(default)]
-    comment: String,
+    Ok(Json(SilenceList { silences: state.alerting(&caller).await?.silences().into_iter().map(api_silence).collect() }))
 }
 
 #[utoipa::path(post, path = "/api/v1/silences", tag = "alerts", request_body = SilenceRequest, responses((status = 201, description = "Created", body = serde_json::Value)))]
@@ -1006,7 +833,7 @@ async fn add_silence(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<SilenceRequest>,
-) -> Result<(StatusCode, AuditNote, Json<Silence>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<secumon_api::Silence>), ApiError> {
     caller.require(Role::Operator)?;
     if request.matchers.is_empty() {
         return Err(ApiError::bad_request("a silence needs at least one label matcher"));
@@ -1025,7 +852,7 @@ async fn add_silence(
     let silence = state.alerting(&caller).await?.add_silence(silence);
     let note = AuditNote::by(&caller, "silence.create", &silence.id).detail(serde_json::json!({
         "matchers": silence.matchers, "ends_ms": silence.ends_ms, "comment": silence.comment}));
-    Ok((StatusCode::CREATED, note, Json(silence)))
+    Ok((StatusCode::CREATED, note, Json(api_silence(silence))))
 }
 
 /// Ends a silence before its time (recorded in the history as the caller's doing).
@@ -1034,11 +861,11 @@ async fn expire_silence(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<(AuditNote, Json<Silence>), ApiError> {
+) -> Result<(AuditNote, Json<secumon_api::Silence>), ApiError> {
     caller.require(Role::Operator)?;
     match state.alerting(&caller).await?.expire_silence(&id, &caller.subject) {
-        Some(silence) => Ok((AuditNote::by(&caller, "silence.remove", &id), Json(silence))),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no current silence {id:?}"))),
+        Some(silence) => Ok((AuditNote::by(&caller, "silence.remove", &id), Json(api_silence(silence)))),
+        None => Err(ApiError::new(ErrorCode::NotFound, format!("no current silence {id:?}"))),
     }
 }
 
@@ -1049,12 +876,56 @@ async fn resolve_alert(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<(AuditNote, Json<serde_json::Value>), ApiError> {
+) -> Result<(AuditNote, Json<Resolved>), ApiError> {
     caller.require(Role::Operator)?;
     if state.alerting(&caller).await?.resolve(&id, &caller.subject) {
-        Ok((AuditNote::by(&caller, "alert.resolve", &id), Json(serde_json::json!({"resolved": true}))))
+        Ok((AuditNote::by(&caller, "alert.resolve", &id), Json(Resolved { resolved: true })))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no firing or stale alert {id:?}")))
+        Err(ApiError::new(ErrorCode::NotFound, format!("no firing or stale alert {id:?}")))
+    }
+}
+
+/// An engine's alert as the API shows it.
+fn api_alert(alert: ActiveAlert) -> secumon_api::Alert {
+    secumon_api::Alert {
+        clear_since_ms: alert.clear_since_ms(),
+        id: alert.id,
+        rule: alert.rule,
+        labels: alert.labels,
+        state: match alert.state {
+            AlertState::Inactive => secumon_api::AlertState::Inactive,
+            AlertState::Pending => secumon_api::AlertState::Pending,
+            AlertState::Firing => secumon_api::AlertState::Firing,
+            AlertState::Stale => secumon_api::AlertState::Stale,
+            AlertState::Resolved => secumon_api::AlertState::Resolved,
+        },
+        since_ms: alert.since_ms,
+        value: alert.value,
+        severity: match alert.severity {
+            AlertSeverity::Info => secumon_api::AlertSeverity::Info,
+            AlertSeverity::Warning => secumon_api::AlertSeverity::Warning,
+            AlertSeverity::Critical => secumon_api::AlertSeverity::Critical,
+        },
+        acknowledged: alert.acknowledged.map(|a| secumon_api::Acknowledgement {
+            by: a.by,
+            at_ms: a.at_ms,
+            comment: a.comment,
+        }),
+        escalation_level: alert.escalation_level,
+        annotations: alert.annotations,
+        stale_since_ms: alert.stale_since_ms,
+    }
+}
+
+/// An engine's silence as the API shows it.
+fn api_silence(silence: Silence) -> secumon_api::Silence {
+    secumon_api::Silence {
+        id: silence.id,
+        matchers: silence.matchers,
+        starts_ms: silence.starts_ms,
+        ends_ms: silence.ends_ms,
+        created_by: silence.created_by,
+        comment: silence.comment,
     }
 }
 
@@ -1072,33 +943,28 @@ fn parse_duration(name: &str, text: &str) -> Result<Duration, ApiError> {
     Ok(duration)
 }
 
-/// An API failure, rendered as `{"error": {"code", "message"}}`.
+/// An API failure, rendered as `{"error": {"code", "message"}}` with the status
+/// [`ErrorCode`]'s table gives (the table clients read refusals with).
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     /// The server-side cause, logged by [`log_server_errors`] and never sent to the client.
     cause: Option<String>,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), cause: None }
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), cause: None }
     }
 
     /// The server's fault: the client gets `message`, the log gets `cause`.
-    pub(crate) fn internal(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-        cause: impl ToString,
-    ) -> Self {
-        Self { cause: Some(cause.to_string()), ..Self::new(status, code, message) }
+    pub(crate) fn internal(code: ErrorCode, message: impl Into<String>, cause: impl ToString) -> Self {
+        Self { cause: Some(cause.to_string()), ..Self::new(code, message) }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 }
 
@@ -1107,24 +973,18 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::InvalidQuery(message) => Self::bad_request(message),
             refused @ StoreError::FutureTimestamp { .. } => Self::bad_request(refused.to_string()),
-            refused @ StoreError::TenantMismatch { .. } => {
-                Self::new(StatusCode::CONFLICT, "conflict", refused.to_string())
-            }
-            refused @ StoreError::ReportTooLarge { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "report_too_large", refused.to_string())
-            }
+            refused @ StoreError::TenantMismatch { .. } => Self::new(ErrorCode::Conflict, refused.to_string()),
+            refused @ StoreError::ReportTooLarge { .. } => Self::new(ErrorCode::ReportTooLarge, refused.to_string()),
             refused @ StoreError::TooManyOpenFindings { .. } => {
-                Self::new(StatusCode::CONFLICT, "findings_limit", refused.to_string())
+                Self::new(ErrorCode::FindingsLimit, refused.to_string())
             }
-            refused @ StoreError::SeriesLimit { .. } => {
-                Self::new(StatusCode::CONFLICT, "series_limit", refused.to_string())
-            }
+            refused @ StoreError::SeriesLimit { .. } => Self::new(ErrorCode::SeriesLimit, refused.to_string()),
             other if other.fault().is_some() => {
                 let fault = other.fault().map(|f| f.to_string()).unwrap_or_default();
                 let message = format!("storage unavailable: {fault}");
-                Self::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message, other)
+                Self::internal(ErrorCode::StoreUnavailable, message, other)
             }
-            other => Self::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage failure", other),
+            other => Self::internal(ErrorCode::Internal, "storage failure", other),
         }
     }
 }
@@ -1133,10 +993,8 @@ impl From<RuleError> for ApiError {
     fn from(error: RuleError) -> Self {
         match error {
             RuleError::Invalid(message) => Self::bad_request(message),
-            RuleError::Exists(_) | RuleError::ReadOnly(_) => {
-                Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
-            }
-            RuleError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+            RuleError::Exists(_) | RuleError::ReadOnly(_) => Self::new(ErrorCode::Conflict, error.to_string()),
+            RuleError::NotFound(_) => Self::new(ErrorCode::NotFound, error.to_string()),
             RuleError::Store(store) => store.into(),
         }
     }
@@ -1144,8 +1002,7 @@ impl From<RuleError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (self.code.status(), Json(ErrorBody::new(self.code, self.message))).into_response();
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(ServerFault(cause));
         }
@@ -1157,15 +1014,32 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
 
+    #[test]
+    fn alerts_and_silences_keep_the_engines_json() {
+        let alert: ActiveAlert = serde_json::from_value(serde_json::json!({
+            "id": "a1", "rule": "CpuHigh", "labels": {"host": "web-1"}, "state": "firing", "since_ms": 5,
+            "value": 0.9, "severity": "critical", "acknowledged": {"by": "ada", "at_ms": 7, "comment": "on it"},
+            "escalation_level": 1, "annotations": {"summary": "hot"}, "stale_since_ms": 8, "clear_since_ms": 9}))
+        .unwrap();
+        assert_eq!(serde_json::to_value(api_alert(alert.clone())).unwrap(), serde_json::to_value(&alert).unwrap());
+        let silence = Silence {
+            id: "s1".into(),
+            matchers: [("host".to_string(), "web-1".to_string())].into(),
+            starts_ms: 1,
+            ends_ms: 2,
+            created_by: "ada".into(),
+            comment: "maintenance".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(api_silence(silence.clone())).unwrap(),
+            serde_json::to_value(&silence).unwrap()
+        );
+    }
+
     #[tokio::test]
     async fn a_server_fault_reaches_the_log_layer_but_not_the_client() {
-        let response = ApiError::internal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "storage unavailable",
-            "disk full",
-        )
-        .into_response();
+        let response =
+            ApiError::internal(ErrorCode::StoreUnavailable, "storage unavailable", "disk full").into_response();
         let Some(ServerFault(cause)) = response.extensions().get::<ServerFault>() else {
             panic!("the cause must travel to the logging layer");
         };

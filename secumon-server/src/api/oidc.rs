@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use secumon_api::ErrorCode;
 use serde::Deserialize;
 
 use super::access::ApiJson;
@@ -80,18 +80,14 @@ pub(super) async fn exchange(
 impl From<SsoError> for ApiError {
     fn from(error: SsoError) -> Self {
         let message = error.to_string();
-        let code = error.code();
         match error {
-            SsoError::NotConfigured => ApiError::new(StatusCode::NOT_FOUND, code, message),
-            SsoError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, code, message),
-            SsoError::Session(_) | SsoError::IdToken(_) => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
-            SsoError::Unmapped(_) => ApiError::new(StatusCode::FORBIDDEN, code, message),
-            SsoError::Provider(_) => ApiError::new(StatusCode::BAD_GATEWAY, code, message),
             SsoError::Auth(auth) => auth.into(),
             SsoError::Config(_) => {
                 tracing::error!(error = %message, "single sign-on is misconfigured");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                ApiError::new(ErrorCode::Internal, "internal error")
             }
+            // The code's table gives the status: 404, 400, 401, 403 or 502.
+            other => ApiError::new(other.error_code().unwrap_or(ErrorCode::Internal), message),
         }
     }
 }

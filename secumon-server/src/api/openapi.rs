@@ -8,25 +8,10 @@ use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use secumon_api::{ErrorBody, ErrorDetail};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
-
-/// Every error answer: `{"error": {"code", "message"}}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ErrorDetail {
-    /// Stable and machine-readable: `bad_request`, `unauthenticated`, `forbidden`,
-    /// `not_found`, `conflict`, `rate_limited`, ...
-    code: String,
-    message: String,
-}
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -96,6 +81,10 @@ pub(super) async fn document() -> impl IntoResponse {
 mod tests {
     #[test]
     fn the_document_lists_every_documented_operation_with_the_error_shape() {
+        // OPENAPI_DUMP=FILE writes the document out, to compare it across a change.
+        if let Ok(file) = std::env::var("OPENAPI_DUMP") {
+            std::fs::write(file, &*super::DOCUMENT).unwrap();
+        }
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use secumon_api::{Overview, OverviewGroup, OverviewHost};
 use secumon_core::model::HOST_LABEL;
-use secumon_core::{Labels, now_ms};
+use secumon_core::now_ms;
 use secumon_store::{AgentFilter, Aggregation, RangeQuery, SeriesSelector};
-use serde::{Deserialize, Serialize};
 
 use super::access::ApiQuery;
 use super::agents::AgentView;
@@ -36,85 +36,8 @@ pub(super) fn routes() -> Router<ApiState> {
     Router::new().route("/api/v1/overview", get(overview))
 }
 
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct OverviewParams {
-    /// Rows per page, 1 to 10 000 (default 10 000).
-    limit: Option<u32>,
-    offset: Option<u32>,
-    /// `alerts` (most firing first; default), `name`, `cpu`, `memory`, `disk`, `last_seen`.
-    sort: Option<String>,
-    /// Case-insensitive text the host name, the tenant or a `label=value` must contain.
-    filter: Option<String>,
-    /// `tenant`, or an agent label (`client`, `site`, `role`): rows come group by group,
-    /// and `groups` counts each over every matching host.
-    group_by: Option<String>,
-    /// Every tenant (super-admin only); else the caller's tenant.
-    all_tenants: Option<bool>,
-}
-
-/// One host (agent) on the overview.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct OverviewHost {
-    pub tenant: String,
-    pub agent_id: String,
-    pub host: String,
-    pub labels: Labels,
-    /// `agent`, or `script` (pushing through `POST /ingest`), as in `GET /agents`.
-    #[serde(default = "agent_kind")]
-    pub kind: String,
-    /// `online`, `offline`, `idle` (a script not run lately) or `refused`, as in `GET
-    /// /agents`.
-    pub status: String,
-    pub last_seen_ms: i64,
-    /// Alerts firing with this host's `host` label.
-    pub firing: usize,
-    /// Latest ratios (0-1) within the last 15 minutes; absent when none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<f64>,
-    /// The fullest filesystem.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<f64>,
-    /// Its clock minus the server's, ms; absent when not measured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock_offset_ms: Option<i64>,
-    /// The server re-stamps its data by that offset.
-    #[serde(default)]
-    pub clock_corrected: bool,
-    /// Status `refused`: why its latest batch was refused (a sender whose every batch was
-    /// refused is listed too, from what it sent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused_reason: Option<String>,
-}
-
-/// A group's counts over every host that matches the filter (not only this page's).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct OverviewGroup {
-    /// The tenant or label value; empty for hosts without the label.
-    pub name: String,
-    pub hosts: usize,
-    /// Hosts `offline` or `refused` (an `idle` script is not down).
-    pub down: usize,
-    /// Alerts firing on its hosts.
-    pub firing: usize,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Overview {
-    pub hosts: Vec<OverviewHost>,
-    /// Hosts matching the filter, on every page.
-    pub total: usize,
-    /// Hosts known, before the filter.
-    pub known: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_offset: Option<usize>,
-    /// With `group_by`: every group, in the rows' order.
-    #[serde(default)]
-    pub groups: Vec<OverviewGroup>,
-}
+/// What `GET /overview` takes: the API crate's query, under the name the handler documents.
+pub(super) use secumon_api::OverviewQuery as OverviewParams;
 
 /// The overview's orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,10 +76,6 @@ impl OverviewSort {
         };
         order.then_with(|| (&a.host, &a.tenant, &a.agent_id).cmp(&(&b.host, &b.tenant, &b.agent_id)))
     }
-}
-
-fn agent_kind() -> String {
-    "agent".to_string()
 }
 
 /// Whether `host` counts as down: `offline` or `refused`; neither `online` nor an `idle`

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiState, LogLine, LogsQuery};
+use super::{ApiState, LogLine, LogsQuery, LogsQueryExt, log_line};
 use crate::auth::Caller;
 use crate::live::LiveEvent;
 
@@ -136,7 +136,7 @@ impl Following {
                 self.cursor = last;
             }
             if !page.entries.is_empty() {
-                let lines: Vec<LogLine> = page.entries.into_iter().map(LogLine::from).collect();
+                let lines: Vec<LogLine> = page.entries.into_iter().map(log_line).collect();
                 messages.push(json!({"type": "logs", "host": self.query.host, "logs": lines,
                     "cursor": self.cursor.to_string()}));
             }

@@ -3,7 +3,6 @@
 //! must not raise their own tenant's share of the server.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -13,6 +12,7 @@ use super::{ApiError, ApiState};
 use crate::audit::AuditNote;
 use crate::auth::{Caller, validate_tenant_name};
 use crate::tenant_limits::{IngestGuard, TenantLimitSettings};
+use secumon_api::ErrorCode;
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new().route("/api/v1/tenants/{name}/limits", get(read).put(write))
@@ -43,7 +43,7 @@ async fn existing_tenant(state: &ApiState, caller: &Caller, name: &str) -> Resul
     caller.require_super_admin()?;
     validate_tenant_name(name)?;
     if !state.accounts.tenant_exists(name).await? {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no tenant {name:?}")));
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no tenant {name:?}")));
     }
     Ok(())
 }

@@ -178,16 +178,23 @@ pub enum IdTokenError {
 impl SsoError {
     /// The stable error code the API answers with.
     pub fn code(&self) -> &'static str {
-        match self {
-            SsoError::NotConfigured => "not_found",
-            SsoError::Config(_) => "internal",
-            SsoError::Invalid(_) => "bad_request",
-            SsoError::Session(_) => "unauthenticated",
-            SsoError::Provider(_) => "identity_provider",
-            SsoError::IdToken(_) => "invalid_id_token",
-            SsoError::Unmapped(_) => "forbidden",
-            SsoError::Auth(_) => "auth",
-        }
+        self.error_code().map_or("auth", secumon_api::ErrorCode::as_str)
+    }
+
+    /// The API's error code for this failure (its HTTP status comes from the code's table);
+    /// `None` for an account failure, which has its own codes.
+    pub fn error_code(&self) -> Option<secumon_api::ErrorCode> {
+        use secumon_api::ErrorCode;
+        Some(match self {
+            SsoError::NotConfigured => ErrorCode::NotFound,
+            SsoError::Config(_) => ErrorCode::Internal,
+            SsoError::Invalid(_) => ErrorCode::BadRequest,
+            SsoError::Session(_) => ErrorCode::Unauthenticated,
+            SsoError::Provider(_) => ErrorCode::IdentityProvider,
+            SsoError::IdToken(_) => ErrorCode::InvalidIdToken,
+            SsoError::Unmapped(_) => ErrorCode::Forbidden,
+            SsoError::Auth(_) => return None,
+        })
     }
 }
 

@@ -1,0 +1,232 @@
+//! Alerts, silences and alert history: `/api/v1/alerts*`, `/api/v1/silences*` and
+//! `/api/v1/alert-rules/{id}/history`.
+//!
+//! These mirror the alert engine's own types field for field (this crate does not depend on
+//! `secumon-alert`); the server converts, and its tests check that the JSON is the engine's.
+
+use std::collections::BTreeMap;
+
+use secumon_core::Labels;
+use serde::{Deserialize, Serialize};
+
+/// Where an alert is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Inactive,
+    Pending,
+    Firing,
+    /// Was firing, and its data stopped: not known to be fine, so not resolved.
+    Stale,
+    Resolved,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl AlertState {
+    /// The name the API uses: `firing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inactive => "inactive",
+            Self::Pending => "pending",
+            Self::Firing => "firing",
+            Self::Stale => "stale",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+impl AlertSeverity {
+    /// The name the API uses: `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// Who acknowledged a firing alert, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub at_ms: i64,
+    pub comment: String,
+}
+
+/// An alert that is pending, firing or stale now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Stable for a rule and label set: the same alert has the same id after it comes back.
+    pub id: String,
+    pub rule: String,
+    pub labels: Labels,
+    pub state: AlertState,
+    pub since_ms: i64,
+    /// The value that crossed; NaN (sent as `null`) when there was none.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub value: f64,
+    pub severity: AlertSeverity,
+    pub acknowledged: Option<Acknowledgement>,
+    /// Escalation levels notified so far.
+    pub escalation_level: u32,
+    /// The rule's annotations filled in for this alert (`summary`, `description`, ...).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Since when the alert's data has been missing (state `stale`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_since_ms: Option<i64>,
+    /// When the condition became false while firing (waiting out `resolve_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_since_ms: Option<i64>,
+}
+
+/// A number that JSON carries as `null` when it is NaN (serde_json writes NaN so).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
+/// Alerts pending or firing now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct AlertList {
+    #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
+    pub alerts: Vec<Alert>,
+}
+
+/// `GET /alerts`: which alerts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "schema", into_params(parameter_in = Query))]
+pub struct AlertFilter {
+    /// `pending`, `firing` or `stale` (was firing, its data stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `info`, `warning` or `critical`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+}
+
+/// Counts of the alerts pending or firing now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct AlertStats {
+    pub total: usize,
+    pub by_status: BTreeMap<String, usize>,
+    pub by_severity: BTreeMap<String, usize>,
+    pub acknowledged: usize,
+    /// Notifications that failed for good since the server started.
+    pub delivery_failures: u64,
+}
+
+// `POST /alerts/{id}/acknowledge` (no doc comment: it would change the published schema).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct AcknowledgeRequest {
+    /// Ignored, for older clients: an acknowledgement is recorded as the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// The answer to `POST /alerts/{id}/acknowledge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledged {
+    pub acknowledged: bool,
+}
+
+/// The answer to `POST /alerts/{id}/resolve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub resolved: bool,
+}
+
+/// Mutes alerts whose labels include all of `matchers`, from `starts_ms` to `ends_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// What expiring it early names.
+    #[serde(default)]
+    pub id: String,
+    pub matchers: Labels,
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+    pub created_by: String,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct SilenceList {
+    #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
+    pub silences: Vec<Silence>,
+}
+
+// `POST /silences` (no doc comment: it would change the published schema).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct SilenceRequest {
+    pub matchers: Labels,
+    /// How long from now: `2h`.
+    pub duration: String,
+    /// Ignored, for older clients: a silence is recorded as made by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `GET /alerts/history` and `GET /alert-rules/{id}/history`: which entries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "schema", into_params(parameter_in = Query))]
+pub struct HistoryFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Alert history entries, newest first: `kind` is `transition`, `acknowledged`,
+/// `silence_added`, `rule_created|updated|deleted` or `delivery_failed`.
+// The entries stay JSON objects: each kind has its own fields, recorded by the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct AlertHistory {
+    pub history: Vec<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_without_a_value_reads_back() {
+        let alert = Alert {
+            id: "a".into(),
+            rule: "NoData".into(),
+            labels: Labels::new(),
+            state: AlertState::Firing,
+            since_ms: 1,
+            value: f64::NAN,
+            severity: AlertSeverity::Warning,
+            acknowledged: None,
+            escalation_level: 0,
+            annotations: BTreeMap::new(),
+            stale_since_ms: None,
+            clear_since_ms: None,
+        };
+        let json = serde_json::to_string(&alert).unwrap();
+        assert!(json.contains(r#""value":null"#), "{json}");
+        let back: Alert = serde_json::from_str(&json).unwrap();
+        assert!(back.value.is_nan());
+    }
+}

@@ -1,0 +1,46 @@
+//! The SecuMon REST API (`/api/v1`) as Rust types: what each endpoint takes and answers
+//! (with its OpenAPI schema, feature `schema`), the error codes with the one table of their
+//! HTTP statuses ([`ErrorCode`]), and one typed async client ([`Client`], feature `client`).
+//!
+//! The server answers with these types and the console and the CLI read them, so a change to
+//! the API fails to compile wherever it breaks something. The JSON is the API's wire format:
+//! field names and shapes here are a contract with scripts, the Python bindings and the
+//! published OpenAPI document.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), secumon_api::ClientError> {
+//! use secumon_api::{Client, ErrorCode, OverviewQuery};
+//! let api = Client::builder("http://127.0.0.1:8080").token("smk_…").build()?;
+//! match api.overview(&OverviewQuery::default()).await {
+//!     Ok(overview) => println!("{} hosts", overview.total),
+//!     Err(e) if e.code() == Some(ErrorCode::Unauthenticated) => eprintln!("log in first"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod alerts;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod data;
+pub mod error;
+pub mod logs;
+pub mod metrics;
+pub mod overview;
+pub mod page;
+
+pub use alerts::{
+    AcknowledgeRequest, Acknowledged, Acknowledgement, Alert, AlertFilter, AlertHistory, AlertList, AlertSeverity,
+    AlertState, AlertStats, HistoryFilter, Resolved, Silence, SilenceList, SilenceRequest,
+};
+#[cfg(feature = "client")]
+pub use client::{Client, ClientBuilder, Error as ClientError, TENANT_HEADER};
+pub use data::{CheckList, FindingList, FindingsQuery, LatestCheck};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};
+pub use logs::{LogLine, LogsPage, LogsQuery};
+pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
+pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};
+pub use page::{Page, PageQuery, TenantList};
+/// The core types answers carry as they are (findings, check results, label sets).
+pub use secumon_core::{CheckResult, CheckStatus, Finding, FindingStatus, Labels, Severity};
