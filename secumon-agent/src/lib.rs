@@ -270,7 +270,7 @@ impl Agent {
         }
         // Positions move on only once every line read so far is on disk: lines held in
         // memory would be lost by a restart, so they are read again then.
-        if let Some(tailer) = &self.logs
+        if let Some(tailer) = &mut self.logs
             && self.client.stats().memory.batches == 0
             && let Err(error) = tailer.commit()
         {

@@ -25,6 +25,7 @@ mod memory;
 mod network;
 mod processes;
 mod services;
+mod sockdiag;
 
 use std::path::{Path, PathBuf};
 
@@ -82,7 +83,7 @@ pub fn collectors_for(metrics: &MetricsSection) -> Vec<Box<dyn Collector>> {
                 collectors.push(Box::new(FilesystemCollector::new(proc, &metrics.include_fstypes)));
                 collectors.push(Box::new(DiskIoCollector::new(proc)));
             }
-            MetricFamily::Network => collectors.push(Box::new(NetworkCollector::new(proc))),
+            MetricFamily::Network => collectors.push(Box::new(NetworkCollector::new(proc).with_sock_diag())),
             MetricFamily::Processes => collectors.push(Box::new(ProcessCollector::new(proc, metrics.top_processes))),
             MetricFamily::Services => collectors.push(Box::new(ServiceCollector::new(&metrics.services))),
             MetricFamily::Containers => collectors.push(Box::new(DockerCollector::new(&metrics.docker_socket))),

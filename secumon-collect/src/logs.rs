@@ -156,6 +156,8 @@ pub struct LogTailer {
     first_start: bool,
     journal: Option<JournalFollower>,
     journal_cursor: Option<String>,
+    /// The state as last written by [`LogTailer::commit`].
+    committed: Option<Vec<u8>>,
 }
 
 /// How long a renamed file is read after it last grew, unless set otherwise.
@@ -184,6 +186,7 @@ impl LogTailer {
             first_start,
             journal: None,
             journal_cursor: saved.journal_cursor,
+            committed: None,
         })
     }
 
@@ -241,7 +244,7 @@ impl LogTailer {
     }
 
     /// Saves the positions reached by the polls so far; call once their records are shipped.
-    pub fn commit(&self) -> Result<(), LogError> {
+    pub fn commit(&mut self) -> Result<(), LogError> {
         let state = SavedState {
             files: self.files.iter().map(|(path, tailed)| (path.clone(), tailed.position)).collect(),
             rotated: self
@@ -254,8 +257,15 @@ impl LogTailer {
         let error = |source| LogError::State { path: self.state_path.display().to_string(), source };
         let temporary = self.state_path.with_extension("tmp");
         let bytes = serde_json::to_vec(&state).map_err(|e| error(e.into()))?;
-        std::fs::write(&temporary, bytes).map_err(error)?;
-        std::fs::rename(&temporary, &self.state_path).map_err(error)
+        // Most cycles find no new line: writing the same positions again would cost a file
+        // creation and a rename every cycle for nothing.
+        if self.committed.as_ref() == Some(&bytes) {
+            return Ok(());
+        }
+        std::fs::write(&temporary, &bytes).map_err(error)?;
+        std::fs::rename(&temporary, &self.state_path).map_err(error)?;
+        self.committed = Some(bytes);
+        Ok(())
     }
 
     fn matching_paths(&self) -> Vec<PathBuf> {
@@ -594,6 +604,30 @@ mod tests {
 
         let mut tailer = LogTailer::open(&patterns, &state).unwrap();
         assert!(tailer.poll(8).is_empty(), "nothing repeated after a restart");
+    }
+
+    #[test]
+    fn unchanged_positions_are_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let state = dir.path().join("positions.json");
+        append(&log, "history\n");
+        let mut tailer = LogTailer::open(&[format!("{}/*.log", dir.path().display())], &state).unwrap();
+        tailer.poll(1);
+        tailer.commit().unwrap();
+        // Each write replaces the file by a rename, so a new inode means it was written.
+        let inode = |path: &Path| std::fs::metadata(path).unwrap().ino();
+        let first = inode(&state);
+        assert!(tailer.poll(2).is_empty());
+        tailer.commit().unwrap();
+        assert_eq!(inode(&state), first, "nothing read, nothing written");
+        append(&log, "news\n");
+        assert_eq!(lines(&tailer.poll(3)), vec!["news"]);
+        tailer.commit().unwrap();
+        assert_ne!(inode(&state), first, "new positions are written");
+        drop(tailer);
+        let mut tailer = LogTailer::open(&[format!("{}/*.log", dir.path().display())], &state).unwrap();
+        assert!(tailer.poll(4).is_empty(), "the saved positions are the last ones");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use secumon_core::{Labels, Sample};
 
+use crate::sockdiag::{self, TCP_STATE_COUNT};
 use crate::{CollectError, Collector, parse_error, read_proc};
 
 /// Column of `/proc/net/dev` (after the interface name) and the series it feeds.
@@ -22,12 +23,65 @@ const COLUMNS: [(usize, &str); 8] = [
 /// `network_tcp_connections{family,state}`, `network_udp_sockets{family}`.
 pub struct NetworkCollector {
     root: PathBuf,
+    /// Count TCP sockets through `sock_diag` rather than `/proc/net/tcp{,6}`: the same
+    /// figures at a fifth of the CPU (see the `sockdiag` module). Turned off for good the
+    /// first time the kernel refuses it (no `inet_diag`).
+    sock_diag: bool,
 }
 
 impl NetworkCollector {
+    /// Reads everything from files under `proc_root`.
     pub fn new(proc_root: &Path) -> Self {
-        Self { root: proc_root.to_path_buf() }
+        Self { root: proc_root.to_path_buf(), sock_diag: false }
     }
+
+    /// Asks the kernel for the TCP socket states through netlink (for this process's network
+    /// namespace, as `/proc/net/tcp` would give them), reading the files only if it refuses.
+    #[must_use]
+    pub fn with_sock_diag(mut self) -> Self {
+        self.sock_diag = true;
+        self
+    }
+
+    /// TCP sockets by state, per family; IPv6 only where the kernel has it.
+    fn tcp_states(&mut self) -> Result<Vec<(&'static str, [u64; TCP_STATES.len()])>, CollectError> {
+        if self.sock_diag {
+            match sockdiag::tcp_states() {
+                Ok(counts) => {
+                    let mut families = vec![("ipv4", counts.ipv4)];
+                    // The file is not read, only looked up: it exists when IPv6 does.
+                    if self.root.join("net/tcp6").exists() {
+                        families.push(("ipv6", counts.ipv6));
+                    }
+                    return Ok(families);
+                }
+                Err(error) => {
+                    tracing::info!(%error, "counting TCP sockets from /proc/net/tcp instead");
+                    self.sock_diag = false;
+                }
+            }
+        }
+        let mut families = Vec::with_capacity(2);
+        for (file, family) in [("net/tcp", "ipv4"), ("net/tcp6", "ipv6")] {
+            // A kernel without IPv6 has no tcp6: nothing to count.
+            let Ok((path, table)) = read_proc(&self.root, file) else { continue };
+            families.push((family, count_tcp_states(&path, &table)?));
+        }
+        Ok(families)
+    }
+}
+
+/// Sockets per state in a `/proc/net/tcp` table.
+fn count_tcp_states(path: &Path, table: &str) -> Result<[u64; TCP_STATES.len()], CollectError> {
+    let mut by_state = [0u64; TCP_STATES.len()];
+    for line in table.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let code = line.split_ascii_whitespace().nth(3).and_then(|st| u8::from_str_radix(st, 16).ok());
+        match code {
+            Some(code @ 1..=12) => by_state[usize::from(code) - 1] += 1,
+            _ => return Err(parse_error(path, format!("bad socket line {line:?}"))),
+        }
+    }
+    Ok(by_state)
 }
 
 impl Collector for NetworkCollector {
@@ -59,17 +113,7 @@ impl Collector for NetworkCollector {
                 out.push(Sample::new(name, labels.clone(), timestamp_ms, numbers[column] as f64));
             }
         }
-        for (file, family) in [("net/tcp", "ipv4"), ("net/tcp6", "ipv6")] {
-            // A kernel without IPv6 has no tcp6: nothing to count.
-            let Ok((path, table)) = read_proc(&self.root, file) else { continue };
-            let mut by_state = [0u64; TCP_STATES.len()];
-            for line in table.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-                let code = line.split_ascii_whitespace().nth(3).and_then(|st| u8::from_str_radix(st, 16).ok());
-                match code {
-                    Some(code @ 1..=12) => by_state[usize::from(code) - 1] += 1,
-                    _ => return Err(parse_error(&path, format!("bad socket line {line:?}"))),
-                }
-            }
+        for (family, by_state) in self.tcp_states()? {
             for (state, count) in TCP_STATES.iter().zip(by_state) {
                 let labels = Labels::from([
                     ("family".to_string(), family.to_string()),
@@ -89,7 +133,7 @@ impl Collector for NetworkCollector {
 }
 
 /// TCP states in the kernel's numbering (`st` column of `/proc/net/tcp`), from 1.
-const TCP_STATES: [&str; 12] = [
+const TCP_STATES: [&str; TCP_STATE_COUNT] = [
     "established",
     "syn_sent",
     "syn_recv",
@@ -186,6 +230,41 @@ eth0: 987654321 12345 3 4 0 0 0 17 123456789 6789 5 6 0 0 0 0\n";
         });
         assert!(listening.is_some_and(|s| s.value >= 1.0), "our listener is counted: {listening:?}");
         drop(listener);
+    }
+
+    #[test]
+    fn sock_diag_agrees_with_proc_net_tcp() {
+        // Sockets of our own, listening and established, so the comparison is not of zeros.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _server = listener.accept().unwrap();
+        let _listener6 = std::net::TcpListener::bind("[::1]:0"); // where the machine has IPv6
+        let mut files = NetworkCollector::new(Path::new("/proc"));
+        let mut netlink = NetworkCollector::new(Path::new("/proc")).with_sock_diag();
+        // Other programs open and close sockets meanwhile: both readings must agree at a
+        // moment the machine is quiet (the files read the same before and after), looked for
+        // over up to ten seconds.
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let before = files.tcp_states().unwrap();
+            let asked = netlink.tcp_states().unwrap();
+            if !netlink.sock_diag {
+                secumon_core::testing::peer_missing("the kernel refuses sock_diag (no inet_diag)");
+                return;
+            }
+            let after = files.tcp_states().unwrap();
+            if before == after && asked == before {
+                let ipv4 = asked.iter().find(|(family, _)| *family == "ipv4").unwrap().1;
+                assert!(ipv4[0] >= 2, "our connection, both ends, is established: {ipv4:?}");
+                assert!(ipv4[9] >= 1, "our listener listens: {ipv4:?}");
+                return;
+            }
+            seen.truncate(4); // the first few disagreements are enough to read
+            seen.push((before, asked, after));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("sock_diag and /proc/net/tcp never agreed: {seen:?}");
     }
 
     #[test]

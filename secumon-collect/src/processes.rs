@@ -2,12 +2,13 @@
 //! and by memory with their name, pid, user, CPU ratio and resident memory.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use secumon_core::{Labels, Sample};
 
-use crate::{CollectError, Collector, read_proc};
+use crate::{CollectError, Collector};
 
 /// One process as read this cycle.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +89,16 @@ impl ProcessCollector {
     }
 }
 
+/// Reads a small file whole into `text`, with as few system calls as the kernel allows: an
+/// open, a read of the content, a read that finds the end. (`read_to_string` first asks the
+/// file's size, which `/proc` gives as 0, then probes with a 32-byte read.)
+fn read_small(path: &Path, text: &mut String) -> std::io::Result<()> {
+    use std::io::Read;
+    text.clear();
+    // `Take` has no size query of its own: it reads straight into the spare capacity.
+    File::open(path)?.take(u64::MAX).read_to_string(text).map(drop)
+}
+
 /// uid → name from a passwd file; an unreadable file just means numeric users.
 fn read_users(passwd: &Path) -> HashMap<u32, String> {
     std::fs::read_to_string(passwd)
@@ -110,15 +121,26 @@ impl Collector for ProcessCollector {
     fn collect(&mut self, timestamp_ms: i64, out: &mut Vec<Sample>) -> Result<(), CollectError> {
         let entries = std::fs::read_dir(&self.root)
             .map_err(|source| CollectError::Read { path: self.root.display().to_string(), source })?;
+        // Every process costs a path lookup, an open and reads in the kernel: the one file
+        // read, into one reused buffer, without the size query and probe read of
+        // `read_to_string`; the owner is looked up later for the few processes reported.
+        let mut path = self.root.clone();
+        let mut text = String::with_capacity(1024);
         let mut processes = Vec::new();
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some(pid) = file_name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+            path.push(pid);
+            path.push("stat");
             // A process may exit between listing and reading: that is not an error.
-            let Ok((_, text)) = read_proc(&self.root, &format!("{pid}/stat")) else { continue };
+            let read = read_small(&path, &mut text);
+            path.pop();
+            path.pop();
+            if read.is_err() {
+                continue;
+            }
             let Some(stat) = parse_pid_stat(&text) else { continue };
-            let uid = entry.metadata().map(|m| m.uid()).unwrap_or(u32::MAX);
-            processes.push((stat, uid));
+            processes.push(stat);
         }
 
         let mut by_state: HashMap<&'static str, u64> =
@@ -126,7 +148,7 @@ impl Collector for ProcessCollector {
         let mut threads = 0;
         let mut current = HashMap::with_capacity(processes.len());
         let mut ranked = Vec::with_capacity(processes.len());
-        for (stat, uid) in &processes {
+        for stat in &processes {
             *by_state.entry(state_name(stat.state)).or_default() += 1;
             threads += stat.threads;
             let key = (stat.pid, stat.start_ticks);
@@ -136,7 +158,7 @@ impl Collector for ProcessCollector {
                     .then(|| (stat.cpu_ticks - ticks) as f64 / self.ticks_per_second / seconds)
             });
             current.insert(key, (stat.cpu_ticks, timestamp_ms));
-            ranked.push((stat, *uid, cpu_ratio));
+            ranked.push((stat, cpu_ratio));
         }
         self.previous = current;
 
@@ -148,15 +170,18 @@ impl Collector for ProcessCollector {
 
         // The union of the top N by CPU and the top N by memory.
         let mut chosen = std::collections::BTreeSet::new();
-        ranked.sort_by(|a, b| b.2.unwrap_or(0.0).total_cmp(&a.2.unwrap_or(0.0)));
-        chosen.extend(ranked.iter().take(self.top).filter(|p| p.2.is_some()).map(|p| p.0.pid));
+        ranked.sort_by(|a, b| b.1.unwrap_or(0.0).total_cmp(&a.1.unwrap_or(0.0)));
+        chosen.extend(ranked.iter().take(self.top).filter(|p| p.1.is_some()).map(|p| p.0.pid));
         ranked.sort_by_key(|p| std::cmp::Reverse(p.0.rss_pages));
         chosen.extend(ranked.iter().take(self.top).map(|p| p.0.pid));
-        for (stat, uid, cpu_ratio) in ranked.iter().filter(|p| chosen.contains(&p.0.pid)) {
+        for (stat, cpu_ratio) in ranked.iter().filter(|p| chosen.contains(&p.0.pid)) {
+            // `/proc/<pid>` belongs to the process's effective user. One that has exited
+            // since its stat was read is left out rather than reported under no user.
+            let Ok(owner) = std::fs::metadata(self.root.join(stat.pid.to_string())) else { continue };
             let labels = Labels::from([
                 ("pid".to_string(), stat.pid.to_string()),
                 ("name".to_string(), stat.name.clone()),
-                ("user".to_string(), self.user_name(*uid)),
+                ("user".to_string(), self.user_name(owner.uid())),
             ]);
             if let Some(ratio) = cpu_ratio {
                 out.push(Sample::new("process_cpu_ratio", labels.clone(), timestamp_ms, *ratio));

@@ -11,6 +11,9 @@ use zbus::zvariant::OwnedObjectPath;
 
 use crate::{CollectError, Collector};
 
+/// Where the system bus listens unless `DBUS_SYSTEM_BUS_ADDRESS` says otherwise (D-Bus
+/// specification).
+const SYSTEM_BUS_SOCKET: &str = "/var/run/dbus/system_bus_socket";
 /// How long to wait before asking an unavailable bus again.
 const RETRY_UNAVAILABLE: Duration = Duration::from_secs(300);
 /// The states a unit's `systemd_unit_state` series cover, one series each, 1 for the current.
@@ -26,6 +29,8 @@ pub struct ServiceCollector {
     watched: Vec<String>,
     /// D-Bus address; the system bus when `None`.
     address: Option<String>,
+    /// The system bus's socket, looked for before zbus is asked to connect to it.
+    system_socket: std::path::PathBuf,
     connection: Option<Connection>,
     unavailable_since: Option<Instant>,
     last_reason: String,
@@ -38,6 +43,7 @@ impl ServiceCollector {
         Self {
             watched: watched.to_vec(),
             address: None,
+            system_socket: SYSTEM_BUS_SOCKET.into(),
             connection: None,
             unavailable_since: None,
             last_reason: String::new(),
@@ -61,6 +67,17 @@ impl ServiceCollector {
     fn list_units(&mut self) -> Result<Vec<UnitEntry>, CollectError> {
         if self.unavailable_since.is_some_and(|since| since.elapsed() < RETRY_UNAVAILABLE) {
             return Err(CollectError::Unavailable { collector: "services", reason: self.last_reason.clone() });
+        }
+        // Without a system bus (containers, machines without systemd), zbus is not asked at
+        // all: a connection attempt leaves its I/O threads behind, one of which wakes twice a
+        // second for the rest of the agent's life.
+        if self.connection.is_none()
+            && self.address.is_none()
+            && std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_none()
+            && !self.system_socket.exists()
+        {
+            let reason = format!("no D-Bus system bus: {} does not exist", self.system_socket.display());
+            return Err(self.unavailable(reason));
         }
         if self.connection.is_none() {
             self.connection_attempts += 1;
@@ -240,5 +257,25 @@ mod tests {
             assert_eq!(again.to_string(), first.to_string());
         }
         assert_eq!(collector.connection_attempts, 1, "no new attempt inside the retry window");
+    }
+
+    #[test]
+    fn without_a_system_bus_socket_zbus_is_not_asked() {
+        if std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_some() {
+            eprintln!("skipped: DBUS_SYSTEM_BUS_ADDRESS names the system bus here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut collector = ServiceCollector::new(&[]);
+        collector.system_socket = dir.path().join("system_bus_socket");
+        let error = collector.collect(1, &mut Vec::new()).unwrap_err();
+        assert!(matches!(error, CollectError::Unavailable { collector: "services", .. }), "{error}");
+        assert!(error.to_string().contains("system_bus_socket does not exist"), "{error}");
+        assert_eq!(collector.connection_attempts, 0);
+        // Once there is a socket, the next attempt (after the usual wait) asks zbus.
+        std::fs::write(&collector.system_socket, b"").unwrap();
+        collector.unavailable_since = None;
+        let error = collector.collect(2, &mut Vec::new()).unwrap_err();
+        assert_eq!(collector.connection_attempts, 1, "{error}");
     }
 }
