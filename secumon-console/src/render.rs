@@ -698,6 +698,16 @@ mod tests {
         assert_eq!(clock_offset(Some(-7_500_000)), "-2h05m");
     }
 
+    /// The foreground colour of the first cell of `needle` on an 80×24 screen.
+    fn colour_on_80x24(buffer: &ratatui::buffer::Buffer, needle: &str) -> Color {
+        let y = (0..24)
+            .find(|&y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>().contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen"));
+        let row: String = (0..80).map(|x| buffer[(x, y)].symbol()).collect();
+        let x = row.find(needle).unwrap() as u16;
+        buffer[(x, y)].fg
+    }
+
     #[test]
     fn a_corrected_clock_is_red_a_small_offset_yellow() {
         let mut app = app();
@@ -705,14 +715,7 @@ mod tests {
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
         terminal.draw(|frame| render(&app, frame)).unwrap();
         let buffer = terminal.backend().buffer().clone();
-        let colour_of = |needle: &str| {
-            let y = (0..24)
-                .find(|&y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>().contains(needle))
-                .unwrap();
-            let row: String = (0..80).map(|x| buffer[(x, y)].symbol()).collect();
-            let x = row.find(needle).unwrap() as u16;
-            buffer[(x, y)].fg
-        };
+        let colour_of = |needle: &str| colour_on_80x24(&buffer, needle);
         assert_eq!(colour_of("+2h00m"), Color::Red);
         assert_eq!(colour_of("+3.0s"), Color::Yellow);
     }
@@ -730,13 +733,7 @@ mod tests {
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
         terminal.draw(|frame| render(&app, frame)).unwrap();
         let buffer = terminal.backend().buffer().clone();
-        let colour_of = |needle: &str| {
-            let y = (0..24)
-                .find(|&y| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>().contains(needle))
-                .unwrap_or_else(|| panic!("{needle} not on screen"));
-            let row: String = (0..80).map(|x| buffer[(x, y)].symbol()).collect();
-            buffer[(row.find(needle).unwrap() as u16, y)].fg
-        };
+        let colour_of = |needle: &str| colour_on_80x24(&buffer, needle);
         assert_eq!(colour_of("idle"), Color::DarkGray);
         assert_eq!(colour_of("offline"), Color::Red);
         // Grouped, the header counts db-1 down, not the script.
