@@ -322,6 +322,32 @@ fn everything_acked(stats: &PushStats) -> bool {
     stats.spool.acked_through + 1 == stats.spool.next_sequence
 }
 
+/// After a first run that made `1..=first_run_made` and later runs that made `restarted`:
+/// only those sequences were stored, and stored + dropped + lost at a stop = made.
+fn assert_runs_accounted(
+    stored: &BTreeSet<u64>,
+    first_run_made: u64,
+    restarted: std::ops::Range<u64>,
+    dropped: u64,
+    lost_at_stop: u64,
+) {
+    let made = first_run_made + (restarted.end - restarted.start);
+    assert!(
+        stored.iter().all(|s| (1..=first_run_made).contains(s) || restarted.contains(s)),
+        "only sequences the runs made"
+    );
+    assert_eq!(
+        stored.len() as u64 + dropped + lost_at_stop,
+        made,
+        "delivered {} + dropped {dropped} + lost at stop {lost_at_stop} = made {made}",
+        stored.len()
+    );
+    eprintln!(
+        "made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}, restarted {restarted:?}",
+        stored.len()
+    );
+}
+
 /// Delivers what a stopped agent left in its spool with a bare push client, as the
 /// agent's next start would; returns the client's counters.
 async fn drain(spool_dir: &Path, endpoint: SocketAddr) -> PushStats {
@@ -534,24 +560,8 @@ async fn read_only_spool_keeps_delivering_and_a_restart_on_it_reuses_no_sequence
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let stored = stored_sequences(&ledger);
-    let made = first_run_made + (drained.spool.next_sequence - restarted_from);
     let dropped = first_run.memory.dropped + second_run.memory.dropped + first_run.spool.dropped_full;
-    assert!(
-        stored
-            .iter()
-            .all(|s| (1..=first_run_made).contains(s) || (restarted_from..drained.spool.next_sequence).contains(s)),
-        "only sequences the two runs made"
-    );
-    assert_eq!(
-        stored.len() as u64 + dropped + lost_at_stop,
-        made,
-        "delivered {} + dropped {dropped} + lost at stop {lost_at_stop} = made {made}",
-        stored.len()
-    );
-    eprintln!(
-        "made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}, restarted from {restarted_from}, drained {drained:?}",
-        stored.len()
-    );
+    assert_runs_accounted(&stored, first_run_made, restarted_from..drained.spool.next_sequence, dropped, lost_at_stop);
     assert_store_agrees(&server.server, &stored).await;
     server.stop().await;
 }
@@ -668,21 +678,8 @@ async fn session_renewal_on_a_full_disk_keeps_delivering_and_survives_a_restart(
     let committed_unacked = stored.iter().filter(|s| unacked.contains(s)).count() as u64;
     let lost_at_stop = unacked.clone().count() as u64 - committed_unacked;
     assert!(lost_at_stop <= first_run.memory.batches, "lost at the stop: {lost_at_stop}, {first_run:?}");
-    let made = first_run_made + (drained.spool.next_sequence - restarted_from);
     let dropped: u64 = [first_run, second_run, third_run].iter().map(|s| s.memory.dropped + s.spool.dropped_full).sum();
-    assert!(
-        stored
-            .iter()
-            .all(|s| (1..=first_run_made).contains(s) || (restarted_from..drained.spool.next_sequence).contains(s)),
-        "only sequences the runs made"
-    );
-    assert_eq!(
-        stored.len() as u64 + dropped + lost_at_stop,
-        made,
-        "delivered {} + dropped {dropped} + lost at stop {lost_at_stop} = made {made}",
-        stored.len()
-    );
-    eprintln!("made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}", stored.len());
+    assert_runs_accounted(&stored, first_run_made, restarted_from..drained.spool.next_sequence, dropped, lost_at_stop);
     assert_store_agrees(&server.server, &stored).await;
     server.stop().await;
 }
