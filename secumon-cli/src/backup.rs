@@ -120,10 +120,22 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
 
 /// Size and SHA-256 of a file, as the manifest lists it.
 fn describe(path: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    let hex: String = digest.as_ref().iter().map(|byte| format!("{byte:02x}")).collect();
-    Ok(json!({"bytes": bytes.len(), "sha256": hex}))
+    use std::io::Read;
+    // Streamed: a store can be many gigabytes.
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let read = file.read(&mut buffer).with_context(|| format!("cannot read {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        context.update(&buffer[..read]);
+        bytes += read as u64;
+    }
+    let hex: String = context.finish().as_ref().iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(json!({"bytes": bytes, "sha256": hex}))
 }
 
 fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
