@@ -253,6 +253,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr) -> AgentSettings {
         session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),
+        managed: None,
     }
 }
 
@@ -346,6 +347,15 @@ fn assert_runs_accounted(
         "made {made}, stored {}, dropped {dropped}, lost at stop {lost_at_stop}, restarted {restarted:?}",
         stored.len()
     );
+}
+
+/// Batches a stopped run made after its last acknowledgement that never reached the store:
+/// they were only in memory, which dies with the process. Counted once everything is
+/// delivered, since a batch sent just before the stop may be committed after it.
+fn lost_at_stop(stored: &BTreeSet<u64>, unacked: std::ops::RangeInclusive<u64>, run: &PushStats) -> u64 {
+    let lost = unacked.filter(|s| !stored.contains(s)).count() as u64;
+    assert!(lost <= run.memory.batches, "lost at the stop: {lost}, {run:?}");
+    lost
 }
 
 /// Delivers what a stopped agent left in its spool with a bare push client, as the
@@ -535,11 +545,9 @@ async fn read_only_spool_keeps_delivering_and_a_restart_on_it_reuses_no_sequence
     let first_run = agent.stop().await;
     let first_run_made = first_run.spool.next_sequence - 1;
     // Batches made after the last acknowledgement were only in memory, which dies with the
-    // process (the agent logs it): lost, unless the server committed one just before the
-    // stop without the acknowledgement getting back.
+    // process (the agent logs it): lost, unless the server committed one without the
+    // acknowledgement getting back (see `lost_at_stop`).
     let unacked = first_run.spool.acked_through + 1..=first_run_made;
-    let committed_unacked = ledger.all().iter().filter(|c| unacked.contains(&c.sequence)).count() as u64;
-    let lost_at_stop = unacked.count() as u64 - committed_unacked;
     assert_eq!(first_run.spool.pending_batches, 0, "nothing spooled on the read-only disk: {first_run:?}");
     let stored_before = ledger.count();
     let agent = start_agent(settings(&state_dir, grpc));
@@ -547,7 +555,7 @@ async fn read_only_spool_keeps_delivering_and_a_restart_on_it_reuses_no_sequence
     assert!(restarted_from > first_run_made, "restart on a stale state: {restarted_from} after {first_run_made}");
     agent.wait("delivering after restart", Duration::from_secs(10), |s| s.committed >= 5).await;
     // (A batch of the first run sent just before its stop may be committed after it.)
-    let late = |c: &Committed| (first_run.spool.acked_through + 1..=first_run_made).contains(&c.sequence);
+    let late = |c: &Committed| unacked.contains(&c.sequence);
     let since_restart = ledger.since(stored_before);
     assert!(since_restart.iter().all(|c| c.sequence >= restarted_from || late(c)), "{since_restart:?}");
 
@@ -561,6 +569,7 @@ async fn read_only_spool_keeps_delivering_and_a_restart_on_it_reuses_no_sequence
 
     let stored = stored_sequences(&ledger);
     let dropped = first_run.memory.dropped + second_run.memory.dropped + first_run.spool.dropped_full;
+    let lost_at_stop = lost_at_stop(&stored, unacked, &first_run);
     assert_runs_accounted(&stored, first_run_made, restarted_from..drained.spool.next_sequence, dropped, lost_at_stop);
     assert_store_agrees(&server.server, &stored).await;
     server.stop().await;
@@ -675,9 +684,7 @@ async fn session_renewal_on_a_full_disk_keeps_delivering_and_survives_a_restart(
 
     // The account: each sequence stored once; lost only what the first run held in memory.
     let stored = stored_sequences(&ledger);
-    let committed_unacked = stored.iter().filter(|s| unacked.contains(s)).count() as u64;
-    let lost_at_stop = unacked.clone().count() as u64 - committed_unacked;
-    assert!(lost_at_stop <= first_run.memory.batches, "lost at the stop: {lost_at_stop}, {first_run:?}");
+    let lost_at_stop = lost_at_stop(&stored, unacked, &first_run);
     let dropped: u64 = [first_run, second_run, third_run].iter().map(|s| s.memory.dropped + s.spool.dropped_full).sum();
     assert_runs_accounted(&stored, first_run_made, restarted_from..drained.spool.next_sequence, dropped, lost_at_stop);
     assert_store_agrees(&server.server, &stored).await;
