@@ -18,14 +18,18 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 
 use secumon_collect::{CollectError, Collector, LogError, LogTailer, collectors_for};
-use secumon_core::config::{LogsSection, MetricsSection, TlsSection};
+use secumon_core::config::{LogsSection, MetricsSection, ProbeModeSection, TlsSection};
+use secumon_core::proto::AgentConfigUpdate;
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
 use secumon_scan::ScheduledCheck;
-use secumon_transport::{PushClient, PushClientConfig, SessionFile, TlsMaterial, TransportError};
+use secumon_transport::{ConfigStatus, PushClient, PushClientConfig, SessionFile, TlsMaterial, TransportError};
 
+mod managed;
 mod probe;
 mod setup;
 
+use managed::{Managed, Parts};
+pub use managed::{ManagedBase, with_services};
 use probe::{Origin, run_checks};
 pub use probe::{Probe, probe_mode_checks};
 pub use setup::{SetupOptions, SetupReport, setup};
@@ -70,6 +74,9 @@ pub struct AgentSettings {
     pub logs: LogsSection,
     /// Checks of `probe_mode`, run beside the collectors.
     pub probe_checks: Vec<ScheduledCheck>,
+    /// The configuration file managed documents from the server are laid over; without
+    /// one the agent refuses them (and runs these settings).
+    pub managed: Option<ManagedBase>,
 }
 
 impl AgentSettings {
@@ -86,6 +93,7 @@ impl AgentSettings {
             session: config.collector.tls.session.clone().map(SessionFile::new),
             logs: config.logs.clone(),
             probe_checks: probe_mode_checks(&config.probe_mode),
+            managed: None,
         })
     }
 }
@@ -139,6 +147,25 @@ pub struct Agent {
     /// Collectors whose last run failed, so a lasting failure is logged once.
     failing: HashSet<&'static str>,
     logs: Option<LogTailer>,
+    /// The managed document it runs (the empty version: its file alone).
+    managed: Managed,
+    /// What its batches tell the server of it.
+    config_status: ConfigStatus,
+    /// What the running probe checks were built from, once a managed document built them.
+    probe_mode: Option<ProbeModeSection>,
+}
+
+/// The probe-mode checks running beside the collectors, and their own stop.
+struct Probing {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Probing {
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
 }
 
 impl Agent {
@@ -149,27 +176,66 @@ impl Agent {
 
     /// [`Agent::open`], with the push client's settings (spool and memory bounds, backoff)
     /// adjusted by `tune` after they are derived from `settings`.
-    pub fn open_with(settings: AgentSettings, tune: impl FnOnce(&mut PushClientConfig)) -> Result<Self, AgentError> {
+    pub fn open_with(
+        mut settings: AgentSettings,
+        tune: impl FnOnce(&mut PushClientConfig),
+    ) -> Result<Self, AgentError> {
         let agent_id = load_or_create_agent_id(&settings.state_dir)?;
-        let logs = if settings.logs.enabled {
-            let mut tailer = LogTailer::open(&settings.logs.sources, &settings.state_dir.join("log-positions.json"))?
-                .with_rotation_grace(settings.logs.rotation_grace);
-            if settings.logs.journald {
-                tailer.follow_journal(Path::new("journalctl"));
-            }
-            Some(tailer)
-        } else {
-            None
-        };
         let mut push = PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
         push.session = settings.session.clone();
         tune(&mut push);
         let client = PushClient::open(push)?;
-        let collectors = collectors_for(&settings.metrics);
-        tracing::info!(%agent_id, host = %settings.host, interval = ?settings.metrics.interval, "agent ready");
-        Ok(Self { settings, agent_id, client, collectors, failing: HashSet::new(), logs })
+        // The managed document the last run ran, at once: the server may be away.
+        let unmanaged = Managed { version: String::new(), document: serde_json::json!({}) };
+        let mut config_status = ConfigStatus::default();
+        let saved = settings.managed.as_ref().zip(Managed::load(&settings.state_dir));
+        let (parts, managed) = match saved
+            .map(|(base, saved)| (managed::build(base, &saved, &settings.state_dir), saved))
+        {
+            Some((Ok(parts), saved)) => (parts, saved),
+            Some((Err(reason), saved)) => {
+                tracing::warn!(version = %saved.version, %reason, "the saved managed configuration no longer applies; running the file's");
+                (config_status.refused, config_status.error) = (saved.version, reason);
+                (Self::file_parts(&mut settings)?, unmanaged)
+            }
+            None => (Self::file_parts(&mut settings)?, unmanaged),
+        };
+        config_status.running = managed.version.clone();
+        client.report_config(config_status.clone());
+        let mut agent = Self {
+            settings,
+            agent_id,
+            client,
+            collectors: Vec::new(),
+            failing: HashSet::new(),
+            logs: None,
+            managed,
+            config_status,
+            probe_mode: None,
+        };
+        agent.swap_in(parts);
+        tracing::info!(agent_id = %agent.agent_id, host = %agent.settings.host, interval = ?agent.settings.metrics.interval,
+            managed = %agent.managed.version, "agent ready");
+        Ok(agent)
+    }
+
+    /// The parts the settings themselves ask for.
+    fn file_parts(settings: &mut AgentSettings) -> Result<Parts, AgentError> {
+        let checks = std::mem::take(&mut settings.probe_checks);
+        managed::build_parts(settings.metrics.clone(), settings.logs.clone(), checks, &settings.state_dir)
+    }
+
+    /// Runs `parts` from now on (the probe checks once `run` starts them).
+    fn swap_in(&mut self, parts: Parts) {
+        self.collectors = parts.collectors;
+        self.failing.clear();
+        self.logs = parts.tailer;
+        self.settings.metrics = parts.metrics;
+        self.settings.logs = parts.logs;
+        self.settings.probe_checks = parts.probe_checks;
+        self.probe_mode = parts.probe_mode;
     }
 
     /// The stable id this agent pushes under.
@@ -182,24 +248,14 @@ impl Agent {
         self.client.clone()
     }
 
-    /// Collects every interval and delivers in the background until `shutdown` completes.
-    /// What was not delivered by then stays in the spool for the next run.
+    /// Collects every interval and delivers in the background until `shutdown` completes,
+    /// applying the managed configurations the server sends. What was not delivered by
+    /// then stays in the spool for the next run.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = pin!(shutdown);
         let (stop, mut pusher) = spawn_pusher(self.client.clone());
-        let checks = std::mem::take(&mut self.settings.probe_checks);
-        let probing = (!checks.is_empty()).then(|| {
-            let origin = Origin {
-                agent_id: self.agent_id.clone(),
-                host: self.settings.host.clone(),
-                labels: self.settings.labels.clone(),
-            };
-            let mut stopped = stop.subscribe();
-            let done = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            tokio::spawn(run_checks(checks, PROBE_MODE_CONCURRENCY, self.client.clone(), origin, done))
-        });
+        let mut probing = self.start_probing();
+        let mut updates = self.client.config_updates();
         let mut ticker = tokio::time::interval(self.settings.metrics.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The pusher ends before the shutdown only when the server revoked this agent:
@@ -212,6 +268,26 @@ impl Agent {
                     pusher_done = true;
                     break;
                 }
+                Ok(()) = updates.changed() => {
+                    let Some(update) = updates.borrow_and_update().clone() else { continue };
+                    let interval = self.settings.metrics.interval;
+                    let probes = self.probe_mode.clone();
+                    if self.apply(update) {
+                        if self.settings.metrics.interval != interval {
+                            // The next batch one new interval from now, and so on.
+                            let first = tokio::time::Instant::now() + self.settings.metrics.interval;
+                            ticker = tokio::time::interval_at(first, self.settings.metrics.interval);
+                            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
+                        if self.probe_mode != probes {
+                            if let Some(running) = probing.take() {
+                                running.stop().await;
+                            }
+                            probing = self.start_probing();
+                        }
+                    }
+                    continue;
+                }
                 _ = ticker.tick() => {}
             }
             // Not raced against the shutdown: a batch half-way into the spool is finished,
@@ -220,12 +296,78 @@ impl Agent {
         }
         stop.send_replace(true);
         if let Some(probing) = probing {
-            let _ = probing.await;
+            probing.stop().await;
         }
         if !pusher_done {
             let _ = pusher.await;
         }
         tracing::info!(agent_id = %self.agent_id, "agent stopped");
+    }
+
+    /// Starts the probe-mode checks, if there are any.
+    fn start_probing(&mut self) -> Option<Probing> {
+        let checks = std::mem::take(&mut self.settings.probe_checks);
+        if checks.is_empty() {
+            return None;
+        }
+        let origin = Origin {
+            agent_id: self.agent_id.clone(),
+            host: self.settings.host.clone(),
+            labels: self.settings.labels.clone(),
+        };
+        let (stop, mut stopped) = watch::channel(false);
+        let done = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let task = tokio::spawn(run_checks(checks, PROBE_MODE_CONCURRENCY, self.client.clone(), origin, done));
+        Some(Probing { stop, task })
+    }
+
+    /// Runs the managed configuration `update` names, or refuses it and keeps the one it
+    /// runs; either way the next batches say so. Returns whether it now runs another one.
+    fn apply(&mut self, update: AgentConfigUpdate) -> bool {
+        let refused_before = !self.config_status.refused.is_empty() && update.version == self.config_status.refused;
+        if update.version == self.managed.version || refused_before {
+            return false;
+        }
+        let parsed = if update.version.is_empty() {
+            Ok(serde_json::json!({}))
+        } else {
+            serde_json::from_str(&update.document_json).map_err(|e| format!("not a JSON document: {e}"))
+        };
+        let built = parsed.and_then(|document| {
+            let managed = Managed { version: update.version.clone(), document };
+            let Some(base) = &self.settings.managed else {
+                return Err("this agent runs without a configuration file to lay a managed one over".to_string());
+            };
+            managed::build(base, &managed, &self.settings.state_dir).map(|parts| (parts, managed))
+        });
+        let (parts, managed) = match built {
+            Ok(built) => built,
+            Err(reason) => {
+                tracing::error!(version = %update.version, %reason, "refused a managed configuration; keeping the running one");
+                self.config_status.refused = update.version;
+                self.config_status.error = reason;
+                self.client.report_config(self.config_status.clone());
+                return false;
+            }
+        };
+        // Lines read so far are acknowledged before the tailer is replaced.
+        if let Some(tailer) = &mut self.logs
+            && self.client.stats().memory.batches == 0
+            && let Err(error) = tailer.commit()
+        {
+            tracing::warn!(%error, "cannot save log positions; lines may be sent again");
+        }
+        if let Err(error) = managed.save(&self.settings.state_dir) {
+            tracing::warn!(%error, "cannot keep the managed configuration for the next start; running it anyway");
+        }
+        self.swap_in(parts);
+        tracing::info!(version = %managed.version, interval = ?self.settings.metrics.interval, "managed configuration applied");
+        self.managed = managed;
+        self.config_status = ConfigStatus { running: self.managed.version.clone(), ..ConfigStatus::default() };
+        self.client.report_config(self.config_status.clone());
+        true
     }
 
     /// Runs every collector once and spools the resulting batch.

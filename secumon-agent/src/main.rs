@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use secumon_agent::{Agent, AgentSettings, SetupOptions, shutdown_signal};
+use secumon_agent::{Agent, AgentSettings, ManagedBase, SetupOptions, shutdown_signal, with_services};
 use secumon_core::AgentConfig;
-use secumon_core::config::{MetricFamily, MetricsSection};
+use secumon_core::config::MetricsSection;
 
 /// Where the agent looks for its configuration unless `--config` says otherwise.
 const DEFAULT_CONFIG: &str = "/etc/secumon/agent.yaml";
@@ -124,10 +124,19 @@ fn main() -> ExitCode {
     if args.once {
         return print_snapshot(&config.metrics, args.json);
     }
-    let settings = match AgentSettings::from_config(&config) {
+    let mut settings = match AgentSettings::from_config(&config) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("secumon-agent: {}: {error}", config_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    // Managed documents from the server are laid over this file (see README, "Central
+    // agent configuration").
+    settings.managed = match ManagedBase::read(&config_path, args.monitor_service.clone()) {
+        Ok(base) => Some(base),
+        Err(error) => {
+            eprintln!("secumon-agent: {error}");
             return ExitCode::from(2);
         }
     };
@@ -188,16 +197,6 @@ fn run_setup(options: SetupOptions) -> ExitCode {
 }
 
 /// `metrics` also watching the systemd units named by `--monitor-service`.
-fn with_services(mut metrics: MetricsSection, services: &[String]) -> MetricsSection {
-    if !services.is_empty() {
-        metrics.services.extend(services.iter().cloned());
-        if !metrics.enabled.contains(&MetricFamily::Services) {
-            metrics.enabled.push(MetricFamily::Services);
-        }
-    }
-    metrics
-}
-
 /// `--once`: one collection to stdout, collector failures to stderr.
 fn print_snapshot(metrics: &MetricsSection, json: bool) -> ExitCode {
     let (samples, failures) = secumon_agent::collect_snapshot(metrics, std::time::Duration::from_secs(1));

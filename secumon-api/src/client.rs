@@ -18,6 +18,7 @@ use reqwest::Url;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::agent_config::{AgentConfigLayer, AgentConfigLayers, AgentConfigState};
 use crate::alerts::{
     AcknowledgeRequest, Acknowledged, AlertFilter, AlertHistory, AlertList, AlertStats, HistoryFilter, Resolved,
     Silence, SilenceList, SilenceRequest,
@@ -293,6 +294,31 @@ impl Client {
     /// `GET /metrics/hosts/{id}/history`: a host's metric over a period.
     pub async fn host_history(&self, host: &str, query: &HistoryQuery) -> Result<History, Error> {
         self.get(&["metrics", "hosts", host, "history"], query).await
+    }
+
+    /// `GET /agent-config`: the tenant's managed agent configuration, layer by layer.
+    pub async fn agent_config_layers(&self) -> Result<AgentConfigLayers, Error> {
+        self.get_plain(&["agent-config"]).await
+    }
+
+    /// `PUT /agent-config/{selector}`: sets the layer of `selector` (`default` or
+    /// `label=value,…`) to `document`; the layer as stored.
+    pub async fn put_agent_config(
+        &self,
+        selector: &str,
+        document: &serde_json::Value,
+    ) -> Result<AgentConfigLayer, Error> {
+        self.send(self.request(Method::PUT, &["agent-config", selector]).json(document)).await
+    }
+
+    /// `DELETE /agent-config/{selector}`: removes a layer; the layer as it was.
+    pub async fn delete_agent_config(&self, selector: &str) -> Result<AgentConfigLayer, Error> {
+        self.send(self.request(Method::DELETE, &["agent-config", selector])).await
+    }
+
+    /// `GET /agents/{id}/config`: what one agent should run, and what it runs.
+    pub async fn agent_config(&self, agent_id: &str) -> Result<AgentConfigState, Error> {
+        self.get_plain(&["agents", agent_id, "config"]).await
     }
 
     /// `GET /logs/hosts/{id}`: a page of a host's log lines.

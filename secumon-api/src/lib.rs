@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+pub mod agent_config;
 pub mod alerts;
 #[cfg(feature = "client")]
 pub mod client;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod overview;
 pub mod page;
 
+pub use agent_config::{AgentConfigLayer, AgentConfigLayers, AgentConfigReport, AgentConfigState};
 pub use alerts::{
     AcknowledgeRequest, Acknowledged, Acknowledgement, Alert, AlertFilter, AlertHistory, AlertList, AlertSeverity,
     AlertState, AlertStats, HistoryFilter, Resolved, Silence, SilenceList, SilenceRequest,

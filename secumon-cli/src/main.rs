@@ -2,6 +2,7 @@
 //! exit codes are 0 for success, 1 when a command ran but its condition failed, 2 for a
 //! usage or configuration error.
 
+mod agents;
 mod alerts;
 mod api_client;
 mod audit;
@@ -66,6 +67,10 @@ enum Command {
     Query(query::QueryArgs),
     /// List, acknowledge and silence alerts.
     Alerts(alerts::AlertsArgs),
+    /// Manage agents' configuration centrally (per label selector, applied live).
+    ///
+    /// Example: secumon agents config set env=prod 'metrics: {interval: 10s}'
+    Agents(agents::AgentsArgs),
     /// List, add, test and delete alert rules.
     Rules(rules::RulesArgs),
     /// The operator console: hosts, host charts, alerts (acknowledge), findings.
@@ -314,6 +319,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
         Command::Up { server, interval } => up(server, interval).await,
         Command::Query(args) => query::run(args).await,
         Command::Alerts(args) => alerts::run(args).await,
+        Command::Agents(args) => agents::run(args).await,
         Command::Rules(args) => rules::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Findings(args) => findings::run(args).await,
@@ -457,6 +463,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),
+        managed: None,
     })
     .context("cannot start the local agent")?;
     println!("SecuMon is up.");

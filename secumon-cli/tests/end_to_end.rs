@@ -24,6 +24,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr, interval: Duration, families
         session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),
+        managed: None,
     }
 }
 

@@ -141,6 +141,8 @@ impl IngestBatch {
                 .collect(),
             sent_at_ms: self.clock.map_or(0, |c| c.sent_at_ms),
             round_trip_ms: self.clock.map_or(0, |c| c.round_trip_ms),
+            // Stamped at every send by the push client, like `sent_at_ms`.
+            ..Default::default()
         }
     }
 

@@ -17,6 +17,9 @@ pub enum ConfigError {
     /// The file is not YAML, or a key is unknown, missing or has a bad value.
     #[error("{file}:{line}:{column}: {}{message}", key_prefix(.key))]
     Invalid { file: String, line: usize, column: usize, key: Option<String>, message: String },
+    /// A document that is not a file (a centrally managed agent configuration) is invalid.
+    #[error("{origin}: {}{message}", key_prefix(.key))]
+    Document { origin: String, key: Option<String>, message: String },
 }
 
 fn key_prefix(key: &Option<String>) -> String {
@@ -81,7 +84,9 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load_yaml(path)
+        let config: Self = load_yaml(path)?;
+        crate::managed::validate_pins(&config.agent.pinned, &path.display().to_string())?;
+        Ok(config)
     }
 }
 
@@ -93,6 +98,10 @@ pub struct AgentSection {
     /// Labels added to every series this agent sends.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Keys of the centrally managed sections (`metrics.interval`, `logs`) that keep this
+    /// file's value whatever the server's agent configuration says.
+    #[serde(default)]
+    pub pinned: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -158,7 +167,7 @@ pub enum MetricFamily {
     Containers,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Time between two collection cycles.
@@ -223,7 +232,7 @@ pub fn positive_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<D
     Ok(duration)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsSection {
     #[serde(default)]
@@ -254,7 +263,7 @@ impl Default for LogsSection {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeModeSection {
     #[serde(default)]

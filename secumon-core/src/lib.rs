@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod managed;
 pub mod model;
 #[doc(hidden)]
 pub mod testing;

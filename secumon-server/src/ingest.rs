@@ -8,13 +8,15 @@ use secumon_core::IngestBatch;
 
 use std::time::Instant;
 
+use crate::agent_config::AgentConfigBook;
 use crate::clock::{ClockBook, ClockCheck};
 use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::{BatchOutcome, IngestMetrics};
 use crate::tenant_limits::{IngestGuard, Refusal};
 use crate::tenants::AlertingByTenant;
+use secumon_core::proto::AgentConfigUpdate;
 use secumon_store::{Store, StoreError, WriteOutcome};
-use secumon_transport::{BatchSink, Peer, SinkError, SinkOutcome};
+use secumon_transport::{BatchSink, ConfigReport, Peer, SinkError, SinkOutcome};
 
 /// A [`BatchSink`] that writes every batch to a [`Store`], for its pusher's tenant or, for
 /// connections no gate assigned one, a default tenant.
@@ -26,17 +28,33 @@ pub struct StoreSink<S: ?Sized> {
     live: Option<LiveFeed>,
     clocks: Arc<ClockBook>,
     guard: Option<Arc<IngestGuard>>,
+    agent_config: Option<Arc<AgentConfigBook>>,
 }
 
 impl<S: Store + ?Sized> StoreSink<S> {
     pub fn new(store: Arc<S>, tenant: impl Into<String>) -> Self {
         let metrics = Arc::new(IngestMetrics::for_store(store.location()));
-        Self { store, tenant: tenant.into(), alerting: None, metrics, live: None, clocks: Arc::default(), guard: None }
+        Self {
+            store,
+            tenant: tenant.into(),
+            alerting: None,
+            metrics,
+            live: None,
+            clocks: Arc::default(),
+            guard: None,
+            agent_config: None,
+        }
     }
 
     /// Holds each tenant to its sample rate, and counts what the tenant limits refuse.
     pub(crate) fn with_guard(mut self, guard: Arc<IngestGuard>) -> Self {
         self.guard = Some(guard);
+        self
+    }
+
+    /// Tells senders the managed configuration they should run, from `book`.
+    pub fn with_agent_config(mut self, book: Arc<AgentConfigBook>) -> Self {
+        self.agent_config = Some(book);
         self
     }
 
@@ -164,5 +182,10 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
             }
             Err(error) => Err(SinkError::Unavailable(self.metrics.store.write_failed(&error))),
         }
+    }
+
+    async fn agent_config(&self, peer: &Peer, report: &ConfigReport) -> Option<AgentConfigUpdate> {
+        let book = self.agent_config.as_ref()?;
+        book.update_for(peer.tenant.as_deref().unwrap_or(&self.tenant), report).await
     }
 }

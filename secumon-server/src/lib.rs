@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent_config;
 mod alerting;
 mod api;
 pub mod audit;
@@ -224,9 +225,11 @@ impl Server {
         alerting.get(DEFAULT_TENANT).await?;
         let ingest_metrics = Arc::new(metrics::IngestMetrics::for_store(store.location()));
         let clocks = Arc::new(ClockBook::new(config.clock));
+        let agent_config = Arc::new(agent_config::AgentConfigBook::new(store.clone()));
         let sink = Arc::new(
             StoreSink::new(store.clone(), DEFAULT_TENANT)
                 .with_clocks(Arc::clone(&clocks))
+                .with_agent_config(Arc::clone(&agent_config))
                 .with_alerting(Arc::clone(&alerting))
                 .with_metrics(Arc::clone(&ingest_metrics))
                 .with_guard(Arc::clone(&guard))
@@ -306,6 +309,7 @@ impl Server {
             audit,
             guard,
             tenant_limits: config.limits,
+            agent_config,
         };
         if let Some(interval) = config.self_series_interval {
             let metrics_state = state.clone();

@@ -273,6 +273,8 @@ async fn populate_globex(server: &Server, api: &Api) -> Globex {
     let key = ok(api.call(Method::POST, "/api-keys", t, Some(json!({"name": "b-script", "role": "operator"}))).await);
     let dashboard =
         ok(api.call(Method::POST, "/dashboards", t, Some(json!({"name": "b-dash", "layout": {"h": "b-host"}}))).await);
+    let layer = json!({"logs": {"enabled": true, "sources": ["/var/log/b_secret_log_line"]}});
+    ok(api.call(Method::PUT, "/agent-config/role=b-host", t, Some(layer)).await);
     // The rule fires on the next push.
     ok(api
         .call(
@@ -323,6 +325,10 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/agents".into(), None),
         (Method::GET, "/agents/api:globex:s".into(), None),
         (Method::DELETE, "/agents/api:globex:s".into(), None),
+        (Method::GET, "/agents/api:globex:s/config".into(), None),
+        // (A `PUT /agent-config/…` sets A's own layer: selectors are per tenant.)
+        (Method::GET, "/agent-config".into(), None),
+        (Method::DELETE, "/agent-config/role=b-host".into(), None),
         (Method::GET, "/metrics/hosts/b-host/history?metric=b_secret_metric&period=1h".into(), None),
         (Method::GET, "/metrics/hosts/b-host".into(), None),
         (Method::GET, "/overview".into(), None),
@@ -441,6 +447,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     assert_eq!(silences["silences"][0]["id"].as_str(), Some(silence.as_str()), "not expired by A: {silences}");
     let (_, dashboard) = api.call(Method::GET, &format!("/dashboards/{dash}"), t, None).await;
     assert_eq!(dashboard["name"].as_str(), Some("b-dash"), "{dashboard}");
+    let (_, layers) = api.call(Method::GET, "/agent-config", t, None).await;
+    assert_eq!(layers["layers"][0]["selector"], "role=b-host", "not deleted by A: {layers}");
     let (status, _) = api.call(Method::GET, "/agents", Some(&b.key), None).await;
     assert_eq!(status, StatusCode::OK, "B's key still works");
     let (_, agents) = api.call(Method::GET, "/agents", t, None).await;

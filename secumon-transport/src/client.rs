@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use secumon_core::IngestBatch;
-use secumon_core::proto::{AckStatus, AgentSession, Batch};
+use secumon_core::proto::{AckStatus, AgentConfigUpdate, AgentSession, Batch};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -93,6 +93,16 @@ pub struct PushStats {
     pub session_save_failures: u64,
 }
 
+/// What this sender says of its centrally managed configuration on every batch it sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigStatus {
+    /// The version it runs; empty: its own file only.
+    pub running: String,
+    /// The latest version it refused, and why; empty when none.
+    pub refused: String,
+    pub error: String,
+}
+
 /// Spools batches and pushes them to the server. Cheap to clone; [`PushClient::run`] drives
 /// the connection while [`PushClient::enqueue`] may be called from anywhere.
 #[derive(Clone)]
@@ -122,6 +132,10 @@ struct Inner {
     revoked: Mutex<Option<String>>,
     /// The latest sequence the server acknowledged, for callers that wait on their batch.
     acked: watch::Sender<u64>,
+    /// Stamped on every batch sent.
+    config_status: Mutex<ConfigStatus>,
+    /// The latest managed configuration the server asked this sender to run.
+    config_updates: watch::Sender<Option<AgentConfigUpdate>>,
 }
 
 impl PushClient {
@@ -146,6 +160,8 @@ impl PushClient {
                 clock: SendClock::default(),
                 revoked: Mutex::new(None),
                 acked: watch::Sender::new(outbox_acked),
+                config_status: Mutex::default(),
+                config_updates: watch::Sender::new(None),
             }),
         })
     }
@@ -175,6 +191,19 @@ impl PushClient {
     /// [`PushClient::enqueue`] returned is durable at the server.
     pub fn acked(&self) -> watch::Receiver<u64> {
         self.inner.acked.subscribe()
+    }
+
+    /// Says, on every batch sent from now on (spooled ones too), which managed
+    /// configuration this sender runs and which it refused.
+    pub fn report_config(&self, status: ConfigStatus) {
+        *self.inner.config_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+    }
+
+    /// The managed configurations the server asks this sender to run, latest first; it
+    /// changes only when the server sends another version (each acknowledgement in flight
+    /// may carry the same one).
+    pub fn config_updates(&self) -> watch::Receiver<Option<AgentConfigUpdate>> {
+        self.inner.config_updates.subscribe()
     }
 
     pub fn stats(&self) -> PushStats {
@@ -266,6 +295,9 @@ impl PushClient {
         let stamping = Arc::clone(&self.inner);
         let mut push = tonic::Request::new(ReceiverStream::new(request_stream).map(move |mut batch| {
             stamping.clock.stamp(&mut batch);
+            let status = stamping.config_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            (batch.config_version, batch.config_refused_version, batch.config_error) =
+                (status.running, status.refused, status.error);
             batch
         }));
         if let Some(session) = &session {
@@ -314,6 +346,13 @@ impl PushClient {
         let receiver = async {
             while let Some(ack) = acks.message().await? {
                 self.inner.clock.acked(&ack);
+                if let Some(update) = ack.config {
+                    self.inner.config_updates.send_if_modified(|latest| {
+                        let new = latest.as_ref() != Some(&update);
+                        *latest = Some(update);
+                        new
+                    });
+                }
                 let inner = Arc::clone(&self.inner);
                 let sequence = ack.sequence;
                 // Never fails: what the disk cannot record now is kept in memory and written

@@ -261,6 +261,7 @@ mod tests {
             error: String::new(),
             received_at_ms: received,
             acked_at_ms: received + 5,
+            config: None,
         });
         assert!((clock.offset_ms() - 3_000).abs() < 100, "{}", clock.offset_ms());
         assert!(lock(&clock.enqueued).is_empty(), "acked entries are forgotten");

@@ -30,11 +30,13 @@ pub mod grpc {
     include!(concat!(env!("OUT_DIR"), "/secumon.v1.rs"));
 }
 
-pub use client::{PushClient, PushClientConfig, PushStats};
+pub use client::{ConfigStatus, PushClient, PushClientConfig, PushStats};
 pub use enroll::{Enrolled, ProvisioningToken, SessionFile, enroll};
 pub use gate::{AgentGate, GateError, Peer, PeerCredentials, REVOKED_METADATA, is_revocation, revoked_status};
 pub use outbox::{MemoryStats, Outbox};
-pub use service::{BatchSink, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
+pub use service::{
+    BatchSink, ConfigReport, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome,
+};
 pub use spool::{Spool, SpoolError, SpoolStats};
 pub use tls::TlsMaterial;
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures::Stream;
-use secumon_core::proto::{AckStatus, AgentSession, Batch, EnrollRequest, EnrollResponse, PushAck, RenewRequest};
+use secumon_core::proto::{
+    AckStatus, AgentConfigUpdate, AgentSession, Batch, EnrollRequest, EnrollResponse, PushAck, RenewRequest,
+};
 use secumon_core::{IngestBatch, now_ms};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -49,6 +51,38 @@ pub trait BatchSink: Send + Sync + 'static {
     /// Makes `batch`, pushed by `peer`, durable. Called in sequence order for each agent
     /// stream; returning means the batch may be acknowledged.
     async fn commit(&self, peer: &Peer, batch: IngestBatch) -> Result<SinkOutcome, SinkError>;
+
+    /// The centrally managed configuration the sender of an accepted batch should run,
+    /// when it differs from what `report` says it runs and it did not refuse it already;
+    /// carried by that batch's acknowledgement. None by default: nothing is managed.
+    async fn agent_config(&self, _peer: &Peer, _report: &ConfigReport) -> Option<AgentConfigUpdate> {
+        None
+    }
+}
+
+/// What a batch says of its sender's managed configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigReport {
+    pub agent_id: String,
+    /// The sender's labels (its `agent.labels`), which select the configuration layers.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The version it runs; empty: its own file only.
+    pub running: String,
+    /// The latest version it refused, and why; empty when none.
+    pub refused: String,
+    pub error: String,
+}
+
+impl ConfigReport {
+    fn of(batch: &Batch) -> Self {
+        Self {
+            agent_id: batch.agent_id.clone(),
+            labels: batch.agent_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            running: batch.config_version.clone(),
+            refused: batch.config_refused_version.clone(),
+            error: batch.config_error.clone(),
+        }
+    }
 }
 
 /// The gRPC ingest service over a [`BatchSink`].
@@ -168,6 +202,7 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                     error,
                     received_at_ms,
                     acked_at_ms: now_ms(),
+                    config: None,
                 };
                 if let Some(agent_id) = admitted.agent_id.as_deref().filter(|id| *id != batch.agent_id) {
                     let reason = format!("this connection belongs to agent {agent_id}, not {}", batch.agent_id);
@@ -177,7 +212,8 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                     }
                     continue;
                 }
-                let ack = match IngestBatch::from_proto(batch) {
+                let report = ConfigReport::of(&batch);
+                let mut ack = match IngestBatch::from_proto(batch) {
                     Err(invalid) => {
                         tracing::warn!(?peer, sequence, error = %invalid, "rejected a batch");
                         ack(AckStatus::Rejected, invalid.to_string())
@@ -207,6 +243,9 @@ impl<S: BatchSink> Ingest for IngestService<S> {
                         }
                     }
                 };
+                if ack.status != AckStatus::Rejected as i32 {
+                    ack.config = sink.agent_config(&admitted, &report).await;
+                }
                 if acks.send(Ok(ack)).await.is_err() {
                     break;
                 }

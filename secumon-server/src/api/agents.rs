@@ -59,6 +59,10 @@ pub struct AgentView {
     /// Its clock against the server's, measured on every push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<AgentClock>,
+    /// The managed configuration it last said it runs, and the latest it refused and why
+    /// (`GET /agents/{id}/config` compares it with what it should run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<secumon_api::AgentConfigReport>,
 }
 
 impl AgentView {
@@ -84,6 +88,7 @@ impl AgentView {
             last_sequence: a.last_sequence,
             batches: a.batches,
             clock,
+            config: None,
         }
     }
 
@@ -100,6 +105,7 @@ impl AgentView {
             last_sequence: 0,
             batches: 0,
             clock: Some(clock),
+            config: None,
         }
     }
 }
@@ -128,8 +134,13 @@ pub(super) async fn list_agents(
     let (agents, stored_total) = state.store.agents(&caller.tenant, &filter).await?;
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
     let mut clocks = state.clocks.agents(&*state.store, &caller.tenant).await;
-    let mut views: Vec<AgentView> =
-        agents.into_iter().map(|a| AgentView::new(a.clone(), clocks.remove(&a.agent_id), offline_after)).collect();
+    let mut views: Vec<AgentView> = agents
+        .into_iter()
+        .map(|a| {
+            let config = state.agent_config.report(&caller.tenant, &a.agent_id);
+            AgentView { config, ..AgentView::new(a.clone(), clocks.remove(&a.agent_id), offline_after) }
+        })
+        .collect();
     // Agents whose every batch was refused are not in the store; they follow its agents,
     // by host, so the operator sees them and why.
     let mut refused = Vec::new();
@@ -159,7 +170,10 @@ pub(super) async fn get_agent(
     let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
     let clock = state.clocks.agents(&*state.store, &caller.tenant).await.remove(&id);
     match (agent, clock) {
-        (Some(agent), clock) => Ok(Json(AgentView::new(agent, clock, offline_after))),
+        (Some(agent), clock) => {
+            let config = state.agent_config.report(&caller.tenant, &id);
+            Ok(Json(AgentView { config, ..AgentView::new(agent, clock, offline_after) }))
+        }
         (None, Some(clock)) if clock.refused_ms.is_some() => Ok(Json(AgentView::refused(id, clock))),
         (None, _) => Err(no_agent(&id)),
     }
@@ -184,6 +198,7 @@ pub(super) async fn delete_agent(
         // (a late batch; without enrollment nothing refuses it) it is listed again, but
         // pages only once it has been alive for an agent rule's `no_data` since.
         state.alerting(&caller).await?.forget_agent(&id);
+        state.agent_config.forget_agent(&caller.tenant, &id);
         tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
         let note =
             AuditNote::by(&caller, "agent.delete", &id).detail(serde_json::json!({"certificate_revoked": revoked}));

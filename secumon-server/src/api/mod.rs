@@ -4,6 +4,7 @@
 
 mod access;
 mod accounts;
+mod agent_config;
 mod agents;
 mod audit;
 mod config;
@@ -84,6 +85,8 @@ pub(crate) struct ApiState {
     pub guard: Arc<crate::tenant_limits::IngestGuard>,
     /// The limits tenants have unless they have their own.
     pub tenant_limits: crate::TenantLimits,
+    /// Agent configuration managed centrally, and what agents report of it.
+    pub agent_config: Arc<crate::agent_config::AgentConfigBook>,
 }
 
 impl ApiState {
@@ -127,6 +130,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(oidc::routes())
         .route("/metrics", get(server_metrics))
         .merge(agents::routes())
+        .merge(agent_config::routes())
         .merge(dashboards::routes())
         .merge(config::routes())
         .merge(hosts::routes())

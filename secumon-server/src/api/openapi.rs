@@ -27,6 +27,8 @@ use utoipa::{Modify, OpenApi};
         super::accounts::list_tenants, super::accounts::create_tenant,
         super::oidc::start, super::oidc::exchange,
         super::agents::list_agents, super::agents::get_agent, super::agents::delete_agent, super::agents::provision,
+        super::agent_config::list_layers, super::agent_config::put_layer, super::agent_config::delete_layer,
+        super::agent_config::agent_config,
         super::hosts::host_summary, super::overview::overview, super::hosts::network_target, super::host_history, super::host_logs,
         super::latest_checks, super::ingest,
         super::list_alerts, super::alert_stats, super::alert_history, super::acknowledge_alert,
@@ -88,7 +90,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 62, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 66, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");
