@@ -36,7 +36,7 @@ pub use gate::{AgentGate, GateError, Peer, PeerCredentials, REVOKED_METADATA, is
 pub use outbox::{MemoryStats, Outbox};
 pub use service::{BatchSink, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome};
 pub use spool::{Spool, SpoolError, SpoolStats};
-pub use tls::TlsMaterial;
+pub use tls::{TlsFiles, TlsMaterial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
