@@ -22,7 +22,9 @@ use secumon_core::config::{LogsSection, MetricsSection, ProbeModeSection, TlsSec
 use secumon_core::proto::AgentConfigUpdate;
 use secumon_core::{AgentConfig, IngestBatch, Labels, Sample, now_ms};
 use secumon_scan::ScheduledCheck;
-use secumon_transport::{ConfigStatus, PushClient, PushClientConfig, SessionFile, TlsMaterial, TransportError};
+use secumon_transport::{
+    ConfigStatus, PushClient, PushClientConfig, SessionFile, TlsFiles, TlsMaterial, TransportError,
+};
 
 mod managed;
 mod probe;
@@ -68,6 +70,9 @@ pub struct AgentSettings {
     pub spool_max_bytes: u64,
     /// Mutual TLS to the server; plaintext when `None`.
     pub tls: Option<TlsMaterial>,
+    /// The files `tls` was read from, rewritten when a renewal brings a certificate of a
+    /// new agent CA.
+    pub tls_files: Option<TlsFiles>,
     /// The enrolled agent's session token file.
     pub session: Option<SessionFile>,
     /// Log files and journal to ship.
@@ -90,6 +95,7 @@ impl AgentSettings {
             endpoint: config.collector.endpoint.0.clone(),
             spool_max_bytes: config.spool.max_bytes,
             tls,
+            tls_files: tls_files(&config.collector.tls),
             session: config.collector.tls.session.clone().map(SessionFile::new),
             logs: config.logs.clone(),
             probe_checks: probe_mode_checks(&config.probe_mode),
@@ -104,6 +110,14 @@ pub(crate) fn tls_material(section: &TlsSection) -> Result<Option<TlsMaterial>, 
         (false, ..) => Ok(None),
         (true, Some(ca), Some(cert), Some(key)) => Ok(Some(TlsMaterial::load(ca, cert, key)?)),
         (true, ..) => Err(AgentError::TlsIncomplete),
+    }
+}
+
+/// Where the CA bundle and the certificate of an enabled `collector.tls` section live.
+pub(crate) fn tls_files(section: &TlsSection) -> Option<TlsFiles> {
+    match (section.enabled, &section.ca, &section.cert) {
+        (true, Some(ca), Some(cert)) => Some(TlsFiles { ca: ca.clone(), cert: cert.clone() }),
+        _ => None,
     }
 }
 
@@ -184,6 +198,7 @@ impl Agent {
         let mut push = PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
+        push.tls_files = settings.tls_files.clone();
         push.session = settings.session.clone();
         tune(&mut push);
         let client = PushClient::open(push)?;

@@ -14,7 +14,7 @@ use secumon_scan::{HttpCheck, PingCheck, PortList, ProbeConfig, ScheduledCheck, 
 use secumon_transport::{PushClient, PushClientConfig};
 use tokio::sync::mpsc;
 
-use crate::{AgentError, host_name, load_or_create_agent_id, spawn_pusher, tls_material};
+use crate::{AgentError, host_name, load_or_create_agent_id, spawn_pusher, tls_files, tls_material};
 
 /// Results waiting for the spool when it cannot take them, at most.
 const MAX_PENDING_RESULTS: usize = 10_000;
@@ -115,6 +115,7 @@ impl Probe {
         let mut push = PushClientConfig::new(config.collector.endpoint.0.clone(), config.spool.dir.join("spool"));
         push.spool_max_bytes = config.spool.max_bytes;
         push.tls = tls;
+        push.tls_files = tls_files(&config.collector.tls);
         push.session = config.collector.tls.session.clone().map(secumon_transport::SessionFile::new);
         let client = PushClient::open(push)?;
         tracing::info!(%agent_id, %host, checks = config.checks.len(), "probe ready");

@@ -250,6 +250,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr) -> AgentSettings {
         // Larger than the disk: the disk fills before the spool's own bound is reached.
         spool_max_bytes: 64 * 1024 * 1024,
         tls: None,
+        tls_files: None,
         session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),

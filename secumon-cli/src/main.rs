@@ -10,6 +10,7 @@ mod backup;
 mod findings;
 mod logs;
 mod query;
+mod rotation;
 mod rules;
 mod scan;
 mod sso;
@@ -136,6 +137,15 @@ enum Command {
     ///
     /// Example: secumon restore --from /var/backups/secumon-2026-12-07 --data-dir /var/lib/secumon/server
     Restore(backup::RestoreArgs),
+    /// Rotate the server's secret key, which seals the agent CA, the token signing key and
+    /// users' second factors in the store (every server stopped).
+    ///
+    /// Example: secumon secret-key rotate --data-dir /var/lib/secumon
+    SecretKey(rotation::SecretKeyArgs),
+    /// Rotate the agents' CA without enrolling them again: rotate, status, retire-old.
+    ///
+    /// Example: secumon ca status --data-dir /var/lib/secumon
+    Ca(rotation::CaArgs),
     /// Validate configuration files.
     Config {
         #[command(subcommand)]
@@ -356,6 +366,8 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
         Command::Config { command: ConfigCommand::Check { file } } => Ok(check_config(&file)),
         Command::Backup(args) => backup::backup(args).await.map(|()| ExitCode::SUCCESS),
         Command::Restore(args) => backup::restore(args).await.map(|()| ExitCode::SUCCESS),
+        Command::SecretKey(args) => rotation::secret_key_command(args).await,
+        Command::Ca(args) => rotation::ca_command(args).await,
     }
 }
 
@@ -460,6 +472,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         endpoint: server.grpc_addr().to_string(),
         spool_max_bytes: 256 * 1024 * 1024,
         tls: None,
+        tls_files: None,
         session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),

@@ -25,10 +25,10 @@ pub struct UsersArgs {
 #[derive(Args)]
 pub struct StoreArgs {
     #[arg(long, global = true, default_value = "./secumon-data", env = "SECUMON_DATA_DIR")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The server's PostgreSQL store, if it uses one.
     #[arg(long, global = true, value_name = "URL", env = "SECUMON_STORE")]
-    store: Option<String>,
+    pub store: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -229,16 +229,21 @@ fn usage(error: AuthError) -> anyhow::Result<ExitCode> {
 
 /// Opens the server's accounts with the server's own secret key.
 pub async fn open_accounts(args: &StoreArgs) -> anyhow::Result<Accounts> {
-    let store: Arc<dyn Store> = match &args.store {
+    let store = open_store(args).await?;
+    let secrets = secret_key(&args.data_dir)?;
+    Ok(Accounts::open(store, secrets).await?)
+}
+
+/// The server's store, as `args` name it.
+pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &args.store {
         Some(url) => PgStore::connect(url).await?,
         None => {
             let path = args.data_dir.join("secumon.db");
             anyhow::ensure!(path.exists(), "no SecuMon data in {} (see --data-dir)", args.data_dir.display());
             Arc::new(SqliteStore::open(&path).await?)
         }
-    };
-    let secrets = secret_key(&args.data_dir)?;
-    Ok(Accounts::open(store, secrets).await?)
+    })
 }
 
 /// The key that seals secrets at rest: `SECUMON_SECRET_KEY` (base64 of 32 bytes), else the

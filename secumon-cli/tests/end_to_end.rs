@@ -21,6 +21,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr, interval: Duration, families
         endpoint: endpoint.to_string(),
         spool_max_bytes: 64 * 1024 * 1024,
         tls: None,
+        tls_files: None,
         session: None,
         logs: Default::default(),
         probe_checks: Vec::new(),
@@ -480,4 +481,207 @@ async fn backup_while_running_and_restore_elsewhere_keeps_data_keys_and_agents()
     let points = &history.series[0].points;
     assert_eq!(points.len() as u64, moved.batches, "one sample per stored batch");
     assert!(points.iter().all(|&(_, count)| count == Some(1.0)), "nothing stored twice: {points:?}");
+}
+
+/// `secumon ARGS --data-dir DIR`.
+async fn secumon_on(data_dir: &Path, args: &[&str]) -> (bool, String) {
+    let mut all: Vec<std::ffi::OsString> = args.iter().map(|a| (*a).into()).collect();
+    all.extend(["--data-dir".into(), data_dir.as_os_str().to_owned()]);
+    secumon(all).await
+}
+
+/// Waits until the agent's acknowledged sequence passes `beyond`; returns it.
+async fn acked_beyond(agent: &RunningAgent, beyond: u64, what: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let acked = agent.client.stats().spool.acked_through;
+        if acked > beyond {
+            return acked;
+        }
+        assert!(Instant::now() < deadline, "{what}: nothing acknowledged past {beyond}: {:?}", agent.client.stats());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn totp(secret: &str) -> totp_rs::TOTP {
+    let secret = totp_rs::Secret::Encoded(secret.into()).to_bytes().unwrap();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "ada".into()).unwrap()
+}
+
+/// What a renewal over gRPC with `tls` answers (no session token: a gate that sees the
+/// certificate says so; a refused certificate never reaches it).
+async fn renew_with(grpc: u16, tls: &secumon_transport::TlsMaterial) -> tonic::Status {
+    use secumon_transport::grpc::enrollment_client::EnrollmentClient;
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://localhost:{grpc}")).unwrap();
+    let channel = match endpoint.tls_config(tls.client_config()).unwrap().connect().await {
+        Ok(channel) => channel,
+        Err(error) => return tonic::Status::unavailable(format!("connect: {error:?}")),
+    };
+    let request = secumon_core::proto::RenewRequest {};
+    EnrollmentClient::new(channel).renew(request).await.expect_err("no session token, no renewal")
+}
+
+/// README's "Rotating the secret key" and "Rotating the agents' CA", command by command,
+/// against a `secumon server --mtls` with an enrolled agent pushing all along: each command
+/// refuses while the server runs; after the key rotation the old key opens nothing in the
+/// store, the CA key and a user's second factor open with the new one (login with MFA over
+/// HTTP), and the agent keeps pushing; after the CA rotation the agent renews once onto a
+/// certificate of the new CA (its files rewritten), `secumon ca status` says so, and once the
+/// old CA is retired its certificate is refused while the new one is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_key_and_agent_ca_rotate_as_the_readme_says_while_an_agent_pushes() {
+    use secumon_server::auth::rekey::opens_store;
+    use secumon_server::auth::{Accounts, AgentAuthority, Role, SecretBox};
+    const PASSWORD: &str = "correct horse battery staple";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let (grpc, api) = (free_port(), free_port());
+    let server_args = ["--mtls", "--self-series-interval", "0s"];
+    let mut server = spawn_server_with(&data, grpc, api, &server_args);
+    wait_for_api(api).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !data.join("cli.token").exists() {
+        assert!(Instant::now() < deadline, "the first start wrote no cli.token");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cli_token = std::fs::read_to_string(data.join("cli.token")).unwrap().trim().to_string();
+    let provisioned: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{api}/api/v1/agents/provision"))
+        .bearer_auth(&cli_token)
+        .json(&serde_json::json!({"ttl": "1h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options = SetupOptions {
+        collector: format!("localhost:{grpc}"),
+        token: provisioned["token"].as_str().expect("a provisioning token").parse().unwrap(),
+        config_path: dir.path().join("etc/agent.yaml"),
+        state_dir: dir.path().join("agent"),
+        name: Some("rotated-host".into()),
+        force: false,
+    };
+    secumon_agent::setup(&options).await.expect("setup enrolls");
+    let mut settings = AgentSettings::from_config(&secumon_core::AgentConfig::load(&options.config_path).unwrap())
+        .expect("the written config validates");
+    settings.metrics = MetricsSection {
+        interval: Duration::from_millis(200),
+        enabled: vec![MetricFamily::Memory],
+        ..Default::default()
+    };
+    let tls_dir = options.state_dir.join("tls");
+    let (agent_ca, agent_cert, agent_key) =
+        (tls_dir.join("ca.pem"), tls_dir.join("agent.crt"), tls_dir.join("agent.key"));
+    let agent = start_agent(settings);
+    let mut acked = acked_beyond(&agent, 2, "first server").await;
+
+    // --- Rotating the secret key ---
+    let (ok, printed) = secumon_on(&data, &["secret-key", "rotate"]).await;
+    assert!(!ok && printed.contains("server is running"), "{printed}");
+    server.kill();
+    // A user with a second factor, to log in with after the rotation.
+    let old_key_text = std::fs::read_to_string(data.join("secret.key")).unwrap();
+    let old_key = SecretBox::from_base64(&old_key_text).unwrap();
+    let store: std::sync::Arc<dyn secumon_store::Store> =
+        std::sync::Arc::new(secumon_store::SqliteStore::open(&data.join("secumon.db")).await.unwrap());
+    let accounts = Accounts::open(store.clone(), old_key.clone()).await.unwrap();
+    accounts.add_user("ada", PASSWORD, "default", Role::Viewer, false).await.unwrap();
+    let app = totp(&accounts.enroll_mfa("ada", PASSWORD).await.unwrap().secret);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    accounts.confirm_mfa("ada", &app.generate(now - 30)).await.unwrap();
+    store.close().await;
+
+    let (ok, printed) = secumon_on(&data, &["secret-key", "rotate"]).await;
+    assert!(ok && printed.contains("sealed again"), "{printed}");
+    assert_eq!(std::fs::read_to_string(data.join("secret.key.old")).unwrap(), old_key_text);
+    let new_key = SecretBox::load_or_create(&data.join("secret.key")).unwrap();
+    assert!(new_key.open(&old_key.seal(b"x")).is_err(), "a new key");
+    let store: std::sync::Arc<dyn secumon_store::Store> =
+        std::sync::Arc::new(secumon_store::SqliteStore::open(&data.join("secumon.db")).await.unwrap());
+    assert_eq!(opens_store(&*store, &old_key).await.unwrap(), Some(false), "the old key opens nothing any more");
+    assert_eq!(opens_store(&*store, &new_key).await.unwrap(), Some(true));
+    AgentAuthority::open(store.clone(), &new_key).await.expect("the CA key opens with the new key");
+    assert!(AgentAuthority::open(store.clone(), &old_key).await.is_err());
+    store.close().await;
+
+    let mut server = spawn_server_with(&data, grpc, api, &server_args);
+    wait_for_api(api).await;
+    acked = acked_beyond(&agent, acked, "after the key rotation").await;
+    let http = reqwest::Client::new();
+    let half: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{api}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "ada", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(half["mfa_required"], true, "{half}");
+    let session: serde_json::Value = http
+        .post(format!("http://127.0.0.1:{api}/api/v1/auth/mfa/verify"))
+        .json(&serde_json::json!({"mfa_token": half["mfa_token"], "code": app.generate(now)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(session["access_token"].is_string(), "the second factor opens with the new key: {session}");
+
+    // --- Rotating the agents' CA ---
+    let (ok, printed) = secumon_on(&data, &["ca", "rotate"]).await;
+    assert!(!ok && printed.contains("server is running"), "{printed}");
+    server.kill();
+    let old_cert = std::fs::read(&agent_cert).unwrap();
+    let (ok, printed) = secumon_on(&data, &["ca", "rotate"]).await;
+    assert!(ok && printed.contains("new agent CA"), "{printed}");
+    let (_, printed) = secumon_on(&data, &["ca", "status"]).await;
+    assert!(printed.contains("rotation under way") && printed.contains("old CA"), "{printed}");
+    let mut server = spawn_server_with(&data, grpc, api, &server_args);
+    wait_for_api(api).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, printed) = secumon_on(&data, &["ca", "status"]).await;
+        if printed.contains("every agent is on the new CA") {
+            assert!(printed.contains("rotated-host") && printed.contains("current CA"), "{printed}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent did not move to the new CA: {printed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_ne!(std::fs::read(&agent_cert).unwrap(), old_cert, "the agent wrote its new certificate");
+    let bundle = std::fs::read_to_string(&agent_ca).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "the new CA and the old one: {bundle}");
+    acked = acked_beyond(&agent, acked, "with the new certificate").await;
+
+    let (ok, printed) = secumon_on(&data, &["ca", "retire-old"]).await;
+    assert!(!ok && printed.contains("server is running"), "{printed}");
+    server.kill();
+    let (ok, printed) = secumon_on(&data, &["ca", "retire-old"]).await;
+    assert!(ok && printed.contains("no longer trusted"), "{printed}");
+    let (_, printed) = secumon_on(&data, &["ca", "status"]).await;
+    assert!(printed.contains("no rotation under way"), "{printed}");
+    let _server = spawn_server_with(&data, grpc, api, &server_args);
+    wait_for_api(api).await;
+    acked_beyond(&agent, acked, "after the old CA was retired").await;
+
+    let key = std::fs::read(&agent_key).unwrap();
+    let moved = secumon_transport::TlsMaterial {
+        ca_pem: bundle.clone().into_bytes(),
+        cert_pem: std::fs::read(&agent_cert).unwrap(),
+        key_pem: key.clone(),
+    };
+    let admitted = renew_with(grpc, &moved).await;
+    assert!(
+        admitted.code() == tonic::Code::Unauthenticated && admitted.message().contains("does not belong to this agent"),
+        "the gate saw the new certificate and asked for a session token: {admitted:?}"
+    );
+    let old = secumon_transport::TlsMaterial { cert_pem: old_cert, ..moved };
+    let refused = renew_with(grpc, &old).await;
+    assert_ne!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(!refused.message().contains("agent"), "refused before the gate, by TLS: {refused:?}");
+    agent.stop().await;
 }

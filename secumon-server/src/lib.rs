@@ -17,6 +17,7 @@ mod api;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod data_lock;
 mod fd_limit;
 mod ingest;
 pub mod live;
@@ -166,6 +167,8 @@ pub enum ServerError {
     OpenAccessNotLoopback(SocketAddr),
     #[error("plaintext gRPC is only allowed on a loopback address, not {0}: use mutual TLS")]
     PlaintextNotLoopback(SocketAddr),
+    #[error(transparent)]
+    DataDir(#[from] data_lock::LockError),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
@@ -180,6 +183,8 @@ pub struct Server {
     clocks: Arc<ClockBook>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Held while serving, so a secret-key or CA rotation refuses to run beside this server.
+    _data_dir: data_lock::DataDirLock,
 }
 
 impl Server {
@@ -191,6 +196,8 @@ impl Server {
         if matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
             return Err(ServerError::PlaintextNotLoopback(config.grpc_addr));
         }
+        let data_dir = config.database.parent().filter(|dir| !dir.as_os_str().is_empty());
+        let data_dir_lock = data_lock::DataDirLock::shared(data_dir.unwrap_or(std::path::Path::new(".")))?;
         let options = StoreOptions {
             max_series_per_tenant: config.limits.max_series,
             head_max_age: config.head_max_age,
@@ -212,7 +219,20 @@ impl Server {
             Some(key) => key.clone(),
             None => SecretBox::load_or_create(&config.database.with_file_name("secret.key"))?,
         };
-        let accounts = Arc::new(Accounts::open(store.clone(), secrets).await?);
+        let accounts = match Accounts::open(store.clone(), secrets).await {
+            // A rotation cut short after re-sealing the store leaves the new key beside.
+            Err(auth::AuthError::SecretKey(message))
+                if config.secret_key.is_none()
+                    && auth::rekey::KeyFiles::new(&config.database.with_file_name("secret.key")).next.exists() =>
+            {
+                Err(auth::AuthError::SecretKey(format!(
+                    "{message}; a secret-key rotation was interrupted (secret.key.new exists): run `secumon \
+                     secret-key rotate` again to finish it"
+                )))
+            }
+            opened => opened,
+        };
+        let accounts = Arc::new(accounts?);
         let sso = match config.oidc.clone() {
             Some(oidc) => Some(Arc::new(auth::Sso::new(oidc, store.clone(), accounts.secrets())?)),
             None => None,
@@ -337,7 +357,19 @@ impl Server {
         };
         tracing::info!(%grpc_addr, %api_addr, mtls, %database, "server started");
         tasks.extend([grpc, rest]);
-        Ok(Self { grpc_addr, api_addr, store, alerting, accounts, agents, live, clocks, stop, tasks })
+        Ok(Self {
+            grpc_addr,
+            api_addr,
+            store,
+            alerting,
+            accounts,
+            agents,
+            live,
+            clocks,
+            stop,
+            tasks,
+            _data_dir: data_dir_lock,
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {

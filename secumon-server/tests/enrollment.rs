@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use secumon_core::proto::EnrollRequest;
 use secumon_core::{IngestBatch, Labels, Sample, now_ms};
-use secumon_server::auth::Role;
+use secumon_server::auth::{Role, SecretBox, ca_status, retire_old_ca, rotate_ca};
 use secumon_server::{GrpcTls, Server, ServerConfig};
 use secumon_transport::{
     AgentGate, Enrolled, PeerCredentials, ProvisioningToken, PushClient, PushClientConfig, PushStats, SessionFile,
-    TlsMaterial, enroll,
+    TlsFiles, TlsMaterial, enroll,
 };
 use serde_json::{Value, json};
 
@@ -89,7 +89,9 @@ async fn push_one(
     let runner = client.clone();
     let deadline = Instant::now() + Duration::from_secs(3);
     let run = tokio::spawn(async move { runner.run(tokio::time::sleep_until(deadline.into())).await });
-    while Instant::now() < deadline && client.stats().committed + client.stats().rejected == 0 {
+    while Instant::now() < deadline
+        && client.stats().committed + client.stats().duplicates + client.stats().rejected == 0
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     run.abort();
@@ -303,4 +305,157 @@ async fn agent_ids_of_scripts_are_reserved_and_ids_are_not_revealed_without_a_to
         json!({"source": "python", "host": "backup-1", "samples": [{"name": "backup_age_seconds", "value": 60.0}]});
     let (status, body) = setup.call(reqwest::Method::POST, "/ingest", Some(push)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A server on `database` with the managed agent CA, and an admin key of acme.
+async fn managed_server(database: &std::path::Path) -> (Server, String) {
+    let config = ServerConfig {
+        open_access: false,
+        grpc_tls: GrpcTls::Managed { names: vec![] },
+        ..ServerConfig::loopback(database)
+    };
+    let server = Server::start(config).await.expect("server starts");
+    server.accounts().create_tenant("acme").await.unwrap();
+    let (_, key) = server.accounts().create_api_key("acme", "test", Role::Admin, "test").await.unwrap();
+    (server, key)
+}
+
+async fn provision_on(server: &Server, admin_key: &str) -> ProvisioningToken {
+    let body: Value = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/agents/provision", server.api_addr()))
+        .bearer_auth(admin_key)
+        .json(&json!({"ttl": "10m"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().unwrap().parse().unwrap()
+}
+
+/// The store and secret key of a stopped server, for the rotation commands' library calls.
+async fn offline(database: &std::path::Path) -> (Arc<dyn secumon_store::Store>, SecretBox) {
+    let store: Arc<dyn secumon_store::Store> = Arc::new(secumon_store::SqliteStore::open(database).await.unwrap());
+    (store, SecretBox::load_or_create(&database.with_file_name("secret.key")).unwrap())
+}
+
+fn certificates(pem_text: &[u8]) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text).unwrap().into_iter().map(|p| p.into_contents()).collect()
+}
+
+/// Agent CA rotation with the server stopped between steps, as `secumon ca` runs it: the
+/// agent enrolled under the old CA is made to renew once and leaves with a certificate of
+/// the new CA for its own key (written to its files), an agent that enrolls meanwhile gets
+/// one too, the retirement waits for every agent, and after it the old certificate is
+/// refused while the new one pushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_ca_rotates_without_enrolling_agents_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("s.db");
+    let (server, admin_key) = managed_server(&database).await;
+    let collector = format!("localhost:{}", server.grpc_addr().port());
+    let enrolled = enroll(&collector, &provision_on(&server, &admin_key).await, "agent-1", "web-1").await.unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let files = TlsFiles { ca: agent_dir.path().join("ca.pem"), cert: agent_dir.path().join("agent.crt") };
+    files.store(&enrolled.tls).unwrap();
+    let session = session_file(&agent_dir, &enrolled);
+    let old_ca = certificates(&enrolled.tls.ca_pem);
+    assert_eq!(old_ca.len(), 1);
+    server.shutdown().await;
+
+    let (store, secrets) = offline(&database).await;
+    assert!(retire_old_ca(&*store, false).await.is_err(), "nothing to retire before a rotation");
+    let new_ca_sha256 = rotate_ca(&*store, &secrets).await.unwrap();
+    assert!(rotate_ca(&*store, &secrets).await.is_err(), "one rotation at a time");
+    let status = ca_status(&*store).await.unwrap();
+    assert_eq!(status.current_sha256, new_ca_sha256);
+    assert_eq!(status.pending().len(), 1, "{status:?}");
+    store.close().await;
+
+    let (server, admin_key) = managed_server(&database).await;
+    let collector = format!("localhost:{}", server.grpc_addr().port());
+    // The agent, still trusting the old CA only, pushes: it is made to renew once, gets a
+    // certificate of the new CA and both CAs, writes them and pushes with them.
+    let stats = push_one_with_files(&collector, "agent-1", &files, &enrolled.tls, session.clone()).await;
+    assert_eq!(stats.committed, 1, "{stats:?}");
+    let renewed = TlsMaterial {
+        ca_pem: std::fs::read(&files.ca).unwrap(),
+        cert_pem: std::fs::read(&files.cert).unwrap(),
+        key_pem: enrolled.tls.key_pem.clone(),
+    };
+    assert_ne!(renewed.cert_pem, enrolled.tls.cert_pem, "a new certificate was written");
+    let bundle = certificates(&renewed.ca_pem);
+    assert_eq!(bundle.len(), 2, "the new CA and the old one");
+    assert!(bundle.contains(&old_ca[0]));
+    let new_ca = bundle.iter().find(|der| **der != old_ca[0]).unwrap().clone();
+    assert_eq!(sha256_hex(&new_ca), new_ca_sha256);
+    let (new_der, old_der) = (certificates(&renewed.cert_pem), certificates(&enrolled.tls.cert_pem));
+    let (_, cert) = x509_parser::parse_x509_certificate(&new_der[0]).unwrap();
+    let (_, issuer) = x509_parser::parse_x509_certificate(&new_ca).unwrap();
+    let (_, old_cert) = x509_parser::parse_x509_certificate(&old_der[0]).unwrap();
+    assert_eq!(cert.issuer(), issuer.subject(), "issued by the new CA");
+    assert_ne!(cert.issuer(), old_cert.issuer());
+    assert_eq!(cert.public_key().raw, old_cert.public_key().raw, "for the key the agent holds");
+    assert_eq!(cert.subject(), old_cert.subject(), "naming the same agent");
+    let moved = renewed;
+
+    // An agent enrolling during the rotation pins the CA the server still presents.
+    let second = enroll(&collector, &provision_on(&server, &admin_key).await, "agent-2", "web-2").await.unwrap();
+    assert_eq!(certificates(&second.tls.ca_pem).len(), 2);
+    server.shutdown().await;
+
+    let (store, _) = offline(&database).await;
+    let status = ca_status(&*store).await.unwrap();
+    assert!(status.pending().is_empty(), "{status:?}");
+    assert!(status.agents.iter().all(|agent| agent.ca_sha256 == new_ca_sha256), "{status:?}");
+    assert!(retire_old_ca(&*store, false).await.unwrap().is_empty());
+    assert!(ca_status(&*store).await.unwrap().replaced_sha256.is_none());
+    store.close().await;
+
+    let (server, _) = managed_server(&database).await;
+    let collector = format!("localhost:{}", server.grpc_addr().port());
+    let stats = push_one(&collector, "agent-1", Some(moved.clone()), Some(session.clone())).await;
+    // Its sequence 1 was stored before: acknowledged as a duplicate.
+    assert_eq!(stats.committed + stats.duplicates, 1, "the new certificate pushes: {stats:?}");
+    // The old certificate, even beside a bundle that trusts the new CA, is refused.
+    let old_cert = TlsMaterial { cert_pem: enrolled.tls.cert_pem.clone(), ..moved.clone() };
+    let stats = push_one(&collector, "agent-1", Some(old_cert), Some(session)).await;
+    assert_eq!((stats.committed + stats.duplicates, stats.connections), (0, 0), "{stats:?}");
+    // So is an agent still trusting the old CA only: the server now presents the new one.
+    let stats = push_one(&collector, "agent-1", Some(enrolled.tls.clone()), None).await;
+    assert_eq!((stats.committed + stats.duplicates, stats.connections), (0, 0), "{stats:?}");
+    server.shutdown().await;
+}
+
+/// [`push_one`] for a client that may rewrite its TLS files.
+async fn push_one_with_files(
+    collector: &str,
+    agent_id: &str,
+    files: &TlsFiles,
+    tls: &TlsMaterial,
+    session: SessionFile,
+) -> PushStats {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = PushClientConfig::new(collector, dir.path());
+    config.tls = Some(tls.clone());
+    config.tls_files = Some(files.clone());
+    config.session = Some(session);
+    config.backoff_max = Duration::from_millis(200);
+    let client = PushClient::open(config).unwrap();
+    client.enqueue(batch(agent_id)).await.unwrap();
+    let runner = client.clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let run = tokio::spawn(async move { runner.run(tokio::time::sleep_until(deadline.into())).await });
+    while Instant::now() < deadline
+        && client.stats().committed + client.stats().duplicates + client.stats().rejected == 0
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run.abort();
+    client.stats()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

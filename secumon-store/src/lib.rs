@@ -519,6 +519,16 @@ pub struct StoredRecord {
     pub updated_ms: i64,
 }
 
+/// One document's replacement in [`Store::swap_records`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSwap {
+    pub kind: String,
+    pub id: String,
+    /// The body the document must still have.
+    pub expected: String,
+    pub body: String,
+}
+
 /// A storage backend. Implementations must make `write_batch` atomic: a batch is stored
 /// whole, with its `(agent_id, sequence)` recorded in the same transaction, or not at all.
 #[async_trait]
@@ -600,6 +610,11 @@ pub trait Store: Send + Sync {
 
     /// Stores a document under `(kind, id)`, replacing any.
     async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError>;
+
+    /// Replaces the bodies of documents of `tenant` all together or not at all: in one
+    /// transaction, each only if it still reads `expected`. `false`, and nothing changed,
+    /// when one of them is gone or reads otherwise (someone wrote it meanwhile).
+    async fn swap_records(&self, tenant: &str, swaps: &[RecordSwap]) -> Result<bool, StoreError>;
 
     /// The document under `(kind, id)`, if any.
     async fn get_record(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<String>, StoreError>;

@@ -31,7 +31,7 @@ use crate::records::{
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FIVE_MINUTES_MS, FindingFilter,
     FindingsImport, ImportSummary, LatestCheck, MaintenanceCounters, MaintenanceHealth, MaintenanceReport,
-    MaintenanceTask, ONE_HOUR_MS, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
+    MaintenanceTask, ONE_HOUR_MS, RecordSwap, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -616,6 +616,32 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn swap_records(&self, tenant: &str, swaps: &[RecordSwap]) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let now = now_ms();
+        for swap in swaps {
+            let changed = sqlx::query(
+                "UPDATE records SET body = $1, updated_ms = $2 \
+                 WHERE tenant_id = $3 AND kind = $4 AND id = $5 AND body = $6",
+            )
+            .bind(&swap.body)
+            .bind(now)
+            .bind(tenant)
+            .bind(&swap.kind)
+            .bind(&swap.id)
+            .bind(&swap.expected)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                // Dropping the transaction rolls back the swaps made so far.
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn get_record(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<String>, StoreError> {

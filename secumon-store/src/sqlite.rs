@@ -29,8 +29,8 @@ use crate::records::{
 use crate::writer::{WriteTransaction, Writer};
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FindingFilter, FindingsImport,
-    ImportSummary, LatestCheck, MaintenanceHealth, MaintenanceReport, Store, StoreError, StoreOptions, StoredRecord,
-    WriteOutcome,
+    ImportSummary, LatestCheck, MaintenanceHealth, MaintenanceReport, RecordSwap, Store, StoreError, StoreOptions,
+    StoredRecord, WriteOutcome,
 };
 
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
@@ -829,6 +829,31 @@ impl Store for SqliteStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn swap_records(&self, tenant: &str, swaps: &[RecordSwap]) -> Result<bool, StoreError> {
+        let mut tx = self.engine.writer.begin().await?;
+        let now = now_ms();
+        for swap in swaps {
+            let changed = sqlx::query(
+                "UPDATE records SET body = ?, updated_ms = ? WHERE tenant_id = ? AND kind = ? AND id = ? AND body = ?",
+            )
+            .bind(&swap.body)
+            .bind(now)
+            .bind(tenant)
+            .bind(&swap.kind)
+            .bind(&swap.id)
+            .bind(&swap.expected)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                // Dropping the transaction rolls back the swaps made so far.
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn get_record(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<String>, StoreError> {

@@ -30,7 +30,7 @@ use crate::grpc::ingest_client::IngestClient;
 use crate::outbox::{MemoryStats, Outbox};
 use crate::service::MAX_MESSAGE_BYTES;
 use crate::spool::SpoolStats;
-use crate::{TlsMaterial, TransportError};
+use crate::{TlsFiles, TlsMaterial, TransportError};
 
 /// Settings of a [`PushClient`].
 #[derive(Debug, Clone)]
@@ -48,6 +48,9 @@ pub struct PushClientConfig {
     pub backoff_max: Duration,
     /// Mutual TLS; plaintext HTTP/2 when `None`.
     pub tls: Option<TlsMaterial>,
+    /// Where `tls` was read from, to write a certificate and CAs a renewal brings (agent
+    /// CA rotation); without it they are used until the agent stops.
+    pub tls_files: Option<TlsFiles>,
     /// The enrolled agent's session token, sent with every push and renewed when due.
     pub session: Option<SessionFile>,
     /// How old a session token may get before it is renewed (24 h, the server's rotation).
@@ -68,6 +71,7 @@ impl PushClientConfig {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             tls: None,
+            tls_files: None,
             session: None,
             session_rotation: Duration::from_secs(24 * 3600),
         }
@@ -119,6 +123,8 @@ struct Inner {
     connections: AtomicU64,
     /// The server refused the session token: renew before the next push.
     renew_now: AtomicBool,
+    /// The TLS material in use: the configuration's, or what a renewal brought.
+    tls: Mutex<Option<TlsMaterial>>,
     /// The session token in use when the session file could not take it (it then holds an
     /// older one): written there as soon as the disk allows.
     unsaved_session: Mutex<Option<AgentSession>>,
@@ -146,12 +152,12 @@ impl PushClient {
         let outbox_acked = outbox.spool_stats().acked_through;
         Ok(Self {
             inner: Arc::new(Inner {
-                config,
                 outbox: Mutex::new(outbox),
                 appended: watch::Sender::new(last),
                 connected: AtomicBool::new(false),
                 connections: AtomicU64::new(0),
                 renew_now: AtomicBool::new(false),
+                tls: Mutex::new(config.tls.clone()),
                 unsaved_session: Mutex::new(None),
                 session_save_failures: AtomicU64::new(0),
                 committed: AtomicU64::new(0),
@@ -162,6 +168,7 @@ impl PushClient {
                 acked: watch::Sender::new(outbox_acked),
                 config_status: Mutex::default(),
                 config_updates: watch::Sender::new(None),
+                config,
             }),
         })
     }
@@ -279,9 +286,17 @@ impl PushClient {
     /// renewal (the next connection renews it).
     async fn session(&self, outage: &mut Option<Instant>, backoff: &mut Duration) -> Result<(), TransportError> {
         let config = &self.inner.config;
-        let channel = channel(&config.endpoint, config.tls.as_ref().map(TlsMaterial::client_config)).await?;
+        let tls = self.inner.tls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let channel = channel(&config.endpoint, tls.as_ref().map(TlsMaterial::client_config)).await?;
         let session = match &config.session {
-            Some(file) => Some(self.current_session(file, channel.clone()).await?),
+            Some(file) => {
+                let (session, new_certificate) = self.current_session(file, channel.clone()).await?;
+                if new_certificate {
+                    // The next connection presents it.
+                    return Ok(());
+                }
+                Some(session)
+            }
             None => None,
         };
         let mut client = IngestClient::new(channel)
@@ -390,7 +405,13 @@ impl PushClient {
     /// when the disk allows. Until then renewals present the file's token, not the newer one:
     /// the server keeps the token a renewal replaced good for renewing, and presenting it
     /// again leaves it so, so the file still lets a restarted agent renew its way back in.
-    async fn current_session(&self, file: &SessionFile, channel: Channel) -> Result<AgentSession, TransportError> {
+    /// `true` beside it when the renewal brought a new certificate (agent CA rotation): the
+    /// connection must be made again to present it.
+    async fn current_session(
+        &self,
+        file: &SessionFile,
+        channel: Channel,
+    ) -> Result<(AgentSession, bool), TransportError> {
         self.save_unsaved_session(file);
         let unsaved = self.inner.lock_unsaved_session().clone();
         let session = match &unsaved {
@@ -398,7 +419,7 @@ impl PushClient {
             None => file.load()?,
         };
         if !self.inner.renew_now.load(Ordering::Relaxed) && !self.until_rotation(&session).is_zero() {
-            return Ok(session);
+            return Ok((session, false));
         }
         let next = match unsaved.map(|in_use| (file.load(), in_use)) {
             Some((Ok(saved), in_use)) => match file.renew(channel.clone(), &saved).await {
@@ -413,6 +434,7 @@ impl PushClient {
             None => file.renew(channel, &session).await?,
         };
         self.inner.renew_now.store(false, Ordering::Relaxed);
+        let new_certificate = !next.cert_pem.is_empty() && self.take_certificate(&next);
         // Only this task writes the session file and the token in use: the lock is not held
         // over the write (and its fsync), so `stats` never waits on the disk.
         let stored = file.store(&next);
@@ -436,7 +458,37 @@ impl PushClient {
                 }
             }
         }
-        Ok(next)
+        Ok((next, new_certificate))
+    }
+
+    /// Puts the certificate and CAs of a renewal in use, and in the TLS files if configured
+    /// (a disk that refuses them costs nothing now: the server keeps admitting the old
+    /// certificate and hands the new one out again at the next renewal). `false` without
+    /// TLS or when they are unreadable.
+    fn take_certificate(&self, renewed: &AgentSession) -> bool {
+        let mut tls = self.inner.tls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(current) = tls.as_ref() else { return false };
+        let certificates = |text: &str| {
+            pem::parse_many(text).is_ok_and(|all| !all.is_empty() && all.iter().all(|c| c.tag() == "CERTIFICATE"))
+        };
+        if !certificates(&renewed.cert_pem) || !certificates(&renewed.ca_pem) {
+            tracing::warn!(
+                "the server sent an unreadable certificate with the renewed session; keeping the current one"
+            );
+            return false;
+        }
+        let next = current.renewed(&renewed.ca_pem, &renewed.cert_pem);
+        match &self.inner.config.tls_files {
+            Some(files) => match files.store(&next) {
+                Ok(()) => tracing::info!(cert = %files.cert.display(), ca = %files.ca.display(),
+                    "new certificate from the server's new agent CA saved"),
+                Err(error) => tracing::warn!(%error,
+                    "new certificate from the server's new agent CA in use but not saved; the next renewal sends it again"),
+            },
+            None => tracing::info!("new certificate from the server's new agent CA in use"),
+        }
+        *tls = Some(next);
+        true
     }
 
     /// Writes the session token in use to the session file if it is not there yet.

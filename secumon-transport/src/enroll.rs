@@ -323,7 +323,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let file = SessionFile::new(dir.path().join("session"));
-        let session = AgentSession { token: "sms_a.b".into(), issued_at_ms: 5, expires_at_ms: 9 };
+        let session = AgentSession { token: "sms_a.b".into(), issued_at_ms: 5, expires_at_ms: 9, ..Default::default() };
         file.store(&session).unwrap();
         assert_eq!(file.load().unwrap(), session);
         assert_eq!(std::fs::metadata(file.path()).unwrap().permissions().mode() & 0o777, 0o600);

@@ -38,7 +38,7 @@ pub use service::{
     BatchSink, ConfigReport, EnrollmentService, IngestService, MAX_MESSAGE_BYTES, SinkError, SinkOutcome,
 };
 pub use spool::{Spool, SpoolError, SpoolStats};
-pub use tls::TlsMaterial;
+pub use tls::{TlsFiles, TlsMaterial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {

@@ -11,6 +11,7 @@ mod crypto;
 mod email;
 mod mfa;
 mod oidc;
+pub mod rekey;
 mod tenant_users;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +21,10 @@ use secumon_core::now_ms;
 use secumon_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-pub use agents::{AgentAuthority, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION};
+pub use agents::{
+    AgentAuthority, AgentCaState, CaStatus, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION, ca_status,
+    retire_old_ca, rotate_ca,
+};
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
 pub use email::normalize_email;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use secumon_core::{CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity};
 use secumon_store::{
-    AgentFilter, AgentRecord, Aggregation, AlertHistoryEntry, AuditEntry, AuditFilter, RangeQuery, SeriesSelector,
-    Store, StoreError, StoreOptions, WriteOutcome,
+    AgentFilter, AgentRecord, Aggregation, AlertHistoryEntry, AuditEntry, AuditFilter, RangeQuery, RecordSwap,
+    SeriesSelector, Store, StoreError, StoreOptions, WriteOutcome,
 };
 
 /// A database that tests can open, close and open again.
@@ -40,6 +40,7 @@ macro_rules! store_suite {
             large_batches_with_every_part_survive_reopen,
             state_documents_survive_reopen_per_tenant,
             records_page_by_id_per_tenant_and_kind_and_delete_once,
+            record_swaps_apply_together_or_not_at_all,
             alert_history_is_kept_per_tenant_and_rule_newest_first,
             rejects_nonsense_queries,
             findings_open_fix_reopen_with_samples_and_events,
@@ -265,6 +266,33 @@ pub async fn state_documents_survive_reopen_per_tenant(backend: &dyn Backend) {
     let store = backend.open().await;
     assert_eq!(store.get_state("acme", "alerts").await.unwrap().as_deref(), Some("{\"v\":2}"));
     assert_eq!(store.get_state("globex", "alerts").await.unwrap(), None);
+}
+
+pub async fn record_swaps_apply_together_or_not_at_all(backend: &dyn Backend) {
+    let store = backend.open().await;
+    store.put_record("acme", "user", "ada", "{\"v\":1}").await.unwrap();
+    store.put_record("acme", "key", "current", "{\"k\":1}").await.unwrap();
+    let swap = |kind: &str, id: &str, expected: &str, body: &str| RecordSwap {
+        kind: kind.into(),
+        id: id.into(),
+        expected: expected.into(),
+        body: body.into(),
+    };
+    // The second swap expects a body the record no longer has: the first is rolled back.
+    let stale = [swap("user", "ada", "{\"v\":1}", "{\"v\":2}"), swap("key", "current", "{\"k\":0}", "{\"k\":2}")];
+    assert!(!store.swap_records("acme", &stale).await.unwrap());
+    assert_eq!(store.get_record("acme", "user", "ada").await.unwrap().as_deref(), Some("{\"v\":1}"));
+    let missing = [swap("user", "ada", "{\"v\":1}", "{\"v\":2}"), swap("key", "gone", "{}", "{}")];
+    assert!(!store.swap_records("acme", &missing).await.unwrap());
+    assert_eq!(store.get_record("acme", "user", "ada").await.unwrap().as_deref(), Some("{\"v\":1}"));
+    assert!(!store.swap_records("globex", &stale[..1]).await.unwrap(), "another tenant's record is not touched");
+
+    let fresh = [swap("user", "ada", "{\"v\":1}", "{\"v\":2}"), swap("key", "current", "{\"k\":1}", "{\"k\":2}")];
+    assert!(store.swap_records("acme", &fresh).await.unwrap());
+    store.close().await;
+    let store = backend.open().await;
+    assert_eq!(store.get_record("acme", "user", "ada").await.unwrap().as_deref(), Some("{\"v\":2}"));
+    assert_eq!(store.get_record("acme", "key", "current").await.unwrap().as_deref(), Some("{\"k\":2}"));
 }
 
 pub async fn records_page_by_id_per_tenant_and_kind_and_delete_once(backend: &dyn Backend) {
