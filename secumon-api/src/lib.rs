@@ -25,6 +25,7 @@ pub mod alerts;
 pub mod client;
 pub mod data;
 pub mod error;
+pub mod ingest;
 pub mod logs;
 pub mod metrics;
 pub mod overview;
@@ -36,8 +37,9 @@ pub use alerts::{
 };
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, Error as ClientError, TENANT_HEADER};
-pub use data::{CheckList, FindingList, FindingsQuery, LatestCheck};
+pub use data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult, LatestCheck};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};
+pub use ingest::{IngestEvent, IngestRequest, IngestSample, Ingested};
 pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
 pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};
