@@ -23,8 +23,9 @@ use crate::alerts::{
     AcknowledgeRequest, Acknowledged, AlertFilter, AlertHistory, AlertList, AlertStats, HistoryFilter, Resolved,
     Silence, SilenceList, SilenceRequest,
 };
-use crate::data::{CheckList, FindingList, FindingsQuery};
+use crate::data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult};
 use crate::error::{ErrorCode, Refusal};
+use crate::ingest::{IngestRequest, Ingested};
 use crate::logs::{LogsPage, LogsQuery};
 use crate::metrics::{History, HistoryQuery};
 use crate::overview::{Overview, OverviewQuery};
@@ -289,6 +290,17 @@ impl Client {
     /// `GET /findings`: scanner findings.
     pub async fn findings(&self, query: &FindingsQuery) -> Result<FindingList, Error> {
         self.get(&["findings"], query).await
+    }
+
+    /// `POST /findings`: imports a scanner report (SARIF, Trivy, Nuclei, SecuMon), given
+    /// whole as the body.
+    pub async fn import_findings(&self, query: &ImportQuery, report: Vec<u8>) -> Result<ImportResult, Error> {
+        self.send(self.request(Method::POST, &["findings"]).query(query).body(report)).await
+    }
+
+    /// `POST /ingest`: stores a script's samples and events as one batch.
+    pub async fn ingest(&self, request: &IngestRequest) -> Result<Ingested, Error> {
+        self.post(&["ingest"], request).await
     }
 
     /// `GET /metrics/hosts/{id}/history`: a host's metric over a period.

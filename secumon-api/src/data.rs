@@ -1,5 +1,5 @@
 //! Probe checks' latest results (`GET /api/v1/checks`) and scanner findings
-//! (`GET /api/v1/findings`).
+//! (`GET /api/v1/findings`, and `POST /api/v1/findings` to import a report).
 
 use secumon_core::{CheckResult, Finding};
 use serde::{Deserialize, Serialize};
@@ -42,4 +42,32 @@ pub struct FindingsQuery {
 pub struct FindingList {
     #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
     pub findings: Vec<Finding>,
+}
+
+/// `POST /findings`: how to read the report in the body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "schema", into_params(parameter_in = Query))]
+pub struct ImportQuery {
+    /// `sarif`, `trivy`, `nuclei`, `secumon` or `auto` (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The report covers its assets completely (default true): what it no longer lists is fixed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_scan: Option<bool>,
+    /// A name for the report in error messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// What an import did, by count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct ImportResult {
+    pub format: String,
+    pub findings: usize,
+    pub new: usize,
+    pub reopened: usize,
+    pub fixed: usize,
+    pub unchanged: usize,
 }

@@ -2,10 +2,10 @@
 //! (with its OpenAPI schema, feature `schema`), the error codes with the one table of their
 //! HTTP statuses ([`ErrorCode`]), and one typed async client ([`Client`], feature `client`).
 //!
-//! The server answers with these types and the console and the CLI read them, so a change to
-//! the API fails to compile wherever it breaks something. The JSON is the API's wire format:
-//! field names and shapes here are a contract with scripts, the Python bindings and the
-//! published OpenAPI document.
+//! The server answers with these types and the console, the CLI and the Python bindings read
+//! them, so a change to the API fails to compile wherever it breaks something. The JSON is
+//! the API's wire format: field names and shapes here are a contract with scripts, the
+//! Python bindings and the published OpenAPI document.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), secumon_api::ClientError> {
@@ -26,6 +26,7 @@ pub mod alerts;
 pub mod client;
 pub mod data;
 pub mod error;
+pub mod ingest;
 pub mod logs;
 pub mod metrics;
 pub mod overview;
@@ -38,8 +39,9 @@ pub use alerts::{
 };
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, Error as ClientError, TENANT_HEADER};
-pub use data::{CheckList, FindingList, FindingsQuery, LatestCheck};
+pub use data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult, LatestCheck};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};
+pub use ingest::{IngestEvent, IngestRequest, IngestSample, Ingested};
 pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
 pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};

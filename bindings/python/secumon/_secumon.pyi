@@ -1,6 +1,15 @@
 from os import PathLike
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Awaitable, Dict, List, Optional, Sequence, Tuple, Union, final
 
+__all__ = [
+    "CheckResult", "Finding", "Client", "AsyncClient", "ping", "scan_ports", "tls", "http_check", "dns", "snmp",
+    "trace", "check", "parse_findings",
+]
+
+_Sample = Union[Tuple[str, float], Tuple[str, float, Dict[str, str]], Dict[str, Any]]
+
+# Native classes: they cannot be subclassed.
+@final
 class CheckResult:
     check_id: str
     kind: str
@@ -17,6 +26,7 @@ class CheckResult:
     def text(self) -> str: ...
     def to_dict(self) -> Dict[str, Any]: ...
 
+@final
 class Finding:
     id: str
     severity: str
@@ -28,8 +38,10 @@ class Finding:
     last_seen_ms: int
     def to_dict(self) -> Dict[str, Any]: ...
 
+@final
 class Client:
-    def __init__(self, url: str = "http://127.0.0.1:8080", token: Optional[str] = None) -> None: ...
+    """The server's REST API; every call blocks (the GIL released) until the server answers."""
+    def __new__(cls, url: str = "http://127.0.0.1:8080", token: Optional[str] = None) -> "Client": ...
     def import_findings(
         self, source: Union[str, "PathLike[str]", bytes], format: str = "auto", full_scan: bool = True
     ) -> Dict[str, Any]: ...
@@ -39,7 +51,7 @@ class Client:
     def push(
         self,
         host: str,
-        samples: Optional[Sequence[Union[Tuple[str, float], Tuple[str, float, Dict[str, str]], Dict[str, Any]]]] = None,
+        samples: Optional[Sequence[_Sample]] = None,
         events: Optional[Sequence[Dict[str, Any]]] = None,
         source: str = "python",
     ) -> Dict[str, Any]: ...
@@ -47,6 +59,29 @@ class Client:
     def query(
         self, host: str, metric: str, period: str = "1h", step: Optional[str] = None, agg: str = "avg"
     ) -> Dict[str, Any]: ...
+
+@final
+class AsyncClient:
+    """The same calls as :class:`Client` for asyncio: each returns an awaitable (an asyncio
+    future), the call running on SecuMon's own threads while the event loop goes on."""
+    def __new__(cls, url: str = "http://127.0.0.1:8080", token: Optional[str] = None) -> "AsyncClient": ...
+    def import_findings(
+        self, source: Union[str, "PathLike[str]", bytes], format: str = "auto", full_scan: bool = True
+    ) -> Awaitable[Dict[str, Any]]: ...
+    def findings(
+        self, asset: Optional[str] = None, severity: Optional[str] = None, status: Optional[str] = None, limit: int = 100
+    ) -> Awaitable[List[Finding]]: ...
+    def push(
+        self,
+        host: str,
+        samples: Optional[Sequence[_Sample]] = None,
+        events: Optional[Sequence[Dict[str, Any]]] = None,
+        source: str = "python",
+    ) -> Awaitable[Dict[str, Any]]: ...
+    def alerts(self, status: Optional[str] = None, severity: Optional[str] = None) -> Awaitable[List[Dict[str, Any]]]: ...
+    def query(
+        self, host: str, metric: str, period: str = "1h", step: Optional[str] = None, agg: str = "avg"
+    ) -> Awaitable[Dict[str, Any]]: ...
 
 def ping(host: str, count: int = 5, interval: float = 0.2, timeout: float = 1.0) -> CheckResult: ...
 def scan_ports(

@@ -1,6 +1,7 @@
 //! The `secumon` Python module's native part: probe checks (ping, trace, ports, TLS, HTTP,
 //! DNS, SNMP, or any check from its spec),
-//! findings parsing and an HTTP client for the server. Every call releases the GIL while
+//! findings parsing and clients of the server's API (`Client`, and `AsyncClient` for
+//! asyncio), both through `secumon_api`'s typed client. Every call releases the GIL while
 //! Rust works. Errors are `secumon.errors`' classes (`InvalidArgument`, a `ValueError`;
 //! `ParseError` with the report's file, line and column; `AuthError`, a `PermissionError`;
 //! …), while a target that cannot be checked gives a result with status `unknown` and the
@@ -12,6 +13,10 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use secumon_api::{
+    AlertFilter, AlertList, ClientError as ApiClientError, ErrorCode, FindingList, FindingsQuery, History,
+    HistoryQuery, ImportQuery, ImportResult, IngestEvent, IngestRequest, IngestSample, Ingested, Labels, Refusal,
+};
 use secumon_scan::{
     Check, CheckError, CheckSpec, DnsSpec, HttpSpec, PingSpec, PortsSpec, SnmpSpec, TlsSpec, TraceSpec, run_check,
 };
@@ -350,75 +355,218 @@ fn parse_findings(source: &Bound<'_, PyAny>, format: &str) -> PyResult<Vec<Findi
     Ok(report.findings.into_iter().map(Finding::from).collect())
 }
 
-/// The SecuMon server's REST API.
-#[pyclass(module = "secumon")]
-struct Client {
-    base: String,
-    token: Option<String>,
-    http: reqwest::Client,
+/// The `secumon.errors` class a refusal is raised as, by the API's code: the one table
+/// from `secumon_api`'s codes to Python's classes. A code this build does not know (a newer
+/// server's), or a refusal without a body (a proxy's), goes by its status.
+fn refusal_class(refusal: &Refusal) -> &'static str {
+    use ErrorCode::*;
+    match refusal.code {
+        Some(Unauthenticated | InvalidIdToken | Forbidden) => "AuthError",
+        Some(
+            BadRequest | NotFound | Conflict | EnrollmentOff | FindingsLimit | SeriesLimit | TooLarge | ReportTooLarge
+            | UnsupportedMediaType | RateLimited | Locked | IngestRateLimited,
+        ) => "RequestError",
+        Some(Internal | IdentityProvider | Busy | StoreUnavailable) => "ServerError",
+        _ => match refusal.status.as_u16() {
+            401 | 403 => "AuthError",
+            400..=499 => "RequestError",
+            _ => "ServerError",
+        },
+    }
 }
 
-impl Client {
-    fn call(&self, py: Python<'_>, request: reqwest::RequestBuilder) -> PyResult<serde_json::Value> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let runtime = runtime()?;
-        let base = self.base.clone();
-        let answer = py.detach(|| {
-            runtime.block_on(async move {
-                let response = request
-                    .timeout(Duration::from_secs(60))
-                    .send()
-                    .await
-                    .map_err(|e| Err(format!("cannot reach {base}: {e}")))?;
-                let status = response.status();
-                let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-                if status.is_success() { Ok(body) } else { Err(Ok((status, body))) }
-            })
-        });
-        answer.map_err(|failure| match failure {
-            Err(unreachable) => secumon_error("Unreachable", (unreachable,)),
-            Ok((status, body)) => {
-                let message = body["error"]["message"].as_str().unwrap_or("no message");
-                let code = body["error"]["code"].as_str().map(str::to_string);
-                let class = match status.as_u16() {
-                    401 | 403 => "AuthError",
-                    400..=499 => "RequestError",
-                    _ => "ServerError",
-                };
-                secumon_error(class, (format!("{status}: {message}"), status.as_u16(), code))
-            }
-        })
+/// A failed API call as the `secumon.errors` class that says why: a refusal with its
+/// status and the API's code, `Unreachable`, or `InvalidArgument` for a setting.
+fn api_error(error: ApiClientError) -> PyErr {
+    match error {
+        ApiClientError::Refused(refusal) => {
+            let status = refusal.status;
+            let code = Some(refusal.code_text.clone()).filter(|code| !code.is_empty());
+            let message = format!("{status}: {}", refusal.message);
+            secumon_error(refusal_class(&refusal), (message, status.as_u16(), code))
+        }
+        unreachable @ ApiClientError::Unreachable { .. } => secumon_error("Unreachable", (unreachable.to_string(),)),
+        ApiClientError::Setting(setting) => invalid_argument(setting),
+        other => secumon_error("SecuMonError", (other.to_string(),)),
     }
+}
+
+/// An answer as plain Python values, through JSON so it reads as the API's wire format
+/// (a NaN is `None`, as in the body).
+fn to_python<T: serde::Serialize>(py: Python<'_>, answer: &T) -> PyResult<Py<PyAny>> {
+    let value = serde_json::to_value(answer).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    Ok(pythonize::pythonize(py, &value).map_err(|e| PyRuntimeError::new_err(e.to_string()))?.unbind())
+}
+
+fn findings_to_python(py: Python<'_>, list: FindingList) -> PyResult<Py<PyAny>> {
+    let findings: Vec<Finding> = list.findings.into_iter().map(Finding::from).collect();
+    Ok(findings.into_pyobject(py)?.into_any().unbind())
+}
+
+/// Runs an API call for the synchronous client, the GIL released meanwhile.
+fn blocking<T: Send>(py: Python<'_>, call: impl Future<Output = Result<T, ApiClientError>> + Send) -> PyResult<T> {
+    let runtime = runtime()?;
+    py.detach(|| runtime.block_on(call)).map_err(api_error)
+}
+
+/// An API call as an asyncio awaitable: the call runs on the module's tokio runtime, its
+/// answer is made a Python value by `convert` when it comes.
+fn awaitable<'py, T: Send + 'static>(
+    py: Python<'py>,
+    call: impl Future<Output = Result<T, ApiClientError>> + Send + 'static,
+    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // The awaitables run on the runtime the synchronous calls use (one pool of threads);
+    // `Err` only says it was handed over before.
+    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime()?);
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let answer = call.await.map_err(api_error)?;
+        Python::attach(|py| convert(py, answer))
+    })
+}
+
+/// The server calls both clients make: the arguments are read here, with the GIL; the
+/// futures they give hold only Rust values, so they run without it.
+#[derive(Clone)]
+struct Api {
+    client: secumon_api::Client,
+}
+
+impl Api {
+    fn new(url: &str, token: Option<String>) -> PyResult<Self> {
+        // A report import may take a while on a large report.
+        let client = secumon_api::Client::builder(url)
+            .token_opt(token)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(api_error)?;
+        Ok(Self { client })
+    }
+
+    fn import_findings(
+        &self,
+        source: &Bound<'_, PyAny>,
+        format: &str,
+        full_scan: bool,
+    ) -> PyResult<impl Future<Output = Result<ImportResult, ApiClientError>> + Send + 'static> {
+        let (text, origin) = report_text(source)?;
+        let query = ImportQuery { format: Some(format.to_string()), full_scan: Some(full_scan), origin: Some(origin) };
+        let client = self.client.clone();
+        Ok(async move { client.import_findings(&query, text.into_bytes()).await })
+    }
+
+    fn findings(
+        &self,
+        asset: Option<String>,
+        severity: Option<String>,
+        status: Option<String>,
+        limit: u32,
+    ) -> impl Future<Output = Result<FindingList, ApiClientError>> + Send + 'static {
+        let query = FindingsQuery { asset, severity, status, limit: Some(limit), offset: None };
+        let client = self.client.clone();
+        async move { client.findings(&query).await }
+    }
+
+    fn push(
+        &self,
+        host: &str,
+        samples: Option<Vec<Bound<'_, PyAny>>>,
+        events: Option<Vec<Bound<'_, PyAny>>>,
+        source: &str,
+    ) -> PyResult<impl Future<Output = Result<Ingested, ApiClientError>> + Send + 'static> {
+        let mut sample_values = Vec::new();
+        for sample in samples.unwrap_or_default() {
+            let value = if let Ok((name, value)) = sample.extract::<(String, f64)>() {
+                IngestSample { name, labels: Labels::new(), value, timestamp_ms: None }
+            } else if let Ok((name, value, labels)) = sample.extract::<(String, f64, Labels)>() {
+                IngestSample { name, labels, value, timestamp_ms: None }
+            } else {
+                pythonize::depythonize(&sample).map_err(|e| invalid_argument(format!("sample {sample}: {e}")))?
+            };
+            sample_values.push(value);
+        }
+        let mut event_values: Vec<IngestEvent> = Vec::new();
+        for event in events.unwrap_or_default() {
+            event_values
+                .push(pythonize::depythonize(&event).map_err(|e| invalid_argument(format!("event {event}: {e}")))?);
+        }
+        // This machine's clock as the request leaves: the server measures the offset from it
+        // and re-stamps the batch when this clock is off (untimed values are taken as of now).
+        let request = IngestRequest {
+            source: source.to_string(),
+            host: host.to_string(),
+            labels: Labels::new(),
+            samples: sample_values,
+            events: event_values,
+            sent_at_ms: Some(secumon_core::now_ms()),
+        };
+        let client = self.client.clone();
+        Ok(async move { client.ingest(&request).await })
+    }
+
+    fn alerts(
+        &self,
+        status: Option<String>,
+        severity: Option<String>,
+    ) -> impl Future<Output = Result<AlertList, ApiClientError>> + Send + 'static {
+        let filter = AlertFilter { status, severity };
+        let client = self.client.clone();
+        async move { client.alerts(&filter).await }
+    }
+
+    fn query(
+        &self,
+        host: &str,
+        metric: &str,
+        period: &str,
+        step: Option<&str>,
+        agg: &str,
+    ) -> impl Future<Output = Result<History, ApiClientError>> + Send + 'static {
+        let query = HistoryQuery {
+            metric: Some(metric.to_string()),
+            period: Some(period.to_string()),
+            step: step.map(str::to_string),
+            agg: Some(agg.to_string()),
+        };
+        let (client, host) = (self.client.clone(), host.to_string());
+        // The client escapes the host as one path segment: `/`, `?` or `#` cannot change the route.
+        async move { client.host_history(&host, &query).await }
+    }
+}
+
+fn alerts_to_python(py: Python<'_>, list: AlertList) -> PyResult<Py<PyAny>> {
+    to_python(py, &list.alerts)
+}
+
+fn answer_to_python<T: serde::Serialize>(py: Python<'_>, answer: T) -> PyResult<Py<PyAny>> {
+    to_python(py, &answer)
+}
+
+/// The SecuMon server's REST API; every call blocks (with the GIL released) until it answers.
+#[pyclass(module = "secumon")]
+struct Client {
+    api: Api,
 }
 
 #[pymethods]
 impl Client {
     #[new]
     #[pyo3(signature = (url="http://127.0.0.1:8080", token=None))]
-    fn new(url: &str, token: Option<String>) -> Self {
-        Self { base: format!("{}/api/v1", url.trim_end_matches('/')), token, http: reqwest::Client::new() }
+    fn new(url: &str, token: Option<String>) -> PyResult<Self> {
+        Ok(Self { api: Api::new(url, token)? })
     }
 
     /// Sends a scanner report; returns counts of new, reopened, fixed and unchanged findings.
     #[pyo3(signature = (source, format="auto", full_scan=true))]
-    fn import_findings<'py>(
+    fn import_findings(
         &self,
-        py: Python<'py>,
-        source: &Bound<'py, PyAny>,
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
         format: &str,
         full_scan: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (text, origin) = report_text(source)?;
-        let request = self.http.post(format!("{}/findings", self.base)).query(&[
-            ("format", format),
-            ("full_scan", if full_scan { "true" } else { "false" }),
-            ("origin", origin.as_str()),
-        ]);
-        let body = self.call(py, request.body(text))?;
-        pythonize::pythonize(py, &body).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    ) -> PyResult<Py<PyAny>> {
+        let answer = blocking(py, self.api.import_findings(source, format, full_scan)?)?;
+        to_python(py, &answer)
     }
 
     /// Findings, most severe first.
@@ -431,14 +579,8 @@ impl Client {
         status: Option<String>,
         limit: u32,
     ) -> PyResult<Vec<Finding>> {
-        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-        query.extend(asset.map(|a| ("asset", a)));
-        query.extend(severity.map(|s| ("severity", s)));
-        query.extend(status.map(|s| ("status", s)));
-        let body = self.call(py, self.http.get(format!("{}/findings", self.base)).query(&query))?;
-        let findings: Vec<secumon_core::Finding> =
-            serde_json::from_value(body["findings"].clone()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        Ok(findings.into_iter().map(Finding::from).collect())
+        let list = blocking(py, self.api.findings(asset, severity, status, limit))?;
+        Ok(list.findings.into_iter().map(Finding::from).collect())
     }
 
     /// Pushes samples and events for `host` as one batch (validated like an agent's).
@@ -454,31 +596,90 @@ impl Client {
         samples: Option<Vec<Bound<'py, PyAny>>>,
         events: Option<Vec<Bound<'py, PyAny>>>,
         source: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let answer = blocking(py, self.api.push(host, samples, events, source)?)?;
+        to_python(py, &answer)
+    }
+
+    /// Alerts pending or firing now, as dicts.
+    #[pyo3(signature = (status=None, severity=None))]
+    fn alerts(&self, py: Python<'_>, status: Option<String>, severity: Option<String>) -> PyResult<Py<PyAny>> {
+        let list = blocking(py, self.api.alerts(status, severity))?;
+        alerts_to_python(py, list)
+    }
+
+    /// A host's metric over a period: `{"series": [{"labels": ..., "points": [...]}], ...}`.
+    #[pyo3(signature = (host, metric, period="1h", step=None, agg="avg"))]
+    fn query(
+        &self,
+        py: Python<'_>,
+        host: &str,
+        metric: &str,
+        period: &str,
+        step: Option<&str>,
+        agg: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let history = blocking(py, self.api.query(host, metric, period, step, agg))?;
+        to_python(py, &history)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Client({:?})", self.api.client.server())
+    }
+}
+
+/// The same calls as [`Client`] for asyncio: each method returns an awaitable, and the
+/// call runs on the module's tokio runtime while the event loop goes on.
+#[pyclass(module = "secumon")]
+struct AsyncClient {
+    api: Api,
+}
+
+#[pymethods]
+impl AsyncClient {
+    #[new]
+    #[pyo3(signature = (url="http://127.0.0.1:8080", token=None))]
+    fn new(url: &str, token: Option<String>) -> PyResult<Self> {
+        Ok(Self { api: Api::new(url, token)? })
+    }
+
+    /// Sends a scanner report; the awaitable gives counts of new, reopened, fixed and
+    /// unchanged findings.
+    #[pyo3(signature = (source, format="auto", full_scan=true))]
+    fn import_findings<'py>(
+        &self,
+        py: Python<'py>,
+        source: &Bound<'py, PyAny>,
+        format: &str,
+        full_scan: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut sample_values = Vec::new();
-        for sample in samples.unwrap_or_default() {
-            let value: serde_json::Value = if let Ok((name, value)) = sample.extract::<(String, f64)>() {
-                serde_json::json!({"name": name, "value": value})
-            } else if let Ok((name, value, labels)) =
-                sample.extract::<(String, f64, std::collections::BTreeMap<String, String>)>()
-            {
-                serde_json::json!({"name": name, "value": value, "labels": labels})
-            } else {
-                pythonize::depythonize(&sample).map_err(|e| invalid_argument(format!("sample {sample}: {e}")))?
-            };
-            sample_values.push(value);
-        }
-        let mut event_values: Vec<serde_json::Value> = Vec::new();
-        for event in events.unwrap_or_default() {
-            event_values
-                .push(pythonize::depythonize(&event).map_err(|e| invalid_argument(format!("event {event}: {e}")))?);
-        }
-        // This machine's clock as the request leaves: the server measures the offset from it
-        // and re-stamps the batch when this clock is off (untimed values are taken as of now).
-        let body = serde_json::json!({"source": source, "host": host, "samples": sample_values,
-            "events": event_values, "sent_at_ms": secumon_core::now_ms()});
-        let answer = self.call(py, self.http.post(format!("{}/ingest", self.base)).json(&body))?;
-        pythonize::pythonize(py, &answer).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+        awaitable(py, self.api.import_findings(source, format, full_scan)?, answer_to_python)
+    }
+
+    /// Findings, most severe first.
+    #[pyo3(signature = (asset=None, severity=None, status=None, limit=100))]
+    fn findings<'py>(
+        &self,
+        py: Python<'py>,
+        asset: Option<String>,
+        severity: Option<String>,
+        status: Option<String>,
+        limit: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, self.api.findings(asset, severity, status, limit), findings_to_python)
+    }
+
+    /// Pushes samples and events for `host` as one batch, as `Client.push` does.
+    #[pyo3(signature = (host, samples=None, events=None, source="python"))]
+    fn push<'py>(
+        &self,
+        py: Python<'py>,
+        host: &str,
+        samples: Option<Vec<Bound<'py, PyAny>>>,
+        events: Option<Vec<Bound<'py, PyAny>>>,
+        source: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, self.api.push(host, samples, events, source)?, answer_to_python)
     }
 
     /// Alerts pending or firing now, as dicts.
@@ -489,14 +690,10 @@ impl Client {
         status: Option<String>,
         severity: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut query: Vec<(&str, String)> = Vec::new();
-        query.extend(status.map(|s| ("status", s)));
-        query.extend(severity.map(|s| ("severity", s)));
-        let body = self.call(py, self.http.get(format!("{}/alerts", self.base)).query(&query))?;
-        pythonize::pythonize(py, &body["alerts"]).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+        awaitable(py, self.api.alerts(status, severity), alerts_to_python)
     }
 
-    /// A host's metric over a period: `{"series": [{"labels": ..., "points": [...]}], ...}`.
+    /// A host's metric over a period, as `Client.query` gives it.
     #[pyo3(signature = (host, metric, period="1h", step=None, agg="avg"))]
     fn query<'py>(
         &self,
@@ -507,19 +704,11 @@ impl Client {
         step: Option<&str>,
         agg: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut query = vec![("metric", metric), ("period", period), ("agg", agg)];
-        query.extend(step.map(|s| ("step", s)));
-        // The host is one path segment, escaped: a name with `/`, `?` or `#` must not change the route.
-        let mut url = reqwest::Url::parse(&self.base).map_err(|e| invalid_argument(e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| invalid_argument("the server URL cannot take a path"))?
-            .extend(["metrics", "hosts", host, "history"]);
-        let body = self.call(py, self.http.get(url).query(&query))?;
-        pythonize::pythonize(py, &body).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+        awaitable(py, self.api.query(host, metric, period, step, agg), answer_to_python)
     }
 
     fn __repr__(&self) -> String {
-        format!("Client({:?})", self.base.trim_end_matches("/api/v1"))
+        format!("AsyncClient({:?})", self.api.client.server())
     }
 }
 
@@ -528,6 +717,7 @@ fn _secumon(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<CheckResult>()?;
     module.add_class::<Finding>()?;
     module.add_class::<Client>()?;
+    module.add_class::<AsyncClient>()?;
     module.add_function(wrap_pyfunction!(ping, module)?)?;
     module.add_function(wrap_pyfunction!(scan_ports, module)?)?;
     module.add_function(wrap_pyfunction!(tls, module)?)?;

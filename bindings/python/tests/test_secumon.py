@@ -1,6 +1,7 @@
 """The `secumon` module on loopback targets and against a running server (the debug
 `secumon` binary, found through $SECUMON_BIN or target/debug/secumon)."""
 
+import asyncio
 import http.server
 import json
 import os
@@ -255,3 +256,95 @@ def test_client_imports_findings_and_sees_the_alert(server):
         client.push("backup-1", samples=[("bad metric name!", 1.0)])
     with pytest.raises(ConnectionError):
         secumon.Client(f"http://127.0.0.1:{free_port()}").alerts()
+
+
+def test_async_client_calls_refusals_and_an_unreachable_server(server):
+    url, token = server
+
+    async def main():
+        client = secumon.AsyncClient(url, token=token)
+        # Each method gives an awaitable; two calls in flight at once on one event loop.
+        summary, pushed = await asyncio.gather(
+            client.import_findings(REPORTS / "trivy.json"),
+            client.push("async-1", samples=[("queue_depth", 4.0, {"queue": "mail"})], source="async-script"),
+        )
+        assert summary["new"] == 4 and summary["format"] == "trivy", summary
+        assert (pushed["samples"], pushed["events"]) == (1, 0) and pushed["clock_corrected"] is False, pushed
+        critical = await client.findings(severity="critical")
+        assert [(type(f), f.id) for f in critical] == [(secumon.Finding, "CVE-2024-3094:liblzma5")]
+        series = await client.query("async-1", "queue_depth", period="5m", agg="max")
+        assert [s["labels"]["queue"] for s in series["series"]] == ["mail"], series
+        assert [value for s in series["series"] for _, value in s["points"]] == [4.0], series
+        deadline = time.time() + 10
+        while not (alerts := await client.alerts(status="firing")):
+            assert time.time() < deadline, "the finding rule never fired"
+            await asyncio.sleep(0.05)
+        assert alerts[0]["rule"] == "CriticalVuln", alerts
+
+        with pytest.raises(secumon.errors.AuthError) as refused:
+            await secumon.AsyncClient(url).alerts()
+        assert isinstance(refused.value, PermissionError)
+        assert refused.value.status == 401 and refused.value.code == "unauthenticated"
+        assert "401" in str(refused.value)
+        with pytest.raises(secumon.errors.AuthError) as bad_token:
+            await secumon.AsyncClient(url, token="smk_not_a_token").findings()
+        assert bad_token.value.status == 401 and bad_token.value.code == "unauthenticated"
+        with pytest.raises(secumon.errors.RequestError) as bad:
+            await client.import_findings(b"not a report")
+        assert bad.value.status == 400 and bad.value.code == "bad_request", bad.value
+        with pytest.raises(secumon.errors.RequestError) as bad_metric:
+            await client.push("async-1", samples=[("bad metric name!", 1.0)])
+        assert bad_metric.value.status == 400 and bad_metric.value.code == "bad_request"
+        # A sample the client cannot send is refused before any request.
+        with pytest.raises(secumon.errors.InvalidArgument, match="sample"):
+            await client.push("async-1", samples=[{"name": "queue_depth"}])
+        with pytest.raises(secumon.errors.Unreachable) as down:
+            await secumon.AsyncClient(f"http://127.0.0.1:{free_port()}").alerts()
+        assert isinstance(down.value, ConnectionError) and "cannot reach" in str(down.value)
+
+    asyncio.run(main())
+
+
+def test_the_event_loop_runs_while_a_call_waits():
+    # A server that takes its time to answer: the loop's other task keeps ticking meanwhile.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def slow_refusal():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            time.sleep(0.5)
+            body = b'{"error": {"code": "busy", "message": "try later"}}'
+            connection.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+    threading.Thread(target=slow_refusal, daemon=True).start()
+
+    async def main():
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.ensure_future(tick())
+        with pytest.raises(secumon.errors.ServerError) as busy:
+            await secumon.AsyncClient(f"http://127.0.0.1:{port}").alerts()
+        ticker.cancel()
+        return ticks, busy.value
+
+    ticks, busy = asyncio.run(main())
+    listener.close()
+    assert (busy.status, busy.code) == (503, "busy") and isinstance(busy, RuntimeError)
+    assert ticks >= 10, f"the loop ticked {ticks} times in half a second: the call blocked it"
+
+
+def test_a_server_address_that_is_not_one_is_refused_at_once():
+    for client in (secumon.Client, secumon.AsyncClient):
+        with pytest.raises(secumon.errors.InvalidArgument, match="not a server address"):
+            client("127.0.0.1:8080")

@@ -24,9 +24,10 @@ pub(crate) use limits::RateLimits;
 // The API's types, from the crate the clients read them with.
 use secumon_api::{
     AcknowledgeRequest, Acknowledged, AlertFilter, AlertHistory, AlertList, AlertStats, CheckList, FindingsQuery,
-    HistoryFilter, HistoryQuery as HistoryParams, LogsPage, Resolved, SilenceList, SilenceRequest,
+    HistoryFilter, HistoryQuery as HistoryParams, ImportQuery, IngestRequest, Ingested, LogsPage, Resolved,
+    SilenceList, SilenceRequest,
 };
-pub use secumon_api::{FindingList, History, HistorySeries, Overview, OverviewGroup, OverviewHost};
+pub use secumon_api::{FindingList, History, HistorySeries, ImportResult, Overview, OverviewGroup, OverviewHost};
 pub(crate) use secumon_api::{LogLine, LogsQuery, Page, PageQuery as PageParams};
 
 use std::sync::Arc;
@@ -42,7 +43,7 @@ use axum::{Json, Router};
 use secumon_alert::RuleSpec;
 use secumon_alert::{Acknowledgement, ActiveAlert, AlertSeverity, AlertState, Silence};
 use secumon_api::{ErrorBody, ErrorCode};
-use secumon_core::{ClockReading, Event, Finding, IngestBatch, Labels, Sample, Severity, now_ms};
+use secumon_core::{ClockReading, Event, Finding, IngestBatch, Sample, now_ms};
 
 use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
 use crate::audit::AuditNote;
@@ -56,7 +57,7 @@ use secumon_store::{
     AgentFilter, Aggregation, FindingFilter, FindingsImport, RangeQuery, SeriesPoints, SeriesSelector, Store,
     StoreError,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Points a history answers with when no step is given.
 const DEFAULT_POINTS: u32 = 60;
@@ -182,51 +183,6 @@ async fn log_server_errors(request: axum::extract::Request, next: axum::middlewa
 #[derive(Clone)]
 struct ServerFault(String);
 
-/// Samples and events pushed over HTTP by scripts (agents use gRPC).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct IngestRequest {
-    /// Names the script: data is stored under the agent id `api:<tenant>:<source>`.
-    source: String,
-    host: String,
-    /// The sender's labels, like an agent's `labels:` (`client`, `site`, `role`): on the
-    /// agent (the overview groups by them) and on every series of the request.
-    #[serde(default)]
-    labels: Labels,
-    #[serde(default)]
-    samples: Vec<IngestSample>,
-    #[serde(default)]
-    events: Vec<IngestEvent>,
-    /// The script's clock when it sent the request (ms since 1970). With it the server
-    /// measures the script's clock offset like an agent's, and re-stamps the request's
-    /// timestamps when the offset is past its tolerance; samples and events without a
-    /// timestamp are taken as of this time. Without it, timestamps are taken as given.
-    sent_at_ms: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct IngestSample {
-    name: String,
-    #[serde(default)]
-    labels: Labels,
-    value: f64,
-    timestamp_ms: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct IngestEvent {
-    kind: String,
-    #[schema(value_type = String, example = "high")]
-    severity: Severity,
-    #[serde(default)]
-    labels: Labels,
-    #[serde(default)]
-    message: String,
-    timestamp_ms: Option<i64>,
-}
-
 /// A batch sequence for HTTP pushes: increasing, never reused while the clock moves on.
 fn next_sequence() -> u64 {
     static LAST: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
@@ -246,12 +202,12 @@ async fn observe_own(state: &ApiState, caller: &Caller, own: Option<IngestBatch>
 }
 
 /// Stores a script's samples and events as one batch, validated like an agent's.
-#[utoipa::path(post, path = "/api/v1/ingest", tag = "data", request_body = IngestRequest, responses((status = 200, description = "Stored: counts of samples and events", body = serde_json::Value)))]
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "data", request_body = IngestRequest, responses((status = 200, description = "Stored: counts of samples and events", body = Ingested)))]
 async fn ingest(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(request): ApiJson<IngestRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Ingested>, ApiError> {
     caller.require(Role::Operator)?;
     if request.sent_at_ms.is_some_and(|sent| sent <= 0) {
         return Err(ApiError::bad_request("`sent_at_ms` must be milliseconds since 1970"));
@@ -338,12 +294,12 @@ async fn ingest(
     let batch = Arc::new(batch);
     state.live.publish(LiveEvent::Batch { tenant: caller.tenant.clone(), batch: Arc::clone(&batch) });
     state.alerting(&caller).await?.observe_batch(&caller.tenant, &batch);
-    let mut answer = serde_json::json!({"samples": samples, "events": events});
-    if let Some(offset_ms) = check.offset_ms {
-        answer["clock_offset_ms"] = offset_ms.into();
-        answer["clock_corrected"] = check.corrected.into();
-    }
-    Ok(Json(answer))
+    Ok(Json(Ingested {
+        samples,
+        events,
+        clock_offset_ms: check.offset_ms,
+        clock_corrected: check.offset_ms.map(|_| check.corrected),
+    }))
 }
 
 /// The store query a `GET /logs/hosts/{id}` asks for.
@@ -457,34 +413,12 @@ async fn latest_checks(State(state): State<ApiState>, caller: Caller) -> Result<
 /// refused with 413 `report_too_large` before it is parsed.
 pub const MAX_REPORT_BYTES: usize = 32 * 1024 * 1024;
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ImportParams {
-    /// `sarif`, `trivy`, `nuclei`, `secumon` or `auto` (the default).
-    format: Option<String>,
-    /// The report covers its assets completely (default true): what it no longer lists is fixed.
-    full_scan: Option<bool>,
-    /// A name for the report in error messages.
-    origin: Option<String>,
-}
-
-/// What an import did, by count.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ImportResult {
-    pub format: String,
-    pub findings: usize,
-    pub new: usize,
-    pub reopened: usize,
-    pub fixed: usize,
-    pub unchanged: usize,
-}
-
 /// A scanner report, taken whole or refused with the position of the problem.
-#[utoipa::path(post, path = "/api/v1/findings", tag = "findings", params(ImportParams), request_body(content = serde_json::Value, description = "A SARIF, Trivy, Nuclei (JSON lines) or SecuMon report"), responses((status = 200, description = "Imported", body = ImportResult)))]
+#[utoipa::path(post, path = "/api/v1/findings", tag = "findings", params(ImportQuery), request_body(content = serde_json::Value, description = "A SARIF, Trivy, Nuclei (JSON lines) or SecuMon report"), responses((status = 200, description = "Imported", body = ImportResult)))]
 async fn import_findings(
     State(state): State<ApiState>,
     caller: Caller,
-    ApiQuery(params): ApiQuery<ImportParams>,
+    ApiQuery(params): ApiQuery<ImportQuery>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
     caller.require(Role::Operator)?;
@@ -536,11 +470,11 @@ async fn import_findings(
 }
 
 /// The scanner integration's endpoint: the same import under the integration's own path.
-#[utoipa::path(post, path = "/api/v1/integrations/secuscan", tag = "integrations", params(ImportParams), request_body(content = serde_json::Value, description = "A scanner report"), responses((status = 200, description = "Imported", body = ImportResult)))]
+#[utoipa::path(post, path = "/api/v1/integrations/secuscan", tag = "integrations", params(ImportQuery), request_body(content = serde_json::Value, description = "A scanner report"), responses((status = 200, description = "Imported", body = ImportResult)))]
 async fn import_secuscan(
     state: State<ApiState>,
     caller: Caller,
-    params: ApiQuery<ImportParams>,
+    params: ApiQuery<ImportQuery>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<ImportResult>, ApiError> {
     import_findings(state, caller, params, body).await
