@@ -47,6 +47,13 @@ stage() {
     chmod 0644 "$root/usr/share/lintian/overrides/$package"
     gzip -9nc packaging/debian/changelog >"$doc/changelog.gz"
     chmod 0644 "$doc/changelog.gz"
+    # The manual page, made by Debian's help2man from the program's own --help and --version
+    # (clap's help is the one reference, so the page cannot drift from it).
+    local man="$root/usr/share/man/man1"
+    install -d "$man"
+    help2man --no-info --no-discard-stderr --section 1 --name "$summary" --version-string "$version" \
+        "$binary" | gzip -9n >"$man/$(basename "$binary").1.gz"
+    chmod 0644 "$man/$(basename "$binary").1.gz"
     for script in postinst prerm postrm; do
         sed -e "s|@UNITS@|$units|" -e "s|@STATE_DIRS@|$state_dirs|" "packaging/debian/$script" >"$root/DEBIAN/$script"
         chmod 0755 "$root/DEBIAN/$script"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the Debian packages (run by scripts/test, as root):
 #   1. scripts/package.sh builds secumon and secumon-agent;
-#   2. lintian finds no error in either;
+#   2. lintian finds no error in either, and each has a manual page made from its --help;
 #   3. systemd-analyze verifies the three units and scores their exposure
 #      (`security --offline=true`), each lower (safer) than Debian's unit for
 #      prometheus-node-exporter scored in the same run;
@@ -16,6 +16,7 @@ fail() { echo "package_test: FAIL: $*" >&2; exit 1; }
 
 missing=()
 command -v lintian >/dev/null || missing+=(lintian)
+command -v help2man >/dev/null || missing+=(help2man)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ -f /lib/systemd/system/prometheus-node-exporter.service ] || missing+=(prometheus-node-exporter)
@@ -35,6 +36,9 @@ lintian --fail-on error --tag-display-limit 0 "${debs[@]}" || fail "lintian foun
 files="$(mktemp -d)"
 trap 'rm -rf "$files"' EXIT
 for deb in "${debs[@]}"; do dpkg-deb -x "$deb" "$files"; done
+# The manual pages: the programs' own help, subcommands and options included.
+zgrep -qx 'agents' "$files/usr/share/man/man1/secumon.1.gz" || fail "secumon.1 does not list its commands"
+zgrep -q 'monitor\\-service' "$files/usr/share/man/man1/secumon-agent.1.gz" || fail "secumon-agent.1 lacks its options"
 # systemd's own units beside ours, for the targets ours name (sysinit.target...).
 cp -an /lib/systemd/system/. "$files/lib/systemd/system/"
 units=(secumon-server.service secumon-agent.service secumon-probe.service)
