@@ -261,11 +261,19 @@ impl ClockBook {
     /// when it stops); one that cannot be written is kept for the next call.
     pub async fn flush<S: Store + ?Sized>(&self, store: &S) {
         let unsaved = std::mem::take(&mut *lock(&self.unsaved));
+        // One transaction per tenant, not per agent: a fleet's first batches mark thousands.
+        let mut by_tenant: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for ((tenant, agent), body) in unsaved {
-            if let Err(error) = store.put_record(&tenant, RECORD_KIND, &agent, &body).await {
-                tracing::warn!(%error, %agent, "cannot save the agent's clock state; trying again");
-                // Unless a newer state came meanwhile.
-                lock(&self.unsaved).entry((tenant, agent)).or_insert(body);
+            by_tenant.entry(tenant).or_default().push((agent, body));
+        }
+        for (tenant, records) in by_tenant {
+            if let Err(error) = store.put_records(&tenant, RECORD_KIND, &records).await {
+                tracing::warn!(%error, %tenant, agents = records.len(), "cannot save agents' clock states; trying again");
+                // Unless newer states came meanwhile.
+                let mut pending = lock(&self.unsaved);
+                for (agent, body) in records {
+                    pending.entry((tenant.clone(), agent)).or_insert(body);
+                }
             }
         }
     }

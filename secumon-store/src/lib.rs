@@ -611,6 +611,10 @@ pub trait Store: Send + Sync {
     /// Stores a document under `(kind, id)`, replacing any.
     async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError>;
 
+    /// Stores several documents of `kind` (`(id, body)`, replacing any) in one transaction:
+    /// all or none, one commit for many (the server's periodic saves of agents' states).
+    async fn put_records(&self, tenant: &str, kind: &str, records: &[(String, String)]) -> Result<(), StoreError>;
+
     /// Replaces the bodies of documents of `tenant` all together or not at all: in one
     /// transaction, each only if it still reads `expected`. `false`, and nothing changed,
     /// when one of them is gone or reads otherwise (someone wrote it meanwhile).

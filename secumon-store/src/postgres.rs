@@ -618,6 +618,26 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn put_records(&self, tenant: &str, kind: &str, records: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let now = now_ms();
+        for (id, body) in records {
+            sqlx::query(
+                "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
+            )
+            .bind(tenant)
+            .bind(kind)
+            .bind(id)
+            .bind(body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn swap_records(&self, tenant: &str, swaps: &[RecordSwap]) -> Result<bool, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let now = now_ms();

@@ -41,6 +41,7 @@ macro_rules! store_suite {
             state_documents_survive_reopen_per_tenant,
             records_page_by_id_per_tenant_and_kind_and_delete_once,
             record_swaps_apply_together_or_not_at_all,
+            records_put_together_replace_and_survive_reopen,
             alert_history_is_kept_per_tenant_and_rule_newest_first,
             rejects_nonsense_queries,
             findings_open_fix_reopen_with_samples_and_events,
@@ -293,6 +294,20 @@ pub async fn record_swaps_apply_together_or_not_at_all(backend: &dyn Backend) {
     let store = backend.open().await;
     assert_eq!(store.get_record("acme", "user", "ada").await.unwrap().as_deref(), Some("{\"v\":2}"));
     assert_eq!(store.get_record("acme", "key", "current").await.unwrap().as_deref(), Some("{\"k\":2}"));
+}
+
+pub async fn records_put_together_replace_and_survive_reopen(backend: &dyn Backend) {
+    let store = backend.open().await;
+    store.put_record("acme", "clock", "a1", "{\"v\":0}").await.unwrap();
+    let records: Vec<(String, String)> = (1..=500).map(|i| (format!("a{i}"), format!("{{\"v\":{i}}}"))).collect();
+    store.put_records("acme", "clock", &records).await.unwrap();
+    store.put_records("acme", "clock", &[]).await.unwrap();
+    store.close().await;
+    let store = backend.open().await;
+    assert_eq!(store.get_record("acme", "clock", "a1").await.unwrap().as_deref(), Some("{\"v\":1}"), "replaced");
+    assert_eq!(store.list_records("acme", "clock", None, 1_000).await.unwrap().len(), 500);
+    assert_eq!(store.get_record("acme", "other", "a1").await.unwrap(), None, "kind kept apart");
+    assert!(store.list_records("globex", "clock", None, 10).await.unwrap().is_empty(), "tenant kept apart");
 }
 
 pub async fn records_page_by_id_per_tenant_and_kind_and_delete_once(backend: &dyn Backend) {
