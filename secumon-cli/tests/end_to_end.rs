@@ -366,20 +366,32 @@ async fn secumon(args: Vec<std::ffi::OsString>) -> (bool, String) {
 /// key is sealed in the store and opens with the restored secret key), every batch
 /// acknowledged before the backup is there once, the CLI token still works, and a tampered
 /// backup or a non-empty target is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backup_while_running_and_restore_elsewhere_keeps_data_keys_and_agents() {
-    let dir = tempfile::tempdir().unwrap();
-    let (old_dir, new_dir, backup_dir) = (dir.path().join("old"), dir.path().join("new"), dir.path().join("backup"));
+/// The arguments of the servers agents enroll into (no self-monitoring series, so every
+/// stored batch is the agent's).
+const MTLS_SERVER_ARGS: [&str; 3] = ["--mtls", "--self-series-interval", "0s"];
+
+/// A `secumon server --mtls` on `data`, and an agent enrolled into it as `host` through
+/// `POST /agents/provision` and setup (files under `dir`), set to push memory every 200 ms.
+struct Enrolled {
+    server: ChildGuard,
+    grpc: u16,
+    api: u16,
+    cli_token: String,
+    options: SetupOptions,
+    settings: AgentSettings,
+}
+
+async fn mtls_server_and_enrolled_agent(data: &Path, dir: &Path, host: &str) -> Enrolled {
     let (grpc, api) = (free_port(), free_port());
-    let mut server = spawn_server_with(&old_dir, grpc, api, &["--mtls", "--self-series-interval", "0s"]);
+    let server = spawn_server_with(data, grpc, api, &MTLS_SERVER_ARGS);
     wait_for_api(api).await;
     // Written on the first start, beside the listeners coming up.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !old_dir.join("cli.token").exists() {
+    while !data.join("cli.token").exists() {
         assert!(Instant::now() < deadline, "the first start wrote no cli.token");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cli_token = std::fs::read_to_string(old_dir.join("cli.token")).unwrap().trim().to_string();
+    let cli_token = std::fs::read_to_string(data.join("cli.token")).unwrap().trim().to_string();
     let provisioned: serde_json::Value = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{api}/api/v1/agents/provision"))
         .bearer_auth(&cli_token)
@@ -393,9 +405,9 @@ async fn backup_while_running_and_restore_elsewhere_keeps_data_keys_and_agents()
     let options = SetupOptions {
         collector: format!("localhost:{grpc}"),
         token: provisioned["token"].as_str().expect("a provisioning token").parse().unwrap(),
-        config_path: dir.path().join("etc/agent.yaml"),
-        state_dir: dir.path().join("agent"),
-        name: Some("moved-host".into()),
+        config_path: dir.join("etc/agent.yaml"),
+        state_dir: dir.join("agent"),
+        name: Some(host.into()),
         force: false,
     };
     secumon_agent::setup(&options).await.expect("setup enrolls");
@@ -406,6 +418,15 @@ async fn backup_while_running_and_restore_elsewhere_keeps_data_keys_and_agents()
         enabled: vec![MetricFamily::Memory],
         ..Default::default()
     };
+    Enrolled { server, grpc, api, cli_token, options, settings }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_running_and_restore_elsewhere_keeps_data_keys_and_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_dir, new_dir, backup_dir) = (dir.path().join("old"), dir.path().join("new"), dir.path().join("backup"));
+    let Enrolled { mut server, grpc, api, cli_token, settings, .. } =
+        mtls_server_and_enrolled_agent(&old_dir, dir.path(), "moved-host").await;
     let agent = start_agent(settings);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
@@ -454,7 +475,7 @@ async fn backup_while_running_and_restore_elsewhere_keeps_data_keys_and_agents()
 
     let (ok, printed) = secumon(restore(&backup_dir, &new_dir)).await;
     assert!(ok, "{printed}");
-    let _server = spawn_server_with(&new_dir, grpc, api, &["--mtls", "--self-series-interval", "0s"]);
+    let _server = spawn_server_with(&new_dir, grpc, api, &MTLS_SERVER_ARGS);
     wait_for_api(api).await;
     // The agent, never told anything, delivers to the restored server what it made since.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -535,42 +556,8 @@ async fn secret_key_and_agent_ca_rotate_as_the_readme_says_while_an_agent_pushes
     const PASSWORD: &str = "correct horse battery staple";
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
-    let (grpc, api) = (free_port(), free_port());
-    let server_args = ["--mtls", "--self-series-interval", "0s"];
-    let mut server = spawn_server_with(&data, grpc, api, &server_args);
-    wait_for_api(api).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !data.join("cli.token").exists() {
-        assert!(Instant::now() < deadline, "the first start wrote no cli.token");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let cli_token = std::fs::read_to_string(data.join("cli.token")).unwrap().trim().to_string();
-    let provisioned: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{api}/api/v1/agents/provision"))
-        .bearer_auth(&cli_token)
-        .json(&serde_json::json!({"ttl": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let options = SetupOptions {
-        collector: format!("localhost:{grpc}"),
-        token: provisioned["token"].as_str().expect("a provisioning token").parse().unwrap(),
-        config_path: dir.path().join("etc/agent.yaml"),
-        state_dir: dir.path().join("agent"),
-        name: Some("rotated-host".into()),
-        force: false,
-    };
-    secumon_agent::setup(&options).await.expect("setup enrolls");
-    let mut settings = AgentSettings::from_config(&secumon_core::AgentConfig::load(&options.config_path).unwrap())
-        .expect("the written config validates");
-    settings.metrics = MetricsSection {
-        interval: Duration::from_millis(200),
-        enabled: vec![MetricFamily::Memory],
-        ..Default::default()
-    };
+    let Enrolled { mut server, grpc, api, options, settings, .. } =
+        mtls_server_and_enrolled_agent(&data, dir.path(), "rotated-host").await;
     let tls_dir = options.state_dir.join("tls");
     let (agent_ca, agent_cert, agent_key) =
         (tls_dir.join("ca.pem"), tls_dir.join("agent.crt"), tls_dir.join("agent.key"));
@@ -606,7 +593,7 @@ async fn secret_key_and_agent_ca_rotate_as_the_readme_says_while_an_agent_pushes
     assert!(AgentAuthority::open(store.clone(), &old_key).await.is_err());
     store.close().await;
 
-    let mut server = spawn_server_with(&data, grpc, api, &server_args);
+    let mut server = spawn_server_with(&data, grpc, api, &MTLS_SERVER_ARGS);
     wait_for_api(api).await;
     acked = acked_beyond(&agent, acked, "after the key rotation").await;
     let http = reqwest::Client::new();
@@ -640,7 +627,7 @@ async fn secret_key_and_agent_ca_rotate_as_the_readme_says_while_an_agent_pushes
     assert!(ok && printed.contains("new agent CA"), "{printed}");
     let (_, printed) = secumon_on(&data, &["ca", "status"]).await;
     assert!(printed.contains("rotation under way") && printed.contains("old CA"), "{printed}");
-    let mut server = spawn_server_with(&data, grpc, api, &server_args);
+    let mut server = spawn_server_with(&data, grpc, api, &MTLS_SERVER_ARGS);
     wait_for_api(api).await;
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -664,7 +651,7 @@ async fn secret_key_and_agent_ca_rotate_as_the_readme_says_while_an_agent_pushes
     assert!(ok && printed.contains("no longer trusted"), "{printed}");
     let (_, printed) = secumon_on(&data, &["ca", "status"]).await;
     assert!(printed.contains("no rotation under way"), "{printed}");
-    let _server = spawn_server_with(&data, grpc, api, &server_args);
+    let _server = spawn_server_with(&data, grpc, api, &MTLS_SERVER_ARGS);
     wait_for_api(api).await;
     acked_beyond(&agent, acked, "after the old CA was retired").await;
 
