@@ -34,6 +34,10 @@ use crate::{
     MaintenanceTask, ONE_HOUR_MS, RecordSwap, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
 };
 
+/// Stores a document, replacing any under its `(tenant, kind, id)`.
+const UPSERT_RECORD: &str = "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms";
+
 const DAY_MS: i64 = 86_400_000;
 /// Rows per `UNNEST` statement of a findings import (findings, series, events).
 const STAGE_PER_INSERT: usize = 10_000;
@@ -603,17 +607,7 @@ impl Store for PgStore {
 
     async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(
-            "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
-        )
-        .bind(tenant)
-        .bind(kind)
-        .bind(id)
-        .bind(body)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(UPSERT_RECORD).bind(tenant).bind(kind).bind(id).bind(body).bind(now_ms()).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -622,17 +616,7 @@ impl Store for PgStore {
         let mut tx = self.tenant_tx(tenant).await?;
         let now = now_ms();
         for (id, body) in records {
-            sqlx::query(
-                "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
-            )
-            .bind(tenant)
-            .bind(kind)
-            .bind(id)
-            .bind(body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(UPSERT_RECORD).bind(tenant).bind(kind).bind(id).bind(body).bind(now).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

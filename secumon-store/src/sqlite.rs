@@ -33,6 +33,10 @@ use crate::{
     StoredRecord, WriteOutcome,
 };
 
+/// Stores a document, replacing any under its `(tenant, kind, id)`.
+const UPSERT_RECORD: &str = "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) \
+     ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms";
+
 /// Rows per multi-row INSERT: a few bound values each stays far below SQLite's 32 766 limit.
 const ROWS_PER_INSERT: usize = 2_000;
 /// Staged findings (and `findings_open` series) per write transaction: a few milliseconds
@@ -816,17 +820,7 @@ impl Store for SqliteStore {
     async fn put_record(&self, tenant: &str, kind: &str, id: &str, body: &str) -> Result<(), StoreError> {
         self.engine
             .writer
-            .execute_alone(
-                sqlx::query(
-                    "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
-                )
-                .bind(tenant)
-                .bind(kind)
-                .bind(id)
-                .bind(body)
-                .bind(now_ms()),
-            )
+            .execute_alone(sqlx::query(UPSERT_RECORD).bind(tenant).bind(kind).bind(id).bind(body).bind(now_ms()))
             .await?;
         Ok(())
     }
@@ -835,17 +829,7 @@ impl Store for SqliteStore {
         let mut tx = self.engine.writer.begin().await?;
         let now = now_ms();
         for (id, body) in records {
-            sqlx::query(
-                "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id, kind, id) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
-            )
-            .bind(tenant)
-            .bind(kind)
-            .bind(id)
-            .bind(body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(UPSERT_RECORD).bind(tenant).bind(kind).bind(id).bind(body).bind(now).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
