@@ -14,7 +14,7 @@ use secumon_store::{AgentFilter, AgentRecord};
 use serde::{Deserialize, Serialize};
 
 use super::access::{ApiJson, ApiQuery};
-use super::config::TenantConfig;
+use super::config;
 use super::{ApiError, ApiState, PageParams, Paging, parse_duration};
 use crate::audit::AuditNote;
 use crate::auth::{AgentAuthority, Caller, Role};
@@ -132,7 +132,7 @@ pub(super) async fn list_agents(
     let (offset, limit) = page.bounds()?;
     let filter = AgentFilter { offset, limit: Some(limit), ..Default::default() };
     let (agents, stored_total) = state.store.agents(&caller.tenant, &filter).await?;
-    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
+    let offline_after = config::offline_after(&state, &caller).await?;
     let mut clocks = state.clocks.agents(&*state.store, &caller.tenant).await;
     let mut views: Vec<AgentView> = agents
         .into_iter()
@@ -167,7 +167,7 @@ pub(super) async fn get_agent(
 ) -> Result<Json<AgentView>, ApiError> {
     let filter = AgentFilter { agent_id: Some(id.clone()), ..Default::default() };
     let agent = state.store.agents(&caller.tenant, &filter).await?.0.into_iter().next();
-    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
+    let offline_after = config::offline_after(&state, &caller).await?;
     let clock = state.clocks.agents(&*state.store, &caller.tenant).await.remove(&id);
     match (agent, clock) {
         (Some(agent), clock) => {

@@ -20,7 +20,7 @@ use secumon_store::{AgentFilter, Aggregation, RangeQuery, SeriesSelector};
 
 use super::access::ApiQuery;
 use super::agents::AgentView;
-use super::config::TenantConfig;
+use super::config;
 use super::{ApiError, ApiState};
 use crate::auth::Caller;
 
@@ -186,7 +186,7 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
     if agents.is_empty() && refused_only.is_empty() {
         return Ok(Vec::new());
     }
-    let offline_after = TenantConfig::of(state, caller).await?.offline_after();
+    let offline_after = config::offline_after(state, caller).await?;
     let mut firing: HashMap<String, usize> = HashMap::new();
     for alert in state.alerting(caller).await?.active() {
         if alert.state == secumon_alert::AlertState::Firing
