@@ -295,3 +295,30 @@ pub struct SsoExchangeRequest {
     /// The same redirect URI as at the start.
     pub redirect_uri: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_answer_is_a_session_or_the_second_factor_due() {
+        let session = serde_json::json!({"access_token": "a", "refresh_token": "r", "token_type": "Bearer",
+            "expires_in": 900, "tenant": "acme", "role": "operator"});
+        let answer: LoginAnswer = serde_json::from_value(session.clone()).unwrap();
+        assert!(matches!(&answer, LoginAnswer::Session(s) if s.role == Role::Operator && s.tenant == "acme"));
+        assert_eq!(serde_json::to_value(&answer).unwrap(), session, "the JSON is the session itself");
+        let mfa: LoginAnswer =
+            serde_json::from_value(serde_json::json!({"mfa_required": true, "mfa_token": "m"})).unwrap();
+        assert_eq!(mfa, LoginAnswer::Mfa { mfa_required: true, mfa_token: "m".into() });
+    }
+
+    #[test]
+    fn roles_read_their_names_and_refuse_others() {
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        let error = "root".parse::<Role>().unwrap_err();
+        assert_eq!(error.to_string(), "role must be viewer, operator or admin, not \"root\"");
+    }
+}

@@ -34,6 +34,7 @@ use crate::dashboards::{Dashboard, DashboardList, DashboardRequest};
 use crate::data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult};
 use crate::error::{ErrorCode, Refusal};
 use crate::ingest::{IngestRequest, Ingested};
+use crate::limits::{TenantLimitSettings, TenantLimitsView};
 use crate::logs::{LogsPage, LogsQuery};
 use crate::metrics::{History, HistoryQuery};
 use crate::overview::{Overview, OverviewQuery};
@@ -494,6 +495,21 @@ impl Client {
     /// `GET /audit`: a page of the audit log, newest first.
     pub async fn audit(&self, query: &AuditQuery) -> Result<AuditList, Error> {
         self.get(&["audit"], query).await
+    }
+
+    /// `GET /tenants/{name}/limits`: a tenant's own ingest limits and those in force
+    /// (super-admins only).
+    pub async fn tenant_limits(&self, tenant: &str) -> Result<TenantLimitsView, Error> {
+        self.get_plain(&["tenants", tenant, "limits"]).await
+    }
+
+    /// `PUT /tenants/{name}/limits`: sets a tenant's own ingest limits, at once.
+    pub async fn set_tenant_limits(
+        &self,
+        tenant: &str,
+        settings: &TenantLimitSettings,
+    ) -> Result<TenantLimitsView, Error> {
+        self.send(self.request(Method::PUT, &["tenants", tenant, "limits"]).json(settings)).await
     }
 
     /// `GET /config`: the tenant's settings.

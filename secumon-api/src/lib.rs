@@ -31,6 +31,7 @@ pub mod dashboards;
 pub mod data;
 pub mod error;
 pub mod ingest;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod overview;
@@ -55,6 +56,7 @@ pub use dashboards::{Dashboard, DashboardList, DashboardRequest, DashboardSummar
 pub use data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult, LatestCheck};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};
 pub use ingest::{IngestEvent, IngestRequest, IngestSample, Ingested};
+pub use limits::{TenantLimitSettings, TenantLimitsView};
 pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
 pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};

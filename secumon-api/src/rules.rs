@@ -103,3 +103,30 @@ pub struct Integration {
 pub struct IntegrationList {
     pub integrations: Vec<Integration>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_alert_without_a_value_reads_as_nan() {
+        let alert: RuleTestAlert =
+            serde_json::from_value(serde_json::json!({"labels": {}, "value": null, "state": "pending"})).unwrap();
+        assert!(alert.value.is_nan() && alert.state == AlertState::Pending);
+    }
+
+    #[test]
+    fn integrations_show_import_details_only_for_imports() {
+        let channel = Integration {
+            name: "ops".into(),
+            kind: IntegrationKind::NotificationChannel,
+            method: None,
+            endpoint: None,
+            formats: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&channel).unwrap(),
+            serde_json::json!({"name": "ops", "kind": "notification_channel"})
+        );
+    }
+}
