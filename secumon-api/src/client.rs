@@ -24,6 +24,7 @@ use crate::accounts::{
     SsoExchangeRequest, SsoStart, SsoStartRequest, UserChange, UserList, UserView,
 };
 use crate::agent_config::{AgentConfigLayer, AgentConfigLayers, AgentConfigState};
+use crate::agents::{AgentList, AgentView, ProvisionRequest, Provisioned};
 use crate::alerts::{
     AcknowledgeRequest, Acknowledged, AlertFilter, AlertHistory, AlertList, AlertStats, HistoryFilter, Resolved,
     Silence, SilenceList, SilenceRequest,
@@ -465,6 +466,26 @@ impl Client {
     /// `GET /metrics/hosts/{id}/history`: a host's metric over a period.
     pub async fn host_history(&self, host: &str, query: &HistoryQuery) -> Result<History, Error> {
         self.get(&["metrics", "hosts", host, "history"], query).await
+    }
+
+    /// `GET /agents`: the tenant's agents and scripts, with their clocks.
+    pub async fn agents(&self, page: &PageQuery) -> Result<AgentList, Error> {
+        self.get(&["agents"], page).await
+    }
+
+    /// `GET /agents/{id}`: one agent.
+    pub async fn agent(&self, id: &str) -> Result<AgentView, Error> {
+        self.get_plain(&["agents", id]).await
+    }
+
+    /// `DELETE /agents/{id}`: revokes an agent and forgets it.
+    pub async fn delete_agent(&self, id: &str) -> Result<(), Error> {
+        self.send_empty(self.request(Method::DELETE, &["agents", id])).await
+    }
+
+    /// `POST /agents/provision`: a one-time token that enrolls one agent.
+    pub async fn provision(&self, request: &ProvisionRequest) -> Result<Provisioned, Error> {
+        self.post(&["agents", "provision"], request).await
     }
 
     /// `GET /agent-config`: the tenant's managed agent configuration, layer by layer.

@@ -22,6 +22,7 @@
 
 pub mod accounts;
 pub mod agent_config;
+pub mod agents;
 pub mod alerts;
 pub mod audit;
 #[cfg(feature = "client")]
@@ -44,6 +45,7 @@ pub use accounts::{
     Session, SsoExchangeRequest, SsoStart, SsoStartRequest, UnknownRole, UserChange, UserList, UserView,
 };
 pub use agent_config::{AgentConfigLayer, AgentConfigLayers, AgentConfigReport, AgentConfigState};
+pub use agents::{AgentClock, AgentList, AgentView, ProvisionRequest, Provisioned};
 pub use alerts::{
     AcknowledgeRequest, Acknowledged, Acknowledgement, Alert, AlertFilter, AlertHistory, AlertList, AlertSeverity,
     AlertState, AlertStats, HistoryFilter, Resolved, Silence, SilenceList, SilenceRequest,

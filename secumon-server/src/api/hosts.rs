@@ -10,11 +10,12 @@ use secumon_store::{AgentFilter, Aggregation, LatestCheck, RangeQuery, SeriesSel
 use serde::{Deserialize, Serialize};
 
 use super::access::ApiQuery;
-use super::agents::AgentView;
+use super::agents::agent_view;
 use super::config;
 use super::{ApiError, ApiState, parse_duration};
 use super::{HistorySeries, history_series};
 use crate::auth::Caller;
+use secumon_api::AgentView;
 use secumon_api::ErrorCode;
 
 /// The metrics a host summary carries when the caller names none.
@@ -80,7 +81,7 @@ pub(super) async fn host_summary(
         .into_iter()
         .map(|a| {
             let clock = clocks.remove(&a.agent_id);
-            AgentView::new(a, clock, offline_after)
+            agent_view(a, clock, offline_after)
         })
         .collect();
     if agents.is_empty() {

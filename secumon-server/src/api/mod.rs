@@ -18,7 +18,6 @@ mod stream;
 mod tenant_limits;
 
 pub(crate) use agents::Enrollment;
-pub use agents::{AgentList, AgentView, Provisioned};
 pub use limits::RateLimit;
 pub(crate) use limits::RateLimits;
 // The API's types, from the crate the clients read them with.
@@ -28,6 +27,7 @@ use secumon_api::{
     IntegrationList, LogsPage, Resolved, RuleId, RuleList, RuleTest, RuleTestAlert, RuleView, SilenceList,
     SilenceRequest,
 };
+pub use secumon_api::{AgentList, AgentView, Provisioned};
 pub use secumon_api::{FindingList, History, HistorySeries, ImportResult, Overview, OverviewGroup, OverviewHost};
 pub(crate) use secumon_api::{LogLine, LogsQuery, Page, PageQuery as PageParams};
 

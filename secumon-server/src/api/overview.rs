@@ -19,10 +19,11 @@ use secumon_core::now_ms;
 use secumon_store::{AgentFilter, Aggregation, RangeQuery, SeriesSelector};
 
 use super::access::ApiQuery;
-use super::agents::AgentView;
+use super::agents::{agent_view, refused_view};
 use super::config;
 use super::{ApiError, ApiState};
 use crate::auth::Caller;
+use secumon_api::AgentView;
 
 /// How far back a gauge's latest value may be.
 const GAUGE_WINDOW_MS: i64 = 15 * 60_000;
@@ -180,7 +181,7 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
     let mut refused_only: Vec<AgentView> = clocks
         .iter()
         .filter(|(id, c)| c.refused_ms.is_some() && c.committed_ms.is_none() && !stored.contains(id.as_str()))
-        .map(|(id, c)| AgentView::refused(id.clone(), c.clone()))
+        .map(|(id, c)| refused_view(id.clone(), c.clone()))
         .collect();
     refused_only.sort_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
     if agents.is_empty() && refused_only.is_empty() {
@@ -203,7 +204,7 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
         .into_iter()
         .map(|agent| {
             let clock = clocks.remove(&agent.agent_id);
-            AgentView::new(agent, clock, offline_after)
+            agent_view(agent, clock, offline_after)
         })
         .collect();
     Ok(views
