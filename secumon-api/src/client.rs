@@ -18,18 +18,29 @@ use reqwest::Url;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::accounts::{
+    ApiKeyList, ConfirmRequest, CreatedApiKey, EnrollRequest, Identity, LoginAnswer, LoginRequest, MfaEnrolment,
+    MfaVerifyRequest, NewApiKey, NewTenant, NewUser, PasswordChange, RecoveryCodes, RefreshRequest, Session,
+    SsoExchangeRequest, SsoStart, SsoStartRequest, UserChange, UserList, UserView,
+};
 use crate::agent_config::{AgentConfigLayer, AgentConfigLayers, AgentConfigState};
+use crate::agents::{AgentList, AgentView, ProvisionRequest, Provisioned};
 use crate::alerts::{
     AcknowledgeRequest, Acknowledged, AlertFilter, AlertHistory, AlertList, AlertStats, HistoryFilter, Resolved,
     Silence, SilenceList, SilenceRequest,
 };
+use crate::audit::{AuditList, AuditQuery};
+use crate::config::TenantConfig;
+use crate::dashboards::{Dashboard, DashboardList, DashboardRequest};
 use crate::data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult};
 use crate::error::{ErrorCode, Refusal};
 use crate::ingest::{IngestRequest, Ingested};
+use crate::limits::{TenantLimitSettings, TenantLimitsView};
 use crate::logs::{LogsPage, LogsQuery};
 use crate::metrics::{History, HistoryQuery};
 use crate::overview::{Overview, OverviewQuery};
 use crate::page::{PageQuery, TenantList};
+use crate::rules::{IntegrationList, RuleId, RuleList, RuleTest, RuleView};
 
 /// The header a super-admin names the tenant to act in with.
 pub const TENANT_HEADER: &str = "x-secumon-tenant";
@@ -214,6 +225,15 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| Error::Decode { server: self.server.clone(), reason: e.to_string() })
     }
 
+    /// Sends `request`, whose success answers nothing (`204 No Content`).
+    async fn send_empty(&self, request: reqwest::RequestBuilder) -> Result<(), Error> {
+        let unreachable = |source| Error::Unreachable { server: self.server.clone(), source };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        if status.is_success() { Ok(()) } else { Err(Error::Refused(Refusal::from_body(status, &body))) }
+    }
+
     async fn get<T: DeserializeOwned>(&self, segments: &[&str], query: &impl Serialize) -> Result<T, Error> {
         self.send(self.request(Method::GET, segments).query(query)).await
     }
@@ -225,6 +245,111 @@ impl Client {
 
     async fn post<T: DeserializeOwned>(&self, segments: &[&str], body: &impl Serialize) -> Result<T, Error> {
         self.send(self.request(Method::POST, segments).json(body)).await
+    }
+
+    /// `POST /auth/login`: a session, or the token to finish the login with a second factor.
+    pub async fn login(&self, request: &LoginRequest) -> Result<LoginAnswer, Error> {
+        self.post(&["auth", "login"], request).await
+    }
+
+    /// `POST /auth/mfa/verify`: finishes a login with a TOTP or recovery code.
+    pub async fn verify_mfa(&self, request: &MfaVerifyRequest) -> Result<Session, Error> {
+        self.post(&["auth", "mfa", "verify"], request).await
+    }
+
+    /// `POST /auth/refresh`: a new session for a refresh token.
+    pub async fn refresh(&self, request: &RefreshRequest) -> Result<Session, Error> {
+        self.post(&["auth", "refresh"], request).await
+    }
+
+    /// `POST /auth/logout`: revokes a refresh token.
+    pub async fn logout(&self, request: &RefreshRequest) -> Result<(), Error> {
+        self.send_empty(self.request(Method::POST, &["auth", "logout"]).json(request)).await
+    }
+
+    /// `GET /auth/me`: who the token is, in which tenant, with which role.
+    pub async fn me(&self) -> Result<Identity, Error> {
+        self.get_plain(&["auth", "me"]).await
+    }
+
+    /// `POST /auth/mfa/enroll`: starts adding a second factor to the caller.
+    pub async fn enroll_mfa(&self, request: &EnrollRequest) -> Result<MfaEnrolment, Error> {
+        self.post(&["auth", "mfa", "enroll"], request).await
+    }
+
+    /// `POST /auth/mfa/confirm`: turns the second factor on; the recovery codes.
+    pub async fn confirm_mfa(&self, request: &ConfirmRequest) -> Result<RecoveryCodes, Error> {
+        self.post(&["auth", "mfa", "confirm"], request).await
+    }
+
+    /// `POST /auth/password`: changes the caller's password; every session ends.
+    pub async fn change_password(&self, request: &PasswordChange) -> Result<(), Error> {
+        self.send_empty(self.request(Method::POST, &["auth", "password"]).json(request)).await
+    }
+
+    /// `POST /auth/oidc/start`: starts a single sign-on; the URL to open.
+    pub async fn sso_start(&self, request: &SsoStartRequest) -> Result<SsoStart, Error> {
+        self.post(&["auth", "oidc", "start"], request).await
+    }
+
+    /// `POST /auth/oidc/exchange`: the session for the code a sign-on brought back.
+    pub async fn sso_exchange(&self, request: &SsoExchangeRequest) -> Result<Session, Error> {
+        self.post(&["auth", "oidc", "exchange"], request).await
+    }
+
+    /// `GET /users`: the tenant's users.
+    pub async fn users(&self, page: &PageQuery) -> Result<UserList, Error> {
+        self.get(&["users"], page).await
+    }
+
+    /// `POST /users`: adds a user to the tenant.
+    pub async fn add_user(&self, user: &NewUser) -> Result<UserView, Error> {
+        self.post(&["users"], user).await
+    }
+
+    /// `GET /users/{name}`: one user.
+    pub async fn user(&self, name: &str) -> Result<UserView, Error> {
+        self.get_plain(&["users", name]).await
+    }
+
+    /// `PUT /users/{name}`: changes a user's role, state, password or address.
+    pub async fn change_user(&self, name: &str, change: &UserChange) -> Result<UserView, Error> {
+        self.send(self.request(Method::PUT, &["users", name]).json(change)).await
+    }
+
+    /// `DELETE /users/{name}`: removes a user from the tenant.
+    pub async fn delete_user(&self, name: &str) -> Result<(), Error> {
+        self.send_empty(self.request(Method::DELETE, &["users", name])).await
+    }
+
+    /// `POST /users/{name}/revoke-sessions`: ends every session of a user.
+    pub async fn revoke_sessions(&self, name: &str) -> Result<(), Error> {
+        self.send_empty(self.request(Method::POST, &["users", name, "revoke-sessions"])).await
+    }
+
+    /// `POST /users/{name}/reset-mfa`: removes a user's second factor.
+    pub async fn reset_mfa(&self, name: &str) -> Result<UserView, Error> {
+        self.send(self.request(Method::POST, &["users", name, "reset-mfa"])).await
+    }
+
+    /// `GET /api-keys`: the tenant's API keys, never their secrets.
+    pub async fn api_keys(&self, page: &PageQuery) -> Result<ApiKeyList, Error> {
+        self.get(&["api-keys"], page).await
+    }
+
+    /// `POST /api-keys`: a new API key, with its secret shown only now.
+    pub async fn create_api_key(&self, key: &NewApiKey) -> Result<CreatedApiKey, Error> {
+        self.post(&["api-keys"], key).await
+    }
+
+    /// `DELETE /api-keys/{id}`: revokes an API key.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), Error> {
+        self.send_empty(self.request(Method::DELETE, &["api-keys", id])).await
+    }
+
+    /// `POST /tenants`: creates a tenant (super-admins only).
+    pub async fn create_tenant(&self, tenant: &NewTenant) -> Result<(), Error> {
+        self.send_empty(self.request(Method::POST, &["tenants"]).json(tenant)).await
     }
 
     /// `GET /overview`: one page of the fleet.
@@ -277,6 +402,41 @@ impl Client {
         self.send(self.request(Method::DELETE, &["silences", id])).await
     }
 
+    /// `GET /alert-rules`: every rule, those of the rules file first.
+    pub async fn rules(&self) -> Result<RuleList, Error> {
+        self.get_plain(&["alert-rules"]).await
+    }
+
+    /// `GET /alert-rules/{id}`: one rule.
+    pub async fn rule(&self, id: &str) -> Result<RuleView, Error> {
+        self.get_plain(&["alert-rules", id]).await
+    }
+
+    /// `POST /alert-rules`: adds a rule (`rule`: its definition, as in the rules file).
+    pub async fn create_rule(&self, rule: &impl Serialize) -> Result<RuleId, Error> {
+        self.post(&["alert-rules"], rule).await
+    }
+
+    /// `PUT /alert-rules/{id}`: replaces a rule made through the API.
+    pub async fn update_rule(&self, id: &str, rule: &impl Serialize) -> Result<RuleId, Error> {
+        self.send(self.request(Method::PUT, &["alert-rules", id]).json(rule)).await
+    }
+
+    /// `DELETE /alert-rules/{id}`: deletes a rule made through the API.
+    pub async fn delete_rule(&self, id: &str) -> Result<(), Error> {
+        self.send_empty(self.request(Method::DELETE, &["alert-rules", id])).await
+    }
+
+    /// `GET /alert-rules/{id}/test`: what the rule would fire on now.
+    pub async fn test_rule(&self, id: &str) -> Result<RuleTest, Error> {
+        self.get_plain(&["alert-rules", id, "test"]).await
+    }
+
+    /// `GET /integrations`: report imports and notification channels.
+    pub async fn integrations(&self) -> Result<IntegrationList, Error> {
+        self.get_plain(&["integrations"]).await
+    }
+
     /// `GET /alert-rules/{id}/history`: one rule's history entries, newest first.
     pub async fn rule_history(&self, rule: &str, filter: &HistoryFilter) -> Result<AlertHistory, Error> {
         self.get(&["alert-rules", rule, "history"], filter).await
@@ -308,6 +468,26 @@ impl Client {
         self.get(&["metrics", "hosts", host, "history"], query).await
     }
 
+    /// `GET /agents`: the tenant's agents and scripts, with their clocks.
+    pub async fn agents(&self, page: &PageQuery) -> Result<AgentList, Error> {
+        self.get(&["agents"], page).await
+    }
+
+    /// `GET /agents/{id}`: one agent.
+    pub async fn agent(&self, id: &str) -> Result<AgentView, Error> {
+        self.get_plain(&["agents", id]).await
+    }
+
+    /// `DELETE /agents/{id}`: revokes an agent and forgets it.
+    pub async fn delete_agent(&self, id: &str) -> Result<(), Error> {
+        self.send_empty(self.request(Method::DELETE, &["agents", id])).await
+    }
+
+    /// `POST /agents/provision`: a one-time token that enrolls one agent.
+    pub async fn provision(&self, request: &ProvisionRequest) -> Result<Provisioned, Error> {
+        self.post(&["agents", "provision"], request).await
+    }
+
     /// `GET /agent-config`: the tenant's managed agent configuration, layer by layer.
     pub async fn agent_config_layers(&self) -> Result<AgentConfigLayers, Error> {
         self.get_plain(&["agent-config"]).await
@@ -331,6 +511,61 @@ impl Client {
     /// `GET /agents/{id}/config`: what one agent should run, and what it runs.
     pub async fn agent_config(&self, agent_id: &str) -> Result<AgentConfigState, Error> {
         self.get_plain(&["agents", agent_id, "config"]).await
+    }
+
+    /// `GET /audit`: a page of the audit log, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditList, Error> {
+        self.get(&["audit"], query).await
+    }
+
+    /// `GET /tenants/{name}/limits`: a tenant's own ingest limits and those in force
+    /// (super-admins only).
+    pub async fn tenant_limits(&self, tenant: &str) -> Result<TenantLimitsView, Error> {
+        self.get_plain(&["tenants", tenant, "limits"]).await
+    }
+
+    /// `PUT /tenants/{name}/limits`: sets a tenant's own ingest limits, at once.
+    pub async fn set_tenant_limits(
+        &self,
+        tenant: &str,
+        settings: &TenantLimitSettings,
+    ) -> Result<TenantLimitsView, Error> {
+        self.send(self.request(Method::PUT, &["tenants", tenant, "limits"]).json(settings)).await
+    }
+
+    /// `GET /config`: the tenant's settings.
+    pub async fn tenant_config(&self) -> Result<TenantConfig, Error> {
+        self.get_plain(&["config"]).await
+    }
+
+    /// `PUT /config`: replaces the tenant's settings; the settings as stored.
+    pub async fn set_tenant_config(&self, config: &TenantConfig) -> Result<TenantConfig, Error> {
+        self.send(self.request(Method::PUT, &["config"]).json(config)).await
+    }
+
+    /// `GET /dashboards`: the tenant's dashboards, without their layouts.
+    pub async fn dashboards(&self, page: &PageQuery) -> Result<DashboardList, Error> {
+        self.get(&["dashboards"], page).await
+    }
+
+    /// `POST /dashboards`: saves a new dashboard.
+    pub async fn create_dashboard(&self, request: &DashboardRequest) -> Result<Dashboard, Error> {
+        self.post(&["dashboards"], request).await
+    }
+
+    /// `GET /dashboards/{id}`: one dashboard with its layout.
+    pub async fn dashboard(&self, id: &str) -> Result<Dashboard, Error> {
+        self.get_plain(&["dashboards", id]).await
+    }
+
+    /// `PUT /dashboards/{id}`: replaces a dashboard's name and layout.
+    pub async fn update_dashboard(&self, id: &str, request: &DashboardRequest) -> Result<Dashboard, Error> {
+        self.send(self.request(Method::PUT, &["dashboards", id]).json(request)).await
+    }
+
+    /// `DELETE /dashboards/{id}`: deletes a dashboard.
+    pub async fn delete_dashboard(&self, id: &str) -> Result<(), Error> {
+        self.send_empty(self.request(Method::DELETE, &["dashboards", id])).await
     }
 
     /// `GET /logs/hosts/{id}`: a page of a host's log lines.

@@ -20,31 +20,51 @@
 //! # }
 //! ```
 
+pub mod accounts;
 pub mod agent_config;
+pub mod agents;
 pub mod alerts;
+pub mod audit;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod config;
+pub mod dashboards;
 pub mod data;
 pub mod error;
 pub mod ingest;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod overview;
 pub mod page;
+pub mod rules;
 
+pub use accounts::{
+    ApiKeyList, ApiKeyView, ConfirmRequest, CreatedApiKey, EnrollRequest, Identity, LoginAnswer, LoginRequest,
+    MfaEnrolment, MfaVerifyRequest, NewApiKey, NewTenant, NewUser, PasswordChange, RecoveryCodes, RefreshRequest, Role,
+    Session, SsoExchangeRequest, SsoStart, SsoStartRequest, UnknownRole, UserChange, UserList, UserView,
+};
 pub use agent_config::{AgentConfigLayer, AgentConfigLayers, AgentConfigReport, AgentConfigState};
+pub use agents::{AgentClock, AgentList, AgentView, ProvisionRequest, Provisioned};
 pub use alerts::{
     AcknowledgeRequest, Acknowledged, Acknowledgement, Alert, AlertFilter, AlertHistory, AlertList, AlertSeverity,
     AlertState, AlertStats, HistoryFilter, Resolved, Silence, SilenceList, SilenceRequest,
 };
+pub use audit::{AuditList, AuditQuery, AuditView};
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, Error as ClientError, TENANT_HEADER};
+pub use config::TenantConfig;
+pub use dashboards::{Dashboard, DashboardList, DashboardRequest, DashboardSummary};
 pub use data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult, LatestCheck};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};
 pub use ingest::{IngestEvent, IngestRequest, IngestSample, Ingested};
+pub use limits::{TenantLimitSettings, TenantLimitsView};
 pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
 pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};
 pub use page::{Page, PageQuery, TenantList};
+pub use rules::{
+    Integration, IntegrationKind, IntegrationList, RuleId, RuleList, RuleOrigin, RuleTest, RuleTestAlert, RuleView,
+};
 /// The core types answers carry as they are (findings, check results, label sets).
 pub use secumon_core::{CheckResult, CheckStatus, Finding, FindingStatus, Labels, Severity};

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::api_client::{emit, send};
+use secumon_api::{AuditQuery, AuditView};
+
+use crate::api_client::{client, emit, json_text, refused};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
@@ -34,32 +36,29 @@ pub struct AuditArgs {
 }
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
-    if let Some(since) = args.since {
-        let now = secumon_core::now_ms();
-        query.push(("since", now.saturating_sub(since.as_millis() as i64).to_string()));
-    }
-    for (name, value) in [("actor", args.actor), ("action", args.action), ("tenant", args.tenant)] {
-        if let Some(value) = value {
-            query.push((name, value));
-        }
-    }
-    let url = format!("{}/api/v1/audit", args.server.trim_end_matches('/'));
-    let request = reqwest::Client::new().get(url).query(&query);
-    let body = match send(request, &args.server).await? {
-        Ok(body) => body,
-        Err(code) => return Ok(code),
+    let since = args.since.map(|since| secumon_core::now_ms().saturating_sub(since.as_millis() as i64));
+    let query = AuditQuery {
+        since,
+        actor: args.actor,
+        action: args.action,
+        tenant: args.tenant,
+        limit: Some(args.limit),
+        ..Default::default()
+    };
+    let list = match client(&args.server)?.audit(&query).await {
+        Ok(list) => list,
+        Err(error) => return refused(error, &args.server),
     };
     if args.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
+        emit(&json_text(&list)?)?;
     } else {
-        emit(&render(body["entries"].as_array().map(Vec::as_slice).unwrap_or_default()))?;
+        emit(&render(&list.entries))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// One line per entry: when (UTC), tenant, actor, client address, action, target, detail.
-fn render(entries: &[Value]) -> String {
+fn render(entries: &[AuditView]) -> String {
     if entries.is_empty() {
         return "no audit entry\n".to_string();
     }
@@ -68,26 +67,16 @@ fn render(entries: &[Value]) -> String {
         "AT", "TENANT", "ACTOR", "FROM", "ACTION", "TARGET"
     );
     for entry in entries {
-        let at = entry["at_ms"]
-            .as_i64()
-            .map(|ms| {
-                let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-                humantime::format_rfc3339_seconds(at).to_string()
-            })
-            .unwrap_or_default();
-        let detail = match &entry["detail"] {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(entry.at_ms.max(0) as u64);
+        let at = humantime::format_rfc3339_seconds(at).to_string();
+        let detail = match &entry.detail {
             Value::Object(map) if map.is_empty() => String::new(),
             Value::Null => String::new(),
             other => other.to_string(),
         };
-        let text = |key: &str| entry[key].as_str().unwrap_or("").to_string();
         out.push_str(&format!(
             "{at:<20}  {:<12}  {:<16}  {:<15}  {:<22}  {:<16}  {detail}\n",
-            text("tenant"),
-            text("actor"),
-            text("client_ip"),
-            text("action"),
-            text("target"),
+            entry.tenant, entry.actor, entry.client_ip, entry.action, entry.target,
         ));
     }
     out
@@ -100,10 +89,16 @@ mod tests {
 
     #[test]
     fn renders_entries_as_a_table() {
-        let entries = vec![json!({
-            "id": 7, "tenant": "acme", "at_ms": 1_767_225_600_000i64, "actor": "alice", "client_ip": "127.0.0.1",
-            "action": "user.update", "target": "bob", "detail": {"role": "viewer"}
-        })];
+        let entries = vec![AuditView {
+            id: 7,
+            tenant: "acme".into(),
+            at_ms: 1_767_225_600_000,
+            actor: "alice".into(),
+            client_ip: "127.0.0.1".into(),
+            action: "user.update".into(),
+            target: "bob".into(),
+            detail: json!({"role": "viewer"}),
+        }];
         let table = render(&entries);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("AT") && lines[0].ends_with("DETAIL"), "{table}");

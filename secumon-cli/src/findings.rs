@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde_json::Value;
+use secumon_api::{Finding, FindingStatus, FindingsQuery, ImportQuery};
 
-use crate::api_client::{emit, send};
+use crate::api_client::{client, emit, json_text, refused};
 
 #[derive(clap::Args)]
 pub struct FindingsArgs {
@@ -52,8 +52,7 @@ enum FindingsCommand {
 }
 
 pub async fn run(args: FindingsArgs) -> anyhow::Result<ExitCode> {
-    let api = format!("{}/api/v1/findings", args.server.trim_end_matches('/'));
-    let http = reqwest::Client::new();
+    let api = client(&args.server)?;
     match args.command {
         FindingsCommand::Import { file, format, partial } => {
             let bar = indicatif::ProgressBar::new_spinner();
@@ -76,50 +75,42 @@ pub async fn run(args: FindingsArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             bar.set_message(format!("sending {} {} findings", report.findings.len(), report.format));
-            let query =
-                [("format", report.format), ("full_scan", if partial { "false" } else { "true" }), ("origin", &origin)];
-            let answer = send(http.post(&api).query(&query).body(text), &args.server).await;
+            let query = ImportQuery {
+                format: Some(report.format.to_string()),
+                full_scan: Some(!partial),
+                origin: Some(origin.clone()),
+            };
+            let answer = api.import_findings(&query, text.into_bytes()).await;
             bar.finish_and_clear();
-            let body = match answer? {
-                Ok(body) => body,
-                Err(code) => return Ok(code),
+            let result = match answer {
+                Ok(result) => result,
+                Err(error) => return refused(error, &args.server),
             };
             let text = if args.json {
-                format!("{}\n", serde_json::to_string_pretty(&body)?)
+                json_text(&result)?
             } else {
                 format!(
                     "{}: {} findings ({}): {} new, {} reopened, {} fixed, {} unchanged\n",
-                    origin,
-                    body["findings"],
-                    body["format"].as_str().unwrap_or(""),
-                    body["new"],
-                    body["reopened"],
-                    body["fixed"],
-                    body["unchanged"]
+                    origin, result.findings, result.format, result.new, result.reopened, result.fixed, result.unchanged
                 )
             };
             emit(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         FindingsCommand::List { asset, severity, status, limit } => {
-            let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-            query.extend(asset.map(|a| ("asset", a)));
-            query.extend(severity.map(|s| ("severity", s)));
-            query.extend(status.map(|s| ("status", s)));
-            let body = match send(http.get(&api).query(&query), &args.server).await? {
-                Ok(body) => body,
-                Err(code) => return Ok(code),
+            let query = FindingsQuery { asset, severity, status, limit: Some(limit), offset: None };
+            let list = match api.findings(&query).await {
+                Ok(list) => list,
+                Err(error) => return refused(error, &args.server),
             };
-            let findings = body["findings"].as_array().cloned().unwrap_or_default();
-            let text =
-                if args.json { format!("{}\n", serde_json::to_string_pretty(&body)?) } else { render(&findings) };
+            let text = if args.json { json_text(&list)? } else { render(&list.findings) };
             emit(&text)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn render(findings: &[Value]) -> String {
+fn render(findings: &[Finding]) -> String {
     if findings.is_empty() {
         return "no finding\n".to_string();
     }
@@ -127,11 +118,14 @@ fn render(findings: &[Value]) -> String {
     for f in findings {
         out.push_str(&format!(
             "{:<8}  {:<6}  {:<32}  {:<36}  {}\n",
-            f["severity"].as_str().unwrap_or(""),
-            f["status"].as_str().unwrap_or(""),
-            f["asset"].as_str().unwrap_or(""),
-            f["id"].as_str().unwrap_or(""),
-            f["title"].as_str().unwrap_or("")
+            f.severity.as_str(),
+            match f.status {
+                FindingStatus::Open => "open",
+                FindingStatus::Fixed => "fixed",
+            },
+            f.asset,
+            f.id,
+            f.title
         ));
     }
     out
@@ -143,8 +137,16 @@ mod tests {
 
     #[test]
     fn renders_findings() {
-        let findings = vec![serde_json::json!({"severity": "critical", "status": "open", "asset": "web-1",
-            "id": "CVE-2024-3094", "title": "xz backdoor"})];
+        let findings = vec![Finding {
+            id: "CVE-2024-3094".into(),
+            severity: secumon_api::Severity::Critical,
+            asset: "web-1".into(),
+            title: "xz backdoor".into(),
+            description: String::new(),
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            status: FindingStatus::Open,
+        }];
         let table = render(&findings);
         assert!(table.lines().nth(1).unwrap().starts_with("critical  open    web-1"));
         assert!(table.ends_with("xz backdoor\n"));

@@ -5,10 +5,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context;
-use secumon_server::History;
+use secumon_api::{History, HistoryQuery};
 
-use crate::api_client::{emit, send};
+use crate::api_client::{client, emit, refused};
 use crate::units::human_value;
 
 #[derive(clap::Args)]
@@ -157,16 +156,16 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         (None, Some(at)) => matchers.remove(at).value,
         (None, None) => secumon_agent::system_host_name()?,
     };
-    let url = format!("{}/api/v1/metrics/hosts/{host}/history", args.server.trim_end_matches('/'));
-    let mut params = vec![("metric", metric.as_str()), ("period", &args.period), ("agg", &args.agg)];
-    if let Some(step) = &args.step {
-        params.push(("step", step));
-    }
-    let body = match send(reqwest::Client::new().get(&url).query(&params), &args.server).await? {
-        Ok(body) => body,
-        Err(code) => return Ok(code),
+    let query = HistoryQuery {
+        metric: Some(metric.clone()),
+        period: Some(args.period.clone()),
+        step: args.step.clone(),
+        agg: Some(args.agg.clone()),
     };
-    let mut history: History = serde_json::from_value(body).context("unexpected answer shape")?;
+    let mut history = match client(&args.server)?.host_history(&host, &query).await {
+        Ok(history) => history,
+        Err(error) => return refused(error, &args.server),
+    };
     let before = history.series.len();
     let mut seen: Vec<String> = Vec::new();
     if !matchers.is_empty() {
@@ -246,7 +245,7 @@ fn render_table(history: &History, period: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secumon_server::HistorySeries;
+    use secumon_api::HistorySeries;
 
     #[test]
     fn renders_one_block_per_series_without_host_and_tenant() {

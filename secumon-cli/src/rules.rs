@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use secumon_alert::RuleFile;
+use secumon_api::{Client, IntegrationKind, RuleTestAlert, RuleView};
 use serde_json::Value;
 
-use crate::api_client::{alert_labels, emit, send};
+use crate::api_client::{client, emit, json_text, labels_shown, refused};
 
 #[derive(clap::Args)]
 pub struct RulesArgs {
@@ -53,15 +54,14 @@ enum RulesCommand {
 }
 
 pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
-    let api = format!("{}/api/v1/alert-rules", args.server.trim_end_matches('/'));
-    let http = reqwest::Client::new();
+    let api = client(&args.server)?;
     match args.command {
         RulesCommand::List => {
-            let body = match send(http.get(&api), &args.server).await? {
-                Ok(body) => body,
-                Err(code) => return Ok(code),
+            let list = match api.rules().await {
+                Ok(list) => list,
+                Err(error) => return refused(error, &args.server),
             };
-            print(&body, args.json, || render_rules(body["rules"].as_array().map(Vec::as_slice).unwrap_or(&[])))?;
+            print(&list, args.json, || render_rules(&list.rules))?;
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Check { file } => Ok(match check_file(&file) {
@@ -76,19 +76,19 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             }
         }),
-        RulesCommand::Add { file, replace } => add(&http, &api, &args.server, &file, replace, args.json).await,
+        RulesCommand::Add { file, replace } => add(&api, &args.server, &file, replace, args.json).await,
         RulesCommand::Test { id } => {
-            let body = match send(http.get(format!("{api}/{id}/test")), &args.server).await? {
-                Ok(body) => body,
-                Err(code) => return Ok(code),
+            let test = match api.test_rule(&id).await {
+                Ok(test) => test,
+                Err(error) => return refused(error, &args.server),
             };
-            let alerts = body["alerts"].as_array().cloned().unwrap_or_default();
-            print(&body, args.json, || render_test(&id, &alerts))?;
-            Ok(if alerts.iter().any(|a| a["state"] == "firing") { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            print(&test, args.json, || render_test(&id, &test.alerts))?;
+            let firing = test.alerts.iter().any(|a| a.state == secumon_api::AlertState::Firing);
+            Ok(if firing { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         RulesCommand::Delete { id } => {
-            if let Err(code) = send(http.delete(format!("{api}/{id}")), &args.server).await? {
-                return Ok(code);
+            if let Err(error) = api.delete_rule(&id).await {
+                return refused(error, &args.server);
             }
             if !args.json {
                 println!("deleted {id}");
@@ -101,14 +101,7 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
 /// `secumon rules add`: every rule goes in or none does. Everything that can be checked
 /// before a change is (the file, the channels the server has, rules that exist already);
 /// if the server still refuses one, the rules added or replaced before it are put back.
-async fn add(
-    http: &reqwest::Client,
-    api: &str,
-    server: &str,
-    file: &Path,
-    replace: bool,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn add(api: &Client, server: &str, file: &Path, replace: bool, json: bool) -> anyhow::Result<ExitCode> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(error) => {
@@ -124,27 +117,18 @@ async fn add(
             return Ok(ExitCode::from(2));
         }
     };
-    let existing: Vec<(String, Value)> = match send(http.get(api), server).await? {
-        Ok(body) => body["rules"]
-            .as_array()
-            .map(|rules| {
-                rules.iter().filter_map(|r| Some((r["id"].as_str()?.to_string(), r["rule"].clone()))).collect()
-            })
-            .unwrap_or_default(),
-        Err(code) => return Ok(code),
+    let existing: Vec<(String, Value)> = match api.rules().await {
+        Ok(list) => list.rules.into_iter().map(|view| (view.id, view.rule)).collect(),
+        Err(error) => return refused(error, server),
     };
-    let integrations = format!("{}/api/v1/integrations", server.trim_end_matches('/'));
-    let channels: Vec<String> = match send(http.get(&integrations), server).await? {
-        Ok(body) => body["integrations"]
-            .as_array()
-            .map(|all| {
-                all.iter()
-                    .filter(|i| i["kind"] == "notification_channel")
-                    .filter_map(|i| i["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        Err(code) => return Ok(code),
+    let channels: Vec<String> = match api.integrations().await {
+        Ok(list) => list
+            .integrations
+            .into_iter()
+            .filter(|i| i.kind == IntegrationKind::NotificationChannel)
+            .map(|i| i.name)
+            .collect(),
+        Err(error) => return refused(error, server),
     };
     let mut errors = Vec::new();
     for rule in &rules {
@@ -182,19 +166,22 @@ async fn add(
         let name = rule.name().to_string();
         let body = serde_json::to_value(rule)?;
         let previous = existing.iter().find(|(id, _)| *id == name).map(|(_, rule)| rule.clone());
-        let (request, verb) = match &previous {
-            Some(_) => (http.put(format!("{api}/{name}")).json(&body), "replaced"),
-            None => (http.post(api).json(&body), "added"),
+        let (outcome, verb) = match &previous {
+            Some(_) => (api.update_rule(&name, &body).await.map(drop), "replaced"),
+            None => (api.create_rule(&body).await.map(drop), "added"),
         };
-        let outcome = send(request, server).await;
-        if !matches!(outcome, Ok(Ok(_))) {
+        if let Err(error) = outcome {
+            // A 400's message is printed now, before the undoing, as it always was.
+            let outcome = refused(error, server);
             let mut left = Vec::new();
             for (name, previous) in undo.iter().rev() {
-                let request = match previous {
-                    Some(old) => http.put(format!("{api}/{name}")).json(old),
-                    None => http.delete(format!("{api}/{name}")),
+                let undone = match previous {
+                    Some(old) => api.update_rule(name, old).await.map(drop),
+                    None => api.delete_rule(name).await,
                 };
-                if !matches!(send(request, server).await, Ok(Ok(_))) {
+                if let Err(error) = undone {
+                    // Printed if a 400; the outcome that counts is the first refusal's.
+                    let _ = refused(error, server);
                     left.push(name.as_str());
                 }
             }
@@ -202,11 +189,7 @@ async fn add(
             if !left.is_empty() {
                 eprintln!("secumon: could not undo the change to {left:?}: check them with `secumon rules list`");
             }
-            return match outcome {
-                Ok(Err(code)) => Ok(code),
-                Err(error) => Err(error),
-                Ok(Ok(_)) => unreachable!("handled above"),
-            };
+            return outcome;
         }
         undo.push((name.clone(), previous));
         done.push(format!("{verb} {name}"));
@@ -281,8 +264,8 @@ fn channel_line(text: &str, rule: &str, channel: &str) -> usize {
         .map_or(start, |(index, _)| index + 1)
 }
 
-fn print(body: &Value, json: bool, table: impl FnOnce() -> String) -> anyhow::Result<()> {
-    let text = if json { format!("{}\n", serde_json::to_string_pretty(body)?) } else { table() };
+fn print(answer: &impl serde::Serialize, json: bool, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+    let text = if json { json_text(answer)? } else { table() };
     Ok(emit(&text)?)
 }
 
@@ -302,7 +285,7 @@ fn condition(rule: &Value) -> String {
     }
 }
 
-fn render_rules(rules: &[Value]) -> String {
+fn render_rules(rules: &[RuleView]) -> String {
     if rules.is_empty() {
         return "no alert rule\n".to_string();
     }
@@ -311,13 +294,13 @@ fn render_rules(rules: &[Value]) -> String {
         "ID", "ORIGIN", "SOURCE", "SEVERITY", "FOR", "CONDITION"
     );
     for view in rules {
-        let rule = &view["rule"];
+        let rule = &view.rule;
         let channels: Vec<&str> =
             rule["channels"].as_array().map(|c| c.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         out.push_str(&format!(
             "{:<24}  {:<6}  {:<7}  {:<8}  {:<5}  {:<40}  {}\n",
-            view["id"].as_str().unwrap_or(""),
-            view["origin"].as_str().unwrap_or(""),
+            view.id,
+            view.origin.as_str(),
             rule["source"].as_str().unwrap_or("metric"),
             rule["severity"].as_str().unwrap_or(""),
             rule["for"].as_str().unwrap_or("0s"),
@@ -328,7 +311,7 @@ fn render_rules(rules: &[Value]) -> String {
     out
 }
 
-fn render_test(id: &str, alerts: &[Value]) -> String {
+fn render_test(id: &str, alerts: &[RuleTestAlert]) -> String {
     if alerts.is_empty() {
         return format!("{id}: nothing would fire now\n");
     }
@@ -336,9 +319,10 @@ fn render_test(id: &str, alerts: &[Value]) -> String {
     for alert in alerts {
         out.push_str(&format!(
             "{:<8}  {:<12}  {}\n",
-            alert["state"].as_str().unwrap_or(""),
-            alert["value"].as_f64().map(|v| format!("{v}")).unwrap_or_default(),
-            alert_labels(&alert["labels"])
+            alert.state.as_str(),
+            // NaN (no value) is `null` in the JSON: shown blank.
+            if alert.value.is_nan() { String::new() } else { format!("{}", alert.value) },
+            labels_shown(&alert.labels)
         ));
     }
     out
@@ -351,14 +335,15 @@ mod tests {
 
     #[test]
     fn renders_rules_of_every_source() {
-        let rules = vec![
+        let rules: Vec<RuleView> = serde_json::from_value(json!([
             json!({"id": "DiskFull", "origin": "api", "rule": {"name": "DiskFull", "source": "metric",
                 "expr": "disk_used_ratio > 0.9", "severity": "critical", "for": "5m", "channels": ["ops"]}}),
             json!({"id": "AgentDown", "origin": "file", "rule": {"name": "AgentDown", "source": "agent",
                 "no_data": "2m", "severity": "critical", "for": "0s", "channels": ["ops", "pager"]}}),
             json!({"id": "Oom", "origin": "api", "rule": {"name": "Oom", "source": "log", "pattern": "oom",
                 "severity": "warning", "for": "0s", "channels": []}}),
-        ];
+        ]))
+        .unwrap();
         let table = render_rules(&rules);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("ID") && lines[0].ends_with("CHANNELS"));
@@ -383,8 +368,9 @@ mod tests {
 
     #[test]
     fn renders_a_rule_test() {
-        let alerts = vec![json!({"state": "firing", "value": 0.95,
-            "labels": {"alertname": "DiskFull", "host": "db-1", "tenant": "default"}})];
+        let alerts: Vec<RuleTestAlert> = serde_json::from_value(json!([{"state": "firing", "value": 0.95,
+            "labels": {"alertname": "DiskFull", "host": "db-1", "tenant": "default"}}]))
+        .unwrap();
         assert_eq!(
             render_test("DiskFull", &alerts),
             "DiskFull: 1 alert(s) now\nSTATE     VALUE         LABELS\nfiring    0.95          host=db-1\n"

@@ -15,11 +15,11 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SecureRandom;
-use serde_json::{Value, json};
+use secumon_api::{Client, SsoExchangeRequest, SsoStartRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::api_client::emit;
+use crate::api_client::{emit, json_text};
 
 #[derive(clap::Args)]
 pub struct LoginArgs {
@@ -51,19 +51,18 @@ fn pkce() -> anyhow::Result<(String, String)> {
 
 pub async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let server = args.server.trim_end_matches('/').to_string();
-    let api = format!("{server}/api/v1");
-    let http = reqwest::Client::new();
+    // No token: a sign-in is what makes one.
+    let api = Client::builder(&server)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .with_context(|| format!("cannot use the server address {server:?}"))?;
     // Loopback only: the code must not be reachable from another machine.
     let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot listen on a loopback port")?;
     let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
     let (verifier, challenge) = pkce()?;
-    let start = json!({"redirect_uri": redirect_uri, "code_challenge": challenge});
-    let started = call(http.post(format!("{api}/auth/oidc/start")).json(&start), &server)
-        .await
-        .context("cannot start a sign-in")?;
-    let (Some(url), Some(state)) = (started["authorization_url"].as_str(), started["state"].as_str()) else {
-        bail!("the server's answer to the sign-in start has no authorization_url or state");
-    };
+    let start = SsoStartRequest { redirect_uri: redirect_uri.clone(), code_challenge: challenge };
+    let started = outcome(api.sso_start(&start).await).context("cannot start a sign-in")?;
+    let (url, state) = (started.authorization_url.as_str(), started.state.as_str());
     eprintln!("Open this URL in a browser to sign in:\n{url}");
     if !args.no_browser {
         open_browser(url);
@@ -71,8 +70,8 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let (stream, code) = tokio::time::timeout(args.timeout, wait_for_redirect(&listener, state))
         .await
         .with_context(|| format!("no sign-in came back within {}", humantime::format_duration(args.timeout)))??;
-    let exchange = json!({"state": state, "code": code, "code_verifier": verifier, "redirect_uri": redirect_uri});
-    let session = match call(http.post(format!("{api}/auth/oidc/exchange")).json(&exchange), &server).await {
+    let exchange = SsoExchangeRequest { state: state.to_string(), code, code_verifier: verifier, redirect_uri };
+    let session = match outcome(api.sso_exchange(&exchange).await) {
         Ok(session) => {
             respond(stream, "200 OK", "Signed in to SecuMon. You can close this tab.").await;
             session
@@ -82,35 +81,30 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
             return Err(error.context("the sign-in was refused"));
         }
     };
-    let Some(token) = session["access_token"].as_str() else { bail!("the server's session has no access token") };
-    let me = http.get(format!("{api}/auth/me")).bearer_auth(token).send().await;
-    if let Ok(me) = me.and_then(|r| r.error_for_status()) {
-        let me: Value = me.json().await.unwrap_or_default();
+    let token = session.access_token.as_str();
+    let me = Client::builder(&server).token(token).timeout(Duration::from_secs(60)).build()?.me().await;
+    if let Ok(me) = me {
         eprintln!(
             "signed in as {} (tenant {}, {}{})",
-            me["subject"].as_str().unwrap_or("?"),
-            me["tenant"].as_str().unwrap_or("?"),
-            me["role"].as_str().unwrap_or("?"),
-            if me["super_admin"] == true { ", super-admin" } else { "" }
+            me.subject,
+            me.tenant,
+            me.role.as_str(),
+            if me.super_admin { ", super-admin" } else { "" }
         );
     }
-    let out = if args.json { format!("{session:#}\n") } else { format!("{token}\n") };
+    let out = if args.json { json_text(&session)? } else { format!("{token}\n") };
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The JSON answer of an unauthenticated call; an error answer becomes its message (the
-/// shared client's hints about `--token` do not apply to a sign-in).
-async fn call(request: reqwest::RequestBuilder, server: &str) -> anyhow::Result<Value> {
-    let response =
-        request.timeout(Duration::from_secs(60)).send().await.with_context(|| format!("cannot reach {server}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(body);
+/// The answer of an unauthenticated call; a refusal becomes `status: message` (the shared
+/// client's hints about `--token` do not apply to a sign-in).
+fn outcome<T>(answer: Result<T, secumon_api::ClientError>) -> anyhow::Result<T> {
+    match answer {
+        Ok(answer) => Ok(answer),
+        Err(secumon_api::ClientError::Refused(refusal)) => bail!("{}: {}", refusal.status, refusal.message),
+        Err(other) => Err(other.into()),
     }
-    let message = body["error"]["message"].as_str().unwrap_or("no message");
-    bail!("{status}: {message}")
 }
 
 /// Starts the desktop's browser on `url`; failing that, the printed URL does.

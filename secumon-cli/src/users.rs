@@ -120,7 +120,7 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::Add { name, tenant, role, super_admin, password_stdin, email } => {
             let role: Role = match role.parse() {
                 Ok(role) => role,
-                Err(error) => return usage(error),
+                Err(error) => return usage(error.into()),
             };
             let (password, generated) = password(password_stdin)?;
             let added = accounts.add_user_with_email(&name, &password, &tenant, role, super_admin, email.as_deref());
@@ -173,7 +173,7 @@ pub async fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
         UsersCommand::SetRole { name, tenant, role } => {
             let role: Role = match role.parse() {
                 Ok(role) => role,
-                Err(error) => return usage(error),
+                Err(error) => return usage(error.into()),
             };
             let change = UserChange { role: Some(role), ..UserChange::default() };
             accounts

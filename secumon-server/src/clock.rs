@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use secumon_core::{IngestBatch, Labels, Sample};
 use secumon_store::Store;
-use serde::{Deserialize, Serialize};
 
 /// The series of each sender's measured clock offset, labelled with its `agent_id`.
 pub const OFFSET_SERIES: &str = "secumon_agent_clock_offset_seconds";
@@ -44,46 +43,8 @@ impl Default for ClockPolicy {
     }
 }
 
-/// What the server knows of one sender's clock, as `GET /api/v1/agents` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AgentClock {
-    /// The host the sender reports for.
-    pub host: String,
-    /// Its clock minus the server's on its latest push, in ms (positive: ahead). Absent when
-    /// the sender does not stamp its send time (agents before this field).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset_ms: Option<i64>,
-    /// The round trip its offset was corrected for.
-    #[serde(default)]
-    pub round_trip_ms: u32,
-    /// When the latest push arrived (server clock).
-    pub measured_ms: i64,
-    /// The latest batch's timestamps were moved by the offset (its clock is past the
-    /// tolerance).
-    #[serde(default)]
-    pub corrected: bool,
-    /// Batches re-stamped since the server first met it.
-    #[serde(default)]
-    pub corrected_batches: u64,
-    /// Batches refused (they could not be corrected) since the server first met it.
-    #[serde(default)]
-    pub refused_batches: u64,
-    /// When the latest batch was refused, and why.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused_ms: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused_reason: Option<String>,
-    /// When its latest batch was stored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub committed_ms: Option<i64>,
-}
-
-impl AgentClock {
-    /// Its latest batch was refused and none stored since.
-    pub fn refusing(&self) -> bool {
-        self.refused_ms.is_some_and(|refused| self.committed_ms.is_none_or(|committed| refused >= committed))
-    }
-}
+// What the server knows of one sender's clock: the API's type.
+pub use secumon_api::AgentClock;
 
 /// What [`ClockBook::prepare`] found and did, for [`ClockBook::committed`] or
 /// [`ClockBook::refused`] to record.

@@ -16,23 +16,13 @@ use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secumon_store::{Store, StoreError};
-use serde::{Deserialize, Serialize};
 
 /// Where a tenant's own limits are kept: a record of the installation, one per tenant.
 const SYSTEM: &str = "_system";
 const KIND: &str = "tenant_limits";
 
-/// A tenant's own limits (a super-admin's setting); what is absent takes the server's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantLimitSettings {
-    /// Most series the tenant may hold.
-    #[schema(minimum = 1)]
-    pub max_series: Option<u64>,
-    /// Samples a second the tenant may push (bursts of twice that).
-    #[schema(value_type = Option<u32>, minimum = 1)]
-    pub max_samples_per_second: Option<NonZeroU32>,
-}
+// A tenant's own limits, as the API takes and shows them.
+pub use secumon_api::TenantLimitSettings;
 
 /// Limits every tenant gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

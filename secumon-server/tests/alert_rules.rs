@@ -15,6 +15,9 @@ use secumon_server::{Server, ServerConfig};
 use secumon_transport::{PushClient, PushClientConfig};
 use serde_json::{Value, json};
 
+mod common;
+use common::Raw;
+
 type Received = Arc<Mutex<Vec<Value>>>;
 
 async fn receive(State(received): State<Received>, Json(body): Json<Value>) {
@@ -67,19 +70,13 @@ async fn notified(received: &Received, rule: &str, status: &str) -> Value {
 }
 
 struct Api {
-    base: String,
-    http: reqwest::Client,
+    raw: Raw,
 }
 
 impl Api {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let (status, answer) = self.raw.call(method, path, body).await;
+        (status.as_u16(), answer)
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -112,7 +109,7 @@ async fn rules_are_managed_tested_and_kept_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let dead = dead_url();
     let server = Server::start(config(dir.path(), &hook, &dead)).await.unwrap();
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     let client =
         PushClient::open(PushClientConfig::new(server.grpc_addr().to_string(), dir.path().join("spool"))).unwrap();
     let pushing = agent(&client);
@@ -253,7 +250,7 @@ async fn rules_are_managed_tested_and_kept_through_the_api() {
 
     // After a restart the API rules are still there; deleting one works and sticks.
     let server = Server::start(config(dir.path(), &hook, &dead)).await.unwrap();
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     let (_, listed) = api.get("/alert-rules").await;
     let ids: Vec<&str> = listed["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     // The server's own rules on its store are built in beside the file's.
@@ -286,7 +283,7 @@ async fn rules_are_managed_tested_and_kept_through_the_api() {
 async fn a_rule_nested_beyond_the_limit_is_refused_and_the_server_lives() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     for depth in [40, 10_000, 100_000] {
         let expr = format!("{}x{} > 1", "(".repeat(depth), ")".repeat(depth));
         let (status, body) = api.post("/alert-rules", json!({"name": "Deep", "expr": expr, "severity": "info"})).await;
@@ -366,7 +363,7 @@ async fn agent_down_survives_a_restart_silently_and_deleted_agents_never_page() 
         Server::start(config).await.unwrap()
     };
     let server = start().await;
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     let client =
         PushClient::open(PushClientConfig::new(server.grpc_addr().to_string(), dir.path().join("spool"))).unwrap();
     let pushing = agent(&client);
@@ -389,7 +386,7 @@ async fn agent_down_survives_a_restart_silently_and_deleted_agents_never_page() 
     server.shutdown().await;
 
     let server = start().await;
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     // Through the whole `no_data` grace others get after a restart, and past it.
     let firing_since = |alerts: &Value| {
         let alerts = alerts["alerts"].as_array().cloned().unwrap_or_default();
@@ -422,7 +419,7 @@ async fn agent_down_survives_a_restart_silently_and_deleted_agents_never_page() 
 
     // Nor after a restart, though the store lists it again.
     let server = start().await;
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(firing(&received), 1, "{:?}", received.lock().unwrap());
     assert_eq!(api.get("/alerts").await.1["alerts"], json!([]));

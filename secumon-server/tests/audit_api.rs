@@ -10,6 +10,10 @@ use secumon_server::auth::Role;
 use secumon_server::{GrpcTls, Server, ServerConfig};
 use serde_json::{Value, json};
 
+mod common;
+use common::Raw;
+use secumon_api::AuditQuery;
+
 const PASSWORD: &str = "a long test password";
 const BOB_PASSWORD: &str = "bobs-first-secret-pw";
 const BOB_NEW_PASSWORD: &str = "bobs-second-secret-pw";
@@ -24,29 +28,26 @@ async fn server(dir: &tempfile::TempDir) -> Server {
 }
 
 struct Api {
-    base: String,
-    http: Client,
+    raw: Raw,
 }
 
 impl Api {
     /// A client whose connections leave from `from` (any 127/8 address is loopback).
     fn new(server: &Server, from: IpAddr) -> Self {
         let http = Client::builder().local_address(from).build().unwrap();
-        Self { base: format!("http://{}/api/v1", server.api_addr()), http }
+        Self { raw: Raw::with_http(server, http) }
     }
 
     async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        let mut request = self.raw.request(method, path, Some(token));
         // A client's claim about its address is not what the server sees.
         request = request.header("x-forwarded-for", "203.0.113.9");
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.expect("the server answers");
-        let status = response.status();
         let audit_failed = response.headers().get("x-secumon-audit").is_some();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON answer") };
+        let (status, body) = common::answer(response).await;
         assert!(!audit_failed, "{path}: the audit write failed");
         (status, body)
     }
@@ -59,8 +60,8 @@ impl Api {
 
     async fn login(&self, user: &str) -> String {
         let response = self
-            .http
-            .post(format!("{}/auth/login", self.base))
+            .raw
+            .request(Method::POST, "/auth/login", None)
             .json(&json!({"username": user, "password": PASSWORD}))
             .send()
             .await
@@ -195,22 +196,23 @@ async fn admin_actions_are_recorded_as_who_from_where_without_secrets() {
     assert!(entries(&api.ok(Method::GET, &format!("/audit?since={future}"), a, None).await).is_empty());
     let until_all = entries(&api.ok(Method::GET, &format!("/audit?until={future}&since=0"), a, None).await);
     assert_eq!(until_all.len(), all.len());
+    let typed = common::typed(&server, Some(a));
     let mut paged = Vec::new();
-    let mut path = "/audit?limit=4".to_string();
+    let mut query = AuditQuery { limit: Some(4), ..Default::default() };
     loop {
-        let page = api.ok(Method::GET, &path, a, None).await;
-        paged.extend(entries(&page));
-        match page["next_before"].as_i64() {
-            Some(before) => path = format!("/audit?limit=4&before={before}"),
+        let page = typed.audit(&query).await.expect("a page of the audit log");
+        paged.extend(page.entries.into_iter().map(|entry| entry.action));
+        match page.next_before {
+            Some(before) => query.before = Some(before),
             None => break,
         }
     }
-    assert_eq!(actions(&paged), actions(&all), "pages of 4 give every entry once, in order");
+    assert_eq!(paged, actions(&all), "pages of 4 give every entry once, in order");
     let (status, _) = api.call(Method::GET, "/audit?limit=0", a, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // The counters, for alerting on a broken trail.
-    let metrics = api.http.get(format!("http://{}/metrics", server.api_addr())).send().await.unwrap();
+    let metrics = api.raw.http().get(format!("http://{}/metrics", server.api_addr())).send().await.unwrap();
     let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains(&format!("secumon_audit_entries_total {}", all.len())), "{metrics}");
     assert!(metrics.contains("secumon_audit_write_failures_total 0"), "{metrics}");
@@ -278,9 +280,8 @@ async fn an_audit_entry_the_store_cannot_write_is_flagged_logged_and_counted() {
     database.close().await;
 
     let response = api
-        .http
-        .post(format!("{}/api-keys", api.base))
-        .bearer_auth(&alice)
+        .raw
+        .request(Method::POST, "/api-keys", Some(&alice))
         .json(&json!({"name": "ci", "role": "viewer"}))
         .send()
         .await
@@ -289,7 +290,7 @@ async fn an_audit_entry_the_store_cannot_write_is_flagged_logged_and_counted() {
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers().get("x-secumon-audit").map(|v| v.to_str().unwrap()), Some("failed"));
     assert_eq!(server.accounts().api_keys("acme").await.unwrap().len(), 1);
-    let metrics = api.http.get(format!("http://{}/metrics", server.api_addr())).send().await.unwrap();
+    let metrics = api.raw.http().get(format!("http://{}/metrics", server.api_addr())).send().await.unwrap();
     let metrics = metrics.text().await.unwrap();
     assert!(metrics.lines().any(|l| l == "secumon_audit_write_failures_total 1"), "{metrics}");
     assert!(metrics.lines().any(|l| l == "secumon_audit_entries_total 0"), "{metrics}");

@@ -7,6 +7,10 @@ use secumon_server::auth::Role;
 use secumon_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
+mod common;
+use common::Raw;
+use secumon_api::{LoginAnswer, LoginRequest};
+
 const PASSWORD: &str = "a long test password";
 
 async fn server(dir: &tempfile::TempDir) -> Server {
@@ -15,35 +19,25 @@ async fn server(dir: &tempfile::TempDir) -> Server {
 }
 
 struct Api {
-    base: String,
-    http: Client,
+    raw: Raw,
+    typed: secumon_api::Client,
 }
 
 impl Api {
     fn new(server: &Server) -> Self {
-        Self { base: format!("http://{}/api/v1", server.api_addr()), http: Client::new() }
+        Self { raw: Raw::new(server), typed: common::typed(server, None) }
     }
 
     async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON answer") };
-        (status, body)
+        self.raw.call_as(method, path, token, body).await
     }
 
     async fn login(&self, user: &str) -> String {
-        let (status, body) =
-            self.call(Method::POST, "/auth/login", None, Some(json!({"username": user, "password": PASSWORD}))).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["access_token"].as_str().expect("an access token").to_string()
+        let request = LoginRequest { username: Some(user.into()), password: PASSWORD.into(), ..Default::default() };
+        match self.typed.login(&request).await.expect("a login") {
+            LoginAnswer::Session(session) => session.access_token,
+            other => panic!("not a session: {other:?}"),
+        }
     }
 }
 
@@ -165,11 +159,9 @@ async fn bad_bodies_get_a_clear_4xx_in_the_error_shape() {
     let api = Api::new(&server);
     server.accounts().add_user("ada", PASSWORD, "acme", Role::Admin, false).await.unwrap();
     let token = api.login("ada").await;
-    let url = format!("{}/silences", api.base);
     let send = |body: Vec<u8>| {
-        api.http
-            .post(&url)
-            .bearer_auth(&token)
+        api.raw
+            .request(Method::POST, "/silences", Some(&token))
             .header("content-type", "application/json")
             // A connection the server may close after a 413 must not go back to the pool.
             .header("connection", "close")
@@ -422,9 +414,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         }
         // Nor can A switch tenant with the super-admin header.
         let response = api
-            .http
-            .get(format!("{}/agents", api.base))
-            .bearer_auth(token)
+            .raw
+            .request(Method::GET, "/agents", Some(token))
             .header("x-secumon-tenant", "globex")
             .send()
             .await

@@ -16,10 +16,12 @@ use secumon_transport::{
 };
 use serde_json::{Value, json};
 
+mod common;
+use common::Raw;
+
 struct Setup {
     server: Server,
-    http: reqwest::Client,
-    admin_key: String,
+    api: Raw,
     _dir: tempfile::TempDir,
 }
 
@@ -34,27 +36,16 @@ impl Setup {
         let server = Server::start(config).await.expect("server starts");
         server.accounts().create_tenant("acme").await.unwrap();
         let (_, admin_key) = server.accounts().create_api_key("acme", "test", Role::Admin, "test").await.unwrap();
-        Self { server, http: reqwest::Client::new(), admin_key, _dir: dir }
+        Self { api: Raw::new(&server).with_token(&admin_key), server, _dir: dir }
     }
 
     fn collector(&self) -> String {
         format!("localhost:{}", self.server.grpc_addr().port())
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let url = format!("http://{}/api/v1{path}", self.server.api_addr());
-        let mut request = self.http.request(method, url).bearer_auth(&self.admin_key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap();
-        (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
-    }
-
     async fn provision(&self) -> ProvisioningToken {
-        let (status, body) = self.call(reqwest::Method::POST, "/agents/provision", Some(json!({"ttl": "10m"}))).await;
+        let (status, body) =
+            self.api.call(reqwest::Method::POST, "/agents/provision", Some(json!({"ttl": "10m"}))).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["tenant"], "acme");
         let token = body["token"].as_str().unwrap();
@@ -138,7 +129,7 @@ async fn an_enrolled_agent_pushes_for_its_tenant_until_it_is_deleted() {
     assert!(refused.to_string().contains("client certificate is required"), "{refused}");
 
     // Deleting the agent revokes it: its next connection is refused.
-    let (status, body) = setup.call(reqwest::Method::DELETE, "/agents/agent-1", None).await;
+    let (status, body) = setup.api.call(reqwest::Method::DELETE, "/agents/agent-1", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let stats = push_one(&setup.collector(), "agent-1", Some(enrolled.tls.clone()), Some(session)).await;
     assert_eq!((stats.committed, stats.spool.pending_batches), (0, 1), "{stats:?}");
@@ -166,7 +157,7 @@ async fn revoking_an_agent_closes_its_open_stream() {
     }
     assert!(client.stats().connected);
 
-    let (status, _) = setup.call(reqwest::Method::DELETE, "/agents/agent-1", None).await;
+    let (status, _) = setup.api.call(reqwest::Method::DELETE, "/agents/agent-1", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let deadline = Instant::now() + Duration::from_secs(5);
     while client.stats().connected {
@@ -210,13 +201,12 @@ async fn tokens_are_checked_before_they_are_used_up() {
     assert!(taken.to_string().contains("enrolled already"), "{taken}");
 
     // Provisioning is for admins, with a bounded lifetime.
-    let (status, _) = setup.call(reqwest::Method::POST, "/agents/provision", Some(json!({"ttl": "30d"}))).await;
+    let (status, _) = setup.api.call(reqwest::Method::POST, "/agents/provision", Some(json!({"ttl": "30d"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (_, viewer) = setup.server.accounts().create_api_key("acme", "v", Role::Viewer, "test").await.unwrap();
     let response = setup
-        .http
-        .post(format!("http://{}/api/v1/agents/provision", setup.server.api_addr()))
-        .bearer_auth(viewer)
+        .api
+        .request(reqwest::Method::POST, "/agents/provision", Some(&viewer))
         .json(&json!({}))
         .send()
         .await
@@ -286,9 +276,8 @@ async fn agent_ids_of_scripts_are_reserved_and_ids_are_not_revealed_without_a_to
     setup.server.accounts().create_tenant("globex").await.unwrap();
     let (_, globex_admin) = setup.server.accounts().create_api_key("globex", "g", Role::Admin, "t").await.unwrap();
     let answer: Value = setup
-        .http
-        .post(format!("http://{}/api/v1/agents/provision", setup.server.api_addr()))
-        .bearer_auth(globex_admin)
+        .api
+        .request(reqwest::Method::POST, "/agents/provision", Some(&globex_admin))
         .json(&json!({}))
         .send()
         .await
@@ -303,7 +292,7 @@ async fn agent_ids_of_scripts_are_reserved_and_ids_are_not_revealed_without_a_to
     // acme's scripts push under their reserved id as before.
     let push =
         json!({"source": "python", "host": "backup-1", "samples": [{"name": "backup_age_seconds", "value": 60.0}]});
-    let (status, body) = setup.call(reqwest::Method::POST, "/ingest", Some(push)).await;
+    let (status, body) = setup.api.call(reqwest::Method::POST, "/ingest", Some(push)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
@@ -321,16 +310,9 @@ async fn managed_server(database: &std::path::Path) -> (Server, String) {
 }
 
 async fn provision_on(server: &Server, admin_key: &str) -> ProvisioningToken {
-    let body: Value = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/agents/provision", server.api_addr()))
-        .bearer_auth(admin_key)
-        .json(&json!({"ttl": "10m"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body) = Raw::new(server)
+        .call_as(reqwest::Method::POST, "/agents/provision", Some(admin_key), Some(json!({"ttl": "10m"})))
+        .await;
     body["token"].as_str().unwrap().parse().unwrap()
 }
 

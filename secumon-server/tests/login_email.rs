@@ -3,28 +3,23 @@
 //! place of the name to log in (`email`, or the `username` field itself), with the same
 //! refusal for an unknown address as for a wrong password.
 
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use secumon_server::auth::Role;
 use secumon_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
+mod common;
+use common::Raw;
+
 const PASSWORD: &str = "a long test password";
 
 struct Api {
-    base: String,
-    http: Client,
+    raw: Raw,
 }
 
 impl Api {
     async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap();
-        (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+        self.raw.call_as(method, path, token, Some(body)).await
     }
 
     async fn login(&self, body: Value) -> (StatusCode, Value) {
@@ -37,7 +32,7 @@ async fn users_log_in_by_unique_email_as_well_as_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig { open_access: false, ..ServerConfig::loopback(dir.path().join("s.db")) };
     let server = Server::start(config).await.expect("server starts");
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     server.accounts().add_user("alice", PASSWORD, "acme", Role::Admin, false).await.unwrap();
     let (_, session) = api.login(json!({"username": "alice", "password": PASSWORD})).await;
     let alice = session["access_token"].as_str().unwrap().to_string();

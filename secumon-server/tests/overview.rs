@@ -7,32 +7,31 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use secumon_server::auth::{LoginOutcome, Role};
 use secumon_server::{Server, ServerConfig};
 use serde_json::{Value, json};
+
+mod common;
+use common::Raw;
 
 const PASSWORD: &str = "a long test password";
 const HOSTS: usize = 30;
 const CLIENTS: [&str; 3] = ["acme", "globex", "initech"];
 
 struct Api {
-    base: String,
-    http: Client,
+    raw: Raw,
 }
 
 impl Api {
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.raw.call_as(Method::GET, path, Some(token), None).await
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> Value {
-        let response =
-            self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await.unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
-        response.json().await.unwrap_or(Value::Null)
+        let (status, answer) = self.raw.call_as(Method::POST, path, Some(token), Some(body)).await;
+        assert!(status.is_success(), "{path}: {status}");
+        answer
     }
 }
 
@@ -51,7 +50,7 @@ async fn one_request_gives_the_fleet_paged_sorted_filtered_and_grouped() {
     accounts.create_tenant("acme").await.unwrap();
     let (_, key) = accounts.create_api_key("default", "ops", Role::Admin, "t").await.unwrap();
     let (_, acme_key) = accounts.create_api_key("acme", "ops", Role::Admin, "t").await.unwrap();
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     api.post(&key, "/alert-rules", json!({"name": "CpuHot", "expr": "cpu_usage_ratio > 0.9", "severity": "warning"}))
         .await;
     for i in 0..HOSTS {

@@ -6,22 +6,15 @@ use secumon_core::{CheckResult, CheckStatus, IngestBatch, Labels, Sample, now_ms
 use secumon_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
-async fn call(http: &Client, server: &Server, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = http.request(method, format!("http://{}/api/v1{path}", server.api_addr()));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
-    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
-}
+mod common;
+use common::Raw;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_summaries_network_targets_dashboards_and_integrations() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
     let http = Client::new();
+    let api = Raw::new(&server);
     let now = now_ms();
     let host = |name: &str| Labels::from([("host".to_string(), "web-1".to_string()), ("cpu".to_string(), name.into())]);
     let batch = IngestBatch {
@@ -47,7 +40,7 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     };
     server.store().write_batch("default", &batch).await.unwrap();
 
-    let (status, summary) = call(&http, &server, Method::GET, "/metrics/hosts/web-1", None).await;
+    let (status, summary) = api.call(Method::GET, "/metrics/hosts/web-1", None).await;
     assert_eq!(status, StatusCode::OK, "{summary}");
     assert_eq!(summary["agents"][0]["id"], "agent-1");
     assert_eq!(summary["metrics"]["cpu_usage_ratio"][0]["value"], 0.25, "the latest value: {summary}");
@@ -57,43 +50,43 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     assert_eq!(summary["metrics"]["cpu_usage_ratio"][0]["timestamp_ms"], now - 10_000, "{summary}");
     assert_eq!(summary["metrics"]["load1"][0]["timestamp_ms"], now - 10_000, "{summary}");
     assert_eq!(summary["metrics"]["memory_used_ratio"], json!([]), "asked for but never sent");
-    let (_, only) = call(&http, &server, Method::GET, "/metrics/hosts/web-1?metrics=load1", None).await;
+    let (_, only) = api.call(Method::GET, "/metrics/hosts/web-1?metrics=load1", None).await;
     assert_eq!(only["metrics"].as_object().unwrap().keys().collect::<Vec<_>>(), ["load1"]);
-    let (status, _) = call(&http, &server, Method::GET, "/metrics/hosts/nowhere", None).await;
+    let (status, _) = api.call(Method::GET, "/metrics/hosts/nowhere", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(&http, &server, Method::GET, "/metrics/hosts/web-1?metrics=,", None).await;
+    let (status, _) = api.call(Method::GET, "/metrics/hosts/web-1?metrics=,", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     for path in ["/metrics/network/shop-https", "/metrics/network/https:%2F%2Fshop.example?period=24h"] {
-        let (status, target) = call(&http, &server, Method::GET, path, None).await;
+        let (status, target) = api.call(Method::GET, path, None).await;
         assert_eq!(status, StatusCode::OK, "{path}: {target}");
         assert_eq!(target["checks"][0]["result"]["check_id"], "shop-https");
         let points = target["latency"][0]["points"].as_array().unwrap();
         let measured: Vec<f64> = points.iter().filter_map(|p| p[1].as_f64()).collect();
         assert_eq!(measured, [0.12], "{path}: {target}");
     }
-    let (status, _) = call(&http, &server, Method::GET, "/metrics/network/elsewhere", None).await;
+    let (status, _) = api.call(Method::GET, "/metrics/network/elsewhere", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let layout = json!({"name": "NOC", "layout": {"panels": [{"host": "web-1", "metric": "load1"}]}});
-    let (status, created) = call(&http, &server, Method::POST, "/dashboards", Some(layout.clone())).await;
+    let (status, created) = api.call(Method::POST, "/dashboards", Some(layout.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
-    let (_, read) = call(&http, &server, Method::GET, &format!("/dashboards/{id}"), None).await;
+    let (_, read) = api.call(Method::GET, &format!("/dashboards/{id}"), None).await;
     assert_eq!(read["layout"], layout["layout"]);
-    let (_, listed) = call(&http, &server, Method::GET, "/dashboards", None).await;
+    let (_, listed) = api.call(Method::GET, "/dashboards", None).await;
     assert_eq!((listed["total"].as_u64(), listed["dashboards"][0]["name"].as_str()), (Some(1), Some("NOC")));
     let renamed = json!({"name": "NOC 2", "layout": {}});
-    let (status, _) = call(&http, &server, Method::PUT, &format!("/dashboards/{id}"), Some(renamed)).await;
+    let (status, _) = api.call(Method::PUT, &format!("/dashboards/{id}"), Some(renamed)).await;
     assert_eq!(status, StatusCode::OK);
     let too_big = json!({"name": "x", "layout": {"blob": "a".repeat(70_000)}});
-    let (status, _) = call(&http, &server, Method::POST, "/dashboards", Some(too_big)).await;
+    let (status, _) = api.call(Method::POST, "/dashboards", Some(too_big)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = call(&http, &server, Method::POST, "/dashboards", Some(json!({"name": "x", "layout": []}))).await;
+    let (status, _) = api.call(Method::POST, "/dashboards", Some(json!({"name": "x", "layout": []}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a layout is an object");
-    let (status, _) = call(&http, &server, Method::DELETE, &format!("/dashboards/{id}"), None).await;
+    let (status, _) = api.call(Method::DELETE, &format!("/dashboards/{id}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call(&http, &server, Method::GET, &format!("/dashboards/{id}"), None).await;
+    let (status, _) = api.call(Method::GET, &format!("/dashboards/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let document = http.get(format!("http://{}/api/v1/openapi.json", server.api_addr())).send().await.unwrap();
@@ -101,25 +94,25 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     let document: Value = document.json().await.unwrap();
     assert!(document["paths"]["/api/v1/dashboards/{id}"]["put"].is_object());
 
-    let (_, config) = call(&http, &server, Method::GET, "/config", None).await;
+    let (_, config) = api.call(Method::GET, "/config", None).await;
     assert_eq!(config, json!({"agent_offline_after": "2m", "default_history_period": "1h"}));
     for bad in [json!({"agent_offline_after": "10d"}), json!({"default_history_period": "soon"}), json!({"colour": 1})]
     {
-        let (status, answer) = call(&http, &server, Method::PUT, "/config", Some(bad.clone())).await;
+        let (status, answer) = api.call(Method::PUT, "/config", Some(bad.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
     }
-    let (_, unchanged) = call(&http, &server, Method::GET, "/config", None).await;
+    let (_, unchanged) = api.call(Method::GET, "/config", None).await;
     assert_eq!(unchanged, config, "a refused change stores nothing");
     let short = json!({"agent_offline_after": "30s", "default_history_period": "5m"});
-    let (status, _) = call(&http, &server, Method::PUT, "/config", Some(short.clone())).await;
+    let (status, _) = api.call(Method::PUT, "/config", Some(short.clone())).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, history) = call(&http, &server, Method::GET, "/metrics/hosts/web-1/history?metric=load1", None).await;
+    let (_, history) = api.call(Method::GET, "/metrics/hosts/web-1/history?metric=load1", None).await;
     let covered = history["end_ms"].as_i64().unwrap() - history["start_ms"].as_i64().unwrap();
     assert!((300_000..=310_000).contains(&covered), "the tenant's default period applies: {history}");
 
-    let (_, integrations) = call(&http, &server, Method::GET, "/integrations", None).await;
-    let secuscan = &integrations["integrations"][0];
-    assert_eq!(secuscan["name"], "secuscan");
-    assert!(secuscan["formats"].as_array().unwrap().contains(&json!("sarif")), "{integrations}");
+    let integrations = common::typed(&server, None).integrations().await.unwrap();
+    let secuscan = &integrations.integrations[0];
+    assert_eq!(secuscan.name, "secuscan");
+    assert!(secuscan.formats.as_ref().unwrap().iter().any(|f| f == "sarif"), "{integrations:?}");
     server.shutdown().await;
 }

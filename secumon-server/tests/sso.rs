@@ -16,28 +16,19 @@ use secumon_server::auth::{OidcConfig, Role};
 use secumon_server::{RateLimit, Server, ServerConfig};
 use serde_json::{Value, json};
 
+mod common;
+use common::Raw;
+
 /// The CLI's loopback redirect, as `secumon login --sso` would listen on it.
 const REDIRECT: &str = "http://127.0.0.1:47011/callback";
 
 struct Api {
-    base: String,
-    http: reqwest::Client,
+    raw: Raw,
 }
 
 impl Api {
     async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON answer") };
-        (status, body)
+        self.raw.call_as(method, path, token, body).await
     }
 
     /// One sign-in as `login` at the provider, up to the exchange's answer.
@@ -78,7 +69,7 @@ async fn start_server(dir: &tempfile::TempDir, provider: &Provider) -> (Server, 
         ..ServerConfig::loopback(dir.path().join("s.db"))
     };
     let server = Server::start(config).await.expect("server starts");
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     (server, api)
 }
 
@@ -250,7 +241,7 @@ async fn without_an_oidc_section_the_endpoints_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig { open_access: false, ..ServerConfig::loopback(dir.path().join("s.db")) };
     let server = Server::start(config).await.expect("server starts");
-    let api = Api { base: format!("http://{}/api/v1", server.api_addr()), http: reqwest::Client::new() };
+    let api = Api { raw: Raw::new(&server) };
     let (_, challenge) = pkce();
     let start = json!({"redirect_uri": REDIRECT, "code_challenge": challenge});
     let (status, body) = api.call(Method::POST, "/auth/oidc/start", None, Some(start)).await;

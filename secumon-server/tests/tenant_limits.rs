@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use secumon_core::now_ms;
 use secumon_core::proto::{AckStatus, Batch, PushAck, SeriesSamples};
 use secumon_server::auth::Role;
@@ -16,6 +16,10 @@ use secumon_transport::grpc::ingest_client::IngestClient;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+mod common;
+use common::Raw;
+use secumon_api::{AuditQuery, LoginAnswer, LoginRequest, TenantLimitSettings};
 
 async fn server(dir: &tempfile::TempDir, max_series: u64, per_second: u32) -> Server {
     let limits =
@@ -231,35 +235,30 @@ async fn a_super_admin_gives_one_tenant_its_own_limits_which_last() {
     let server = server(&dir, 1_000, 1_000_000).await;
     let (acme, globex) = (Tenant::new(&server, "acme").await, Tenant::new(&server, "globex").await);
     server.accounts().add_user("root", "a long test password", "default", Role::Admin, true).await.unwrap();
-    let http = Client::new();
-    let base = format!("http://{}/api/v1", server.api_addr());
-    let login = http
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"username": "root", "password": "a long test password"}))
-        .send()
-        .await
-        .unwrap();
-    let root: Value = login.json().await.unwrap();
-    let root = root["access_token"].as_str().unwrap().to_string();
-    let put = |token: String, tenant: &str, body: Value| {
-        let request = http.put(format!("{base}/tenants/{tenant}/limits")).bearer_auth(token).json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
-        }
+    let login =
+        LoginRequest { username: Some("root".into()), password: "a long test password".into(), ..Default::default() };
+    let root = match common::typed(&server, None).login(&login).await.unwrap() {
+        LoginAnswer::Session(session) => session.access_token,
+        other => panic!("not a session: {other:?}"),
+    };
+    let as_root = common::typed(&server, Some(&root));
+    let limits = |max_series: Option<u64>, per_second: Option<u32>| TenantLimitSettings {
+        max_series,
+        max_samples_per_second: per_second.and_then(NonZeroU32::new),
     };
 
-    let (status, body) = put(root.clone(), "acme", json!({"max_series": 5})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["max_series"].as_u64(), body["max_samples_per_second"].as_u64()), (Some(5), Some(1_000_000)));
-    let (status, body) = put(root.clone(), "globex", json!({"max_samples_per_second": 100})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let view = as_root.set_tenant_limits("acme", &limits(Some(5), None)).await.unwrap();
+    assert_eq!((view.max_series, view.max_samples_per_second), (5, 1_000_000));
+    as_root.set_tenant_limits("globex", &limits(None, Some(100))).await.unwrap();
     // Only a super-admin sets them, and only for tenants that exist.
-    let (status, _) = put(acme.key.clone(), "acme", json!({"max_series": 1_000_000})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = put(root.clone(), "nobody", json!({"max_series": 5})).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = put(root.clone(), "acme", json!({"max_samples_per_second": 0})).await;
+    let as_acme = common::typed(&server, Some(&acme.key));
+    let refused = as_acme.set_tenant_limits("acme", &limits(Some(1_000_000), None)).await.unwrap_err();
+    assert_eq!(refused.status(), Some(StatusCode::FORBIDDEN), "{refused}");
+    let refused = as_root.set_tenant_limits("nobody", &limits(Some(5), None)).await.unwrap_err();
+    assert_eq!(refused.status(), Some(StatusCode::NOT_FOUND), "{refused}");
+    // Zero is no rate: the typed request cannot even say it, so it goes raw.
+    let zero = json!({"max_samples_per_second": 0});
+    let (status, _) = Raw::new(&server).call_as(Method::PUT, "/tenants/acme/limits", Some(&root), Some(zero)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let (status, body) = acme.push(&server, "m", 10, 10).await;
@@ -273,11 +272,10 @@ async fn a_super_admin_gives_one_tenant_its_own_limits_which_last() {
     let (status, body) = acme.push(&server, "m", 5, 500).await;
     assert_eq!(status, StatusCode::OK, "acme keeps the server's rate: {body}");
 
-    let audit = http.get(format!("{base}/audit?action=tenant.limits_update")).bearer_auth(&root).send().await.unwrap();
-    let audit: Value = audit.json().await.unwrap();
-    let tenants: Vec<&str> =
-        audit["entries"].as_array().unwrap().iter().map(|e| e["tenant"].as_str().unwrap()).collect();
-    assert_eq!(tenants, vec!["globex", "acme"], "{audit}");
+    let audit =
+        as_root.audit(&AuditQuery { action: Some("tenant.limits_update".into()), ..Default::default() }).await.unwrap();
+    let tenants: Vec<&str> = audit.entries.iter().map(|e| e.tenant.as_str()).collect();
+    assert_eq!(tenants, vec!["globex", "acme"], "{audit:?}");
     server.shutdown().await;
 
     // They last across a restart.

@@ -7,17 +7,16 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use secumon_api::{
+    ApiKeyList, ConfirmRequest, CreatedApiKey, EnrollRequest, Identity, LoginAnswer, LoginRequest, MfaVerifyRequest,
+    NewApiKey, NewTenant, NewUser, PasswordChange, RecoveryCodes, RefreshRequest, TenantList, UserList,
+};
 
 use super::access::ApiJson;
-use secumon_api::TenantList;
-
-use super::{ApiError, ApiState, Page, PageParams, Paging};
+use super::{ApiError, ApiState, PageParams, Paging};
 use crate::api::access::ApiQuery;
 use crate::audit::AuditNote;
-use crate::auth::{
-    ApiKeyView, Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView, name_in_tenant,
-};
+use crate::auth::{Caller, LoginOutcome, MfaEnrolment, Role, Session, UserChange, UserView, name_in_tenant};
 use secumon_api::ErrorCode;
 
 pub(super) fn routes() -> Router<ApiState> {
@@ -37,26 +36,6 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route("/api/v1/api-keys/{id}", delete(revoke_api_key))
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LoginRequest {
-    /// The user name, or the user's e-mail address.
-    username: Option<String>,
-    /// The user's e-mail address, in place of `username`.
-    email: Option<String>,
-    password: String,
-    /// The tenant to act in, when the user has roles in several.
-    tenant: Option<String>,
-}
-
-/// A login's answer: a session, or the token to finish it with a second factor.
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub(super) enum LoginAnswer {
-    Session(Session),
-    Mfa { mfa_required: bool, mfa_token: String },
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, description = "A session, or the token to finish the login with a second factor", body = LoginAnswer)), security(()))]
@@ -93,14 +72,6 @@ pub(super) async fn login(
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MfaVerifyRequest {
-    mfa_token: String,
-    /// A 6-digit TOTP code or a recovery code.
-    code: String,
-}
-
 #[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerifyRequest, responses((status = 200, description = "OK", body = Session)), security(()))]
 pub(super) async fn verify_mfa(
     State(state): State<ApiState>,
@@ -109,12 +80,6 @@ pub(super) async fn verify_mfa(
 ) -> Result<Json<Session>, ApiError> {
     state.limits.login(client.ip())?;
     Ok(Json(state.accounts.verify_mfa(&request.mfa_token, &request.code).await?))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RefreshRequest {
-    refresh_token: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, description = "OK", body = Session)), security(()))]
@@ -136,9 +101,14 @@ pub(super) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, description = "OK", body = Caller)))]
-pub(super) async fn me(caller: Caller) -> Json<Caller> {
-    Json(caller)
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, description = "OK", body = Identity)))]
+pub(super) async fn me(caller: Caller) -> Json<Identity> {
+    Json(Identity {
+        subject: caller.subject,
+        tenant: caller.tenant,
+        role: caller.role,
+        super_admin: caller.super_admin,
+    })
 }
 
 /// The user behind an access token; API keys have no second factor to manage.
@@ -147,14 +117,6 @@ fn user_of(caller: &Caller) -> Result<&str, ApiError> {
         return Err(ApiError::new(ErrorCode::Forbidden, "only a logged-in user manages their MFA"));
     }
     Ok(&caller.subject)
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EnrollRequest {
-    /// The user's password again: a stolen access token alone must not be enough to take
-    /// over the second factor.
-    password: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", request_body = EnrollRequest, responses((status = 200, description = "OK", body = MfaEnrolment)))]
@@ -166,18 +128,6 @@ pub(super) async fn enroll_mfa(
     Ok(Json(state.accounts.enroll_mfa(user_of(&caller)?, &request.password).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ConfirmRequest {
-    code: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct RecoveryCodes {
-    /// Each works once in place of a TOTP code; shown only now.
-    recovery_codes: Vec<String>,
-}
-
 #[utoipa::path(post, path = "/api/v1/auth/mfa/confirm", tag = "auth", request_body = ConfirmRequest, responses((status = 200, description = "OK", body = RecoveryCodes)))]
 pub(super) async fn confirm_mfa(
     State(state): State<ApiState>,
@@ -187,13 +137,6 @@ pub(super) async fn confirm_mfa(
     let name = user_of(&caller)?;
     let recovery_codes = state.accounts.confirm_mfa(name, &request.code).await?;
     Ok((AuditNote::by(&caller, "user.mfa_enable", name), Json(RecoveryCodes { recovery_codes })))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct UserList {
-    users: Vec<UserView>,
-    #[serde(flatten)]
-    page: Page,
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageParams), responses((status = 200, description = "OK", body = UserList)))]
@@ -209,16 +152,6 @@ pub(super) async fn list_users(
     }
     let (users, page) = page.apply(users)?;
     Ok(Json(UserList { users, page }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewUser {
-    name: String,
-    password: String,
-    role: Role,
-    /// An e-mail address the user may also log in with; unique.
-    email: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "Created", body = UserView)))]
@@ -296,13 +229,6 @@ pub(super) async fn revoke_sessions(
     Ok((AuditNote::by(&caller, "user.revoke_sessions", &name), StatusCode::NO_CONTENT))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PasswordChange {
-    current_password: String,
-    new_password: String,
-}
-
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange, responses((status = 204, description = "Changed; every session of the user ended")))]
 pub(super) async fn change_password(
     State(state): State<ApiState>,
@@ -327,13 +253,6 @@ pub(super) async fn reset_mfa(
     Ok((AuditNote::by(&caller, "user.reset_mfa", &name), Json(user)))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct ApiKeyList {
-    api_keys: Vec<ApiKeyView>,
-    #[serde(flatten)]
-    page: Page,
-}
-
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "users", params(PageParams), responses((status = 200, description = "OK", body = ApiKeyList)))]
 pub(super) async fn list_api_keys(
     State(state): State<ApiState>,
@@ -343,21 +262,6 @@ pub(super) async fn list_api_keys(
     caller.require(Role::Admin)?;
     let (api_keys, page) = page.apply(state.accounts.api_keys(&caller.tenant).await?)?;
     Ok(Json(ApiKeyList { api_keys, page }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewApiKey {
-    name: String,
-    role: Role,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct CreatedApiKey {
-    #[serde(flatten)]
-    key: ApiKeyView,
-    /// The key itself, shown only now: send it as `Authorization: Bearer <key>`.
-    secret: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "users", request_body = NewApiKey, responses((status = 201, description = "Created; the secret is shown only now", body = CreatedApiKey)))]
@@ -399,12 +303,6 @@ pub(super) async fn list_tenants(
     caller.require_super_admin()?;
     let (tenants, page) = page.apply(state.accounts.tenants(None, u32::MAX).await?)?;
     Ok(Json(TenantList { tenants, page }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewTenant {
-    name: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = NewTenant, responses((status = 201, description = "Created")))]

@@ -11,15 +11,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secumon_core::{Labels, now_ms};
 use secumon_store::{AgentFilter, AgentRecord};
-use serde::{Deserialize, Serialize};
 
 use super::access::{ApiJson, ApiQuery};
-use super::config::TenantConfig;
+use super::config;
 use super::{ApiError, ApiState, PageParams, Paging, parse_duration};
 use crate::audit::AuditNote;
 use crate::auth::{AgentAuthority, Caller, Role};
 use crate::clock::AgentClock;
-use secumon_api::ErrorCode;
+use secumon_api::{AgentList, AgentView, ErrorCode, ProvisionRequest, Provisioned};
 
 /// The agent authority and the address agents enroll at.
 #[derive(Clone)]
@@ -38,89 +37,52 @@ pub(super) fn routes() -> Router<ApiState> {
 /// Agent ids of scripts pushing through `POST /api/v1/ingest` start with this.
 pub(crate) const SCRIPT_ID_PREFIX: &str = "api:";
 
-/// An agent as the API shows it.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AgentView {
-    pub id: String,
-    /// `agent` (an agent or probe), or `script`: a script pushing through `POST
-    /// /api/v1/ingest` (id `api:<tenant>:<source>`), which pushes when it runs.
-    pub kind: String,
-    pub host: String,
-    pub labels: Labels,
-    /// `online` (pushed within the tenant's `agent_offline_after`), `offline` (an agent
-    /// that did not), `idle` (a script that did not: it runs when it runs, and is not down
-    /// unless an agent rule with `api_sources: true` says so), or `refused`: its latest
-    /// batch was refused and none stored since (`clock.refused_reason` says why).
-    pub status: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub last_sequence: u64,
-    pub batches: u64,
-    /// Its clock against the server's, measured on every push.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock: Option<AgentClock>,
-    /// The managed configuration it last said it runs, and the latest it refused and why
-    /// (`GET /agents/{id}/config` compares it with what it should run).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<secumon_api::AgentConfigReport>,
+/// `a` as shown, online if it pushed within `offline_after`.
+pub(super) fn agent_view(a: AgentRecord, clock: Option<AgentClock>, offline_after: Duration) -> AgentView {
+    let online = now_ms() - a.last_seen_ms < offline_after.as_millis() as i64;
+    let kind = kind_of(&a.agent_id);
+    let status = match &clock {
+        Some(clock) if clock.refusing() => "refused",
+        _ if online => "online",
+        // A script that has not run lately is not a host that went down.
+        _ if kind == "script" => "idle",
+        _ => "offline",
+    };
+    AgentView {
+        kind: kind.to_string(),
+        id: a.agent_id,
+        host: a.host,
+        labels: a.labels,
+        status: status.to_string(),
+        first_seen_ms: a.first_seen_ms,
+        last_seen_ms: a.last_seen_ms,
+        last_sequence: a.last_sequence,
+        batches: a.batches,
+        clock,
+        config: None,
+    }
 }
 
-impl AgentView {
-    /// `a` as shown, online if it pushed within `offline_after`.
-    pub(super) fn new(a: AgentRecord, clock: Option<AgentClock>, offline_after: Duration) -> Self {
-        let online = now_ms() - a.last_seen_ms < offline_after.as_millis() as i64;
-        let kind = kind_of(&a.agent_id);
-        let status = match &clock {
-            Some(clock) if clock.refusing() => "refused",
-            _ if online => "online",
-            // A script that has not run lately is not a host that went down.
-            _ if kind == "script" => "idle",
-            _ => "offline",
-        };
-        Self {
-            kind: kind.to_string(),
-            id: a.agent_id,
-            host: a.host,
-            labels: a.labels,
-            status: status.to_string(),
-            first_seen_ms: a.first_seen_ms,
-            last_seen_ms: a.last_seen_ms,
-            last_sequence: a.last_sequence,
-            batches: a.batches,
-            clock,
-            config: None,
-        }
-    }
-
-    /// An agent the store has no batch of: every one it pushed was refused.
-    pub(super) fn refused(id: String, clock: AgentClock) -> Self {
-        Self {
-            kind: kind_of(&id).to_string(),
-            id,
-            host: clock.host.clone(),
-            labels: Labels::new(),
-            status: "refused".to_string(),
-            first_seen_ms: clock.refused_ms.unwrap_or(clock.measured_ms),
-            last_seen_ms: clock.measured_ms,
-            last_sequence: 0,
-            batches: 0,
-            clock: Some(clock),
-            config: None,
-        }
+/// An agent the store has no batch of: every one it pushed was refused.
+pub(super) fn refused_view(id: String, clock: AgentClock) -> AgentView {
+    AgentView {
+        kind: kind_of(&id).to_string(),
+        id,
+        host: clock.host.clone(),
+        labels: Labels::new(),
+        status: "refused".to_string(),
+        first_seen_ms: clock.refused_ms.unwrap_or(clock.measured_ms),
+        last_seen_ms: clock.measured_ms,
+        last_sequence: 0,
+        batches: 0,
+        clock: Some(clock),
+        config: None,
     }
 }
 
 /// `script` for a script pushing through `POST /api/v1/ingest`, else `agent`.
 pub(crate) fn kind_of(agent_id: &str) -> &'static str {
     if agent_id.starts_with(SCRIPT_ID_PREFIX) { "script" } else { "agent" }
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AgentList {
-    pub agents: Vec<AgentView>,
-    pub total: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_offset: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", params(PageParams), responses((status = 200, description = "OK", body = AgentList)))]
@@ -132,13 +94,13 @@ pub(super) async fn list_agents(
     let (offset, limit) = page.bounds()?;
     let filter = AgentFilter { offset, limit: Some(limit), ..Default::default() };
     let (agents, stored_total) = state.store.agents(&caller.tenant, &filter).await?;
-    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
+    let offline_after = config::offline_after(&state, &caller).await?;
     let mut clocks = state.clocks.agents(&*state.store, &caller.tenant).await;
     let mut views: Vec<AgentView> = agents
         .into_iter()
         .map(|a| {
             let config = state.agent_config.report(&caller.tenant, &a.agent_id);
-            AgentView { config, ..AgentView::new(a.clone(), clocks.remove(&a.agent_id), offline_after) }
+            AgentView { config, ..agent_view(a.clone(), clocks.remove(&a.agent_id), offline_after) }
         })
         .collect();
     // Agents whose every batch was refused are not in the store; they follow its agents,
@@ -147,7 +109,7 @@ pub(super) async fn list_agents(
     for (id, clock) in clocks.into_iter().filter(|(_, c)| c.refused_ms.is_some() && c.committed_ms.is_none()) {
         let filter = AgentFilter { agent_id: Some(id.clone()), ..Default::default() };
         if state.store.agents(&caller.tenant, &filter).await?.1 == 0 {
-            refused.push(AgentView::refused(id, clock));
+            refused.push(refused_view(id, clock));
         }
     }
     refused.sort_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
@@ -167,14 +129,14 @@ pub(super) async fn get_agent(
 ) -> Result<Json<AgentView>, ApiError> {
     let filter = AgentFilter { agent_id: Some(id.clone()), ..Default::default() };
     let agent = state.store.agents(&caller.tenant, &filter).await?.0.into_iter().next();
-    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
+    let offline_after = config::offline_after(&state, &caller).await?;
     let clock = state.clocks.agents(&*state.store, &caller.tenant).await.remove(&id);
     match (agent, clock) {
         (Some(agent), clock) => {
             let config = state.agent_config.report(&caller.tenant, &id);
-            Ok(Json(AgentView { config, ..AgentView::new(agent, clock, offline_after) }))
+            Ok(Json(AgentView { config, ..agent_view(agent, clock, offline_after) }))
         }
-        (None, Some(clock)) if clock.refused_ms.is_some() => Ok(Json(AgentView::refused(id, clock))),
+        (None, Some(clock)) if clock.refused_ms.is_some() => Ok(Json(refused_view(id, clock))),
         (None, _) => Err(no_agent(&id)),
     }
 }
@@ -210,23 +172,6 @@ pub(super) async fn delete_agent(
 
 fn no_agent(id: &str) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("no agent {id:?}"))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ProvisionRequest {
-    /// How long the token may be used, e.g. `1h`; default 24 h, at most 7 days.
-    ttl: Option<String>,
-}
-
-/// A provisioning token, shown once, and the command that uses it.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Provisioned {
-    pub id: String,
-    pub token: String,
-    pub tenant: String,
-    pub expires_ms: i64,
-    pub command: String,
 }
 
 /// Makes a one-time token that enrolls one agent into the caller's tenant.

@@ -11,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponseParts, Response, ResponseParts};
 use axum::routing::get;
 use axum::{Json, Router};
+use secumon_api::{AuditList, AuditQuery, AuditView};
 use secumon_store::{AuditEntry, AuditFilter};
-use serde::{Deserialize, Serialize};
 
 use super::access::ApiQuery;
 use super::{ApiError, ApiState};
@@ -50,75 +50,26 @@ pub(super) async fn record(State(state): State<ApiState>, request: Request, next
     response
 }
 
-/// Which entries to list; all optional.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct AuditParams {
-    /// Entries at or after this instant (ms since 1970).
-    since: Option<i64>,
-    /// Entries before this instant (ms since 1970).
-    until: Option<i64>,
-    /// Only this actor's: a user name, or `key:<id>`.
-    actor: Option<String>,
-    /// Only this action, e.g. `user.create`.
-    action: Option<String>,
-    /// The page after the one that ended with this id (`next_before` of the previous page).
-    before: Option<i64>,
-    /// At most this many entries: 1 to 1000, default 100.
-    limit: Option<u32>,
-    /// A super-admin's choice of tenant; without it a super-admin sees every tenant's.
-    tenant: Option<String>,
-}
-
-/// One audit entry as the API shows it.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditView {
-    pub id: i64,
-    pub tenant: String,
-    pub at_ms: i64,
-    /// Who, as authenticated: a user name, `key:<id>` for an API key, `agent:<id>` for an
-    /// agent enrolling itself with a provisioning token.
-    pub actor: String,
-    /// The client address as the server saw it; empty when there was none to attribute.
-    pub client_ip: String,
-    pub action: String,
-    pub target: String,
-    /// What changed.
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-}
-
-impl From<AuditEntry> for AuditView {
-    fn from(entry: AuditEntry) -> Self {
-        let detail = serde_json::from_str(&entry.detail).unwrap_or(serde_json::Value::String(entry.detail));
-        Self {
-            id: entry.id,
-            tenant: entry.tenant,
-            at_ms: entry.at_ms,
-            actor: entry.actor,
-            client_ip: entry.client_ip,
-            action: entry.action,
-            target: entry.target,
-            detail,
-        }
+/// The API's view of a stored entry: its detail, stored as JSON text, as JSON again.
+fn audit_view(entry: AuditEntry) -> AuditView {
+    let detail = serde_json::from_str(&entry.detail).unwrap_or(serde_json::Value::String(entry.detail));
+    AuditView {
+        id: entry.id,
+        tenant: entry.tenant,
+        at_ms: entry.at_ms,
+        actor: entry.actor,
+        client_ip: entry.client_ip,
+        action: entry.action,
+        target: entry.target,
+        detail,
     }
 }
 
-/// A page of the audit log, newest first.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditList {
-    pub entries: Vec<AuditView>,
-    /// Pass as `before` for the next page; absent on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_before: Option<i64>,
-}
-
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams), responses((status = 200, description = "Audit entries, newest first", body = AuditList)))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "Audit entries, newest first", body = AuditList)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    ApiQuery(params): ApiQuery<AuditParams>,
+    ApiQuery(params): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     caller.require(Role::Admin)?;
     let tenant = match params.tenant {
@@ -150,5 +101,5 @@ pub(super) async fn list(
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let next_before = if more { entries.last().map(|e| e.id) } else { None };
-    Ok(Json(AuditList { entries: entries.into_iter().map(AuditView::from).collect(), next_before }))
+    Ok(Json(AuditList { entries: entries.into_iter().map(audit_view).collect(), next_before }))
 }

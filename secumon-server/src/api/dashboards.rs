@@ -5,9 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use secumon_api::{Dashboard, DashboardList, DashboardRequest, DashboardSummary};
 use secumon_core::now_ms;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::access::{ApiJson, ApiQuery};
 use super::{ApiError, ApiState, PageParams, Paging};
@@ -25,51 +24,25 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/dashboards/{id}", get(read).put(update).delete(remove))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DashboardRequest {
-    name: String,
-    layout: serde_json::Map<String, Value>,
-}
-
-/// A saved dashboard.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Dashboard {
-    pub id: String,
-    pub name: String,
-    pub layout: serde_json::Map<String, Value>,
-    pub created_by: String,
-    pub updated_ms: i64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct DashboardSummary {
-    id: String,
-    name: String,
-    updated_ms: i64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct DashboardList {
-    dashboards: Vec<DashboardSummary>,
-    total: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_offset: Option<usize>,
-}
-
-impl DashboardRequest {
-    fn validate(&self) -> Result<(), ApiError> {
-        if self.name.trim().is_empty() || self.name.len() > 100 {
-            return Err(ApiError::bad_request("`name` must be 1 to 100 characters"));
-        }
-        if serde_json::to_vec(&self.layout).map_or(usize::MAX, |bytes| bytes.len()) > MAX_LAYOUT_BYTES {
-            return Err(ApiError::bad_request(format!("`layout` must be at most {MAX_LAYOUT_BYTES} bytes")));
-        }
-        Ok(())
+/// A request's name and layout, checked.
+fn validate(request: &DashboardRequest) -> Result<(), ApiError> {
+    if request.name.trim().is_empty() || request.name.len() > 100 {
+        return Err(ApiError::bad_request("`name` must be 1 to 100 characters"));
     }
+    if serde_json::to_vec(&request.layout).map_or(usize::MAX, |bytes| bytes.len()) > MAX_LAYOUT_BYTES {
+        return Err(ApiError::bad_request(format!("`layout` must be at most {MAX_LAYOUT_BYTES} bytes")));
+    }
+    Ok(())
+}
 
-    fn into_dashboard(self, id: String, caller: &Caller) -> Dashboard {
-        Dashboard { id, name: self.name, layout: self.layout, created_by: caller.subject.clone(), updated_ms: now_ms() }
+/// The dashboard a request stores as `id`, saved by the caller now.
+fn dashboard_of(request: DashboardRequest, id: String, caller: &Caller) -> Dashboard {
+    Dashboard {
+        id,
+        name: request.name,
+        layout: request.layout,
+        created_by: caller.subject.clone(),
+        updated_ms: now_ms(),
     }
 }
 
@@ -101,9 +74,9 @@ pub(super) async fn create(
     ApiJson(request): ApiJson<DashboardRequest>,
 ) -> Result<(StatusCode, AuditNote, Json<Dashboard>), ApiError> {
     caller.require(Role::Operator)?;
-    request.validate()?;
+    validate(&request)?;
     let id = crate::auth::new_record_id();
-    let dashboard = request.into_dashboard(id.clone(), &caller);
+    let dashboard = dashboard_of(request, id.clone(), &caller);
     state
         .store
         .insert_record(&caller.tenant, KIND, &id, &serde_json::to_string(&dashboard).map_err(unreadable)?)
@@ -129,11 +102,11 @@ pub(super) async fn update(
     ApiJson(request): ApiJson<DashboardRequest>,
 ) -> Result<(AuditNote, Json<Dashboard>), ApiError> {
     caller.require(Role::Operator)?;
-    request.validate()?;
+    validate(&request)?;
     if state.store.get_record(&caller.tenant, KIND, &id).await?.is_none() {
         return Err(not_found(&id));
     }
-    let dashboard = request.into_dashboard(id.clone(), &caller);
+    let dashboard = dashboard_of(request, id.clone(), &caller);
     state.store.put_record(&caller.tenant, KIND, &id, &serde_json::to_string(&dashboard).map_err(unreadable)?).await?;
     Ok((AuditNote::by(&caller, "dashboard.update", &id), Json(dashboard)))
 }

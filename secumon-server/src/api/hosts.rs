@@ -10,11 +10,12 @@ use secumon_store::{AgentFilter, Aggregation, LatestCheck, RangeQuery, SeriesSel
 use serde::{Deserialize, Serialize};
 
 use super::access::ApiQuery;
-use super::agents::AgentView;
-use super::config::TenantConfig;
+use super::agents::agent_view;
+use super::config;
 use super::{ApiError, ApiState, parse_duration};
 use super::{HistorySeries, history_series};
 use crate::auth::Caller;
+use secumon_api::AgentView;
 use secumon_api::ErrorCode;
 
 /// The metrics a host summary carries when the caller names none.
@@ -69,7 +70,7 @@ pub(super) async fn host_summary(
     if names.is_empty() || names.len() > MAX_SUMMARY_METRICS {
         return Err(ApiError::bad_request(format!("`metrics` must name 1 to {MAX_SUMMARY_METRICS} metrics")));
     }
-    let offline_after = TenantConfig::of(&state, &caller).await?.offline_after();
+    let offline_after = config::offline_after(&state, &caller).await?;
     let on_host = AgentFilter { host: Some(host.clone()), ..Default::default() };
     let mut clocks = state.clocks.agents(&*state.store, &caller.tenant).await;
     let agents: Vec<AgentView> = state
@@ -80,7 +81,7 @@ pub(super) async fn host_summary(
         .into_iter()
         .map(|a| {
             let clock = clocks.remove(&a.agent_id);
-            AgentView::new(a, clock, offline_after)
+            agent_view(a, clock, offline_after)
         })
         .collect();
     if agents.is_empty() {

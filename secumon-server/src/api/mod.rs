@@ -18,15 +18,16 @@ mod stream;
 mod tenant_limits;
 
 pub(crate) use agents::Enrollment;
-pub use agents::{AgentList, AgentView, Provisioned};
 pub use limits::RateLimit;
 pub(crate) use limits::RateLimits;
 // The API's types, from the crate the clients read them with.
 use secumon_api::{
     AcknowledgeRequest, Acknowledged, AlertFilter, AlertHistory, AlertList, AlertStats, CheckList, FindingsQuery,
-    HistoryFilter, HistoryQuery as HistoryParams, ImportQuery, IngestRequest, Ingested, LogsPage, Resolved,
-    SilenceList, SilenceRequest,
+    HistoryFilter, HistoryQuery as HistoryParams, ImportQuery, IngestRequest, Ingested, Integration, IntegrationKind,
+    IntegrationList, LogsPage, Resolved, RuleId, RuleList, RuleTest, RuleTestAlert, RuleView, SilenceList,
+    SilenceRequest,
 };
+pub use secumon_api::{AgentList, AgentView, Provisioned};
 pub use secumon_api::{FindingList, History, HistorySeries, ImportResult, Overview, OverviewGroup, OverviewHost};
 pub(crate) use secumon_api::{LogLine, LogsQuery, Page, PageQuery as PageParams};
 
@@ -45,7 +46,7 @@ use secumon_alert::{Acknowledgement, ActiveAlert, AlertSeverity, AlertState, Sil
 use secumon_api::{ErrorBody, ErrorCode};
 use secumon_core::{ClockReading, Event, Finding, IngestBatch, Sample, now_ms};
 
-use crate::alerting::{Alerting, RuleError, RuleTest, RuleView};
+use crate::alerting::{Alerting, RuleError, RuleOrigin};
 use crate::audit::AuditNote;
 use crate::auth::{Accounts, Caller, Role};
 use crate::clock::{ClockBook, ClockCheck};
@@ -383,18 +384,27 @@ async fn host_logs(
 /// What connects to the server: scanner report imports (with their formats) and the
 /// notification channels alerts go out through.
 #[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", responses((status = 200, description = "Report imports and notification channels", body = serde_json::Value)))]
-async fn list_integrations(State(state): State<ApiState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
-    let formats: Vec<&str> = secumon_findings::parsers().iter().map(|p| p.format()).collect();
-    let mut integrations = vec![
-        serde_json::json!({"name": "secuscan", "kind": "findings_import", "method": "POST",
-            "endpoint": "/api/v1/integrations/secuscan", "formats": formats}),
-        serde_json::json!({"name": "findings", "kind": "findings_import", "method": "POST",
-            "endpoint": "/api/v1/findings", "formats": formats}),
-    ];
+async fn list_integrations(State(state): State<ApiState>, caller: Caller) -> Result<Json<IntegrationList>, ApiError> {
+    let formats: Vec<String> = secumon_findings::parsers().iter().map(|p| p.format().to_string()).collect();
+    let import = |name: &str, endpoint: &str| Integration {
+        name: name.into(),
+        kind: IntegrationKind::FindingsImport,
+        method: Some("POST".into()),
+        endpoint: Some(endpoint.into()),
+        formats: Some(formats.clone()),
+    };
+    let mut integrations =
+        vec![import("secuscan", "/api/v1/integrations/secuscan"), import("findings", "/api/v1/findings")];
     for channel in state.alerting(&caller).await?.channel_names() {
-        integrations.push(serde_json::json!({"name": channel, "kind": "notification_channel"}));
+        integrations.push(Integration {
+            name: channel.to_string(),
+            kind: IntegrationKind::NotificationChannel,
+            method: None,
+            endpoint: None,
+            formats: None,
+        });
     }
-    Ok(Json(serde_json::json!({"integrations": integrations})))
+    Ok(Json(IntegrationList { integrations }))
 }
 
 #[utoipa::path(get, path = "/api/v1/checks", tag = "data", responses((status = 200, description = "The latest result of every check", body = serde_json::Value)))]
@@ -532,7 +542,7 @@ async fn host_history(
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
     let metric = params.metric.ok_or_else(|| ApiError::bad_request("query parameter `metric` is required"))?;
-    let default_period = config::TenantConfig::of(&state, &caller).await?.default_history_period;
+    let default_period = config::of(&state, &caller).await?.default_history_period;
     let period = parse_duration("period", params.period.as_deref().unwrap_or(&default_period))?;
     let period_ms = period.as_millis() as i64;
     let step_ms = match params.step.as_deref() {
@@ -643,15 +653,32 @@ async fn alert_history(
     Ok(Json(AlertHistory { history: state.alerting(&caller).await?.history(filter.rule.as_deref(), limit).await? }))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RuleList {
-    #[schema(value_type = Vec<Object>)]
-    pub rules: Vec<RuleView>,
+/// A rule as the API shows it: its definition as the rules file's JSON.
+fn api_rule(view: crate::alerting::RuleView) -> RuleView {
+    RuleView {
+        id: view.id,
+        origin: match view.origin {
+            RuleOrigin::File => secumon_api::RuleOrigin::File,
+            RuleOrigin::Api => secumon_api::RuleOrigin::Api,
+        },
+        rule: serde_json::to_value(&view.rule).unwrap_or_default(),
+    }
+}
+
+/// An engine's alert state as the API names it.
+fn api_state(state: AlertState) -> secumon_api::AlertState {
+    match state {
+        AlertState::Inactive => secumon_api::AlertState::Inactive,
+        AlertState::Pending => secumon_api::AlertState::Pending,
+        AlertState::Firing => secumon_api::AlertState::Firing,
+        AlertState::Stale => secumon_api::AlertState::Stale,
+        AlertState::Resolved => secumon_api::AlertState::Resolved,
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules", tag = "rules", responses((status = 200, description = "OK", body = RuleList)))]
 async fn list_rules(State(state): State<ApiState>, caller: Caller) -> Result<Json<RuleList>, ApiError> {
-    Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await }))
+    Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await.into_iter().map(api_rule).collect() }))
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 200, description = "OK", body = serde_json::Value)))]
@@ -661,7 +688,7 @@ async fn get_rule(
     Path(id): Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
     let rule = state.alerting(&caller).await?.rules().await.into_iter().find(|r| r.id == id);
-    rule.map(Json).ok_or_else(|| RuleError::NotFound(id).into())
+    rule.map(|rule| Json(api_rule(rule))).ok_or_else(|| RuleError::NotFound(id).into())
 }
 
 /// A rule as the audit log describes it: its definition (rules hold no credentials; channels
@@ -684,14 +711,14 @@ async fn create_rule(
     State(state): State<ApiState>,
     caller: Caller,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<(StatusCode, AuditNote, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, AuditNote, Json<RuleId>), ApiError> {
     caller.require(Role::Admin)?;
     let spec = rule_spec(body)?;
     let id = spec.name.clone();
     let detail = rule_detail(&spec);
     state.alerting(&caller).await?.create_rule(spec).await?;
     let note = AuditNote::by(&caller, "alert_rule.create", &id).detail(detail);
-    Ok((StatusCode::CREATED, note, Json(serde_json::json!({"id": id}))))
+    Ok((StatusCode::CREATED, note, Json(RuleId { id })))
 }
 
 #[utoipa::path(put, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), request_body(content = serde_json::Value, description = "The rule's new definition"), responses((status = 200, description = "OK", body = serde_json::Value)))]
@@ -700,12 +727,12 @@ async fn update_rule(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<(AuditNote, Json<serde_json::Value>), ApiError> {
+) -> Result<(AuditNote, Json<RuleId>), ApiError> {
     caller.require(Role::Admin)?;
     let spec = rule_spec(body)?;
     let detail = rule_detail(&spec);
     state.alerting(&caller).await?.update_rule(&id, spec).await?;
-    Ok((AuditNote::by(&caller, "alert_rule.update", &id).detail(detail), Json(serde_json::json!({"id": id}))))
+    Ok((AuditNote::by(&caller, "alert_rule.update", &id).detail(detail), Json(RuleId { id })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 204, description = "Deleted")))]
@@ -725,7 +752,13 @@ async fn test_rule(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RuleTest>, ApiError> {
-    Ok(Json(state.alerting(&caller).await?.test_rule(&id).await?))
+    let test = state.alerting(&caller).await?.test_rule(&id).await?;
+    let alerts = test
+        .alerts
+        .into_iter()
+        .map(|a| RuleTestAlert { labels: a.labels, value: a.value, state: api_state(a.state) })
+        .collect();
+    Ok(Json(RuleTest { rule: test.rule, evaluated_at_ms: test.evaluated_at_ms, alerts }))
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules/{id}/history", tag = "rules", params(("id" = String, Path, description = "Rule name"), HistoryFilter), responses((status = 200, description = "OK", body = AlertHistory)))]
@@ -830,13 +863,7 @@ fn api_alert(alert: ActiveAlert) -> secumon_api::Alert {
         id: alert.id,
         rule: alert.rule,
         labels: alert.labels,
-        state: match alert.state {
-            AlertState::Inactive => secumon_api::AlertState::Inactive,
-            AlertState::Pending => secumon_api::AlertState::Pending,
-            AlertState::Firing => secumon_api::AlertState::Firing,
-            AlertState::Stale => secumon_api::AlertState::Stale,
-            AlertState::Resolved => secumon_api::AlertState::Resolved,
-        },
+        state: api_state(alert.state),
         since_ms: alert.since_ms,
         value: alert.value,
         severity: match alert.severity {
@@ -972,6 +999,14 @@ mod tests {
             serde_json::to_value(api_silence(silence.clone())).unwrap(),
             serde_json::to_value(&silence).unwrap()
         );
+    }
+
+    #[test]
+    fn rules_keep_the_engines_json() {
+        let text = "rules:\n  - {name: DiskFull, expr: disk_used_ratio > 0.9, severity: critical, for: 5m}\n";
+        let spec = secumon_alert::RuleFile::parse(text, "rules.yaml").unwrap().rules[0].spec.clone();
+        let view = crate::alerting::RuleView { id: "DiskFull".into(), origin: RuleOrigin::File, rule: spec };
+        assert_eq!(serde_json::to_value(api_rule(view.clone())).unwrap(), serde_json::to_value(&view).unwrap());
     }
 
     #[tokio::test]

@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use secumon_api::ErrorCode;
-use serde::Deserialize;
+use secumon_api::{ErrorCode, SsoExchangeRequest, SsoStartRequest};
 
 use super::access::ApiJson;
 use super::{ApiError, ApiState};
@@ -16,15 +15,6 @@ use crate::auth::{Session, SsoError, SsoStart};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new().route("/api/v1/auth/oidc/start", post(start)).route("/api/v1/auth/oidc/exchange", post(exchange))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SsoStartRequest {
-    /// The CLI's loopback redirect, `http://127.0.0.1:PORT/...`.
-    redirect_uri: String,
-    /// The PKCE S256 challenge: base64url(SHA-256(verifier)), 43 characters.
-    code_challenge: String,
 }
 
 /// Starts a sign-in at the identity provider; answers the URL to open in a browser.
@@ -37,19 +27,6 @@ pub(super) async fn start(
     state.limits.login(client.ip())?;
     let sso = state.sso.as_ref().ok_or(SsoError::NotConfigured)?;
     Ok(Json(sso.start(&request.redirect_uri, &request.code_challenge).await?))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SsoExchangeRequest {
-    /// The `state` of the start, as the redirect brought it back.
-    state: String,
-    /// The authorization code from the redirect.
-    code: String,
-    /// The PKCE verifier whose challenge the start sent.
-    code_verifier: String,
-    /// The same redirect URI as at the start.
-    redirect_uri: String,
 }
 
 /// Exchanges the authorization code for a SecuMon session, once the ID token is valid and

@@ -19,10 +19,11 @@ use secumon_core::now_ms;
 use secumon_store::{AgentFilter, Aggregation, RangeQuery, SeriesSelector};
 
 use super::access::ApiQuery;
-use super::agents::AgentView;
-use super::config::TenantConfig;
+use super::agents::{agent_view, refused_view};
+use super::config;
 use super::{ApiError, ApiState};
 use crate::auth::Caller;
+use secumon_api::AgentView;
 
 /// How far back a gauge's latest value may be.
 const GAUGE_WINDOW_MS: i64 = 15 * 60_000;
@@ -180,13 +181,13 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
     let mut refused_only: Vec<AgentView> = clocks
         .iter()
         .filter(|(id, c)| c.refused_ms.is_some() && c.committed_ms.is_none() && !stored.contains(id.as_str()))
-        .map(|(id, c)| AgentView::refused(id.clone(), c.clone()))
+        .map(|(id, c)| refused_view(id.clone(), c.clone()))
         .collect();
     refused_only.sort_by(|a, b| (&a.host, &a.id).cmp(&(&b.host, &b.id)));
     if agents.is_empty() && refused_only.is_empty() {
         return Ok(Vec::new());
     }
-    let offline_after = TenantConfig::of(state, caller).await?.offline_after();
+    let offline_after = config::offline_after(state, caller).await?;
     let mut firing: HashMap<String, usize> = HashMap::new();
     for alert in state.alerting(caller).await?.active() {
         if alert.state == secumon_alert::AlertState::Firing
@@ -203,7 +204,7 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
         .into_iter()
         .map(|agent| {
             let clock = clocks.remove(&agent.agent_id);
-            AgentView::new(agent, clock, offline_after)
+            agent_view(agent, clock, offline_after)
         })
         .collect();
     Ok(views

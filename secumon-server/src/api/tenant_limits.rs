@@ -5,27 +5,16 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 
 use super::access::ApiJson;
 use super::{ApiError, ApiState};
 use crate::audit::AuditNote;
 use crate::auth::{Caller, validate_tenant_name};
 use crate::tenant_limits::{IngestGuard, TenantLimitSettings};
-use secumon_api::ErrorCode;
+use secumon_api::{ErrorCode, TenantLimitsView};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new().route("/api/v1/tenants/{name}/limits", get(read).put(write))
-}
-
-/// A tenant's own settings and the limits in force for it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TenantLimitsView {
-    pub tenant: String,
-    /// What the tenant has of its own (absent: the server's).
-    pub settings: TenantLimitSettings,
-    pub max_series: u64,
-    pub max_samples_per_second: u32,
 }
 
 async fn view(state: &ApiState, tenant: &str) -> Result<TenantLimitsView, ApiError> {

@@ -28,7 +28,9 @@ pub use agents::{
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
 pub use email::normalize_email;
-pub use oidc::{IdTokenError, OidcConfig, Sso, SsoError, SsoStart};
+pub use oidc::{IdTokenError, OidcConfig, Sso, SsoError};
+// The API's account types, from the crate its clients read them with.
+pub use secumon_api::{ApiKeyView, MfaEnrolment, Role, Session, SsoStart, UserChange, UserView};
 pub use tenant_users::{name_in_tenant, tenant_user_name};
 
 /// Records of the whole installation (users, tenants, keys) live under this tenant id,
@@ -53,32 +55,8 @@ const MIN_PASSWORD_CHARS: usize = 10;
 /// Pages of records read when one listing must see every record of a kind.
 const SCAN_PAGE: u32 = 500;
 
-/// What a caller may do in its tenant; each role may do what the ones before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything of the tenant.
-    Viewer,
-    /// Also acknowledges and silences alerts, pushes data and imports reports.
-    Operator,
-    /// Also changes rules, settings, agents, users and API keys.
-    Admin,
-}
-
-impl std::str::FromStr for Role {
-    type Err = AuthError;
-    fn from_str(text: &str) -> Result<Self, AuthError> {
-        match text {
-            "viewer" => Ok(Role::Viewer),
-            "operator" => Ok(Role::Operator),
-            "admin" => Ok(Role::Admin),
-            other => Err(AuthError::Invalid(format!("role must be viewer, operator or admin, not {other:?}"))),
-        }
-    }
-}
-
 /// An authenticated request's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Caller {
     /// A user name, or `key:<id>` for an API key.
     pub subject: String,
@@ -133,6 +111,12 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<secumon_api::UnknownRole> for AuthError {
+    fn from(error: secumon_api::UnknownRole) -> Self {
+        AuthError::Invalid(error.to_string())
+    }
 }
 
 impl From<serde_json::Error> for AuthError {
@@ -193,33 +177,6 @@ impl UserRecord {
     }
 }
 
-/// A user as shown to administrators: no hash, no secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UserView {
-    pub name: String,
-    /// The user's e-mail address, if they have one.
-    #[serde(default)]
-    pub email: Option<String>,
-    pub super_admin: bool,
-    pub roles: BTreeMap<String, Role>,
-    pub mfa_enabled: bool,
-    pub locked: bool,
-    pub disabled: bool,
-    pub created_ms: i64,
-}
-
-/// Changes to a user; what is `None` stays as it is.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserChange {
-    /// The user's role in the tenant the change is made in.
-    pub role: Option<Role>,
-    pub disabled: Option<bool>,
-    pub password: Option<String>,
-    /// A new e-mail address; an empty one removes it.
-    pub email: Option<String>,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ApiKeyRecord {
     id: String,
@@ -229,16 +186,6 @@ struct ApiKeyRecord {
     digest: String,
     created_by: String,
     created_ms: i64,
-}
-
-/// An API key as listed: never its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApiKeyView {
-    pub id: String,
-    pub name: String,
-    pub role: Role,
-    pub created_by: String,
-    pub created_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,17 +221,6 @@ struct Claims {
     exp: i64,
 }
 
-/// Tokens handed out by a login.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Session {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub token_type: String,
-    pub expires_in: i64,
-    pub tenant: String,
-    pub role: Role,
-}
-
 /// What a correct password leads to.
 #[derive(Debug)]
 pub enum LoginOutcome {
@@ -293,13 +229,6 @@ pub enum LoginOutcome {
     MfaRequired {
         mfa_token: String,
     },
-}
-
-/// What a user needs to add the second factor to an authenticator app.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MfaEnrolment {
-    pub otpauth_uri: String,
-    pub secret: String,
 }
 
 /// Tenants, users, API keys and sessions, kept in the store.

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::crypto::{digest, random_token};
-use super::{Accounts, AuthError, DEFAULT_TENANT, Role, SYSTEM, SecretBox, Session, tenant_of, validate_user_name};
+use super::{
+    Accounts, AuthError, DEFAULT_TENANT, Role, SYSTEM, SecretBox, Session, SsoStart, tenant_of, validate_user_name,
+};
 
 const KIND_PENDING: &str = "oidc_login";
 const KIND_SUBJECT: &str = "oidc_subject";
@@ -239,17 +241,6 @@ struct PendingLogin {
 #[derive(Debug, Serialize, Deserialize)]
 struct SubjectLink {
     user: String,
-}
-
-/// Where the CLI sends the person's browser.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SsoStart {
-    /// The provider's authorization URL with every parameter set.
-    pub authorization_url: String,
-    /// Returned with the code on the redirect; the CLI checks it and sends it back.
-    pub state: String,
-    /// Seconds until the sign-in must be finished.
-    pub expires_in: i64,
 }
 
 /// Single sign-on through one OpenID provider.
