@@ -25,7 +25,12 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        // The Prometheus-compatible API lives beside /api/v1, under its own prefix.
+        let url = match path.strip_prefix("/prometheus/") {
+            Some(_) => format!("{}{path}", self.base.trim_end_matches("/api/v1")),
+            None => format!("{}{path}", self.base),
+        };
+        let mut request = self.http.request(method, url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -389,6 +394,14 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/audit?actor=gina".into(), None),
         (Method::GET, "/tenants/globex/limits".into(), None),
         (Method::PUT, "/tenants/globex/limits".into(), Some(json!({"max_series": 1}))),
+        // Prometheus' query API: A's queries read A's series only.
+        (Method::GET, "/prometheus/api/v1/query?query=b_secret_metric".into(), None),
+        (Method::GET, "/prometheus/api/v1/query?query=sum%20by%20(host)%20(b_secret_metric)".into(), None),
+        (Method::GET, "/prometheus/api/v1/query_range?query=b_secret_metric&start=0&end=4e9&step=1e6".into(), None),
+        (Method::GET, "/prometheus/api/v1/series?match[]=b_secret_metric".into(), None),
+        (Method::GET, "/prometheus/api/v1/labels".into(), None),
+        (Method::GET, "/prometheus/api/v1/label/host/values".into(), None),
+        (Method::GET, "/prometheus/api/v1/label/__name__/values".into(), None),
     ];
     let secrets = [
         rule.as_str(),
