@@ -262,6 +262,11 @@ impl Query {
             Value::Vector(mut elements) => {
                 if !self.root_orders() {
                     elements.sort_by(|a, b| a.0.cmp(&b.0));
+                    if elements.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+                        return Err(QueryError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
                 }
                 Answer::Vector(at_ms, elements)
             }
@@ -1058,5 +1063,8 @@ mod tests {
         let query = Query::parse(r#"rate({__name__=~".+_total"}[1m])"#).unwrap();
         let data = read(&query, &series, 60_000, 120_000);
         assert!(matches!(query.range(&data, 60_000, 120_000, 60_000), Err(QueryError::Execution(_))));
+        let instant = Query::parse(r#"rate({__name__=~".+_total"}[1m])"#).unwrap();
+        let data = read(&instant, &series, 120_000, 120_000);
+        assert!(matches!(instant.instant(&data, 120_000), Err(QueryError::Execution(_))));
     }
 }
