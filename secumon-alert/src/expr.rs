@@ -34,11 +34,7 @@ impl Selector {
         series.name == self.name
             && self.matchers.iter().filter(|m| m.name != "__name__").all(|m| {
                 let value = series.labels.get(&m.name).map(String::as_str).unwrap_or("");
-                match &m.op {
-                    MatchOp::Equal => value == m.value,
-                    MatchOp::NotEqual => value != m.value,
-                    MatchOp::Re(_) | MatchOp::NotRe(_) => m.is_match(value),
-                }
+                crate::promql::label_holds(m, value)
             })
     }
 }
@@ -115,7 +111,7 @@ pub enum Arithmetic {
 }
 
 impl Arithmetic {
-    fn from_symbol(symbol: &str) -> Option<Self> {
+    pub(crate) fn from_symbol(symbol: &str) -> Option<Self> {
         Some(match symbol {
             "+" => Self::Add,
             "-" => Self::Sub,
@@ -127,7 +123,7 @@ impl Arithmetic {
         })
     }
 
-    fn apply(self, left: f64, right: f64) -> f64 {
+    pub(crate) fn apply(self, left: f64, right: f64) -> f64 {
         match self {
             Self::Add => left + right,
             Self::Sub => left - right,
@@ -214,7 +210,7 @@ pub const MAX_EXPR_OPERATORS: usize = 256;
 
 /// Bounds what reaches the parser: it, the syntax tree's drop and our own walks recurse per
 /// level, and a tenant's rule must not be able to overflow the server's stack.
-fn check_size(text: &str) -> Result<(), ExprError> {
+pub(crate) fn check_size(text: &str) -> Result<(), ExprError> {
     if text.len() > MAX_EXPR_BYTES {
         return Err(ExprError::TooLarge(format!("{} bytes, at most {MAX_EXPR_BYTES}", text.len())));
     }
@@ -583,7 +579,7 @@ fn evaluate(expr: &VectorExpr, window: &SampleWindow, now_ms: i64) -> Vec<(Label
 }
 
 /// A range function over a series' points in its window; `None` when there are too few.
-fn range_value(function: RangeFunction, points: &[(i64, f64)], range: Duration) -> Option<f64> {
+pub(crate) fn range_value(function: RangeFunction, points: &[(i64, f64)], range: Duration) -> Option<f64> {
     let values = points.iter().map(|(_, v)| *v);
     match function {
         RangeFunction::Rate | RangeFunction::Increase => {

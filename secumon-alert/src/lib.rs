@@ -18,6 +18,9 @@
 //! webhook, Slack, PagerDuty, email), retried with backoff and every attempt recorded. [`EngineState`] is what a
 //! server saves so alerts stay firing across a restart without being notified twice.
 //!
+//! The same PromQL building blocks, grown to Prometheus' evaluation over stored history, answer
+//! the Prometheus-compatible query API ([`promql::Query`]).
+//!
 //! Rules may escalate: further channels after a delay while a firing alert stays
 //! unacknowledged; a resolution reaches every level that was told.
 //!
@@ -30,6 +33,7 @@ mod engine;
 mod expr;
 mod group;
 mod notify;
+pub mod promql;
 mod rule;
 mod template;
 

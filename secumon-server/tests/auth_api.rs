@@ -381,6 +381,14 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/audit?actor=gina".into(), None),
         (Method::GET, "/tenants/globex/limits".into(), None),
         (Method::PUT, "/tenants/globex/limits".into(), Some(json!({"max_series": 1}))),
+        // Prometheus' query API: A's queries read A's series only.
+        (Method::GET, "/prometheus/api/v1/query?query=b_secret_metric".into(), None),
+        (Method::GET, "/prometheus/api/v1/query?query=sum%20by%20(host)%20(b_secret_metric)".into(), None),
+        (Method::GET, "/prometheus/api/v1/query_range?query=b_secret_metric&start=0&end=4e9&step=1e6".into(), None),
+        (Method::GET, "/prometheus/api/v1/series?match[]=b_secret_metric".into(), None),
+        (Method::GET, "/prometheus/api/v1/labels".into(), None),
+        (Method::GET, "/prometheus/api/v1/label/host/values".into(), None),
+        (Method::GET, "/prometheus/api/v1/label/__name__/values".into(), None),
     ];
     let secrets = [
         rule.as_str(),

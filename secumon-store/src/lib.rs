@@ -32,7 +32,7 @@ mod sqlite;
 mod writer;
 
 use async_trait::async_trait;
-use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, Severity};
+use secumon_core::{CheckResult, Finding, FindingStatus, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditEntry, AuditFilter};
@@ -638,6 +638,10 @@ pub trait Store: Send + Sync {
 
     /// Forgets an agent (its data stays until retention removes it); `false` when unknown.
     async fn delete_agent(&self, tenant: &str, agent_id: &str) -> Result<bool, StoreError>;
+
+    /// Every series of `tenant`, or those named `name`, sorted: what the Prometheus API's
+    /// series and label listings (and selectors without an exact name) start from.
+    async fn list_series(&self, tenant: &str, name: Option<&str>) -> Result<Vec<SeriesKey>, StoreError>;
 
     /// Step-aggregated points of every series of `tenant` that the query's selector matches,
     /// from the [`Tier`] the query's start calls for.

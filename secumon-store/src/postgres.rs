@@ -961,6 +961,24 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(entry_from_row).collect())
     }
 
+    async fn list_series(&self, tenant: &str, name: Option<&str>) -> Result<Vec<SeriesKey>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        enter_tenant(&mut tx, tenant).await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, labels FROM series WHERE tenant_id = $1 AND ($2::text IS NULL OR name = $2)")
+                .bind(tenant)
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let mut keys = rows
+            .into_iter()
+            .map(|(name, labels)| Ok(SeriesKey::new(name, serde_json::from_str::<Labels>(&labels)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
         if query.step_ms <= 0 {
             return Err(StoreError::InvalidQuery("step must be positive".into()));

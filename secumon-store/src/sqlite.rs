@@ -985,6 +985,23 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn list_series(&self, tenant: &str, name: Option<&str>) -> Result<Vec<SeriesKey>, StoreError> {
+        let mut select = QueryBuilder::<Sqlite>::new("SELECT name, labels FROM series WHERE tenant_id = ");
+        select.push_bind(tenant);
+        if let Some(name) = name {
+            select.push(" AND name = ").push_bind(name);
+        }
+        let rows = select.build().fetch_all(&self.engine.reader).await?;
+        let mut keys = rows
+            .into_iter()
+            .map(|row| {
+                Ok(SeriesKey::new(row.try_get::<String, _>("name")?, serde_json::from_str(row.try_get("labels")?)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn query_range(&self, tenant: &str, query: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
         if query.step_ms <= 0 {
             return Err(StoreError::InvalidQuery("step must be positive".into()));

@@ -14,6 +14,7 @@ mod limits;
 mod oidc;
 mod openapi;
 mod overview;
+mod prometheus;
 mod stream;
 mod tenant_limits;
 
@@ -139,6 +140,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(audit::routes())
         .merge(tenant_limits::routes())
         .merge(overview::routes())
+        .merge(prometheus::routes())
         .route("/api/v1/integrations", get(list_integrations))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metrics/hosts/{id}/history", get(host_history))

@@ -48,7 +48,12 @@ impl Raw {
 
     /// A request to `/api/v1{path}`, with `token` as its bearer token if given.
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
+        // The Prometheus-compatible API lives beside /api/v1, under its own prefix.
+        let url = match path.starts_with("/prometheus/") {
+            true => format!("{}{path}", self.base.trim_end_matches("/api/v1")),
+            false => format!("{}{path}", self.base),
+        };
+        let request = self.http.request(method, url);
         match token {
             Some(token) => request.bearer_auth(token),
             None => request,

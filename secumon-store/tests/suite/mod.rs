@@ -36,6 +36,7 @@ macro_rules! store_suite {
         store_suite!(@each $backend:
             stores_queries_and_drops_duplicates,
             tenants_do_not_see_each_other,
+            series_are_listed_per_tenant_sorted_and_by_name,
             agents_are_paged_and_found_by_id_and_host,
             large_batches_with_every_part_survive_reopen,
             state_documents_survive_reopen_per_tenant,
@@ -171,6 +172,25 @@ pub async fn tenants_do_not_see_each_other(backend: &dyn Backend) {
     assert!(matches!(err, StoreError::TenantMismatch { .. }), "{err}");
     let acme_agent = &store.list_agents("acme").await.unwrap()[0];
     assert_eq!(acme_agent.batches, 1, "the rejected batch left no trace");
+}
+
+pub async fn series_are_listed_per_tenant_sorted_and_by_name(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let cpu = Sample::new("cpu", Labels::from([("core".to_string(), "0".to_string())]), t0(), 0.5);
+    store.write_batch("acme", &batch("a1", 1, "web-2", vec![load(t0(), 1.0), cpu])).await.unwrap();
+    store.write_batch("acme", &batch("a2", 1, "web-1", vec![load(t0(), 2.0)])).await.unwrap();
+    store.write_batch("globex", &batch("b1", 1, "b-host", vec![load(t0(), 9.0)])).await.unwrap();
+
+    let all = store.list_series("acme", None).await.unwrap();
+    let names: Vec<(&str, &str)> = all.iter().map(|k| (k.name.as_str(), k.labels["host"].as_str())).collect();
+    assert_eq!(names, [("cpu", "web-2"), ("load1", "web-1"), ("load1", "web-2")]);
+    assert_eq!(all[0].labels.get("core").map(String::as_str), Some("0"), "{all:?}");
+    let load = store.list_series("acme", Some("load1")).await.unwrap();
+    assert_eq!(load.len(), 2);
+    assert!(store.list_series("acme", Some("nothing")).await.unwrap().is_empty());
+    let theirs = store.list_series("globex", None).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].labels["host"], "b-host");
 }
 
 pub async fn agents_are_paged_and_found_by_id_and_host(backend: &dyn Backend) {
