@@ -46,12 +46,13 @@ impl Raw {
         &self.http
     }
 
-    /// A request to `/api/v1{path}`, with `token` as its bearer token if given.
+    /// A request to `/api/v1{path}` (to `path` itself for the Prometheus-compatible API,
+    /// which lives beside it under `/prometheus/`), with `token` as its bearer token if given.
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
-        // The Prometheus-compatible API lives beside /api/v1, under its own prefix.
-        let url = match path.starts_with("/prometheus/") {
-            true => format!("{}{path}", self.base.trim_end_matches("/api/v1")),
-            false => format!("{}{path}", self.base),
+        let url = if path.starts_with("/prometheus/") {
+            format!("{}{path}", self.base.trim_end_matches("/api/v1"))
+        } else {
+            format!("{}{path}", self.base)
         };
         let request = self.http.request(method, url);
         match token {
