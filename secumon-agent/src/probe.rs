@@ -11,7 +11,7 @@ use std::time::Duration;
 use secumon_core::config::{ProbeModeSection, ProbeTarget};
 use secumon_core::{CheckResult, IngestBatch, Labels, now_ms};
 use secumon_scan::{HttpCheck, PingCheck, PortList, ProbeConfig, ScheduledCheck, Scheduler, TcpScan};
-use secumon_transport::{PushClient, PushClientConfig};
+use secumon_transport::{ConfigStatus, PushClient, PushClientConfig};
 use tokio::sync::mpsc;
 
 use crate::{AgentError, host_name, load_or_create_agent_id, spawn_pusher, tls_files, tls_material};
@@ -135,10 +135,23 @@ impl Probe {
     /// delivered stays in the spool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop, pusher) = spawn_pusher(self.client.clone());
+        let refusing = tokio::spawn(refuse_managed_configs(self.client.clone()));
         run_checks(self.checks, self.concurrency, self.client, self.origin, shutdown).await;
+        refusing.abort();
         stop.send_replace(true);
         let _ = pusher.await;
         tracing::info!("probe stopped");
+    }
+}
+
+/// A standalone probe runs its `probe.yaml`: it refuses the managed agent configurations
+/// its labels select, with the reason, so the server shows why and stops sending them.
+async fn refuse_managed_configs(client: PushClient) {
+    let mut updates = client.config_updates();
+    while updates.changed().await.is_ok() {
+        let Some(update) = updates.borrow_and_update().clone() else { continue };
+        let error = "a standalone probe runs the checks of its probe.yaml, not a managed agent configuration";
+        client.report_config(ConfigStatus { running: String::new(), refused: update.version, error: error.into() });
     }
 }
 

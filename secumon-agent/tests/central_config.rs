@@ -2,7 +2,8 @@
 //! server. An operator changes the interval through the API and the agent's batches follow
 //! within one cycle; a document the host cannot run is refused, reported (agent detail and
 //! `/agents/{id}/config`) and the last good one kept running, also across a restart; the
-//! file's pins win; removing the layers brings the file's own settings back.
+//! file's pins win; a standalone probe refuses, saying why; removing the layers brings the
+//! file's own settings back.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -101,9 +102,12 @@ async fn state_until(
 ) -> AgentConfigState {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let state = api.agent_config(agent).await.expect("agent config state");
-        if done(&state) {
-            return state;
+        // (Not found until its first batch is stored.)
+        let state = api.agent_config(agent).await;
+        if let Ok(state) = &state
+            && done(state)
+        {
+            return state.clone();
         }
         assert!(Instant::now() < deadline, "{what}: {state:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -153,6 +157,28 @@ async fn interval_changes_follow_within_a_cycle_and_a_bad_document_is_refused_re
     assert!(gap < Duration::from_millis(600), "batches follow the new interval: {gap:?}");
     // (Pinned families: still memory only, no cpu series from this agent.)
     assert!(!arrivals.1.load(Ordering::Relaxed), "metrics.enabled is pinned: no CPU samples");
+
+    // A standalone probe with the same labels runs its probe.yaml: it refuses, saying so.
+    let probe_dir = dir.path().join("probe");
+    let probe_yaml = format!(
+        "probe: {{name: probe-1, labels: {{env: prod}}}}\ncollector: {{endpoint: \"{}\"}}\n\
+         spool: {{dir: \"{}\"}}\nchecks:\n  - {{name: api, type: tcp, host: 127.0.0.1, port: {}, interval: 300ms}}\n",
+        server.grpc_addr(),
+        probe_dir.display(),
+        server.api_addr().port()
+    );
+    let probe =
+        secumon_agent::Probe::open(&secumon_scan::ProbeConfig::parse(&probe_yaml, "probe.yaml").unwrap()).unwrap();
+    let probe_id = std::fs::read_to_string(probe_dir.join("agent_id")).unwrap();
+    let (stop_probe, probe_stopped) = tokio::sync::oneshot::channel::<()>();
+    let probing = tokio::spawn(probe.run(async move {
+        let _ = probe_stopped.await;
+    }));
+    let probe_state = state_until(&api, &probe_id, "the probe refuses", |s| s.state == "refused").await;
+    let reason = probe_state.report.and_then(|r| r.refused_error).unwrap_or_default();
+    assert!(reason.contains("probe.yaml"), "{reason}");
+    let _ = stop_probe.send(());
+    probing.await.unwrap();
 
     // A document the server accepts but the host cannot run: a broken log pattern.
     let broken = json!({"logs": {"enabled": true, "sources": ["/var/log/[broken"]}, "metrics": {"interval": "5s"}});
