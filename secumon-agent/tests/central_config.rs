@@ -150,8 +150,9 @@ async fn interval_changes_follow_within_a_cycle_and_a_bad_document_is_refused_re
     assert_eq!(layer.selector, "env=prod");
     let set = Instant::now();
     let applied = state_until(&api, &agent_id, "applied", |s| s.state == "current" && !s.version.is_empty()).await;
-    // The next batch's acknowledgement carried it: applied within one cycle of the file's.
-    assert!(set.elapsed() < FILE_INTERVAL + Duration::from_secs(1), "applied after {:?}", set.elapsed());
+    // The next batch's acknowledgement carried it: applied within one cycle of the file's,
+    // and reported by the next batch, one new cycle later (bounded loosely: CI is loaded).
+    assert!(set.elapsed() < 2 * FILE_INTERVAL, "applied after {:?}", set.elapsed());
     assert_eq!(applied.selectors, ["env=prod"]);
     let gap = median_gap(&arrivals, Instant::now(), 6).await;
     assert!(gap < Duration::from_millis(600), "batches follow the new interval: {gap:?}");
