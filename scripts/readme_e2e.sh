@@ -87,8 +87,10 @@ PY
 
 skip_reason() {
   case "$1" in
-    *"secumon backup "*|*"secumon restore "*)
+    *"secumon backup "*|*"secumon restore "*|*"secumon secret-key rotate"*|*"secumon ca "*)
       echo "a production server's directories (secumon-cli/tests/end_to_end.rs runs them)" ;;
+    systemctl\ *) echo "controls a system service (scripts/package_test.sh checks the units)" ;;
+    *"--agent AGENT_ID"*) echo "needs an enrolled agent's id (secumon-agent/tests/central_config.rs)" ;;
     *"sudo "*) echo "installs or starts system services (scripts/package_test.sh installs the packages in a throw-away root)" ;;
     *secumon-agent*) echo "an agent enrolling with a remote server (secumon-agent/tests/revoked.rs)" ;;
     *"secumon -- up"*|*"secumon up"*|*"secumon server "*)
