@@ -77,6 +77,11 @@ impl PromError {
         Self { status: StatusCode::BAD_REQUEST, kind: "bad_data", message: message.into() }
     }
 
+    /// A required parameter is absent, in Prometheus' words.
+    fn missing(name: &str) -> Self {
+        Self::bad_data(format!("invalid parameter \"{name}\": missing"))
+    }
+
     fn execution(message: impl Into<String>) -> Self {
         Self { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", message: message.into() }
     }
@@ -245,7 +250,7 @@ async fn instant_query(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let params = Params::of(raw, &body);
-    let text = params.one("query").ok_or_else(|| PromError::bad_data("invalid parameter \"query\": missing"))?;
+    let text = params.one("query").ok_or_else(|| PromError::missing("query"))?;
     let at = params.time("time")?.unwrap_or_else(now_ms);
     let query = Query::parse(text)?;
     let limit = timeout(&params)?;
@@ -265,12 +270,10 @@ async fn range_query(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let params = Params::of(raw, &body);
-    let text = params.one("query").ok_or_else(|| PromError::bad_data("invalid parameter \"query\": missing"))?;
-    let required = |name: &str| {
-        params.time(name)?.ok_or_else(|| PromError::bad_data(format!("invalid parameter \"{name}\": missing")))
-    };
+    let text = params.one("query").ok_or_else(|| PromError::missing("query"))?;
+    let required = |name: &str| params.time(name)?.ok_or_else(|| PromError::missing(name));
     let (start, end) = (required("start")?, required("end")?);
-    let step = params.one("step").ok_or_else(|| PromError::bad_data("invalid parameter \"step\": missing"))?;
+    let step = params.one("step").ok_or_else(|| PromError::missing("step"))?;
     let step = parse_duration("step", step)?;
     if end < start {
         return Err(PromError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
