@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
         app.page_rows = 40;
         app.update(Event::Data(snapshot));
         let mut terminal = Terminal::new(TestBackend::new(160, 45))?;
-        terminal.draw(|frame| secumon_console::render::render(&app, frame))?;
+        terminal.draw(|frame| {
+            secumon_console::render::render(&app, frame);
+        })?;
         let elapsed = started.elapsed();
         if let Some(expected) = args.expect {
             anyhow::ensure!(count == expected, "the overview holds {count} hosts, not {expected}");

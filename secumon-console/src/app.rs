@@ -2,7 +2,10 @@
 //! commands to run (fetch, acknowledge) out. No I/O here, so every behaviour is testable.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::Position;
 use serde::Deserialize;
+
+use crate::render::Drawn;
 
 /// The screens, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,10 +363,12 @@ pub struct App {
     pub group_by: Option<String>,
     /// Groups folded to their header line.
     pub collapsed: std::collections::BTreeSet<String>,
-    /// The overview's first line on screen.
+    /// The first line on screen of the view's table (overview, checks, alerts, findings).
     pub scroll: usize,
     /// Table lines the screen has room for (the driver sets it from the terminal's size).
     pub page_rows: usize,
+    /// Where the last frame drew what a click can pick (the driver sets it after drawing).
+    pub drawn: Drawn,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -450,6 +455,7 @@ impl App {
             collapsed: Default::default(),
             scroll: 0,
             page_rows: 20,
+            drawn: Drawn::default(),
         }
     }
 
@@ -627,7 +633,7 @@ impl App {
     /// Applies an event; returns what must be done next.
     pub fn update(&mut self, event: Event) -> Option<Command> {
         let command = self.apply(event);
-        if self.view == View::Overview {
+        if self.view != View::Host {
             self.follow_selection();
         }
         command
@@ -985,32 +991,20 @@ impl App {
         Some(Command::SwitchTenant(next))
     }
 
-    /// The tab bar picks a view; a table row is selected (tables start on the fourth line,
-    /// under the tabs, the border and the header).
+    /// A click on a tab picks its view; on a table's line, selects that line: where the last
+    /// frame drew them ([`Drawn`]).
     fn click(&mut self, column: u16, row: u16) -> Option<Command> {
         if self.help || self.check_detail || self.input.is_some() {
             return None;
         }
-        if row == 0 {
-            let mut start = 0u16;
-            for (index, view) in View::TABS.iter().enumerate() {
-                let width = format!(" {} {} ", index + 1, view.title()).chars().count() as u16;
-                if column < start + width {
-                    self.view = *view;
-                    self.selected = 0;
-                    return None;
-                }
-                start += width + 1;
-            }
-            return None;
-        }
-        if self.view != View::Host && row >= 3 {
-            // The overview scrolls: its first line on screen is `scroll`.
-            let first = if self.view == View::Overview { self.scroll } else { 0 };
-            let index = first + usize::from(row - 3);
-            if index < self.rows() {
-                self.selected = index;
-            }
+        let at = Position { x: column, y: row };
+        if let Some(view) = self.drawn.tab_at(at) {
+            self.view = view;
+            self.selected = 0;
+        } else if let Some(index) = self.drawn.line_at(self.view, at)
+            && index < self.rows()
+        {
+            self.selected = index;
         }
         None
     }
@@ -1223,15 +1217,26 @@ pub(crate) mod tests {
         assert_eq!(app.status, "connected to http://x");
     }
 
+    /// Draws `app` on a `width`×`height` screen and keeps where it drew what, as the driver does.
+    pub(crate) fn draw(app: &mut App, width: u16, height: u16) {
+        let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+        let mut drawn = Drawn::default();
+        terminal.draw(|frame| drawn = crate::render::render(app, frame)).unwrap();
+        app.drawn = drawn;
+    }
+
     #[test]
     fn clicks_pick_tabs_and_rows() {
         let mut app = App::new("http://x");
         app.update(Event::Data(hosts()));
+        draw(&mut app, 80, 24);
         app.update(Event::Click { column: 4, row: 5 });
         assert_eq!(app.selected, 2, "third row");
         app.update(Event::Click { column: 30, row: 0 });
         assert_eq!(app.view, View::Checks, "` 1 Overview │ 2 Host │ 3 Checks` puts Checks at 22-31");
+        draw(&mut app, 80, 24);
         app.update(Event::Click { column: 2, row: 0 });
+        draw(&mut app, 80, 24);
         assert_eq!(app.view, View::Overview);
         app.update(Event::Click { column: 2, row: 40 });
         assert_eq!(app.selected, 0, "below the table: nothing");
@@ -1290,6 +1295,7 @@ pub(crate) mod tests {
         app.update(key(KeyCode::Down));
         assert_eq!(app.selected, 999, "no line past the last");
         // A click maps to the line drawn there: the table's first line is `scroll`.
+        draw(&mut app, 80, 45);
         app.update(Event::Click { column: 4, row: 3 });
         assert_eq!(app.selected, 960);
         app.update(key(KeyCode::Home));

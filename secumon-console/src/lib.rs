@@ -175,7 +175,9 @@ async fn drive(
             same
         });
         if resized || !unchanged {
-            terminal.draw(|frame| render::render(&app, frame))?;
+            let mut drawn = render::Drawn::default();
+            terminal.draw(|frame| drawn = render::render(&app, frame))?;
+            app.drawn = drawn;
             shown = Some(app.clone());
         }
         // Events that came together (a held key, keys pasted or sent at once) are applied
