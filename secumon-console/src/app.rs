@@ -10,16 +10,23 @@ use crate::render::Drawn;
 /// The screens, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
+    /// Every host with its gauges and firing alerts, filtered, sorted and grouped.
     Overview,
+    /// One host's charts, lists and log panel (Enter on an overview host).
     Host,
+    /// Every check's latest run and its recent durations.
     Checks,
+    /// The alerts centre: acknowledge, silence, a rule's history.
     Alerts,
+    /// Scanner findings.
     Findings,
 }
 
 impl View {
+    /// Every view, in the tab bar's order (`1`…`5`).
     pub const TABS: [View; 5] = [View::Overview, View::Host, View::Checks, View::Alerts, View::Findings];
 
+    /// Its name on the tab bar.
     pub fn title(self) -> &'static str {
         match self {
             View::Overview => "Overview",
@@ -34,9 +41,13 @@ impl View {
 /// Time ranges for host charts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Range {
+    /// The last 15 minutes.
     Minutes15,
+    /// The last hour (the starting range).
     Hour,
+    /// The last 24 hours.
     Day,
+    /// The last 7 days.
     Week,
 }
 
@@ -44,6 +55,7 @@ impl Range {
     /// Shortest first: `[` and `]` step through them on the Host screen.
     pub const ALL: [Range; 4] = [Range::Minutes15, Range::Hour, Range::Day, Range::Week];
 
+    /// The range as the history API's `period` (`15m`, `1h`, `24h`, `7d`).
     pub fn period(self) -> &'static str {
         match self {
             Range::Minutes15 => "15m",
@@ -60,7 +72,9 @@ impl Range {
 pub struct HostRow {
     /// Its tenant (several only when a super-admin groups by tenant).
     pub tenant: String,
+    /// The id of the agent (or script) that reports this host.
     pub agent_id: String,
+    /// The host's name, as its agent reports it.
     pub host: String,
     /// The agent's labels, which the filter also searches (`env=prod`).
     pub labels: std::collections::BTreeMap<String, String>,
@@ -68,10 +82,15 @@ pub struct HostRow {
     pub kind: String,
     /// `online`, `offline`, `idle` (a script not run lately) or `refused`.
     pub status: String,
+    /// Latest CPU usage ratio (0–1) within the last 15 minutes; `None` when none.
     pub cpu: Option<f64>,
+    /// Latest memory used ratio (0–1) within the last 15 minutes; `None` when none.
     pub memory: Option<f64>,
+    /// Latest used ratio (0–1) of its fullest filesystem within the last 15 minutes.
     pub disk: Option<f64>,
+    /// When its agent was last heard from, Unix milliseconds.
     pub last_seen_ms: i64,
+    /// Alerts firing with this host's `host` label.
     pub firing: usize,
     /// Its agent's clock minus the server's, ms (positive: ahead); `None` when not measured.
     pub clock_offset_ms: Option<i64>,
@@ -92,17 +111,24 @@ impl HostRow {
 /// and the gauges that came with it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LiveHost {
+    /// The host's name, matched against [`HostRow::host`].
     pub host: String,
+    /// When the stream's heartbeat saw it, Unix milliseconds; 0 when this is not a heartbeat.
     pub seen_ms: i64,
+    /// Its CPU usage ratio (0–1) in this batch, if one came.
     pub cpu: Option<f64>,
+    /// Its memory used ratio (0–1) in this batch, if one came.
     pub memory: Option<f64>,
+    /// Its fullest filesystem's used ratio (0–1) in this batch, if one came.
     pub disk: Option<f64>,
 }
 
 /// A line of the overview: a group's header, or a host.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OverviewLine<'a> {
+    /// A group's header line with its counts.
     Group(GroupSummary),
+    /// A host's line.
     Host(&'a HostRow),
 }
 
@@ -111,25 +137,38 @@ pub enum OverviewLine<'a> {
 pub struct GroupSummary {
     /// The tenant or label value; empty: hosts without the label.
     pub name: String,
+    /// Its hosts.
     pub hosts: usize,
+    /// Its hosts down (`offline` or `refused`, see [`HostRow::is_down`]).
     pub down: usize,
+    /// Alerts firing on its hosts, summed.
     pub firing: usize,
+    /// Folded to its header line (space on the overview).
     pub collapsed: bool,
 }
 
 /// What the overview can be grouped by (`g` cycles); `tenant` only for a super-admin.
 pub const GROUPINGS: [&str; 4] = ["tenant", "client", "site", "role"];
 
+/// An alert of the alerts centre, as `GET /api/v1/alerts` gives it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AlertRow {
+    /// Stable for a rule and label set; what acknowledging names.
     pub id: String,
+    /// The alert rule's name.
     pub rule: String,
+    /// `pending`, `firing`, `stale`, `resolved` or `inactive`; only `firing` can be acknowledged.
     pub state: String,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// The alert's labels (`host`, …); silencing it silences exactly these.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// When it entered its state, Unix milliseconds.
     pub since_ms: i64,
+    /// The value that crossed the rule's threshold; NaN when there was none.
     pub value: f64,
+    /// Who acknowledged it and why; `None` while unacknowledged.
     #[serde(default)]
     pub acknowledged: Option<Acknowledged>,
     /// The rule's annotations for this alert; `summary` is shown in the list.
@@ -140,19 +179,27 @@ pub struct AlertRow {
 /// A silence in force.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SilenceRow {
+    /// What expiring it names (`DELETE /api/v1/silences/{id}`).
     pub id: String,
+    /// The labels an alert must have, all of them, to be silenced.
     #[serde(default)]
     pub matchers: std::collections::BTreeMap<String, String>,
+    /// When it ends, Unix milliseconds.
     pub ends_ms: i64,
+    /// Who created it.
     #[serde(default)]
     pub created_by: String,
+    /// Why, as its creator wrote it.
     #[serde(default)]
     pub comment: String,
 }
 
+/// Who acknowledged an alert, and their comment.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Acknowledged {
+    /// The user who acknowledged it.
     pub by: String,
+    /// What they wrote (may be empty).
     #[serde(default)]
     pub comment: String,
 }
@@ -160,41 +207,62 @@ pub struct Acknowledged {
 /// A probe check's latest run.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CheckRow {
+    /// The host of the probe (agent) that ran the check.
     pub host: String,
+    /// Its latest run, from `GET /api/v1/checks`.
     pub result: CheckRun,
     /// Run durations over the last hour, in seconds, oldest first.
     #[serde(skip)]
     pub latency: Vec<f64>,
 }
 
+/// One run of a probe check.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CheckRun {
+    /// The check's id in the probe's configuration.
     pub check_id: String,
+    /// The check's kind (`http`, `tls`, `dns`, …).
     pub kind: String,
+    /// What it checked: a URL, a host, an address.
     pub target: String,
+    /// `ok`, `warning`, `critical` or `unknown`.
     pub status: String,
+    /// When it ran, Unix milliseconds.
     pub timestamp_ms: i64,
+    /// How long it took, microseconds.
     pub duration_us: u64,
+    /// Kind-specific details, shown whole in the check's pop-up (Checks, Enter).
     #[serde(default)]
     pub details: serde_json::Value,
 }
 
+/// A scanner finding, as `GET /api/v1/findings` gives it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FindingRow {
+    /// The CVE id or the scanner's rule id.
     pub id: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
     pub severity: String,
+    /// The host name, URL or image it is about.
     pub asset: String,
+    /// The scanner's one-line title.
     pub title: String,
+    /// `open` or `fixed`.
     pub status: String,
 }
 
 /// One host's charts: `(timestamp_ms, value)` per metric.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HostDetail {
+    /// The host's name.
     pub host: String,
+    /// The range the charts cover; `None` until they have come.
     pub range: Option<Range>,
+    /// CPU usage ratio (0–1) over the range.
     pub cpu: Vec<(i64, f64)>,
+    /// Memory used ratio (0–1) over the range.
     pub memory: Vec<(i64, f64)>,
+    /// One-minute load average (`load1`) over the range.
     pub load: Vec<(i64, f64)>,
     /// Each core's usage ratio.
     pub cpu_cores: Vec<(String, Vec<(i64, f64)>)>,
@@ -210,6 +278,7 @@ pub struct HostDetail {
     pub filesystems: Vec<(String, f64)>,
     /// Process name and CPU ratio, busiest first.
     pub processes: Vec<(String, f64)>,
+    /// Its latest 50 log lines (`source line`), from `GET /api/v1/logs/hosts/{id}`.
     pub logs: Vec<String>,
 }
 
@@ -223,6 +292,7 @@ pub struct LogPanel {
     pub lines: Option<Vec<String>>,
     /// Where the next older page ends (a `prev_cursor`), and whether there is one.
     pub before: Option<String>,
+    /// Older lines than those fetched remain on the server.
     pub more: bool,
     /// Lines scrolled back from the newest.
     pub scroll: usize,
@@ -238,21 +308,28 @@ const LOG_STEP: usize = 4;
 /// Everything fetched in one refresh.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
+    /// Every host of the overview (`GET /api/v1/overview`, all pages).
     pub hosts: Vec<HostRow>,
+    /// The alerts (`GET /api/v1/alerts`).
     pub alerts: Vec<AlertRow>,
+    /// Up to 500 findings (`GET /api/v1/findings`).
     pub findings: Vec<FindingRow>,
+    /// Every check's latest run, with its last hour of durations.
     pub checks: Vec<CheckRow>,
 }
 
 /// What happened.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// A key was pressed.
     Key(KeyEvent),
+    /// A full refresh: everything is replaced and the console counts as connected.
     Data(Snapshot),
     /// Alerts, findings and checks fetched again; the hosts stay (`Snapshot::hosts` unused).
     Activity(Snapshot),
     /// Hosts' latest values from the live stream, gathered over a moment.
     LiveHosts(Vec<LiveHost>),
+    /// A host's charts came (after [`Command::LoadHost`]).
     Host(HostDetail),
     /// The server cannot be reached (or answered an error); the console keeps its data.
     Failed(String),
@@ -267,25 +344,36 @@ pub enum Event {
     /// A page of a host's log lines, oldest first: the newest page (`older` false) or the
     /// one before those shown.
     Logs {
+        /// The host they are of; dropped if another host is shown by now.
         host: String,
+        /// The lines (`source line`), oldest first.
         lines: Vec<String>,
+        /// The page's `prev_cursor`: where the page before it ends.
         before: Option<String>,
+        /// Older lines remain on the server.
         more: bool,
+        /// The page goes before the lines shown (`true`) or replaces them.
         older: bool,
     },
     /// The silences in force (after listing them, or expiring one), and what to say.
     Silences {
+        /// The silences in force.
         rows: Vec<SilenceRow>,
+        /// The status bar's message.
         status: String,
     },
     /// A rule's latest history entries, newest first (one line each).
     RuleHistory {
+        /// The rule's name.
         rule: String,
+        /// One line per entry: how long ago, what happened, the labels.
         lines: Vec<String>,
     },
     /// A left click at this column and row.
     Click {
+        /// The terminal column, from 0 at the left.
         column: u16,
+        /// The terminal row, from 0 at the top.
         row: u16,
     },
 }
@@ -293,28 +381,41 @@ pub enum Event {
 /// What the caller must do for the state to move on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
+    /// Fetch everything again now (answered by [`Event::Data`]).
     Refresh,
+    /// Fetch a host's charts (answered by [`Event::Host`]).
     LoadHost {
+        /// The host's name.
         host: String,
+        /// The range to chart.
         range: Range,
     },
+    /// Acknowledge a firing alert as the console's user (answered by [`Event::Done`]).
     Acknowledge {
+        /// The alert's id.
         id: String,
+        /// The operator's comment.
         comment: String,
     },
     /// Look at another tenant (`None`: the caller's own).
     SwitchTenant(Option<String>),
     /// Silence alerts with exactly these labels for a duration (`1h`, `30m`).
     Silence {
+        /// The labels to match, all of them: the selected alert's.
         matchers: std::collections::BTreeMap<String, String>,
+        /// As typed: `1h`, `30m`, …
         duration: String,
     },
+    /// Fetch this rule's history (answered by [`Event::RuleHistory`]).
     LoadRuleHistory(String),
     /// A page of a host's log lines holding `contains`: the newest (`before` none) or the
     /// one before a cursor.
     LoadLogs {
+        /// The host's name.
         host: String,
+        /// Only lines holding this text; `None`: every line.
         contains: Option<String>,
+        /// The cursor the page ends before; `None`: the newest page.
         before: Option<String>,
     },
     /// List the silences in force (Alerts, `S`).
@@ -324,29 +425,41 @@ pub enum Command {
     /// The overview covers every tenant (`true`: a super-admin grouping by tenant) or the
     /// one looked at; fetch it again.
     AllTenants(bool),
+    /// Leave the console.
     Quit,
 }
 
+/// The console's whole state: what is shown and what the operator is doing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
+    /// The server's address, as given (`http://host:port`), for the status bar.
     pub server: String,
+    /// The view shown.
     pub view: View,
+    /// The selected line of the view's table.
     pub selected: usize,
+    /// The overview's filter: hosts whose name or a `key=value` label holds it, any case.
     pub filter: String,
     /// Typing a filter (after `/`) or an acknowledgement comment (after `a`).
     pub input: Option<Input>,
+    /// The host charts' range (`[` and `]` on the Host screen).
     pub range: Range,
+    /// The help pop-up is shown (`?`; any key closes it).
     pub help: bool,
     /// The selected check's details are shown (Checks, Enter).
     pub check_detail: bool,
+    /// What the last refresh fetched, kept while the server cannot be reached.
     pub data: Snapshot,
+    /// The host opened on the Host screen, with its charts once they have come.
     pub host: Option<HostDetail>,
+    /// The last fetch reached the server.
     pub connected: bool,
     /// Updates arrive from the server's live stream (else the console polls).
     pub live: bool,
     /// Tenants a super-admin may look at (empty for everyone else) and the one shown
     /// (`None`: the caller's own).
     pub tenants: Vec<String>,
+    /// The tenant looked at (`t` cycles); `None`: the caller's own.
     pub tenant: Option<String>,
     /// The overview's order.
     pub sort: SortBy,
@@ -357,7 +470,9 @@ pub struct App {
     /// The silences in force, shown over the alerts centre (Alerts, `S`), and the one
     /// selected in that list.
     pub silences: Option<(Vec<SilenceRow>, usize)>,
+    /// The status bar's message: the connection, or what the last action did.
     pub status: String,
+    /// Now, Unix milliseconds, for the "ago" columns (the driver sets it before drawing).
     pub now_ms: i64,
     /// The overview's grouping: `tenant` or an agent label; `None`: one list.
     pub group_by: Option<String>,
@@ -371,18 +486,25 @@ pub struct App {
     pub drawn: Drawn,
 }
 
+/// What the operator is typing; Enter applies it, Esc drops it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
+    /// The overview's host filter (Overview, `/`).
     Filter,
     /// The log panel's text filter (Host, `/`).
     LogFilter,
+    /// A comment acknowledging a firing alert (Alerts, `a`).
     Comment {
+        /// The alert's id.
         alert: String,
+        /// The comment typed so far.
         text: String,
     },
     /// How long to silence the selected alert for.
     SilenceFor {
+        /// The selected alert's labels, which the silence will match.
         matchers: std::collections::BTreeMap<String, String>,
+        /// The duration typed so far (`1h` suggested).
         text: String,
         /// `text` is the suggestion put there, not typed: the first character typed
         /// replaces it (typing `30m` over `1h` means 30 minutes, not `1h30m`).
@@ -400,10 +522,15 @@ pub fn group_of<'a>(host: &'a HostRow, group_by: &str) -> &'a str {
 pub enum SortBy {
     /// Most firing alerts first, then by name.
     Alerts,
+    /// By host name.
     Name,
+    /// Busiest CPU first, hosts without a value last.
     Cpu,
+    /// Most memory used first, hosts without a value last.
     Memory,
+    /// Fullest disk first, hosts without a value last.
     Disk,
+    /// Most recently seen first.
     LastSeen,
 }
 
@@ -411,6 +538,7 @@ impl SortBy {
     const ALL: [SortBy; 6] =
         [SortBy::Alerts, SortBy::Name, SortBy::Cpu, SortBy::Memory, SortBy::Disk, SortBy::LastSeen];
 
+    /// Its name on the overview's title.
     pub fn title(self) -> &'static str {
         match self {
             SortBy::Alerts => "alerts",
@@ -429,6 +557,7 @@ impl SortBy {
 }
 
 impl App {
+    /// The state at start for the server at `server`: the overview, nothing fetched yet.
     pub fn new(server: &str) -> Self {
         Self {
             server: server.to_string(),

@@ -15,15 +15,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, Range, Snapshot};
 
+/// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A REST call failed: unreachable, refused (with the API's error code) or unreadable.
     #[error(transparent)]
     Api(#[from] secumon_api::ClientError),
+    /// The live stream could not be opened or ended; names what could not be reached.
     #[error("cannot reach {0}")]
     Unreachable(String),
+    /// The server refused (its message on the stream), or the token or tenant name cannot
+    /// be sent as a header.
     #[error("{0}")]
     Refused(String),
+    /// A stream message that does not read as expected.
     #[error("unexpected answer from the server: {0}")]
     Shape(String),
 }
@@ -100,6 +105,8 @@ pub fn change_of(message: &Value) -> Result<Option<Change>, ClientError> {
 /// Rows one overview request asks for (the server's most): up to 10 000 hosts in one call.
 const OVERVIEW_PAGE: u32 = 10_000;
 
+/// The console's client of one server: REST calls and the live stream, in the tenant
+/// looked at. Cheap to clone; clones share the tenant choice.
 #[derive(Clone)]
 pub struct ApiClient {
     /// The REST API, without a tenant: [`ApiClient::rest`] adds the one looked at.
@@ -384,6 +391,7 @@ impl ApiClient {
         Ok(history.history.iter().map(|entry| history_line(entry, now_ms)).collect())
     }
 
+    /// Acknowledges alert `id` as user `by`, with `comment`.
     pub async fn acknowledge(&self, id: &str, by: &str, comment: &str) -> Result<(), ClientError> {
         let request = AcknowledgeRequest { by: Some(by.to_string()), comment: comment.to_string() };
         self.rest()?.acknowledge(id, &request).await?;

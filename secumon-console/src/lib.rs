@@ -4,6 +4,8 @@
 //! when it goes away the last data stays on screen and the status bar says so until it
 //! comes back.
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod client;
 pub mod logs;

@@ -28,6 +28,7 @@ pub struct LogFilter {
     pub since_ms: Option<i64>,
     /// Lines stamped before this.
     pub until_ms: Option<i64>,
+    /// Lines from this source only: a file path, or `journald`.
     pub source: Option<String>,
     /// Lines holding this text.
     pub contains: Option<String>,
@@ -54,8 +55,11 @@ pub use secumon_api::LogLine;
 /// A page of lines, oldest first, with the cursors to page on from.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LogPage {
+    /// The lines, oldest first.
     pub logs: Vec<LogLine>,
+    /// After the newest line examined: [`Position::After`] it for the next page, or to follow.
     pub next_cursor: Option<String>,
+    /// Before the oldest line examined: [`Position::Before`] it for the page before.
     pub prev_cursor: Option<String>,
     /// More lines lie in the page's direction.
     pub more: bool,
