@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use secumon_core::Labels;
+pub use secumon_core::rules::AlertSeverity;
 use serde::{Deserialize, Serialize};
 
 /// Where an alert is in its life.
@@ -21,15 +22,6 @@ pub enum AlertState {
     Resolved,
 }
 
-/// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertSeverity {
-    Info,
-    Warning,
-    Critical,
-}
-
 impl AlertState {
     /// The name the API uses: `firing`.
     pub fn as_str(self) -> &'static str {
@@ -39,17 +31,6 @@ impl AlertState {
             Self::Firing => "firing",
             Self::Stale => "stale",
             Self::Resolved => "resolved",
-        }
-    }
-}
-
-impl AlertSeverity {
-    /// The name the API uses: `critical`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
         }
     }
 }

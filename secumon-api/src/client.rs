@@ -40,7 +40,7 @@ use crate::logs::{LogsPage, LogsQuery};
 use crate::metrics::{History, HistoryQuery};
 use crate::overview::{Overview, OverviewQuery};
 use crate::page::{PageQuery, TenantList};
-use crate::rules::{IntegrationList, RuleId, RuleList, RuleTest, RuleView};
+use crate::rules::{IntegrationList, RuleId, RuleList, RuleSpec, RuleTest, RuleView};
 
 /// The header a super-admin names the tenant to act in with.
 pub const TENANT_HEADER: &str = "x-secumon-tenant";
@@ -413,12 +413,12 @@ impl Client {
     }
 
     /// `POST /alert-rules`: adds a rule (`rule`: its definition, as in the rules file).
-    pub async fn create_rule(&self, rule: &impl Serialize) -> Result<RuleId, Error> {
+    pub async fn create_rule(&self, rule: &RuleSpec) -> Result<RuleId, Error> {
         self.post(&["alert-rules"], rule).await
     }
 
     /// `PUT /alert-rules/{id}`: replaces a rule made through the API.
-    pub async fn update_rule(&self, id: &str, rule: &impl Serialize) -> Result<RuleId, Error> {
+    pub async fn update_rule(&self, id: &str, rule: &RuleSpec) -> Result<RuleId, Error> {
         self.send(self.request(Method::PUT, &["alert-rules", id]).json(rule)).await
     }
 

@@ -64,7 +64,8 @@ pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
 pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};
 pub use page::{Page, PageQuery, TenantList};
 pub use rules::{
-    Integration, IntegrationKind, IntegrationList, RuleId, RuleList, RuleOrigin, RuleTest, RuleTestAlert, RuleView,
+    EscalationLevel, Integration, IntegrationKind, IntegrationList, RuleId, RuleList, RuleOrigin, RuleSpec, RuleTest,
+    RuleTestAlert, RuleView, SourceKind,
 };
 /// The core types answers carry as they are (findings, check results, label sets).
 pub use secumon_core::{CheckResult, CheckStatus, Finding, FindingStatus, Labels, Severity};

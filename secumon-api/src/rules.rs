@@ -1,10 +1,11 @@
 //! Alert rules and integrations: `/api/v1/alert-rules*` (but the rule history, which is
 //! with the alerts) and `/api/v1/integrations`.
 //!
-//! A rule's definition is the rules file's (`secumon-alert`'s `RuleSpec`, owned by the alert
-//! engine): it travels here as the JSON the file's YAML reads into, which the server checks.
+//! A rule's definition is the rules file's: [`RuleSpec`], shared with the alert engine
+//! through `secumon-core`, so the API, the CLI and the engine read one type.
 
 use secumon_core::Labels;
+pub use secumon_core::rules::{EscalationLevel, RuleSpec, SourceKind};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertState, nan_if_null};
@@ -36,7 +37,7 @@ pub struct RuleView {
     pub id: String,
     pub origin: RuleOrigin,
     /// The definition, as in the rules file.
-    pub rule: serde_json::Value,
+    pub rule: RuleSpec,
 }
 
 // `GET /alert-rules`: every rule. No doc comment: it would change the published schema.

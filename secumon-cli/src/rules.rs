@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use secumon_alert::RuleFile;
-use secumon_api::{Client, IntegrationKind, RuleTestAlert, RuleView};
-use serde_json::Value;
+use secumon_api::{Client, IntegrationKind, RuleSpec, RuleTestAlert, RuleView, SourceKind};
 
 use crate::api_client::{client, emit, json_text, labels_shown, refused};
 
@@ -117,7 +117,7 @@ async fn add(api: &Client, server: &str, file: &Path, replace: bool, json: bool)
             return Ok(ExitCode::from(2));
         }
     };
-    let existing: Vec<(String, Value)> = match api.rules().await {
+    let existing: Vec<(String, RuleSpec)> = match api.rules().await {
         Ok(list) => list.rules.into_iter().map(|view| (view.id, view.rule)).collect(),
         Err(error) => return refused(error, server),
     };
@@ -160,15 +160,15 @@ async fn add(api: &Client, server: &str, file: &Path, replace: bool, json: bool)
         return Ok(ExitCode::from(if usage { 2 } else { 1 }));
     }
     // What each change undoes: delete an added rule, put a replaced rule's old body back.
-    let mut undo: Vec<(String, Option<Value>)> = Vec::new();
+    let mut undo: Vec<(String, Option<RuleSpec>)> = Vec::new();
     let mut done = Vec::new();
     for rule in &rules {
         let name = rule.name().to_string();
-        let body = serde_json::to_value(rule)?;
+        let body = &rule.spec;
         let previous = existing.iter().find(|(id, _)| *id == name).map(|(_, rule)| rule.clone());
         let (outcome, verb) = match &previous {
-            Some(_) => (api.update_rule(&name, &body).await.map(drop), "replaced"),
-            None => (api.create_rule(&body).await.map(drop), "added"),
+            Some(_) => (api.update_rule(&name, body).await.map(drop), "replaced"),
+            None => (api.create_rule(body).await.map(drop), "added"),
         };
         if let Err(error) = outcome {
             // A 400's message is printed now, before the undoing, as it always was.
@@ -201,7 +201,7 @@ async fn add(api: &Client, server: &str, file: &Path, replace: bool, json: bool)
 }
 
 /// Every channel a rule names, its first level and its escalation levels.
-fn named_channels(spec: &secumon_alert::RuleSpec) -> impl Iterator<Item = &String> {
+fn named_channels(spec: &RuleSpec) -> impl Iterator<Item = &String> {
     spec.channels.iter().chain(spec.escalation.iter().flat_map(|level| level.channels.iter()))
 }
 
@@ -270,18 +270,19 @@ fn print(answer: &impl serde::Serialize, json: bool, table: impl FnOnce() -> Str
 }
 
 /// What a rule watches, in one short phrase.
-fn condition(rule: &Value) -> String {
-    let text = |key: &str| rule[key].as_str().unwrap_or("").to_string();
-    match rule["source"].as_str().unwrap_or("metric") {
-        "agent" => format!("no data for {}", text("no_data")),
-        "log" => format!(
+fn condition(rule: &RuleSpec) -> String {
+    let duration = |d: Option<Duration>| d.map(|d| humantime::format_duration(d).to_string());
+    let expr = |otherwise: &str| rule.expr.clone().unwrap_or_else(|| otherwise.to_string());
+    match rule.source {
+        SourceKind::Agent => format!("no data for {}", duration(rule.no_data).unwrap_or_default()),
+        SourceKind::Log => format!(
             "/{}/ {} in {}",
-            text("pattern"),
-            rule["expr"].as_str().unwrap_or("count > 0"),
-            rule["window"].as_str().unwrap_or("5m")
+            rule.pattern.as_deref().unwrap_or(""),
+            expr("count > 0"),
+            duration(rule.window).unwrap_or_else(|| "5m".into())
         ),
-        "finding" => rule["expr"].as_str().unwrap_or("severity >= critical").to_string(),
-        _ => text("expr"),
+        SourceKind::Finding => expr("severity >= critical"),
+        SourceKind::Metric | SourceKind::Check => expr(""),
     }
 }
 
@@ -295,17 +296,15 @@ fn render_rules(rules: &[RuleView]) -> String {
     );
     for view in rules {
         let rule = &view.rule;
-        let channels: Vec<&str> =
-            rule["channels"].as_array().map(|c| c.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         out.push_str(&format!(
             "{:<24}  {:<6}  {:<7}  {:<8}  {:<5}  {:<40}  {}\n",
             view.id,
             view.origin.as_str(),
-            rule["source"].as_str().unwrap_or("metric"),
-            rule["severity"].as_str().unwrap_or(""),
-            rule["for"].as_str().unwrap_or("0s"),
+            rule.source.as_str(),
+            rule.severity.as_str(),
+            humantime::format_duration(rule.for_duration).to_string(),
             condition(rule),
-            channels.join(","),
+            rule.channels.join(","),
         ));
     }
     out

@@ -43,7 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use secumon_alert::RuleSpec;
-use secumon_alert::{Acknowledgement, ActiveAlert, AlertSeverity, AlertState, Silence};
+use secumon_alert::{Acknowledgement, ActiveAlert, AlertState, Silence};
 use secumon_api::{ErrorBody, ErrorCode};
 use secumon_core::{ClockReading, Event, Finding, IngestBatch, Sample, now_ms};
 
@@ -663,7 +663,7 @@ fn api_rule(view: crate::alerting::RuleView) -> RuleView {
             RuleOrigin::File => secumon_api::RuleOrigin::File,
             RuleOrigin::Api => secumon_api::RuleOrigin::Api,
         },
-        rule: serde_json::to_value(&view.rule).unwrap_or_default(),
+        rule: view.rule,
     }
 }
 
@@ -868,11 +868,7 @@ fn api_alert(alert: ActiveAlert) -> secumon_api::Alert {
         state: api_state(alert.state),
         since_ms: alert.since_ms,
         value: alert.value,
-        severity: match alert.severity {
-            AlertSeverity::Info => secumon_api::AlertSeverity::Info,
-            AlertSeverity::Warning => secumon_api::AlertSeverity::Warning,
-            AlertSeverity::Critical => secumon_api::AlertSeverity::Critical,
-        },
+        severity: alert.severity,
         acknowledged: alert.acknowledged.map(|a| secumon_api::Acknowledgement {
             by: a.by,
             at_ms: a.at_ms,
