@@ -170,7 +170,7 @@ impl SampleEngine {
     /// Each task's outcome is counted in `health`.
     pub async fn maintain(&self, now_ms: i64, force: bool) -> Result<MaintenanceReport, StoreError> {
         let compaction = async {
-            let compacted = if force || self.head_due() { self.compact_head().await? } else { 0 };
+            let compacted = if force || self.head_due() { self.compact_head(now_ms).await? } else { 0 };
             Ok((compacted, self.merge_chunks(now_ms, force).await?))
         }
         .await;
@@ -182,7 +182,7 @@ impl SampleEngine {
     }
 
     /// Writes the head into level-0 chunks and rollups; returns the samples written.
-    async fn compact_head(&self) -> Result<u64, StoreError> {
+    async fn compact_head(&self, now_ms: i64) -> Result<u64, StoreError> {
         let _one = self.maintenance.lock().await;
         let (frozen, pending): (Arc<Generation>, Vec<u32>) = {
             let _writer = self.writer.pool.acquire().await?;
@@ -191,21 +191,23 @@ impl SampleEngine {
         for piece in pending.chunks(SERIES_PER_TRANSACTION) {
             let generation = Arc::clone(&frozen);
             let piece_ids = piece.to_vec();
-            let compacted = tokio::task::spawn_blocking(move || {
+            let mut compacted = tokio::task::spawn_blocking(move || {
                 piece_ids.iter().map(|id| compact_series(*id, &generation.series[id])).collect::<Vec<_>>()
             })
             .await?;
             let mut tx = self.writer.begin().await?;
+            let resummarized =
+                resummarize_rewrites(&mut tx, &mut compacted, now_ms - self.options.retention.raw_ms).await?;
             insert_chunks(&mut tx, &compacted, 0).await?;
             for (table, tier) in [("rollup_5m", 0), ("rollup_1h", 1)] {
-                let rows: Vec<(u32, i64, Summary)> = compacted
-                    .iter()
-                    .flat_map(|c| {
-                        let rollup = if tier == 0 { &c.rollup_5m } else { &c.rollup_1h };
-                        rollup.iter().map(|(bucket, summary)| (c.series_id, *bucket, *summary))
-                    })
-                    .collect();
-                upsert_rollups(&mut tx, table, &rows).await?;
+                let (mut added, mut replaced) = (Vec::new(), Vec::new());
+                for c in &compacted {
+                    let rollup = if tier == 0 { &c.rollup_5m } else { &c.rollup_1h };
+                    let rows = if resummarized.contains(&c.series_id) { &mut replaced } else { &mut added };
+                    rows.extend(rollup.iter().map(|(bucket, summary)| (c.series_id, *bucket, *summary)));
+                }
+                upsert_rollups(&mut tx, table, &added, Combine::Add).await?;
+                upsert_rollups(&mut tx, table, &replaced, Combine::Replace).await?;
             }
             let _exclusive = self.gate.write().await;
             tx.commit().await?;
@@ -527,11 +529,71 @@ async fn insert_chunks(conn: &mut SqliteConnection, chunks: &[CompactedSeries], 
     Ok(())
 }
 
-/// Adds summaries to a rollup table, combining with what its buckets already hold.
+/// How a summary written to a rollup bucket meets what the bucket already holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Combine {
+    /// The summary is of samples the bucket does not hold yet.
+    Add,
+    /// The summary is of every sample of the bucket.
+    Replace,
+}
+
+/// Makes the rollups of series whose head rewrites or precedes samples already in chunks
+/// (a timestamp sent again, or late data) right: a rollup bucket holds each sample once, the
+/// last one written at its timestamp. The hours those head samples touch are summarized
+/// again from the chunks and the head, and `compacted`'s rollups for them replaced; the ids of
+/// those series are returned, whose rollups are then written with [`Combine::Replace`].
+/// Hours older than `raw_since_ms` may have lost chunks to retention: added to as before.
+async fn resummarize_rewrites(
+    conn: &mut SqliteConnection,
+    compacted: &mut [CompactedSeries],
+    raw_since_ms: i64,
+) -> Result<std::collections::HashSet<u32>, StoreError> {
+    let stored_until: HashMap<i64, i64> = sqlx::query_as(
+        "SELECT series_id, MAX(max_ts) FROM chunks \
+         WHERE series_id IN (SELECT value FROM json_each(?)) GROUP BY series_id",
+    )
+    .bind(json_ids(compacted.iter().map(|c| i64::from(c.series_id))))
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let mut resummarized = std::collections::HashSet::new();
+    for c in compacted.iter_mut() {
+        let from = bucket_of(c.min_ts, 0, ONE_HOUR_MS);
+        let until = bucket_of(c.max_ts, 0, ONE_HOUR_MS) + ONE_HOUR_MS;
+        let rewrites = stored_until.get(&i64::from(c.series_id)).is_some_and(|&stored| c.min_ts <= stored);
+        if !rewrites || from < raw_since_ms {
+            continue;
+        }
+        let chunks: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT data FROM chunks WHERE series_id = ? AND max_ts >= ? AND min_ts < ? ORDER BY id",
+        )
+        .bind(i64::from(c.series_id))
+        .bind(from)
+        .bind(until)
+        .fetch_all(&mut *conn)
+        .await?;
+        // Oldest written first, the head last, so the last write at a timestamp wins.
+        let mut points = Vec::new();
+        for data in chunks.iter().map(Vec::as_slice).chain([c.chunk.as_slice()]) {
+            let (ts, vs) = decode_chunk(data)?;
+            points.extend(ts.into_iter().zip(vs).filter(|(ts, _)| (from..until).contains(ts)));
+        }
+        sort_last_write_wins(&mut points);
+        c.rollup_5m = summarize(&points, FIVE_MINUTES_MS);
+        c.rollup_1h = summarize(&points, ONE_HOUR_MS);
+        resummarized.insert(c.series_id);
+    }
+    Ok(resummarized)
+}
+
+/// Writes summaries to a rollup table, adding to or replacing what its buckets hold.
 async fn upsert_rollups(
     conn: &mut SqliteConnection,
     table: &str,
     rows: &[(u32, i64, Summary)],
+    combine: Combine,
 ) -> Result<(), StoreError> {
     let finite = |v: f64| (!v.is_nan()).then_some(v);
     for part in rows.chunks(1_000) {
@@ -548,6 +610,14 @@ async fn upsert_rollups(
                 .push_bind(s.last_ts)
                 .push_bind(finite(s.last));
         });
+        if combine == Combine::Replace {
+            insert.push(
+                " ON CONFLICT (series_id, bucket) DO UPDATE SET min = excluded.min, max = excluded.max, \
+                 sum = excluded.sum, count = excluded.count, last = excluded.last, last_ts = excluded.last_ts",
+            );
+            insert.build().execute(&mut *conn).await?;
+            continue;
+        }
         // SQLite's many-argument min/max are NULL when any argument is: keep the other side.
         insert.push(
             " ON CONFLICT (series_id, bucket) DO UPDATE SET \
