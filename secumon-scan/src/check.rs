@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use secumon_core::{CheckResult, CheckStatus, Labels, Sample, now_ms};
 
+use crate::details::CheckDetails;
+
 /// Why a check could not say whether its target is fine: the result is `unknown`.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -24,13 +26,13 @@ pub enum CheckError {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub status: CheckStatus,
-    pub details: serde_json::Value,
+    pub details: CheckDetails,
     pub samples: Vec<(String, Labels, f64)>,
 }
 
 impl Outcome {
-    pub fn new(status: CheckStatus, details: serde_json::Value) -> Self {
-        Self { status, details, samples: Vec::new() }
+    pub fn new(status: CheckStatus, details: impl Into<CheckDetails>) -> Self {
+        Self { status, details: details.into(), samples: Vec::new() }
     }
 
     pub fn sample(mut self, name: &str, labels: Labels, value: f64) -> Self {
@@ -59,10 +61,10 @@ pub async fn run_check(check: &dyn Check, timeout: Duration) -> CheckResult {
     let timestamp_ms = now_ms();
     let outcome = match tokio::time::timeout(timeout, check.execute()).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(error)) => Outcome::new(CheckStatus::Unknown, serde_json::json!({"error": error.to_string()})),
+        Ok(Err(error)) => Outcome::new(CheckStatus::Unknown, CheckDetails::Error { error: error.to_string() }),
         Err(_) => Outcome::new(
             CheckStatus::Unknown,
-            serde_json::json!({"error": format!("timed out after {}", humantime::format_duration(timeout))}),
+            CheckDetails::Error { error: format!("timed out after {}", humantime::format_duration(timeout)) },
         ),
     };
     CheckResult {
@@ -72,7 +74,7 @@ pub async fn run_check(check: &dyn Check, timeout: Duration) -> CheckResult {
         status: outcome.status,
         timestamp_ms,
         duration_us: started.elapsed().as_micros() as u64,
-        details: outcome.details,
+        details: outcome.details.to_json(),
         samples: outcome
             .samples
             .into_iter()

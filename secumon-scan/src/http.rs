@@ -130,7 +130,8 @@ impl HttpSpec {
 }
 
 /// How long each phase of one request took, in seconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Timings {
     pub dns: f64,
     pub connect: f64,
@@ -140,7 +141,8 @@ pub struct Timings {
 }
 
 /// One request's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HttpResponse {
     pub url: String,
     pub address: String,
@@ -156,7 +158,8 @@ pub struct HttpResponse {
 }
 
 /// What the TLS handshake showed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TlsSummary {
     pub version: String,
     pub cipher_suite: String,
@@ -164,6 +167,30 @@ pub struct TlsSummary {
     pub issuer: String,
     pub not_after_unix: i64,
     pub days_to_expiry: f64,
+}
+
+/// What an `http` check found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HttpDetails {
+    /// The last response: the final one, or the redirect not followed.
+    pub response: HttpResponse,
+    /// Each redirect followed, in order.
+    pub redirects: Vec<Redirect>,
+    /// What makes the check critical.
+    pub problems: Vec<String>,
+    /// What makes it a warning.
+    pub warnings: Vec<String>,
+}
+
+/// A redirect that was followed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Redirect {
+    /// The URL that answered with the redirect.
+    pub url: String,
+    /// Its status (301, 302...).
+    pub status: u16,
 }
 
 /// Sends one request to `url` with `check`'s method, headers and body; no redirect.
@@ -312,7 +339,7 @@ impl Check for HttpCheck {
                 break response;
             }
             let next = follow(&url, response.location.as_deref().unwrap_or_default())?;
-            chain.push(serde_json::json!({"url": url, "status": response.status}));
+            chain.push(Redirect { url, status: response.status });
             url = next;
         };
 
@@ -360,23 +387,22 @@ impl Check for HttpCheck {
         } else {
             CheckStatus::Ok
         };
-        let details = serde_json::json!({
-            "response": response, "redirects": chain, "problems": problems, "warnings": warnings,
-        });
         let t = &response.timings;
-        let mut outcome = Outcome::new(status, details)
-            .sample("http_status_code", Labels::new(), f64::from(response.status))
-            .sample("http_dns_seconds", Labels::new(), t.dns)
-            .sample("http_connect_seconds", Labels::new(), t.connect)
-            .sample("http_first_byte_seconds", Labels::new(), t.first_byte)
-            .sample("http_total_seconds", Labels::new(), t.total)
-            .sample("http_content_length_bytes", Labels::new(), response.body_bytes as f64);
+        let mut samples = vec![
+            ("http_status_code", f64::from(response.status)),
+            ("http_dns_seconds", t.dns),
+            ("http_connect_seconds", t.connect),
+            ("http_first_byte_seconds", t.first_byte),
+            ("http_total_seconds", t.total),
+            ("http_content_length_bytes", response.body_bytes as f64),
+        ];
         if let Some(tls) = &response.tls {
-            outcome = outcome.sample("http_tls_seconds", Labels::new(), t.tls).sample(
-                "tls_cert_days_to_expiry",
-                Labels::new(),
-                tls.days_to_expiry,
-            );
+            samples.extend([("http_tls_seconds", t.tls), ("tls_cert_days_to_expiry", tls.days_to_expiry)]);
+        }
+        let details = HttpDetails { response, redirects: chain, problems, warnings };
+        let mut outcome = Outcome::new(status, details);
+        for (name, value) in samples {
+            outcome = outcome.sample(name, Labels::new(), value);
         }
         Ok(outcome)
     }
@@ -385,6 +411,68 @@ impl Check for HttpCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let response = HttpResponse {
+            url: "https://127.0.0.1:8443/b#top".into(),
+            address: "127.0.0.1:8443".into(),
+            status: 200,
+            timings: Timings { dns: 0.0, connect: 0.25, tls: 0.5, first_byte: 0.125, total: 1.0 },
+            body_bytes: 12,
+            body_truncated: false,
+            location: None,
+            tls: Some(TlsSummary {
+                version: "TLSv1_3".into(),
+                cipher_suite: "TLS13_AES_256_GCM_SHA384".into(),
+                subject: "CN=localhost".into(),
+                issuer: "CN=SecuMon test CA".into(),
+                not_after_unix: 1_900_000_000,
+                days_to_expiry: 89.5,
+            }),
+            body: Bytes::new(),
+        };
+        let details = HttpDetails {
+            response,
+            redirects: vec![Redirect { url: "https://127.0.0.1:8443/a".into(), status: 301 }],
+            problems: Vec::new(),
+            warnings: vec!["certificate expires in 90 days".into()],
+        };
+        crate::details::assert_wire(
+            "http",
+            details.clone().into(),
+            serde_json::json!({
+                "response": {
+                    "url": "https://127.0.0.1:8443/b#top", "address": "127.0.0.1:8443", "status": 200,
+                    "timings": {"dns": 0.0, "connect": 0.25, "tls": 0.5, "first_byte": 0.125, "total": 1.0},
+                    "body_bytes": 12, "body_truncated": false, "location": null,
+                    "tls": {"version": "TLSv1_3", "cipher_suite": "TLS13_AES_256_GCM_SHA384", "subject": "CN=localhost",
+                            "issuer": "CN=SecuMon test CA", "not_after_unix": 1_900_000_000, "days_to_expiry": 89.5},
+                },
+                "redirects": [{"url": "https://127.0.0.1:8443/a", "status": 301}],
+                "problems": [], "warnings": ["certificate expires in 90 days"],
+            }),
+        );
+        let plain = HttpResponse { tls: None, location: Some("/next".into()), status: 302, ..details.response };
+        crate::details::assert_wire(
+            "http",
+            HttpDetails {
+                response: plain,
+                redirects: Vec::new(),
+                problems: vec!["status 302 is not expected".into()],
+                warnings: Vec::new(),
+            }
+            .into(),
+            serde_json::json!({
+                "response": {
+                    "url": "https://127.0.0.1:8443/b#top", "address": "127.0.0.1:8443", "status": 302,
+                    "timings": {"dns": 0.0, "connect": 0.25, "tls": 0.5, "first_byte": 0.125, "total": 1.0},
+                    "body_bytes": 12, "body_truncated": false, "location": "/next", "tls": null,
+                },
+                "redirects": [], "problems": ["status 302 is not expected"], "warnings": [],
+            }),
+        );
+    }
 
     #[test]
     fn redirects_resolve_as_rfc_3986_says() {

@@ -20,8 +20,9 @@ use tokio::io::Interest;
 use crate::check::{Check, CheckError, Outcome, resolve};
 use crate::spec::required;
 
-/// What a series of echoes found.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// What a series of echoes found: the details of a `ping` check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct PingStats {
     pub address: IpAddr,
     pub sent: u32,
@@ -337,11 +338,8 @@ impl Check for PingCheck {
         } else {
             CheckStatus::Ok
         };
-        let mut outcome = Outcome::new(status, serde_json::to_value(&stats).unwrap_or_default()).sample(
-            "ping_loss_ratio",
-            Labels::new(),
-            stats.loss_ratio,
-        );
+        let mut outcome =
+            Outcome::new(status, stats.clone()).sample("ping_loss_ratio", Labels::new(), stats.loss_ratio);
         for (name, value) in [
             ("ping_rtt_min_seconds", stats.min_ms),
             ("ping_rtt_avg_seconds", stats.avg_ms),
@@ -370,6 +368,28 @@ mod tests {
         assert_eq!(stats.jitter_ms, Some(3.0), "(|14-10| + |12-14|) / 2");
         let lost = PingStats::from_rtts("192.0.2.1".parse().unwrap(), vec![None, None]);
         assert_eq!((lost.loss_ratio, lost.avg_ms, lost.jitter_ms), (1.0, None, None));
+    }
+
+    #[test]
+    fn details_keep_their_json() {
+        let stats = PingStats::from_rtts("192.0.2.1".parse().unwrap(), vec![Some(10.0), None, Some(14.0), None]);
+        crate::details::assert_wire(
+            "ping",
+            stats.into(),
+            serde_json::json!({
+                "address": "192.0.2.1", "sent": 4, "received": 2, "loss_ratio": 0.5, "min_ms": 10.0, "avg_ms": 12.0,
+                "max_ms": 14.0, "stddev_ms": 2.0, "jitter_ms": 4.0, "rtts_ms": [10.0, null, 14.0, null],
+            }),
+        );
+        let lost = PingStats::from_rtts("::1".parse().unwrap(), vec![None]);
+        crate::details::assert_wire(
+            "ping",
+            lost.into(),
+            serde_json::json!({
+                "address": "::1", "sent": 1, "received": 0, "loss_ratio": 1.0, "min_ms": null, "avg_ms": null,
+                "max_ms": null, "stddev_ms": null, "jitter_ms": null, "rtts_ms": [null],
+            }),
+        );
     }
 
     #[tokio::test]

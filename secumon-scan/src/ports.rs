@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, UdpSocket};
 
 use crate::check::{Check, CheckError, Outcome, resolve};
+use crate::details::CheckDetails;
 use crate::spec::{Progress, required};
 
 /// Ports to scan, from text such as `22,80,443,8000-8100`.
@@ -70,7 +71,7 @@ impl PortList {
 }
 
 /// What a scan learnt about one port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PortState {
     #[serde(rename = "open")]
     Open,
@@ -91,6 +92,26 @@ impl PortState {
             Self::OpenFiltered => "open|filtered",
         }
     }
+}
+
+/// What a `tcp` or `udp` check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PortsDetails {
+    /// The address scanned.
+    pub address: IpAddr,
+    /// `tcp` or `udp`.
+    // (Default: results written before the protocol was recorded lack it.)
+    #[serde(default)]
+    pub protocol: String,
+    /// How many ports were scanned.
+    pub scanned: usize,
+    /// How many ports are in each state, by state (`open`, `closed`...).
+    pub counts: BTreeMap<String, usize>,
+    /// Every port not `closed`, with its state.
+    pub ports: BTreeMap<u16, PortState>,
+    /// Expected ports not open, and open ports not expected.
+    pub problems: Vec<String>,
 }
 
 /// A scan's findings: every port's state, by port.
@@ -353,20 +374,19 @@ pub fn port_outcome(protocol: &str, report: &PortReport, expect_open: Option<&[u
             (if problems.is_empty() { CheckStatus::Ok } else { CheckStatus::Critical }, problems)
         }
     };
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for state in report.states.values() {
-        *counts.entry(state.as_str()).or_default() += 1;
+        *counts.entry(state.as_str().to_string()).or_default() += 1;
     }
-    let listed: BTreeMap<String, &str> = report
-        .states
-        .iter()
-        .filter(|(_, s)| !matches!(s, PortState::Closed))
-        .map(|(p, s)| (p.to_string(), s.as_str()))
-        .collect();
-    let details = serde_json::json!({
-        "address": report.address.to_string(), "protocol": protocol, "scanned": report.states.len(),
-        "counts": counts, "ports": listed, "problems": problems,
-    });
+    let details = PortsDetails {
+        address: report.address,
+        protocol: protocol.to_string(),
+        scanned: report.states.len(),
+        counts,
+        ports: report.states.iter().filter(|(_, s)| !matches!(s, PortState::Closed)).map(|(p, s)| (*p, *s)).collect(),
+        problems,
+    };
+    let details = if protocol == "udp" { CheckDetails::Udp(details) } else { CheckDetails::Tcp(details) };
     let mut outcome = Outcome::new(status, details).sample("scan_open_ports", Labels::new(), open.len() as f64);
     for port in expect_open.into_iter().flatten() {
         let labels =
@@ -468,6 +488,43 @@ async fn udp_with_settings(address: IpAddr, settings: &ScanSettings) -> PortRepo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let report = PortReport {
+            address: "127.0.0.1".parse().unwrap(),
+            states: BTreeMap::from([
+                (22, PortState::Open),
+                (80, PortState::Closed),
+                (443, PortState::Open),
+                (1000, PortState::Filtered),
+            ]),
+        };
+        let outcome = port_outcome("tcp", &report, Some(&[22, 8080]));
+        assert_eq!(outcome.status, CheckStatus::Critical);
+        crate::details::assert_wire(
+            "tcp",
+            outcome.details,
+            serde_json::json!({
+                "address": "127.0.0.1", "protocol": "tcp", "scanned": 4,
+                "counts": {"closed": 1, "filtered": 1, "open": 2},
+                "ports": {"1000": "filtered", "22": "open", "443": "open"},
+                "problems": ["8080/tcp expected open, is not scanned", "443/tcp open unexpectedly"],
+            }),
+        );
+        let report = PortReport {
+            address: "::1".parse().unwrap(),
+            states: BTreeMap::from([(53, PortState::Open), (161, PortState::OpenFiltered)]),
+        };
+        crate::details::assert_wire(
+            "udp",
+            port_outcome("udp", &report, None).details,
+            serde_json::json!({
+                "address": "::1", "protocol": "udp", "scanned": 2, "counts": {"open": 1, "open|filtered": 1},
+                "ports": {"161": "open|filtered", "53": "open"}, "problems": [],
+            }),
+        );
+    }
 
     #[test]
     fn port_lists_parse_lists_and_ranges_and_say_what_is_wrong() {

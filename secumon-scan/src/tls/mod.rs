@@ -78,16 +78,18 @@ impl Default for TlsOptions {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SuiteView {
     pub code: String,
     pub name: String,
     pub forward_secrecy: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub weakness: Option<&'static str>,
+    pub weakness: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CertificateView {
     pub subject: String,
     pub issuer: String,
@@ -102,7 +104,7 @@ pub struct CertificateView {
     pub self_signed: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FindingSeverity {
     Info,
@@ -110,25 +112,38 @@ pub enum FindingSeverity {
     Critical,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl FindingSeverity {
+    /// `info`, `warning` or `critical`, as the details write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TlsFinding {
     pub severity: FindingSeverity,
     pub title: String,
 }
 
-/// Everything learnt about one server.
-#[derive(Debug, Clone, Serialize)]
+/// Everything learnt about one server: the details of a `tls` check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TlsReport {
     pub target: String,
     pub address: String,
     pub server_name: String,
     /// Each version and whether the server accepts it.
-    pub protocols: BTreeMap<&'static str, bool>,
+    pub protocols: BTreeMap<String, bool>,
     /// Accepted suites per version, in the order the server picked them from everything
     /// offered: its own preference when it enforces one, our (ascending) order otherwise.
-    pub cipher_suites: BTreeMap<&'static str, Vec<SuiteView>>,
+    pub cipher_suites: BTreeMap<String, Vec<SuiteView>>,
     /// Per version with two or more suites: whether the server picks by its own preference.
-    pub server_preference: BTreeMap<&'static str, bool>,
+    pub server_preference: BTreeMap<String, bool>,
     pub groups: Vec<String>,
     pub dh_bits: Option<u32>,
     pub chain: Vec<CertificateView>,
@@ -284,14 +299,16 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
             accepted.push(suite);
             remaining.retain(|s| *s != suite);
         }
-        protocols.insert(version.label(), !accepted.is_empty());
+        protocols.insert(version.label().to_string(), !accepted.is_empty());
         if let [first, second, ..] = accepted[..] {
             // Offered in both orders: a server with its own preference picks the same one.
             let forward = probe(address, options, version, &[first, second], &name).await?;
             let reverse = probe(address, options, version, &[second, first], &name).await?;
             let picked = |a: &ServerAnswer| a.accepted.map(|(_, s)| s);
-            server_preference
-                .insert(version.label(), picked(&forward).is_some() && picked(&forward) == picked(&reverse));
+            server_preference.insert(
+                version.label().to_string(),
+                picked(&forward).is_some() && picked(&forward) == picked(&reverse),
+            );
         }
         if !accepted.is_empty() {
             let views = accepted
@@ -300,10 +317,10 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
                     code: format!("0x{code:04X}"),
                     name: suites::name(*code),
                     forward_secrecy: suites::forward_secret(*code),
-                    weakness: suites::weakness(*code),
+                    weakness: suites::weakness(*code).map(str::to_string),
                 })
                 .collect();
-            cipher_suites.insert(version.label(), views);
+            cipher_suites.insert(version.label().to_string(), views);
         }
     }
     if !answered {
@@ -572,7 +589,7 @@ fn findings(report: &TlsReport, options: &TlsOptions) -> Vec<TlsFinding> {
     let accepted: Vec<&SuiteView> = report.cipher_suites.values().flatten().collect();
     let mut weak: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for suite in &accepted {
-        if let Some(why) = suite.weakness {
+        if let Some(why) = suite.weakness.as_deref() {
             weak.entry(why).or_default().push(&suite.name);
         }
     }
@@ -701,17 +718,117 @@ impl Check for TlsCheck {
             _ => 0.0,
         };
         let weak = report.cipher_suites.values().flatten().filter(|s| s.weakness.is_some()).count();
-        let mut outcome = Outcome::new(status, serde_json::to_value(&report).unwrap_or_default())
-            .sample("tls_grade_score", Labels::new(), score)
-            .sample("tls_weak_cipher_suites", Labels::new(), weak as f64)
-            .sample("tls_chain_trusted", Labels::new(), f64::from(u8::from(report.chain_validation == "trusted")));
+        let mut samples = vec![
+            ("tls_grade_score".to_string(), Labels::new(), score),
+            ("tls_weak_cipher_suites".to_string(), Labels::new(), weak as f64),
+            ("tls_chain_trusted".to_string(), Labels::new(), f64::from(u8::from(report.chain_validation == "trusted"))),
+        ];
         if let Some(leaf) = report.chain.first() {
-            outcome = outcome.sample("tls_cert_days_to_expiry", Labels::new(), leaf.days_to_expiry);
+            samples.push(("tls_cert_days_to_expiry".to_string(), Labels::new(), leaf.days_to_expiry));
         }
         for (version, enabled) in &report.protocols {
             let labels = Labels::from([("version".to_string(), version.to_string())]);
-            outcome = outcome.sample("tls_protocol_enabled", labels, f64::from(u8::from(*enabled)));
+            samples.push(("tls_protocol_enabled".to_string(), labels, f64::from(u8::from(*enabled))));
         }
-        Ok(outcome)
+        Ok(Outcome { status, details: report.into(), samples })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let suite = |code: &str, name: &str, forward_secrecy: bool, weakness: Option<&str>| SuiteView {
+            code: code.into(),
+            name: name.into(),
+            forward_secrecy,
+            weakness: weakness.map(str::to_string),
+        };
+        let report = TlsReport {
+            target: "localhost:8443".into(),
+            address: "127.0.0.1:8443".into(),
+            server_name: "localhost".into(),
+            protocols: BTreeMap::from([("TLSv1.2".to_string(), true), ("TLSv1.3".to_string(), false)]),
+            cipher_suites: BTreeMap::from([(
+                "TLSv1.2".to_string(),
+                vec![
+                    suite("0xC02F", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", true, None),
+                    suite("0x000A", "TLS_RSA_WITH_3DES_EDE_CBC_SHA", false, Some("3DES (Sweet32)")),
+                ],
+            )]),
+            server_preference: BTreeMap::from([("TLSv1.2".to_string(), true)]),
+            groups: vec!["x25519".into()],
+            dh_bits: None,
+            chain: vec![CertificateView {
+                subject: "CN=localhost".into(),
+                issuer: "CN=Test CA".into(),
+                serial: "01:02".into(),
+                sans: vec!["DNS:localhost".into()],
+                not_before_unix: 1_700_000_000,
+                not_after_unix: 1_800_000_000,
+                days_to_expiry: 30.5,
+                key_type: "EC".into(),
+                key_bits: 256,
+                signature_algorithm: "ecdsa-with-SHA256".into(),
+                self_signed: false,
+            }],
+            chain_validation: "trusted".into(),
+            ocsp_stapled: true,
+            ocsp_stapled_status: Some(ocsp::OcspStatus::Revoked),
+            ocsp_stapled_revocation: Some(ocsp::Revocation {
+                time: "2024-01-01T00:00:00Z".into(),
+                time_unix: 1_704_067_200,
+                reason: None,
+            }),
+            ocsp_responder: Some(ocsp::OcspAnswer {
+                responder: Some("http://127.0.0.1:8888".into()),
+                status: None,
+                revocation: None,
+                error: Some("connection refused".into()),
+            }),
+            findings: vec![TlsFinding { severity: FindingSeverity::Warning, title: "weak suites".into() }],
+            grade: "B".into(),
+        };
+        crate::details::assert_wire(
+            "tls",
+            report.clone().into(),
+            serde_json::json!({
+                "target": "localhost:8443", "address": "127.0.0.1:8443", "server_name": "localhost",
+                "protocols": {"TLSv1.2": true, "TLSv1.3": false},
+                "cipher_suites": {"TLSv1.2": [
+                    {"code": "0xC02F", "name": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "forward_secrecy": true},
+                    {"code": "0x000A", "name": "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "forward_secrecy": false,
+                     "weakness": "3DES (Sweet32)"},
+                ]},
+                "server_preference": {"TLSv1.2": true},
+                "groups": ["x25519"], "dh_bits": null,
+                "chain": [{
+                    "subject": "CN=localhost", "issuer": "CN=Test CA", "serial": "01:02", "sans": ["DNS:localhost"],
+                    "not_before_unix": 1_700_000_000, "not_after_unix": 1_800_000_000, "days_to_expiry": 30.5,
+                    "key_type": "EC", "key_bits": 256, "signature_algorithm": "ecdsa-with-SHA256", "self_signed": false,
+                }],
+                "chain_validation": "trusted", "ocsp_stapled": true, "ocsp_stapled_status": "revoked",
+                "ocsp_stapled_revocation": {"time": "2024-01-01T00:00:00Z", "time_unix": 1_704_067_200},
+                "ocsp_responder": {"responder": "http://127.0.0.1:8888", "status": null, "error": "connection refused"},
+                "findings": [{"severity": "warning", "title": "weak suites"}],
+                "grade": "B",
+            }),
+        );
+        let quiet = TlsReport {
+            dh_bits: Some(2048),
+            ocsp_stapled: false,
+            ocsp_stapled_status: None,
+            ocsp_stapled_revocation: None,
+            ocsp_responder: None,
+            chain: Vec::new(),
+            findings: Vec::new(),
+            ..report
+        };
+        let json = crate::details::CheckDetails::from(quiet).to_json();
+        assert_eq!(json["dh_bits"], 2048);
+        assert!(json["ocsp_responder"].is_null() && json["ocsp_stapled_status"].is_null());
+        assert!(json.get("ocsp_stapled_revocation").is_none(), "omitted when there is none");
     }
 }

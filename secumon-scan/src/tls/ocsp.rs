@@ -8,11 +8,11 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 /// What OCSP says about the leaf.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OcspStatus {
     Good,
@@ -20,8 +20,20 @@ pub enum OcspStatus {
     Unknown,
 }
 
+impl OcspStatus {
+    /// `good`, `revoked` or `unknown`, as the details write it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Good => "good",
+            Self::Revoked => "revoked",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// When and why a revoked certificate was revoked (RFC 6960 RevokedInfo).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Revocation {
     /// The revocation time, RFC 3339 in UTC (`2024-01-01T00:00:00Z`).
     pub time: String,
@@ -50,7 +62,8 @@ pub struct SingleResponse {
 }
 
 /// The responder's answer, or why there is none.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OcspAnswer {
     pub responder: Option<String>,
     /// `None` when the responder could not be asked or did not say.
