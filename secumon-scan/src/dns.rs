@@ -43,7 +43,9 @@ pub struct DnsAnswer {
     /// escaping: `say "hi"`, `café`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub txt: Vec<Vec<TxtString>>,
+    /// The smallest TTL of the records, in seconds; `None` without records.
     pub ttl: Option<u32>,
+    /// How long the answer took, in milliseconds.
     pub millis: u64,
 }
 
@@ -55,11 +57,17 @@ pub struct DnsAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TxtString {
+    /// Valid UTF-8, as it is.
     Text(String),
-    Bytes { hex: String },
+    /// Not UTF-8: the bytes.
+    Bytes {
+        /// The bytes in lowercase hex, two digits each.
+        hex: String,
+    },
 }
 
 impl TxtString {
+    /// The string as text when it is UTF-8, else as hex.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
             Ok(text) => TxtString::Text(text.to_string()),
@@ -278,17 +286,23 @@ impl DnsSpec {
 /// when the list is empty). With several resolvers it is a propagation check.
 #[derive(Debug, Clone)]
 pub struct DnsCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The name asked for.
     pub name: String,
+    /// The record type asked for.
     pub record_type: RecordType,
+    /// The resolvers to ask; the system's when empty.
     pub resolvers: Vec<SocketAddr>,
     /// Expected answers in presentation form (order does not matter; `NXDOMAIN` expects
     /// the name not to exist). Empty: any answer will do, or, for propagation, the majority's.
     pub expect: Vec<String>,
+    /// How long each resolver is given (3 s).
     pub timeout: Duration,
 }
 
 impl DnsCheck {
+    /// Asks the system's resolvers, expecting any answer, 3 s timeout.
     pub fn new(id: impl Into<String>, name: impl Into<String>, record_type: RecordType) -> Self {
         Self {
             id: id.into(),

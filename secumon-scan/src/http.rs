@@ -32,14 +32,21 @@ pub const DEFAULT_USER_AGENT: &str = concat!("SecuMon/", env!("CARGO_PKG_VERSION
 /// What to request and what to expect.
 #[derive(Debug, Clone)]
 pub struct HttpCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The URL requested (`http://` or `https://`).
     pub url: String,
+    /// The request method (`GET`).
     pub method: String,
+    /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// The request body, if any.
     pub body: Option<String>,
     /// Acceptable status codes; empty means 200-399.
     pub expect_status: Vec<u16>,
+    /// Text the body must contain.
     pub body_contains: Option<String>,
+    /// A regular expression the body must match.
     pub body_regex: Option<Regex>,
     /// Slower than this is a warning.
     pub max_latency: Option<Duration>,
@@ -54,6 +61,7 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
+    /// A `GET` of `url`: 200-399 expected, 5 redirects followed, certificate warning at 14 days.
     pub fn get(id: impl Into<String>, url: impl Into<String>) -> Self {
         Self {
             id: id.into(),
@@ -133,10 +141,15 @@ impl HttpSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Timings {
+    /// Resolving the host name.
     pub dns: f64,
+    /// The TCP connect.
     pub connect: f64,
+    /// The TLS handshake (0 for plain HTTP).
     pub tls: f64,
+    /// From the request sent to the first byte of the answer.
     pub first_byte: f64,
+    /// From start to the whole body read.
     pub total: f64,
 }
 
@@ -144,15 +157,23 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct HttpResponse {
+    /// The URL that answered.
     pub url: String,
+    /// The address and port connected to.
     pub address: String,
+    /// The HTTP status code.
     pub status: u16,
+    /// How long each phase took.
     pub timings: Timings,
+    /// The body's length in bytes (0 when cut).
     pub body_bytes: usize,
+    /// Whether the body was longer than 10 MiB and so not read.
     pub body_truncated: bool,
     /// The `Location` header of a redirect.
     pub location: Option<String>,
+    /// The TLS handshake's summary, on HTTPS.
     pub tls: Option<TlsSummary>,
+    /// The body itself (not in the details).
     #[serde(skip)]
     pub body: Bytes,
 }
@@ -161,11 +182,17 @@ pub struct HttpResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TlsSummary {
+    /// The negotiated protocol version, as rustls names it (`TLSv1_3`).
     pub version: String,
+    /// The negotiated cipher suite, as rustls names it.
     pub cipher_suite: String,
+    /// The leaf certificate's subject.
     pub subject: String,
+    /// The leaf certificate's issuer.
     pub issuer: String,
+    /// When the leaf certificate expires, in Unix seconds.
     pub not_after_unix: i64,
+    /// Days until then (negative once expired).
     pub days_to_expiry: f64,
 }
 
@@ -281,10 +308,10 @@ where
 }
 
 fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, CheckError> {
-    Ok(rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+    Ok(rustls::ClientConfig::builder_with_provider(crate::tls::chain::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| CheckError::Other(e.to_string()))?
-        .with_root_certificates(crate::tls::root_store(ca_file)?)
+        .with_root_certificates(crate::tls::chain::root_store(ca_file)?)
         .with_no_client_auth())
 }
 

@@ -1,8 +1,10 @@
 //! SecuMon's probe checks. Each check implements [`Check`]; [`run_check`] runs one with a
 //! timeout and turns whatever happens (success, a failed expectation, an unresolvable name,
-//! a timeout) into a [`CheckResult`], never a panic or an error. The [`Scheduler`] runs many
-//! on their intervals under a global concurrency limit. Every check is described by a spec
-//! ([`CheckSpec`]) that `probe.yaml`, the CLI and the Python bindings build from.
+//! a timeout) into a [`CheckResult`](secumon_core::CheckResult), never a panic or an error.
+//! The [`Scheduler`] runs many on their intervals under a global concurrency limit. Every
+//! check is described by a spec ([`CheckSpec`]) that `probe.yaml`, the CLI and the Python
+//! bindings build from. A result's details are JSON; [`CheckDetails::from_result`] reads
+//! them as the typed details of the check's kind.
 //!
 //! Features, one per check family (all on by default): `dns`, `http` (with `tls`), `snmp`,
 //! `tls`, `trace`. Ping and TCP/UDP port scans are always built.
@@ -16,6 +18,8 @@
 //! println!("{:?}: {}", result.status, result.details);
 //! # }
 //! ```
+
+#![warn(missing_docs)]
 
 mod check;
 mod config;

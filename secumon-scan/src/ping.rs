@@ -24,21 +24,30 @@ use crate::spec::required;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[non_exhaustive]
 pub struct PingStats {
+    /// The address pinged.
     pub address: IpAddr,
+    /// Echo requests sent.
     pub sent: u32,
+    /// Echo replies received.
     pub received: u32,
+    /// Lost echoes over those sent, 0 to 1.
     pub loss_ratio: f64,
     /// Round trips in milliseconds; `None` when nothing came back.
     pub min_ms: Option<f64>,
+    /// Mean round trip.
     pub avg_ms: Option<f64>,
+    /// Longest round trip.
     pub max_ms: Option<f64>,
+    /// Standard deviation of the round trips (population).
     pub stddev_ms: Option<f64>,
+    /// Mean difference between consecutive round trips; `None` under two replies.
     pub jitter_ms: Option<f64>,
     /// Each echo's round trip, `None` for a lost one.
     pub rtts_ms: Vec<Option<f64>>,
 }
 
 impl PingStats {
+    /// The statistics of a series of round trips (`None` for each lost echo).
     pub fn from_rtts(address: IpAddr, rtts_ms: Vec<Option<f64>>) -> Self {
         let got: Vec<f64> = rtts_ms.iter().flatten().copied().collect();
         let sent = rtts_ms.len() as u32;
@@ -254,16 +263,24 @@ pub async fn ping(address: IpAddr, count: u32, interval: Duration, timeout: Dura
 /// `warn_rtt`.
 #[derive(Debug, Clone)]
 pub struct PingCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The host name or address pinged.
     pub host: String,
+    /// Echoes per run (5).
     pub count: u32,
+    /// Pause between echoes (200 ms).
     pub interval: Duration,
+    /// How long each reply is awaited (1 s).
     pub timeout: Duration,
+    /// A loss ratio above this is a warning (0.2).
     pub warn_loss: f64,
+    /// A mean round trip above this is a warning (none).
     pub warn_rtt: Option<Duration>,
 }
 
 impl PingCheck {
+    /// 5 echoes 200 ms apart, 1 s timeout, warning above 20 % loss.
     pub fn new(id: impl Into<String>, host: impl Into<String>) -> Self {
         Self {
             id: id.into(),

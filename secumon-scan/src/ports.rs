@@ -27,6 +27,7 @@ use crate::spec::{Progress, required};
 pub struct PortList(Vec<u16>);
 
 impl PortList {
+    /// Parses a list such as `22,80,8000-8100` (sorted, duplicates dropped).
     pub fn parse(text: &str) -> Result<Self, CheckError> {
         let mut ports = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -65,6 +66,7 @@ impl PortList {
         Self((1..=u16::MAX).collect())
     }
 
+    /// The ports, ascending.
     pub fn ports(&self) -> &[u16] {
         &self.0
     }
@@ -73,17 +75,22 @@ impl PortList {
 /// What a scan learnt about one port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PortState {
+    /// Something answers: a TCP handshake, or any UDP answer.
     #[serde(rename = "open")]
     Open,
+    /// Refused: a TCP reset, or ICMP port unreachable.
     #[serde(rename = "closed")]
     Closed,
+    /// No answer, or an ICMP unreachable from a router (TCP).
     #[serde(rename = "filtered")]
     Filtered,
+    /// UDP silence: open, or filtered on the way.
     #[serde(rename = "open|filtered")]
     OpenFiltered,
 }
 
 impl PortState {
+    /// `open`, `closed`, `filtered` or `open|filtered`, as the details write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
@@ -117,11 +124,14 @@ pub struct PortsDetails {
 /// A scan's findings: every port's state, by port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortReport {
+    /// The address scanned.
     pub address: IpAddr,
+    /// Every scanned port's state.
     pub states: BTreeMap<u16, PortState>,
 }
 
 impl PortReport {
+    /// The ports in `state`, ascending.
     pub fn with_state(&self, state: PortState) -> Vec<u16> {
         self.states.iter().filter(|(_, s)| **s == state).map(|(p, _)| *p).collect()
     }
@@ -420,11 +430,13 @@ macro_rules! scan_check {
                 })
             }
 
+            /// Ports probed at once.
             pub fn concurrency(mut self, concurrency: usize) -> Self {
                 self.0.concurrency = concurrency;
                 self
             }
 
+            /// How long each port's answer is awaited.
             pub fn timeout(mut self, timeout: Duration) -> Self {
                 self.0.timeout = timeout;
                 self

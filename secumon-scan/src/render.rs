@@ -34,7 +34,8 @@ pub fn render_text(result: &CheckResult) -> String {
 /// The kind's own layout, then the problems and warnings every kind may have.
 fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String) {
     let none: &[String] = &[];
-    let (mut problems, mut warnings, mut disagreeing) = (none, none, none);
+    // (problems, warnings, resolvers disagreeing), printed after the kind's own layout.
+    let mut notes = (none, none, none);
     match details {
         CheckDetails::Ping(d) => {
             let _ = writeln!(
@@ -86,7 +87,7 @@ fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String
             if !d.report.reached {
                 let _ = writeln!(out, "destination not reached");
             }
-            problems = &d.problems;
+            notes.0 = &d.problems;
         }
         CheckDetails::Tcp(d) | CheckDetails::Udp(d) => {
             let _ = writeln!(out, "{} scan of {} ({}): {} ports", result.kind, result.target, d.address, d.scanned);
@@ -96,7 +97,7 @@ fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String
             }
             let counts: Vec<String> = d.counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
             let _ = writeln!(out, "{}", counts.join(", "));
-            problems = &d.problems;
+            notes.0 = &d.problems;
         }
         #[cfg(feature = "http")]
         CheckDetails::Http(d) => {
@@ -124,7 +125,7 @@ fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String
                     tls.version, tls.cipher_suite, tls.subject, tls.issuer, tls.days_to_expiry
                 );
             }
-            (problems, warnings) = (&d.problems, &d.warnings);
+            (notes.0, notes.1) = (&d.problems, &d.warnings);
         }
         #[cfg(feature = "tls")]
         CheckDetails::Tls(report) => render_tls(report, out),
@@ -145,7 +146,7 @@ fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String
                         let state = if interface.up { "up" } else { "down" };
                         let _ = writeln!(out, "interface {:<8} {:<16} {state}", interface.index, interface.name);
                     }
-                    problems = &got.problems;
+                    notes.0 = &got.problems;
                 }
             }
         }
@@ -162,10 +163,11 @@ fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String
                     answer.records.join(", ")
                 );
             }
-            (problems, disagreeing) = (&d.problems, &d.disagreeing);
+            (notes.0, notes.2) = (&d.problems, &d.disagreeing);
         }
         CheckDetails::Error { .. } | CheckDetails::Custom(_) => {}
     }
+    let (problems, warnings, disagreeing) = notes;
     for line in problems {
         let _ = writeln!(out, "problem: {line}");
     }

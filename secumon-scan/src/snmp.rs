@@ -109,9 +109,27 @@ fn parse_oid(dotted: &str) -> Result<Oid<'static>, CheckError> {
 /// How to talk to an agent.
 #[derive(Debug, Clone)]
 pub enum Credentials {
-    V1 { community: String },
-    V2c { community: String },
-    V3 { user: String, auth_protocol: String, auth_password: String, privacy: Option<(String, String)> },
+    /// SNMPv1 with a community string.
+    V1 {
+        /// The community (`public`...).
+        community: String,
+    },
+    /// SNMPv2c with a community string.
+    V2c {
+        /// The community (`public`...).
+        community: String,
+    },
+    /// SNMPv3 with a user (authPriv or authNoPriv).
+    V3 {
+        /// The security name.
+        user: String,
+        /// `MD5`, `SHA` (SHA-1), `SHA224`, `SHA256`, `SHA384` or `SHA512`.
+        auth_protocol: String,
+        /// The authentication pass phrase.
+        auth_password: String,
+        /// The privacy protocol (`DES`, `AES`...) and pass phrase; `None` for authNoPriv.
+        privacy: Option<(String, String)>,
+    },
 }
 
 impl Credentials {
@@ -159,6 +177,7 @@ const MAC_COLUMNS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
 pub enum SnmpValue {
+    /// `INTEGER`.
     Integer(i64),
     /// An octet string that net-snmp prints as `STRING`: every byte printable ASCII or
     /// white space (tab, line feed, vertical tab, form feed, carriage return).
@@ -167,18 +186,29 @@ pub enum SnmpValue {
     /// (`52:54:00:ab:cd:ef`), as net-snmp's `Hex-STRING` holds them.
     #[serde(rename = "hex-string")]
     HexString(String),
+    /// An OBJECT IDENTIFIER, dotted.
     Oid(String),
+    /// An IpAddress, dotted.
     IpAddress(String),
+    /// `Counter32`.
     Counter32(u32),
+    /// `Gauge32` (also Unsigned32).
     Gauge32(u32),
+    /// `TimeTicks`, in hundredths of a second.
     TimeTicks(u32),
+    /// `Counter64`.
     Counter64(u64),
     /// An Opaque value's bytes, in hex like [`SnmpValue::HexString`].
     Opaque(String),
+    /// `NULL`.
     Null,
+    /// The agent has no such object.
     NoSuchObject,
+    /// The agent has no such instance.
     NoSuchInstance,
+    /// A walk ran past the end of the MIB view.
     EndOfMibView,
+    /// Any other type, as the SNMP library prints it.
     Other(String),
 }
 
@@ -307,6 +337,7 @@ pub struct SnmpClient {
 }
 
 impl SnmpClient {
+    /// Opens a session with the agent at `address`; v3 discovers the engine first.
     pub async fn connect(
         address: SocketAddr,
         credentials: &Credentials,
@@ -515,14 +546,21 @@ type PreviousCounters = HashMap<(String, &'static str), (u64, Instant)>;
 /// An SNMP check: the values of `oids` as samples, and with `interfaces`, per-interface
 /// traffic, error and status samples (rates from the second run on).
 pub struct SnmpCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The agent's host name or address.
     pub host: String,
+    /// The agent's UDP port (161).
     pub port: u16,
+    /// How to authenticate.
     pub credentials: Credentials,
+    /// OIDs to get (names such as `sysUpTime.0`, or dotted); `sysUpTime.0` by default.
     pub oids: Vec<String>,
+    /// Also walk the interface table into per-interface samples.
     pub interfaces: bool,
     /// Walk each of `oids`' subtrees into the details (no samples) instead of getting them.
     pub walk: bool,
+    /// How long each request is given (2 s; retried once).
     pub timeout: Duration,
     previous: Mutex<PreviousCounters>,
 }
@@ -534,6 +572,7 @@ impl std::fmt::Debug for SnmpCheck {
 }
 
 impl SnmpCheck {
+    /// A get of `sysUpTime.0` on port 161, 2 s per request.
     pub fn new(id: impl Into<String>, host: impl Into<String>, credentials: Credentials) -> Self {
         Self {
             id: id.into(),

@@ -25,8 +25,11 @@ use crate::spec::required;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TraceMode {
+    /// ICMP echo requests.
     Icmp,
+    /// UDP datagrams to high ports.
     Udp,
+    /// TCP SYNs.
     Tcp,
 }
 
@@ -43,10 +46,14 @@ impl std::str::FromStr for TraceMode {
     }
 }
 
+/// How a trace runs.
 #[derive(Debug, Clone)]
 pub struct TraceOptions {
+    /// How probes are sent (ICMP).
     pub mode: TraceMode,
+    /// The largest TTL tried (30).
     pub max_hops: u8,
+    /// Rounds of probes (10).
     pub rounds: u32,
     /// Pause between rounds.
     pub interval: Duration,
@@ -54,6 +61,7 @@ pub struct TraceOptions {
     pub timeout: Duration,
     /// Destination port for UDP (first of a range, one per probe) and TCP probes.
     pub port: u16,
+    /// Look up each hop's name (off).
     pub reverse_dns: bool,
 }
 
@@ -75,30 +83,44 @@ impl Default for TraceOptions {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[non_exhaustive]
 pub struct Hop {
+    /// The TTL of this hop, from 1.
     pub ttl: u8,
     /// Every address that answered at this TTL, most frequent first; empty when none did.
     pub addresses: Vec<IpAddr>,
+    /// Their reverse DNS names, when looked up.
     pub names: Vec<String>,
+    /// Probes sent at this TTL.
     pub sent: u32,
+    /// Answers received.
     pub received: u32,
+    /// Lost probes over those sent, 0 to 1.
     pub loss_ratio: f64,
+    /// The last round trip.
     pub last_ms: Option<f64>,
+    /// The mean round trip.
     pub avg_ms: Option<f64>,
+    /// The shortest round trip.
     pub best_ms: Option<f64>,
+    /// The longest round trip.
     pub worst_ms: Option<f64>,
+    /// Standard deviation of the round trips.
     pub stddev_ms: Option<f64>,
 }
 
+/// A whole trace: the path to the destination, hop by hop.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[non_exhaustive]
 pub struct TraceReport {
+    /// The address traced to.
     pub destination: IpAddr,
+    /// How the probes were sent.
     pub mode: TraceMode,
     /// The destination itself answered (echo reply; port unreachable from it in UDP mode;
     /// SYN-ACK or RST in TCP mode).
     pub reached: bool,
     /// The "destination unreachable" that ended the path, when one did.
     pub unreachable: Option<Unreachable>,
+    /// Each hop, by TTL; a hop that never answered has no address.
     pub hops: Vec<Hop>,
 }
 
@@ -108,6 +130,7 @@ pub struct TraceReport {
 pub struct Unreachable {
     /// The hop that sent it.
     pub ttl: u8,
+    /// Its address.
     pub from: IpAddr,
     /// The ICMP code (0 network, 1 host, 3 port, 13 administratively prohibited...).
     pub code: u8,
@@ -478,9 +501,13 @@ fn hop(ttl: u8, samples: &[Option<(IpAddr, f64)>]) -> Hop {
 /// exceeds `warn_loss`.
 #[derive(Debug, Clone)]
 pub struct TraceCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The host name or address traced to.
     pub host: String,
+    /// How the trace runs.
     pub options: TraceOptions,
+    /// A last-hop loss ratio above this is a warning (0.1).
     pub warn_loss: f64,
 }
 

@@ -7,11 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{SuiteView, TlsOptions, TlsReport, ocsp};
 
+/// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FindingSeverity {
+    /// Worth knowing; does not change the status.
     Info,
+    /// Makes the check a warning.
     Warning,
+    /// Makes the check critical.
     Critical,
 }
 
@@ -26,10 +30,13 @@ impl FindingSeverity {
     }
 }
 
+/// One thing found wrong (or worth noting) in a server's TLS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TlsFinding {
+    /// How bad it is.
     pub severity: FindingSeverity,
+    /// What it is, as one line.
     pub title: String,
 }
 pub(super) fn findings(report: &TlsReport, options: &TlsOptions) -> Vec<TlsFinding> {

@@ -7,7 +7,7 @@
 //! file: `starttls` (connections), `chain` (recording and validation),
 //! `x509` (the certificate view), `findings` and `grade`.
 
-mod chain;
+pub(crate) mod chain;
 mod findings;
 mod grade;
 mod hello;
@@ -26,14 +26,13 @@ use async_trait::async_trait;
 use secumon_core::{CheckStatus, Labels};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use chain::{provider, root_store};
 pub use findings::{FindingSeverity, TlsFinding};
 pub use hello::{ServerAnswer, Version, client_hello, parse_answer};
 pub use starttls::StartTls;
 pub use x509::CertificateView;
 
 use crate::check::{Check, CheckError, Outcome, resolve};
-use chain::{capture_chain, validate};
+use chain::{capture_chain, root_store, validate};
 use findings::findings;
 use grade::grade;
 use starttls::connect;
@@ -44,12 +43,15 @@ use x509::certificate_view;
 pub struct TlsOptions {
     /// SNI and the name the certificate must match; the host when unset.
     pub server_name: Option<String>,
+    /// A protocol to upgrade with STARTTLS before the handshake.
     pub starttls: Option<StartTls>,
     /// PEM CAs to trust instead of the system's.
     pub ca_file: Option<PathBuf>,
     /// Per connection.
     pub timeout: Duration,
+    /// A certificate expiring within this many days is a warning (30).
     pub warn_days: i64,
+    /// Within this many days, critical (7).
     pub critical_days: i64,
 }
 
@@ -65,12 +67,17 @@ impl Default for TlsOptions {
         }
     }
 }
+/// One accepted cipher suite.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SuiteView {
+    /// Its IANA code, `0xC02F`.
     pub code: String,
+    /// Its IANA name.
     pub name: String,
+    /// Whether its key exchange is ephemeral (ECDHE/DHE, or any TLS 1.3 suite).
     pub forward_secrecy: bool,
+    /// Why it is weak, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weakness: Option<String>,
 }
@@ -78,8 +85,11 @@ pub struct SuiteView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TlsReport {
+    /// `host:port` as asked.
     pub target: String,
+    /// The address connected to.
     pub address: String,
+    /// The name sent as SNI and checked against the certificate.
     pub server_name: String,
     /// Each version and whether the server accepts it.
     pub protocols: BTreeMap<String, bool>,
@@ -88,11 +98,15 @@ pub struct TlsReport {
     pub cipher_suites: BTreeMap<String, Vec<SuiteView>>,
     /// Per version with two or more suites: whether the server picks by its own preference.
     pub server_preference: BTreeMap<String, bool>,
+    /// Key exchange groups the handshakes used (`x25519`...).
     pub groups: Vec<String>,
+    /// The smallest DH group size seen, in bits, when a DHE suite was accepted.
     pub dh_bits: Option<u32>,
+    /// The certificates presented, leaf first.
     pub chain: Vec<CertificateView>,
     /// `trusted`, or why the chain is not.
     pub chain_validation: String,
+    /// Whether the server stapled an OCSP response.
     pub ocsp_stapled: bool,
     /// What a stapled response says about the leaf.
     pub ocsp_stapled_status: Option<ocsp::OcspStatus>,
@@ -101,7 +115,9 @@ pub struct TlsReport {
     pub ocsp_stapled_revocation: Option<ocsp::Revocation>,
     /// The leaf's own OCSP responder, when it names one.
     pub ocsp_responder: Option<ocsp::OcspAnswer>,
+    /// What is wrong, most severe first.
     pub findings: Vec<TlsFinding>,
+    /// `A+`, `A`, `B`, `C` or `F`.
     pub grade: String,
 }
 /// One ClientHello on a fresh connection.
@@ -231,9 +247,13 @@ pub async fn analyse(host: &str, port: u16, options: &TlsOptions) -> Result<TlsR
 /// A TLS analysis as a scheduled check: critical on a critical finding, warning on a warning.
 #[derive(Debug, Clone)]
 pub struct TlsCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The server's host name or address.
     pub host: String,
+    /// Its TCP port.
     pub port: u16,
+    /// What to analyse and how to judge it.
     pub options: TlsOptions,
 }
 

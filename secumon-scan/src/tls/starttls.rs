@@ -13,9 +13,13 @@ use crate::check::CheckError;
 /// A plaintext protocol upgraded to TLS before the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum StartTls {
+    /// SMTP (`EHLO`, `STARTTLS`).
     Smtp,
+    /// IMAP (`a1 STARTTLS`).
     Imap,
+    /// POP3 (`STLS`).
     Pop3,
 }
 

@@ -3,19 +3,31 @@
 
 use serde::{Deserialize, Serialize};
 
+/// One certificate of the chain, as the details show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CertificateView {
+    /// The subject's distinguished name.
     pub subject: String,
+    /// The issuer's distinguished name.
     pub issuer: String,
+    /// The serial number, hex bytes joined by colons.
     pub serial: String,
+    /// The subject alternative names (`DNS:example.com`...).
     pub sans: Vec<String>,
+    /// Valid from, in Unix seconds.
     pub not_before_unix: i64,
+    /// Valid until, in Unix seconds.
     pub not_after_unix: i64,
+    /// Days until then (negative once expired).
     pub days_to_expiry: f64,
+    /// `RSA`, `EC`, `DSA`, or the key algorithm's OID.
     pub key_type: String,
+    /// The key size in bits (0 when unknown).
     pub key_bits: u32,
+    /// The signature algorithm (`sha256WithRSAEncryption`...).
     pub signature_algorithm: String,
+    /// Whether it signs itself (issuer is subject, and the signature verifies).
     pub self_signed: bool,
 }
 pub(super) fn certificate_view(der: &[u8]) -> Option<CertificateView> {
