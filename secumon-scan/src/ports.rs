@@ -108,7 +108,7 @@ pub struct PortsDetails {
     /// The address scanned.
     pub address: IpAddr,
     /// `tcp` or `udp`.
-    // (Default: results written before the protocol was recorded lack it.)
+    // (Default: the result's kind says it too, so details without it still read.)
     #[serde(default)]
     pub protocol: String,
     /// How many ports were scanned.
