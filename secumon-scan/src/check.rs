@@ -6,15 +6,27 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use secumon_core::{CheckResult, CheckStatus, Labels, Sample, now_ms};
 
+use crate::details::CheckDetails;
+
 /// Why a check could not say whether its target is fine: the result is `unknown`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckError {
+    /// A host name could not be resolved.
     #[error("cannot resolve {name}: {reason}")]
-    Resolve { name: String, reason: String },
+    Resolve {
+        /// The name.
+        name: String,
+        /// Why, as the resolver said.
+        reason: String,
+    },
+    /// The check's settings cannot work (a bad port list, URL, OID...).
     #[error("invalid check: {0}")]
     Invalid(String),
+    /// A socket or file operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Anything else, as one line.
     #[error("{0}")]
     Other(String),
 }
@@ -22,17 +34,23 @@ pub enum CheckError {
 /// What a check found: its status, kind-specific details and samples (without the
 /// check's own labels, which [`run_check`] adds through [`CheckResult::metric_samples`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Outcome {
+    /// `ok`, `warning`, `critical` or `unknown`.
     pub status: CheckStatus,
-    pub details: serde_json::Value,
+    /// The kind-specific details; they become the result's `details` JSON.
+    pub details: CheckDetails,
+    /// Samples as (name, labels, value), without the check's own labels.
     pub samples: Vec<(String, Labels, f64)>,
 }
 
 impl Outcome {
-    pub fn new(status: CheckStatus, details: serde_json::Value) -> Self {
-        Self { status, details, samples: Vec::new() }
+    /// An outcome with no samples yet.
+    pub fn new(status: CheckStatus, details: impl Into<CheckDetails>) -> Self {
+        Self { status, details: details.into(), samples: Vec::new() }
     }
 
+    /// Adds one sample.
     pub fn sample(mut self, name: &str, labels: Labels, value: f64) -> Self {
         self.samples.push((name.to_string(), labels, value));
         self
@@ -59,10 +77,10 @@ pub async fn run_check(check: &dyn Check, timeout: Duration) -> CheckResult {
     let timestamp_ms = now_ms();
     let outcome = match tokio::time::timeout(timeout, check.execute()).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(error)) => Outcome::new(CheckStatus::Unknown, serde_json::json!({"error": error.to_string()})),
+        Ok(Err(error)) => Outcome::new(CheckStatus::Unknown, CheckDetails::Error { error: error.to_string() }),
         Err(_) => Outcome::new(
             CheckStatus::Unknown,
-            serde_json::json!({"error": format!("timed out after {}", humantime::format_duration(timeout))}),
+            CheckDetails::Error { error: format!("timed out after {}", humantime::format_duration(timeout)) },
         ),
     };
     CheckResult {
@@ -72,7 +90,7 @@ pub async fn run_check(check: &dyn Check, timeout: Duration) -> CheckResult {
         status: outcome.status,
         timestamp_ms,
         duration_us: started.elapsed().as_micros() as u64,
-        details: outcome.details,
+        details: outcome.details.to_json(),
         samples: outcome
             .samples
             .into_iter()

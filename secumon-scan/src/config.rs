@@ -18,29 +18,37 @@ use crate::spec::{CheckSpec, check_types};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {
+    /// The probe's name, labels and concurrency.
     #[serde(default)]
     pub probe: ProbeSection,
+    /// Where results are pushed.
     pub collector: CollectorSection,
+    /// The disk spool that keeps results while the collector is unreachable.
     #[serde(default)]
     pub spool: SpoolSection,
+    /// The checks to run.
     pub checks: Vec<CheckConfig>,
 }
 
 impl ProbeConfig {
+    /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load_yaml(path)
     }
 
+    /// Parses `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         parse_yaml(text, origin)
     }
 }
 
+/// The `probe` section of `probe.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSection {
     /// Reported as the `host` of every result; the machine's name when unset.
     pub name: Option<String>,
+    /// Labels added to every result's samples.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Checks running at once, at most.
@@ -61,8 +69,11 @@ fn default_concurrency() -> usize {
 /// A validated check from the file, ready to schedule.
 #[derive(Clone)]
 pub struct CheckConfig {
+    /// The check itself.
     pub check: Arc<dyn Check>,
+    /// How often it runs.
     pub interval: Duration,
+    /// How long one run may take before it is `unknown`.
     pub timeout: Duration,
 }
 
@@ -73,6 +84,7 @@ impl std::fmt::Debug for CheckConfig {
 }
 
 impl CheckConfig {
+    /// The check as the [`Scheduler`](crate::Scheduler) takes it.
     pub fn scheduled(&self) -> ScheduledCheck {
         ScheduledCheck { check: Arc::clone(&self.check), interval: self.interval, timeout: self.timeout }
     }

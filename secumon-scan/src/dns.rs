@@ -28,7 +28,8 @@ use crate::spec::required;
 pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "CAA"];
 
 /// What one resolver answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DnsAnswer {
     /// The resolver, or `system`.
     pub resolver: String,
@@ -40,9 +41,11 @@ pub struct DnsAnswer {
     pub records: Vec<String>,
     /// For TXT: each record's strings, in the order of `records`, as they are (no quoting or
     /// escaping: `say "hi"`, `café`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub txt: Vec<Vec<TxtString>>,
+    /// The smallest TTL of the records, in seconds; `None` without records.
     pub ttl: Option<u32>,
+    /// How long the answer took, in milliseconds.
     pub millis: u64,
 }
 
@@ -51,20 +54,47 @@ pub struct DnsAnswer {
 /// `{"hex": "61ff62"}`, rather than with bytes replaced or escaped (an escape could not be
 /// told from text that holds a backslash). dig's `\DDD` form is in `records`.
 // (Ord: answers are sorted by their dig form, and a tie compares these.)
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TxtString {
+    /// Valid UTF-8, as it is.
     Text(String),
-    Bytes { hex: String },
+    /// Not UTF-8: the bytes.
+    Bytes {
+        /// The bytes in lowercase hex, two digits each.
+        hex: String,
+    },
 }
 
 impl TxtString {
+    /// The string as text when it is UTF-8, else as hex.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
             Ok(text) => TxtString::Text(text.to_string()),
             Err(_) => TxtString::Bytes { hex: bytes.iter().map(|b| format!("{b:02x}")).collect() },
         }
     }
+}
+
+/// What a `dns` check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DnsDetails {
+    /// The name asked for.
+    pub name: String,
+    /// The record type asked for (`A`, `MX`...).
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// The records expected, in dig's form (`NXDOMAIN` for none); empty when nothing is.
+    pub expected: Vec<String>,
+    /// Each resolver's answer, in the configured order.
+    pub answers: Vec<DnsAnswer>,
+    /// The resolvers whose answer is the expected (or the most common) one.
+    pub agreeing: Vec<String>,
+    /// The resolvers that answered something else.
+    pub disagreeing: Vec<String>,
+    /// Resolvers that failed the question or never answered.
+    pub problems: Vec<String>,
 }
 
 /// Parses `A`, `mx`... into a record type the checks support.
@@ -256,17 +286,23 @@ impl DnsSpec {
 /// when the list is empty). With several resolvers it is a propagation check.
 #[derive(Debug, Clone)]
 pub struct DnsCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The name asked for.
     pub name: String,
+    /// The record type asked for.
     pub record_type: RecordType,
+    /// The resolvers to ask; the system's when empty.
     pub resolvers: Vec<SocketAddr>,
     /// Expected answers in presentation form (order does not matter; `NXDOMAIN` expects
     /// the name not to exist). Empty: any answer will do, or, for propagation, the majority's.
     pub expect: Vec<String>,
+    /// How long each resolver is given (3 s).
     pub timeout: Duration,
 }
 
 impl DnsCheck {
+    /// Asks the system's resolvers, expecting any answer, 3 s timeout.
     pub fn new(id: impl Into<String>, name: impl Into<String>, record_type: RecordType) -> Self {
         Self {
             id: id.into(),
@@ -367,19 +403,26 @@ impl Check for DnsCheck {
                 None => format!("{} answered {}", a.resolver, a.rcode),
             })
             .collect();
-        let details = serde_json::json!({
-            "name": self.name, "type": self.record_type.to_string(), "expected": expected,
-            "answers": answers, "agreeing": agreeing, "disagreeing": disagreeing, "problems": problems,
-        });
-        let mut outcome = Outcome::new(status, details).sample(
-            "dns_resolvers_agreeing_ratio",
+        let mut samples = vec![(
+            "dns_resolvers_agreeing_ratio".to_string(),
             Labels::new(),
             agreeing.len() as f64 / answers.len() as f64,
-        );
+        )];
         for answer in &answers {
             let labels = Labels::from([("resolver".to_string(), answer.resolver.clone())]);
-            outcome = outcome.sample("dns_lookup_seconds", labels, answer.millis as f64 / 1000.0);
+            samples.push(("dns_lookup_seconds".to_string(), labels, answer.millis as f64 / 1000.0));
         }
+        let owned = |names: Vec<&str>| names.into_iter().map(str::to_string).collect();
+        let details = DnsDetails {
+            name: self.name.clone(),
+            record_type: self.record_type.to_string(),
+            expected,
+            agreeing: owned(agreeing),
+            disagreeing: owned(disagreeing),
+            answers,
+            problems,
+        };
+        let outcome = Outcome { status, details: details.into(), samples };
         Ok(outcome)
     }
 }
@@ -387,6 +430,52 @@ impl Check for DnsCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let answer = |resolver: &str, rcode: &str, records: &[&str], txt: Vec<Vec<TxtString>>| DnsAnswer {
+            resolver: resolver.into(),
+            rcode: rcode.into(),
+            records: records.iter().map(|r| r.to_string()).collect(),
+            txt,
+            ttl: (rcode == "NOERROR").then_some(300),
+            millis: 4,
+        };
+        let details = DnsDetails {
+            name: "example.test".into(),
+            record_type: "TXT".into(),
+            expected: Vec::new(),
+            answers: vec![
+                answer(
+                    "127.0.0.1:5353",
+                    "NOERROR",
+                    &["\"v=spf1 -all\" \"a\\255b\""],
+                    vec![vec![TxtString::from_bytes(b"v=spf1 -all"), TxtString::from_bytes(b"a\xffb")]],
+                ),
+                answer("127.0.0.2:5353", "NOERROR", &["\"other\""], vec![vec![TxtString::from_bytes(b"other")]]),
+                answer("127.0.0.3:5353", "REFUSED", &[], Vec::new()),
+            ],
+            agreeing: vec!["127.0.0.1:5353".into()],
+            disagreeing: vec!["127.0.0.2:5353".into()],
+            problems: vec!["127.0.0.3:5353 answered REFUSED".into()],
+        };
+        crate::details::assert_wire(
+            "dns",
+            details.into(),
+            serde_json::json!({
+                "name": "example.test", "type": "TXT", "expected": [],
+                "answers": [
+                    {"resolver": "127.0.0.1:5353", "rcode": "NOERROR", "records": ["\"v=spf1 -all\" \"a\\255b\""],
+                     "txt": [["v=spf1 -all", {"hex": "61ff62"}]], "ttl": 300, "millis": 4},
+                    {"resolver": "127.0.0.2:5353", "rcode": "NOERROR", "records": ["\"other\""], "txt": [["other"]],
+                     "ttl": 300, "millis": 4},
+                    {"resolver": "127.0.0.3:5353", "rcode": "REFUSED", "records": [], "ttl": null, "millis": 4},
+                ],
+                "agreeing": ["127.0.0.1:5353"], "disagreeing": ["127.0.0.2:5353"],
+                "problems": ["127.0.0.3:5353 answered REFUSED"],
+            }),
+        );
+    }
 
     #[test]
     fn record_types_and_resolver_addresses_are_checked() {

@@ -32,14 +32,21 @@ pub const DEFAULT_USER_AGENT: &str = concat!("SecuMon/", env!("CARGO_PKG_VERSION
 /// What to request and what to expect.
 #[derive(Debug, Clone)]
 pub struct HttpCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The URL requested (`http://` or `https://`).
     pub url: String,
+    /// The request method (`GET`).
     pub method: String,
+    /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// The request body, if any.
     pub body: Option<String>,
     /// Acceptable status codes; empty means 200-399.
     pub expect_status: Vec<u16>,
+    /// Text the body must contain.
     pub body_contains: Option<String>,
+    /// A regular expression the body must match.
     pub body_regex: Option<Regex>,
     /// Slower than this is a warning.
     pub max_latency: Option<Duration>,
@@ -54,6 +61,7 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
+    /// A `GET` of `url`: 200-399 expected, 5 redirects followed, certificate warning at 14 days.
     pub fn get(id: impl Into<String>, url: impl Into<String>) -> Self {
         Self {
             id: id.into(),
@@ -130,40 +138,86 @@ impl HttpSpec {
 }
 
 /// How long each phase of one request took, in seconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Timings {
+    /// Resolving the host name.
     pub dns: f64,
+    /// The TCP connect.
     pub connect: f64,
+    /// The TLS handshake (0 for plain HTTP).
     pub tls: f64,
+    /// From the request sent to the first byte of the answer.
     pub first_byte: f64,
+    /// From start to the whole body read.
     pub total: f64,
 }
 
 /// One request's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HttpResponse {
+    /// The URL that answered.
     pub url: String,
+    /// The address and port connected to.
     pub address: String,
+    /// The HTTP status code.
     pub status: u16,
+    /// How long each phase took.
     pub timings: Timings,
+    /// The body's length in bytes (0 when cut).
     pub body_bytes: usize,
+    /// Whether the body was longer than 10 MiB and so not read.
     pub body_truncated: bool,
     /// The `Location` header of a redirect.
     pub location: Option<String>,
+    /// The TLS handshake's summary, on HTTPS.
     pub tls: Option<TlsSummary>,
+    /// The body itself (not in the details).
     #[serde(skip)]
     pub body: Bytes,
 }
 
 /// What the TLS handshake showed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TlsSummary {
+    /// The negotiated protocol version, as rustls names it (`TLSv1_3`).
     pub version: String,
+    /// The negotiated cipher suite, as rustls names it.
     pub cipher_suite: String,
+    /// The leaf certificate's subject.
     pub subject: String,
+    /// The leaf certificate's issuer.
     pub issuer: String,
+    /// When the leaf certificate expires, in Unix seconds.
     pub not_after_unix: i64,
+    /// Days until then (negative once expired).
     pub days_to_expiry: f64,
+}
+
+/// What an `http` check found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HttpDetails {
+    /// The last response: the final one, or the redirect not followed.
+    pub response: HttpResponse,
+    /// Each redirect followed, in order.
+    pub redirects: Vec<Redirect>,
+    /// What makes the check critical.
+    pub problems: Vec<String>,
+    /// What makes it a warning.
+    pub warnings: Vec<String>,
+}
+
+/// A redirect that was followed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Redirect {
+    /// The URL that answered with the redirect.
+    pub url: String,
+    /// Its status (301, 302...).
+    pub status: u16,
 }
 
 /// Sends one request to `url` with `check`'s method, headers and body; no redirect.
@@ -254,10 +308,10 @@ where
 }
 
 fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, CheckError> {
-    Ok(rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+    Ok(rustls::ClientConfig::builder_with_provider(crate::tls::chain::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| CheckError::Other(e.to_string()))?
-        .with_root_certificates(crate::tls::root_store(ca_file)?)
+        .with_root_certificates(crate::tls::chain::root_store(ca_file)?)
         .with_no_client_auth())
 }
 
@@ -312,7 +366,7 @@ impl Check for HttpCheck {
                 break response;
             }
             let next = follow(&url, response.location.as_deref().unwrap_or_default())?;
-            chain.push(serde_json::json!({"url": url, "status": response.status}));
+            chain.push(Redirect { url, status: response.status });
             url = next;
         };
 
@@ -360,23 +414,22 @@ impl Check for HttpCheck {
         } else {
             CheckStatus::Ok
         };
-        let details = serde_json::json!({
-            "response": response, "redirects": chain, "problems": problems, "warnings": warnings,
-        });
         let t = &response.timings;
-        let mut outcome = Outcome::new(status, details)
-            .sample("http_status_code", Labels::new(), f64::from(response.status))
-            .sample("http_dns_seconds", Labels::new(), t.dns)
-            .sample("http_connect_seconds", Labels::new(), t.connect)
-            .sample("http_first_byte_seconds", Labels::new(), t.first_byte)
-            .sample("http_total_seconds", Labels::new(), t.total)
-            .sample("http_content_length_bytes", Labels::new(), response.body_bytes as f64);
+        let mut samples = vec![
+            ("http_status_code", f64::from(response.status)),
+            ("http_dns_seconds", t.dns),
+            ("http_connect_seconds", t.connect),
+            ("http_first_byte_seconds", t.first_byte),
+            ("http_total_seconds", t.total),
+            ("http_content_length_bytes", response.body_bytes as f64),
+        ];
         if let Some(tls) = &response.tls {
-            outcome = outcome.sample("http_tls_seconds", Labels::new(), t.tls).sample(
-                "tls_cert_days_to_expiry",
-                Labels::new(),
-                tls.days_to_expiry,
-            );
+            samples.extend([("http_tls_seconds", t.tls), ("tls_cert_days_to_expiry", tls.days_to_expiry)]);
+        }
+        let details = HttpDetails { response, redirects: chain, problems, warnings };
+        let mut outcome = Outcome::new(status, details);
+        for (name, value) in samples {
+            outcome = outcome.sample(name, Labels::new(), value);
         }
         Ok(outcome)
     }
@@ -385,6 +438,68 @@ impl Check for HttpCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let response = HttpResponse {
+            url: "https://127.0.0.1:8443/b#top".into(),
+            address: "127.0.0.1:8443".into(),
+            status: 200,
+            timings: Timings { dns: 0.0, connect: 0.25, tls: 0.5, first_byte: 0.125, total: 1.0 },
+            body_bytes: 12,
+            body_truncated: false,
+            location: None,
+            tls: Some(TlsSummary {
+                version: "TLSv1_3".into(),
+                cipher_suite: "TLS13_AES_256_GCM_SHA384".into(),
+                subject: "CN=localhost".into(),
+                issuer: "CN=SecuMon test CA".into(),
+                not_after_unix: 1_900_000_000,
+                days_to_expiry: 89.5,
+            }),
+            body: Bytes::new(),
+        };
+        let details = HttpDetails {
+            response,
+            redirects: vec![Redirect { url: "https://127.0.0.1:8443/a".into(), status: 301 }],
+            problems: Vec::new(),
+            warnings: vec!["certificate expires in 90 days".into()],
+        };
+        crate::details::assert_wire(
+            "http",
+            details.clone().into(),
+            serde_json::json!({
+                "response": {
+                    "url": "https://127.0.0.1:8443/b#top", "address": "127.0.0.1:8443", "status": 200,
+                    "timings": {"dns": 0.0, "connect": 0.25, "tls": 0.5, "first_byte": 0.125, "total": 1.0},
+                    "body_bytes": 12, "body_truncated": false, "location": null,
+                    "tls": {"version": "TLSv1_3", "cipher_suite": "TLS13_AES_256_GCM_SHA384", "subject": "CN=localhost",
+                            "issuer": "CN=SecuMon test CA", "not_after_unix": 1_900_000_000, "days_to_expiry": 89.5},
+                },
+                "redirects": [{"url": "https://127.0.0.1:8443/a", "status": 301}],
+                "problems": [], "warnings": ["certificate expires in 90 days"],
+            }),
+        );
+        let plain = HttpResponse { tls: None, location: Some("/next".into()), status: 302, ..details.response };
+        crate::details::assert_wire(
+            "http",
+            HttpDetails {
+                response: plain,
+                redirects: Vec::new(),
+                problems: vec!["status 302 is not expected".into()],
+                warnings: Vec::new(),
+            }
+            .into(),
+            serde_json::json!({
+                "response": {
+                    "url": "https://127.0.0.1:8443/b#top", "address": "127.0.0.1:8443", "status": 302,
+                    "timings": {"dns": 0.0, "connect": 0.25, "tls": 0.5, "first_byte": 0.125, "total": 1.0},
+                    "body_bytes": 12, "body_truncated": false, "location": "/next", "tls": null,
+                },
+                "redirects": [], "problems": ["status 302 is not expected"], "warnings": [],
+            }),
+        );
+    }
 
     #[test]
     fn redirects_resolve_as_rfc_3986_says() {

@@ -1,8 +1,10 @@
 //! SecuMon's probe checks. Each check implements [`Check`]; [`run_check`] runs one with a
 //! timeout and turns whatever happens (success, a failed expectation, an unresolvable name,
-//! a timeout) into a [`CheckResult`], never a panic or an error. The [`Scheduler`] runs many
-//! on their intervals under a global concurrency limit. Every check is described by a spec
-//! ([`CheckSpec`]) that `probe.yaml`, the CLI and the Python bindings build from.
+//! a timeout) into a [`CheckResult`](secumon_core::CheckResult), never a panic or an error.
+//! The [`Scheduler`] runs many on their intervals under a global concurrency limit. Every
+//! check is described by a spec ([`CheckSpec`]) that `probe.yaml`, the CLI and the Python
+//! bindings build from. A result's details are JSON; [`CheckDetails::from_result`] reads
+//! them as the typed details of the check's kind.
 //!
 //! Features, one per check family (all on by default): `dns`, `http` (with `tls`), `snmp`,
 //! `tls`, `trace`. Ping and TCP/UDP port scans are always built.
@@ -17,8 +19,11 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod check;
 mod config;
+mod details;
 #[cfg(feature = "dns")]
 mod dns;
 #[cfg(feature = "http")]
@@ -37,25 +42,33 @@ mod trace;
 
 pub use check::{Check, CheckError, Outcome, run_check};
 pub use config::{CheckConfig, ProbeConfig, ProbeSection};
+pub use details::CheckDetails;
 #[cfg(feature = "dns")]
 pub use dns::{
-    DnsAnswer, DnsCheck, DnsSpec, RECORD_TYPES, TxtString, query as dns_query, record_type, resolver_address,
+    DnsAnswer, DnsCheck, DnsDetails, DnsSpec, RECORD_TYPES, TxtString, query as dns_query, record_type,
+    resolver_address,
 };
 #[cfg(feature = "http")]
-pub use http::{DEFAULT_USER_AGENT, HttpCheck, HttpResponse, HttpSpec, Timings, TlsSummary, request as http_request};
+pub use http::{
+    DEFAULT_USER_AGENT, HttpCheck, HttpDetails, HttpResponse, HttpSpec, Redirect, Timings, TlsSummary,
+    request as http_request,
+};
 pub use ping::{PingCheck, PingSpec, PingStats, ping};
 pub use ports::{
-    PortList, PortReport, PortState, PortsSpec, TcpScan, UdpScan, port_outcome, scan_tcp, scan_tcp_with_progress,
-    scan_udp,
+    PortList, PortReport, PortState, PortsDetails, PortsSpec, TcpScan, UdpScan, port_outcome, scan_tcp,
+    scan_tcp_with_progress, scan_udp,
 };
 pub use render::render_text;
 pub use scheduler::{ScheduledCheck, Scheduler};
 #[cfg(feature = "snmp")]
-pub use snmp::{Credentials, SnmpCheck, SnmpClient, SnmpSpec, SnmpValue};
+pub use snmp::{
+    Credentials, SnmpCheck, SnmpClient, SnmpDetails, SnmpGetDetails, SnmpInterface, SnmpSpec, SnmpValue, SnmpVariable,
+};
 pub use spec::{CheckSpec, Progress, check_types, host_port};
 #[cfg(feature = "tls")]
 pub use tls::{StartTls, TlsCheck, TlsOptions, TlsReport, TlsSpec, analyse as analyse_tls};
 #[cfg(feature = "trace")]
 pub use trace::{
-    Hop, TraceCheck, TraceMode, TraceOptions, TraceReport, TraceSpec, Unreachable, trace, unreachable_reason,
+    Hop, TraceCheck, TraceDetails, TraceMode, TraceOptions, TraceReport, TraceSpec, Unreachable, trace,
+    unreachable_reason,
 };

@@ -20,24 +20,34 @@ use tokio::io::Interest;
 use crate::check::{Check, CheckError, Outcome, resolve};
 use crate::spec::required;
 
-/// What a series of echoes found.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// What a series of echoes found: the details of a `ping` check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct PingStats {
+    /// The address pinged.
     pub address: IpAddr,
+    /// Echo requests sent.
     pub sent: u32,
+    /// Echo replies received.
     pub received: u32,
+    /// Lost echoes over those sent, 0 to 1.
     pub loss_ratio: f64,
     /// Round trips in milliseconds; `None` when nothing came back.
     pub min_ms: Option<f64>,
+    /// Mean round trip.
     pub avg_ms: Option<f64>,
+    /// Longest round trip.
     pub max_ms: Option<f64>,
+    /// Standard deviation of the round trips (population).
     pub stddev_ms: Option<f64>,
+    /// Mean difference between consecutive round trips; `None` under two replies.
     pub jitter_ms: Option<f64>,
     /// Each echo's round trip, `None` for a lost one.
     pub rtts_ms: Vec<Option<f64>>,
 }
 
 impl PingStats {
+    /// The statistics of a series of round trips (`None` for each lost echo).
     pub fn from_rtts(address: IpAddr, rtts_ms: Vec<Option<f64>>) -> Self {
         let got: Vec<f64> = rtts_ms.iter().flatten().copied().collect();
         let sent = rtts_ms.len() as u32;
@@ -253,16 +263,24 @@ pub async fn ping(address: IpAddr, count: u32, interval: Duration, timeout: Dura
 /// `warn_rtt`.
 #[derive(Debug, Clone)]
 pub struct PingCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The host name or address pinged.
     pub host: String,
+    /// Echoes per run (5).
     pub count: u32,
+    /// Pause between echoes (200 ms).
     pub interval: Duration,
+    /// How long each reply is awaited (1 s).
     pub timeout: Duration,
+    /// A loss ratio above this is a warning (0.2).
     pub warn_loss: f64,
+    /// A mean round trip above this is a warning (none).
     pub warn_rtt: Option<Duration>,
 }
 
 impl PingCheck {
+    /// 5 echoes 200 ms apart, 1 s timeout, warning above 20 % loss.
     pub fn new(id: impl Into<String>, host: impl Into<String>) -> Self {
         Self {
             id: id.into(),
@@ -337,11 +355,8 @@ impl Check for PingCheck {
         } else {
             CheckStatus::Ok
         };
-        let mut outcome = Outcome::new(status, serde_json::to_value(&stats).unwrap_or_default()).sample(
-            "ping_loss_ratio",
-            Labels::new(),
-            stats.loss_ratio,
-        );
+        let mut outcome =
+            Outcome::new(status, stats.clone()).sample("ping_loss_ratio", Labels::new(), stats.loss_ratio);
         for (name, value) in [
             ("ping_rtt_min_seconds", stats.min_ms),
             ("ping_rtt_avg_seconds", stats.avg_ms),
@@ -370,6 +385,28 @@ mod tests {
         assert_eq!(stats.jitter_ms, Some(3.0), "(|14-10| + |12-14|) / 2");
         let lost = PingStats::from_rtts("192.0.2.1".parse().unwrap(), vec![None, None]);
         assert_eq!((lost.loss_ratio, lost.avg_ms, lost.jitter_ms), (1.0, None, None));
+    }
+
+    #[test]
+    fn details_keep_their_json() {
+        let stats = PingStats::from_rtts("192.0.2.1".parse().unwrap(), vec![Some(10.0), None, Some(14.0), None]);
+        crate::details::assert_wire(
+            "ping",
+            stats.into(),
+            serde_json::json!({
+                "address": "192.0.2.1", "sent": 4, "received": 2, "loss_ratio": 0.5, "min_ms": 10.0, "avg_ms": 12.0,
+                "max_ms": 14.0, "stddev_ms": 2.0, "jitter_ms": 4.0, "rtts_ms": [10.0, null, 14.0, null],
+            }),
+        );
+        let lost = PingStats::from_rtts("::1".parse().unwrap(), vec![None]);
+        crate::details::assert_wire(
+            "ping",
+            lost.into(),
+            serde_json::json!({
+                "address": "::1", "sent": 1, "received": 0, "loss_ratio": 1.0, "min_ms": null, "avg_ms": null,
+                "max_ms": null, "stddev_ms": null, "jitter_ms": null, "rtts_ms": [null],
+            }),
+        );
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, UdpSocket};
 
 use crate::check::{Check, CheckError, Outcome, resolve};
+use crate::details::CheckDetails;
 use crate::spec::{Progress, required};
 
 /// Ports to scan, from text such as `22,80,443,8000-8100`.
@@ -26,6 +27,7 @@ use crate::spec::{Progress, required};
 pub struct PortList(Vec<u16>);
 
 impl PortList {
+    /// Parses a list such as `22,80,8000-8100` (sorted, duplicates dropped).
     pub fn parse(text: &str) -> Result<Self, CheckError> {
         let mut ports = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -64,25 +66,31 @@ impl PortList {
         Self((1..=u16::MAX).collect())
     }
 
+    /// The ports, ascending.
     pub fn ports(&self) -> &[u16] {
         &self.0
     }
 }
 
 /// What a scan learnt about one port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PortState {
+    /// Something answers: a TCP handshake, or any UDP answer.
     #[serde(rename = "open")]
     Open,
+    /// Refused: a TCP reset, or ICMP port unreachable.
     #[serde(rename = "closed")]
     Closed,
+    /// No answer, or an ICMP unreachable from a router (TCP).
     #[serde(rename = "filtered")]
     Filtered,
+    /// UDP silence: open, or filtered on the way.
     #[serde(rename = "open|filtered")]
     OpenFiltered,
 }
 
 impl PortState {
+    /// `open`, `closed`, `filtered` or `open|filtered`, as the details write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
@@ -93,14 +101,37 @@ impl PortState {
     }
 }
 
+/// What a `tcp` or `udp` check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PortsDetails {
+    /// The address scanned.
+    pub address: IpAddr,
+    /// `tcp` or `udp`.
+    // (Default: the result's kind says it too, so details without it still read.)
+    #[serde(default)]
+    pub protocol: String,
+    /// How many ports were scanned.
+    pub scanned: usize,
+    /// How many ports are in each state, by state (`open`, `closed`...).
+    pub counts: BTreeMap<String, usize>,
+    /// Every port not `closed`, with its state.
+    pub ports: BTreeMap<u16, PortState>,
+    /// Expected ports not open, and open ports not expected.
+    pub problems: Vec<String>,
+}
+
 /// A scan's findings: every port's state, by port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortReport {
+    /// The address scanned.
     pub address: IpAddr,
+    /// Every scanned port's state.
     pub states: BTreeMap<u16, PortState>,
 }
 
 impl PortReport {
+    /// The ports in `state`, ascending.
     pub fn with_state(&self, state: PortState) -> Vec<u16> {
         self.states.iter().filter(|(_, s)| **s == state).map(|(p, _)| *p).collect()
     }
@@ -353,20 +384,19 @@ pub fn port_outcome(protocol: &str, report: &PortReport, expect_open: Option<&[u
             (if problems.is_empty() { CheckStatus::Ok } else { CheckStatus::Critical }, problems)
         }
     };
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for state in report.states.values() {
-        *counts.entry(state.as_str()).or_default() += 1;
+        *counts.entry(state.as_str().to_string()).or_default() += 1;
     }
-    let listed: BTreeMap<String, &str> = report
-        .states
-        .iter()
-        .filter(|(_, s)| !matches!(s, PortState::Closed))
-        .map(|(p, s)| (p.to_string(), s.as_str()))
-        .collect();
-    let details = serde_json::json!({
-        "address": report.address.to_string(), "protocol": protocol, "scanned": report.states.len(),
-        "counts": counts, "ports": listed, "problems": problems,
-    });
+    let details = PortsDetails {
+        address: report.address,
+        protocol: protocol.to_string(),
+        scanned: report.states.len(),
+        counts,
+        ports: report.states.iter().filter(|(_, s)| !matches!(s, PortState::Closed)).map(|(p, s)| (*p, *s)).collect(),
+        problems,
+    };
+    let details = if protocol == "udp" { CheckDetails::Udp(details) } else { CheckDetails::Tcp(details) };
     let mut outcome = Outcome::new(status, details).sample("scan_open_ports", Labels::new(), open.len() as f64);
     for port in expect_open.into_iter().flatten() {
         let labels =
@@ -400,11 +430,13 @@ macro_rules! scan_check {
                 })
             }
 
+            /// Ports probed at once.
             pub fn concurrency(mut self, concurrency: usize) -> Self {
                 self.0.concurrency = concurrency;
                 self
             }
 
+            /// How long each port's answer is awaited.
             pub fn timeout(mut self, timeout: Duration) -> Self {
                 self.0.timeout = timeout;
                 self
@@ -468,6 +500,43 @@ async fn udp_with_settings(address: IpAddr, settings: &ScanSettings) -> PortRepo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let report = PortReport {
+            address: "127.0.0.1".parse().unwrap(),
+            states: BTreeMap::from([
+                (22, PortState::Open),
+                (80, PortState::Closed),
+                (443, PortState::Open),
+                (1000, PortState::Filtered),
+            ]),
+        };
+        let outcome = port_outcome("tcp", &report, Some(&[22, 8080]));
+        assert_eq!(outcome.status, CheckStatus::Critical);
+        crate::details::assert_wire(
+            "tcp",
+            outcome.details,
+            serde_json::json!({
+                "address": "127.0.0.1", "protocol": "tcp", "scanned": 4,
+                "counts": {"closed": 1, "filtered": 1, "open": 2},
+                "ports": {"1000": "filtered", "22": "open", "443": "open"},
+                "problems": ["8080/tcp expected open, is not scanned", "443/tcp open unexpectedly"],
+            }),
+        );
+        let report = PortReport {
+            address: "::1".parse().unwrap(),
+            states: BTreeMap::from([(53, PortState::Open), (161, PortState::OpenFiltered)]),
+        };
+        crate::details::assert_wire(
+            "udp",
+            port_outcome("udp", &report, None).details,
+            serde_json::json!({
+                "address": "::1", "protocol": "udp", "scanned": 2, "counts": {"open": 1, "open|filtered": 1},
+                "ports": {"161": "open|filtered", "53": "open"}, "problems": [],
+            }),
+        );
+    }
 
     #[test]
     fn port_lists_parse_lists_and_ranges_and_say_what_is_wrong() {

@@ -4,288 +4,262 @@
 use std::fmt::Write as _;
 
 use secumon_core::CheckResult;
-use serde_json::Value;
 
-fn ms(value: &Value) -> String {
-    value.as_f64().map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+use crate::details::CheckDetails;
+#[cfg(feature = "snmp")]
+use crate::snmp::SnmpValue;
+#[cfg(feature = "tls")]
+use crate::tls::TlsReport;
+
+fn ms(value: Option<f64>) -> String {
+    value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
 }
 
 /// A readable report of a check result: what `secumon scan` prints.
 pub fn render_text(result: &CheckResult) -> String {
-    let d = &result.details;
     let mut out = String::new();
-    if let Some(error) = d["error"].as_str() {
-        let _ = writeln!(out, "{} {}: {error}", result.kind, result.target);
-    } else {
-        match result.kind.as_str() {
-            "ping" => {
-                let _ = writeln!(
-                    out,
-                    "PING {} ({}): {} sent, {} received, {:.1}% loss",
-                    result.target,
-                    d["address"].as_str().unwrap_or(""),
-                    d["sent"],
-                    d["received"],
-                    d["loss_ratio"].as_f64().unwrap_or(0.0) * 100.0
-                );
-                let _ = writeln!(
-                    out,
-                    "rtt min/avg/max/stddev = {}/{}/{}/{} ms, jitter {} ms",
-                    ms(&d["min_ms"]),
-                    ms(&d["avg_ms"]),
-                    ms(&d["max_ms"]),
-                    ms(&d["stddev_ms"]),
-                    ms(&d["jitter_ms"])
-                );
-            }
-            "trace" => {
-                let _ = writeln!(
-                    out,
-                    "{:>3}  {:<40}  {:>6}  {:>4}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
-                    "HOP", "ADDRESS", "LOSS%", "SNT", "LAST", "AVG", "BEST", "WRST", "STDEV"
-                );
-                for hop in d["hops"].as_array().into_iter().flatten() {
-                    let addresses: Vec<String> = hop["addresses"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str().map(str::to_string))
-                        .collect();
-                    let names: Vec<&str> =
-                        hop["names"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                    let mut shown = if addresses.is_empty() { "???".to_string() } else { addresses.join(" ") };
-                    if !names.is_empty() {
-                        shown = format!("{} ({shown})", names.join(" "));
-                    }
-                    let _ = writeln!(
-                        out,
-                        "{:>3}  {:<40}  {:>6.1}  {:>4}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
-                        hop["ttl"].as_u64().unwrap_or(0),
-                        shown,
-                        hop["loss_ratio"].as_f64().unwrap_or(0.0) * 100.0,
-                        hop["sent"].as_u64().unwrap_or(0),
-                        ms(&hop["last_ms"]),
-                        ms(&hop["avg_ms"]),
-                        ms(&hop["best_ms"]),
-                        ms(&hop["worst_ms"]),
-                        ms(&hop["stddev_ms"])
-                    );
-                }
-                if d["reached"] == false {
-                    let _ = writeln!(out, "destination not reached");
-                }
-            }
-            "tcp" | "udp" => {
-                let _ = writeln!(
-                    out,
-                    "{} scan of {} ({}): {} ports",
-                    result.kind,
-                    result.target,
-                    d["address"].as_str().unwrap_or(""),
-                    d["scanned"]
-                );
-                let _ = writeln!(out, "{:<8}  STATE", "PORT");
-                if let Some(ports) = d["ports"].as_object() {
-                    let mut listed: Vec<(u16, &str)> =
-                        ports.iter().filter_map(|(p, s)| Some((p.parse().ok()?, s.as_str()?))).collect();
-                    listed.sort();
-                    for (port, state) in listed {
-                        let _ = writeln!(out, "{:<8}  {state}", format!("{port}/{}", result.kind));
-                    }
-                }
-                let counts: Vec<String> =
-                    d["counts"].as_object().into_iter().flatten().map(|(state, n)| format!("{n} {state}")).collect();
-                let _ = writeln!(out, "{}", counts.join(", "));
-            }
-            "http" => {
-                let r = &d["response"];
-                let _ = writeln!(
-                    out,
-                    "HTTP {} → {} from {}",
-                    r["url"].as_str().unwrap_or(""),
-                    r["status"],
-                    r["address"].as_str().unwrap_or("")
-                );
-                for hop in d["redirects"].as_array().into_iter().flatten() {
-                    let _ = writeln!(out, "  redirected: {} ({})", hop["url"].as_str().unwrap_or(""), hop["status"]);
-                }
-                let t = &r["timings"];
-                let seconds = |v: &Value| v.as_f64().map(|s| format!("{:.1} ms", s * 1000.0)).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "dns {}  connect {}  tls {}  first byte {}  total {}  ({} bytes)",
-                    seconds(&t["dns"]),
-                    seconds(&t["connect"]),
-                    seconds(&t["tls"]),
-                    seconds(&t["first_byte"]),
-                    seconds(&t["total"]),
-                    r["body_bytes"]
-                );
-                if r["tls"].is_object() {
-                    let tls = &r["tls"];
-                    let _ = writeln!(
-                        out,
-                        "tls {} {}; certificate {} from {}, expires in {:.0} days",
-                        tls["version"].as_str().unwrap_or(""),
-                        tls["cipher_suite"].as_str().unwrap_or(""),
-                        tls["subject"].as_str().unwrap_or(""),
-                        tls["issuer"].as_str().unwrap_or(""),
-                        tls["days_to_expiry"].as_f64().unwrap_or(0.0)
-                    );
-                }
-            }
-            "tls" => render_tls(d, &mut out),
-            "snmp" => {
-                let mut rows: Vec<(String, String)> = Vec::new();
-                for variable in d["variables"].as_array().into_iter().flatten() {
-                    rows.push((variable["name"].as_str().unwrap_or("").to_string(), snmp_text(&variable["value"])));
-                }
-                for (name, value) in d.as_object().into_iter().flatten() {
-                    if value.get("type").is_some() {
-                        rows.push((name.clone(), snmp_text(value)));
-                    }
-                }
-                for (name, value) in rows {
-                    let _ = writeln!(out, "{name:<36}  {value}");
-                }
-                for interface in d["interfaces"].as_array().into_iter().flatten() {
-                    let state = if interface["up"] == true { "up" } else { "down" };
-                    let _ = writeln!(
-                        out,
-                        "interface {:<8} {:<16} {state}",
-                        interface["index"].as_str().unwrap_or(""),
-                        interface["name"].as_str().unwrap_or("")
-                    );
-                }
-            }
-            "dns" => {
-                let _ = writeln!(out, "{:<24}  {:<9}  {:>6}  ANSWERS", "RESOLVER", "RCODE", "TTL");
-                for answer in d["answers"].as_array().into_iter().flatten() {
-                    let records: Vec<&str> =
-                        answer["records"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                    let _ = writeln!(
-                        out,
-                        "{:<24}  {:<9}  {:>6}  {}",
-                        answer["resolver"].as_str().unwrap_or(""),
-                        answer["rcode"].as_str().unwrap_or(""),
-                        answer["ttl"].as_u64().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-                        records.join(", ")
-                    );
-                }
-            }
-            _ => {}
+    match CheckDetails::from_result(result) {
+        Ok(CheckDetails::Error { error }) => {
+            let _ = writeln!(out, "{} {}: {error}", result.kind, result.target);
         }
-        for finding in d["findings"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "{:<8}  {}",
-                finding["severity"].as_str().unwrap_or(""),
-                finding["title"].as_str().unwrap_or("")
-            );
-        }
-        for key in ["problems", "warnings"] {
-            for line in d[key].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                let _ = writeln!(out, "{}: {line}", key.trim_end_matches('s'));
-            }
-        }
-        if let Some(disagreeing) = d["disagreeing"].as_array().filter(|a| !a.is_empty()) {
-            let list: Vec<&str> = disagreeing.iter().filter_map(Value::as_str).collect();
-            let _ = writeln!(out, "disagree: {}", list.join(", "));
+        Ok(details) => render_details(result, &details, &mut out),
+        Err(error) => {
+            let _ = writeln!(out, "{} {}: unreadable details: {error}", result.kind, result.target);
         }
     }
     let _ = writeln!(out, "status: {} ({:.1} ms)", result.status.as_str(), result.duration_us as f64 / 1000.0);
     out
 }
 
-/// `Counter64: 42`, `STRING: "lo"`.
-fn snmp_text(value: &Value) -> String {
-    let kind = value["type"].as_str().unwrap_or("");
-    match &value["value"] {
-        Value::String(text) => format!("{kind}: {text:?}"),
-        Value::Null => kind.to_string(),
-        other => format!("{kind}: {other}"),
+/// The kind's own layout, then the problems and warnings every kind may have.
+fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String) {
+    let none: &[String] = &[];
+    // (problems, warnings, resolvers disagreeing), printed after the kind's own layout.
+    let mut notes = (none, none, none);
+    match details {
+        CheckDetails::Ping(d) => {
+            let _ = writeln!(
+                out,
+                "PING {} ({}): {} sent, {} received, {:.1}% loss",
+                result.target,
+                d.address,
+                d.sent,
+                d.received,
+                d.loss_ratio * 100.0
+            );
+            let _ = writeln!(
+                out,
+                "rtt min/avg/max/stddev = {}/{}/{}/{} ms, jitter {} ms",
+                ms(d.min_ms),
+                ms(d.avg_ms),
+                ms(d.max_ms),
+                ms(d.stddev_ms),
+                ms(d.jitter_ms)
+            );
+        }
+        #[cfg(feature = "trace")]
+        CheckDetails::Trace(d) => {
+            let _ = writeln!(
+                out,
+                "{:>3}  {:<40}  {:>6}  {:>4}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
+                "HOP", "ADDRESS", "LOSS%", "SNT", "LAST", "AVG", "BEST", "WRST", "STDEV"
+            );
+            for hop in &d.report.hops {
+                let addresses: Vec<String> = hop.addresses.iter().map(ToString::to_string).collect();
+                let mut shown = if addresses.is_empty() { "???".to_string() } else { addresses.join(" ") };
+                if !hop.names.is_empty() {
+                    shown = format!("{} ({shown})", hop.names.join(" "));
+                }
+                let _ = writeln!(
+                    out,
+                    "{:>3}  {:<40}  {:>6.1}  {:>4}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
+                    hop.ttl,
+                    shown,
+                    hop.loss_ratio * 100.0,
+                    hop.sent,
+                    ms(hop.last_ms),
+                    ms(hop.avg_ms),
+                    ms(hop.best_ms),
+                    ms(hop.worst_ms),
+                    ms(hop.stddev_ms)
+                );
+            }
+            if !d.report.reached {
+                let _ = writeln!(out, "destination not reached");
+            }
+            notes.0 = &d.problems;
+        }
+        CheckDetails::Tcp(d) | CheckDetails::Udp(d) => {
+            let _ = writeln!(out, "{} scan of {} ({}): {} ports", result.kind, result.target, d.address, d.scanned);
+            let _ = writeln!(out, "{:<8}  STATE", "PORT");
+            for (port, state) in &d.ports {
+                let _ = writeln!(out, "{:<8}  {}", format!("{port}/{}", result.kind), state.as_str());
+            }
+            let counts: Vec<String> = d.counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
+            let _ = writeln!(out, "{}", counts.join(", "));
+            notes.0 = &d.problems;
+        }
+        #[cfg(feature = "http")]
+        CheckDetails::Http(d) => {
+            let r = &d.response;
+            let _ = writeln!(out, "HTTP {} → {} from {}", r.url, r.status, r.address);
+            for hop in &d.redirects {
+                let _ = writeln!(out, "  redirected: {} ({})", hop.url, hop.status);
+            }
+            let t = &r.timings;
+            let seconds = |s: f64| format!("{:.1} ms", s * 1000.0);
+            let _ = writeln!(
+                out,
+                "dns {}  connect {}  tls {}  first byte {}  total {}  ({} bytes)",
+                seconds(t.dns),
+                seconds(t.connect),
+                seconds(t.tls),
+                seconds(t.first_byte),
+                seconds(t.total),
+                r.body_bytes
+            );
+            if let Some(tls) = &r.tls {
+                let _ = writeln!(
+                    out,
+                    "tls {} {}; certificate {} from {}, expires in {:.0} days",
+                    tls.version, tls.cipher_suite, tls.subject, tls.issuer, tls.days_to_expiry
+                );
+            }
+            (notes.0, notes.1) = (&d.problems, &d.warnings);
+        }
+        #[cfg(feature = "tls")]
+        CheckDetails::Tls(report) => render_tls(report, out),
+        #[cfg(feature = "snmp")]
+        CheckDetails::Snmp(d) => {
+            use crate::snmp::SnmpDetails;
+            match d {
+                SnmpDetails::Walk { variables } => {
+                    for variable in variables {
+                        let _ = writeln!(out, "{:<36}  {}", variable.name, snmp_text(&variable.value));
+                    }
+                }
+                SnmpDetails::Get(got) => {
+                    for (name, value) in &got.values {
+                        let _ = writeln!(out, "{name:<36}  {}", snmp_text(value));
+                    }
+                    for interface in got.interfaces.iter().flatten() {
+                        let state = if interface.up { "up" } else { "down" };
+                        let _ = writeln!(out, "interface {:<8} {:<16} {state}", interface.index, interface.name);
+                    }
+                    notes.0 = &got.problems;
+                }
+            }
+        }
+        #[cfg(feature = "dns")]
+        CheckDetails::Dns(d) => {
+            let _ = writeln!(out, "{:<24}  {:<9}  {:>6}  ANSWERS", "RESOLVER", "RCODE", "TTL");
+            for answer in &d.answers {
+                let _ = writeln!(
+                    out,
+                    "{:<24}  {:<9}  {:>6}  {}",
+                    answer.resolver,
+                    answer.rcode,
+                    answer.ttl.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                    answer.records.join(", ")
+                );
+            }
+            (notes.0, notes.2) = (&d.problems, &d.disagreeing);
+        }
+        CheckDetails::Error { .. } | CheckDetails::Custom(_) => {}
+    }
+    let (problems, warnings, disagreeing) = notes;
+    for line in problems {
+        let _ = writeln!(out, "problem: {line}");
+    }
+    for line in warnings {
+        let _ = writeln!(out, "warning: {line}");
+    }
+    if !disagreeing.is_empty() {
+        let _ = writeln!(out, "disagree: {}", disagreeing.join(", "));
     }
 }
 
-fn render_tls(d: &Value, out: &mut String) {
-    let _ = writeln!(
-        out,
-        "TLS {} ({}), SNI {}",
-        d["target"].as_str().unwrap_or(""),
-        d["address"].as_str().unwrap_or(""),
-        d["server_name"].as_str().unwrap_or("")
-    );
-    let protocols: Vec<String> = d["protocols"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(version, on)| format!("{version} {}", if on == true { "yes" } else { "no" }))
-        .collect();
+/// `Counter64: 42`, `STRING: "lo"`.
+#[cfg(feature = "snmp")]
+fn snmp_text(value: &SnmpValue) -> String {
+    let kind = value.type_name();
+    match value {
+        SnmpValue::String(text)
+        | SnmpValue::HexString(text)
+        | SnmpValue::Oid(text)
+        | SnmpValue::IpAddress(text)
+        | SnmpValue::Opaque(text)
+        | SnmpValue::Other(text) => format!("{kind}: {text:?}"),
+        SnmpValue::Integer(n) => format!("{kind}: {n}"),
+        SnmpValue::Counter32(n) | SnmpValue::Gauge32(n) | SnmpValue::TimeTicks(n) => format!("{kind}: {n}"),
+        SnmpValue::Counter64(n) => format!("{kind}: {n}"),
+        SnmpValue::Null | SnmpValue::NoSuchObject | SnmpValue::NoSuchInstance | SnmpValue::EndOfMibView => {
+            kind.to_string()
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+fn render_tls(d: &TlsReport, out: &mut String) {
+    let _ = writeln!(out, "TLS {} ({}), SNI {}", d.target, d.address, d.server_name);
+    let protocols: Vec<String> =
+        d.protocols.iter().map(|(version, on)| format!("{version} {}", if *on { "yes" } else { "no" })).collect();
     let _ = writeln!(out, "protocols: {}", protocols.join(", "));
-    for (version, suites) in d["cipher_suites"].as_object().into_iter().flatten() {
-        let order = match d["server_preference"][version].as_bool() {
+    for (version, suites) in &d.cipher_suites {
+        let order = match d.server_preference.get(version) {
             Some(true) => "server's preference",
             Some(false) => "the server follows the client's order",
             None => "one suite",
         };
         let _ = writeln!(out, "{version} suites ({order}):");
-        for suite in suites.as_array().into_iter().flatten() {
+        for suite in suites {
             let mut notes = Vec::new();
-            if suite["forward_secrecy"] == false {
+            if !suite.forward_secrecy {
                 notes.push("no forward secrecy".to_string());
             }
-            if let Some(weakness) = suite["weakness"].as_str() {
-                notes.push(weakness.to_string());
+            if let Some(weakness) = &suite.weakness {
+                notes.push(weakness.clone());
             }
             let notes = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) };
-            let _ = writeln!(
-                out,
-                "  {}  {}{notes}",
-                suite["code"].as_str().unwrap_or(""),
-                suite["name"].as_str().unwrap_or("")
-            );
+            let _ = writeln!(out, "  {}  {}{notes}", suite.code, suite.name);
         }
     }
-    let groups: Vec<&str> = d["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    if !groups.is_empty() {
-        let _ = writeln!(out, "key exchange groups seen: {}", groups.join(", "));
+    if !d.groups.is_empty() {
+        let _ = writeln!(out, "key exchange groups seen: {}", d.groups.join(", "));
     }
-    for (depth, certificate) in d["chain"].as_array().into_iter().flatten().enumerate() {
+    for (depth, certificate) in d.chain.iter().enumerate() {
         let _ = writeln!(
             out,
             "certificate {depth}: {}  issued by {}  {} {} bits, {}, expires in {:.0} days",
-            certificate["subject"].as_str().unwrap_or(""),
-            certificate["issuer"].as_str().unwrap_or(""),
-            certificate["key_type"].as_str().unwrap_or(""),
-            certificate["key_bits"],
-            certificate["signature_algorithm"].as_str().unwrap_or(""),
-            certificate["days_to_expiry"].as_f64().unwrap_or(0.0)
+            certificate.subject,
+            certificate.issuer,
+            certificate.key_type,
+            certificate.key_bits,
+            certificate.signature_algorithm,
+            certificate.days_to_expiry
         );
     }
-    if let Some(responder) = d["ocsp_responder"].as_object() {
-        let answer = responder
-            .get("status")
-            .and_then(Value::as_str)
-            .or_else(|| responder.get("error").and_then(Value::as_str))
-            .unwrap_or("no answer");
-        let _ = writeln!(
-            out,
-            "OCSP responder {}: {answer}",
-            responder.get("responder").and_then(Value::as_str).unwrap_or("")
-        );
+    if let Some(responder) = &d.ocsp_responder {
+        let answer =
+            responder.status.as_ref().map(|s| s.as_str()).or(responder.error.as_deref()).unwrap_or("no answer");
+        let _ = writeln!(out, "OCSP responder {}: {answer}", responder.responder.as_deref().unwrap_or(""));
     }
     let _ = writeln!(
         out,
         "chain: {}; OCSP stapled: {}; grade {}",
-        d["chain_validation"].as_str().unwrap_or(""),
-        if d["ocsp_stapled"] == true { "yes" } else { "no" },
-        d["grade"].as_str().unwrap_or("")
+        d.chain_validation,
+        if d.ocsp_stapled { "yes" } else { "no" },
+        d.grade
     );
+    for finding in &d.findings {
+        let _ = writeln!(out, "{:<8}  {}", finding.severity.as_str(), finding.title);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use secumon_core::{CheckStatus, Labels, Sample};
+    use serde_json::Value;
 
     use super::*;
 
@@ -317,5 +291,40 @@ mod tests {
         );
         let failed = result("ping", CheckStatus::Unknown, serde_json::json!({"error": "cannot resolve t"}));
         assert_eq!(render_text(&failed), "ping t: cannot resolve t\nstatus: unknown (1.5 ms)\n");
+    }
+    #[test]
+    fn renders_pings_and_unreadable_details() {
+        let ping = result(
+            "ping",
+            CheckStatus::Ok,
+            serde_json::json!({"address": "192.0.2.1", "sent": 4, "received": 2, "loss_ratio": 0.5, "min_ms": 10.0,
+                "avg_ms": 12.0, "max_ms": 14.0, "stddev_ms": 2.0, "jitter_ms": null, "rtts_ms": [10.0, null, 14.0, null]}),
+        );
+        assert_eq!(
+            render_text(&ping),
+            "PING t (192.0.2.1): 4 sent, 2 received, 50.0% loss\n\
+             rtt min/avg/max/stddev = 10.00/12.00/14.00/2.00 ms, jitter - ms\nstatus: ok (1.5 ms)\n"
+        );
+        let broken = result("ping", CheckStatus::Ok, serde_json::json!({"sent": "four"}));
+        assert!(render_text(&broken).starts_with("ping t: unreadable details: "), "{}", render_text(&broken));
+    }
+
+    #[cfg(feature = "snmp")]
+    #[test]
+    fn renders_snmp_gets() {
+        let snmp = result(
+            "snmp",
+            CheckStatus::Warning,
+            serde_json::json!({"sysName.0": {"type": "string", "value": "probe"},
+                "sysUpTime.0": {"type": "timeticks", "value": 42}, "sysContact.0": {"type": "nosuchobject"},
+                "interfaces": [{"index": "2", "name": "eth0", "up": false}],
+                "problems": ["sysContact.0: no such object"]}),
+        );
+        assert_eq!(
+            render_text(&snmp),
+            "sysContact.0                          nosuchobject\nsysName.0                             string: \"probe\"\n\
+             sysUpTime.0                           timeticks: 42\ninterface 2        eth0             down\n\
+             problem: sysContact.0: no such object\nstatus: warning (1.5 ms)\n"
+        );
     }
 }

@@ -16,8 +16,11 @@ use crate::check::{Check, run_check};
 /// A check and how often, and for how long at most, it runs.
 #[derive(Clone)]
 pub struct ScheduledCheck {
+    /// The check.
     pub check: Arc<dyn Check>,
+    /// How often it runs.
     pub interval: Duration,
+    /// How long one run may take before it is `unknown`.
     pub timeout: Duration,
 }
 
@@ -42,15 +45,18 @@ pub struct Scheduler {
 pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(10);
 
 impl Scheduler {
+    /// A scheduler of `checks`: 32 at once, ±10 % jitter.
     pub fn new(checks: Vec<ScheduledCheck>) -> Self {
         Self { checks, concurrency: 32, jitter: 0.1, first_run_spread: FIRST_RUN_SPREAD }
     }
 
+    /// Checks running at once, at most (at least 1).
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
         self
     }
 
+    /// How far each run may move, as a fraction of the interval (0 to 0.5).
     pub fn jitter(mut self, fraction: f64) -> Self {
         self.jitter = fraction.clamp(0.0, 0.5);
         self

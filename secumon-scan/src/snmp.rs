@@ -6,7 +6,7 @@
 //! text (printable ASCII and white space), otherwise its bytes in hex (always for MAC-address columns such as `ifPhysAddress`), and
 //! OIDs are decoded arc by arc (zeroDotZero is `0.0`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -109,9 +109,27 @@ fn parse_oid(dotted: &str) -> Result<Oid<'static>, CheckError> {
 /// How to talk to an agent.
 #[derive(Debug, Clone)]
 pub enum Credentials {
-    V1 { community: String },
-    V2c { community: String },
-    V3 { user: String, auth_protocol: String, auth_password: String, privacy: Option<(String, String)> },
+    /// SNMPv1 with a community string.
+    V1 {
+        /// The community (`public`...).
+        community: String,
+    },
+    /// SNMPv2c with a community string.
+    V2c {
+        /// The community (`public`...).
+        community: String,
+    },
+    /// SNMPv3 with a user (authPriv or authNoPriv).
+    V3 {
+        /// The security name.
+        user: String,
+        /// `MD5`, `SHA` (SHA-1), `SHA224`, `SHA256`, `SHA384` or `SHA512`.
+        auth_protocol: String,
+        /// The authentication pass phrase.
+        auth_password: String,
+        /// The privacy protocol (`DES`, `AES`...) and pass phrase; `None` for authNoPriv.
+        privacy: Option<(String, String)>,
+    },
 }
 
 impl Credentials {
@@ -156,9 +174,10 @@ const MAC_COLUMNS: &[&str] = &[
 ];
 
 /// An owned SNMP value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "lowercase")]
 pub enum SnmpValue {
+    /// `INTEGER`.
     Integer(i64),
     /// An octet string that net-snmp prints as `STRING`: every byte printable ASCII or
     /// white space (tab, line feed, vertical tab, form feed, carriage return).
@@ -167,18 +186,29 @@ pub enum SnmpValue {
     /// (`52:54:00:ab:cd:ef`), as net-snmp's `Hex-STRING` holds them.
     #[serde(rename = "hex-string")]
     HexString(String),
+    /// An OBJECT IDENTIFIER, dotted.
     Oid(String),
+    /// An IpAddress, dotted.
     IpAddress(String),
+    /// `Counter32`.
     Counter32(u32),
+    /// `Gauge32` (also Unsigned32).
     Gauge32(u32),
+    /// `TimeTicks`, in hundredths of a second.
     TimeTicks(u32),
+    /// `Counter64`.
     Counter64(u64),
     /// An Opaque value's bytes, in hex like [`SnmpValue::HexString`].
     Opaque(String),
+    /// `NULL`.
     Null,
+    /// The agent has no such object.
     NoSuchObject,
+    /// The agent has no such instance.
     NoSuchInstance,
+    /// A walk ran past the end of the MIB view.
     EndOfMibView,
+    /// Any other type, as the SNMP library prints it.
     Other(String),
 }
 
@@ -210,6 +240,27 @@ impl SnmpValue {
         }
     }
 
+    /// The value's type as the details name it (`counter64`, `string`, `hex-string`...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Integer(_) => "integer",
+            Self::String(_) => "string",
+            Self::HexString(_) => "hex-string",
+            Self::Oid(_) => "oid",
+            Self::IpAddress(_) => "ipaddress",
+            Self::Counter32(_) => "counter32",
+            Self::Gauge32(_) => "gauge32",
+            Self::TimeTicks(_) => "timeticks",
+            Self::Counter64(_) => "counter64",
+            Self::Opaque(_) => "opaque",
+            Self::Null => "null",
+            Self::NoSuchObject => "nosuchobject",
+            Self::NoSuchInstance => "nosuchinstance",
+            Self::EndOfMibView => "endofmibview",
+            Self::Other(_) => "other",
+        }
+    }
+
     /// The value as a number, for samples.
     pub fn number(&self) -> Option<f64> {
         match self {
@@ -225,6 +276,59 @@ impl SnmpValue {
     }
 }
 
+/// What an `snmp` check found: the variables walked, or those got (with the interfaces).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum SnmpDetails {
+    /// A walk (`walk: true`): every variable under the configured subtrees.
+    Walk {
+        /// Each variable, in walk order.
+        variables: Vec<SnmpVariable>,
+    },
+    /// A get: each variable by its name, and the interface table when asked for.
+    Get(SnmpGetDetails),
+}
+
+/// The details of an `snmp` get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnmpGetDetails {
+    /// Each interface's operational state, when `interfaces` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<Vec<SnmpInterface>>,
+    /// The variables the agent does not have; absent when it has them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// Each variable got, by its name (`sysDescr.0`, or the dotted OID).
+    #[serde(flatten)]
+    pub values: BTreeMap<String, SnmpValue>,
+}
+
+/// One variable of a walk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnmpVariable {
+    /// The dotted OID.
+    pub oid: String,
+    /// Its name (`ifName.2`), or the OID when it has none here.
+    pub name: String,
+    /// Its value.
+    pub value: SnmpValue,
+}
+
+/// One interface of the agent's interface table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnmpInterface {
+    /// The ifIndex, as text.
+    pub index: String,
+    /// Its ifName (or ifDescr; the index when neither is there).
+    pub name: String,
+    /// Whether ifOperStatus is `up` (1).
+    pub up: bool,
+}
+
 /// A session with one agent, every request bounded by `timeout` (and retried once).
 pub struct SnmpClient {
     session: AsyncSession,
@@ -233,6 +337,7 @@ pub struct SnmpClient {
 }
 
 impl SnmpClient {
+    /// Opens a session with the agent at `address`; v3 discovers the engine first.
     pub async fn connect(
         address: SocketAddr,
         credentials: &Credentials,
@@ -441,14 +546,21 @@ type PreviousCounters = HashMap<(String, &'static str), (u64, Instant)>;
 /// An SNMP check: the values of `oids` as samples, and with `interfaces`, per-interface
 /// traffic, error and status samples (rates from the second run on).
 pub struct SnmpCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The agent's host name or address.
     pub host: String,
+    /// The agent's UDP port (161).
     pub port: u16,
+    /// How to authenticate.
     pub credentials: Credentials,
+    /// OIDs to get (names such as `sysUpTime.0`, or dotted); `sysUpTime.0` by default.
     pub oids: Vec<String>,
+    /// Also walk the interface table into per-interface samples.
     pub interfaces: bool,
     /// Walk each of `oids`' subtrees into the details (no samples) instead of getting them.
     pub walk: bool,
+    /// How long each request is given (2 s; retried once).
     pub timeout: Duration,
     previous: Mutex<PreviousCounters>,
 }
@@ -460,6 +572,7 @@ impl std::fmt::Debug for SnmpCheck {
 }
 
 impl SnmpCheck {
+    /// A get of `sysUpTime.0` on port 161, 2 s per request.
     pub fn new(id: impl Into<String>, host: impl Into<String>, credentials: Credentials) -> Self {
         Self {
             id: id.into(),
@@ -567,13 +680,13 @@ impl Check for SnmpCheck {
             let mut variables = Vec::new();
             for root in &oids {
                 for (oid, value) in client.walk(root, true).await? {
-                    variables.push(serde_json::json!({"oid": oid, "name": name_for(&oid), "value": value}));
+                    variables.push(SnmpVariable { name: name_for(&oid), oid, value });
                 }
             }
-            return Ok(Outcome::new(CheckStatus::Ok, serde_json::json!({"variables": variables})));
+            return Ok(Outcome::new(CheckStatus::Ok, SnmpDetails::Walk { variables }));
         }
         let values = if oids.is_empty() { Vec::new() } else { client.get(&oids).await? };
-        let mut details = serde_json::Map::new();
+        let mut details = SnmpGetDetails { interfaces: None, problems: Vec::new(), values: BTreeMap::new() };
         let mut outcome_samples = Vec::new();
         let mut missing = Vec::new();
         for (oid, value) in &values {
@@ -588,7 +701,7 @@ impl Check for SnmpCheck {
                     number,
                 ));
             }
-            details.insert(name, serde_json::to_value(value).unwrap_or_default());
+            details.values.insert(name, value.clone());
         }
         if self.interfaces {
             let names = client.walk(&oid_for("ifName")?, true).await?;
@@ -630,28 +743,102 @@ impl Check for SnmpCheck {
                     } else {
                         // ifOperStatus: 1 up, 2 down, others testing/unknown/dormant...
                         outcome_samples.push((sample.to_string(), labels, f64::from(u8::from(number == 1.0))));
-                        interfaces.push(serde_json::json!({"index": index, "name": interface, "up": number == 1.0}));
+                        interfaces.push(SnmpInterface { index, name: interface, up: number == 1.0 });
                     }
                 }
             }
-            details.insert("interfaces".into(), serde_json::Value::Array(interfaces));
+            details.interfaces = Some(interfaces);
         }
         let status = if missing.is_empty() { CheckStatus::Ok } else { CheckStatus::Warning };
-        if !missing.is_empty() {
-            details.insert(
-                "problems".into(),
-                serde_json::json!(missing.iter().map(|m| format!("{m}: no such object")).collect::<Vec<_>>()),
-            );
-        }
-        let mut outcome = Outcome::new(status, serde_json::Value::Object(details));
-        outcome.samples = outcome_samples;
-        Ok(outcome)
+        details.problems = missing.iter().map(|m| format!("{m}: no such object")).collect();
+        Ok(Outcome { status, details: SnmpDetails::Get(details).into(), samples: outcome_samples })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let walked = SnmpDetails::Walk {
+            variables: vec![SnmpVariable {
+                oid: "1.3.6.1.2.1.31.1.1.1.1.1".into(),
+                name: "ifName.1".into(),
+                value: SnmpValue::String("lo".into()),
+            }],
+        };
+        crate::details::assert_wire(
+            "snmp",
+            walked.into(),
+            serde_json::json!({"variables": [
+                {"oid": "1.3.6.1.2.1.31.1.1.1.1.1", "name": "ifName.1", "value": {"type": "string", "value": "lo"}},
+            ]}),
+        );
+        let got = SnmpGetDetails {
+            interfaces: Some(vec![SnmpInterface { index: "2".into(), name: "eth0".into(), up: true }]),
+            problems: vec!["sysContact.0: no such object".into()],
+            values: BTreeMap::from([
+                ("sysUpTime.0".to_string(), SnmpValue::TimeTicks(4200)),
+                ("ifHCInOctets.2".to_string(), SnmpValue::Counter64(u64::MAX)),
+                ("sysContact.0".to_string(), SnmpValue::NoSuchObject),
+            ]),
+        };
+        crate::details::assert_wire(
+            "snmp",
+            SnmpDetails::Get(got).into(),
+            serde_json::json!({
+                "sysUpTime.0": {"type": "timeticks", "value": 4200},
+                "ifHCInOctets.2": {"type": "counter64", "value": 18_446_744_073_709_551_615u64},
+                "sysContact.0": {"type": "nosuchobject"},
+                "interfaces": [{"index": "2", "name": "eth0", "up": true}],
+                "problems": ["sysContact.0: no such object"],
+            }),
+        );
+        let plain = SnmpGetDetails {
+            interfaces: None,
+            problems: Vec::new(),
+            values: BTreeMap::from([("sysName.0".to_string(), SnmpValue::String("probe".into()))]),
+        };
+        crate::details::assert_wire(
+            "snmp",
+            SnmpDetails::Get(plain).into(),
+            serde_json::json!({"sysName.0": {"type": "string", "value": "probe"}}),
+        );
+        crate::details::assert_wire(
+            "snmp",
+            SnmpDetails::Get(SnmpGetDetails {
+                interfaces: Some(Vec::new()),
+                problems: Vec::new(),
+                values: BTreeMap::new(),
+            })
+            .into(),
+            serde_json::json!({"interfaces": []}),
+        );
+    }
+
+    #[test]
+    fn type_names_are_the_json_types() {
+        for value in [
+            SnmpValue::Integer(-1),
+            SnmpValue::String("a".into()),
+            SnmpValue::HexString("00".into()),
+            SnmpValue::Oid("1.3".into()),
+            SnmpValue::IpAddress("192.0.2.1".into()),
+            SnmpValue::Counter32(1),
+            SnmpValue::Gauge32(1),
+            SnmpValue::TimeTicks(1),
+            SnmpValue::Counter64(1),
+            SnmpValue::Opaque("00".into()),
+            SnmpValue::Null,
+            SnmpValue::NoSuchObject,
+            SnmpValue::NoSuchInstance,
+            SnmpValue::EndOfMibView,
+            SnmpValue::Other("x".into()),
+        ] {
+            assert_eq!(serde_json::to_value(&value).unwrap()["type"], value.type_name(), "{value:?}");
+        }
+    }
 
     #[test]
     fn names_and_dotted_oids() {

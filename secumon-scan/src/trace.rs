@@ -22,11 +22,14 @@ use crate::check::{Check, CheckError, Outcome, resolve};
 use crate::spec::required;
 
 /// How probes are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TraceMode {
+    /// ICMP echo requests.
     Icmp,
+    /// UDP datagrams to high ports.
     Udp,
+    /// TCP SYNs.
     Tcp,
 }
 
@@ -43,10 +46,14 @@ impl std::str::FromStr for TraceMode {
     }
 }
 
+/// How a trace runs.
 #[derive(Debug, Clone)]
 pub struct TraceOptions {
+    /// How probes are sent (ICMP).
     pub mode: TraceMode,
+    /// The largest TTL tried (30).
     pub max_hops: u8,
+    /// Rounds of probes (10).
     pub rounds: u32,
     /// Pause between rounds.
     pub interval: Duration,
@@ -54,6 +61,7 @@ pub struct TraceOptions {
     pub timeout: Duration,
     /// Destination port for UDP (first of a range, one per probe) and TCP probes.
     pub port: u16,
+    /// Look up each hop's name (off).
     pub reverse_dns: bool,
 }
 
@@ -72,44 +80,90 @@ impl Default for TraceOptions {
 }
 
 /// One hop's statistics over every round, in milliseconds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct Hop {
+    /// The TTL of this hop, from 1.
     pub ttl: u8,
     /// Every address that answered at this TTL, most frequent first; empty when none did.
     pub addresses: Vec<IpAddr>,
+    /// Their reverse DNS names, when looked up.
     pub names: Vec<String>,
+    /// Probes sent at this TTL.
     pub sent: u32,
+    /// Answers received.
     pub received: u32,
+    /// Lost probes over those sent, 0 to 1.
     pub loss_ratio: f64,
+    /// The last round trip.
     pub last_ms: Option<f64>,
+    /// The mean round trip.
     pub avg_ms: Option<f64>,
+    /// The shortest round trip.
     pub best_ms: Option<f64>,
+    /// The longest round trip.
     pub worst_ms: Option<f64>,
+    /// Standard deviation of the round trips.
     pub stddev_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A whole trace: the path to the destination, hop by hop.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
 pub struct TraceReport {
+    /// The address traced to.
     pub destination: IpAddr,
+    /// How the probes were sent.
     pub mode: TraceMode,
     /// The destination itself answered (echo reply; port unreachable from it in UDP mode;
     /// SYN-ACK or RST in TCP mode).
     pub reached: bool,
     /// The "destination unreachable" that ended the path, when one did.
     pub unreachable: Option<Unreachable>,
+    /// Each hop, by TTL; a hop that never answered has no address.
     pub hops: Vec<Hop>,
 }
 
 /// An ICMP "destination unreachable" that ended the path.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
 pub struct Unreachable {
     /// The hop that sent it.
     pub ttl: u8,
+    /// Its address.
     pub from: IpAddr,
     /// The ICMP code (0 network, 1 host, 3 port, 13 administratively prohibited...).
     pub code: u8,
     /// The code in words: `network unreachable`, `host unreachable`...
     pub reason: &'static str,
+}
+
+/// [`Unreachable`] as JSON has it: its `reason` is read back from the code, so that it
+/// stays one of [`unreachable_reason`]'s words.
+#[derive(Deserialize)]
+struct UnreachableJson {
+    ttl: u8,
+    from: IpAddr,
+    code: u8,
+}
+
+impl<'de> Deserialize<'de> for Unreachable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = UnreachableJson::deserialize(deserializer)?;
+        Ok(Self { ttl: json.ttl, from: json.from, code: json.code, reason: unreachable_reason(json.code) })
+    }
+}
+
+/// What a `trace` check found: the path, and why it is not healthy when it is not.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct TraceDetails {
+    /// The path, hop by hop.
+    #[serde(flatten)]
+    pub report: TraceReport,
+    /// Why the destination was not reached; absent when it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// The words for an ICMPv4 destination unreachable code (RFC 792, 1122, 1812).
@@ -447,9 +501,13 @@ fn hop(ttl: u8, samples: &[Option<(IpAddr, f64)>]) -> Hop {
 /// exceeds `warn_loss`.
 #[derive(Debug, Clone)]
 pub struct TraceCheck {
+    /// The check's name in the configuration.
     pub id: String,
+    /// The host name or address traced to.
     pub host: String,
+    /// How the trace runs.
     pub options: TraceOptions,
+    /// A last-hop loss ratio above this is a warning (0.1).
     pub warn_loss: f64,
 }
 
@@ -520,7 +578,6 @@ impl Check for TraceCheck {
             _ => CheckStatus::Critical,
         };
         let distinct: BTreeSet<IpAddr> = report.hops.iter().flat_map(|h| h.addresses.iter().copied()).collect();
-        let mut details = serde_json::to_value(&report).unwrap_or_default();
         let problem = match &report.unreachable {
             Some(u) if !report.reached => {
                 Some(format!("{} (hop {}) answered {} (ICMP code {})", u.from, u.ttl, u.reason, u.code))
@@ -528,26 +585,77 @@ impl Check for TraceCheck {
             _ if !report.reached => Some(format!("{} not reached", report.destination)),
             _ => None,
         };
-        if let (Some(problem), Some(object)) = (problem, details.as_object_mut()) {
-            object.insert("problems".into(), serde_json::json!([problem]));
-        }
-        let mut outcome = Outcome::new(status, details)
-            .sample("trace_hops", Labels::new(), report.hops.len() as f64)
-            .sample("trace_distinct_addresses", Labels::new(), distinct.len() as f64);
+        let mut samples = vec![
+            ("trace_hops".to_string(), Labels::new(), report.hops.len() as f64),
+            ("trace_distinct_addresses".to_string(), Labels::new(), distinct.len() as f64),
+        ];
         for hop in &report.hops {
             let labels = Labels::from([("hop".to_string(), hop.ttl.to_string())]);
-            outcome = outcome.sample("trace_hop_loss_ratio", labels.clone(), hop.loss_ratio);
+            samples.push(("trace_hop_loss_ratio".to_string(), labels.clone(), hop.loss_ratio));
             if let Some(avg) = hop.avg_ms {
-                outcome = outcome.sample("trace_hop_rtt_avg_seconds", labels, avg / 1000.0);
+                samples.push(("trace_hop_rtt_avg_seconds".to_string(), labels, avg / 1000.0));
             }
         }
-        Ok(outcome)
+        let details = TraceDetails { report, problems: problem.into_iter().collect() };
+        Ok(Outcome { status, details: details.into(), samples })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keep_their_json() {
+        let hop = |ttl: u8, address: &str, avg: Option<f64>| Hop {
+            ttl,
+            addresses: if avg.is_some() { vec![address.parse().unwrap()] } else { Vec::new() },
+            names: Vec::new(),
+            sent: 2,
+            received: if avg.is_some() { 2 } else { 0 },
+            loss_ratio: if avg.is_some() { 0.0 } else { 1.0 },
+            last_ms: avg,
+            avg_ms: avg,
+            best_ms: avg,
+            worst_ms: avg,
+            stddev_ms: avg.map(|_| 0.0),
+        };
+        let report = TraceReport {
+            destination: "192.0.2.9".parse().unwrap(),
+            mode: TraceMode::Udp,
+            reached: false,
+            unreachable: Some(Unreachable {
+                ttl: 2,
+                from: "192.0.2.254".parse().unwrap(),
+                code: 13,
+                reason: unreachable_reason(13),
+            }),
+            hops: vec![hop(1, "192.0.2.1", Some(1.5)), hop(2, "", None)],
+        };
+        let problems =
+            vec!["192.0.2.254 (hop 2) answered communication administratively prohibited (ICMP code 13)".to_string()];
+        crate::details::assert_wire(
+            "trace",
+            TraceDetails { report: report.clone(), problems }.into(),
+            serde_json::json!({
+                "destination": "192.0.2.9", "mode": "udp", "reached": false,
+                "unreachable": {"ttl": 2, "from": "192.0.2.254", "code": 13, "reason": "communication administratively prohibited"},
+                "hops": [
+                    {"ttl": 1, "addresses": ["192.0.2.1"], "names": [], "sent": 2, "received": 2, "loss_ratio": 0.0,
+                     "last_ms": 1.5, "avg_ms": 1.5, "best_ms": 1.5, "worst_ms": 1.5, "stddev_ms": 0.0},
+                    {"ttl": 2, "addresses": [], "names": [], "sent": 2, "received": 0, "loss_ratio": 1.0,
+                     "last_ms": null, "avg_ms": null, "best_ms": null, "worst_ms": null, "stddev_ms": null},
+                ],
+                "problems": ["192.0.2.254 (hop 2) answered communication administratively prohibited (ICMP code 13)"],
+            }),
+        );
+        let reached = TraceReport { reached: true, unreachable: None, hops: Vec::new(), ..report };
+        crate::details::assert_wire(
+            "trace",
+            TraceDetails { report: reached, problems: Vec::new() }.into(),
+            serde_json::json!({"destination": "192.0.2.9", "mode": "udp", "reached": true, "unreachable": null, "hops": []}),
+        );
+    }
 
     #[test]
     fn echo_requests_carry_a_valid_checksum() {

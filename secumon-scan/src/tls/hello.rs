@@ -12,21 +12,28 @@ use tokio::net::TcpStream;
 /// Protocol versions, by their wire code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum Version {
+    /// SSL 3.0.
     #[serde(rename = "SSLv3")]
     Ssl3,
+    /// TLS 1.0.
     #[serde(rename = "TLSv1.0")]
     Tls10,
+    /// TLS 1.1.
     #[serde(rename = "TLSv1.1")]
     Tls11,
+    /// TLS 1.2.
     #[serde(rename = "TLSv1.2")]
     Tls12,
+    /// TLS 1.3.
     #[serde(rename = "TLSv1.3")]
     Tls13,
 }
 
 impl Version {
+    /// Every version, oldest first.
     pub const ALL: [Version; 5] = [Self::Ssl3, Self::Tls10, Self::Tls11, Self::Tls12, Self::Tls13];
 
+    /// The version's wire code (`0x0303` for TLS 1.2).
     pub fn code(self) -> u16 {
         match self {
             Self::Ssl3 => 0x0300,
@@ -37,10 +44,12 @@ impl Version {
         }
     }
 
+    /// The version of a wire code, if it is one of these.
     pub fn from_code(code: u16) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.code() == code)
     }
 
+    /// `SSLv3`, `TLSv1.0`... as the details name it.
     pub fn label(self) -> &'static str {
         match self {
             Self::Ssl3 => "SSLv3",

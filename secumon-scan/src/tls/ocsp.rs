@@ -8,23 +8,39 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 /// What OCSP says about the leaf.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OcspStatus {
+    /// Not revoked.
     Good,
+    /// Revoked.
     Revoked,
+    /// The responder does not know the certificate.
     Unknown,
 }
 
+impl OcspStatus {
+    /// `good`, `revoked` or `unknown`, as the details write it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Good => "good",
+            Self::Revoked => "revoked",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// When and why a revoked certificate was revoked (RFC 6960 RevokedInfo).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Revocation {
     /// The revocation time, RFC 3339 in UTC (`2024-01-01T00:00:00Z`).
     pub time: String,
+    /// The revocation time, in Unix seconds.
     pub time_unix: i64,
     /// The CRLReason as RFC 5280 names it (`keyCompromise`, `superseded`, ...); `None`
     /// when the responder gives no reason.
@@ -44,19 +60,24 @@ impl std::fmt::Display for Revocation {
 /// The first SingleResponse of an OCSP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SingleResponse {
+    /// What the response says.
     pub status: OcspStatus,
     /// Set when `status` is revoked.
     pub revocation: Option<Revocation>,
 }
 
 /// The responder's answer, or why there is none.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OcspAnswer {
+    /// The responder's URL, from the certificate.
     pub responder: Option<String>,
     /// `None` when the responder could not be asked or did not say.
     pub status: Option<OcspStatus>,
+    /// When and why, if revoked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<Revocation>,
+    /// Why there is no answer, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
