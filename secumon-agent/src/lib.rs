@@ -12,6 +12,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -40,18 +42,31 @@ use tokio::sync::watch;
 /// Probe-mode checks running at once, at most.
 const PROBE_MODE_CONCURRENCY: usize = 8;
 
+/// Why an agent, a probe or `setup` could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgentError {
+    /// The state directory (or a file setup writes) could not be created, read or written.
     #[error("cannot use state directory {path}: {source}")]
-    StateDir { path: String, source: std::io::Error },
+    StateDir {
+        /// The directory or file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The spool could not be opened, the TLS files loaded, or enrollment failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// Log tailing could not start (a bad glob, an unwritable positions file).
     #[error(transparent)]
     Logs(#[from] LogError),
+    /// No name was configured and the system's host name is empty.
     #[error("cannot tell this machine's host name; set agent.name in the configuration")]
     NoHostName,
+    /// TLS is enabled but one of its three files is not configured.
     #[error("collector.tls.enabled is true, so collector.tls.ca, .cert and .key must all be set")]
     TlsIncomplete,
+    /// Setup refused to run (the configuration file exists and `force` is off).
     #[error("setup: {0}")]
     Setup(String),
 }
@@ -61,12 +76,15 @@ pub enum AgentError {
 pub struct AgentSettings {
     /// Host name reported as the `host` label.
     pub host: String,
+    /// Labels added to every series the agent sends (`agent.labels`).
     pub labels: Labels,
     /// Which collectors, how often, and their settings.
     pub metrics: MetricsSection,
     /// Holds the agent's identity and its spool.
     pub state_dir: PathBuf,
+    /// The server's gRPC ingest, `HOST:PORT`.
     pub endpoint: String,
+    /// Bound on the spool's size on disk in bytes; the oldest batches are dropped beyond it.
     pub spool_max_bytes: u64,
     /// Mutual TLS to the server; plaintext when `None`.
     pub tls: Option<TlsMaterial>,
@@ -85,6 +103,9 @@ pub struct AgentSettings {
 }
 
 impl AgentSettings {
+    /// The settings an agent configuration file describes, with no managed base. Errors when
+    /// TLS is enabled without all its files or when they cannot be loaded, and when no host
+    /// name is configured or found.
     pub fn from_config(config: &AgentConfig) -> Result<Self, AgentError> {
         let tls = tls_material(&config.collector.tls)?;
         Ok(Self {
@@ -153,6 +174,8 @@ pub fn log_colours(to_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> boo
     to_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
+/// A running agent: its identity, spool, collectors and log tailer. Built by [`Agent::open`],
+/// driven by [`Agent::run`].
 pub struct Agent {
     settings: AgentSettings,
     agent_id: String,

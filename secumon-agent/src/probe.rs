@@ -108,6 +108,8 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// Loads (or creates) the probe's identity in `spool.dir` and opens its spool. Errors as
+    /// [`Agent::open`](crate::Agent::open) does, and when TLS or the host name are missing.
     pub fn open(config: &ProbeConfig) -> Result<Self, AgentError> {
         let tls = tls_material(&config.collector.tls)?;
         let host = host_name(config.probe.name.as_deref())?;
@@ -127,6 +129,7 @@ impl Probe {
         })
     }
 
+    /// The push client, for its counters.
     pub fn push_client(&self) -> PushClient {
         self.client.clone()
     }

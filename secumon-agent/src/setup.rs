@@ -13,6 +13,7 @@ use crate::{AgentError, host_name, load_or_create_agent_id};
 pub struct SetupOptions {
     /// The server's gRPC ingest, `HOST:PORT`.
     pub collector: String,
+    /// The one-time provisioning token the server issued.
     pub token: ProvisioningToken,
     /// The configuration file to write.
     pub config_path: PathBuf,
@@ -26,10 +27,15 @@ pub struct SetupOptions {
 
 /// Where setup put things.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct SetupReport {
+    /// The id the server enrolled this agent under.
     pub agent_id: String,
+    /// The host name it reports.
     pub host: String,
+    /// The configuration file written.
     pub config_path: PathBuf,
+    /// The agent's certificate, signed by the server's agent CA.
     pub cert_path: PathBuf,
 }
 

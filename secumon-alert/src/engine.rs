@@ -20,26 +20,41 @@ use crate::template::render_template;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
+    /// The condition does not hold (or the alert has not started).
     Inactive,
+    /// The condition holds, for less than the rule's `for` so far.
     Pending,
+    /// The condition has held for the rule's `for`: receivers are told.
     Firing,
     /// Was firing, and its data stopped: not known to be fine, so not resolved.
     Stale,
+    /// Was firing (or stale) and is over: the condition stayed false for `resolve_after`,
+    /// data stayed missing past `no_data`, its rule was removed, or an operator resolved it.
     Resolved,
 }
 
 /// One change of one alert: what notifiers and the history receive.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Transition {
+    /// The rule's name.
     pub rule: String,
     /// The alert's identity: the matched series' labels, the rule's labels and `alertname`.
     pub labels: Labels,
+    /// The state before.
     pub from: AlertState,
+    /// The state after.
     pub to: AlertState,
+    /// When the change happened, milliseconds since 1970.
     pub at_ms: i64,
+    /// The value that caused it (the latest one seen for the alert).
     pub value: f64,
+    /// The rule's severity.
     pub severity: AlertSeverity,
+    /// The rule's annotations filled in for this alert.
     pub annotations: BTreeMap<String, String>,
+    /// Channels to notify: the rule's on firing, every level told on resolving, the next
+    /// level's on escalating; empty for changes nobody is woken for (pending, stale).
     pub channels: Vec<String>,
     /// A silence covered the alert at that moment: keep it in history, notify no one.
     pub silenced: bool,
@@ -50,8 +65,11 @@ pub struct Transition {
 /// Who acknowledged a firing alert, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acknowledgement {
+    /// Who acknowledged it.
     pub by: String,
+    /// When, milliseconds since 1970.
     pub at_ms: i64,
+    /// Why, as they wrote it; may be empty.
     pub comment: String,
 }
 
@@ -61,10 +79,15 @@ pub struct Silence {
     /// Given by [`AlertEngine::add_silence`]; what expiring it early names.
     #[serde(default)]
     pub id: String,
+    /// Label values an alert must all carry to be muted.
     pub matchers: Labels,
+    /// Start of the silence (inclusive), milliseconds since 1970.
     pub starts_ms: i64,
+    /// End of the silence (exclusive), milliseconds since 1970.
     pub ends_ms: i64,
+    /// Who created it.
     pub created_by: String,
+    /// Why, as they wrote it.
     pub comment: String,
 }
 
@@ -79,12 +102,19 @@ impl Silence {
 pub struct ActiveAlert {
     /// Stable for a rule and label set: the same alert has the same id after it comes back.
     pub id: String,
+    /// The rule's name.
     pub rule: String,
+    /// The alert's identity, as in [`Transition::labels`].
     pub labels: Labels,
+    /// Pending, firing or stale.
     pub state: AlertState,
+    /// When it entered its state (pending or firing), milliseconds since 1970.
     pub since_ms: i64,
+    /// The latest value seen for it.
     pub value: f64,
+    /// The rule's severity.
     pub severity: AlertSeverity,
+    /// Set once an operator acknowledged it (which stops escalation).
     pub acknowledged: Option<Acknowledgement>,
     /// Escalation levels notified so far.
     pub escalation_level: u32,
@@ -113,11 +143,14 @@ impl ActiveAlert {
 /// the rule's whole `no_data`. One late batch and silence is a deleted agent, not a down one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedAgent {
+    /// The deleted agent's id.
     pub agent_id: String,
+    /// When it was deleted, milliseconds since 1970.
     pub deleted_ms: i64,
     /// The first and the latest push seen since the deletion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back_since_ms: Option<i64>,
+    /// The latest push seen since the deletion (0 when none).
     #[serde(default)]
     pub back_until_ms: i64,
 }
@@ -133,8 +166,11 @@ impl DeletedAgent {
 /// deleted (a restart must not turn a deleted agent's late batch into a page).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineState {
+    /// The alerts pending, firing or stale.
     pub alerts: Vec<ActiveAlert>,
+    /// The silences kept (an expired one is dropped when silences are next listed).
     pub silences: Vec<Silence>,
+    /// Agents deleted and not yet counted for `AgentDown` again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deleted_agents: Vec<DeletedAgent>,
 }
@@ -157,6 +193,7 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
+    /// An engine with `rules`, no alerts and no silences.
     pub fn new(rules: Vec<Rule>) -> Self {
         let mut engine = Self {
             rules: Vec::new(),
@@ -173,6 +210,7 @@ impl AlertEngine {
         engine
     }
 
+    /// The rules it evaluates.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

@@ -13,11 +13,16 @@ use secumon_core::{Labels, SeriesKey};
 
 /// Why a rule expression cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExprError {
+    /// The PromQL parser rejected it.
     #[error("not PromQL: {0}")]
     Syntax(String),
+    /// Longer than 4096 bytes, brackets nested deeper than 32, or more than 256 operators.
     #[error("too large: {0}")]
     TooLarge(String),
+    /// Valid PromQL, but not a comparison with a number over the functions and operators
+    /// alert rules support.
     #[error("outside the supported subset: {0}")]
     Unsupported(String),
 }
@@ -135,13 +140,20 @@ impl Arithmetic {
     }
 }
 
+/// How a value is compared with a threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Comparison {
+    /// `>`
     Greater,
+    /// `>=`
     GreaterOrEqual,
+    /// `<`
     Less,
+    /// `<=`
     LessOrEqual,
+    /// `==`
     Equal,
+    /// `!=`
     NotEqual,
 }
 
@@ -159,6 +171,7 @@ impl Comparison {
         })
     }
 
+    /// The operator as written: `>`, `>=`, `<`, `<=`, `==` or `!=`.
     pub fn symbol(self) -> &'static str {
         match self {
             Self::Greater => ">",
@@ -181,6 +194,7 @@ impl Comparison {
         }
     }
 
+    /// Whether `left OP right` is true (false whenever either side is NaN, except for `!=`).
     pub fn holds(self, left: f64, right: f64) -> bool {
         match self {
             Self::Greater => left > right,
@@ -196,8 +210,11 @@ impl Comparison {
 /// `vector OP threshold`: true for each element where the comparison holds.
 #[derive(Debug, Clone)]
 pub struct Condition {
+    /// The expression on the left.
     pub vector: VectorExpr,
+    /// How it is compared (a rule written `number OP vector` is stored flipped).
     pub comparison: Comparison,
+    /// The number on the right.
     pub threshold: f64,
 }
 
@@ -247,6 +264,8 @@ pub(crate) fn check_size(text: &str) -> Result<(), ExprError> {
 }
 
 impl Condition {
+    /// Parses `expr OP number` (or `number OP expr`); errors when it is too large, not
+    /// PromQL, or outside the supported subset.
     pub fn parse(text: &str) -> Result<Self, ExprError> {
         check_size(text)?;
         let expr = parser::parse(text).map_err(ExprError::Syntax)?;

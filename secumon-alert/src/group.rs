@@ -14,15 +14,21 @@ use crate::rule::{AlertSeverity, Rule};
 
 /// What a channel receives: one or more alerts of one rule that changed the same way.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Notification {
+    /// The rule's name.
     pub rule: String,
     /// The state the alerts moved to.
     pub status: AlertState,
+    /// The rule's severity.
     pub severity: AlertSeverity,
     /// The labels the group is made of (all of the alert's labels when the rule does not group).
     pub group_labels: Labels,
+    /// The channels to send it to.
     pub channels: Vec<String>,
+    /// 0 for a change of state; n for the n-th escalation (see [`Transition::escalation_level`]).
     pub escalation_level: u32,
+    /// When the first of its alerts changed, milliseconds since 1970.
     pub at_ms: i64,
     /// Never empty.
     pub alerts: Vec<Transition>,
@@ -66,6 +72,7 @@ pub struct Grouper {
 }
 
 impl Grouper {
+    /// A grouper for `rules` (their `group_by` and `group_wait`), with nothing waiting.
     pub fn new(rules: &[Rule]) -> Self {
         let mut grouper = Self { rules: HashMap::new(), waiting: BTreeMap::new() };
         grouper.set_rules(rules);

@@ -2,7 +2,7 @@
 //! evaluation with Prometheus' semantics (5-minute lookback, evaluation at each step, rate
 //! extrapolation, label handling of functions, aggregations and vector matching).
 //!
-//! It shares the alert rules' building blocks ([`crate::expr`]: size limits, label matching,
+//! It shares the alert rules' building blocks (the crate's `expr` module: size limits, label matching,
 //! arithmetic, comparisons and the `*_over_time` functions). Evaluation is split so it needs
 //! no store: [`Query::fetches`] says which series and time spans to read, the caller reads
 //! them (a server from its `Store`), and [`Query::instant`] / [`Query::range`] evaluate over
@@ -52,6 +52,8 @@ impl SeriesMatcher {
         }
     }
 
+    /// Whether `series` has the name (if any) and satisfies every matcher; a missing label
+    /// counts as empty.
     pub fn matches(&self, series: &SeriesKey) -> bool {
         self.name.as_ref().is_none_or(|name| *name == series.name)
             && self.matchers.iter().all(|m| {
@@ -91,8 +93,11 @@ fn matcher_of(vs: &parser::VectorSelector) -> Result<SeriesMatcher, QueryError> 
 /// inclusive.
 #[derive(Debug, Clone)]
 pub struct Fetch<'a> {
+    /// Which series to read.
     pub matcher: &'a SeriesMatcher,
+    /// First instant to read, milliseconds since 1970 (inclusive).
     pub from_ms: i64,
+    /// Last instant to read, milliseconds since 1970 (inclusive).
     pub to_ms: i64,
 }
 
@@ -102,6 +107,7 @@ pub type Fetched = Vec<(SeriesKey, Vec<(i64, f64)>)>;
 /// What a query's answer is, as the API names it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
+    /// One number at one time (ms).
     Scalar(i64, f64),
     /// Elements (labels with `__name__` where kept, value) at one time.
     Vector(i64, Vec<(Labels, f64)>),
@@ -212,6 +218,8 @@ pub struct Query {
 }
 
 impl Query {
+    /// Compiles a query; [`QueryError::BadData`] when it is too large, not PromQL, or uses
+    /// what this evaluator does not support.
     pub fn parse(text: &str) -> Result<Self, QueryError> {
         check_size(text).map_err(|e| QueryError::BadData(e.to_string()))?;
         let expr = parser::parse(text).map_err(QueryError::BadData)?;

@@ -85,6 +85,7 @@ pub struct CpuCollector {
 }
 
 impl CpuCollector {
+    /// A collector reading `proc_root` (`/proc` on the host; a fixture tree in tests).
     pub fn new(proc_root: &Path) -> Self {
         let ticks = rustix::param::clock_ticks_per_second();
         Self {
@@ -153,6 +154,7 @@ pub struct LoadCollector {
 }
 
 impl LoadCollector {
+    /// A collector reading `proc_root` (`/proc` on the host; a fixture tree in tests).
     pub fn new(proc_root: &Path) -> Self {
         Self { root: proc_root.to_path_buf() }
     }

@@ -48,6 +48,7 @@ pub struct DiskIoCollector {
 }
 
 impl DiskIoCollector {
+    /// A collector reading `proc_root` (`/proc` on the host; a fixture tree in tests).
     pub fn new(proc_root: &Path) -> Self {
         Self { root: proc_root.to_path_buf() }
     }

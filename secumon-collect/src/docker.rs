@@ -91,6 +91,7 @@ pub struct DockerCollector {
 }
 
 impl DockerCollector {
+    /// A collector asking the Docker Engine API on the unix `socket` (`/var/run/docker.sock`).
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Self {
             socket: socket.into(),

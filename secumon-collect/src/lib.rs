@@ -16,6 +16,8 @@
 //! lines of whitespace-separated numbers, parsing from `&str` makes every collector testable
 //! on fixture text, and the agent stays smaller.
 
+#![warn(missing_docs)]
+
 mod cpu;
 mod diskio;
 mod docker;
@@ -43,15 +45,33 @@ pub use services::ServiceCollector;
 
 /// Why a collector produced nothing this cycle.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CollectError {
+    /// A kernel file (or the Docker socket) could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        /// The file or socket path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file was read but its content was not what the collector expects.
     #[error("cannot parse {path}: {reason}")]
-    Parse { path: String, reason: String },
+    Parse {
+        /// The file (or API path) whose content was malformed.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// This machine has no such thing to collect (no systemd, no Docker): the agent says so
     /// once and the collector retries rarely.
     #[error("{collector} unavailable: {reason}")]
-    Unavailable { collector: &'static str, reason: String },
+    Unavailable {
+        /// The collector's [`Collector::name`].
+        collector: &'static str,
+        /// Why, as the system said it.
+        reason: String,
+    },
 }
 
 /// A source of host samples, run once per agent cycle.

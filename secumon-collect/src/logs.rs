@@ -31,12 +31,26 @@ const ROTATED_READS_PER_POLL: usize = 4;
 /// Longer lines are cut; a log line is not a place for megabytes.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
+/// Why log tailing could not start or could not record its progress.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LogError {
+    /// A configured file glob is not a valid pattern.
     #[error("invalid log source pattern {pattern:?}: {reason}")]
-    Pattern { pattern: String, reason: String },
+    Pattern {
+        /// The glob as configured.
+        pattern: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The read positions could not be written to the state file.
     #[error("cannot save log positions to {path}: {source}")]
-    State { path: String, source: std::io::Error },
+    State {
+        /// The state file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// Where reading stopped in one file, identified by device and inode so a rotated file is

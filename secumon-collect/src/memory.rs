@@ -13,6 +13,7 @@ pub struct MemoryCollector {
 }
 
 impl MemoryCollector {
+    /// A collector reading `proc_root` (`/proc` on the host; a fixture tree in tests).
     pub fn new(proc_root: &Path) -> Self {
         Self { root: proc_root.to_path_buf() }
     }

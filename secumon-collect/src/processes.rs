@@ -72,6 +72,7 @@ pub struct ProcessCollector {
 }
 
 impl ProcessCollector {
+    /// A collector reading `proc_root`, reporting the `top` processes by CPU and by memory.
     pub fn new(proc_root: &Path, top: usize) -> Self {
         let ticks = rustix::param::clock_ticks_per_second();
         Self {

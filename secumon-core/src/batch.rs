@@ -18,45 +18,105 @@ const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
 
 /// Why a batch cannot be accepted. The message names the offending part.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BatchError {
+    /// The agent id is empty or longer than 128 bytes.
     #[error("agent_id must be 1 to {MAX_ID_LEN} characters")]
     BadAgentId,
+    /// The host is empty or longer than 128 bytes.
     #[error("host must be 1 to {MAX_ID_LEN} characters")]
     BadHost,
+    /// A series name is not a Prometheus metric name.
     #[error("invalid metric name {0:?}: expected [a-zA-Z_:][a-zA-Z0-9_:]*")]
     BadMetricName(String),
+    /// A label name is not a Prometheus label name.
     #[error("series {series}: invalid label name {label:?}: expected [a-zA-Z_][a-zA-Z0-9_]*")]
-    BadLabelName { series: String, label: String },
+    BadLabelName {
+        /// The series (or the part of the batch) carrying the label.
+        series: String,
+        /// The label name.
+        label: String,
+    },
+    /// A label is `host` or `tenant`, which only the server sets.
     #[error("series {series}: label {label:?} is set by the server and may not be sent")]
-    ReservedLabel { series: String, label: String },
+    ReservedLabel {
+        /// The series (or the part of the batch) carrying the label.
+        series: String,
+        /// The label name.
+        label: String,
+    },
+    /// A label value is longer than 4096 bytes.
     #[error("series {series}: label {label:?} value longer than {MAX_LABEL_VALUE_LEN} bytes")]
-    LabelValueTooLong { series: String, label: String },
+    LabelValueTooLong {
+        /// The series (or the part of the batch) carrying the label.
+        series: String,
+        /// The label name.
+        label: String,
+    },
+    /// A series carries a different number of timestamps and values.
     #[error("series {series}: {timestamps} timestamps but {values} values")]
-    LengthMismatch { series: String, timestamps: usize, values: usize },
+    LengthMismatch {
+        /// The series name.
+        series: String,
+        /// How many timestamps it carries.
+        timestamps: usize,
+        /// How many values it carries.
+        values: usize,
+    },
+    /// A timestamp is negative or after 2100 (seconds, µs or ns instead of milliseconds).
     #[error("{what}: timestamp {timestamp_ms} is not milliseconds since 1970 before 2100")]
-    BadTimestamp { what: String, timestamp_ms: i64 },
+    BadTimestamp {
+        /// What carries it: a series name, check id, event kind, log source or batch field.
+        what: String,
+        /// The timestamp.
+        timestamp_ms: i64,
+    },
+    /// The batch carries more than [`MAX_VALUES_PER_BATCH`] values.
     #[error("batch carries more than {MAX_VALUES_PER_BATCH} values")]
     TooLarge,
+    /// A check result's status is unspecified on the wire.
     #[error("check {check_id:?}: status is unspecified")]
-    MissingCheckStatus { check_id: String },
+    MissingCheckStatus {
+        /// The check's id.
+        check_id: String,
+    },
+    /// A check result's details are not valid JSON.
     #[error("check {check_id:?}: details are not valid JSON: {reason}")]
-    BadCheckDetails { check_id: String, reason: String },
+    BadCheckDetails {
+        /// The check's id.
+        check_id: String,
+        /// The JSON parser's message.
+        reason: String,
+    },
+    /// An event's severity is unspecified on the wire.
     #[error("event {kind:?}: severity is unspecified")]
-    MissingSeverity { kind: String },
+    MissingSeverity {
+        /// The event's kind.
+        kind: String,
+    },
 }
 
 /// Everything one agent pushes in one batch, identified by `(agent_id, sequence)`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IngestBatch {
+    /// The sending agent's stable id (1 to 128 bytes).
     pub agent_id: String,
+    /// The agent's sequence number for this batch; never reused, so a resent batch is
+    /// recognised as a duplicate.
     pub sequence: u64,
+    /// The agent's host name, stored as the `host` label (1 to 128 bytes).
     pub host: String,
     /// Labels from the agent's config, added to every series of the batch.
     pub agent_labels: Labels,
+    /// When the agent made the batch, milliseconds since 1970.
     pub created_at_ms: i64,
+    /// Metric samples.
     pub samples: Vec<Sample>,
+    /// Probe check results (each with its own samples).
     pub check_results: Vec<CheckResult>,
+    /// Discrete changes seen on the host.
     pub events: Vec<Event>,
+    /// Log lines.
     pub logs: Vec<LogRecord>,
     /// When the sender sent it, by its clock; `None` from senders that do not say.
     pub clock: Option<ClockReading>,
@@ -109,6 +169,7 @@ impl IngestBatch {
         self.samples.len() + self.check_results.iter().map(|c| c.samples.len()).sum::<usize>()
     }
 
+    /// The wire message; [`IngestBatch::from_proto`] reads it back.
     pub fn to_proto(&self) -> proto::Batch {
         proto::Batch {
             agent_id: self.agent_id.clone(),

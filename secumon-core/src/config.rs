@@ -11,15 +11,40 @@ use serde::{Deserialize, Deserializer};
 
 /// A configuration file that could not be read or understood.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        /// The file's path.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The file is not YAML, or a key is unknown, missing or has a bad value.
     #[error("{file}:{line}:{column}: {}{message}", key_prefix(.key))]
-    Invalid { file: String, line: usize, column: usize, key: Option<String>, message: String },
+    Invalid {
+        /// The file's path (or the origin the text was parsed under).
+        file: String,
+        /// 1-based line of the problem; 0 when the parser gave no position.
+        line: usize,
+        /// 1-based column of the problem; 0 when the parser gave no position.
+        column: usize,
+        /// The dotted path of the offending key (`metrics.interval`), when there is one.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
     /// A document that is not a file (a centrally managed agent configuration) is invalid.
     #[error("{origin}: {}{message}", key_prefix(.key))]
-    Document { origin: String, key: Option<String>, message: String },
+    Document {
+        /// What names the document (`agent-config "env=prod"`), or the file whose pins failed.
+        origin: String,
+        /// The dotted path of the offending key, when there is one.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 fn key_prefix(key: &Option<String>) -> String {
@@ -69,20 +94,28 @@ fn unknown_field(message: &str) -> Option<String> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// This machine's name, labels and pinned keys.
     #[serde(default)]
     pub agent: AgentSection,
+    /// The server to push to (required).
     pub collector: CollectorSection,
+    /// Host metric collection.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Log shipping (off by default).
     #[serde(default)]
     pub logs: LogsSection,
+    /// External checks run by the agent (off by default).
     #[serde(default)]
     pub probe_mode: ProbeModeSection,
+    /// Where batches wait for the server.
     #[serde(default)]
     pub spool: SpoolSection,
 }
 
 impl AgentConfig {
+    /// Reads and validates an agent configuration file; the error names the file, line and
+    /// key of the first problem, or the `agent.pinned` entry that names no managed section.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let config: Self = load_yaml(path)?;
         crate::managed::validate_pins(&config.agent.pinned, &path.display().to_string())?;
@@ -90,6 +123,7 @@ impl AgentConfig {
     }
 }
 
+/// The `agent` section: how this machine is named and labelled.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
@@ -104,11 +138,13 @@ pub struct AgentSection {
     pub pinned: Vec<String>,
 }
 
+/// The `collector` section: the server the agent pushes to.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorSection {
     /// The server's gRPC ingest address, `HOST:PORT`.
     pub endpoint: Endpoint,
+    /// Mutual TLS to the server (off by default).
     #[serde(default)]
     pub tls: TlsSection,
 }
@@ -134,13 +170,18 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// `collector.tls`: the agent's certificate files for mutual TLS.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
+    /// Use mutual TLS; then `cert`, `key` and `ca` must all be set (default false).
     #[serde(default)]
     pub enabled: bool,
+    /// The agent's certificate (PEM).
     pub cert: Option<PathBuf>,
+    /// The agent's private key (PEM).
     pub key: Option<PathBuf>,
+    /// The CA bundle the server's certificate must chain to (PEM).
     pub ca: Option<PathBuf>,
     /// The session token file `secumon-agent setup` wrote; sent with every push and renewed
     /// every 24 h.
@@ -167,15 +208,17 @@ pub enum MetricFamily {
     Containers,
 }
 
+/// The `metrics` section: which host metrics to collect and how often.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
-    /// Time between two collection cycles.
+    /// Time between two collection cycles (default 60 s).
     #[serde(default = "default_interval", deserialize_with = "positive_duration")]
     pub interval: Duration,
+    /// The families to collect (default: cpu, memory, disk, network).
     #[serde(default = "default_families")]
     pub enabled: Vec<MetricFamily>,
-    /// How many processes to report by CPU and by memory.
+    /// How many processes to report by CPU and by memory (default 10).
     #[serde(default = "default_top_processes")]
     pub top_processes: usize,
     /// Filesystem types to report although they are usually pseudo filesystems (`tmpfs`).
@@ -184,7 +227,7 @@ pub struct MetricsSection {
     /// systemd units to report besides every failed one (`nginx.service`).
     #[serde(default)]
     pub services: Vec<String>,
-    /// The Docker Engine API socket.
+    /// The Docker Engine API socket (default `/var/run/docker.sock`).
     #[serde(default = "default_docker_socket")]
     pub docker_socket: PathBuf,
 }
@@ -215,6 +258,7 @@ fn default_interval() -> Duration {
 }
 
 impl MetricFamily {
+    /// Every family, in declaration order.
     pub const ALL: [MetricFamily; 7] =
         [Self::Cpu, Self::Memory, Self::Disk, Self::Network, Self::Processes, Self::Services, Self::Containers];
 }
@@ -232,19 +276,21 @@ pub fn positive_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<D
     Ok(duration)
 }
 
+/// The `logs` section: which logs to tail and ship.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsSection {
+    /// Ship logs at all (default false).
     #[serde(default)]
     pub enabled: bool,
     /// Files or globs to tail.
     #[serde(default)]
     pub sources: Vec<String>,
-    /// Also follow the systemd journal (through `journalctl`) where there is one.
+    /// Also follow the systemd journal (through `journalctl`) where there is one (default true).
     #[serde(default = "default_true")]
     pub journald: bool,
     /// How long a file renamed away by a rotation is still read after it last grew: a
-    /// writer keeps appending through its old handle until it reopens its log.
+    /// writer keeps appending through its old handle until it reopens its log (default 5 s).
     #[serde(default = "default_rotation_grace", with = "humantime_serde")]
     pub rotation_grace: Duration,
 }
@@ -263,11 +309,14 @@ impl Default for LogsSection {
     }
 }
 
+/// The `probe_mode` section: external checks the agent runs beside its collectors.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeModeSection {
+    /// Run the targets at all (default false).
     #[serde(default)]
     pub enabled: bool,
+    /// The checks to run.
     #[serde(default)]
     pub targets: Vec<ProbeTarget>,
 }
@@ -276,19 +325,29 @@ pub struct ProbeModeSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ProbeTarget {
+    /// An HTTP(S) GET of `url`.
     Http {
+        /// The URL to fetch.
         url: String,
+        /// Time between two runs (default 60 s).
         #[serde(default = "default_interval", deserialize_with = "positive_duration")]
         interval: Duration,
     },
+    /// A TCP connect to `host:port`, expected to be open.
     Tcp {
+        /// Host name or address.
         host: String,
+        /// The port.
         port: u16,
+        /// Time between two runs (default 60 s).
         #[serde(default = "default_interval", deserialize_with = "positive_duration")]
         interval: Duration,
     },
+    /// ICMP echo to `host`.
     Ping {
+        /// Host name or address.
         host: String,
+        /// Time between two runs (default 60 s).
         #[serde(default = "default_interval", deserialize_with = "positive_duration")]
         interval: Duration,
     },
@@ -298,10 +357,11 @@ pub enum ProbeTarget {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolSection {
-    /// Directory for the spool and the agent's identity.
+    /// Directory for the spool and the agent's identity (default `/var/lib/secumon/agent`).
     #[serde(default = "default_spool_dir")]
     pub dir: PathBuf,
-    /// Bound on the spool's size on disk; the oldest batches are dropped beyond it.
+    /// Bound on the spool's size on disk in bytes (default 256 MiB); the oldest batches are
+    /// dropped beyond it.
     #[serde(default = "default_spool_max_bytes")]
     pub max_bytes: u64,
 }

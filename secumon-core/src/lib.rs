@@ -16,6 +16,8 @@
 //! assert_eq!(IngestBatch::from_proto(wire).unwrap(), batch);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod config;
 pub mod managed;

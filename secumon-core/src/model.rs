@@ -19,11 +19,14 @@ pub const DEFAULT_TENANT: &str = "default";
 /// A metric name plus its labels: the identity of a time series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SeriesKey {
+    /// The metric name, Prometheus style (`memory_total_bytes`).
     pub name: String,
+    /// The series' labels.
     pub labels: Labels,
 }
 
 impl SeriesKey {
+    /// The series `name` with `labels`.
     pub fn new(name: impl Into<String>, labels: Labels) -> Self {
         Self { name: name.into(), labels }
     }
@@ -50,12 +53,16 @@ impl fmt::Display for SeriesKey {
 /// One value of one series at one instant. Values are in base units (bytes, seconds, ratios).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
+    /// The series it belongs to.
     pub series: SeriesKey,
+    /// When it was measured, milliseconds since 1970.
     pub timestamp_ms: i64,
+    /// The value.
     pub value: f64,
 }
 
 impl Sample {
+    /// A sample of the series `name` with `labels`.
     pub fn new(name: impl Into<String>, labels: Labels, timestamp_ms: i64, value: f64) -> Self {
         Self { series: SeriesKey::new(name, labels), timestamp_ms, value }
     }
@@ -65,13 +72,18 @@ impl Sample {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
+    /// The target answered as expected.
     Ok,
+    /// The target answered, but past a warning threshold.
     Warning,
+    /// The target failed or is past a critical threshold.
     Critical,
+    /// The check could not tell (it could not run, or its answer made no sense).
     Unknown,
 }
 
 impl CheckStatus {
+    /// The lowercase name, as in JSON: `ok`, `warning`, `critical`, `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -95,14 +107,21 @@ impl CheckStatus {
 /// The outcome of one run of a probe check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
+    /// The check's id, unique per sender.
     pub check_id: String,
+    /// The kind of check (`tcp`, `tls`, `http`, `dns`...).
     pub kind: String,
+    /// What was checked (a host, `host:port`, a URL).
     pub target: String,
+    /// The outcome.
     pub status: CheckStatus,
+    /// When the run started, milliseconds since 1970.
     pub timestamp_ms: i64,
+    /// How long the run took, in microseconds.
     pub duration_us: u64,
     /// Structured, kind-specific details.
     pub details: serde_json::Value,
+    /// The check's own samples (latency, loss, days to expiry...).
     pub samples: Vec<Sample>,
 }
 
@@ -142,14 +161,20 @@ impl CheckResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// For information; nothing to fix.
     Info,
+    /// Low.
     Low,
+    /// Medium.
     Medium,
+    /// High.
     High,
+    /// Critical.
     Critical,
 }
 
 impl Severity {
+    /// The lowercase name, as in JSON: `info`, `low`, `medium`, `high`, `critical`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Info => "info",
@@ -164,20 +189,28 @@ impl Severity {
 /// A discrete change: a service went down, a certificate changed, an agent connected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// When it happened, milliseconds since 1970.
     pub timestamp_ms: i64,
+    /// What kind of change, a short name chosen by the sender.
     pub kind: String,
+    /// How serious it is.
     pub severity: Severity,
+    /// What it concerns.
     pub labels: Labels,
+    /// A human-readable description.
     pub message: String,
 }
 
 /// One log line with where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
+    /// When the line was read (or, from the journal, written), milliseconds since 1970.
     pub timestamp_ms: i64,
     /// A file path, or `journald`.
     pub source: String,
+    /// Labels of the source (from the journal: `unit`, `identifier`, `priority`).
     pub labels: Labels,
+    /// The line, without its newline.
     pub line: String,
 }
 
@@ -185,7 +218,9 @@ pub struct LogRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FindingStatus {
+    /// Reported and not fixed yet.
     Open,
+    /// No longer reported, or marked fixed.
     Fixed,
 }
 
@@ -194,13 +229,19 @@ pub enum FindingStatus {
 pub struct Finding {
     /// CVE id or scanner rule id.
     pub id: String,
+    /// How serious it is, as the scanner rated it.
     pub severity: Severity,
     /// Host name, URL or image the finding is about.
     pub asset: String,
+    /// One-line summary.
     pub title: String,
+    /// The scanner's description; may be empty.
     pub description: String,
+    /// When it was first reported, milliseconds since 1970.
     pub first_seen_ms: i64,
+    /// When it was last reported, milliseconds since 1970.
     pub last_seen_ms: i64,
+    /// Open or fixed.
     pub status: FindingStatus,
 }
 

@@ -12,6 +12,8 @@
 //! # Ok::<(), secumon_findings::ParseError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod nuclei;
 mod sarif;
 mod secumon;
@@ -23,13 +25,18 @@ use secumon_core::{Finding, FindingStatus, Severity, now_ms};
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{origin}:{line}:{column}: {message}")]
 pub struct ParseError {
+    /// The report's name as the caller gave it (usually its file path).
     pub origin: String,
+    /// 1-based line of the problem; 0 when it concerns no position (an unknown format).
     pub line: usize,
+    /// 1-based column of the problem; 0 when it concerns no position.
     pub column: usize,
+    /// What is wrong there.
     pub message: String,
 }
 
 impl ParseError {
+    /// An error at `line`:`column` of `origin`; for parsers outside this crate too.
     pub fn new(origin: &str, line: usize, column: usize, message: impl Into<String>) -> Self {
         Self { origin: origin.to_string(), line, column, message: message.into() }
     }
@@ -57,8 +64,11 @@ pub fn parsers() -> Vec<Box<dyn FindingsParser>> {
 
 /// A parsed report.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Report {
+    /// The format it was read as ([`FindingsParser::format`]), detected or given.
     pub format: &'static str,
+    /// Every finding of the report, each `Open` and first/last seen now.
     pub findings: Vec<Finding>,
 }
 

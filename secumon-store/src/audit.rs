@@ -11,6 +11,7 @@ pub struct AuditEntry {
     pub id: i64,
     /// The tenant the action was made in.
     pub tenant: String,
+    /// When, milliseconds since 1970.
     pub at_ms: i64,
     /// Who, as authenticated: a user name, `key:<id>` for an API key.
     pub actor: String,
@@ -34,7 +35,9 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     /// Before this instant (ms).
     pub until_ms: Option<i64>,
+    /// Only this actor's entries, exactly.
     pub actor: Option<String>,
+    /// Only this kind of action, exactly.
     pub action: Option<String>,
     /// Entries older than this id (the last id of the previous page).
     pub before_id: Option<i64>,

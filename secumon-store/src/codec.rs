@@ -8,23 +8,27 @@ use pco::{ChunkConfig, DeltaSpec, ModeSpec};
 /// Bytes of one sample in a write-ahead record: series id u32, timestamp i64, value bits u64.
 const WAL_SAMPLE_BYTES: usize = 20;
 
+/// Bytes that do not decode.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// A write-ahead record's length is not a multiple of a sample's (20 bytes).
     #[error("write-ahead record of {0} bytes is not a whole number of samples")]
     TornRecord(usize),
+    /// A chunk's streams are malformed, or hold different numbers of timestamps and values.
     #[error("chunk is corrupt: {0}")]
     Chunk(String),
 }
 
 /// One sample of a series, by the series' id.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WalSample {
+pub(crate) struct WalSample {
     pub series_id: u32,
     pub timestamp_ms: i64,
     pub value: f64,
 }
 
-pub fn encode_wal(samples: &[WalSample]) -> Vec<u8> {
+/// A write-ahead record: each sample as series id, timestamp and value bits, little endian.
+pub(crate) fn encode_wal(samples: &[WalSample]) -> Vec<u8> {
     let mut out = Vec::with_capacity(samples.len() * WAL_SAMPLE_BYTES);
     for s in samples {
         out.extend_from_slice(&s.series_id.to_le_bytes());
@@ -34,7 +38,8 @@ pub fn encode_wal(samples: &[WalSample]) -> Vec<u8> {
     out
 }
 
-pub fn decode_wal(bytes: &[u8]) -> Result<Vec<WalSample>, CodecError> {
+/// The samples of a write-ahead record; an error when it is torn.
+pub(crate) fn decode_wal(bytes: &[u8]) -> Result<Vec<WalSample>, CodecError> {
     if !bytes.len().is_multiple_of(WAL_SAMPLE_BYTES) {
         return Err(CodecError::TornRecord(bytes.len()));
     }
@@ -79,6 +84,7 @@ pub fn encode_chunk(timestamps: &[i64], values: &[f64], effort: Effort) -> Vec<u
     out
 }
 
+/// The timestamps and values of a chunk [`encode_chunk`] made; an error when it is corrupt.
 pub fn decode_chunk(bytes: &[u8]) -> Result<(Vec<i64>, Vec<f64>), CodecError> {
     let corrupt = |e: &dyn std::fmt::Display| CodecError::Chunk(e.to_string());
     let len_bytes: [u8; 4] = bytes.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt(&"too short"))?;

@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod audit;
 pub mod backup;
 mod chunked;
@@ -38,68 +40,129 @@ use serde::{Deserialize, Serialize};
 pub use audit::{AuditEntry, AuditFilter};
 pub use logs::{LineFilter, LogCursor, LogEntry, LogOrder, LogPage, LogQuery, LogScan};
 pub use postgres::PgStore;
-pub use query::{
-    Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector, Summary, aggregate, aggregate_summaries, summarize,
-};
+pub use query::{Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector};
 pub use sqlite::SqliteStore;
 
 /// Tenant that owns everything until tenants are managed.
 pub const DEFAULT_TENANT: &str = secumon_core::model::DEFAULT_TENANT;
 
+/// Why the store could not do what was asked. [`StoreError::fault`] tells a trouble that may
+/// pass (disk full, database locked or unreachable) from a refusal of the data itself.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
+    /// The database answered with an error, or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date when the store was opened.
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database (file, directory or server) could not be opened or connected to.
     #[error("cannot open store at {path}: {reason}")]
-    Open { path: String, reason: String },
+    Open {
+        /// The file or directory, or the server's URL without its password.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The SQLite file the store opened is no longer at its path.
     #[error(
         "the database file {path} was moved, deleted or replaced while open; nothing is written until the file that \
          was opened is back there (a deleted one must be restored from a backup, or the server restarted on an \
          empty database)"
     )]
-    Moved { path: String },
+    Moved {
+        /// The database file's path.
+        path: String,
+    },
     /// The transaction this batch was committed in together with other agents' batches
     /// failed (another batch of the group got the original error).
     #[error("{message}")]
-    Group { fault: Option<StoreFault>, message: String },
+    Group {
+        /// The original error's fault, if it was one.
+        fault: Option<StoreFault>,
+        /// The original error's message.
+        message: String,
+    },
+    /// The batch's agent id is already registered under another tenant; nothing was stored.
     #[error("agent {agent_id} belongs to another tenant")]
-    TenantMismatch { agent_id: String },
+    TenantMismatch {
+        /// The agent id.
+        agent_id: String,
+    },
+    /// A JSON column (labels, details, a filter's severities) could not be read or written.
     #[error("stored labels are corrupt: {0}")]
     CorruptLabels(#[from] serde_json::Error),
+    /// The query or filter is invalid (a bad step, range, regex or paging cursor).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A sample is stamped further ahead of now than [`StoreOptions::max_future_ms`]; the
+    /// batch was refused whole.
     #[error("sample of {series} at {timestamp_ms} ms is more than {limit_ms} ms in the future")]
-    FutureTimestamp { series: String, timestamp_ms: i64, limit_ms: i64 },
+    FutureTimestamp {
+        /// The sample's series.
+        series: String,
+        /// Its timestamp.
+        timestamp_ms: i64,
+        /// The limit in force.
+        limit_ms: i64,
+    },
+    /// A stored chunk of samples could not be decoded.
     #[error("stored samples are corrupt: {0}")]
     Corrupt(#[from] codec::CodecError),
+    /// Series ids (32-bit) are used up.
     #[error("the store holds the maximum number of series ({})", u32::MAX)]
     TooManySeries,
+    /// The batch would take its tenant past [`StoreOptions::max_series_per_tenant`].
     #[error(
         "tenant {tenant} would hold more than {limit} series (max_series_per_tenant): this batch names {new} new \
          series; nothing of it was stored"
     )]
-    SeriesLimit { tenant: String, limit: u64, new: u64 },
+    SeriesLimit {
+        /// The tenant.
+        tenant: String,
+        /// The limit in force.
+        limit: u64,
+        /// The series the batch would have created.
+        new: u64,
+    },
+    /// A blocking task of the store panicked or was cancelled.
     #[error("a background task of the store failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A findings report is larger than [`StoreOptions::max_report_findings`]; nothing was stored.
     #[error("the report holds {findings} findings, more than the limit of {limit} per report (max_report_findings)")]
-    ReportTooLarge { findings: usize, limit: usize },
+    ReportTooLarge {
+        /// Findings in the report.
+        findings: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A findings report would take its tenant past [`StoreOptions::max_open_findings`].
     #[error(
         "tenant {tenant} would hold {open} open findings after this report, more than the limit of {limit} per \
          tenant (max_open_findings); nothing of the report was stored"
     )]
-    TooManyOpenFindings { tenant: String, open: u64, limit: u64 },
+    TooManyOpenFindings {
+        /// The tenant.
+        tenant: String,
+        /// Open findings it would hold.
+        open: u64,
+        /// The limit in force.
+        limit: u64,
+    },
 }
 
 /// The kind of trouble behind a [`StoreError`] that a retry may get past once an operator
 /// (or time) lifts it: the batch is not bad, the store cannot take it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreFault {
+    /// The disk (or the database server's) is full.
     DiskFull,
+    /// The database or its file system is read-only.
     ReadOnly,
     /// Another writer holds the lock (SQLite busy or locked).
     Busy,
+    /// An I/O error reading or writing the database.
     Io,
     /// The database file, or its directory, cannot be opened.
     CannotOpen,
@@ -108,6 +171,7 @@ pub enum StoreFault {
 }
 
 impl StoreFault {
+    /// Every fault, in declaration order.
     pub const ALL: [StoreFault; 6] = [
         StoreFault::DiskFull,
         StoreFault::ReadOnly,
@@ -204,13 +268,19 @@ const DAY_MS: i64 = 86_400_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Retention {
+    /// Raw samples (default 30 days).
     pub raw_ms: i64,
+    /// 5-minute rollups (default 90 days).
     pub rollup_5m_ms: i64,
+    /// 1-hour rollups (default 365 days).
     pub rollup_1h_ms: i64,
+    /// Log lines (default 30 days).
     pub logs_ms: i64,
+    /// Events and check results (default 180 days).
     pub events_ms: i64,
+    /// The alert history (default 365 days).
     pub alerts_ms: i64,
-    /// The audit log of administrative actions.
+    /// The audit log of administrative actions (default 365 days).
     pub audit_ms: i64,
 }
 
@@ -228,19 +298,25 @@ impl Default for Retention {
     }
 }
 
-/// Resolution of the two rollup tiers.
+/// Resolution of the finer rollup tier.
 pub const FIVE_MINUTES_MS: i64 = 300_000;
+/// Resolution of the coarser rollup tier.
 pub const ONE_HOUR_MS: i64 = 3_600_000;
 
 /// The data a range query is answered from: the finest tier whose retention covers its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
+    /// Every sample.
     Raw,
+    /// 5-minute rollups.
     FiveMinutes,
+    /// 1-hour rollups.
     OneHour,
 }
 
 impl Tier {
+    /// The tier `query` reads at `now_ms`: raw for `p95` (rollups keep no percentiles) and
+    /// for starts within raw retention, else the finest rollup whose retention covers it.
     pub fn for_query(query: &RangeQuery, now_ms: i64, retention: &Retention) -> Tier {
         if query.aggregation == Aggregation::P95 || query.start_ms >= now_ms - retention.raw_ms {
             Tier::Raw
@@ -255,6 +331,7 @@ impl Tier {
 /// Tuning of a store; the defaults suit `secumon up`.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// How long each kind of data is kept.
     pub retention: Retention,
     /// Samples kept in the head before it is compacted (16 bytes each in memory): the more
     /// series, the more it takes for compaction to write chunks worth the name.
@@ -330,6 +407,7 @@ pub enum MaintenanceTask {
 }
 
 impl MaintenanceTask {
+    /// Every task, in the order of [`MaintenanceHealth`]'s arrays.
     pub const ALL: [MaintenanceTask; 2] = [MaintenanceTask::Compaction, MaintenanceTask::Retention];
 
     /// A short snake_case name, for metric labels.
@@ -351,10 +429,12 @@ pub struct MaintenanceHealth {
 }
 
 impl MaintenanceHealth {
+    /// Failed passes of `task`.
     pub fn failures(&self, task: MaintenanceTask) -> u64 {
         self.failures[task as usize]
     }
 
+    /// Passes of `task` failed in a row (0 once one succeeds).
     pub fn consecutive_failures(&self, task: MaintenanceTask) -> u64 {
         self.consecutive_failures[task as usize]
     }
@@ -436,8 +516,11 @@ impl TryFrom<AgentRow> for AgentRecord {
 /// Which agents [`Store::agents`] answers, and which page of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentFilter {
+    /// Only the agent with this id.
     pub agent_id: Option<String>,
+    /// Only agents reporting this host name.
     pub host: Option<String>,
+    /// Agents skipped first (ordered by host, then agent id).
     pub offset: u32,
     /// At most this many; all when `None`.
     pub limit: Option<u32>,
@@ -446,11 +529,17 @@ pub struct AgentFilter {
 /// An agent as the server knows it from the batches it pushed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
+    /// The agent's id.
     pub agent_id: String,
+    /// The tenant it belongs to.
     pub tenant: String,
+    /// The host name of its latest batch.
     pub host: String,
+    /// The agent labels of its latest batch.
     pub labels: Labels,
+    /// Its first batch's arrival, milliseconds since 1970.
     pub first_seen_ms: i64,
+    /// Its latest batch's arrival, milliseconds since 1970.
     pub last_seen_ms: i64,
     /// Highest batch sequence committed.
     pub last_sequence: u64,
@@ -462,16 +551,22 @@ pub struct AgentRecord {
 /// transition, an acknowledgement, a rule change, a failed delivery).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertHistoryEntry {
+    /// The rule's name.
     pub rule: String,
+    /// When it happened, milliseconds since 1970.
     pub at_ms: i64,
+    /// The event, as JSON.
     pub record: String,
 }
 
 /// A check's latest run, with the probe (agent) that ran it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LatestCheck {
+    /// The probe's agent id.
     pub agent_id: String,
+    /// The probe's host name.
     pub host: String,
+    /// The run.
     pub result: CheckResult,
 }
 
@@ -480,18 +575,23 @@ pub struct LatestCheck {
 pub struct FindingsImport {
     /// The report's format or scanner, kept with each finding.
     pub source: String,
+    /// Every finding of the report.
     pub findings: Vec<Finding>,
     /// The report covers its assets completely: their open findings from the same source
     /// that it no longer lists are fixed.
     pub full_scan: bool,
+    /// When the report was imported, milliseconds since 1970: the findings' `last_seen_ms`.
     pub at_ms: i64,
 }
 
 /// What an import changed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ImportSummary {
+    /// Findings never seen before.
     pub new: Vec<Finding>,
+    /// Findings that were fixed and are reported again.
     pub reopened: Vec<Finding>,
+    /// Findings that a full scan no longer lists.
     pub fixed: Vec<Finding>,
     /// Findings seen again, still open.
     pub unchanged: usize,
@@ -502,30 +602,39 @@ pub struct ImportSummary {
 /// Which findings to list.
 #[derive(Debug, Clone, Default)]
 pub struct FindingFilter {
+    /// Only findings about this asset.
     pub asset: Option<String>,
     /// At least this severe.
     pub severity: Option<Severity>,
+    /// Only open, or only fixed, findings.
     pub status: Option<FindingStatus>,
+    /// At most this many.
     pub limit: u32,
+    /// Findings skipped first (ordered by severity, most severe first, then last seen).
     pub offset: u32,
 }
 
 /// A document of the server's own, as [`Store::list_records`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
+    /// The document's id within its kind.
     pub id: String,
     /// JSON, as written.
     pub body: String,
+    /// When it was last written, milliseconds since 1970.
     pub updated_ms: i64,
 }
 
 /// One document's replacement in [`Store::swap_records`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordSwap {
+    /// The document's kind.
     pub kind: String,
+    /// The document's id within its kind.
     pub id: String,
     /// The body the document must still have.
     pub expected: String,
+    /// The new body.
     pub body: String,
 }
 

@@ -33,7 +33,9 @@ const FETCH_ROWS: u32 = 2_000;
 /// One row in the `(timestamp, row id)` order of a host's log lines; as text it is opaque.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LogCursor {
+    /// The line's timestamp, milliseconds since 1970.
     pub timestamp_ms: i64,
+    /// The line's row id, which orders lines of equal timestamps.
     pub id: i64,
 }
 
@@ -83,7 +85,9 @@ impl<'de> Deserialize<'de> for LogCursor {
 /// What a line's text must hold.
 #[derive(Debug, Clone)]
 pub enum LineFilter {
+    /// This text, exactly (case-sensitive).
     Contains(String),
+    /// A match of this regex; build it with [`LineFilter::regex`] to get its limits.
     Regex(regex::Regex),
 }
 
@@ -105,6 +109,7 @@ impl LineFilter {
             .map_err(|error| StoreError::InvalidQuery(format!("invalid regex {pattern:?}: {error}")))
     }
 
+    /// Whether `line` passes the filter.
     pub fn matches(&self, line: &str) -> bool {
         match self {
             LineFilter::Contains(text) => line.contains(text.as_str()),
@@ -126,6 +131,7 @@ pub enum LogOrder {
 /// A question about one host's log lines.
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {
+    /// The host whose lines are read.
     pub host: String,
     /// Lines stamped at or after this.
     pub since_ms: Option<i64>,
@@ -137,7 +143,9 @@ pub struct LogQuery {
     pub before: Option<LogCursor>,
     /// Only lines from this source, exactly.
     pub source: Option<String>,
+    /// Only lines whose text passes this filter.
     pub filter: Option<LineFilter>,
+    /// Which way to page.
     pub order: LogOrder,
     /// Lines per page, at most [`MAX_PAGE`]; 0 is read as 1.
     pub limit: u32,
@@ -146,18 +154,26 @@ pub struct LogQuery {
 /// The rows a backend is asked for: strictly between two cursors, one source or all.
 #[derive(Debug, Clone)]
 pub struct LogScan<'a> {
+    /// The host whose lines are read.
     pub host: &'a str,
+    /// Rows after this one (exclusive).
     pub after: LogCursor,
+    /// Rows before this one (exclusive).
     pub before: LogCursor,
+    /// Only this source, exactly; every source when `None`.
     pub source: Option<&'a str>,
+    /// Forward: the oldest rows first; backward: the newest first.
     pub order: LogOrder,
+    /// At most this many rows.
     pub limit: u32,
 }
 
 /// A log line and where it sits in the order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
+    /// Where the line sits, to page from.
     pub cursor: LogCursor,
+    /// The line itself.
     #[serde(flatten)]
     pub record: LogRecord,
 }
@@ -165,6 +181,7 @@ pub struct LogEntry {
 /// One page of lines, oldest first.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LogPage {
+    /// The matching lines, oldest first.
     pub entries: Vec<LogEntry>,
     /// The oldest row examined (matching or not): page back with `before` it.
     pub first: Option<LogCursor>,

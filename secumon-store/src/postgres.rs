@@ -52,6 +52,8 @@ struct CountedAgentRow {
 /// How often the background task rolls up and applies retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
+/// The PostgreSQL backend: [`Store`] over a connection pool, for servers that share one
+/// database or outgrow one file.
 pub struct PgStore {
     pool: PgPool,
     options: StoreOptions,

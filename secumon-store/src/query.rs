@@ -10,21 +10,25 @@ use serde::{Deserialize, Serialize};
 /// Chooses series by metric name and exact label values.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SeriesSelector {
+    /// The metric name, exactly.
     pub name: String,
     /// Every label here must be present on the series with this exact value.
     pub matchers: Labels,
 }
 
 impl SeriesSelector {
+    /// Every series named `name`.
     pub fn new(name: impl Into<String>) -> Self {
         Self { name: name.into(), matchers: Labels::new() }
     }
 
+    /// This selector, also requiring `label` to be `value`.
     pub fn with(mut self, label: impl Into<String>, value: impl Into<String>) -> Self {
         self.matchers.insert(label.into(), value.into());
         self
     }
 
+    /// Whether `series` has the name and every label value.
     pub fn matches(&self, series: &SeriesKey) -> bool {
         series.name == self.name && self.matchers.iter().all(|(k, v)| series.labels.get(k) == Some(v))
     }
@@ -34,12 +38,18 @@ impl SeriesSelector {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Aggregation {
+    /// Mean of the values (the default).
     #[default]
     Avg,
+    /// Smallest value.
     Min,
+    /// Largest value.
     Max,
+    /// Sum of the values.
     Sum,
+    /// Number of values.
     Count,
+    /// The value stored last.
     Last,
     /// 95th percentile (nearest rank) of the raw values; never answered from rollups.
     P95,
@@ -82,30 +92,40 @@ impl fmt::Display for Aggregation {
 /// `step_ms` bucket that holds data, stamped with the bucket's start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeQuery {
+    /// Which series.
     pub selector: SeriesSelector,
+    /// First instant, milliseconds since 1970 (inclusive).
     pub start_ms: i64,
+    /// Last instant, milliseconds since 1970 (inclusive); not before `start_ms`.
     pub end_ms: i64,
+    /// Bucket width in milliseconds; must be positive.
     pub step_ms: i64,
+    /// How the values of a bucket are combined.
     pub aggregation: Aggregation,
 }
 
+/// One value at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
+    /// Milliseconds since 1970.
     pub timestamp_ms: i64,
+    /// The value.
     pub value: f64,
 }
 
 /// One series' answer to a range query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesPoints {
+    /// The series, with its stored labels.
     pub series: SeriesKey,
+    /// One point per bucket that holds data, oldest first.
     pub points: Vec<Point>,
 }
 
 /// What rollups keep of the values in a time bucket, enough for every aggregation but p95.
 /// NaN values are not counted by min/max/sum/count, but `last` reports what was stored.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub min: f64,
     pub max: f64,
     pub sum: f64,
@@ -161,7 +181,7 @@ pub fn bucket_of(timestamp_ms: i64, start_ms: i64, step_ms: i64) -> i64 {
 
 /// Summaries per `resolution_ms` bucket (aligned to the epoch) of time-ordered points:
 /// what a rollup tier stores.
-pub fn summarize(points: &[(i64, f64)], resolution_ms: i64) -> Vec<(i64, Summary)> {
+pub(crate) fn summarize(points: &[(i64, f64)], resolution_ms: i64) -> Vec<(i64, Summary)> {
     let mut out: Vec<(i64, Summary)> = Vec::new();
     for &(ts, value) in points {
         let bucket = bucket_of(ts, 0, resolution_ms);
@@ -176,7 +196,7 @@ pub fn summarize(points: &[(i64, f64)], resolution_ms: i64) -> Vec<(i64, Summary
 /// Combines time-stamped summaries (rollup rows, or raw points as [`Summary::of`]) into
 /// one point per `step_ms` bucket counted from `start_ms`. Summaries must come oldest
 /// written first, so `last` is right.
-pub fn aggregate_summaries(
+pub(crate) fn aggregate_summaries(
     summaries: impl IntoIterator<Item = (i64, Summary)>,
     start_ms: i64,
     step_ms: i64,
@@ -191,7 +211,7 @@ pub fn aggregate_summaries(
 
 /// Buckets time-ordered raw points by step and aggregates each bucket. NaN values are
 /// ignored by avg/min/max/sum/p95 (and not counted), but `last` reports what was last stored.
-pub fn aggregate(raw: &[Point], start_ms: i64, step_ms: i64, aggregation: Aggregation) -> Vec<Point> {
+pub(crate) fn aggregate(raw: &[Point], start_ms: i64, step_ms: i64, aggregation: Aggregation) -> Vec<Point> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < raw.len() {

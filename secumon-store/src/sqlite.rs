@@ -53,6 +53,7 @@ const MAINTENANCE_TICK: Duration = Duration::from_secs(1);
 /// How often retention and chunk merging run in the background.
 const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 
+/// The embedded backend: [`Store`] in one SQLite file (WAL mode), needing no server.
 pub struct SqliteStore {
     engine: Arc<SampleEngine>,
     series_ids: SeriesCache<u32>,

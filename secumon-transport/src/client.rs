@@ -37,14 +37,20 @@ use crate::{TlsFiles, TlsMaterial, TransportError};
 pub struct PushClientConfig {
     /// The server's ingest address: `HOST:PORT` or `http://HOST:PORT`.
     pub endpoint: String,
+    /// Directory of the on-disk spool (locked while the client is open).
     pub spool_dir: PathBuf,
+    /// Bound on the spool's size on disk in bytes (default 256 MiB); the oldest unacknowledged
+    /// batches are dropped beyond it.
     pub spool_max_bytes: u64,
     /// Batches the spool cannot take (disk full, read-only) wait in memory, up to this many
     /// bytes of them; beyond it the oldest unsent ones are dropped and counted.
     pub memory_max_bytes: usize,
     /// Batches sent but not yet acknowledged, at most.
     pub max_in_flight: usize,
+    /// First wait before reconnecting after a failure (default 200 ms); doubled on each
+    /// further failure.
     pub backoff_min: Duration,
+    /// Longest wait between reconnection attempts (default 30 s).
     pub backoff_max: Duration,
     /// Mutual TLS; plaintext HTTP/2 when `None`.
     pub tls: Option<TlsMaterial>,
@@ -61,6 +67,8 @@ pub struct PushClientConfig {
 const SESSION_SAVE_RETRY: Duration = Duration::from_secs(2);
 
 impl PushClientConfig {
+    /// Settings for `endpoint` with the spool in `spool_dir`, plaintext, and the defaults:
+    /// 256 MiB of spool, 4 MiB of memory, 32 batches in flight, 200 ms to 30 s backoff.
     pub fn new(endpoint: impl Into<String>, spool_dir: impl Into<PathBuf>) -> Self {
         Self {
             endpoint: endpoint.into(),
@@ -81,14 +89,19 @@ impl PushClientConfig {
 /// Counters of a [`PushClient`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushStats {
+    /// The on-disk spool's counters.
     pub spool: SpoolStats,
     /// Batches waiting in memory because the spool cannot be written.
     pub memory: MemoryStats,
+    /// Whether a push stream to the server is open now.
     pub connected: bool,
     /// Push streams opened so far (a reconnect opens one more).
     pub connections: u64,
+    /// Batches the server acknowledged as stored.
     pub committed: u64,
+    /// Batches the server acknowledged as already stored (resent after a lost ack).
     pub duplicates: u64,
+    /// Batches the server refused as invalid; they are dropped, not resent.
     pub rejected: u64,
     /// The session token in use could not be written to the session file (disk full or
     /// read-only): it lives in memory until the disk takes it.
@@ -104,6 +117,7 @@ pub struct ConfigStatus {
     pub running: String,
     /// The latest version it refused, and why; empty when none.
     pub refused: String,
+    /// Why `refused` was refused; empty when none.
     pub error: String,
 }
 
@@ -213,6 +227,7 @@ impl PushClient {
         self.inner.config_updates.subscribe()
     }
 
+    /// The client's counters now.
     pub fn stats(&self) -> PushStats {
         let (spool, memory) = {
             let outbox = self.inner.lock_outbox();

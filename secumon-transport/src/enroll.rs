@@ -67,8 +67,11 @@ impl ProvisioningToken {
 
 /// What an agent holds after enrolling.
 pub struct Enrolled {
+    /// The id the server enrolled the agent under.
     pub agent_id: String,
+    /// The agent's new key, its certificate signed by the server's agent CA, and that CA.
     pub tls: TlsMaterial,
+    /// The first session token, sent with every push until renewed.
     pub session: AgentSession,
 }
 
@@ -228,10 +231,12 @@ pub struct SessionFile {
 }
 
 impl SessionFile {
+    /// The session file at `path`; nothing is read until [`SessionFile::load`].
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
+    /// Where the session is kept.
     pub fn path(&self) -> &Path {
         &self.path
     }

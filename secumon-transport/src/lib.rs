@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod client;
 mod clock;
 mod enroll;
@@ -40,22 +42,39 @@ pub use service::{
 pub use spool::{Spool, SpoolError, SpoolStats};
 pub use tls::{TlsFiles, TlsMaterial};
 
+/// Why a push, an enrollment or loading the agent's TLS or session files failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
+    /// The spool could not be opened, written or read.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The server address is not a valid URI.
     #[error("invalid server endpoint {0}")]
     Endpoint(String),
+    /// The connection to the server (TCP, TLS handshake, HTTP/2) failed.
     #[error("cannot connect: {0}")]
     Connect(#[from] tonic::transport::Error),
+    /// The server answered a call with an error status (e.g. `Unauthenticated`).
     #[error("server: {0}")]
     Status(#[from] tonic::Status),
+    /// The push stream ended while batches were in flight; the client reconnects.
     #[error("the push stream was closed")]
     StreamClosed,
+    /// A TLS or session file could not be read or written.
     #[error("cannot read TLS file {path}: {source}")]
-    TlsFile { path: String, source: std::io::Error },
+    TlsFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Enrollment could not be done on this side: a malformed token, a server that cannot be
+    /// reached or whose chain lacks the CA the token pins, no session in the answer, or a
+    /// session file without a token.
     #[error("enrollment: {0}")]
     Enrollment(String),
+    /// A blocking spool task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

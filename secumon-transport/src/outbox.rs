@@ -24,6 +24,7 @@ use crate::spool::{MAX_RECORD_LEN, Spool, SpoolError, SpoolStats};
 pub struct MemoryStats {
     /// Batches held in memory because the spool could not take them.
     pub batches: u64,
+    /// Their size in bytes.
     pub bytes: u64,
     /// Batches dropped from memory, never sent (oldest first).
     pub dropped: u64,
@@ -120,10 +121,12 @@ impl Outbox {
         self.move_to_spool();
     }
 
+    /// The disk spool's counters.
     pub fn spool_stats(&self) -> SpoolStats {
         self.spool.stats()
     }
 
+    /// The in-memory queue's counters.
     pub fn memory_stats(&self) -> MemoryStats {
         MemoryStats { batches: self.memory.len() as u64, bytes: self.memory_bytes as u64, dropped: self.dropped }
     }

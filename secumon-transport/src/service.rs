@@ -23,6 +23,7 @@ use crate::grpc::ingest_server::{Ingest, IngestServer};
 /// What a sink did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkOutcome {
+    /// Made durable now; the sender may forget it once acknowledged.
     Committed,
     /// Committed before; dropped.
     Duplicate,
@@ -63,6 +64,7 @@ pub trait BatchSink: Send + Sync + 'static {
 /// What a batch says of its sender's managed configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigReport {
+    /// The sender's agent id.
     pub agent_id: String,
     /// The sender's labels (its `agent.labels`), which select the configuration layers.
     pub labels: std::collections::BTreeMap<String, String>,
@@ -70,6 +72,7 @@ pub struct ConfigReport {
     pub running: String,
     /// The latest version it refused, and why; empty when none.
     pub refused: String,
+    /// Why `refused` was refused; empty when none.
     pub error: String,
 }
 
@@ -276,10 +279,12 @@ pub struct EnrollmentService {
 }
 
 impl EnrollmentService {
+    /// A service that admits and renews agents through `gate`.
     pub fn new(gate: Arc<dyn AgentGate>) -> Self {
         Self { gate }
     }
 
+    /// The tonic server to add to a router (requests limited to 64 KiB).
     pub fn into_server(self) -> EnrollmentServer<Self> {
         EnrollmentServer::new(self).max_decoding_message_size(64 * 1024)
     }

@@ -41,14 +41,30 @@ const SEGMENT_SUFFIX: &str = ".seg";
 /// needs sequences never to repeat, not to be contiguous.
 pub const RESERVE_AHEAD: u64 = 1_000_000;
 
+/// Why the spool could not be opened or could not take a batch.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpoolError {
+    /// A spool file could not be created, read, written or synced (disk full, read-only).
     #[error("spool {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A batch was appended with a sequence not above the last one in the spool.
     #[error("spool: appended sequence {got}, but {last} is already in the spool")]
-    OutOfOrder { last: u64, got: u64 },
+    OutOfOrder {
+        /// The highest sequence already in the spool.
+        last: u64,
+        /// The sequence appended.
+        got: u64,
+    },
+    /// A batch is larger than one spool record may be.
     #[error("spool: a batch of {0} bytes is larger than a record may be")]
     TooLarge(usize),
+    /// Another open spool holds the directory's lock.
     #[error("spool {0} is in use by another agent (or was not closed yet)")]
     Locked(String),
 }
@@ -68,7 +84,9 @@ pub struct SpoolStats {
     pub dropped_full: u64,
     /// Damaged records found on disk and skipped.
     pub corrupt_records: u64,
+    /// The highest sequence acknowledged; everything up to it is forgotten.
     pub acked_through: u64,
+    /// The sequence the next batch gets.
     pub next_sequence: u64,
     /// Whether the spool takes batches: the last append succeeded and no write failed
     /// since (false: disk full or read-only).
@@ -106,6 +124,8 @@ struct State {
     reserved_through: u64,
 }
 
+/// Batches on disk in sequence order, in append-only segment files, until acknowledged;
+/// bounded in size (oldest dropped first) and locked to one user at a time.
 pub struct Spool {
     /// An exclusive lock on the directory, held while open: two spools on one directory
     /// would delete each other's segments and reuse each other's sequences.
@@ -362,6 +382,7 @@ impl Spool {
         self.writable
     }
 
+    /// The spool's counters now.
     pub fn stats(&self) -> SpoolStats {
         let acked = self.acked_through;
         SpoolStats {

@@ -10,8 +10,11 @@ use crate::TransportError;
 /// PEM-encoded CA certificate, own certificate and own private key.
 #[derive(Clone)]
 pub struct TlsMaterial {
+    /// The CA bundle the peer's certificate must chain to.
     pub ca_pem: Vec<u8>,
+    /// Our certificate (chain).
     pub cert_pem: Vec<u8>,
+    /// Our private key.
     pub key_pem: Vec<u8>,
 }
 
@@ -59,7 +62,9 @@ impl TlsMaterial {
 /// replace (CA rotation).
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The CA bundle's file.
     pub ca: PathBuf,
+    /// The agent certificate's file.
     pub cert: PathBuf,
 }
 

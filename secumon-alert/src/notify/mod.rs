@@ -10,7 +10,8 @@ mod webhook;
 pub use email::{EmailNotifier, SmtpSecurity, SmtpSettings};
 pub use pagerduty::PagerDutyNotifier;
 pub use slack::SlackNotifier;
-pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier, signature};
+use webhook::WebhookNotifier;
+pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,14 +22,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::group::Notification;
 
+/// Why a notification was not delivered, or a channel could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NotifyError {
     /// The request failed; the text names the host but never the URL's path or query, where
     /// webhook tokens live (it is stored in the alert history tenants read, and logged).
     #[error("{0}")]
     Http(String),
+    /// The receiver answered with a status other than 2xx.
     #[error("receiver answered HTTP {0}")]
     Status(u16),
+    /// The email could not be built or sent, or the relay's TLS settings or CA file are unusable.
     #[error("email: {0}")]
     Email(String),
 }
@@ -36,6 +41,7 @@ pub enum NotifyError {
 /// A notification channel.
 #[async_trait]
 pub trait Notifier: Send + Sync {
+    /// Delivers one notification; an error makes the [`Dispatcher`] try again later.
     async fn send(&self, notification: &Notification) -> Result<(), NotifyError>;
 }
 
@@ -72,50 +78,66 @@ fn open_to(tenants: &[String], tenant: &str) -> bool {
 pub enum ChannelConfig {
     /// POSTs each notification as JSON.
     Webhook {
+        /// Where to POST.
         url: String,
         /// Signs the body with HMAC-SHA256 so the receiver can check it came from us.
         secret: Option<String>,
+        /// Tenants whose rules may name the channel (`"*"`: all; see [`ChannelConfig::open_to`]).
         #[serde(default)]
         tenants: Vec<String>,
     },
     /// A Slack incoming webhook; the message uses blocks, coloured by severity.
     Slack {
+        /// The incoming webhook's URL (a credential).
         webhook_url: String,
+        /// Tenants whose rules may name the channel (`"*"`: all).
         #[serde(default)]
         tenants: Vec<String>,
     },
     /// PagerDuty Events API v2: trigger on firing, resolve on resolved, one incident per alert.
     PagerDuty {
+        /// The service integration's routing key (a credential).
         routing_key: String,
+        /// The Events API URL (default `https://events.pagerduty.com/v2/enqueue`).
         #[serde(default = "pagerduty::default_url")]
         url: String,
+        /// Tenants whose rules may name the channel (`"*"`: all).
         #[serde(default)]
         tenants: Vec<String>,
     },
     /// Email over SMTP, plain text and HTML.
     Email {
+        /// The SMTP relay's host.
         smtp_host: String,
+        /// The relay's port (default 587).
         #[serde(default = "email::default_port")]
         smtp_port: u16,
+        /// How the connection is protected (default STARTTLS).
         #[serde(default)]
         security: SmtpSecurity,
+        /// SMTP login; used only with `password`.
         username: Option<String>,
+        /// SMTP password (a credential); used only with `username`.
         password: Option<String>,
+        /// The sender address.
         #[serde(deserialize_with = "email::mailbox")]
         from: lettre::message::Mailbox,
+        /// The recipients.
         #[serde(deserialize_with = "email::mailboxes")]
         to: Vec<lettre::message::Mailbox>,
         /// A PEM file of CA certificates to trust for the relay, beside the system's roots
         /// (a relay inside a client's network often has a certificate from a private CA).
         #[serde(default)]
         ca_file: Option<std::path::PathBuf>,
+        /// Tenants whose rules may name the channel (`"*"`: all).
         #[serde(default)]
         tenants: Vec<String>,
     },
 }
 
 impl ChannelConfig {
-    /// Whether rules that `tenant`'s admins write may name this channel (see [`open_to`]).
+    /// Whether rules that `tenant`'s admins write may name this channel: without `tenants`,
+    /// only the default tenant's; with them, a tenant listed, or any when `"*"` is.
     pub fn open_to(&self, tenant: &str) -> bool {
         match self {
             Self::Webhook { tenants, .. }
@@ -136,6 +158,8 @@ impl ChannelConfig {
         }
     }
 
+    /// The notifier this configuration describes (HTTP requests time out after 10 s).
+    /// Errors when an email relay's TLS settings or its `ca_file` cannot be used.
     pub fn build(&self) -> Result<Arc<dyn Notifier>, NotifyError> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
         Ok(match self {
@@ -182,11 +206,15 @@ async fn post_json(request: reqwest::RequestBuilder, body: Vec<u8>) -> Result<()
 
 /// One delivery attempt, kept for operators to see.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DeliveryAttempt {
+    /// The channel's name.
     pub channel: String,
+    /// The rule of the notification.
     pub rule: String,
     /// The notification's group labels.
     pub labels: BTreeMap<String, String>,
+    /// 1 for the first try, 2 for the first retry, and so on.
     pub attempt: u32,
     /// `None` on success.
     pub error: Option<String>,
@@ -206,6 +234,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// A dispatcher over `channels` (by name), retrying after 200 ms, 1 s and 5 s.
     pub fn new(channels: HashMap<String, Arc<dyn Notifier>>) -> Self {
         Self {
             channels,

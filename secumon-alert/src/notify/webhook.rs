@@ -16,14 +16,15 @@ pub const SIGNATURE_HEADER: &str = "X-SecuMon-Signature";
 /// covers it.
 pub const TIMESTAMP_HEADER: &str = "X-SecuMon-Timestamp";
 
-pub struct WebhookNotifier {
+/// POSTs notifications as JSON, signed when the channel has a secret.
+pub(crate) struct WebhookNotifier {
     client: reqwest::Client,
     url: String,
     secret: Option<String>,
 }
 
 impl WebhookNotifier {
-    pub fn new(client: reqwest::Client, url: String, secret: Option<String>) -> Self {
+    pub(crate) fn new(client: reqwest::Client, url: String, secret: Option<String>) -> Self {
         Self { client, url, secret }
     }
 }
