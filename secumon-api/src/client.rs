@@ -56,7 +56,9 @@ pub enum Error {
     /// No answer: the server is down, unreachable, or did not answer in time.
     #[error("cannot reach {server}: {source}")]
     Unreachable {
+        /// The server's address, as given.
         server: String,
+        /// What failed underneath.
         #[source]
         source: reqwest::Error,
     },
@@ -65,7 +67,12 @@ pub enum Error {
     Refused(Refusal),
     /// The server answered success with something this client does not read.
     #[error("unexpected answer from {server}: {reason}")]
-    Decode { server: String, reason: String },
+    Decode {
+        /// The server's address, as given.
+        server: String,
+        /// What could not be read.
+        reason: String,
+    },
 }
 
 impl Error {
