@@ -72,7 +72,7 @@ async fn points(server: &Server, host: &str, metric: &str) -> Vec<(i64, f64)> {
 }
 
 async fn listed(server: &Server, id: &str) -> Value {
-    let list: Value = get(&server, "/agents").await;
+    let list: Value = get(server, "/agents").await;
     list["agents"]
         .as_array()
         .unwrap()
@@ -127,7 +127,7 @@ const CLOCK_RULE: &str =
 
 /// The `ClockSkew` alerts the API lists: (agent_id, host, value).
 async fn clock_alerts(server: &Server) -> Vec<(String, String, f64)> {
-    let alerts: Value = get(&server, "/alerts?status=firing").await;
+    let alerts: Value = get(server, "/alerts?status=firing").await;
     let mut found: Vec<(String, String, f64)> = alerts["alerts"]
         .as_array()
         .unwrap()
