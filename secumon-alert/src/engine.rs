@@ -35,7 +35,6 @@ pub enum AlertState {
 
 /// One change of one alert: what notifiers and the history receive.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[non_exhaustive]
 pub struct Transition {
     /// The rule's name.
     pub rule: String,

@@ -36,9 +36,6 @@ mod expr;
 mod group;
 mod notify;
 pub mod promql;
-// `RuleSpec`, `AlertSeverity`, `SourceKind` and `EscalationLevel` are moving out of this
-// file into `secumon_core::rules` (issue #23); their docs go with that move.
-#[allow(missing_docs)]
 mod rule;
 mod template;
 

@@ -16,6 +16,7 @@ use crate::expr::{Comparison, Condition};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
+    /// The rules, each checked and compiled as the file is read.
     pub rules: Vec<Rule>,
     /// Notification channels the rules name.
     #[serde(default)]
@@ -29,6 +30,7 @@ impl RuleFile {
         load_yaml(path)
     }
 
+    /// Reads rules from `text`; errors name `origin` (a file name) with line and key.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         parse_yaml(text, origin)
     }
@@ -40,18 +42,29 @@ pub enum RuleSource {
     /// Metric and check rules: a PromQL condition over series (check results are series
     /// too, see [`secumon_core::CheckResult::metric_samples`]).
     Series(Condition),
+    /// Agent rules: an agent silent this long is down.
     Agent {
+        /// How long without a batch.
         no_data: Duration,
     },
+    /// Log rules: matching lines counted over a window, compared with a threshold.
     Log {
+        /// What a line must match.
         pattern: Regex,
+        /// Only lines from sources containing this text, if set.
         source: Option<String>,
+        /// How far back lines are counted.
         window: Duration,
+        /// How the count is compared (`count > 10`).
         comparison: Comparison,
+        /// The number the count is compared with.
         threshold: f64,
     },
+    /// Finding rules: open findings compared by severity (`severity >= critical`).
     Finding {
+        /// How a finding's severity is compared.
         comparison: Comparison,
+        /// The severity compared with.
         severity: Severity,
     },
 }
@@ -60,7 +73,9 @@ pub enum RuleSource {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(try_from = "RuleSpec", into = "RuleSpec")]
 pub struct Rule {
+    /// What was written.
     pub spec: RuleSpec,
+    /// Its compiled condition.
     pub source: RuleSource,
 }
 
@@ -85,6 +100,7 @@ impl Rule {
         Self::try_from(spec)
     }
 
+    /// The rule's name.
     pub fn name(&self) -> &str {
         &self.spec.name
     }

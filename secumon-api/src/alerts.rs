@@ -14,11 +14,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
+    /// Not pending or firing (a rule test's series below the threshold).
     Inactive,
+    /// Over the threshold, waiting out the rule's `for`.
     Pending,
+    /// Over the threshold long enough: notified.
     Firing,
     /// Was firing, and its data stopped: not known to be fine, so not resolved.
     Stale,
+    /// Back below the threshold, or closed by an operator.
     Resolved,
 }
 
@@ -38,8 +42,11 @@ impl AlertState {
 /// Who acknowledged a firing alert, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acknowledgement {
+    /// Who acknowledged (the caller, whatever the request said).
     pub by: String,
+    /// When (ms since 1970).
     pub at_ms: i64,
+    /// Why, in the acknowledger's words.
     pub comment: String,
 }
 
@@ -48,14 +55,20 @@ pub struct Acknowledgement {
 pub struct Alert {
     /// Stable for a rule and label set: the same alert has the same id after it comes back.
     pub id: String,
+    /// The rule that raised it.
     pub rule: String,
+    /// The alert's identity: the matched series' labels, the rule's labels and `alertname`.
     pub labels: Labels,
+    /// Pending, firing or stale.
     pub state: AlertState,
+    /// When it entered its state (ms since 1970).
     pub since_ms: i64,
     /// The value that crossed; NaN (sent as `null`) when there was none.
     #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
+    /// How urgent the rule says it is.
     pub severity: AlertSeverity,
+    /// Who acknowledged it, if anyone.
     pub acknowledged: Option<Acknowledgement>,
     /// Escalation levels notified so far.
     pub escalation_level: u32,
@@ -122,12 +135,14 @@ pub struct AcknowledgeRequest {
 /// The answer to `POST /alerts/{id}/acknowledge`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acknowledged {
+    /// Always `true`: an unknown alert is refused with 404.
     pub acknowledged: bool,
 }
 
 /// The answer to `POST /alerts/{id}/resolve`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolved {
+    /// Always `true`: an unknown alert is refused with 404.
     pub resolved: bool,
 }
 
@@ -137,10 +152,15 @@ pub struct Silence {
     /// What expiring it early names.
     #[serde(default)]
     pub id: String,
+    /// The labels (and values) an alert must have to be muted.
     pub matchers: Labels,
+    /// When it starts (ms since 1970).
     pub starts_ms: i64,
+    /// When it ends (ms since 1970).
     pub ends_ms: i64,
+    /// Who made it (the caller).
     pub created_by: String,
+    /// Why.
     pub comment: String,
 }
 

@@ -34,6 +34,7 @@ use crate::config::TenantConfig;
 use crate::dashboards::{Dashboard, DashboardList, DashboardRequest};
 use crate::data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult};
 use crate::error::{ErrorCode, Refusal};
+use crate::hosts::{HostSummary, HostSummaryQuery, NetworkQuery, NetworkTarget};
 use crate::ingest::{IngestRequest, Ingested};
 use crate::limits::{TenantLimitSettings, TenantLimitsView};
 use crate::logs::{LogsPage, LogsQuery};
@@ -55,7 +56,9 @@ pub enum Error {
     /// No answer: the server is down, unreachable, or did not answer in time.
     #[error("cannot reach {server}: {source}")]
     Unreachable {
+        /// The server's address, as given.
         server: String,
+        /// What failed underneath.
         #[source]
         source: reqwest::Error,
     },
@@ -64,7 +67,12 @@ pub enum Error {
     Refused(Refusal),
     /// The server answered success with something this client does not read.
     #[error("unexpected answer from {server}: {reason}")]
-    Decode { server: String, reason: String },
+    Decode {
+        /// The server's address, as given.
+        server: String,
+        /// What could not be read.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -466,6 +474,17 @@ impl Client {
     /// `GET /metrics/hosts/{id}/history`: a host's metric over a period.
     pub async fn host_history(&self, host: &str, query: &HistoryQuery) -> Result<History, Error> {
         self.get(&["metrics", "hosts", host, "history"], query).await
+    }
+
+    /// `GET /metrics/hosts/{id}`: a host's agents and the latest value of each series of
+    /// the asked metrics.
+    pub async fn host_summary(&self, host: &str, query: &HostSummaryQuery) -> Result<HostSummary, Error> {
+        self.get(&["metrics", "hosts", host], query).await
+    }
+
+    /// `GET /metrics/network/{target}`: a probe target's checks and their latency history.
+    pub async fn network_target(&self, target: &str, query: &NetworkQuery) -> Result<NetworkTarget, Error> {
+        self.get(&["metrics", "network", target], query).await
     }
 
     /// `GET /agents`: the tenant's agents and scripts, with their clocks.

@@ -7,14 +7,18 @@ use serde::{Deserialize, Serialize};
 /// A check's latest run, with the probe (agent) that ran it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatestCheck {
+    /// The probe (agent) that ran the check.
     pub agent_id: String,
+    /// The host the probe runs on.
     pub host: String,
+    /// The check's latest result.
     pub result: CheckResult,
 }
 
 /// The latest result of every check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckList {
+    /// One entry per check and probe.
     pub checks: Vec<LatestCheck>,
 }
 

@@ -124,11 +124,13 @@ impl ErrorBody {
 /// the server's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The HTTP status.
     pub status: StatusCode,
     /// `None`: a code this build does not know (`code_text` has it), or no body at all.
     pub code: Option<ErrorCode>,
     /// The code as the body named it; empty when the body had none.
     pub code_text: String,
+    /// The server's message, for people; one naming the status when the body had none.
     pub message: String,
 }
 

@@ -31,6 +31,7 @@ pub mod config;
 pub mod dashboards;
 pub mod data;
 pub mod error;
+pub mod hosts;
 pub mod ingest;
 pub mod limits;
 pub mod logs;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod overview;
 pub mod page;
 pub mod rules;
+pub mod stream;
 
 pub use accounts::{
     ApiKeyList, ApiKeyView, ConfirmRequest, CreatedApiKey, EnrollRequest, Identity, LoginAnswer, LoginRequest,
@@ -57,6 +59,7 @@ pub use config::TenantConfig;
 pub use dashboards::{Dashboard, DashboardList, DashboardRequest, DashboardSummary};
 pub use data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult, LatestCheck};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};
+pub use hosts::{HostSummary, HostSummaryQuery, LatestValue, NetworkQuery, NetworkTarget};
 pub use ingest::{IngestEvent, IngestRequest, IngestSample, Ingested};
 pub use limits::{TenantLimitSettings, TenantLimitsView};
 pub use logs::{LogLine, LogsPage, LogsQuery};
@@ -69,3 +72,4 @@ pub use rules::{
 };
 /// The core types answers carry as they are (findings, check results, label sets).
 pub use secumon_core::{CheckResult, CheckStatus, Finding, FindingStatus, Labels, Severity};
+pub use stream::{AlertTransition, ClientMessage, LogFollow, StreamMessage, StreamSample, Subscription};

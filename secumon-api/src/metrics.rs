@@ -7,12 +7,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Aggregation {
+    /// The mean of the values.
     #[default]
     Avg,
+    /// The smallest value.
     Min,
+    /// The largest value.
     Max,
+    /// The sum of the values.
     Sum,
+    /// How many values there were.
     Count,
+    /// The latest value.
     Last,
     /// 95th percentile (nearest rank) of the raw values.
     P95,

@@ -35,6 +35,7 @@ impl RuleOrigin {
 pub struct RuleView {
     /// The rule's name, which identifies it.
     pub id: String,
+    /// Where the rule is defined: the rules file (read-only here) or the API.
     pub origin: RuleOrigin,
     /// The definition, as in the rules file.
     pub rule: RuleSpec,
@@ -51,13 +52,16 @@ pub struct RuleList {
 /// The rule a create or an update stored, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleId {
+    /// The rule's name.
     pub id: String,
 }
 
 /// What a rule would do now, evaluated against stored data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleTest {
+    /// The rule's name.
     pub rule: String,
+    /// When it was evaluated (ms since 1970).
     pub evaluated_at_ms: i64,
     /// Alerts the rule would raise now: `firing`, or `pending` while its `for` runs.
     pub alerts: Vec<RuleTestAlert>,
@@ -66,10 +70,12 @@ pub struct RuleTest {
 /// One alert a rule test would raise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleTestAlert {
+    /// The alert's labels.
     pub labels: Labels,
     /// The value that crossed; NaN (sent as `null`) when there was none.
     #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
+    /// `firing`, or `pending` while the rule's `for` runs.
     pub state: AlertState,
 }
 
@@ -86,7 +92,9 @@ pub enum IntegrationKind {
 /// One way in or out of the server: a findings import endpoint or a notification channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Integration {
+    /// The integration's name (a channel's name in the rules file).
     pub name: String,
+    /// An import endpoint or a notification channel.
     pub kind: IntegrationKind,
     /// How a report is sent (`POST`), for an import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +110,7 @@ pub struct Integration {
 /// `GET /integrations`: the imports and the notification channels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntegrationList {
+    /// The imports first, then the channels.
     pub integrations: Vec<Integration>,
 }
 

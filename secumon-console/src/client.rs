@@ -6,8 +6,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use secumon_api::{
-    AcknowledgeRequest, Aggregation, FindingsQuery, HistoryFilter, HistoryQuery, Labels, LogsQuery, OverviewQuery,
-    PageQuery, SilenceRequest, TENANT_HEADER,
+    AcknowledgeRequest, Aggregation, ClientMessage, FindingsQuery, HistoryFilter, HistoryQuery, Labels, LogsQuery,
+    OverviewQuery, PageQuery, SilenceRequest, StreamMessage, Subscription, TENANT_HEADER,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -61,8 +61,9 @@ impl LiveStream {
         use futures::StreamExt;
         while let Some(Ok(message)) = self.socket.next().await {
             let Message::Text(text) = message else { continue };
-            let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if let Some(change) = change_of(&message)? {
+            // A message this build does not know (a newer server's) changes nothing here.
+            let Ok(message) = serde_json::from_str::<StreamMessage>(&text) else { continue };
+            if let Some(change) = change_of(message)? {
                 return Ok(change);
             }
         }
@@ -71,20 +72,16 @@ impl LiveStream {
 }
 
 /// The change one stream message means, if any.
-pub fn change_of(message: &Value) -> Result<Option<Change>, ClientError> {
-    Ok(match message["type"].as_str() {
-        Some("host") => message["host"].as_str().map(|host| {
-            Change::Host(crate::app::LiveHost {
-                host: host.to_string(),
-                seen_ms: message["at_ms"].as_i64().unwrap_or(0),
-                ..Default::default()
-            })
-        }),
-        Some("samples") => message["host"].as_str().map(|host| {
-            let mut live = crate::app::LiveHost { host: host.to_string(), ..Default::default() };
-            for sample in message["samples"].as_array().into_iter().flatten() {
-                let (Some(name), Some(value)) = (sample["name"].as_str(), sample["value"].as_f64()) else { continue };
-                let slot = match name {
+pub fn change_of(message: StreamMessage) -> Result<Option<Change>, ClientError> {
+    Ok(match message {
+        StreamMessage::Host { host, at_ms, .. } => {
+            Some(Change::Host(crate::app::LiveHost { host, seen_ms: at_ms, ..Default::default() }))
+        }
+        StreamMessage::Samples { host, samples, .. } => {
+            let mut live = crate::app::LiveHost { host, ..Default::default() };
+            for sample in samples {
+                let Some(value) = sample.value else { continue };
+                let slot = match sample.name.as_str() {
                     "cpu_usage_ratio" => &mut live.cpu,
                     "memory_used_ratio" => &mut live.memory,
                     "filesystem_used_ratio" => &mut live.disk,
@@ -92,13 +89,11 @@ pub fn change_of(message: &Value) -> Result<Option<Change>, ClientError> {
                 };
                 *slot = Some(slot.map_or(value, |v: f64| v.max(value)));
             }
-            Change::Host(live)
-        }),
-        Some("check" | "alert") => Some(Change::Activity),
-        Some("error") => {
-            return Err(ClientError::Refused(message["error"]["message"].as_str().unwrap_or("").to_string()));
+            Some(Change::Host(live))
         }
-        _ => None,
+        StreamMessage::Check { .. } | StreamMessage::Alert { .. } => Some(Change::Activity),
+        StreamMessage::Error { message, .. } => return Err(ClientError::Refused(message)),
+        StreamMessage::Subscribed { .. } | StreamMessage::Logs { .. } => None,
     })
 }
 
@@ -169,12 +164,14 @@ impl ApiClient {
 
     /// Opens the live stream of the caller's tenant (`/api/v1/stream`).
     pub async fn live(&self) -> Result<LiveStream, ClientError> {
-        let subscribe = serde_json::json!({"subscribe": {"alerts": true, "checks": true, "metrics": GAUGES}});
+        let metrics = GAUGES.iter().map(|g| g.to_string()).collect();
+        let subscribe =
+            ClientMessage { subscribe: Subscription { alerts: true, checks: true, metrics, ..Default::default() } };
         Ok(LiveStream { socket: self.open_stream(&subscribe).await? })
     }
 
     /// Opens `/api/v1/stream` and sends `subscribe` as the first message.
-    pub(crate) async fn open_stream(&self, subscribe: &Value) -> Result<Socket, ClientError> {
+    pub(crate) async fn open_stream(&self, subscribe: &impl serde::Serialize) -> Result<Socket, ClientError> {
         use futures::SinkExt;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let unreachable = || ClientError::Unreachable(self.base.clone());
@@ -190,7 +187,8 @@ impl ApiClient {
             request.headers_mut().insert(TENANT_HEADER, value);
         }
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|_| unreachable())?;
-        socket.send(Message::text(subscribe.to_string())).await.map_err(|_| unreachable())?;
+        let subscribe = serde_json::to_string(subscribe).map_err(|e| ClientError::Shape(e.to_string()))?;
+        socket.send(Message::text(subscribe)).await.map_err(|_| unreachable())?;
         Ok(socket)
     }
 

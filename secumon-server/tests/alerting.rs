@@ -14,6 +14,10 @@ use secumon_core::{IngestBatch, Labels, Sample, now_ms};
 use secumon_server::{Server, ServerConfig};
 use secumon_transport::{PushClient, PushClientConfig};
 
+mod common;
+use common::Raw;
+use reqwest::Method;
+
 /// When each notification arrived, its `(timestamp, signature)` headers and its body.
 type Deliveries = Arc<Mutex<Vec<(Instant, Option<(String, String)>, Bytes)>>>;
 
@@ -114,46 +118,47 @@ async fn a_crossing_sample_notifies_on_arrival() {
     assert_eq!(json["alerts"][0]["annotations"]["summary"], "a is at 35.5°C");
     assert_eq!(json["alerts"][0]["annotations"]["rounded"], "36°C, 35.5% of the limit");
 
-    let api = format!("http://{}/api/v1", server.api_addr());
-    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    let api = Raw::new(&server);
+    let alerts: serde_json::Value = api.call(Method::GET, "/alerts", None).await.1;
     let alerts = alerts["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["state"], "firing");
     assert_eq!(alerts[0]["annotations"]["summary"], "a is at 35.5°C", "what `alerts list` and the console show");
-    let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+    let history: serde_json::Value = api.call(Method::GET, "/alerts/history", None).await.1;
     assert_eq!(history["history"][0]["from"], "inactive");
 
-    let stats: serde_json::Value = reqwest::get(format!("{api}/alerts/stats")).await.unwrap().json().await.unwrap();
+    let stats: serde_json::Value = api.call(Method::GET, "/alerts/stats", None).await.1;
     assert_eq!(stats["total"], 1);
     assert_eq!(stats["by_status"]["firing"], 1);
     assert_eq!(stats["by_severity"]["critical"], 1);
-    let none: serde_json::Value =
-        reqwest::get(format!("{api}/alerts?severity=warning")).await.unwrap().json().await.unwrap();
+    let none: serde_json::Value = api.call(Method::GET, "/alerts?severity=warning", None).await.1;
     assert_eq!(none["alerts"].as_array().unwrap().len(), 0, "filtered by severity");
-    let firing: serde_json::Value =
-        reqwest::get(format!("{api}/alerts?status=firing")).await.unwrap().json().await.unwrap();
+    let firing: serde_json::Value = api.call(Method::GET, "/alerts?status=firing", None).await.1;
     assert_eq!(firing["alerts"].as_array().unwrap().len(), 1);
 
     // Acknowledge through the API.
-    let http = reqwest::Client::new();
     let id = alerts[0]["id"].as_str().unwrap();
-    let acked = http
-        .post(format!("{api}/alerts/{id}/acknowledge"))
+    let acked = api
+        .request(Method::POST, &format!("/alerts/{id}/acknowledge"), None)
         .json(&serde_json::json!({"by": "alice", "comment": "opening the window"}))
         .send()
         .await
         .unwrap();
     assert_eq!(acked.status(), 200);
-    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    let alerts: serde_json::Value = api.call(Method::GET, "/alerts", None).await.1;
     // Recorded as the caller (open access here: "local"), whatever the body claims.
     assert_eq!(alerts["alerts"][0]["acknowledged"]["by"], "local");
-    let missing =
-        http.post(format!("{api}/alerts/nope/acknowledge")).json(&serde_json::json!({"by": "x"})).send().await.unwrap();
+    let missing = api
+        .request(Method::POST, "/alerts/nope/acknowledge", None)
+        .json(&serde_json::json!({"by": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 
     // A silence on room c: its alert fires in history but nobody is told.
-    let silenced = http
-        .post(format!("{api}/silences"))
+    let silenced = api
+        .request(Method::POST, "/silences", None)
         .json(&serde_json::json!({"matchers": {"room": "c"}, "duration": "1h", "created_by": "bob", "comment": "heater test"}))
         .send()
         .await
@@ -165,8 +170,7 @@ async fn a_crossing_sample_notifies_on_arrival() {
     client.enqueue(batch(vec![Sample::new("temperature_celsius", room("c"), now_ms(), 40.0)])).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let history: serde_json::Value =
-            reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+        let history: serde_json::Value = api.call(Method::GET, "/alerts/history", None).await.1;
         if history["history"][0]["labels"]["room"] == "c" {
             assert_eq!(history["history"][0]["silenced"], true);
             break;
@@ -178,15 +182,15 @@ async fn a_crossing_sample_notifies_on_arrival() {
     assert_eq!(deliveries.lock().unwrap().len(), 1, "the silenced alert sent nothing");
 
     // The silence is listed with its id and can be ended early, once.
-    let listed: serde_json::Value = reqwest::get(format!("{api}/silences")).await.unwrap().json().await.unwrap();
+    let listed: serde_json::Value = api.call(Method::GET, "/silences", None).await.1;
     assert_eq!(listed["silences"][0]["id"], silence_id.as_str());
-    let expired = http.delete(format!("{api}/silences/{silence_id}")).send().await.unwrap();
+    let expired = api.request(Method::DELETE, &format!("/silences/{silence_id}"), None).send().await.unwrap();
     assert_eq!(expired.status(), 200);
-    let listed: serde_json::Value = reqwest::get(format!("{api}/silences")).await.unwrap().json().await.unwrap();
+    let listed: serde_json::Value = api.call(Method::GET, "/silences", None).await.1;
     assert_eq!(listed["silences"], serde_json::json!([]), "no longer in force");
-    let again = http.delete(format!("{api}/silences/{silence_id}")).send().await.unwrap();
+    let again = api.request(Method::DELETE, &format!("/silences/{silence_id}"), None).send().await.unwrap();
     assert_eq!(again.status(), 404);
-    let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+    let history: serde_json::Value = api.call(Method::GET, "/alerts/history", None).await.1;
     let entry = history["history"].as_array().unwrap().iter().find(|e| e["kind"] == "silence_expired").cloned();
     assert_eq!(entry.map(|e| e["by"].clone()), Some("local".into()), "{history}");
 
@@ -229,13 +233,13 @@ async fn firing_alerts_survive_a_restart_without_a_second_notification() {
     let server = start().await;
     push(&server, vec![Sample::new("temperature_celsius", room("a"), now_ms(), 35.0)]).await;
     wait_for(&deliveries, 1).await;
-    let api = format!("http://{}/api/v1", server.api_addr());
-    let before: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    let api = Raw::new(&server);
+    let before: serde_json::Value = api.call(Method::GET, "/alerts", None).await.1;
     server.shutdown().await;
 
     let server = start().await;
-    let api = format!("http://{}/api/v1", server.api_addr());
-    let after: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    let api = Raw::new(&server);
+    let after: serde_json::Value = api.call(Method::GET, "/alerts", None).await.1;
     assert_eq!(after["alerts"], before["alerts"], "the same alert, firing since the same instant");
     push(&server, vec![Sample::new("temperature_celsius", room("a"), now_ms(), 36.0)]).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await; // a tick passes too
@@ -292,30 +296,29 @@ async fn stored_results_raise_no_alert_after_a_restart_and_operators_resolve_by_
     server.shutdown().await;
 
     let server = start().await;
-    let api = format!("http://{}/api/v1", server.api_addr());
+    let api = Raw::new(&server);
     tokio::time::sleep(Duration::from_millis(2_500)).await; // two ticks and more
-    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    let alerts: serde_json::Value = api.call(Method::GET, "/alerts", None).await.1;
     assert_eq!(alerts["alerts"], serde_json::json!([]), "history alone raises nothing");
     assert!(deliveries.lock().unwrap().is_empty());
 
     // A live result of a configured check does fire.
-    let http = reqwest::Client::new();
     server.store().write_batch("default", &failing("shop", now_ms())).await.unwrap();
     server.alerting().observe_batch("default", &failing("shop", now_ms()));
     wait_for(&deliveries, 1).await;
-    let alerts: serde_json::Value = reqwest::get(format!("{api}/alerts")).await.unwrap().json().await.unwrap();
+    let alerts: serde_json::Value = api.call(Method::GET, "/alerts", None).await.1;
     assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1, "{alerts}");
     let id = alerts["alerts"][0]["id"].as_str().unwrap().to_string();
 
     // The check is removed for good: the operator closes the alert.
-    let resolved = http.post(format!("{api}/alerts/{id}/resolve")).send().await.unwrap();
+    let resolved = api.request(Method::POST, &format!("/alerts/{id}/resolve"), None).send().await.unwrap();
     assert_eq!(resolved.status(), 200);
     wait_for(&deliveries, 2).await;
     let body: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();
     assert_eq!(body["status"], "resolved");
-    let history: serde_json::Value = reqwest::get(format!("{api}/alerts/history")).await.unwrap().json().await.unwrap();
+    let history: serde_json::Value = api.call(Method::GET, "/alerts/history", None).await.1;
     assert!(history["history"].as_array().unwrap().iter().any(|e| e["kind"] == "resolved_by_operator"), "{history}");
-    assert_eq!(http.post(format!("{api}/alerts/{id}/resolve")).send().await.unwrap().status(), 404);
+    assert_eq!(api.request(Method::POST, &format!("/alerts/{id}/resolve"), None).send().await.unwrap().status(), 404);
     server.shutdown().await;
 }
 
@@ -334,10 +337,9 @@ async fn a_firing_alert_whose_data_stops_goes_stale_silently_until_an_operator_r
     let mut config = ServerConfig::loopback(dir.path().join("s.db"));
     config.alerting = Some(RuleFile::parse(&text, "rules.yaml").unwrap());
     let server = Server::start(config).await.unwrap();
-    let api = format!("http://{}/api/v1", server.api_addr());
-    let http = reqwest::Client::new();
+    let api = Raw::new(&server);
     let get = |path: String| {
-        let request = http.get(format!("{api}{path}"));
+        let request = api.request(Method::GET, &path, None);
         async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
     };
 
@@ -371,7 +373,7 @@ async fn a_firing_alert_whose_data_stops_goes_stale_silently_until_an_operator_r
     assert!(history["history"].as_array().unwrap().iter().any(|e| e["to"] == "stale"), "{history}");
 
     // The sensor was removed for good: the operator closes it, and the receiver hears it.
-    let resolved = http.post(format!("{api}/alerts/{id}/resolve")).send().await.unwrap();
+    let resolved = api.request(Method::POST, &format!("/alerts/{id}/resolve"), None).send().await.unwrap();
     assert_eq!(resolved.status(), 200);
     wait_for(&deliveries, 2).await;
     let body: serde_json::Value = serde_json::from_slice(&deliveries.lock().unwrap()[1].2).unwrap();

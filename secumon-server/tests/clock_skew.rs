@@ -15,6 +15,15 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+mod common;
+use common::Raw;
+use reqwest::Method;
+
+/// A GET of `/api/v1{path}` on `server`, its JSON answer.
+async fn get(server: &Server, path: &str) -> Value {
+    Raw::new(server).call(Method::GET, path, None).await.1
+}
+
 const HOUR: i64 = 3_600_000;
 
 /// A batch of one `load1` sample taken `age_ms` before it is sent, by a clock `skew_ms` off.
@@ -63,8 +72,7 @@ async fn points(server: &Server, host: &str, metric: &str) -> Vec<(i64, f64)> {
 }
 
 async fn listed(server: &Server, id: &str) -> Value {
-    let list: Value =
-        reqwest::get(format!("http://{}/api/v1/agents", server.api_addr())).await.unwrap().json().await.unwrap();
+    let list: Value = get(server, "/agents").await;
     list["agents"]
         .as_array()
         .unwrap()
@@ -119,12 +127,7 @@ const CLOCK_RULE: &str =
 
 /// The `ClockSkew` alerts the API lists: (agent_id, host, value).
 async fn clock_alerts(server: &Server) -> Vec<(String, String, f64)> {
-    let alerts: Value = reqwest::get(format!("http://{}/api/v1/alerts?status=firing", server.api_addr()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = get(server, "/alerts?status=firing").await;
     let mut found: Vec<(String, String, f64)> = alerts["alerts"]
         .as_array()
         .unwrap()
@@ -159,8 +162,7 @@ async fn an_uncorrectable_batch_is_refused_and_its_sender_still_listed() {
     let reason = view["clock"]["refused_reason"].as_str().unwrap();
     assert!(reason.contains("in the future") && reason.contains("does not stamp its send time"), "{reason}");
     assert_eq!(view["clock"]["refused_batches"], 1);
-    let single: Value =
-        reqwest::get(format!("http://{}/api/v1/agents/old", server.api_addr())).await.unwrap().json().await.unwrap();
+    let single: Value = get(&server, "/agents/old").await;
     assert_eq!(single["status"], "refused");
 
     // A stamped batch whose samples claim 1970 while its clock says years ahead: moving them
@@ -184,12 +186,7 @@ async fn an_uncorrectable_batch_is_refused_and_its_sender_still_listed() {
     assert!((stored[0].0 - now_ms()).abs() < 5_000 && (stored[0].1 - 7_200.0).abs() < 2.0, "{stored:?}");
 
     // The overview lists both, though the store has no agent of either, with the reason.
-    let overview: Value = reqwest::get(format!("http://{}/api/v1/overview?sort=name", server.api_addr()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let overview: Value = get(&server, "/overview?sort=name").await;
     let rows: Vec<(&str, &str, &str, bool)> = overview["hosts"]
         .as_array()
         .unwrap()
@@ -209,19 +206,9 @@ async fn an_uncorrectable_batch_is_refused_and_its_sender_still_listed() {
     assert_eq!(overview["total"], 2);
 
     // Paging counts them: two refused agents after the store's (none here).
-    let page: Value = reqwest::get(format!("http://{}/api/v1/agents?limit=1", server.api_addr()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get(&server, "/agents?limit=1").await;
     assert_eq!((page["total"].as_u64(), page["next_offset"].as_u64()), (Some(2), Some(1)), "{page}");
-    let rest: Value = reqwest::get(format!("http://{}/api/v1/agents?limit=5&offset=1", server.api_addr()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest: Value = get(&server, "/agents?limit=5&offset=1").await;
     assert_eq!(rest["agents"].as_array().unwrap().len(), 1, "{rest}");
     assert_ne!(page["agents"][0]["id"], rest["agents"][0]["id"]);
 
@@ -233,11 +220,9 @@ async fn an_uncorrectable_batch_is_refused_and_its_sender_still_listed() {
     assert_eq!(view["clock"]["refused_batches"], 1, "the refusal stays counted");
 
     // Deleting a refused-only agent forgets it.
-    let http = reqwest::Client::new();
-    let deleted = http.delete(format!("http://{}/api/v1/agents/broken", server.api_addr())).send().await.unwrap();
+    let deleted = Raw::new(&server).request(Method::DELETE, "/agents/broken", None).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
-    let list: Value =
-        reqwest::get(format!("http://{}/api/v1/agents", server.api_addr())).await.unwrap().json().await.unwrap();
+    let list: Value = get(&server, "/agents").await;
     assert_eq!(list["total"], 1, "{list}");
     server.shutdown().await;
 }
@@ -261,8 +246,8 @@ async fn refused_senders_and_offsets_survive_a_restart() {
 async fn http_ingest_measures_a_scripts_clock_by_its_sent_at() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerConfig::loopback(dir.path().join("s.db"))).await.unwrap();
-    let url = format!("http://{}/api/v1/ingest", server.api_addr());
-    let http = reqwest::Client::new();
+    let api = Raw::new(&server);
+    let post = |body: &Value| api.request(Method::POST, "/ingest", None).json(body).send();
 
     // A script 2 h behind: one sample without a timestamp (its "now"), one a minute older.
     let before = now_ms();
@@ -271,7 +256,7 @@ async fn http_ingest_measures_a_scripts_clock_by_its_sent_at() {
         {"name": "backup_age_seconds", "value": 1.0},
         {"name": "backup_age_seconds", "value": 2.0, "timestamp_ms": script_now - 60_000},
     ]});
-    let answer: Value = http.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    let answer: Value = post(&body).await.unwrap().json().await.unwrap();
     assert_eq!(answer["samples"], 2, "{answer}");
     assert_eq!(answer["clock_corrected"], true, "{answer}");
     assert!((answer["clock_offset_ms"].as_i64().unwrap() + 2 * HOUR).abs() < 1_000, "{answer}");
@@ -287,10 +272,10 @@ async fn http_ingest_measures_a_scripts_clock_by_its_sent_at() {
     let body = json!({"source": "cron", "host": "nas-1", "samples": [
         {"name": "backup_age_seconds", "value": 1.0, "timestamp_ms": now_ms() + 2 * HOUR},
     ]});
-    let refused = http.post(&url).json(&body).send().await.unwrap();
+    let refused = post(&body).await.unwrap();
     assert_eq!(refused.status(), 400);
     let zero = json!({"source": "cron", "host": "nas-1", "sent_at_ms": 0, "samples": [{"name": "x", "value": 1.0}]});
-    assert_eq!(http.post(&url).json(&zero).send().await.unwrap().status(), 400, "not a time");
+    assert_eq!(post(&zero).await.unwrap().status(), 400, "not a time");
     let view = listed(&server, "api:default:cron").await;
     assert_eq!(view["status"], "refused");
     assert!(view["clock"]["refused_reason"].as_str().unwrap().contains("in the future"), "{view}");

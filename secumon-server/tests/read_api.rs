@@ -67,6 +67,15 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     }
     let (status, _) = api.call(Method::GET, "/metrics/network/elsewhere", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The typed client reads both answers as the API's types.
+    let typed = common::typed(&server, None);
+    let summary = typed.host_summary("web-1", &Default::default()).await.unwrap();
+    assert_eq!(summary.agents[0].id, "agent-1");
+    assert_eq!(summary.metrics["load1"][0].value, 2.0);
+    let query = secumon_api::NetworkQuery { period: Some("24h".into()) };
+    let target = typed.network_target("https://shop.example", &query).await.unwrap();
+    assert_eq!(target.checks[0].result.check_id, "shop-https");
+    assert_eq!(target.latency[0].points.iter().filter_map(|p| p.1).collect::<Vec<_>>(), [0.12]);
 
     let layout = json!({"name": "NOC", "layout": {"panels": [{"host": "web-1", "metric": "load1"}]}});
     let (status, created) = api.call(Method::POST, "/dashboards", Some(layout.clone())).await;

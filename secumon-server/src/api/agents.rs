@@ -14,7 +14,8 @@ use secumon_store::{AgentFilter, AgentRecord};
 
 use super::access::{ApiJson, ApiQuery};
 use super::config;
-use super::{ApiError, ApiState, PageParams, Paging, parse_duration};
+use super::params::parse_duration;
+use super::{ApiError, ApiState, PageParams, Paging};
 use crate::audit::AuditNote;
 use crate::auth::{AgentAuthority, Caller, Role};
 use crate::clock::AgentClock;

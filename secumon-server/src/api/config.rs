@@ -9,7 +9,8 @@ use axum::{Json, Router};
 use secumon_api::TenantConfig;
 
 use super::access::ApiJson;
-use super::{ApiError, ApiState, parse_duration};
+use super::params::parse_duration;
+use super::{ApiError, ApiState};
 use crate::audit::AuditNote;
 use crate::auth::{Caller, Role};
 

@@ -130,6 +130,5 @@ fn not_found(id: &str) -> ApiError {
 }
 
 fn unreadable(error: serde_json::Error) -> ApiError {
-    tracing::error!(%error, "a stored dashboard is unreadable");
-    ApiError::new(ErrorCode::Internal, "a stored dashboard is unreadable")
+    ApiError::internal(ErrorCode::Internal, "a stored dashboard is unreadable", error)
 }

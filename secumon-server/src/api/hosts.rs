@@ -5,18 +5,19 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use secumon_core::model::HOST_LABEL;
-use secumon_core::{Labels, now_ms};
-use secumon_store::{AgentFilter, Aggregation, LatestCheck, RangeQuery, SeriesSelector};
-use serde::{Deserialize, Serialize};
+use secumon_core::now_ms;
+use secumon_store::{AgentFilter, Aggregation, RangeQuery, SeriesSelector};
 
 use super::access::ApiQuery;
 use super::agents::agent_view;
 use super::config;
-use super::{ApiError, ApiState, parse_duration};
-use super::{HistorySeries, history_series};
+use super::data::history_series;
+use super::params::parse_duration;
+use super::{ApiError, ApiState};
 use crate::auth::Caller;
-use secumon_api::AgentView;
-use secumon_api::ErrorCode;
+use secumon_api::{
+    AgentView, ErrorCode, HostSummary, HostSummaryQuery, LatestCheck, LatestValue, NetworkQuery, NetworkTarget,
+};
 
 /// The metrics a host summary carries when the caller names none.
 const SUMMARY_METRICS: [&str; 6] =
@@ -32,36 +33,12 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/metrics/network/{target}", get(network_target))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct SummaryParams {
-    /// Comma-separated metric names; default: CPU, memory, swap, filesystems, load, zombies.
-    metrics: Option<String>,
-}
-
-/// A series' latest value, stamped with the time that sample was taken.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LatestValue {
-    pub labels: Labels,
-    pub timestamp_ms: i64,
-    pub value: f64,
-}
-
-/// A host now: its agents and the latest value of each series of the asked metrics.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct HostSummary {
-    pub host: String,
-    pub agents: Vec<AgentView>,
-    pub metrics: std::collections::BTreeMap<String, Vec<LatestValue>>,
-}
-
-#[utoipa::path(get, path = "/api/v1/metrics/hosts/{id}", tag = "metrics", params(("id" = String, Path, description = "Host name"), SummaryParams), responses((status = 200, description = "OK", body = HostSummary)))]
+#[utoipa::path(get, path = "/api/v1/metrics/hosts/{id}", tag = "metrics", params(("id" = String, Path, description = "Host name"), HostSummaryQuery), responses((status = 200, description = "OK", body = HostSummary)))]
 pub(super) async fn host_summary(
     State(state): State<ApiState>,
     caller: Caller,
     Path(host): Path<String>,
-    ApiQuery(params): ApiQuery<SummaryParams>,
+    ApiQuery(params): ApiQuery<HostSummaryQuery>,
 ) -> Result<Json<HostSummary>, ApiError> {
     let names: Vec<String> = match &params.metrics {
         Some(list) => list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect(),
@@ -118,31 +95,12 @@ async fn latest(state: &ApiState, caller: &Caller, selector: SeriesSelector) -> 
         .collect())
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct NetworkParams {
-    /// Latency history over this period: `1h` (default), `24h`, `7d`.
-    period: Option<String>,
-}
-
-/// One probe target: every check of it (from every probe) and their durations over time.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NetworkTarget {
-    pub target: String,
-    #[schema(value_type = Vec<Object>)]
-    pub checks: Vec<LatestCheck>,
-    pub step_ms: i64,
-    /// Average check duration in seconds per step, per probe; `null` where no check ran.
-    pub latency: Vec<HistorySeries>,
-}
-
-#[utoipa::path(get, path = "/api/v1/metrics/network/{target}", tag = "metrics", params(("target" = String, Path, description = "Check target or check id"), NetworkParams), responses((status = 200, description = "OK", body = NetworkTarget)))]
+#[utoipa::path(get, path = "/api/v1/metrics/network/{target}", tag = "metrics", params(("target" = String, Path, description = "Check target or check id"), NetworkQuery), responses((status = 200, description = "OK", body = NetworkTarget)))]
 pub(super) async fn network_target(
     State(state): State<ApiState>,
     caller: Caller,
     Path(target): Path<String>,
-    ApiQuery(params): ApiQuery<NetworkParams>,
+    ApiQuery(params): ApiQuery<NetworkQuery>,
 ) -> Result<Json<NetworkTarget>, ApiError> {
     let period_ms = parse_duration("period", params.period.as_deref().unwrap_or("1h"))?.as_millis() as i64;
     if period_ms > 90 * 24 * 3_600_000 {
@@ -154,6 +112,7 @@ pub(super) async fn network_target(
         .await?
         .into_iter()
         .filter(|c| c.result.target == target || c.result.check_id == target)
+        .map(|c| LatestCheck { agent_id: c.agent_id, host: c.host, result: c.result })
         .collect();
     if checks.is_empty() {
         return Err(ApiError::new(ErrorCode::NotFound, format!("no check of target {target:?}")));

@@ -59,10 +59,12 @@ impl From<SsoError> for ApiError {
         let message = error.to_string();
         match error {
             SsoError::Auth(auth) => auth.into(),
-            SsoError::Config(_) => {
-                tracing::error!(error = %message, "single sign-on is misconfigured");
-                ApiError::new(ErrorCode::Internal, "internal error")
-            }
+            // The server's fault: the log layer records why, the client is not told.
+            SsoError::Config(_) => ApiError::internal(
+                ErrorCode::Internal,
+                "internal error",
+                format!("single sign-on is misconfigured: {message}"),
+            ),
             // The code's table gives the status: 404, 400, 401, 403 or 502.
             other => ApiError::new(other.error_code().unwrap_or(ErrorCode::Internal), message),
         }

@@ -31,14 +31,16 @@ use axum::http::header::AUTHORIZATION;
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
+use secumon_alert::Transition;
+use secumon_api::{AlertTransition, ClientMessage, LogFollow, StreamMessage, StreamSample, Subscription};
 use secumon_core::now_ms;
 use secumon_store::{LogCursor, LogOrder, LogQuery, Store, StoreError};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiState, LogLine, LogsQuery, LogsQueryExt, log_line};
+use super::alerts::api_state;
+use super::logs::{LogsQueryExt, log_line};
+use super::{ApiState, LogLine, LogsQuery};
 use crate::auth::Caller;
 use crate::live::LiveEvent;
 
@@ -52,45 +54,6 @@ const CLOSE_POLICY: u16 = 1008;
 const RECHECK_EVERY: Duration = Duration::from_secs(5);
 /// The longest a socket is kept open.
 const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientMessage {
-    subscribe: Subscription,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Subscription {
-    #[serde(default)]
-    hosts: Vec<String>,
-    #[serde(default)]
-    metrics: Vec<String>,
-    #[serde(default = "yes")]
-    alerts: bool,
-    #[serde(default)]
-    checks: bool,
-    /// One host's log lines to follow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    logs: Option<LogFollow>,
-}
-
-/// What `"logs"` in a subscription asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogFollow {
-    host: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    after: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    since_ms: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    contains: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    regex: Option<String>,
-}
 
 /// A log follow in progress: the query, and the last row already sent.
 struct Following {
@@ -127,7 +90,7 @@ impl Following {
     }
 
     /// The lines stored after the last one sent, as `logs` messages; moves the cursor on.
-    async fn catch_up(&mut self, store: &dyn Store, tenant: &str) -> Result<Vec<Value>, StoreError> {
+    async fn catch_up(&mut self, store: &dyn Store, tenant: &str) -> Result<Vec<StreamMessage>, StoreError> {
         let mut messages = Vec::new();
         loop {
             self.query.after = Some(self.cursor);
@@ -137,8 +100,8 @@ impl Following {
             }
             if !page.entries.is_empty() {
                 let lines: Vec<LogLine> = page.entries.into_iter().map(log_line).collect();
-                messages.push(json!({"type": "logs", "host": self.query.host, "logs": lines,
-                    "cursor": self.cursor.to_string()}));
+                let (host, cursor) = (self.query.host.clone(), self.cursor.to_string());
+                messages.push(StreamMessage::Logs { host, logs: lines, cursor });
             }
             if !page.more {
                 return Ok(messages);
@@ -147,17 +110,14 @@ impl Following {
     }
 }
 
-fn yes() -> bool {
-    true
+/// What a subscription lets through, and what a live event becomes for it.
+trait Subscriber {
+    fn wants_host(&self, host: &str) -> bool;
+    fn wants_metric(&self, name: &str) -> bool;
+    fn messages(&self, event: &LiveEvent) -> Vec<StreamMessage>;
 }
 
-impl Default for Subscription {
-    fn default() -> Self {
-        Self { hosts: Vec::new(), metrics: Vec::new(), alerts: true, checks: false, logs: None }
-    }
-}
-
-impl Subscription {
+impl Subscriber for Subscription {
     fn wants_host(&self, host: &str) -> bool {
         self.hosts.is_empty() || self.hosts.iter().any(|wanted| wanted == host)
     }
@@ -170,42 +130,45 @@ impl Subscription {
     }
 
     /// The messages `event` becomes for this subscriber.
-    fn messages(&self, event: &LiveEvent) -> Vec<Value> {
+    fn messages(&self, event: &LiveEvent) -> Vec<StreamMessage> {
         match event {
             LiveEvent::Batch { batch, .. } if self.wants_host(&batch.host) => {
-                let mut out = vec![json!({
-                    "type": "host",
-                    "agent_id": batch.agent_id,
-                    "host": batch.host,
-                    "at_ms": now_ms(),
-                    "samples": batch.samples.len(),
-                })];
-                let samples: Vec<Value> = batch
+                let mut out = vec![StreamMessage::Host {
+                    agent_id: batch.agent_id.clone(),
+                    host: batch.host.clone(),
+                    at_ms: now_ms(),
+                    samples: batch.samples.len(),
+                }];
+                let samples: Vec<StreamSample> = batch
                     .samples
                     .iter()
                     .filter(|s| self.wants_metric(&s.series.name))
-                    .map(|s| {
-                        json!({"name": s.series.name, "labels": s.series.labels,
-                            "timestamp_ms": s.timestamp_ms, "value": s.value})
+                    .map(|s| StreamSample {
+                        name: s.series.name.clone(),
+                        labels: s.series.labels.clone(),
+                        timestamp_ms: s.timestamp_ms,
+                        value: number(s.value),
                     })
                     .collect();
                 if !samples.is_empty() {
-                    out.push(
-                        json!({"type": "samples", "agent_id": batch.agent_id, "host": batch.host, "samples": samples}),
-                    );
+                    out.push(StreamMessage::Samples {
+                        agent_id: batch.agent_id.clone(),
+                        host: batch.host.clone(),
+                        samples,
+                    });
                 }
                 if self.checks {
                     out.extend(
                         batch
                             .check_results
                             .iter()
-                            .map(|check| json!({"type": "check", "host": batch.host, "result": check})),
+                            .map(|check| StreamMessage::Check { host: batch.host.clone(), result: check.clone() }),
                     );
                 }
                 out
             }
             LiveEvent::Alert { transition, .. } if self.alerts => {
-                vec![json!({"type": "alert", "transition": transition})]
+                vec![StreamMessage::Alert { transition: api_transition(transition) }]
             }
             _ => Vec::new(),
         }
@@ -249,7 +212,7 @@ async fn serve(
     let mut subscription = Subscription::default();
     let mut following: Option<Following> = None;
     let subscribed = |subscription: &Subscription| {
-        text(&json!({"type": "subscribed", "tenant": caller.tenant, "subscription": subscription}))
+        text(&StreamMessage::Subscribed { tenant: caller.tenant.clone(), subscription: subscription.clone() })
     };
     if !send(&mut sink, subscribed(&subscription)).await {
         return;
@@ -291,8 +254,7 @@ async fn serve(
                                 Err(error) => replies.push(store_error(&error)),
                             }
                         }
-                        Err(error) => replies.push(text(&json!({"type": "error", "code": "bad_request",
-                            "message": format!("expected {{\"subscribe\": {{...}}}}: {error}")}))),
+                        Err(error) => replies.push(error_text("bad_request", format!("expected {{\"subscribe\": {{...}}}}: {error}"))),
                     };
                     for reply in replies {
                         if !send(&mut sink, reply).await {
@@ -337,7 +299,7 @@ async fn serve(
 
 /// Tells the client why in an `error` message, then closes with `code`.
 async fn close(sink: &mut SplitSink<WebSocket, Message>, error: &str, message: &str, code: u16) {
-    if send(sink, text(&json!({"type": "error", "code": error, "message": message}))).await {
+    if send(sink, error_text(error, message.to_string())).await {
         let frame = CloseFrame { code, reason: error.to_string().into() };
         let _ = send(sink, Message::Close(Some(frame))).await;
     }
@@ -354,9 +316,64 @@ fn store_error(error: &StoreError) -> Message {
         StoreError::InvalidQuery(_) => "bad_request",
         _ => "store_unavailable",
     };
-    text(&json!({"type": "error", "code": code, "message": error.to_string()}))
+    error_text(code, error.to_string())
 }
 
-fn text(value: &Value) -> Message {
-    Message::Text(value.to_string().into())
+/// An `error` message.
+fn error_text(code: &str, message: String) -> Message {
+    text(&StreamMessage::Error { code: code.to_string(), message })
+}
+
+fn text(message: &StreamMessage) -> Message {
+    // These types always serialise: string keys, no fallible `Serialize` impls.
+    Message::Text(serde_json::to_string(message).unwrap_or_default().into())
+}
+
+/// A sampled value as the stream sends it: `null` when it is not a number.
+fn number(value: f64) -> Option<f64> {
+    (!value.is_nan()).then_some(value)
+}
+
+/// An engine's alert transition as the stream shows it.
+fn api_transition(transition: &Transition) -> AlertTransition {
+    AlertTransition {
+        rule: transition.rule.clone(),
+        labels: transition.labels.clone(),
+        from: api_state(transition.from),
+        to: api_state(transition.to),
+        at_ms: transition.at_ms,
+        value: number(transition.value),
+        severity: transition.severity,
+        annotations: transition.annotations.clone(),
+        channels: transition.channels.clone(),
+        silenced: transition.silenced,
+        escalation_level: transition.escalation_level,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secumon_alert::{AlertSeverity, AlertState};
+
+    #[test]
+    fn transitions_keep_the_engines_json() {
+        let transition = Transition {
+            rule: "CpuHigh".into(),
+            labels: [("host".to_string(), "web-1".to_string())].into(),
+            from: AlertState::Pending,
+            to: AlertState::Firing,
+            at_ms: 5,
+            value: 0.9,
+            severity: AlertSeverity::Critical,
+            annotations: [("summary".to_string(), "hot".to_string())].into(),
+            channels: vec!["ops".into()],
+            silenced: true,
+            escalation_level: 1,
+        };
+        let json = |t: &Transition| serde_json::to_value(t).unwrap();
+        assert_eq!(serde_json::to_value(api_transition(&transition)).unwrap(), json(&transition));
+        let no_value = Transition { value: f64::NAN, ..transition };
+        assert_eq!(serde_json::to_value(api_transition(&no_value)).unwrap(), json(&no_value));
+    }
 }
