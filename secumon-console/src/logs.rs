@@ -13,11 +13,9 @@
 //! # }
 //! ```
 
+use secumon_api::{ClientMessage, LogFollow, LogsQuery, StreamMessage, Subscription};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-use secumon_api::LogsQuery;
 
 use crate::client::{ApiClient, ClientError, Socket};
 
@@ -102,21 +100,18 @@ impl ApiClient {
         filter: &LogFilter,
         after: Option<&str>,
     ) -> Result<LogFollower, ClientError> {
-        let mut follow = json!({"host": host});
-        let fields = [
-            ("after", after.map(Value::from)),
-            ("since_ms", filter.since_ms.map(Value::from)),
-            ("source", filter.source.clone().map(Value::from)),
-            ("contains", filter.contains.clone().map(Value::from)),
-            ("regex", filter.regex.clone().map(Value::from)),
-        ];
-        for (key, value) in fields {
-            if let Some(value) = value {
-                follow[key] = value;
-            }
-        }
+        let follow = LogFollow {
+            host: host.to_string(),
+            after: after.map(str::to_string),
+            since_ms: filter.since_ms,
+            source: filter.source.clone(),
+            contains: filter.contains.clone(),
+            regex: filter.regex.clone(),
+        };
         // Alerts off: this socket carries log lines only.
-        let socket = self.open_stream(&json!({"subscribe": {"alerts": false, "logs": follow}})).await?;
+        let subscribe =
+            ClientMessage { subscribe: Subscription { alerts: false, logs: Some(follow), ..Default::default() } };
+        let socket = self.open_stream(&subscribe).await?;
         Ok(LogFollower { socket })
     }
 }
@@ -133,15 +128,10 @@ impl LogFollower {
         use futures::StreamExt;
         while let Some(Ok(message)) = self.socket.next().await {
             let Message::Text(text) = message else { continue };
-            let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            match message["type"].as_str() {
-                Some("logs") => {
-                    return serde_json::from_value(message["logs"].clone())
-                        .map_err(|e| ClientError::Shape(e.to_string()));
-                }
-                Some("error") => {
-                    return Err(ClientError::Refused(message["message"].as_str().unwrap_or("").to_string()));
-                }
+            // Messages of other types (and of types this build does not know) are not lines.
+            match serde_json::from_str::<StreamMessage>(&text) {
+                Ok(StreamMessage::Logs { logs, .. }) => return Ok(logs),
+                Ok(StreamMessage::Error { message, .. }) => return Err(ClientError::Refused(message)),
                 _ => {}
             }
         }
