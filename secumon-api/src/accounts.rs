@@ -1,8 +1,8 @@
 //! Logins and sessions (`/api/v1/auth/*`, single sign-on included), users, API keys and
 //! tenants.
 //!
-//! Types without a doc comment here had none in the published document: one would add a
-//! description to their schema.
+//! Doc comments here are the descriptions of the published OpenAPI document: they are
+//! written for the API's users.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +60,7 @@ pub struct Identity {
     pub subject: String,
     /// The one tenant this request reads and changes.
     pub tenant: String,
+    /// The caller's role in `tenant`.
     pub role: Role,
     /// May act in any tenant and manage tenants.
     pub super_admin: bool,
@@ -69,15 +70,22 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Session {
+    /// Send as `Authorization: Bearer <token>`; good for `expires_in` seconds (15 minutes).
     pub access_token: String,
+    /// Trades for a new session at `POST /auth/refresh`, once (each refresh hands out a new
+    /// one); good for 30 days, or until `POST /auth/logout`.
     pub refresh_token: String,
+    /// Always `Bearer`.
     pub token_type: String,
+    /// Seconds until `access_token` expires.
     pub expires_in: i64,
+    /// The tenant the session acts in.
     pub tenant: String,
+    /// The user's role in that tenant.
     pub role: Role,
 }
 
-// `POST /auth/login`.
+/// `POST /auth/login`: a user name (or e-mail address) and password.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -86,6 +94,7 @@ pub struct LoginRequest {
     pub username: Option<String>,
     /// The user's e-mail address, in place of `username`.
     pub email: Option<String>,
+    /// The user's password.
     pub password: String,
     /// The tenant to act in, when the user has roles in several.
     pub tenant: Option<String>,
@@ -96,29 +105,40 @@ pub struct LoginRequest {
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum LoginAnswer {
+    /// The login is complete: the session's tokens.
     Session(Session),
-    Mfa { mfa_required: bool, mfa_token: String },
+    /// The user has a second factor: finish with `POST /auth/mfa/verify`.
+    Mfa {
+        /// Always `true`.
+        mfa_required: bool,
+        /// Pass to `POST /auth/mfa/verify` with a code; good for 5 minutes.
+        mfa_token: String,
+    },
 }
 
-// `POST /auth/mfa/verify`.
+/// `POST /auth/mfa/verify`: the second step of a login with a second factor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MfaVerifyRequest {
+    /// The `mfa_token` of the login's answer.
     pub mfa_token: String,
     /// A 6-digit TOTP code or a recovery code.
     pub code: String,
 }
 
-// `POST /auth/refresh` and `/auth/logout`.
+/// `POST /auth/refresh` (a new session) and `POST /auth/logout` (revokes it, and every
+/// access token of its user).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    /// The session's `refresh_token`; a refresh uses it up.
     pub refresh_token: String,
 }
 
-// `POST /auth/mfa/enroll`.
+/// `POST /auth/mfa/enroll`: starts adding a TOTP second factor to the caller's account; it is
+/// on once `POST /auth/mfa/confirm` succeeds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -132,19 +152,22 @@ pub struct EnrollRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MfaEnrolment {
+    /// The `otpauth://totp/...` URI an authenticator app scans as a QR code.
     pub otpauth_uri: String,
+    /// The same secret in base32, to type in by hand.
     pub secret: String,
 }
 
-// `POST /auth/mfa/confirm`.
+/// `POST /auth/mfa/confirm`: turns the second factor on with a first code from the app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
+    /// A 6-digit TOTP code from the authenticator app.
     pub code: String,
 }
 
-// The answer of `POST /auth/mfa/confirm`.
+/// The answer of `POST /auth/mfa/confirm`: the second factor is on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct RecoveryCodes {
@@ -152,12 +175,14 @@ pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
 
-// `POST /auth/password`.
+/// `POST /auth/password`: the caller changes their own password.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    /// The password now.
     pub current_password: String,
+    /// The new password: at least 10 characters.
     pub new_password: String,
 }
 
@@ -165,34 +190,46 @@ pub struct PasswordChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct UserView {
+    /// The name the user logs in with.
     pub name: String,
     /// The user's e-mail address, if they have one.
     #[serde(default)]
     pub email: Option<String>,
+    /// May act in any tenant and manage tenants.
     pub super_admin: bool,
+    /// The user's role in each tenant, by tenant name.
     pub roles: BTreeMap<String, Role>,
+    /// A second factor (TOTP) is on: logins need a code.
     pub mfa_enabled: bool,
+    /// Locked after 5 failed logins in a row; it unlocks by itself after 15 minutes.
     pub locked: bool,
+    /// Turned off by an administrator: the user cannot log in.
     pub disabled: bool,
+    /// When the user was created (Unix ms).
     pub created_ms: i64,
 }
 
-// `GET /users`.
+/// `GET /users`: a page of the tenant's users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct UserList {
+    /// The users on this page.
     pub users: Vec<UserView>,
+    /// Where this page sits: `total`, `offset`, `limit`, `next_offset`.
     #[serde(flatten)]
     pub page: Page,
 }
 
-// `POST /users`.
+/// `POST /users`: a new user with a role in the caller's tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// The name to log in with; unique.
     pub name: String,
+    /// At least 10 characters.
     pub password: String,
+    /// The user's role in the caller's tenant.
     pub role: Role,
     /// An e-mail address the user may also log in with; unique.
     pub email: Option<String>,
@@ -205,7 +242,9 @@ pub struct NewUser {
 pub struct UserChange {
     /// The user's role in the tenant the change is made in.
     pub role: Option<Role>,
+    /// `true` turns the account off (no more logins), `false` turns it back on.
     pub disabled: Option<bool>,
+    /// A new password, at least 10 characters.
     pub password: Option<String>,
     /// A new e-mail address; an empty one removes it.
     pub email: Option<String>,
@@ -215,50 +254,62 @@ pub struct UserChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ApiKeyView {
+    /// Identifies the key: `DELETE /api-keys/{id}` revokes it, the audit log names it `key:<id>`.
     pub id: String,
+    /// What the key is for, as its creator named it.
     pub name: String,
+    /// What the key may do in its tenant.
     pub role: Role,
+    /// Who created it.
     pub created_by: String,
+    /// When it was created (Unix ms).
     pub created_ms: i64,
 }
 
-// `GET /api-keys`.
+/// `GET /api-keys`: a page of the tenant's API keys, never their secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ApiKeyList {
+    /// The keys on this page.
     pub api_keys: Vec<ApiKeyView>,
+    /// Where this page sits: `total`, `offset`, `limit`, `next_offset`.
     #[serde(flatten)]
     pub page: Page,
 }
 
-// `POST /api-keys`.
+/// `POST /api-keys`: a key for scripts in the caller's tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
+    /// What the key is for.
     pub name: String,
+    /// What the key may do in the tenant.
     pub role: Role,
 }
 
-// The answer of `POST /api-keys`.
+/// The answer of `POST /api-keys`: the key and its secret, shown only once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
+    /// The key as `GET /api-keys` lists it.
     #[serde(flatten)]
     pub key: ApiKeyView,
     /// The key itself, shown only now: send it as `Authorization: Bearer <key>`.
     pub secret: String,
 }
 
-// `POST /tenants`.
+/// `POST /tenants` (super-admins only): a new tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    /// The tenant's name; unique.
     pub name: String,
 }
 
-// `POST /auth/oidc/start`.
+/// `POST /auth/oidc/start`: starts a single sign-on from the CLI (authorization code flow
+/// with PKCE).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -281,7 +332,7 @@ pub struct SsoStart {
     pub expires_in: i64,
 }
 
-// `POST /auth/oidc/exchange`.
+/// `POST /auth/oidc/exchange`: finishes a single sign-on; the answer is a login's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

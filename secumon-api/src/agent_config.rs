@@ -14,8 +14,10 @@ pub struct AgentConfigLayer {
     /// `default` (every agent of the tenant) or `label=value[,label=value…]` (agents
     /// whose `agent.labels` hold all of them), written canonically (labels sorted).
     pub selector: String,
+    /// The sections it sets, as in `agent.yaml`.
     #[cfg_attr(feature = "schema", schema(value_type = Object))]
     pub document: Value,
+    /// When it was last set (Unix ms).
     pub updated_ms: i64,
     /// Who set it (a user name or an API key's name).
     pub updated_by: String,
@@ -25,6 +27,7 @@ pub struct AgentConfigLayer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AgentConfigLayers {
+    /// The layers, in merge order.
     pub layers: Vec<AgentConfigLayer>,
 }
 
@@ -37,8 +40,10 @@ pub struct AgentConfigReport {
     /// The latest version it refused, with its reason; absent when it refused none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_version: Option<String>,
+    /// Why `refused_version` was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_error: Option<String>,
+    /// When the agent last reported (Unix ms, server clock).
     pub reported_ms: i64,
 }
 
@@ -46,6 +51,7 @@ pub struct AgentConfigReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AgentConfigState {
+    /// The agent's id.
     pub agent_id: String,
     /// The version of the merged document it should run; empty when nothing is managed.
     pub version: String,
@@ -58,6 +64,7 @@ pub struct AgentConfigState {
     /// batch's acknowledgement), `refused` (it refused `version`: see `report`), or
     /// `unknown` (it has not pushed since this server started).
     pub state: String,
+    /// What the agent last reported; absent when it has not pushed since this server started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<AgentConfigReport>,
 }

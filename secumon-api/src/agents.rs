@@ -10,20 +10,27 @@ use crate::agent_config::AgentConfigReport;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AgentView {
+    /// The agent's id: its enrolled id, or `api:<tenant>:<source>` for a script.
     pub id: String,
     /// `agent` (an agent or probe), or `script`: a script pushing through `POST
     /// /api/v1/ingest` (id `api:<tenant>:<source>`), which pushes when it runs.
     pub kind: String,
+    /// The host it reports for.
     pub host: String,
+    /// Its labels from its configuration (`client`, `site`, `role`, ...).
     pub labels: Labels,
     /// `online` (pushed within the tenant's `agent_offline_after`), `offline` (an agent
     /// that did not), `idle` (a script that did not: it runs when it runs, and is not down
     /// unless an agent rule with `api_sources: true` says so), or `refused`: its latest
     /// batch was refused and none stored since (`clock.refused_reason` says why).
     pub status: String,
+    /// When it first pushed (Unix ms).
     pub first_seen_ms: i64,
+    /// When it last pushed (Unix ms).
     pub last_seen_ms: i64,
+    /// The sequence number of the latest batch stored.
     pub last_sequence: u64,
+    /// Batches stored from it.
     pub batches: u64,
     /// Its clock against the server's, measured on every push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +69,7 @@ pub struct AgentClock {
     /// When the latest batch was refused, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_ms: Option<i64>,
+    /// Why the latest batch was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_reason: Option<String>,
     /// When its latest batch was stored.
@@ -76,16 +84,20 @@ impl AgentClock {
     }
 }
 
+/// `GET /agents`: a page of the tenant's agents and scripts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AgentList {
+    /// The agents on this page.
     pub agents: Vec<AgentView>,
+    /// Agents in the list, on every page.
     pub total: usize,
+    /// The `offset` of the next page; absent on the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<usize>,
 }
 
-// `POST /agents/provision`. No doc comment: it would change the published schema.
+/// `POST /agents/provision`: a one-time token that enrolls one agent into the caller's tenant.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -98,9 +110,15 @@ pub struct ProvisionRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Provisioned {
+    /// The token's id, as the audit log names it (never the token).
     pub id: String,
+    /// The token itself: it enrolls one agent, once. Shown only now.
     pub token: String,
+    /// The tenant the agent joins.
     pub tenant: String,
+    /// When the token expires (Unix ms).
     pub expires_ms: i64,
+    /// The command that sets an agent up with the token: `secumon-agent setup --collector ...
+    /// --token ...`.
     pub command: String,
 }

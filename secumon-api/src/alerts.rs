@@ -92,6 +92,7 @@ pub(crate) fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AlertList {
+    /// The alerts, pending, firing or stale (the engine's alert objects).
     #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
     pub alerts: Vec<Alert>,
 }
@@ -113,21 +114,26 @@ pub struct AlertFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AlertStats {
+    /// Alerts pending, firing or stale now.
     pub total: usize,
+    /// How many are in each state: `pending`, `firing`, `stale`.
     pub by_status: BTreeMap<String, usize>,
+    /// How many are of each severity: `info`, `warning`, `critical`.
     pub by_severity: BTreeMap<String, usize>,
+    /// How many of them are acknowledged.
     pub acknowledged: usize,
     /// Notifications that failed for good since the server started.
     pub delivery_failures: u64,
 }
 
-// `POST /alerts/{id}/acknowledge` (no doc comment: it would change the published schema).
+/// `POST /alerts/{id}/acknowledge`: records the caller's acknowledgement of a firing alert.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AcknowledgeRequest {
     /// Ignored, for older clients: an acknowledgement is recorded as the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// Why, in the acknowledger's words; empty unless given.
     #[serde(default)]
     pub comment: String,
 }
@@ -164,23 +170,27 @@ pub struct Silence {
     pub comment: String,
 }
 
+/// `GET /silences`: the silences in force or still to come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SilenceList {
+    /// The silences (`id`, `matchers`, `starts_ms`, `ends_ms`, `created_by`, `comment`).
     #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
     pub silences: Vec<Silence>,
 }
 
-// `POST /silences` (no doc comment: it would change the published schema).
+/// `POST /silences`: mutes alerts from now for a while.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct SilenceRequest {
+    /// The labels (and values) an alert must all have to be muted.
     pub matchers: Labels,
     /// How long from now: `2h`.
     pub duration: String,
     /// Ignored, for older clients: a silence is recorded as made by the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// Why, in the caller's words.
     #[serde(default)]
     pub comment: String,
 }
@@ -190,8 +200,10 @@ pub struct SilenceRequest {
 #[cfg_attr(feature = "schema", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "schema", into_params(parameter_in = Query))]
 pub struct HistoryFilter {
+    /// Only this rule's entries (its name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// At most this many entries, newest first: default 100, at most 10 000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
@@ -202,6 +214,7 @@ pub struct HistoryFilter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AlertHistory {
+    /// The entries, newest first; each has a `kind` and that kind's fields.
     pub history: Vec<serde_json::Value>,
 }
 

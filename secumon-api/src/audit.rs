@@ -35,15 +35,20 @@ pub struct AuditQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AuditView {
+    /// The entry's id; entries are numbered in the order they were written.
     pub id: i64,
+    /// The tenant the action was in.
     pub tenant: String,
+    /// When it happened (Unix ms).
     pub at_ms: i64,
     /// Who, as authenticated: a user name, `key:<id>` for an API key, `agent:<id>` for an
     /// agent enrolling itself with a provisioning token.
     pub actor: String,
     /// The client address as the server saw it; empty when there was none to attribute.
     pub client_ip: String,
+    /// What was done, e.g. `user.create`, `agent.provision_token`.
     pub action: String,
+    /// What it was done to (a user name, a key id, a rule name, ...).
     pub target: String,
     /// What changed.
     #[cfg_attr(feature = "schema", schema(value_type = Object))]
@@ -54,6 +59,7 @@ pub struct AuditView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct AuditList {
+    /// The entries, newest first.
     pub entries: Vec<AuditView>,
     /// Pass as `before` for the next page; absent on the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -27,6 +27,7 @@ pub struct CheckList {
 #[cfg_attr(feature = "schema", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "schema", into_params(parameter_in = Query))]
 pub struct FindingsQuery {
+    /// Only this asset's findings (a host name, image or URL, as the report named it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
     /// At least this severe: info, low, medium, high, critical.
@@ -35,15 +36,19 @@ pub struct FindingsQuery {
     /// open or fixed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// At most this many findings: default 100, at most 10 000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Skip this many first (default 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u32>,
 }
 
+/// `GET /findings`: the tenant's findings that match.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct FindingList {
+    /// The findings (scanner id, severity, asset, title, first and last seen, status).
     #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
     pub findings: Vec<Finding>,
 }
@@ -68,10 +73,16 @@ pub struct ImportQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ImportResult {
+    /// The format the report was read as.
     pub format: String,
+    /// Findings in the report.
     pub findings: usize,
+    /// Findings not seen before.
     pub new: usize,
+    /// Findings marked fixed before that the report lists again.
     pub reopened: usize,
+    /// Open findings of the report's assets it no longer lists (full scans only).
     pub fixed: usize,
+    /// Findings already open and listed again.
     pub unchanged: usize,
 }

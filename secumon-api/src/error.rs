@@ -100,16 +100,18 @@ impl std::fmt::Display for ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
-// What a refusal says (no doc comment: it would change the published schema).
+/// What a refusal says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `unauthenticated`, `forbidden`,
     /// `not_found`, `conflict`, `rate_limited`, ...
     pub code: String,
+    /// What went wrong, for people; do not parse it (read `code`).
     pub message: String,
 }
 

@@ -26,8 +26,11 @@ pub struct HostSummaryQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct LatestValue {
+    /// The series' labels.
     pub labels: Labels,
+    /// When the sample was taken (Unix ms).
     pub timestamp_ms: i64,
+    /// The latest value, in the metric's unit.
     pub value: f64,
 }
 
@@ -35,8 +38,11 @@ pub struct LatestValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct HostSummary {
+    /// The host's name.
     pub host: String,
+    /// The agents that report for it.
     pub agents: Vec<AgentView>,
+    /// Each metric asked for, by name: the latest value of each of its series on this host.
     pub metrics: BTreeMap<String, Vec<LatestValue>>,
 }
 
@@ -55,9 +61,12 @@ pub struct NetworkQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct NetworkTarget {
+    /// The target as the checks name it (a host name, address or URL).
     pub target: String,
+    /// The latest result of each check of it, from each probe.
     #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
     pub checks: Vec<LatestCheck>,
+    /// Width of one latency step, in ms.
     pub step_ms: i64,
     /// Average check duration in seconds per step, per probe; `null` where no check ran.
     pub latency: Vec<HistorySeries>,

@@ -11,13 +11,16 @@ use serde::{Deserialize, Serialize};
 pub struct IngestRequest {
     /// Names the script: data is stored under the agent id `api:<tenant>:<source>`.
     pub source: String,
+    /// The host the data is about; stored as the `host` label.
     pub host: String,
     /// The sender's labels, like an agent's `labels:` (`client`, `site`, `role`): on the
     /// agent (the overview groups by them) and on every series of the request.
     #[serde(default)]
     pub labels: Labels,
+    /// Metric samples.
     #[serde(default)]
     pub samples: Vec<IngestSample>,
+    /// Events: discrete changes such as a service going down.
     #[serde(default)]
     pub events: Vec<IngestEvent>,
     /// The script's clock when it sent the request (ms since 1970). With it the server
@@ -28,29 +31,40 @@ pub struct IngestRequest {
     pub sent_at_ms: Option<i64>,
 }
 
+/// One metric sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IngestSample {
+    /// The metric name, Prometheus style: snake_case, base units (`_bytes`, `_seconds`).
     pub name: String,
+    /// The series' labels, besides `host` and the request's `labels`.
     #[serde(default)]
     pub labels: Labels,
+    /// The value.
     pub value: f64,
+    /// When it was measured (Unix ms); absent: as of `sent_at_ms`, else now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<i64>,
 }
 
+/// One event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IngestEvent {
+    /// What happened, e.g. `service_down`.
     pub kind: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
     #[cfg_attr(feature = "schema", schema(value_type = String, example = "high"))]
     pub severity: Severity,
+    /// The event's labels, besides `host` and the request's `labels`.
     #[serde(default)]
     pub labels: Labels,
+    /// A line for people; empty unless given.
     #[serde(default)]
     pub message: String,
+    /// When it happened (Unix ms); absent: as of `sent_at_ms`, else now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<i64>,
 }

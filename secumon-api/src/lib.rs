@@ -20,6 +20,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod accounts;
 pub mod agent_config;
 pub mod agents;

@@ -22,9 +22,12 @@ pub struct TenantLimitSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct TenantLimitsView {
+    /// The tenant's name.
     pub tenant: String,
     /// What the tenant has of its own (absent: the server's).
     pub settings: TenantLimitSettings,
+    /// The most series the tenant may hold, in force now (its own setting or the server's).
     pub max_series: u64,
+    /// The samples a second it may push, in force now (bursts of twice that).
     pub max_samples_per_second: u32,
 }

@@ -48,10 +48,13 @@ pub struct LogsQuery {
 pub struct LogLine {
     /// Where this line sits: page or follow from it with `after`/`before`.
     pub cursor: String,
+    /// When the line was written (Unix ms).
     pub timestamp_ms: i64,
     /// A file path, or `journald`.
     pub source: String,
+    /// The line's labels (`host` and the agent's labels).
     pub labels: Labels,
+    /// The line's text.
     pub line: String,
 }
 
@@ -59,7 +62,9 @@ pub struct LogLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct LogsPage {
+    /// The host's name.
     pub host: String,
+    /// The lines, oldest first.
     pub logs: Vec<LogLine>,
     /// After the newest row this page examined (matching or not): pass as `after` for the
     /// next page, or to follow. Null when nothing was examined and no cursor was given.

@@ -61,6 +61,7 @@ impl std::str::FromStr for Aggregation {
 #[cfg_attr(feature = "schema", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "schema", into_params(parameter_in = Query))]
 pub struct HistoryQuery {
+    /// The metric's name, e.g. `cpu_usage_ratio`; required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
     /// How far back from now: `15m`, `1h`, `7d`.
@@ -90,19 +91,29 @@ impl HistoryQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct History {
+    /// The host's name.
     pub host: String,
+    /// The metric's name.
     pub metric: String,
+    /// Start of the period (Unix ms).
     pub start_ms: i64,
+    /// End of the period (Unix ms).
     pub end_ms: i64,
+    /// Width of one step, in ms.
     pub step_ms: i64,
+    /// How the values inside a step are combined: `avg`, `min`, `max`, `sum`, `count`, `last`
+    /// or `p95`.
     #[cfg_attr(feature = "schema", schema(value_type = String))]
     pub aggregation: Aggregation,
+    /// One entry per series of the metric on this host.
     pub series: Vec<HistorySeries>,
 }
 
+/// One series of a history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct HistorySeries {
+    /// The series' labels.
     pub labels: Labels,
     /// `[timestamp_ms, value]` pairs; a NaN value is `null`.
     /// `[timestamp_ms, value or null]` per step.

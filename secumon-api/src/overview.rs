@@ -13,6 +13,7 @@ pub struct OverviewQuery {
     /// Rows per page, 1 to 10 000 (default 10 000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Skip this many rows first (default 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u32>,
     /// `alerts` (most firing first; default), `name`, `cpu`, `memory`, `disk`, `last_seen`.
@@ -38,9 +39,13 @@ fn agent_kind() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct OverviewHost {
+    /// The agent's tenant.
     pub tenant: String,
+    /// The agent's id.
     pub agent_id: String,
+    /// The host's name.
     pub host: String,
+    /// The agent's labels.
     pub labels: Labels,
     /// `agent`, or `script` (pushing through `POST /ingest`), as in `GET /agents`.
     #[serde(default = "agent_kind")]
@@ -48,12 +53,14 @@ pub struct OverviewHost {
     /// `online`, `offline`, `idle` (a script not run lately) or `refused`, as in `GET
     /// /agents`.
     pub status: String,
+    /// When it last pushed (Unix ms).
     pub last_seen_ms: i64,
     /// Alerts firing with this host's `host` label.
     pub firing: usize,
     /// Latest ratios (0-1) within the last 15 minutes; absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<f64>,
+    /// Memory in use, ratio 0-1, within the last 15 minutes; absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<f64>,
     /// The fullest filesystem.
@@ -84,6 +91,7 @@ impl OverviewHost {
 pub struct OverviewGroup {
     /// The tenant or label value; empty for hosts without the label.
     pub name: String,
+    /// Hosts in the group.
     pub hosts: usize,
     /// Hosts `offline` or `refused` (an `idle` script is not down).
     pub down: usize,
@@ -91,14 +99,17 @@ pub struct OverviewGroup {
     pub firing: usize,
 }
 
+/// `GET /overview`: a page of hosts with their status, firing alerts and gauges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Overview {
+    /// The rows of this page.
     pub hosts: Vec<OverviewHost>,
     /// Hosts matching the filter, on every page.
     pub total: usize,
     /// Hosts known, before the filter.
     pub known: usize,
+    /// The `offset` of the next page; absent on the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<usize>,
     /// With `group_by`: every group, in the rows' order.

@@ -41,10 +41,11 @@ pub struct RuleView {
     pub rule: RuleSpec,
 }
 
-// `GET /alert-rules`: every rule. No doc comment: it would change the published schema.
+/// `GET /alert-rules`: every rule, from the rules file and from the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct RuleList {
+    /// The rules (`id`, `origin`, `rule`).
     #[cfg_attr(feature = "schema", schema(value_type = Vec<Object>))]
     pub rules: Vec<RuleView>,
 }

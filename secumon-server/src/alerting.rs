@@ -48,37 +48,50 @@ pub enum RuleOrigin {
 pub struct RuleView {
     /// The rule's name, which identifies it.
     pub id: String,
+    /// Where the rule is defined: the rules file (read-only through the API) or the API.
     pub origin: RuleOrigin,
+    /// The definition, as in the rules file.
     pub rule: RuleSpec,
 }
 
 /// What a rule would do now, evaluated against stored data.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleTest {
+    /// The rule's name.
     pub rule: String,
+    /// When it was evaluated (ms since 1970).
     pub evaluated_at_ms: i64,
     /// Alerts the rule would raise now: `firing`, or `pending` while its `for` runs.
     pub alerts: Vec<RuleTestAlert>,
 }
 
+/// One alert a rule test would raise.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleTestAlert {
+    /// The alert's labels.
     pub labels: Labels,
+    /// The value that crossed; NaN when there was none.
     pub value: f64,
+    /// `firing`, or `pending` while the rule's `for` runs.
     pub state: AlertState,
 }
 
 /// Why a rule change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
+    /// The rule does not parse or does not make sense; the text says why.
     #[error("{0}")]
     Invalid(String),
+    /// A rule of that name exists already (in the file or through the API).
     #[error("a rule named {0:?} exists already")]
     Exists(String),
+    /// No rule of that name.
     #[error("no rule named {0:?}")]
     NotFound(String),
+    /// The rule comes from the rules file: only editing the file changes it.
     #[error("rule {0:?} comes from the rules file; edit the file to change it")]
     ReadOnly(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,6 +101,8 @@ enum HistoryWrite {
     Flush(oneshot::Sender<()>),
 }
 
+/// One tenant's alerting: its rules (file and API), the alert engine's state, silences,
+/// history and notification delivery.
 pub struct Alerting {
     store: Arc<dyn Store>,
     tenant: String,
@@ -95,7 +110,6 @@ pub struct Alerting {
     unsaved: watch::Sender<String>,
     engine: Mutex<AlertEngine>,
     grouper: Mutex<Grouper>,
-    dispatcher: Arc<Dispatcher>,
     channels: BTreeSet<String>,
     file_rules: Vec<Rule>,
     /// Rules made through the API; the async lock serialises changes and their saving.
@@ -175,7 +189,6 @@ impl Alerting {
             unsaved: watch::Sender::new(String::new()),
             grouper: Mutex::new(Grouper::new(&all)),
             engine: Mutex::new(engine),
-            dispatcher,
             channels,
             file_rules,
             api_rules: tokio::sync::Mutex::new(api_rules),
@@ -257,6 +270,7 @@ impl Alerting {
         self.send(due);
     }
 
+    /// The alerts pending, firing or stale now.
     pub fn active(&self) -> Vec<ActiveAlert> {
         lock(&self.engine).active()
     }
@@ -314,6 +328,7 @@ impl Alerting {
         self.publish(transitions);
     }
 
+    /// The silences in force or still to come.
     pub fn silences(&self) -> Vec<Silence> {
         lock(&self.engine).silences(now_ms())
     }
@@ -406,10 +421,6 @@ impl Alerting {
     /// Notifications handed to their channels since the server started.
     pub fn notifications_sent(&self) -> u64 {
         self.deliveries.notifications.load(Ordering::Relaxed)
-    }
-
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
     }
 
     /// Saves the engine's state and the pending history now; the server calls it on the

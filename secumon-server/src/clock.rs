@@ -2,7 +2,7 @@
 //! /api/v1/ingest` with `sent_at_ms`) gives its sender's clock offset against the server's.
 //! Past a tolerance the batch's timestamps are moved by that offset before the store sees
 //! them, so a host whose clock is hours off is neither refused (samples "in the future") nor
-//! filed hours in the past. The [`ClockBook`] keeps each sender's latest reading, which
+//! filed hours in the past. The `ClockBook` keeps each sender's latest reading, which
 //! `GET /api/v1/agents` and the console show, and writes the series
 //! `secumon_agent_clock_offset_seconds` that rules alert on, for refused senders too (a host
 //! whose every batch is refused is the one a clock rule must catch).
@@ -49,7 +49,7 @@ pub use secumon_api::AgentClock;
 /// What [`ClockBook::prepare`] found and did, for [`ClockBook::committed`] or
 /// [`ClockBook::refused`] to record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockCheck {
+pub(crate) struct ClockCheck {
     pub offset_ms: Option<i64>,
     pub round_trip_ms: u32,
     /// The server's clock when the batch arrived.
@@ -69,7 +69,7 @@ struct Entry {
 /// Every sender's clock, by tenant and agent id: kept in memory, saved as store records so
 /// a restarted server still lists a sender it only ever refused.
 #[derive(Debug, Default)]
-pub struct ClockBook {
+pub(crate) struct ClockBook {
     policy: ClockPolicy,
     entries: Mutex<HashMap<(String, String), Entry>>,
     /// Tenants whose saved records have been read.

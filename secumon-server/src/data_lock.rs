@@ -9,14 +9,23 @@ use std::path::{Path, PathBuf};
 /// The lock file's name, in the data directory.
 pub const LOCK_FILE: &str = "server.lock";
 
+/// Why a data directory's lock was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// A server holds the directory (a rotation needs it alone).
     #[error("a SecuMon server is running on {0} (it holds server.lock): stop every server of this installation first")]
     ServerRunning(String),
+    /// A key or CA rotation holds the directory (a server waits for it).
     #[error("a secret-key or CA rotation is running on {0} (it holds server.lock): start the server once it is done")]
     RotationRunning(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    /// The lock file could not be opened or locked.
+    Io {
+        /// The lock file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
 }
 
 /// A lock on a data directory, released when dropped.
@@ -37,6 +46,7 @@ impl DataDirLock {
         Self::take(dir, true)
     }
 
+    /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

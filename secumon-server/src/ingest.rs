@@ -20,7 +20,7 @@ use secumon_transport::{BatchSink, ConfigReport, Peer, SinkError, SinkOutcome};
 
 /// A [`BatchSink`] that writes every batch to a [`Store`], for its pusher's tenant or, for
 /// connections no gate assigned one, a default tenant.
-pub struct StoreSink<S: ?Sized> {
+pub(crate) struct StoreSink<S: ?Sized> {
     store: Arc<S>,
     tenant: String,
     alerting: Option<Arc<AlertingByTenant>>,

@@ -11,10 +11,12 @@
 //! # Ok(()) }
 //! ```
 
-pub mod agent_config;
+#![warn(missing_docs)]
+
+mod agent_config;
 mod alerting;
 mod api;
-pub mod audit;
+mod audit;
 pub mod auth;
 pub mod clock;
 pub mod data_lock;
@@ -44,11 +46,12 @@ pub use api::{
     AgentList, AgentView, FindingList, History, HistorySeries, ImportResult, MAX_REPORT_BYTES, Overview, OverviewGroup,
     OverviewHost, Provisioned, RateLimit,
 };
-pub use clock::{AgentClock, ClockBook, ClockPolicy};
+use clock::ClockBook;
+pub use clock::{AgentClock, ClockPolicy};
 pub use fd_limit::raise_open_files_limit;
-pub use ingest::StoreSink;
+use ingest::StoreSink;
 pub use tenant_limits::TenantLimits;
-pub use tenants::AlertingByTenant;
+use tenants::AlertingByTenant;
 
 use auth::{Accounts, AgentAuthority, SecretBox};
 use live::LiveFeed;
@@ -143,30 +146,48 @@ pub enum GrpcTls {
     /// token (`POST /api/v1/agents/provision`), then push with their certificate and a
     /// session token, for their tenant. The listener's certificate is valid for `names`
     /// (empty: localhost, the loopback addresses, this host's name and the listen address).
-    Managed { names: Vec<String> },
+    Managed {
+        /// Extra names the listener's certificate is valid for.
+        names: Vec<String>,
+    },
     /// Mutual TLS with certificates from an outside CA; every agent it signed pushes for the
     /// default tenant.
     Files(TlsMaterial),
 }
 
+/// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    /// A listener could not be bound.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The store failed to open or to answer.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The alert rules could not be loaded or the engine not started.
     #[error("alerting: {0}")]
     Alerting(String),
+    /// The gRPC TLS material is unusable.
     #[error("invalid TLS configuration: {0}")]
     Tls(#[from] tonic::transport::Error),
+    /// The accounts (tenants, users, keys) could not be set up.
     #[error("accounts: {0}")]
     Auth(#[from] auth::AuthError),
+    /// The single sign-on configuration is unusable.
     #[error("{0}")]
     Sso(#[from] auth::SsoError),
+    /// Open access (no tokens) asked for on an API address that is not loopback.
     #[error("open access (no tokens) is only allowed on a loopback API address, not {0}")]
     OpenAccessNotLoopback(SocketAddr),
+    /// Plaintext gRPC asked for on an address that is not loopback.
     #[error("plaintext gRPC is only allowed on a loopback address, not {0}: use mutual TLS")]
     PlaintextNotLoopback(SocketAddr),
+    /// The data directory is locked by a rotation, or its lock file cannot be taken.
     #[error(transparent)]
     DataDir(#[from] data_lock::LockError),
 }
@@ -372,14 +393,17 @@ impl Server {
         })
     }
 
+    /// Where the gRPC ingest listens (the port chosen when 0 was asked for).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
     }
 
+    /// Where the REST API listens (the port chosen when 0 was asked for).
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
     }
 
+    /// The store the server writes to and reads from.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
     }

@@ -15,11 +15,24 @@ pub const FEED_CAPACITY: usize = 4096;
 /// One thing that happened, for one tenant.
 #[derive(Debug)]
 pub enum LiveEvent {
-    Batch { tenant: String, batch: Arc<IngestBatch> },
-    Alert { tenant: String, transition: Transition },
+    /// A batch was stored.
+    Batch {
+        /// The tenant it was stored for.
+        tenant: String,
+        /// The batch as stored.
+        batch: Arc<IngestBatch>,
+    },
+    /// An alert changed state.
+    Alert {
+        /// The tenant of the alert.
+        tenant: String,
+        /// What changed.
+        transition: Transition,
+    },
 }
 
 impl LiveEvent {
+    /// The tenant the event belongs to.
     pub fn tenant(&self) -> &str {
         match self {
             LiveEvent::Batch { tenant, .. } | LiveEvent::Alert { tenant, .. } => tenant,
@@ -52,6 +65,8 @@ impl LiveFeed {
         self.sender.receiver_count()
     }
 
+    /// A new subscriber: it receives every event published from now; one that falls
+    /// [`FEED_CAPACITY`] events behind is told it lagged.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.sender.subscribe()
     }

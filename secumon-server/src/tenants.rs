@@ -12,7 +12,7 @@ use crate::ServerError;
 use crate::alerting::Alerting;
 use crate::live::LiveFeed;
 
-pub struct AlertingByTenant {
+pub(crate) struct AlertingByTenant {
     rules: RuleFile,
     store: Arc<dyn Store>,
     live: LiveFeed,

@@ -16,6 +16,7 @@ use secumon_api::ErrorCode;
 pub struct RateLimit {
     /// Requests a second per tenant and endpoint.
     pub per_second: NonZeroU32,
+    /// Requests a bucket holds: how many may come at once before `per_second` paces them.
     pub burst: NonZeroU32,
     /// Login, MFA and refresh attempts a minute per client address.
     pub logins_per_minute: NonZeroU32,

@@ -92,8 +92,11 @@ struct EnrollmentRecord {
 /// A provisioning token just made; `token` is shown once.
 #[derive(Debug, Serialize)]
 pub struct NewProvisioningToken {
+    /// The token's id, what the audit log names (never the token).
     pub id: String,
+    /// The token itself; it enrolls one agent, once.
     pub token: String,
+    /// When it expires (ms since 1970).
     pub expires_ms: i64,
 }
 
@@ -500,13 +503,17 @@ async fn ca_record(store: &dyn Store, id: &str) -> Result<Option<CaRecord>, Auth
 /// Where one agent stands in a CA rotation.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AgentCaState {
+    /// The agent's id.
     pub agent_id: String,
+    /// The tenant it pushes for.
     pub tenant: String,
+    /// The host it reports for.
     pub host: String,
     /// SHA-256 (hex) of the CA that signed its latest certificate.
     pub ca_sha256: String,
     /// Its latest certificate is from the signing CA and it was seen using it.
     pub on_current_ca: bool,
+    /// Its certificate is revoked: it may not push or renew.
     pub revoked: bool,
 }
 
@@ -517,6 +524,7 @@ pub struct CaStatus {
     pub current_sha256: String,
     /// SHA-256 (hex) of the CA being replaced, while a rotation is under way.
     pub replaced_sha256: Option<String>,
+    /// Every enrolled agent.
     pub agents: Vec<AgentCaState>,
 }
 

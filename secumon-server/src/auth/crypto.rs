@@ -169,6 +169,8 @@ impl SecretBox {
         }
     }
 
+    /// Encrypts `plaintext` (AES-256-GCM, a fresh nonce) into text that [`SecretBox::open`]
+    /// takes back.
     pub fn seal(&self, plaintext: &[u8]) -> String {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut in_out = plaintext.to_vec();

@@ -62,6 +62,7 @@ pub struct Caller {
     pub subject: String,
     /// The one tenant this request reads and changes.
     pub tenant: String,
+    /// The caller's role in `tenant`.
     pub role: Role,
     /// May act in any tenant and manage tenants.
     pub super_admin: bool,
@@ -77,21 +78,27 @@ impl Caller {
         }
     }
 
-    pub fn require_super_admin(&self) -> Result<(), AuthError> {
+    pub(crate) fn require_super_admin(&self) -> Result<(), AuthError> {
         if self.super_admin { Ok(()) } else { Err(AuthError::Forbidden("this needs a super-admin".into())) }
     }
 }
 
+/// Why an account operation or an authentication was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No credential, or one that is wrong, expired or revoked. The text never says which
     /// part of a login was wrong.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// The caller's role or tenant does not allow it; the text names what was needed.
     #[error("{0}")]
     Forbidden(String),
     #[error("too many failed logins: the account is locked for {retry_after_s} s more")]
-    Locked { retry_after_s: i64 },
+    /// Too many failed logins in a row: the account is locked for a while.
+    Locked {
+        /// Seconds until it unlocks.
+        retry_after_s: i64,
+    },
     /// More login attempts for one account at once than it has failures left before the
     /// lock: the others wait for these to finish.
     #[error("too many login attempts for this account at once; retry in a moment")]
@@ -99,16 +106,22 @@ pub enum AuthError {
     /// Too many password checks in progress on the server.
     #[error("the server is busy checking passwords; retry in a moment")]
     Busy,
+    /// The request is invalid (a short password, a bad name); the text says why.
     #[error("{0}")]
     Invalid(String),
+    /// No such user, key or tenant.
     #[error("{0}")]
     NotFound(String),
+    /// It exists already (a user name, an e-mail address, a tenant).
     #[error("{0}")]
     Conflict(String),
+    /// The secret key that seals stored secrets is missing, unreadable or wrong.
     #[error("secret key: {0}")]
     SecretKey(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Something that should not fail did (token signing, hashing).
     #[error("{0}")]
     Internal(String),
 }
@@ -224,9 +237,11 @@ struct Claims {
 /// What a correct password leads to.
 #[derive(Debug)]
 pub enum LoginOutcome {
+    /// The login is complete.
     Session(Session),
     /// The second factor is due: present this token with a code to `verify_mfa`.
     MfaRequired {
+        /// Present it with a code to [`Accounts::verify_mfa`]; good for 5 minutes.
         mfa_token: String,
     },
 }
@@ -289,15 +304,18 @@ impl Accounts {
 
     // ----- tenants -----
 
+    /// Creates tenant `name`; `false` when it exists already.
     pub async fn create_tenant(&self, name: &str) -> Result<bool, AuthError> {
         validate_tenant_name(name)?;
         Ok(self.store.insert_record(SYSTEM, KIND_TENANT, name, "{}").await?)
     }
 
+    /// Whether tenant `name` exists.
     pub async fn tenant_exists(&self, name: &str) -> Result<bool, AuthError> {
         Ok(self.store.get_record(SYSTEM, KIND_TENANT, name).await?.is_some())
     }
 
+    /// Tenant names in id order, those after `after`, at most `limit`.
     pub async fn tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<String>, AuthError> {
         Ok(self.store.list_records(SYSTEM, KIND_TENANT, after, limit).await?.into_iter().map(|r| r.id).collect())
     }
@@ -356,7 +374,7 @@ impl Accounts {
     }
 
     /// Removes the second factor (the user enrols again) and unlocks the account. With a
-    /// `tenant`, only as [`Accounts::manageable`] allows.
+    /// `tenant`, only as `Accounts::manageable` allows.
     pub async fn reset_mfa(
         &self,
         name: &str,
@@ -411,7 +429,7 @@ impl Accounts {
         self.set_password(name, new).await
     }
 
-    /// Applies `change` to a user of `tenant` (see [`Accounts::manageable`]); a new role,
+    /// Applies `change` to a user of `tenant` (see `Accounts::manageable`); a new role,
     /// password or disabling ends the user's sessions.
     pub async fn change_user(
         &self,

@@ -130,8 +130,10 @@ impl OidcConfig {
 /// Why a sign-in failed. Nothing is issued on any of them.
 #[derive(Debug, thiserror::Error)]
 pub enum SsoError {
+    /// The server has no single sign-on configuration.
     #[error("single sign-on is not configured on this server")]
     NotConfigured,
+    /// The single sign-on configuration is wrong; the text says where.
     #[error("single sign-on configuration: {0}")]
     Config(String),
     /// The request itself is wrong (not a loopback redirect, a malformed challenge, ...).
@@ -141,13 +143,16 @@ pub enum SsoError {
     /// does not match the start.
     #[error("{0}")]
     Session(&'static str),
+    /// The identity provider failed, or could not be reached.
     #[error("the identity provider: {0}")]
     Provider(String),
+    /// The identity provider's ID token was refused.
     #[error("the ID token was refused: {0}")]
     IdToken(#[from] IdTokenError),
     /// A valid identity that SecuMon does not let in.
     #[error("{0}")]
     Unmapped(String),
+    /// Making the session failed.
     #[error(transparent)]
     Auth(#[from] AuthError),
 }
@@ -155,24 +160,34 @@ pub enum SsoError {
 /// What is wrong with an ID token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdTokenError {
+    /// Its signature does not verify against the provider's keys.
     #[error("its signature does not verify against the provider's keys")]
     BadSignature,
+    /// It was not issued for this server's client id.
     #[error("it was not issued for this server (audience or authorized party is not the client id)")]
     WrongAudience,
+    /// It has expired.
     #[error("it has expired")]
     Expired,
+    /// It is not valid yet, or was issued in the future.
     #[error("it is not valid yet, or was issued in the future")]
     NotYetValid,
+    /// Its issuer is not the configured provider.
     #[error("its issuer is not the configured provider")]
     WrongIssuer,
+    /// Its nonce is not the one the sign-in sent.
     #[error("its nonce is not the one this sign-in sent")]
     WrongNonce,
+    /// It is signed with an algorithm that is not accepted.
     #[error("it is signed with algorithm {0:?}, which is not accepted")]
     Algorithm(String),
+    /// The provider has no key with its key id.
     #[error("the provider has no key with its key id")]
     UnknownKey,
+    /// It lacks a claim the server needs.
     #[error("it lacks the claim {0:?}")]
     MissingClaim(String),
+    /// It does not parse.
     #[error("it is malformed: {0}")]
     Malformed(String),
 }

@@ -164,6 +164,7 @@ pub struct KeyFiles {
 }
 
 impl KeyFiles {
+    /// The three files for the key file `current` (`secret.key`).
     pub fn new(current: &Path) -> Self {
         let beside = |suffix: &str| {
             let mut name = current.file_name().unwrap_or_default().to_os_string();
