@@ -20,6 +20,8 @@ use secumon_store::{Aggregation, AlertHistoryEntry, FindingFilter, RangeQuery, S
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use secumon_api::{RuleOrigin, RuleView};
+
 use crate::ServerError;
 use crate::live::{LiveEvent, LiveFeed};
 
@@ -32,27 +34,6 @@ const RULES_KEY: &str = "alert-rules";
 const DELIVERY_LANES: usize = 16;
 /// Log lines read back per agent at start, for log rules' windows.
 const LOG_PRELOAD: u32 = 2_000;
-
-/// Where a rule comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuleOrigin {
-    /// The rules file given at start: changed by editing the file.
-    File,
-    /// Created through the API and kept in the store.
-    Api,
-}
-
-/// A rule as the API lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RuleView {
-    /// The rule's name, which identifies it.
-    pub id: String,
-    /// Where the rule is defined: the rules file (read-only through the API) or the API.
-    pub origin: RuleOrigin,
-    /// The definition, as in the rules file.
-    pub rule: RuleSpec,
-}
 
 /// What a rule would do now, evaluated against stored data.
 #[derive(Debug, Clone, Serialize)]

@@ -11,7 +11,7 @@ use secumon_api::{AlertHistory, HistoryFilter, RuleId, RuleList, RuleTest, RuleT
 use super::access::{ApiJson, ApiQuery};
 use super::alerts::api_state;
 use super::{ApiError, ApiState};
-use crate::alerting::{RuleError, RuleOrigin};
+use crate::alerting::RuleError;
 use crate::audit::AuditNote;
 use crate::auth::{Caller, Role};
 
@@ -23,21 +23,9 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/alert-rules/{id}/history", get(rule_history))
 }
 
-/// A rule as the API shows it: its definition as the rules file's JSON.
-fn api_rule(view: crate::alerting::RuleView) -> RuleView {
-    RuleView {
-        id: view.id,
-        origin: match view.origin {
-            RuleOrigin::File => secumon_api::RuleOrigin::File,
-            RuleOrigin::Api => secumon_api::RuleOrigin::Api,
-        },
-        rule: view.rule,
-    }
-}
-
 #[utoipa::path(get, path = "/api/v1/alert-rules", tag = "rules", responses((status = 200, description = "OK", body = RuleList)))]
 pub(super) async fn list_rules(State(state): State<ApiState>, caller: Caller) -> Result<Json<RuleList>, ApiError> {
-    Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await.into_iter().map(api_rule).collect() }))
+    Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await }))
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 200, description = "OK", body = serde_json::Value)))]
@@ -47,7 +35,7 @@ pub(super) async fn get_rule(
     Path(id): Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
     let rule = state.alerting(&caller).await?.rules().await.into_iter().find(|r| r.id == id);
-    rule.map(|rule| Json(api_rule(rule))).ok_or_else(|| RuleError::NotFound(id).into())
+    rule.map(Json).ok_or_else(|| RuleError::NotFound(id).into())
 }
 
 /// A rule as the audit log describes it: its definition (rules hold no credentials; channels
@@ -133,17 +121,4 @@ pub(super) async fn rule_history(
     }
     let limit = filter.limit.unwrap_or(100).min(10_000);
     Ok(Json(AlertHistory { history: alerting.history(Some(&id), limit).await? }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rules_keep_the_engines_json() {
-        let text = "rules:\n  - {name: DiskFull, expr: disk_used_ratio > 0.9, severity: critical, for: 5m}\n";
-        let spec = secumon_alert::RuleFile::parse(text, "rules.yaml").unwrap().rules[0].spec.clone();
-        let view = crate::alerting::RuleView { id: "DiskFull".into(), origin: RuleOrigin::File, rule: spec };
-        assert_eq!(serde_json::to_value(api_rule(view.clone())).unwrap(), serde_json::to_value(&view).unwrap());
-    }
 }
