@@ -3,7 +3,8 @@
 //! Samples are rows of a table range-partitioned by day (partitions are made as data
 //! arrives and dropped whole when raw retention passes), written with `UNNEST` arrays, one
 //! statement per batch. The rollup job folds rows written since its last run into the
-//! 5-minute and 1-hour tiers. Request paths run as the `secumon_tenant` role with the
+//! 5-minute and 1-hour tiers, each timestamp once (its last write): a bucket where a
+//! timestamp was written again after being folded is summarized again from its rows. Request paths run as the `secumon_tenant` role with the
 //! caller's tenant set, so row-level security stands behind every tenant filter.
 //! TimescaleDB is not used: this backend needs only stock PostgreSQL (≥ 13).
 
@@ -207,13 +208,22 @@ impl PgStore {
         let write_seq: i64 = sqlx::query_scalar("SELECT nextval('sample_writes')").fetch_one(&mut *conn).await?;
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(write_seq);
         let guard = InFlight(&self.in_flight, write_seq);
-        let timestamps: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
-        let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+        // One row per series and timestamp, the batch's last: rows of one batch share a write
+        // sequence, which could not tell which of two came last.
+        let mut last_of_each: HashMap<(i64, i64), usize> = HashMap::with_capacity(samples.len());
+        for (index, (id, sample)) in ids.iter().zip(samples).enumerate() {
+            last_of_each.insert((*id, sample.timestamp_ms), index);
+        }
+        let mut kept: Vec<usize> = last_of_each.into_values().collect();
+        kept.sort_unstable();
+        let ids: Vec<i64> = kept.iter().map(|&i| ids[i]).collect();
+        let timestamps: Vec<i64> = kept.iter().map(|&i| samples[i].timestamp_ms).collect();
+        let values: Vec<f64> = kept.iter().map(|&i| samples[i].value).collect();
         sqlx::query(
             "INSERT INTO samples (series_id, ts, value, write_seq) \
              SELECT s, t, v, $4 FROM UNNEST($1::int8[], $2::int8[], $3::float8[]) AS u(s, t, v)",
         )
-        .bind(ids)
+        .bind(&ids)
         .bind(&timestamps)
         .bind(&values)
         .bind(write_seq)
@@ -228,7 +238,11 @@ impl PgStore {
         let done: i64 = sqlx::query_scalar("SELECT rolled_up FROM rollup_state WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-        let allocated: i64 = sqlx::query_scalar("SELECT last_value FROM sample_writes").fetch_one(&mut *tx).await?;
+        // Before its first `nextval` a sequence shows its start value as `last_value`, not yet handed out.
+        let allocated: i64 =
+            sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM sample_writes")
+                .fetch_one(&mut *tx)
+                .await?;
         let first_in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).first().copied();
         let upto = first_in_flight.map_or(allocated, |seq| seq - 1);
         if upto <= done {
@@ -239,14 +253,47 @@ impl PgStore {
             .bind(upto)
             .fetch_one(&mut *tx)
             .await?;
+        // Timestamps written again whose earlier value the rollups already hold: their
+        // buckets are summarized again from every row, not added to.
+        sqlx::query(
+            "CREATE TEMP TABLE rollup_rewrites ON COMMIT DROP AS \
+             SELECT DISTINCT f.series_id, f.ts FROM samples f WHERE f.write_seq > $1 AND f.write_seq <= $2 \
+             AND EXISTS (SELECT 1 FROM samples o WHERE o.series_id = f.series_id AND o.ts = f.ts AND o.write_seq <= $1)",
+        )
+        .bind(done)
+        .bind(upto)
+        .execute(&mut *tx)
+        .await?;
+        // A bucket's summary from its rows `latest` (one per timestamp, the last written).
+        let summary = "min(value) FILTER (WHERE value <> 'NaN'), max(value) FILTER (WHERE value <> 'NaN'), \
+             coalesce(sum(value) FILTER (WHERE value <> 'NaN'), 0), count(*) FILTER (WHERE value <> 'NaN'), \
+             max(ts), (array_agg(value ORDER BY ts DESC))[1]";
+        let bucket = "ts - ((ts % $3) + $3) % $3";
         for (table, resolution) in [("rollup_5m", FIVE_MINUTES_MS), ("rollup_1h", ONE_HOUR_MS)] {
             sqlx::query(&format!(
-                "INSERT INTO {table} AS r (series_id, bucket, min, max, sum, count, last_ts, last) \
-                 SELECT series_id, ts - ((ts % $3) + $3) % $3, \
-                   min(value) FILTER (WHERE value <> 'NaN'), max(value) FILTER (WHERE value <> 'NaN'), \
-                   coalesce(sum(value) FILTER (WHERE value <> 'NaN'), 0), count(*) FILTER (WHERE value <> 'NaN'), \
-                   max(ts), (array_agg(value ORDER BY ts DESC, write_seq DESC))[1] \
-                 FROM samples WHERE write_seq > $1 AND write_seq <= $2 GROUP BY 1, 2 \
+                "WITH rewritten AS (SELECT DISTINCT series_id, {bucket} AS bucket FROM rollup_rewrites), \
+                 latest AS (SELECT DISTINCT ON (s.series_id, s.ts) s.series_id, r.bucket, s.ts, s.value \
+                   FROM rewritten r JOIN samples s ON s.series_id = r.series_id \
+                   AND s.ts >= r.bucket AND s.ts < r.bucket + $3 AND s.write_seq <= $2 \
+                   ORDER BY s.series_id, s.ts, s.write_seq DESC) \
+                 INSERT INTO {table} (series_id, bucket, min, max, sum, count, last_ts, last) \
+                 SELECT series_id, bucket, {summary} FROM latest GROUP BY 1, 2 \
+                 ON CONFLICT (series_id, bucket) DO UPDATE SET min = excluded.min, max = excluded.max, \
+                   sum = excluded.sum, count = excluded.count, last_ts = excluded.last_ts, last = excluded.last"
+            ))
+            .bind(done)
+            .bind(upto)
+            .bind(resolution)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&format!(
+                "WITH latest AS (SELECT DISTINCT ON (series_id, ts) series_id, {bucket} AS bucket, ts, value \
+                   FROM samples WHERE write_seq > $1 AND write_seq <= $2 ORDER BY series_id, ts, write_seq DESC) \
+                 INSERT INTO {table} AS r (series_id, bucket, min, max, sum, count, last_ts, last) \
+                 SELECT series_id, bucket, {summary} FROM latest l \
+                 WHERE NOT EXISTS (SELECT 1 FROM rollup_rewrites w \
+                   WHERE w.series_id = l.series_id AND w.ts - ((w.ts % $3) + $3) % $3 = l.bucket) \
+                 GROUP BY 1, 2 \
                  ON CONFLICT (series_id, bucket) DO UPDATE SET \
                    min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max), \
                    sum = r.sum + excluded.sum, count = r.count + excluded.count, \

@@ -1,13 +1,17 @@
-//! The embedded store against a model: random batches (timestamps sent again with new
-//! values, late samples), compactions and restarts must leave raw answers and both rollup
-//! tiers equal to what a plain map of "last value written at each timestamp" gives. A
-//! rollup bucket must hold each sample once, however many times its timestamp was sent.
+//! Both stores against a model: random batches (timestamps sent again with new values,
+//! late samples), maintenance passes (compaction, roll-up) and restarts must leave raw
+//! answers and both rollup tiers equal to what a plain map of "last value written at each
+//! timestamp" gives. A rollup bucket must hold each sample once, however many times its
+//! timestamp was sent. PostgreSQL at `SECUMON_TEST_PG_URL`, a schema per case.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use secumon_core::{IngestBatch, Labels, Sample};
-use secumon_store::{Aggregation, RangeQuery, Retention, SeriesSelector, SqliteStore, Store, StoreOptions};
+use secumon_store::{Aggregation, PgStore, RangeQuery, Retention, SeriesSelector, SqliteStore, Store, StoreOptions};
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -19,8 +23,51 @@ const SLOTS: i64 = 96;
 enum Op {
     /// One batch: (slot, value) pairs, a slot possibly written before or twice.
     Write(Vec<(i64, i32)>),
+    /// A maintenance pass: compaction (SQLite), roll-up (PostgreSQL), retention.
     Compact,
     Reopen,
+}
+
+/// Where a case's store lives.
+enum Backend {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+impl Backend {
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(path) => Arc::new(SqliteStore::open_with(path, options()).await.unwrap()),
+            Self::Postgres { url, schema } => {
+                let connect = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .unwrap()
+                    .options([("search_path", schema.as_str())]);
+                PgStore::connect_with(connect, options()).await.unwrap()
+            }
+        }
+    }
+
+    /// A PostgreSQL schema of its own, dropped by [`Backend::drop_schema`].
+    async fn postgres(case: u64) -> Self {
+        let url = std::env::var("SECUMON_TEST_PG_URL").unwrap_or_default();
+        if url.is_empty() {
+            secumon_core::testing::peer_missing("SECUMON_TEST_PG_URL is not set");
+        }
+        let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("SECUMON_TEST_PG_URL={url}: {e}"));
+        let schema = format!("secumon_rollup_model_{}_{case}", std::process::id());
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&pool).await.unwrap();
+        pool.close().await;
+        Self::Postgres { url, schema }
+    }
+
+    async fn drop_schema(&self) {
+        if let Self::Postgres { url, schema } = self {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -65,7 +112,7 @@ fn sample(name: &str, base: i64, slot: i64, value: i32) -> Sample {
     Sample::new(name, Labels::new(), base + slot * SLOT_MS, f64::from(value))
 }
 
-async fn check(store: &SqliteStore, bases: &Bases, model: &BTreeMap<i64, f64>) -> Result<(), TestCaseError> {
+async fn check(store: &dyn Store, bases: &Bases, model: &BTreeMap<i64, f64>) -> Result<(), TestCaseError> {
     // Raw: p95 is always answered from raw data; one slot per step gives the value itself.
     for (name, base) in [("five", bases.five), ("hourly", bases.hourly)] {
         let got = answer(store, name, base, SLOT_MS, Aggregation::P95).await;
@@ -100,7 +147,7 @@ async fn check(store: &SqliteStore, bases: &Bases, model: &BTreeMap<i64, f64>) -
     Ok(())
 }
 
-async fn answer(store: &SqliteStore, name: &str, base: i64, step_ms: i64, aggregation: Aggregation) -> Vec<(i64, f64)> {
+async fn answer(store: &dyn Store, name: &str, base: i64, step_ms: i64, aggregation: Aggregation) -> Vec<(i64, f64)> {
     let query = RangeQuery {
         selector: SeriesSelector::new(name),
         start_ms: base,
@@ -112,52 +159,72 @@ async fn answer(store: &SqliteStore, name: &str, base: i64, step_ms: i64, aggreg
     answer.into_iter().flat_map(|s| s.points).map(|p| (p.timestamp_ms, p.value)).collect()
 }
 
+/// Runs `ops` on a store of `backend` and checks it against the model after every
+/// maintenance pass and at the end.
+async fn run(backend: &Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let bases = Bases::new();
+    let mut store = backend.open().await;
+    let mut model: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut sequence = 0;
+    for op in ops {
+        match op {
+            Op::Write(values) => {
+                sequence += 1;
+                let samples = values
+                    .iter()
+                    .flat_map(|&(slot, v)| {
+                        [sample("five", bases.five, slot, v), sample("hourly", bases.hourly, slot, v)]
+                    })
+                    .collect();
+                let batch = IngestBatch {
+                    agent_id: "a1".into(),
+                    sequence,
+                    host: "h".into(),
+                    created_at_ms: bases.five,
+                    samples,
+                    ..Default::default()
+                };
+                store.write_batch("default", &batch).await.unwrap();
+                model.extend(values.iter().map(|&(slot, v)| (slot, f64::from(v))));
+            }
+            Op::Compact => {
+                store.maintain(bases.compaction_now()).await.unwrap();
+                check(&*store, &bases, &model).await?;
+            }
+            Op::Reopen => {
+                store.close().await;
+                store = backend.open().await;
+            }
+        }
+    }
+    store.maintain(bases.compaction_now()).await.unwrap();
+    check(&*store, &bases, &model).await?;
+    store.close().await;
+    Ok(())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn rollups_and_raw_data_match_the_last_value_written(ops in proptest::collection::vec(op(), 1..16)) {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("store.db");
-            let bases = Bases::new();
-            let mut store = SqliteStore::open_with(&path, options()).await.unwrap();
-            let mut model: BTreeMap<i64, f64> = BTreeMap::new();
-            let mut sequence = 0;
-            for op in ops {
-                match op {
-                    Op::Write(values) => {
-                        sequence += 1;
-                        let samples = values
-                            .iter()
-                            .flat_map(|&(slot, v)| [sample("five", bases.five, slot, v), sample("hourly", bases.hourly, slot, v)])
-                            .collect();
-                        let batch = IngestBatch {
-                            agent_id: "a1".into(),
-                            sequence,
-                            host: "h".into(),
-                            created_at_ms: bases.five,
-                            samples,
-                            ..Default::default()
-                        };
-                        store.write_batch("default", &batch).await.unwrap();
-                        model.extend(values.iter().map(|&(slot, v)| (slot, f64::from(v))));
-                    }
-                    Op::Compact => {
-                        store.maintain(bases.compaction_now()).await.unwrap();
-                        check(&store, &bases, &model).await?;
-                    }
-                    Op::Reopen => {
-                        store.close().await;
-                        store = SqliteStore::open_with(&path, options()).await.unwrap();
-                    }
-                }
-            }
-            store.maintain(bases.compaction_now()).await.unwrap();
-            check(&store, &bases, &model).await?;
-            store.close().await;
-            Ok::<(), TestCaseError>(())
+    fn sqlite_rollups_and_raw_data_match_the_last_value_written(ops in proptest::collection::vec(op(), 1..16)) {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(run(&Backend::Sqlite(dir.path().join("store.db")), ops))?;
+    }
+
+    #[test]
+    fn postgres_rollups_and_raw_data_match_the_last_value_written(ops in proptest::collection::vec(op(), 1..16)) {
+        static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        runtime().block_on(async {
+            let backend = Backend::postgres(case).await;
+            let outcome = run(&backend, ops).await;
+            backend.drop_schema().await;
+            outcome
         })?;
     }
 }
@@ -170,7 +237,7 @@ async fn a_restart_after_a_compaction_emptied_the_head_keeps_the_samples_written
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let bases = Bases::new();
-    let store = SqliteStore::open_with(&path, options()).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(&path, options()).await.unwrap());
     let write = |sequence: u64, value: i32| IngestBatch {
         agent_id: "a1".into(),
         sequence,
@@ -183,8 +250,8 @@ async fn a_restart_after_a_compaction_emptied_the_head_keeps_the_samples_written
     store.maintain(bases.compaction_now()).await.unwrap();
     store.write_batch("default", &write(2, 20)).await.unwrap();
     store.close().await;
-    let store = SqliteStore::open_with(&path, options()).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(&path, options()).await.unwrap());
     let slot = |s: i64| (bases.five + s * SLOT_MS, 20.0);
-    assert_eq!(answer(&store, "five", bases.five, SLOT_MS, Aggregation::P95).await, [slot(0), slot(1)]);
+    assert_eq!(answer(&*store, "five", bases.five, SLOT_MS, Aggregation::P95).await, [slot(0), slot(1)]);
     store.close().await;
 }
