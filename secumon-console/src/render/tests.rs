@@ -2,9 +2,10 @@
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
 
 use super::*;
-use ratatui::style::Color;
 
 use crate::app::{AlertRow, FindingRow, HostDetail, HostRow, OverviewLine, Range, Snapshot};
 
@@ -12,12 +13,17 @@ fn screen(app: &App, width: u16, height: u16) -> String {
     drawn_screen(app, width, height).0
 }
 
-/// The screen as text, and where it drew what a click can pick.
-fn drawn_screen(app: &App, width: u16, height: u16) -> (String, Drawn) {
+/// The screen's cells, and where it drew what a click can pick.
+fn drawn_buffer(app: &App, width: u16, height: u16) -> (Buffer, Drawn) {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let mut drawn = Drawn::default();
     terminal.draw(|frame| drawn = render(app, frame)).unwrap();
-    let buffer = terminal.backend().buffer().clone();
+    (terminal.backend().buffer().clone(), drawn)
+}
+
+/// The screen as text, and where it drew what a click can pick.
+fn drawn_screen(app: &App, width: u16, height: u16) -> (String, Drawn) {
+    let (buffer, drawn) = drawn_buffer(app, width, height);
     let text = (0..height)
         .map(|y| (0..width).map(|x| buffer[(x, y)].symbol().to_string()).collect::<String>().trim_end().to_string())
         .collect::<Vec<_>>()
@@ -123,13 +129,7 @@ fn colour_on_80x24(buffer: &ratatui::buffer::Buffer, needle: &str) -> Color {
 fn a_corrected_clock_is_red_a_small_offset_yellow() {
     let mut app = app();
     app.data.hosts[1].clock_offset_ms = Some(3_000);
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
-    terminal
-        .draw(|frame| {
-            render(&app, frame);
-        })
-        .unwrap();
-    let buffer = terminal.backend().buffer().clone();
+    let (buffer, _) = drawn_buffer(&app, 80, 24);
     let colour_of = |needle: &str| colour_on_80x24(&buffer, needle);
     assert_eq!(colour_of("+2h00m"), Color::Red);
     assert_eq!(colour_of("+3.0s"), Color::Yellow);
@@ -145,13 +145,7 @@ fn an_idle_script_is_grey_and_not_counted_down() {
         last_seen_ms: 100_000,
         ..Default::default()
     });
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
-    terminal
-        .draw(|frame| {
-            render(&app, frame);
-        })
-        .unwrap();
-    let buffer = terminal.backend().buffer().clone();
+    let (buffer, _) = drawn_buffer(&app, 80, 24);
     let colour_of = |needle: &str| colour_on_80x24(&buffer, needle);
     assert_eq!(colour_of("idle"), Color::DarkGray);
     assert_eq!(colour_of("offline"), Color::Red);
