@@ -452,7 +452,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             while Instant::now() < load_until {
                 n += 1;
                 let host = format!("fleet-{:05}", (n * 7919) % agents_n);
-                let (url, recorder) = if n % 2 == 0 {
+                let (url, recorder) = if n.is_multiple_of(2) {
                     (format!("{api}/api/v1/metrics/hosts/{host}/history?metric=cpu_usage_ratio&period=1h"), &history)
                 } else {
                     (format!("{api}/api/v1/agents?limit=100"), &listing)

@@ -59,7 +59,7 @@ fn start_agent(config: &Path) -> Agent {
 
 async fn start_server(dir: &Path, arrivals: &Arrivals) -> Server {
     let grpc = SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = ServerConfig { grpc_addr: grpc, ..ServerConfig::loopback(&dir.join("db/secumon.db")) };
+    let config = ServerConfig { grpc_addr: grpc, ..ServerConfig::loopback(dir.join("db/secumon.db")) };
     let server = Server::start(config).await.expect("server starts");
     let mut feed = server.live_feed().subscribe();
     let arrivals = arrivals.clone();

@@ -13,9 +13,9 @@ use secumon_transport::{PushClient, PushClientConfig};
 fn record(i: usize, timestamp_ms: i64) -> LogRecord {
     LogRecord {
         timestamp_ms,
-        source: if i % 2 == 0 { "/var/log/app.log".into() } else { "journald".into() },
+        source: if i.is_multiple_of(2) { "/var/log/app.log".into() } else { "journald".into() },
         labels: Default::default(),
-        line: format!("{} line {i}", if i % 5 == 0 { "ERROR" } else { "info" }),
+        line: format!("{} line {i}", if i.is_multiple_of(5) { "ERROR" } else { "info" }),
     }
 }
 

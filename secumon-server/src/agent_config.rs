@@ -119,11 +119,13 @@ struct Effective {
     selectors: Vec<String>,
 }
 
+/// Each tenant's layers in merge order, and when they were read.
+type CachedLayers = HashMap<String, (Instant, Arc<Vec<Layer>>)>;
+
 /// The tenants' layers (cached) and the agents' reports.
 pub struct AgentConfigBook {
     store: Arc<dyn Store>,
-    /// Each tenant's layers in merge order, and when they were read.
-    tenants: Mutex<HashMap<String, (Instant, Arc<Vec<Layer>>)>>,
+    tenants: Mutex<CachedLayers>,
     /// Each `(tenant, agent)`'s latest report, kept only when it changes.
     reports: Mutex<HashMap<(String, String), AgentConfigReport>>,
 }
@@ -291,7 +293,7 @@ impl AgentConfigBook {
         self.lock_tenants().remove(tenant);
     }
 
-    fn lock_tenants(&self) -> MutexGuard<'_, HashMap<String, (Instant, Arc<Vec<Layer>>)>> {
+    fn lock_tenants(&self) -> MutexGuard<'_, CachedLayers> {
         self.tenants.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

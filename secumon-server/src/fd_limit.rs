@@ -3,6 +3,8 @@
 //! soft limit of 1 024. Called by the binaries that serve agents, before they listen.
 
 /// Raises the soft limit on open files to the hard limit; returns the limit now in force.
+// `rlim_t` is 32 bits on some targets: the cast is not always to the same type.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_open_files_limit() -> std::io::Result<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer,
@@ -25,6 +27,7 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     #[test]
+    #[allow(clippy::unnecessary_cast)]
     fn the_soft_limit_ends_at_the_hard_limit() {
         let now = super::raise_open_files_limit().expect("raise");
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

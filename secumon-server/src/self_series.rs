@@ -173,7 +173,9 @@ mod tests {
                     d{tenant=\"acme\"} 7\n";
         let labels = Labels::from([("instance".to_string(), "m1".to_string())]);
         let samples = samples_from_exposition(text, &labels, 42);
-        let found: Vec<(String, Vec<(String, String)>, f64)> = samples
+        // Name, labels, value of each sample.
+        type Found = Vec<(String, Vec<(String, String)>, f64)>;
+        let found: Found = samples
             .iter()
             .map(|s| (s.series.name.clone(), s.series.labels.clone().into_iter().collect(), s.value))
             .collect();

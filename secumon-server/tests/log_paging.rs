@@ -21,9 +21,9 @@ const HOST: &str = "web-1";
 fn line(i: usize, base_ms: i64) -> LogRecord {
     LogRecord {
         timestamp_ms: base_ms + (i / 4) as i64,
-        source: if i % 2 == 0 { "/var/log/app.log".into() } else { "/var/log/auth.log".into() },
+        source: if i.is_multiple_of(2) { "/var/log/app.log".into() } else { "/var/log/auth.log".into() },
         labels: Default::default(),
-        line: format!("{} request {i} done", if i % 10 == 0 { "ERROR" } else { "INFO" }),
+        line: format!("{} request {i} done", if i.is_multiple_of(10) { "ERROR" } else { "INFO" }),
     }
 }
 

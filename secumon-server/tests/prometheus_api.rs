@@ -254,7 +254,7 @@ async fn promtool_reads_known_rates_sums_topk_and_offsets() {
     let ambiguous = encode("cpu_usage_ratio / on(role) mem_used_bytes");
     let (status, body) = get(format!("/query?query={ambiguous}&time={}", at / 1000), Some(&key)).await;
     assert_eq!((status, body["errorType"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("execution")), "{body}");
-    let (status, body) = get(format!("/query?query=cpu_usage_ratio&timeout=0"), Some(&key)).await;
+    let (status, body) = get("/query?query=cpu_usage_ratio&timeout=0".into(), Some(&key)).await;
     assert_eq!((status, body["errorType"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("timeout")), "{body}");
     let (status, _) = get("/labels".into(), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
