@@ -21,8 +21,10 @@ use secumon_scan::{
     Check, CheckError, CheckSpec, DnsSpec, HttpSpec, PingSpec, PortsSpec, SnmpSpec, TlsSpec, TraceSpec, run_check,
 };
 
+/// The module's tokio runtime, shared by checks, the synchronous client and the awaitables.
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if let Some(runtime) = RUNTIME.get() {
         return Ok(runtime);
     }
@@ -727,5 +729,23 @@ fn _secumon(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(trace, module)?)?;
     module.add_function(wrap_pyfunction!(check, module)?)?;
     module.add_function(wrap_pyfunction!(parse_findings, module)?)?;
+    // Not a module attribute: only `atexit` holds it.
+    let drain = wrap_pyfunction!(drain_runtime, module)?;
+    module.py().import("atexit")?.call_method1("register", (drain,))?;
     Ok(())
+}
+
+/// Run by `atexit`, before the interpreter finalizes: lets the runtime's tasks end (an
+/// awaitable's task drops its Python objects, with the GIL, just after giving its answer;
+/// doing that while the interpreter finalizes aborts the process), the GIL released
+/// meanwhile. At most a second: idle HTTP connections are tasks that never end on their own.
+#[pyfunction]
+fn drain_runtime(py: Python<'_>) {
+    let Some(runtime) = RUNTIME.get() else { return };
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while runtime.metrics().num_alive_tasks() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
 }
