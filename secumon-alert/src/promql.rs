@@ -8,7 +8,7 @@
 //! them (a server from its `Store`), and [`Query::instant`] / [`Query::range`] evaluate over
 //! what was read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -104,6 +104,17 @@ pub struct Fetch<'a> {
 /// The series read for one [`Fetch`], each with its samples oldest first.
 pub type Fetched = Vec<(SeriesKey, Vec<(i64, f64)>)>;
 
+/// Prometheus' staleness marker: a NaN with this bit pattern, as a series' sample, says the
+/// series ended there. An instant selector whose latest sample in its lookback is the marker
+/// has no value; range functions skip markers. The store never holds one; series the server
+/// makes up from other records (the alerts' `ALERTS`) end with it.
+pub const STALE_MARKER: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
+
+/// Whether `value` is [`STALE_MARKER`] (not any NaN: a stored NaN is a value).
+pub fn is_stale_marker(value: f64) -> bool {
+    value.to_bits() == STALE_MARKER.to_bits()
+}
+
 /// What a query's answer is, as the API names it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
@@ -164,6 +175,18 @@ enum AggOp {
 enum BinOp {
     Arith(Arithmetic),
     Compare(Comparison),
+    Set(SetOp),
+}
+
+/// Prometheus' set operators between two vectors, matched by label sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetOp {
+    /// The left's elements with a match on the right.
+    And,
+    /// The left's elements, then the right's without a match on the left.
+    Or,
+    /// The left's elements without a match on the right.
+    Unless,
 }
 
 #[derive(Debug, Clone)]
@@ -259,7 +282,9 @@ impl Query {
             let end = at_ms - reading.offset_ms;
             let mut series: Vec<(Labels, Vec<(i64, f64)>)> = data[index]
                 .iter()
-                .map(|(key, samples)| (with_name(key), window(samples, end - reading.window_ms, end).to_vec()))
+                .map(|(key, samples)| {
+                    (with_name(key), without_markers(window(samples, end - reading.window_ms, end)).into_owned())
+                })
                 .filter(|(_, points)| !points.is_empty())
                 .collect();
             series.sort_by(|a, b| a.0.cmp(&b.0));
@@ -359,7 +384,7 @@ impl Query {
                         .iter()
                         .filter_map(|(key, samples)| {
                             let &(_, v) = window(samples, start, end).last()?;
-                            Some((with_name(key), v))
+                            (!is_stale_marker(v)).then(|| (with_name(key), v))
                         })
                         .collect(),
                 )
@@ -372,8 +397,8 @@ impl Query {
                     data[*index]
                         .iter()
                         .filter_map(|(key, samples)| {
-                            let points = window(samples, start, end);
-                            let v = range_fn(*function, points, start, end)?;
+                            let points = without_markers(window(samples, start, end));
+                            let v = range_fn(*function, &points, start, end)?;
                             let labels =
                                 if *function == RangeFn::LastOverTime { with_name(key) } else { key.labels.clone() };
                             Some((labels, v))
@@ -550,13 +575,21 @@ fn compile(expr: &Expr, readings: &mut Vec<Reading>) -> Result<Node, QueryError>
         }
         Expr::Binary(binary) => {
             let symbol = binary.op.to_string();
-            let op = match (Arithmetic::from_symbol(&symbol), Comparison::from_symbol(&symbol)) {
-                (Some(a), _) => BinOp::Arith(a),
-                (None, Some(c)) => BinOp::Compare(c),
+            let op = match (Arithmetic::from_symbol(&symbol), Comparison::from_symbol(&symbol), symbol.as_str()) {
+                (Some(a), _, _) => BinOp::Arith(a),
+                (None, Some(c), _) => BinOp::Compare(c),
+                (None, None, "and") => BinOp::Set(SetOp::And),
+                (None, None, "or") => BinOp::Set(SetOp::Or),
+                (None, None, "unless") => BinOp::Set(SetOp::Unless),
                 _ => return Err(unsupported(format!("operator {symbol}"))),
             };
             let modifier = binary.modifier.as_ref();
-            if modifier.is_some_and(|m| !matches!(m.card, VectorMatchCardinality::OneToOne)) {
+            let set = matches!(op, BinOp::Set(_));
+            if modifier.is_some_and(|m| match m.card {
+                VectorMatchCardinality::OneToOne => false,
+                VectorMatchCardinality::ManyToMany => !set,
+                _ => true,
+            }) {
                 return Err(unsupported("group_left/group_right matching"));
             }
             let on = match modifier.and_then(|m| m.matching.as_ref()) {
@@ -588,6 +621,15 @@ fn window(samples: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
     let from = samples.partition_point(|(ts, _)| *ts <= start);
     let to = samples.partition_point(|(ts, _)| *ts <= end);
     &samples[from..to.max(from)]
+}
+
+/// `points` without staleness markers, copied only when it holds one.
+fn without_markers(points: &[(i64, f64)]) -> std::borrow::Cow<'_, [(i64, f64)]> {
+    if points.iter().any(|&(_, v)| is_stale_marker(v)) {
+        points.iter().copied().filter(|&(_, v)| !is_stale_marker(v)).collect::<Vec<_>>().into()
+    } else {
+        points.into()
+    }
 }
 
 fn with_name(key: &SeriesKey) -> Labels {
@@ -787,12 +829,16 @@ fn binary(
     left: Value,
     right: Value,
 ) -> Result<Value, QueryError> {
+    if let BinOp::Set(set) = op {
+        return set_operation(set, on, left, right);
+    }
     // What one pair gives: `None` drops the element (a comparison that does not hold).
     let combine = |l: f64, r: f64| -> Option<f64> {
         match op {
             BinOp::Arith(a) => Some(a.apply(l, r)),
             BinOp::Compare(c) if bool_result => Some(if c.holds(l, r) { 1.0 } else { 0.0 }),
             BinOp::Compare(c) => c.holds(l, r).then_some(l),
+            BinOp::Set(_) => None,
         }
     };
     // Arithmetic and `bool` comparisons make a new quantity: the metric name goes.
@@ -816,17 +862,7 @@ fn binary(
                 .collect(),
         ),
         (Value::Vector(lhs), Value::Vector(rhs)) => {
-            let signature = |labels: &Labels| -> Labels {
-                labels
-                    .iter()
-                    .filter(|(k, _)| match on {
-                        Some((true, names)) => names.contains(k),
-                        Some((false, names)) => !names.contains(k) && k.as_str() != NAME_LABEL,
-                        None => k.as_str() != NAME_LABEL,
-                    })
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            };
+            let signature = |labels: &Labels| signature(on, labels);
             let mut right: HashMap<Labels, f64> = HashMap::with_capacity(rhs.len());
             for (labels, v) in &rhs {
                 if right.insert(signature(labels), *v).is_some() {
@@ -861,6 +897,44 @@ fn binary(
             Value::Vector(out)
         }
     })
+}
+
+/// The labels two elements are matched by: those `on` names, all but those `ignoring`
+/// names, or (neither) all; the metric name never.
+fn signature(on: Option<&(bool, Vec<String>)>, labels: &Labels) -> Labels {
+    labels
+        .iter()
+        .filter(|(k, _)| match on {
+            Some((true, names)) => names.contains(k),
+            Some((false, names)) => !names.contains(k) && k.as_str() != NAME_LABEL,
+            None => k.as_str() != NAME_LABEL,
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `and`, `or`, `unless`: many-to-many, elements kept whole (name included).
+fn set_operation(set: SetOp, on: Option<&(bool, Vec<String>)>, left: Value, right: Value) -> Result<Value, QueryError> {
+    let (Value::Vector(lhs), Value::Vector(rhs)) = (left, right) else {
+        return Err(QueryError::BadData("set operators are only allowed between two instant vectors".into()));
+    };
+    let matched = |side: &[(Labels, f64)]| -> HashSet<Labels> { side.iter().map(|(l, _)| signature(on, l)).collect() };
+    Ok(Value::Vector(match set {
+        SetOp::And => {
+            let right = matched(&rhs);
+            lhs.into_iter().filter(|(l, _)| right.contains(&signature(on, l))).collect()
+        }
+        SetOp::Unless => {
+            let right = matched(&rhs);
+            lhs.into_iter().filter(|(l, _)| !right.contains(&signature(on, l))).collect()
+        }
+        SetOp::Or => {
+            let left = matched(&lhs);
+            let mut out = lhs;
+            out.extend(rhs.into_iter().filter(|(l, _)| !left.contains(&signature(on, l))));
+            out
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -942,6 +1016,42 @@ mod tests {
         let series = vec![(key("g", &[]), vec![(30_000, 10.0), (40_000, 20.0), (50_000, 30.0)])];
         let delta = vector(instant("delta(g[100s])", &series, 100_000).unwrap())[0].1;
         assert!((delta - 20.0 * 30.0 / 20.0).abs() < 1e-9, "{delta}");
+    }
+
+    #[test]
+    fn set_operators_match_label_sets_many_to_many_and_keep_elements_whole() {
+        let series = vec![
+            (key("up", &[("job", "a"), ("i", "1")]), vec![(0, 1.0)]),
+            (key("up", &[("job", "a"), ("i", "2")]), vec![(0, 0.0)]),
+            (key("up", &[("job", "b"), ("i", "1")]), vec![(0, 1.0)]),
+            (key("hot", &[("job", "a"), ("i", "2")]), vec![(0, 7.0)]),
+        ];
+        let at = |text: &str| vector(instant(text, &series, 0).unwrap());
+        let up = |job, i, v| (labels(&[("__name__", "up"), ("i", i), ("job", job)]), v);
+        assert_eq!(at("up and hot"), vec![up("a", "2", 0.0)]);
+        assert_eq!(at("up unless hot"), vec![up("a", "1", 1.0), up("b", "1", 1.0)]);
+        // Many on the left match one on the right with `on`.
+        assert_eq!(at("up and on (job) hot"), vec![up("a", "1", 1.0), up("a", "2", 0.0)]);
+        assert_eq!(at("up unless ignoring (i) hot"), vec![up("b", "1", 1.0)]);
+        assert_eq!(at("hot or up == 1").len(), 3, "hot{{a,2}} and both up == 1, none matching it");
+        // The usual "no data means zero".
+        assert_eq!(at("count(nothing) or vector(0)"), vec![(Labels::new(), 0.0)]);
+        assert_eq!(at("count(up) or vector(0)"), vec![(Labels::new(), 3.0)]);
+        assert!(matches!(Query::parse("1 and 2"), Err(QueryError::BadData(_))));
+    }
+
+    #[test]
+    fn a_staleness_marker_ends_a_series_at_once_and_range_functions_skip_it() {
+        let series = vec![(key("up", &[]), vec![(0, 1.0), (15_000, 1.0), (30_000, STALE_MARKER), (45_000, f64::NAN)])];
+        assert_eq!(vector(instant("up", &series, 29_999).unwrap()).len(), 1);
+        assert!(vector(instant("up", &series, 30_000).unwrap()).is_empty(), "ended by the marker");
+        assert!(vector(instant("up", &series, 44_999).unwrap()).is_empty());
+        // A NaN that is not the marker is a value.
+        assert!(vector(instant("up", &series, 45_000).unwrap())[0].1.is_nan());
+        // (10 s, 50 s]: 1.0 at 15 s and the NaN at 45 s; not the marker.
+        assert_eq!(vector(instant("count_over_time(up[40s])", &series, 50_000).unwrap())[0].1, 2.0);
+        let Answer::Matrix(raw) = instant("up[40s]", &series, 40_000).unwrap() else { panic!("a matrix") };
+        assert_eq!(raw[0].1, vec![(15_000, 1.0)]);
     }
 
     #[test]

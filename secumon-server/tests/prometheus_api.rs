@@ -281,3 +281,97 @@ async fn promtool_reads_known_rates_sums_topk_and_offsets() {
     }
     server.shutdown().await;
 }
+
+/// `ALERTS`, as Grafana's alert panels read it: made from the alert engine and its history,
+/// one series per alert and state with `alertname` and `severity`, gone (not lingering for
+/// the five-minute lookback) once the alert is over, and per tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_series_follow_the_alerts_state_and_end_when_it_is_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::loopback(dir.path().join("s.db"));
+    let rules =
+        "rules:\n  - {name: RoomHot, expr: 'max_over_time(temperature_celsius[2s]) > 30', severity: critical}\n";
+    config.alerting = Some(secumon_alert::RuleFile::parse(rules, "rules.yaml").unwrap());
+    let server = Server::start(config).await.unwrap();
+    let base = format!("http://{}/prometheus/api/v1", server.api_addr());
+    let http = Client::new();
+    let get = |path: String| {
+        let request = http.get(format!("{base}/{path}"));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let query = |expr: &str| {
+        get(format!("query?query={}", url::form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>()))
+    };
+
+    let started = now_ms();
+    let room = Labels::from([("room".to_string(), "a".to_string())]);
+    let hot = IngestBatch {
+        agent_id: "sensor".into(),
+        sequence: 1,
+        host: "lab".into(),
+        samples: vec![Sample::new("temperature_celsius", room, started, 35.0)],
+        ..Default::default()
+    };
+    server.store().write_batch("default", &hot).await.unwrap();
+    server.alerting().observe_batch("default", &hot);
+    let firing = query("ALERTS{alertstate=\"firing\"}").await;
+    let result = &firing["data"]["result"];
+    assert_eq!(result.as_array().map(Vec::len), Some(1), "{firing}");
+    let metric = &result[0]["metric"];
+    assert_eq!(
+        (metric["__name__"].as_str(), metric["alertname"].as_str(), metric["severity"].as_str()),
+        (Some("ALERTS"), Some("RoomHot"), Some("critical")),
+        "{firing}"
+    );
+    assert_eq!((metric["room"].as_str(), metric["host"].as_str()), (Some("a"), Some("lab")), "{firing}");
+    assert_eq!(result[0]["value"][1], "1");
+    let by_severity = query("count by (severity) (ALERTS{alertstate=\"firing\"})").await;
+    assert_eq!(by_severity["data"]["result"][0]["metric"]["severity"], "critical", "{by_severity}");
+    assert_eq!(by_severity["data"]["result"][0]["value"][1], "1", "{by_severity}");
+    let series = get("series?match[]=ALERTS".into()).await;
+    assert!(series["data"].as_array().unwrap().iter().any(|s| s["alertname"] == "RoomHot"), "{series}");
+
+    // The data stops: the engine calls the alert stale within seconds, and `firing` ends then
+    // rather than five minutes later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let stale = query("ALERTS{alertstate=\"stale\"}").await;
+        if stale["data"]["result"].as_array().is_some_and(|r| r.len() == 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never stale: {stale}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(query("ALERTS{alertstate=\"firing\"}").await["data"]["result"], serde_json::json!([]));
+    // Over the whole time, firing came first, then stale.
+    let end = now_ms();
+    let range = get(format!(
+        "query_range?query=ALERTS&start={}&end={}&step=1",
+        (started - 1_000) as f64 / 1000.0,
+        end as f64 / 1000.0
+    ))
+    .await;
+    let states: Vec<(&str, f64)> = range["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"]["alertstate"].as_str().unwrap(), s["values"][0][0].as_f64().unwrap()))
+        .collect();
+    assert_eq!(states.iter().map(|s| s.0).collect::<Vec<_>>(), ["firing", "stale"], "{range}");
+    assert!(states[0].1 < states[1].1, "{range}");
+
+    // Another tenant has no alerts.
+    let accounts = server.accounts();
+    accounts.add_user("ops", "a long test password", "globex", Role::Viewer, false).await.unwrap();
+    let (_, key) = accounts.create_api_key("globex", "grafana", Role::Viewer, "ops").await.unwrap();
+    let other = http
+        .get(format!("{base}/query?query=ALERTS"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(other["data"]["result"], serde_json::json!([]), "{other}");
+}

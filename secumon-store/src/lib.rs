@@ -703,6 +703,16 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
 
+    /// History entries of `tenant` stamped from `from_ms` to `to_ms` (both included), oldest
+    /// first, at most `limit`.
+    async fn alert_history_between(
+        &self,
+        tenant: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertHistoryEntry>, StoreError>;
+
     /// Gives `tenant` a series limit of its own instead of
     /// [`StoreOptions::max_series_per_tenant`], or (`None`) the default again. Kept in memory:
     /// whoever owns the setting applies it again after a restart.

@@ -975,6 +975,28 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(|(rule, at_ms, record)| AlertHistoryEntry { rule, at_ms, record }).collect())
     }
 
+    async fn alert_history_between(
+        &self,
+        tenant: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertHistoryEntry>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT rule, ts, record FROM alert_history WHERE tenant_id = $1 AND ts BETWEEN $2 AND $3 \
+             ORDER BY ts, id LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|(rule, at_ms, record)| AlertHistoryEntry { rule, at_ms, record }).collect())
+    }
+
     fn set_series_limit(&self, tenant: &str, limit: Option<u64>) {
         self.series_budget.set_limit(tenant, limit);
     }

@@ -776,6 +776,26 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn alert_history_between(
+        &self,
+        tenant: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AlertHistoryEntry>, StoreError> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT rule, ts, record FROM alert_history WHERE tenant_id = ? AND ts BETWEEN ? AND ? \
+             ORDER BY ts, id LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&self.engine.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(rule, at_ms, record)| AlertHistoryEntry { rule, at_ms, record }).collect())
+    }
+
     fn set_series_limit(&self, tenant: &str, limit: Option<u64>) {
         self.series_budget.set_limit(tenant, limit);
     }

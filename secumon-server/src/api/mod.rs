@@ -9,6 +9,7 @@ mod access;
 mod accounts;
 mod agent_config;
 mod agents;
+mod alert_series;
 mod alerts;
 mod audit;
 mod config;

@@ -24,6 +24,7 @@ use secumon_store::{Aggregation, RangeQuery, SeriesSelector, StoreError};
 use serde_json::{Value, json};
 
 use super::ApiState;
+use super::alert_series::{self, AlertSeriesError};
 use crate::auth::Caller;
 
 /// Most series one selector of a query may read; beyond, the query is refused.
@@ -92,6 +93,15 @@ impl From<QueryError> for PromError {
         match error {
             QueryError::BadData(message) => Self::bad_data(message),
             QueryError::Execution(message) => Self::execution(message),
+        }
+    }
+}
+
+impl From<AlertSeriesError> for PromError {
+    fn from(error: AlertSeriesError) -> Self {
+        match error {
+            AlertSeriesError::Store(error) => error.into(),
+            too_much => Self::execution(too_much.to_string()),
         }
     }
 }
@@ -329,10 +339,28 @@ async fn select(state: &ApiState, tenant: &str, matcher: &SeriesMatcher) -> Resu
     Ok(keys)
 }
 
-/// Every fetch's series with their samples, read from the store.
+/// The tenant's `ALERTS` from `from_ms` to `to_ms` ([`alert_series`]).
+async fn alerts(state: &ApiState, tenant: &str, from_ms: i64, to_ms: i64) -> Result<Fetched, PromError> {
+    let engine = state.alerting.get(tenant).await.map_err(|error| {
+        tracing::error!(%error, "the tenant's alert engine is down");
+        PromError::execution("the alert engine is not running")
+    })?;
+    Ok(alert_series::load(&*state.store, tenant, &engine.active(), from_ms, to_ms, now_ms()).await?)
+}
+
+/// Every fetch's series with their samples, read from the store (and, for `ALERTS`, made
+/// from the alert history).
 async fn read(state: &ApiState, tenant: &str, fetches: &[Fetch<'_>]) -> Result<Vec<Fetched>, PromError> {
     let mut answers = Vec::with_capacity(fetches.len());
     let mut samples = 0usize;
+    let alert_fetches = fetches.iter().filter(|f| alert_series::may_select(f.matcher));
+    let alert_range = alert_fetches.fold(None, |range: Option<(i64, i64)>, f| {
+        Some(range.map_or((f.from_ms, f.to_ms), |(from, to)| (from.min(f.from_ms), to.max(f.to_ms))))
+    });
+    let alert_data = match alert_range {
+        Some((from, to)) => alerts(state, tenant, from, to).await?,
+        None => Vec::new(),
+    };
     for fetch in fetches {
         let keys = select(state, tenant, fetch.matcher).await?;
         let mut by_name: BTreeMap<&str, BTreeSet<&SeriesKey>> = BTreeMap::new();
@@ -369,6 +397,15 @@ async fn read(state: &ApiState, tenant: &str, fetches: &[Fetch<'_>]) -> Result<V
                 fetched.push((series.series, points));
             }
         }
+        if alert_series::may_select(fetch.matcher) {
+            let within = |&&(ts, _): &&(i64, f64)| ts > fetch.from_ms && ts <= fetch.to_ms;
+            fetched.extend(
+                alert_data
+                    .iter()
+                    .filter(|(key, _)| fetch.matcher.matches(key))
+                    .map(|(key, points)| (key.clone(), points.iter().filter(within).copied().collect::<Vec<_>>())),
+            );
+        }
         answers.push(fetched);
     }
     Ok(answers)
@@ -394,6 +431,13 @@ async fn matching_series(
         keys.extend(select(state, tenant, matcher).await?);
     }
     let (start, end) = (params.time("start")?, params.time("end")?);
+    // `ALERTS` is made, not stored: those of the window (the last day when none is given),
+    // for selectors that name it.
+    if matchers.iter().any(|m| m.name.as_deref() == Some(alert_series::ALERTS)) {
+        let end = end.unwrap_or_else(now_ms);
+        let made = alerts(state, tenant, start.unwrap_or(end - 86_400_000), end).await?;
+        keys.extend(made.into_iter().map(|(key, _)| key).filter(|key| matchers.iter().any(|m| m.matches(key))));
+    }
     if start.is_none() && end.is_none() {
         return Ok(keys.into_iter().collect());
     }
@@ -414,7 +458,7 @@ async fn matching_series(
         };
         present.extend(state.store.query_range(tenant, &query).await?.into_iter().map(|s| s.series));
     }
-    Ok(keys.into_iter().filter(|k| present.contains(k)).collect())
+    Ok(keys.into_iter().filter(|k| k.name == alert_series::ALERTS || present.contains(k)).collect())
 }
 
 fn truncated<T>(mut items: Vec<T>, limit: Option<usize>) -> Vec<T> {

@@ -43,7 +43,7 @@ macro_rules! store_suite {
             records_page_by_id_per_tenant_and_kind_and_delete_once,
             record_swaps_apply_together_or_not_at_all,
             records_put_together_replace_and_survive_reopen,
-            alert_history_is_kept_per_tenant_and_rule_newest_first,
+            alert_history_is_kept_per_tenant_by_rule_and_by_time,
             rejects_nonsense_queries,
             findings_open_fix_reopen_with_samples_and_events,
             fifty_thousand_findings_on_as_many_assets_are_stored_right,
@@ -365,7 +365,7 @@ pub async fn records_page_by_id_per_tenant_and_kind_and_delete_once(backend: &dy
     assert!(store.list_agents("acme").await.unwrap().is_empty());
 }
 
-pub async fn alert_history_is_kept_per_tenant_and_rule_newest_first(backend: &dyn Backend) {
+pub async fn alert_history_is_kept_per_tenant_by_rule_and_by_time(backend: &dyn Backend) {
     let store = backend.open().await;
     let entry =
         |rule: &str, at_ms| AlertHistoryEntry { rule: rule.into(), at_ms, record: format!("{{\"at\":{at_ms}}}") };
@@ -381,6 +381,16 @@ pub async fn alert_history_is_kept_per_tenant_and_rule_newest_first(backend: &dy
     assert_eq!(store.alert_history("acme", None, 1000).await.unwrap().len(), 500);
     assert_eq!(store.alert_history("globex", None, 10).await.unwrap(), vec![entry("Hot", 1_000)]);
     assert!(store.alert_history("acme", Some("Nope"), 10).await.unwrap().is_empty());
+
+    // By time: oldest first, both ends included, per tenant, at most `limit`.
+    let between = store.alert_history_between("acme", 10, 14, 100).await.unwrap();
+    assert_eq!(
+        between.iter().map(|e| (e.rule.as_str(), e.at_ms)).collect::<Vec<_>>(),
+        [("Hot", 10), ("Cold", 11), ("Hot", 12), ("Cold", 13), ("Hot", 14)]
+    );
+    assert_eq!(store.alert_history_between("acme", 10, 14, 2).await.unwrap().len(), 2);
+    assert_eq!(store.alert_history_between("globex", 0, 2_000, 100).await.unwrap(), vec![entry("Hot", 1_000)]);
+    assert!(store.alert_history_between("acme", 600, 900, 100).await.unwrap().is_empty());
 }
 
 pub async fn rejects_nonsense_queries(backend: &dyn Backend) {
