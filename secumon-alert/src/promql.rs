@@ -106,8 +106,8 @@ pub type Fetched = Vec<(SeriesKey, Vec<(i64, f64)>)>;
 
 /// Prometheus' staleness marker: a NaN with this bit pattern, as a series' sample, says the
 /// series ended there. An instant selector whose latest sample in its lookback is the marker
-/// has no value; range functions skip markers. The store never holds one; series the server
-/// makes up from other records (the alerts' `ALERTS`) end with it.
+/// has no value; range functions skip markers. Prometheus remote-writes them when a target's
+/// series ends, and the series the server makes from other records (`ALERTS`) end with one.
 pub const STALE_MARKER: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
 
 /// Whether `value` is [`STALE_MARKER`] (not any NaN: a stored NaN is a value).

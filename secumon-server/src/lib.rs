@@ -24,6 +24,7 @@ mod fd_limit;
 mod ingest;
 pub mod live;
 mod metrics;
+pub mod remote_write;
 mod self_monitor;
 pub mod self_series;
 mod tenant_limits;

@@ -389,6 +389,10 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/prometheus/api/v1/labels".into(), None),
         (Method::GET, "/prometheus/api/v1/label/host/values".into(), None),
         (Method::GET, "/prometheus/api/v1/label/__name__/values".into(), None),
+        // `ALERTS` is made from each tenant's own alerts: B's firing alert is not A's.
+        (Method::GET, "/prometheus/api/v1/query?query=ALERTS".into(), None),
+        (Method::GET, "/prometheus/api/v1/query_range?query=ALERTS&start=0&end=4e9&step=1e6".into(), None),
+        (Method::GET, "/prometheus/api/v1/series?match[]=ALERTS".into(), None),
     ];
     let secrets = [
         rule.as_str(),

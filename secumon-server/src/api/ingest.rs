@@ -22,7 +22,7 @@ pub(super) fn routes() -> Router<ApiState> {
 }
 
 /// A batch sequence for HTTP pushes: increasing, never reused while the clock moves on.
-fn next_sequence() -> u64 {
+pub(super) fn next_sequence() -> u64 {
     static LAST: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
     *last = (*last + 1).max(now_ms() as u64 * 1_000);
@@ -82,13 +82,34 @@ pub(super) async fn ingest(
         clock: request.sent_at_ms.map(|sent_at_ms| ClockReading { sent_at_ms, round_trip_ms: 0, received_at_ms: 0 }),
         ..Default::default()
     };
-    // The wire validation, so an HTTP push meets the rules an agent's batch does.
-    let mut batch = IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let batch = validated(batch)?;
+    // What the script sent, before the server adds its clock-offset sample.
+    let (samples, events) = (batch.samples.len(), batch.events.len());
+    let check = store_batch(&state, &caller, batch, now).await?;
+    Ok(Json(Ingested {
+        samples,
+        events,
+        clock_offset_ms: check.offset_ms,
+        clock_corrected: check.offset_ms.map(|_| check.corrected),
+    }))
+}
+
+/// `batch` through the wire validation, so an HTTP push meets the rules an agent's does.
+pub(super) fn validated(batch: IngestBatch) -> Result<IngestBatch, ApiError> {
+    IngestBatch::from_proto(batch.to_proto()).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Stores a validated batch received over HTTP at `now` for the caller's tenant as an
+/// agent's would be (clock check, tenant limits, store, live feed, alert engine).
+pub(super) async fn store_batch(
+    state: &ApiState,
+    caller: &Caller,
+    mut batch: IngestBatch,
+    now: i64,
+) -> Result<ClockCheck, ApiError> {
     if let Some(clock) = &mut batch.clock {
         clock.received_at_ms = now;
     }
-    // What the script sent, before the server adds its clock-offset sample.
-    let (samples, events) = (batch.samples.len(), batch.events.len());
     let check = match state.clocks.prepare(&caller.tenant, &mut batch, now) {
         Ok(check) => check,
         Err(reason) => {
@@ -99,7 +120,7 @@ pub(super) async fn ingest(
                 corrected: false,
             };
             let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &reason).await;
-            observe_own(&state, &caller, own).await;
+            observe_own(state, caller, own).await;
             return Err(ApiError::bad_request(reason));
         }
     };
@@ -117,25 +138,20 @@ pub(super) async fn ingest(
         }
         Err(refused @ (StoreError::FutureTimestamp { .. } | StoreError::TenantMismatch { .. })) => {
             let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
-            observe_own(&state, &caller, own).await;
+            observe_own(state, caller, own).await;
             return Err(refused.into());
         }
         Err(refused @ StoreError::SeriesLimit { new, .. }) => {
             let reason = crate::tenant_limits::Refusal::SeriesLimit;
             state.guard.count(&caller.tenant, reason, batch.value_count() as u64, new);
             let own = state.clocks.refused(&*state.store, &caller.tenant, &batch, check, &refused.to_string()).await;
-            observe_own(&state, &caller, own).await;
+            observe_own(state, caller, own).await;
             return Err(refused.into());
         }
         Err(error) => return Err(error.into()),
     }
     let batch = Arc::new(batch);
     state.live.publish(LiveEvent::Batch { tenant: caller.tenant.clone(), batch: Arc::clone(&batch) });
-    state.alerting(&caller).await?.observe_batch(&caller.tenant, &batch);
-    Ok(Json(Ingested {
-        samples,
-        events,
-        clock_offset_ms: check.offset_ms,
-        clock_corrected: check.offset_ms.map(|_| check.corrected),
-    }))
+    state.alerting(caller).await?.observe_batch(&caller.tenant, &batch);
+    Ok(check)
 }

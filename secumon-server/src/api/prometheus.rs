@@ -12,20 +12,22 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use secumon_alert::promql::{Answer, Fetch, Fetched, NAME_LABEL, Query, QueryError, SeriesMatcher};
 use secumon_core::model::HOST_LABEL;
-use secumon_core::{Labels, SeriesKey, now_ms};
+use secumon_core::{IngestBatch, Labels, SeriesKey, now_ms};
 use secumon_store::{Aggregation, RangeQuery, SeriesSelector, StoreError};
 use serde_json::{Value, json};
 
-use super::ApiState;
 use super::alert_series::{self, AlertSeriesError};
-use crate::auth::Caller;
+use super::{ApiError, ApiState};
+use crate::auth::{Caller, Role};
+use crate::remote_write;
 
 /// Most series one selector of a query may read; beyond, the query is refused.
 pub const MAX_SERIES_PER_SELECTOR: usize = 20_000;
@@ -41,6 +43,10 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/prometheus/api/v1/series", get(series).post(series))
         .route("/prometheus/api/v1/labels", get(labels).post(labels))
         .route("/prometheus/api/v1/label/{name}/values", get(label_values))
+        .route(
+            "/prometheus/api/v1/write",
+            post(remote_write).layer(DefaultBodyLimit::max(crate::remote_write::MAX_COMPRESSED_BYTES)),
+        )
         .route_layer(axum::middleware::map_request(basic_as_bearer))
 }
 
@@ -232,6 +238,32 @@ fn answer_json(answer: Answer) -> Value {
                 .collect::<Vec<_>>(),
         }),
     }
+}
+
+/// `POST /prometheus/api/v1/write`: Prometheus remote write 1.0 (snappy-compressed protobuf),
+/// stored for the caller's tenant (operator role) as one batch per host, each validated and
+/// checked like an agent's; 204 once all are stored. A body or batch that is refused is
+/// refused whole before anything is stored (400: the sender must not retry it); a store that
+/// cannot write answers 503, which senders retry (re-sent samples replace themselves).
+async fn remote_write(State(state): State<ApiState>, caller: Caller, body: Bytes) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Operator)?;
+    let request = remote_write::decode(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let now = now_ms();
+    let mut batches = Vec::new();
+    for (host, samples) in remote_write::samples_by_host(request).map_err(|e| ApiError::bad_request(e.to_string()))? {
+        batches.push(super::ingest::validated(IngestBatch {
+            agent_id: format!("{}{}:prometheus@{host}", super::agents::SCRIPT_ID_PREFIX, caller.tenant),
+            sequence: super::ingest::next_sequence(),
+            host,
+            created_at_ms: now,
+            samples,
+            ..Default::default()
+        })?);
+    }
+    for batch in batches {
+        super::ingest::store_batch(&state, &caller, batch, now).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The bound of a query's work: its `timeout` parameter, at most the default.
