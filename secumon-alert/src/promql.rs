@@ -178,6 +178,14 @@ enum BinOp {
     Set(SetOp),
 }
 
+/// `group_left(…)` / `group_right(…)`: which side has many elements per match, and the
+/// labels copied from the one side's element.
+#[derive(Debug, Clone)]
+struct Group {
+    many_on_left: bool,
+    include: Vec<String>,
+}
+
 /// Prometheus' set operators between two vectors, matched by label sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SetOp {
@@ -200,6 +208,8 @@ enum Node {
     Range(RangeFn, usize),
     Call(Func, Box<Node>, Vec<Node>),
     VectorOf(Box<Node>),
+    /// `histogram_quantile(φ, buckets)`.
+    HistogramQuantile(Box<Node>, Box<Node>),
     ScalarOf(Box<Node>),
     Negate(Box<Node>),
     Aggregate {
@@ -215,6 +225,7 @@ enum Node {
         rhs: Box<Node>,
         bool_result: bool,
         on: Option<(bool, Vec<String>)>,
+        group: Option<Group>,
     },
 }
 
@@ -417,6 +428,10 @@ impl Query {
                 )
             }
             Node::VectorOf(inner) => Value::Vector(vec![(Labels::new(), self.scalar(inner, data, t)?)]),
+            Node::HistogramQuantile(phi, buckets) => {
+                let phi = self.scalar(phi, data, t)?;
+                Value::Vector(histogram_quantile(phi, self.vector(buckets, data, t)?))
+            }
             Node::ScalarOf(inner) => {
                 let vector = self.vector(inner, data, t)?;
                 Value::Scalar(if vector.len() == 1 { vector[0].1 } else { f64::NAN })
@@ -432,9 +447,9 @@ impl Query {
                 };
                 Value::Vector(aggregate(*op, param, *by, labels, self.vector(inner, data, t)?))
             }
-            Node::Binary { op, lhs, rhs, bool_result, on } => {
+            Node::Binary { op, lhs, rhs, bool_result, on, group } => {
                 let (left, right) = (self.eval(lhs, data, t)?, self.eval(rhs, data, t)?);
-                binary(*op, *bool_result, on.as_ref(), left, right)?
+                binary(*op, *bool_result, on.as_ref(), group.as_ref(), left, right)?
             }
         })
     }
@@ -539,6 +554,15 @@ fn compile(expr: &Expr, readings: &mut Vec<Reading>) -> Result<Node, QueryError>
                 "time" => return Ok(Node::Time),
                 "vector" => return Ok(Node::VectorOf(Box::new(one_arg(name, &args, readings)?))),
                 "scalar" => return Ok(Node::ScalarOf(Box::new(one_arg(name, &args, readings)?))),
+                "histogram_quantile" => {
+                    let [phi, buckets] = args[..] else {
+                        return Err(QueryError::BadData("histogram_quantile takes a quantile and a vector".into()));
+                    };
+                    return Ok(Node::HistogramQuantile(
+                        Box::new(compile(phi, readings)?),
+                        Box::new(compile(buckets, readings)?),
+                    ));
+                }
                 other => return Err(unsupported(format!("function {other}"))),
             };
             let Some((first, rest)) = args.split_first() else {
@@ -585,13 +609,17 @@ fn compile(expr: &Expr, readings: &mut Vec<Reading>) -> Result<Node, QueryError>
             };
             let modifier = binary.modifier.as_ref();
             let set = matches!(op, BinOp::Set(_));
-            if modifier.is_some_and(|m| match m.card {
-                VectorMatchCardinality::OneToOne => false,
-                VectorMatchCardinality::ManyToMany => !set,
-                _ => true,
-            }) {
-                return Err(unsupported("group_left/group_right matching"));
-            }
+            let group = match modifier.map(|m| &m.card) {
+                None | Some(VectorMatchCardinality::OneToOne) => None,
+                Some(VectorMatchCardinality::ManyToMany) if set => None,
+                Some(VectorMatchCardinality::ManyToOne(include)) if !set => {
+                    Some(Group { many_on_left: true, include: include.labels.clone() })
+                }
+                Some(VectorMatchCardinality::OneToMany(include)) if !set => {
+                    Some(Group { many_on_left: false, include: include.labels.clone() })
+                }
+                Some(_) => return Err(QueryError::BadData(format!("no grouping allowed for \"{symbol}\" operation"))),
+            };
             let on = match modifier.and_then(|m| m.matching.as_ref()) {
                 None => None,
                 Some(LabelModifier::Include(l)) => Some((true, l.labels.clone())),
@@ -603,6 +631,7 @@ fn compile(expr: &Expr, readings: &mut Vec<Reading>) -> Result<Node, QueryError>
                 rhs: Box::new(compile(&binary.rhs, readings)?),
                 bool_result: modifier.is_some_and(|m| m.return_bool),
                 on,
+                group,
             }
         }
         Expr::Paren(_) => unreachable!("unparen removed it"),
@@ -826,6 +855,7 @@ fn binary(
     op: BinOp,
     bool_result: bool,
     on: Option<&(bool, Vec<String>)>,
+    group: Option<&Group>,
     left: Value,
     right: Value,
 ) -> Result<Value, QueryError> {
@@ -862,41 +892,127 @@ fn binary(
                 .collect(),
         ),
         (Value::Vector(lhs), Value::Vector(rhs)) => {
-            let signature = |labels: &Labels| signature(on, labels);
-            let mut right: HashMap<Labels, f64> = HashMap::with_capacity(rhs.len());
-            for (labels, v) in &rhs {
-                if right.insert(signature(labels), *v).is_some() {
-                    return Err(QueryError::Execution(
-                        "found duplicate series for the match group on the right hand-side of the operation: \
-                         many-to-many matching not allowed"
-                            .into(),
-                    ));
+            // As Prometheus: the "one" side is hashed, the "many" side walked; for
+            // group_right the sides swap, and the values swap back for the operation.
+            let many_on_right = group.is_some_and(|g| !g.many_on_left);
+            let (many, one) = if many_on_right { (rhs, lhs) } else { (lhs, rhs) };
+            let one_side = if many_on_right { "left" } else { "right" };
+            let mut ones: HashMap<Labels, (Labels, f64)> = HashMap::with_capacity(one.len());
+            for (labels, v) in one {
+                if ones.insert(signature(on, &labels), (labels, v)).is_some() {
+                    return Err(QueryError::Execution(format!(
+                        "found duplicate series for the match group on the {one_side} hand-side of the operation: \
+                         many-to-many matching not allowed: matching labels must be unique on one side"
+                    )));
                 }
             }
-            let mut seen: HashMap<Labels, ()> = HashMap::with_capacity(lhs.len());
+            let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::with_capacity(many.len());
             let mut out = Vec::new();
-            for (labels, l) in lhs {
-                let key = signature(&labels);
-                let Some(&r) = right.get(&key) else { continue };
-                if seen.insert(key, ()).is_some() {
+            for (labels, v) in many {
+                let key = signature(on, &labels);
+                let Some((one_labels, o)) = ones.get(&key) else { continue };
+                let (l, r) = if many_on_right { (*o, v) } else { (v, *o) };
+                let Some(value) = combine(l, r) else { continue };
+                let labels = result_labels(labels, one_labels, on, group);
+                let labels = name(labels);
+                let inserted = matched.entry(key).or_default();
+                if !inserted.is_empty() && group.is_none() {
                     return Err(QueryError::Execution(
-                        "found duplicate series for the match group on the left hand-side of the operation: \
-                         many-to-many matching not allowed"
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
                             .into(),
                     ));
                 }
-                let Some(value) = combine(l, r) else { continue };
-                // One-to-one: `on` keeps only its labels, `ignoring` drops its own.
-                let labels = match on {
-                    Some((true, names)) => labels.into_iter().filter(|(k, _)| names.contains(k)).collect(),
-                    Some((false, names)) => labels.into_iter().filter(|(k, _)| !names.contains(k)).collect(),
-                    None => labels,
-                };
-                out.push((name(labels), value));
+                if !inserted.insert(labels.clone()) {
+                    return Err(QueryError::Execution(
+                        "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                    ));
+                }
+                out.push((labels, value));
             }
             Value::Vector(out)
         }
     })
+}
+
+/// An element's labels after a vector operation, from its own (the "many" side's): one-to-one
+/// `on` keeps only its labels and `ignoring` drops its own; `group_…(labels)` copies those
+/// labels from the matched "one" element (dropping them where it has none).
+fn result_labels(mut labels: Labels, one: &Labels, on: Option<&(bool, Vec<String>)>, group: Option<&Group>) -> Labels {
+    match (on, group) {
+        (Some((true, names)), None) => labels.retain(|k, _| names.contains(k)),
+        (Some((false, names)), None) => labels.retain(|k, _| !names.contains(k)),
+        _ => {}
+    }
+    for name in group.map_or(&[][..], |g| &g.include[..]) {
+        match one.get(name) {
+            Some(value) if !value.is_empty() => labels.insert(name.clone(), value.clone()),
+            _ => labels.remove(name),
+        };
+    }
+    labels
+}
+
+/// `histogram_quantile` over classic buckets, as Prometheus 2 computes it: elements grouped by
+/// their labels but `le` (and the name), buckets with one bound summed, counts made
+/// monotonic, linear interpolation within the bucket the rank falls in; the `+Inf` bucket
+/// must be there, and an element without a number in `le` is left out.
+fn histogram_quantile(phi: f64, elements: Vec<(Labels, f64)>) -> Vec<(Labels, f64)> {
+    let mut groups: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
+    for (mut labels, count) in elements {
+        let Some(bound) = labels.remove("le").and_then(|le| le.trim().parse::<f64>().ok()) else { continue };
+        labels.remove(NAME_LABEL);
+        groups.entry(labels).or_default().push((bound, count));
+    }
+    groups.into_iter().map(|(labels, buckets)| (labels, bucket_quantile(phi, buckets))).collect()
+}
+
+fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Buckets with the same bound (the same series twice after a relabelling) are one.
+    buckets.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    if buckets.len() < 2 || buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Counts read at slightly different times may decrease: never below an earlier bucket.
+    let mut highest = f64::NEG_INFINITY;
+    for bucket in &mut buckets {
+        highest = highest.max(bucket.1);
+        bucket.1 = highest;
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = phi * observations;
+    let b = buckets.partition_point(|bucket| bucket.1 < rank);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, buckets[b].0, buckets[b].1);
+    if b > 0 {
+        start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
 }
 
 /// The labels two elements are matched by: those `on` names, all but those `ignoring`
@@ -1016,6 +1132,60 @@ mod tests {
         let series = vec![(key("g", &[]), vec![(30_000, 10.0), (40_000, 20.0), (50_000, 30.0)])];
         let delta = vector(instant("delta(g[100s])", &series, 100_000).unwrap())[0].1;
         assert!((delta - 20.0 * 30.0 / 20.0).abs() < 1e-9, "{delta}");
+    }
+
+    #[test]
+    fn group_left_and_group_right_copy_the_one_sides_labels_onto_the_many() {
+        let series = vec![
+            (key("fs_free", &[("instance", "a"), ("mount", "/")]), vec![(0, 10.0)]),
+            (key("fs_free", &[("instance", "a"), ("mount", "/var")]), vec![(0, 20.0)]),
+            (key("fs_free", &[("instance", "b"), ("mount", "/")]), vec![(0, 30.0)]),
+            (key("uname", &[("instance", "a"), ("nodename", "web-1")]), vec![(0, 1.0)]),
+            (key("uname", &[("instance", "b"), ("nodename", "db-1")]), vec![(0, 1.0)]),
+        ];
+        let at = |text: &str| vector(instant(text, &series, 0).unwrap());
+        let row =
+            |instance, mount, node, v| (labels(&[("instance", instance), ("mount", mount), ("nodename", node)]), v);
+        let expected = vec![row("a", "/", "web-1", 10.0), row("a", "/var", "web-1", 20.0), row("b", "/", "db-1", 30.0)];
+        assert_eq!(at("fs_free * on (instance) group_left (nodename) uname"), expected);
+        // The same from the other side: the values stay in operand order.
+        assert_eq!(at("uname * on (instance) group_right (nodename) fs_free"), expected);
+        let divided = at("uname / on (instance) group_right fs_free");
+        assert_eq!(divided[0], (labels(&[("instance", "a"), ("mount", "/")]), 0.1));
+        // Without a group modifier, many-to-one is an error, as in Prometheus.
+        let error = Query::parse("fs_free * on (instance) uname").unwrap().instant(
+            &Query::parse("fs_free * on (instance) uname")
+                .unwrap()
+                .fetches(0, 0)
+                .iter()
+                .map(|f| series.iter().filter(|(k, _)| f.matcher.matches(k)).cloned().collect())
+                .collect::<Vec<_>>(),
+            0,
+        );
+        assert!(matches!(error, Err(QueryError::Execution(m)) if m.contains("group_left")));
+        assert!(matches!(Query::parse("a and on (x) group_left b"), Err(QueryError::BadData(_))));
+    }
+
+    #[test]
+    fn histogram_quantile_interpolates_within_buckets_as_prometheus_does() {
+        let bucket = |le: &str, v| (key("req_bucket", &[("le", le), ("path", "/")]), vec![(0, v)]);
+        let series = vec![bucket("0.1", 10.0), bucket("0.5", 60.0), bucket("1", 90.0), bucket("+Inf", 100.0)];
+        let at = |text: &str| vector(instant(text, &series, 0).unwrap());
+        let path = labels(&[("path", "/")]);
+        // Rank 50 falls in (0.1, 0.5]: 0.1 + 0.4 × (40 / 50).
+        assert_eq!(at("histogram_quantile(0.5, req_bucket)"), vec![(path.clone(), 0.1 + 0.4 * 40.0 / 50.0)]);
+        // In the +Inf bucket: the highest finite bound.
+        assert_eq!(at("histogram_quantile(0.95, req_bucket)"), vec![(path.clone(), 1.0)]);
+        // In the first bucket: from 0.
+        assert_eq!(at("histogram_quantile(0.05, req_bucket)"), vec![(path.clone(), 0.05)]);
+        assert_eq!(at("histogram_quantile(2, req_bucket)"), vec![(path.clone(), f64::INFINITY)]);
+        let no_inf = vec![bucket("0.1", 1.0), bucket("1", 2.0)];
+        let nan = vector(instant("histogram_quantile(0.5, req_bucket)", &no_inf, 0).unwrap());
+        assert!(nan[0].1.is_nan(), "no +Inf bucket: {nan:?}");
+        // Counts that dip are taken as the highest before them.
+        let dipping = vec![bucket("0.1", 10.0), bucket("0.5", 8.0), bucket("+Inf", 20.0)];
+        let q = vector(instant("histogram_quantile(0.5, req_bucket)", &dipping, 0).unwrap());
+        assert_eq!(q[0].1, 0.1, "rank 10 is reached at the first bucket's end: {q:?}");
     }
 
     #[test]
@@ -1149,9 +1319,7 @@ mod tests {
     #[test]
     fn unsupported_functions_are_named() {
         for (text, name) in [
-            ("histogram_quantile(0.9, x)", "histogram_quantile"),
             ("label_replace(x, \"a\", \"b\", \"c\", \"d\")", "label_replace"),
-            ("x / on(a) group_left y", "group_left"),
             ("rate(x[5m:1m])", "subquery"),
             ("count_values(\"v\", x)", "count_values"),
         ] {
