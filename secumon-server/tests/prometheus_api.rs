@@ -244,7 +244,8 @@ async fn promtool_reads_known_rates_sums_topk_and_offsets() {
         body,
         serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [at / 1000, "2"]}})
     );
-    let (status, body) = get(format!("/query?query={}", encode("label_replace(x, \"a\", \"b\", \"c\", \"d\")")), Some(&key)).await;
+    let (status, body) =
+        get(format!("/query?query={}", encode("label_replace(x, \"a\", \"b\", \"c\", \"d\")")), Some(&key)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!((body["status"].as_str(), body["errorType"].as_str()), (Some("error"), Some("bad_data")));
     assert!(body["error"].as_str().unwrap().contains("label_replace"), "{body}");
