@@ -753,6 +753,10 @@ pub trait Store: Send + Sync {
     /// several concurrent callers sees `true`, which makes it a one-time token's consumption.
     async fn delete_record(&self, tenant: &str, kind: &str, id: &str) -> Result<bool, StoreError>;
 
+    /// The retention of samples per tier a tenant without one of its own gets
+    /// ([`StoreOptions::retention`]).
+    fn retention_defaults(&self) -> TierRetention;
+
     /// `tenant`'s retention of samples, tier by tier: its own
     /// ([`Store::set_tier_retention`]) or else the store's [`StoreOptions::retention`].
     async fn tier_retention(&self, tenant: &str) -> Result<TierRetention, StoreError>;

@@ -1254,6 +1254,10 @@ impl Store for PgStore {
         self.health.snapshot()
     }
 
+    fn retention_defaults(&self) -> TierRetention {
+        self.options.retention.tiers()
+    }
+
     async fn tier_retention(&self, tenant: &str) -> Result<TierRetention, StoreError> {
         crate::retention::read(self, &self.retentions, tenant).await
     }

@@ -1041,6 +1041,10 @@ impl Store for SqliteStore {
         self.engine.maintain(now_ms, true).await
     }
 
+    fn retention_defaults(&self) -> TierRetention {
+        self.engine.options.retention.tiers()
+    }
+
     async fn tier_retention(&self, tenant: &str) -> Result<TierRetention, StoreError> {
         crate::retention::read(self, &self.engine.retentions, tenant).await
     }
