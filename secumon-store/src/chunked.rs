@@ -144,9 +144,10 @@ impl SampleEngine {
 
     /// Reads every tenant's own retention policy from the records.
     pub async fn load_retentions(&self) -> Result<(), StoreError> {
+        // On a reader: the single writer stays free for ingest.
         let rows = sqlx::query_as("SELECT tenant_id, body FROM records WHERE kind = ?")
             .bind(RETENTION_KIND)
-            .fetch_all(&self.writer.pool)
+            .fetch_all(&self.reader)
             .await?;
         self.retentions.load(rows);
         Ok(())

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend, for production: the same [`Store`] as the embedded one.
 //!
 //! Samples are rows of a table range-partitioned by day (partitions are made as data
-//! arrives and dropped whole when raw retention passes), written with `UNNEST` arrays, one
+//! arrives and dropped whole when the longest raw retention of any tenant passes; tenants
+//! that keep theirs shorter have their rows deleted, in slices), written with `UNNEST` arrays, one
 //! statement per batch. The rollup job folds rows written since its last run into the
 //! 5-minute and 1-hour tiers, each timestamp once (its last write): a bucket where a
 //! timestamp was written again after being folded is summarized again from its rows. Request paths run as the `secumon_tenant` role with the

@@ -1195,5 +1195,13 @@ pub async fn each_tenant_keeps_each_tier_for_its_own_retention(backend: &dyn Bac
     assert_eq!(reopened.tier_retention("short").await.unwrap(), defaults);
     assert_eq!(counts(reopened.clone(), "short", 40, 300_000).await, Vec::<f64>::new(), "short's 5 min rollups");
     assert_eq!(counts(reopened.clone(), "keep", 40, 300_000).await, vec![30.0; 24]);
+    // Passes go on deleting what ages past each horizon meanwhile (PostgreSQL goes on from
+    // where its last pass stopped): 25 days on, `keep`'s samples of 10 days ago are 35 days
+    // old, `long`'s 65 and 35.
+    reopened.maintain(now).await.unwrap();
+    assert!(reopened.maintain(now + 25 * day).await.unwrap().expired_rows > 0);
+    for (tenant, age, raw) in [("keep", 10, false), ("long", 10, true), ("long", 40, false)] {
+        assert_eq!(has_raw(reopened.clone(), tenant, age).await, raw, "25 days on, {tenant}'s raw of {age} days ago");
+    }
     reopened.close().await;
 }
