@@ -552,12 +552,14 @@ impl Client {
         self.send(self.request(Method::PUT, &["tenants", tenant, "limits"]).json(settings)).await
     }
 
-    /// `GET /config`: the tenant's settings.
+    /// `GET /config`: the tenant's settings, with the retention of its samples in force.
     pub async fn tenant_config(&self) -> Result<TenantConfig, Error> {
         self.get_plain(&["config"]).await
     }
 
-    /// `PUT /config`: replaces the tenant's settings; the settings as stored.
+    /// `PUT /config`: replaces the tenant's settings (and the retention of its samples, if
+    /// `config` has one; else that stays as it is); the settings as stored. Needs the admin
+    /// role; a super-admin sets another tenant's through [`ClientBuilder::tenant`].
     pub async fn set_tenant_config(&self, config: &TenantConfig) -> Result<TenantConfig, Error> {
         self.send(self.request(Method::PUT, &["config"]).json(config)).await
     }

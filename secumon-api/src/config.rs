@@ -1,5 +1,6 @@
 //! A tenant's settings (`GET|PUT /api/v1/config`): the thresholds the API applies when it
-//! answers for that tenant; absent settings take defaults.
+//! answers for that tenant, and how long its samples are kept per tier; absent settings take
+//! defaults.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,29 @@ pub struct TenantConfig {
     /// The period a host history covers when the request names none: `5m` to `31d`.
     #[serde(default = "default_history_period")]
     pub default_history_period: String,
+    /// How long the tenant's samples are kept, tier by tier. Always in an answer (the
+    /// retention in force); a `PUT` without it leaves the retention as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSettings>,
+}
+
+/// How long a tenant's samples are kept in each tier, as durations (`12h`, `30d`). In a `PUT`,
+/// a tier left out takes the server's default (so `{}` gives the tenant the defaults again);
+/// each tier must be kept at least as long as the finer one, and raw samples at least `1h`,
+/// at most `3650d` each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Raw samples (every sample as sent; p95 and recent ranges read them). Default `30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// 5-minute rollups. Default `90d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_5m: Option<String>,
+    /// 1-hour rollups. Default `365d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_1h: Option<String>,
 }
 
 fn default_offline_after() -> String {
@@ -26,6 +50,10 @@ fn default_history_period() -> String {
 
 impl Default for TenantConfig {
     fn default() -> Self {
-        Self { agent_offline_after: default_offline_after(), default_history_period: default_history_period() }
+        Self {
+            agent_offline_after: default_offline_after(),
+            default_history_period: default_history_period(),
+            retention: None,
+        }
     }
 }

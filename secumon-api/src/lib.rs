@@ -57,7 +57,7 @@ pub use alerts::{
 pub use audit::{AuditList, AuditQuery, AuditView};
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, Error as ClientError, TENANT_HEADER};
-pub use config::TenantConfig;
+pub use config::{RetentionSettings, TenantConfig};
 pub use dashboards::{Dashboard, DashboardList, DashboardRequest, DashboardSummary};
 pub use data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult, LatestCheck};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};

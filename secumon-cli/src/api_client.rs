@@ -14,10 +14,13 @@ pub fn set_token(token: Option<String>) {
 
 /// The typed API client for `server`, carrying the `--token`.
 pub fn client(server: &str) -> anyhow::Result<secumon_api::Client> {
-    secumon_api::Client::builder(server)
-        .token_opt(TOKEN.get().cloned().flatten())
-        .build()
-        .with_context(|| format!("cannot use the server address {server:?}"))
+    client_builder(server).build().with_context(|| format!("cannot use the server address {server:?}"))
+}
+
+/// The typed API client's builder for `server`, carrying the `--token`, for settings of its
+/// own (a tenant to act in).
+pub fn client_builder(server: &str) -> secumon_api::ClientBuilder {
+    secumon_api::Client::builder(server).token_opt(TOKEN.get().cloned().flatten())
 }
 
 /// A failed call as the command's outcome: a 400 is printed and exits

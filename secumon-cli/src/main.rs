@@ -14,6 +14,7 @@ mod rotation;
 mod rules;
 mod scan;
 mod sso;
+mod tenant_config;
 mod units;
 mod users;
 
@@ -146,7 +147,8 @@ enum Command {
     ///
     /// Example: secumon ca status --data-dir /var/lib/secumon
     Ca(rotation::CaArgs),
-    /// Validate configuration files.
+    /// Validate configuration files; show and change a tenant's settings on the server
+    /// (retention of its samples per tier among them).
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -169,6 +171,14 @@ enum ConfigCommand {
     ///
     /// Example: secumon config check /etc/secumon/agent.yaml
     Check { file: PathBuf },
+    /// Show the tenant's settings on the server, with the retention of its samples in force.
+    ///
+    /// Example: secumon config show --server http://127.0.0.1:8080
+    Show(tenant_config::TenantConfigTarget),
+    /// Change the tenant's settings on the server; what is not given stays as it is.
+    ///
+    /// Example: secumon config set --retention-raw 7d --retention-5m 60d --retention-1h 2y
+    Set(tenant_config::TenantConfigChange),
 }
 
 #[derive(clap::Args)]
@@ -364,6 +374,8 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command: ConfigCommand::Check { file } } => Ok(check_config(&file)),
+        Command::Config { command: ConfigCommand::Show(target) } => tenant_config::show(target).await,
+        Command::Config { command: ConfigCommand::Set(change) } => tenant_config::set(change).await,
         Command::Backup(args) => backup::backup(args).await.map(|()| ExitCode::SUCCESS),
         Command::Restore(args) => backup::restore(args).await.map(|()| ExitCode::SUCCESS),
         Command::SecretKey(args) => rotation::secret_key_command(args).await,

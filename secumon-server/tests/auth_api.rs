@@ -433,6 +433,16 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // Nor set B's settings (its retention) with it.
+        let response = api
+            .raw
+            .request(Method::PUT, "/config", Some(token))
+            .header("x-secumon-tenant", "globex")
+            .json(&json!({"agent_offline_after": "30s", "retention": {"raw": "1h", "rollup_5m": "1h", "rollup_1h": "1h"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
     }
 
     // B's objects are all as they were.
@@ -450,6 +460,9 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     assert_eq!(silences["silences"][0]["id"].as_str(), Some(silence.as_str()), "not expired by A: {silences}");
     let (_, dashboard) = api.call(Method::GET, &format!("/dashboards/{dash}"), t, None).await;
     assert_eq!(dashboard["name"].as_str(), Some("b-dash"), "{dashboard}");
+    let (_, config) = api.call(Method::GET, "/config", t, None).await;
+    assert_eq!(config["agent_offline_after"], "2m", "{config}");
+    assert_eq!(config["retention"], json!({"raw": "30d", "rollup_5m": "90d", "rollup_1h": "365d"}), "{config}");
     let (_, layers) = api.call(Method::GET, "/agent-config", t, None).await;
     assert_eq!(layers["layers"][0]["selector"], "role=b-host", "not deleted by A: {layers}");
     let (status, _) = api.call(Method::GET, "/agents", Some(&b.key), None).await;

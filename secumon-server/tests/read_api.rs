@@ -104,7 +104,8 @@ async fn host_summaries_network_targets_dashboards_and_integrations() {
     assert!(document["paths"]["/api/v1/dashboards/{id}"]["put"].is_object());
 
     let (_, config) = api.call(Method::GET, "/config", None).await;
-    assert_eq!(config, json!({"agent_offline_after": "2m", "default_history_period": "1h"}));
+    let defaults = json!({"raw": "30d", "rollup_5m": "90d", "rollup_1h": "365d"});
+    assert_eq!(config, json!({"agent_offline_after": "2m", "default_history_period": "1h", "retention": defaults}));
     for bad in [json!({"agent_offline_after": "10d"}), json!({"default_history_period": "soon"}), json!({"colour": 1})]
     {
         let (status, answer) = api.call(Method::PUT, "/config", Some(bad.clone())).await;

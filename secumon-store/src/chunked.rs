@@ -15,6 +15,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use crate::codec::{Effort, WalSample, decode_chunk, decode_wal, encode_chunk, encode_wal};
 use crate::head::{Generation, Head, sort_last_write_wins};
 use crate::query::{Point, Summary, aggregate, aggregate_summaries, bucket_of, summarize};
+use crate::retention::{Owners, RETENTION_KIND, SampleTier, TenantRetentions};
 use crate::writer::Writer;
 use crate::{
     FIVE_MINUTES_MS, MaintenanceCounters, MaintenanceReport, MaintenanceTask, ONE_HOUR_MS, RangeQuery, StoreError,
@@ -36,6 +37,8 @@ pub struct SampleEngine {
     pub writer: Writer,
     pub reader: SqlitePool,
     pub options: StoreOptions,
+    /// Every tenant's retention of samples per tier, read again at each retention pass.
+    pub retentions: TenantRetentions,
     head: Mutex<Head>,
     /// Held shared by queries and exclusively while a compaction commits and hides the
     /// series it wrote, so no query sees a sample both in the head and in a chunk.
@@ -66,6 +69,7 @@ impl SampleEngine {
         Self {
             writer,
             reader,
+            retentions: TenantRetentions::new(options.retention),
             options,
             head: Mutex::new(Head::default()),
             gate: tokio::sync::RwLock::new(()),
@@ -109,6 +113,7 @@ impl SampleEngine {
     /// compaction had already written before the process stopped; converts the rows of the
     /// pre-chunk `samples` table, if any, into a write-ahead record first.
     pub async fn recover(&self) -> Result<(), StoreError> {
+        self.load_retentions().await?;
         self.convert_legacy_samples().await?;
         let watermarks: HashMap<i64, i64> = sqlx::query_as(
             "SELECT series_id, MAX(max_wal_id) FROM chunks \
@@ -134,6 +139,17 @@ impl SampleEngine {
                 head.active.append(wal_id, &samples);
             }
         }
+        Ok(())
+    }
+
+    /// Reads every tenant's own retention policy from the records.
+    pub async fn load_retentions(&self) -> Result<(), StoreError> {
+        // On a reader: the single writer stays free for ingest.
+        let rows = sqlx::query_as("SELECT tenant_id, body FROM records WHERE kind = ?")
+            .bind(RETENTION_KIND)
+            .fetch_all(&self.reader)
+            .await?;
+        self.retentions.load(rows);
         Ok(())
     }
 
@@ -196,8 +212,10 @@ impl SampleEngine {
             })
             .await?;
             let mut tx = self.writer.begin().await?;
-            let resummarized =
-                resummarize_rewrites(&mut tx, &mut compacted, now_ms - self.options.retention.raw_ms).await?;
+            // Raw samples before this may be gone (for the tenant with the shortest raw
+            // retention): a bucket there cannot be summarized again from its chunks.
+            let raw_since_ms = now_ms - self.retentions.shortest_raw_ms();
+            let resummarized = resummarize_rewrites(&mut tx, &mut compacted, raw_since_ms).await?;
             insert_chunks(&mut tx, &compacted, 0).await?;
             for (table, tier) in [("rollup_5m", 0), ("rollup_1h", 1)] {
                 let (mut added, mut replaced) = (Vec::new(), Vec::new());
@@ -284,9 +302,16 @@ impl SampleEngine {
         Ok(merged)
     }
 
-    /// Deletes what each tier's retention no longer covers, a slice at a time.
+    /// Deletes what each tier's retention no longer covers, a slice at a time. Samples
+    /// (chunks and rollups) go by age past the longest horizon of any tenant, then tenant
+    /// group by group past each shorter one, walking each group's series through the series
+    /// index (not every chunk older than the shorter horizon, which longer-keeping tenants'
+    /// data would make a scan of most of the table at every pass).
     async fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
         let _one = self.maintenance.lock().await;
+        // Another server process does not share this database, but the API may have changed
+        // a policy through another handle of the store: the records are the truth.
+        self.load_retentions().await?;
         let r = &self.options.retention;
         let by_rowid = |table: &str, ts: &str| {
             format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {ts} < ?1 LIMIT ?2)")
@@ -297,27 +322,69 @@ impl SampleEngine {
                  (SELECT series_id, bucket FROM {table} WHERE bucket < ?1 LIMIT ?2)"
             )
         };
-        let plans = [
-            (by_rowid("chunks", "max_ts"), r.raw_ms),
-            (by_rowid("check_results", "ts"), r.raw_ms),
-            (by_rowid("logs", "ts"), r.logs_ms),
-            (by_rowid("events", "ts"), r.events_ms),
-            (by_rowid("alert_history", "ts"), r.alerts_ms),
-            (by_rowid("audit_log", "ts"), r.audit_ms),
-            (by_bucket("rollup_5m"), r.rollup_5m_ms),
-            (by_bucket("rollup_1h"), r.rollup_1h_ms),
-            // The duplicate filter only needs to outlive what an agent may still resend.
-            (
-                "DELETE FROM ingested_batches WHERE (agent_id, sequence) IN (SELECT agent_id, sequence \
-                 FROM ingested_batches WHERE committed_at_ms < ?1 LIMIT ?2)"
-                    .to_string(),
-                r.raw_ms,
-            ),
-        ];
+        // Series first (CROSS JOIN keeps SQLite from driving the join from the age index).
+        let of_owners = |tier: SampleTier, owners: &Owners| {
+            let owned = match owners {
+                Owners::Tenant(_) => "s.tenant_id = ?3",
+                Owners::AllBut(_) => "s.tenant_id NOT IN (SELECT value FROM json_each(?3))",
+            };
+            match tier {
+                SampleTier::Raw => format!(
+                    "DELETE FROM chunks WHERE rowid IN (SELECT c.rowid FROM series s CROSS JOIN chunks c \
+                     WHERE c.series_id = s.id AND c.max_ts < ?1 AND {owned} LIMIT ?2)"
+                ),
+                SampleTier::FiveMinutes | SampleTier::OneHour => {
+                    let table = if tier == SampleTier::FiveMinutes { "rollup_5m" } else { "rollup_1h" };
+                    format!(
+                        "DELETE FROM {table} WHERE (series_id, bucket) IN (SELECT r.series_id, r.bucket \
+                         FROM series s CROSS JOIN {table} r WHERE r.series_id = s.id AND r.bucket < ?1 \
+                         AND {owned} LIMIT ?2)"
+                    )
+                }
+            }
+        };
+        let owner_bind = |owners: &Owners| match owners {
+            Owners::Tenant(tenant) => tenant.clone(),
+            Owners::AllBut(tenants) => serde_json::Value::from(tenants.clone()).to_string(),
+        };
+        // (statement, keep, the owners' bind if the statement takes one)
+        let mut plans: Vec<(String, i64, Option<String>)> = Vec::new();
+        let samples = |tier: SampleTier, plans: &mut Vec<(String, i64, Option<String>)>| {
+            let plan = self.retentions.plan(tier);
+            plans.push(match tier {
+                SampleTier::Raw => (by_rowid("chunks", "max_ts"), plan.longest_ms, None),
+                SampleTier::FiveMinutes => (by_bucket("rollup_5m"), plan.longest_ms, None),
+                SampleTier::OneHour => (by_bucket("rollup_1h"), plan.longest_ms, None),
+            });
+            for (owners, keep_ms) in &plan.groups {
+                plans.push((of_owners(tier, owners), *keep_ms, Some(owner_bind(owners))));
+            }
+        };
+        samples(SampleTier::Raw, &mut plans);
+        plans.extend([
+            (by_rowid("check_results", "ts"), r.raw_ms, None),
+            (by_rowid("logs", "ts"), r.logs_ms, None),
+            (by_rowid("events", "ts"), r.events_ms, None),
+            (by_rowid("alert_history", "ts"), r.alerts_ms, None),
+            (by_rowid("audit_log", "ts"), r.audit_ms, None),
+        ]);
+        samples(SampleTier::FiveMinutes, &mut plans);
+        samples(SampleTier::OneHour, &mut plans);
+        // The duplicate filter only needs to outlive what an agent may still resend.
+        plans.push((
+            "DELETE FROM ingested_batches WHERE (agent_id, sequence) IN (SELECT agent_id, sequence \
+             FROM ingested_batches WHERE committed_at_ms < ?1 LIMIT ?2)"
+                .to_string(),
+            r.raw_ms,
+            None,
+        ));
         let mut expired = 0;
-        for (delete, keep_ms) in plans {
+        for (delete, keep_ms, owners) in plans {
             loop {
-                let slice = sqlx::query(&delete).bind(now_ms.saturating_sub(keep_ms)).bind(EXPIRE_SLICE);
+                let mut slice = sqlx::query(&delete).bind(now_ms.saturating_sub(keep_ms)).bind(EXPIRE_SLICE);
+                if let Some(owners) = &owners {
+                    slice = slice.bind(owners.as_str());
+                }
                 let done = self.writer.execute_alone(slice).await?;
                 expired += done;
                 if done < EXPIRE_SLICE as u64 {
@@ -332,6 +399,7 @@ impl SampleEngine {
     /// Points of each series in `series_ids` for `query`, from the tier it calls for.
     pub async fn query(
         &self,
+        tenant: &str,
         series_ids: &[u32],
         query: &RangeQuery,
         now_ms: i64,
@@ -339,7 +407,7 @@ impl SampleEngine {
         if series_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let tier = Tier::for_query(query, now_ms, &self.options.retention);
+        let tier = Tier::for_query(query, now_ms, &self.retentions.of(tenant));
         let ids = json_ids(series_ids.iter().map(|id| i64::from(*id)));
         let _shared = self.gate.read().await;
         let stored: Vec<Stored> = match tier {

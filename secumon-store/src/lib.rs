@@ -30,6 +30,7 @@ pub mod logs;
 mod postgres;
 mod query;
 mod records;
+mod retention;
 mod sqlite;
 mod writer;
 
@@ -41,6 +42,9 @@ pub use audit::{AuditEntry, AuditFilter};
 pub use logs::{LineFilter, LogCursor, LogEntry, LogOrder, LogPage, LogQuery, LogScan};
 pub use postgres::PgStore;
 pub use query::{Aggregation, Point, RangeQuery, SeriesPoints, SeriesSelector};
+pub use retention::{
+    MAX_RETENTION_MS, MIN_RAW_RETENTION_MS, RETENTION_ID, RETENTION_KIND, RetentionError, TierRetention,
+};
 pub use sqlite::SqliteStore;
 
 /// Tenant that owns everything until tenants are managed.
@@ -96,6 +100,9 @@ pub enum StoreError {
     /// The query or filter is invalid (a bad step, range, regex or paging cursor).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A tenant's retention policy was refused; nothing was changed.
+    #[error("invalid retention: {0}")]
+    InvalidRetention(#[from] RetentionError),
     /// A sample is stamped further ahead of now than [`StoreOptions::max_future_ms`]; the
     /// batch was refused whole.
     #[error("sample of {series} at {timestamp_ms} ms is more than {limit_ms} ms in the future")]
@@ -331,7 +338,8 @@ impl Tier {
 /// Tuning of a store; the defaults suit `secumon up`.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// How long each kind of data is kept.
+    /// How long each kind of data is kept; a tenant may keep its samples' tiers for
+    /// longer or shorter ([`Store::set_tier_retention`]).
     pub retention: Retention,
     /// Samples kept in the head before it is compacted (16 bytes each in memory): the more
     /// series, the more it takes for compaction to write chunks worth the name.
@@ -754,6 +762,21 @@ pub trait Store: Send + Sync {
     /// Removes the document under `(kind, id)`; `false` when there was none. Exactly one of
     /// several concurrent callers sees `true`, which makes it a one-time token's consumption.
     async fn delete_record(&self, tenant: &str, kind: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// The retention of samples per tier a tenant without one of its own gets
+    /// ([`StoreOptions::retention`]).
+    fn retention_defaults(&self) -> TierRetention;
+
+    /// `tenant`'s retention of samples, tier by tier: its own
+    /// ([`Store::set_tier_retention`]) or else the store's [`StoreOptions::retention`].
+    async fn tier_retention(&self, tenant: &str) -> Result<TierRetention, StoreError>;
+
+    /// Gives `tenant` a retention of samples per tier of its own, or (`None`) the store's
+    /// defaults again. Kept durably (a record of the tenant, [`RETENTION_KIND`]), so every
+    /// process sharing the database applies it from its next maintenance pass; this one's
+    /// queries pick their tier by it at once. A policy that does not
+    /// [validate](TierRetention::validate) is refused with [`StoreError::InvalidRetention`].
+    async fn set_tier_retention(&self, tenant: &str, tiers: Option<TierRetention>) -> Result<(), StoreError>;
 
     /// Forgets an agent (its data stays until retention removes it); `false` when unknown.
     async fn delete_agent(&self, tenant: &str, agent_id: &str) -> Result<bool, StoreError>;

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend, for production: the same [`Store`] as the embedded one.
 //!
 //! Samples are rows of a table range-partitioned by day (partitions are made as data
-//! arrives and dropped whole when raw retention passes), written with `UNNEST` arrays, one
+//! arrives and dropped whole when the longest raw retention of any tenant passes; tenants
+//! that keep theirs shorter have their rows deleted, in slices), written with `UNNEST` arrays, one
 //! statement per batch. The rollup job folds rows written since its last run into the
 //! 5-minute and 1-hour tiers, each timestamp once (its last write): a bucket where a
 //! timestamp was written again after being folded is summarized again from its rows. Request paths run as the `secumon_tenant` role with the
@@ -29,10 +30,12 @@ use crate::records::{
     CheckRow, FindingEvent, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check,
     status_text,
 };
+use crate::retention::{Owners, RETENTION_KIND, SampleTier, TenantRetentions};
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FIVE_MINUTES_MS, FindingFilter,
     FindingsImport, ImportSummary, LatestCheck, MaintenanceCounters, MaintenanceHealth, MaintenanceReport,
-    MaintenanceTask, ONE_HOUR_MS, RecordSwap, Store, StoreError, StoreOptions, StoredRecord, Tier, WriteOutcome,
+    MaintenanceTask, ONE_HOUR_MS, RecordSwap, Store, StoreError, StoreOptions, StoredRecord, Tier, TierRetention,
+    WriteOutcome,
 };
 
 /// Stores a document, replacing any under its `(tenant, kind, id)`.
@@ -52,6 +55,14 @@ struct CountedAgentRow {
 }
 /// How often the background task rolls up and applies retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// Rows deleted per retention statement, so other writers interleave.
+const EXPIRE_SLICE: i64 = 10_000;
+/// Retention passes between full sweeps of a tenant group's older data (in between, a pass
+/// deletes only what aged past its horizon since the last pass).
+const FULL_SWEEP_EVERY: u64 = 60;
+
+/// Where a tenant group's deletes of one tier stand: the group, its horizon, and the tier.
+type SweepKey = (SampleTier, Owners, i64);
 
 /// The PostgreSQL backend: [`Store`] over a connection pool, for servers that share one
 /// database or outgrow one file.
@@ -70,6 +81,12 @@ pub struct PgStore {
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Outcomes of maintenance passes, by task.
     health: MaintenanceCounters,
+    /// Every tenant's retention of samples per tier, read again at each retention pass.
+    retentions: TenantRetentions,
+    /// Per tenant group and tier, the cutoff below which its rows are known deleted, and the
+    /// passes since the last full sweep (when these start again from nothing: a sample
+    /// written late into an old partition is caught by the next full sweep).
+    swept: Mutex<(HashMap<SweepKey, i64>, u64)>,
     /// `postgres://host:port/database`, without credentials.
     location: String,
 }
@@ -119,15 +136,18 @@ impl PgStore {
         let series_budget = SeriesBudget::new(options.max_series_per_tenant);
         let store = std::sync::Arc::new(Self {
             pool,
-            options,
             series_ids: SeriesCache::default(),
             series_budget,
             partitions: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
             background: Mutex::new(None),
             health: MaintenanceCounters::default(),
+            retentions: TenantRetentions::new(options.retention),
+            swept: Mutex::new((HashMap::new(), 0)),
+            options,
             location,
         });
+        store.load_retentions().await?;
         if background {
             let weak = std::sync::Arc::downgrade(&store);
             let task = tokio::spawn(async move {
@@ -311,9 +331,56 @@ impl PgStore {
         Ok(samples as u64)
     }
 
-    /// Drops sample partitions past raw retention and deletes expired rows elsewhere.
+    /// Reads every tenant's own retention policy from the records.
+    async fn load_retentions(&self) -> Result<(), StoreError> {
+        let rows = sqlx::query_as("SELECT tenant_id, body FROM records WHERE kind = $1")
+            .bind(RETENTION_KIND)
+            .fetch_all(&self.pool)
+            .await?;
+        self.retentions.load(rows);
+        Ok(())
+    }
+
+    /// Deletes rows `delete` picks (`$1` cutoff, `$2` slice, then the extra binds), a slice
+    /// at a time, so no statement holds locks on a large part of a table.
+    async fn delete_sliced(&self, delete: &str, cutoff_ms: i64, owners: Option<&Owners>) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let slice = sqlx::query(delete).bind(cutoff_ms).bind(EXPIRE_SLICE);
+            let slice = match owners {
+                None => slice,
+                Some(Owners::Tenant(tenant)) => slice.bind(tenant),
+                Some(Owners::AllBut(tenants)) => slice.bind(tenants),
+            };
+            let done = slice.execute(&self.pool).await?.rows_affected();
+            deleted += done;
+            if done < EXPIRE_SLICE as u64 {
+                return Ok(deleted);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Drops sample partitions past the longest raw retention of any tenant, deletes the
+    /// rows of tenants with shorter ones (partition by partition, only partitions that
+    /// aged past the group's horizon since the last pass) and expired rows elsewhere.
     async fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
+        // Other server processes may have changed a policy: the records are the truth.
+        self.load_retentions().await?;
         let r = &self.options.retention;
+        let (mut swept, plans) = {
+            let mut guard = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+            guard.1 += 1;
+            if guard.1 >= FULL_SWEEP_EVERY {
+                *guard = (HashMap::new(), 0);
+            }
+            (guard.0.clone(), SampleTier::ALL.map(|tier| (tier, self.retentions.plan(tier))))
+        };
+        let mut next_swept = HashMap::new();
+        let owned = |owners: &Owners| match owners {
+            Owners::Tenant(_) => "tenant_id = $3",
+            Owners::AllBut(_) => "tenant_id <> ALL($3)",
+        };
         let partitions: Vec<String> = sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
              JOIN pg_class p ON p.oid = i.inhparent \
@@ -321,20 +388,70 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
+        let mut days: Vec<i64> = partitions
+            .iter()
+            .filter_map(|name| name.strip_prefix("samples_d").and_then(|d| d.parse::<i64>().ok()))
+            .collect();
+        days.sort_unstable();
         let mut expired = 0;
-        for name in partitions {
-            let Some(day) = name.strip_prefix("samples_d").and_then(|d| d.parse::<i64>().ok()) else { continue };
-            if (day + 1) * DAY_MS <= now_ms - r.raw_ms {
+        for (tier, plan) in &plans {
+            if *tier != SampleTier::Raw {
+                continue;
+            }
+            let mut kept = Vec::with_capacity(days.len());
+            for day in days {
+                if (day + 1) * DAY_MS > now_ms - plan.longest_ms {
+                    kept.push(day);
+                    continue;
+                }
+                let name = format!("samples_d{day}");
                 expired += sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{name}\""))
                     .fetch_one(&self.pool)
                     .await? as u64;
                 sqlx::query(&format!("DROP TABLE \"{name}\"")).execute(&self.pool).await?;
                 self.partitions.lock().unwrap_or_else(|p| p.into_inner()).remove(&day);
             }
+            for (owners, keep_ms) in &plan.groups {
+                let key = (*tier, owners.clone(), *keep_ms);
+                let cutoff = now_ms - keep_ms;
+                let from = swept.remove(&key).unwrap_or(i64::MIN);
+                for day in kept.iter().filter(|day| **day * DAY_MS < cutoff && (**day + 1) * DAY_MS > from) {
+                    let name = format!("samples_d{day}");
+                    let delete = format!(
+                        "DELETE FROM \"{name}\" WHERE ctid IN (SELECT ctid FROM \"{name}\" WHERE ts < $1 \
+                         AND series_id IN (SELECT id FROM series WHERE {}) LIMIT $2)",
+                        owned(owners)
+                    );
+                    expired += self.delete_sliced(&delete, cutoff, Some(owners)).await?;
+                }
+                next_swept.insert(key, cutoff);
+            }
+            days = kept;
+        }
+        for (tier, plan) in &plans {
+            let table = match tier {
+                SampleTier::Raw => continue,
+                SampleTier::FiveMinutes => "rollup_5m",
+                SampleTier::OneHour => "rollup_1h",
+            };
+            let delete =
+                format!("DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE bucket < $1 LIMIT $2)");
+            expired += self.delete_sliced(&delete, now_ms.saturating_sub(plan.longest_ms), None).await?;
+            for (owners, keep_ms) in &plan.groups {
+                let key = (*tier, owners.clone(), *keep_ms);
+                let cutoff = now_ms - keep_ms;
+                // By the age index from where the last pass stopped: a group's older rows are gone.
+                let from = swept.remove(&key).unwrap_or(i64::MIN);
+                let delete = format!(
+                    "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE bucket >= {from} \
+                     AND bucket < $1 AND series_id IN (SELECT id FROM series WHERE {}) LIMIT $2)",
+                    owned(owners)
+                );
+                expired += self.delete_sliced(&delete, cutoff, Some(owners)).await?;
+                next_swept.insert(key, cutoff);
+            }
         }
         for (delete, keep_ms) in [
-            ("DELETE FROM rollup_5m WHERE bucket < $1", r.rollup_5m_ms),
-            ("DELETE FROM rollup_1h WHERE bucket < $1", r.rollup_1h_ms),
             ("DELETE FROM check_results WHERE ts < $1", r.raw_ms),
             ("DELETE FROM logs WHERE ts < $1", r.logs_ms),
             ("DELETE FROM events WHERE ts < $1", r.events_ms),
@@ -345,6 +462,8 @@ impl PgStore {
             expired +=
                 sqlx::query(delete).bind(now_ms.saturating_sub(keep_ms)).execute(&self.pool).await?.rows_affected();
         }
+        // Only a pass that got this far knows every group clean up to its cutoff.
+        self.swept.lock().unwrap_or_else(|p| p.into_inner()).0 = next_swept;
         Ok(expired)
     }
 
@@ -1076,7 +1195,7 @@ impl Store for PgStore {
             }
         }
         let ids: Vec<i64> = matched.keys().copied().collect();
-        let tier = Tier::for_query(query, now_ms(), &self.options.retention);
+        let tier = Tier::for_query(query, now_ms(), &self.retentions.of(tenant));
         let rolled_up: i64 = match tier {
             Tier::Raw => 0,
             _ => sqlx::query_scalar("SELECT rolled_up FROM rollup_state WHERE id = 1").fetch_one(&mut *tx).await?,
@@ -1156,6 +1275,18 @@ impl Store for PgStore {
 
     fn maintenance_health(&self) -> MaintenanceHealth {
         self.health.snapshot()
+    }
+
+    fn retention_defaults(&self) -> TierRetention {
+        self.options.retention.tiers()
+    }
+
+    async fn tier_retention(&self, tenant: &str) -> Result<TierRetention, StoreError> {
+        crate::retention::read(self, &self.retentions, tenant).await
+    }
+
+    async fn set_tier_retention(&self, tenant: &str, tiers: Option<TierRetention>) -> Result<(), StoreError> {
+        crate::retention::write(self, &self.retentions, tenant, tiers).await
     }
 
     fn location(&self) -> String {

@@ -30,7 +30,7 @@ use crate::writer::{WriteTransaction, Writer};
 use crate::{
     AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FindingFilter, FindingsImport,
     ImportSummary, LatestCheck, MaintenanceHealth, MaintenanceReport, RecordSwap, Store, StoreError, StoreOptions,
-    StoredRecord, WriteOutcome,
+    StoredRecord, TierRetention, WriteOutcome,
 };
 
 /// Stores a document, replacing any under its `(tenant, kind, id)`.
@@ -1048,7 +1048,7 @@ impl Store for SqliteStore {
         let ids: Vec<u32> = matched.keys().copied().collect();
         let mut answer: Vec<SeriesPoints> = self
             .engine
-            .query(&ids, query, now_ms())
+            .query(tenant, &ids, query, now_ms())
             .await?
             .into_iter()
             .filter_map(|(id, points)| Some(SeriesPoints { series: matched.remove(&id)?, points }))
@@ -1059,6 +1059,18 @@ impl Store for SqliteStore {
 
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError> {
         self.engine.maintain(now_ms, true).await
+    }
+
+    fn retention_defaults(&self) -> TierRetention {
+        self.engine.options.retention.tiers()
+    }
+
+    async fn tier_retention(&self, tenant: &str) -> Result<TierRetention, StoreError> {
+        crate::retention::read(self, &self.engine.retentions, tenant).await
+    }
+
+    async fn set_tier_retention(&self, tenant: &str, tiers: Option<TierRetention>) -> Result<(), StoreError> {
+        crate::retention::write(self, &self.engine.retentions, tenant, tiers).await
     }
 
     fn maintenance_health(&self) -> MaintenanceHealth {

@@ -52,6 +52,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::InvalidQuery(message) => Self::bad_request(message),
+            StoreError::InvalidRetention(refused) => Self::bad_request(refused.to_string()),
             refused @ StoreError::FutureTimestamp { .. } => Self::bad_request(refused.to_string()),
             refused @ StoreError::TenantMismatch { .. } => Self::new(ErrorCode::Conflict, refused.to_string()),
             refused @ StoreError::ReportTooLarge { .. } => Self::new(ErrorCode::ReportTooLarge, refused.to_string()),

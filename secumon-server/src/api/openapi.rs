@@ -99,5 +99,6 @@ mod tests {
         assert_eq!(document["paths"]["/api/v1/auth/login"]["post"]["security"], serde_json::json!([{}]));
         assert!(document["components"]["schemas"]["AgentList"].is_object());
         assert!(document["components"]["schemas"]["Overview"].is_object());
+        assert!(document["components"]["schemas"]["RetentionSettings"].is_object(), "the config's retention");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use secumon_core::{CheckResult, CheckStatus, Event, IngestBatch, Labels, LogRecord, Sample, Severity};
 use secumon_store::{
     AgentFilter, AgentRecord, Aggregation, AlertHistoryEntry, AuditEntry, AuditFilter, RangeQuery, RecordSwap,
-    SeriesSelector, Store, StoreError, StoreOptions, WriteOutcome,
+    SeriesSelector, Store, StoreError, StoreOptions, TierRetention, WriteOutcome,
 };
 
 /// A database that tests can open, close and open again.
@@ -55,6 +55,7 @@ macro_rules! store_suite {
             old_ranges_are_answered_from_rollups_after_raw_expires,
             retention_expires_logs_events_and_history,
             retention_failing_half_way_resumes_losing_and_doubling_nothing,
+            each_tenant_keeps_each_tier_for_its_own_retention,
             audit_log_is_per_tenant_filtered_paged_newest_first_and_expires,
             a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not,
             logs_page_by_cursor_range_source_and_filter,
@@ -1108,4 +1109,109 @@ pub async fn logs_page_by_cursor_range_source_and_filter(backend: &dyn Backend) 
     // Another tenant sees none of it.
     let other = store.query_logs("acme", &query(100)).await.unwrap();
     assert!(other.entries.is_empty() && !other.more);
+}
+
+/// Three tenants keep their samples for different times: `short` (raw 2 days, 5-minute
+/// rollups 20 days), `keep` (the defaults: 30, 90, 365) and `long` (raw 60 days). One pass
+/// deletes each tenant's raw samples and rollups past its own horizon only, queries pick the
+/// tier by the tenant's own retention, and the policies survive a reopen.
+pub async fn each_tenant_keeps_each_tier_for_its_own_retention(backend: &dyn Backend) {
+    let now = secumon_core::now_ms();
+    let (hour, day) = (3_600_000, 86_400_000);
+    let store = backend.open().await;
+    let short = TierRetention { raw_ms: 2 * day, rollup_5m_ms: 20 * day, rollup_1h_ms: 365 * day };
+    let long = TierRetention { raw_ms: 60 * day, rollup_5m_ms: 90 * day, rollup_1h_ms: 365 * day };
+    store.set_tier_retention("short", Some(short)).await.unwrap();
+    store.set_tier_retention("long", Some(long)).await.unwrap();
+    let defaults = StoreOptions::default().retention.tiers();
+    assert_eq!(store.tier_retention("keep").await.unwrap(), defaults);
+    assert_eq!(store.tier_retention("short").await.unwrap(), short);
+    // Nonsense is refused, naming the tier, and changes nothing.
+    let unordered = TierRetention { rollup_5m_ms: day, ..short };
+    match store.set_tier_retention("short", Some(unordered)).await {
+        Err(StoreError::InvalidRetention(e)) => assert_eq!(e.field, "rollup_5m", "{e}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(store.tier_retention("short").await.unwrap(), short);
+
+    // Two hours of 10 s data, hour-aligned, `age` days ago, in a series of its own per age
+    // (a SQLite chunk holds one series' samples of every age alike).
+    let start = |age: i64| now - now % hour - age * day;
+    let ages = [10, 40, 70];
+    for tenant in ["short", "keep", "long"] {
+        for (i, age) in ages.into_iter().enumerate() {
+            let samples: Vec<Sample> = (0..720)
+                .map(|j| gauge(&format!("cpu_{age}d"), &[], start(age) + j * 10_000, (j % 30) as f64))
+                .collect();
+            store.write_batch(tenant, &batch(&format!("{tenant}-agent"), i as u64 + 1, "h", samples)).await.unwrap();
+        }
+    }
+    let report = store.maintain(now).await.unwrap();
+    assert!(report.expired_rows > 0, "{report:?}");
+
+    let query = |age: i64, step_ms: i64, aggregation| RangeQuery {
+        selector: SeriesSelector::new(format!("cpu_{age}d")),
+        start_ms: start(age),
+        end_ms: start(age) + 2 * hour - 1,
+        step_ms,
+        aggregation,
+    };
+    // p95 is always answered from raw samples.
+    let has_raw = |store: Arc<dyn Store>, tenant: &'static str, age: i64| async move {
+        !store.query_range(tenant, &query(age, hour, Aggregation::P95)).await.unwrap().is_empty()
+    };
+    let counts = |store: Arc<dyn Store>, tenant: &'static str, age: i64, step_ms: i64| async move {
+        let answer = store.query_range(tenant, &query(age, step_ms, Aggregation::Count)).await.unwrap();
+        answer.first().map(|s| s.points.iter().map(|p| p.value).collect::<Vec<_>>()).unwrap_or_default()
+    };
+    let kept = |store: Arc<dyn Store>| async move {
+        for (tenant, age, raw) in [
+            ("short", 10, false),
+            ("short", 40, false),
+            ("short", 70, false),
+            ("keep", 10, true),
+            ("keep", 40, false),
+            ("keep", 70, false),
+            ("long", 10, true),
+            ("long", 40, true),
+            ("long", 70, false),
+        ] {
+            assert_eq!(has_raw(store.clone(), tenant, age).await, raw, "{tenant}'s raw samples {age} days old");
+        }
+        // Where raw samples are gone, the rollups answer, as kept by each tenant's own horizon:
+        // `short` reads 5-minute rollups at 10 days, and 1-hour ones at 40 (its 5-minute
+        // retention is 20 days); the others read 5-minute rollups (or raw samples) at 40 days.
+        assert_eq!(counts(store.clone(), "short", 10, 300_000).await, vec![30.0; 24], "short, 10 days, 5 min");
+        assert_eq!(counts(store.clone(), "short", 40, hour).await, vec![360.0; 2], "short, 40 days, 1 h");
+        assert_eq!(counts(store.clone(), "short", 40, 300_000).await.len(), 2, "short, 40 days: 1 h buckets");
+        for tenant in ["keep", "long"] {
+            for age in ages {
+                assert_eq!(counts(store.clone(), tenant, age, 300_000).await, vec![30.0; 24], "{tenant}, {age} days");
+            }
+        }
+    };
+    kept(store.clone()).await;
+    // A second pass deletes nothing more.
+    assert_eq!(store.maintain(now).await.unwrap().expired_rows, 0);
+    kept(store.clone()).await;
+    store.close().await;
+
+    let reopened = backend.open().await;
+    assert_eq!(reopened.tier_retention("short").await.unwrap(), short, "kept durably");
+    assert_eq!(reopened.tier_retention("long").await.unwrap(), long);
+    kept(reopened.clone()).await;
+    // Back to the defaults, `short` reads 5-minute rollups at 40 days: they were deleted.
+    reopened.set_tier_retention("short", None).await.unwrap();
+    assert_eq!(reopened.tier_retention("short").await.unwrap(), defaults);
+    assert_eq!(counts(reopened.clone(), "short", 40, 300_000).await, Vec::<f64>::new(), "short's 5 min rollups");
+    assert_eq!(counts(reopened.clone(), "keep", 40, 300_000).await, vec![30.0; 24]);
+    // Passes go on deleting what ages past each horizon meanwhile (PostgreSQL goes on from
+    // where its last pass stopped): 25 days on, `keep`'s samples of 10 days ago are 35 days
+    // old, `long`'s 65 and 35.
+    reopened.maintain(now).await.unwrap();
+    assert!(reopened.maintain(now + 25 * day).await.unwrap().expired_rows > 0);
+    for (tenant, age, raw) in [("keep", 10, false), ("long", 10, true), ("long", 40, false)] {
+        assert_eq!(has_raw(reopened.clone(), tenant, age).await, raw, "25 days on, {tenant}'s raw of {age} days ago");
+    }
+    reopened.close().await;
 }
