@@ -12,7 +12,8 @@ use crate::proto;
 /// Largest number of values one batch may carry; larger batches are rejected.
 pub const MAX_VALUES_PER_BATCH: usize = 1_000_000;
 const MAX_ID_LEN: usize = 128;
-const MAX_LABEL_VALUE_LEN: usize = 4096;
+/// Longest label value a batch may carry, in bytes.
+pub const MAX_LABEL_VALUE_LEN: usize = 4096;
 /// 2100-01-01 in milliseconds: anything later is a unit mistake (µs or ns).
 const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
 

@@ -20,6 +20,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod exposition;
 pub mod managed;
 pub mod model;
 pub mod rules;

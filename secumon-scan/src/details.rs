@@ -11,6 +11,8 @@ use crate::dns::DnsDetails;
 use crate::http::HttpDetails;
 use crate::ping::PingStats;
 use crate::ports::PortsDetails;
+#[cfg(feature = "http")]
+use crate::prometheus::ScrapeDetails;
 #[cfg(feature = "snmp")]
 use crate::snmp::SnmpDetails;
 #[cfg(feature = "tls")]
@@ -36,6 +38,9 @@ pub enum CheckDetails {
     /// `http`: the final response and the redirects that led to it.
     #[cfg(feature = "http")]
     Http(HttpDetails),
+    /// `prometheus`: what the exporter's page held and what was kept.
+    #[cfg(feature = "http")]
+    Prometheus(ScrapeDetails),
     /// `dns`: every resolver's answer and whether they agree.
     #[cfg(feature = "dns")]
     Dns(DnsDetails),
@@ -75,6 +80,8 @@ impl CheckDetails {
             "udp" => Self::Udp(PortsDetails::deserialize(details)?),
             #[cfg(feature = "http")]
             "http" => Self::Http(HttpDetails::deserialize(details)?),
+            #[cfg(feature = "http")]
+            "prometheus" => Self::Prometheus(ScrapeDetails::deserialize(details)?),
             #[cfg(feature = "dns")]
             "dns" => Self::Dns(DnsDetails::deserialize(details)?),
             #[cfg(feature = "tls")]
@@ -109,6 +116,13 @@ impl From<TraceDetails> for CheckDetails {
 impl From<HttpDetails> for CheckDetails {
     fn from(details: HttpDetails) -> Self {
         Self::Http(details)
+    }
+}
+
+#[cfg(feature = "http")]
+impl From<ScrapeDetails> for CheckDetails {
+    fn from(details: ScrapeDetails) -> Self {
+        Self::Prometheus(details)
     }
 }
 

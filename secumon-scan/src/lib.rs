@@ -30,6 +30,8 @@ mod dns;
 mod http;
 mod ping;
 mod ports;
+#[cfg(feature = "http")]
+mod prometheus;
 mod render;
 mod scheduler;
 #[cfg(feature = "snmp")]
@@ -58,6 +60,8 @@ pub use ports::{
     PortList, PortReport, PortState, PortsDetails, PortsSpec, TcpScan, UdpScan, port_outcome, scan_tcp,
     scan_tcp_with_progress, scan_udp,
 };
+#[cfg(feature = "http")]
+pub use prometheus::{DEFAULT_MAX_SERIES, PrometheusCheck, PrometheusSpec, ScrapeDetails};
 pub use render::render_text;
 pub use scheduler::{ScheduledCheck, Scheduler};
 #[cfg(feature = "snmp")]

@@ -127,6 +127,21 @@ fn render_details(result: &CheckResult, details: &CheckDetails, out: &mut String
             }
             (notes.0, notes.1) = (&d.problems, &d.warnings);
         }
+        #[cfg(feature = "http")]
+        CheckDetails::Prometheus(d) => {
+            let _ = writeln!(
+                out,
+                "SCRAPE {} → {} in {:.1} ms: {} samples, {} kept, {} not allowed, {} dropped",
+                d.url,
+                d.status,
+                d.duration_seconds * 1000.0,
+                d.samples_scraped,
+                d.samples_kept,
+                d.samples_not_allowed,
+                d.samples_dropped
+            );
+            (notes.0, notes.1) = (&d.problems, &d.warnings);
+        }
         #[cfg(feature = "tls")]
         CheckDetails::Tls(report) => render_tls(report, out),
         #[cfg(feature = "snmp")]

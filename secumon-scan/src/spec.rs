@@ -85,6 +85,8 @@ check_specs! {
     Udp(crate::ports::PortsSpec) = "udp",
     #[cfg(feature = "http")]
     Http(crate::http::HttpSpec) = "http",
+    #[cfg(feature = "http")]
+    Prometheus(crate::prometheus::PrometheusSpec) = "prometheus",
     #[cfg(feature = "dns")]
     Dns(crate::dns::DnsSpec) = "dns",
     #[cfg(feature = "tls")]

@@ -65,51 +65,29 @@ pub fn process_exposition() -> String {
 }
 
 /// The samples of an exposition text (as `/metrics` writes it), each with `labels` added
-/// to its own, stamped `timestamp_ms`. Comments and lines that do not parse are skipped.
+/// to its own, stamped `timestamp_ms`. A text that does not parse gives none (and is logged:
+/// the server wrote it itself).
 pub fn samples_from_exposition(text: &str, labels: &Labels, timestamp_ms: i64) -> Vec<Sample> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (name, own, value) = parse_line(line)?;
+    let exposed = match secumon_core::exposition::parse(text) {
+        Ok(exposed) => exposed,
+        Err(error) => {
+            tracing::error!(%error, "the server's own /metrics text does not parse");
+            return Vec::new();
+        }
+    };
+    exposed
+        .into_iter()
+        .map(|sample| {
             let mut all = labels.clone();
             // `host` and `tenant` are the stored series' own (this host, the default
             // tenant): a metric's per-tenant label is kept as `of_tenant`.
-            all.extend(own.into_iter().map(|(key, value)| match key.as_str() {
+            all.extend(sample.labels.into_iter().map(|(key, value)| match key.as_str() {
                 HOST_LABEL | TENANT_LABEL => (format!("of_{key}"), value),
                 _ => (key, value),
             }));
-            Some(Sample::new(name, all, timestamp_ms, value))
+            Sample::new(sample.name, all, timestamp_ms, sample.value)
         })
         .collect()
-}
-
-/// `name{a="x",b="y"} value` or `name value`.
-fn parse_line(line: &str) -> Option<(&str, Labels, f64)> {
-    let (series, value) = line.rsplit_once(' ')?;
-    let value = value.parse::<f64>().ok()?;
-    let Some((name, rest)) = series.split_once('{') else {
-        return Some((series, Labels::new(), value));
-    };
-    let mut labels = Labels::new();
-    let mut rest = rest.strip_suffix('}')?;
-    while !rest.is_empty() {
-        let (key, after) = rest.split_once("=\"")?;
-        let mut label = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => label.push('\n'),
-                    other => label.push(other),
-                },
-                (_, c) => label.push(c),
-            }
-        };
-        labels.insert(key.trim_start_matches(',').to_string(), label);
-        rest = after[end + 1..].trim_start_matches(',');
-    }
-    Some((name, labels, value))
 }
 
 /// Writes the server's health through `sink` every `interval` until `stopped`; `render`
@@ -169,10 +147,11 @@ mod tests {
     #[test]
     fn exposition_lines_become_samples_with_their_labels() {
         let text = "# HELP a An a.\n# TYPE a counter\na 3\n\
-                    b{outcome=\"committed\"} 1.5\nc{x=\"q\\\"uo,te\",y=\"two\"} -2\nnot a line\n\
+                    b{outcome=\"committed\"} 1.5\nc{x=\"q\\\"uo,te\",y=\"two\"} -2\n\
                     d{tenant=\"acme\"} 7\n";
         let labels = Labels::from([("instance".to_string(), "m1".to_string())]);
         let samples = samples_from_exposition(text, &labels, 42);
+        assert!(samples_from_exposition("a 1\nnot a line\n", &labels, 42).is_empty(), "a text that does not parse");
         // Name, labels, value of each sample.
         type Found = Vec<(String, Vec<(String, String)>, f64)>;
         let found: Found = samples
