@@ -4,8 +4,11 @@
 //! arrives and dropped whole when raw retention passes), written with `UNNEST` arrays, one
 //! statement per batch. The rollup job folds rows written since its last run into the
 //! 5-minute and 1-hour tiers, each timestamp once (its last write): a bucket where a
-//! timestamp was written again after being folded is summarized again from its rows. Request paths run as the `secumon_tenant` role with the
-//! caller's tenant set, so row-level security stands behind every tenant filter.
+//! timestamp was written again after being folded is summarized again from its rows.
+//! Agents' batches are group-committed (group.rs): those that queue while a transaction
+//! commits share the next one, each batch in a savepoint of its own, on a few lanes of the
+//! pool at once. Request paths run as the `secumon_tenant` role with the caller's tenant
+//! set, so row-level security stands behind every tenant filter.
 //! TimescaleDB is not used: this backend needs only stock PostgreSQL (≥ 13).
 
 use std::borrow::Cow;
@@ -21,6 +24,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::audit::{AuditRow, entry_from_row};
 use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
+use crate::group::GroupCommit;
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
 use crate::logs::{LogCursor, LogEntry, LogOrder, LogScan};
@@ -50,6 +54,11 @@ struct CountedAgentRow {
     agent: AgentRow,
     total: i64,
 }
+/// Groups of agents' batches committing at once, each on a connection of the pool's
+/// [`POOL_CONNECTIONS`]: the rest stay free for queries, records and maintenance.
+const GROUP_LANES: usize = 4;
+/// Connections to the database.
+const POOL_CONNECTIONS: u32 = 8;
 /// How often the background task rolls up and applies retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
@@ -67,6 +76,8 @@ pub struct PgStore {
     partitions: Mutex<HashSet<i64>>,
     /// Write sequence numbers of batches not yet committed: the rollup job stops below them.
     in_flight: Mutex<BTreeSet<i64>>,
+    /// Agents' batches queued for the next group transaction (see group.rs).
+    group: GroupCommit<Queued, Result<WriteOutcome, StoreError>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Outcomes of maintenance passes, by task.
     health: MaintenanceCounters,
@@ -109,7 +120,7 @@ impl PgStore {
             connect.get_database().unwrap_or_default()
         );
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(POOL_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await
@@ -117,6 +128,7 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let background = options.background;
         let series_budget = SeriesBudget::new(options.max_series_per_tenant);
+        let max_group_batches = options.max_group_batches;
         let store = std::sync::Arc::new(Self {
             pool,
             options,
@@ -124,6 +136,7 @@ impl PgStore {
             series_budget,
             partitions: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
+            group: GroupCommit::with_lanes(max_group_batches, GROUP_LANES),
             background: Mutex::new(None),
             health: MaintenanceCounters::default(),
             location,
@@ -406,46 +419,175 @@ fn redact(url: &str) -> String {
     url.to_string()
 }
 
-#[async_trait]
-impl Store for PgStore {
-    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+/// A batch waiting for the next group commit.
+struct Queued {
+    tenant: String,
+    batch: IngestBatch,
+}
+
+/// What one batch left in a group's transaction (refusals and failures are errors: their
+/// rows were rolled back to the batch's savepoint).
+enum Written<'a> {
+    Duplicate,
+    Committed {
+        /// Keeps the rollup job below the batch's samples until the group commits.
+        in_flight: Option<InFlight<'a>>,
+        learned: Vec<(SeriesKey, i64)>,
+        created: u64,
+    },
+}
+
+/// Group commit (see group.rs): the batches of many agents share one transaction and its
+/// commit, each in a savepoint of its own so that one batch refused or failing (its tenant,
+/// the series limit, a value the database rejects) is rolled back alone and the others
+/// commit. Each batch is answered only after the group's commit.
+impl PgStore {
+    async fn commit_group(&self, group: Vec<Queued>) -> Vec<Result<WriteOutcome, StoreError>> {
+        let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> = group.iter().map(|_| None).collect();
+        // Partitions are made outside the transaction (DDL would hold a lock on `samples`
+        // until the group commits); a batch whose partition cannot be made fails alone.
+        for (queued, result) in group.iter().zip(results.iter_mut()) {
+            if let Err(error) = self.ensure_partitions(queued.batch.metric_samples().map(|s| s.timestamp_ms)).await {
+                *result = Some(Err(error));
+            }
+        }
+        // Agents' rows (and their series) are locked in one order by every group, so groups
+        // committing at once on other lanes wait for each other instead of deadlocking.
+        let mut order: Vec<usize> = (0..group.len()).filter(|&i| results[i].is_none()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&group[a], &group[b]);
+            (&a.batch.agent_id, a.batch.sequence, &a.tenant).cmp(&(&b.batch.agent_id, b.batch.sequence, &b.tenant))
+        });
+        match self.try_commit_group(&group, &order).await {
+            Ok(written) => {
+                for (index, result) in written {
+                    results[index] = Some(result);
+                }
+            }
+            Err(error) => {
+                // Nothing of the group committed: every batch is answered with the error
+                // (its agent resends; any stored before are refused as duplicates).
+                let (fault, message) = (error.fault(), error.to_string());
+                let mut error = Some(error);
+                for &index in &order {
+                    results[index] = Some(match error.take() {
+                        Some(error) => Err(error),
+                        None => Err(StoreError::Group { fault, message: message.clone() }),
+                    });
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(StoreError::Group { fault: None, message: "the batch was left out of its group".into() })
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the batches of `group` at `order` in one transaction; each result holds only
+    /// once it returns (the commit is inside).
+    async fn try_commit_group(
+        &self,
+        group: &[Queued],
+        order: &[usize],
+    ) -> Result<Vec<(usize, Result<WriteOutcome, StoreError>)>, StoreError> {
+        if order.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut written = Vec::with_capacity(order.len());
+        // Series created by the group's batches so far, per tenant, for the series limit.
+        let mut group_created: HashMap<String, u64> = HashMap::new();
+        for &index in order {
+            let queued = &group[index];
+            // Each batch starts as the owner (its tenant check must see every tenant's
+            // agents) inside a savepoint of its own.
+            // A query without arguments goes as a simple query: both statements in one round trip.
+            sqlx::Executor::execute(&mut *tx, "RESET ROLE; SAVEPOINT batch").await?;
+            match self.write_one(&mut tx, &queued.tenant, &queued.batch, &mut group_created).await {
+                Ok(done) => {
+                    sqlx::query("RELEASE SAVEPOINT batch").execute(&mut *tx).await?;
+                    written.push((index, Ok(done)));
+                }
+                Err(error) => {
+                    // This batch's rows leave the transaction, the others' stay. If the
+                    // connection itself failed, this fails too and so does the group.
+                    sqlx::Executor::execute(&mut *tx, "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch").await?;
+                    if matches!(error, StoreError::TenantMismatch { .. } | StoreError::SeriesLimit { .. }) {
+                        tracing::debug!(%error, agent = %queued.batch.agent_id, "batch refused in its group");
+                    } else {
+                        tracing::warn!(%error, agent = %queued.batch.agent_id, "batch failed in its group; the others commit");
+                    }
+                    written.push((index, Err(error)));
+                }
+            }
+        }
+        tx.commit().await?;
+        let mut results = Vec::with_capacity(written.len());
+        for (index, done) in written {
+            let queued = &group[index];
+            results.push((
+                index,
+                match done {
+                    Ok(Written::Duplicate) => Ok(WriteOutcome::Duplicate),
+                    Ok(Written::Committed { in_flight, learned, created }) => {
+                        drop(in_flight);
+                        self.series_budget.add(&queued.tenant, created);
+                        self.series_ids.remember(&queued.tenant, &queued.batch, learned);
+                        Ok(WriteOutcome::Committed)
+                    }
+                    Err(error) => Err(error),
+                },
+            ));
+        }
+        Ok(results)
+    }
+
+    /// One batch's rows inside the group's transaction, from its savepoint on. Errors
+    /// (refusals included) leave rows behind that the caller rolls back.
+    async fn write_one<'a>(
+        &'a self,
+        tx: &mut PgConnection,
+        tenant: &str,
+        batch: &IngestBatch,
+        group_created: &mut HashMap<String, u64>,
+    ) -> Result<Written<'a>, StoreError> {
         let now = now_ms();
         let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
-        refuse_future_samples(tenant, batch, &samples, now, self.options.max_future_ms)?;
         let mut ids = self.series_ids.lookup(tenant, batch, &samples);
-        self.ensure_partitions(samples.iter().map(|s| s.timestamp_ms)).await?;
-
         let sequence = batch.sequence as i64;
-        let mut tx = self.pool.begin().await?;
         // The server's own samples (no agent id: see `Store::write_batch`) are no agent's
         // batch: nothing to deduplicate, no agent row.
         let agent_batch = !batch.agent_id.is_empty();
         if agent_batch {
-            let first_time = sqlx::query(
-                "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING",
+            // A copy of this batch committed, or earlier in this group, makes this one a
+            // duplicate; a copy in another group still committing makes this insert wait
+            // for that group's outcome.
+            let (first_time, owner): (bool, Option<String>) = sqlx::query_as(
+                "WITH fresh AS (INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM fresh), (SELECT tenant_id FROM agents WHERE agent_id = $1)",
             )
             .bind(&batch.agent_id)
             .bind(sequence)
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            .fetch_one(&mut *tx)
+            .await?;
             if !first_time {
-                tx.rollback().await?;
-                return Ok(WriteOutcome::Duplicate);
+                return Ok(Written::Duplicate);
             }
-            // The owner check must see every tenant's agents: it runs before the tenant role.
-            let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = $1")
-                .bind(&batch.agent_id)
-                .fetch_optional(&mut *tx)
-                .await?;
             if owner.as_deref().is_some_and(|owner| owner != tenant) {
                 return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
             }
         }
-        enter_tenant(&mut tx, tenant).await?;
+        // The tenant role, for row-level security, until the next batch's `RESET ROLE`.
+        sqlx::query("SELECT set_config('secumon.tenant', $1, true), set_config('role', 'secumon_tenant', true)")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
         if agent_batch {
             sqlx::query(
                 "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
@@ -467,24 +609,28 @@ impl Store for PgStore {
         let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
         let mut before = 0;
         if !unresolved.is_empty() {
+            let pending = group_created.get(tenant).copied().unwrap_or(0);
             before = match self.series_budget.known(tenant) {
-                Some(count) => count,
+                Some(committed) => committed + pending,
                 None => {
+                    // Counted inside the group's transaction: that includes what earlier
+                    // batches of the group created, which are not committed yet.
                     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = $1")
                         .bind(tenant)
                         .fetch_one(&mut *tx)
                         .await?;
-                    self.series_budget.counted(tenant, count as u64);
+                    self.series_budget.counted(tenant, (count as u64).saturating_sub(pending));
                     count as u64
                 }
             };
         }
-        let (resolved, created) = Self::resolve_series(&mut tx, tenant, &unresolved.keys).await?;
-        // Refused whole: dropping the transaction takes the new series back out.
+        let (resolved, created) = Self::resolve_series(&mut *tx, tenant, &unresolved.keys).await?;
+        // Refused whole: the caller rolls the new series back with the rest of the batch.
         self.series_budget.check(tenant, before, created)?;
+        *group_created.entry(tenant.to_string()).or_default() += created;
         let learned = unresolved.apply(&resolved, &mut ids);
         let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();
-        let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
+        let in_flight = self.insert_samples(&mut *tx, &ids, &samples).await?;
 
         for check in &batch.check_results {
             sqlx::query(
@@ -506,7 +652,7 @@ impl Store for PgStore {
         for event in &batch.events {
             let labels = serde_json::to_string(&event.labels)?;
             let (kind, severity) = (&event.kind, event.severity);
-            insert_event(&mut tx, tenant, &batch.host, event.timestamp_ms, kind, severity, &labels, &event.message)
+            insert_event(&mut *tx, tenant, &batch.host, event.timestamp_ms, kind, severity, &labels, &event.message)
                 .await?;
         }
         if !batch.logs.is_empty() {
@@ -528,11 +674,30 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        drop(in_flight);
-        self.series_budget.add(tenant, created);
-        self.series_ids.remember(tenant, batch, learned);
-        Ok(WriteOutcome::Committed)
+        Ok(Written::Committed { in_flight, learned, created })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+        // Refused before queueing: a batch that can never be stored does not join a group.
+        let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
+        refuse_future_samples(tenant, batch, &samples, now_ms(), self.options.max_future_ms)?;
+        drop(samples);
+        let queued = Queued { tenant: tenant.to_string(), batch: batch.clone() };
+        self.group
+            .submit(
+                queued,
+                |group| self.commit_group(group),
+                || {
+                    Err(StoreError::Group {
+                        fault: Some(crate::StoreFault::Connection),
+                        message: "the write this batch was grouped with was cancelled; resend it".into(),
+                    })
+                },
+            )
+            .await
     }
 
     async fn agents(&self, tenant: &str, filter: &AgentFilter) -> Result<(Vec<AgentRecord>, u64), StoreError> {
