@@ -11,7 +11,7 @@
 //! The embedded store has one lane (SQLite has one writer); the PostgreSQL store several,
 //! so a few groups commit at once on its connection pool. With several lanes a leader may
 //! find the queue empty: its item is in a group another leader is committing, and it waits
-//! for that answer.
+//! for that answer. A leader that sees idle lanes leaves them a share of the queue.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -67,7 +67,11 @@ impl<T, R> GroupCommit<T, R> {
             }
             let group: Vec<Entry<T, R>> = {
                 let mut pending = self.lock_pending();
-                let take = pending.len().min(self.max_items);
+                // A share for each idle lane too: a burst is committed by every lane at once,
+                // not by one while the others wait for new items. With no lane idle (and with
+                // one lane) the leader takes everything queued.
+                let share = pending.len().div_ceil(self.leaders.available_permits() + 1);
+                let take = share.min(self.max_items);
                 pending.drain(..take).collect()
             };
             if group.is_empty() {

@@ -6,8 +6,7 @@
 //! 5-minute and 1-hour tiers, each timestamp once (its last write): a bucket where a
 //! timestamp was written again after being folded is summarized again from its rows.
 //! Agents' batches are group-committed (group.rs): those that queue while a transaction
-//! commits share the next one, each batch in a savepoint of its own, on a few lanes of the
-//! pool at once. Request paths run as the `secumon_tenant` role with the caller's tenant
+//! commits share the next one, on a few lanes of the pool at once (see `commit_group`). Request paths run as the `secumon_tenant` role with the caller's tenant
 //! set, so row-level security stands behind every tenant filter.
 //! TimescaleDB is not used: this backend needs only stock PostgreSQL (≥ 13).
 
@@ -425,10 +424,11 @@ struct Queued {
     batch: IngestBatch,
 }
 
-/// What one batch left in a group's transaction (refusals and failures are errors: their
-/// rows were rolled back to the batch's savepoint).
+/// What one batch left in a group's transaction.
 enum Written<'a> {
     Duplicate,
+    /// Refused before it wrote anything (its tenant, the series limit).
+    Refused(StoreError),
     Committed {
         /// Keeps the rollup job below the batch's samples until the group commits.
         in_flight: Option<InFlight<'a>>,
@@ -437,10 +437,22 @@ enum Written<'a> {
     },
 }
 
+/// Why a group's transaction did not commit.
+enum GroupFailure {
+    /// One batch's statement failed (a value the database rejects, a deadlock): the
+    /// transaction is rolled back and the group is written again without that batch.
+    Batch(usize, StoreError),
+    /// The transaction itself failed (the connection, the commit): every batch left fails.
+    Whole(StoreError),
+}
+
 /// Group commit (see group.rs): the batches of many agents share one transaction and its
-/// commit, each in a savepoint of its own so that one batch refused or failing (its tenant,
-/// the series limit, a value the database rejects) is rolled back alone and the others
-/// commit. Each batch is answered only after the group's commit.
+/// commit, and each is answered only after that commit. A batch is refused (another
+/// tenant's agent id, the series limit) before it writes anything, so a refusal leaves the
+/// others' rows alone; a batch whose statement fails aborts the transaction, which is
+/// rolled back and written again without it. No savepoints: a subtransaction per batch
+/// would pass PostgreSQL's 64 cached subtransaction ids in a big group and slow every other
+/// session's snapshots while the group is open.
 impl PgStore {
     async fn commit_group(&self, group: Vec<Queued>) -> Vec<Result<WriteOutcome, StoreError>> {
         let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> = group.iter().map(|_| None).collect();
@@ -453,27 +465,37 @@ impl PgStore {
         }
         // Agents' rows (and their series) are locked in one order by every group, so groups
         // committing at once on other lanes wait for each other instead of deadlocking.
-        let mut order: Vec<usize> = (0..group.len()).filter(|&i| results[i].is_none()).collect();
-        order.sort_by(|&a, &b| {
+        let mut left: Vec<usize> = (0..group.len()).filter(|&i| results[i].is_none()).collect();
+        left.sort_by(|&a, &b| {
             let (a, b) = (&group[a], &group[b]);
             (&a.batch.agent_id, a.batch.sequence, &a.tenant).cmp(&(&b.batch.agent_id, b.batch.sequence, &b.tenant))
         });
-        match self.try_commit_group(&group, &order).await {
-            Ok(written) => {
-                for (index, result) in written {
-                    results[index] = Some(result);
+        while !left.is_empty() {
+            match self.try_commit_group(&group, &left).await {
+                Ok(written) => {
+                    for (index, result) in written {
+                        results[index] = Some(result);
+                    }
+                    break;
                 }
-            }
-            Err(error) => {
-                // Nothing of the group committed: every batch is answered with the error
-                // (its agent resends; any stored before are refused as duplicates).
-                let (fault, message) = (error.fault(), error.to_string());
-                let mut error = Some(error);
-                for &index in &order {
-                    results[index] = Some(match error.take() {
-                        Some(error) => Err(error),
-                        None => Err(StoreError::Group { fault, message: message.clone() }),
-                    });
+                Err(GroupFailure::Batch(failed, error)) => {
+                    tracing::warn!(%error, agent = %group[failed].batch.agent_id,
+                        "a batch failed in its group; the group is written again without it");
+                    results[failed] = Some(Err(error));
+                    left.retain(|&index| index != failed);
+                }
+                Err(GroupFailure::Whole(error)) => {
+                    // Nothing of the group committed: every batch is answered with the error
+                    // (its agent resends; any stored before are refused as duplicates).
+                    let (fault, message) = (error.fault(), error.to_string());
+                    let mut error = Some(error);
+                    for &index in &left {
+                        results[index] = Some(match error.take() {
+                            Some(error) => Err(error),
+                            None => Err(StoreError::Group { fault, message: message.clone() }),
+                        });
+                    }
+                    break;
                 }
             }
         }
@@ -487,67 +509,57 @@ impl PgStore {
             .collect()
     }
 
-    /// Writes the batches of `group` at `order` in one transaction; each result holds only
-    /// once it returns (the commit is inside).
+    /// Writes the batches of `group` at `order` in one transaction and commits it.
     async fn try_commit_group(
         &self,
         group: &[Queued],
         order: &[usize],
-    ) -> Result<Vec<(usize, Result<WriteOutcome, StoreError>)>, StoreError> {
-        if order.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<Vec<(usize, Result<WriteOutcome, StoreError>)>, GroupFailure> {
+        let mut tx = self.pool.begin().await.map_err(|e| GroupFailure::Whole(e.into()))?;
         let mut written = Vec::with_capacity(order.len());
         // Series created by the group's batches so far, per tenant, for the series limit.
         let mut group_created: HashMap<String, u64> = HashMap::new();
-        for &index in order {
+        for (position, &index) in order.iter().enumerate() {
             let queued = &group[index];
-            // Each batch starts as the owner (its tenant check must see every tenant's
-            // agents) inside a savepoint of its own.
-            // A query without arguments goes as a simple query: both statements in one round trip.
-            sqlx::Executor::execute(&mut *tx, "RESET ROLE; SAVEPOINT batch").await?;
+            if position > 0 {
+                // Back to the owner: the next batch's tenant check must see every tenant's agents.
+                sqlx::query("RESET ROLE").execute(&mut *tx).await.map_err(|e| GroupFailure::Whole(e.into()))?;
+            }
             match self.write_one(&mut tx, &queued.tenant, &queued.batch, &mut group_created).await {
-                Ok(done) => {
-                    sqlx::query("RELEASE SAVEPOINT batch").execute(&mut *tx).await?;
-                    written.push((index, Ok(done)));
+                Ok(done) => written.push((index, done)),
+                // A value the database rejects, or a deadlock this batch was chosen to end,
+                // is this batch's: the group goes on without it (the agent resends it). A
+                // fault of the store (the connection, a full disk) is no batch's: the group fails.
+                Err(error) if matches!(error.fault(), None | Some(crate::StoreFault::Busy)) => {
+                    return Err(GroupFailure::Batch(index, error));
                 }
-                Err(error) => {
-                    // This batch's rows leave the transaction, the others' stay. If the
-                    // connection itself failed, this fails too and so does the group.
-                    sqlx::Executor::execute(&mut *tx, "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch").await?;
-                    if matches!(error, StoreError::TenantMismatch { .. } | StoreError::SeriesLimit { .. }) {
-                        tracing::debug!(%error, agent = %queued.batch.agent_id, "batch refused in its group");
-                    } else {
-                        tracing::warn!(%error, agent = %queued.batch.agent_id, "batch failed in its group; the others commit");
-                    }
-                    written.push((index, Err(error)));
-                }
+                Err(error) => return Err(GroupFailure::Whole(error)),
             }
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(|e| GroupFailure::Whole(e.into()))?;
         let mut results = Vec::with_capacity(written.len());
         for (index, done) in written {
             let queued = &group[index];
             results.push((
                 index,
                 match done {
-                    Ok(Written::Duplicate) => Ok(WriteOutcome::Duplicate),
-                    Ok(Written::Committed { in_flight, learned, created }) => {
+                    Written::Duplicate => Ok(WriteOutcome::Duplicate),
+                    Written::Refused(error) => Err(error),
+                    Written::Committed { in_flight, learned, created } => {
                         drop(in_flight);
                         self.series_budget.add(&queued.tenant, created);
                         self.series_ids.remember(&queued.tenant, &queued.batch, learned);
                         Ok(WriteOutcome::Committed)
                     }
-                    Err(error) => Err(error),
                 },
             ));
         }
         Ok(results)
     }
 
-    /// One batch's rows inside the group's transaction, from its savepoint on. Errors
-    /// (refusals included) leave rows behind that the caller rolls back.
+    /// One batch's rows inside the group's transaction, which starts it as the owner role.
+    /// It is refused, or found a duplicate, before it writes anything; an error is a
+    /// failed statement, after which the transaction is aborted.
     async fn write_one<'a>(
         &'a self,
         tx: &mut PgConnection,
@@ -558,29 +570,88 @@ impl PgStore {
         let now = now_ms();
         let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
         let mut ids = self.series_ids.lookup(tenant, batch, &samples);
+        let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
         let sequence = batch.sequence as i64;
         // The server's own samples (no agent id: see `Store::write_batch`) are no agent's
         // batch: nothing to deduplicate, no agent row.
         let agent_batch = !batch.agent_id.is_empty();
         if agent_batch {
-            // A copy of this batch committed, or earlier in this group, makes this one a
-            // duplicate; a copy in another group still committing makes this insert wait
-            // for that group's outcome.
-            let (first_time, owner): (bool, Option<String>) = sqlx::query_as(
-                "WITH fresh AS (INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) \
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1) \
-                 SELECT EXISTS (SELECT 1 FROM fresh), (SELECT tenant_id FROM agents WHERE agent_id = $1)",
+            // In the ledger already (committed, or earlier in this group): a duplicate,
+            // whatever its tenant. Another tenant's agent: refused. With every series known,
+            // the batch takes its place in the ledger in the same statement; a copy in a
+            // group committing at the same time makes that insert wait for its outcome.
+            let (inserted, already, owner): (bool, bool, Option<String>) = sqlx::query_as(
+                "WITH prior AS (SELECT tenant_id FROM agents WHERE agent_id = $1), \
+                 already AS (SELECT EXISTS (SELECT 1 FROM ingested_batches WHERE agent_id = $1 AND sequence = $2) AS e), \
+                 fresh AS (INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) SELECT $1, $2, $3 \
+                   WHERE $5 AND NOT (SELECT e FROM already) AND NOT EXISTS (SELECT 1 FROM prior WHERE tenant_id <> $4) \
+                   ON CONFLICT DO NOTHING RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM fresh), (SELECT e FROM already), (SELECT tenant_id FROM prior)",
             )
             .bind(&batch.agent_id)
             .bind(sequence)
             .bind(now)
+            .bind(tenant)
+            .bind(unresolved.is_empty())
             .fetch_one(&mut *tx)
             .await?;
-            if !first_time {
+            if already {
                 return Ok(Written::Duplicate);
             }
             if owner.as_deref().is_some_and(|owner| owner != tenant) {
-                return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
+                return Ok(Written::Refused(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() }));
+            }
+            if unresolved.is_empty() && !inserted {
+                // A copy committed by another group while this one waited for it.
+                return Ok(Written::Duplicate);
+            }
+        }
+        if !unresolved.is_empty() {
+            // The series limit, before anything is written: the series the batch would create.
+            let pending = group_created.get(tenant).copied().unwrap_or(0);
+            let before = match self.series_budget.known(tenant) {
+                Some(committed) => committed + pending,
+                None => {
+                    // Counted inside the group's transaction: that includes what earlier
+                    // batches of the group created, which are not committed yet.
+                    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = $1")
+                        .bind(tenant)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    self.series_budget.counted(tenant, (count as u64).saturating_sub(pending));
+                    count as u64
+                }
+            };
+            let names: Vec<&str> = unresolved.keys.iter().map(|k| k.name.as_str()).collect();
+            let labels: Vec<String> =
+                unresolved.keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
+            let new: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM UNNEST($2::text[], $3::text[]) AS u(n, l) WHERE NOT EXISTS \
+                 (SELECT 1 FROM series s WHERE s.tenant_id = $1 AND s.name = u.n AND s.labels = u.l)",
+            )
+            .bind(tenant)
+            .bind(&names)
+            .bind(&labels)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Err(refused) = self.series_budget.check(tenant, before, new as u64) {
+                return Ok(Written::Refused(refused));
+            }
+            if agent_batch {
+                let inserted = sqlx::query(
+                    "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&batch.agent_id)
+                .bind(sequence)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    return Ok(Written::Duplicate);
+                }
             }
         }
         // The tenant role, for row-level security, until the next batch's `RESET ROLE`.
@@ -605,28 +676,8 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
-
-        let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
-        let mut before = 0;
-        if !unresolved.is_empty() {
-            let pending = group_created.get(tenant).copied().unwrap_or(0);
-            before = match self.series_budget.known(tenant) {
-                Some(committed) => committed + pending,
-                None => {
-                    // Counted inside the group's transaction: that includes what earlier
-                    // batches of the group created, which are not committed yet.
-                    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = $1")
-                        .bind(tenant)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    self.series_budget.counted(tenant, (count as u64).saturating_sub(pending));
-                    count as u64
-                }
-            };
-        }
+        // Series another session created since the count above are found, not created.
         let (resolved, created) = Self::resolve_series(&mut *tx, tenant, &unresolved.keys).await?;
-        // Refused whole: the caller rolls the new series back with the rest of the batch.
-        self.series_budget.check(tenant, before, created)?;
         *group_created.entry(tenant.to_string()).or_default() += created;
         let learned = unresolved.apply(&resolved, &mut ids);
         let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();

@@ -143,9 +143,10 @@ async fn row_level_security_hides_other_tenants_without_a_filter() {
     store.close().await;
 }
 
-/// A batch PostgreSQL itself rejects (a NUL byte in a log line: `text` cannot hold one)
-/// aborts only its own savepoint: the batches it was grouped with commit, each caller gets
-/// its own answer, and nothing of the rejected batch stays.
+/// A batch PostgreSQL itself rejects (a NUL byte in a log line: `text` cannot hold one) in
+/// the middle of a group (batches are written in agent order: some before it, some after)
+/// fails alone: the batches it was grouped with commit, each caller gets its own answer, and
+/// nothing of the rejected batch stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_the_database_rejects_fails_alone_in_its_group() {
     let Some(backend) = postgres().await else {
@@ -176,9 +177,9 @@ async fn a_batch_the_database_rejects_fails_alone_in_its_group() {
         writers.spawn(async move { (blocker.agent_id.clone(), store.write_batch("acme", &blocker).await) });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    for name in ["good-1", "bad", "good-2", "good-3"] {
+    for name in ["a-good-1", "m-bad", "z-good-2", "z-good-3"] {
         let store = Arc::clone(&store);
-        let line = if name == "bad" { "a NUL \0 byte" } else { "fine" };
+        let line = if name == "m-bad" { "a NUL \0 byte" } else { "fine" };
         let batch = batch(name, line);
         writers.spawn(async move { (batch.agent_id.clone(), store.write_batch("acme", &batch).await) });
     }
@@ -186,7 +187,7 @@ async fn a_batch_the_database_rejects_fails_alone_in_its_group() {
     drop(hold);
     while let Some(done) = writers.join_next().await {
         let (agent, outcome) = done.unwrap();
-        if agent == "bad" {
+        if agent == "m-bad" {
             let error = outcome.unwrap_err();
             assert!(matches!(error, secumon_store::StoreError::Database(_)), "{error:?}");
         } else {
@@ -196,9 +197,9 @@ async fn a_batch_the_database_rejects_fails_alone_in_its_group() {
     let mut agents: Vec<String> = store.list_agents("acme").await.unwrap().into_iter().map(|a| a.agent_id).collect();
     agents.sort();
     assert_eq!(agents.len(), 11, "{agents:?}");
-    assert!(!agents.contains(&"bad".to_string()));
+    assert!(!agents.contains(&"m-bad".to_string()));
     // Not in the ledger either: the batch, corrected, is taken.
-    let fixed = batch("bad", "no NUL now");
+    let fixed = batch("m-bad", "no NUL now");
     assert_eq!(store.write_batch("acme", &fixed).await.unwrap(), secumon_store::WriteOutcome::Committed);
     store.close().await;
 }
