@@ -146,7 +146,8 @@ async fn a_pg_dump_restored_into_a_fresh_database_gives_the_same_answers() {
     let stem = format!("secumon_backup_{}_{nanos}", std::process::id());
     let databases = Databases { url: url.clone(), names: vec![format!("{stem}_src"), format!("{stem}_dst")] };
     for name in &databases.names {
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.unwrap();
+        // From template0: template1 may have sessions of other tests, which CREATE DATABASE refuses.
+        sqlx::query(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0")).execute(&admin).await.unwrap();
     }
     admin.close().await;
     let (source_url, copy_url) = (with_database(&url, &databases.names[0]), with_database(&url, &databases.names[1]));
