@@ -11,7 +11,7 @@
 //! TimescaleDB is not used: this backend needs only stock PostgreSQL (≥ 13).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -463,13 +463,26 @@ impl PgStore {
                 *result = Some(Err(error));
             }
         }
-        // Agents' rows (and their series) are locked in one order by every group, so groups
-        // committing at once on other lanes wait for each other instead of deadlocking.
+        // Agents' rows (and their series) are locked in one order by every group (tenant,
+        // agent, sequence), so groups committing at once on other lanes wait for each other
+        // instead of deadlocking.
         let mut left: Vec<usize> = (0..group.len()).filter(|&i| results[i].is_none()).collect();
         left.sort_by(|&a, &b| {
             let (a, b) = (&group[a], &group[b]);
-            (&a.batch.agent_id, a.batch.sequence, &a.tenant).cmp(&(&b.batch.agent_id, b.batch.sequence, &b.tenant))
+            (&a.tenant, &a.batch.agent_id, a.batch.sequence).cmp(&(&b.tenant, &b.batch.agent_id, b.batch.sequence))
         });
+        match self.try_fast_group(&group, &left).await {
+            Ok(Some(written)) => {
+                for (index, result) in written {
+                    results[index] = Some(result);
+                }
+                left.clear();
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, batches = left.len(), "a group failed; writing it again batch by batch");
+            }
+        }
         while !left.is_empty() {
             match self.try_commit_group(&group, &left).await {
                 Ok(written) => {
@@ -507,6 +520,164 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// The group in a few statements for all its batches, when every series of every batch
+    /// is known (the steady state: agents send the same series every interval), so that
+    /// nothing is created and no series limit can refuse a batch. None when a series is
+    /// not known: the per-batch path counts and creates them. An error leaves the caller
+    /// to write the group again batch by batch, which finds the batch at fault (whether
+    /// this transaction committed or not: a batch that did is then a duplicate).
+    async fn try_fast_group(
+        &self,
+        group: &[Queued],
+        order: &[usize],
+    ) -> Result<Option<Vec<(usize, Result<WriteOutcome, StoreError>)>>, StoreError> {
+        let mut prepared: Vec<(usize, Vec<Cow<'_, Sample>>, Vec<i64>)> = Vec::with_capacity(order.len());
+        for &index in order {
+            let queued = &group[index];
+            let samples: Vec<Cow<'_, Sample>> = queued.batch.metric_samples().collect();
+            let ids = self.series_ids.lookup(&queued.tenant, &queued.batch, &samples);
+            let Some(ids) = ids.into_iter().collect::<Option<Vec<i64>>>() else { return Ok(None) };
+            prepared.push((index, samples, ids));
+        }
+        let batch_at = |position: usize| &group[prepared[position].0];
+        let mut outcomes: Vec<Option<Result<WriteOutcome, StoreError>>> = prepared.iter().map(|_| None).collect();
+        let mut tx = self.pool.begin().await?;
+
+        // Duplicates and other tenants' agents, for the whole group, as the owner (who sees
+        // every tenant's agents). The server's own samples (no agent id) are no agent's batch.
+        let agent_positions: Vec<usize> =
+            (0..prepared.len()).filter(|&p| !batch_at(p).batch.agent_id.is_empty()).collect();
+        let agent_ids: Vec<&str> = agent_positions.iter().map(|&p| batch_at(p).batch.agent_id.as_str()).collect();
+        let sequences: Vec<i64> = agent_positions.iter().map(|&p| batch_at(p).batch.sequence as i64).collect();
+        if !agent_positions.is_empty() {
+            let rows: Vec<(i64, bool, Option<String>)> = sqlx::query_as(
+                "SELECT u.i, EXISTS (SELECT 1 FROM ingested_batches b WHERE b.agent_id = u.a AND b.sequence = u.s), \
+                 (SELECT g.tenant_id FROM agents g WHERE g.agent_id = u.a) \
+                 FROM UNNEST($1::text[], $2::int8[]) WITH ORDINALITY AS u(a, s, i)",
+            )
+            .bind(&agent_ids)
+            .bind(&sequences)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut seen: HashSet<(&str, u64)> = HashSet::new();
+            for (ordinal, already, owner) in rows {
+                let Some(&position) = usize::try_from(ordinal - 1).ok().and_then(|i| agent_positions.get(i)) else {
+                    continue;
+                };
+                let queued = batch_at(position);
+                outcomes[position] = if already {
+                    Some(Ok(WriteOutcome::Duplicate))
+                } else if owner.as_deref().is_some_and(|owner| owner != queued.tenant) {
+                    Some(Err(StoreError::TenantMismatch { agent_id: queued.batch.agent_id.clone() }))
+                } else if !seen.insert((queued.batch.agent_id.as_str(), queued.batch.sequence)) {
+                    // A second copy of a batch earlier in this group.
+                    Some(Ok(WriteOutcome::Duplicate))
+                } else {
+                    None
+                };
+            }
+            // Their places in the ledger; a copy committed by a group on another lane
+            // meanwhile (this insert waited for it) makes a batch a duplicate.
+            let going: Vec<usize> = agent_positions.iter().copied().filter(|&p| outcomes[p].is_none()).collect();
+            if !going.is_empty() {
+                let ids: Vec<&str> = going.iter().map(|&p| batch_at(p).batch.agent_id.as_str()).collect();
+                let sequences: Vec<i64> = going.iter().map(|&p| batch_at(p).batch.sequence as i64).collect();
+                let inserted: Vec<(String, i64)> = sqlx::query_as(
+                    "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) \
+                     SELECT a, s, $3 FROM UNNEST($1::text[], $2::int8[]) AS u(a, s) \
+                     ON CONFLICT DO NOTHING RETURNING agent_id, sequence",
+                )
+                .bind(&ids)
+                .bind(&sequences)
+                .bind(now_ms())
+                .fetch_all(&mut *tx)
+                .await?;
+                let inserted: HashSet<(String, i64)> = inserted.into_iter().collect();
+                for position in going {
+                    let batch = &batch_at(position).batch;
+                    if !inserted.contains(&(batch.agent_id.clone(), batch.sequence as i64)) {
+                        outcomes[position] = Some(Ok(WriteOutcome::Duplicate));
+                    }
+                }
+            }
+        }
+
+        // Each tenant's batches under its role: its agents' rows, then all its samples.
+        let mut tenants: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for position in (0..prepared.len()).filter(|&p| outcomes[p].is_none()) {
+            tenants.entry(batch_at(position).tenant.as_str()).or_default().push(position);
+        }
+        let mut in_flight = Vec::new();
+        let now = now_ms();
+        for (tenant, positions) in &tenants {
+            sqlx::query("SELECT set_config('secumon.tenant', $1, true), set_config('role', 'secumon_tenant', true)")
+                .bind(*tenant)
+                .execute(&mut *tx)
+                .await?;
+            // One row per agent, from its last batch of the group, with its count.
+            let mut agents: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+            for &position in positions {
+                let batch = &batch_at(position).batch;
+                if batch.agent_id.is_empty() {
+                    continue;
+                }
+                let entry = agents.entry(batch.agent_id.as_str()).or_insert((position, 0));
+                if batch.sequence >= batch_at(entry.0).batch.sequence {
+                    entry.0 = position;
+                }
+                entry.1 += 1;
+            }
+            if !agents.is_empty() {
+                let last = |(position, _): &(usize, u64)| &batch_at(*position).batch;
+                let ids: Vec<&str> = agents.keys().copied().collect();
+                let hosts: Vec<&str> = agents.values().map(|a| last(a).host.as_str()).collect();
+                let labels: Vec<String> =
+                    agents.values().map(|a| serde_json::to_string(&last(a).agent_labels)).collect::<Result<_, _>>()?;
+                let sequences: Vec<i64> = agents.values().map(|a| last(a).sequence as i64).collect();
+                let counts: Vec<i64> = agents.values().map(|(_, count)| *count as i64).collect();
+                sqlx::query(
+                    "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
+                     SELECT a, $1, h, l, $2, $2, s, n FROM UNNEST($3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[]) \
+                     AS u(a, h, l, s, n) \
+                     ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
+                     last_seen_ms = GREATEST(agents.last_seen_ms, excluded.last_seen_ms), \
+                     last_sequence = GREATEST(agents.last_sequence, excluded.last_sequence), \
+                     batches = agents.batches + excluded.batches",
+                )
+                .bind(*tenant)
+                .bind(now)
+                .bind(&ids)
+                .bind(&hosts)
+                .bind(&labels)
+                .bind(&sequences)
+                .bind(&counts)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // One statement for the tenant's samples; for a series and timestamp written twice
+            // in the group, the later batch's value (batches are in agent and sequence order).
+            let mut ids = Vec::new();
+            let mut samples = Vec::new();
+            for &position in positions {
+                ids.extend_from_slice(&prepared[position].2);
+                samples.extend(prepared[position].1.iter().cloned());
+            }
+            in_flight.push(self.insert_samples(&mut tx, &ids, &samples).await?);
+            for &position in positions {
+                write_extras(&mut tx, tenant, &batch_at(position).batch).await?;
+            }
+        }
+        tx.commit().await?;
+        drop(in_flight);
+        Ok(Some(
+            prepared
+                .iter()
+                .zip(outcomes)
+                .map(|((index, _, _), outcome)| (*index, outcome.unwrap_or(Ok(WriteOutcome::Committed))))
+                .collect(),
+        ))
     }
 
     /// Writes the batches of `group` at `order` in one transaction and commits it.
@@ -683,48 +854,7 @@ impl PgStore {
         let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();
         let in_flight = self.insert_samples(&mut *tx, &ids, &samples).await?;
 
-        for check in &batch.check_results {
-            sqlx::query(
-                "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(tenant)
-            .bind(&batch.agent_id)
-            .bind(&check.check_id)
-            .bind(&check.kind)
-            .bind(&check.target)
-            .bind(check.status.as_str())
-            .bind(check.timestamp_ms)
-            .bind(check.duration_us as i64)
-            .bind(check.details.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for event in &batch.events {
-            let labels = serde_json::to_string(&event.labels)?;
-            let (kind, severity) = (&event.kind, event.severity);
-            insert_event(&mut *tx, tenant, &batch.host, event.timestamp_ms, kind, severity, &labels, &event.message)
-                .await?;
-        }
-        if !batch.logs.is_empty() {
-            let timestamps: Vec<i64> = batch.logs.iter().map(|l| l.timestamp_ms).collect();
-            let sources: Vec<&str> = batch.logs.iter().map(|l| l.source.as_str()).collect();
-            let labels: Vec<String> =
-                batch.logs.iter().map(|l| serde_json::to_string(&l.labels)).collect::<Result<_, _>>()?;
-            let lines: Vec<&str> = batch.logs.iter().map(|l| l.line.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO logs (tenant_id, host, ts, source, labels, line) \
-                 SELECT $1, $2, t, s, l, x FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[]) AS u(t, s, l, x)",
-            )
-            .bind(tenant)
-            .bind(&batch.host)
-            .bind(&timestamps)
-            .bind(&sources)
-            .bind(&labels)
-            .bind(&lines)
-            .execute(&mut *tx)
-            .await?;
-        }
+        write_extras(&mut *tx, tenant, batch).await?;
         Ok(Written::Committed { in_flight, learned, created })
     }
 }
@@ -1366,6 +1496,53 @@ impl Store for PgStore {
     }
 }
 
+/// A batch's check results, events and log lines, in the caller's transaction.
+async fn write_extras(tx: &mut PgConnection, tenant: &str, batch: &IngestBatch) -> Result<(), StoreError> {
+    for check in &batch.check_results {
+        sqlx::query(
+            "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(tenant)
+        .bind(&batch.agent_id)
+        .bind(&check.check_id)
+        .bind(&check.kind)
+        .bind(&check.target)
+        .bind(check.status.as_str())
+        .bind(check.timestamp_ms)
+        .bind(check.duration_us as i64)
+        .bind(check.details.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for event in &batch.events {
+        let labels = serde_json::to_string(&event.labels)?;
+        let (kind, severity) = (&event.kind, event.severity);
+        insert_event(&mut *tx, tenant, &batch.host, event.timestamp_ms, kind, severity, &labels, &event.message)
+            .await?;
+    }
+    if !batch.logs.is_empty() {
+        let timestamps: Vec<i64> = batch.logs.iter().map(|l| l.timestamp_ms).collect();
+        let sources: Vec<&str> = batch.logs.iter().map(|l| l.source.as_str()).collect();
+        let labels: Vec<String> =
+            batch.logs.iter().map(|l| serde_json::to_string(&l.labels)).collect::<Result<_, _>>()?;
+        let lines: Vec<&str> = batch.logs.iter().map(|l| l.line.as_str()).collect();
+        sqlx::query(
+                "INSERT INTO logs (tenant_id, host, ts, source, labels, line) \
+                 SELECT $1, $2, t, s, l, x FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[]) AS u(t, s, l, x)",
+            )
+            .bind(tenant)
+            .bind(&batch.host)
+            .bind(&timestamps)
+            .bind(&sources)
+            .bind(&labels)
+            .bind(&lines)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_event(
     conn: &mut PgConnection,
@@ -1394,6 +1571,111 @@ async fn insert_event(
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
+    use secumon_core::{IngestBatch, LogRecord, Sample};
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::{PgStore, Queued};
+    use crate::{Store, StoreError, StoreOptions, WriteOutcome};
+
+    fn batch(agent: &str, sequence: u64, value: f64, line: Option<&str>) -> IngestBatch {
+        let now = secumon_core::now_ms();
+        IngestBatch {
+            agent_id: agent.into(),
+            sequence,
+            host: agent.into(),
+            samples: vec![Sample::new("load1", Default::default(), now - 60_000 + sequence as i64, value)],
+            logs: line
+                .map(|line| LogRecord {
+                    timestamp_ms: now,
+                    source: "s".into(),
+                    labels: Default::default(),
+                    line: line.into(),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The group path for cached series, directly: one statement per step for the whole
+    /// group, each batch's own answer, refusals and duplicates without writes, and an error
+    /// (for the caller to write the group again batch by batch) when a batch is rejected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fast_group_path_answers_each_batch_and_writes_each_once() {
+        let Ok(url) = std::env::var("SECUMON_TEST_PG_URL") else {
+            secumon_core::testing::peer_missing("SECUMON_TEST_PG_URL is not set");
+            return;
+        };
+        let admin = sqlx::PgPool::connect(&url).await.expect("SECUMON_TEST_PG_URL");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let schema = format!("secumon_fast_{}_{nanos}", std::process::id());
+        sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&admin).await.unwrap();
+        let connect = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+        let store =
+            PgStore::connect_with(connect, StoreOptions { background: false, ..Default::default() }).await.unwrap();
+        // First batches: series created and cached (the per-batch path).
+        for agent in ["a", "b", "c"] {
+            store.write_batch("acme", &batch(agent, 1, 1.0, None)).await.unwrap();
+        }
+        store.write_batch("globex", &batch("g", 1, 1.0, None)).await.unwrap();
+        let queued = |tenant: &str, batch: IngestBatch| Queued { tenant: tenant.into(), batch };
+        let group = vec![
+            queued("acme", batch("a", 2, 2.0, Some("two"))),
+            queued("acme", batch("b", 1, 9.0, None)), // in the ledger already
+            queued("acme", batch("c", 2, 2.0, None)),
+            queued("acme", batch("c", 2, 2.0, None)), // the same batch twice in one group
+            queued("acme", IngestBatch { samples: Vec::new(), ..batch("g", 2, 0.0, Some("intruder")) }),
+            queued("globex", batch("g", 2, 2.0, None)),
+            queued("acme", batch("a", 3, 3.0, None)),
+        ];
+        let order: Vec<usize> = (0..group.len()).collect();
+        let written = store.try_fast_group(&group, &order).await.unwrap().expect("every series cached");
+        let outcomes: Vec<String> = written.iter().map(|(_, r)| format!("{r:?}")).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "Ok(Committed)",
+                "Ok(Duplicate)",
+                "Ok(Committed)",
+                "Ok(Duplicate)",
+                "Err(TenantMismatch { agent_id: \"g\" })",
+                "Ok(Committed)",
+                "Ok(Committed)"
+            ]
+        );
+        let agents: Vec<(String, u64, u64)> = store
+            .list_agents("acme")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.agent_id, a.batches, a.last_sequence))
+            .collect();
+        assert_eq!(agents, [("a".into(), 3, 3), ("b".into(), 1, 1), ("c".into(), 2, 2)]);
+        let rows: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".samples")).fetch_one(&admin).await.unwrap();
+        assert_eq!(rows, 4 + 4, "four first batches and four committed here");
+        let lines: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT line FROM \"{schema}\".logs")).fetch_all(&admin).await.unwrap();
+        assert_eq!(lines, ["two"]);
+
+        // A batch the database rejects fails the group's statement: an error, nothing written.
+        let group = vec![queued("acme", batch("a", 4, 4.0, None)), queued("acme", batch("b", 2, 4.0, Some("\0")))];
+        let failed = store.try_fast_group(&group, &[0, 1]).await;
+        assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+        // Written again through the store, the good one is taken, the bad one refused alone.
+        let (good, bad) =
+            tokio::join!(store.write_batch("acme", &group[0].batch), store.write_batch("acme", &group[1].batch));
+        assert_eq!(good.unwrap(), WriteOutcome::Committed);
+        assert!(matches!(bad, Err(StoreError::Database(_))), "{bad:?}");
+        // A series not cached: not for this path.
+        let fresh = vec![queued("acme", batch("new", 1, 1.0, None))];
+        assert!(store.try_fast_group(&fresh, &[0]).await.unwrap().is_none());
+        store.close().await;
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&admin).await.unwrap();
+    }
+
     #[test]
     fn passwords_never_reach_error_messages() {
         assert_eq!(super::redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
