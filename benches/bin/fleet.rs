@@ -11,7 +11,17 @@
 //! `fleet verify` then opens the store (after the server stopped) and checks every sequence
 //! of every agent and every series' sample count: 0 lost, 0 doubled.
 //!
-//! `benches/scripts/fleet.sh` starts the server, raises the descriptor limit and runs both.
+//! One process holds ~3 descriptors per agent (its TLS socket, its spool's segment and
+//! lock), so past a few thousand agents the load is split over processes: `fleet run
+//! --shard I/N --sync-dir DIR` runs the agents whose index is I modulo N (ids stay
+//! `fleet-NNNNN` over the whole fleet, so shards' agents are disjoint), and the shards start
+//! pushing together once all have enrolled. Shard 0 also crosses the alert rule, probes the
+//! API and measures the server. Each shard writes its report with its raw latencies
+//! (`--report-out`); `fleet merge` combines them (percentiles over every shard's
+//! latencies, CPU and counts summed) and `fleet verify` takes every shard's manifest.
+//!
+//! `benches/scripts/fleet.sh` starts the server, raises the descriptor limit, picks the
+//! number of shards and runs all three.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -45,6 +55,8 @@ enum Command {
     Run(RunArgs),
     /// Check every agent's sequences and samples of a manifest against the store.
     Verify(VerifyArgs),
+    /// Merge the reports of a run's shards into one.
+    Merge(MergeArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,12 +98,42 @@ struct RunArgs {
     /// One JSON line instead of text.
     #[arg(long)]
     json: bool,
+    /// This process's part of the fleet, `I/N`: the agents whose index is I modulo N. Shard
+    /// 0 also crosses the alert rule, probes the API and measures the server.
+    #[arg(long, default_value = "0/1", value_parser = parse_shard)]
+    shard: (usize, usize),
+    /// A directory the shards meet in: each marks itself enrolled there and starts pushing
+    /// when all N have (needed with more than one shard).
+    #[arg(long)]
+    sync_dir: Option<PathBuf>,
+    /// Where the report goes with the raw latencies `fleet merge` needs.
+    #[arg(long)]
+    report_out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The shards' `--report-out` files.
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    /// One JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let parsed = text.split_once('/').and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+    match parsed {
+        Some((index, count)) if count >= 1 && index < count => Ok((index, count)),
+        _ => Err(format!("{text}: expected I/N with 0 <= I < N")),
+    }
 }
 
 #[derive(clap::Args)]
 struct VerifyArgs {
-    #[arg(long)]
-    manifest: PathBuf,
+    /// The manifest of each shard of the run (repeat the flag).
+    #[arg(long, required = true)]
+    manifest: Vec<PathBuf>,
     /// The store: a SQLite file, or a postgres:// URL.
     #[arg(long)]
     store: String,
@@ -156,6 +198,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Verify(args) => verify(args).await,
+            Command::Merge(args) => merge(args),
         }
     });
     match result {
@@ -295,20 +338,33 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .trim()
         .to_string();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let server_pid = args.server_pid.map(|p| p.to_string());
     let interval = Duration::from_secs(args.interval_secs);
+    let (shard, shards) = args.shard;
+    if shards > 1 && args.sync_dir.is_none() {
+        bail!("--shard {shard}/{shards} needs --sync-dir, where the shards meet before pushing");
+    }
+    // Shard 0 crosses the alert rule, probes the API and measures the server.
+    let primary = shard == 0;
+    let server_pid = args.server_pid.filter(|_| primary).map(|p| p.to_string());
+    let mine: Vec<usize> = (0..args.agents).filter(|index| index % shards == shard).collect();
+    if mine.is_empty() {
+        bail!("shard {shard}/{shards} of {} agents has none", args.agents);
+    }
 
     let receipts: Receipts = Arc::default();
-    let listener = tokio::net::TcpListener::bind(&args.hook).await.with_context(|| format!("binding {}", args.hook))?;
-    let app = axum::Router::new().route("/hook", post(receive)).with_state(receipts.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    if primary {
+        let listener =
+            tokio::net::TcpListener::bind(&args.hook).await.with_context(|| format!("binding {}", args.hook))?;
+        let app = axum::Router::new().route("/hook", post(receive)).with_state(receipts.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
 
     // 1. Provision and enroll every agent through the real flow.
     let enroll_started = Instant::now();
     let args = Arc::new(args);
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.enroll_concurrency.max(1)));
     let mut enrolling = tokio::task::JoinSet::new();
-    for index in 0..args.agents {
+    for &index in &mine {
         let (http, args, key, semaphore) = (http.clone(), Arc::clone(&args), key.clone(), Arc::clone(&semaphore));
         enrolling.spawn(async move {
             let _permit = semaphore.acquire_owned().await?;
@@ -316,13 +372,27 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok::<_, anyhow::Error>((index, enrolled))
         });
     }
-    let mut configs = Vec::with_capacity(args.agents);
+    let mut configs = Vec::with_capacity(mine.len());
     while let Some(done) = enrolling.join_next().await {
-        configs.push(done??);
+        match done.map_err(anyhow::Error::from).and_then(|enrolled| enrolled) {
+            Ok(enrolled) => configs.push(enrolled),
+            Err(error) => {
+                // The other shards stop waiting for this one.
+                if let Some(dir) = &args.sync_dir {
+                    let _ = std::fs::create_dir_all(dir);
+                    let _ = std::fs::write(dir.join(format!("failed-{shard}")), format!("{error:#}"));
+                }
+                return Err(error);
+            }
+        }
     }
     configs.sort_by_key(|(index, _)| *index);
     let enroll_secs = enroll_started.elapsed().as_secs_f64();
-    eprintln!("fleet: {} agents enrolled in {enroll_secs:.1} s", args.agents);
+    eprintln!("fleet: shard {shard}/{shards}: {} agents enrolled in {enroll_secs:.1} s", mine.len());
+    if let Some(dir) = &args.sync_dir {
+        meet(dir, shard, shards).await?;
+    }
+    // Every shard has enrolled and none pushes yet: the server without agents' connections.
     let rss_before = server_pid.as_deref().and_then(process_usage).map(|(rss, _)| rss);
 
     // 2. Start every agent, spread over one interval, each pushing every interval.
@@ -333,7 +403,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let ramp = interval;
     let load_until = started + ramp + Duration::from_secs(args.duration_secs);
     let series = Arc::new(series_of(args.series));
-    let mut agents = Vec::with_capacity(args.agents);
+    let mut agents = Vec::with_capacity(mine.len());
     let manifests: Arc<Mutex<Vec<AgentManifest>>> = Arc::new(Mutex::new(vec![AgentManifest::default(); args.agents]));
     let mut producers = tokio::task::JoinSet::new();
     let mut runners = tokio::task::JoinSet::new();
@@ -413,7 +483,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // 3. Alert crossings (agent 0, a new series every interval) and API probes during the load.
     let alert_sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let alerting = {
+    let alerting = primary.then(|| {
         let client = agents[0].client.clone();
         let id = agents[0].id.clone();
         let (sent, manifests) = (Arc::clone(&alert_sent), Arc::clone(&manifests));
@@ -438,11 +508,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(interval).await;
             }
         })
-    };
+    });
     let history: Recorder = Arc::default();
     let listing: Recorder = Arc::default();
     let api_errors = Arc::new(AtomicU64::new(0));
-    let probing = {
+    let probing = primary.then(|| {
         let (http, api, key) = (http.clone(), args.api.clone(), key.clone());
         let (history, listing, errors) = (Arc::clone(&history), Arc::clone(&listing), Arc::clone(&api_errors));
         let agents_n = args.agents;
@@ -472,14 +542,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
-    };
+    });
 
     // 4. Samples of the server and of this process every 5 s.
     let own_pid = std::process::id().to_string();
     let mut rows = Vec::new();
     let mut peak_rss = 0u64;
     let mut peak_connected = 0usize;
-    let first_scrape = scrape(&http, &args.api, "secumon_ingest_samples_total").await.unwrap_or(0.0);
+    let scraped = |http: reqwest::Client, api: String| async move {
+        if primary { scrape(&http, &api, "secumon_ingest_samples_total").await.unwrap_or(f64::NAN) } else { f64::NAN }
+    };
+    let first_scrape = scraped(http.clone(), args.api.clone()).await;
     let own_cpu_start = process_usage(&own_pid).map_or(0.0, |(_, cpu)| cpu);
     let server_cpu_start = server_pid.as_deref().and_then(process_usage).map_or(0.0, |(_, cpu)| cpu);
     // The steady window: from the end of the ramp to the end of the load.
@@ -488,7 +561,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut rss_full: Option<u64> = None;
     while Instant::now() < load_until {
         tokio::time::sleep(Duration::from_secs(5).min(load_until.saturating_duration_since(Instant::now()))).await;
-        let committed = scrape(&http, &args.api, "secumon_ingest_samples_total").await.unwrap_or(f64::NAN);
+        let committed = scraped(http.clone(), args.api.clone()).await;
         let server = server_pid.as_deref().and_then(process_usage);
         let own = process_usage(&own_pid);
         let connected = agents.iter().filter(|a| a.client.stats().connected).count();
@@ -508,7 +581,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let row = json!({"t_s": now.duration_since(started).as_secs(), "connected": connected,
             "samples_committed": committed, "server_rss_mib": server.map(|s| s.0 as f64 / 1048576.0),
             "server_cpu_s": server.map(|s| s.1), "loadgen_cpu_s": own.map(|o| o.1)});
-        eprintln!("fleet: {row}");
+        eprintln!("fleet: shard {shard}/{shards}: {row}");
         rows.push(row);
     }
     let _ = (first_scrape, own_cpu_start, server_cpu_start);
@@ -517,8 +590,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for producer in producers.join_all().await {
         let () = producer;
     }
-    let _ = alerting.await;
-    let _ = probing.await;
+    if let Some(alerting) = alerting {
+        let _ = alerting.await;
+    }
+    if let Some(probing) = probing {
+        let _ = probing.await;
+    }
     let drain_started = Instant::now();
     let mut unacked = usize::MAX;
     while drain_started.elapsed() < Duration::from_secs(180) {
@@ -568,11 +645,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (Some(before), Some(full)) => Some((full.saturating_sub(before)) as f64 / args.agents as f64 / 1024.0),
         _ => None,
     };
-    let report = json!({
-        "agents": args.agents, "series_per_agent": args.series, "interval_s": args.interval_secs,
+    let mut report = json!({
+        "shard": format!("{shard}/{shards}"), "shards": shards, "agents_total": args.agents,
+        "agents": mine.len(), "series_per_agent": args.series, "interval_s": args.interval_secs,
         "duration_s": args.duration_secs, "steady_window_s": steady_secs,
         "enroll_s": enroll_secs, "connected_peak": peak_connected,
-        "offered_samples_per_s": (args.agents * args.series) as f64 / args.interval_secs as f64,
+        "offered_samples_per_s": (mine.len() * args.series) as f64 / args.interval_secs as f64,
         "committed_samples_per_s": samples_per_s,
         "ack_p50_ms": ms(percentile(&ack, 50.0)), "ack_p99_ms": ms(percentile(&ack, 99.0)),
         "ack_max_ms": ms(ack.last().copied().unwrap_or(0)), "acks_measured": ack.len(),
@@ -594,25 +672,57 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         start_ms,
         end_ms,
         series: args.series,
-        agents: std::mem::take(&mut *manifests.lock().unwrap_or_else(|p| p.into_inner())),
+        // Only this shard's agents.
+        agents: std::mem::take(&mut *manifests.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .filter(|agent| !agent.agent_id.is_empty())
+            .collect(),
     };
     std::fs::write(&args.manifest, serde_json::to_vec(&manifest)?)
         .with_context(|| format!("writing {}", args.manifest.display()))?;
+    let clean = unacked == 0 && rejected_total == 0 && enqueue_failures.load(Ordering::Relaxed) == 0;
+    report["clean"] = json!(clean);
+    if let Some(out) = &args.report_out {
+        let mut full = report.clone();
+        full["raw_us"] =
+            json!({"ack_steady": ack, "ack_all": all_acks, "alert": alert, "history": history, "listing": listing});
+        std::fs::write(out, serde_json::to_vec(&full)?).with_context(|| format!("writing {}", out.display()))?;
+    }
     if args.json {
         println!("{report}");
     } else {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    let clean = unacked == 0 && rejected_total == 0 && enqueue_failures.load(Ordering::Relaxed) == 0;
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Every acknowledged sequence of every agent stored once, and every series holding one
 /// sample per regular batch: anything else is a lost or doubled batch.
 async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(&args.manifest).with_context(|| format!("reading {}", args.manifest.display()))?,
-    )?;
+    // The shards' manifests as one: their agents are disjoint, the run spans all of them.
+    let mut manifest: Option<Manifest> = None;
+    for path in &args.manifest {
+        let part: Manifest =
+            serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)?;
+        manifest = Some(match manifest {
+            None => part,
+            Some(mut whole) => {
+                if part.series != whole.series {
+                    bail!("{}: {} series per agent, the other shards {}", path.display(), part.series, whole.series);
+                }
+                whole.start_ms = whole.start_ms.min(part.start_ms);
+                whole.end_ms = whole.end_ms.max(part.end_ms);
+                whole.agents.extend(part.agents);
+                whole
+            }
+        });
+    }
+    let Some(manifest) = manifest else { bail!("no --manifest") };
+    let mut ids: Vec<&str> = manifest.agents.iter().map(|a| a.agent_id.as_str()).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        bail!("an agent is in two manifests: the shards' agents must be disjoint");
+    }
     let store: Arc<dyn Store> = if args.store.starts_with("postgres://") || args.store.starts_with("postgresql://") {
         let pg: Arc<dyn Store> = secumon_store::PgStore::connect(&args.store).await?;
         pg
@@ -714,4 +824,100 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("fleet verify: MISMATCH (see the counts above)");
         Ok(ExitCode::from(1))
     }
+}
+
+/// Waits until all `shards` have enrolled their agents (each leaves `ready-I` in `dir`), so
+/// that they start pushing together and shard 0's measurements cover the whole fleet.
+async fn meet(dir: &std::path::Path, shard: usize, shards: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(format!("ready-{shard}")), b"").with_context(|| format!("writing in {}", dir.display()))?;
+    let waiting = Instant::now();
+    loop {
+        let ready = (0..shards).filter(|i| dir.join(format!("ready-{i}")).exists()).count();
+        if let Some(failed) = (0..shards).find(|i| dir.join(format!("failed-{i}")).exists()) {
+            bail!("shard {failed}/{shards} failed to enroll its agents");
+        }
+        if ready == shards {
+            eprintln!(
+                "fleet: shard {shard}/{shards}: all shards enrolled, after {:.1} s",
+                waiting.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if waiting.elapsed() > Duration::from_secs(1_800) {
+            bail!("only {ready} of {shards} shards enrolled within 30 min");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One report from the shards' (`--report-out`): latency percentiles over every shard's
+/// latencies, counts and the load generators' CPU summed; the server's figures, the alert
+/// and the API probes from shard 0, which alone measures them.
+fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+                .with_context(|| format!("{} is not a fleet report", path.display()))?;
+        reports.push(report);
+    }
+    let Some(primary) = reports.iter().find(|r| r["shard"].as_str().is_some_and(|s| s.starts_with("0/"))).cloned()
+    else {
+        bail!("no report of shard 0 among {}", args.reports.len());
+    };
+    let shards = primary["shards"].as_u64().unwrap_or(1) as usize;
+    let mut seen: Vec<&str> = reports.iter().filter_map(|r| r["shard"].as_str()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != shards || reports.len() != shards {
+        bail!("{} reports of shards {seen:?}, expected each of {shards} once", reports.len());
+    }
+    let raw = |name: &str| -> Vec<u64> {
+        let mut all: Vec<u64> = reports
+            .iter()
+            .flat_map(|r| r["raw_us"][name].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_u64())
+            .collect();
+        all.sort_unstable();
+        all
+    };
+    let sum = |name: &str| -> f64 { reports.iter().filter_map(|r| r[name].as_f64()).sum() };
+    let most = |name: &str| -> f64 { reports.iter().filter_map(|r| r[name].as_f64()).fold(0.0, f64::max) };
+    let ms = |us: u64| us as f64 / 1000.0;
+    let (ack, all_acks) = (raw("ack_steady"), raw("ack_all"));
+    let mut merged = primary.clone();
+    if let Some(fields) = merged.as_object_mut() {
+        fields.remove("raw_us");
+        fields.remove("shard");
+    }
+    for (key, value) in [
+        ("agents", json!(sum("agents") as u64)),
+        ("enroll_s", json!(most("enroll_s"))),
+        // Each shard's peak; they are reached at about the same time (the shards start together).
+        ("connected_peak", json!(sum("connected_peak") as u64)),
+        ("offered_samples_per_s", json!(sum("offered_samples_per_s"))),
+        ("ack_p50_ms", json!(ms(percentile(&ack, 50.0)))),
+        ("ack_p99_ms", json!(ms(percentile(&ack, 99.0)))),
+        ("ack_max_ms", json!(ms(ack.last().copied().unwrap_or(0)))),
+        ("acks_measured", json!(ack.len())),
+        ("ack_p99_ms_incl_ramp", json!(ms(percentile(&all_acks, 99.0)))),
+        ("loadgen_cpu_pct", json!(sum("loadgen_cpu_pct"))),
+        ("loadgen_cpu_pct_per_shard", json!(reports.iter().map(|r| r["loadgen_cpu_pct"].clone()).collect::<Vec<_>>())),
+        ("api_errors", json!(sum("api_errors") as u64)),
+        ("batches_committed", json!(sum("batches_committed") as u64)),
+        ("batches_duplicate", json!(sum("batches_duplicate") as u64)),
+        ("batches_rejected", json!(sum("batches_rejected") as u64)),
+        ("enqueue_failures", json!(sum("enqueue_failures") as u64)),
+        ("agents_with_unacked_batches", json!(sum("agents_with_unacked_batches") as u64)),
+        ("clean", json!(reports.iter().all(|r| r["clean"] == json!(true)))),
+    ] {
+        merged[key] = value;
+    }
+    if args.json {
+        println!("{merged}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&merged)?);
+    }
+    Ok(if merged["clean"] == json!(true) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -359,9 +359,9 @@ pub struct StoreOptions {
     /// Most series a tenant may hold ([`DEFAULT_MAX_SERIES_PER_TENANT`]); a batch that would
     /// create more is refused whole with [`StoreError::SeriesLimit`].
     pub max_series_per_tenant: u64,
-    /// Most agents' batches the embedded store commits in one transaction (group commit:
-    /// batches that arrive while a commit is under way share the next one and its fsync).
-    /// 1 commits every batch on its own.
+    /// Most agents' batches a store commits in one transaction (group commit: batches that
+    /// arrive while a commit is under way share the next one and its fsync; the PostgreSQL
+    /// store commits a few such groups at once). 1 commits every batch on its own.
     pub max_group_batches: usize,
 }
 

@@ -5,12 +5,14 @@
 //! that keep theirs shorter have their rows deleted, in slices), written with `UNNEST` arrays, one
 //! statement per batch. The rollup job folds rows written since its last run into the
 //! 5-minute and 1-hour tiers, each timestamp once (its last write): a bucket where a
-//! timestamp was written again after being folded is summarized again from its rows. Request paths run as the `secumon_tenant` role with the
-//! caller's tenant set, so row-level security stands behind every tenant filter.
+//! timestamp was written again after being folded is summarized again from its rows.
+//! Agents' batches are group-committed (group.rs): those that queue while a transaction
+//! commits share the next one, on a few lanes of the pool at once (see `commit_group`). Request paths run as the `secumon_tenant` role with the caller's tenant
+//! set, so row-level security stands behind every tenant filter.
 //! TimescaleDB is not used: this backend needs only stock PostgreSQL (≥ 13).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::audit::{AuditRow, entry_from_row};
 use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
+use crate::group::GroupCommit;
 use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
 use crate::logs::{LogCursor, LogEntry, LogOrder, LogScan};
@@ -53,6 +56,11 @@ struct CountedAgentRow {
     agent: AgentRow,
     total: i64,
 }
+/// Groups of agents' batches committing at once, each on a connection of the pool's
+/// [`POOL_CONNECTIONS`]: the rest stay free for queries, records and maintenance.
+const GROUP_LANES: usize = 4;
+/// Connections to the database.
+const POOL_CONNECTIONS: u32 = 8;
 /// How often the background task rolls up and applies retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 /// Rows deleted per retention statement, so other writers interleave.
@@ -78,6 +86,8 @@ pub struct PgStore {
     partitions: Mutex<HashSet<i64>>,
     /// Write sequence numbers of batches not yet committed: the rollup job stops below them.
     in_flight: Mutex<BTreeSet<i64>>,
+    /// Agents' batches queued for the next group transaction (see group.rs).
+    group: GroupCommit<Queued, Result<WriteOutcome, StoreError>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Outcomes of maintenance passes, by task.
     health: MaintenanceCounters,
@@ -126,7 +136,7 @@ impl PgStore {
             connect.get_database().unwrap_or_default()
         );
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(POOL_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await
@@ -134,12 +144,14 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let background = options.background;
         let series_budget = SeriesBudget::new(options.max_series_per_tenant);
+        let max_group_batches = options.max_group_batches;
         let store = std::sync::Arc::new(Self {
             pool,
             series_ids: SeriesCache::default(),
             series_budget,
             partitions: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(BTreeSet::new()),
+            group: GroupCommit::with_lanes(max_group_batches, GROUP_LANES),
             background: Mutex::new(None),
             health: MaintenanceCounters::default(),
             retentions: TenantRetentions::new(options.retention),
@@ -525,46 +537,418 @@ fn redact(url: &str) -> String {
     url.to_string()
 }
 
-#[async_trait]
-impl Store for PgStore {
-    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+/// A batch waiting for the next group commit.
+struct Queued {
+    tenant: String,
+    batch: IngestBatch,
+}
+
+/// What one batch left in a group's transaction.
+enum Written<'a> {
+    Duplicate,
+    /// Refused before it wrote anything (its tenant, the series limit).
+    Refused(StoreError),
+    Committed {
+        /// Keeps the rollup job below the batch's samples until the group commits.
+        in_flight: Option<InFlight<'a>>,
+        learned: Vec<(SeriesKey, i64)>,
+        created: u64,
+    },
+}
+
+/// Why a group's transaction did not commit.
+enum GroupFailure {
+    /// One batch's statement failed (a value the database rejects, a deadlock): the
+    /// transaction is rolled back and the group is written again without that batch.
+    Batch(usize, StoreError),
+    /// The transaction itself failed (the connection, the commit): every batch left fails.
+    Whole(StoreError),
+}
+
+/// Group commit (see group.rs): the batches of many agents share one transaction and its
+/// commit, and each is answered only after that commit. A batch is refused (another
+/// tenant's agent id, the series limit) before it writes anything, so a refusal leaves the
+/// others' rows alone; a batch whose statement fails aborts the transaction, which is
+/// rolled back and written again without it. No savepoints: a subtransaction per batch
+/// would pass PostgreSQL's 64 cached subtransaction ids in a big group and slow every other
+/// session's snapshots while the group is open.
+impl PgStore {
+    async fn commit_group(&self, group: Vec<Queued>) -> Vec<Result<WriteOutcome, StoreError>> {
+        let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> = group.iter().map(|_| None).collect();
+        // Partitions are made outside the transaction (DDL would hold a lock on `samples`
+        // until the group commits); a batch whose partition cannot be made fails alone.
+        for (queued, result) in group.iter().zip(results.iter_mut()) {
+            if let Err(error) = self.ensure_partitions(queued.batch.metric_samples().map(|s| s.timestamp_ms)).await {
+                *result = Some(Err(error));
+            }
+        }
+        // Agents' rows (and their series) are locked in one order by every group (tenant,
+        // agent, sequence), so groups committing at once on other lanes wait for each other
+        // instead of deadlocking.
+        let mut left: Vec<usize> = (0..group.len()).filter(|&i| results[i].is_none()).collect();
+        left.sort_by(|&a, &b| {
+            let (a, b) = (&group[a], &group[b]);
+            (&a.tenant, &a.batch.agent_id, a.batch.sequence).cmp(&(&b.tenant, &b.batch.agent_id, b.batch.sequence))
+        });
+        match self.try_fast_group(&group, &left).await {
+            Ok(Some(written)) => {
+                for (index, result) in written {
+                    results[index] = Some(result);
+                }
+                left.clear();
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, batches = left.len(), "a group failed; writing it again batch by batch");
+            }
+        }
+        while !left.is_empty() {
+            match self.try_commit_group(&group, &left).await {
+                Ok(written) => {
+                    for (index, result) in written {
+                        results[index] = Some(result);
+                    }
+                    break;
+                }
+                Err(GroupFailure::Batch(failed, error)) => {
+                    tracing::warn!(%error, agent = %group[failed].batch.agent_id,
+                        "a batch failed in its group; the group is written again without it");
+                    results[failed] = Some(Err(error));
+                    left.retain(|&index| index != failed);
+                }
+                Err(GroupFailure::Whole(error)) => {
+                    // Nothing of the group committed: every batch is answered with the error
+                    // (its agent resends; any stored before are refused as duplicates).
+                    let (fault, message) = (error.fault(), error.to_string());
+                    let mut error = Some(error);
+                    for &index in &left {
+                        results[index] = Some(match error.take() {
+                            Some(error) => Err(error),
+                            None => Err(StoreError::Group { fault, message: message.clone() }),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(StoreError::Group { fault: None, message: "the batch was left out of its group".into() })
+                })
+            })
+            .collect()
+    }
+
+    /// The group in a few statements for all its batches, when every series of every batch
+    /// is known (the steady state: agents send the same series every interval), so that
+    /// nothing is created and no series limit can refuse a batch. None when a series is
+    /// not known: the per-batch path counts and creates them. An error leaves the caller
+    /// to write the group again batch by batch, which finds the batch at fault (whether
+    /// this transaction committed or not: a batch that did is then a duplicate).
+    async fn try_fast_group(
+        &self,
+        group: &[Queued],
+        order: &[usize],
+    ) -> Result<Option<Vec<(usize, Result<WriteOutcome, StoreError>)>>, StoreError> {
+        let mut prepared: Vec<(usize, Vec<Cow<'_, Sample>>, Vec<i64>)> = Vec::with_capacity(order.len());
+        for &index in order {
+            let queued = &group[index];
+            let samples: Vec<Cow<'_, Sample>> = queued.batch.metric_samples().collect();
+            let ids = self.series_ids.lookup(&queued.tenant, &queued.batch, &samples);
+            let Some(ids) = ids.into_iter().collect::<Option<Vec<i64>>>() else { return Ok(None) };
+            prepared.push((index, samples, ids));
+        }
+        let batch_at = |position: usize| &group[prepared[position].0];
+        let mut outcomes: Vec<Option<Result<WriteOutcome, StoreError>>> = prepared.iter().map(|_| None).collect();
+        let mut tx = self.pool.begin().await?;
+
+        // Duplicates and other tenants' agents, for the whole group, as the owner (who sees
+        // every tenant's agents). The server's own samples (no agent id) are no agent's batch.
+        let agent_positions: Vec<usize> =
+            (0..prepared.len()).filter(|&p| !batch_at(p).batch.agent_id.is_empty()).collect();
+        let agent_ids: Vec<&str> = agent_positions.iter().map(|&p| batch_at(p).batch.agent_id.as_str()).collect();
+        let sequences: Vec<i64> = agent_positions.iter().map(|&p| batch_at(p).batch.sequence as i64).collect();
+        if !agent_positions.is_empty() {
+            let rows: Vec<(i64, bool, Option<String>)> = sqlx::query_as(
+                "SELECT u.i, EXISTS (SELECT 1 FROM ingested_batches b WHERE b.agent_id = u.a AND b.sequence = u.s), \
+                 (SELECT g.tenant_id FROM agents g WHERE g.agent_id = u.a) \
+                 FROM UNNEST($1::text[], $2::int8[]) WITH ORDINALITY AS u(a, s, i)",
+            )
+            .bind(&agent_ids)
+            .bind(&sequences)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut seen: HashSet<(&str, u64)> = HashSet::new();
+            for (ordinal, already, owner) in rows {
+                let Some(&position) = usize::try_from(ordinal - 1).ok().and_then(|i| agent_positions.get(i)) else {
+                    continue;
+                };
+                let queued = batch_at(position);
+                outcomes[position] = if already {
+                    Some(Ok(WriteOutcome::Duplicate))
+                } else if owner.as_deref().is_some_and(|owner| owner != queued.tenant) {
+                    Some(Err(StoreError::TenantMismatch { agent_id: queued.batch.agent_id.clone() }))
+                } else if !seen.insert((queued.batch.agent_id.as_str(), queued.batch.sequence)) {
+                    // A second copy of a batch earlier in this group.
+                    Some(Ok(WriteOutcome::Duplicate))
+                } else {
+                    None
+                };
+            }
+            // Their places in the ledger; a copy committed by a group on another lane
+            // meanwhile (this insert waited for it) makes a batch a duplicate.
+            let going: Vec<usize> = agent_positions.iter().copied().filter(|&p| outcomes[p].is_none()).collect();
+            if !going.is_empty() {
+                let ids: Vec<&str> = going.iter().map(|&p| batch_at(p).batch.agent_id.as_str()).collect();
+                let sequences: Vec<i64> = going.iter().map(|&p| batch_at(p).batch.sequence as i64).collect();
+                let inserted: Vec<(String, i64)> = sqlx::query_as(
+                    "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) \
+                     SELECT a, s, $3 FROM UNNEST($1::text[], $2::int8[]) AS u(a, s) \
+                     ON CONFLICT DO NOTHING RETURNING agent_id, sequence",
+                )
+                .bind(&ids)
+                .bind(&sequences)
+                .bind(now_ms())
+                .fetch_all(&mut *tx)
+                .await?;
+                let inserted: HashSet<(String, i64)> = inserted.into_iter().collect();
+                for position in going {
+                    let batch = &batch_at(position).batch;
+                    if !inserted.contains(&(batch.agent_id.clone(), batch.sequence as i64)) {
+                        outcomes[position] = Some(Ok(WriteOutcome::Duplicate));
+                    }
+                }
+            }
+        }
+
+        // Each tenant's batches under its role: its agents' rows, then all its samples.
+        let mut tenants: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for position in (0..prepared.len()).filter(|&p| outcomes[p].is_none()) {
+            tenants.entry(batch_at(position).tenant.as_str()).or_default().push(position);
+        }
+        let mut in_flight = Vec::new();
+        let now = now_ms();
+        for (tenant, positions) in &tenants {
+            sqlx::query("SELECT set_config('secumon.tenant', $1, true), set_config('role', 'secumon_tenant', true)")
+                .bind(*tenant)
+                .execute(&mut *tx)
+                .await?;
+            // One row per agent, from its last batch of the group, with its count.
+            let mut agents: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+            for &position in positions {
+                let batch = &batch_at(position).batch;
+                if batch.agent_id.is_empty() {
+                    continue;
+                }
+                let entry = agents.entry(batch.agent_id.as_str()).or_insert((position, 0));
+                if batch.sequence >= batch_at(entry.0).batch.sequence {
+                    entry.0 = position;
+                }
+                entry.1 += 1;
+            }
+            if !agents.is_empty() {
+                let last = |(position, _): &(usize, u64)| &batch_at(*position).batch;
+                let ids: Vec<&str> = agents.keys().copied().collect();
+                let hosts: Vec<&str> = agents.values().map(|a| last(a).host.as_str()).collect();
+                let labels: Vec<String> =
+                    agents.values().map(|a| serde_json::to_string(&last(a).agent_labels)).collect::<Result<_, _>>()?;
+                let sequences: Vec<i64> = agents.values().map(|a| last(a).sequence as i64).collect();
+                let counts: Vec<i64> = agents.values().map(|(_, count)| *count as i64).collect();
+                sqlx::query(
+                    "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
+                     SELECT a, $1, h, l, $2, $2, s, n FROM UNNEST($3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[]) \
+                     AS u(a, h, l, s, n) \
+                     ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, labels = excluded.labels, \
+                     last_seen_ms = GREATEST(agents.last_seen_ms, excluded.last_seen_ms), \
+                     last_sequence = GREATEST(agents.last_sequence, excluded.last_sequence), \
+                     batches = agents.batches + excluded.batches",
+                )
+                .bind(*tenant)
+                .bind(now)
+                .bind(&ids)
+                .bind(&hosts)
+                .bind(&labels)
+                .bind(&sequences)
+                .bind(&counts)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // One statement for the tenant's samples; for a series and timestamp written twice
+            // in the group, the later batch's value (batches are in agent and sequence order).
+            let mut ids = Vec::new();
+            let mut samples = Vec::new();
+            for &position in positions {
+                ids.extend_from_slice(&prepared[position].2);
+                samples.extend(prepared[position].1.iter().cloned());
+            }
+            in_flight.push(self.insert_samples(&mut tx, &ids, &samples).await?);
+            for &position in positions {
+                write_extras(&mut tx, tenant, &batch_at(position).batch).await?;
+            }
+        }
+        tx.commit().await?;
+        drop(in_flight);
+        Ok(Some(
+            prepared
+                .iter()
+                .zip(outcomes)
+                .map(|((index, _, _), outcome)| (*index, outcome.unwrap_or(Ok(WriteOutcome::Committed))))
+                .collect(),
+        ))
+    }
+
+    /// Writes the batches of `group` at `order` in one transaction and commits it.
+    async fn try_commit_group(
+        &self,
+        group: &[Queued],
+        order: &[usize],
+    ) -> Result<Vec<(usize, Result<WriteOutcome, StoreError>)>, GroupFailure> {
+        let mut tx = self.pool.begin().await.map_err(|e| GroupFailure::Whole(e.into()))?;
+        let mut written = Vec::with_capacity(order.len());
+        // Series created by the group's batches so far, per tenant, for the series limit.
+        let mut group_created: HashMap<String, u64> = HashMap::new();
+        for (position, &index) in order.iter().enumerate() {
+            let queued = &group[index];
+            if position > 0 {
+                // Back to the owner: the next batch's tenant check must see every tenant's agents.
+                sqlx::query("RESET ROLE").execute(&mut *tx).await.map_err(|e| GroupFailure::Whole(e.into()))?;
+            }
+            match self.write_one(&mut tx, &queued.tenant, &queued.batch, &mut group_created).await {
+                Ok(done) => written.push((index, done)),
+                // A value the database rejects, or a deadlock this batch was chosen to end,
+                // is this batch's: the group goes on without it (the agent resends it). A
+                // fault of the store (the connection, a full disk) is no batch's: the group fails.
+                Err(error) if matches!(error.fault(), None | Some(crate::StoreFault::Busy)) => {
+                    return Err(GroupFailure::Batch(index, error));
+                }
+                Err(error) => return Err(GroupFailure::Whole(error)),
+            }
+        }
+        tx.commit().await.map_err(|e| GroupFailure::Whole(e.into()))?;
+        let mut results = Vec::with_capacity(written.len());
+        for (index, done) in written {
+            let queued = &group[index];
+            results.push((
+                index,
+                match done {
+                    Written::Duplicate => Ok(WriteOutcome::Duplicate),
+                    Written::Refused(error) => Err(error),
+                    Written::Committed { in_flight, learned, created } => {
+                        drop(in_flight);
+                        self.series_budget.add(&queued.tenant, created);
+                        self.series_ids.remember(&queued.tenant, &queued.batch, learned);
+                        Ok(WriteOutcome::Committed)
+                    }
+                },
+            ));
+        }
+        Ok(results)
+    }
+
+    /// One batch's rows inside the group's transaction, which starts it as the owner role.
+    /// It is refused, or found a duplicate, before it writes anything; an error is a
+    /// failed statement, after which the transaction is aborted.
+    async fn write_one<'a>(
+        &'a self,
+        tx: &mut PgConnection,
+        tenant: &str,
+        batch: &IngestBatch,
+        group_created: &mut HashMap<String, u64>,
+    ) -> Result<Written<'a>, StoreError> {
         let now = now_ms();
         let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
-        refuse_future_samples(tenant, batch, &samples, now, self.options.max_future_ms)?;
         let mut ids = self.series_ids.lookup(tenant, batch, &samples);
-        self.ensure_partitions(samples.iter().map(|s| s.timestamp_ms)).await?;
-
+        let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
         let sequence = batch.sequence as i64;
-        let mut tx = self.pool.begin().await?;
         // The server's own samples (no agent id: see `Store::write_batch`) are no agent's
         // batch: nothing to deduplicate, no agent row.
         let agent_batch = !batch.agent_id.is_empty();
         if agent_batch {
-            let first_time = sqlx::query(
-                "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING",
+            // In the ledger already (committed, or earlier in this group): a duplicate,
+            // whatever its tenant. Another tenant's agent: refused. With every series known,
+            // the batch takes its place in the ledger in the same statement; a copy in a
+            // group committing at the same time makes that insert wait for its outcome.
+            let (inserted, already, owner): (bool, bool, Option<String>) = sqlx::query_as(
+                "WITH prior AS (SELECT tenant_id FROM agents WHERE agent_id = $1), \
+                 already AS (SELECT EXISTS (SELECT 1 FROM ingested_batches WHERE agent_id = $1 AND sequence = $2) AS e), \
+                 fresh AS (INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) SELECT $1, $2, $3 \
+                   WHERE $5 AND NOT (SELECT e FROM already) AND NOT EXISTS (SELECT 1 FROM prior WHERE tenant_id <> $4) \
+                   ON CONFLICT DO NOTHING RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM fresh), (SELECT e FROM already), (SELECT tenant_id FROM prior)",
             )
             .bind(&batch.agent_id)
             .bind(sequence)
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !first_time {
-                tx.rollback().await?;
-                return Ok(WriteOutcome::Duplicate);
+            .bind(tenant)
+            .bind(unresolved.is_empty())
+            .fetch_one(&mut *tx)
+            .await?;
+            if already {
+                return Ok(Written::Duplicate);
             }
-            // The owner check must see every tenant's agents: it runs before the tenant role.
-            let owner: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM agents WHERE agent_id = $1")
-                .bind(&batch.agent_id)
-                .fetch_optional(&mut *tx)
-                .await?;
             if owner.as_deref().is_some_and(|owner| owner != tenant) {
-                return Err(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() });
+                return Ok(Written::Refused(StoreError::TenantMismatch { agent_id: batch.agent_id.clone() }));
+            }
+            if unresolved.is_empty() && !inserted {
+                // A copy committed by another group while this one waited for it.
+                return Ok(Written::Duplicate);
             }
         }
-        enter_tenant(&mut tx, tenant).await?;
+        if !unresolved.is_empty() {
+            // The series limit, before anything is written: the series the batch would create.
+            let pending = group_created.get(tenant).copied().unwrap_or(0);
+            let before = match self.series_budget.known(tenant) {
+                Some(committed) => committed + pending,
+                None => {
+                    // Counted inside the group's transaction: that includes what earlier
+                    // batches of the group created, which are not committed yet.
+                    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = $1")
+                        .bind(tenant)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    self.series_budget.counted(tenant, (count as u64).saturating_sub(pending));
+                    count as u64
+                }
+            };
+            let names: Vec<&str> = unresolved.keys.iter().map(|k| k.name.as_str()).collect();
+            let labels: Vec<String> =
+                unresolved.keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
+            let new: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM UNNEST($2::text[], $3::text[]) AS u(n, l) WHERE NOT EXISTS \
+                 (SELECT 1 FROM series s WHERE s.tenant_id = $1 AND s.name = u.n AND s.labels = u.l)",
+            )
+            .bind(tenant)
+            .bind(&names)
+            .bind(&labels)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Err(refused) = self.series_budget.check(tenant, before, new as u64) {
+                return Ok(Written::Refused(refused));
+            }
+            if agent_batch {
+                let inserted = sqlx::query(
+                    "INSERT INTO ingested_batches (agent_id, sequence, committed_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&batch.agent_id)
+                .bind(sequence)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    return Ok(Written::Duplicate);
+                }
+            }
+        }
+        // The tenant role, for row-level security, until the next batch's `RESET ROLE`.
+        sqlx::query("SELECT set_config('secumon.tenant', $1, true), set_config('role', 'secumon_tenant', true)")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
         if agent_batch {
             sqlx::query(
                 "INSERT INTO agents (agent_id, tenant_id, host, labels, first_seen_ms, last_seen_ms, last_sequence, batches) \
@@ -582,76 +966,38 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-
-        let unresolved = Unresolved::new(tenant, batch, &samples, &ids);
-        let mut before = 0;
-        if !unresolved.is_empty() {
-            before = match self.series_budget.known(tenant) {
-                Some(count) => count,
-                None => {
-                    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM series WHERE tenant_id = $1")
-                        .bind(tenant)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    self.series_budget.counted(tenant, count as u64);
-                    count as u64
-                }
-            };
-        }
-        let (resolved, created) = Self::resolve_series(&mut tx, tenant, &unresolved.keys).await?;
-        // Refused whole: dropping the transaction takes the new series back out.
-        self.series_budget.check(tenant, before, created)?;
+        // Series another session created since the count above are found, not created.
+        let (resolved, created) = Self::resolve_series(&mut *tx, tenant, &unresolved.keys).await?;
+        *group_created.entry(tenant.to_string()).or_default() += created;
         let learned = unresolved.apply(&resolved, &mut ids);
         let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();
-        let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
+        let in_flight = self.insert_samples(&mut *tx, &ids, &samples).await?;
 
-        for check in &batch.check_results {
-            sqlx::query(
-                "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        write_extras(&mut *tx, tenant, batch).await?;
+        Ok(Written::Committed { in_flight, learned, created })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn write_batch(&self, tenant: &str, batch: &IngestBatch) -> Result<WriteOutcome, StoreError> {
+        // Refused before queueing: a batch that can never be stored does not join a group.
+        let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
+        refuse_future_samples(tenant, batch, &samples, now_ms(), self.options.max_future_ms)?;
+        drop(samples);
+        let queued = Queued { tenant: tenant.to_string(), batch: batch.clone() };
+        self.group
+            .submit(
+                queued,
+                |group| self.commit_group(group),
+                || {
+                    Err(StoreError::Group {
+                        fault: Some(crate::StoreFault::Connection),
+                        message: "the write this batch was grouped with was cancelled; resend it".into(),
+                    })
+                },
             )
-            .bind(tenant)
-            .bind(&batch.agent_id)
-            .bind(&check.check_id)
-            .bind(&check.kind)
-            .bind(&check.target)
-            .bind(check.status.as_str())
-            .bind(check.timestamp_ms)
-            .bind(check.duration_us as i64)
-            .bind(check.details.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for event in &batch.events {
-            let labels = serde_json::to_string(&event.labels)?;
-            let (kind, severity) = (&event.kind, event.severity);
-            insert_event(&mut tx, tenant, &batch.host, event.timestamp_ms, kind, severity, &labels, &event.message)
-                .await?;
-        }
-        if !batch.logs.is_empty() {
-            let timestamps: Vec<i64> = batch.logs.iter().map(|l| l.timestamp_ms).collect();
-            let sources: Vec<&str> = batch.logs.iter().map(|l| l.source.as_str()).collect();
-            let labels: Vec<String> =
-                batch.logs.iter().map(|l| serde_json::to_string(&l.labels)).collect::<Result<_, _>>()?;
-            let lines: Vec<&str> = batch.logs.iter().map(|l| l.line.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO logs (tenant_id, host, ts, source, labels, line) \
-                 SELECT $1, $2, t, s, l, x FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[]) AS u(t, s, l, x)",
-            )
-            .bind(tenant)
-            .bind(&batch.host)
-            .bind(&timestamps)
-            .bind(&sources)
-            .bind(&labels)
-            .bind(&lines)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        drop(in_flight);
-        self.series_budget.add(tenant, created);
-        self.series_ids.remember(tenant, batch, learned);
-        Ok(WriteOutcome::Committed)
+            .await
     }
 
     async fn agents(&self, tenant: &str, filter: &AgentFilter) -> Result<(Vec<AgentRecord>, u64), StoreError> {
@@ -1303,6 +1649,53 @@ impl Store for PgStore {
     }
 }
 
+/// A batch's check results, events and log lines, in the caller's transaction.
+async fn write_extras(tx: &mut PgConnection, tenant: &str, batch: &IngestBatch) -> Result<(), StoreError> {
+    for check in &batch.check_results {
+        sqlx::query(
+            "INSERT INTO check_results (tenant_id, agent_id, check_id, kind, target, status, ts, duration_us, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(tenant)
+        .bind(&batch.agent_id)
+        .bind(&check.check_id)
+        .bind(&check.kind)
+        .bind(&check.target)
+        .bind(check.status.as_str())
+        .bind(check.timestamp_ms)
+        .bind(check.duration_us as i64)
+        .bind(check.details.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for event in &batch.events {
+        let labels = serde_json::to_string(&event.labels)?;
+        let (kind, severity) = (&event.kind, event.severity);
+        insert_event(&mut *tx, tenant, &batch.host, event.timestamp_ms, kind, severity, &labels, &event.message)
+            .await?;
+    }
+    if !batch.logs.is_empty() {
+        let timestamps: Vec<i64> = batch.logs.iter().map(|l| l.timestamp_ms).collect();
+        let sources: Vec<&str> = batch.logs.iter().map(|l| l.source.as_str()).collect();
+        let labels: Vec<String> =
+            batch.logs.iter().map(|l| serde_json::to_string(&l.labels)).collect::<Result<_, _>>()?;
+        let lines: Vec<&str> = batch.logs.iter().map(|l| l.line.as_str()).collect();
+        sqlx::query(
+                "INSERT INTO logs (tenant_id, host, ts, source, labels, line) \
+                 SELECT $1, $2, t, s, l, x FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[]) AS u(t, s, l, x)",
+            )
+            .bind(tenant)
+            .bind(&batch.host)
+            .bind(&timestamps)
+            .bind(&sources)
+            .bind(&labels)
+            .bind(&lines)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_event(
     conn: &mut PgConnection,
@@ -1331,6 +1724,111 @@ async fn insert_event(
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
+    use secumon_core::{IngestBatch, LogRecord, Sample};
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::{PgStore, Queued};
+    use crate::{Store, StoreError, StoreOptions, WriteOutcome};
+
+    fn batch(agent: &str, sequence: u64, value: f64, line: Option<&str>) -> IngestBatch {
+        let now = secumon_core::now_ms();
+        IngestBatch {
+            agent_id: agent.into(),
+            sequence,
+            host: agent.into(),
+            samples: vec![Sample::new("load1", Default::default(), now - 60_000 + sequence as i64, value)],
+            logs: line
+                .map(|line| LogRecord {
+                    timestamp_ms: now,
+                    source: "s".into(),
+                    labels: Default::default(),
+                    line: line.into(),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The group path for cached series, directly: one statement per step for the whole
+    /// group, each batch's own answer, refusals and duplicates without writes, and an error
+    /// (for the caller to write the group again batch by batch) when a batch is rejected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fast_group_path_answers_each_batch_and_writes_each_once() {
+        let Ok(url) = std::env::var("SECUMON_TEST_PG_URL") else {
+            secumon_core::testing::peer_missing("SECUMON_TEST_PG_URL is not set");
+            return;
+        };
+        let admin = sqlx::PgPool::connect(&url).await.expect("SECUMON_TEST_PG_URL");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let schema = format!("secumon_fast_{}_{nanos}", std::process::id());
+        sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&admin).await.unwrap();
+        let connect = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+        let store =
+            PgStore::connect_with(connect, StoreOptions { background: false, ..Default::default() }).await.unwrap();
+        // First batches: series created and cached (the per-batch path).
+        for agent in ["a", "b", "c"] {
+            store.write_batch("acme", &batch(agent, 1, 1.0, None)).await.unwrap();
+        }
+        store.write_batch("globex", &batch("g", 1, 1.0, None)).await.unwrap();
+        let queued = |tenant: &str, batch: IngestBatch| Queued { tenant: tenant.into(), batch };
+        let group = vec![
+            queued("acme", batch("a", 2, 2.0, Some("two"))),
+            queued("acme", batch("b", 1, 9.0, None)), // in the ledger already
+            queued("acme", batch("c", 2, 2.0, None)),
+            queued("acme", batch("c", 2, 2.0, None)), // the same batch twice in one group
+            queued("acme", IngestBatch { samples: Vec::new(), ..batch("g", 2, 0.0, Some("intruder")) }),
+            queued("globex", batch("g", 2, 2.0, None)),
+            queued("acme", batch("a", 3, 3.0, None)),
+        ];
+        let order: Vec<usize> = (0..group.len()).collect();
+        let written = store.try_fast_group(&group, &order).await.unwrap().expect("every series cached");
+        let outcomes: Vec<String> = written.iter().map(|(_, r)| format!("{r:?}")).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "Ok(Committed)",
+                "Ok(Duplicate)",
+                "Ok(Committed)",
+                "Ok(Duplicate)",
+                "Err(TenantMismatch { agent_id: \"g\" })",
+                "Ok(Committed)",
+                "Ok(Committed)"
+            ]
+        );
+        let agents: Vec<(String, u64, u64)> = store
+            .list_agents("acme")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.agent_id, a.batches, a.last_sequence))
+            .collect();
+        assert_eq!(agents, [("a".into(), 3, 3), ("b".into(), 1, 1), ("c".into(), 2, 2)]);
+        let rows: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".samples")).fetch_one(&admin).await.unwrap();
+        assert_eq!(rows, 4 + 4, "four first batches and four committed here");
+        let lines: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT line FROM \"{schema}\".logs")).fetch_all(&admin).await.unwrap();
+        assert_eq!(lines, ["two"]);
+
+        // A batch the database rejects fails the group's statement: an error, nothing written.
+        let group = vec![queued("acme", batch("a", 4, 4.0, None)), queued("acme", batch("b", 2, 4.0, Some("\0")))];
+        let failed = store.try_fast_group(&group, &[0, 1]).await;
+        assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+        // Written again through the store, the good one is taken, the bad one refused alone.
+        let (good, bad) =
+            tokio::join!(store.write_batch("acme", &group[0].batch), store.write_batch("acme", &group[1].batch));
+        assert_eq!(good.unwrap(), WriteOutcome::Committed);
+        assert!(matches!(bad, Err(StoreError::Database(_))), "{bad:?}");
+        // A series not cached: not for this path.
+        let fresh = vec![queued("acme", batch("new", 1, 1.0, None))];
+        assert!(store.try_fast_group(&fresh, &[0]).await.unwrap().is_none());
+        store.close().await;
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&admin).await.unwrap();
+    }
+
     #[test]
     fn passwords_never_reach_error_messages() {
         assert_eq!(super::redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");

@@ -42,6 +42,26 @@ impl suite::Backend for Postgres {
         }
         pool.close().await;
     }
+
+    async fn hold_writes(&self) -> tokio::sync::oneshot::Sender<()> {
+        use sqlx::Connection;
+        let connect = PgConnectOptions::from_str(&self.url).unwrap().options([("search_path", self.schema.as_str())]);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (held, is_held) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect_with(&connect).await.unwrap();
+            // EXCLUSIVE lets readers through and makes every insert into the ledger (the
+            // first statement of an agent's batch) wait until the rollback.
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("LOCK TABLE ingested_batches IN EXCLUSIVE MODE").execute(&mut conn).await.unwrap();
+            held.send(()).unwrap();
+            let _ = released.await;
+            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        });
+        is_held.await.unwrap();
+        release
+    }
 }
 
 impl Drop for Postgres {
@@ -120,5 +140,66 @@ async fn row_level_security_hides_other_tenants_without_a_filter() {
     drop(tx);
     pool.close().await;
     assert_eq!(store.list_agents("globex").await.unwrap()[0].host, "globex-web");
+    store.close().await;
+}
+
+/// A batch PostgreSQL itself rejects (a NUL byte in a log line: `text` cannot hold one) in
+/// the middle of a group (batches are written in agent order: some before it, some after)
+/// fails alone: the batches it was grouped with commit, each caller gets its own answer, and
+/// nothing of the rejected batch stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_database_rejects_fails_alone_in_its_group() {
+    let Some(backend) = postgres().await else {
+        secumon_core::testing::peer_missing("SECUMON_TEST_PG_URL is not set");
+        return;
+    };
+    let store = suite::Backend::open(&backend).await;
+    let now = secumon_core::now_ms();
+    let batch = |agent: &str, line: &str| secumon_core::IngestBatch {
+        agent_id: agent.into(),
+        sequence: 1,
+        host: agent.into(),
+        samples: vec![secumon_core::Sample::new("load1", Default::default(), now, 1.0)],
+        logs: vec![secumon_core::LogRecord {
+            timestamp_ms: now,
+            source: "syslog".into(),
+            labels: Default::default(),
+            line: line.into(),
+        }],
+        ..Default::default()
+    };
+    let hold = suite::Backend::hold_writes(&backend).await;
+    let mut writers = tokio::task::JoinSet::new();
+    // Eight take the leaders' places and wait on the lock; the rest queue into one group.
+    for n in 0..8 {
+        let store = Arc::clone(&store);
+        let blocker = batch(&format!("blocker-{n}"), "ok");
+        writers.spawn(async move { (blocker.agent_id.clone(), store.write_batch("acme", &blocker).await) });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for name in ["a-good-1", "m-bad", "z-good-2", "z-good-3"] {
+        let store = Arc::clone(&store);
+        let line = if name == "m-bad" { "a NUL \0 byte" } else { "fine" };
+        let batch = batch(name, line);
+        writers.spawn(async move { (batch.agent_id.clone(), store.write_batch("acme", &batch).await) });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(hold);
+    while let Some(done) = writers.join_next().await {
+        let (agent, outcome) = done.unwrap();
+        if agent == "m-bad" {
+            let error = outcome.unwrap_err();
+            assert!(matches!(error, secumon_store::StoreError::Database(_)), "{error:?}");
+        } else {
+            assert_eq!(outcome.unwrap(), secumon_store::WriteOutcome::Committed, "{agent}");
+        }
+    }
+    let mut agents: Vec<String> = store.list_agents("acme").await.unwrap().into_iter().map(|a| a.agent_id).collect();
+    agents.sort();
+    assert_eq!(agents.len(), 11, "{agents:?}");
+    assert!(!agents.contains(&"m-bad".to_string()));
+    // Not in the ledger either: the batch, corrected, is taken.
+    let fixed = batch("m-bad", "no NUL now");
+    assert_eq!(store.write_batch("acme", &fixed).await.unwrap(), secumon_store::WriteOutcome::Committed);
     store.close().await;
 }

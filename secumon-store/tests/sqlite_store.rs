@@ -31,6 +31,24 @@ impl suite::Backend for Sqlite {
         sqlx::query(&sql).execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
     }
+
+    async fn hold_writes(&self) -> tokio::sync::oneshot::Sender<()> {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", self.dir.path().join("store.db").display());
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (held, is_held) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            // The write lock: the store's writer waits (busy timeout) until the rollback.
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+            held.send(()).unwrap();
+            let _ = released.await;
+            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        });
+        is_held.await.unwrap();
+        release
+    }
 }
 
 async fn sqlite() -> Option<Sqlite> {

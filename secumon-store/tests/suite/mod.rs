@@ -22,6 +22,10 @@ pub trait Backend: Send + Sync {
     /// Makes every `DELETE` of a row of `table` fail with "injected failure" (a trigger, as
     /// a full disk or a lost connection would fail it), or (`false`) lets them work again.
     async fn fail_deletes(&self, table: &str, fail: bool);
+    /// Blocks every agent batch's write (from another connection: SQLite's write lock, a
+    /// lock on PostgreSQL's `ingested_batches`) until the returned sender is used or dropped,
+    /// so that batches arriving meanwhile queue and are committed together in one group.
+    async fn hold_writes(&self) -> tokio::sync::oneshot::Sender<()>;
 }
 
 pub fn test_options() -> StoreOptions {
@@ -59,7 +63,10 @@ macro_rules! store_suite {
             audit_log_is_per_tenant_filtered_paged_newest_first_and_expires,
             a_tenant_over_its_series_limit_is_refused_whole_and_others_are_not,
             logs_page_by_cursor_range_source_and_filter,
-            the_servers_own_samples_make_no_agent_and_are_never_duplicates
+            the_servers_own_samples_make_no_agent_and_are_never_duplicates,
+            hundreds_of_concurrent_writers_are_each_answered_and_stored_once,
+            the_same_batch_twice_at_once_is_stored_once,
+            refused_batches_leave_their_group_alone_and_the_others_commit
         );
     };
     (@each $backend:path: $($test:ident),+ $(,)?) => {
@@ -1214,4 +1221,177 @@ pub async fn each_tenant_keeps_each_tier_for_its_own_retention(backend: &dyn Bac
         assert_eq!(has_raw(reopened.clone(), tenant, age).await, raw, "25 days on, {tenant}'s raw of {age} days ago");
     }
     reopened.close().await;
+}
+
+/// `count` samples of `grouped` at `ts`, one series each (label `n`).
+fn grouped(count: usize, ts: i64, value: f64) -> Vec<Sample> {
+    (0..count).map(|n| Sample::new("grouped", Labels::from([("n".to_string(), n.to_string())]), ts, value)).collect()
+}
+
+/// Samples of `grouped` per host and series, each step's count (1 s steps over t0's hour).
+async fn grouped_counts(store: &dyn Store, tenant: &str) -> std::collections::BTreeMap<String, Vec<Vec<(i64, f64)>>> {
+    let query = RangeQuery {
+        selector: SeriesSelector::new("grouped"),
+        start_ms: t0(),
+        end_ms: t0() + 3_599_999,
+        step_ms: 1_000,
+        aggregation: Aggregation::Count,
+    };
+    let mut hosts: std::collections::BTreeMap<String, Vec<Vec<(i64, f64)>>> = Default::default();
+    for series in store.query_range(tenant, &query).await.unwrap() {
+        let host = series.series.labels.get("host").cloned().unwrap_or_default();
+        let points = series.points.iter().map(|p| ((p.timestamp_ms - t0()) / 1_000, p.value)).collect();
+        hosts.entry(host).or_default().push(points);
+    }
+    hosts
+}
+
+/// Group commit under load: hundreds of agents writing at once each get their own answer,
+/// and every batch is stored once, in its own tenant.
+pub async fn hundreds_of_concurrent_writers_are_each_answered_and_stored_once(backend: &dyn Backend) {
+    const AGENTS: usize = 300;
+    const BATCHES: u64 = 3;
+    const SERIES: usize = 5;
+    let store = backend.open().await;
+    let mut writers = tokio::task::JoinSet::new();
+    for agent in 0..AGENTS {
+        let store = Arc::clone(&store);
+        writers.spawn(async move {
+            let tenant = if agent.is_multiple_of(3) { "globex" } else { "acme" };
+            for sequence in 1..=BATCHES {
+                let samples = grouped(SERIES, t0() + sequence as i64 * 1_000, agent as f64);
+                let batch = batch(&format!("agent-{agent}"), sequence, &format!("host-{agent}"), samples);
+                let outcome = store.write_batch(tenant, &batch).await;
+                assert_eq!(outcome.unwrap(), WriteOutcome::Committed, "agent-{agent} #{sequence}");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    for (tenant, agents) in [("acme", AGENTS - AGENTS.div_ceil(3)), ("globex", AGENTS.div_ceil(3))] {
+        let listed = store.list_agents(tenant).await.unwrap();
+        assert_eq!(listed.len(), agents, "{tenant}");
+        assert!(listed.iter().all(|a| a.batches == BATCHES && a.last_sequence == BATCHES), "{tenant}: {listed:?}");
+        let hosts = grouped_counts(&*store, tenant).await;
+        assert_eq!(hosts.len(), agents, "{tenant}");
+        for (host, series) in hosts {
+            let agent: usize = host.trim_start_matches("host-").parse().unwrap();
+            assert_eq!(agent.is_multiple_of(3), tenant == "globex", "{host} stored under {tenant}");
+            assert_eq!(series.len(), SERIES, "{host}");
+            for points in series {
+                assert_eq!(points, vec![(1, 1.0), (2, 1.0), (3, 1.0)], "{host}: each batch once");
+            }
+        }
+    }
+}
+
+/// A batch and its resend racing each other (an agent that reconnected while its first
+/// push was still being written): one is committed, the other is a duplicate, whether
+/// they land in one group or in two.
+pub async fn the_same_batch_twice_at_once_is_stored_once(backend: &dyn Backend) {
+    const AGENTS: usize = 50;
+    let store = backend.open().await;
+    let mut writers = tokio::task::JoinSet::new();
+    for agent in 0..AGENTS {
+        let store = Arc::clone(&store);
+        writers.spawn(async move {
+            let mut outcomes = Vec::new();
+            for sequence in 1..=4u64 {
+                let samples = grouped(3, t0() + sequence as i64 * 1_000, sequence as f64);
+                let batch = batch(&format!("agent-{agent}"), sequence, &format!("host-{agent}"), samples);
+                let (first, second) =
+                    tokio::join!(store.write_batch("default", &batch), store.write_batch("default", &batch));
+                let mut pair = [first.unwrap(), second.unwrap()];
+                pair.sort_by_key(|o| *o == WriteOutcome::Duplicate);
+                outcomes.push(pair);
+            }
+            outcomes
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        for pair in done.unwrap() {
+            assert_eq!(pair, [WriteOutcome::Committed, WriteOutcome::Duplicate]);
+        }
+    }
+    let agents = store.list_agents("default").await.unwrap();
+    assert_eq!(agents.len(), AGENTS);
+    assert!(agents.iter().all(|a| a.batches == 4), "duplicates counted: {agents:?}");
+    for (host, series) in grouped_counts(&*store, "default").await {
+        for points in series {
+            assert_eq!(points, vec![(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0)], "{host}");
+        }
+    }
+}
+
+/// One group holding good batches and refused ones (an agent id another tenant owns, a
+/// tenant over its series limit, a batch twice): each caller gets its own answer, the good
+/// batches are stored, and nothing of a refused batch stays, not even its place in the
+/// ledger (the same batch is taken once the cause is gone).
+pub async fn refused_batches_leave_their_group_alone_and_the_others_commit(backend: &dyn Backend) {
+    let store = backend.open().await;
+    // `intruder` belongs to globex; `tiny` may hold 2 series.
+    let owned = batch("intruder", 1, "globex-host", grouped(1, t0(), 1.0));
+    assert_eq!(store.write_batch("globex", &owned).await.unwrap(), WriteOutcome::Committed);
+    store.set_series_limit("tiny", Some(2));
+
+    let hold = backend.hold_writes().await;
+    let mut writers = tokio::task::JoinSet::new();
+    let spawn = |writers: &mut tokio::task::JoinSet<_>, name: String, tenant: &'static str, batch: IngestBatch| {
+        let store = Arc::clone(&store);
+        writers.spawn(async move { (name, store.write_batch(tenant, &batch).await) });
+    };
+    // First, batches that take every leader's place and wait on the held lock...
+    for blocker in 0..8 {
+        let samples = grouped(2, t0() + 1_000, 1.0);
+        let blocking = batch(&format!("blocker-{blocker}"), 1, &format!("b{blocker}"), samples);
+        spawn(&mut writers, format!("blocker-{blocker}"), "acme", blocking);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // ...then these queue behind them and go into one group.
+    for good in 0..20 {
+        let samples = grouped(2, t0() + 2_000, good as f64);
+        spawn(
+            &mut writers,
+            format!("good-{good}"),
+            "acme",
+            batch(&format!("good-{good}"), 1, &format!("g{good}"), samples),
+        );
+    }
+    let intruding = batch("intruder", 2, "acme-host", grouped(2, t0() + 2_000, 2.0));
+    spawn(&mut writers, "intruder".into(), "acme", intruding.clone());
+    let too_big = batch("tiny-1", 1, "tiny-host", grouped(3, t0() + 2_000, 3.0));
+    spawn(&mut writers, "tiny".into(), "tiny", too_big.clone());
+    let twice = batch("twice", 1, "twice-host", grouped(2, t0() + 2_000, 4.0));
+    spawn(&mut writers, "twice-a".into(), "acme", twice.clone());
+    spawn(&mut writers, "twice-b".into(), "acme", twice.clone());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(hold);
+
+    let mut twice_outcomes = Vec::new();
+    while let Some(done) = writers.join_next().await {
+        let (name, outcome) = done.unwrap();
+        match name.as_str() {
+            "intruder" => assert!(matches!(outcome, Err(StoreError::TenantMismatch { .. })), "{outcome:?}"),
+            "tiny" => assert!(matches!(outcome, Err(StoreError::SeriesLimit { limit: 2, .. })), "{outcome:?}"),
+            "twice-a" | "twice-b" => twice_outcomes.push(outcome.unwrap()),
+            _ => assert_eq!(outcome.unwrap(), WriteOutcome::Committed, "{name}"),
+        }
+    }
+    twice_outcomes.sort_by_key(|o| *o == WriteOutcome::Duplicate);
+    assert_eq!(twice_outcomes, [WriteOutcome::Committed, WriteOutcome::Duplicate]);
+    let acme = grouped_counts(&*store, "acme").await;
+    assert_eq!(acme.len(), 8 + 20 + 1, "the blockers', the good and twice's hosts: {:?}", acme.keys());
+    assert!(!acme.contains_key("acme-host"), "the intruder's samples were kept");
+    assert_eq!(acme["twice-host"], vec![vec![(2, 1.0)]; 2], "the batch sent twice is stored once");
+    assert!(grouped_counts(&*store, "tiny").await.is_empty(), "the refused batch left series or samples");
+    let agents: Vec<String> = store.list_agents("acme").await.unwrap().into_iter().map(|a| a.agent_id).collect();
+    assert!(!agents.contains(&"intruder".to_string()), "{agents:?}");
+
+    // Nothing of them stayed in the ledger: once the cause is gone, the same batches are taken.
+    store.set_series_limit("tiny", Some(10));
+    assert_eq!(store.write_batch("tiny", &too_big).await.unwrap(), WriteOutcome::Committed);
+    assert_eq!(store.write_batch("globex", &intruding).await.unwrap(), WriteOutcome::Committed);
+    assert_eq!(grouped_counts(&*store, "tiny").await["tiny-host"].len(), 3);
+    assert_eq!(store.list_agents("globex").await.unwrap()[0].batches, 2);
 }
