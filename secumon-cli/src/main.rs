@@ -517,6 +517,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         metrics: MetricsSection { interval, enabled: MetricFamily::ALL.to_vec(), ..Default::default() },
         state_dir: args.data_dir.join("agent"),
         endpoint: server.grpc_addr().to_string(),
+        failover_endpoints: Vec::new(),
         spool_max_bytes: 256 * 1024 * 1024,
         tls: None,
         tls_files: None,
