@@ -63,9 +63,14 @@ impl Nats {
         }
     }
 
-    /// Kills it (SIGKILL: nothing is flushed that JetStream had not made durable).
+    /// Stops it as an operator would (SIGTERM), and waits until it has exited.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
