@@ -87,6 +87,12 @@ impl IngestWorker {
         Self { bus, sink, metrics, settings: WorkerSettings::default(), failing: AtomicBool::new(false) }
     }
 
+    #[cfg(test)]
+    fn with_settings(mut self, settings: WorkerSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
     /// Consumes until `stopped` turns true; then lets the batches in hand finish.
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
         let this = Arc::new(self);
@@ -219,5 +225,111 @@ impl IngestWorker {
                 "the store refuses a batch for good; it is kept on the dead-letter stream");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the shared NATS at `SECUMON_TEST_NATS_URL` (streams of the test's own names)
+    //! and an embedded store: what a dead worker left unacknowledged is stored by another
+    //! after the ack wait, once; what the store can never take is dead-lettered, once.
+
+    use std::time::Instant;
+
+    use secumon_core::{Labels, Sample};
+    use secumon_store::{SqliteStore, StoreOptions};
+
+    use super::*;
+    use crate::bus::BusNames;
+    use crate::gateway::GatewaySink;
+
+    async fn shared_bus() -> Option<Bus> {
+        let url = std::env::var("SECUMON_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let namespace = format!("t{}_{}", std::process::id(), secumon_core::now_ms());
+        match Bus::connect(&url, BusNames::namespaced(&namespace)).await {
+            Ok(bus) => Some(bus),
+            Err(error) => {
+                secumon_core::testing::peer_missing(&format!("NATS JetStream: {error}"));
+                None
+            }
+        }
+    }
+
+    fn batch(n: u64, t0: i64) -> IngestBatch {
+        IngestBatch {
+            agent_id: "worker-agent".into(),
+            sequence: n,
+            host: "worker-host".into(),
+            samples: vec![Sample::new("worker_marker", Labels::new(), t0 + n as i64 * 1_000, n as f64)],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_a_dead_worker_held_is_stored_once_and_refused_batches_are_dead_lettered() {
+        let Some(bus) = shared_bus().await else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open_with(&dir.path().join("s.db"), StoreOptions::default()).await.unwrap());
+        let metrics = Arc::new(IngestMetrics::default());
+        let sink = Arc::new(StoreSink::new(Arc::clone(&store), "default").with_metrics(Arc::clone(&metrics)));
+        let settings = WorkerSettings {
+            consumer: ConsumerSettings { ack_wait: Duration::from_secs(2), max_ack_pending: 64 },
+            ..WorkerSettings::default()
+        };
+        let gateway = GatewaySink::new(bus.clone(), "default");
+        let peer = Peer::default();
+        let t0 = secumon_core::now_ms() - 600_000;
+        for n in 1..=20 {
+            gateway.commit(&peer, batch(n, t0)).await.unwrap();
+        }
+        // Garbage under a tenant: never storable.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(TENANT_HEADER, "default");
+        let garbage = PublishMessage::build().payload(vec![0xff; 7].into()).headers(headers);
+        bus.jetstream().send_publish(bus.ingest_subject("default"), garbage).await.unwrap().await.unwrap();
+
+        // A worker takes ten batches, stores three and dies before acknowledging any.
+        let consumer = bus.ingest_consumer(settings.consumer).await.unwrap();
+        let mut taken = consumer.fetch().max_messages(10).messages().await.unwrap();
+        let mut held = Vec::new();
+        while let Some(message) = taken.next().await {
+            held.push(message.unwrap());
+        }
+        assert_eq!(held.len(), 10);
+        let dead = IngestWorker::new(bus.clone(), Arc::clone(&sink), Arc::clone(&metrics));
+        for message in &held[..3] {
+            assert!(matches!(dead.store(message).await.1, Verdict::Stored));
+        }
+        drop(held);
+
+        let (stop, stopped) = watch::channel(false);
+        let worker = IngestWorker::new(bus.clone(), Arc::clone(&sink), Arc::clone(&metrics)).with_settings(settings);
+        let running = tokio::spawn(worker.run(stopped));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut ingest = bus.jetstream().get_stream(&bus.names().ingest_stream).await.unwrap();
+        loop {
+            let (agents, _) = store.agents("default", &Default::default()).await.unwrap();
+            let batches: u64 = agents.iter().map(|a| a.batches).sum();
+            let left = ingest.info().await.unwrap().state.messages;
+            if batches == 20 && left == 0 {
+                break;
+            }
+            assert!(batches <= 20, "a batch was stored twice: {batches}");
+            assert!(Instant::now() < deadline, "{batches} of 20 stored, {left} left on the stream");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.send_replace(true);
+        running.await.unwrap();
+
+        let text = crate::metrics::render(&metrics, Default::default(), &[], 0);
+        assert!(text.contains("secumon_ingest_dead_letters_total 1\n"), "{text}");
+        assert!(text.contains("secumon_ingest_batches_total{outcome=\"duplicate\"} 3\n"), "{text}");
+        let mut dead_letters = bus.jetstream().get_stream(&bus.names().dead_letter_stream).await.unwrap();
+        assert_eq!(dead_letters.info().await.unwrap().state.messages, 1);
+        for name in [&bus.names().ingest_stream, &bus.names().dead_letter_stream] {
+            bus.jetstream().delete_stream(name).await.unwrap();
+        }
+        store.close().await;
     }
 }
