@@ -14,10 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secumon_core::{IngestBatch, Labels, Sample};
-use secumon_server::{Roles, Server, ServerConfig};
+use secumon_server::{GrpcTls, Roles, Server, ServerConfig};
 use secumon_store::{Aggregation, RangeQuery, SeriesSelector, Store};
-use secumon_transport::{PushClient, PushClientConfig};
+use secumon_transport::{PushClient, PushClientConfig, SessionFile, enroll};
+use serde_json::json;
 use tokio::sync::watch;
+
+mod common;
 
 const MARKER: &str = "scale_marker";
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
@@ -388,4 +391,64 @@ async fn a_server_names_the_nats_it_cannot_reach() {
     config.nats_url = Some(nats_url);
     let error = Server::start(config).await.err().expect("no PostgreSQL given");
     assert!(error.to_string().contains("--store postgres://"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_enrolled_through_a_gateway_is_stored_for_its_tenant() {
+    let Some(nats) = Nats::spawn() else { return };
+    let Some(database) = PgDatabase::create().await else { return };
+    let data = tempfile::tempdir().unwrap();
+    let managed = |roles: &str| {
+        let mut config = ServerConfig::loopback(data.path().join("secumon.db"));
+        config.roles = roles.parse::<Roles>().unwrap();
+        config.nats_url = Some(nats.url());
+        config.postgres_url = Some(database.url());
+        config.grpc_tls = GrpcTls::Managed { names: vec![] };
+        config.open_access = false;
+        config
+    };
+    // The API provisions, the gateway (another process in real life) enrolls and admits,
+    // under the one agent CA both read from PostgreSQL.
+    let api = Server::start(managed("api")).await.expect("the api server starts");
+    let gateway = Server::start(managed("gateway")).await.expect("the gateway starts");
+    let worker = Server::start(managed("ingest")).await.expect("the worker starts");
+    api.accounts().create_tenant("acme").await.unwrap();
+    let (_, key) =
+        api.accounts().create_api_key("acme", "test", secumon_server::auth::Role::Admin, "test").await.unwrap();
+    let raw = common::Raw::new(&api).with_token(&key);
+    let (status, body) = raw.call(reqwest::Method::POST, "/agents/provision", Some(json!({"ttl": "10m"}))).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().parse().unwrap();
+    let collector = format!("localhost:{}", gateway.grpc_addr().port());
+    let enrolled = enroll(&collector, &token, "acme-agent", "acme-host").await.expect("enrolls through the gateway");
+
+    let spool = tempfile::tempdir().unwrap();
+    let session = SessionFile::new(spool.path().join("session"));
+    session.store(&enrolled.session).unwrap();
+    let mut config = PushClientConfig::new(collector, spool.path().join("spool"));
+    config.tls = Some(enrolled.tls.clone());
+    config.session = Some(session);
+    let client = Arc::new(PushClient::open(config).unwrap());
+    let runner = Arc::clone(&client);
+    let run = tokio::spawn(async move { runner.run(std::future::pending()).await });
+    let t0 = t0();
+    for n in 1..=5 {
+        client.enqueue(batch("acme-agent", n, t0)).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let store = worker.store();
+    loop {
+        let acme = store.list_agents("acme").await.unwrap();
+        if acme.first().is_some_and(|agent| agent.batches == 5) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not stored for acme: {acme:?}, client {:?}", client.stats());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(store.list_agents("default").await.unwrap().is_empty(), "nothing for the default tenant");
+    run.abort();
+    for server in [gateway, worker, api] {
+        server.shutdown().await;
+    }
+    database.drop().await;
 }
