@@ -223,6 +223,7 @@ pub struct Server {
     agents: Option<Arc<AgentAuthority>>,
     live: LiveFeed,
     clocks: Arc<ClockBook>,
+    bus: Option<bus::Bus>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held while serving, so a secret-key or CA rotation refuses to run beside this server.
@@ -446,6 +447,7 @@ impl Server {
             agents,
             live,
             clocks,
+            bus,
             stop,
             tasks,
             _data_dir: data_dir_lock,
@@ -487,6 +489,11 @@ impl Server {
         self.agents.clone()
     }
 
+    /// The NATS JetStream connection, when the server was given one (`nats_url`).
+    pub fn bus(&self) -> Option<&bus::Bus> {
+        self.bus.as_ref()
+    }
+
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
@@ -501,6 +508,10 @@ impl Server {
             }
         }
         self.store.close().await;
+        // The ingest workers' last acks go out before the connection is dropped.
+        if let Some(bus) = &self.bus {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bus.client().flush()).await;
+        }
         tracing::info!("server stopped");
     }
 }
