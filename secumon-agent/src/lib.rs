@@ -84,6 +84,8 @@ pub struct AgentSettings {
     pub state_dir: PathBuf,
     /// The server's gRPC ingest, `HOST:PORT`.
     pub endpoint: String,
+    /// More gateways of the same server, tried in turn when one cannot be reached.
+    pub failover_endpoints: Vec<String>,
     /// Bound on the spool's size on disk in bytes; the oldest batches are dropped beyond it.
     pub spool_max_bytes: u64,
     /// Mutual TLS to the server; plaintext when `None`.
@@ -114,6 +116,7 @@ impl AgentSettings {
             metrics: config.metrics.clone(),
             state_dir: config.spool.dir.clone(),
             endpoint: config.collector.endpoint.0.clone(),
+            failover_endpoints: config.collector.endpoints.iter().skip(1).map(|e| e.0.clone()).collect(),
             spool_max_bytes: config.spool.max_bytes,
             tls,
             tls_files: tls_files(&config.collector.tls),
@@ -219,6 +222,7 @@ impl Agent {
     ) -> Result<Self, AgentError> {
         let agent_id = load_or_create_agent_id(&settings.state_dir)?;
         let mut push = PushClientConfig::new(settings.endpoint.clone(), settings.state_dir.join("spool"));
+        push.failover_endpoints = settings.failover_endpoints.clone();
         push.spool_max_bytes = settings.spool_max_bytes;
         push.tls = settings.tls.clone();
         push.tls_files = settings.tls_files.clone();

@@ -115,6 +115,7 @@ impl Probe {
         let host = host_name(config.probe.name.as_deref())?;
         let agent_id = load_or_create_agent_id(&config.spool.dir)?;
         let mut push = PushClientConfig::new(config.collector.endpoint.0.clone(), config.spool.dir.join("spool"));
+        push.failover_endpoints = config.collector.endpoints.iter().skip(1).map(|e| e.0.clone()).collect();
         push.spool_max_bytes = config.spool.max_bytes;
         push.tls = tls;
         push.tls_files = tls_files(&config.collector.tls);

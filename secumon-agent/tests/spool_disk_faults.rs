@@ -247,6 +247,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr) -> AgentSettings {
         },
         state_dir: state_dir.to_path_buf(),
         endpoint: endpoint.to_string(),
+        failover_endpoints: Vec::new(),
         // Larger than the disk: the disk fills before the spool's own bound is reached.
         spool_max_bytes: 64 * 1024 * 1024,
         tls: None,

@@ -31,7 +31,7 @@ use secumon_alert::RuleFile;
 use secumon_core::AgentConfig;
 use secumon_core::config::{MetricFamily, MetricsSection};
 use secumon_scan::ProbeConfig;
-use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Server, ServerConfig, TenantLimits};
+use secumon_server::{ClockPolicy, GrpcTls, RateLimit, Role, Roles, Server, ServerConfig, TenantLimits};
 use secumon_transport::TlsMaterial;
 
 #[derive(Parser)]
@@ -238,6 +238,14 @@ struct ServerArgs {
     /// section (issuer, client_id, client_secret, claim, super_admins, users).
     #[arg(long, value_name = "FILE", env = "SECUMON_OIDC")]
     oidc: Option<PathBuf>,
+    /// The parts of the server this process runs: `all` (one process), or a comma-separated
+    /// list of gateway, ingest, alert, api for a scale-out (needs --nats and --store
+    /// postgres://…). See README, "Scaling out".
+    #[arg(long = "role", default_value = "all", value_name = "LIST", env = "SECUMON_ROLE")]
+    roles: Roles,
+    /// NATS JetStream between gateways and ingest workers, e.g. nats://10.0.0.5:4222.
+    #[arg(long, value_name = "URL", env = "SECUMON_NATS")]
+    nats: Option<String>,
 }
 
 impl ServerArgs {
@@ -247,6 +255,7 @@ impl ServerArgs {
             _ if self.mtls || !self.grpc.ip().is_loopback() => GrpcTls::Managed { names: self.tls_name.clone() },
             _ => GrpcTls::Off,
         };
+        self.roles.check_deployment(self.nats.as_deref(), self.store.as_deref()).map_err(ArgumentError::from)?;
         let alerting = match &self.rules {
             Some(path) => Some(RuleFile::load(path).map_err(UsageError)?),
             None => None,
@@ -275,6 +284,8 @@ impl ServerArgs {
                 max_samples_per_second: self.max_samples_per_second,
             },
             self_series_interval: Some(self.self_series_interval).filter(|interval| !interval.is_zero()),
+            roles: self.roles,
+            nats_url: self.nats.clone(),
             ..ServerConfig::embedded(&self.data_dir)
         })
     }
@@ -307,7 +318,8 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("secumon: {error:#}");
             // Bad configuration is a usage error (2); anything else a failure (1).
-            if error.downcast_ref::<UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+            let usage = error.downcast_ref::<UsageError>().is_some() || error.downcast_ref::<ArgumentError>().is_some();
+            if usage { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -317,19 +329,46 @@ fn main() -> ExitCode {
 #[error(transparent)]
 struct UsageError(#[from] secumon_core::ConfigError);
 
+/// Options that cannot be used together (a scale-out role without NATS…); a usage error too.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ArgumentError(String);
+
+impl From<secumon_server::RolesError> for ArgumentError {
+    fn from(error: secumon_server::RolesError) -> Self {
+        Self(error.to_string())
+    }
+}
+
 async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Server { server } => {
             open_files_for_agents();
             let running = Server::start(server.config()?).await.context("cannot start the server")?;
+            let roles = server.roles;
             // A server alone must also say how to get in: without a first user nobody could.
-            let token_file = bootstrap_first_admin(&running, &server.data_dir).await?;
-            println!(
-                "SecuMon server: REST API on http://{}/api/v1, gRPC ingest on {}",
-                running.api_addr(),
-                running.grpc_addr()
-            );
-            if token_file.exists() {
+            // (In a scale-out, the API processes do; the others share their store.)
+            let token_file = match roles.has(Role::Api) {
+                true => Some(bootstrap_first_admin(&running, &server.data_dir).await?),
+                false => None,
+            };
+            match (roles.has(Role::Api), roles.has(Role::Gateway)) {
+                (true, true) => println!(
+                    "SecuMon server: REST API on http://{}/api/v1, gRPC ingest on {}",
+                    running.api_addr(),
+                    running.grpc_addr()
+                ),
+                (true, false) => println!("SecuMon server ({roles}): REST API on http://{}/api/v1", running.api_addr()),
+                (false, true) => println!(
+                    "SecuMon server ({roles}): gRPC ingest on {}, metrics on http://{}/metrics",
+                    running.grpc_addr(),
+                    running.api_addr()
+                ),
+                (false, false) => {
+                    println!("SecuMon server ({roles}): metrics on http://{}/metrics", running.api_addr())
+                }
+            }
+            if let Some(token_file) = token_file.filter(|file| file.exists()) {
                 println!("  CLI token    export SECUMON_TOKEN=$(cat {})", token_file.display());
             }
             shutdown_signal().await;
@@ -472,6 +511,14 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
     if args.tls_cert.is_some() || args.mtls {
         anyhow::bail!("`secumon up` talks to its own agent over loopback; use `secumon server` for mTLS");
     }
+    if !args.roles.is_all() || args.nats.is_some() {
+        return Err(ArgumentError(
+            "`secumon up` runs every role in one process without NATS; use `secumon server --role … --nats …` \
+             to scale out"
+                .into(),
+        )
+        .into());
+    }
     open_files_for_agents();
     let server = Server::start(args.config()?).await.context("cannot start the server")?;
     let token_file = bootstrap_first_admin(&server, &args.data_dir).await?;
@@ -482,6 +529,7 @@ async fn up(args: ServerArgs, interval: Duration) -> anyhow::Result<ExitCode> {
         metrics: MetricsSection { interval, enabled: MetricFamily::ALL.to_vec(), ..Default::default() },
         state_dir: args.data_dir.join("agent"),
         endpoint: server.grpc_addr().to_string(),
+        failover_endpoints: Vec::new(),
         spool_max_bytes: 256 * 1024 * 1024,
         tls: None,
         tls_files: None,

@@ -19,6 +19,7 @@ fn settings(state_dir: &Path, endpoint: SocketAddr, interval: Duration, families
         metrics: MetricsSection { interval, enabled: families, ..Default::default() },
         state_dir: state_dir.to_path_buf(),
         endpoint: endpoint.to_string(),
+        failover_endpoints: Vec::new(),
         spool_max_bytes: 64 * 1024 * 1024,
         tls: None,
         tls_files: None,

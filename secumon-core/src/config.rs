@@ -138,15 +138,46 @@ pub struct AgentSection {
     pub pinned: Vec<String>,
 }
 
-/// The `collector` section: the server the agent pushes to.
+/// The `collector` section: the server the agent pushes to, `endpoint: HOST:PORT`, or the
+/// gateways of a scaled-out server, `endpoints: [HOST:PORT, ...]`, tried in turn when one
+/// cannot be reached (exactly one of the two keys).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "CollectorFile")]
 pub struct CollectorSection {
-    /// The server's gRPC ingest address, `HOST:PORT`.
+    /// The server's gRPC ingest address, `HOST:PORT`: the first of `endpoints`.
     pub endpoint: Endpoint,
+    /// Every address to push to, in the order they are tried (`endpoint` alone when the
+    /// file names one).
+    pub endpoints: Vec<Endpoint>,
     /// Mutual TLS to the server (off by default).
-    #[serde(default)]
     pub tls: TlsSection,
+}
+
+/// The `collector` section as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CollectorFile {
+    endpoint: Option<Endpoint>,
+    endpoints: Option<Vec<Endpoint>>,
+    #[serde(default)]
+    tls: TlsSection,
+}
+
+impl TryFrom<CollectorFile> for CollectorSection {
+    type Error = String;
+
+    fn try_from(file: CollectorFile) -> Result<Self, String> {
+        let endpoints = match (file.endpoint, file.endpoints) {
+            (Some(endpoint), None) => vec![endpoint],
+            (None, Some(endpoints)) if !endpoints.is_empty() => endpoints,
+            (None, Some(_)) => return Err("`endpoints` lists no address".into()),
+            (None, None) => return Err("missing `endpoint` (HOST:PORT) or `endpoints` ([HOST:PORT, ...])".into()),
+            (Some(_), Some(_)) => {
+                return Err("both `endpoint` and `endpoints`: give one address or the list, not both".into());
+            }
+        };
+        Ok(Self { endpoint: endpoints[0].clone(), endpoints, tls: file.tls })
+    }
 }
 
 /// A `HOST:PORT` address, checked when the file is read.
@@ -470,6 +501,30 @@ probe_mode:
         let ConfigError::Invalid { line, .. } = &err else { panic!("{err}") };
         assert!(*line >= 2, "{err}");
         assert!(err.to_string().starts_with("agent.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn several_collector_endpoints_are_listed_in_order() {
+        let text = "collector:\n  endpoints: [\"a:1\", \"b:2\"]\n";
+        let config = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap();
+        assert_eq!(config.collector.endpoint.0, "a:1");
+        let all: Vec<_> = config.collector.endpoints.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(all, ["a:1", "b:2"]);
+        let single = parse_yaml::<AgentConfig>("collector:\n  endpoint: h:1\n", "a.yaml").unwrap();
+        assert_eq!(single.collector.endpoints, [Endpoint("h:1".into())]);
+
+        for (text, says) in [
+            ("collector:\n  endpoint: h:1\n  endpoints: [\"a:1\"]\n", "both `endpoint` and `endpoints`"),
+            ("collector:\n  endpoints: []\n", "lists no address"),
+            ("collector:\n  tls:\n    enabled: false\n", "missing `endpoint`"),
+        ] {
+            let err = parse_yaml::<AgentConfig>(text, "a.yaml").unwrap_err().to_string();
+            assert!(err.starts_with("a.yaml:") && err.contains("key `collector`") && err.contains(says), "{err}");
+        }
+        let err = parse_yaml::<AgentConfig>("collector:\n  endpoints: [\"a:1\", \"b\"]\n", "a.yaml").unwrap_err();
+        assert!(err.to_string().contains("key `collector.endpoints[1]`"), "{err}");
+        let err = parse_yaml::<AgentConfig>("collector:\n  endpoint: h:1\n  colour: red\n", "a.yaml").unwrap_err();
+        assert!(err.to_string().contains("key `collector.colour`"), "{err}");
     }
 
     #[test]

@@ -18,13 +18,17 @@ mod alerting;
 mod api;
 mod audit;
 pub mod auth;
+pub mod bus;
 pub mod clock;
 pub mod data_lock;
 mod fd_limit;
+mod gateway;
 mod ingest;
+mod ingest_worker;
 pub mod live;
 mod metrics;
 pub mod remote_write;
+pub mod roles;
 mod self_monitor;
 pub mod self_series;
 mod tenant_limits;
@@ -36,7 +40,7 @@ use std::sync::Arc;
 
 use secumon_alert::RuleFile;
 use secumon_store::{DEFAULT_TENANT, PgStore, SqliteStore, Store, StoreError, StoreOptions};
-use secumon_transport::{AgentGate, EnrollmentService, IngestService, TlsMaterial};
+use secumon_transport::{AgentGate, BatchSink, EnrollmentService, IngestService, TlsMaterial};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,6 +55,7 @@ use clock::ClockBook;
 pub use clock::{AgentClock, ClockPolicy};
 pub use fd_limit::raise_open_files_limit;
 use ingest::StoreSink;
+pub use roles::{Role, Roles, RolesError};
 pub use tenant_limits::TenantLimits;
 use tenants::AlertingByTenant;
 
@@ -93,6 +98,12 @@ pub struct ServerConfig {
     /// writes it into chunks (default 10 min; shorter means less to replay after a restart
     /// but more, smaller chunks to merge). Not used with PostgreSQL.
     pub head_max_age: std::time::Duration,
+    /// The parts of the server this process runs ([`Roles::all`]: every part, one process).
+    pub roles: Roles,
+    /// NATS JetStream (`nats://HOST:4222`): gateways publish agents' batches there and ingest
+    /// workers store them from there. Required unless `roles` is all; with all roles and no
+    /// NATS, batches go straight to the store.
+    pub nats_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -114,6 +125,8 @@ impl ServerConfig {
             limits: TenantLimits::default(),
             self_series_interval: None,
             head_max_age: StoreOptions::default().head_max_age,
+            roles: Roles::all(),
+            nats_url: None,
         }
     }
 
@@ -134,6 +147,8 @@ impl ServerConfig {
             limits: TenantLimits::default(),
             self_series_interval: Some(self_series::DEFAULT_INTERVAL),
             head_max_age: StoreOptions::default().head_max_age,
+            roles: Roles::all(),
+            nats_url: None,
         }
     }
 }
@@ -191,6 +206,12 @@ pub enum ServerError {
     /// The data directory is locked by a rotation, or its lock file cannot be taken.
     #[error(transparent)]
     DataDir(#[from] data_lock::LockError),
+    /// The roles asked for cannot run with this configuration (no NATS, no PostgreSQL).
+    #[error(transparent)]
+    Roles(#[from] RolesError),
+    /// NATS JetStream is unreachable or its streams unusable.
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
@@ -203,6 +224,7 @@ pub struct Server {
     agents: Option<Arc<AgentAuthority>>,
     live: LiveFeed,
     clocks: Arc<ClockBook>,
+    bus: Option<bus::Bus>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held while serving, so a secret-key or CA rotation refuses to run beside this server.
@@ -212,12 +234,19 @@ pub struct Server {
 impl Server {
     /// Opens the store, binds both listeners and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let roles = config.roles;
+        roles.check_deployment(config.nats_url.as_deref(), config.postgres_url.as_deref())?;
         if config.open_access && !config.api_addr.ip().is_loopback() {
             return Err(ServerError::OpenAccessNotLoopback(config.api_addr));
         }
-        if matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
+        if roles.has(Role::Gateway) && matches!(config.grpc_tls, GrpcTls::Off) && !config.grpc_addr.ip().is_loopback() {
             return Err(ServerError::PlaintextNotLoopback(config.grpc_addr));
         }
+        // First, so an unreachable NATS is said before anything else is opened.
+        let bus = match &config.nats_url {
+            Some(url) => Some(bus::Bus::connect(url, bus::BusNames::default()).await?),
+            None => None,
+        };
         let data_dir = config.database.parent().filter(|dir| !dir.as_os_str().is_empty());
         let data_dir_lock = data_lock::DataDirLock::shared(data_dir.unwrap_or(std::path::Path::new(".")))?;
         let options = StoreOptions {
@@ -231,9 +260,16 @@ impl Server {
         };
         let guard = Arc::new(tenant_limits::IngestGuard::new(config.limits));
         guard.load(&*store).await?;
-        let grpc_listener = bind(config.grpc_addr).await?;
+        // A process that is no gateway takes no pushes: it has no gRPC listener.
+        let grpc_listener = match roles.has(Role::Gateway) {
+            true => Some(bind(config.grpc_addr).await?),
+            false => None,
+        };
         let api_listener = bind(config.api_addr).await?;
-        let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
+        let grpc_addr = match &grpc_listener {
+            Some(listener) => local_addr(listener, config.grpc_addr)?,
+            None => config.grpc_addr,
+        };
         let api_addr = local_addr(&api_listener, config.api_addr)?;
         let (stop, stopped) = watch::channel(false);
 
@@ -268,57 +304,76 @@ impl Server {
         let ingest_metrics = Arc::new(metrics::IngestMetrics::for_store(store.location()));
         let clocks = Arc::new(ClockBook::new(config.clock));
         let agent_config = Arc::new(agent_config::AgentConfigBook::new(store.clone()));
-        let sink = Arc::new(
-            StoreSink::new(store.clone(), DEFAULT_TENANT)
-                .with_clocks(Arc::clone(&clocks))
-                .with_agent_config(Arc::clone(&agent_config))
-                .with_alerting(Arc::clone(&alerting))
-                .with_metrics(Arc::clone(&ingest_metrics))
-                .with_guard(Arc::clone(&guard))
-                .with_live_feed(live.clone()),
-        );
-        let ingest = IngestService::new(Arc::clone(&sink), stopped.clone())
-            .counting_streams_in(Arc::clone(&ingest_metrics.open_streams));
-        let grpc_stop = wait_for_stop(stopped.clone());
-        let mut builder = tonic::transport::Server::builder();
-        let mut agents = None;
-        let router = match &config.grpc_tls {
-            GrpcTls::Off => builder.add_service(ingest.into_server()),
-            GrpcTls::Files(tls) => builder.tls_config(tls.server_config())?.add_service(ingest.into_server()),
-            GrpcTls::Managed { names } => {
-                let authority = Arc::new(
-                    AgentAuthority::open(store.clone(), accounts.secrets()).await?.with_audit(Arc::clone(&audit)),
-                );
-                let names = if names.is_empty() { default_tls_names(grpc_addr) } else { names.clone() };
-                let identity = authority.server_identity(&names)?;
-                // Without a certificate a client may only enroll; pushes check for one.
-                let tls = identity.server_config().client_auth_optional(true);
-                let gate: Arc<dyn AgentGate> = authority.clone();
-                agents = Some(authority);
-                builder
-                    .tls_config(tls)?
-                    .add_service(ingest.with_gate(Arc::clone(&gate)).into_server())
-                    .add_service(EnrollmentService::new(gate).into_server())
-            }
+        let store_sink = StoreSink::new(store.clone(), DEFAULT_TENANT)
+            .with_clocks(Arc::clone(&clocks))
+            .with_agent_config(Arc::clone(&agent_config))
+            .with_metrics(Arc::clone(&ingest_metrics))
+            .with_guard(Arc::clone(&guard))
+            .with_live_feed(live.clone());
+        // Only an alert process evaluates (and notifies): an ingest worker elsewhere must not.
+        let store_sink =
+            Arc::new(if roles.has(Role::Alert) { store_sink.with_alerting(Arc::clone(&alerting)) } else { store_sink });
+        // Agents' batches go to the store here, or through JetStream to the ingest workers.
+        let agent_sink: Arc<dyn BatchSink> = match &bus {
+            Some(bus) => Arc::new(
+                gateway::GatewaySink::new(bus.clone(), DEFAULT_TENANT).with_agent_config(Arc::clone(&agent_config)),
+            ),
+            None => store_sink.clone(),
         };
-        let grpc = tokio::spawn(async move {
-            let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop).await;
-            if let Err(error) = served {
-                tracing::error!(%error, "gRPC ingest stopped");
-            }
-        });
+        // The agent CA: gateways admit agents under it, the API provisions them.
+        let agents = match &config.grpc_tls {
+            GrpcTls::Managed { .. } if roles.has(Role::Gateway) || roles.has(Role::Api) => Some(Arc::new(
+                AgentAuthority::open(store.clone(), accounts.secrets()).await?.with_audit(Arc::clone(&audit)),
+            )),
+            _ => None,
+        };
 
         let mut tasks = Vec::new();
-        let (ticking, mut stopped_ticking) = (Arc::clone(&alerting), stopped.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = stopped_ticking.wait_for(|stop| *stop) => break,
-                    _ = ticker.tick() => ticking.all().iter().for_each(|engine| engine.tick()),
+        if let Some(grpc_listener) = grpc_listener {
+            let ingest = IngestService::new(agent_sink, stopped.clone())
+                .counting_streams_in(Arc::clone(&ingest_metrics.open_streams));
+            let grpc_stop = wait_for_stop(stopped.clone());
+            let mut builder = tonic::transport::Server::builder();
+            let router = match (&config.grpc_tls, &agents) {
+                (GrpcTls::Managed { names }, Some(authority)) => {
+                    let names = if names.is_empty() { default_tls_names(grpc_addr) } else { names.clone() };
+                    let identity = authority.server_identity(&names)?;
+                    // Without a certificate a client may only enroll; pushes check for one.
+                    let tls = identity.server_config().client_auth_optional(true);
+                    let gate: Arc<dyn AgentGate> = authority.clone();
+                    builder
+                        .tls_config(tls)?
+                        .add_service(ingest.with_gate(Arc::clone(&gate)).into_server())
+                        .add_service(EnrollmentService::new(gate).into_server())
                 }
-            }
-        }));
+                (GrpcTls::Files(tls), _) => builder.tls_config(tls.server_config())?.add_service(ingest.into_server()),
+                _ => builder.add_service(ingest.into_server()),
+            };
+            tasks.push(tokio::spawn(async move {
+                let served =
+                    router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop).await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "gRPC ingest stopped");
+                }
+            }));
+        }
+        if let (Some(bus), true) = (&bus, roles.has(Role::Ingest)) {
+            let worker =
+                ingest_worker::IngestWorker::new(bus.clone(), Arc::clone(&store_sink), Arc::clone(&ingest_metrics));
+            tasks.push(tokio::spawn(worker.run(stopped.clone())));
+        }
+        if roles.has(Role::Alert) {
+            let (ticking, mut stopped_ticking) = (Arc::clone(&alerting), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = stopped_ticking.wait_for(|stop| *stop) => break,
+                        _ = ticker.tick() => ticking.all().iter().for_each(|engine| engine.tick()),
+                    }
+                }
+            }));
+        }
         // Senders' clock states are saved here, every second, never on a batch's ack path.
         let (saving, clock_store, mut stop_saving) = (Arc::clone(&clocks), store.clone(), stopped.clone());
         tasks.push(tokio::spawn(async move {
@@ -331,12 +386,14 @@ impl Server {
                 saving.flush(&*clock_store).await;
             }
         }));
-        tasks.push(tokio::spawn(self_monitor::run(
-            Arc::clone(&ingest_metrics),
-            store.clone(),
-            Arc::clone(&alerting),
-            stopped.clone(),
-        )));
+        if roles.has(Role::Alert) {
+            tasks.push(tokio::spawn(self_monitor::run(
+                Arc::clone(&ingest_metrics),
+                store.clone(),
+                Arc::clone(&alerting),
+                stopped.clone(),
+            )));
+        }
         let state = api::ApiState {
             store: store.clone(),
             accounts: Arc::clone(&accounts),
@@ -356,18 +413,21 @@ impl Server {
         if let Some(interval) = config.self_series_interval {
             let metrics_state = state.clone();
             let render = move || metrics_state.metrics_text();
-            tasks.push(tokio::spawn(self_series::run(sink, render, interval, stopped.clone())));
+            // One series set per process: several roles' processes may share a machine.
+            let process = (!roles.is_all()).then(|| format!("{roles}@{}", api_addr.port()));
+            tasks.push(tokio::spawn(self_series::run(store_sink, render, interval, stopped.clone(), process)));
         }
         let api_stop = wait_for_stop(stopped);
-        let rest = tokio::spawn(async move {
-            let served =
-                axum::serve(api_listener, api::router(state).into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(api_stop)
-                    .await;
+        // Every process serves its own `/metrics`; only an API process serves the API.
+        let router = if roles.has(Role::Api) { api::router(state) } else { api::metrics_router(state) };
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(api_listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(api_stop)
+                .await;
             if let Err(error) = served {
                 tracing::error!(%error, "REST API stopped");
             }
-        });
+        }));
         let database = match &config.postgres_url {
             Some(_) => "postgresql".to_string(),
             None => config.database.display().to_string(),
@@ -377,8 +437,8 @@ impl Server {
             GrpcTls::Managed { .. } => "managed CA",
             GrpcTls::Files(_) => "certificate files",
         };
-        tracing::info!(%grpc_addr, %api_addr, mtls, %database, "server started");
-        tasks.extend([grpc, rest]);
+        let nats = config.nats_url.as_deref().unwrap_or("none");
+        tracing::info!(%roles, %grpc_addr, %api_addr, mtls, %database, %nats, "server started");
         Ok(Self {
             grpc_addr,
             api_addr,
@@ -388,6 +448,7 @@ impl Server {
             agents,
             live,
             clocks,
+            bus,
             stop,
             tasks,
             _data_dir: data_dir_lock,
@@ -429,6 +490,11 @@ impl Server {
         self.agents.clone()
     }
 
+    /// The NATS JetStream connection, when the server was given one (`nats_url`).
+    pub fn bus(&self) -> Option<&bus::Bus> {
+        self.bus.as_ref()
+    }
+
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
@@ -443,6 +509,10 @@ impl Server {
             }
         }
         self.store.close().await;
+        // The ingest workers' last acks go out before the connection is dropped.
+        if let Some(bus) = &self.bus {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), bus.client().flush()).await;
+        }
         tracing::info!("server stopped");
     }
 }

@@ -22,6 +22,7 @@ pub struct IngestMetrics {
     write_micros: AtomicU64,
     writes: AtomicU64,
     clock_corrected: AtomicU64,
+    dead_letters: AtomicU64,
     pub store: StoreHealth,
     /// Push streams open now (the ingest service counts them).
     pub open_streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -126,6 +127,11 @@ impl IngestMetrics {
     pub fn record_clock_correction(&self) {
         self.clock_corrected.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Counts a batch an ingest worker sent to the dead-letter stream (refused for good).
+    pub fn record_dead_letter(&self) {
+        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Renders every metric in the Prometheus text exposition format.
@@ -166,6 +172,12 @@ pub fn render(
         "counter",
         "Batches re-stamped by their sender's clock offset (its clock was past the tolerance).",
         &[("", load(&ingest.clock_corrected))],
+    );
+    family(
+        "secumon_ingest_dead_letters_total",
+        "counter",
+        "Batches from NATS JetStream the store refused for good, kept on the dead-letter stream.",
+        &[("", load(&ingest.dead_letters))],
     );
     family("secumon_store_write_seconds", "summary", "Time the store took to write a batch.", &[]);
     let _ = writeln!(out, "secumon_store_write_seconds_sum {:.6}", load(&ingest.write_micros) as f64 / 1e6);

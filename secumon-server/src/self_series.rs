@@ -91,14 +91,19 @@ pub fn samples_from_exposition(text: &str, labels: &Labels, timestamp_ms: i64) -
 }
 
 /// Writes the server's health through `sink` every `interval` until `stopped`; `render`
-/// gives the `/metrics` text.
+/// gives the `/metrics` text. `process` tells apart several server processes of one machine
+/// (a scale-out's roles): it is added to the `instance` label and the agent id.
 pub async fn run<S: BatchSink>(
     sink: std::sync::Arc<S>,
     render: impl Fn() -> String + Send + 'static,
     interval: Duration,
     mut stopped: watch::Receiver<bool>,
+    process: Option<String>,
 ) {
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let mut machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    if let Some(process) = process {
+        machine = format!("{machine}/{process}");
+    }
     let agent_id = format!("server:{machine}");
     let labels = Labels::from([("instance".to_string(), machine)]);
     let peer = Peer { tenant: Some(DEFAULT_TENANT.to_string()), agent_id: None };

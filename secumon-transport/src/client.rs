@@ -37,6 +37,10 @@ use crate::{TlsFiles, TlsMaterial, TransportError};
 pub struct PushClientConfig {
     /// The server's ingest address: `HOST:PORT` or `http://HOST:PORT`.
     pub endpoint: String,
+    /// More addresses of the same server (the gateways of a scale-out): when a connection
+    /// fails or its stream is lost, the next one is tried, round robin from `endpoint`, each
+    /// after the usual backoff. Empty: `endpoint` only.
+    pub failover_endpoints: Vec<String>,
     /// Directory of the on-disk spool (locked while the client is open).
     pub spool_dir: PathBuf,
     /// Bound on the spool's size on disk in bytes (default 256 MiB); the oldest unacknowledged
@@ -72,6 +76,7 @@ impl PushClientConfig {
     pub fn new(endpoint: impl Into<String>, spool_dir: impl Into<PathBuf>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            failover_endpoints: Vec::new(),
             spool_dir: spool_dir.into(),
             spool_max_bytes: 256 * 1024 * 1024,
             memory_max_bytes: 4 * 1024 * 1024,
@@ -260,8 +265,13 @@ impl PushClient {
         let config = &self.inner.config;
         let mut backoff = config.backoff_min;
         let mut outage: Option<Instant> = None;
+        let endpoints: Vec<&str> = std::iter::once(config.endpoint.as_str())
+            .chain(config.failover_endpoints.iter().map(String::as_str))
+            .collect();
+        let mut current = 0;
         loop {
-            let session = self.session(&mut outage, &mut backoff);
+            let endpoint = endpoints[current];
+            let session = self.session(endpoint, &mut outage, &mut backoff);
             let failure = tokio::select! {
                 _ = &mut shutdown => break,
                 result = session => result,
@@ -272,19 +282,21 @@ impl PushClient {
                 if let TransportError::Status(status) = &error
                     && crate::gate::is_revocation(status)
                 {
-                    tracing::error!(endpoint = %config.endpoint, reason = status.message(),
+                    tracing::error!(%endpoint, reason = status.message(),
                         "this agent was revoked by the server; stopping (enroll it again with `secumon-agent setup`)");
                     *self.inner.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                         Some(status.message().to_string());
                     break;
                 }
                 if outage.is_none() {
-                    tracing::warn!(endpoint = %config.endpoint, %error,
+                    tracing::warn!(%endpoint, %error,
                         "server unreachable; batches are kept in the spool until it is back");
                     outage = Some(Instant::now());
                 } else {
-                    tracing::debug!(endpoint = %config.endpoint, %error, "reconnect failed");
+                    tracing::debug!(%endpoint, %error, "reconnect failed");
                 }
+                // Another gateway of the same server may be up: the next attempt goes there.
+                current = (current + 1) % endpoints.len();
             }
             // Jitter spreads the reconnects of many agents after a server restart.
             let jitter = backoff.mul_f64(0.2 * f64::from(fastrand_u8()) / 255.0);
@@ -297,12 +309,17 @@ impl PushClient {
         self.inner.connected.store(false, Ordering::Relaxed);
     }
 
-    /// One connection: returns when it fails, or `Ok` when the session token is due for
-    /// renewal (the next connection renews it).
-    async fn session(&self, outage: &mut Option<Instant>, backoff: &mut Duration) -> Result<(), TransportError> {
+    /// One connection to `endpoint`: returns when it fails, or `Ok` when the session token
+    /// is due for renewal (the next connection renews it).
+    async fn session(
+        &self,
+        endpoint: &str,
+        outage: &mut Option<Instant>,
+        backoff: &mut Duration,
+    ) -> Result<(), TransportError> {
         let config = &self.inner.config;
         let tls = self.inner.tls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let channel = channel(&config.endpoint, tls.as_ref().map(TlsMaterial::client_config)).await?;
+        let channel = channel(endpoint, tls.as_ref().map(TlsMaterial::client_config)).await?;
         let session = match &config.session {
             Some(file) => {
                 let (session, new_certificate) = self.current_session(file, channel.clone()).await?;
@@ -367,7 +384,7 @@ impl PushClient {
                 let outbox = self.inner.lock_outbox();
                 outbox.spool_stats().pending_batches + outbox.memory_stats().batches
             };
-            tracing::info!(endpoint = %config.endpoint, outage_secs = since.elapsed().as_secs(), pending,
+            tracing::info!(%endpoint, outage_secs = since.elapsed().as_secs(), pending,
                 "server reachable again; replaying the spool");
         }
 

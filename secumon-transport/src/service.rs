@@ -88,8 +88,9 @@ impl ConfigReport {
     }
 }
 
-/// The gRPC ingest service over a [`BatchSink`].
-pub struct IngestService<S> {
+/// The gRPC ingest service over a [`BatchSink`] (a type, or `dyn BatchSink` when the sink
+/// is chosen at run time: the store, or a message bus).
+pub struct IngestService<S: ?Sized> {
     sink: Arc<S>,
     stopping: watch::Receiver<bool>,
     gate: Option<Arc<dyn AgentGate>>,
@@ -112,7 +113,7 @@ impl Drop for OpenStream {
     }
 }
 
-impl<S: BatchSink> IngestService<S> {
+impl<S: BatchSink + ?Sized> IngestService<S> {
     /// `stopping` turning true ends every open push stream, so a graceful server shutdown
     /// does not wait forever for agents' endless streams.
     pub fn new(sink: Arc<S>, stopping: watch::Receiver<bool>) -> Self {
@@ -147,7 +148,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 type AckStream = Pin<Box<dyn Stream<Item = Result<PushAck, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: BatchSink> Ingest for IngestService<S> {
+impl<S: BatchSink + ?Sized> Ingest for IngestService<S> {
     type PushStream = AckStream;
 
     async fn push(&self, request: Request<Streaming<Batch>>) -> Result<Response<AckStream>, Status> {

@@ -121,6 +121,17 @@ pub(crate) fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Only `/metrics`: what a process without the API role (a gateway, an ingest worker)
+/// serves, so each process of a scale-out can be watched.
+pub(crate) fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(server_metrics))
+        .fallback(|| async {
+            ApiError::new(ErrorCode::NotFound, "this process serves /metrics only; the API is on the api processes")
+        })
+        .with_state(state)
+}
+
 impl ApiState {
     /// Everything `/metrics` shows (also stored as the server's own series).
     pub(crate) fn metrics_text(&self) -> String {
