@@ -228,6 +228,10 @@ struct ServerArgs {
     /// section (issuer, client_id, client_secret, claim, super_admins, users).
     #[arg(long, value_name = "FILE", env = "SECUMON_OIDC")]
     oidc: Option<PathBuf>,
+    /// Redis (`redis://host:6379`) where several API processes share their rate limits,
+    /// login attempts and user update locks; without it each process keeps its own.
+    #[arg(long, value_name = "URL", env = "SECUMON_REDIS")]
+    redis: Option<String>,
 }
 
 impl ServerArgs {
@@ -265,6 +269,7 @@ impl ServerArgs {
                 max_samples_per_second: self.max_samples_per_second,
             },
             self_series_interval: Some(self.self_series_interval).filter(|interval| !interval.is_zero()),
+            redis_url: self.redis.clone(),
             ..ServerConfig::embedded(&self.data_dir)
         })
     }

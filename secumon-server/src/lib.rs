@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod agent_config;
+pub mod alert_lease;
 mod alerting;
 mod api;
 mod audit;
@@ -92,6 +93,16 @@ pub struct ServerConfig {
     /// writes it into chunks (default 10 min; shorter means less to replay after a restart
     /// but more, smaller chunks to merge). Not used with PostgreSQL.
     pub head_max_age: std::time::Duration,
+    /// NATS (`nats://host:4222`) for scale-out: live events and revocations fan out to the
+    /// other server processes. `None`: one process, nothing shared.
+    pub nats_url: Option<String>,
+    /// Redis (`redis://host:6379`) where the API's rate limits, login attempts and user
+    /// update locks are shared between API processes. `None`: kept in this process.
+    pub redis_url: Option<String>,
+    /// With `nats_url`: this process evaluates a tenant's alert rules only while it holds
+    /// the tenant's lease ([`alert_lease`]), so several alert processes never notify twice.
+    /// `None`: it evaluates every tenant.
+    pub alert_lease: Option<alert_lease::LeaseOptions>,
 }
 
 impl ServerConfig {
@@ -113,6 +124,9 @@ impl ServerConfig {
             limits: TenantLimits::default(),
             self_series_interval: None,
             head_max_age: StoreOptions::default().head_max_age,
+            nats_url: None,
+            redis_url: None,
+            alert_lease: None,
         }
     }
 
@@ -133,6 +147,9 @@ impl ServerConfig {
             limits: TenantLimits::default(),
             self_series_interval: Some(self_series::DEFAULT_INTERVAL),
             head_max_age: StoreOptions::default().head_max_age,
+            nats_url: None,
+            redis_url: None,
+            alert_lease: None,
         }
     }
 }
@@ -190,6 +207,17 @@ pub enum ServerError {
     /// The data directory is locked by a rotation, or its lock file cannot be taken.
     #[error(transparent)]
     DataDir(#[from] data_lock::LockError),
+    /// NATS could not be reached at start.
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Nats {
+        /// The URL given.
+        url: String,
+        /// What the client said.
+        message: String,
+    },
+    /// The alert leases could not be set up.
+    #[error(transparent)]
+    Lease(#[from] alert_lease::LeaseError),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
@@ -202,6 +230,8 @@ pub struct Server {
     agents: Option<Arc<AgentAuthority>>,
     live: LiveFeed,
     clocks: Arc<ClockBook>,
+    /// The tenants' alert leases, released on shutdown.
+    leases: Option<alert_lease::AlertLeases>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held while serving, so a secret-key or CA rotation refuses to run beside this server.
@@ -262,8 +292,36 @@ impl Server {
         let live = LiveFeed::default();
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
         let rules = self_monitor::with_builtin_rules(rules);
-        let alerting = Arc::new(AlertingByTenant::new(rules, store.clone(), live.clone()));
-        alerting.get(DEFAULT_TENANT).await?;
+        let nats = match &config.nats_url {
+            Some(url) => Some(
+                async_nats::connect(url.as_str())
+                    .await
+                    .map_err(|error| ServerError::Nats { url: url.clone(), message: error.to_string() })?,
+            ),
+            None => None,
+        };
+        let leases = match (&nats, &config.alert_lease) {
+            (Some(client), Some(options)) => {
+                Some(alert_lease::AlertLeases::start(client.clone(), options.clone()).await?)
+            }
+            _ => None,
+        };
+        let mut by_tenant = AlertingByTenant::new(rules, store.clone(), live.clone());
+        if let Some(leases) = &leases {
+            by_tenant = by_tenant.with_ownership(Arc::new(leases.view()));
+        }
+        let alerting = Arc::new(by_tenant);
+        match &leases {
+            // Every tenant is contended for; the engines start as their leases are taken.
+            Some(_) => {
+                for tenant in accounts.tenants(None, u32::MAX).await? {
+                    alerting.want(&tenant);
+                }
+            }
+            None => {
+                alerting.get(DEFAULT_TENANT).await?;
+            }
+        }
         let ingest_metrics = Arc::new(metrics::IngestMetrics::for_store(store.location()));
         let clocks = Arc::new(ClockBook::new(config.clock));
         let agent_config = Arc::new(agent_config::AgentConfigBook::new(store.clone()));
@@ -314,8 +372,9 @@ impl Server {
             loop {
                 tokio::select! {
                     _ = stopped_ticking.wait_for(|stop| *stop) => break,
-                    _ = ticker.tick() => ticking.all().iter().for_each(|engine| engine.tick()),
+                    _ = ticker.tick() => {}
                 }
+                ticking.evaluated().await.iter().for_each(|engine| engine.tick());
             }
         }));
         // Senders' clock states are saved here, every second, never on a batch's ack path.
@@ -387,6 +446,7 @@ impl Server {
             agents,
             live,
             clocks,
+            leases,
             stop,
             tasks,
             _data_dir: data_dir_lock,
@@ -409,6 +469,9 @@ impl Server {
     }
 
     /// The default tenant's alert rules, alerts and their history.
+    ///
+    /// # Panics
+    /// With an alert lease, while another process evaluates the default tenant.
     pub fn alerting(&self) -> Arc<Alerting> {
         self.alerting.running(DEFAULT_TENANT).expect("the default tenant's engine starts with the server")
     }
@@ -440,6 +503,10 @@ impl Server {
             if let Err(error) = engine.flush().await {
                 tracing::error!(%error, "cannot save alert state on shutdown");
             }
+        }
+        // After the last state is saved: the next owner reads it.
+        if let Some(leases) = self.leases {
+            leases.shutdown().await;
         }
         self.store.close().await;
         tracing::info!("server stopped");
