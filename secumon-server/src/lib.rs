@@ -20,6 +20,7 @@ mod api;
 mod audit;
 pub mod auth;
 pub mod clock;
+pub mod cluster_feed;
 pub mod data_lock;
 mod fd_limit;
 mod ingest;
@@ -232,6 +233,8 @@ pub struct Server {
     clocks: Arc<ClockBook>,
     /// The tenants' alert leases, released on shutdown.
     leases: Option<alert_lease::AlertLeases>,
+    /// The live feed and revocations bridged to the other server processes.
+    _cluster: Option<cluster_feed::ClusterFeed>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held while serving, so a secret-key or CA rotation refuses to run beside this server.
@@ -366,6 +369,19 @@ impl Server {
         });
 
         let mut tasks = Vec::new();
+        let cluster = match nats {
+            Some(client) => {
+                // Batches other processes committed reach this process's alert engines (those
+                // of the tenants it evaluates); its own went to them from the sink.
+                let remote = live.subscribe_remote();
+                tasks.push(tokio::spawn(evaluate_remote_batches(remote, Arc::clone(&alerting), stopped.clone())));
+                let revocations = agents.as_ref().map(|authority| authority.revocation_feed());
+                let bridged = cluster_feed::ClusterFeed::bridge(client, live.clone(), revocations).await;
+                let url = config.nats_url.clone().unwrap_or_default();
+                Some(bridged.map_err(|error| ServerError::Nats { url, message: error.to_string() })?)
+            }
+            None => None,
+        };
         let (ticking, mut stopped_ticking) = (Arc::clone(&alerting), stopped.clone());
         tasks.push(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -447,6 +463,7 @@ impl Server {
             live,
             clocks,
             leases,
+            _cluster: cluster,
             stop,
             tasks,
             _data_dir: data_dir_lock,
@@ -551,6 +568,36 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
     listener.local_addr().map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Hands batches committed by other server processes (over NATS) to the alert engine of
+/// their tenant, when this process evaluates it.
+async fn evaluate_remote_batches(
+    mut remote: tokio::sync::broadcast::Receiver<Arc<live::LiveEvent>>,
+    alerting: Arc<AlertingByTenant>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            event = remote.recv() => event,
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "batches from other server processes not evaluated for alerts (too slow)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if let live::LiveEvent::Batch { tenant, batch } = &*event {
+            match alerting.evaluating(tenant).await {
+                Ok(Some(engine)) => engine.observe_batch(tenant, batch),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, %tenant, "the tenant's alert engine is down"),
+            }
+        }
+    }
 }
 
 async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {

@@ -22,8 +22,8 @@ use secumon_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 pub use agents::{
-    AgentAuthority, AgentCaState, CaStatus, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION, ca_status,
-    retire_old_ca, rotate_ca,
+    AgentAuthority, AgentCaState, CaStatus, MAX_PROVISION_TTL, NewProvisioningToken, RevocationFeed, SESSION_ROTATION,
+    ca_status, retire_old_ca, rotate_ca,
 };
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
