@@ -28,6 +28,7 @@ pub mod live;
 mod metrics;
 mod self_monitor;
 pub mod self_series;
+pub mod shared_limits;
 mod tenant_limits;
 mod tenants;
 
@@ -57,6 +58,9 @@ use tenants::AlertingByTenant;
 
 use auth::{Accounts, AgentAuthority, SecretBox};
 use live::LiveFeed;
+
+/// The start of every key the server keeps in Redis.
+const SHARED_LIMITS_PREFIX: &str = "secumon";
 
 /// Where the server listens and keeps its data.
 #[derive(Debug, Clone)]
@@ -219,6 +223,9 @@ pub enum ServerError {
     /// The alert leases could not be set up.
     #[error(transparent)]
     Lease(#[from] alert_lease::LeaseError),
+    /// Redis, for the shared limits, could not be reached at start.
+    #[error(transparent)]
+    SharedLimits(#[from] shared_limits::SharedLimitsError),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
@@ -286,7 +293,15 @@ impl Server {
             }
             opened => opened,
         };
-        let accounts = Arc::new(accounts?);
+        let shared_limits = match &config.redis_url {
+            Some(url) => Some(shared_limits::SharedLimits::connect(url, SHARED_LIMITS_PREFIX).await?),
+            None => None,
+        };
+        let mut accounts = accounts?;
+        if let Some(shared) = &shared_limits {
+            accounts = accounts.with_shared_limits(shared.clone());
+        }
+        let accounts = Arc::new(accounts);
         let sso = match config.oidc.clone() {
             Some(oidc) => Some(Arc::new(auth::Sso::new(oidc, store.clone(), accounts.secrets())?)),
             None => None,
@@ -420,7 +435,10 @@ impl Server {
             open_access: config.open_access,
             live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
-            limits: Arc::new(api::RateLimits::new(config.rate_limit)),
+            limits: Arc::new(match shared_limits {
+                Some(shared) => api::RateLimits::new(config.rate_limit).shared(shared),
+                None => api::RateLimits::new(config.rate_limit),
+            }),
             sso,
             audit,
             guard,
