@@ -511,6 +511,12 @@ impl Server {
         self.alerting.running(DEFAULT_TENANT).expect("the default tenant's engine starts with the server")
     }
 
+    /// The default tenant's alerting if this process evaluates it now: always without an
+    /// alert lease, with one while it holds the tenant's lease.
+    pub fn evaluating(&self) -> Option<Arc<Alerting>> {
+        self.alerting.running(DEFAULT_TENANT)
+    }
+
     /// Tenants, users, API keys.
     pub fn accounts(&self) -> Arc<Accounts> {
         Arc::clone(&self.accounts)

@@ -180,3 +180,47 @@ async fn a_websocket_on_one_server_sees_a_batch_pushed_to_another() {
     ingesting.shutdown().await;
     serving.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_servers_with_alert_leases_one_evaluates_and_the_other_takes_over_on_shutdown() {
+    if nats().await.is_none() {
+        return;
+    }
+    let bucket = unique("leases").replace('-', "_");
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = |dir: &tempfile::TempDir| ServerConfig {
+        nats_url: Some(nats_url()),
+        alert_lease: Some(secumon_server::alert_lease::LeaseOptions {
+            bucket: bucket.clone(),
+            ttl: Duration::from_secs(3),
+            holder: dir.path().display().to_string(),
+        }),
+        ..ServerConfig::loopback(dir.path().join("s.db"))
+    };
+    let first = Server::start(config(&dirs.0)).await.unwrap();
+    let second = Server::start(config(&dirs.1)).await.unwrap();
+    let owners = |a: &Server, b: &Server| (a.evaluating().is_some(), b.evaluating().is_some());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while owners(&first, &second) == (false, false) {
+        assert!(tokio::time::Instant::now() < deadline, "nobody evaluates the default tenant");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Then exactly one, for a while.
+    for _ in 0..20 {
+        let (a, b) = owners(&first, &second);
+        assert!(a != b, "exactly one server evaluates: {:?}", (a, b));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (owner, other) = if first.evaluating().is_some() { (first, second) } else { (second, first) };
+    let released = tokio::time::Instant::now();
+    owner.shutdown().await;
+    // Released on shutdown: taken on the other's next attempt (a third of the lease), its
+    // engine started on the next tick (a second).
+    while other.evaluating().is_none() {
+        assert!(released.elapsed() < Duration::from_secs(5), "the other server did not take over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    other.shutdown().await;
+    let jetstream = async_nats::jetstream::new(nats().await.unwrap());
+    let _ = jetstream.delete_key_value(&bucket).await;
+}
