@@ -229,52 +229,65 @@ impl Leases {
         sent + self.ttl - (self.ttl / 20).max(Duration::from_millis(50))
     }
 
-    /// One round: renews the leases held, tries to take the others.
+    /// One round: renews the leases held and tries to take the others, all tenants at
+    /// once, so many tenants do not make the last ones' renewals late.
     async fn round(&self) {
         let wanted: Vec<(String, Option<Held>)> = self.lock().iter().map(|(t, h)| (t.clone(), *h)).collect();
-        for (tenant, held) in wanted {
-            let sent = Instant::now();
-            // Bounded, so one slow answer cannot hold the other tenants' renewals past their time.
-            let attempt = self.ttl / 3;
-            let now_held = match held {
-                Some(held) => {
-                    let renewal = self.kv.update(&tenant, self.holder.clone().into(), held.revision);
-                    match tokio::time::timeout(attempt, renewal).await {
-                        Ok(Ok(revision)) => Some(Held { revision, until: self.valid_until(sent), ..held }),
-                        Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                            tracing::warn!(%tenant, "alert lease lost to another process; no longer evaluating");
-                            None
-                        }
-                        // NATS unreachable or slow: keep counting on the lease until its time
-                        // runs out (`term` stops answering then), and try again next round.
-                        Ok(Err(error)) => {
-                            tracing::warn!(%tenant, %error, "cannot renew the alert lease");
-                            Some(held)
-                        }
-                        Err(_) => {
-                            tracing::warn!(%tenant, "renewing the alert lease timed out");
-                            Some(held)
-                        }
-                    }
-                }
-                None => {
-                    let taking = self.kv.create(&tenant, self.holder.clone().into());
-                    match tokio::time::timeout(attempt, taking).await {
-                        Ok(Ok(revision)) => {
-                            tracing::info!(%tenant, term = revision, "alert lease taken; evaluating this tenant");
-                            Some(Held { revision, until: self.valid_until(sent), term: revision })
-                        }
-                        Ok(Err(error)) if error.kind() == kv::CreateErrorKind::AlreadyExists => None,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%tenant, %error, "cannot take the alert lease");
-                            None
-                        }
-                        Err(_) => None,
-                    }
-                }
-            };
-            if let Some(slot) = self.lock().get_mut(&tenant) {
+        let outcomes = futures::future::join_all(wanted.into_iter().map(|(tenant, held)| async move {
+            let now_held = self.attempt(&tenant, held).await;
+            (tenant, now_held)
+        }))
+        .await;
+        let mut tenants = self.lock();
+        for (tenant, now_held) in outcomes {
+            if let Some(slot) = tenants.get_mut(&tenant) {
                 *slot = now_held;
+            }
+        }
+    }
+
+    /// Renews `tenant`'s lease if held, else tries to take it; what is held after.
+    async fn attempt(&self, tenant: &str, held: Option<Held>) -> Option<Held> {
+        let sent = Instant::now();
+        // Bounded, so a slow answer cannot hold the next round past the lease's time.
+        let attempt = self.ttl / 3;
+        match held {
+            Some(held) => {
+                let renewal = self.kv.update(tenant, self.holder.clone().into(), held.revision);
+                match tokio::time::timeout(attempt, renewal).await {
+                    Ok(Ok(revision)) => Some(Held { revision, until: self.valid_until(sent), ..held }),
+                    // Taken by another process after ours expired (or a renewal of ours that
+                    // timed out here was applied there): not ours to count on any more.
+                    Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        tracing::warn!(%tenant, "alert lease lost; no longer evaluating this tenant");
+                        None
+                    }
+                    // NATS unreachable or slow: keep counting on the lease until its time
+                    // runs out (`term` stops answering then), and try again next round.
+                    Ok(Err(error)) => {
+                        tracing::warn!(%tenant, %error, "cannot renew the alert lease");
+                        Some(held)
+                    }
+                    Err(_) => {
+                        tracing::warn!(%tenant, "renewing the alert lease timed out");
+                        Some(held)
+                    }
+                }
+            }
+            None => {
+                let taking = self.kv.create(tenant, self.holder.clone().into());
+                match tokio::time::timeout(attempt, taking).await {
+                    Ok(Ok(revision)) => {
+                        tracing::info!(%tenant, term = revision, "alert lease taken; evaluating this tenant");
+                        Some(Held { revision, until: self.valid_until(sent), term: revision })
+                    }
+                    Ok(Err(error)) if error.kind() == kv::CreateErrorKind::AlreadyExists => None,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%tenant, %error, "cannot take the alert lease");
+                        None
+                    }
+                    Err(_) => None,
+                }
             }
         }
     }
