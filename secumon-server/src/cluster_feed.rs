@@ -59,10 +59,7 @@ impl ClusterFeed {
             tasks.push(tokio::spawn(receive_revocations(incoming, origin.clone(), revocations.clone())));
             tasks.push(tokio::spawn(send_revocations(client.clone(), origin.clone(), revocations.subscribe_here())));
         }
-        // A round trip, so the server has the subscriptions before the caller goes on.
-        if let Err(error) = client.flush().await {
-            tracing::warn!(%error, "NATS did not confirm the live feed's subscriptions");
-        }
+        confirm_subscriptions(&client, &origin).await?;
         Ok(Self { origin, tasks })
     }
 
@@ -70,6 +67,21 @@ impl ClusterFeed {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+}
+
+/// Waits until the server has this connection's subscriptions, so events other processes
+/// send from now on are not missed: a message to itself makes the round trip (`flush` only
+/// empties the client's buffer), and the server handles one connection's commands in order.
+async fn confirm_subscriptions(client: &async_nats::Client, origin: &str) -> Result<(), async_nats::SubscribeError> {
+    let subject = format!("_INBOX.secumon.{origin}");
+    let mut echo = client.subscribe(subject.clone()).await?;
+    if client.publish(subject, "".into()).await.is_ok()
+        && tokio::time::timeout(std::time::Duration::from_secs(5), echo.next()).await.is_ok()
+    {
+        return Ok(());
+    }
+    tracing::warn!("NATS did not confirm the live feed's subscriptions in time");
+    Ok(())
 }
 
 fn origin_id() -> String {
