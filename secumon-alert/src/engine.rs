@@ -34,7 +34,7 @@ pub enum AlertState {
 }
 
 /// One change of one alert: what notifiers and the history receive.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
     /// The rule's name.
     pub rule: String,

@@ -246,6 +246,10 @@ struct ServerArgs {
     /// NATS JetStream between gateways and ingest workers, e.g. nats://10.0.0.5:4222.
     #[arg(long, value_name = "URL", env = "SECUMON_NATS")]
     nats: Option<String>,
+    /// Redis (`redis://host:6379`) where several API processes share their rate limits,
+    /// login attempts and user update locks; without it each process keeps its own.
+    #[arg(long, value_name = "URL", env = "SECUMON_REDIS")]
+    redis: Option<String>,
 }
 
 impl ServerArgs {
@@ -286,6 +290,10 @@ impl ServerArgs {
             self_series_interval: Some(self.self_series_interval).filter(|interval| !interval.is_zero()),
             roles: self.roles,
             nats_url: self.nats.clone(),
+            redis_url: self.redis.clone(),
+            // Alert processes sharing NATS take each tenant's rules by lease: one notifies.
+            alert_lease: (self.nats.is_some() && self.roles.has(secumon_server::Role::Alert))
+                .then(secumon_server::alert_lease::LeaseOptions::default),
             ..ServerConfig::embedded(&self.data_dir)
         })
     }

@@ -87,8 +87,9 @@ enum HistoryWrite {
 pub struct Alerting {
     store: Arc<dyn Store>,
     tenant: String,
-    /// The latest engine state to save; a background task writes it, newest wins.
-    unsaved: watch::Sender<String>,
+    /// The latest engine state to save and its generation; a background task writes it,
+    /// newest wins, and then announces the generation saved.
+    unsaved: watch::Sender<(u64, String)>,
     engine: Mutex<AlertEngine>,
     grouper: Mutex<Grouper>,
     channels: BTreeSet<String>,
@@ -96,7 +97,8 @@ pub struct Alerting {
     /// Rules made through the API; the async lock serialises changes and their saving.
     api_rules: tokio::sync::Mutex<Vec<Rule>>,
     history: mpsc::UnboundedSender<HistoryWrite>,
-    lanes: Vec<mpsc::UnboundedSender<Notification>>,
+    /// Each notification goes with the state generation it follows from.
+    lanes: Vec<mpsc::UnboundedSender<(u64, Notification)>>,
     deliveries: Arc<DeliveryCounters>,
     live: LiveFeed,
 }
@@ -152,11 +154,13 @@ impl Alerting {
         tokio::spawn(write_history(Arc::clone(&store), tenant.to_string(), history_rx));
         let dispatcher = Arc::new(Dispatcher::new(notifiers));
         let deliveries = Arc::new(DeliveryCounters::default());
+        let (saved, saved_rx) = watch::channel(0u64);
         let lanes = (0..DELIVERY_LANES)
             .map(|_| {
                 let (lane, queue) = mpsc::unbounded_channel();
                 tokio::spawn(deliver_in_order(
                     queue,
+                    saved_rx.clone(),
                     Arc::clone(&dispatcher),
                     history.clone(),
                     Arc::clone(&deliveries),
@@ -167,7 +171,7 @@ impl Alerting {
         let alerting = Arc::new(Self {
             store,
             tenant: tenant.to_string(),
-            unsaved: watch::Sender::new(String::new()),
+            unsaved: watch::Sender::new((0, String::new())),
             grouper: Mutex::new(Grouper::new(&all)),
             engine: Mutex::new(engine),
             channels,
@@ -182,10 +186,13 @@ impl Alerting {
         let (store, tenant) = (Arc::clone(&alerting.store), alerting.tenant.clone());
         tokio::spawn(async move {
             while unsaved.changed().await.is_ok() {
-                let state = unsaved.borrow_and_update().clone();
+                let (generation, state) = unsaved.borrow_and_update().clone();
                 if let Err(error) = store.put_state(&tenant, STATE_KEY, &state).await {
                     tracing::error!(%error, "cannot save alert state");
                 }
+                // Failed or not: notifications waiting on it go out (a store that refuses
+                // writes must not silence alerts).
+                saved.send_replace(generation);
             }
         });
         Ok(alerting)
@@ -464,8 +471,13 @@ impl Alerting {
         serde_json::to_string(&lock(&self.engine).state()).unwrap_or_default()
     }
 
+    /// Hands the engine's state to the saver. The state is taken under the watch's lock,
+    /// so states are queued in the order they were taken.
     fn persist(&self) {
-        self.unsaved.send_replace(self.state_json());
+        self.unsaved.send_modify(|(generation, state)| {
+            *generation += 1;
+            *state = self.state_json();
+        });
     }
 
     fn record(&self, entries: Vec<AlertHistoryEntry>) {
@@ -489,14 +501,19 @@ impl Alerting {
         self.send(ready);
     }
 
-    /// Queues notifications on their lanes without making ingest wait for receivers.
+    /// Queues notifications on their lanes without making ingest wait for receivers. Each
+    /// is delivered once the state that led to it is saved: an alert process that dies
+    /// after notifying leaves a state that says so, and the next owner of the tenant (see
+    /// `alert_lease`) does not notify again. (One that dies between saving and delivering
+    /// loses that notification: at most once, rather than twice.)
     fn send(&self, notifications: Vec<Notification>) {
+        let generation = self.unsaved.borrow().0;
         for notification in notifications {
             let mut hasher = DefaultHasher::new();
             (&notification.rule, &notification.group_labels).hash(&mut hasher);
             let lane = &self.lanes[hasher.finish() as usize % self.lanes.len()];
             self.deliveries.queued.fetch_add(1, Ordering::Relaxed);
-            if lane.send(notification).is_err() {
+            if lane.send((generation, notification)).is_err() {
                 self.deliveries.queued.fetch_sub(1, Ordering::Relaxed);
                 tracing::error!("alert delivery lane is gone; notification not sent");
             }
@@ -507,12 +524,15 @@ impl Alerting {
 /// Delivers one lane's notifications one after the other; a delivery that fails for good
 /// is counted, logged and written to the history.
 async fn deliver_in_order(
-    mut queue: mpsc::UnboundedReceiver<Notification>,
+    mut queue: mpsc::UnboundedReceiver<(u64, Notification)>,
+    mut saved: watch::Receiver<u64>,
     dispatcher: Arc<Dispatcher>,
     history: mpsc::UnboundedSender<HistoryWrite>,
     counters: Arc<DeliveryCounters>,
 ) {
-    while let Some(notification) = queue.recv().await {
+    while let Some((generation, notification)) = queue.recv().await {
+        // The saver gone (the engine is being dropped) counts as saved.
+        let _ = saved.wait_for(|saved| *saved >= generation).await;
         let failed: Vec<DeliveryAttempt> = dispatcher.deliver(&notification).await;
         counters.queued.fetch_sub(1, Ordering::Relaxed);
         counters.notifications.fetch_add(1, Ordering::Relaxed);

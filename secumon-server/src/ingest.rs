@@ -89,8 +89,10 @@ impl<S: Store + ?Sized> StoreSink<S> {
     /// tenant's alert engine.
     async fn observe_own(&self, tenant: &str, own: Option<IngestBatch>) {
         let (Some(own), Some(alerting)) = (own, &self.alerting) else { return };
-        match alerting.get(tenant).await {
-            Ok(engine) => engine.observe_own_batch(tenant, &own),
+        match alerting.evaluating(tenant).await {
+            Ok(Some(engine)) => engine.observe_own_batch(tenant, &own),
+            // Another alert process owns the tenant: it hears of the batch over NATS.
+            Ok(None) => {}
             Err(error) => tracing::error!(%error, "the tenant's alert engine is down"),
         }
     }
@@ -157,8 +159,9 @@ impl<S: Store + ?Sized + 'static> BatchSink for StoreSink<S> {
                     live.publish(LiveEvent::Batch { tenant: tenant.to_string(), batch: Arc::clone(&batch) });
                 }
                 if let Some(alerting) = &self.alerting {
-                    match alerting.get(tenant).await {
-                        Ok(engine) => engine.observe_batch(tenant, &batch),
+                    match alerting.evaluating(tenant).await {
+                        Ok(Some(engine)) => engine.observe_batch(tenant, &batch),
+                        Ok(None) => {}
                         Err(error) => {
                             tracing::error!(%error, "the batch is stored but its tenant's alert engine is down")
                         }

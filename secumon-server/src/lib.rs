@@ -14,12 +14,14 @@
 #![warn(missing_docs)]
 
 mod agent_config;
+pub mod alert_lease;
 mod alerting;
 mod api;
 mod audit;
 pub mod auth;
 pub mod bus;
 pub mod clock;
+pub mod cluster_feed;
 pub mod data_lock;
 mod fd_limit;
 mod gateway;
@@ -31,6 +33,7 @@ pub mod remote_write;
 pub mod roles;
 mod self_monitor;
 pub mod self_series;
+pub mod shared_limits;
 mod tenant_limits;
 mod tenants;
 
@@ -61,6 +64,9 @@ use tenants::AlertingByTenant;
 
 use auth::{Accounts, AgentAuthority, SecretBox};
 use live::LiveFeed;
+
+/// The start of every key the server keeps in Redis.
+const SHARED_LIMITS_PREFIX: &str = "secumon";
 
 /// Where the server listens and keeps its data.
 #[derive(Debug, Clone)]
@@ -101,9 +107,17 @@ pub struct ServerConfig {
     /// The parts of the server this process runs ([`Roles::all`]: every part, one process).
     pub roles: Roles,
     /// NATS JetStream (`nats://HOST:4222`): gateways publish agents' batches there and ingest
-    /// workers store them from there. Required unless `roles` is all; with all roles and no
-    /// NATS, batches go straight to the store.
+    /// workers store them from there; live events and revocations fan out to the other server
+    /// processes over it. Required unless `roles` is all; with all roles and no NATS, batches
+    /// go straight to the store and nothing is shared.
     pub nats_url: Option<String>,
+    /// Redis (`redis://host:6379`) where the API's rate limits, login attempts and user
+    /// update locks are shared between API processes. `None`: kept in this process.
+    pub redis_url: Option<String>,
+    /// With `nats_url`: this process evaluates a tenant's alert rules only while it holds
+    /// the tenant's lease ([`alert_lease`]), so several alert processes never notify twice.
+    /// `None`: it evaluates every tenant.
+    pub alert_lease: Option<alert_lease::LeaseOptions>,
 }
 
 impl ServerConfig {
@@ -127,6 +141,8 @@ impl ServerConfig {
             head_max_age: StoreOptions::default().head_max_age,
             roles: Roles::all(),
             nats_url: None,
+            redis_url: None,
+            alert_lease: None,
         }
     }
 
@@ -149,6 +165,8 @@ impl ServerConfig {
             head_max_age: StoreOptions::default().head_max_age,
             roles: Roles::all(),
             nats_url: None,
+            redis_url: None,
+            alert_lease: None,
         }
     }
 }
@@ -212,6 +230,20 @@ pub enum ServerError {
     /// NATS JetStream is unreachable or its streams unusable.
     #[error(transparent)]
     Bus(#[from] bus::BusError),
+    /// The live feed could not be bridged over NATS.
+    #[error("cannot bridge the live feed over NATS at {url}: {message}")]
+    Nats {
+        /// The URL given.
+        url: String,
+        /// What the client said.
+        message: String,
+    },
+    /// The alert leases could not be set up.
+    #[error(transparent)]
+    Lease(#[from] alert_lease::LeaseError),
+    /// Redis, for the shared limits, could not be reached at start.
+    #[error(transparent)]
+    SharedLimits(#[from] shared_limits::SharedLimitsError),
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the tasks running.
@@ -225,6 +257,10 @@ pub struct Server {
     live: LiveFeed,
     clocks: Arc<ClockBook>,
     bus: Option<bus::Bus>,
+    /// The tenants' alert leases, released on shutdown.
+    leases: Option<alert_lease::AlertLeases>,
+    /// The live feed and revocations bridged to the other server processes.
+    _cluster: Option<cluster_feed::ClusterFeed>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Held while serving, so a secret-key or CA rotation refuses to run beside this server.
@@ -290,7 +326,15 @@ impl Server {
             }
             opened => opened,
         };
-        let accounts = Arc::new(accounts?);
+        let shared_limits = match &config.redis_url {
+            Some(url) => Some(shared_limits::SharedLimits::connect(url, SHARED_LIMITS_PREFIX).await?),
+            None => None,
+        };
+        let mut accounts = accounts?;
+        if let Some(shared) = &shared_limits {
+            accounts = accounts.with_shared_limits(shared.clone());
+        }
+        let accounts = Arc::new(accounts);
         let sso = match config.oidc.clone() {
             Some(oidc) => Some(Arc::new(auth::Sso::new(oidc, store.clone(), accounts.secrets())?)),
             None => None,
@@ -299,8 +343,29 @@ impl Server {
         let live = LiveFeed::default();
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
         let rules = self_monitor::with_builtin_rules(rules);
-        let alerting = Arc::new(AlertingByTenant::new(rules, store.clone(), live.clone()));
-        alerting.get(DEFAULT_TENANT).await?;
+        let nats = bus.as_ref().map(bus::Bus::client);
+        let leases = match (&nats, &config.alert_lease) {
+            (Some(client), Some(options)) => {
+                Some(alert_lease::AlertLeases::start(client.clone(), options.clone()).await?)
+            }
+            _ => None,
+        };
+        let mut by_tenant = AlertingByTenant::new(rules, store.clone(), live.clone());
+        if let Some(leases) = &leases {
+            by_tenant = by_tenant.with_ownership(Arc::new(leases.view()));
+        }
+        let alerting = Arc::new(by_tenant);
+        match &leases {
+            // Every tenant is contended for; the engines start as their leases are taken.
+            Some(_) => {
+                for tenant in accounts.tenants(None, u32::MAX).await? {
+                    alerting.want(&tenant);
+                }
+            }
+            None => {
+                alerting.get(DEFAULT_TENANT).await?;
+            }
+        }
         let ingest_metrics = Arc::new(metrics::IngestMetrics::for_store(store.location()));
         let clocks = Arc::new(ClockBook::new(config.clock));
         let agent_config = Arc::new(agent_config::AgentConfigBook::new(store.clone()));
@@ -362,6 +427,19 @@ impl Server {
                 ingest_worker::IngestWorker::new(bus.clone(), Arc::clone(&store_sink), Arc::clone(&ingest_metrics));
             tasks.push(tokio::spawn(worker.run(stopped.clone())));
         }
+        let cluster = match nats {
+            Some(client) => {
+                // Batches other processes committed reach this process's alert engines (those
+                // of the tenants it evaluates); its own went to them from the sink.
+                let remote = live.subscribe_remote();
+                tasks.push(tokio::spawn(evaluate_remote_batches(remote, Arc::clone(&alerting), stopped.clone())));
+                let revocations = agents.as_ref().map(|authority| authority.revocation_feed());
+                let bridged = cluster_feed::ClusterFeed::bridge(client, live.clone(), revocations).await;
+                let url = config.nats_url.clone().unwrap_or_default();
+                Some(bridged.map_err(|error| ServerError::Nats { url, message: error.to_string() })?)
+            }
+            None => None,
+        };
         if roles.has(Role::Alert) {
             let (ticking, mut stopped_ticking) = (Arc::clone(&alerting), stopped.clone());
             tasks.push(tokio::spawn(async move {
@@ -369,8 +447,9 @@ impl Server {
                 loop {
                     tokio::select! {
                         _ = stopped_ticking.wait_for(|stop| *stop) => break,
-                        _ = ticker.tick() => ticking.all().iter().for_each(|engine| engine.tick()),
+                        _ = ticker.tick() => {}
                     }
+                    ticking.evaluated().await.iter().for_each(|engine| engine.tick());
                 }
             }));
         }
@@ -403,7 +482,10 @@ impl Server {
             open_access: config.open_access,
             live: live.clone(),
             agents: agents.clone().map(|authority| api::Enrollment { authority, collector: grpc_addr }),
-            limits: Arc::new(api::RateLimits::new(config.rate_limit)),
+            limits: Arc::new(match shared_limits {
+                Some(shared) => api::RateLimits::new(config.rate_limit).shared(shared),
+                None => api::RateLimits::new(config.rate_limit),
+            }),
             sso,
             audit,
             guard,
@@ -449,6 +531,8 @@ impl Server {
             live,
             clocks,
             bus,
+            leases,
+            _cluster: cluster,
             stop,
             tasks,
             _data_dir: data_dir_lock,
@@ -471,8 +555,17 @@ impl Server {
     }
 
     /// The default tenant's alert rules, alerts and their history.
+    ///
+    /// # Panics
+    /// With an alert lease, while another process evaluates the default tenant.
     pub fn alerting(&self) -> Arc<Alerting> {
         self.alerting.running(DEFAULT_TENANT).expect("the default tenant's engine starts with the server")
+    }
+
+    /// The default tenant's alerting if this process evaluates it now: always without an
+    /// alert lease, with one while it holds the tenant's lease.
+    pub fn evaluating(&self) -> Option<Arc<Alerting>> {
+        self.alerting.running(DEFAULT_TENANT)
     }
 
     /// Tenants, users, API keys.
@@ -507,6 +600,10 @@ impl Server {
             if let Err(error) = engine.flush().await {
                 tracing::error!(%error, "cannot save alert state on shutdown");
             }
+        }
+        // After the last state is saved: the next owner reads it.
+        if let Some(leases) = self.leases {
+            leases.shutdown().await;
         }
         self.store.close().await;
         // The ingest workers' last acks go out before the connection is dropped.
@@ -555,6 +652,36 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
     listener.local_addr().map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Hands batches committed by other server processes (over NATS) to the alert engine of
+/// their tenant, when this process evaluates it.
+async fn evaluate_remote_batches(
+    mut remote: tokio::sync::broadcast::Receiver<Arc<live::LiveEvent>>,
+    alerting: Arc<AlertingByTenant>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            event = remote.recv() => event,
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "batches from other server processes not evaluated for alerts (too slow)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if let live::LiveEvent::Batch { tenant, batch } = &*event {
+            match alerting.evaluating(tenant).await {
+                Ok(Some(engine)) => engine.observe_batch(tenant, batch),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, %tenant, "the tenant's alert engine is down"),
+            }
+        }
+    }
 }
 
 async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {

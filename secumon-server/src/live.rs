@@ -43,21 +43,56 @@ impl LiveEvent {
 /// The sending side, cheap to clone.
 #[derive(Clone)]
 pub struct LiveFeed {
+    /// Every event, wherever it happened: what WebSocket subscribers see.
     sender: broadcast::Sender<Arc<LiveEvent>>,
+    /// Events of this process only: what the NATS bridge sends to the others.
+    here: broadcast::Sender<Arc<LiveEvent>>,
+    /// Events of other processes only (from NATS): what the alert engines here still need.
+    elsewhere: broadcast::Sender<Arc<LiveEvent>>,
 }
 
 impl Default for LiveFeed {
     fn default() -> Self {
-        Self { sender: broadcast::channel(FEED_CAPACITY).0 }
+        Self {
+            sender: broadcast::channel(FEED_CAPACITY).0,
+            here: broadcast::channel(FEED_CAPACITY).0,
+            elsewhere: broadcast::channel(FEED_CAPACITY).0,
+        }
     }
 }
 
 impl LiveFeed {
     /// Hands `event` to every subscriber; returns at once whether or not anyone listens.
     pub fn publish(&self, event: LiveEvent) {
-        if self.sender.receiver_count() > 0 {
-            let _ = self.sender.send(Arc::new(event));
+        let event = Arc::new(event);
+        if self.here.receiver_count() > 0 {
+            let _ = self.here.send(Arc::clone(&event));
         }
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.send(event);
+        }
+    }
+
+    /// Hands an event that happened in another server process (received over NATS) to
+    /// every subscriber, without sending it back out.
+    pub fn publish_remote(&self, event: LiveEvent) {
+        let event = Arc::new(event);
+        if self.elsewhere.receiver_count() > 0 {
+            let _ = self.elsewhere.send(Arc::clone(&event));
+        }
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.send(event);
+        }
+    }
+
+    /// The events published in this process only, from now.
+    pub fn subscribe_here(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.here.subscribe()
+    }
+
+    /// The events of other processes only, from now.
+    pub fn subscribe_remote(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.elsewhere.subscribe()
     }
 
     /// Subscribers connected now.

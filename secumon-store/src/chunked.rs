@@ -309,9 +309,6 @@ impl SampleEngine {
     /// data would make a scan of most of the table at every pass).
     async fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
         let _one = self.maintenance.lock().await;
-        // Another server process does not share this database, but the API may have changed
-        // a policy through another handle of the store: the records are the truth.
-        self.load_retentions().await?;
         let r = &self.options.retention;
         let by_rowid = |table: &str, ts: &str| {
             format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {ts} < ?1 LIMIT ?2)")

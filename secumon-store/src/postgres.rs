@@ -59,6 +59,12 @@ struct CountedAgentRow {
 /// Groups of agents' batches committing at once, each on a connection of the pool's
 /// [`POOL_CONNECTIONS`]: the rest stay free for queries, records and maintenance.
 const GROUP_LANES: usize = 4;
+/// Whether groups whose series are all known are written in a few statements for the whole
+/// group ([`PgStore::try_fast_group`]). Off: with it, acknowledged batches went missing
+/// across a PostgreSQL restart (`store_faults`' `postgres_restart_loses_nothing`, 2 runs of
+/// 2; it passes with the path off), and the cause is not found yet. Groups are written
+/// batch by batch in one transaction meanwhile.
+const FAST_GROUP_PATH: bool = false;
 /// Connections to the database.
 const POOL_CONNECTIONS: u32 = 8;
 /// How often the background task rolls up and applies retention.
@@ -590,7 +596,7 @@ impl PgStore {
             let (a, b) = (&group[a], &group[b]);
             (&a.tenant, &a.batch.agent_id, a.batch.sequence).cmp(&(&b.tenant, &b.batch.agent_id, b.batch.sequence))
         });
-        match self.try_fast_group(&group, &left).await {
+        match if FAST_GROUP_PATH { self.try_fast_group(&group, &left).await } else { Ok(None) } {
             Ok(Some(written)) => {
                 for (index, result) in written {
                     results[index] = Some(result);

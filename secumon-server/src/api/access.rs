@@ -51,7 +51,7 @@ impl FromRequestParts<ApiState> for Caller {
             }
         }
         let endpoint = parts.extensions.get::<MatchedPath>().map_or(parts.uri.path(), |path| path.as_str());
-        state.limits.request(&caller.tenant, endpoint)?;
+        state.limits.request(&caller.tenant, endpoint).await?;
         Ok(caller)
     }
 }

@@ -44,7 +44,7 @@ pub(super) async fn login(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, ApiError> {
-    state.limits.login(client.ip())?;
+    state.limits.login(client.ip()).await?;
     let name = match (&request.username, &request.email) {
         // A tenant's own user first (see auth/tenant_users.rs), else an installation-wide one.
         (Some(name), None) => match request.tenant.as_deref() {
@@ -57,7 +57,7 @@ pub(super) async fn login(
         (None, Some(email)) => state.accounts.login_name(email, true).await?,
         _ => return Err(ApiError::bad_request("give either `username` or `email`")),
     };
-    state.limits.account_login(&name)?;
+    state.limits.account_login(&name).await?;
     let outcome = state.accounts.login(&name, &request.password, request.tenant.as_deref()).await;
     match outcome {
         Ok(LoginOutcome::Session(session)) => {
@@ -78,7 +78,7 @@ pub(super) async fn verify_mfa(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<MfaVerifyRequest>,
 ) -> Result<Json<Session>, ApiError> {
-    state.limits.login(client.ip())?;
+    state.limits.login(client.ip()).await?;
     Ok(Json(state.accounts.verify_mfa(&request.mfa_token, &request.code).await?))
 }
 
@@ -88,7 +88,7 @@ pub(super) async fn refresh(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<RefreshRequest>,
 ) -> Result<Json<Session>, ApiError> {
-    state.limits.login(client.ip())?;
+    state.limits.login(client.ip()).await?;
     Ok(Json(state.accounts.refresh(&request.refresh_token).await?))
 }
 

@@ -24,7 +24,7 @@ pub(super) async fn start(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<SsoStartRequest>,
 ) -> Result<Json<SsoStart>, ApiError> {
-    state.limits.login(client.ip())?;
+    state.limits.login(client.ip()).await?;
     let sso = state.sso.as_ref().ok_or(SsoError::NotConfigured)?;
     Ok(Json(sso.start(&request.redirect_uri, &request.code_challenge).await?))
 }
@@ -37,7 +37,7 @@ pub(super) async fn exchange(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<SsoExchangeRequest>,
 ) -> Result<Json<Session>, ApiError> {
-    state.limits.login(client.ip())?;
+    state.limits.login(client.ip()).await?;
     let sso = state.sso.as_ref().ok_or(SsoError::NotConfigured)?;
     let outcome = sso
         .exchange(&state.accounts, &request.state, &request.code, &request.code_verifier, &request.redirect_uri)

@@ -120,6 +120,45 @@ impl Ca {
     }
 }
 
+/// Revoked agent ids as they are revoked: those of this process and those other server
+/// processes announce (see `cluster_feed`), so every gateway drops a revoked agent at once.
+#[derive(Clone)]
+pub struct RevocationFeed {
+    /// Every revocation: what the ingest service closes streams by.
+    all: tokio::sync::broadcast::Sender<String>,
+    /// This process's own: what is announced to the others.
+    here: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for RevocationFeed {
+    fn default() -> Self {
+        Self { all: tokio::sync::broadcast::channel(64).0, here: tokio::sync::broadcast::channel(64).0 }
+    }
+}
+
+impl RevocationFeed {
+    /// An agent revoked in this process.
+    pub fn publish(&self, agent_id: &str) {
+        let _ = self.here.send(agent_id.to_string());
+        let _ = self.all.send(agent_id.to_string());
+    }
+
+    /// An agent revoked in another process.
+    pub fn publish_remote(&self, agent_id: &str) {
+        let _ = self.all.send(agent_id.to_string());
+    }
+
+    /// Every revocation from now.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.all.subscribe()
+    }
+
+    /// This process's revocations from now.
+    pub fn subscribe_here(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.here.subscribe()
+    }
+}
+
 /// Signs agents' keys and decides which agent connections are admitted.
 pub struct AgentAuthority {
     store: Arc<dyn Store>,
@@ -132,7 +171,7 @@ pub struct AgentAuthority {
     /// Serialises renewals, so two racing with one token cannot both succeed.
     updates: tokio::sync::Mutex<()>,
     /// Revoked agent ids, for the ingest service to close their open streams.
-    revoked: tokio::sync::broadcast::Sender<String>,
+    revoked: RevocationFeed,
     /// Where enrollments are recorded (they come over gRPC, not through the API's layer).
     audit: Option<Arc<AuditLog>>,
 }
@@ -158,9 +197,14 @@ impl AgentAuthority {
             ca,
             replaced,
             updates: tokio::sync::Mutex::new(()),
-            revoked: tokio::sync::broadcast::channel(64).0,
+            revoked: RevocationFeed::default(),
             audit: None,
         })
+    }
+
+    /// Revocations made here and (when bridged over NATS) in other server processes.
+    pub fn revocation_feed(&self) -> RevocationFeed {
+        self.revoked.clone()
     }
 
     /// Records every enrollment in `audit`.
@@ -246,7 +290,7 @@ impl AgentAuthority {
         }
         record.revoked_ms.get_or_insert(now_ms());
         self.store.put_record(SYSTEM, KIND_ENROLLMENT, agent_id, &serde_json::to_string(&record)?).await?;
-        let _ = self.revoked.send(agent_id.to_string());
+        self.revoked.publish(agent_id);
         Ok(true)
     }
 

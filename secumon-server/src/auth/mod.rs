@@ -17,13 +17,14 @@ mod tenant_users;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::shared_limits::{SharedLimits, SharedLock};
 use secumon_core::now_ms;
 use secumon_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 pub use agents::{
-    AgentAuthority, AgentCaState, CaStatus, MAX_PROVISION_TTL, NewProvisioningToken, SESSION_ROTATION, ca_status,
-    retire_old_ca, rotate_ca,
+    AgentAuthority, AgentCaState, CaStatus, MAX_PROVISION_TTL, NewProvisioningToken, RevocationFeed, SESSION_ROTATION,
+    ca_status, retire_old_ca, rotate_ca,
 };
 pub use crypto::SecretBox;
 use crypto::{PasswordWork, TokenSigner, decoy_hash, digest, random_id, random_token, same_secret};
@@ -257,7 +258,26 @@ pub struct Accounts {
     /// Password checks in progress per user: each counts against the failures left before
     /// the lock, so concurrent guesses cannot outnumber them.
     attempts: std::sync::Mutex<HashMap<String, u32>>,
+    /// With several API processes: the user lock and the attempts in progress in Redis,
+    /// in place of the two above.
+    shared: Option<SharedLimits>,
     passwords: PasswordWork,
+}
+
+/// The user-record lock held: this process's, or the one shared through Redis.
+enum UserGuard<'a> {
+    /// Held for its drop, which frees the lock.
+    Local(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>),
+    Shared(Box<SharedLock>),
+}
+
+impl UserGuard<'_> {
+    async fn release(self) {
+        match self {
+            UserGuard::Local(_) => {}
+            UserGuard::Shared(lock) => (*lock).release().await,
+        }
+    }
 }
 
 /// A password check in progress for a user; uncounted when dropped.
@@ -268,6 +288,10 @@ struct Attempt<'a> {
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
+        if let Some(shared) = &self.accounts.shared {
+            shared.end_attempt(&self.user);
+            return;
+        }
         let mut attempts = self.accounts.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = attempts.get_mut(&self.user) {
             *count -= 1;
@@ -298,8 +322,32 @@ impl Accounts {
             signer,
             user_updates: tokio::sync::Mutex::new(()),
             attempts: std::sync::Mutex::default(),
+            shared: None,
             passwords: PasswordWork::default(),
         })
+    }
+
+    /// Shares the user lock and the login attempts in progress with every API process
+    /// using the same Redis and prefix (the lockout itself is in the store already).
+    #[must_use]
+    pub fn with_shared_limits(mut self, shared: SharedLimits) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The lock under which a user record is read, changed and written. Shared, it fails
+    /// closed (see `shared_limits`): `Busy` while Redis cannot be reached.
+    async fn lock_user(&self, name: &str) -> Result<UserGuard<'_>, AuthError> {
+        match &self.shared {
+            None => Ok(UserGuard::Local(self.user_updates.lock().await)),
+            Some(shared) => match shared.lock(&format!("user:{name}")).await {
+                Ok(lock) => Ok(UserGuard::Shared(Box::new(lock))),
+                Err(error) => {
+                    tracing::error!(%error, user = name, "cannot take the shared user lock; refusing");
+                    Err(AuthError::Busy)
+                }
+            },
+        }
     }
 
     // ----- tenants -----
@@ -484,8 +532,10 @@ impl Accounts {
         if let Some(email) = &user.email {
             self.release_email(email, name).await;
         }
-        let _guard = self.user_updates.lock().await;
-        Ok(self.store.delete_record(SYSTEM, KIND_USER, name).await?)
+        let guard = self.lock_user(name).await?;
+        let deleted = self.store.delete_record(SYSTEM, KIND_USER, name).await?;
+        guard.release().await;
+        Ok(deleted)
     }
 
     /// Ends every session of the user (access and refresh tokens).
@@ -532,12 +582,13 @@ impl Accounts {
         name: &str,
         change: impl FnOnce(&mut UserRecord) -> Result<T, AuthError>,
     ) -> Result<UserRecord, AuthError> {
-        let _guard = self.user_updates.lock().await;
+        let guard = self.lock_user(name).await?;
         let Some(mut user) = self.load_user(name).await? else {
             return Err(AuthError::NotFound(format!("no user {name:?}")));
         };
         let outcome = change(&mut user);
         self.store.put_record(SYSTEM, KIND_USER, name, &serde_json::to_string(&user)?).await?;
+        guard.release().await;
         outcome.map(|_| user)
     }
 
@@ -607,9 +658,21 @@ impl Accounts {
     /// Counts a password check for `name` if the account is not locked and has failures left
     /// for it beside those in progress; `None` if there is no such user.
     async fn begin_attempt(&self, name: &str) -> Result<Option<(UserRecord, Attempt<'_>)>, AuthError> {
-        let _guard = self.user_updates.lock().await;
+        let guard = self.lock_user(name).await?;
         let Some(user) = self.load_user(name).await? else { return Ok(None) };
         refuse_if_locked(&user)?;
+        if let Some(shared) = &self.shared {
+            let allowed = LOCKOUT_AFTER.saturating_sub(user.failed_logins);
+            let begun = shared.begin_attempt(name, allowed).await.map_err(|error| {
+                tracing::error!(%error, "cannot count a login attempt in Redis; refusing");
+                AuthError::Busy
+            })?;
+            guard.release().await;
+            return match begun {
+                true => Ok(Some((user, Attempt { accounts: self, user: name.to_string() }))),
+                false => Err(AuthError::TooManyAttempts),
+            };
+        }
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         let in_progress = attempts.entry(name.to_string()).or_default();
         if user.failed_logins + *in_progress >= LOCKOUT_AFTER {

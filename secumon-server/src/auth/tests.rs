@@ -212,3 +212,49 @@ async fn a_tenant_admin_cannot_reset_a_super_admin_or_a_user_of_other_tenants() 
     accounts.reset_mfa("ada", Some("default"), false).await.unwrap();
     accounts.reset_mfa("root", Some("default"), true).await.unwrap();
 }
+
+#[tokio::test]
+async fn with_shared_limits_password_checks_in_progress_are_counted_across_processes() {
+    let prefix = crate::shared_limits::tests::unique_prefix("attempts");
+    let (Some(first), Some(second)) = (
+        crate::shared_limits::tests::test_redis(&prefix).await,
+        crate::shared_limits::tests::test_redis(&prefix).await,
+    ) else {
+        return;
+    };
+    // Two API processes on one store and one Redis.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
+    let key = SecretBox::new(crypto::random_bytes());
+    let a = Accounts::open(store.clone(), key.clone()).await.unwrap().with_shared_limits(first);
+    let b = Accounts::open(store, key).await.unwrap().with_shared_limits(second);
+    a.add_user("ada", "long enough password", "acme", Role::Admin, false).await.unwrap();
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for i in 0..20 {
+        let process = if i % 2 == 0 { &a } else { &b };
+        match process.begin_attempt("ada").await {
+            Ok(Some(attempt)) => admitted.push(attempt),
+            Err(AuthError::TooManyAttempts) => refused += 1,
+            other => panic!("{:?}", other.map(|a| a.is_some())),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (LOCKOUT_AFTER as usize, 20 - LOCKOUT_AFTER as usize));
+    drop(admitted);
+    // The uncounting runs in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match b.begin_attempt("ada").await {
+            Ok(Some(_)) => break,
+            _ => assert!(std::time::Instant::now() < deadline, "finished attempts free their place"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // A lockout made through one process holds in the other.
+    for _ in 0..LOCKOUT_AFTER {
+        assert!(a.login("ada", "wrong password!", None).await.is_err());
+    }
+    assert!(b.login("ada", "long enough password", None).await.is_err(), "locked in b too");
+    assert!(b.user("ada", None).await.unwrap().locked);
+}
