@@ -8,7 +8,7 @@
 //! `SECUMON_TEST_STRICT=1` and are skipped otherwise.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -20,103 +20,12 @@ use secumon_store::{Aggregation, PgStore, RangeQuery, SeriesSelector, Store, Sto
 use secumon_transport::{PushClient, PushClientConfig};
 use tokio::sync::watch;
 
+#[path = "../../secumon-server/tests/scale/harness.rs"]
+mod harness;
+
+use harness::{Nats, PgDatabase};
+
 const MARKER: &str = "scale_marker";
-const NATS_SERVER: &str = "/usr/sbin/nats-server";
-
-/// A nats-server with JetStream of the test's own, on a free loopback port.
-struct Nats {
-    port: u16,
-    storage: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Nats {
-    fn spawn() -> Option<Self> {
-        if !Path::new(NATS_SERVER).exists() {
-            secumon_core::testing::peer_missing("nats-server is not installed (Debian package nats-server)");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut nats = Self { port, storage: tempfile::tempdir().unwrap(), child: None };
-        nats.start();
-        Some(nats)
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(NATS_SERVER)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.storage.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {}", self.port);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops it as an operator would (SIGTERM), and waits until it has exited.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A database of its own on the PostgreSQL at `SECUMON_TEST_PG_URL`.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create() -> Option<Self> {
-        let admin_url =
-            std::env::var("SECUMON_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!("secumon_scale_cli_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let database = Self { admin_url, name };
-        if let Err(error) = database.admin(&format!("CREATE DATABASE {}", database.name)).await {
-            secumon_core::testing::peer_missing(&format!("PostgreSQL at {}: {error}", database.admin_url));
-            return None;
-        }
-        Some(database)
-    }
-
-    fn url(&self) -> String {
-        let base = self.admin_url.rsplit_once('/').map_or(self.admin_url.as_str(), |(base, _)| base);
-        format!("{base}/{}", self.name)
-    }
-
-    async fn admin(&self, statement: &str) -> Result<(), sqlx::Error> {
-        use sqlx::Connection;
-        let mut connection = sqlx::PgConnection::connect(&self.admin_url).await?;
-        sqlx::query(statement).execute(&mut connection).await.map(|_| ())
-    }
-
-    async fn drop(self) {
-        self.admin(&format!("DROP DATABASE {} WITH (FORCE)", self.name)).await.expect("drop the test database");
-    }
-}
 
 /// A `secumon server --role …` process; SIGKILLed when dropped.
 struct ServerProcess {
