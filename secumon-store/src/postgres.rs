@@ -60,11 +60,8 @@ struct CountedAgentRow {
 /// [`POOL_CONNECTIONS`]: the rest stay free for queries, records and maintenance.
 const GROUP_LANES: usize = 4;
 /// Whether groups whose series are all known are written in a few statements for the whole
-/// group ([`PgStore::try_fast_group`]). Off: with it, acknowledged batches went missing
-/// across a PostgreSQL restart (`store_faults`' `postgres_restart_loses_nothing`, 2 runs of
-/// 2; it passes with the path off), and the cause is not found yet. Groups are written
-/// batch by batch in one transaction meanwhile.
-const FAST_GROUP_PATH: bool = false;
+/// group ([`PgStore::try_fast_group`]) rather than batch by batch.
+const FAST_GROUP_PATH: bool = true;
 /// Connections to the database.
 const POOL_CONNECTIONS: u32 = 8;
 /// How often the background task rolls up and applies retention.
@@ -596,6 +593,9 @@ impl PgStore {
             let (a, b) = (&group[a], &group[b]);
             (&a.tenant, &a.batch.agent_id, a.batch.sequence).cmp(&(&b.tenant, &b.batch.agent_id, b.batch.sequence))
         });
+        // Set when the store itself failed (the connection, the disk): nothing of the group
+        // committed, and writing it again batch by batch would only wait for the store again.
+        let mut store_failed: Option<StoreError> = None;
         match if FAST_GROUP_PATH { self.try_fast_group(&group, &left).await } else { Ok(None) } {
             Ok(Some(written)) => {
                 for (index, result) in written {
@@ -604,17 +604,20 @@ impl PgStore {
                 left.clear();
             }
             Ok(None) => {}
+            Err(error) if error.fault().is_some_and(|fault| !matches!(fault, crate::StoreFault::Busy)) => {
+                store_failed = Some(error);
+            }
             Err(error) => {
                 tracing::debug!(%error, batches = left.len(), "a group failed; writing it again batch by batch");
             }
         }
-        while !left.is_empty() {
+        while store_failed.is_none() && !left.is_empty() {
             match self.try_commit_group(&group, &left).await {
                 Ok(written) => {
                     for (index, result) in written {
                         results[index] = Some(result);
                     }
-                    break;
+                    left.clear();
                 }
                 Err(GroupFailure::Batch(failed, error)) => {
                     tracing::warn!(%error, agent = %group[failed].batch.agent_id,
@@ -622,19 +625,19 @@ impl PgStore {
                     results[failed] = Some(Err(error));
                     left.retain(|&index| index != failed);
                 }
-                Err(GroupFailure::Whole(error)) => {
-                    // Nothing of the group committed: every batch is answered with the error
-                    // (its agent resends; any stored before are refused as duplicates).
-                    let (fault, message) = (error.fault(), error.to_string());
-                    let mut error = Some(error);
-                    for &index in &left {
-                        results[index] = Some(match error.take() {
-                            Some(error) => Err(error),
-                            None => Err(StoreError::Group { fault, message: message.clone() }),
-                        });
-                    }
-                    break;
-                }
+                Err(GroupFailure::Whole(error)) => store_failed = Some(error),
+            }
+        }
+        if let Some(error) = store_failed {
+            // Nothing of the group committed: every batch left is answered with the error (its
+            // agent resends; any stored before are refused as duplicates).
+            let (fault, message) = (error.fault(), error.to_string());
+            let mut error = Some(error);
+            for &index in &left {
+                results[index] = Some(match error.take() {
+                    Some(error) => Err(error),
+                    None => Err(StoreError::Group { fault, message: message.clone() }),
+                });
             }
         }
         results
