@@ -430,9 +430,12 @@ impl Server {
         let cluster = match nats {
             Some(client) => {
                 // Batches other processes committed reach this process's alert engines (those
-                // of the tenants it evaluates); its own went to them from the sink.
-                let remote = live.subscribe_remote();
-                tasks.push(tokio::spawn(evaluate_remote_batches(remote, Arc::clone(&alerting), stopped.clone())));
+                // of the tenants it evaluates) when it is an alert process; its own went to
+                // them from the sink. A gateway or ingest process evaluates nothing.
+                if roles.has(Role::Alert) {
+                    let remote = live.subscribe_remote();
+                    tasks.push(tokio::spawn(evaluate_remote_batches(remote, Arc::clone(&alerting), stopped.clone())));
+                }
                 let revocations = agents.as_ref().map(|authority| authority.revocation_feed());
                 let bridged = cluster_feed::ClusterFeed::bridge(client, live.clone(), revocations).await;
                 let url = config.nats_url.clone().unwrap_or_default();
