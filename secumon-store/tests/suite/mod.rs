@@ -794,6 +794,10 @@ pub async fn fifty_thousand_findings_on_as_many_assets_are_stored_right(backend:
     use secumon_core::FindingStatus;
     use secumon_store::{FindingFilter, FindingsImport};
     const N: usize = 50_000;
+    // Once: a test running across the top of an hour would see two hours.
+    let t0 = t0();
+    // Once: a test running across the top of an hour would see two hours.
+    let t0 = t0;
     let store = backend.open().await;
     let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
     let count = |status: FindingStatus| {
@@ -804,7 +808,7 @@ pub async fn fifty_thousand_findings_on_as_many_assets_are_stored_right(backend:
         }
     };
 
-    let summary = store.import_findings("acme", &import(fleet_report(N, |_| "CVE-A".into()), t0())).await.unwrap();
+    let summary = store.import_findings("acme", &import(fleet_report(N, |_| "CVE-A".into()), t0)).await.unwrap();
     assert_eq!((summary.new.len(), summary.reopened.len(), summary.fixed.len()), (N, 0, 0));
     assert_eq!(summary.samples.len(), N * 5, "five severities per asset");
     let critical_ones = summary.samples.iter().filter(|s| s.series.labels["severity"] == "critical");
@@ -813,15 +817,15 @@ pub async fn fifty_thousand_findings_on_as_many_assets_are_stored_right(backend:
 
     // The next full scan lists CVE-B instead of CVE-A on the first 10 000 assets.
     let second = fleet_report(N, |i| if i < 10_000 { "CVE-B".into() } else { "CVE-A".into() });
-    let summary = store.import_findings("acme", &import(second, t0() + 1_000)).await.unwrap();
+    let summary = store.import_findings("acme", &import(second, t0 + 1_000)).await.unwrap();
     assert_eq!((summary.new.len(), summary.fixed.len(), summary.unchanged), (10_000, 10_000, 40_000));
     assert!(summary.fixed.iter().all(|f| f.id == "CVE-A" && f.status == FindingStatus::Fixed));
 
     // CVE-A comes back on host-0..999: reopened with its first-seen time; CVE-B fixed there.
     let third = fleet_report(1_000, |_| "CVE-A".into());
-    let summary = store.import_findings("acme", &import(third, t0() + 2_000)).await.unwrap();
+    let summary = store.import_findings("acme", &import(third, t0 + 2_000)).await.unwrap();
     assert_eq!((summary.reopened.len(), summary.fixed.len(), summary.new.len()), (1_000, 1_000, 0));
-    assert!(summary.reopened.iter().all(|f| f.first_seen_ms == t0() && f.last_seen_ms == t0() + 2_000));
+    assert!(summary.reopened.iter().all(|f| f.first_seen_ms == t0 && f.last_seen_ms == t0 + 2_000));
     let open = count(FindingStatus::Open).await;
     let fixed = count(FindingStatus::Fixed).await;
     assert_eq!((open.len(), fixed.len()), (N, 10_000));
@@ -831,13 +835,13 @@ pub async fn fifty_thousand_findings_on_as_many_assets_are_stored_right(backend:
         .unwrap();
     assert_eq!(
         host0.iter().map(|f| (f.id.as_str(), f.status, f.first_seen_ms)).collect::<Vec<_>>(),
-        vec![("CVE-A", FindingStatus::Open, t0()), ("CVE-B", FindingStatus::Fixed, t0() + 1_000)]
+        vec![("CVE-A", FindingStatus::Open, t0), ("CVE-B", FindingStatus::Fixed, t0 + 1_000)]
     );
     // An asset the last report did not cover keeps its count.
     let query = RangeQuery {
         selector: SeriesSelector::new("findings_open").with("severity", "critical").with("host", "host-10"),
-        start_ms: t0() - 1,
-        end_ms: t0() + 3_000,
+        start_ms: t0 - 1,
+        end_ms: t0 + 3_000,
         step_ms: 1_000,
         aggregation: Aggregation::Last,
     };
