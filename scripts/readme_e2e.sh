@@ -98,6 +98,8 @@ skip_reason() {
     *192.0.2.*|*198.51.100.*|*example.com*|*example.net*|*shop.example*|*mail.example*)
       echo "scans a documentation address (never sent off this machine)" ;;
     scripts/test*) echo "the test suite itself" ;;
+    pg_dump\ *|pg_restore\ *|pg_basebackup\ *|*"/var/backups/"*)
+      echo "a production PostgreSQL and its backups (secumon-store/tests/postgres_backup.rs dumps and restores a test database)" ;;
     *"/etc/grafana"*|*"/var/lib/grafana"*)
       echo "installs into a Grafana host's directories (scripts/grafana_panels.sh runs every panel's query)" ;;
     *"alerts ack ID"*|*"alerts resolve ID"*) echo "needs a firing alert's id (secumon-cli/tests/rules_cli.rs)" ;;
