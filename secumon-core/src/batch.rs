@@ -134,6 +134,12 @@ pub struct ClockReading {
     /// The receiver's clock when the batch arrived; 0 until the receiver stamps it (it is
     /// not on the wire).
     pub received_at_ms: i64,
+    /// How long the batch may have waited, already arrived, before the receiver read it and
+    /// stamped `received_at_ms` (batches queued in a stream behind slow commits); 0 when
+    /// the receiver was waiting for it. Its clock then read at most this much less than
+    /// `sent_at_ms` suggests: the measured offset is a lower bound by this much. Not on the
+    /// wire either.
+    pub queued_ms: u32,
 }
 
 impl ClockReading {
@@ -308,7 +314,11 @@ impl IngestBatch {
             None
         } else {
             check_timestamp("sent_at_ms", batch.sent_at_ms)?;
-            Some(ClockReading { sent_at_ms: batch.sent_at_ms, round_trip_ms: batch.round_trip_ms, received_at_ms: 0 })
+            Some(ClockReading {
+                sent_at_ms: batch.sent_at_ms,
+                round_trip_ms: batch.round_trip_ms,
+                ..Default::default()
+            })
         };
         Ok(Self {
             agent_id: batch.agent_id,
@@ -512,7 +522,7 @@ mod tests {
                 labels: Labels::new(),
                 line: "hello".into(),
             }],
-            clock: Some(ClockReading { sent_at_ms: 1_700_000_002_000, round_trip_ms: 40, received_at_ms: 0 }),
+            clock: Some(ClockReading { sent_at_ms: 1_700_000_002_000, round_trip_ms: 40, ..Default::default() }),
         }
     }
 
@@ -566,10 +576,19 @@ mod tests {
 
         // Sent at 10:00:00.000 by a clock 2 h ahead, 20 ms on the way, received at 08:00:00.020.
         let two_hours = 7_200_000;
-        let reading =
-            ClockReading { sent_at_ms: 36_000_000, round_trip_ms: 40, received_at_ms: 36_000_020 - two_hours };
+        let reading = ClockReading {
+            sent_at_ms: 36_000_000,
+            round_trip_ms: 40,
+            received_at_ms: 36_000_020 - two_hours,
+            queued_ms: 0,
+        };
         assert_eq!(reading.offset_ms(), two_hours);
-        let behind = ClockReading { sent_at_ms: 36_000_000, round_trip_ms: 0, received_at_ms: 36_000_000 + two_hours };
+        let behind = ClockReading {
+            sent_at_ms: 36_000_000,
+            round_trip_ms: 0,
+            received_at_ms: 36_000_000 + two_hours,
+            queued_ms: 0,
+        };
         assert_eq!(behind.offset_ms(), -two_hours);
     }
 

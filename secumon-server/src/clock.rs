@@ -91,10 +91,10 @@ impl ClockBook {
         let Some(reading) = batch.clock else {
             return Ok(ClockCheck { offset_ms: None, round_trip_ms: 0, received_ms, corrected: false });
         };
-        let offset_ms = reading.offset_ms();
         let previous = lock(&self.entries)
             .get(&(tenant.to_string(), batch.agent_id.clone()))
             .and_then(|entry| entry.clock.offset_ms);
+        let offset_ms = settle_offset(reading.offset_ms(), reading.queued_ms, previous);
         let shift_ms = content_offset(batch, offset_ms, previous, self.policy.tolerance);
         let corrected = needs_correction(shift_ms, reading.round_trip_ms, self.policy.tolerance);
         if corrected {
@@ -312,6 +312,15 @@ fn content_offset(batch: &IngestBatch, measured_ms: i64, previous_ms: Option<i64
     if ahead_of_sending && (previous_ms - measured_ms).abs() > tolerance_ms { previous_ms } else { measured_ms }
 }
 
+/// The offset a batch measured, `measured_ms`, when it may have waited `queued_ms` before it
+/// was read: the wait only makes a clock look behind, so the offset lies between `measured_ms`
+/// and `measured_ms + queued_ms`. Taken there, nearest the sender's last known offset (or
+/// nearest none at all): a right clock whose batches queued behind a store outage is not
+/// read as behind by the outage, and a wrong one keeps its known offset.
+fn settle_offset(measured_ms: i64, queued_ms: u32, previous_ms: Option<i64>) -> i64 {
+    previous_ms.unwrap_or(0).clamp(measured_ms, measured_ms.saturating_add(i64::from(queued_ms)))
+}
+
 /// For a sender that does not stamp its send time: the least its clock can be ahead, from
 /// its newest timestamp past the server's clock (a clock cannot stamp what has not happened
 /// yet). `None` when nothing is in the future: then nothing is known of its clock.
@@ -368,6 +377,7 @@ mod tests {
                 sent_at_ms,
                 round_trip_ms: 20,
                 received_at_ms: received_ms,
+                queued_ms: 0,
             }),
             ..Default::default()
         }
@@ -443,6 +453,40 @@ mod tests {
         // Without a previous offset to go by, nothing is guessed (the store refuses it).
         let mut unknown = batch(Some(now - 10), now + 2 * HOUR - 100, now);
         assert!(!ClockBook::default().prepare("t", &mut unknown, now).unwrap().corrected);
+    }
+
+    #[test]
+    fn a_batch_read_late_behind_an_outage_is_not_taken_for_a_clock_behind() {
+        let now = 1_800_000_000_000;
+        let queued = |sent_at_ms: i64, queued_ms: u32| {
+            let mut batch = batch(Some(sent_at_ms), sent_at_ms - 1_000, now);
+            if let Some(clock) = &mut batch.clock {
+                clock.queued_ms = queued_ms;
+            }
+            batch
+        };
+        // A right clock: its batch was sent 40 s ago and waited 40 s behind the store's
+        // outage. Measured alone, it is 40 s behind; the wait explains all of it.
+        let book = ClockBook::default();
+        let mut late = queued(now - 40_010, 41_000);
+        let check = book.prepare("t", &mut late, now).unwrap();
+        assert_eq!((check.offset_ms, check.corrected), (Some(0), false));
+        assert_eq!(late.samples[0].timestamp_ms, now - 41_010, "left where its agent put it");
+
+        // A clock 2 h behind, its batches queued the same: still moved, by its known offset.
+        let mut known = Entry::default();
+        known.clock.offset_ms = Some(-2 * HOUR);
+        lock(&book.entries).insert(("t".into(), "a1".into()), known);
+        let mut behind = queued(now - 2 * HOUR - 40_010, 41_000);
+        let check = book.prepare("t", &mut behind, now).unwrap();
+        assert_eq!((check.offset_ms, check.corrected), (Some(-2 * HOUR), true));
+        assert_eq!(behind.samples[0].timestamp_ms, now - 41_010);
+
+        // A wait cannot make a clock look ahead: 2 h ahead and queued is 2 h ahead.
+        let mut ahead = queued(now + 2 * HOUR - 40_010, 41_000);
+        let check = ClockBook::default().prepare("t", &mut ahead, now).unwrap();
+        assert!(check.corrected);
+        assert!((check.offset_ms.unwrap() - 2 * HOUR).abs() <= 41_000, "{:?}", check.offset_ms);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub(crate) const AGENT_HEADER: &str = "Secumon-Agent";
 /// When the gateway received the batch (ms since 1970, the gateway's clock): the sender's
 /// clock offset is measured against it, not against when a worker reads the batch.
 pub(crate) const RECEIVED_HEADER: &str = "Secumon-Received-At";
+/// How long the batch may have waited in its stream before the gateway read it (ms; see
+/// `ClockReading::queued_ms`).
+pub(crate) const QUEUED_HEADER: &str = "Secumon-Queued-Ms";
 
 /// Publishes batches to JetStream, for its pusher's tenant or a default one.
 pub(crate) struct GatewaySink {
@@ -67,12 +70,12 @@ impl BatchSink for GatewaySink {
             return Err(self.unavailable(format_args!("NATS at {} is unreachable", self.bus.url())));
         }
         let tenant = peer.tenant.as_deref().unwrap_or(&self.tenant);
-        let received_ms = batch.clock.map_or(0, |clock| clock.received_at_ms);
         let mut headers = HeaderMap::new();
         headers.insert(TENANT_HEADER, tenant);
         headers.insert(AGENT_HEADER, batch.agent_id.as_str());
-        if received_ms != 0 {
-            headers.insert(RECEIVED_HEADER, received_ms.to_string().as_str());
+        if let Some(clock) = batch.clock.filter(|clock| clock.received_at_ms != 0) {
+            headers.insert(RECEIVED_HEADER, clock.received_at_ms.to_string().as_str());
+            headers.insert(QUEUED_HEADER, clock.queued_ms.to_string().as_str());
         }
         let payload = batch.to_proto().encode_to_vec();
         let publish = PublishMessage::build().payload(payload.into()).headers(headers).message_id(message_id(

@@ -30,7 +30,7 @@ use secumon_transport::{BatchSink, Peer, SinkError};
 use tokio::sync::watch;
 
 use crate::bus::{Bus, ConsumerSettings};
-use crate::gateway::{AGENT_HEADER, RECEIVED_HEADER, TENANT_HEADER};
+use crate::gateway::{AGENT_HEADER, QUEUED_HEADER, RECEIVED_HEADER, TENANT_HEADER};
 use crate::ingest::StoreSink;
 use crate::metrics::IngestMetrics;
 
@@ -200,6 +200,7 @@ impl IngestWorker {
             (&mut batch.clock, header(RECEIVED_HEADER).and_then(|ms| ms.parse::<i64>().ok()))
         {
             clock.received_at_ms = received;
+            clock.queued_ms = header(QUEUED_HEADER).and_then(|ms| ms.parse().ok()).unwrap_or(0);
         }
         let peer = Peer { tenant: Some(tenant.clone()), agent_id: header(AGENT_HEADER) };
         let verdict = match self.sink.commit(&peer, batch).await {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use secumon_core::proto::{
     AckStatus, AgentConfigUpdate, AgentSession, Batch, EnrollRequest, EnrollResponse, PushAck, RenewRequest,
 };
@@ -166,9 +166,20 @@ impl<S: BatchSink + ?Sized> Ingest for IngestService<S> {
         let open = OpenStream::new(&self.open_streams);
         tokio::spawn(async move {
             let _open = open;
+            // When a read last found nothing waiting: every batch read since arrived after it.
+            let mut caught_up_ms = now_ms();
             loop {
+                // Whether the batch was already there at the first look (it waited, for at
+                // most the time since `caught_up_ms`) or arrived while we listened.
+                let mut looks = 0u32;
+                let read = std::future::poll_fn(|cx| {
+                    looks += 1;
+                    batches.poll_next_unpin(cx)
+                });
+                // Stopping and revocations first: a stream that always has a batch waiting
+                // must still see them.
                 let message = tokio::select! {
-                    message = batches.message() => Some(message),
+                    biased;
                     _ = stopping.wait_for(|stop| *stop) => break,
                     revoked = next_revocation(&mut revocations) => {
                         if admitted.agent_id.as_deref() != Some(revoked.as_str()) {
@@ -176,6 +187,7 @@ impl<S: BatchSink + ?Sized> Ingest for IngestService<S> {
                         }
                         None
                     }
+                    message = read => Some(message.transpose()),
                 };
                 let Some(message) = message else {
                     let agent = admitted.agent_id.as_deref().unwrap_or_default();
@@ -196,9 +208,16 @@ impl<S: BatchSink + ?Sized> Ingest for IngestService<S> {
                     }
                 };
                 // The receive time the sender's clock offset is measured against. A batch
-                // queued behind slow commits is read late; the round trip the agent measures
-                // grows by the same wait, and so does the server's tolerance for it.
+                // queued behind slow commits is read late, by up to the time since the reads
+                // last caught up: that bound goes with it, so the server does not take the
+                // wait for a clock that is behind (after a store outage, every agent's).
                 let received_at_ms = now_ms();
+                let queued_ms = if looks > 1 {
+                    caught_up_ms = received_at_ms;
+                    0
+                } else {
+                    u32::try_from(received_at_ms.saturating_sub(caught_up_ms)).unwrap_or(u32::MAX)
+                };
                 let sequence = batch.sequence;
                 let ack = |status: AckStatus, error: String| PushAck {
                     sequence,
@@ -225,6 +244,7 @@ impl<S: BatchSink + ?Sized> Ingest for IngestService<S> {
                     Ok(mut batch) => {
                         if let Some(clock) = &mut batch.clock {
                             clock.received_at_ms = received_at_ms;
+                            clock.queued_ms = queued_ms;
                         }
                         match sink.commit(&admitted, batch).await {
                             Ok(SinkOutcome::Committed) => ack(AckStatus::Committed, String::new()),

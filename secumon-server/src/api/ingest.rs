@@ -79,7 +79,7 @@ pub(super) async fn ingest(
             .collect(),
         // An HTTP request's round trip is unknown; on the networks scripts push over, the
         // way out is far below the tolerance.
-        clock: request.sent_at_ms.map(|sent_at_ms| ClockReading { sent_at_ms, round_trip_ms: 0, received_at_ms: 0 }),
+        clock: request.sent_at_ms.map(|sent_at_ms| ClockReading { sent_at_ms, ..Default::default() }),
         ..Default::default()
     };
     let batch = validated(batch)?;
