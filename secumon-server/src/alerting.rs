@@ -17,7 +17,7 @@ use secumon_alert::{
 };
 use secumon_core::{Finding, FindingStatus, IngestBatch, Labels, Sample, now_ms};
 use secumon_store::{Aggregation, AlertHistoryEntry, FindingFilter, RangeQuery, SeriesSelector, Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use secumon_api::{RuleOrigin, RuleView};
@@ -36,7 +36,7 @@ const DELIVERY_LANES: usize = 16;
 const LOG_PRELOAD: u32 = 2_000;
 
 /// What a rule would do now, evaluated against stored data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleTest {
     /// The rule's name.
     pub rule: String,
@@ -47,7 +47,7 @@ pub struct RuleTest {
 }
 
 /// One alert a rule test would raise.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleTestAlert {
     /// The alert's labels.
     pub labels: Labels,

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod agent_config;
+mod alert_calls;
 pub mod alert_lease;
 mod alerting;
 mod api;
@@ -362,9 +363,11 @@ impl Server {
                     alerting.want(&tenant);
                 }
             }
-            None => {
+            // An engine only where alerts are evaluated: an API process calls the owner's.
+            None if roles.has(Role::Alert) => {
                 alerting.get(DEFAULT_TENANT).await?;
             }
+            None => {}
         }
         let ingest_metrics = Arc::new(metrics::IngestMetrics::for_store(store.location()));
         let clocks = Arc::new(ClockBook::new(config.clock));
@@ -427,7 +430,12 @@ impl Server {
                 ingest_worker::IngestWorker::new(bus.clone(), Arc::clone(&store_sink), Arc::clone(&ingest_metrics));
             tasks.push(tokio::spawn(worker.run(stopped.clone())));
         }
-        let cluster = match nats {
+        if let (Some(client), true) = (&nats, roles.has(Role::Alert)) {
+            alert_calls::serve(client.clone(), Arc::clone(&alerting), stopped.clone()).await.map_err(|error| {
+                ServerError::Nats { url: config.nats_url.clone().unwrap_or_default(), message: error.to_string() }
+            })?;
+        }
+        let cluster = match nats.clone() {
             Some(client) => {
                 // Batches other processes committed reach this process's alert engines (those
                 // of the tenants it evaluates) when it is an alert process; its own went to
@@ -480,6 +488,8 @@ impl Server {
             store: store.clone(),
             accounts: Arc::clone(&accounts),
             alerting: alerting.clone(),
+            evaluates_alerts: roles.has(Role::Alert),
+            alert_calls: nats.clone(),
             ingest_metrics,
             clocks: Arc::clone(&clocks),
             open_access: config.open_access,

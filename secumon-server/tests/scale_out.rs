@@ -359,3 +359,87 @@ async fn an_agent_enrolled_through_a_gateway_is_stored_for_its_tenant() {
     }
     database.drop().await;
 }
+
+/// An API process runs no alert engine: what it shows and changes of a tenant's alerts is
+/// the alert process's (the lease owner's), reached over NATS. A rule made through the API
+/// process fires in the alert process on data the API process took in; the API process
+/// lists it, acknowledges it and silences with the owner's engine, as one process would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_reads_and_changes_the_alert_owners_alerts() {
+    let Some(nats) = Nats::spawn() else { return };
+    let Some(database) = PgDatabase::create().await else { return };
+    let data = tempfile::tempdir().unwrap();
+    let config = |roles: &str| {
+        let mut config = ServerConfig::loopback(data.path().join("secumon.db"));
+        config.roles = roles.parse::<Roles>().unwrap();
+        config.nats_url = Some(nats.url());
+        config.postgres_url = Some(database.url());
+        config
+    };
+    let mut alert_config = config("alert");
+    alert_config.alert_lease = Some(secumon_server::alert_lease::LeaseOptions {
+        bucket: format!("leases_{}", std::process::id()),
+        ..Default::default()
+    });
+    let alert = Server::start(alert_config).await.expect("the alert server starts");
+    let api = Server::start(config("api")).await.expect("the api server starts");
+    let raw = common::Raw::new(&api);
+
+    let rule = json!({"name": "MarkerHigh", "expr": "scale_marker > 5", "severity": "critical"});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The owner takes the tenant's lease within a second or two; until then: 503, try again.
+    loop {
+        let (status, body) = raw.call(reqwest::Method::POST, "/alert-rules", Some(rule.clone())).await;
+        if status == reqwest::StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(Instant::now() < deadline, "no alert process took the rule: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, rules) = raw.call(reqwest::Method::GET, "/alert-rules", None).await;
+    assert!(
+        rules["rules"].as_array().unwrap().iter().any(|r| r["id"] == "MarkerHigh" && r["origin"] == "api"),
+        "{rules}"
+    );
+
+    let push = json!({"source": "script", "host": "web-1", "samples": [{"name": MARKER, "value": 10.0}]});
+    let firing = loop {
+        let (status, body) = raw.call(reqwest::Method::POST, "/ingest", Some(push.clone())).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        let (_, alerts) = raw.call(reqwest::Method::GET, "/alerts?status=firing", None).await;
+        if let Some(alert) =
+            alerts["alerts"].as_array().unwrap().iter().find(|a| a["labels"]["alertname"] == "MarkerHigh")
+        {
+            break alert.clone();
+        }
+        assert!(Instant::now() < deadline, "the alert never fired in the owner: {alerts}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let id = firing["id"].as_str().unwrap();
+
+    let ack = json!({"comment": "on it"});
+    let (status, body) = raw.call(reqwest::Method::POST, &format!("/alerts/{id}/acknowledge"), Some(ack)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let (_, alerts) = raw.call(reqwest::Method::GET, "/alerts", None).await;
+    let acked = alerts["alerts"].as_array().unwrap().iter().find(|a| a["id"] == id).cloned().unwrap_or_default();
+    assert_eq!(acked["acknowledged"]["comment"], "on it", "{alerts}");
+    let (_, history) = raw.call(reqwest::Method::GET, "/alerts/history?rule=MarkerHigh", None).await;
+    assert!(history.to_string().contains("on it"), "the owner's history has the acknowledgement: {history}");
+    let (status, _) = raw.call(reqwest::Method::POST, "/alerts/no-such-alert/acknowledge", Some(json!({}))).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "the owner's refusal comes back as it is");
+
+    let silence = json!({"matchers": {"host": "web-1"}, "duration": "1h", "comment": "maintenance"});
+    let (status, made) = raw.call(reqwest::Method::POST, "/silences", Some(silence)).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{made}");
+    let (_, silences) = raw.call(reqwest::Method::GET, "/silences", None).await;
+    assert_eq!(silences["silences"][0]["id"], made["id"], "{silences}");
+    let (status, _) =
+        raw.call(reqwest::Method::DELETE, &format!("/silences/{}", made["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+
+    for server in [api, alert] {
+        server.shutdown().await;
+    }
+    database.drop().await;
+}

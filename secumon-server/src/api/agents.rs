@@ -160,7 +160,7 @@ pub(super) async fn delete_agent(
         // A deleted or revoked agent is not "down": no AgentDown for it. If it pushes again
         // (a late batch; without enrollment nothing refuses it) it is listed again, but
         // pages only once it has been alive for an agent rule's `no_data` since.
-        state.alerting(&caller).await?.forget_agent(&id);
+        state.alerting(&caller).await?.forget_agent(&id).await?;
         state.agent_config.forget_agent(&caller.tenant, &id);
         tracing::info!(agent = %id, tenant = %caller.tenant, by = %caller.subject, "agent deleted");
         let note =

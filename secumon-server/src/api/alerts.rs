@@ -40,6 +40,7 @@ pub(super) async fn list_alerts(
         .alerting(&caller)
         .await?
         .active()
+        .await?
         .into_iter()
         .filter(|a| filter.status.as_deref().is_none_or(|s| enum_name(&a.state) == s))
         .filter(|a| filter.severity.as_deref().is_none_or(|s| enum_name(&a.severity) == s))
@@ -56,13 +57,13 @@ fn enum_name<T: Serialize>(value: &T) -> String {
 #[utoipa::path(get, path = "/api/v1/alerts/stats", tag = "alerts", responses((status = 200, description = "OK", body = AlertStats)))]
 pub(super) async fn alert_stats(State(state): State<ApiState>, caller: Caller) -> Result<Json<AlertStats>, ApiError> {
     let alerting = state.alerting(&caller).await?;
-    let alerts = alerting.active();
+    let alerts = alerting.active().await?;
     let mut stats = AlertStats {
         total: alerts.len(),
         by_status: Default::default(),
         by_severity: Default::default(),
         acknowledged: alerts.iter().filter(|a| a.acknowledged.is_some()).count(),
-        delivery_failures: alerting.delivery_failures(),
+        delivery_failures: alerting.delivery_failures().await?,
     };
     for alert in &alerts {
         *stats.by_status.entry(enum_name(&alert.state)).or_default() += 1;
@@ -92,7 +93,7 @@ pub(super) async fn acknowledge_alert(
     // Who acknowledged is who called, not what the body claims.
     let note = AuditNote::by(&caller, "alert.acknowledge", &id).detail(serde_json::json!({"comment": request.comment}));
     let ack = Acknowledgement { by: caller.subject.clone(), at_ms: now_ms(), comment: request.comment };
-    if state.alerting(&caller).await?.acknowledge(&id, ack) {
+    if state.alerting(&caller).await?.acknowledge(&id, ack).await? {
         Ok((note, Json(Acknowledged { acknowledged: true })))
     } else {
         Err(ApiError::new(ErrorCode::NotFound, format!("no firing alert {id:?}")))
@@ -104,7 +105,9 @@ pub(super) async fn list_silences(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<SilenceList>, ApiError> {
-    Ok(Json(SilenceList { silences: state.alerting(&caller).await?.silences().into_iter().map(api_silence).collect() }))
+    Ok(Json(SilenceList {
+        silences: state.alerting(&caller).await?.silences().await?.into_iter().map(api_silence).collect(),
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/silences", tag = "alerts", request_body = SilenceRequest, responses((status = 201, description = "Created", body = serde_json::Value)))]
@@ -128,7 +131,7 @@ pub(super) async fn add_silence(
         created_by: caller.subject.clone(),
         comment: request.comment,
     };
-    let silence = state.alerting(&caller).await?.add_silence(silence);
+    let silence = state.alerting(&caller).await?.add_silence(silence).await?;
     let note = AuditNote::by(&caller, "silence.create", &silence.id).detail(serde_json::json!({
         "matchers": silence.matchers, "ends_ms": silence.ends_ms, "comment": silence.comment}));
     Ok((StatusCode::CREATED, note, Json(api_silence(silence))))
@@ -142,7 +145,7 @@ pub(super) async fn expire_silence(
     Path(id): Path<String>,
 ) -> Result<(AuditNote, Json<secumon_api::Silence>), ApiError> {
     caller.require(Role::Operator)?;
-    match state.alerting(&caller).await?.expire_silence(&id, &caller.subject) {
+    match state.alerting(&caller).await?.expire_silence(&id, &caller.subject).await? {
         Some(silence) => Ok((AuditNote::by(&caller, "silence.remove", &id), Json(api_silence(silence)))),
         None => Err(ApiError::new(ErrorCode::NotFound, format!("no current silence {id:?}"))),
     }
@@ -157,7 +160,7 @@ pub(super) async fn resolve_alert(
     Path(id): Path<String>,
 ) -> Result<(AuditNote, Json<Resolved>), ApiError> {
     caller.require(Role::Operator)?;
-    if state.alerting(&caller).await?.resolve(&id, &caller.subject) {
+    if state.alerting(&caller).await?.resolve(&id, &caller.subject).await? {
         Ok((AuditNote::by(&caller, "alert.resolve", &id), Json(Resolved { resolved: true })))
     } else {
         Err(ApiError::new(ErrorCode::NotFound, format!("no firing or stale alert {id:?}")))

@@ -46,6 +46,16 @@ impl ApiError {
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
     }
+
+    /// The code the answer has.
+    pub(crate) fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// What the client is told.
+    pub(crate) fn message(&self) -> String {
+        self.message.clone()
+    }
 }
 
 impl From<StoreError> for ApiError {

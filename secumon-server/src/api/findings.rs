@@ -45,7 +45,7 @@ pub(super) async fn list_integrations(
     };
     let mut integrations =
         vec![import("secuscan", "/api/v1/integrations/secuscan"), import("findings", "/api/v1/findings")];
-    for channel in state.alerting(&caller).await?.channel_names() {
+    for channel in state.alerting(&caller).await?.channel_names().await? {
         integrations.push(Integration {
             name: channel.to_string(),
             kind: IntegrationKind::NotificationChannel,
@@ -101,7 +101,7 @@ pub(super) async fn import_findings(
     };
     let summary = state.store.import_findings(&caller.tenant, &import).await?;
     let changed: Vec<Finding> = summary.new.iter().chain(&summary.reopened).chain(&summary.fixed).cloned().collect();
-    state.alerting(&caller).await?.observe_findings(&changed, &summary.samples);
+    state.alerting(&caller).await?.observe_findings(changed, summary.samples.clone()).await?;
     tracing::info!(
         format = report.format,
         findings = import.findings.len(),

@@ -32,10 +32,13 @@ pub(super) fn next_sequence() -> u64 {
 /// Hands the server's own stored samples (a refused sender's clock offset) to the caller's
 /// alert engine; the refusal is answered either way.
 pub(super) async fn observe_own(state: &ApiState, caller: &Caller, own: Option<IngestBatch>) {
-    if let Some(own) = own
-        && let Ok(engine) = state.alerting(caller).await
-    {
-        engine.observe_own_batch(&caller.tenant, &own);
+    let Some(own) = own else { return };
+    let observed = match state.alerting(caller).await {
+        Ok(alerting) => alerting.observe_own_batch(&caller.tenant, &own).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = observed {
+        tracing::warn!(tenant = %caller.tenant, ?error, "a refused sender's clock offset did not reach the alert engine");
     }
 }
 

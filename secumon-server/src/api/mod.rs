@@ -49,7 +49,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use secumon_api::ErrorCode;
 
-use crate::alerting::Alerting;
+use crate::alert_calls::TenantAlerting;
 use crate::auth::{Accounts, Caller};
 use crate::clock::ClockBook;
 use crate::live::LiveFeed;
@@ -62,6 +62,11 @@ pub(crate) struct ApiState {
     pub store: Arc<dyn Store>,
     pub accounts: Arc<Accounts>,
     pub alerting: Arc<AlertingByTenant>,
+    /// Whether this process runs alert engines (the alert role); without, or for a tenant
+    /// another alert process owns, alerting is reached through `alert_calls`.
+    pub evaluates_alerts: bool,
+    /// NATS, to call the alert process that owns a tenant (split deployments).
+    pub alert_calls: Option<async_nats::Client>,
     pub ingest_metrics: Arc<IngestMetrics>,
     /// Senders' clocks, measured on ingest.
     pub clocks: Arc<ClockBook>,
@@ -84,11 +89,25 @@ pub(crate) struct ApiState {
 }
 
 impl ApiState {
-    async fn alerting(&self, caller: &Caller) -> Result<Arc<Alerting>, ApiError> {
-        self.alerting.get(&caller.tenant).await.map_err(|error| {
-            tracing::error!(%error, tenant = %caller.tenant, "cannot start the tenant's alert engine");
-            ApiError::new(ErrorCode::Internal, "the alert engine is not available")
-        })
+    async fn alerting(&self, caller: &Caller) -> Result<TenantAlerting, ApiError> {
+        self.tenant_alerting(&caller.tenant).await
+    }
+
+    /// `tenant`'s alerting: its engine in this process, or the alert process that owns it.
+    async fn tenant_alerting(&self, tenant: &str) -> Result<TenantAlerting, ApiError> {
+        if self.evaluates_alerts {
+            let here =
+                self.alerting.evaluating(tenant).await.map_err(|error| {
+                    ApiError::internal(ErrorCode::Internal, "the alert engine is not available", error)
+                })?;
+            if let Some(engine) = here {
+                return Ok(TenantAlerting::Local(engine));
+            }
+        }
+        match &self.alert_calls {
+            Some(client) => Ok(TenantAlerting::Remote { client: client.clone(), tenant: tenant.to_string() }),
+            None => Err(ApiError::new(ErrorCode::Internal, "no alert engine evaluates this tenant")),
+        }
     }
 }
 

@@ -189,7 +189,7 @@ async fn tenant_hosts(state: &ApiState, caller: &Caller) -> Result<Vec<OverviewH
     }
     let offline_after = config::offline_after(state, caller).await?;
     let mut firing: HashMap<String, usize> = HashMap::new();
-    for alert in state.alerting(caller).await?.active() {
+    for alert in state.alerting(caller).await?.active().await? {
         if alert.state == secumon_alert::AlertState::Firing
             && let Some(host) = alert.labels.get(HOST_LABEL)
         {

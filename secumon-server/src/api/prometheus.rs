@@ -373,11 +373,15 @@ async fn select(state: &ApiState, tenant: &str, matcher: &SeriesMatcher) -> Resu
 
 /// The tenant's `ALERTS` from `from_ms` to `to_ms` ([`alert_series`]).
 async fn alerts(state: &ApiState, tenant: &str, from_ms: i64, to_ms: i64) -> Result<Fetched, PromError> {
-    let engine = state.alerting.get(tenant).await.map_err(|error| {
-        tracing::error!(%error, "the tenant's alert engine is down");
-        PromError::execution("the alert engine is not running")
+    let active = match state.tenant_alerting(tenant).await {
+        Ok(alerting) => alerting.active().await,
+        Err(error) => Err(error),
+    }
+    .map_err(|error| {
+        tracing::error!(?error, "the tenant's alert engine cannot be reached");
+        PromError::execution("the alert engine cannot be reached")
     })?;
-    Ok(alert_series::load(&*state.store, tenant, &engine.active(), from_ms, to_ms, now_ms()).await?)
+    Ok(alert_series::load(&*state.store, tenant, &active, from_ms, to_ms, now_ms()).await?)
 }
 
 /// Every fetch's series with their samples, read from the store (and, for `ALERTS`, made

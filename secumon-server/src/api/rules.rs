@@ -25,7 +25,7 @@ pub(super) fn routes() -> Router<ApiState> {
 
 #[utoipa::path(get, path = "/api/v1/alert-rules", tag = "rules", responses((status = 200, description = "OK", body = RuleList)))]
 pub(super) async fn list_rules(State(state): State<ApiState>, caller: Caller) -> Result<Json<RuleList>, ApiError> {
-    Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await }))
+    Ok(Json(RuleList { rules: state.alerting(&caller).await?.rules().await? }))
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule name")), responses((status = 200, description = "OK", body = serde_json::Value)))]
@@ -34,7 +34,7 @@ pub(super) async fn get_rule(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RuleView>, ApiError> {
-    let rule = state.alerting(&caller).await?.rules().await.into_iter().find(|r| r.id == id);
+    let rule = state.alerting(&caller).await?.rules().await?.into_iter().find(|r| r.id == id);
     rule.map(Json).ok_or_else(|| RuleError::NotFound(id).into())
 }
 
@@ -116,7 +116,7 @@ pub(super) async fn rule_history(
     ApiQuery(filter): ApiQuery<HistoryFilter>,
 ) -> Result<Json<AlertHistory>, ApiError> {
     let alerting = state.alerting(&caller).await?;
-    if !alerting.rules().await.iter().any(|r| r.id == id) {
+    if !alerting.rules().await?.iter().any(|r| r.id == id) {
         return Err(RuleError::NotFound(id).into());
     }
     let limit = filter.limit.unwrap_or(100).min(10_000);
