@@ -3,15 +3,16 @@
 //! a right clock is not read as behind by the wait. Client and server share this machine's
 //! clock, so the true offset is 0 and must lie in every batch's measured interval.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use secumon_core::{ClockReading, IngestBatch, Labels, Sample};
-use secumon_transport::{BatchSink, IngestService, Peer, PushClient, PushClientConfig, SinkError, SinkOutcome};
-use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use secumon_transport::{BatchSink, Peer, PushClient, PushClientConfig, SinkError, SinkOutcome};
+
+mod common;
+
+use common::{run_client, start_server};
 
 /// Takes `stall` over the first batch's commit, as a store coming back would; records the
 /// clock reading of every batch.
@@ -35,23 +36,6 @@ impl BatchSink for StallingSink {
     }
 }
 
-async fn start_server(sink: Arc<StallingSink>) -> (SocketAddr, watch::Sender<bool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopping) = watch::channel(false);
-    let router =
-        tonic::transport::Server::builder().add_service(IngestService::new(sink, stopping.clone()).into_server());
-    let mut stopped = stopping;
-    tokio::spawn(async move {
-        let _ = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await;
-    });
-    (addr, stop)
-}
-
 fn batch(n: u64) -> IngestBatch {
     IngestBatch {
         agent_id: "clock-agent".into(),
@@ -65,18 +49,10 @@ fn batch(n: u64) -> IngestBatch {
 async fn batches_read_late_say_how_long_they_may_have_waited() {
     let stall = Duration::from_millis(2_000);
     let sink = Arc::new(StallingSink { stall, readings: Mutex::default() });
-    let (addr, stop_server) = start_server(Arc::clone(&sink)).await;
+    let (addr, stop_server, _server) = start_server(Arc::clone(&sink)).await;
     let spool = tempfile::tempdir().unwrap();
     let client = Arc::new(PushClient::open(PushClientConfig::new(format!("http://{addr}"), spool.path())).unwrap());
-    let (stop, mut stopped) = watch::channel(false);
-    let runner = Arc::clone(&client);
-    let run = tokio::spawn(async move {
-        runner
-            .run(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let (stop, run) = run_client(&client);
 
     // The first batch stalls the stream; three more go on the wire behind it.
     client.enqueue(batch(1)).await.unwrap();

@@ -2,15 +2,16 @@
 //! endpoint nobody listens on costs one backoff, and when the server it pushes to goes away
 //! mid-stream it carries on with the next one, losing nothing.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use secumon_core::{IngestBatch, Labels, Sample};
-use secumon_transport::{BatchSink, IngestService, Peer, PushClient, PushClientConfig, SinkError, SinkOutcome};
-use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use secumon_transport::{BatchSink, Peer, PushClient, PushClientConfig, SinkError, SinkOutcome};
+
+mod common;
+
+use common::{run_client, start_server};
 
 #[derive(Default)]
 struct MemorySink(Mutex<Vec<u64>>);
@@ -21,24 +22,6 @@ impl BatchSink for MemorySink {
         self.0.lock().unwrap().push(batch.sequence);
         Ok(SinkOutcome::Committed)
     }
-}
-
-/// A plaintext ingest server on a free port; sending `true` stops it.
-async fn start_server(sink: Arc<MemorySink>) -> (SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopping) = watch::channel(false);
-    let service = IngestService::new(sink, stopping.clone()).into_server();
-    let router = tonic::transport::Server::builder().add_service(service);
-    let mut stopped = stopping;
-    let task = tokio::spawn(async move {
-        let _ = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await;
-    });
-    (addr, stop, task)
 }
 
 fn batch(n: u64) -> IngestBatch {
@@ -70,15 +53,7 @@ async fn the_client_moves_to_the_next_endpoint_when_one_is_down_or_goes_away() {
     config.failover_endpoints = vec![first.to_string(), second.to_string()];
     config.backoff_max = Duration::from_millis(500);
     let client = Arc::new(PushClient::open(config).unwrap());
-    let (stop, mut stopped) = watch::channel(false);
-    let runner = Arc::clone(&client);
-    let run = tokio::spawn(async move {
-        runner
-            .run(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let (stop, run) = run_client(&client);
 
     // Nobody at the first address: the second (`first`) takes the batches within a backoff.
     for n in 1..=10 {
