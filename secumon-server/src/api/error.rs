@@ -46,6 +46,18 @@ impl ApiError {
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
     }
+
+    /// What the client is told.
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same refusal with `more` said after the message.
+    pub(crate) fn adding(mut self, more: &str) -> Self {
+        self.message = format!("{} {more}", self.message);
+        self
+    }
 }
 
 impl From<StoreError> for ApiError {
