@@ -209,7 +209,8 @@ pub struct HistoryFilter {
 }
 
 /// Alert history entries, newest first: `kind` is `transition`, `acknowledged`,
-/// `silence_added`, `rule_created|updated|deleted` or `delivery_failed`.
+/// `silence_added`, `rule_created|updated|deleted`, `delivery_failed` or `action_answered`
+/// (an action channel's call and the API's `answer`: `status`, `body` excerpt, `latency_ms`).
 // The entries stay JSON objects: each kind has its own fields, recorded by the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]

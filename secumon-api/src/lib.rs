@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod overview;
 pub mod page;
 pub mod rules;
+pub mod secuops;
 pub mod stream;
 
 pub use accounts::{
@@ -72,6 +73,10 @@ pub use rules::{
     EscalationLevel, Integration, IntegrationKind, IntegrationList, RuleId, RuleList, RuleOrigin, RuleSpec, RuleTest,
     RuleTestAlert, RuleView, SourceKind,
 };
-/// The core types answers carry as they are (findings, check results, label sets).
 pub use secumon_core::{CheckResult, CheckStatus, Finding, FindingStatus, Labels, Severity};
+/// The core types answers carry as they are (findings, check results, label sets).
+pub use secuops::{
+    SECUOPS_MAX_BODY_BYTES, SECUOPS_MAX_ITEMS, SecuOpsEvent, SecuOpsIngested, SecuOpsMetric, SecuOpsRequest,
+    SecuOpsTime,
+};
 pub use stream::{AlertTransition, ClientMessage, LogFollow, StreamMessage, StreamSample, Subscription};

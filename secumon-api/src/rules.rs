@@ -88,6 +88,10 @@ pub enum IntegrationKind {
     FindingsImport,
     /// A channel alert rules notify through.
     NotificationChannel,
+    /// An endpoint another platform pushes events and metrics through (SecuOps).
+    EventsIngest,
+    /// A scanner the server starts on a schedule and imports the report of.
+    ScheduledScan,
 }
 
 /// One way in or out of the server: a findings import endpoint or a notification channel.

@@ -204,6 +204,10 @@ struct ServerArgs {
     /// Alert rules and notification channels (YAML with `rules:` and `channels:`).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+    /// Scanners to start on a schedule and import the reports of (YAML with `scans:`; see
+    /// README, "SecuAAS integrations").
+    #[arg(long, value_name = "FILE")]
+    scans: Option<PathBuf>,
     /// CA (PEM) that agents' certificates must be signed by.
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     client_ca: Option<PathBuf>,
@@ -264,7 +268,17 @@ impl ServerArgs {
             Some(path) => Some(RuleFile::load(path).map_err(UsageError)?),
             None => None,
         };
+        let scans = match &self.scans {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                secumon_server::scan_trigger::ScanTriggerFile::parse(&text, &path.display().to_string())
+                    .map_err(|error| ArgumentError(error.to_string()))?
+                    .scans
+            }
+            None => Vec::new(),
+        };
         Ok(ServerConfig {
+            scans,
             grpc_addr: self.grpc,
             api_addr: self.api,
             database: self.data_dir.join("secumon.db"),

@@ -495,6 +495,10 @@ fn history_line(entry: &Value, now_ms: i64) -> String {
             entry["value"]
         ),
         "delivery_failed" => format!("delivery to {} failed: {}", entry["channel"], entry["error"]),
+        "action_answered" => format!(
+            "action {} answered HTTP {} in {} ms",
+            entry["channel"], entry["answer"]["status"], entry["answer"]["latency_ms"]
+        ),
         other => other.replace('_', " "),
     };
     format!("{ago:>9}  {what}  {labels}")

@@ -277,7 +277,7 @@ pub(crate) async fn serve(
                     Ok(call) => match run(&engine, call).await {
                         Ok(value) => Reply::Ok(value),
                         Err(error) => {
-                            Reply::Refused { code: error.code().as_str().to_string(), message: error.message() }
+                            Reply::Refused { code: error.code().as_str().to_string(), message: error.message().to_string() }
                         }
                     },
                     Err(error) => Reply::Refused {

@@ -522,7 +522,8 @@ impl Alerting {
 }
 
 /// Delivers one lane's notifications one after the other; a delivery that fails for good
-/// is counted, logged and written to the history.
+/// is counted, logged and written to the history, and so is what an action channel's API
+/// answered (`action_answered`), whether the call succeeded or not.
 async fn deliver_in_order(
     mut queue: mpsc::UnboundedReceiver<(u64, Notification)>,
     mut saved: watch::Receiver<u64>,
@@ -533,23 +534,28 @@ async fn deliver_in_order(
     while let Some((generation, notification)) = queue.recv().await {
         // The saver gone (the engine is being dropped) counts as saved.
         let _ = saved.wait_for(|saved| *saved >= generation).await;
-        let failed: Vec<DeliveryAttempt> = dispatcher.deliver(&notification).await;
+        let last: Vec<DeliveryAttempt> = dispatcher.deliver_all(&notification).await;
         counters.queued.fetch_sub(1, Ordering::Relaxed);
         counters.notifications.fetch_add(1, Ordering::Relaxed);
-        if failed.is_empty() {
-            continue;
-        }
-        counters.failures.fetch_add(failed.len() as u64, Ordering::Relaxed);
+        let failures = last.iter().filter(|attempt| attempt.error.is_some()).count();
+        counters.failures.fetch_add(failures as u64, Ordering::Relaxed);
         let at = now_ms();
-        let entries = failed
+        let entries: Vec<AlertHistoryEntry> = last
             .iter()
+            .filter(|attempt| attempt.error.is_some() || attempt.answer.is_some())
             .map(|attempt| {
-                let record = serde_json::json!({"channel": attempt.channel, "attempts": attempt.attempt,
+                let mut record = serde_json::json!({"channel": attempt.channel, "attempts": attempt.attempt,
                     "error": attempt.error, "labels": attempt.labels, "status": notification.status});
-                entry(&notification.rule, at, "delivery_failed", record)
+                if let Some(answer) = &attempt.answer {
+                    record["answer"] = serde_json::json!(answer);
+                }
+                let kind = if attempt.error.is_some() { "delivery_failed" } else { "action_answered" };
+                entry(&notification.rule, at, kind, record)
             })
             .collect();
-        let _ = history.send(HistoryWrite::Append(entries));
+        if !entries.is_empty() {
+            let _ = history.send(HistoryWrite::Append(entries));
+        }
     }
 }
 

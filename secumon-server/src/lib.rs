@@ -32,6 +32,7 @@ pub mod live;
 mod metrics;
 pub mod remote_write;
 pub mod roles;
+pub mod scan_trigger;
 mod self_monitor;
 pub mod self_series;
 pub mod shared_limits;
@@ -119,6 +120,9 @@ pub struct ServerConfig {
     /// the tenant's lease ([`alert_lease`]), so several alert processes never notify twice.
     /// `None`: it evaluates every tenant.
     pub alert_lease: Option<alert_lease::LeaseOptions>,
+    /// Scanners started on a schedule, their reports imported as findings
+    /// ([`scan_trigger`]); run by alert processes.
+    pub scans: Vec<scan_trigger::ScanTrigger>,
 }
 
 impl ServerConfig {
@@ -144,6 +148,7 @@ impl ServerConfig {
             nats_url: None,
             redis_url: None,
             alert_lease: None,
+            scans: Vec::new(),
         }
     }
 
@@ -168,6 +173,7 @@ impl ServerConfig {
             nats_url: None,
             redis_url: None,
             alert_lease: None,
+            scans: Vec::new(),
         }
     }
 }
@@ -343,6 +349,7 @@ impl Server {
         let audit = Arc::new(audit::AuditLog::new(store.clone()));
         let live = LiveFeed::default();
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
+        let scans = open_scan_credentials(config.scans.clone(), accounts.secrets())?;
         let rules = self_monitor::with_builtin_rules(rules);
         let nats = bus.as_ref().map(bus::Bus::client);
         let leases = match (&nats, &config.alert_lease) {
@@ -464,6 +471,9 @@ impl Server {
                 }
             }));
         }
+        if roles.has(Role::Alert) && !scans.is_empty() {
+            tasks.push(tokio::spawn(scan_trigger::run(scans, store.clone(), Arc::clone(&alerting), stopped.clone())));
+        }
         // Senders' clock states are saved here, every second, never on a batch's ack path.
         let (saving, clock_store, mut stop_saving) = (Arc::clone(&clocks), store.clone(), stopped.clone());
         tasks.push(tokio::spawn(async move {
@@ -504,6 +514,7 @@ impl Server {
             guard,
             tenant_limits: config.limits,
             agent_config,
+            scans: Arc::new(config.scans.iter().map(|s| (s.tenant.clone(), s.name.clone())).collect()),
         };
         if let Some(interval) = config.self_series_interval {
             let metrics_state = state.clone();
@@ -643,6 +654,25 @@ fn open_channel_credentials(mut rules: RuleFile, secrets: &SecretBox) -> Result<
         }
     }
     Ok(rules)
+}
+
+/// Opens the sealed secret headers of scheduled scans, as [`open_channel_credentials`] does.
+fn open_scan_credentials(
+    mut scans: Vec<scan_trigger::ScanTrigger>,
+    secrets: &SecretBox,
+) -> Result<Vec<scan_trigger::ScanTrigger>, ServerError> {
+    for scan in &mut scans {
+        let name = scan.name.clone();
+        for value in scan.credentials_mut() {
+            match secrets.open_config_value(value) {
+                Ok(Some(plain)) => *value = plain,
+                Ok(None) => tracing::warn!(scan = %name,
+                    "a scan's secret header is in plain text in the scans file; seal it with `secumon secrets seal`"),
+                Err(error) => return Err(ServerError::Alerting(format!("scan `{name}`, `secret_headers`: {error}"))),
+            }
+        }
+    }
+    Ok(scans)
 }
 
 /// Names the gRPC listener's certificate is valid for when none are configured.

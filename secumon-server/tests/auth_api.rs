@@ -226,6 +226,16 @@ async fn populate_globex(server: &Server, api: &Api) -> Globex {
         "events": [{"kind": "b_event", "severity": "info", "message": "b"}]})),
         )
         .await);
+    // SecuOps data pushed into B: an event and a series no query of A's may show.
+    ok(api
+        .call(
+            Method::POST,
+            "/integrations/secuops",
+            t,
+            Some(json!({"events": [{"severity": "high", "title": "b_secuops_event", "host": "b-host"}],
+                "metrics": [{"name": "b_secuops_metric", "labels": {"host": "b-host"}, "value": 7.0}]})),
+        )
+        .await);
     // A log line of B's host that no query of A's may show.
     let logs = secumon_core::IngestBatch {
         agent_id: "b-agent".into(),
@@ -393,6 +403,10 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/prometheus/api/v1/query?query=ALERTS".into(), None),
         (Method::GET, "/prometheus/api/v1/query_range?query=ALERTS&start=0&end=4e9&step=1e6".into(), None),
         (Method::GET, "/prometheus/api/v1/series?match[]=ALERTS".into(), None),
+        // SecuOps pushes land in the caller's tenant only (see below); B's are not A's to read.
+        (Method::GET, "/prometheus/api/v1/query?query=b_secuops_metric".into(), None),
+        (Method::GET, "/agents/api:globex:secuops:b-host".into(), None),
+        (Method::DELETE, "/agents/api:globex:secuops:b-host".into(), None),
     ];
     let secrets = [
         rule.as_str(),
@@ -406,6 +420,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         "gina",
         "globex",
         "b-dash",
+        "b_secuops_metric",
+        "b_secuops_event",
     ];
     for token in [a_token.as_str(), a_key.as_str()] {
         for (method, path, body) in &calls {
@@ -433,6 +449,20 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // Nor push SecuOps data into B with it.
+        let response = api
+            .raw
+            .request(Method::POST, "/integrations/secuops", Some(token))
+            .header("x-secumon-tenant", "globex")
+            .json(&json!({"metrics": [{"name": "a_into_b_metric", "labels": {"host": "b-host"}, "value": 1.0}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // Without it, A's push is A's: stored in A's tenant, never B's.
+        let push = json!({"metrics": [{"name": "a_own_secuops_metric", "labels": {"host": "a-host"}, "value": 1.0}]});
+        let (status, _) = api.call(Method::POST, "/integrations/secuops", Some(token), Some(push)).await;
+        assert_eq!(status, StatusCode::OK);
         // Nor set B's settings (its retention) with it.
         let response = api
             .raw
@@ -473,6 +503,12 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
     assert_eq!(status, StatusCode::NO_CONTENT, "B's admin forgets B's agent");
     let (status, _) = api.call(Method::GET, "/agents/api:globex:s", t, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    for metric in ["a_own_secuops_metric", "a_into_b_metric"] {
+        let (_, answer) = api.call(Method::GET, &format!("/prometheus/api/v1/query?query={metric}"), t, None).await;
+        assert_eq!(answer["data"]["result"], json!([]), "A's push is not in B: {answer}");
+    }
+    let (_, answer) = api.call(Method::GET, "/prometheus/api/v1/query?query=b_secuops_metric", t, None).await;
+    assert_eq!(answer["data"]["result"][0]["value"][1], "7", "B's own SecuOps series: {answer}");
     let (_, history) =
         api.call(Method::GET, "/metrics/hosts/b-host/history?metric=b_secret_metric&period=1h&agg=max", t, None).await;
     assert_eq!(history["series"].as_array().map(Vec::len), Some(1), "{history}");

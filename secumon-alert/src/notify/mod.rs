@@ -2,11 +2,13 @@
 //! file per channel), and the [`Dispatcher`] that retries with backoff and records every
 //! attempt, so a failed delivery is visible, never silently dropped.
 
+mod action;
 mod email;
 mod pagerduty;
 mod slack;
 mod webhook;
 
+pub use action::{ANSWER_EXCERPT_BYTES, ActionConfig, BodyFormat};
 pub use email::{EmailNotifier, SmtpSecurity, SmtpSettings};
 pub use pagerduty::PagerDutyNotifier;
 pub use slack::SlackNotifier;
@@ -36,6 +38,31 @@ pub enum NotifyError {
     /// The email could not be built or sent, or the relay's TLS settings or CA file are unusable.
     #[error("email: {0}")]
     Email(String),
+    /// The receiver refused the request (HTTP 4xx): sending it again would not help, so it
+    /// is not retried.
+    #[error("receiver refused the request with HTTP {0}; not retried")]
+    Refused(u16),
+    /// The channel's settings, or a request made from them, cannot be used; not retried.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl NotifyError {
+    /// Whether another try may succeed: not after a refusal or a settings problem.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Refused(_) | Self::Config(_))
+    }
+}
+
+/// What a receiver answered, kept for channels whose answer matters (the action channel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body's first [`ANSWER_EXCERPT_BYTES`] bytes, as text.
+    pub body: String,
+    /// From sending the request to the answer's headers, in milliseconds.
+    pub latency_ms: u64,
 }
 
 /// A notification channel.
@@ -43,6 +70,18 @@ pub enum NotifyError {
 pub trait Notifier: Send + Sync {
     /// Delivers one notification; an error makes the [`Dispatcher`] try again later.
     async fn send(&self, notification: &Notification) -> Result<(), NotifyError>;
+
+    /// Delivers one notification and says what the receiver answered, for channels whose
+    /// answer is worth keeping; by default [`Notifier::send`] and no answer.
+    async fn call(&self, notification: &Notification) -> (Result<(), NotifyError>, Option<Answer>) {
+        (self.send(notification).await, None)
+    }
+
+    /// The channel's own waits between tries, when its settings give them; `None`: the
+    /// [`Dispatcher`]'s.
+    fn retry_delays(&self) -> Option<&[Duration]> {
+        None
+    }
 }
 
 impl From<reqwest::Error> for NotifyError {
@@ -133,6 +172,9 @@ pub enum ChannelConfig {
         #[serde(default)]
         tenants: Vec<String>,
     },
+    /// An automation action (SecuOps): a templated request to an external API, its answer
+    /// recorded in the alert history.
+    Action(ActionConfig),
 }
 
 impl ChannelConfig {
@@ -143,7 +185,8 @@ impl ChannelConfig {
             Self::Webhook { tenants, .. }
             | Self::Slack { tenants, .. }
             | Self::PagerDuty { tenants, .. }
-            | Self::Email { tenants, .. } => open_to(tenants, tenant),
+            | Self::Email { tenants, .. }
+            | Self::Action(ActionConfig { tenants, .. }) => open_to(tenants, tenant),
         }
     }
 
@@ -155,6 +198,7 @@ impl ChannelConfig {
             Self::Slack { webhook_url, .. } => vec![("webhook_url", webhook_url)],
             Self::PagerDuty { routing_key, .. } => vec![("routing_key", routing_key)],
             Self::Email { password, .. } => password.iter_mut().map(|p| ("password", p)).collect(),
+            Self::Action(action) => action.secret_headers.values_mut().map(|v| ("secret_headers", v)).collect(),
         }
     }
 
@@ -168,6 +212,7 @@ impl ChannelConfig {
             Self::PagerDuty { routing_key, url, .. } => {
                 Arc::new(PagerDutyNotifier::new(client, url.clone(), routing_key.clone()))
             }
+            Self::Action(action) => Arc::new(action.build()?),
             Self::Email { smtp_host, smtp_port, security, username, password, from, to, ca_file, .. } => {
                 // Read now, so a missing or unreadable file stops the server's start with
                 // its name rather than failing the first alert.
@@ -220,6 +265,9 @@ pub struct DeliveryAttempt {
     pub error: Option<String>,
     /// True when this was the last try and it failed.
     pub gave_up: bool,
+    /// What the receiver answered, for channels that keep it (the action channel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
 }
 
 /// Delivery attempts a [`Dispatcher`] remembers.
@@ -252,35 +300,43 @@ impl Dispatcher {
     /// Delivers to every channel of the notification. Returns once each channel succeeded
     /// or ran out of tries, with the last attempt of each channel that never succeeded.
     pub async fn deliver(&self, notification: &Notification) -> Vec<DeliveryAttempt> {
-        let mut failed = Vec::new();
+        self.deliver_all(notification).await.into_iter().filter(|a| a.error.is_some()).collect()
+    }
+
+    /// Delivers to every channel of the notification, and returns the last attempt of each
+    /// channel, succeeded or not (with the receiver's answer where the channel keeps it).
+    pub async fn deliver_all(&self, notification: &Notification) -> Vec<DeliveryAttempt> {
+        let mut last = Vec::new();
         for name in &notification.channels {
             let Some(channel) = self.channels.get(name) else {
-                failed.push(self.record(name, notification, 1, Some(format!("no channel named {name:?}")), true));
+                last.push(self.record(name, notification, 1, Some(format!("no channel named {name:?}")), true, None));
                 tracing::error!(channel = %name, rule = %notification.rule, "alert names an unknown channel");
                 continue;
             };
-            let tries = self.retry_delays.len() as u32 + 1;
+            let delays = channel.retry_delays().unwrap_or(&self.retry_delays[..]);
+            let tries = delays.len() as u32 + 1;
             for attempt in 1..=tries {
-                match channel.send(notification).await {
+                let (result, answer) = channel.call(notification).await;
+                match result {
                     Ok(()) => {
-                        self.record(name, notification, attempt, None, false);
+                        last.push(self.record(name, notification, attempt, None, false, answer));
                         break;
                     }
                     Err(error) => {
-                        let gave_up = attempt == tries;
-                        let record = self.record(name, notification, attempt, Some(error.to_string()), gave_up);
+                        let gave_up = attempt == tries || !error.is_retryable();
+                        let record = self.record(name, notification, attempt, Some(error.to_string()), gave_up, answer);
                         if gave_up {
-                            failed.push(record);
+                            last.push(record);
                             tracing::error!(channel = %name, rule = %notification.rule, %error, "alert notification failed for good");
-                        } else {
-                            tracing::warn!(channel = %name, attempt, %error, "alert notification failed; retrying");
-                            tokio::time::sleep(self.retry_delays[attempt as usize - 1]).await;
+                            break;
                         }
+                        tracing::warn!(channel = %name, attempt, %error, "alert notification failed; retrying");
+                        tokio::time::sleep(delays[attempt as usize - 1]).await;
                     }
                 }
             }
         }
-        failed
+        last
     }
 
     /// Every attempt so far, oldest first.
@@ -295,6 +351,7 @@ impl Dispatcher {
         attempt: u32,
         error: Option<String>,
         gave_up: bool,
+        answer: Option<Answer>,
     ) -> DeliveryAttempt {
         let entry = DeliveryAttempt {
             channel: channel.to_string(),
@@ -303,6 +360,7 @@ impl Dispatcher {
             attempt,
             error,
             gave_up,
+            answer,
         };
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if attempts.len() == ATTEMPTS_KEPT {

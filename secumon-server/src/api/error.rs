@@ -53,8 +53,14 @@ impl ApiError {
     }
 
     /// What the client is told.
-    pub(crate) fn message(&self) -> String {
-        self.message.clone()
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same refusal with `more` said after the message.
+    pub(crate) fn adding(mut self, more: &str) -> Self {
+        self.message = format!("{} {more}", self.message);
+        self
     }
 }
 

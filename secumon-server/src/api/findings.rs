@@ -45,6 +45,22 @@ pub(super) async fn list_integrations(
     };
     let mut integrations =
         vec![import("secuscan", "/api/v1/integrations/secuscan"), import("findings", "/api/v1/findings")];
+    integrations.push(Integration {
+        name: "secuops".into(),
+        kind: IntegrationKind::EventsIngest,
+        method: Some("POST".into()),
+        endpoint: Some("/api/v1/integrations/secuops".into()),
+        formats: None,
+    });
+    for (_, name) in state.scans.iter().filter(|(tenant, _)| *tenant == caller.tenant) {
+        integrations.push(Integration {
+            name: name.clone(),
+            kind: IntegrationKind::ScheduledScan,
+            method: None,
+            endpoint: None,
+            formats: None,
+        });
+    }
     for channel in state.alerting(&caller).await?.channel_names().await? {
         integrations.push(Integration {
             name: channel.to_string(),

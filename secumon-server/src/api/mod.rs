@@ -27,6 +27,7 @@ mod overview;
 mod params;
 mod prometheus;
 mod rules;
+mod secuops;
 mod stream;
 mod tenant_limits;
 
@@ -86,6 +87,8 @@ pub(crate) struct ApiState {
     pub tenant_limits: crate::TenantLimits,
     /// Agent configuration managed centrally, and what agents report of it.
     pub agent_config: Arc<crate::agent_config::AgentConfigBook>,
+    /// Scheduled scans (tenant, name), listed with the integrations.
+    pub scans: Arc<Vec<(String, String)>>,
 }
 
 impl ApiState {
@@ -131,6 +134,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(alerts::routes())
         .merge(rules::routes())
         .merge(ingest::routes())
+        .merge(secuops::routes())
         .merge(logs::routes())
         .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })

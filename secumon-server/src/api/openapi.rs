@@ -35,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         super::alerts::list_silences, super::alerts::add_silence, super::alerts::expire_silence, super::alerts::resolve_alert,
         super::rules::list_rules, super::rules::create_rule, super::rules::get_rule, super::rules::update_rule, super::rules::delete_rule,
         super::rules::test_rule, super::rules::rule_history,
-        super::findings::list_findings, super::findings::import_findings, super::findings::import_secuscan, super::findings::list_integrations,
+        super::findings::list_findings, super::findings::import_findings, super::findings::import_secuscan, super::findings::list_integrations, super::secuops::ingest_secuops,
         super::dashboards::list, super::dashboards::create, super::dashboards::read, super::dashboards::update,
         super::dashboards::remove, super::config::read, super::config::write,
         super::audit::list, super::tenant_limits::read, super::tenant_limits::write,
@@ -90,7 +90,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 66, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 67, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");
