@@ -26,6 +26,7 @@ mod openapi;
 mod overview;
 mod params;
 mod prometheus;
+mod reports;
 mod rules;
 mod stream;
 mod tenant_limits;
@@ -81,6 +82,8 @@ pub(crate) struct ApiState {
     pub tenant_limits: crate::TenantLimits,
     /// Agent configuration managed centrally, and what agents report of it.
     pub agent_config: Arc<crate::agent_config::AgentConfigBook>,
+    /// Scheduled reports: what `PUT /config` checks a tenant's schedules against.
+    pub reports: Arc<crate::report_schedule::ReportScheduler>,
 }
 
 impl ApiState {
@@ -105,6 +108,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(audit::routes())
         .merge(tenant_limits::routes())
         .merge(overview::routes())
+        .merge(reports::routes())
         .merge(prometheus::routes())
         .merge(findings::routes())
         .route("/api/v1/stream", get(stream::stream))

@@ -29,7 +29,7 @@ use utoipa::{Modify, OpenApi};
         super::agents::list_agents, super::agents::get_agent, super::agents::delete_agent, super::agents::provision,
         super::agent_config::list_layers, super::agent_config::put_layer, super::agent_config::delete_layer,
         super::agent_config::agent_config,
-        super::hosts::host_summary, super::overview::overview, super::hosts::network_target, super::data::host_history, super::logs::host_logs,
+        super::hosts::host_summary, super::overview::overview, super::reports::report, super::hosts::network_target, super::data::host_history, super::logs::host_logs,
         super::data::latest_checks, super::ingest::ingest,
         super::alerts::list_alerts, super::alerts::alert_stats, super::alerts::alert_history, super::alerts::acknowledge_alert,
         super::alerts::list_silences, super::alerts::add_silence, super::alerts::expire_silence, super::alerts::resolve_alert,
