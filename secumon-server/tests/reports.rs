@@ -23,6 +23,8 @@ mod common;
 use common::Raw;
 
 const MINUTE: i64 = 60_000;
+/// An alerts row: severity, fired, acknowledged, resolved, MTTA, MTTR.
+type AlertRow<'a> = (&'a str, u64, u64, u64, Option<f64>, Option<f64>);
 const DAY: i64 = 86_400_000;
 
 fn python() -> Option<PathBuf> {
@@ -279,7 +281,7 @@ async fn the_report_has_the_hand_computed_numbers_in_json_pdf_xlsx_and_html() {
         [("site", "probe-1", 10, 7, 0.7), ("tls-far", "probe-1", 4, 4, 1.0), ("tls-main", "probe-1", 4, 4, 1.0)]
     );
 
-    let alerts: Vec<(&str, u64, u64, u64, Option<f64>, Option<f64>)> = report
+    let alerts: Vec<AlertRow> = report
         .alerts
         .by_severity
         .iter()
