@@ -161,6 +161,8 @@ async fn host_availability(
         .list_agents(tenant)
         .await?
         .into_iter()
+        // The server's own series are not a host's.
+        .filter(|agent| !agent.agent_id.starts_with(crate::self_series::AGENT_ID_PREFIX))
         .map(|agent| {
             let buckets = reporting.remove(&agent.host).unwrap_or_default();
             availability(&agent.host, &agent.agent_id, &buckets, agent.first_seen_ms, start, to_ms, bucket_ms)
