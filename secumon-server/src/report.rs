@@ -2,7 +2,8 @@
 //! `GET /api/v1/reports` answers and what scheduled reports e-mail. The definitions (the
 //! README's "Reports" section states them for operators):
 //!
-//! - **Host availability**: the period is cut in buckets (1 minute while the period lies in
+//! - **Host availability**: the period is cut in buckets aligned to the clock, those that
+//!   overlap it counting (1 minute while the period lies in
 //!   the raw tier; else the rollup tier's 5 minutes or 1 hour, the finest data left); a
 //!   bucket counts as reporting when the host sent a sample of `cpu_usage_ratio`,
 //!   `memory_used_ratio` or `filesystem_used_ratio` (every agent sends them each interval)
