@@ -455,7 +455,6 @@ fn check_xlsx(report: &Report, dir: &Path, python: &Path) {
 
 struct Smtp {
     child: Child,
-    port: u16,
     out: PathBuf,
 }
 
@@ -466,15 +465,18 @@ impl Drop for Smtp {
     }
 }
 
-fn smtp(python: &Path, out: &Path) -> Smtp {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn smtp(python: &Path, out: &Path, port: u16) -> Smtp {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/report_smtp.py");
     let mut child =
         Command::new(python).arg(script).arg(port.to_string()).arg(out).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "READY", "aiosmtpd did not start");
-    Smtp { child, port, out: out.to_path_buf() }
+    Smtp { child, out: out.to_path_buf() }
 }
 
 /// The messages aiosmtpd received, oldest first.
@@ -494,12 +496,12 @@ async fn scheduled_reports_are_emailed_once_per_period_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mail_dir = dir.path().join("mail");
     std::fs::create_dir(&mail_dir).unwrap();
-    let sink = smtp(&python, &mail_dir);
+    // The relay is down at first.
+    let port = free_port();
     let rules = secumon_alert::RuleFile::parse(
         &format!(
-            "rules: []\nchannels:\n  mail: {{type: email, smtp_host: 127.0.0.1, smtp_port: {}, security: none, \
+            "rules: []\nchannels:\n  mail: {{type: email, smtp_host: 127.0.0.1, smtp_port: {port}, security: none, \
              from: secumon@example.test, to: [ops@example.test]}}\n  hook: {{type: webhook, url: \"http://127.0.0.1:9/\"}}\n",
-            sink.port
         ),
         "rules.yaml",
     )
@@ -529,7 +531,10 @@ async fn scheduled_reports_are_emailed_once_per_period_across_restarts() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["reports"][0]["format"], "pdf");
 
-    // Yesterday's report goes out once.
+    // While the relay is down nothing is sent, and the period is not marked as sent: once it
+    // is up, yesterday's report goes out, once.
+    assert_eq!(server.send_due_reports(now).await.unwrap(), 0);
+    let sink = smtp(&python, &mail_dir, port);
     assert_eq!(server.send_due_reports(now).await.unwrap(), 1);
     assert_eq!(server.send_due_reports(now + 1_000).await.unwrap(), 0, "sent once per period");
     server.shutdown().await;
