@@ -27,10 +27,10 @@ use secumon_api::{
     SeverityAlerts, TopHosts,
 };
 use secumon_core::model::HOST_LABEL;
-use secumon_core::{FindingStatus, Labels, Severity};
+use secumon_core::{Labels, Severity};
 use secumon_store::{
-    Aggregation, AlertHistoryEntry, FIVE_MINUTES_MS, FindingFilter, LatestCheck, ONE_HOUR_MS, RangeQuery,
-    SeriesSelector, Store, StoreError,
+    Aggregation, AlertHistoryEntry, FIVE_MINUTES_MS, LatestCheck, ONE_HOUR_MS, RangeQuery, SeriesSelector, Store,
+    StoreError,
 };
 use serde::Deserialize;
 
@@ -44,8 +44,6 @@ pub const HEARTBEAT_METRICS: [&str; 3] = ["cpu_usage_ratio", "memory_used_ratio"
 const TOP_HOSTS: usize = 10;
 /// Most alert history entries one report reads.
 const MAX_HISTORY: u32 = 500_000;
-/// Most open findings one report counts.
-const MAX_FINDINGS: u32 = 5_000_000;
 
 /// Why a report could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -94,13 +92,7 @@ pub async fn build(
     let mut certificates: Vec<ExpiringCertificate> =
         store.latest_checks(tenant).await?.iter().filter_map(|c| expiring(c, to_ms)).collect();
     certificates.sort_by(|a, b| a.not_after_ms.cmp(&b.not_after_ms).then_with(|| a.check_id.cmp(&b.check_id)));
-    let open = store
-        .list_findings(
-            tenant,
-            &FindingFilter { status: Some(FindingStatus::Open), limit: MAX_FINDINGS, ..FindingFilter::default() },
-        )
-        .await?;
-    let findings = finding_counts(open.iter().map(|f| f.severity));
+    let findings = finding_counts(store.open_finding_counts(tenant).await?);
     let top_hosts = TopHosts {
         cpu: top_usage(store, tenant, "cpu_usage_ratio", from_ms, to_ms).await?,
         memory: top_usage(store, tenant, "memory_used_ratio", from_ms, to_ms).await?,
@@ -311,12 +303,9 @@ pub fn expiring(check: &LatestCheck, to_ms: i64) -> Option<ExpiringCertificate> 
     })
 }
 
-/// Counts per severity, most severe first, every severity listed.
-pub fn finding_counts(severities: impl Iterator<Item = Severity>) -> Vec<FindingCount> {
-    let mut counts: BTreeMap<Severity, u64> = BTreeMap::new();
-    for severity in severities {
-        *counts.entry(severity).or_default() += 1;
-    }
+/// Counts per severity, most severe first, every severity listed (zero where none).
+pub fn finding_counts(counted: Vec<(Severity, u64)>) -> Vec<FindingCount> {
+    let counts: BTreeMap<Severity, u64> = counted.into_iter().collect();
     [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info]
         .into_iter()
         .map(|s| FindingCount { severity: s.as_str().to_string(), open: counts.get(&s).copied().unwrap_or(0) })

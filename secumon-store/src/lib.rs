@@ -721,6 +721,10 @@ pub trait Store: Send + Sync {
     /// long as raw samples.
     async fn check_runs(&self, tenant: &str, from_ms: i64, to_ms: i64) -> Result<Vec<CheckRuns>, StoreError>;
 
+    /// How many open findings `tenant` holds of each severity (severities with none left
+    /// out), counted in the database.
+    async fn open_finding_counts(&self, tenant: &str) -> Result<Vec<(Severity, u64)>, StoreError>;
+
     /// Findings of `tenant`, most severe and most recent first.
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError>;
 

@@ -1405,6 +1405,18 @@ impl Store for PgStore {
         Ok(records::check_runs(rows))
     }
 
+    async fn open_finding_counts(&self, tenant: &str) -> Result<Vec<(Severity, u64)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = $1 AND status = 'open' GROUP BY severity",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        records::severity_counts(rows)
+    }
+
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
         let severities = admitted_severities(filter);
         let status = status_text(filter.status);

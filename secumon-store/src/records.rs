@@ -106,6 +106,16 @@ pub fn check_runs(rows: Vec<CheckRunsRow>) -> Vec<crate::CheckRuns> {
     runs
 }
 
+/// `(severity, count)` rows as severities, most severe first.
+pub fn severity_counts(rows: Vec<(String, i64)>) -> Result<Vec<(secumon_core::Severity, u64)>, StoreError> {
+    let mut counts = rows
+        .into_iter()
+        .map(|(severity, n)| Ok((serde_json::from_value(serde_json::Value::String(severity))?, n.max(0) as u64)))
+        .collect::<Result<Vec<(secumon_core::Severity, u64)>, StoreError>>()?;
+    counts.sort_by_key(|c| std::cmp::Reverse(c.0));
+    Ok(counts)
+}
+
 /// A `findings` row: asset, id, severity, title, description, status, first and last seen.
 pub type FindingRow = (String, String, String, String, String, String, i64, i64);
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use secumon_core::model::HOST_LABEL;
-use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, now_ms};
+use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -728,6 +728,16 @@ impl Store for SqliteStore {
         .fetch_all(&self.engine.reader)
         .await?;
         Ok(records::check_runs(rows))
+    }
+
+    async fn open_finding_counts(&self, tenant: &str) -> Result<Vec<(Severity, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = ? AND status = 'open' GROUP BY severity",
+        )
+        .bind(tenant)
+        .fetch_all(&self.engine.reader)
+        .await?;
+        records::severity_counts(rows)
     }
 
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {

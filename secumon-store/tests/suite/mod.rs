@@ -48,7 +48,7 @@ macro_rules! store_suite {
             record_swaps_apply_together_or_not_at_all,
             records_put_together_replace_and_survive_reopen,
             alert_history_is_kept_per_tenant_by_rule_and_by_time,
-            check_runs_count_runs_and_ok_runs_per_check_and_probe_within_the_period,
+            check_runs_and_open_finding_counts_are_counted_per_tenant,
             rejects_nonsense_queries,
             findings_open_fix_reopen_with_samples_and_events,
             fifty_thousand_findings_on_as_many_assets_are_stored_right,
@@ -1400,8 +1400,9 @@ pub async fn refused_batches_leave_their_group_alone_and_the_others_commit(backe
 }
 
 /// Runs of each check per probe in `[from, to)`: `ok` runs counted apart, other tenants'
-/// and runs outside the period left out, kind and target of the latest run.
-pub async fn check_runs_count_runs_and_ok_runs_per_check_and_probe_within_the_period(backend: &impl Backend) {
+/// and runs outside the period left out, kind and target of the latest run. Open findings
+/// per severity.
+pub async fn check_runs_and_open_finding_counts_are_counted_per_tenant(backend: &impl Backend) {
     let store = backend.open().await;
     let run = |id: &str, target: &str, status: CheckStatus, ts: i64| CheckResult {
         check_id: id.into(),
@@ -1443,5 +1444,25 @@ pub async fn check_runs_count_runs_and_ok_runs_per_check_and_probe_within_the_pe
     );
     assert!(store.check_runs("acme", t0() + 20_000, t0() + 30_000).await.unwrap().is_empty());
     assert_eq!(store.check_runs("globex", t0(), t0() + 10_000).await.unwrap().len(), 1);
+
+    // Open findings counted by severity in the database: fixed ones and other tenants' left out.
+    let finding = |id: &str, severity| secumon_core::Finding {
+        id: id.into(),
+        severity,
+        asset: "web-1".into(),
+        title: id.into(),
+        description: String::new(),
+        first_seen_ms: t0(),
+        last_seen_ms: t0(),
+        status: secumon_core::FindingStatus::Open,
+    };
+    let import =
+        |findings, full_scan| secumon_store::FindingsImport { source: "t".into(), findings, full_scan, at_ms: t0() };
+    let all = vec![finding("a", Severity::Critical), finding("b", Severity::Low), finding("c", Severity::Low)];
+    store.import_findings("acme", &import(all.clone(), false)).await.unwrap();
+    store.import_findings("acme", &import(all[..2].to_vec(), true)).await.unwrap();
+    store.import_findings("globex", &import(all, false)).await.unwrap();
+    let counts = store.open_finding_counts("acme").await.unwrap();
+    assert_eq!(counts, [(Severity::Critical, 1), (Severity::Low, 1)]);
     store.close().await;
 }
