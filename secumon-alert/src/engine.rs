@@ -771,7 +771,9 @@ impl AlertEngine {
 }
 
 /// FNV-1a of the rule name and labels, in hex.
-fn alert_id(rule: &str, labels: &Labels) -> String {
+/// An alert's id ([`ActiveAlert::id`]): stable for a rule and label set, so a history
+/// entry that names an alert (an acknowledgement) can be matched to its transitions.
+pub fn alert_id(rule: &str, labels: &Labels) -> String {
     fnv_hex(&labels.iter().fold(rule.to_string(), |acc, (k, v)| format!("{acc}\u{0}{k}={v}")))
 }
 

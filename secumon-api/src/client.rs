@@ -41,6 +41,7 @@ use crate::logs::{LogsPage, LogsQuery};
 use crate::metrics::{History, HistoryQuery};
 use crate::overview::{Overview, OverviewQuery};
 use crate::page::{PageQuery, TenantList};
+use crate::reports::{Report, ReportQuery};
 use crate::rules::{IntegrationList, RuleId, RuleList, RuleSpec, RuleTest, RuleView};
 
 /// The header a super-admin names the tenant to act in with.
@@ -550,6 +551,12 @@ impl Client {
         settings: &TenantLimitSettings,
     ) -> Result<TenantLimitsView, Error> {
         self.send(self.request(Method::PUT, &["tenants", tenant, "limits"]).json(settings)).await
+    }
+
+    /// `GET /reports`: the tenant's report over a period (a super-admin names another
+    /// tenant through [`ClientBuilder::tenant`]).
+    pub async fn report(&self, query: &ReportQuery) -> Result<Report, Error> {
+        self.get(&["reports"], query).await
     }
 
     /// `GET /config`: the tenant's settings, with the retention of its samples in force.

@@ -19,6 +19,31 @@ pub struct TenantConfig {
     /// retention in force); a `PUT` without it leaves the retention as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSettings>,
+    /// Reports the server e-mails on a schedule, each once per period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportSchedule>,
+}
+
+/// A report e-mailed every day, week or month through one of the server's e-mail channels,
+/// covering the period that just ended (UTC: a day; a week from Monday; a calendar month).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReportSchedule {
+    /// `daily`, `weekly` or `monthly`.
+    pub every: String,
+    /// `pdf` (default), `xlsx`, `html` or `json`: the attachment's format.
+    #[serde(default = "default_report_format")]
+    pub format: String,
+    /// The e-mail channel (of the server's rules file, open to the tenant) it goes through.
+    pub channel: String,
+    /// Recipients; the channel's own when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+}
+
+fn default_report_format() -> String {
+    "pdf".into()
 }
 
 /// How long a tenant's samples are kept in each tier, as durations (`12h`, `30d`). In a `PUT`,
@@ -54,6 +79,7 @@ impl Default for TenantConfig {
             agent_offline_after: default_offline_after(),
             default_history_period: default_history_period(),
             retention: None,
+            reports: Vec::new(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod logs;
 pub mod metrics;
 pub mod overview;
 pub mod page;
+pub mod reports;
 pub mod rules;
 pub mod secuops;
 pub mod stream;
@@ -58,7 +59,7 @@ pub use alerts::{
 pub use audit::{AuditList, AuditQuery, AuditView};
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, Error as ClientError, TENANT_HEADER};
-pub use config::{RetentionSettings, TenantConfig};
+pub use config::{ReportSchedule, RetentionSettings, TenantConfig};
 pub use dashboards::{Dashboard, DashboardList, DashboardRequest, DashboardSummary};
 pub use data::{CheckList, FindingList, FindingsQuery, ImportQuery, ImportResult, LatestCheck};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, Refusal};
@@ -69,6 +70,10 @@ pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use metrics::{Aggregation, History, HistoryQuery, HistorySeries};
 pub use overview::{Overview, OverviewGroup, OverviewHost, OverviewQuery};
 pub use page::{Page, PageQuery, TenantList};
+pub use reports::{
+    AlertSummary, CheckAvailability, ExpiringCertificate, FindingCount, HostAvailability, HostUsage, Report,
+    ReportQuery, SeverityAlerts, TopHosts,
+};
 pub use rules::{
     EscalationLevel, Integration, IntegrationKind, IntegrationList, RuleId, RuleList, RuleOrigin, RuleSpec, RuleTest,
     RuleTestAlert, RuleView, SourceKind,

@@ -10,6 +10,7 @@ mod backup;
 mod findings;
 mod logs;
 mod query;
+mod report;
 mod rotation;
 mod rules;
 mod scan;
@@ -94,6 +95,11 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Import scanner reports and list vulnerability findings.
     Findings(findings::FindingsArgs),
+    /// A tenant's report over a period (availability, alerts with MTTA/MTTR, certificates,
+    /// findings, top hosts) as PDF, Excel, HTML or JSON.
+    ///
+    /// Example: secumon report --period 30d --format pdf --output report.pdf
+    Report(report::ReportArgs),
     /// Print a host's stored log lines: a time range, a source, a regex; --follow for new ones.
     ///
     /// Example: secumon logs web-1 --since 1h --grep ERROR --follow
@@ -404,6 +410,7 @@ async fn run(command: Command, token: Option<String>) -> anyhow::Result<ExitCode
         Command::Rules(args) => rules::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Findings(args) => findings::run(args).await,
+        Command::Report(args) => report::run(args).await,
         Command::Logs(args) => logs::run(args, token).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -31,6 +31,8 @@ mod ingest_worker;
 pub mod live;
 mod metrics;
 pub mod remote_write;
+pub mod report;
+pub mod report_schedule;
 pub mod roles;
 pub mod scan_trigger;
 mod self_monitor;
@@ -272,6 +274,7 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     /// Held while serving, so a secret-key or CA rotation refuses to run beside this server.
     _data_dir: data_lock::DataDirLock,
+    reports: Arc<report_schedule::ReportScheduler>,
 }
 
 impl Server {
@@ -351,6 +354,7 @@ impl Server {
         let rules = open_channel_credentials(config.alerting.clone().unwrap_or_default(), accounts.secrets())?;
         let scans = open_scan_credentials(config.scans.clone(), accounts.secrets())?;
         let rules = self_monitor::with_builtin_rules(rules);
+        let reports = Arc::new(report_schedule::ReportScheduler::new(store.clone(), rules.channels.clone()));
         let nats = bus.as_ref().map(bus::Bus::client);
         let leases = match (&nats, &config.alert_lease) {
             (Some(client), Some(options)) => {
@@ -459,6 +463,25 @@ impl Server {
             None => None,
         };
         if roles.has(Role::Alert) {
+            // Scheduled reports: several alert processes may pass; each report's mark in the
+            // store lets one of them send it.
+            let (scheduler, tenants, mut stopped_reports) =
+                (Arc::clone(&reports), Arc::clone(&accounts), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(report_schedule::CHECK_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = stopped_reports.wait_for(|stop| *stop) => break,
+                        _ = ticker.tick() => {}
+                    }
+                    match tenants.tenants(None, u32::MAX).await {
+                        Ok(all) => {
+                            scheduler.run_due(&all, secumon_core::now_ms()).await;
+                        }
+                        Err(error) => tracing::error!(%error, "scheduled reports: cannot list the tenants"),
+                    }
+                }
+            }));
             let (ticking, mut stopped_ticking) = (Arc::clone(&alerting), stopped.clone());
             tasks.push(tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -515,6 +538,7 @@ impl Server {
             tenant_limits: config.limits,
             agent_config,
             scans: Arc::new(config.scans.iter().map(|s| (s.tenant.clone(), s.name.clone())).collect()),
+            reports: Arc::clone(&reports),
         };
         if let Some(interval) = config.self_series_interval {
             let metrics_state = state.clone();
@@ -560,12 +584,20 @@ impl Server {
             stop,
             tasks,
             _data_dir: data_dir_lock,
+            reports,
         })
     }
 
     /// Where the gRPC ingest listens (the port chosen when 0 was asked for).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// Sends every tenant's scheduled report whose period ended by `now_ms` and was not sent
+    /// yet (what the server does every minute); returns how many were sent.
+    pub async fn send_due_reports(&self, now_ms: i64) -> Result<usize, ServerError> {
+        let tenants = self.accounts.tenants(None, u32::MAX).await?;
+        Ok(self.reports.run_due(&tenants, now_ms).await)
     }
 
     /// Where the REST API listens (the port chosen when 0 was asked for).

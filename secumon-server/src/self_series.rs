@@ -17,6 +17,10 @@ use secumon_store::DEFAULT_TENANT;
 use secumon_transport::{BatchSink, Peer};
 use tokio::sync::watch;
 
+/// How the agent ids of the server's own series begin (`server:MACHINE`): the server is not
+/// a monitored host (reports leave it out).
+pub const AGENT_ID_PREFIX: &str = "server:";
+
 /// The host name the server's own series carry.
 pub const SERVER_HOST: &str = "secumon-server";
 
@@ -104,7 +108,7 @@ pub async fn run<S: BatchSink>(
     if let Some(process) = process {
         machine = format!("{machine}/{process}");
     }
-    let agent_id = format!("server:{machine}");
+    let agent_id = format!("{AGENT_ID_PREFIX}{machine}");
     let labels = Labels::from([("instance".to_string(), machine)]);
     let peer = Peer { tenant: Some(DEFAULT_TENANT.to_string()), agent_id: None };
     // Sequences from the clock, so a restarted server never reuses one.

@@ -336,6 +336,8 @@ async fn tenant_a_can_neither_see_nor_change_tenant_b() {
         (Method::GET, "/overview".into(), None),
         (Method::GET, "/overview?group_by=tenant&filter=b-host".into(), None),
         (Method::GET, "/overview?all_tenants=true".into(), None),
+        (Method::GET, "/reports".into(), None),
+        (Method::GET, "/reports?period=1h".into(), None),
         (Method::GET, "/metrics/network/b-host".into(), None),
         (Method::GET, "/dashboards".into(), None),
         (Method::GET, format!("/dashboards/{dash}"), None),

@@ -578,6 +578,25 @@ pub struct LatestCheck {
     pub result: CheckResult,
 }
 
+/// How often one check of one probe ran within a period, and how often it was `ok`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRuns {
+    /// The probe's agent id.
+    pub agent_id: String,
+    /// The probe's host name.
+    pub host: String,
+    /// The check's id.
+    pub check_id: String,
+    /// Its kind (of its latest run in the period).
+    pub kind: String,
+    /// Its target (of its latest run in the period).
+    pub target: String,
+    /// Runs stamped within the period.
+    pub runs: u64,
+    /// Of those, runs whose status was `ok`.
+    pub ok: u64,
+}
+
 /// One scanner report to store, whole or not at all.
 #[derive(Debug, Clone)]
 pub struct FindingsImport {
@@ -696,6 +715,15 @@ pub trait Store: Send + Sync {
 
     /// The latest result of every check of `tenant`, per probe, by check id.
     async fn latest_checks(&self, tenant: &str) -> Result<Vec<LatestCheck>, StoreError>;
+
+    /// Every check of `tenant` (per probe) that ran from `from_ms` (included) to `to_ms`
+    /// (excluded): its runs and `ok` runs, by check id then host. Check results are kept as
+    /// long as raw samples.
+    async fn check_runs(&self, tenant: &str, from_ms: i64, to_ms: i64) -> Result<Vec<CheckRuns>, StoreError>;
+
+    /// How many open findings `tenant` holds of each severity (severities with none left
+    /// out), counted in the database.
+    async fn open_finding_counts(&self, tenant: &str) -> Result<Vec<(Severity, u64)>, StoreError>;
 
     /// Findings of `tenant`, most severe and most recent first.
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError>;

@@ -30,15 +30,15 @@ use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples
 use crate::logs::{LogCursor, LogEntry, LogOrder, LogScan};
 use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
 use crate::records::{
-    CheckRow, FindingEvent, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check,
-    status_text,
+    self, CheckRow, CheckRunsRow, FindingEvent, FindingRow, admitted_severities, critical_finding_events,
+    finding_from_row, latest_check, status_text,
 };
 use crate::retention::{Owners, RETENTION_KIND, SampleTier, TenantRetentions};
 use crate::{
-    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FIVE_MINUTES_MS, FindingFilter,
-    FindingsImport, ImportSummary, LatestCheck, MaintenanceCounters, MaintenanceHealth, MaintenanceReport,
-    MaintenanceTask, ONE_HOUR_MS, RecordSwap, Store, StoreError, StoreOptions, StoredRecord, Tier, TierRetention,
-    WriteOutcome,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, CheckRuns, FIVE_MINUTES_MS,
+    FindingFilter, FindingsImport, ImportSummary, LatestCheck, MaintenanceCounters, MaintenanceHealth,
+    MaintenanceReport, MaintenanceTask, ONE_HOUR_MS, RecordSwap, Store, StoreError, StoreOptions, StoredRecord, Tier,
+    TierRetention, WriteOutcome,
 };
 
 /// Stores a document, replacing any under its `(tenant, kind, id)`.
@@ -1384,6 +1384,37 @@ impl Store for PgStore {
         let mut checks = rows.into_iter().map(latest_check).collect::<Result<Vec<_>, StoreError>>()?;
         checks.sort_by(|a, b| (&a.result.check_id, &a.host).cmp(&(&b.result.check_id, &b.host)));
         Ok(checks)
+    }
+
+    async fn check_runs(&self, tenant: &str, from_ms: i64, to_ms: i64) -> Result<Vec<CheckRuns>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<CheckRunsRow> = sqlx::query_as(
+            "SELECT c.agent_id, a.host, c.check_id, \
+               (ARRAY_AGG(c.kind ORDER BY c.ts DESC, c.id DESC))[1], \
+               (ARRAY_AGG(c.target ORDER BY c.ts DESC, c.id DESC))[1], \
+               COUNT(*), COUNT(*) FILTER (WHERE c.status = 'ok') \
+             FROM check_results c JOIN agents a ON a.agent_id = c.agent_id \
+             WHERE c.tenant_id = $1 AND c.ts >= $2 AND c.ts < $3 GROUP BY c.agent_id, a.host, c.check_id",
+        )
+        .bind(tenant)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(records::check_runs(rows))
+    }
+
+    async fn open_finding_counts(&self, tenant: &str) -> Result<Vec<(Severity, u64)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = $1 AND status = 'open' GROUP BY severity",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        records::severity_counts(rows)
     }
 
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {

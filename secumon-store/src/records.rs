@@ -86,6 +86,36 @@ pub fn latest_check(row: CheckRow) -> Result<LatestCheck, StoreError> {
     })
 }
 
+/// A row of the per-check run counts: agent id, host, check id, kind, target, runs, `ok` runs.
+pub type CheckRunsRow = (String, String, String, String, String, i64, i64);
+
+pub fn check_runs(rows: Vec<CheckRunsRow>) -> Vec<crate::CheckRuns> {
+    let mut runs: Vec<crate::CheckRuns> = rows
+        .into_iter()
+        .map(|(agent_id, host, check_id, kind, target, runs, ok)| crate::CheckRuns {
+            agent_id,
+            host,
+            check_id,
+            kind,
+            target,
+            runs: runs.max(0) as u64,
+            ok: ok.max(0) as u64,
+        })
+        .collect();
+    runs.sort_by(|a, b| (&a.check_id, &a.host, &a.agent_id).cmp(&(&b.check_id, &b.host, &b.agent_id)));
+    runs
+}
+
+/// `(severity, count)` rows as severities, most severe first.
+pub fn severity_counts(rows: Vec<(String, i64)>) -> Result<Vec<(secumon_core::Severity, u64)>, StoreError> {
+    let mut counts = rows
+        .into_iter()
+        .map(|(severity, n)| Ok((serde_json::from_value(serde_json::Value::String(severity))?, n.max(0) as u64)))
+        .collect::<Result<Vec<(secumon_core::Severity, u64)>, StoreError>>()?;
+    counts.sort_by_key(|c| std::cmp::Reverse(c.0));
+    Ok(counts)
+}
+
 /// A `findings` row: asset, id, severity, title, description, status, first and last seen.
 pub type FindingRow = (String, String, String, String, String, String, i64, i64);
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use secumon_core::model::HOST_LABEL;
-use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, now_ms};
+use secumon_core::{Finding, IngestBatch, Labels, LogRecord, Sample, SeriesKey, Severity, now_ms};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -24,13 +24,14 @@ use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples
 use crate::logs::{LogCursor, LogEntry, LogOrder, LogScan};
 use crate::query::{RangeQuery, SeriesPoints};
 use crate::records::{
-    CheckRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row, latest_check, status_text,
+    self, CheckRow, CheckRunsRow, FindingRow, admitted_severities, critical_finding_events, finding_from_row,
+    latest_check, status_text,
 };
 use crate::writer::{WriteTransaction, Writer};
 use crate::{
-    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, FindingFilter, FindingsImport,
-    ImportSummary, LatestCheck, MaintenanceHealth, MaintenanceReport, RecordSwap, Store, StoreError, StoreOptions,
-    StoredRecord, TierRetention, WriteOutcome,
+    AgentFilter, AgentRecord, AgentRow, AlertHistoryEntry, AuditEntry, AuditFilter, CheckRuns, FindingFilter,
+    FindingsImport, ImportSummary, LatestCheck, MaintenanceHealth, MaintenanceReport, RecordSwap, Store, StoreError,
+    StoreOptions, StoredRecord, TierRetention, WriteOutcome,
 };
 
 /// Stores a document, replacing any under its `(tenant, kind, id)`.
@@ -709,6 +710,34 @@ impl Store for SqliteStore {
         .fetch_all(&self.engine.reader)
         .await?;
         rows.into_iter().map(latest_check).collect()
+    }
+
+    async fn check_runs(&self, tenant: &str, from_ms: i64, to_ms: i64) -> Result<Vec<CheckRuns>, StoreError> {
+        // SQLite's bare columns beside MAX() come from the row holding the maximum: the
+        // kind and target of the latest run.
+        let rows: Vec<CheckRunsRow> = sqlx::query_as(
+            "SELECT c.agent_id, a.host, c.check_id, c.kind, c.target, runs, ok FROM ( \
+               SELECT agent_id, check_id, kind, target, MAX(ts) AS latest, COUNT(*) AS runs, \
+                 SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS ok \
+               FROM check_results WHERE tenant_id = ? AND ts >= ? AND ts < ? GROUP BY agent_id, check_id) c \
+             JOIN agents a ON a.agent_id = c.agent_id",
+        )
+        .bind(tenant)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.engine.reader)
+        .await?;
+        Ok(records::check_runs(rows))
+    }
+
+    async fn open_finding_counts(&self, tenant: &str) -> Result<Vec<(Severity, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT severity, COUNT(*) FROM findings WHERE tenant_id = ? AND status = 'open' GROUP BY severity",
+        )
+        .bind(tenant)
+        .fetch_all(&self.engine.reader)
+        .await?;
+        records::severity_counts(rows)
     }
 
     async fn list_findings(&self, tenant: &str, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {

@@ -3,7 +3,8 @@
 //! severity (critical red, warning orange, info blue; green once resolved).
 
 use async_trait::async_trait;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -48,6 +49,8 @@ pub(crate) fn default_port() -> u16 {
     587
 }
 
+/// An email channel: alerts as HTML and plain-text messages, and files (scheduled reports)
+/// as attachments, through one SMTP relay.
 pub struct EmailNotifier {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -64,6 +67,7 @@ pub struct SmtpSettings<'a> {
 }
 
 impl EmailNotifier {
+    /// A notifier sending through the relay `smtp` describes, from `from` to `to`.
     pub fn new(smtp: SmtpSettings<'_>, from: Mailbox, to: Vec<Mailbox>) -> Result<Self, NotifyError> {
         Self::trusting(smtp, from, to, None)
     }
@@ -138,6 +142,52 @@ pub(crate) fn render(n: &Notification) -> (String, String, String) {
         summary = escape(&n.summary()),
     );
     (subject, text, html)
+}
+
+/// A file sent with a message (a scheduled report).
+pub struct EmailAttachment<'a> {
+    /// The file's name as the recipient sees it.
+    pub file_name: String,
+    /// Its MIME type (`application/pdf`).
+    pub content_type: &'a str,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl EmailNotifier {
+    /// Sends one message with a plain-text body and `attachment` to `to`, or (empty) to the
+    /// channel's own recipients: how scheduled reports travel through an e-mail channel.
+    pub async fn send_file(
+        &self,
+        to: &[String],
+        subject: &str,
+        text: &str,
+        attachment: EmailAttachment<'_>,
+    ) -> Result<(), NotifyError> {
+        let invalid = |e: String| NotifyError::Email(e);
+        let recipients: Vec<Mailbox> = if to.is_empty() {
+            self.to.clone()
+        } else {
+            to.iter()
+                .map(|t| t.parse::<Mailbox>().map_err(|e| invalid(format!("invalid email address {t:?}: {e}"))))
+                .collect::<Result<_, _>>()?
+        };
+        let content_type = ContentType::parse(attachment.content_type)
+            .map_err(|e| invalid(format!("content type {:?}: {e}", attachment.content_type)))?;
+        let mut message = Message::builder().from(self.from.clone()).subject(subject);
+        for to in recipients {
+            message = message.to(to);
+        }
+        let message = message
+            .multipart(
+                MultiPart::mixed()
+                    .singlepart(SinglePart::plain(text.to_string()))
+                    .singlepart(Attachment::new(attachment.file_name).body(attachment.bytes, content_type)),
+            )
+            .map_err(|e| invalid(e.to_string()))?;
+        self.transport.send(message).await.map_err(|e| invalid(e.to_string()))?;
+        Ok(())
+    }
 }
 
 #[async_trait]

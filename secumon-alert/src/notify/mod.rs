@@ -9,7 +9,7 @@ mod slack;
 mod webhook;
 
 pub use action::{ANSWER_EXCERPT_BYTES, ActionConfig, BodyFormat};
-pub use email::{EmailNotifier, SmtpSecurity, SmtpSettings};
+pub use email::{EmailAttachment, EmailNotifier, SmtpSecurity, SmtpSettings};
 pub use pagerduty::PagerDutyNotifier;
 pub use slack::SlackNotifier;
 use webhook::WebhookNotifier;
@@ -213,32 +213,42 @@ impl ChannelConfig {
                 Arc::new(PagerDutyNotifier::new(client, url.clone(), routing_key.clone()))
             }
             Self::Action(action) => Arc::new(action.build()?),
-            Self::Email { smtp_host, smtp_port, security, username, password, from, to, ca_file, .. } => {
-                // Read now, so a missing or unreadable file stops the server's start with
-                // its name rather than failing the first alert.
-                let ca_pem = ca_file
-                    .as_ref()
-                    .map(|path| {
-                        std::fs::read(path)
-                            .map_err(|e| NotifyError::Email(format!("cannot read ca_file {}: {e}", path.display())))
-                    })
-                    .transpose()?;
-                let smtp = SmtpSettings {
-                    host: smtp_host,
-                    port: *smtp_port,
-                    security: *security,
-                    username: username.as_deref(),
-                    password: password.as_deref(),
-                };
-                let built = match ca_pem {
-                    Some(pem) => EmailNotifier::trusting(smtp, from.clone(), to.clone(), Some(&pem)),
-                    None => EmailNotifier::new(smtp, from.clone(), to.clone()),
-                };
-                Arc::new(built.map_err(|e| match ca_file {
-                    Some(path) => NotifyError::Email(format!("ca_file {}: {e}", path.display())),
-                    None => e,
-                })?)
+            Self::Email { .. } => {
+                Arc::new(self.email()?.ok_or_else(|| NotifyError::Email("not an email channel".into()))?)
             }
+        })
+    }
+
+    /// The e-mail notifier of an email channel (`None` for other kinds), which can also send
+    /// files ([`EmailNotifier::send_file`]). Errors when the relay's TLS settings or its
+    /// `ca_file` cannot be used.
+    pub fn email(&self) -> Result<Option<EmailNotifier>, NotifyError> {
+        let Self::Email { smtp_host, smtp_port, security, username, password, from, to, ca_file, .. } = self else {
+            return Ok(None);
+        };
+        // Read now, so a missing or unreadable file stops the server's start with its name
+        // rather than failing the first alert.
+        let ca_pem = ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| NotifyError::Email(format!("cannot read ca_file {}: {e}", path.display())))
+            })
+            .transpose()?;
+        let smtp = SmtpSettings {
+            host: smtp_host,
+            port: *smtp_port,
+            security: *security,
+            username: username.as_deref(),
+            password: password.as_deref(),
+        };
+        let built = match ca_pem {
+            Some(pem) => EmailNotifier::trusting(smtp, from.clone(), to.clone(), Some(&pem)),
+            None => EmailNotifier::new(smtp, from.clone(), to.clone()),
+        };
+        built.map(Some).map_err(|e| match ca_file {
+            Some(path) => NotifyError::Email(format!("ca_file {}: {e}", path.display())),
+            None => e,
         })
     }
 }

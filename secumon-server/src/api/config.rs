@@ -109,6 +109,7 @@ pub(super) async fn write(
 ) -> Result<(AuditNote, Json<TenantConfig>), ApiError> {
     caller.require(Role::Admin)?;
     validate(&config)?;
+    state.reports.validate(&caller.tenant, &config.reports).map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Everything is checked before anything is written.
     let defaults = state.store.retention_defaults();
     let retention = config.retention.take().map(|settings| retention_policy(&settings, defaults)).transpose()?;

@@ -26,6 +26,7 @@ mod openapi;
 mod overview;
 mod params;
 mod prometheus;
+mod reports;
 mod rules;
 mod secuops;
 mod stream;
@@ -89,6 +90,8 @@ pub(crate) struct ApiState {
     pub agent_config: Arc<crate::agent_config::AgentConfigBook>,
     /// Scheduled scans (tenant, name), listed with the integrations.
     pub scans: Arc<Vec<(String, String)>>,
+    /// Scheduled reports: what `PUT /config` checks a tenant's schedules against.
+    pub reports: Arc<crate::report_schedule::ReportScheduler>,
 }
 
 impl ApiState {
@@ -127,6 +130,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(audit::routes())
         .merge(tenant_limits::routes())
         .merge(overview::routes())
+        .merge(reports::routes())
         .merge(prometheus::routes())
         .merge(findings::routes())
         .route("/api/v1/stream", get(stream::stream))

@@ -29,7 +29,7 @@ use utoipa::{Modify, OpenApi};
         super::agents::list_agents, super::agents::get_agent, super::agents::delete_agent, super::agents::provision,
         super::agent_config::list_layers, super::agent_config::put_layer, super::agent_config::delete_layer,
         super::agent_config::agent_config,
-        super::hosts::host_summary, super::overview::overview, super::hosts::network_target, super::data::host_history, super::logs::host_logs,
+        super::hosts::host_summary, super::overview::overview, super::reports::report, super::hosts::network_target, super::data::host_history, super::logs::host_logs,
         super::data::latest_checks, super::ingest::ingest,
         super::alerts::list_alerts, super::alerts::alert_stats, super::alerts::alert_history, super::alerts::acknowledge_alert,
         super::alerts::list_silences, super::alerts::add_silence, super::alerts::expire_silence, super::alerts::resolve_alert,
@@ -90,7 +90,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 67, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 68, "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, item) in paths {
             for (method, operation) in item.as_object().unwrap() {
                 assert!(operation["responses"]["4XX"].is_object(), "{method} {path} has no error answer");

@@ -48,6 +48,7 @@ macro_rules! store_suite {
             record_swaps_apply_together_or_not_at_all,
             records_put_together_replace_and_survive_reopen,
             alert_history_is_kept_per_tenant_by_rule_and_by_time,
+            check_runs_and_open_finding_counts_are_counted_per_tenant,
             rejects_nonsense_queries,
             findings_open_fix_reopen_with_samples_and_events,
             fifty_thousand_findings_on_as_many_assets_are_stored_right,
@@ -796,8 +797,6 @@ pub async fn fifty_thousand_findings_on_as_many_assets_are_stored_right(backend:
     const N: usize = 50_000;
     // Once: a test running across the top of an hour would see two hours.
     let t0 = t0();
-    // Once: a test running across the top of an hour would see two hours.
-    let t0 = t0;
     let store = backend.open().await;
     let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
     let count = |status: FindingStatus| {
@@ -1398,4 +1397,72 @@ pub async fn refused_batches_leave_their_group_alone_and_the_others_commit(backe
     assert_eq!(store.write_batch("globex", &intruding).await.unwrap(), WriteOutcome::Committed);
     assert_eq!(grouped_counts(&*store, "tiny").await["tiny-host"].len(), 3);
     assert_eq!(store.list_agents("globex").await.unwrap()[0].batches, 2);
+}
+
+/// Runs of each check per probe in `[from, to)`: `ok` runs counted apart, other tenants'
+/// and runs outside the period left out, kind and target of the latest run. Open findings
+/// per severity.
+pub async fn check_runs_and_open_finding_counts_are_counted_per_tenant(backend: &impl Backend) {
+    let store = backend.open().await;
+    let run = |id: &str, target: &str, status: CheckStatus, ts: i64| CheckResult {
+        check_id: id.into(),
+        kind: "tcp".into(),
+        target: target.into(),
+        status,
+        timestamp_ms: ts,
+        duration_us: 5,
+        details: serde_json::json!({}),
+        samples: Vec::new(),
+    };
+    let mut first = batch("probe-a", 1, "probe-a", Vec::new());
+    first.check_results = vec![
+        run("ssh", "10.0.0.1:22", CheckStatus::Ok, t0() - 1),
+        run("ssh", "10.0.0.1:22", CheckStatus::Ok, t0()),
+        run("ssh", "10.0.0.1:22", CheckStatus::Critical, t0() + 1_000),
+        run("ssh", "10.0.0.2:22", CheckStatus::Ok, t0() + 2_000),
+        run("web", "10.0.0.1:80", CheckStatus::Warning, t0() + 3_000),
+        run("web", "10.0.0.1:80", CheckStatus::Ok, t0() + 10_000),
+    ];
+    store.write_batch("acme", &first).await.unwrap();
+    let mut second = batch("probe-b", 1, "probe-b", Vec::new());
+    second.check_results = vec![run("ssh", "10.0.0.1:22", CheckStatus::Unknown, t0() + 500)];
+    store.write_batch("acme", &second).await.unwrap();
+    let mut other = batch("probe-c", 1, "probe-c", Vec::new());
+    other.check_results = vec![run("ssh", "10.0.0.1:22", CheckStatus::Ok, t0() + 500)];
+    store.write_batch("globex", &other).await.unwrap();
+
+    let runs = store.check_runs("acme", t0(), t0() + 10_000).await.unwrap();
+    let seen: Vec<(&str, &str, &str, u64, u64)> =
+        runs.iter().map(|r| (r.check_id.as_str(), r.host.as_str(), r.target.as_str(), r.runs, r.ok)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("ssh", "probe-a", "10.0.0.2:22", 3, 2),
+            ("ssh", "probe-b", "10.0.0.1:22", 1, 0),
+            ("web", "probe-a", "10.0.0.1:80", 1, 0)
+        ]
+    );
+    assert!(store.check_runs("acme", t0() + 20_000, t0() + 30_000).await.unwrap().is_empty());
+    assert_eq!(store.check_runs("globex", t0(), t0() + 10_000).await.unwrap().len(), 1);
+
+    // Open findings counted by severity in the database: fixed ones and other tenants' left out.
+    let finding = |id: &str, severity| secumon_core::Finding {
+        id: id.into(),
+        severity,
+        asset: "web-1".into(),
+        title: id.into(),
+        description: String::new(),
+        first_seen_ms: t0(),
+        last_seen_ms: t0(),
+        status: secumon_core::FindingStatus::Open,
+    };
+    let import =
+        |findings, full_scan| secumon_store::FindingsImport { source: "t".into(), findings, full_scan, at_ms: t0() };
+    let all = vec![finding("a", Severity::Critical), finding("b", Severity::Low), finding("c", Severity::Low)];
+    store.import_findings("acme", &import(all.clone(), false)).await.unwrap();
+    store.import_findings("acme", &import(all[..2].to_vec(), true)).await.unwrap();
+    store.import_findings("globex", &import(all, false)).await.unwrap();
+    let counts = store.open_finding_counts("acme").await.unwrap();
+    assert_eq!(counts, [(Severity::Critical, 1), (Severity::Low, 1)]);
+    store.close().await;
 }
