@@ -5,7 +5,8 @@
 //! `i` is client `i % clients`'s), `site` (`site-0`…`site-6`) and `role`.
 //!
 //! `benches/scripts/api_latency.sh` runs this, starts `secumon server` on the directory and
-//! points wrk at it.
+//! points wrk at it; `benches/scripts/prom_query_range.sh` also has it import the same
+//! samples into VictoriaMetrics (`--victoria`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,10 @@ struct Args {
     /// Clients the hosts are spread over (the `client` label).
     #[arg(long, default_value_t = 50)]
     clients: usize,
+    /// Also import every sample, under the labels SecuMon stores it with, into the
+    /// VictoriaMetrics at this URL (`http://127.0.0.1:8428`), to query both the same way.
+    #[arg(long)]
+    victoria: Option<String>,
 }
 
 const ROLES: [&str; 4] = ["web", "db", "cache", "worker"];
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let end = now_ms() / STEP_MS * STEP_MS;
     let started = Instant::now();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let http = reqwest::Client::new();
     for host in 0..args.hosts {
         let name = format!("host-{host:04}");
         let mut samples = Vec::with_capacity(points * GAUGES.len());
@@ -86,6 +92,19 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         store.write_batch("default", &batch).await?;
+        if let Some(url) = &args.victoria {
+            let stored: Vec<Sample> = batch
+                .samples
+                .iter()
+                .map(|s| Sample { series: batch.stored_series_key("default", &s.series), ..s.clone() })
+                .collect();
+            let body = secumon_benches::exposition_with_timestamps(&stored);
+            let answer = http.post(format!("{url}/api/v1/import/prometheus")).body(body).send().await?;
+            anyhow::ensure!(answer.status().is_success(), "VictoriaMetrics refused an import: {}", answer.status());
+        }
+    }
+    if let Some(url) = &args.victoria {
+        http.get(format!("{url}/internal/force_flush")).send().await?.error_for_status()?;
     }
     let written = args.hosts * points * GAUGES.len();
     eprintln!("api_seed: {} hosts, {written} samples in {:.1} s", args.hosts, started.elapsed().as_secs_f64());

@@ -9,18 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v victoria-metrics >/dev/null; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  policy=/usr/sbin/policy-rc.d
-  placed=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy" && placed=1
-  fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends victoria-metrics \
-    || { $sudo apt-get update && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends victoria-metrics; }
-  [ "$placed" = 1 ] && $sudo rm -f "$policy"
-fi
+benches/scripts/install_victoria_metrics.sh
 
 cargo build --release --locked -p secumon-benches --bin store_load
 
