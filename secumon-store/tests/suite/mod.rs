@@ -796,8 +796,6 @@ pub async fn fifty_thousand_findings_on_as_many_assets_are_stored_right(backend:
     const N: usize = 50_000;
     // Once: a test running across the top of an hour would see two hours.
     let t0 = t0();
-    // Once: a test running across the top of an hour would see two hours.
-    let t0 = t0;
     let store = backend.open().await;
     let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
     let count = |status: FindingStatus| {
