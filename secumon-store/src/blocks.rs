@@ -26,32 +26,42 @@ pub fn window_of(timestamp_ms: i64) -> i64 {
 /// What the store holds of one series' window before newer samples are merged in.
 #[derive(Debug, Default)]
 pub struct StoredWindow {
-    /// The raw block, if any (gone once raw retention passed).
-    pub raw: Option<Vec<u8>>,
+    /// Newest timestamp of the window's raw blocks, if it has any.
+    pub raw_max_ts: Option<i64>,
+    /// The raw blocks' bytes: read only when [`StoredWindow::needs_raw`] says so.
+    pub raw: Vec<Vec<u8>>,
     /// The 5-minute rollup block, if any.
     pub rollup_5m: Option<Vec<u8>>,
     /// The hourly rollup block, if any.
     pub rollup_1h: Option<Vec<u8>>,
 }
 
-/// One series' window with everything written to it merged: what is stored back.
+impl StoredWindow {
+    /// Whether merging `newer` needs the raw blocks: a sample at or before the newest
+    /// stored one may rewrite a timestamp, so the window is summarized again from all its
+    /// samples. Samples all after it only add to the stored rollups.
+    pub fn needs_raw(&self, newer: &[(i64, f64)]) -> bool {
+        self.raw_max_ts.is_some_and(|max| newer.iter().any(|(ts, _)| *ts <= max))
+    }
+}
+
+/// One series' window with newer samples merged: what is stored back.
 #[derive(Debug)]
 pub struct SettledWindow {
-    /// Every sample of the window, time-ordered, one per timestamp (the last written).
+    /// With `replaces_raw`, every sample of the window; otherwise the newer samples only,
+    /// for a block beside the stored ones. Time-ordered, one per timestamp (the last written).
     pub points: Vec<(i64, f64)>,
-    /// The window's 5-minute and hourly summaries.
+    /// Whether `points` replaces the window's raw blocks.
+    pub replaces_raw: bool,
+    /// The window's 5-minute and hourly summaries, all of them.
     pub rollup_5m: Vec<(i64, Summary)>,
     pub rollup_1h: Vec<(i64, Summary)>,
 }
 
 impl SettledWindow {
-    /// The compressed raw block, with its first and last timestamps and sample count.
-    pub fn raw_block(&self) -> (i64, i64, usize, Vec<u8>) {
-        let timestamps: Vec<i64> = self.points.iter().map(|p| p.0).collect();
-        let values: Vec<f64> = self.points.iter().map(|p| p.1).collect();
-        let first = timestamps.first().copied().unwrap_or_default();
-        let last = timestamps.last().copied().unwrap_or_default();
-        (first, last, self.points.len(), encode_chunk(&timestamps, &values, Effort::Best))
+    /// The compressed raw block of `points`, with its first and last timestamps and count.
+    pub fn raw_block(&self, effort: Effort) -> (i64, i64, usize, Vec<u8>) {
+        encode_points(&self.points, effort)
     }
 
     /// The compressed 5-minute and hourly rollup blocks.
@@ -60,26 +70,47 @@ impl SettledWindow {
     }
 }
 
+/// A raw block of time-ordered `points`: first and last timestamps, count, bytes.
+pub fn encode_points(points: &[(i64, f64)], effort: Effort) -> (i64, i64, usize, Vec<u8>) {
+    let timestamps: Vec<i64> = points.iter().map(|p| p.0).collect();
+    let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+    let first = timestamps.first().copied().unwrap_or_default();
+    let last = timestamps.last().copied().unwrap_or_default();
+    (first, last, points.len(), encode_chunk(&timestamps, &values, effort))
+}
+
+/// The samples of raw blocks, oldest written first, time-ordered with the last write of
+/// each timestamp.
+pub fn merge_blocks<'a>(blocks: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<(i64, f64)>, CodecError> {
+    let mut points = Vec::new();
+    for block in blocks {
+        let (ts, vs) = decode_chunk(block)?;
+        points.extend(ts.into_iter().zip(vs));
+    }
+    sort_last_write_wins(&mut points);
+    Ok(points)
+}
+
 /// Merges `newer` samples (in the order they were written) into a window's stored blocks.
 ///
-/// With a raw block, the window is summarized again from all its samples, so a timestamp
-/// sent again replaces its earlier value in the rollups instead of being counted twice.
-/// Without one but with rollups (raw retention removed the block), the new samples' summaries
-/// are added to the stored ones: nothing is left to tell a re-sent timestamp from a new one.
+/// Samples all after the stored ones (the usual case: a series' next samples) make a block
+/// of their own and their summaries are added to the stored rollups. Otherwise (a timestamp
+/// sent again, late data) the window is merged whole, last write wins, and summarized again
+/// from all its samples: a rewritten timestamp is never counted twice. Without raw blocks
+/// but with rollups (raw retention removed the blocks), new samples' summaries are added:
+/// nothing is left to tell a re-sent timestamp from a new one.
 pub fn settle(stored: &StoredWindow, newer: Vec<(i64, f64)>) -> Result<SettledWindow, CodecError> {
-    let mut points = match &stored.raw {
-        Some(block) => {
-            let (ts, vs) = decode_chunk(block)?;
-            ts.into_iter().zip(vs).collect()
-        }
-        None => Vec::new(),
-    };
+    let replaces_raw = stored.needs_raw(&newer);
+    if replaces_raw && stored.raw.is_empty() {
+        return Err(CodecError::Chunk("a window merged whole without its raw blocks".into()));
+    }
+    let mut points = if replaces_raw { merge_blocks(stored.raw.iter().map(Vec::as_slice))? } else { Vec::new() };
     // Stored first, so the newer write of a timestamp wins.
     points.extend(newer);
     sort_last_write_wins(&mut points);
     let mut rollup_5m = summarize(&points, FIVE_MINUTES_MS);
     let mut rollup_1h = summarize(&points, ONE_HOUR_MS);
-    if stored.raw.is_none() {
+    if !replaces_raw {
         if let Some(block) = &stored.rollup_5m {
             rollup_5m = add_summaries(decode_summaries(block)?, rollup_5m);
         }
@@ -87,7 +118,7 @@ pub fn settle(stored: &StoredWindow, newer: Vec<(i64, f64)>) -> Result<SettledWi
             rollup_1h = add_summaries(decode_summaries(block)?, rollup_1h);
         }
     }
-    Ok(SettledWindow { points, rollup_5m, rollup_1h })
+    Ok(SettledWindow { points, replaces_raw, rollup_5m, rollup_1h })
 }
 
 /// Bucket-ordered summaries of older samples combined with those of newer ones.
@@ -146,14 +177,42 @@ mod tests {
 
     #[test]
     fn a_timestamp_sent_again_replaces_its_value_in_block_and_rollups() {
-        let stored = StoredWindow { raw: Some(block(&[(0, 1.0), (10_000, 2.0)])), ..Default::default() };
-        let settled = settle(&stored, vec![(10_000, 5.0), (20_000, 3.0), (10_000, 7.0)]).unwrap();
+        let first = vec![(0, 1.0), (10_000, 2.0)];
+        let stored = StoredWindow {
+            raw_max_ts: Some(10_000),
+            raw: vec![block(&first)],
+            rollup_5m: Some(encode_summaries(&summarize(&first, FIVE_MINUTES_MS))),
+            rollup_1h: Some(encode_summaries(&summarize(&first, ONE_HOUR_MS))),
+        };
+        let newer = vec![(10_000, 5.0), (20_000, 3.0), (10_000, 7.0)];
+        assert!(stored.needs_raw(&newer));
+        let settled = settle(&stored, newer).unwrap();
+        assert!(settled.replaces_raw);
         assert_eq!(settled.points, vec![(0, 1.0), (10_000, 7.0), (20_000, 3.0)]);
         let five = settled.rollup_5m[0].1;
         assert_eq!((five.count, five.sum, five.last), (3, 11.0, 3.0));
-        let (min_ts, max_ts, samples, data) = settled.raw_block();
+        let (min_ts, max_ts, samples, data) = settled.raw_block(Effort::Best);
         assert_eq!((min_ts, max_ts, samples), (0, 20_000, 3));
         assert_eq!(decode_chunk(&data).unwrap().1, vec![1.0, 7.0, 3.0]);
+        // Without the raw blocks read, a rewrite is refused rather than counted twice.
+        let unread = StoredWindow { raw: Vec::new(), ..stored };
+        assert!(settle(&unread, vec![(0, 9.0)]).is_err());
+    }
+
+    #[test]
+    fn later_samples_make_a_block_of_their_own_and_add_to_the_rollups() {
+        let first = vec![(0, 1.0), (10_000, 2.0)];
+        let stored = StoredWindow {
+            raw_max_ts: Some(10_000),
+            raw: Vec::new(),
+            rollup_5m: Some(encode_summaries(&summarize(&first, FIVE_MINUTES_MS))),
+            rollup_1h: None,
+        };
+        let settled = settle(&stored, vec![(30_000, 4.0), (20_000, 3.0)]).unwrap();
+        assert!(!settled.replaces_raw);
+        assert_eq!(settled.points, vec![(20_000, 3.0), (30_000, 4.0)]);
+        let five = settled.rollup_5m[0].1;
+        assert_eq!((five.count, five.sum, five.last_ts, five.last), (4, 10.0, 30_000, 4.0));
     }
 
     #[test]

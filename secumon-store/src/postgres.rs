@@ -1540,8 +1540,7 @@ impl Store for PgStore {
             for (id, ts, value) in head {
                 work.unsettled.entry((id, window_of(ts))).or_default().push((ts, value));
             }
-            let keys: Vec<WindowKey> = work.unsettled.keys().copied().collect();
-            work.stored = read_windows(&mut tx, &keys).await?;
+            work.stored = read_windows(&mut tx, &work.unsettled).await?;
             work.rollups = sqlx::query_as(&format!(
                 "SELECT series_id, window_start, data FROM {table} WHERE series_id = ANY($1) \
                  AND window_start BETWEEN $2 AND $3"
@@ -1587,13 +1586,13 @@ impl Store for PgStore {
         if !ours {
             return Ok(MaintenanceReport::default());
         }
-        let compacted = self.compact(now_ms).await;
-        self.health.record(MaintenanceTask::Compaction, &compacted);
-        let compacted_samples = compacted?;
+        let compaction = async { Ok((self.compact(now_ms).await?, self.merge_closed(now_ms).await?)) }.await;
+        self.health.record(MaintenanceTask::Compaction, &compaction);
+        let (compacted_samples, merged_chunks) = compaction?;
         let expired = self.expire(now_ms).await;
         self.health.record(MaintenanceTask::Retention, &expired);
         lock.rollback().await?;
-        Ok(MaintenanceReport { compacted_samples, merged_chunks: 0, expired_rows: expired? })
+        Ok(MaintenanceReport { compacted_samples, merged_chunks, expired_rows: expired? })
     }
 
     fn maintenance_health(&self) -> MaintenanceHealth {

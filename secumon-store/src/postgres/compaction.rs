@@ -1,8 +1,10 @@
 //! PostgreSQL's samples as compressed blocks: batches land in the `samples` head table (the
 //! write-ahead log: a batch is acknowledged when its transaction commits); compaction moves
-//! the head's samples of windows that closed [`COMPACT_MARGIN_MS`] ago into one pco block
-//! per series per window (`blocks`, partitioned by day) and one rollup block per tier per
-//! window (`rollup_5m_blocks`, `rollup_1h_blocks`), through the shared [`settle`].
+//! the head's samples older than [`COMPACT_MARGIN_MS`] into pco blocks per series per
+//! two-hour window (`blocks`, partitioned by day), keeping the window's 5-minute and hourly
+//! rollups as one block per tier (`rollup_5m_blocks`, `rollup_1h_blocks`), through the shared
+//! [`settle`]. Each pass adds a fast level-0 block per series; once a window has closed, its
+//! blocks are merged into one level-1 block at the best compression.
 //!
 //! Several server processes may write and maintain one database: a pass runs only in the
 //! process holding the schema's advisory lock, and each slice of series is moved in one
@@ -17,13 +19,13 @@ use sqlx::PgConnection;
 
 use super::{DAY_MS, PgStore};
 use crate::StoreError;
-use crate::blocks::{BLOCK_WINDOW_MS, StoredWindow, settle, window_of};
-use crate::codec::encode_summaries;
+use crate::blocks::{BLOCK_WINDOW_MS, StoredWindow, encode_points, merge_blocks, settle, window_of};
+use crate::codec::{Effort, encode_summaries};
 use crate::query::Summary;
 
-/// Head samples stay this long past the end of their window before compaction moves them:
-/// the stragglers of a window that just closed land in the head, not in a rewrite of its block.
-pub(super) const COMPACT_MARGIN_MS: i64 = 10 * 60_000;
+/// Head samples this recent stay for the next pass: a batch's stragglers (another agent's
+/// batch of the same instant commits a moment later) land in the head, not in a rewrite.
+pub(super) const COMPACT_MARGIN_MS: i64 = 2 * 60_000;
 /// Series per compaction transaction (by id range), so a pass holds little in memory.
 const SERIES_PER_SLICE: i64 = 512;
 /// Windows per `UNNEST` statement when blocks are written.
@@ -40,18 +42,22 @@ pub(super) type WindowKey = (i64, i64);
 /// A rollup row of the row layout: series, bucket, min, max, sum, count, last timestamp, last.
 type LegacyRollupRow = (i64, i64, Option<f64>, Option<f64>, f64, i64, i64, f64);
 
-/// A window's stored blocks as read: series, window start, raw, 5-minute and hourly block.
-type StoredRow = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+/// A window's stored blocks as read: series, window start, newest raw timestamp, 5-minute
+/// and hourly block.
+type StoredRow = (i64, i64, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// A settled window ready to store: raw block (first and last timestamp, samples, bytes),
+/// A raw block: first and last timestamp, samples, bytes.
+type RawBlock = (i64, i64, usize, Vec<u8>);
+
+/// A settled window ready to store: its raw block, whether it replaces the window's others,
 /// then the 5-minute and hourly rollup blocks.
-type WindowRows = (WindowKey, (i64, i64, usize, Vec<u8>), Vec<u8>, Vec<u8>);
+type WindowRows = (WindowKey, RawBlock, bool, Vec<u8>, Vec<u8>);
 
 impl PgStore {
     /// Moves the head's samples of every window that ended [`COMPACT_MARGIN_MS`] before
     /// `now_ms` into blocks; returns how many. The caller holds the maintenance lock.
     pub(super) async fn compact(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let cutoff = window_of(now_ms.saturating_sub(COMPACT_MARGIN_MS));
+        let cutoff = now_ms.saturating_sub(COMPACT_MARGIN_MS);
         // Block partitions for every day the head holds before the cutoff, made outside the
         // slices' transactions (DDL would hold a lock on `blocks` until they commit).
         let head_days = self.partition_days("samples").await?;
@@ -66,6 +72,62 @@ impl PgStore {
             from += SERIES_PER_SLICE;
         }
         Ok(moved)
+    }
+
+    /// Merges the level-0 blocks of windows that closed before `now_ms` (less the margin)
+    /// into one level-1 block each, at the best compression; returns the blocks merged away.
+    pub(super) async fn merge_closed(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let closed_before = now_ms.saturating_sub(COMPACT_MARGIN_MS).saturating_sub(BLOCK_WINDOW_MS);
+        let mut merged = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+            let keys: Vec<WindowKey> = sqlx::query_as(
+                "SELECT DISTINCT series_id, window_start FROM blocks WHERE level = 0 AND window_start <= $1 LIMIT $2",
+            )
+            .bind(closed_before)
+            .bind(WINDOWS_PER_INSERT as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            if keys.is_empty() {
+                return Ok(merged);
+            }
+            let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+            let starts: Vec<i64> = keys.iter().map(|k| k.1).collect();
+            let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT b.series_id, b.window_start, b.data FROM UNNEST($1::int8[], $2::int8[]) AS k(s, w) \
+                 JOIN blocks b ON b.series_id = k.s AND b.window_start = k.w ORDER BY b.series_id, b.window_start, b.min_ts",
+            )
+            .bind(&ids)
+            .bind(&starts)
+            .fetch_all(&mut *tx)
+            .await?;
+            merged += rows.len() as u64;
+            let windows = tokio::task::spawn_blocking(move || {
+                let mut by_window: BTreeMap<WindowKey, Vec<Vec<u8>>> = BTreeMap::new();
+                for (series_id, start, data) in rows {
+                    by_window.entry((series_id, start)).or_default().push(data);
+                }
+                by_window
+                    .into_iter()
+                    .map(|(key, blocks)| {
+                        let points = merge_blocks(blocks.iter().map(Vec::as_slice))?;
+                        Ok((key, encode_points(&points, Effort::Best)))
+                    })
+                    .collect::<Result<Vec<(WindowKey, RawBlock)>, StoreError>>()
+            })
+            .await??;
+            sqlx::query(
+                "DELETE FROM blocks b USING UNNEST($1::int8[], $2::int8[]) AS k(s, w) \
+                 WHERE b.series_id = k.s AND b.window_start = k.w",
+            )
+            .bind(&ids)
+            .bind(&starts)
+            .execute(&mut *tx)
+            .await?;
+            insert_raw_blocks(&mut tx, windows.iter().map(|(key, block)| (key, block)), 1).await?;
+            tx.commit().await?;
+        }
     }
 
     /// Compacts the head rows of series `from..to` older than `cutoff`, in one transaction.
@@ -91,15 +153,14 @@ impl PgStore {
         for (series_id, ts, value) in rows {
             newer.entry((series_id, window_of(ts))).or_default().push((ts, value));
         }
-        let keys: Vec<WindowKey> = newer.keys().copied().collect();
-        let mut stored = read_windows(&mut tx, &keys).await?;
+        let mut stored = read_windows(&mut tx, &newer).await?;
         let settled = tokio::task::spawn_blocking(move || {
             newer
                 .into_iter()
                 .map(|(key, points)| {
                     let window = settle(&stored.remove(&key).unwrap_or_default(), points)?;
                     let (five, hourly) = window.rollup_blocks();
-                    Ok((key, window.raw_block(), five, hourly))
+                    Ok((key, window.raw_block(Effort::Fast), window.replaces_raw, five, hourly))
                 })
                 .collect::<Result<Vec<WindowRows>, StoreError>>()
         })
@@ -195,18 +256,21 @@ impl PgStore {
     }
 }
 
-/// The stored blocks of the windows `keys`.
+/// The stored blocks of the windows `newer` samples fall in: their rollup blocks, the
+/// newest timestamp of their raw blocks, and the raw blocks themselves where `newer` may
+/// rewrite a timestamp ([`StoredWindow::needs_raw`]).
 pub(super) async fn read_windows(
     conn: &mut PgConnection,
-    keys: &[WindowKey],
+    newer: &BTreeMap<WindowKey, Vec<(i64, f64)>>,
 ) -> Result<HashMap<WindowKey, StoredWindow>, StoreError> {
+    let keys: Vec<WindowKey> = newer.keys().copied().collect();
     let mut out = HashMap::with_capacity(keys.len());
     for part in keys.chunks(WINDOWS_PER_INSERT) {
         let ids: Vec<i64> = part.iter().map(|k| k.0).collect();
         let starts: Vec<i64> = part.iter().map(|k| k.1).collect();
         let rows: Vec<StoredRow> = sqlx::query_as(
-            "SELECT k.s, k.w, b.data, f.data, h.data FROM UNNEST($1::int8[], $2::int8[]) AS k(s, w) \
-             LEFT JOIN blocks b ON b.series_id = k.s AND b.window_start = k.w \
+            "SELECT k.s, k.w, (SELECT max(b.max_ts) FROM blocks b WHERE b.series_id = k.s AND b.window_start = k.w), \
+             f.data, h.data FROM UNNEST($1::int8[], $2::int8[]) AS k(s, w) \
              LEFT JOIN rollup_5m_blocks f ON f.series_id = k.s AND f.window_start = k.w \
              LEFT JOIN rollup_1h_blocks h ON h.series_id = k.s AND h.window_start = k.w",
         )
@@ -214,18 +278,46 @@ pub(super) async fn read_windows(
         .bind(&starts)
         .fetch_all(&mut *conn)
         .await?;
-        for (series_id, start, raw, rollup_5m, rollup_1h) in rows {
-            if raw.is_some() || rollup_5m.is_some() || rollup_1h.is_some() {
-                out.insert((series_id, start), StoredWindow { raw, rollup_5m, rollup_1h });
+        for (series_id, start, raw_max_ts, rollup_5m, rollup_1h) in rows {
+            if raw_max_ts.is_some() || rollup_5m.is_some() || rollup_1h.is_some() {
+                out.insert((series_id, start), StoredWindow { raw_max_ts, raw: Vec::new(), rollup_5m, rollup_1h });
+            }
+        }
+    }
+    // Raw blocks only of windows merged whole (a timestamp sent again, late data).
+    let whole: Vec<WindowKey> = out
+        .iter()
+        .filter(|(key, stored)| newer.get(*key).is_some_and(|points| stored.needs_raw(points)))
+        .map(|(key, _)| *key)
+        .collect();
+    for part in whole.chunks(WINDOWS_PER_INSERT) {
+        let ids: Vec<i64> = part.iter().map(|k| k.0).collect();
+        let starts: Vec<i64> = part.iter().map(|k| k.1).collect();
+        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT b.series_id, b.window_start, b.data FROM UNNEST($1::int8[], $2::int8[]) AS k(s, w) \
+             JOIN blocks b ON b.series_id = k.s AND b.window_start = k.w ORDER BY b.min_ts",
+        )
+        .bind(&ids)
+        .bind(&starts)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (series_id, start, data) in rows {
+            if let Some(stored) = out.get_mut(&(series_id, start)) {
+                stored.raw.push(data);
             }
         }
     }
     Ok(out)
 }
 
-/// Stores settled windows, replacing what their blocks held.
-async fn write_windows(conn: &mut PgConnection, windows: &[WindowRows]) -> Result<(), StoreError> {
-    for part in windows.chunks(WINDOWS_PER_INSERT) {
+/// Inserts raw blocks at `level`.
+async fn insert_raw_blocks<'a>(
+    conn: &mut PgConnection,
+    blocks: impl Iterator<Item = (&'a WindowKey, &'a RawBlock)>,
+    level: i16,
+) -> Result<(), StoreError> {
+    let blocks: Vec<(&WindowKey, &RawBlock)> = blocks.collect();
+    for part in blocks.chunks(WINDOWS_PER_INSERT) {
         let ids: Vec<i64> = part.iter().map(|w| w.0.0).collect();
         let starts: Vec<i64> = part.iter().map(|w| w.0.1).collect();
         let min_ts: Vec<i64> = part.iter().map(|w| w.1.0).collect();
@@ -233,10 +325,9 @@ async fn write_windows(conn: &mut PgConnection, windows: &[WindowRows]) -> Resul
         let samples: Vec<i32> = part.iter().map(|w| w.1.2 as i32).collect();
         let data: Vec<&[u8]> = part.iter().map(|w| w.1.3.as_slice()).collect();
         sqlx::query(
-            "INSERT INTO blocks (series_id, window_start, min_ts, max_ts, samples, data) \
-             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int4[], $6::bytea[]) \
-             ON CONFLICT (series_id, window_start) DO UPDATE SET min_ts = excluded.min_ts, \
-             max_ts = excluded.max_ts, samples = excluded.samples, data = excluded.data",
+            "INSERT INTO blocks (series_id, window_start, min_ts, max_ts, samples, level, data) \
+             SELECT s, w, f, l, n, $7, d FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int4[], $6::bytea[]) \
+             AS u(s, w, f, l, n, d)",
         )
         .bind(&ids)
         .bind(&starts)
@@ -244,11 +335,36 @@ async fn write_windows(conn: &mut PgConnection, windows: &[WindowRows]) -> Resul
         .bind(&max_ts)
         .bind(&samples)
         .bind(&data)
+        .bind(level)
         .execute(&mut *conn)
         .await?;
+    }
+    Ok(())
+}
+
+/// Stores settled windows: a new raw block each (replacing the window's others when it holds
+/// all its samples), and rollup blocks replacing the stored ones.
+async fn write_windows(conn: &mut PgConnection, windows: &[WindowRows]) -> Result<(), StoreError> {
+    let replaced: Vec<&WindowKey> = windows.iter().filter(|w| w.2).map(|w| &w.0).collect();
+    for part in replaced.chunks(WINDOWS_PER_INSERT) {
+        let ids: Vec<i64> = part.iter().map(|k| k.0).collect();
+        let starts: Vec<i64> = part.iter().map(|k| k.1).collect();
+        sqlx::query(
+            "DELETE FROM blocks b USING UNNEST($1::int8[], $2::int8[]) AS k(s, w) \
+             WHERE b.series_id = k.s AND b.window_start = k.w",
+        )
+        .bind(&ids)
+        .bind(&starts)
+        .execute(&mut *conn)
+        .await?;
+    }
+    insert_raw_blocks(conn, windows.iter().map(|w| (&w.0, &w.1)), 0).await?;
+    for part in windows.chunks(WINDOWS_PER_INSERT) {
+        let ids: Vec<i64> = part.iter().map(|w| w.0.0).collect();
+        let starts: Vec<i64> = part.iter().map(|w| w.0.1).collect();
         for (table, pick) in [("rollup_5m_blocks", 0), ("rollup_1h_blocks", 1)] {
             let data: Vec<&[u8]> =
-                part.iter().map(|w| if pick == 0 { w.2.as_slice() } else { w.3.as_slice() }).collect();
+                part.iter().map(|w| if pick == 0 { w.3.as_slice() } else { w.4.as_slice() }).collect();
             sqlx::query(&format!(
                 "INSERT INTO {table} (series_id, window_start, data) \
                  SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::bytea[]) \
