@@ -69,8 +69,12 @@ const GROUP_LANES: usize = 4;
 const FAST_GROUP_PATH: bool = true;
 /// Connections to the database.
 const POOL_CONNECTIONS: u32 = 8;
-/// How often the background task rolls up and applies retention.
+/// How often the background task compacts and applies retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// Background passes compact the head this often: each compaction adds a block per series
+/// per window (merged when the window closes), so ten minutes make a dozen blocks of ~60
+/// samples a window at a 10 s interval, while the head holds ten minutes of rows.
+const COMPACT_EVERY: u32 = 10;
 /// Rows deleted per retention statement, so other writers interleave.
 const EXPIRE_SLICE: i64 = 10_000;
 /// Retention passes between full sweeps of a tenant group's older data (in between, a pass
@@ -162,10 +166,12 @@ impl PgStore {
             let task = tokio::spawn(async move {
                 // Counted (`maintenance_health`); logged once per episode, then every 10 passes.
                 let mut failed_in_a_row = 0u64;
+                let mut passes = 0u32;
                 loop {
                     tokio::time::sleep(MAINTENANCE_EVERY).await;
                     let Some(store) = weak.upgrade() else { return };
-                    match store.maintain(now_ms()).await {
+                    passes = passes.wrapping_add(1);
+                    match store.maintenance_pass(now_ms(), passes.is_multiple_of(COMPACT_EVERY)).await {
                         Ok(_) if failed_in_a_row > 0 => {
                             failed_in_a_row = 0;
                             tracing::info!("postgres store maintenance works again");
@@ -281,6 +287,30 @@ impl PgStore {
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+
+    /// One maintenance pass: compaction (when `compact`) and retention, in the one process of
+    /// those sharing the database that holds the maintenance lock; the others skip it.
+    async fn maintenance_pass(&self, now_ms: i64, compact: bool) -> Result<MaintenanceReport, StoreError> {
+        // One process of those sharing the database at a time; the others skip the pass.
+        let mut lock = self.pool.begin().await?;
+        let ours: bool = sqlx::query_scalar(compaction::TRY_MAINTENANCE_LOCK).fetch_one(&mut *lock).await?;
+        if !ours {
+            return Ok(MaintenanceReport::default());
+        }
+        let compaction = async {
+            if !compact {
+                return Ok((0, 0));
+            }
+            Ok((self.compact(now_ms).await?, self.merge_closed(now_ms).await?))
+        }
+        .await;
+        self.health.record(MaintenanceTask::Compaction, &compaction);
+        let (compacted_samples, merged_chunks) = compaction?;
+        let expired = self.expire(now_ms).await;
+        self.health.record(MaintenanceTask::Retention, &expired);
+        lock.rollback().await?;
+        Ok(MaintenanceReport { compacted_samples, merged_chunks, expired_rows: expired? })
     }
 
     /// Reads every tenant's own retention policy from the records.
@@ -1580,19 +1610,7 @@ impl Store for PgStore {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError> {
-        // One process of those sharing the database at a time; the others skip the pass.
-        let mut lock = self.pool.begin().await?;
-        let ours: bool = sqlx::query_scalar(compaction::TRY_MAINTENANCE_LOCK).fetch_one(&mut *lock).await?;
-        if !ours {
-            return Ok(MaintenanceReport::default());
-        }
-        let compaction = async { Ok((self.compact(now_ms).await?, self.merge_closed(now_ms).await?)) }.await;
-        self.health.record(MaintenanceTask::Compaction, &compaction);
-        let (compacted_samples, merged_chunks) = compaction?;
-        let expired = self.expire(now_ms).await;
-        self.health.record(MaintenanceTask::Retention, &expired);
-        lock.rollback().await?;
-        Ok(MaintenanceReport { compacted_samples, merged_chunks, expired_rows: expired? })
+        self.maintenance_pass(now_ms, true).await
     }
 
     fn maintenance_health(&self) -> MaintenanceHealth {
