@@ -406,6 +406,22 @@ async fn postgres(args: &Args) -> Report {
     .fetch_one(&admin)
     .await
     .expect("size");
+    // Where they go: the head table (rows compaction deleted stay as dead tuples until
+    // PostgreSQL's vacuum makes their space reusable), the blocks, the rest.
+    let parts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN c.relname LIKE 'samples%' THEN 'head' WHEN c.relname LIKE 'blocks%' THEN 'raw blocks' \
+         WHEN c.relname LIKE 'rollup%' THEN 'rollup blocks' ELSE 'other' END, \
+         sum(pg_total_relation_size(c.oid))::int8 FROM pg_class c \
+         WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'm') GROUP BY 1 ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(&admin)
+    .await
+    .expect("sizes");
+    let samples = (report.samples + (args.query_hosts * DAY_POINTS) as u64) as f64;
+    for (part, part_bytes) in parts {
+        eprintln!("secumon-postgres on disk, {part}: {part_bytes} bytes, {:.2} B/sample", part_bytes as f64 / samples);
+    }
     report.on_disk(bytes as u64, args);
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.expect("drop");
     report

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use crate::blocks::answer;
 use crate::codec::{Effort, WalSample, decode_chunk, decode_wal, encode_chunk, encode_wal};
 use crate::head::{Generation, Head, sort_last_write_wins};
-use crate::query::{Point, Summary, aggregate, aggregate_summaries, bucket_of, summarize};
+use crate::query::{Point, Summary, bucket_of, summarize};
 use crate::retention::{Owners, RETENTION_KIND, SampleTier, TenantRetentions};
 use crate::writer::Writer;
 use crate::{
@@ -525,23 +526,9 @@ fn evaluate(
     }
     let mut out = Vec::new();
     for id in series_ids {
-        let head = head_points.remove(id).unwrap_or_default().into_iter().filter(|(ts, _)| in_range(*ts));
-        let points = if tier == Tier::Raw {
-            let mut all = raw.remove(id).unwrap_or_default();
-            all.extend(head);
-            sort_last_write_wins(&mut all);
-            let all: Vec<Point> = all.into_iter().map(|(timestamp_ms, value)| Point { timestamp_ms, value }).collect();
-            aggregate(&all, query.start_ms, query.step_ms, query.aggregation)
-        } else {
-            let mut head: Vec<(i64, f64)> = head.collect();
-            sort_last_write_wins(&mut head);
-            let summaries = rollups
-                .remove(id)
-                .unwrap_or_default()
-                .into_iter()
-                .chain(head.into_iter().map(|(ts, v)| (ts, Summary::of(ts, v))));
-            aggregate_summaries(summaries, query.start_ms, query.step_ms, query.aggregation)
-        };
+        let head = head_points.remove(id).unwrap_or_default();
+        let stored = raw.remove(id).unwrap_or_default();
+        let points = answer(stored, rollups.remove(id).unwrap_or_default(), head, query, tier);
         if !points.is_empty() {
             out.push((*id, points));
         }

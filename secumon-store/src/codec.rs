@@ -5,6 +5,8 @@
 use pco::standalone::{simple_compress, simple_decompress};
 use pco::{ChunkConfig, DeltaSpec, ModeSpec};
 
+use crate::query::Summary;
+
 /// Bytes of one sample in a write-ahead record: series id u32, timestamp i64, value bits u64.
 const WAL_SAMPLE_BYTES: usize = 20;
 
@@ -98,6 +100,81 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<(Vec<i64>, Vec<f64>), CodecError> {
     Ok((timestamps, values))
 }
 
+/// Compresses rollup summaries (bucket-ordered) into a block: their count, then one
+/// length-prefixed pco stream per field (bucket, min, max, sum, count, last timestamp,
+/// last), so a window's 5-minute or hourly rollups take one row and a few bytes a bucket.
+pub(crate) fn encode_summaries(summaries: &[(i64, Summary)]) -> Vec<u8> {
+    let config = ChunkConfig::default();
+    let ints = |f: &dyn Fn(&(i64, Summary)) -> i64| -> Vec<u8> {
+        let column: Vec<i64> = summaries.iter().map(f).collect();
+        simple_compress(&column, &config).expect("pco compresses i64 with the default config")
+    };
+    let reals = |f: &dyn Fn(&(i64, Summary)) -> f64| -> Vec<u8> {
+        let column: Vec<f64> = summaries.iter().map(f).collect();
+        simple_compress(&column, &config).expect("pco compresses f64 with the default config")
+    };
+    let streams = [
+        ints(&|s| s.0),
+        reals(&|s| s.1.min),
+        reals(&|s| s.1.max),
+        reals(&|s| s.1.sum),
+        ints(&|s| s.1.count as i64),
+        ints(&|s| s.1.last_ts),
+        reals(&|s| s.1.last),
+    ];
+    let mut out = Vec::with_capacity(4 + streams.iter().map(|s| s.len() + 4).sum::<usize>());
+    out.extend_from_slice(&(summaries.len() as u32).to_le_bytes());
+    for stream in streams {
+        out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+        out.extend_from_slice(&stream);
+    }
+    out
+}
+
+/// The summaries of a block [`encode_summaries`] made; an error when it is corrupt.
+pub(crate) fn decode_summaries(bytes: &[u8]) -> Result<Vec<(i64, Summary)>, CodecError> {
+    let corrupt = |e: &dyn std::fmt::Display| CodecError::Chunk(format!("rollup block: {e}"));
+    let mut rest = bytes;
+    let mut take = |n: usize| -> Result<&[u8], CodecError> {
+        if rest.len() < n {
+            return Err(corrupt(&"cut short"));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let word = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize;
+    let count = word(take(4)?);
+    let mut streams = Vec::with_capacity(7);
+    for _ in 0..7 {
+        let len = word(take(4)?);
+        streams.push(take(len)?);
+    }
+    let ints = |b: &[u8]| simple_decompress::<i64>(b).map_err(|e| corrupt(&e));
+    let reals = |b: &[u8]| simple_decompress::<f64>(b).map_err(|e| corrupt(&e));
+    let (buckets, mins, maxs, sums) = (ints(streams[0])?, reals(streams[1])?, reals(streams[2])?, reals(streams[3])?);
+    let (counts, last_ts, lasts) = (ints(streams[4])?, ints(streams[5])?, reals(streams[6])?);
+    if [buckets.len(), mins.len(), maxs.len(), sums.len(), counts.len(), last_ts.len(), lasts.len()]
+        .iter()
+        .any(|len| *len != count)
+    {
+        return Err(corrupt(&"fields of different lengths"));
+    }
+    Ok((0..count)
+        .map(|i| {
+            let summary = Summary {
+                min: mins[i],
+                max: maxs[i],
+                sum: sums[i],
+                count: counts[i] as u64,
+                last_ts: last_ts[i],
+                last: lasts[i],
+            };
+            (buckets[i], summary)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +204,31 @@ mod tests {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&vs), bits(&values));
         assert!(chunk.len() < 720 * 2, "{} bytes for 720 samples", chunk.len());
+    }
+
+    #[test]
+    fn rollup_blocks_round_trip_bit_for_bit() {
+        let summaries: Vec<(i64, Summary)> = (0..24)
+            .map(|i| {
+                let mut s = Summary::of(i * 300_000 + 10, i as f64 * 0.5);
+                s.merge(&Summary::of(i * 300_000 + 20, if i == 3 { f64::NAN } else { -(i as f64) }));
+                (i * 300_000, s)
+            })
+            .collect();
+        let back = decode_summaries(&encode_summaries(&summaries)).unwrap();
+        let bits = |v: &[(i64, Summary)]| {
+            v.iter()
+                .map(|(b, s)| {
+                    (*b, s.min.to_bits(), s.max.to_bits(), s.sum.to_bits(), s.count, s.last_ts, s.last.to_bits())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&back), bits(&summaries));
+        assert!(decode_summaries(&encode_summaries(&[])).unwrap().is_empty());
+        let block = encode_summaries(&summaries);
+        for cut in [0, 3, 9, block.len() - 1] {
+            assert!(decode_summaries(&block[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

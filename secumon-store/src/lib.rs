@@ -20,6 +20,7 @@
 
 mod audit;
 pub mod backup;
+mod blocks;
 mod chunked;
 pub mod codec;
 mod findings_import;

@@ -1,15 +1,18 @@
 //! The PostgreSQL backend, for production: the same [`Store`] as the embedded one.
 //!
-//! Samples are rows of a table range-partitioned by day (partitions are made as data
-//! arrives and dropped whole when the longest raw retention of any tenant passes; tenants
-//! that keep theirs shorter have their rows deleted, in slices), written with `UNNEST` arrays, one
-//! statement per batch. The rollup job folds rows written since its last run into the
-//! 5-minute and 1-hour tiers, each timestamp once (its last write): a bucket where a
-//! timestamp was written again after being folded is summarized again from its rows.
+//! Samples land as rows in the `samples` head table (range-partitioned by day), written
+//! with `UNNEST` arrays, one statement per group of batches; compaction (compaction.rs)
+//! moves the head's closed windows into pco blocks per series per two-hour window, with the
+//! window's 5-minute and hourly rollups as blocks too; queries merge blocks, rollups and the
+//! head through the logic both backends share (blocks.rs). Partitions of the head and of the
+//! blocks are dropped whole when the longest raw retention of any tenant passes; tenants
+//! that keep theirs shorter have their rows deleted, in slices.
 //! Agents' batches are group-committed (group.rs): those that queue while a transaction
 //! commits share the next one, on a few lanes of the pool at once (see `commit_group`). Request paths run as the `secumon_tenant` role with the caller's tenant
 //! set, so row-level security stands behind every tenant filter.
 //! TimescaleDB is not used: this backend needs only stock PostgreSQL (≥ 13).
+
+mod compaction;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -23,12 +26,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::audit::{AuditRow, entry_from_row};
+use crate::blocks::{BLOCK_WINDOW_MS, StoredWindow, answer, settle, window_of};
+use crate::codec::{decode_chunk, decode_summaries};
 use crate::findings_import::{PriorState, assets, open_samples, open_values, summary, unique_findings};
 use crate::group::GroupCommit;
-use crate::head::sort_last_write_wins;
 use crate::ingest::{SeriesBudget, SeriesCache, Unresolved, refuse_future_samples};
 use crate::logs::{LogCursor, LogEntry, LogOrder, LogScan};
-use crate::query::{Point, RangeQuery, SeriesPoints, Summary, aggregate, aggregate_summaries, bucket_of};
+use crate::query::{Point, RangeQuery, SeriesPoints, Summary, bucket_of};
 use crate::records::{
     self, CheckRow, CheckRunsRow, FindingEvent, FindingRow, admitted_severities, critical_finding_events,
     finding_from_row, latest_check, status_text,
@@ -40,6 +44,7 @@ use crate::{
     MaintenanceReport, MaintenanceTask, ONE_HOUR_MS, RecordSwap, Store, StoreError, StoreOptions, StoredRecord, Tier,
     TierRetention, WriteOutcome,
 };
+use compaction::{WindowKey, read_windows};
 
 /// Stores a document, replacing any under its `(tenant, kind, id)`.
 const UPSERT_RECORD: &str = "INSERT INTO records (tenant_id, kind, id, body, updated_ms) VALUES ($1, $2, $3, $4, $5) \
@@ -64,8 +69,12 @@ const GROUP_LANES: usize = 4;
 const FAST_GROUP_PATH: bool = true;
 /// Connections to the database.
 const POOL_CONNECTIONS: u32 = 8;
-/// How often the background task rolls up and applies retention.
+/// How often the background task compacts and applies retention.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// Background passes compact the head this often: each compaction adds a block per series
+/// per window (merged when the window closes), so ten minutes make a dozen blocks of ~60
+/// samples a window at a 10 s interval, while the head holds ten minutes of rows.
+const COMPACT_EVERY: u32 = 10;
 /// Rows deleted per retention statement, so other writers interleave.
 const EXPIRE_SLICE: i64 = 10_000;
 /// Retention passes between full sweeps of a tenant group's older data (in between, a pass
@@ -85,10 +94,8 @@ pub struct PgStore {
     /// database may each let a batch through at the edge, so a tenant may pass the limit
     /// by a few batches' worth.
     series_budget: SeriesBudget,
-    /// Days whose sample partition is known to exist.
-    partitions: Mutex<HashSet<i64>>,
-    /// Write sequence numbers of batches not yet committed: the rollup job stops below them.
-    in_flight: Mutex<BTreeSet<i64>>,
+    /// Partitions (parent table, day) known to exist.
+    partitions: Mutex<HashSet<(&'static str, i64)>>,
     /// Agents' batches queued for the next group transaction (see group.rs).
     group: GroupCommit<Queued, Result<WriteOutcome, StoreError>>,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -102,15 +109,6 @@ pub struct PgStore {
     swept: Mutex<(HashMap<SweepKey, i64>, u64)>,
     /// `postgres://host:port/database`, without credentials.
     location: String,
-}
-
-/// Removes a batch's write sequence from the in-flight set however the batch ends.
-struct InFlight<'a>(&'a Mutex<BTreeSet<i64>>, i64);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
-    }
 }
 
 impl PgStore {
@@ -153,7 +151,6 @@ impl PgStore {
             series_ids: SeriesCache::default(),
             series_budget,
             partitions: Mutex::new(HashSet::new()),
-            in_flight: Mutex::new(BTreeSet::new()),
             group: GroupCommit::with_lanes(max_group_batches, GROUP_LANES),
             background: Mutex::new(None),
             health: MaintenanceCounters::default(),
@@ -163,15 +160,18 @@ impl PgStore {
             location,
         });
         store.load_retentions().await?;
+        store.upgrade_layout().await?;
         if background {
             let weak = std::sync::Arc::downgrade(&store);
             let task = tokio::spawn(async move {
                 // Counted (`maintenance_health`); logged once per episode, then every 10 passes.
                 let mut failed_in_a_row = 0u64;
+                let mut passes = 0u32;
                 loop {
                     tokio::time::sleep(MAINTENANCE_EVERY).await;
                     let Some(store) = weak.upgrade() else { return };
-                    match store.maintain(now_ms()).await {
+                    passes = passes.wrapping_add(1);
+                    match store.maintenance_pass(now_ms(), passes.is_multiple_of(COMPACT_EVERY)).await {
                         Ok(_) if failed_in_a_row > 0 => {
                             failed_in_a_row = 0;
                             tracing::info!("postgres store maintenance works again");
@@ -202,16 +202,21 @@ impl PgStore {
         Ok(tx)
     }
 
-    /// Creates the day partitions that `timestamps` fall in, outside any batch transaction.
-    async fn ensure_partitions(&self, timestamps: impl Iterator<Item = i64>) -> Result<(), StoreError> {
+    /// Creates the day partitions of `parent` (`samples`, the head, or `blocks`) that
+    /// `timestamps` fall in, outside any batch transaction.
+    async fn ensure_partitions(
+        &self,
+        parent: &'static str,
+        timestamps: impl Iterator<Item = i64>,
+    ) -> Result<(), StoreError> {
         let days: BTreeSet<i64> = timestamps.map(|ts| ts.div_euclid(DAY_MS)).collect();
         let missing: Vec<i64> = {
             let known = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
-            days.into_iter().filter(|d| !known.contains(d)).collect()
+            days.into_iter().filter(|d| !known.contains(&(parent, *d))).collect()
         };
         for day in missing {
             let create = format!(
-                "CREATE TABLE IF NOT EXISTS \"samples_d{day}\" PARTITION OF samples FOR VALUES FROM ({}) TO ({})",
+                "CREATE TABLE IF NOT EXISTS \"{parent}_d{day}\" PARTITION OF {parent} FOR VALUES FROM ({}) TO ({})",
                 day * DAY_MS,
                 (day + 1) * DAY_MS
             );
@@ -225,9 +230,28 @@ impl PgStore {
                     return Err(error.into());
                 }
             }
-            self.partitions.lock().unwrap_or_else(|p| p.into_inner()).insert(day);
+            self.partitions.lock().unwrap_or_else(|p| p.into_inner()).insert((parent, day));
         }
         Ok(())
+    }
+
+    /// The days `parent`'s partitions cover, in order.
+    async fn partition_days(&self, parent: &str) -> Result<Vec<i64>, StoreError> {
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = $1 AND p.relnamespace = current_schema()::regnamespace",
+        )
+        .bind(parent)
+        .fetch_all(&self.pool)
+        .await?;
+        let prefix = format!("{parent}_d");
+        let mut days: Vec<i64> = partitions
+            .iter()
+            .filter_map(|name| name.strip_prefix(prefix.as_str()).and_then(|d| d.parse::<i64>().ok()))
+            .collect();
+        days.sort_unstable();
+        Ok(days)
     }
 
     /// Inserts samples in the caller's transaction under a fresh write sequence.
@@ -236,13 +260,11 @@ impl PgStore {
         conn: &mut PgConnection,
         ids: &[i64],
         samples: &[Cow<'_, Sample>],
-    ) -> Result<Option<InFlight<'_>>, StoreError> {
+    ) -> Result<(), StoreError> {
         if samples.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let write_seq: i64 = sqlx::query_scalar("SELECT nextval('sample_writes')").fetch_one(&mut *conn).await?;
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(write_seq);
-        let guard = InFlight(&self.in_flight, write_seq);
         // One row per series and timestamp, the batch's last: rows of one batch share a write
         // sequence, which could not tell which of two came last.
         let mut last_of_each: HashMap<(i64, i64), usize> = HashMap::with_capacity(samples.len());
@@ -264,86 +286,31 @@ impl PgStore {
         .bind(write_seq)
         .execute(&mut *conn)
         .await?;
-        Ok(Some(guard))
+        Ok(())
     }
 
-    /// Folds samples written since the last run into the rollup tiers; returns how many.
-    async fn roll_up(&self) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done: i64 = sqlx::query_scalar("SELECT rolled_up FROM rollup_state WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-        // Before its first `nextval` a sequence shows its start value as `last_value`, not yet handed out.
-        let allocated: i64 =
-            sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM sample_writes")
-                .fetch_one(&mut *tx)
-                .await?;
-        let first_in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).first().copied();
-        let upto = first_in_flight.map_or(allocated, |seq| seq - 1);
-        if upto <= done {
-            return Ok(0);
+    /// One maintenance pass: compaction (when `compact`) and retention, in the one process of
+    /// those sharing the database that holds the maintenance lock; the others skip it.
+    async fn maintenance_pass(&self, now_ms: i64, compact: bool) -> Result<MaintenanceReport, StoreError> {
+        // One process of those sharing the database at a time; the others skip the pass.
+        let mut lock = self.pool.begin().await?;
+        let ours: bool = sqlx::query_scalar(compaction::TRY_MAINTENANCE_LOCK).fetch_one(&mut *lock).await?;
+        if !ours {
+            return Ok(MaintenanceReport::default());
         }
-        let samples: i64 = sqlx::query_scalar("SELECT count(*) FROM samples WHERE write_seq > $1 AND write_seq <= $2")
-            .bind(done)
-            .bind(upto)
-            .fetch_one(&mut *tx)
-            .await?;
-        // Timestamps written again whose earlier value the rollups already hold: their
-        // buckets are summarized again from every row, not added to.
-        sqlx::query(
-            "CREATE TEMP TABLE rollup_rewrites ON COMMIT DROP AS \
-             SELECT DISTINCT f.series_id, f.ts FROM samples f WHERE f.write_seq > $1 AND f.write_seq <= $2 \
-             AND EXISTS (SELECT 1 FROM samples o WHERE o.series_id = f.series_id AND o.ts = f.ts AND o.write_seq <= $1)",
-        )
-        .bind(done)
-        .bind(upto)
-        .execute(&mut *tx)
-        .await?;
-        // A bucket's summary from its rows `latest` (one per timestamp, the last written).
-        let summary = "min(value) FILTER (WHERE value <> 'NaN'), max(value) FILTER (WHERE value <> 'NaN'), \
-             coalesce(sum(value) FILTER (WHERE value <> 'NaN'), 0), count(*) FILTER (WHERE value <> 'NaN'), \
-             max(ts), (array_agg(value ORDER BY ts DESC))[1]";
-        let bucket = "ts - ((ts % $3) + $3) % $3";
-        for (table, resolution) in [("rollup_5m", FIVE_MINUTES_MS), ("rollup_1h", ONE_HOUR_MS)] {
-            sqlx::query(&format!(
-                "WITH rewritten AS (SELECT DISTINCT series_id, {bucket} AS bucket FROM rollup_rewrites), \
-                 latest AS (SELECT DISTINCT ON (s.series_id, s.ts) s.series_id, r.bucket, s.ts, s.value \
-                   FROM rewritten r JOIN samples s ON s.series_id = r.series_id \
-                   AND s.ts >= r.bucket AND s.ts < r.bucket + $3 AND s.write_seq <= $2 \
-                   ORDER BY s.series_id, s.ts, s.write_seq DESC) \
-                 INSERT INTO {table} (series_id, bucket, min, max, sum, count, last_ts, last) \
-                 SELECT series_id, bucket, {summary} FROM latest GROUP BY 1, 2 \
-                 ON CONFLICT (series_id, bucket) DO UPDATE SET min = excluded.min, max = excluded.max, \
-                   sum = excluded.sum, count = excluded.count, last_ts = excluded.last_ts, last = excluded.last"
-            ))
-            .bind(done)
-            .bind(upto)
-            .bind(resolution)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(&format!(
-                "WITH latest AS (SELECT DISTINCT ON (series_id, ts) series_id, {bucket} AS bucket, ts, value \
-                   FROM samples WHERE write_seq > $1 AND write_seq <= $2 ORDER BY series_id, ts, write_seq DESC) \
-                 INSERT INTO {table} AS r (series_id, bucket, min, max, sum, count, last_ts, last) \
-                 SELECT series_id, bucket, {summary} FROM latest l \
-                 WHERE NOT EXISTS (SELECT 1 FROM rollup_rewrites w \
-                   WHERE w.series_id = l.series_id AND w.ts - ((w.ts % $3) + $3) % $3 = l.bucket) \
-                 GROUP BY 1, 2 \
-                 ON CONFLICT (series_id, bucket) DO UPDATE SET \
-                   min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max), \
-                   sum = r.sum + excluded.sum, count = r.count + excluded.count, \
-                   last = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last ELSE r.last END, \
-                   last_ts = GREATEST(r.last_ts, excluded.last_ts)"
-            ))
-            .bind(done)
-            .bind(upto)
-            .bind(resolution)
-            .execute(&mut *tx)
-            .await?;
+        let compaction = async {
+            if !compact {
+                return Ok((0, 0));
+            }
+            Ok((self.compact(now_ms).await?, self.merge_closed(now_ms).await?))
         }
-        sqlx::query("UPDATE rollup_state SET rolled_up = $1 WHERE id = 1").bind(upto).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(samples as u64)
+        .await;
+        self.health.record(MaintenanceTask::Compaction, &compaction);
+        let (compacted_samples, merged_chunks) = compaction?;
+        let expired = self.expire(now_ms).await;
+        self.health.record(MaintenanceTask::Retention, &expired);
+        lock.rollback().await?;
+        Ok(MaintenanceReport { compacted_samples, merged_chunks, expired_rows: expired? })
     }
 
     /// Reads every tenant's own retention policy from the records.
@@ -376,9 +343,10 @@ impl PgStore {
         }
     }
 
-    /// Drops sample partitions past the longest raw retention of any tenant, deletes the
-    /// rows of tenants with shorter ones (partition by partition, only partitions that
-    /// aged past the group's horizon since the last pass) and expired rows elsewhere.
+    /// Drops head and block partitions past the longest raw retention of any tenant, deletes
+    /// the rows of tenants with shorter ones (partition by partition, only partitions that
+    /// aged past the group's horizon since the last pass), expired rollup blocks and expired
+    /// rows elsewhere.
     async fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
         // Other server processes may have changed a policy: the records are the truth.
         self.load_retentions().await?;
@@ -396,70 +364,70 @@ impl PgStore {
             Owners::Tenant(_) => "tenant_id = $3",
             Owners::AllBut(_) => "tenant_id <> ALL($3)",
         };
-        let partitions: Vec<String> = sqlx::query_scalar(
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-             JOIN pg_class p ON p.oid = i.inhparent \
-             WHERE p.relname = 'samples' AND p.relnamespace = current_schema()::regnamespace",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut days: Vec<i64> = partitions
-            .iter()
-            .filter_map(|name| name.strip_prefix("samples_d").and_then(|d| d.parse::<i64>().ok()))
-            .collect();
-        days.sort_unstable();
         let mut expired = 0;
         for (tier, plan) in &plans {
             if *tier != SampleTier::Raw {
                 continue;
             }
-            let mut kept = Vec::with_capacity(days.len());
-            for day in days {
-                if (day + 1) * DAY_MS > now_ms - plan.longest_ms {
-                    kept.push(day);
-                    continue;
+            // Where each tenant group's last pass stopped (the same for head and blocks).
+            let froms: Vec<i64> = plan
+                .groups
+                .iter()
+                .map(|(owners, keep_ms)| swept.remove(&(*tier, owners.clone(), *keep_ms)).unwrap_or(i64::MIN))
+                .collect();
+            // The head (compaction has moved what is older than a few hours) and the blocks,
+            // by the newest sample a row holds.
+            for (parent, newest) in [("samples", "ts"), ("blocks", "max_ts")] {
+                let mut kept = Vec::new();
+                for day in self.partition_days(parent).await? {
+                    if (day + 1) * DAY_MS > now_ms - plan.longest_ms {
+                        kept.push(day);
+                        continue;
+                    }
+                    let name = format!("{parent}_d{day}");
+                    expired += sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{name}\""))
+                        .fetch_one(&self.pool)
+                        .await? as u64;
+                    sqlx::query(&format!("DROP TABLE \"{name}\"")).execute(&self.pool).await?;
+                    self.partitions.lock().unwrap_or_else(|p| p.into_inner()).remove(&(parent, day));
                 }
-                let name = format!("samples_d{day}");
-                expired += sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{name}\""))
-                    .fetch_one(&self.pool)
-                    .await? as u64;
-                sqlx::query(&format!("DROP TABLE \"{name}\"")).execute(&self.pool).await?;
-                self.partitions.lock().unwrap_or_else(|p| p.into_inner()).remove(&day);
+                for ((owners, keep_ms), from) in plan.groups.iter().zip(&froms) {
+                    let cutoff = now_ms - keep_ms;
+                    for day in kept.iter().filter(|day| **day * DAY_MS < cutoff && (**day + 1) * DAY_MS > *from) {
+                        let name = format!("{parent}_d{day}");
+                        let delete = format!(
+                            "DELETE FROM \"{name}\" WHERE ctid IN (SELECT ctid FROM \"{name}\" WHERE {newest} < $1 \
+                             AND series_id IN (SELECT id FROM series WHERE {}) LIMIT $2)",
+                            owned(owners)
+                        );
+                        expired += self.delete_sliced(&delete, cutoff, Some(owners)).await?;
+                    }
+                }
             }
             for (owners, keep_ms) in &plan.groups {
-                let key = (*tier, owners.clone(), *keep_ms);
-                let cutoff = now_ms - keep_ms;
-                let from = swept.remove(&key).unwrap_or(i64::MIN);
-                for day in kept.iter().filter(|day| **day * DAY_MS < cutoff && (**day + 1) * DAY_MS > from) {
-                    let name = format!("samples_d{day}");
-                    let delete = format!(
-                        "DELETE FROM \"{name}\" WHERE ctid IN (SELECT ctid FROM \"{name}\" WHERE ts < $1 \
-                         AND series_id IN (SELECT id FROM series WHERE {}) LIMIT $2)",
-                        owned(owners)
-                    );
-                    expired += self.delete_sliced(&delete, cutoff, Some(owners)).await?;
-                }
-                next_swept.insert(key, cutoff);
+                next_swept.insert((*tier, owners.clone(), *keep_ms), now_ms - keep_ms);
             }
-            days = kept;
         }
+        // Rollup blocks go once the last bucket of their window is past the horizon.
+        let window = crate::blocks::BLOCK_WINDOW_MS;
         for (tier, plan) in &plans {
             let table = match tier {
                 SampleTier::Raw => continue,
-                SampleTier::FiveMinutes => "rollup_5m",
-                SampleTier::OneHour => "rollup_1h",
+                SampleTier::FiveMinutes => "rollup_5m_blocks",
+                SampleTier::OneHour => "rollup_1h_blocks",
             };
-            let delete =
-                format!("DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE bucket < $1 LIMIT $2)");
+            let delete = format!(
+                "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE window_start <= $1 - {window} LIMIT $2)"
+            );
             expired += self.delete_sliced(&delete, now_ms.saturating_sub(plan.longest_ms), None).await?;
             for (owners, keep_ms) in &plan.groups {
                 let key = (*tier, owners.clone(), *keep_ms);
                 let cutoff = now_ms - keep_ms;
                 // By the age index from where the last pass stopped: a group's older rows are gone.
-                let from = swept.remove(&key).unwrap_or(i64::MIN);
+                let from = swept.remove(&key).unwrap_or(i64::MIN).saturating_sub(window);
                 let delete = format!(
-                    "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE bucket >= {from} \
-                     AND bucket < $1 AND series_id IN (SELECT id FROM series WHERE {}) LIMIT $2)",
+                    "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE window_start > {from} \
+                     AND window_start <= $1 - {window} AND series_id IN (SELECT id FROM series WHERE {}) LIMIT $2)",
                     owned(owners)
                 );
                 expired += self.delete_sliced(&delete, cutoff, Some(owners)).await?;
@@ -494,19 +462,22 @@ impl PgStore {
         }
         let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
         let labels: Vec<String> = keys.iter().map(|k| serde_json::to_string(&k.labels)).collect::<Result<_, _>>()?;
+        // The host label in a column of its own: a host's series are found by an index.
+        let hosts: Vec<Option<&str>> = keys.iter().map(|k| k.labels.get("host").map(String::as_str)).collect();
         // One statement that inserts new series and returns every id: a join against
         // `series` would be planned from stale statistics while the table grows fast.
         // Sorted inserts: concurrent batches creating the same series cannot deadlock.
         // `xmax = 0`: the row is new (an updated one carries this transaction's id).
         let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
-            "INSERT INTO series (tenant_id, name, labels) \
-             SELECT $1, n, l FROM UNNEST($2::text[], $3::text[]) AS u(n, l) ORDER BY n, l \
+            "INSERT INTO series (tenant_id, name, labels, host) \
+             SELECT $1, n, l, h FROM UNNEST($2::text[], $3::text[], $4::text[]) AS u(n, l, h) ORDER BY n, l \
              ON CONFLICT (tenant_id, name, labels) DO UPDATE SET name = excluded.name \
              RETURNING name, labels, id, (xmax = 0)",
         )
         .bind(tenant)
         .bind(&names)
         .bind(&labels)
+        .bind(&hosts)
         .fetch_all(&mut *conn)
         .await?;
         let created = rows.iter().filter(|row| row.3).count() as u64;
@@ -547,13 +518,11 @@ struct Queued {
 }
 
 /// What one batch left in a group's transaction.
-enum Written<'a> {
+enum Written {
     Duplicate,
     /// Refused before it wrote anything (its tenant, the series limit).
     Refused(StoreError),
     Committed {
-        /// Keeps the rollup job below the batch's samples until the group commits.
-        in_flight: Option<InFlight<'a>>,
         learned: Vec<(SeriesKey, i64)>,
         created: u64,
     },
@@ -581,7 +550,9 @@ impl PgStore {
         // Partitions are made outside the transaction (DDL would hold a lock on `samples`
         // until the group commits); a batch whose partition cannot be made fails alone.
         for (queued, result) in group.iter().zip(results.iter_mut()) {
-            if let Err(error) = self.ensure_partitions(queued.batch.metric_samples().map(|s| s.timestamp_ms)).await {
+            if let Err(error) =
+                self.ensure_partitions("samples", queued.batch.metric_samples().map(|s| s.timestamp_ms)).await
+            {
                 *result = Some(Err(error));
             }
         }
@@ -737,7 +708,6 @@ impl PgStore {
         for position in (0..prepared.len()).filter(|&p| outcomes[p].is_none()) {
             tenants.entry(batch_at(position).tenant.as_str()).or_default().push(position);
         }
-        let mut in_flight = Vec::new();
         let now = now_ms();
         for (tenant, positions) in &tenants {
             sqlx::query("SELECT set_config('secumon.tenant', $1, true), set_config('role', 'secumon_tenant', true)")
@@ -792,13 +762,12 @@ impl PgStore {
                 ids.extend_from_slice(&prepared[position].2);
                 samples.extend(prepared[position].1.iter().cloned());
             }
-            in_flight.push(self.insert_samples(&mut tx, &ids, &samples).await?);
+            self.insert_samples(&mut tx, &ids, &samples).await?;
             for &position in positions {
                 write_extras(&mut tx, tenant, &batch_at(position).batch).await?;
             }
         }
         tx.commit().await?;
-        drop(in_flight);
         Ok(Some(
             prepared
                 .iter()
@@ -844,8 +813,7 @@ impl PgStore {
                 match done {
                     Written::Duplicate => Ok(WriteOutcome::Duplicate),
                     Written::Refused(error) => Err(error),
-                    Written::Committed { in_flight, learned, created } => {
-                        drop(in_flight);
+                    Written::Committed { learned, created } => {
                         self.series_budget.add(&queued.tenant, created);
                         self.series_ids.remember(&queued.tenant, &queued.batch, learned);
                         Ok(WriteOutcome::Committed)
@@ -859,13 +827,13 @@ impl PgStore {
     /// One batch's rows inside the group's transaction, which starts it as the owner role.
     /// It is refused, or found a duplicate, before it writes anything; an error is a
     /// failed statement, after which the transaction is aborted.
-    async fn write_one<'a>(
-        &'a self,
+    async fn write_one(
+        &self,
         tx: &mut PgConnection,
         tenant: &str,
         batch: &IngestBatch,
         group_created: &mut HashMap<String, u64>,
-    ) -> Result<Written<'a>, StoreError> {
+    ) -> Result<Written, StoreError> {
         let now = now_ms();
         let samples: Vec<Cow<'_, Sample>> = batch.metric_samples().collect();
         let mut ids = self.series_ids.lookup(tenant, batch, &samples);
@@ -980,10 +948,10 @@ impl PgStore {
         *group_created.entry(tenant.to_string()).or_default() += created;
         let learned = unresolved.apply(&resolved, &mut ids);
         let ids: Vec<i64> = ids.into_iter().map(|id| id.expect("every series resolved")).collect();
-        let in_flight = self.insert_samples(&mut *tx, &ids, &samples).await?;
+        self.insert_samples(&mut *tx, &ids, &samples).await?;
 
         write_extras(&mut *tx, tenant, batch).await?;
-        Ok(Written::Committed { in_flight, learned, created })
+        Ok(Written::Committed { learned, created })
     }
 }
 
@@ -1246,7 +1214,7 @@ impl Store for PgStore {
     /// of statements.
     async fn import_findings(&self, tenant: &str, import: &FindingsImport) -> Result<ImportSummary, StoreError> {
         let findings = unique_findings(import, self.options.max_report_findings)?;
-        self.ensure_partitions(std::iter::once(import.at_ms)).await?;
+        self.ensure_partitions("samples", std::iter::once(import.at_ms)).await?;
         let mut tx = self.tenant_tx(tenant).await?;
         sqlx::query(
             "CREATE TEMPORARY TABLE findings_import (seq BIGINT NOT NULL, asset TEXT NOT NULL, \
@@ -1344,7 +1312,7 @@ impl Store for PgStore {
             ids.extend(part_ids);
         }
         let samples: Vec<Cow<'_, Sample>> = summary.samples.iter().map(Cow::Borrowed).collect();
-        let in_flight = self.insert_samples(&mut tx, &ids, &samples).await?;
+        self.insert_samples(&mut tx, &ids, &samples).await?;
         let events = critical_finding_events(&summary)?;
         for part in events.chunks(STAGE_PER_INSERT) {
             let column =
@@ -1366,7 +1334,6 @@ impl Store for PgStore {
         }
         drop(events);
         tx.commit().await?;
-        drop(in_flight);
         Ok(summary)
     }
 
@@ -1563,16 +1530,29 @@ impl Store for PgStore {
             return Err(StoreError::InvalidQuery("end is before start".into()));
         }
         let mut tx = self.pool.begin().await?;
-        // One snapshot for the rollup watermark, the rollups and the raw rows past it.
+        // One snapshot for the head, the blocks and the rollups: a compaction commits wholly
+        // before or after it, so no sample is seen twice or missed.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
         enter_tenant(&mut tx, tenant).await?;
-        // No host index here, unlike SQLite: jsonb refuses the \u0000 that labels may hold.
-        let candidates: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, labels FROM series WHERE tenant_id = $1 AND name = $2")
-                .bind(tenant)
-                .bind(&query.selector.name)
-                .fetch_all(&mut *tx)
-                .await?;
+        // A host's series through the (tenant, name, host) index; other labels are matched
+        // here (jsonb refuses the \u0000 that labels may hold, so no index on them).
+        let candidates: Vec<(i64, String)> = match query.selector.matchers.get("host") {
+            Some(host) => {
+                sqlx::query_as("SELECT id, labels FROM series WHERE tenant_id = $1 AND name = $2 AND host = $3")
+                    .bind(tenant)
+                    .bind(&query.selector.name)
+                    .bind(host)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT id, labels FROM series WHERE tenant_id = $1 AND name = $2")
+                    .bind(tenant)
+                    .bind(&query.selector.name)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
         let mut matched: HashMap<i64, SeriesKey> = HashMap::new();
         for (id, labels) in candidates {
             let series = SeriesKey::new(query.selector.name.clone(), serde_json::from_str::<Labels>(&labels)?);
@@ -1582,68 +1562,78 @@ impl Store for PgStore {
         }
         let ids: Vec<i64> = matched.keys().copied().collect();
         let tier = Tier::for_query(query, now_ms(), &self.retentions.of(tenant));
-        let rolled_up: i64 = match tier {
-            Tier::Raw => 0,
-            _ => sqlx::query_scalar("SELECT rolled_up FROM rollup_state WHERE id = 1").fetch_one(&mut *tx).await?,
+        let (first_window, last_window) = (window_of(query.start_ms), window_of(query.end_ms));
+        // Head samples in the order written. For a rollup tier, every head sample of the
+        // windows the range touches: a window with head samples is settled here as compaction
+        // would settle it, so a timestamp sent again is never counted twice.
+        let (head_from, head_to) = match tier {
+            Tier::Raw => (query.start_ms, query.end_ms),
+            _ => (first_window, last_window.saturating_add(BLOCK_WINDOW_MS - 1)),
         };
-        let raw: Vec<(i64, i64, f64)> = sqlx::query_as(
+        let head: Vec<(i64, i64, f64)> = sqlx::query_as(
             "SELECT series_id, ts, value FROM samples WHERE series_id = ANY($1) AND ts BETWEEN $2 AND $3 \
-             AND write_seq > $4 ORDER BY series_id, ts, write_seq",
+             ORDER BY series_id, write_seq",
         )
         .bind(&ids)
-        .bind(query.start_ms)
-        .bind(query.end_ms)
-        .bind(rolled_up)
+        .bind(head_from)
+        .bind(head_to)
         .fetch_all(&mut *tx)
         .await?;
-        let mut raw_by_series: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
-        for (id, ts, value) in raw {
-            raw_by_series.entry(id).or_default().push((ts, value));
-        }
-        let mut rollups: HashMap<i64, Vec<(i64, Summary)>> = HashMap::new();
-        if tier != Tier::Raw {
-            let (table, resolution) =
-                if tier == Tier::FiveMinutes { ("rollup_5m", FIVE_MINUTES_MS) } else { ("rollup_1h", ONE_HOUR_MS) };
-            let rows: Vec<(i64, i64, Option<f64>, Option<f64>, f64, i64, i64, f64)> = sqlx::query_as(&format!(
-                "SELECT series_id, bucket, min, max, sum, count, last_ts, last FROM {table} \
-                 WHERE series_id = ANY($1) AND bucket BETWEEN $2 AND $3 ORDER BY series_id, bucket"
-            ))
+        let mut work = QueryWork::default();
+        if tier == Tier::Raw {
+            let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT series_id, data FROM blocks WHERE series_id = ANY($1) AND window_start BETWEEN $2 AND $3 \
+                 AND max_ts >= $4 AND min_ts <= $5",
+            )
             .bind(&ids)
-            .bind(bucket_of(query.start_ms, 0, resolution))
+            .bind(first_window)
+            .bind(last_window)
+            .bind(query.start_ms)
             .bind(query.end_ms)
             .fetch_all(&mut *tx)
             .await?;
-            for (id, bucket, min, max, sum, count, last_ts, last) in rows {
-                let summary = Summary {
-                    min: min.unwrap_or(f64::NAN),
-                    max: max.unwrap_or(f64::NAN),
-                    sum,
-                    count: count as u64,
-                    last_ts,
-                    last,
-                };
-                rollups.entry(id).or_default().push((bucket.max(query.start_ms), summary));
+            work.blocks = blocks;
+            for (id, ts, value) in head {
+                work.head.entry(id).or_default().push((ts, value));
             }
+        } else {
+            let table = if tier == Tier::FiveMinutes { "rollup_5m_blocks" } else { "rollup_1h_blocks" };
+            for (id, ts, value) in head {
+                work.unsettled.entry((id, window_of(ts))).or_default().push((ts, value));
+            }
+            work.stored = read_windows(&mut tx, &work.unsettled).await?;
+            work.rollups = sqlx::query_as(&format!(
+                "SELECT series_id, window_start, data FROM {table} WHERE series_id = ANY($1) \
+                 AND window_start BETWEEN $2 AND $3"
+            ))
+            .bind(&ids)
+            .bind(first_window)
+            .bind(last_window)
+            .fetch_all(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
+        // Decoding dominates big queries: split the series over the cores.
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, ids.len().max(1));
+        let mut shares: Vec<(Vec<i64>, QueryWork)> = (0..parts).map(|_| Default::default()).collect();
+        let part_of = |id: i64| id.rem_euclid(parts as i64) as usize;
+        for id in &ids {
+            shares[part_of(*id)].0.push(*id);
+        }
+        work.split_into(&mut shares, part_of);
+        let tasks: Vec<_> = shares
+            .into_iter()
+            .map(|(ids, work)| {
+                let query = query.clone();
+                tokio::task::spawn_blocking(move || work.answer(&ids, &query, tier))
+            })
+            .collect();
         let mut answer = Vec::new();
-        for (id, series) in matched {
-            let mut raw = raw_by_series.remove(&id).unwrap_or_default();
-            sort_last_write_wins(&mut raw);
-            let points = if tier == Tier::Raw {
-                let raw: Vec<Point> =
-                    raw.into_iter().map(|(timestamp_ms, value)| Point { timestamp_ms, value }).collect();
-                aggregate(&raw, query.start_ms, query.step_ms, query.aggregation)
-            } else {
-                let summaries = rollups
-                    .remove(&id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .chain(raw.into_iter().map(|(ts, v)| (ts, Summary::of(ts, v))));
-                aggregate_summaries(summaries, query.start_ms, query.step_ms, query.aggregation)
-            };
-            if !points.is_empty() {
-                answer.push(SeriesPoints { series, points });
+        for task in tasks {
+            for (id, points) in task.await?? {
+                if let Some(series) = matched.remove(&id) {
+                    answer.push(SeriesPoints { series, points });
+                }
             }
         }
         answer.sort_by(|a, b| a.series.cmp(&b.series));
@@ -1651,12 +1641,7 @@ impl Store for PgStore {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, StoreError> {
-        let rolled_up = self.roll_up().await;
-        self.health.record(MaintenanceTask::Compaction, &rolled_up);
-        let compacted_samples = rolled_up?;
-        let expired = self.expire(now_ms).await;
-        self.health.record(MaintenanceTask::Retention, &expired);
-        Ok(MaintenanceReport { compacted_samples, merged_chunks: 0, expired_rows: expired? })
+        self.maintenance_pass(now_ms, true).await
     }
 
     fn maintenance_health(&self) -> MaintenanceHealth {
@@ -1686,6 +1671,87 @@ impl Store for PgStore {
             let _ = task.await;
         }
         self.pool.close().await;
+    }
+}
+
+/// What a range query read, before decoding: raw blocks and head samples by series (raw
+/// tier), or rollup blocks, head samples by window and those windows' stored blocks.
+#[derive(Default)]
+struct QueryWork {
+    blocks: Vec<(i64, Vec<u8>)>,
+    head: HashMap<i64, Vec<(i64, f64)>>,
+    rollups: Vec<(i64, i64, Vec<u8>)>,
+    unsettled: BTreeMap<WindowKey, Vec<(i64, f64)>>,
+    stored: HashMap<WindowKey, StoredWindow>,
+}
+
+impl QueryWork {
+    /// Hands each series' share to the part `part_of` names.
+    fn split_into(self, shares: &mut [(Vec<i64>, QueryWork)], part_of: impl Fn(i64) -> usize) {
+        for block in self.blocks {
+            shares[part_of(block.0)].1.blocks.push(block);
+        }
+        for (id, head) in self.head {
+            shares[part_of(id)].1.head.insert(id, head);
+        }
+        for rollup in self.rollups {
+            shares[part_of(rollup.0)].1.rollups.push(rollup);
+        }
+        let mut stored = self.stored;
+        for (key, head) in self.unsettled {
+            let share = &mut shares[part_of(key.0)].1;
+            if let Some(window) = stored.remove(&key) {
+                share.stored.insert(key, window);
+            }
+            share.unsettled.insert(key, head);
+        }
+    }
+
+    /// Each series' points of `ids` for `query`, from `tier`.
+    fn answer(mut self, ids: &[i64], query: &RangeQuery, tier: Tier) -> Result<Vec<(i64, Vec<Point>)>, StoreError> {
+        let mut raw: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+        for (id, data) in &self.blocks {
+            let (ts, vs) = decode_chunk(data)?;
+            raw.entry(*id).or_default().extend(ts.into_iter().zip(vs));
+        }
+        let mut summaries: HashMap<i64, Vec<(i64, Summary)>> = HashMap::new();
+        if tier != Tier::Raw {
+            let resolution = if tier == Tier::FiveMinutes { FIVE_MINUTES_MS } else { ONE_HOUR_MS };
+            let first_bucket = bucket_of(query.start_ms, 0, resolution);
+            let mut keep = |id: i64, window: Vec<(i64, Summary)>| {
+                let out = summaries.entry(id).or_default();
+                for (bucket, summary) in window {
+                    if bucket >= first_bucket && bucket <= query.end_ms {
+                        out.push((bucket.max(query.start_ms), summary));
+                    }
+                }
+            };
+            // Windows with head samples: settled as compaction will store them.
+            let settled_keys: HashSet<WindowKey> = self.unsettled.keys().copied().collect();
+            for (key, head) in std::mem::take(&mut self.unsettled) {
+                let settled = settle(&self.stored.remove(&key).unwrap_or_default(), head)?;
+                keep(key.0, if tier == Tier::FiveMinutes { settled.rollup_5m } else { settled.rollup_1h });
+            }
+            for (id, window_start, data) in &self.rollups {
+                if !settled_keys.contains(&(*id, *window_start)) {
+                    keep(*id, decode_summaries(data)?);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let points = answer(
+                raw.remove(id).unwrap_or_default(),
+                summaries.remove(id).unwrap_or_default(),
+                self.head.remove(id).unwrap_or_default(),
+                query,
+                tier,
+            );
+            if !points.is_empty() {
+                out.push((*id, points));
+            }
+        }
+        Ok(out)
     }
 }
 

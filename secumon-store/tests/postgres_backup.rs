@@ -2,7 +2,7 @@
 //! store (samples recent and rolled up, logs, events, checks, agents, findings, records,
 //! state, alert history, audit) is dumped with `pg_dump --format=custom` and restored with
 //! `pg_restore` into another fresh database; the store opened on the copy gives the same
-//! answers, and goes on from there (the batch ledger refuses resends, the rollup job picks
+//! answers, and goes on from there (the batch ledger refuses resends, compaction picks
 //! up new samples). Runs against the server of `SECUMON_TEST_PG_URL`, in databases of its
 //! own that are dropped afterwards; needs `pg_dump` and `pg_restore` on the PATH.
 
@@ -191,7 +191,7 @@ async fn a_pg_dump_restored_into_a_fresh_database_gives_the_same_answers() {
             assert_eq!(store.write_batch(tenant, &batch).await.unwrap(), WriteOutcome::Committed);
         }
     }
-    // Rolls up and expires: the 40-day-old raw partition goes, its rollups stay.
+    // Compacts and expires: the 40-day-old raw blocks go, their rollups stay.
     let report = store.maintain(now).await.unwrap();
     assert!(report.compacted_samples > 0 && report.expired_rows > 0, "{report:?}");
     let import = |findings, at_ms| FindingsImport { source: "trivy".into(), findings, full_scan: true, at_ms };
@@ -255,7 +255,7 @@ async fn a_pg_dump_restored_into_a_fresh_database_gives_the_same_answers() {
     let after = answers(&*copy, day).await;
     assert_eq!(after, before, "the restored database answers otherwise");
     // It goes on from where the dump was: resends are still refused, new batches taken and
-    // rolled up (the write sequence and the rollup watermark came along).
+    // compacted (the write sequence came along).
     let resend = batch("a1", 2, "web-1", vec![cpu("0", day - DAY_MS, 99.0)]);
     assert_eq!(copy.write_batch("acme", &resend).await.unwrap(), WriteOutcome::Duplicate);
     let next = batch("a1", 3, "web-1", vec![cpu("0", day - DAY_MS + 2 * HOUR_MS, 5.0)]);

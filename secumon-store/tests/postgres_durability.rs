@@ -1,5 +1,5 @@
 //! Durability of the PostgreSQL store (issue #19): a process writing agents' batches through
-//! group commit (with the rollup job running beside it) is killed with SIGKILL; every batch
+//! group commit (with compaction running beside it) is killed with SIGKILL; every batch
 //! it acknowledged is in the database after, once, and the ledger and the agents' counts
 //! agree with the samples. Runs against `SECUMON_TEST_PG_URL` in a schema of its own.
 
@@ -40,7 +40,7 @@ fn connect_options(url: &str, schema: &str) -> PgConnectOptions {
 }
 
 /// The child: 32 agents write concurrently forever, each printing what was acknowledged,
-/// while the rollup job runs every 100 ms (so the kill can land in it too).
+/// while compaction runs every 100 ms (so the kill can land in it too).
 #[test]
 fn pg_child_writer() {
     let (Ok(url), Ok(schema)) = (std::env::var(CHILD_URL), std::env::var(CHILD_SCHEMA)) else { return };
@@ -130,7 +130,7 @@ async fn acknowledged_batches_survive_sigkill_of_a_postgres_writer_once_each() {
     let options = StoreOptions { background: false, ..StoreOptions::default() };
     let store = PgStore::connect_with(connect_options(&url, &schema.name), options).await.unwrap();
     // The transactions the kill cut are rolled back by the server once it sees the
-    // connections gone; what is left is committed, and the rollups go on from it.
+    // connections gone; what is left is committed, and compaction goes on from it.
     store.maintain(secumon_core::now_ms()).await.unwrap();
     let query = RangeQuery {
         selector: SeriesSelector::new("crash_metric"),

@@ -1,5 +1,6 @@
 //! Both stores against a model: random batches (timestamps sent again with new values,
-//! late samples), maintenance passes (compaction, roll-up) and restarts must leave raw
+//! late samples), maintenance passes (compaction into chunks or blocks with their rollups,
+//! at several moments) and restarts must leave raw
 //! answers and both rollup tiers equal to what a plain map of "last value written at each
 //! timestamp" gives. A rollup bucket must hold each sample once, however many times its
 //! timestamp was sent. PostgreSQL at `SECUMON_TEST_PG_URL`, a schema per case.
@@ -23,8 +24,10 @@ const SLOTS: i64 = 96;
 enum Op {
     /// One batch: (slot, value) pairs, a slot possibly written before or twice.
     Write(Vec<(i64, i32)>),
-    /// A maintenance pass: compaction (SQLite), roll-up (PostgreSQL), retention.
-    Compact,
+    /// A maintenance pass (compaction and retention) as if this many hours after the first
+    /// slot: PostgreSQL compacts the two-hour windows closed by then, so passes meet the
+    /// data's windows before, while and after they close.
+    Compact(i64),
     Reopen,
 }
 
@@ -73,7 +76,7 @@ impl Backend {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => proptest::collection::vec((0..SLOTS, -50i32..50), 1..30).prop_map(Op::Write),
-        2 => Just(Op::Compact),
+        2 => (1..=4i64).prop_map(Op::Compact),
         1 => Just(Op::Reopen),
     ]
 }
@@ -104,7 +107,8 @@ impl Bases {
     /// Compaction runs as if shortly after the data arrived, while it is still raw data
     /// (retention keeps everything); queries run now, when only rollups are read.
     fn compaction_now(&self) -> i64 {
-        self.five + 3 * HOUR_MS
+        // Past the close of every window of `five`'s two hours and PostgreSQL's margin.
+        self.five + 5 * HOUR_MS
     }
 }
 
@@ -187,8 +191,8 @@ async fn run(backend: &Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 store.write_batch("default", &batch).await.unwrap();
                 model.extend(values.iter().map(|&(slot, v)| (slot, f64::from(v))));
             }
-            Op::Compact => {
-                store.maintain(bases.compaction_now()).await.unwrap();
+            Op::Compact(hours) => {
+                store.maintain(bases.five + hours * HOUR_MS).await.unwrap();
                 check(&*store, &bases, &model).await?;
             }
             Op::Reopen => {
