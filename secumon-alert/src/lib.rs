@@ -45,8 +45,8 @@ pub use engine::{
 pub use expr::{Comparison, Condition, ExprError};
 pub use group::{Grouper, Notification};
 pub use notify::{
-    ANSWER_EXCERPT_BYTES, ActionConfig, Answer, BodyFormat, ChannelConfig, DeliveryAttempt, Dispatcher, EmailAttachment,
-    EmailNotifier, Notifier, NotifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature,
+    ANSWER_EXCERPT_BYTES, ActionConfig, Answer, BodyFormat, ChannelConfig, DeliveryAttempt, Dispatcher,
+    EmailAttachment, EmailNotifier, Notifier, NotifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature,
 };
 pub use rule::{AlertSeverity, EscalationLevel, Rule, RuleFile, RuleSource, RuleSpec, SourceKind};
 pub use template::{check_template, render_template};

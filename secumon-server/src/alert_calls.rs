@@ -276,9 +276,10 @@ pub(crate) async fn serve(
                 let reply = match serde_json::from_slice::<Call>(&message.payload) {
                     Ok(call) => match run(&engine, call).await {
                         Ok(value) => Reply::Ok(value),
-                        Err(error) => {
-                            Reply::Refused { code: error.code().as_str().to_string(), message: error.message().to_string() }
-                        }
+                        Err(error) => Reply::Refused {
+                            code: error.code().as_str().to_string(),
+                            message: error.message().to_string(),
+                        },
                     },
                     Err(error) => Reply::Refused {
                         code: ErrorCode::BadRequest.as_str().to_string(),
