@@ -247,20 +247,10 @@ pub fn sections(report: &Report) -> Vec<Section> {
 
 /// `ms` (Unix ms) as `YYYY-MM-DD HH:MM` in UTC.
 pub fn utc_text(ms: i64) -> String {
-    let seconds = ms.div_euclid(1_000);
-    let days = seconds.div_euclid(86_400);
-    let of_day = seconds.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", of_day / 3_600, of_day % 3_600 / 60)
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1_000)) {
+        Ok(t) => format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
+        Err(_) => format!("{ms} ms"),
+    }
 }
 
 #[cfg(test)]

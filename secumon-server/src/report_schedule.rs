@@ -91,43 +91,32 @@ impl Every {
                 (from * DAY_MS, monday * DAY_MS, format!("week-{}", date(from)))
             }
             Every::Monthly => {
-                let (year, month, _) = civil(today);
-                let to = days_from_civil(year, month, 1);
-                let (py, pm) = if month == 1 { (year - 1, 12) } else { (year, month - 1) };
-                let from = days_from_civil(py, pm, 1);
-                (from * DAY_MS, to * DAY_MS, format!("{py:04}-{pm:02}"))
+                let first = calendar(today).replace_day(1).unwrap_or(time::Date::MIN);
+                let previous = first.previous_day().and_then(|d| d.replace_day(1).ok()).unwrap_or(first);
+                let name = format!("{:04}-{:02}", previous.year(), u8::from(previous.month()));
+                (day_number(previous) * DAY_MS, day_number(first) * DAY_MS, name)
             }
         }
     }
 }
 
-/// `(year, month, day)` of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+/// Julian day of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// The calendar date of a day count since 1970-01-01.
+fn calendar(days: i64) -> time::Date {
+    let julian = i32::try_from(days + UNIX_EPOCH_JULIAN_DAY).unwrap_or(i32::MAX);
+    time::Date::from_julian_day(julian).unwrap_or(time::Date::MAX)
 }
 
 /// Days since 1970-01-01 of a calendar date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+fn day_number(date: time::Date) -> i64 {
+    i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY
 }
 
 fn date(days: i64) -> String {
-    let (y, m, d) = civil(days);
-    format!("{y:04}-{m:02}-{d:02}")
+    let date = calendar(days);
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
 }
 
 /// Sends tenants' scheduled reports through the rules file's e-mail channels.
@@ -299,7 +288,7 @@ mod tests {
             (secumon_report::utc_text(from), secumon_report::utc_text(to), name.as_str()),
             ("2026-11-01 00:00".into(), "2026-12-01 00:00".into(), "2026-11")
         );
-        let january = days_from_civil(2027, 1, 15) * DAY_MS;
+        let january = day_number(time::Date::from_calendar_date(2027, time::Month::January, 15).unwrap()) * DAY_MS;
         assert_eq!(Every::Monthly.last_period(january).2, "2026-12");
     }
 }
