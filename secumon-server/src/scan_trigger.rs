@@ -256,8 +256,9 @@ pub(crate) async fn run(
 }
 
 impl RunRecord {
-    fn state(trigger: &ScanTrigger, slot_ms: i64, state: &'static str) -> String {
-        let record = RunRecord {
+    /// A run of `trigger`'s slot in `state`, nothing counted yet, as of now.
+    fn new(trigger: &ScanTrigger, slot_ms: i64, state: &'static str) -> Self {
+        RunRecord {
             scan: trigger.name.clone(),
             slot_ms,
             state,
@@ -267,8 +268,11 @@ impl RunRecord {
             reopened: None,
             fixed: None,
             at_ms: now_ms(),
-        };
-        serde_json::to_string(&record).unwrap_or_default()
+        }
+    }
+
+    fn state(trigger: &ScanTrigger, slot_ms: i64, state: &'static str) -> String {
+        serde_json::to_string(&Self::new(trigger, slot_ms, state)).unwrap_or_default()
     }
 }
 
@@ -282,17 +286,7 @@ async fn run_once(
     stopped: watch::Receiver<bool>,
 ) {
     let outcome = scan(trigger, slot, client, stopped).await;
-    let mut record = RunRecord {
-        scan: trigger.name.clone(),
-        slot_ms: slot,
-        state: "failed",
-        error: None,
-        findings: None,
-        new: None,
-        reopened: None,
-        fixed: None,
-        at_ms: now_ms(),
-    };
+    let mut record = RunRecord::new(trigger, slot, "failed");
     match outcome {
         Ok(text) => match import(trigger, &text, store, alerting).await {
             Ok((findings, summary)) => {
